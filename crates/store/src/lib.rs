@@ -1,1 +1,57 @@
-//! placeholder
+//! The qualification register (資格情報) behind one interface, [`Register`], with the embedded
+//! SQLite backend ([`sqlite::SqliteRegister`]). A PostgreSQL backend implements the same trait
+//! and must pass the same conformance tests (`conformance`).
+//!
+//! Architecture invariant: the register stores an opaque person reference, never a My Number;
+//! there is no column that could hold one.
+
+pub mod model;
+pub mod sqlite;
+
+pub mod conformance;
+
+use model::{ApplyOutcome, CoverageEvent, CoverageRecord, InsurerLag, RegisterCounts, TermsRecord};
+use onshi_domain::ids::{CardNumber, CardSymbol, InsurerNumber};
+use onshi_domain::Timestamp;
+
+/// A storage failure. Input problems are never errors here: they are [`ApplyOutcome::Rejected`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the register at {path} cannot be opened: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("the register's schema version {found} is newer than this program knows ({known}); upgrade onshi")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("register query failed while {doing}: {source}")]
+    Sqlite { doing: &'static str, source: rusqlite::Error },
+    #[error("the register holds a value it cannot read back ({0}); the file may be damaged")]
+    Corrupt(String),
+}
+
+/// The register's interface. Implementations are safe to share between threads; reads run
+/// concurrently, writes are serialised.
+pub trait Register: Send + Sync {
+    /// Applies events in order, in one transaction: all outcomes are committed together or,
+    /// on a storage error, none. Events already applied are skipped (idempotence).
+    fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError>;
+
+    /// Every coverage carrying these numbers (all branches, all periods).
+    fn coverages_by_card(&self, insurer: &InsurerNumber, symbol: &CardSymbol, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError>;
+
+    /// Every coverage of a person.
+    fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError>;
+
+    /// The dated terms rows of a coverage, oldest first.
+    fn terms_of(&self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError>;
+
+    /// A coverage and its terms by id.
+    fn coverage(&self, coverage_id: i64) -> Result<Option<CoverageRecord>, StoreError>;
+
+    fn insurer_lag(&self, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, StoreError>;
+
+    fn counts(&self) -> Result<RegisterCounts, StoreError>;
+
+    /// A canonical text dump of everything the register knows, by natural keys and without
+    /// registration times (which differ between two imports of the same data), sorted. Two
+    /// registers with equal dumps answer every query alike.
+    fn canonical_dump(&self) -> Result<String, StoreError>;
+}

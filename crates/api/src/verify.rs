@@ -1,0 +1,195 @@
+//! Verification by card numbers (保険証 / 資格確認書 path): request, answer, batch, errors.
+
+use serde::{Deserialize, Serialize};
+
+/// "Can this person be treated on this coverage on this date, and on what terms?"
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyNumberRequest {
+    /// 保険者番号: 8 digits, or 6 for 国保 (space- or zero-padded forms are accepted).
+    pub insurer_number: String,
+    /// 記号 (optional; full-width digits are accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// 番号.
+    pub number: String,
+    /// 枝番 (optional; without it several family members may match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// 診療日 `YYYYMMDD`; today (Japan time) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_care: Option<String>,
+    /// 限度額適用認定証関連情報の提供に口頭で同意 (OQSCD001 1). Without it no limit category is
+    /// returned.
+    #[serde(default)]
+    pub limit_consent: bool,
+}
+
+/// A code with the label staff read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeLabel {
+    pub code: String,
+    pub label: String,
+}
+
+/// A stable code with what to do about it: for reception in plain Japanese, for the vendor or
+/// operator in English.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub code: String,
+    pub reception_ja: String,
+    pub operator_en: String,
+}
+
+/// The answer to a verification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyAnswer {
+    /// QualificationValidity (OQSCD006) 1–5.
+    pub validity: CodeLabel,
+    /// Why the answer is what it is, when there is more to say than the validity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+    /// The date the answer is for, `YYYYMMDD`.
+    pub date_of_care: String,
+    /// The coverage the card's numbers identify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+    /// The coverage the same person holds on the date of care when this one has ended (振替).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_coverage: Option<Coverage>,
+    /// Changes the insurer has notified that take effect after the date of care.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
+    /// When the register last changed the data behind this answer, `YYYYMMDDHHmmss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// How late this insurer registers, so that "該当資格なし" can be read with care.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer_lag: Option<InsurerLag>,
+    /// When the center answered, `YYYYMMDDHHmmss`.
+    pub answered_at: String,
+}
+
+/// A coverage as reception needs it, with copay and limit ready for the counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub insurer_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    pub number: String,
+    pub branch: String,
+    pub card_classification: CodeLabel,
+    pub relationship: CodeLabel,
+    pub name: String,
+    pub name_kana: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insured_name: Option<String>,
+    pub sex: CodeLabel,
+    pub birth_date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_code: Option<String>,
+    pub acquired_on: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_reason: Option<CodeLabel>,
+    /// 一部負担金割合 on the date of care, in percent (30 = 3割).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copay_ratio_percent: Option<u8>,
+    /// 未就学 on the date of care.
+    pub preschool: bool,
+    /// 高齢受給者 (70–74) on the date of care.
+    pub elderly_recipient: bool,
+    /// 限度額適用認定: only with the patient's consent, and only when valid on the date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+    /// 公費 certificates valid on the date of care.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_expense: Vec<PublicExpense>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    /// OQSCD012 category and label.
+    pub category: CodeLabel,
+    /// OQSCD011 certificate classification.
+    pub classification: CodeLabel,
+    pub valid_from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<String>,
+    /// The month's outpatient cap when the total cost stays at the base (the flat part), yen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpatient_cap_base_yen: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicExpense {
+    pub payer_number: String,
+    pub recipient_number: String,
+    pub valid_from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<String>,
+}
+
+/// A change notified but not yet in effect on the date of care.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// `loss`, `terms_change` or `newer_coverage`.
+    pub kind: String,
+    /// `YYYYMMDD`.
+    pub effective_on: String,
+    /// Japanese description for reception.
+    pub description_ja: String,
+}
+
+/// An insurer's registration lag, from the events it sent: days from the event to its
+/// notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InsurerLag {
+    pub events: u64,
+    pub mean_days: f64,
+    pub max_days: u32,
+}
+
+/// Up to [`crate::BATCH_ENTRIES_MAX`] verifications in one call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchVerifyRequest {
+    pub entries: Vec<VerifyNumberRequest>,
+}
+
+/// One answer per entry, in order: either an answer or the error for that entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchVerifyResponse {
+    pub results: Vec<BatchResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<VerifyAnswer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+/// Every error the API returns: a stable code, the field at fault if any, and the actions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What was wrong, in English, with the value's problem spelled out.
+    pub detail: String,
+    pub reception_ja: String,
+    pub operator_en: String,
+}
+
+/// The body of an error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}

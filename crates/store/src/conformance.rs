@@ -1,0 +1,142 @@
+//! The behaviour every [`Register`] backend must show. Each backend's tests call [`run_all`]
+//! on a fresh, empty register.
+
+use onshi_domain::codes::{CardClassification, ReasonOfLoss, Relationship, Sex};
+use onshi_domain::copay::IncomeClass;
+use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InsurerNumber};
+use onshi_domain::{Date, Timestamp};
+
+use crate::model::*;
+use crate::Register;
+
+fn d(text: &str) -> Date {
+    Date::parse_yyyymmdd(text).expect("test date")
+}
+
+fn insurer() -> InsurerNumber {
+    InsurerNumber::parse("06130488").expect("valid")
+}
+
+fn event(id: &str, person: &str, number: &str, branch: u8, on: &str, body: EventBody) -> CoverageEvent {
+    CoverageEvent {
+        event_id: id.into(),
+        insurer: insurer(),
+        person_ref: person.into(),
+        symbol: CardSymbol::parse("12").expect("valid"),
+        number: CardNumber::parse(number).expect("valid"),
+        branch: CardBranch::new(branch).expect("valid"),
+        occurred_on: d(on),
+        notified_at: Timestamp::at_start_of(d(on).add_days(3)),
+        body,
+    }
+}
+
+fn acquire(birth: &str, income: IncomeClass) -> EventBody {
+    EventBody::Acquire {
+        holder: Holder { birth_date: d(birth), sex: Sex::Female, relationship: Relationship::Insured, card_classification: CardClassification::General },
+        details: MemberDetails { name: "試験 花子".into(), name_kana: "ｼｹﾝ ﾊﾅｺ".into(), ..MemberDetails::default() },
+        terms: Terms { income, limit: None, specific_diseases: vec![], public_expense: vec![] },
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::at_start_of(d("20261125"))
+}
+
+/// Runs every conformance check against `register`, which must start empty.
+pub fn run_all(register: &dyn Register) {
+    applies_and_reads_back(register);
+    is_idempotent_by_event_id(register);
+    refuses_contradictions_without_writing(register);
+    changes_are_dated(register);
+}
+
+fn applies_and_reads_back(register: &dyn Register) {
+    let events = [
+        event("a1", "P1", "1001", 0, "20200401", acquire("19800101", IncomeClass::General)),
+        event("a2", "P1", "1001", 0, "20261101", EventBody::Lose { reason: ReasonOfLoss::OtherInsuranceAcquired }),
+    ];
+    let outcomes = register.apply_events(&events, now()).expect("apply");
+    assert_eq!(outcomes, vec![ApplyOutcome::Applied, ApplyOutcome::Applied]);
+    let found = register
+        .coverages_by_card(&insurer(), &CardSymbol::parse("１２").unwrap(), &CardNumber::parse("1001").unwrap())
+        .expect("query");
+    assert_eq!(found.len(), 1);
+    let coverage = &found[0];
+    assert_eq!(coverage.acquired_on, d("20200401"));
+    assert_eq!(coverage.lost_on, Some(d("20261101")));
+    assert_eq!(coverage.loss_reason, Some(ReasonOfLoss::OtherInsuranceAcquired));
+    assert_eq!(coverage.holder.birth_date, d("19800101"));
+    assert_eq!(coverage.updated_at, now());
+    assert_eq!(register.coverages_of_person(coverage.person_id).expect("query").len(), 1);
+    let terms = register.terms_of(coverage.coverage_id).expect("terms");
+    assert_eq!(terms.len(), 1);
+    assert_eq!(terms[0].details.name, "試験 花子");
+    let lag = register.insurer_lag(&insurer()).expect("lag").expect("has events");
+    assert_eq!((lag.events, lag.max_days), (2, 3));
+}
+
+fn is_idempotent_by_event_id(register: &dyn Register) {
+    let before = register.canonical_dump().expect("dump");
+    let again = [event("a1", "P1", "1001", 0, "20200401", acquire("19800101", IncomeClass::General))];
+    assert_eq!(register.apply_events(&again, now()).expect("apply"), vec![ApplyOutcome::AlreadyApplied]);
+    let later = Timestamp::at_start_of(d("20261201"));
+    register.apply_events(&again, later).expect("apply");
+    assert_eq!(register.canonical_dump().expect("dump"), before);
+}
+
+fn refuses_contradictions_without_writing(register: &dyn Register) {
+    let before = register.canonical_dump().expect("dump");
+    let contradictions = [
+        // A change and a loss for numbers nobody holds.
+        event("r1", "P9", "9999", 0, "20260101", EventBody::Lose { reason: ReasonOfLoss::Death }),
+        event("r2", "P9", "9999", 0, "20260101", EventBody::Change { holder: None, details: None, terms: None }),
+        // A second loss of a lost coverage.
+        event("r3", "P1", "1001", 0, "20261120", EventBody::Lose { reason: ReasonOfLoss::Death }),
+        // A change after the loss.
+        event("r4", "P1", "1001", 0, "20261115", EventBody::Change { holder: None, details: None, terms: None }),
+        // The same acquisition under a new event id.
+        event("r5", "P1", "1001", 0, "20200401", acquire("19800101", IncomeClass::General)),
+    ];
+    let outcomes = register.apply_events(&contradictions, now()).expect("apply");
+    for (event, outcome) in contradictions.iter().zip(&outcomes) {
+        assert!(matches!(outcome, ApplyOutcome::Rejected { .. }), "{} was {outcome:?}", event.event_id);
+    }
+    assert_eq!(register.canonical_dump().expect("dump"), before, "a rejected event must not write");
+    // Another person may take over numbers only once the first holder has lost them.
+    let takeover = [
+        event("t1", "P2", "1001", 0, "20261001", acquire("19900101", IncomeClass::General)),
+        event("t2", "P2", "1001", 0, "20261101", acquire("19900101", IncomeClass::General)),
+    ];
+    let outcomes = register.apply_events(&takeover, now()).expect("apply");
+    assert!(matches!(outcomes[0], ApplyOutcome::Rejected { field: "card", .. }), "{outcomes:?}");
+    assert_eq!(outcomes[1], ApplyOutcome::Applied);
+}
+
+fn changes_are_dated(register: &dyn Register) {
+    let events = [
+        event("c1", "P3", "2002", 1, "20100401", acquire("19551201", IncomeClass::General)),
+        event(
+            "c2",
+            "P3",
+            "2002",
+            1,
+            "20260801",
+            EventBody::Change {
+                holder: None,
+                details: None,
+                terms: Some(Terms { income: IncomeClass::ActiveHigh, limit: None, specific_diseases: vec![], public_expense: vec![] }),
+            },
+        ),
+    ];
+    assert_eq!(register.apply_events(&events, now()).expect("apply"), vec![ApplyOutcome::Applied, ApplyOutcome::Applied]);
+    let coverage = register
+        .coverages_by_card(&insurer(), &CardSymbol::parse("12").unwrap(), &CardNumber::parse("2002").unwrap())
+        .expect("query")
+        .remove(0);
+    let terms = register.terms_of(coverage.coverage_id).expect("terms");
+    let dated: Vec<(Date, IncomeClass, &str)> = terms.iter().map(|t| (t.effective_from, t.terms.income, t.details.name.as_str())).collect();
+    assert_eq!(dated, vec![(d("20100401"), IncomeClass::General, "試験 花子"), (d("20260801"), IncomeClass::ActiveHigh, "試験 花子")]);
+    let counts = register.counts().expect("counts");
+    assert_eq!((counts.persons, counts.coverages), (3, 3));
+}

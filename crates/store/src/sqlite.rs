@@ -1,0 +1,692 @@
+//! The embedded backend: one SQLite file in WAL mode, `synchronous = FULL` so that a commit
+//! survives a crash or power loss, STRICT tables, versioned migrations.
+//!
+//! Concurrency: one writer connection behind a mutex (SQLite allows one writer anyway) and a
+//! small pool of read-only connections, so verifications never wait for an import.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use serde::{Deserialize, Serialize};
+
+use onshi_domain::codes::{CardClassification, LimitCertificateClassification, ReasonOfLoss, Relationship, Sex, SpecificDisease};
+use onshi_domain::copay::IncomeClass;
+use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InsurerNumber, PublicPayerNumber, RecipientNumber};
+use onshi_domain::limit::LimitCategory;
+use onshi_domain::{Date, Timestamp};
+
+use crate::model::*;
+use crate::{Register, StoreError};
+
+/// Schema migrations, applied in order; a version once released is never edited.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_register.sql"))];
+
+/// Read connections kept open; more are opened on demand and closed when returned.
+const READERS_KEPT_MAX: usize = 16;
+
+/// Tuning for how the file is used.
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteOptions {
+    /// SQLite page cache of the writer, in KiB. Imports want it large; a server moderate.
+    pub writer_cache_kib: u32,
+    /// Page cache of each reader, in KiB. Counts towards the server's resident memory.
+    pub reader_cache_kib: u32,
+}
+
+impl SqliteOptions {
+    /// For the server: bounded memory.
+    pub const SERVER: SqliteOptions = SqliteOptions { writer_cache_kib: 64 * 1024, reader_cache_kib: 16 * 1024 };
+    /// For a bulk import: a large writer cache keeps index pages resident.
+    pub const IMPORT: SqliteOptions = SqliteOptions { writer_cache_kib: 1024 * 1024, reader_cache_kib: 8 * 1024 };
+}
+
+pub struct SqliteRegister {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { doing, source }
+}
+
+impl SqliteRegister {
+    /// Opens (creating if needed) the register at `path` and brings its schema up to date.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteRegister, StoreError> {
+        let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
+        let mut writer = Connection::open(path).map_err(open_error)?;
+        // Explicit settings rather than defaults: durability first.
+        writer
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 10000;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -{};",
+                options.writer_cache_kib
+            ))
+            .map_err(open_error)?;
+        migrate(&mut writer)?;
+        Ok(SqliteRegister { path: path.to_path_buf(), options, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(&self.path, flags)
+            .map_err(|source| StoreError::Open { path: self.path.display().to_string(), source })?;
+        connection
+            .execute_batch(&format!("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{};", self.options.reader_cache_kib))
+            .map_err(sqlite("configuring a reader"))?;
+        Ok(connection)
+    }
+
+    /// Runs `f` on a pooled read connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.open_reader()?,
+        };
+        let result = f(&connection);
+        let mut readers = self.readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if readers.len() < READERS_KEPT_MAX {
+            readers.push(connection);
+        }
+        result
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT;")
+        .map_err(sqlite("creating the migrations table"))?;
+    let current: i64 = connection
+        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(sqlite("reading the schema version"))?;
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        let tx = connection.transaction().map_err(sqlite("starting a migration"))?;
+        tx.execute_batch(sql).map_err(sqlite("applying a migration"))?;
+        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])
+            .map_err(sqlite("recording a migration"))?;
+        tx.commit().map_err(sqlite("committing a migration"))?;
+    }
+    Ok(())
+}
+
+fn day(date: Date) -> i64 {
+    i64::from(date.year()) * 10_000 + i64::from(date.month()) * 100 + i64::from(date.day())
+}
+
+fn opt_day(date: Option<Date>) -> Option<i64> {
+    date.map(day)
+}
+
+fn to_date(value: i64) -> Result<Date, StoreError> {
+    Date::parse_yyyymmdd(&format!("{value:08}")).map_err(|_| StoreError::Corrupt(format!("date {value}")))
+}
+
+fn to_opt_date(value: Option<i64>) -> Result<Option<Date>, StoreError> {
+    value.map(to_date).transpose()
+}
+
+fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// The lists are stored as compact JSON in one column each: they are read whole, never queried.
+#[derive(Serialize, Deserialize)]
+struct StoredDisease {
+    c: String,
+    f: i64,
+    #[serde(default)]
+    t: Option<i64>,
+    y: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredPublicExpense {
+    p: String,
+    r: String,
+    f: i64,
+    #[serde(default)]
+    t: Option<i64>,
+}
+
+fn diseases_json(list: &[SpecificDiseaseCertificate]) -> Option<String> {
+    if list.is_empty() {
+        return None;
+    }
+    let stored: Vec<StoredDisease> = list
+        .iter()
+        .map(|d| StoredDisease { c: d.disease.code().into(), f: day(d.valid_from), t: opt_day(d.valid_to), y: d.self_pay_yen })
+        .collect();
+    Some(serde_json::to_string(&stored).expect("plain data serialises"))
+}
+
+fn public_expense_json(list: &[PublicExpenseCertificate]) -> Option<String> {
+    if list.is_empty() {
+        return None;
+    }
+    let stored: Vec<StoredPublicExpense> = list
+        .iter()
+        .map(|p| StoredPublicExpense { p: p.payer.as_str().into(), r: p.recipient.as_str().into(), f: day(p.valid_from), t: opt_day(p.valid_to) })
+        .collect();
+    Some(serde_json::to_string(&stored).expect("plain data serialises"))
+}
+
+fn parse_diseases(json: Option<String>) -> Result<Vec<SpecificDiseaseCertificate>, StoreError> {
+    let Some(json) = json else { return Ok(Vec::new()) };
+    let stored: Vec<StoredDisease> = serde_json::from_str(&json).map_err(corrupt("specific_diseases"))?;
+    stored
+        .into_iter()
+        .map(|d| {
+            Ok(SpecificDiseaseCertificate {
+                disease: SpecificDisease::parse(&d.c).map_err(corrupt("disease"))?,
+                valid_from: to_date(d.f)?,
+                valid_to: to_opt_date(d.t)?,
+                self_pay_yen: d.y,
+            })
+        })
+        .collect()
+}
+
+fn parse_public_expense(json: Option<String>) -> Result<Vec<PublicExpenseCertificate>, StoreError> {
+    let Some(json) = json else { return Ok(Vec::new()) };
+    let stored: Vec<StoredPublicExpense> = serde_json::from_str(&json).map_err(corrupt("public_expense"))?;
+    stored
+        .into_iter()
+        .map(|p| {
+            Ok(PublicExpenseCertificate {
+                payer: PublicPayerNumber::parse(&p.p).map_err(corrupt("payer"))?,
+                recipient: RecipientNumber::parse(&p.r).map_err(corrupt("recipient"))?,
+                valid_from: to_date(p.f)?,
+                valid_to: to_opt_date(p.t)?,
+            })
+        })
+        .collect()
+}
+
+const COVERAGE_COLUMNS: &str = "coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, \
+     birth_date, sex, relationship, card_classification, acquired_on, lost_on, loss_reason, updated_at";
+
+/// Raw column values of a coverage row; converted outside rusqlite's row closure so that a
+/// damaged value becomes a [`StoreError::Corrupt`] rather than a panic.
+struct RawCoverage(i64, i64, String, String, String, i64, i64, String, String, String, i64, Option<i64>, Option<String>, i64);
+
+fn raw_coverage(row: &Row<'_>) -> rusqlite::Result<RawCoverage> {
+    Ok(RawCoverage(
+        row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?,
+        row.get(7)?, row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?, row.get(12)?, row.get(13)?,
+    ))
+}
+
+fn coverage_record(raw: RawCoverage) -> Result<CoverageRecord, StoreError> {
+    let RawCoverage(coverage_id, person_id, insurer, symbol, number, branch, birth, sex, relationship, class, acquired, lost, reason, updated) = raw;
+    Ok(CoverageRecord {
+        coverage_id,
+        person_id,
+        insurer: InsurerNumber::parse(&insurer).map_err(corrupt("insurer_number"))?,
+        symbol: CardSymbol::parse(&symbol).map_err(corrupt("card_symbol"))?,
+        number: CardNumber::parse(&number).map_err(corrupt("card_number"))?,
+        branch: u8::try_from(branch).ok().and_then(CardBranch::new).ok_or_else(|| StoreError::Corrupt(format!("branch {branch}")))?,
+        holder: Holder {
+            birth_date: to_date(birth)?,
+            sex: Sex::parse(&sex).map_err(corrupt("sex"))?,
+            relationship: Relationship::parse(&relationship).map_err(corrupt("relationship"))?,
+            card_classification: CardClassification::parse(&class).map_err(corrupt("card_classification"))?,
+        },
+        acquired_on: to_date(acquired)?,
+        lost_on: to_opt_date(lost)?,
+        loss_reason: reason.map(|r| ReasonOfLoss::parse(&r)).transpose().map_err(corrupt("loss_reason"))?,
+        updated_at: Timestamp::from_jst_seconds(updated),
+    })
+}
+
+fn query_coverages(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<CoverageRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(sql).map_err(sqlite("preparing a coverage query"))?;
+    let raws = statement
+        .query_map(params, raw_coverage)
+        .map_err(sqlite("querying coverages"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite("reading coverages"))?;
+    raws.into_iter().map(coverage_record).collect()
+}
+
+const TERMS_COLUMNS: &str = "effective_from, name, name_kana, insured_name, address, post_code, income_class, \
+     limit_category, limit_classification, limit_valid_from, limit_valid_to, specific_diseases, public_expense, \
+     notified_at, registered_at";
+
+struct RawTerms(i64, String, String, Option<String>, Option<String>, Option<String>, String, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<String>, Option<String>, i64, i64);
+
+fn raw_terms(row: &Row<'_>) -> rusqlite::Result<RawTerms> {
+    Ok(RawTerms(
+        row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?,
+        row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?, row.get(12)?, row.get(13)?, row.get(14)?,
+    ))
+}
+
+fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
+    let RawTerms(from, name, kana, insured, address, post, income, category, class, limit_from, limit_to, diseases, public, notified, registered) = raw;
+    let limit = match (category, class, limit_from) {
+        (Some(category), Some(class), Some(limit_from)) => Some(LimitCertificate {
+            category: LimitCategory::parse(&category).map_err(corrupt("limit_category"))?,
+            classification: LimitCertificateClassification::parse(&class).map_err(corrupt("limit_classification"))?,
+            valid_from: to_date(limit_from)?,
+            valid_to: to_opt_date(limit_to)?,
+        }),
+        _ => None,
+    };
+    Ok(TermsRecord {
+        effective_from: to_date(from)?,
+        details: MemberDetails { name, name_kana: kana, insured_name: insured, address, post_code: post },
+        terms: Terms {
+            income: IncomeClass::parse(&income).map_err(corrupt("income_class"))?,
+            limit,
+            specific_diseases: parse_diseases(diseases)?,
+            public_expense: parse_public_expense(public)?,
+        },
+        notified_at: Timestamp::from_jst_seconds(notified),
+        registered_at: Timestamp::from_jst_seconds(registered),
+    })
+}
+
+fn load_terms(connection: &Connection, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
+    let sql = format!("SELECT {TERMS_COLUMNS} FROM coverage_terms WHERE coverage_id = ?1 ORDER BY effective_from");
+    let mut statement = connection.prepare_cached(&sql).map_err(sqlite("preparing a terms query"))?;
+    let raws = statement
+        .query_map([coverage_id], raw_terms)
+        .map_err(sqlite("querying terms"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite("reading terms"))?;
+    raws.into_iter().map(terms_record).collect()
+}
+
+/// Per-insurer lag totals gathered during one batch, written once at its end.
+#[derive(Default)]
+struct LagTotals {
+    events: i64,
+    lag_days_sum: i64,
+    lag_days_max: i64,
+}
+
+fn apply_one(tx: &Transaction<'_>, event: &CoverageEvent, registered_at: Timestamp) -> Result<ApplyOutcome, StoreError> {
+    let seen: Option<i64> = tx
+        .prepare_cached("SELECT 1 FROM insurer_events WHERE insurer_number = ?1 AND event_id = ?2")
+        .map_err(sqlite("preparing the event lookup"))?
+        .query_row(params![event.insurer.as_str(), event.event_id], |row| row.get(0))
+        .optional()
+        .map_err(sqlite("looking up an event id"))?;
+    if seen.is_some() {
+        return Ok(ApplyOutcome::AlreadyApplied);
+    }
+    let registered = registered_at.jst_seconds();
+    let coverage_id = match &event.body {
+        EventBody::Acquire { holder, details, terms } => match acquire(tx, event, holder, details, terms, registered)? {
+            Ok(id) => id,
+            Err(rejection) => return Ok(rejection),
+        },
+        EventBody::Change { holder, details, terms } => match change(tx, event, holder.as_ref(), details.as_ref(), terms.as_ref(), registered)? {
+            Ok(id) => id,
+            Err(rejection) => return Ok(rejection),
+        },
+        EventBody::Lose { reason } => match lose(tx, event, *reason, registered)? {
+            Ok(id) => id,
+            Err(rejection) => return Ok(rejection),
+        },
+    };
+    tx.prepare_cached(
+        "INSERT INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .map_err(sqlite("preparing the event insert"))?
+    .execute(params![
+        event.insurer.as_str(),
+        event.event_id,
+        event.body.kind(),
+        coverage_id,
+        day(event.occurred_on),
+        event.notified_at.jst_seconds(),
+        registered
+    ])
+    .map_err(sqlite("recording an event"))?;
+    Ok(ApplyOutcome::Applied)
+}
+
+fn rejected(field: &'static str, reason: impl Into<String>) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+    Ok(Err(ApplyOutcome::Rejected { field, reason: reason.into() }))
+}
+
+fn person_id(tx: &Transaction<'_>, person_ref: &str) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO persons (person_ref) VALUES (?1)
+         ON CONFLICT (person_ref) DO UPDATE SET person_ref = excluded.person_ref RETURNING person_id",
+    )
+    .map_err(sqlite("preparing the person upsert"))?
+    .query_row([person_ref], |row| row.get(0))
+    .map_err(sqlite("finding or adding a person"))
+}
+
+fn existing_person_id(tx: &Transaction<'_>, person_ref: &str) -> Result<Option<i64>, StoreError> {
+    tx.prepare_cached("SELECT person_id FROM persons WHERE person_ref = ?1")
+        .map_err(sqlite("preparing the person lookup"))?
+        .query_row([person_ref], |row| row.get(0))
+        .optional()
+        .map_err(sqlite("looking up a person"))
+}
+
+/// The coverages with the event's numbers and branch.
+fn same_card(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Vec<CoverageRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COVERAGE_COLUMNS} FROM coverages
+         WHERE insurer_number = ?1 AND card_number = ?2 AND card_symbol = ?3 AND card_branch = ?4"
+    );
+    query_coverages(tx, &sql, params![event.insurer.as_str(), event.number.as_str(), event.symbol.as_str(), event.branch.value()])
+}
+
+fn insert_terms(tx: &Transaction<'_>, coverage_id: i64, from: Date, details: &MemberDetails, terms: &Terms, notified: i64, registered: i64) -> Result<(), StoreError> {
+    let limit = terms.limit.as_ref();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
+            post_code, income_class, limit_category, limit_classification, limit_valid_from, limit_valid_to,
+            specific_diseases, public_expense, notified_at, registered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )
+    .map_err(sqlite("preparing the terms insert"))?
+    .execute(params![
+        coverage_id,
+        day(from),
+        details.name,
+        details.name_kana,
+        details.insured_name,
+        details.address,
+        details.post_code,
+        terms.income.code(),
+        limit.map(|l| l.category.code()),
+        limit.map(|l| l.classification.code()),
+        limit.map(|l| day(l.valid_from)),
+        limit.and_then(|l| opt_day(l.valid_to)),
+        diseases_json(&terms.specific_diseases),
+        public_expense_json(&terms.public_expense),
+        notified,
+        registered
+    ])
+    .map_err(sqlite("writing terms"))?;
+    Ok(())
+}
+
+fn acquire(tx: &Transaction<'_>, event: &CoverageEvent, holder: &Holder, details: &MemberDetails, terms: &Terms, registered: i64) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+    let person = person_id(tx, &event.person_ref)?;
+    for existing in same_card(tx, event)? {
+        let still_live = existing.lost_on.is_none_or(|lost| lost > event.occurred_on);
+        if existing.person_id != person && still_live {
+            return rejected("card", "these card numbers and branch belong to another person's coverage that has not been lost; send the loss first or correct the numbers");
+        }
+        if existing.person_id == person && existing.acquired_on == event.occurred_on {
+            return rejected("occurred_on", "this person already holds this coverage from this date; send a change event instead");
+        }
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO coverages (person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
+                relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING coverage_id",
+        )
+        .map_err(sqlite("preparing the coverage insert"))?
+        .query_row(
+            params![
+                person,
+                event.insurer.as_str(),
+                event.symbol.as_str(),
+                event.number.as_str(),
+                event.branch.value(),
+                day(holder.birth_date),
+                holder.sex.code(),
+                holder.relationship.code(),
+                holder.card_classification.code(),
+                day(event.occurred_on),
+                event.notified_at.jst_seconds(),
+                registered
+            ],
+            |row| row.get(0),
+        )
+        .map_err(sqlite("adding a coverage"))?;
+    insert_terms(tx, id, event.occurred_on, details, terms, event.notified_at.jst_seconds(), registered)?;
+    Ok(Ok(id))
+}
+
+/// The person's coverage with the event's card numbers that the event can refer to: the latest
+/// acquired on or before the event's date.
+fn target_coverage(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Option<CoverageRecord>, StoreError> {
+    let Some(person) = existing_person_id(tx, &event.person_ref)? else { return Ok(None) };
+    Ok(same_card(tx, event)?
+        .into_iter()
+        .filter(|c| c.person_id == person && c.acquired_on <= event.occurred_on)
+        .max_by_key(|c| c.acquired_on))
+}
+
+const NO_SUCH_COVERAGE: &str = "no coverage of this person with these card numbers was acquired on or before this date; send the acquisition first";
+
+fn change(tx: &Transaction<'_>, event: &CoverageEvent, holder: Option<&Holder>, details: Option<&MemberDetails>, terms: Option<&Terms>, registered: i64) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+    let Some(coverage) = target_coverage(tx, event)? else { return rejected("card", NO_SUCH_COVERAGE) };
+    if coverage.lost_on.is_some_and(|lost| lost <= event.occurred_on) {
+        return rejected("occurred_on", "the coverage is lost on or before this date; a change cannot take effect after the loss");
+    }
+    let rows = load_terms(tx, coverage.coverage_id)?;
+    let base = rows.iter().rev().find(|row| row.effective_from <= event.occurred_on).or(rows.first());
+    let Some(base) = base else { return Err(StoreError::Corrupt(format!("coverage {} has no terms", coverage.coverage_id))) };
+    let details = details.unwrap_or(&base.details);
+    let terms = terms.unwrap_or(&base.terms);
+    insert_terms(tx, coverage.coverage_id, event.occurred_on, details, terms, event.notified_at.jst_seconds(), registered)?;
+    if let Some(holder) = holder {
+        tx.prepare_cached(
+            "UPDATE coverages SET birth_date = ?2, sex = ?3, relationship = ?4, card_classification = ?5 WHERE coverage_id = ?1",
+        )
+        .map_err(sqlite("preparing the holder update"))?
+        .execute(params![coverage.coverage_id, day(holder.birth_date), holder.sex.code(), holder.relationship.code(), holder.card_classification.code()])
+        .map_err(sqlite("correcting the holder"))?;
+    }
+    touch(tx, coverage.coverage_id, registered)?;
+    Ok(Ok(coverage.coverage_id))
+}
+
+fn touch(tx: &Transaction<'_>, coverage_id: i64, registered: i64) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE coverages SET updated_at = ?2 WHERE coverage_id = ?1")
+        .map_err(sqlite("preparing the touch"))?
+        .execute(params![coverage_id, registered])
+        .map_err(sqlite("stamping a coverage"))?;
+    Ok(())
+}
+
+fn lose(tx: &Transaction<'_>, event: &CoverageEvent, reason: ReasonOfLoss, registered: i64) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+    let Some(person) = existing_person_id(tx, &event.person_ref)? else { return rejected("card", NO_SUCH_COVERAGE) };
+    // A loss may be dated on the acquisition day itself (a coverage that never took effect).
+    let target = same_card(tx, event)?
+        .into_iter()
+        .filter(|c| c.person_id == person && c.acquired_on <= event.occurred_on)
+        .max_by_key(|c| c.acquired_on);
+    let Some(coverage) = target else { return rejected("card", NO_SUCH_COVERAGE) };
+    if let Some(lost) = coverage.lost_on {
+        return rejected("occurred_on", format!("the coverage is already lost from {lost}; send a change of the loss date as a new acquisition or correct it with the register operator"));
+    }
+    tx.prepare_cached(
+        "UPDATE coverages SET lost_on = ?2, loss_reason = ?3, lost_notified_at = ?4, updated_at = ?5 WHERE coverage_id = ?1",
+    )
+    .map_err(sqlite("preparing the loss update"))?
+    .execute(params![coverage.coverage_id, day(event.occurred_on), reason.code(), event.notified_at.jst_seconds(), registered])
+    .map_err(sqlite("recording a loss"))?;
+    Ok(Ok(coverage.coverage_id))
+}
+
+fn write_lag_totals(tx: &Transaction<'_>, totals: &HashMap<String, LagTotals>, registered: i64) -> Result<(), StoreError> {
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT INTO insurer_stats (insurer_number, events, lag_days_sum, lag_days_max, last_registered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (insurer_number) DO UPDATE SET
+                events = events + excluded.events,
+                lag_days_sum = lag_days_sum + excluded.lag_days_sum,
+                lag_days_max = max(lag_days_max, excluded.lag_days_max),
+                last_registered_at = excluded.last_registered_at",
+        )
+        .map_err(sqlite("preparing the insurer statistics"))?;
+    for (insurer, t) in totals {
+        statement
+            .execute(params![insurer, t.events, t.lag_days_sum, t.lag_days_max, registered])
+            .map_err(sqlite("updating insurer statistics"))?;
+    }
+    Ok(())
+}
+
+impl Register for SqliteRegister {
+    fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = writer.transaction().map_err(sqlite("starting an import transaction"))?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut lag: HashMap<String, LagTotals> = HashMap::new();
+        for event in events {
+            let outcome = apply_one(&tx, event, registered_at)?;
+            if outcome == ApplyOutcome::Applied {
+                let days = (event.notified_at.date().to_days() - event.occurred_on.to_days()).max(0);
+                let totals = lag.entry(event.insurer.as_str().to_string()).or_default();
+                totals.events += 1;
+                totals.lag_days_sum += days;
+                totals.lag_days_max = totals.lag_days_max.max(days);
+            }
+            outcomes.push(outcome);
+        }
+        write_lag_totals(&tx, &lag, registered_at.jst_seconds())?;
+        tx.commit().map_err(sqlite("committing an import transaction"))?;
+        Ok(outcomes)
+    }
+
+    fn coverages_by_card(&self, insurer: &InsurerNumber, symbol: &CardSymbol, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
+        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = ?1 AND card_number = ?2 AND card_symbol = ?3");
+        self.read(|c| query_coverages(c, &sql, params![insurer.as_str(), number.as_str(), symbol.as_str()]))
+    }
+
+    fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {
+        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE person_id = ?1");
+        self.read(|c| query_coverages(c, &sql, [person_id]))
+    }
+
+    fn terms_of(&self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
+        self.read(|c| load_terms(c, coverage_id))
+    }
+
+    fn coverage(&self, coverage_id: i64) -> Result<Option<CoverageRecord>, StoreError> {
+        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE coverage_id = ?1");
+        self.read(|c| Ok(query_coverages(c, &sql, [coverage_id])?.into_iter().next()))
+    }
+
+    fn insurer_lag(&self, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT events, lag_days_sum, lag_days_max FROM insurer_stats WHERE insurer_number = ?1")
+                .map_err(sqlite("preparing the lag query"))?
+                .query_row([insurer.as_str()], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+                .optional()
+                .map_err(sqlite("reading insurer statistics"))
+                .map(|found| {
+                    found.filter(|(events, _, _)| *events > 0).map(|(events, sum, max)| InsurerLag {
+                        events: events as u64,
+                        mean_days: sum as f64 / events as f64,
+                        max_days: max.clamp(0, i64::from(u32::MAX)) as u32,
+                    })
+                })
+        })
+    }
+
+    fn counts(&self) -> Result<RegisterCounts, StoreError> {
+        self.read(|c| {
+            let count = |sql: &str| -> Result<u64, StoreError> {
+                c.query_row(sql, [], |row| row.get::<_, i64>(0)).map(|n| n as u64).map_err(sqlite("counting"))
+            };
+            Ok(RegisterCounts {
+                persons: count("SELECT count(*) FROM persons")?,
+                coverages: count("SELECT count(*) FROM coverages")?,
+                events: count("SELECT count(*) FROM insurer_events")?,
+            })
+        })
+    }
+
+    fn canonical_dump(&self) -> Result<String, StoreError> {
+        self.read(|c| {
+            let mut lines = Vec::new();
+            let queries = [
+                "SELECT 'coverage', p.person_ref, c.insurer_number, c.card_symbol, c.card_number, c.card_branch, c.birth_date,
+                        c.sex, c.relationship, c.card_classification, c.acquired_on, c.lost_on, c.loss_reason,
+                        c.acquired_notified_at, c.lost_notified_at
+                 FROM coverages c JOIN persons p USING (person_id)",
+                "SELECT 'terms', p.person_ref, c.insurer_number, c.card_number, c.card_branch, c.acquired_on, t.effective_from,
+                        t.name, t.name_kana, t.insured_name, t.address, t.post_code, t.income_class, t.limit_category,
+                        t.limit_classification, t.limit_valid_from, t.limit_valid_to, t.specific_diseases,
+                        t.public_expense, t.notified_at
+                 FROM coverage_terms t JOIN coverages c USING (coverage_id) JOIN persons p USING (person_id)",
+                "SELECT 'event', e.insurer_number, e.event_id, e.kind, c.card_number, c.card_branch, e.occurred_on, e.notified_at
+                 FROM insurer_events e JOIN coverages c USING (coverage_id)",
+                "SELECT 'insurer', insurer_number, events, lag_days_sum, lag_days_max FROM insurer_stats",
+            ];
+            for sql in queries {
+                let mut statement = c.prepare(sql).map_err(sqlite("preparing the dump"))?;
+                let width = statement.column_count();
+                let mut rows = statement.query([]).map_err(sqlite("dumping"))?;
+                while let Some(row) = rows.next().map_err(sqlite("dumping"))? {
+                    let fields: Vec<String> = (0..width)
+                        .map(|i| match row.get_ref(i) {
+                            Ok(value) => format!("{value:?}"),
+                            Err(e) => format!("<{e}>"),
+                        })
+                        .collect();
+                    lines.push(fields.join("|"));
+                }
+            }
+            lines.sort();
+            Ok(lines.join("\n"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("register.sqlite"), SqliteOptions::SERVER).unwrap();
+        crate::conformance::run_all(&register);
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        {
+            let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+            crate::conformance::run_all(&register);
+        }
+        let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        assert_eq!(register.counts().unwrap().persons, 3);
+        let version: i64 = register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        drop(SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap());
+        Connection::open(&path).unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", []).unwrap();
+        assert!(matches!(SqliteRegister::open(&path, SqliteOptions::SERVER), Err(StoreError::SchemaTooNew { found: 99, .. })));
+    }
+}
