@@ -1,1 +1,18 @@
-//! placeholder
+//! The qualification center (資格確認センター).
+//!
+//! Layout:
+//! - [`validate`]: wire insurer events → register events, refusals naming their field.
+//! - [`import`]: JSON Lines import in bounded transactions, idempotent by event id.
+//! - [`verify`]: verification by card numbers, from register data and domain rules.
+//! - [`errors`]: the catalogue of stable codes with reception (Japanese) and operator actions.
+//! - [`server`]: HTTPS with mutual TLS, the API router, and [`metrics`].
+//!
+//! Architecture invariant: the institution code and insurer number of a caller come from its
+//! client certificate only.
+
+pub mod errors;
+pub mod import;
+pub mod metrics;
+pub mod server;
+pub mod validate;
+pub mod verify;

@@ -59,7 +59,7 @@ fn applies_and_reads_back(register: &dyn Register) {
     let outcomes = register.apply_events(&events, now()).expect("apply");
     assert_eq!(outcomes, vec![ApplyOutcome::Applied, ApplyOutcome::Applied]);
     let found = register
-        .coverages_by_card(&insurer(), &CardSymbol::parse("１２").unwrap(), &CardNumber::parse("1001").unwrap())
+        .coverages_by_number(&insurer(), &CardNumber::parse("１００１").unwrap())
         .expect("query");
     assert_eq!(found.len(), 1);
     let coverage = &found[0];
@@ -131,7 +131,7 @@ fn changes_are_dated(register: &dyn Register) {
     ];
     assert_eq!(register.apply_events(&events, now()).expect("apply"), vec![ApplyOutcome::Applied, ApplyOutcome::Applied]);
     let coverage = register
-        .coverages_by_card(&insurer(), &CardSymbol::parse("12").unwrap(), &CardNumber::parse("2002").unwrap())
+        .coverages_by_number(&insurer(), &CardNumber::parse("2002").unwrap())
         .expect("query")
         .remove(0);
     let terms = register.terms_of(coverage.coverage_id).expect("terms");

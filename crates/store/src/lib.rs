@@ -11,7 +11,7 @@ pub mod sqlite;
 pub mod conformance;
 
 use model::{ApplyOutcome, CoverageEvent, CoverageRecord, InsurerLag, RegisterCounts, TermsRecord};
-use onshi_domain::ids::{CardNumber, CardSymbol, InsurerNumber};
+use onshi_domain::ids::{CardNumber, InsurerNumber};
 use onshi_domain::Timestamp;
 
 /// A storage failure. Input problems are never errors here: they are [`ApplyOutcome::Rejected`].
@@ -34,8 +34,9 @@ pub trait Register: Send + Sync {
     /// on a storage error, none. Events already applied are skipped (idempotence).
     fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError>;
 
-    /// Every coverage carrying these numbers (all branches, all periods).
-    fn coverages_by_card(&self, insurer: &InsurerNumber, symbol: &CardSymbol, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError>;
+    /// Every coverage of this insurer carrying this 番号, whatever its 記号 and 枝番, over all
+    /// periods. The caller narrows by symbol, branch and birth date.
+    fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError>;
 
     /// Every coverage of a person.
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError>;

@@ -570,9 +570,9 @@ impl Register for SqliteRegister {
         Ok(outcomes)
     }
 
-    fn coverages_by_card(&self, insurer: &InsurerNumber, symbol: &CardSymbol, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
-        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = ?1 AND card_number = ?2 AND card_symbol = ?3");
-        self.read(|c| query_coverages(c, &sql, params![insurer.as_str(), number.as_str(), symbol.as_str()]))
+    fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
+        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = ?1 AND card_number = ?2");
+        self.read(|c| query_coverages(c, &sql, params![insurer.as_str(), number.as_str()]))
     }
 
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {

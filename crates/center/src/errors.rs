@@ -1,0 +1,204 @@
+//! The catalogue of stable codes: every error and every notice the center gives, with what
+//! reception should do (plain Japanese) and what the vendor or operator should do (English).
+//! Codes never change meaning once released; new situations get new codes.
+
+use onshi_api::verify::{ApiError, Notice};
+use onshi_domain::{Date, FieldError};
+
+/// An error the API returns, with its HTTP status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CenterError {
+    pub status: u16,
+    pub body: ApiError,
+}
+
+fn error(status: u16, code: &str, field: Option<&str>, detail: String, reception_ja: &str, operator_en: &str) -> CenterError {
+    CenterError {
+        status,
+        body: ApiError {
+            code: code.to_string(),
+            field: field.map(str::to_string),
+            detail,
+            reception_ja: reception_ja.to_string(),
+            operator_en: operator_en.to_string(),
+        },
+    }
+}
+
+/// A request field that failed its rules. The code names the field, so that a receipt computer
+/// can highlight it.
+pub fn invalid_field(field: &str, problem: &FieldError) -> CenterError {
+    let (code, reception_ja) = match field {
+        "insurer_number" => ("INVALID_INSURER_NUMBER", "保険者番号が正しくありません。保険証・資格確認書の保険者番号（8桁、国保は6桁）を確かめて入力し直してください。"),
+        "symbol" => ("INVALID_SYMBOL", "記号が正しくありません。保険証の記号を確かめて入力し直してください。"),
+        "number" => ("INVALID_NUMBER", "番号が正しくありません。保険証の番号を確かめて入力し直してください。"),
+        "branch" => ("INVALID_BRANCH", "枝番が正しくありません。保険証の枝番（2桁の数字）を確かめて入力し直してください。"),
+        "birth_date" => ("INVALID_BIRTH_DATE", "生年月日が正しくありません。西暦8桁（例: 19800401）で入力し直してください。"),
+        "date_of_care" => ("INVALID_DATE_OF_CARE", "診療日が正しくありません。西暦8桁で入力し直してください。"),
+        "institution_code" => ("INVALID_INSTITUTION_CODE", "医療機関コードの設定が正しくありません。レセコンの設定を業者に確認してください。"),
+        _ => ("INVALID_FIELD", "入力内容に誤りがあります。入力し直してください。"),
+    };
+    error(
+        400,
+        code,
+        Some(field),
+        format!("{field}: the value {problem}"),
+        reception_ja,
+        "Correct the field named in `field` as `detail` explains and send the request again; nothing was stored.",
+    )
+}
+
+pub fn malformed_body(detail: String) -> CenterError {
+    error(
+        400,
+        "MALFORMED_REQUEST",
+        None,
+        detail,
+        "送信されたデータの形式が正しくありません。レセコン業者に連絡してください。",
+        "The body is not the JSON this endpoint expects (see /v1/openapi.json); fix the client. Nothing was stored.",
+    )
+}
+
+pub fn body_too_large(limit_bytes: usize) -> CenterError {
+    error(
+        413,
+        "BODY_TOO_LARGE",
+        None,
+        format!("the request body exceeds {limit_bytes} bytes"),
+        "一度に送るデータが多すぎます。分けて送ってください。",
+        "Split the request; the limit is stated in `detail`. Nothing was stored.",
+    )
+}
+
+pub fn batch_size(entries: usize, max: usize) -> CenterError {
+    error(
+        400,
+        "BATCH_SIZE",
+        Some("entries"),
+        format!("a batch holds 1 to {max} entries; this one holds {entries}"),
+        "一括照会の件数が範囲外です（1〜10,000件）。分けて送ってください。",
+        "Send between 1 and the stated maximum entries per call.",
+    )
+}
+
+pub fn certificate_required() -> CenterError {
+    error(
+        401,
+        "CLIENT_CERTIFICATE_REQUIRED",
+        None,
+        "this endpoint needs a client certificate issued by the center CA; none was presented".into(),
+        "センターに接続するための証明書が設定されていません。`onshi doctor` を実行するか、業者に連絡してください。",
+        "Configure the institution (or insurer) certificate and key in the client; see `onshi center pki`.",
+    )
+}
+
+pub fn wrong_role(needed: &str) -> CenterError {
+    error(
+        403,
+        "WRONG_ROLE",
+        None,
+        format!("this endpoint is for {needed} certificates"),
+        "この操作はこの証明書では行えません。業者に連絡してください。",
+        "Use a certificate of the role stated in `detail`.",
+    )
+}
+
+pub fn institution_mismatch(claimed: &str, certified: &str) -> CenterError {
+    error(
+        403,
+        "INSTITUTION_MISMATCH",
+        Some("institution_code"),
+        format!("the request names institution {claimed} but the client certificate is for {certified}; the certificate decides"),
+        "医療機関コードの設定が証明書と一致しません。レセコンの医療機関コード設定を業者に確認してください。",
+        "Remove institution_code from the body or make it match the certificate; the center never trusts the body for it.",
+    )
+}
+
+pub fn foreign_insurer(number: &str, certified: &str) -> String {
+    format!("insurer number {number} is not the uploading insurer's ({certified}); an insurer may only write its own members")
+}
+
+pub fn register_unavailable(detail: String) -> CenterError {
+    error(
+        503,
+        "REGISTER_UNAVAILABLE",
+        None,
+        detail,
+        "センターで一時的な障害が起きています。保険証・資格確認書を目視で確認して受付を続け、後で再照会してください。",
+        "The register could not answer; check the center's log and disk. Retry with backoff.",
+    )
+}
+
+pub fn not_found(path: &str) -> CenterError {
+    error(
+        404,
+        "NOT_FOUND",
+        None,
+        format!("no endpoint at {path}; see /v1/openapi.json"),
+        "接続先の設定が正しくありません。業者に連絡してください。",
+        "Check the URL against the OpenAPI document.",
+    )
+}
+
+/// A date as reception reads it: 2026年11月1日.
+pub fn date_ja(date: Date) -> String {
+    format!("{}年{}月{}日", date.year(), date.month(), date.day())
+}
+
+fn notice(code: &str, reception_ja: String, operator_en: String) -> Notice {
+    Notice { code: code.to_string(), reception_ja, operator_en }
+}
+
+/// Validity 4 without any coverage carrying the numbers. Says honestly that late registration
+/// is a possible cause, with the insurer's measured lag when known.
+pub fn no_such_coverage(lag: Option<(f64, u32)>) -> Notice {
+    let lag_ja = match lag {
+        Some((_, max)) => format!("この保険者の登録は最大{max}日程度遅れることがあります。"),
+        None => "保険者の登録は最大10日程度遅れることがあります。".to_string(),
+    };
+    notice(
+        "NO_SUCH_COVERAGE",
+        format!("この番号の資格は登録されていません。保険証・資格確認書の番号を確かめてください。最近加入・転職された方は、保険者の登録待ちの可能性があります。{lag_ja}保険証等を目視で確認して受付し、後日もう一度照会してください。"),
+        "No coverage carries these numbers. If the numbers are right, the insurer may not have registered it yet (see insurer_lag); re-verify later.".to_string(),
+    )
+}
+
+pub fn birth_date_mismatch() -> Notice {
+    notice(
+        "BIRTH_DATE_MISMATCH",
+        "番号は登録されていますが、生年月日が一致しません。生年月日を確かめて入力し直してください。".into(),
+        "The numbers exist but not with this birth date; check the birth date entered.".into(),
+    )
+}
+
+pub fn several_matches(count: usize) -> Notice {
+    notice(
+        "SEVERAL_MATCHES",
+        format!("同じ番号・生年月日の方が{count}人います。保険証の枝番（2桁）を入力して、もう一度照会してください。"),
+        "Several people share these numbers and birth date; send the branch number (枝番).".into(),
+    )
+}
+
+pub fn coverage_lost(lost_on: Date) -> Notice {
+    notice(
+        "COVERAGE_LOST",
+        format!("{}に資格を喪失しています。新しい保険証・資格確認書をお持ちか確認してください。お持ちでなければ、加入先の確認をお願いしてください。", date_ja(lost_on)),
+        format!("The coverage ended (lost_on {lost_on}); no newer coverage is registered."),
+    )
+}
+
+pub fn not_yet_started(acquired_on: Date) -> Notice {
+    notice(
+        "COVERAGE_NOT_YET_STARTED",
+        format!("この資格は{}から有効です。診療日に有効な保険証・資格確認書を確認してください。", date_ja(acquired_on)),
+        format!("The coverage starts on {acquired_on}, after the date of care."),
+    )
+}
+
+pub fn newer_coverage(lost_on: Date, newer_insurer: &str) -> Notice {
+    notice(
+        "NEWER_COVERAGE",
+        format!("{}に資格を喪失し、新しい資格（保険者番号 {newer_insurer}）があります。新しい資格の内容で受付・請求してください。", date_ja(lost_on)),
+        "The coverage ended and the person holds a newer one (newer_coverage); bill that insurer (振替).".into(),
+    )
+}

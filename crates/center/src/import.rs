@@ -1,0 +1,181 @@
+//! Insurer import: JSON Lines in, register transactions out. Good lines apply while bad lines
+//! are reported with their line number, field and reason; events are applied in transactions of
+//! bounded size, so an interrupted import keeps what it committed and a re-run skips it by
+//! event id.
+
+use std::io::BufRead;
+
+use onshi_api::events::{ImportReport, InsurerEvent, RejectedLine, REJECTED_LISTED_MAX};
+use onshi_domain::ids::InsurerNumber;
+use onshi_domain::Timestamp;
+use onshi_store::model::{ApplyOutcome, CoverageEvent};
+use onshi_store::{Register, StoreError};
+
+use crate::validate::coverage_event;
+
+/// Events per transaction unless told otherwise: large enough to amortise the commit (an
+/// fsync), small enough that a crash loses little work and memory stays bounded.
+pub const BATCH_EVENTS_DEFAULT: usize = 20_000;
+
+/// Longest line accepted, in bytes. A real event is well under 2 KiB.
+pub const LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// How an import runs.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    pub batch_events: usize,
+    /// When set (an upload by an insurer), events for any other insurer number are refused.
+    pub only_insurer: Option<InsurerNumber>,
+    /// The registration time written with every applied event.
+    pub registered_at: Timestamp,
+}
+
+/// Where an import has got to, reported after every committed batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportProgress {
+    pub bytes_read: u64,
+    pub lines: u64,
+    pub applied: u64,
+    pub already_applied: u64,
+    pub rejected: u64,
+}
+
+/// Why an import stopped early. Lines already committed stay committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the input after line {line}: {source}")]
+    Read { line: u64, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Pending {
+    line: u64,
+    event: CoverageEvent,
+}
+
+struct Importer<'a> {
+    register: &'a dyn Register,
+    options: &'a ImportOptions,
+    report: ImportReport,
+    progress: ImportProgress,
+    batch: Vec<Pending>,
+}
+
+impl Importer<'_> {
+    fn reject(&mut self, line: u64, event_id: Option<String>, field: String, reason: String) {
+        self.report.rejected_total += 1;
+        self.progress.rejected += 1;
+        if self.report.rejected.len() < REJECTED_LISTED_MAX {
+            self.report.rejected.push(RejectedLine { line, event_id, field, reason });
+        }
+    }
+
+    fn take_line(&mut self, line_number: u64, bytes: &[u8]) {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.trim_start_matches('\u{feff}').trim(),
+            Err(e) => {
+                return self.reject(line_number, None, "line".into(), format!("is not UTF-8 (byte {}); save the file as UTF-8", e.valid_up_to()));
+            }
+        };
+        if text.is_empty() {
+            return;
+        }
+        self.report.lines += 1;
+        self.progress.lines += 1;
+        if bytes.len() > LINE_BYTES_MAX {
+            return self.reject(line_number, None, "line".into(), format!("is longer than {LINE_BYTES_MAX} bytes"));
+        }
+        let wire: InsurerEvent = match serde_json::from_str(text) {
+            Ok(wire) => wire,
+            Err(e) => {
+                let (field, reason) = describe_json_error(&e);
+                return self.reject(line_number, None, field, reason);
+            }
+        };
+        if let Some(own) = &self.options.only_insurer {
+            let same = InsurerNumber::parse(&wire.insurer_number).is_ok_and(|n| &n == own);
+            if !same {
+                let reason = crate::errors::foreign_insurer(&wire.insurer_number, own.as_str());
+                return self.reject(line_number, Some(wire.event_id), "insurer_number".into(), reason);
+            }
+        }
+        match coverage_event(&wire) {
+            Ok(event) => self.batch.push(Pending { line: line_number, event }),
+            Err(refusal) => self.reject(line_number, Some(wire.event_id), refusal.field, refusal.reason),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let events: Vec<CoverageEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let outcomes = self.register.apply_events(&events, self.options.registered_at)?;
+        debug_assert_eq!(outcomes.len(), batch.len());
+        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                ApplyOutcome::Applied => {
+                    self.report.applied += 1;
+                    self.progress.applied += 1;
+                }
+                ApplyOutcome::AlreadyApplied => {
+                    self.report.already_applied += 1;
+                    self.progress.already_applied += 1;
+                }
+                ApplyOutcome::Rejected { field, reason } => {
+                    self.reject(pending.line, Some(pending.event.event_id), field.to_string(), reason);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a serde_json error into (field, reason) that a person at an insurer can act on.
+fn describe_json_error(error: &serde_json::Error) -> (String, String) {
+    let message = error.to_string();
+    let quoted = |prefix: &str| -> Option<String> {
+        let start = message.find(prefix)? + prefix.len();
+        let rest = &message[start..];
+        Some(rest[..rest.find('`')?].to_string())
+    };
+    if let Some(field) = quoted("missing field `") {
+        return (field, "is missing".into());
+    }
+    if let Some(field) = quoted("unknown field `") {
+        return (field, "is not a field of an insurer event (check the spelling; a My Number is never accepted)".into());
+    }
+    ("line".into(), format!("is not a valid event: {message}"))
+}
+
+/// Imports JSON Lines from `input`, calling `on_progress` after every committed batch.
+pub fn import_jsonl(
+    register: &dyn Register,
+    mut input: impl BufRead,
+    options: &ImportOptions,
+    mut on_progress: impl FnMut(&ImportProgress),
+) -> Result<ImportReport, ImportError> {
+    assert!(options.batch_events > 0, "a batch holds at least one event");
+    let mut importer = Importer { register, options, report: ImportReport::default(), progress: ImportProgress::default(), batch: Vec::new() };
+    let mut buffer = Vec::with_capacity(1024);
+    let mut line_number = 0u64;
+    loop {
+        buffer.clear();
+        let read = input.read_until(b'\n', &mut buffer).map_err(|source| ImportError::Read { line: line_number, source })?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        importer.progress.bytes_read += read as u64;
+        importer.take_line(line_number, &buffer);
+        if importer.batch.len() >= options.batch_events {
+            importer.flush()?;
+            on_progress(&importer.progress);
+        }
+    }
+    importer.flush()?;
+    on_progress(&importer.progress);
+    Ok(importer.report)
+}

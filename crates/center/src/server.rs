@@ -1,0 +1,349 @@
+//! The center's HTTPS server: a TLS accept loop that reads the client certificate and hands
+//! each connection to the axum router with the peer's identity attached.
+//!
+//! Why not axum-server: it gives handlers no access to the client certificate (axum-server
+//! #162); the loop below is the pattern of axum's `low-level-rustls` example.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::TokioIo;
+use onshi_api::verify::{BatchResult, BatchVerifyRequest, BatchVerifyResponse, ErrorBody, VerifyNumberRequest};
+use onshi_api::BATCH_ENTRIES_MAX;
+use onshi_domain::ids::InstitutionCode;
+use onshi_domain::Timestamp;
+use onshi_pki::PeerIdentity;
+use onshi_store::Register;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::errors::{self, CenterError};
+use crate::import::{import_jsonl, ImportOptions, BATCH_EVENTS_DEFAULT};
+use crate::metrics::Metrics;
+use crate::verify::{check_institution, parse_request, verify_number};
+
+/// Most connections served at once; more wait in the kernel's accept queue.
+const CONNECTIONS_MAX: usize = 4_096;
+/// A client that has not finished the TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest single-verify body.
+const VERIFY_BODY_BYTES_MAX: usize = 16 * 1024;
+/// Largest batch body: 10,000 entries of a few hundred bytes each.
+const BATCH_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Largest insurer upload per call; bigger files go through `onshi center import`.
+const UPLOAD_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The current time; injectable so that tests can fix it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock in Japan time.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        Timestamp::from_unix(unix)
+    })
+}
+
+/// Shared by all requests.
+pub struct CenterState {
+    pub register: Arc<dyn Register>,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    pub started: Instant,
+}
+
+/// Who is on the other end of a connection, from the TLS client certificate.
+#[derive(Clone, Debug)]
+enum Peer {
+    Anonymous,
+    Known(PeerIdentity),
+    /// A certificate that chained to the CA but names no usable role.
+    Unusable(String),
+}
+
+impl IntoResponse for CenterError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { error: self.body })).into_response()
+    }
+}
+
+fn refuse(state: &CenterState, error: CenterError) -> Response {
+    state.metrics.error(&error.body.code);
+    tracing::info!(code = %error.body.code, status = error.status, "refused");
+    error.into_response()
+}
+
+fn institution(peer: &Peer) -> Result<&InstitutionCode, CenterError> {
+    match peer {
+        Peer::Known(PeerIdentity::Institution(code)) => Ok(code),
+        Peer::Known(PeerIdentity::Insurer(_)) => Err(errors::wrong_role("medical-institution")),
+        Peer::Unusable(detail) => Err(errors::wrong_role(&format!("medical-institution ({detail})"))),
+        Peer::Anonymous => Err(errors::certificate_required()),
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, CenterError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| errors::body_too_large(limit))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CenterError> {
+    serde_json::from_slice(bytes).map_err(|e| errors::malformed_body(format!("invalid JSON: {e}")))
+}
+
+/// Verify requests may name the institution (as the XML header does); it must be the
+/// certificate's. The field is read separately so the wire type stays the public shape.
+#[derive(serde::Deserialize)]
+struct InstitutionClaim {
+    #[serde(default)]
+    institution_code: Option<String>,
+}
+
+fn split_claim(bytes: &[u8]) -> Result<(Option<String>, serde_json::Value), CenterError> {
+    let mut value: serde_json::Value = parse_json(bytes)?;
+    let claim = match value.as_object_mut() {
+        Some(object) => object.remove("institution_code"),
+        None => return Err(errors::malformed_body("the body must be a JSON object".into())),
+    };
+    let claim: InstitutionClaim = serde_json::from_value(serde_json::json!({ "institution_code": claim }))
+        .map_err(|_| errors::malformed_body("institution_code must be a string".into()))?;
+    Ok((claim.institution_code, value))
+}
+
+async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let certified = institution(&peer)?;
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let (claim, value) = split_claim(&bytes)?;
+        check_institution(claim.as_deref(), certified)?;
+        let request: VerifyNumberRequest =
+            serde_json::from_value(value).map_err(|e| errors::malformed_body(format!("invalid verify request: {e}")))?;
+        let now = (state.clock)();
+        let query = parse_request(&request, now.date())?;
+        verify_number(state.register.as_ref(), &query, now)
+    }
+    .await;
+    match result {
+        Ok(answer) => {
+            state.metrics.answer(&answer.validity.code);
+            state.metrics.verify_latency(started.elapsed());
+            Json(answer).into_response()
+        }
+        Err(error) => refuse(&state, error),
+    }
+}
+
+async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let result = async {
+        let certified = institution(&peer)?.clone();
+        let bytes = read_body(body, BATCH_BODY_BYTES_MAX).await?;
+        let (claim, value) = split_claim(&bytes)?;
+        check_institution(claim.as_deref(), &certified)?;
+        let request: BatchVerifyRequest =
+            serde_json::from_value(value).map_err(|e| errors::malformed_body(format!("invalid batch request: {e}")))?;
+        if request.entries.is_empty() || request.entries.len() > BATCH_ENTRIES_MAX {
+            return Err(errors::batch_size(request.entries.len(), BATCH_ENTRIES_MAX));
+        }
+        state.metrics.batch();
+        let worker = state.clone();
+        // Thousands of lookups: keep them off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let now = (worker.clock)();
+            let results = request
+                .entries
+                .iter()
+                .map(|entry| {
+                    let started = Instant::now();
+                    match parse_request(entry, now.date()).and_then(|q| verify_number(worker.register.as_ref(), &q, now)) {
+                        Ok(answer) => {
+                            worker.metrics.answer(&answer.validity.code);
+                            worker.metrics.verify_latency(started.elapsed());
+                            BatchResult { answer: Some(answer), error: None }
+                        }
+                        Err(error) => {
+                            worker.metrics.error(&error.body.code);
+                            BatchResult { answer: None, error: Some(error.body) }
+                        }
+                    }
+                })
+                .collect();
+            BatchVerifyResponse { results }
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("batch worker failed: {e}")))
+    }
+    .await;
+    match result {
+        Ok(response) => Json(response).into_response(),
+        Err(error) => refuse(&state, error),
+    }
+}
+
+async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let result = async {
+        let insurer = match &peer {
+            Peer::Known(PeerIdentity::Insurer(number)) => number.clone(),
+            Peer::Known(PeerIdentity::Institution(_)) => return Err(errors::wrong_role("insurer")),
+            Peer::Unusable(detail) => return Err(errors::wrong_role(&format!("insurer ({detail})"))),
+            Peer::Anonymous => return Err(errors::certificate_required()),
+        };
+        let bytes = read_body(body, UPLOAD_BODY_BYTES_MAX).await?;
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let options = ImportOptions { batch_events: BATCH_EVENTS_DEFAULT, only_insurer: Some(insurer), registered_at: (worker.clock)() };
+            import_jsonl(worker.register.as_ref(), &bytes[..], &options, |_| {})
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("import worker failed: {e}")))?
+        .map_err(|e| errors::register_unavailable(e.to_string()))
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            state.metrics.import(report.applied, report.rejected_total);
+            tracing::info!(applied = report.applied, already = report.already_applied, rejected = report.rejected_total, "insurer upload");
+            Json(report).into_response()
+        }
+        Err(error) => refuse(&state, error),
+    }
+}
+
+async fn health_handler(State(state): State<Arc<CenterState>>) -> Response {
+    state.metrics.health();
+    Json(serde_json::json!({
+        "status": "ok",
+        "service": "onshi-center",
+        "version": env!("CARGO_PKG_VERSION"),
+        "time": (state.clock)().to_string(),
+    }))
+    .into_response()
+}
+
+async fn stats_handler(State(state): State<Arc<CenterState>>) -> Response {
+    let register = state.register.clone();
+    match tokio::task::spawn_blocking(move || register.counts()).await {
+        Ok(Ok(counts)) => Json(serde_json::json!({
+            "persons": counts.persons, "coverages": counts.coverages, "events": counts.events,
+            "uptime_seconds": state.started.elapsed().as_secs(),
+        }))
+        .into_response(),
+        Ok(Err(e)) => refuse(&state, errors::register_unavailable(e.to_string())),
+        Err(e) => refuse(&state, errors::register_unavailable(e.to_string())),
+    }
+}
+
+async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn openapi_handler() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn fallback(State(state): State<Arc<CenterState>>, request: Request) -> Response {
+    refuse(&state, errors::not_found(request.uri().path()))
+}
+
+/// The API document, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The router with every endpoint.
+pub fn router(state: Arc<CenterState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health_handler))
+        .route("/v1/openapi.json", get(openapi_handler))
+        .route("/v1/stats", get(stats_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/v1/verify/number", post(verify_handler))
+        .route("/v1/verify/number/batch", post(batch_handler))
+        .route("/v1/insurer/events", post(upload_handler))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+/// A running center: its address, and a way to stop it.
+pub struct RunningCenter {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningCenter {
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn peer_of(connection: &rustls::ServerConnection) -> Peer {
+    match connection.peer_certificates().and_then(|chain| chain.first()) {
+        None => Peer::Anonymous,
+        Some(cert) => match onshi_pki::peer_identity(cert.as_ref()) {
+            Ok(identity) => Peer::Known(identity),
+            Err(e) => Peer::Unusable(e.to_string()),
+        },
+    }
+}
+
+/// Binds `listener` and serves the API on it until shut down.
+pub fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<CenterState>) -> std::io::Result<RunningCenter> {
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let app = router(state);
+    let (shutdown, mut stopped) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let task = tokio::spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                _ = stopped.changed() => break,
+                permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            };
+            let (stream, _) = tokio::select! {
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let peer = peer_of(tls.get_ref().1);
+                let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer.clone());
+                    let app = app.clone();
+                    async move { tower::ServiceExt::oneshot(app, request.map(Body::new)).await }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), service).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok(RunningCenter { addr, shutdown, task })
+}

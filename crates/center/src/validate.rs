@@ -1,0 +1,196 @@
+//! From wire events to register events: every field checked, every refusal naming its field.
+
+use onshi_api::events::{self as wire, EventKind, InsurerEvent};
+use onshi_domain::codes::{CardClassification, LimitCertificateClassification, ReasonOfLoss, Relationship, Sex, SpecificDisease};
+use onshi_domain::copay::IncomeClass;
+use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InsurerNumber, PublicPayerNumber, RecipientNumber};
+use onshi_domain::limit::LimitCategory;
+use onshi_domain::{Date, FieldError, Timestamp};
+use onshi_store::model::*;
+
+/// A refused field: its dotted path and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: String,
+    pub reason: String,
+}
+
+type Checked<T> = Result<T, Refusal>;
+
+fn at<T>(field: &str, result: Result<T, FieldError>) -> Checked<T> {
+    result.map_err(|e| Refusal { field: field.to_string(), reason: format!("the value {e}") })
+}
+
+fn refuse<T>(field: &str, reason: &str) -> Checked<T> {
+    Err(Refusal { field: field.to_string(), reason: reason.to_string() })
+}
+
+fn date(field: &str, text: &str) -> Checked<Date> {
+    at(field, Date::parse_yyyymmdd(text))
+}
+
+fn opt_date(field: &str, text: Option<&String>) -> Checked<Option<Date>> {
+    text.map(|t| date(field, t)).transpose()
+}
+
+/// Longest event id and person reference accepted.
+const ID_CHARS_MAX: usize = 64;
+/// Longest name, kana, address accepted.
+const TEXT_CHARS_MAX: usize = 100;
+
+fn bounded_text(field: &str, text: &str, required: bool) -> Checked<String> {
+    let trimmed = text.trim();
+    if required && trimmed.is_empty() {
+        return refuse(field, "must not be empty");
+    }
+    if trimmed.chars().count() > TEXT_CHARS_MAX {
+        return refuse(field, &format!("is longer than {TEXT_CHARS_MAX} characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return refuse(field, "contains a control character");
+    }
+    Ok(trimmed.to_string())
+}
+
+fn identifier(field: &str, text: &str) -> Checked<String> {
+    let ok = !text.is_empty()
+        && text.len() <= ID_CHARS_MAX
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if !ok {
+        return refuse(field, &format!("must be 1–{ID_CHARS_MAX} ASCII letters, digits or - _ . :"));
+    }
+    // A bare 12-digit reference looks like a My Number (個人番号); the register never accepts one.
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        return refuse(field, "looks like a My Number (12 digits); send the pseudonymous person reference instead, never the My Number");
+    }
+    Ok(text.to_string())
+}
+
+fn holder(member: &wire::Member) -> Checked<Holder> {
+    Ok(Holder {
+        birth_date: date("member.birth_date", &member.birth_date)?,
+        sex: at("member.sex", Sex::parse(&member.sex))?,
+        relationship: at("member.relationship", Relationship::parse(&member.relationship))?,
+        card_classification: at("member.card_classification", CardClassification::parse(&member.card_classification))?,
+    })
+}
+
+fn details(member: &wire::Member) -> Checked<MemberDetails> {
+    let optional = |field: &str, value: &Option<String>| -> Checked<Option<String>> {
+        value.as_deref().map(|v| bounded_text(field, v, false)).transpose().map(|v| v.filter(|s| !s.is_empty()))
+    };
+    Ok(MemberDetails {
+        name: bounded_text("member.name", &member.name, true)?,
+        name_kana: bounded_text("member.name_kana", &member.name_kana, true)?,
+        insured_name: optional("member.insured_name", &member.insured_name)?,
+        address: optional("member.address", &member.address)?,
+        post_code: optional("member.post_code", &member.post_code)?,
+    })
+}
+
+fn terms(terms: &wire::Terms, birth: Option<Date>) -> Checked<Terms> {
+    let limit = match &terms.limit {
+        None => None,
+        Some(limit) => {
+            let category = at("terms.limit.category", LimitCategory::parse(&limit.category))?;
+            let valid_from = date("terms.limit.valid_from", &limit.valid_from)?;
+            let valid_to = opt_date("terms.limit.valid_to", limit.valid_to.as_ref())?;
+            if valid_to.is_some_and(|to| to < valid_from) {
+                return refuse("terms.limit.valid_to", "is before valid_from");
+            }
+            if let Some(birth) = birth {
+                let seventy = onshi_domain::copay::seventy_rule_start(birth);
+                // A certificate entirely before the 70 rule must be an A category, entirely
+                // after it a B category.
+                if category.is_seventy_and_over() && valid_to.is_some_and(|to| to < seventy) {
+                    return refuse("terms.limit.category", "is a 70-and-over (B) category for a period before the 70 rule applies");
+                }
+                if !category.is_seventy_and_over() && valid_from >= seventy {
+                    return refuse("terms.limit.category", "is an under-70 (A) category for a period after the 70 rule applies");
+                }
+            }
+            Some(LimitCertificate {
+                category,
+                classification: at("terms.limit.classification", LimitCertificateClassification::parse(&limit.classification))?,
+                valid_from,
+                valid_to,
+            })
+        }
+    };
+    let specific_diseases = terms
+        .specific_diseases
+        .iter()
+        .map(|d| {
+            Ok(SpecificDiseaseCertificate {
+                disease: at("terms.specific_diseases.category", SpecificDisease::parse(&d.category))?,
+                valid_from: date("terms.specific_diseases.valid_from", &d.valid_from)?,
+                valid_to: opt_date("terms.specific_diseases.valid_to", d.valid_to.as_ref())?,
+                self_pay_yen: d.self_pay_yen,
+            })
+        })
+        .collect::<Checked<Vec<_>>>()?;
+    let public_expense = terms
+        .public_expense
+        .iter()
+        .map(|p| {
+            Ok(PublicExpenseCertificate {
+                payer: at("terms.public_expense.payer_number", PublicPayerNumber::parse(&p.payer_number))?,
+                recipient: at("terms.public_expense.recipient_number", RecipientNumber::parse(&p.recipient_number))?,
+                valid_from: date("terms.public_expense.valid_from", &p.valid_from)?,
+                valid_to: opt_date("terms.public_expense.valid_to", p.valid_to.as_ref())?,
+            })
+        })
+        .collect::<Checked<Vec<_>>>()?;
+    Ok(Terms { income: at("terms.income_class", IncomeClass::parse(&terms.income_class))?, limit, specific_diseases, public_expense })
+}
+
+/// Checks every field of a wire event and builds the register event.
+pub fn coverage_event(event: &InsurerEvent) -> Checked<CoverageEvent> {
+    let event_id = identifier("event_id", &event.event_id)?;
+    let person_ref = identifier("person_ref", &event.person_ref)?;
+    let insurer = at("insurer_number", InsurerNumber::parse(&event.insurer_number))?;
+    let symbol = at("card.symbol", CardSymbol::parse(event.card.symbol.as_deref().unwrap_or("")))?;
+    let number = at("card.number", CardNumber::parse(&event.card.number))?;
+    let branch = match at("card.branch", CardBranch::parse(&event.card.branch))? {
+        Some(branch) => branch,
+        None => return refuse("card.branch", "must be given in insurer events (2 digits)"),
+    };
+    let occurred_on = date("occurred_on", &event.occurred_on)?;
+    let notified_at = at("notified_at", Timestamp::parse(&event.notified_at))?;
+    let body = match event.kind {
+        EventKind::Acquire => {
+            let Some(member) = &event.member else { return refuse("member", "is required for an acquisition") };
+            let Some(wire_terms) = &event.terms else { return refuse("terms", "is required for an acquisition") };
+            if event.loss_reason.is_some() {
+                return refuse("loss_reason", "belongs only to a loss");
+            }
+            let holder = holder(member)?;
+            if holder.birth_date > occurred_on {
+                return refuse("occurred_on", "is before the member's birth date");
+            }
+            EventBody::Acquire { holder, details: details(member)?, terms: terms(wire_terms, Some(holder.birth_date))? }
+        }
+        EventKind::Change => {
+            if event.member.is_none() && event.terms.is_none() {
+                return refuse("member", "a change needs member or terms (or both)");
+            }
+            if event.loss_reason.is_some() {
+                return refuse("loss_reason", "belongs only to a loss");
+            }
+            let holder = event.member.as_ref().map(holder).transpose()?;
+            EventBody::Change {
+                holder,
+                details: event.member.as_ref().map(details).transpose()?,
+                terms: event.terms.as_ref().map(|t| terms(t, holder.map(|h| h.birth_date))).transpose()?,
+            }
+        }
+        EventKind::Lose => {
+            let Some(reason) = &event.loss_reason else { return refuse("loss_reason", "is required for a loss (OQSCD008)") };
+            if event.member.is_some() || event.terms.is_some() {
+                return refuse("member", "a loss carries no member or terms");
+            }
+            EventBody::Lose { reason: at("loss_reason", ReasonOfLoss::parse(reason))? }
+        }
+    };
+    Ok(CoverageEvent { event_id, insurer, person_ref, symbol, number, branch, occurred_on, notified_at, body })
+}

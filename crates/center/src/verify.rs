@@ -1,0 +1,254 @@
+//! Verification by card numbers: parse the request, ask the register, decide with the domain,
+//! and build the answer with copay, limit, pending changes and `as_of`.
+
+use onshi_api::verify::{self as wire, CodeLabel, Pending, VerifyAnswer, VerifyNumberRequest};
+use onshi_domain::codes::QualificationValidity;
+use onshi_domain::copay::{self, copay_ratio_percent, AgeBand};
+use onshi_domain::eligibility::{judge, match_card, CardMatch, CoverageSpan, Judgement};
+use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerKind, InsurerNumber};
+use onshi_domain::limit::{monthly_cap_yen, CareSetting};
+use onshi_domain::{Date, Timestamp};
+use onshi_store::model::{window_covers, CoverageRecord, TermsRecord};
+use onshi_store::Register;
+
+use crate::errors::{self, date_ja, CenterError};
+
+/// A verification request whose fields passed their rules.
+#[derive(Clone, Debug)]
+pub struct NumberQuery {
+    pub insurer: InsurerNumber,
+    pub symbol: CardSymbol,
+    pub number: CardNumber,
+    pub branch: Option<CardBranch>,
+    pub birth_date: Date,
+    pub date_of_care: Date,
+    pub limit_consent: bool,
+}
+
+/// Checks a request. `today` is the default date of care.
+pub fn parse_request(request: &VerifyNumberRequest, today: Date) -> Result<NumberQuery, CenterError> {
+    fn field(name: &'static str) -> impl Fn(onshi_domain::FieldError) -> CenterError {
+        move |e| errors::invalid_field(name, &e)
+    }
+    Ok(NumberQuery {
+        insurer: InsurerNumber::parse(&request.insurer_number).map_err(field("insurer_number"))?,
+        symbol: CardSymbol::parse(request.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?,
+        number: CardNumber::parse(&request.number).map_err(field("number"))?,
+        branch: CardBranch::parse(request.branch.as_deref().unwrap_or("")).map_err(field("branch"))?,
+        birth_date: Date::parse_yyyymmdd(&request.birth_date).map_err(field("birth_date"))?,
+        date_of_care: match &request.date_of_care {
+            Some(text) => Date::parse_yyyymmdd(text).map_err(field("date_of_care"))?,
+            None => today,
+        },
+        limit_consent: request.limit_consent,
+    })
+}
+
+/// The institution code a request names, if any, must be the certificate's.
+pub fn check_institution(claimed: Option<&str>, certified: &InstitutionCode) -> Result<(), CenterError> {
+    let Some(claimed) = claimed else { return Ok(()) };
+    let parsed = InstitutionCode::parse(claimed).map_err(|e| errors::invalid_field("institution_code", &e))?;
+    if &parsed != certified {
+        return Err(errors::institution_mismatch(parsed.as_str(), certified.as_str()));
+    }
+    Ok(())
+}
+
+fn span(record: &CoverageRecord) -> CoverageSpan {
+    CoverageSpan {
+        coverage_id: record.coverage_id,
+        person_id: record.person_id,
+        branch: record.branch,
+        birth_date: record.holder.birth_date,
+        acquired_on: record.acquired_on,
+        lost_on: record.lost_on,
+        loss_reason: record.loss_reason,
+    }
+}
+
+fn code_label(code: &str, label: &str) -> CodeLabel {
+    CodeLabel { code: code.to_string(), label: label.to_string() }
+}
+
+fn store_error(e: onshi_store::StoreError) -> CenterError {
+    errors::register_unavailable(e.to_string())
+}
+
+/// The terms row in effect on `on`, or the first row when `on` precedes them all.
+fn terms_on(rows: &[TermsRecord], on: Date) -> Option<&TermsRecord> {
+    rows.iter().rev().find(|row| row.effective_from <= on).or(rows.first())
+}
+
+/// Builds the wire coverage as it stands on `on`.
+fn coverage_on(record: &CoverageRecord, rows: &[TermsRecord], on: Date, limit_consent: bool) -> Option<wire::Coverage> {
+    let row = terms_on(rows, on)?;
+    let birth = record.holder.birth_date;
+    let late_elderly = record.insurer.kind() == InsurerKind::LateElderly;
+    let band = copay::age_band(birth, on, late_elderly);
+    let covered = span(record).covers(on);
+    let limit = row
+        .terms
+        .limit
+        .filter(|limit| limit_consent && window_covers(limit.valid_from, limit.valid_to, on))
+        .map(|limit| wire::Limit {
+            category: code_label(limit.category.code(), limit.category.label_ja()),
+            classification: code_label(limit.classification.code(), limit.classification.label_ja()),
+            valid_from: limit.valid_from.to_string(),
+            valid_to: limit.valid_to.map(|d| d.to_string()),
+            outpatient_cap_base_yen: monthly_cap_yen(limit.category, on, CareSetting::Outpatient, 0),
+        });
+    let public_expense = row
+        .terms
+        .public_expense
+        .iter()
+        .filter(|p| window_covers(p.valid_from, p.valid_to, on))
+        .map(|p| wire::PublicExpense {
+            payer_number: p.payer.as_str().to_string(),
+            recipient_number: p.recipient.as_str().to_string(),
+            valid_from: p.valid_from.to_string(),
+            valid_to: p.valid_to.map(|d| d.to_string()),
+        })
+        .collect();
+    Some(wire::Coverage {
+        insurer_number: record.insurer.as_str().to_string(),
+        symbol: (!record.symbol.is_empty()).then(|| record.symbol.as_str().to_string()),
+        number: record.number.as_str().to_string(),
+        branch: record.branch.to_string(),
+        card_classification: code_label(record.holder.card_classification.code(), record.holder.card_classification.label_ja()),
+        relationship: code_label(record.holder.relationship.code(), record.holder.relationship.label_ja()),
+        name: row.details.name.clone(),
+        name_kana: row.details.name_kana.clone(),
+        insured_name: row.details.insured_name.clone(),
+        sex: code_label(record.holder.sex.code(), record.holder.sex.label_ja()),
+        birth_date: birth.to_string(),
+        address: row.details.address.clone(),
+        post_code: row.details.post_code.clone(),
+        acquired_on: record.acquired_on.to_string(),
+        lost_on: record.lost_on.map(|d| d.to_string()),
+        loss_reason: record.loss_reason.map(|r| code_label(r.code(), r.label_ja())),
+        copay_ratio_percent: if covered { copay_ratio_percent(birth, on, row.terms.income, late_elderly) } else { None },
+        preschool: covered && band == AgeBand::Preschool,
+        elderly_recipient: covered && band == AgeBand::SeventyToSeventyFour,
+        limit,
+        public_expense,
+    })
+}
+
+/// How far ahead an age-rule change of the copay is announced.
+const COPAY_CHANGE_NOTICE_DAYS: i64 = 62;
+
+/// Changes that take effect after the date of care: a notified loss, dated terms, a newer
+/// coverage starting later, and a copay change by age coming soon.
+fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[CoverageRecord], on: Date) -> Vec<Pending> {
+    let mut pending = Vec::new();
+    if let Some(lost) = record.lost_on.filter(|lost| *lost > on) {
+        pending.push(Pending {
+            kind: "loss".into(),
+            effective_on: lost.to_string(),
+            description_ja: format!("{}に資格を喪失する予定です（保険者から届出済み）。", date_ja(lost)),
+        });
+    }
+    for row in rows.iter().filter(|row| row.effective_from > on && row.effective_from > record.acquired_on) {
+        pending.push(Pending {
+            kind: "terms_change".into(),
+            effective_on: row.effective_from.to_string(),
+            description_ja: format!("{}から資格内容（負担割合・限度額等）が変わります。", date_ja(row.effective_from)),
+        });
+    }
+    for other in person.iter().filter(|c| c.coverage_id != record.coverage_id && c.acquired_on > on) {
+        pending.push(Pending {
+            kind: "newer_coverage".into(),
+            effective_on: other.acquired_on.to_string(),
+            description_ja: format!("{}から新しい資格（保険者番号 {}）が有効になります。", date_ja(other.acquired_on), other.insurer.as_str()),
+        });
+    }
+    if span(record).covers(on) {
+        if let Some(row) = terms_on(rows, on) {
+            let birth = record.holder.birth_date;
+            let late = record.insurer.kind() == InsurerKind::LateElderly;
+            let now = copay_ratio_percent(birth, on, row.terms.income, late);
+            let boundaries = [copay::school_entry(birth), copay::seventy_rule_start(birth), copay::late_elderly_start(birth)];
+            for boundary in boundaries.into_iter().filter(|b| *b > on && b.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS) {
+                let then = copay_ratio_percent(birth, boundary, row.terms.income, late);
+                if let (Some(now), Some(then)) = (now, then) {
+                    if now != then {
+                        pending.push(Pending {
+                            kind: "copay_change".into(),
+                            effective_on: boundary.to_string(),
+                            description_ja: format!("{}から年齢により負担割合が{}割から{}割に変わります。", date_ja(boundary), now / 10, then / 10),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    pending.sort_by(|a, b| a.effective_on.cmp(&b.effective_on));
+    pending
+}
+
+fn validity(value: QualificationValidity) -> CodeLabel {
+    code_label(value.code(), value.label_ja())
+}
+
+/// Answers one verification from the register.
+pub fn verify_number(register: &dyn Register, query: &NumberQuery, now: Timestamp) -> Result<VerifyAnswer, CenterError> {
+    let on = query.date_of_care;
+    let lag = register.insurer_lag(&query.insurer).map_err(store_error)?;
+    let mut answer = VerifyAnswer {
+        validity: validity(QualificationValidity::NoSuchCoverage),
+        notice: None,
+        date_of_care: on.to_string(),
+        coverage: None,
+        newer_coverage: None,
+        pending: Vec::new(),
+        as_of: None,
+        insurer_lag: lag.map(|l| wire::InsurerLag { events: l.events, mean_days: (l.mean_days * 10.0).round() / 10.0, max_days: l.max_days }),
+        answered_at: now.to_string(),
+    };
+    let records: Vec<CoverageRecord> = register
+        .coverages_by_number(&query.insurer, &query.number)
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|c| query.symbol.is_empty() || c.symbol == query.symbol)
+        .collect();
+    let spans: Vec<CoverageSpan> = records.iter().map(span).collect();
+    let chosen = match match_card(&spans, query.branch, query.birth_date, on) {
+        CardMatch::NoSuchNumbers => {
+            answer.notice = Some(errors::no_such_coverage(lag.map(|l| (l.mean_days, l.max_days))));
+            return Ok(answer);
+        }
+        CardMatch::BirthDateMismatch => {
+            answer.notice = Some(errors::birth_date_mismatch());
+            return Ok(answer);
+        }
+        CardMatch::SeveralPeople(count) => {
+            answer.validity = validity(QualificationValidity::SeveralMatches);
+            answer.notice = Some(errors::several_matches(count));
+            return Ok(answer);
+        }
+        CardMatch::One(chosen) => chosen.coverage_id,
+    };
+    let record = records.iter().find(|r| r.coverage_id == chosen).expect("chosen from these records");
+    let person = register.coverages_of_person(record.person_id).map_err(store_error)?;
+    let person_spans: Vec<CoverageSpan> = person.iter().map(span).collect();
+    let judgement = judge(&span(record), &person_spans, on);
+    let rows = register.terms_of(record.coverage_id).map_err(store_error)?;
+    answer.validity = validity(judgement.validity());
+    answer.coverage = coverage_on(record, &rows, on, query.limit_consent);
+    answer.pending = pending_changes(record, &rows, &person, on);
+    let mut as_of = record.updated_at;
+    match judgement {
+        Judgement::Valid => {}
+        Judgement::NotYetAcquired { acquired_on } => answer.notice = Some(errors::not_yet_started(acquired_on)),
+        Judgement::Lost { lost_on } => answer.notice = Some(errors::coverage_lost(lost_on)),
+        Judgement::LostNewerExists { lost_on, newer_coverage_id } => {
+            let newer = person.iter().find(|c| c.coverage_id == newer_coverage_id).expect("judged from these records");
+            let newer_rows = register.terms_of(newer.coverage_id).map_err(store_error)?;
+            answer.notice = Some(errors::newer_coverage(lost_on, newer.insurer.as_str()));
+            answer.newer_coverage = coverage_on(newer, &newer_rows, on, query.limit_consent);
+            as_of = as_of.max(newer.updated_at);
+        }
+    }
+    answer.as_of = Some(as_of.to_string());
+    Ok(answer)
+}
