@@ -1,1 +1,896 @@
-//! placeholder
+//! A deterministic synthetic population for the register, and the ground truth a verification
+//! must answer.
+//!
+//! `generate` writes, under the output directory:
+//! - `events/<kind>.jsonl`: insurer events notified on or before `today`, one file per insurer
+//!   kind (協会けんぽ, 健保組合, 共済, 国保, 後期高齢). Each coverage's events are in order.
+//! - `late/late-events.jsonl`: events whose notification falls after `today`: the registration
+//!   lag in which valid coverage answers 該当資格なし.
+//! - `ground-truth.jsonl`: verification cases with the answer the center must give once
+//!   `events/` is imported (and `late/` is not).
+//! - `manifest.json`: options and counts.
+//!
+//! The truth is computed from the population's own timeline, not by calling the center.
+
+mod names;
+pub mod rng;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use onshi_api::events::{
+    CardFields, EventKind, InsurerEvent, LimitCertificate, Member, PublicExpenseCertificate, SpecificDiseaseCertificate, Terms,
+};
+use onshi_api::verify::VerifyNumberRequest;
+use onshi_domain::codes::Sex;
+use onshi_domain::copay::{self, IncomeClass};
+use onshi_domain::ids::{InsurerNumber, PublicPayerNumber, RecipientNumber};
+use onshi_domain::limit::LimitCategory;
+use onshi_domain::{Date, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use rng::{person_ref, Rng};
+
+/// How to generate.
+#[derive(Clone, Debug)]
+pub struct SynthOptions {
+    pub persons: u64,
+    pub seed: u64,
+    /// The synthetic world's today: events notified later go to `late/`.
+    pub today: Date,
+    pub out: PathBuf,
+}
+
+/// The default synthetic today, fixed so that output does not depend on when it is run.
+pub const DEFAULT_TODAY: (u16, u8, u8) = (2026, 11, 25);
+
+/// Most truth cases kept per category, so that ten million persons do not mean ten million cases.
+const CASES_PER_CATEGORY_MAX: u64 = 2_000;
+/// One ordinary person in this many becomes a `valid` truth case.
+const VALID_SAMPLE_EVERY: u64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("nothing to generate: --persons must be at least 1")]
+    NoPersons,
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SynthSummary {
+    pub persons: u64,
+    pub households: u64,
+    pub insurers: u64,
+    pub events: u64,
+    pub late_events: u64,
+    pub truth_cases: u64,
+    pub cases_by_category: BTreeMap<String, u64>,
+    pub today: String,
+    pub seed: u64,
+    pub event_files: Vec<String>,
+}
+
+/// One ground-truth case: a request and what the answer must contain.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TruthCase {
+    pub case: String,
+    pub category: String,
+    pub request: VerifyNumberRequest,
+    pub expect: Expectation,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Expectation {
+    /// QualificationValidity code "1"–"5".
+    pub validity: String,
+    /// The notice code, when one must be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// The copay ratio, when the answer must state it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copay_ratio_percent: Option<u8>,
+    /// The limit category that must be shown, or none (checked exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_category: Option<String>,
+    /// The newer coverage's insurer number (振替 target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_insurer_number: Option<String>,
+    /// Pending change kinds that must be listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_includes: Vec<String>,
+    /// A public-expense payer that must be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_payer: Option<String>,
+}
+
+struct Insurer {
+    number: InsurerNumber,
+    name: String,
+    next_number: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Family {
+    Kyokai,
+    Kumiai,
+    Kyosai,
+    Kokuho,
+    Kouki,
+}
+
+impl Family {
+    const ALL: [Family; 5] = [Family::Kyokai, Family::Kumiai, Family::Kyosai, Family::Kokuho, Family::Kouki];
+    fn file(self) -> &'static str {
+        match self {
+            Family::Kyokai => "kyokai",
+            Family::Kumiai => "kumiai",
+            Family::Kyosai => "kyosai",
+            Family::Kokuho => "kokuho",
+            Family::Kouki => "kouki",
+        }
+    }
+}
+
+/// A card issued to a household (or a person): insurer, 記号, 番号.
+#[derive(Clone, Debug)]
+struct Card {
+    family: Family,
+    insurer: usize,
+    symbol: Option<String>,
+    number: String,
+}
+
+/// One synthetic person.
+#[derive(Clone, Debug)]
+struct Person {
+    reference: String,
+    name: String,
+    kana: String,
+    sex: Sex,
+    birth: Date,
+    income: IncomeClass,
+}
+
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Writer {
+    fn create(path: PathBuf) -> Result<Writer, SynthError> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|source| SynthError::Write { path: parent.to_path_buf(), source })?;
+        }
+        let file = File::create(&path).map_err(|source| SynthError::Write { path: path.clone(), source })?;
+        Ok(Writer { path, out: BufWriter::with_capacity(1 << 20, file) })
+    }
+
+    fn line<T: Serialize>(&mut self, value: &T) -> Result<(), SynthError> {
+        let error = |source| SynthError::Write { path: self.path.clone(), source };
+        serde_json::to_writer(&mut self.out, value).map_err(|e| error(std::io::Error::other(e)))?;
+        self.out.write_all(b"\n").map_err(error)
+    }
+
+    fn finish(mut self) -> Result<(), SynthError> {
+        self.out.flush().map_err(|source| SynthError::Write { path: self.path.clone(), source })?;
+        self.out.get_ref().sync_all().map_err(|source| SynthError::Write { path: self.path.clone(), source })
+    }
+}
+
+struct Generator {
+    rng: Rng,
+    seed: u64,
+    today: Date,
+    insurers: Vec<Insurer>,
+    by_family: BTreeMap<Family, Vec<usize>>,
+    files: BTreeMap<Family, Writer>,
+    late: Writer,
+    truth: Writer,
+    summary: SynthSummary,
+    next_event: u64,
+    next_person: u64,
+    /// 後期高齢 insurer index per prefecture (1-based code − 1).
+    kouki_by_prefecture: Vec<usize>,
+}
+
+fn d(y: u16, m: u8, day: u8) -> Date {
+    Date::new(y, m, day).expect("generator dates are valid")
+}
+
+fn insurer_numbers(rng: &mut Rng) -> Vec<(Family, InsurerNumber, String)> {
+    let mut list = Vec::new();
+    for pref in 1..=47u8 {
+        let name = names::PREFECTURES[pref as usize - 1];
+        let number = InsurerNumber::with_check_digit(&format!("01{pref:02}001")).expect("valid body");
+        list.push((Family::Kyokai, number, format!("全国健康保険協会{name}支部")));
+        let number = InsurerNumber::with_check_digit(&format!("39{pref:02}101")).expect("valid body");
+        list.push((Family::Kouki, number, format!("{name}後期高齢者医療広域連合")));
+        for town in 0..2u16 {
+            let number = InsurerNumber::with_check_digit(&format!("{pref:02}{:03}", 101 + town * 2)).expect("valid body");
+            list.push((Family::Kokuho, number, format!("{name}第{}市国民健康保険", town + 1)));
+        }
+    }
+    for society in 0..60u16 {
+        let pref = 1 + rng.below(47) as u8;
+        let number = InsurerNumber::with_check_digit(&format!("06{pref:02}{:03}", 100 + society * 7)).expect("valid body");
+        list.push((Family::Kumiai, number, format!("第{}健康保険組合", society + 1)));
+    }
+    for (i, law) in ["31", "32", "33", "34"].iter().enumerate() {
+        for branch in 0..4u16 {
+            let pref = 1 + rng.below(47) as u8;
+            let number = InsurerNumber::with_check_digit(&format!("{law}{pref:02}{:03}", 100 + i as u16 * 10 + branch)).expect("valid body");
+            list.push((Family::Kyosai, number, format!("共済組合{}-{}", law, branch + 1)));
+        }
+    }
+    list
+}
+
+/// How one coverage of one person looks for the truth file.
+struct Held {
+    card: Card,
+    branch: u8,
+}
+
+impl Generator {
+    fn new(options: &SynthOptions) -> Result<Generator, SynthError> {
+        let mut rng = Rng::new(options.seed);
+        let mut insurers = Vec::new();
+        let mut by_family: BTreeMap<Family, Vec<usize>> = BTreeMap::new();
+        let mut kouki_by_prefecture = Vec::new();
+        for (family, number, name) in insurer_numbers(&mut rng) {
+            if insurers.iter().any(|i: &Insurer| i.number == number) {
+                continue;
+            }
+            by_family.entry(family).or_default().push(insurers.len());
+            if family == Family::Kouki {
+                kouki_by_prefecture.push(insurers.len());
+            }
+            insurers.push(Insurer { number, name, next_number: 1 });
+        }
+        let mut files = BTreeMap::new();
+        for family in Family::ALL {
+            files.insert(family, Writer::create(options.out.join("events").join(format!("{}.jsonl", family.file())))?);
+        }
+        let summary = SynthSummary {
+            insurers: insurers.len() as u64,
+            today: options.today.to_string(),
+            seed: options.seed,
+            event_files: Family::ALL.iter().map(|f| format!("events/{}.jsonl", f.file())).collect(),
+            ..SynthSummary::default()
+        };
+        Ok(Generator {
+            rng,
+            seed: options.seed,
+            today: options.today,
+            insurers,
+            by_family,
+            files,
+            late: Writer::create(options.out.join("late").join("late-events.jsonl"))?,
+            truth: Writer::create(options.out.join("ground-truth.jsonl"))?,
+            summary,
+            next_event: 1,
+            next_person: 0,
+            kouki_by_prefecture,
+        })
+    }
+
+    fn person(&mut self, birth: Date, sex: Sex, family_name: (&str, &str)) -> Person {
+        let given = if sex == Sex::Male { *self.rng.pick(names::GIVEN_MALE) } else { *self.rng.pick(names::GIVEN_FEMALE) };
+        let age = birth.age_on(self.today);
+        let income = if age >= 75 {
+            *self.rng.pick(&[IncomeClass::General, IncomeClass::General, IncomeClass::General, IncomeClass::GeneralII, IncomeClass::ActiveHigh])
+        } else if age >= 70 {
+            *self.rng.pick(&[IncomeClass::General, IncomeClass::General, IncomeClass::General, IncomeClass::ActiveHigh])
+        } else {
+            IncomeClass::General
+        };
+        let index = self.next_person;
+        self.next_person += 1;
+        Person {
+            reference: person_ref(self.seed, index),
+            name: format!("{}　{}", family_name.0, given.0),
+            kana: format!("{} {}", family_name.1, given.1),
+            sex,
+            birth,
+            income,
+        }
+    }
+
+    fn birth_for_age(&mut self, age: u16) -> Date {
+        let days = self.rng.between(0, 364);
+        self.today.add_years(0).add_days(-(i64::from(age) * 36525 / 100) - days)
+    }
+
+    fn new_card(&mut self, family: Family, insurer: usize) -> Card {
+        let serial = self.insurers[insurer].next_number;
+        self.insurers[insurer].next_number += 1;
+        let (symbol, number) = match family {
+            Family::Kyokai => (Some(format!("{}", 1_000_000 + self.rng.below(8_999_999))), format!("{serial}")),
+            Family::Kumiai | Family::Kyosai => (Some(format!("{}", 10 + self.rng.below(90))), format!("{serial}")),
+            Family::Kokuho => (Some(format!("{:02}", 1 + self.rng.below(40))), format!("{serial:07}")),
+            Family::Kouki => (None, format!("{serial:08}")),
+        };
+        Card { family, insurer, symbol, number }
+    }
+
+    fn pick_insurer(&mut self, family: Family) -> usize {
+        let list = &self.by_family[&family];
+        list[self.rng.below(list.len() as u64) as usize]
+    }
+
+    fn event_id(&mut self) -> String {
+        let id = self.next_event;
+        self.next_event += 1;
+        format!("ev{id:010}")
+    }
+
+    /// Writes an event to its insurer's file, or to `late/` when notified after today.
+    /// Returns whether the register will know it.
+    fn emit(&mut self, family: Family, event: InsurerEvent) -> Result<bool, SynthError> {
+        let notified = Timestamp::parse(&event.notified_at).expect("generated timestamps are valid");
+        if notified.date() > self.today {
+            self.summary.late_events += 1;
+            self.late.line(&event)?;
+            Ok(false)
+        } else {
+            self.summary.events += 1;
+            self.files.get_mut(&family).expect("a file per family").line(&event)?;
+            Ok(true)
+        }
+    }
+
+    fn notified(&mut self, occurred: Date, lag_days: i64) -> String {
+        let seconds = self.rng.between(9 * 3600, 18 * 3600);
+        Timestamp::from_jst_seconds(Timestamp::at_start_of(occurred.add_days(lag_days)).jst_seconds() + seconds).to_string()
+    }
+
+    fn terms(&mut self, person: &Person, acquired: Date, pref: u8) -> Terms {
+        let mut terms = Terms { income_class: person.income.code().to_string(), ..Terms::default() };
+        let age = person.birth.age_on(self.today);
+        let year_start = if self.today.month() >= 8 { d(self.today.year(), 8, 1) } else { d(self.today.year() - 1, 8, 1) };
+        if age >= 18 && self.rng.chance(80) {
+            let valid_from = year_start.max(acquired);
+            let category = if valid_from >= copay::seventy_rule_start(person.birth) {
+                match person.income {
+                    IncomeClass::ActiveHigh => *self.rng.pick(&[LimitCategory::B01, LimitCategory::B02, LimitCategory::B03]),
+                    IncomeClass::GeneralII => LimitCategory::B09,
+                    IncomeClass::General if age >= 75 => *self.rng.pick(&[LimitCategory::B10, LimitCategory::B05, LimitCategory::B06]),
+                    IncomeClass::General => *self.rng.pick(&[LimitCategory::B04, LimitCategory::B05, LimitCategory::B06]),
+                }
+            } else {
+                *self.rng.pick(&[LimitCategory::A01, LimitCategory::A02, LimitCategory::A03, LimitCategory::A04, LimitCategory::A05])
+            };
+            let classification = if matches!(category, LimitCategory::B05 | LimitCategory::B06 | LimitCategory::A05) { "02" } else { "01" };
+            terms.limit = Some(LimitCertificate {
+                category: category.code().into(),
+                classification: classification.into(),
+                valid_from: valid_from.to_string(),
+                valid_to: Some(d(year_start.year() + 1, 7, 31).to_string()),
+            });
+        }
+        if self.rng.chance(1) {
+            terms.specific_diseases.push(SpecificDiseaseCertificate {
+                category: "1".into(),
+                valid_from: acquired.max(self.today.add_days(-400)).to_string(),
+                valid_to: None,
+                self_pay_yen: 10_000,
+            });
+        }
+        if self.rng.chance(20) {
+            let payer = PublicPayerNumber::with_check_digit(&format!("54{pref:02}001")).expect("valid body");
+            let recipient = RecipientNumber::with_check_digit(&format!("{:06}", self.rng.below(1_000_000))).expect("valid body");
+            terms.public_expense.push(PublicExpenseCertificate {
+                payer_number: payer.as_str().into(),
+                recipient_number: recipient.as_str().into(),
+                valid_from: acquired.max(self.today.add_days(-100)).to_string(),
+                valid_to: Some(self.today.add_days(265).to_string()),
+            });
+        }
+        terms
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn acquire(&mut self, card: &Card, branch: u8, person: &Person, relationship: &str, insured_name: &str, pref: u8, on: Date, lag: i64) -> Result<(bool, Terms), SynthError> {
+        let terms = self.terms(person, on, pref);
+        let event = InsurerEvent {
+            event_id: self.event_id(),
+            kind: EventKind::Acquire,
+            insurer_number: self.insurers[card.insurer].number.as_str().to_string(),
+            person_ref: person.reference.clone(),
+            card: CardFields { symbol: card.symbol.clone(), number: card.number.clone(), branch: format!("{branch:02}") },
+            occurred_on: on.to_string(),
+            notified_at: self.notified(on, lag),
+            member: Some(Member {
+                relationship: relationship.into(),
+                card_classification: "01".into(),
+                name: person.name.clone(),
+                name_kana: person.kana.clone(),
+                sex: person.sex.code().into(),
+                birth_date: person.birth.to_string(),
+                insured_name: (insured_name != person.name).then(|| insured_name.to_string()),
+                address: Some(format!("{}{}市{}丁目{}番", names::PREFECTURES[pref as usize - 1], "中央", 1 + self.rng.below(9), 1 + self.rng.below(30))),
+                post_code: Some(format!("{:03}-{:04}", 100 + self.rng.below(900), self.rng.below(10_000))),
+            }),
+            terms: Some(terms.clone()),
+            loss_reason: None,
+        };
+        Ok((self.emit(card.family, event)?, terms))
+    }
+
+    fn lose(&mut self, card: &Card, branch: u8, person: &Person, on: Date, reason: &str, notified: String) -> Result<bool, SynthError> {
+        let event = InsurerEvent {
+            event_id: self.event_id(),
+            kind: EventKind::Lose,
+            insurer_number: self.insurers[card.insurer].number.as_str().to_string(),
+            person_ref: person.reference.clone(),
+            card: CardFields { symbol: card.symbol.clone(), number: card.number.clone(), branch: format!("{branch:02}") },
+            occurred_on: on.to_string(),
+            notified_at: notified,
+            member: None,
+            terms: None,
+            loss_reason: Some(reason.into()),
+        };
+        self.emit(card.family, event)
+    }
+
+    fn change_income(&mut self, card: &Card, branch: u8, person: &Person, on: Date, terms: &Terms, income: IncomeClass, notified: String) -> Result<bool, SynthError> {
+        let mut terms = terms.clone();
+        terms.income_class = income.code().into();
+        let event = InsurerEvent {
+            event_id: self.event_id(),
+            kind: EventKind::Change,
+            insurer_number: self.insurers[card.insurer].number.as_str().to_string(),
+            person_ref: person.reference.clone(),
+            card: CardFields { symbol: card.symbol.clone(), number: card.number.clone(), branch: format!("{branch:02}") },
+            occurred_on: on.to_string(),
+            notified_at: notified,
+            member: None,
+            terms: Some(terms),
+            loss_reason: None,
+        };
+        self.emit(card.family, event)
+    }
+
+    fn request(&self, held: &Held, person: &Person, on: Date, consent: bool) -> VerifyNumberRequest {
+        VerifyNumberRequest {
+            insurer_number: self.insurers[held.card.insurer].number.as_str().to_string(),
+            symbol: held.card.symbol.clone(),
+            number: held.card.number.clone(),
+            branch: Some(format!("{:02}", held.branch)),
+            birth_date: person.birth.to_string(),
+            date_of_care: Some(on.to_string()),
+            limit_consent: consent,
+        }
+    }
+
+    fn case(&mut self, category: &str, request: VerifyNumberRequest, expect: Expectation) -> Result<(), SynthError> {
+        let count = self.summary.cases_by_category.entry(category.to_string()).or_default();
+        if *count >= CASES_PER_CATEGORY_MAX {
+            return Ok(());
+        }
+        *count += 1;
+        self.summary.truth_cases += 1;
+        let case = TruthCase { case: format!("c{:07}", self.summary.truth_cases), category: category.to_string(), request, expect };
+        self.truth.line(&case)
+    }
+
+    fn room(&self, category: &str) -> bool {
+        self.summary.cases_by_category.get(category).copied().unwrap_or(0) < CASES_PER_CATEGORY_MAX
+    }
+
+    /// The truth of a valid coverage on `on`.
+    fn valid_expectation(&self, held: &Held, person: &Person, terms: &Terms, income: IncomeClass, on: Date, consent: bool) -> Expectation {
+        let late = held.card.family == Family::Kouki;
+        let limit = terms.limit.as_ref().filter(|l| {
+            let from = Date::parse_yyyymmdd(&l.valid_from).expect("generated");
+            let to = l.valid_to.as_deref().map(|t| Date::parse_yyyymmdd(t).expect("generated"));
+            consent && from <= on && to.is_none_or(|to| on <= to)
+        });
+        let public = terms.public_expense.first().filter(|p| {
+            let from = Date::parse_yyyymmdd(&p.valid_from).expect("generated");
+            let to = p.valid_to.as_deref().map(|t| Date::parse_yyyymmdd(t).expect("generated"));
+            from <= on && to.is_none_or(|to| on <= to)
+        });
+        Expectation {
+            validity: "1".into(),
+            copay_ratio_percent: copay::copay_ratio_percent(person.birth, on, income, late),
+            limit_category: limit.map(|l| l.category.clone()),
+            public_payer: public.map(|p| p.payer_number.clone()),
+            ..Expectation::default()
+        }
+    }
+
+    /// Truth cases for an ordinary, currently valid coverage.
+    fn ordinary_cases(&mut self, held: &Held, person: &Person, terms: &Terms, twins: bool) -> Result<(), SynthError> {
+        let today = self.today;
+        let sample = self.rng.below(VALID_SAMPLE_EVERY) == 0;
+        if !sample && !twins {
+            return Ok(());
+        }
+        let consent = self.rng.chance(500);
+        let expect = self.valid_expectation(held, person, terms, person.income, today, consent);
+        if twins {
+            let mut request = self.request(held, person, today, consent);
+            request.branch = None;
+            let expect = Expectation { validity: "5".into(), notice: Some("SEVERAL_MATCHES".into()), ..Expectation::default() };
+            self.case("twins_without_branch", request, expect)?;
+            return self.case("twins_with_branch", self.request(held, person, today, consent), self.valid_expectation(held, person, terms, person.income, today, consent));
+        }
+        if expect.limit_category.is_some() {
+            self.case("limit_with_consent", self.request(held, person, today, true), expect.clone())?;
+            let mut without = expect.clone();
+            without.limit_category = None;
+            self.case("limit_without_consent", self.request(held, person, today, false), without)?;
+        }
+        if expect.public_payer.is_some() {
+            self.case("public_expense", self.request(held, person, today, consent), expect.clone())?;
+        }
+        match self.rng.below(6) {
+            0 => {
+                let mut request = self.request(held, person, today, consent);
+                request.branch = None;
+                self.case("valid_without_branch", request, expect)
+            }
+            1 => {
+                let mut request = self.request(held, person, today, consent);
+                request.number = full_width(&request.number);
+                request.symbol = request.symbol.map(|s| full_width(&s));
+                request.branch = request.branch.map(|b| full_width(&b));
+                if request.insurer_number.len() == 6 {
+                    request.insurer_number = format!("  {}", request.insurer_number);
+                }
+                self.case("valid_full_width_or_padded", request, expect)
+            }
+            2 => {
+                let mut request = self.request(held, person, today, consent);
+                request.birth_date = person.birth.add_days(1).to_string();
+                let expect = Expectation { validity: "4".into(), notice: Some("BIRTH_DATE_MISMATCH".into()), ..Expectation::default() };
+                self.case("wrong_birth_date", request, expect)
+            }
+            3 => {
+                let mut request = self.request(held, person, today, consent);
+                // Serial numbers never reach this length, so no coverage carries it.
+                request.number = format!("{}0000000", request.number);
+                let expect = Expectation { validity: "4".into(), notice: Some("NO_SUCH_COVERAGE".into()), ..Expectation::default() };
+                self.case("unknown_number", request, expect)
+            }
+            _ => self.case("valid", self.request(held, person, today, consent), expect),
+        }
+    }
+
+    fn household(&mut self) -> Result<u64, SynthError> {
+        let draw = self.rng.below(100);
+        let pref = 1 + self.rng.below(47) as u8;
+        let family_name = *self.rng.pick(names::FAMILY);
+        self.summary.households += 1;
+        if draw < 16 {
+            self.elderly_household(pref, family_name)
+        } else if draw < 30 {
+            self.young_old_household(pref, family_name)
+        } else {
+            self.working_household(pref, family_name, draw < 52)
+        }
+    }
+
+    /// 75 and over: each person holds a 後期高齢 coverage of their own.
+    fn elderly_household(&mut self, pref: u8, family_name: (&str, &str)) -> Result<u64, SynthError> {
+        let members = if self.rng.chance(400) { 2 } else { 1 };
+        let insurer = self.kouki_by_prefecture[pref as usize - 1];
+        for i in 0..members {
+            let age = 75 + self.rng.below(26) as u16;
+            let birth = self.birth_for_age(age);
+            let sex = if i == 0 { Sex::Male } else { Sex::Female };
+            let person = self.person(birth, sex, family_name);
+            let start = copay::late_elderly_start(birth).max(d(2008, 4, 1));
+            let card = self.new_card(Family::Kouki, insurer);
+            let held = Held { card, branch: 0 };
+            // Turned 75 within the last three years: the earlier 国保 coverage ended that day.
+            let turned_recently = start > self.today.add_days(-3 * 365) && start > d(2008, 4, 1);
+            let mut previous: Option<Held> = None;
+            if turned_recently {
+                let kokuho = self.pick_insurer(Family::Kokuho);
+                let old = Held { card: self.new_card(Family::Kokuho, kokuho), branch: 0 };
+                let acquired = start.add_days(-365 * 20).max(birth.add_years(60));
+                self.acquire(&old.card, 0, &person, "1", &person.name, pref, acquired, 3)?;
+                let notified = self.notified(start, -20);
+                self.lose(&old.card, 0, &person, start, "03", notified)?;
+                previous = Some(old);
+            }
+            let lag = self.rng.between(0, 3);
+            let notified_early = start > self.today.add_days(-30);
+            let (_, terms) = self.acquire(&held.card, 0, &person, "1", &person.name, pref, start, if notified_early { -10 } else { lag })?;
+            // A few have died this year: the coverage is lost with reason 01.
+            if self.rng.chance(5) {
+                let died = self.today.add_days(-self.rng.between(5, 300)).max(start);
+                let notified = self.notified(died, 3);
+                self.lose(&held.card, 0, &person, died.add_days(1), "01", notified)?;
+                let expect = Expectation { validity: "2".into(), notice: Some("COVERAGE_LOST".into()), ..Expectation::default() };
+                self.case("died", self.request(&held, &person, self.today, false), expect)?;
+                continue;
+            }
+            if let Some(old) = previous {
+                let newer = self.insurers[insurer].number.as_str().to_string();
+                let expect = Expectation { validity: "3".into(), notice: Some("NEWER_COVERAGE".into()), newer_insurer_number: Some(newer), ..Expectation::default() };
+                self.case("turned_75_old_card", self.request(&old, &person, self.today, false), expect)?;
+                let before = start.add_days(-1);
+                let expect = Expectation { validity: "1".into(), copay_ratio_percent: copay::copay_ratio_percent(person.birth, before, person.income, false), ..Expectation::default() };
+                self.case("turned_75_old_card_before", self.request(&old, &person, before, false), expect)?;
+            }
+            self.income_change(&held, &person, &terms, start)?;
+            self.ordinary_cases(&held, &person, &terms, false)?;
+        }
+        Ok(members)
+    }
+
+    /// A yearly income reassessment from 1 August for some people of 70 and over, and an
+    /// announced change next month for a few.
+    fn income_change(&mut self, held: &Held, person: &Person, terms: &Terms, acquired: Date) -> Result<(), SynthError> {
+        let august = if self.today.month() >= 8 { d(self.today.year(), 8, 1) } else { d(self.today.year() - 1, 8, 1) };
+        let acquired_before = acquired <= august.add_days(-365);
+        if person.birth.age_on(august) >= 71 && acquired_before && self.rng.chance(30) && self.room("income_changed") {
+            let previous = if person.income == IncomeClass::ActiveHigh { IncomeClass::General } else { IncomeClass::ActiveHigh };
+            // The history: the old class first (as an earlier change), the current class from August.
+            let notified = self.notified(august, 4);
+            let notified_before = self.notified(august.add_days(-365), 4);
+            self.change_income(&held.card, held.branch, person, august.add_days(-365), terms, previous, notified_before)?;
+            self.change_income(&held.card, held.branch, person, august, terms, person.income, notified)?;
+            let late = held.card.family == Family::Kouki;
+            let before = august.add_days(-1);
+            let expect_before = Expectation { validity: "1".into(), copay_ratio_percent: copay::copay_ratio_percent(person.birth, before, previous, late), ..Expectation::default() };
+            self.case("income_changed_before", self.request(held, person, before, false), expect_before)?;
+            let expect_now = Expectation { validity: "1".into(), copay_ratio_percent: copay::copay_ratio_percent(person.birth, self.today, person.income, late), ..Expectation::default() };
+            self.case("income_changed", self.request(held, person, self.today, false), expect_now)?;
+        } else if self.rng.chance(5) && self.room("terms_change_pending") {
+            let next = self.today.first_of_next_month();
+            let ahead = self.rng.between(1, 10);
+            let notified = self.notified(self.today, -ahead);
+            self.change_income(&held.card, held.branch, person, next, terms, person.income, notified)?;
+            let expect = Expectation { validity: "1".into(), pending_includes: vec!["terms_change".into()], ..Expectation::default() };
+            self.case("terms_change_pending", self.request(held, person, self.today, false), expect)?;
+        }
+        Ok(())
+    }
+
+    /// 65–74 in 国保, one card per household with a branch per person; some turn 75 soon.
+    fn young_old_household(&mut self, pref: u8, family_name: (&str, &str)) -> Result<u64, SynthError> {
+        let members = if self.rng.chance(600) { 2 } else { 1 };
+        let insurer = self.pick_insurer(Family::Kokuho);
+        let card = self.new_card(Family::Kokuho, insurer);
+        let mut head_name = String::new();
+        for i in 0..members {
+            let age = 65 + self.rng.below(10) as u16;
+            let birth = self.birth_for_age(age);
+            let sex = if i == 0 { Sex::Male } else { Sex::Female };
+            let person = self.person(birth, sex, family_name);
+            if i == 0 {
+                head_name = person.name.clone();
+            }
+            let held = Held { card: card.clone(), branch: i as u8 };
+            let acquired = birth.add_years(60).min(self.today.add_days(-400));
+            let (_, terms) = self.acquire(&held.card, held.branch, &person, "1", &head_name, pref, acquired, 4)?;
+            let birthday_75 = copay::late_elderly_start(birth);
+            let seventy = copay::seventy_rule_start(birth);
+            if birthday_75 > self.today && birthday_75 <= self.today.add_days(60) {
+                // 後期高齢 from the 75th birthday, known and notified in advance.
+                let kouki = self.kouki_by_prefecture[pref as usize - 1];
+                let new = Held { card: self.new_card(Family::Kouki, kouki), branch: 0 };
+                let ahead = self.rng.between(1, 20);
+                let notice = self.notified(self.today, -ahead);
+                self.lose(&held.card, held.branch, &person, birthday_75, "03", notice.clone())?;
+                let (_, new_terms) = self.acquire(&new.card, 0, &person, "1", &person.name, pref, birthday_75, (self.today.to_days() - birthday_75.to_days()) - 3)?;
+                let expect = Expectation { validity: "1".into(), pending_includes: vec!["loss".into(), "newer_coverage".into()], ..Expectation::default() };
+                self.case("turning_75_today", self.request(&held, &person, self.today, false), expect)?;
+                let newer = self.insurers[kouki].number.as_str().to_string();
+                let expect = Expectation { validity: "3".into(), notice: Some("NEWER_COVERAGE".into()), newer_insurer_number: Some(newer), ..Expectation::default() };
+                self.case("turning_75_on_birthday", self.request(&held, &person, birthday_75, false), expect)?;
+                let expect = self.valid_expectation(&new, &person, &new_terms, person.income, birthday_75, false);
+                self.case("turning_75_new_card", self.request(&new, &person, birthday_75, false), expect)?;
+                continue;
+            }
+            if seventy > self.today && seventy <= self.today.add_days(60) {
+                let expect = Expectation { validity: "1".into(), copay_ratio_percent: Some(30), pending_includes: vec!["copay_change".into()], ..Expectation::default() };
+                self.case("turning_70_today", self.request(&held, &person, self.today, false), expect)?;
+                let expect = self.valid_expectation(&held, &person, &terms, person.income, seventy, false);
+                self.case("turning_70_after", self.request(&held, &person, seventy, false), Expectation { limit_category: None, public_payer: None, ..expect })?;
+                continue;
+            }
+            self.income_change(&held, &person, &terms, acquired)?;
+            self.ordinary_cases(&held, &person, &terms, false)?;
+        }
+        Ok(members)
+    }
+
+    /// Under 65: an employee household (協会けんぽ, 健保組合, 共済) or a 国保 household, some of
+    /// whom changed jobs this year.
+    fn working_household(&mut self, pref: u8, family_name: (&str, &str), kokuho: bool) -> Result<u64, SynthError> {
+        let family = if kokuho {
+            Family::Kokuho
+        } else {
+            *self.rng.pick(&[Family::Kyokai, Family::Kyokai, Family::Kyokai, Family::Kumiai, Family::Kumiai, Family::Kyosai])
+        };
+        let head_age = 22 + self.rng.below(43) as u16;
+        let head_birth = self.birth_for_age(head_age);
+        let head_sex = if self.rng.chance(700) { Sex::Male } else { Sex::Female };
+        let mut people = vec![(self.person(head_birth, head_sex, family_name), "1")];
+        if head_age >= 25 && self.rng.chance(600) {
+            let age = (head_age as i64 + self.rng.between(-5, 5)).clamp(20, 64) as u16;
+            let birth = self.birth_for_age(age);
+            let sex = if head_sex == Sex::Male { Sex::Female } else { Sex::Male };
+            people.push((self.person(birth, sex, family_name), "2"));
+        }
+        let children = if head_age >= 24 { self.rng.below(4) } else { 0 };
+        for _ in 0..children {
+            let age = self.rng.below(u64::from((head_age - 22).min(20)) + 1) as u16;
+            let birth = self.birth_for_age(age);
+            let sex = if self.rng.chance(500) { Sex::Male } else { Sex::Female };
+            people.push((self.person(birth, sex, family_name), "2"));
+            if age < 15 && self.rng.chance(15) {
+                // Twins: same birth date, same numbers, different branches.
+                let sex = if self.rng.chance(500) { Sex::Male } else { Sex::Female };
+                people.push((self.person(birth, sex, family_name), "2"));
+            }
+        }
+        let twins: Vec<bool> = people.iter().map(|(p, _)| people.iter().filter(|(q, _)| q.birth == p.birth).count() > 1).collect();
+        let head_name = people[0].0.name.clone();
+        let insurer = self.pick_insurer(family);
+        let card = self.new_card(family, insurer);
+        let join = self.today.add_days(-self.rng.between(30, 365 * 20)).max(head_birth.add_years(18));
+        // Job change: the household's previous coverage ended on `change`, the new one starts
+        // then. The insurers notify 0–10 days later, so recent changes may not be registered.
+        let changed = !kokuho && self.rng.chance(60);
+        let change = self.today.add_days(-self.rng.between(0, 120));
+        let previous = if changed {
+            let old_family = *self.rng.pick(&[Family::Kyokai, Family::Kumiai, Family::Kokuho]);
+            let old_insurer = self.pick_insurer(old_family);
+            Some(self.new_card(old_family, old_insurer))
+        } else {
+            None
+        };
+        let lose_lag = self.rng.between(0, 10);
+        let acquire_lag = self.rng.between(0, 10);
+        for (branch, ((person, relationship), twin)) in people.iter().zip(&twins).enumerate() {
+            let branch = branch as u8;
+            let held = Held { card: card.clone(), branch };
+            let relationship = if family == Family::Kokuho { "1" } else { relationship };
+            if let Some(old_card) = previous.as_ref().filter(|_| person.birth < change) {
+                let old = Held { card: old_card.clone(), branch };
+                let old_relationship = if old_card.family == Family::Kokuho { "1" } else { relationship };
+                let since = join.min(change.add_days(-30)).max(person.birth);
+                self.acquire(&old.card, branch, person, old_relationship, &head_name, pref, since, 2)?;
+                let notified = self.notified(change, lose_lag);
+                let loss_known = self.lose(&old.card, branch, person, change, "03", notified)?;
+                let starts = change.max(person.birth);
+                let (new_known, terms) = self.acquire(&held.card, branch, person, relationship, &head_name, pref, starts, acquire_lag)?;
+                let newer = self.insurers[insurer].number.as_str().to_string();
+                let expect = match (loss_known, new_known) {
+                    (true, true) => Expectation { validity: "3".into(), notice: Some("NEWER_COVERAGE".into()), newer_insurer_number: Some(newer), ..Expectation::default() },
+                    (true, false) => Expectation { validity: "2".into(), notice: Some("COVERAGE_LOST".into()), ..Expectation::default() },
+                    // The register has not heard of the loss yet: the old card still answers valid.
+                    (false, _) => Expectation { validity: "1".into(), ..Expectation::default() },
+                };
+                let category = if loss_known && new_known { "job_change_old_card" } else { "job_change_old_card_unregistered" };
+                self.case(category, self.request(&old, person, self.today, false), expect)?;
+                if new_known {
+                    let expect = self.valid_expectation(&held, person, &terms, person.income, self.today, false);
+                    self.case("job_change_new_card", self.request(&held, person, self.today, false), expect)?;
+                    if starts > person.birth {
+                        let expect = Expectation { validity: "2".into(), notice: Some("COVERAGE_NOT_YET_STARTED".into()), ..Expectation::default() };
+                        self.case("job_change_new_card_before_start", self.request(&held, person, starts.add_days(-1), false), expect)?;
+                    }
+                } else {
+                    let expect = Expectation { validity: "4".into(), notice: Some("NO_SUCH_COVERAGE".into()), ..Expectation::default() };
+                    self.case("late_registration_new_card", self.request(&held, person, self.today, false), expect)?;
+                }
+                continue;
+            }
+            let acquired = join.max(person.birth);
+            // Newborns and recent joiners are notified 0–10 days late, like everyone.
+            let lag = self.rng.between(0, 10);
+            let (known, terms) = self.acquire(&held.card, branch, person, relationship, &head_name, pref, acquired, lag)?;
+            if !known {
+                let expect = Expectation { validity: "4".into(), notice: Some("NO_SUCH_COVERAGE".into()), ..Expectation::default() };
+                self.case("late_registration_new_card", self.request(&held, person, self.today, false), expect)?;
+                continue;
+            }
+            let entry = copay::school_entry(person.birth);
+            if person.birth.age_on(self.today) < 8 && entry.add_days(-1) >= acquired && self.room("preschool_boundary") {
+                let before = Expectation { validity: "1".into(), copay_ratio_percent: Some(20), ..Expectation::default() };
+                self.case("preschool_boundary", self.request(&held, person, entry.add_days(-1), false), before)?;
+                let after = Expectation { validity: "1".into(), copay_ratio_percent: Some(30), ..Expectation::default() };
+                self.case("preschool_boundary", self.request(&held, person, entry, false), after)?;
+            }
+            self.ordinary_cases(&held, person, &terms, *twin)?;
+        }
+        Ok(people.len() as u64)
+    }
+
+    fn finish(mut self, out: &Path) -> Result<SynthSummary, SynthError> {
+        for (_, writer) in std::mem::take(&mut self.files) {
+            writer.finish()?;
+        }
+        self.late.finish()?;
+        self.truth.finish()?;
+        let manifest = out.join("manifest.json");
+        let text = serde_json::to_string_pretty(&self.summary).expect("plain data");
+        fs::write(&manifest, text).map_err(|source| SynthError::Write { path: manifest, source })?;
+        let insurers = out.join("insurers.tsv");
+        let list: String = self.insurers.iter().map(|i| format!("{}\t{}\n", i.number, i.name)).collect();
+        fs::write(&insurers, list).map_err(|source| SynthError::Write { path: insurers, source })?;
+        Ok(self.summary)
+    }
+}
+
+fn full_width(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap_or(c) } else { c }).collect()
+}
+
+/// Generates the population, calling `progress(persons_done)` every few thousand persons.
+pub fn generate(options: &SynthOptions, mut progress: impl FnMut(u64)) -> Result<SynthSummary, SynthError> {
+    if options.persons == 0 {
+        return Err(SynthError::NoPersons);
+    }
+    fs::create_dir_all(&options.out).map_err(|source| SynthError::Write { path: options.out.clone(), source })?;
+    let mut generator = Generator::new(options)?;
+    let mut done = 0u64;
+    let mut reported = 0u64;
+    while done < options.persons {
+        done += generator.household()?;
+        if done - reported >= 10_000 {
+            progress(done);
+            reported = done;
+        }
+    }
+    progress(done);
+    generator.summary.persons = done;
+    generator.finish(&options.out)
+}
+
+/// Reads the ground truth written by [`generate`].
+pub fn read_truth(path: &Path) -> Result<Vec<TruthCase>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path, seed: u64) -> SynthOptions {
+        SynthOptions { persons: 3_000, seed, today: d(2026, 11, 25), out: dir.to_path_buf() }
+    }
+
+    #[test]
+    fn same_seed_same_files_and_every_event_is_valid() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let summary = generate(&options(a.path(), 7), |_| {}).unwrap();
+        generate(&options(b.path(), 7), |_| {}).unwrap();
+        for file in summary.event_files.iter().chain([&"ground-truth.jsonl".to_string(), &"late/late-events.jsonl".to_string()]) {
+            assert_eq!(fs::read(a.path().join(file)).unwrap(), fs::read(b.path().join(file)).unwrap(), "{file} differs");
+        }
+        assert!(summary.persons >= 3_000 && summary.events > summary.persons);
+        let text = fs::read_to_string(a.path().join("events/kyokai.jsonl")).unwrap();
+        for line in text.lines() {
+            let event: InsurerEvent = serde_json::from_str(line).unwrap();
+            assert!(InsurerNumber::parse(&event.insurer_number).is_ok());
+            assert!(!event.person_ref.chars().all(|c| c.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn a_different_seed_differs() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        generate(&options(a.path(), 1), |_| {}).unwrap();
+        generate(&options(b.path(), 2), |_| {}).unwrap();
+        assert_ne!(fs::read(a.path().join("ground-truth.jsonl")).unwrap(), fs::read(b.path().join("ground-truth.jsonl")).unwrap());
+    }
+}
