@@ -1,1 +1,68 @@
-fn main() {}
+//! `onshi`: the one binary. Each subcommand is glue over the library crates.
+
+mod bench;
+mod center_cmd;
+mod demo;
+mod progress;
+mod synth_cmd;
+mod tls_args;
+mod verify_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// onshi: online insurance-eligibility verification (オンライン資格確認).
+#[derive(Parser, Debug)]
+#[command(name = "onshi", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a complete center with a synthetic population on this machine.
+    Demo(demo::DemoArgs),
+    /// The qualification center: import, serve, certificates.
+    Center {
+        #[command(subcommand)]
+        command: center_cmd::CenterCommand,
+    },
+    /// Generate a synthetic population (insurer event files and a ground truth).
+    Synth(synth_cmd::SynthArgs),
+    /// Ask the center whether a coverage is valid.
+    Verify {
+        #[command(subcommand)]
+        command: verify_cmd::VerifyCommand,
+    },
+    /// Measure import, verify throughput and latency, and memory (see docs/PERFORMANCE.md).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ONSHI_LOG").unwrap_or_else(|_| "warn,onshi=info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Center { command } => center_cmd::run(command),
+        Command::Synth(args) => synth_cmd::run(args),
+        Command::Verify { command } => verify_cmd::run(command),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A multi-threaded runtime for commands that serve or call the center.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,282 @@
+//! `onshi bench`: the reproducible benchmark of docs/PERFORMANCE.md. It generates (or reuses)
+//! a population, imports it into a fresh SQLite register (timed), starts the center as a child
+//! process, and drives it from this process over real TLS:
+//! trivial-endpoint throughput and verify throughput in the same run (their ratio is the
+//! budget), latency at half the verify load (open loop, timed from the intended send time so
+//! that queueing is not hidden), and the server's peak resident memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use onshi_api::client::{CenterClient, ClientConfig};
+use onshi_api::events::{EventKind, InsurerEvent};
+use onshi_api::verify::VerifyNumberRequest;
+use onshi_domain::ids::InstitutionCode;
+use onshi_pki::CenterCa;
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use onshi_synth::SynthOptions;
+
+use crate::center_cmd::import_files;
+use crate::synth_cmd::{default_today, synthesize};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Persons in the register.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub persons: u64,
+    #[arg(long, default_value = "onshi-bench")]
+    pub dir: PathBuf,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Reuse the register of an earlier run instead of importing again.
+    #[arg(long)]
+    pub skip_import: bool,
+}
+
+/// Distinct verify requests drawn from the population.
+const REQUESTS_SAMPLED: usize = 100_000;
+
+fn sample_requests(files: &[PathBuf], persons: u64, today: &str) -> anyhow::Result<Vec<VerifyNumberRequest>> {
+    let every = (persons as usize / REQUESTS_SAMPLED).max(1);
+    let mut requests = Vec::new();
+    for file in files {
+        let reader = BufReader::new(std::fs::File::open(file)?);
+        for (i, line) in reader.lines().enumerate() {
+            let line = line?;
+            if i % every != 0 {
+                continue;
+            }
+            let event: InsurerEvent = serde_json::from_str(&line)?;
+            if event.kind != EventKind::Acquire {
+                continue;
+            }
+            let member = event.member.context("acquire without member")?;
+            requests.push(VerifyNumberRequest {
+                insurer_number: event.insurer_number,
+                symbol: event.card.symbol,
+                number: event.card.number,
+                branch: Some(event.card.branch),
+                birth_date: member.birth_date,
+                date_of_care: Some(today.to_string()),
+                limit_consent: true,
+            });
+        }
+    }
+    anyhow::ensure!(!requests.is_empty(), "no requests sampled");
+    Ok(requests)
+}
+
+struct ServerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(db: &Path, pki: &Path) -> anyhow::Result<ServerProcess> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .arg("--pki")
+        .arg(pki)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line.trim().strip_prefix("listening ").context("the server did not report its address")?.to_string();
+    Ok(ServerProcess { child, addr })
+}
+
+/// Peak and current resident memory of a process, in KiB, from /proc (Linux).
+fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok();
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Trivial,
+    Verify,
+}
+
+async fn one(client: &CenterClient, endpoint: Endpoint, request: &VerifyNumberRequest) -> bool {
+    match endpoint {
+        Endpoint::Trivial => client.get_raw("/v1/health").await.is_ok_and(|(status, _)| status == 200),
+        Endpoint::Verify => client.verify_number(request).await.is_ok(),
+    }
+}
+
+/// Closed loop: every connection sends as fast as answers come. Returns requests per second.
+async fn throughput(clients: &[CenterClient], endpoint: Endpoint, requests: &std::sync::Arc<Vec<VerifyNumberRequest>>, seconds: u64) -> (f64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for (worker, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let requests = requests.clone();
+        set.spawn(async move {
+            let (mut done, mut failed) = (0u64, 0u64);
+            let mut index = worker * 7919;
+            while Instant::now() < deadline {
+                index = (index + 1) % requests.len();
+                if one(&client, endpoint, &requests[index]).await { done += 1 } else { failed += 1 }
+            }
+            (done, failed)
+        });
+    }
+    let (mut done, mut failed) = (0, 0);
+    while let Some(Ok((d, f))) = set.join_next().await {
+        done += d;
+        failed += f;
+    }
+    (done as f64 / started.elapsed().as_secs_f64(), failed)
+}
+
+/// Open loop at `rate` per second: latencies (µs) measured from each request's intended start.
+async fn latency_at(clients: &[CenterClient], rate: f64, requests: &std::sync::Arc<Vec<VerifyNumberRequest>>, seconds: u64) -> Vec<u64> {
+    let interval = Duration::from_secs_f64(clients.len() as f64 / rate);
+    let start = Instant::now() + Duration::from_millis(100);
+    let end = start + Duration::from_secs(seconds);
+    let mut set = tokio::task::JoinSet::new();
+    for (worker, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let requests = requests.clone();
+        let offset = interval.mul_f64(worker as f64 / clients.len() as f64);
+        set.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut intended = start + offset;
+            let mut index = worker * 104_729;
+            while intended < end {
+                tokio::time::sleep_until(intended.into()).await;
+                index = (index + 1) % requests.len();
+                if client.verify_number(&requests[index]).await.is_ok() {
+                    latencies.push(intended.elapsed().as_micros() as u64);
+                }
+                intended += interval;
+            }
+            latencies
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(Ok(latencies)) = set.join_next().await {
+        all.extend(latencies);
+    }
+    all.sort_unstable();
+    all
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.dir)?;
+    let synth_dir = args.dir.join("synth");
+    let manifest_path = synth_dir.join("manifest.json");
+    let reuse = std::fs::read_to_string(&manifest_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<onshi_synth::SynthSummary>(&t).ok())
+        .filter(|s| s.persons >= args.persons && s.persons < args.persons + 10);
+    let synth_started = Instant::now();
+    let summary = match reuse {
+        Some(summary) => summary,
+        None => synthesize(&SynthOptions { persons: args.persons, seed: 1, today: default_today(), out: synth_dir.clone() })?,
+    };
+    let synth_seconds = synth_started.elapsed().as_secs_f64();
+    let files: Vec<PathBuf> = summary.event_files.iter().map(|f| synth_dir.join(f)).collect();
+    let db = args.dir.join("center.sqlite");
+    let mut import_rate = None;
+    if !args.skip_import || !db.exists() {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let register = SqliteRegister::open(&db, SqliteOptions::IMPORT)?;
+        let totals = import_files(&register, &files, onshi_center::import::BATCH_EVENTS_DEFAULT)?;
+        import_rate = Some((totals.applied as f64 / totals.seconds, totals.applied, totals.seconds));
+    }
+    let pki = args.dir.join("pki");
+    let institution = InstitutionCode::with_check_digit("131123456").expect("valid body");
+    if !pki.join("ca.pem").exists() {
+        let ca = CenterCa::create(&pki, "onshi bench CA")?;
+        ca.issue_server(&["127.0.0.1".to_string()])?;
+        ca.issue_institution(&institution, "bench clinic", 30)?;
+    }
+    let requests = std::sync::Arc::new(sample_requests(&files, summary.persons, &summary.today)?);
+    let server = start_server(&db, &pki)?;
+    let config = ClientConfig {
+        base_url: format!("https://{}", server.addr),
+        ca_pem: std::fs::read(pki.join("ca.pem"))?,
+        identity_pem: Some((
+            std::fs::read(pki.join("institutions").join(format!("{institution}.pem")))?,
+            std::fs::read(pki.join("institutions").join(format!("{institution}.key")))?,
+        )),
+        timeout: Duration::from_secs(30),
+    };
+    let runtime = crate::runtime()?;
+    let report = runtime.block_on(async {
+        let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
+        eprintln!("bench: warming up");
+        throughput(&clients, Endpoint::Verify, &requests, 3).await;
+        let mut trivial = Vec::new();
+        let mut verify = Vec::new();
+        let mut failures = 0;
+        for round in 1..=2 {
+            eprintln!("bench: round {round}: trivial endpoint");
+            let (rate, failed) = throughput(&clients, Endpoint::Trivial, &requests, args.seconds).await;
+            trivial.push(rate);
+            failures += failed;
+            eprintln!("bench: round {round}: verify by number");
+            let (rate, failed) = throughput(&clients, Endpoint::Verify, &requests, args.seconds).await;
+            verify.push(rate);
+            failures += failed;
+        }
+        let trivial_rate = trivial.iter().sum::<f64>() / trivial.len() as f64;
+        let verify_rate = verify.iter().sum::<f64>() / verify.len() as f64;
+        eprintln!("bench: latency at half load ({:.0}/s)", verify_rate / 2.0);
+        let latencies = latency_at(&clients, verify_rate / 2.0, &requests, args.seconds).await;
+        anyhow::Ok((trivial_rate, verify_rate, failures, latencies))
+    })?;
+    let (trivial_rate, verify_rate, failures, latencies) = report;
+    let (peak_kib, rss_kib) = memory_kib(server.child.id()).unwrap_or((0, 0));
+    drop(server);
+    let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let ratio = verify_rate / trivial_rate;
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let mut out = String::new();
+    out.push_str(&format!("Population: {} persons, {} events ({} late, not imported); register file {:.2} GiB\n\n", summary.persons, summary.events, summary.late_events, db_bytes as f64 / (1u64 << 30) as f64));
+    out.push_str("| measure | result | target | verdict |\n|---|---|---|---|\n");
+    if let Some((rate, events, seconds)) = import_rate {
+        out.push_str(&format!("| import throughput | {rate:.0} events/s ({events} events in {seconds:.1} s) | ≥ 300,000 events/s | {} |\n", verdict(rate >= 300_000.0)));
+    }
+    out.push_str(&format!("| trivial endpoint (/v1/health) | {trivial_rate:.0} req/s | — | — |\n"));
+    out.push_str(&format!("| verify by number | {verify_rate:.0} req/s | — | — |\n"));
+    out.push_str(&format!("| verify / trivial | {ratio:.2} | ≥ 0.80 | {} |\n", verdict(ratio >= 0.8)));
+    out.push_str(&format!("| latency at half load ({:.0} req/s), p50 | {p50:.2} ms | — | — |\n", verify_rate / 2.0));
+    out.push_str(&format!("| latency at half load, p99 | {p99:.2} ms | ≤ 5 ms | {} |\n", verdict(p99 <= 5.0)));
+    out.push_str(&format!("| server peak RSS (VmHWM) | {:.0} MiB (at end {:.0} MiB) | ≤ 1024 MiB | {} |\n", peak_kib as f64 / 1024.0, rss_kib as f64 / 1024.0, verdict(peak_kib > 0 && peak_kib <= 1024 * 1024)));
+    out.push_str(&format!("\nSynthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n", args.connections, args.seconds, failures, latencies.len()));
+    println!("{out}");
+    std::fs::write(args.dir.join("bench-report.md"), &out)?;
+    Ok(ExitCode::SUCCESS)
+}

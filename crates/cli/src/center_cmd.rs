@@ -1,0 +1,214 @@
+use std::fs::File;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use onshi_api::events::ImportReport;
+use onshi_center::import::{import_jsonl, ImportOptions, BATCH_EVENTS_DEFAULT};
+use onshi_center::server::{serve, system_clock, CenterState, RunningCenter};
+use onshi_domain::ids::{InstitutionCode, InsurerNumber};
+use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use onshi_store::Register;
+
+use crate::progress::Progress;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum CenterCommand {
+    /// Import insurer event files (JSON Lines) into the register.
+    Import {
+        /// The register file (created if missing).
+        #[arg(long, default_value = "onshi-center.sqlite")]
+        db: PathBuf,
+        /// Events per transaction.
+        #[arg(long, default_value_t = BATCH_EVENTS_DEFAULT)]
+        batch: usize,
+        /// Event files, imported in the order given.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Serve the center API over HTTPS with mutual TLS.
+    Serve {
+        #[arg(long, default_value = "onshi-center.sqlite")]
+        db: PathBuf,
+        /// The PKI directory made by `onshi center pki init`.
+        #[arg(long, default_value = "onshi-pki")]
+        pki: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+    },
+    /// Certificates: the center CA, institution and insurer certificates.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Create the center CA and the server certificate.
+    Init {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        /// Host names and IP addresses the server certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+    },
+    /// Issue a certificate to a medical institution; the code is written into it.
+    IssueInstitution {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        /// The 10-digit 医療機関コード.
+        #[arg(long)]
+        code: String,
+        #[arg(long, default_value = "clinic")]
+        name: String,
+        #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+        days: u32,
+    },
+    /// Issue a certificate to an insurer, which may then upload events for its own number.
+    IssueInsurer {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        /// The 保険者番号.
+        #[arg(long)]
+        number: String,
+        #[arg(long, default_value = "insurer")]
+        name: String,
+        #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+        days: u32,
+    },
+}
+
+/// Totals of an import of several files.
+#[derive(Debug, Default)]
+pub struct ImportTotals {
+    pub applied: u64,
+    pub already_applied: u64,
+    pub rejected: u64,
+    pub lines: u64,
+    pub seconds: f64,
+}
+
+fn now() -> onshi_domain::Timestamp {
+    (system_clock())()
+}
+
+/// Imports files one after another with a progress bar over all their bytes; prints a summary
+/// and the refused lines.
+pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) -> anyhow::Result<ImportTotals> {
+    let started = Instant::now();
+    let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+    let mut progress = Progress::new("import", "bytes", Some(total_bytes));
+    let mut totals = ImportTotals::default();
+    let mut done_bytes = 0u64;
+    let mut reports: Vec<(PathBuf, ImportReport)> = Vec::new();
+    for path in files {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let options = ImportOptions { batch_events: batch, only_insurer: None, registered_at: now() };
+        let base = done_bytes;
+        let report = import_jsonl(register, BufReader::with_capacity(1 << 20, file), &options, |p| progress.set(base + p.bytes_read))
+            .with_context(|| format!("import of {} stopped; what was committed stays, re-run to continue", path.display()))?;
+        done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        totals.applied += report.applied;
+        totals.already_applied += report.already_applied;
+        totals.rejected += report.rejected_total;
+        totals.lines += report.lines;
+        reports.push((path.clone(), report));
+    }
+    progress.finish();
+    totals.seconds = started.elapsed().as_secs_f64();
+    for (path, report) in &reports {
+        eprintln!(
+            "{}: {} lines, {} applied, {} already applied, {} refused",
+            path.display(),
+            report.lines,
+            report.applied,
+            report.already_applied,
+            report.rejected_total
+        );
+        for rejected in report.rejected.iter().take(20) {
+            eprintln!("  {}:{}: {}: {}", path.display(), rejected.line, rejected.field, rejected.reason);
+        }
+        if report.rejected_total > 20 {
+            eprintln!("  … and {} more refused lines", report.rejected_total - 20);
+        }
+    }
+    eprintln!(
+        "import: {} applied, {} already applied, {} refused in {:.1} s ({:.0} events/s)",
+        totals.applied,
+        totals.already_applied,
+        totals.rejected,
+        totals.seconds,
+        (totals.applied + totals.already_applied) as f64 / totals.seconds.max(1e-9)
+    );
+    Ok(totals)
+}
+
+/// Starts the center on `listen` with the register at `db` and the PKI in `pki`.
+pub async fn start_center(db: &Path, pki: &Path, listen: SocketAddr) -> anyhow::Result<RunningCenter> {
+    let register = SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?;
+    let read = |name: &str| {
+        let path = pki.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}; run `onshi center pki init --dir {}`", path.display(), pki.display()))
+    };
+    let tls = onshi_pki::server_tls_config(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?)?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let state = Arc::new(CenterState {
+        register: Arc::new(register),
+        metrics: Default::default(),
+        clock: system_clock(),
+        started: Instant::now(),
+    });
+    Ok(serve(listener, tls, state)?)
+}
+
+pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CenterCommand::Import { db, batch, files } => {
+            anyhow::ensure!(batch > 0, "--batch must be at least 1");
+            let register = SqliteRegister::open(&db, SqliteOptions::IMPORT)?;
+            let totals = import_files(&register, &files, batch)?;
+            // Some lines refused: the good ones are in; say so in the exit code for pipelines.
+            Ok(if totals.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+        }
+        CenterCommand::Serve { db, pki, listen } => {
+            let runtime = crate::runtime()?;
+            runtime.block_on(async {
+                let center = start_center(&db, &pki, listen).await?;
+                eprintln!("onshi center listening on https://{} (Ctrl-C to stop)", center.addr);
+                println!("listening {}", center.addr);
+                tokio::signal::ctrl_c().await?;
+                center.shutdown().await;
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CenterCommand::Pki { command } => pki(command),
+    }
+}
+
+fn pki(command: PkiCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PkiCommand::Init { dir, hosts } => {
+            let ca = CenterCa::create(&dir, "onshi center CA")?;
+            let server = ca.issue_server(&hosts)?;
+            println!("created {} and {}", dir.join("ca.pem").display(), server.cert_path.display());
+        }
+        PkiCommand::IssueInstitution { dir, code, name, days } => {
+            let code = InstitutionCode::parse(&code).map_err(|e| anyhow::anyhow!("--code: the value {e}"))?;
+            let issued = CenterCa::load(&dir)?.issue_institution(&code, &name, days)?;
+            println!("{}\n{}", issued.cert_path.display(), issued.key_path.display());
+        }
+        PkiCommand::IssueInsurer { dir, number, name, days } => {
+            let number = InsurerNumber::parse(&number).map_err(|e| anyhow::anyhow!("--number: the value {e}"))?;
+            let issued = CenterCa::load(&dir)?.issue_insurer(&number, &name, days)?;
+            println!("{}\n{}", issued.cert_path.display(), issued.key_path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

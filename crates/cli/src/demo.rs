@@ -1,0 +1,394 @@
+//! `onshi demo`: a complete center on this machine with no set-up, and `--check`, a scripted
+//! morning at reception compared with the synthetic population's ground truth.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use onshi_api::client::{CenterClient, ClientConfig, ClientError};
+use onshi_api::verify::{BatchVerifyRequest, VerifyAnswer};
+use onshi_domain::ids::{InstitutionCode, InsurerNumber};
+use onshi_pki::CenterCa;
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use onshi_synth::{read_truth, Expectation, SynthOptions, TruthCase};
+use serde::{Deserialize, Serialize};
+
+use crate::center_cmd::{import_files, start_center};
+use crate::synth_cmd::{default_today, synthesize};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo keeps its data (made if missing; reused when it matches).
+    #[arg(long, default_value = "onshi-demo")]
+    pub dir: PathBuf,
+    /// Size of the synthetic population.
+    #[arg(long, default_value_t = 100_000)]
+    pub persons: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Port on 127.0.0.1 (0 picks a free one; a busy port falls back to a free one).
+    #[arg(long, default_value_t = 8443)]
+    pub port: u16,
+    /// Run the scripted morning against the ground truth and exit (non-zero on any mismatch).
+    #[arg(long)]
+    pub check: bool,
+    /// Cases taken from each ground-truth category by --check.
+    #[arg(long, default_value_t = 25)]
+    pub per_category: usize,
+}
+
+/// What a finished set-up wrote; its presence means the directory can be reused.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct DemoManifest {
+    persons: u64,
+    seed: u64,
+    today: String,
+    institution_code: String,
+    insurer_number: String,
+}
+
+/// The demo clinic: 東京都 (13), 医科 (1), 郡市区 12, number 3456, with its check digit.
+fn demo_institution() -> InstitutionCode {
+    InstitutionCode::with_check_digit("131123456").expect("valid body")
+}
+
+struct DemoPaths {
+    root: PathBuf,
+}
+
+impl DemoPaths {
+    fn synth(&self) -> PathBuf {
+        self.root.join("synth")
+    }
+    fn db(&self) -> PathBuf {
+        self.root.join("center.sqlite")
+    }
+    fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    fn manifest(&self) -> PathBuf {
+        self.root.join("demo.json")
+    }
+    fn truth(&self) -> PathBuf {
+        self.synth().join("ground-truth.jsonl")
+    }
+    fn institution_cert(&self, code: &str) -> (PathBuf, PathBuf) {
+        let stem = self.pki().join("institutions").join(code);
+        (stem.with_extension("pem"), stem.with_extension("key"))
+    }
+}
+
+fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
+    let wanted_today = default_today().to_string();
+    if let Ok(text) = std::fs::read_to_string(paths.manifest()) {
+        if let Ok(manifest) = serde_json::from_str::<DemoManifest>(&text) {
+            if manifest.persons == args.persons && manifest.seed == args.seed && manifest.today == wanted_today {
+                eprintln!("demo: reusing {}", paths.root.display());
+                return Ok(manifest);
+            }
+        }
+    }
+    eprintln!("demo: setting up {} ({} persons)", paths.root.display(), args.persons);
+    for stale in [paths.synth(), paths.pki()] {
+        if stale.exists() {
+            std::fs::remove_dir_all(&stale).with_context(|| format!("cannot clear {}", stale.display()))?;
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", paths.db().display()));
+        if file.exists() {
+            std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+        }
+    }
+    let _ = std::fs::remove_file(paths.manifest());
+    std::fs::create_dir_all(&paths.root)?;
+    let options = SynthOptions { persons: args.persons, seed: args.seed, today: default_today(), out: paths.synth() };
+    let summary = synthesize(&options)?;
+    let register = SqliteRegister::open(&paths.db(), SqliteOptions::IMPORT)?;
+    let files: Vec<PathBuf> = summary.event_files.iter().map(|f| paths.synth().join(f)).collect();
+    let totals = import_files(&register, &files, onshi_center::import::BATCH_EVENTS_DEFAULT)?;
+    anyhow::ensure!(totals.rejected == 0, "the synthetic population had {} refused events; this is a bug in onshi synth", totals.rejected);
+    drop(register);
+    let ca = CenterCa::create(&paths.pki(), "onshi demo center CA")?;
+    ca.issue_server(&["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let institution = demo_institution();
+    ca.issue_institution(&institution, "onshi demo clinic", 825)?;
+    let insurer_line = std::fs::read_to_string(paths.synth().join("insurers.tsv"))?;
+    let insurer = insurer_line.lines().next().and_then(|l| l.split('\t').next()).context("no insurer in the synthetic population")?;
+    let insurer = InsurerNumber::parse(insurer).map_err(|e| anyhow::anyhow!("synthetic insurer: {e}"))?;
+    ca.issue_insurer(&insurer, "onshi demo insurer", 825)?;
+    let manifest = DemoManifest {
+        persons: args.persons,
+        seed: args.seed,
+        today: wanted_today,
+        institution_code: institution.as_str().to_string(),
+        insurer_number: insurer.as_str().to_string(),
+    };
+    std::fs::write(paths.manifest(), serde_json::to_string_pretty(&manifest)?)?;
+    Ok(manifest)
+}
+
+async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
+    let wanted: SocketAddr = ([127, 0, 0, 1], port).into();
+    match start_center(&paths.db(), &paths.pki(), wanted).await {
+        Ok(center) => Ok(center),
+        Err(e) if port != 0 => {
+            eprintln!("demo: port {port} unavailable ({e:#}); using a free port");
+            start_center(&paths.db(), &paths.pki(), ([127, 0, 0, 1], 0).into()).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn client(paths: &DemoPaths, addr: SocketAddr, identity: Option<(PathBuf, PathBuf)>) -> anyhow::Result<CenterClient> {
+    let identity_pem = match identity {
+        Some((cert, key)) => Some((std::fs::read(cert)?, std::fs::read(key)?)),
+        None => None,
+    };
+    Ok(CenterClient::new(ClientConfig {
+        base_url: format!("https://{addr}"),
+        ca_pem: std::fs::read(paths.pki().join("ca.pem"))?,
+        identity_pem,
+        timeout: Duration::from_secs(30),
+    })?)
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let paths = DemoPaths { root: args.dir.clone() };
+    let manifest = set_up(&paths, &args)?;
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let center = start(&paths, if args.check { 0 } else { args.port }).await?;
+        let code = if args.check {
+            let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
+            let institution = client(&paths, center.addr, Some(paths.institution_cert(&manifest.institution_code)))?;
+            let anonymous = client(&paths, center.addr, None)?;
+            let report = morning(&institution, &anonymous, &manifest, &cases, args.per_category).await;
+            print!("{}", report.table());
+            if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        } else {
+            print_try_next(&paths, &manifest, center.addr)?;
+            tokio::signal::ctrl_c().await?;
+            ExitCode::SUCCESS
+        };
+        center.shutdown().await;
+        Ok(code)
+    })
+}
+
+fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) -> anyhow::Result<()> {
+    let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
+    let (cert, key) = paths.institution_cert(&manifest.institution_code);
+    let ca = paths.pki().join("ca.pem");
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "onshi".into());
+    println!("\nonshi demo center: https://{addr}  ({} persons, synthetic today {})", manifest.persons, manifest.today);
+    println!("institution certificate: {} (医療機関コード {})\n", cert.display(), manifest.institution_code);
+    println!("Set the connection once:");
+    println!("  export ONSHI_CENTER=https://{addr} ONSHI_CA={} ONSHI_CERT={} ONSHI_KEY={}\n", ca.display(), cert.display(), key.display());
+    println!("Then try (each is a real person of the synthetic population):");
+    for category in ["valid", "limit_with_consent", "job_change_old_card", "turning_75_today", "wrong_birth_date", "twins_without_branch", "late_registration_new_card"] {
+        if let Some(case) = cases.iter().find(|c| c.category == category) {
+            let r = &case.request;
+            let mut line = format!("  {exe} verify number --insurer '{}' --number {} --birth {}", r.insurer_number, r.number, r.birth_date);
+            if let Some(symbol) = &r.symbol {
+                line.push_str(&format!(" --symbol {symbol}"));
+            }
+            if let Some(branch) = &r.branch {
+                line.push_str(&format!(" --branch {branch}"));
+            }
+            if let Some(date) = &r.date_of_care {
+                line.push_str(&format!(" --date {date}"));
+            }
+            if r.limit_consent {
+                line.push_str(" --limit-consent");
+            }
+            println!("  # {category}: expect validity {}\n{line}", case.expect.validity);
+        }
+    }
+    println!("\nAdd --json for the full answer. Also:");
+    println!("  curl --cacert {} https://{addr}/v1/health", ca.display());
+    println!("  curl --cacert {} https://{addr}/metrics", ca.display());
+    println!("  curl --cacert {} https://{addr}/v1/openapi.json", ca.display());
+    println!("  {exe} demo --check    # the scripted morning against the ground truth");
+    println!("\nCtrl-C stops the center; the data stays in {}.", paths.root.display());
+    Ok(())
+}
+
+/// One line of the morning's result table.
+#[derive(Default)]
+struct Tally {
+    cases: usize,
+    passed: usize,
+}
+
+#[derive(Default)]
+struct MorningReport {
+    tallies: BTreeMap<String, Tally>,
+    failures: Vec<String>,
+}
+
+impl MorningReport {
+    fn record(&mut self, category: &str, outcome: Result<(), String>) {
+        let tally = self.tallies.entry(category.to_string()).or_default();
+        tally.cases += 1;
+        match outcome {
+            Ok(()) => tally.passed += 1,
+            Err(why) => self.failures.push(format!("{category}: {why}")),
+        }
+    }
+
+    fn failed(&self) -> usize {
+        self.tallies.values().map(|t| t.cases - t.passed).sum()
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::from("\ncategory                              cases  passed  failed\n");
+        for (category, tally) in &self.tallies {
+            out.push_str(&format!("{category:<36} {:>6}  {:>6}  {:>6}\n", tally.cases, tally.passed, tally.cases - tally.passed));
+        }
+        let cases: usize = self.tallies.values().map(|t| t.cases).sum();
+        out.push_str(&format!("{:<36} {cases:>6}  {:>6}  {:>6}\n", "TOTAL", cases - self.failed(), self.failed()));
+        for failure in self.failures.iter().take(30) {
+            out.push_str(&format!("FAIL {failure}\n"));
+        }
+        out.push_str(if self.failed() == 0 { "\nmorning check: all answers match the ground truth\n" } else { "\nmorning check: MISMATCHES\n" });
+        out
+    }
+}
+
+/// Compares an answer with the expectation; the error says what differs.
+pub fn compare(answer: &VerifyAnswer, expect: &Expectation) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if answer.validity.code != expect.validity {
+        problems.push(format!("validity {} (expected {})", answer.validity.code, expect.validity));
+    }
+    let notice = answer.notice.as_ref().map(|n| n.code.as_str());
+    if let Some(wanted) = &expect.notice {
+        if notice != Some(wanted.as_str()) {
+            problems.push(format!("notice {notice:?} (expected {wanted})"));
+        }
+    }
+    let coverage = answer.coverage.as_ref();
+    if let Some(wanted) = expect.copay_ratio_percent {
+        let got = coverage.and_then(|c| c.copay_ratio_percent);
+        if got != Some(wanted) {
+            problems.push(format!("copay {got:?} (expected {wanted})"));
+        }
+    }
+    if expect.validity == "1" {
+        let got = coverage.and_then(|c| c.limit.as_ref()).map(|l| l.category.code.clone());
+        if got != expect.limit_category {
+            problems.push(format!("limit {got:?} (expected {:?})", expect.limit_category));
+        }
+    }
+    if let Some(wanted) = &expect.newer_insurer_number {
+        let got = answer.newer_coverage.as_ref().map(|c| c.insurer_number.as_str());
+        if got != Some(wanted.as_str()) {
+            problems.push(format!("newer coverage {got:?} (expected {wanted})"));
+        }
+    }
+    for kind in &expect.pending_includes {
+        if !answer.pending.iter().any(|p| &p.kind == kind) {
+            problems.push(format!("pending lacks {kind}"));
+        }
+    }
+    if let Some(wanted) = &expect.public_payer {
+        if !coverage.is_some_and(|c| c.public_expense.iter().any(|p| &p.payer_number == wanted)) {
+            problems.push(format!("public expense lacks {wanted}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// Malformed requests reception software might send: (name, body, status, code).
+fn malformed_requests(manifest: &DemoManifest) -> Vec<(&'static str, String, u16, &'static str)> {
+    let other_institution = InstitutionCode::with_check_digit("271123456").expect("valid body");
+    vec![
+        ("bad_check_digit", r#"{"insurer_number":"06130487","number":"1","birth_date":"19800101"}"#.into(), 400, "INVALID_INSURER_NUMBER"),
+        ("impossible_birth_date", r#"{"insurer_number":"06130488","number":"1","birth_date":"20230229"}"#.into(), 400, "INVALID_BIRTH_DATE"),
+        ("three_digit_branch", r#"{"insurer_number":"06130488","number":"1","branch":"123","birth_date":"19800101"}"#.into(), 400, "INVALID_BRANCH"),
+        ("missing_number", r#"{"insurer_number":"06130488","birth_date":"19800101"}"#.into(), 400, "MALFORMED_REQUEST"),
+        ("not_json", "insurer=06130488".into(), 400, "MALFORMED_REQUEST"),
+        ("my_number_field", r#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","my_number":"123456789012"}"#.into(), 400, "MALFORMED_REQUEST"),
+        (
+            "other_institution_in_body",
+            format!(r#"{{"institution_code":"{}","insurer_number":"06130488","number":"1","birth_date":"19800101"}}"#, other_institution),
+            403,
+            "INSTITUTION_MISMATCH",
+        ),
+        (
+            "own_institution_in_body",
+            format!(r#"{{"institution_code":"{}","insurer_number":"06130488","number":"0000000000","birth_date":"19800101"}}"#, manifest.institution_code),
+            200,
+            "",
+        ),
+    ]
+}
+
+async fn morning(institution: &CenterClient, anonymous: &CenterClient, manifest: &DemoManifest, cases: &[TruthCase], per_category: usize) -> MorningReport {
+    let mut report = MorningReport::default();
+    let mut chosen: Vec<&TruthCase> = Vec::new();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for case in cases {
+        let count = counts.entry(case.category.as_str()).or_default();
+        if *count < per_category {
+            *count += 1;
+            chosen.push(case);
+        }
+    }
+    // Several receptions at once: eight verifications in flight.
+    let mut answers: Vec<Option<VerifyAnswer>> = vec![None; chosen.len()];
+    for (chunk_index, chunk) in chosen.chunks(8).enumerate() {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, case) in chunk.iter().enumerate() {
+            let client = institution.clone();
+            let request = case.request.clone();
+            set.spawn(async move { (chunk_index * 8 + i, client.verify_number(&request).await) });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((index, result)) = joined else { continue };
+            let case = chosen[index];
+            match result {
+                Ok(answer) => {
+                    report.record(&case.category, compare(&answer, &case.expect).map_err(|why| format!("{} {why}", case.case)));
+                    answers[index] = Some(answer);
+                }
+                Err(e) => report.record(&case.category, Err(format!("{} request failed: {e}", case.case))),
+            }
+        }
+    }
+    // Every result code must have been seen.
+    for code in ["1", "2", "3", "4", "5"] {
+        let seen = answers.iter().flatten().any(|a| a.validity.code == code);
+        report.record("every_result_code", if seen { Ok(()) } else { Err(format!("no answer had validity {code}")) });
+    }
+    // The same requests as one batch must give the same validities.
+    let batch = BatchVerifyRequest { entries: chosen.iter().map(|c| c.request.clone()).collect() };
+    match institution.verify_batch(&batch).await {
+        Ok(response) => {
+            let same = response.results.len() == chosen.len()
+                && response.results.iter().zip(&answers).all(|(r, single)| {
+                    r.answer.as_ref().map(|a| &a.validity.code) == single.as_ref().map(|a| &a.validity.code)
+                });
+            report.record("batch_matches_singles", if same { Ok(()) } else { Err("batch answers differ from single answers".into()) });
+        }
+        Err(e) => report.record("batch_matches_singles", Err(format!("batch failed: {e}"))),
+    }
+    for (name, body, status, code) in malformed_requests(manifest) {
+        let outcome = match institution.post_raw("/v1/verify/number", "application/json", body.into_bytes()).await {
+            Ok((got, text)) if got == status && (code.is_empty() || text.contains(&format!("\"code\":\"{code}\""))) => Ok(()),
+            Ok((got, text)) => Err(format!("{name}: status {got} body {text} (expected {status} {code})")),
+            Err(e) => Err(format!("{name}: {e}")),
+        };
+        report.record("malformed_input", outcome);
+    }
+    let outcome = match anonymous.verify_number(&chosen[0].request).await {
+        Err(ClientError::Refused { status: 401, body }) if body.error.code == "CLIENT_CERTIFICATE_REQUIRED" => Ok(()),
+        other => Err(format!("a client without a certificate got {other:?}")),
+    };
+    report.record("no_client_certificate", outcome);
+    report
+}

@@ -1,0 +1,36 @@
+//! Connection settings shared by every command that talks to the center.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use onshi_api::client::{CenterClient, ClientConfig};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CenterArgs {
+    /// The center's address.
+    #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
+    pub center: String,
+    /// The center CA certificate (PEM).
+    #[arg(long, env = "ONSHI_CA")]
+    pub ca: PathBuf,
+    /// This client's certificate (PEM), issued by `onshi center pki`.
+    #[arg(long, env = "ONSHI_CERT")]
+    pub cert: PathBuf,
+    /// This client's private key (PEM).
+    #[arg(long, env = "ONSHI_KEY")]
+    pub key: PathBuf,
+}
+
+impl CenterArgs {
+    pub fn client(&self) -> anyhow::Result<CenterClient> {
+        let read = |path: &PathBuf, what: &str| std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()));
+        let config = ClientConfig {
+            base_url: self.center.clone(),
+            ca_pem: read(&self.ca, "CA certificate")?,
+            identity_pem: Some((read(&self.cert, "client certificate")?, read(&self.key, "client key")?)),
+            timeout: Duration::from_secs(30),
+        };
+        Ok(CenterClient::new(config)?)
+    }
+}
