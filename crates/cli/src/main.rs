@@ -41,11 +41,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ONSHI_LOG").unwrap_or_else(|_| "warn,onshi=info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The server logs each refusal at info; a scripted check makes many on purpose.
+    let quiet = matches!(&cli.command, Command::Demo(args) if args.check) || matches!(&cli.command, Command::Bench(_));
+    let default_filter = if quiet { "warn" } else { "warn,onshi_center=info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ONSHI_LOG").unwrap_or_else(|_| default_filter.into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Center { command } => center_cmd::run(command),

@@ -692,7 +692,10 @@ impl Generator {
                 continue;
             }
             if seventy > self.today && seventy <= self.today.add_days(60) {
-                let expect = Expectation { validity: "1".into(), copay_ratio_percent: Some(30), pending_includes: vec!["copay_change".into()], ..Expectation::default() };
+                // Someone of 現役並み income keeps 3割: no change to announce.
+                let changes = copay::copay_ratio_percent(birth, seventy, person.income, false) != Some(30);
+                let pending_includes = if changes { vec!["copay_change".into()] } else { Vec::new() };
+                let expect = Expectation { validity: "1".into(), copay_ratio_percent: Some(30), pending_includes, ..Expectation::default() };
                 self.case("turning_70_today", self.request(&held, &person, self.today, false), expect)?;
                 let expect = self.valid_expectation(&held, &person, &terms, person.income, seventy, false);
                 self.case("turning_70_after", self.request(&held, &person, seventy, false), Expectation { limit_category: None, public_payer: None, ..expect })?;
