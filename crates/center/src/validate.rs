@@ -100,10 +100,10 @@ fn terms(terms: &wire::Terms, birth: Option<Date>) -> Checked<Terms> {
             }
             if let Some(birth) = birth {
                 let seventy = onshi_domain::copay::seventy_rule_start(birth);
-                // A certificate entirely before the 70 rule must be an A category, entirely
-                // after it a B category.
-                if category.is_seventy_and_over() && valid_to.is_some_and(|to| to < seventy) {
-                    return refuse("terms.limit.category", "is a 70-and-over (B) category for a period before the 70 rule applies");
+                // Certificates are reissued when the 70 rule starts: B categories are for
+                // certificates valid from then on, A categories for those valid from before.
+                if category.is_seventy_and_over() && valid_from < seventy {
+                    return refuse("terms.limit.category", &format!("is a 70-and-over (B) category valid from before the 70 rule applies (from {seventy})"));
                 }
                 if !category.is_seventy_and_over() && valid_from >= seventy {
                     return refuse("terms.limit.category", "is an under-70 (A) category for a period after the 70 rule applies");

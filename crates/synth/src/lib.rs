@@ -753,6 +753,7 @@ impl Generator {
         } else {
             None
         };
+        // One notification per household: its members (twins among them) are registered together.
         let lose_lag = self.rng.between(0, 10);
         let acquire_lag = self.rng.between(0, 10);
         for (branch, ((person, relationship), twin)) in people.iter().zip(&twins).enumerate() {
@@ -792,8 +793,7 @@ impl Generator {
             }
             let acquired = join.max(person.birth);
             // Newborns and recent joiners are notified 0–10 days late, like everyone.
-            let lag = self.rng.between(0, 10);
-            let (known, terms) = self.acquire(&held.card, branch, person, relationship, &head_name, pref, acquired, lag)?;
+            let (known, terms) = self.acquire(&held.card, branch, person, relationship, &head_name, pref, acquired, acquire_lag)?;
             if !known {
                 let expect = Expectation { validity: "4".into(), notice: Some("NO_SUCH_COVERAGE".into()), ..Expectation::default() };
                 self.case("late_registration_new_card", self.request(&held, person, self.today, false), expect)?;

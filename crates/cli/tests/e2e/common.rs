@@ -1,0 +1,136 @@
+//! Helpers: a population in a temporary directory, the server as a child process, clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use onshi_api::client::{CenterClient, ClientConfig};
+use onshi_synth::TruthCase;
+
+pub fn onshi() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_onshi"));
+    command.env("ONSHI_LOG", "warn");
+    command
+}
+
+/// Runs to completion; panics with the output when the exit code differs.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("onshi runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The demo clinic's and another clinic's institution codes.
+pub const CLINIC: &str = "1311234569";
+pub const OTHER_CLINIC: &str = "2711234563";
+
+/// A population generated, imported and given certificates, in a temporary directory.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub insurer: String,
+}
+
+impl Fixture {
+    pub fn new(persons: u64) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        run_ok(onshi().args(["synth", "--persons", &persons.to_string(), "--seed", "11", "--out"]).arg(root.join("synth")));
+        let mut import = onshi();
+        import.args(["center", "import", "--db"]).arg(root.join("center.sqlite"));
+        for file in event_files(&root.join("synth")) {
+            import.arg(file);
+        }
+        run_ok(&mut import);
+        let pki = root.join("pki");
+        run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(&pki));
+        for code in [CLINIC, OTHER_CLINIC] {
+            run_ok(onshi().args(["center", "pki", "issue-institution", "--code", code, "--dir"]).arg(&pki));
+        }
+        let insurers = std::fs::read_to_string(root.join("synth/insurers.tsv")).expect("insurers");
+        let insurer = insurers.lines().next().and_then(|l| l.split('\t').next()).expect("an insurer").to_string();
+        run_ok(onshi().args(["center", "pki", "issue-insurer", "--number", &insurer, "--dir"]).arg(&pki));
+        Fixture { dir, insurer }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root().join("center.sqlite")
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.root().join("pki")
+    }
+
+    pub fn truth(&self) -> Vec<TruthCase> {
+        onshi_synth::read_truth(&self.root().join("synth/ground-truth.jsonl")).expect("truth")
+    }
+
+    /// The certificate and key of an institution or insurer, by `institutions/<code>` etc.
+    pub fn identity(&self, stem: &str) -> (PathBuf, PathBuf) {
+        let base = self.pki().join(stem);
+        (base.with_extension("pem"), base.with_extension("key"))
+    }
+}
+
+pub fn event_files(synth: &Path) -> Vec<PathBuf> {
+    ["kyokai", "kumiai", "kyosai", "kokuho", "kouki"].iter().map(|k| synth.join("events").join(format!("{k}.jsonl"))).collect()
+}
+
+/// `onshi center serve` on a free port, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start(fixture: &Fixture) -> Server {
+        let mut child = onshi()
+            .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(fixture.db())
+            .arg("--pki")
+            .arg(fixture.pki())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
+        let addr = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        Server { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn client(&self, fixture: &Fixture, identity: Option<&str>) -> CenterClient {
+        self.client_with_ca(&fixture.pki().join("ca.pem"), identity.map(|stem| fixture.identity(stem)))
+    }
+
+    pub fn client_with_ca(&self, ca: &Path, identity: Option<(PathBuf, PathBuf)>) -> CenterClient {
+        CenterClient::new(ClientConfig {
+            base_url: self.url(),
+            ca_pem: std::fs::read(ca).expect("ca"),
+            identity_pem: identity.map(|(cert, key)| (std::fs::read(cert).expect("cert"), std::fs::read(key).expect("key"))),
+            timeout: Duration::from_secs(30),
+        })
+        .expect("client")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,105 @@
+//! Insurer import: idempotent, survives SIGKILL, reports bad lines precisely.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use onshi_store::Register;
+
+use crate::common::{event_files, onshi, run_ok};
+
+fn dump(path: &std::path::Path) -> String {
+    SqliteRegister::open(path, SqliteOptions::SERVER).unwrap().canonical_dump().unwrap()
+}
+
+fn import(db: &std::path::Path, files: &[std::path::PathBuf], batch: &str) -> std::process::Output {
+    run_ok(onshi().args(["center", "import", "--batch", batch, "--db"]).arg(db).args(files))
+}
+
+#[test]
+fn twice_and_after_sigkill_the_register_equals_one_clean_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = dir.path().join("synth");
+    run_ok(onshi().args(["synth", "--persons", "40000", "--seed", "5", "--out"]).arg(&synth));
+    let files = event_files(&synth);
+    let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+
+    let clean = dir.path().join("clean.sqlite");
+    import(&clean, &files, "20000");
+    let clean_dump = dump(&clean);
+    assert!(clean_dump.lines().count() > 40_000);
+
+    // Importing the same files again applies nothing and changes nothing.
+    let output = import(&clean, &files, "20000");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(" 0 applied"), "{stderr}");
+    assert_eq!(dump(&clean), clean_dump);
+
+    // Kill an import with SIGKILL once it has committed half of the bytes, then run it again.
+    let killed = dir.path().join("killed.sqlite");
+    let mut child = onshi()
+        .env("ONSHI_PROGRESS", "every")
+        .args(["center", "import", "--batch", "200", "--db"])
+        .arg(&killed)
+        .args(&files)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let Some(progress) = line.strip_prefix("progress: import ") else { continue };
+        let done: u64 = progress.split('/').next().unwrap().parse().unwrap();
+        if done * 2 >= total_bytes {
+            child.kill().unwrap(); // SIGKILL on Unix
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the import was killed, not finished");
+    let partial = SqliteRegister::open(&killed, SqliteOptions::SERVER).unwrap().counts().unwrap();
+    let full = SqliteRegister::open(&clean, SqliteOptions::SERVER).unwrap().counts().unwrap();
+    assert!(partial.events > 0 && partial.events < full.events, "killed halfway: {partial:?} of {full:?}");
+
+    import(&killed, &files, "200");
+    assert_eq!(dump(&killed), clean_dump, "after the re-run the register equals one clean import");
+}
+
+#[test]
+fn bad_lines_are_reported_and_good_lines_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let good = |id: &str, number: &str| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"acquire","insurer_number":"06130488","person_ref":"r-{id}","card":{{"symbol":"１２","number":"{number}","branch":"1"}},"occurred_on":"20240401","notified_at":"20240403100000","member":{{"relationship":"1","card_classification":"01","name":"試験 花子","name_kana":"ｼｹﾝ ﾊﾅｺ","sex":"2","birth_date":"19800101"}},"terms":{{"income_class":"general","limit":{{"category":"A03","classification":"01","valid_from":"20240401"}}}}}}"#
+        )
+    };
+    let lines = [
+        good("e1", "100"),
+        good("e2", "101").replace("06130488", "06130487"),
+        String::new(),
+        good("e3", "102").replace(r#""kind":"acquire""#, r#""kind":"acquired""#),
+        good("e4", "103").replace(r#""category":"A03""#, r#""category":"B04""#),
+        r#"{"event_id":"e5","kind":"lose","insurer_number":"06130488","person_ref":"r-e1","card":{"symbol":"12","number":"100","branch":"01"},"occurred_on":"20250101","notified_at":"20250105100000","loss_reason":"03"}"#.to_string(),
+        r#"{"event_id":"e6","kind":"change","insurer_number":"06130488","person_ref":"r-zz","card":{"number":"555","branch":"00"},"occurred_on":"20250101","notified_at":"20250105100000","terms":{"income_class":"general"}}"#.to_string(),
+        good("e7", "104"),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let db = dir.path().join("register.sqlite");
+    let output = onshi().args(["center", "import", "--db"]).arg(&db).arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "refused lines give exit code 3");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let path = file.display().to_string();
+    for expected in [
+        format!("{path}:2: insurer_number: the value fails the insurer number check digit (the last digit should be 8)"),
+        format!("{path}:4: line: is not a valid event"),
+        format!("{path}:5: terms.limit.category: is a 70-and-over (B) category"),
+        format!("{path}:7: card: no coverage of this person"),
+        "7 lines, 3 applied, 0 already applied, 4 refused".to_string(),
+    ] {
+        assert!(stderr.contains(&expected), "missing {expected:?} in\n{stderr}");
+    }
+    let counts = SqliteRegister::open(&db, SqliteOptions::SERVER).unwrap().counts().unwrap();
+    assert_eq!((counts.coverages, counts.events), (2, 3));
+}

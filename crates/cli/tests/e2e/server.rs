@@ -1,0 +1,271 @@
+//! The center over HTTPS with mutual TLS: every result code, consent, batch, insurer upload,
+//! certificates, malformed input.
+
+use onshi_api::client::ClientError;
+use onshi_api::verify::{BatchVerifyRequest, VerifyNumberRequest};
+
+use crate::common::{onshi, run_ok, Fixture, Server, CLINIC, OTHER_CLINIC};
+
+fn clinic() -> String {
+    format!("institutions/{CLINIC}")
+}
+
+async fn stats(client: &onshi_api::client::CenterClient) -> serde_json::Value {
+    let (status, text) = client.get_raw("/v1/stats").await.expect("stats");
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).expect("stats json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_center_answers_and_refuses_as_specified() {
+    let fixture = Fixture::new(6_000);
+    let server = Server::start(&fixture);
+    let client = server.client(&fixture, Some(&clinic()));
+    let truth = fixture.truth();
+
+    // Every ground-truth case of every category, through the real API.
+    let mut seen = std::collections::BTreeSet::new();
+    for case in &truth {
+        let answer = client.verify_number(&case.request).await.unwrap_or_else(|e| panic!("{}: {e}", case.case));
+        onshi_cli_compare(&answer, &case.expect).unwrap_or_else(|why| panic!("{} ({}): {why}", case.case, case.category));
+        seen.insert(answer.validity.code.clone());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2", "3", "4", "5"], "every result code occurs");
+
+    // The consent flag decides whether the limit category is shown.
+    let with_limit = truth.iter().find(|c| c.category == "limit_with_consent").expect("a limit case");
+    let mut request = with_limit.request.clone();
+    request.limit_consent = true;
+    let shown = client.verify_number(&request).await.unwrap();
+    assert!(shown.coverage.as_ref().unwrap().limit.is_some());
+    request.limit_consent = false;
+    let hidden = client.verify_number(&request).await.unwrap();
+    assert!(hidden.coverage.as_ref().unwrap().limit.is_none());
+    assert!(shown.as_of.is_some() && shown.insurer_lag.is_some());
+
+    // Batch: answers in order, a bad entry answered with its own error, limits enforced.
+    let mut entries: Vec<VerifyNumberRequest> = truth.iter().take(50).map(|c| c.request.clone()).collect();
+    entries.push(VerifyNumberRequest { insurer_number: "06130487".into(), number: "1".into(), birth_date: "19800101".into(), ..Default::default() });
+    let response = client.verify_batch(&BatchVerifyRequest { entries: entries.clone() }).await.unwrap();
+    assert_eq!(response.results.len(), 51);
+    for (result, case) in response.results.iter().take(50).zip(&truth) {
+        assert_eq!(result.answer.as_ref().map(|a| a.validity.code.as_str()), Some(case.expect.validity.as_str()), "{}", case.case);
+    }
+    assert_eq!(response.results[50].error.as_ref().map(|e| e.code.as_str()), Some("INVALID_INSURER_NUMBER"));
+    let too_many = BatchVerifyRequest { entries: vec![entries[0].clone(); 10_001] };
+    match client.verify_batch(&too_many).await {
+        Err(ClientError::Refused { status: 400, body }) => assert_eq!(body.error.code, "BATCH_SIZE"),
+        other => panic!("10,001 entries: {other:?}"),
+    }
+    let full = BatchVerifyRequest { entries: vec![entries[0].clone(); 10_000] };
+    assert_eq!(client.verify_batch(&full).await.unwrap().results.len(), 10_000);
+
+    // No certificate: a clear refusal, not a bare handshake failure.
+    let anonymous = server.client(&fixture, None);
+    match anonymous.verify_number(&truth[0].request).await {
+        Err(ClientError::Refused { status: 401, body }) => {
+            assert_eq!(body.error.code, "CLIENT_CERTIFICATE_REQUIRED");
+            assert!(!body.error.reception_ja.is_empty());
+        }
+        other => panic!("anonymous: {other:?}"),
+    }
+    assert_eq!(anonymous.get_raw("/v1/health").await.unwrap().0, 200, "health needs no certificate");
+
+    // A certificate from another CA does not get through TLS.
+    let stranger = tempfile::tempdir().unwrap();
+    run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(stranger.path()));
+    run_ok(onshi().args(["center", "pki", "issue-institution", "--code", CLINIC, "--dir"]).arg(stranger.path()));
+    let forged = server.client_with_ca(
+        &fixture.pki().join("ca.pem"),
+        Some((stranger.path().join(format!("institutions/{CLINIC}.pem")), stranger.path().join(format!("institutions/{CLINIC}.key")))),
+    );
+    assert!(matches!(forged.verify_number(&truth[0].request).await, Err(ClientError::Transport { .. })), "a foreign CA's certificate must fail TLS");
+
+    // The institution comes from the certificate: a body naming another institution is refused,
+    // and another institution's certificate works as itself.
+    let mut body = serde_json::to_value(&truth[0].request).unwrap();
+    body["institution_code"] = serde_json::json!(OTHER_CLINIC);
+    let (status, text) = client.post_raw("/v1/verify/number", "application/json", body.to_string().into_bytes()).await.unwrap();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("INSTITUTION_MISMATCH"), "{text}");
+    let other = server.client(&fixture, Some(&format!("institutions/{OTHER_CLINIC}")));
+    let (status, _) = other.post_raw("/v1/verify/number", "application/json", body.to_string().into_bytes()).await.unwrap();
+    assert_eq!(status, 200, "the other clinic's own certificate may name itself");
+
+    // Malformed input: a clear error naming the problem.
+    let malformed: &[(&str, &[u8], u16, &str)] = &[
+        ("not JSON", b"{insurer", 400, "MALFORMED_REQUEST"),
+        ("not UTF-8", b"\xff\xfe{}", 400, "MALFORMED_REQUEST"),
+        ("array", b"[]", 400, "MALFORMED_REQUEST"),
+        ("missing birth date", br#"{"insurer_number":"06130488","number":"1"}"#, 400, "MALFORMED_REQUEST"),
+        ("My Number field", br#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","my_number":"123456789012"}"#, 400, "MALFORMED_REQUEST"),
+        ("check digit", br#"{"insurer_number":"06130480","number":"1","birth_date":"19800101"}"#, 400, "INVALID_INSURER_NUMBER"),
+        ("prefecture", br#"{"insurer_number":"06990001","number":"1","birth_date":"19800101"}"#, 400, "INVALID_INSURER_NUMBER"),
+        ("birth date", br#"{"insurer_number":"06130488","number":"1","birth_date":"1980-01-01"}"#, 400, "INVALID_BIRTH_DATE"),
+        ("date of care", br#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","date_of_care":"20261332"}"#, 400, "INVALID_DATE_OF_CARE"),
+        ("branch", br#"{"insurer_number":"06130488","number":"1","branch":"1a","birth_date":"19800101"}"#, 400, "INVALID_BRANCH"),
+        ("empty number", br#"{"insurer_number":"06130488","number":"  ","birth_date":"19800101"}"#, 400, "INVALID_NUMBER"),
+    ];
+    for (what, body, status, code) in malformed {
+        let (got, text) = client.post_raw("/v1/verify/number", "application/json", body.to_vec()).await.unwrap();
+        assert_eq!((got, text.contains(&format!("\"code\":\"{code}\""))), (*status, true), "{what}: {got} {text}");
+        let error: onshi_api::verify::ErrorBody = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        assert!(!error.error.detail.is_empty() && !error.error.reception_ja.is_empty(), "{what}");
+    }
+    let huge = vec![b' '; 20_000];
+    assert_eq!(client.post_raw("/v1/verify/number", "application/json", huge).await.unwrap().0, 413);
+    let (status, text) = client.get_raw("/v1/no-such-thing").await.unwrap();
+    assert_eq!(status, 404, "{text}");
+
+    // OpenAPI document and metrics.
+    let (status, text) = anonymous.get_raw("/v1/openapi.json").await.unwrap();
+    assert_eq!(status, 200);
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for path in ["/v1/health", "/v1/verify/number", "/v1/verify/number/batch", "/v1/insurer/events", "/metrics"] {
+        assert!(document["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    let (_, metrics) = anonymous.get_raw("/metrics").await.unwrap();
+    assert!(metrics.contains("onshi_verify_answers_total{validity=\"5\"}"), "{metrics}");
+    assert!(metrics.contains("onshi_errors_total{code=\"INSTITUTION_MISMATCH\"} 1"), "{metrics}");
+}
+
+/// The same comparison `onshi demo --check` makes.
+fn onshi_cli_compare(answer: &onshi_api::verify::VerifyAnswer, expect: &onshi_synth::Expectation) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if answer.validity.code != expect.validity {
+        problems.push(format!("validity {} (expected {})", answer.validity.code, expect.validity));
+    }
+    if let Some(notice) = &expect.notice {
+        if answer.notice.as_ref().map(|n| &n.code) != Some(notice) {
+            problems.push(format!("notice {:?} (expected {notice})", answer.notice));
+        }
+    }
+    if let Some(copay) = expect.copay_ratio_percent {
+        if answer.coverage.as_ref().and_then(|c| c.copay_ratio_percent) != Some(copay) {
+            problems.push(format!("copay (expected {copay})"));
+        }
+    }
+    if expect.validity == "1" {
+        let limit = answer.coverage.as_ref().and_then(|c| c.limit.as_ref()).map(|l| l.category.code.clone());
+        if limit != expect.limit_category {
+            problems.push(format!("limit {limit:?} (expected {:?})", expect.limit_category));
+        }
+    }
+    if let Some(newer) = &expect.newer_insurer_number {
+        if answer.newer_coverage.as_ref().map(|c| &c.insurer_number) != Some(newer) {
+            problems.push(format!("newer coverage (expected {newer})"));
+        }
+    }
+    for kind in &expect.pending_includes {
+        if !answer.pending.iter().any(|p| &p.kind == kind) {
+            problems.push(format!("pending lacks {kind}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_insurer_uploads_only_its_own_members() {
+    let fixture = Fixture::new(2_000);
+    let server = Server::start(&fixture);
+    let insurer = server.client(&fixture, Some(&format!("insurers/{}", fixture.insurer)));
+    let clinic = server.client(&fixture, Some(&clinic()));
+    let before = stats(&clinic).await;
+
+    let own = &fixture.insurer;
+    let event = |id: &str, insurer_number: &str, number: &str| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"acquire","insurer_number":"{insurer_number}","person_ref":"up-{id}","card":{{"symbol":"77","number":"{number}","branch":"00"}},"occurred_on":"20261101","notified_at":"20261102090000","member":{{"relationship":"1","card_classification":"01","name":"試験 一郎","name_kana":"ｼｹﾝ ｲﾁﾛｳ","sex":"1","birth_date":"19850505"}},"terms":{{"income_class":"general"}}}}"#
+        )
+    };
+    let body = [
+        event("u1", own, "990001"),
+        event("u2", "06130488", "990002"),
+        "{not json".to_string(),
+        event("u3", own, "990003").replace("19850505", "19850230"),
+        event("u4", own, "990004").replace(r#""person_ref":"up-u4""#, r#""person_ref":"123456789012""#),
+        event("u5", own, "990005").replace(r#""terms""#, r#""my_number":"123456789012","terms""#),
+    ]
+    .join("\n");
+    let report = insurer.upload_events(body.clone()).await.unwrap();
+    assert_eq!((report.lines, report.applied, report.rejected_total), (6, 1, 5), "{report:?}");
+    let fields: Vec<(u64, &str)> = report.rejected.iter().map(|r| (r.line, r.field.as_str())).collect();
+    assert_eq!(fields, [(2, "insurer_number"), (3, "line"), (4, "member.birth_date"), (5, "person_ref"), (6, "my_number")]);
+    assert!(report.rejected[0].reason.contains("only write its own"), "{:?}", report.rejected[0]);
+
+    // Uploaded coverage answers at once; the same upload again changes nothing.
+    let request = VerifyNumberRequest { insurer_number: own.clone(), symbol: Some("77".into()), number: "990001".into(), branch: Some("00".into()), birth_date: "19850505".into(), date_of_care: Some("20261125".into()), limit_consent: false };
+    assert_eq!(clinic.verify_number(&request).await.unwrap().validity.code, "1");
+    let again = insurer.upload_events(body).await.unwrap();
+    assert_eq!((again.applied, again.already_applied), (0, 1));
+    let after = stats(&clinic).await;
+    assert_eq!(after["coverages"].as_u64().unwrap(), before["coverages"].as_u64().unwrap() + 1, "only the one good line was stored");
+
+    // A clinic cannot upload, an insurer cannot verify, and nobody anonymous can do either.
+    for (client, what) in [(&clinic, "clinic")] {
+        match client.upload_events(event("x1", own, "990009")).await {
+            Err(ClientError::Refused { status: 403, body }) => assert_eq!(body.error.code, "WRONG_ROLE", "{what}"),
+            other => panic!("{what} upload: {other:?}"),
+        }
+    }
+    match insurer.verify_number(&request).await {
+        Err(ClientError::Refused { status: 403, body }) => assert_eq!(body.error.code, "WRONG_ROLE"),
+        other => panic!("insurer verify: {other:?}"),
+    }
+    match server.client(&fixture, None).upload_events(event("x2", own, "990010")).await {
+        Err(ClientError::Refused { status: 401, body }) => assert_eq!(body.error.code, "CLIENT_CERTIFICATE_REQUIRED"),
+        other => panic!("anonymous upload: {other:?}"),
+    }
+    assert_eq!(stats(&clinic).await["coverages"], after["coverages"], "refused uploads stored nothing");
+}
+
+#[test]
+fn verify_number_prints_japanese_and_json() {
+    let fixture = Fixture::new(1_500);
+    let server = Server::start(&fixture);
+    let case = fixture.truth().into_iter().find(|c| c.category == "job_change_old_card").expect("a job change");
+    let (cert, key) = fixture.identity(&clinic());
+    let verify = |json: bool| {
+        let mut command = onshi();
+        command
+            .args(["verify", "number", "--center", &server.url(), "--ca"])
+            .arg(fixture.pki().join("ca.pem"))
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--insurer", &case.request.insurer_number, "--number", &case.request.number, "--birth", &case.request.birth_date]);
+        if let Some(symbol) = &case.request.symbol {
+            command.args(["--symbol", symbol]);
+        }
+        if let Some(branch) = &case.request.branch {
+            command.args(["--branch", branch]);
+        }
+        command.args(["--date", case.request.date_of_care.as_deref().unwrap()]);
+        if json {
+            command.arg("--json");
+        }
+        String::from_utf8(run_ok(&mut command).stdout).unwrap()
+    };
+    let text = verify(false);
+    assert!(text.contains("資格有効性: 3 無効（新しい資格あり）"), "{text}");
+    assert!(text.contains("新しい資格（振替先）"), "{text}");
+    assert!(text.contains("お知らせ [NEWER_COVERAGE]"), "{text}");
+    let answer: onshi_api::verify::VerifyAnswer = serde_json::from_str(&verify(true)).unwrap();
+    assert_eq!(answer.validity.code, "3");
+
+    // A refusal prints the code and the Japanese action, and exits 2.
+    let output = onshi()
+        .args(["verify", "number", "--center", &server.url(), "--ca"])
+        .arg(fixture.pki().join("ca.pem"))
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .args(["--insurer", "06130480", "--number", "1", "--birth", "19800101"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("INVALID_INSURER_NUMBER") && text.contains("保険者番号"), "{text}");
+}
