@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyNumberRequest {
+    /// 医療機関コード, optional (the XML header carries one). The center takes the institution
+    /// from the client certificate and refuses a request naming another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub institution_code: Option<String>,
     /// 保険者番号: 8 digits, or 6 for 国保 (space- or zero-padded forms are accepted).
     pub insurer_number: String,
     /// 記号 (optional; full-width digits are accepted).
@@ -159,6 +163,9 @@ pub struct InsurerLag {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchVerifyRequest {
+    /// As in [`VerifyNumberRequest::institution_code`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub institution_code: Option<String>,
     pub entries: Vec<VerifyNumberRequest>,
 }
 

@@ -54,67 +54,121 @@ struct Pending {
     event: CoverageEvent,
 }
 
-struct Importer<'a> {
+/// A line refused before it reached the register.
+struct Refused {
+    line: u64,
+    event_id: Option<String>,
+    field: String,
+    reason: String,
+}
+
+/// One batch as parsed: the valid events and the refused lines among them.
+#[derive(Default)]
+struct ParsedBatch {
+    events: Vec<Pending>,
+    refused: Vec<Refused>,
+    lines: u64,
+    bytes_read: u64,
+}
+
+/// Parses and validates one line into `batch`.
+fn take_line(batch: &mut ParsedBatch, options: &ImportOptions, line_number: u64, bytes: &[u8]) {
+    let mut refuse = |event_id: Option<String>, field: String, reason: String| {
+        batch.refused.push(Refused { line: line_number, event_id, field, reason });
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text.trim_start_matches('\u{feff}').trim(),
+        Err(e) => {
+            batch.lines += 1;
+            return refuse(None, "line".into(), format!("is not UTF-8 (byte {}); save the file as UTF-8", e.valid_up_to()));
+        }
+    };
+    if text.is_empty() {
+        return;
+    }
+    batch.lines += 1;
+    if bytes.len() > LINE_BYTES_MAX {
+        return refuse(None, "line".into(), format!("is longer than {LINE_BYTES_MAX} bytes"));
+    }
+    let wire: InsurerEvent = match serde_json::from_str(text) {
+        Ok(wire) => wire,
+        Err(e) => {
+            let (field, reason) = describe_json_error(&e);
+            return refuse(None, field, reason);
+        }
+    };
+    if let Some(own) = &options.only_insurer {
+        let same = InsurerNumber::parse(&wire.insurer_number).is_ok_and(|n| &n == own);
+        if !same {
+            let reason = crate::errors::foreign_insurer(&wire.insurer_number, own.as_str());
+            return refuse(Some(wire.event_id), "insurer_number".into(), reason);
+        }
+    }
+    match coverage_event(&wire) {
+        Ok(event) => batch.events.push(Pending { line: line_number, event }),
+        Err(refusal) => refuse(Some(wire.event_id), refusal.field, refusal.reason),
+    }
+}
+
+/// Reads and validates lines, handing over a batch every `batch_events` valid events.
+fn parse_batches(mut input: impl BufRead, options: &ImportOptions, mut hand_over: impl FnMut(Result<ParsedBatch, ImportError>) -> bool) {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut line_number = 0u64;
+    let mut batch = ParsedBatch::default();
+    loop {
+        buffer.clear();
+        let read = match input.read_until(b'\n', &mut buffer) {
+            Ok(read) => read,
+            Err(source) => {
+                hand_over(Err(ImportError::Read { line: line_number, source }));
+                return;
+            }
+        };
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        batch.bytes_read += read as u64;
+        take_line(&mut batch, options, line_number, &buffer);
+        if batch.events.len() >= options.batch_events && !hand_over(Ok(std::mem::take(&mut batch))) {
+            return;
+        }
+    }
+    hand_over(Ok(batch));
+}
+
+/// Applies parsed batches to the register and keeps the report.
+struct Applier<'a> {
     register: &'a dyn Register,
     options: &'a ImportOptions,
     report: ImportReport,
     progress: ImportProgress,
-    batch: Vec<Pending>,
 }
 
-impl Importer<'_> {
-    fn reject(&mut self, line: u64, event_id: Option<String>, field: String, reason: String) {
+impl Applier<'_> {
+    fn refuse(&mut self, refused: Refused) {
         self.report.rejected_total += 1;
         self.progress.rejected += 1;
         if self.report.rejected.len() < REJECTED_LISTED_MAX {
+            let Refused { line, event_id, field, reason } = refused;
             self.report.rejected.push(RejectedLine { line, event_id, field, reason });
         }
     }
 
-    fn take_line(&mut self, line_number: u64, bytes: &[u8]) {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.trim_start_matches('\u{feff}').trim(),
-            Err(e) => {
-                return self.reject(line_number, None, "line".into(), format!("is not UTF-8 (byte {}); save the file as UTF-8", e.valid_up_to()));
-            }
-        };
-        if text.is_empty() {
-            return;
+    fn apply(&mut self, batch: ParsedBatch) -> Result<(), StoreError> {
+        self.report.lines += batch.lines;
+        self.progress.lines += batch.lines;
+        self.progress.bytes_read += batch.bytes_read;
+        for refused in batch.refused {
+            self.refuse(refused);
         }
-        self.report.lines += 1;
-        self.progress.lines += 1;
-        if bytes.len() > LINE_BYTES_MAX {
-            return self.reject(line_number, None, "line".into(), format!("is longer than {LINE_BYTES_MAX} bytes"));
-        }
-        let wire: InsurerEvent = match serde_json::from_str(text) {
-            Ok(wire) => wire,
-            Err(e) => {
-                let (field, reason) = describe_json_error(&e);
-                return self.reject(line_number, None, field, reason);
-            }
-        };
-        if let Some(own) = &self.options.only_insurer {
-            let same = InsurerNumber::parse(&wire.insurer_number).is_ok_and(|n| &n == own);
-            if !same {
-                let reason = crate::errors::foreign_insurer(&wire.insurer_number, own.as_str());
-                return self.reject(line_number, Some(wire.event_id), "insurer_number".into(), reason);
-            }
-        }
-        match coverage_event(&wire) {
-            Ok(event) => self.batch.push(Pending { line: line_number, event }),
-            Err(refusal) => self.reject(line_number, Some(wire.event_id), refusal.field, refusal.reason),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
-        if self.batch.is_empty() {
+        if batch.events.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
-        let events: Vec<CoverageEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let (lines, events): (Vec<u64>, Vec<CoverageEvent>) = batch.events.into_iter().map(|p| (p.line, p.event)).unzip();
         let outcomes = self.register.apply_events(&events, self.options.registered_at)?;
-        debug_assert_eq!(outcomes.len(), batch.len());
-        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        debug_assert_eq!(outcomes.len(), events.len());
+        for ((line, event), outcome) in lines.into_iter().zip(events).zip(outcomes) {
             match outcome {
                 ApplyOutcome::Applied => {
                     self.report.applied += 1;
@@ -125,7 +179,7 @@ impl Importer<'_> {
                     self.progress.already_applied += 1;
                 }
                 ApplyOutcome::Rejected { field, reason } => {
-                    self.reject(pending.line, Some(pending.event.event_id), field.to_string(), reason);
+                    self.refuse(Refused { line, event_id: Some(event.event_id), field: field.to_string(), reason });
                 }
             }
         }
@@ -151,31 +205,28 @@ fn describe_json_error(error: &serde_json::Error) -> (String, String) {
 }
 
 /// Imports JSON Lines from `input`, calling `on_progress` after every committed batch.
+///
+/// Parsing and validation run on a second thread, one batch ahead of the register, so that
+/// the two overlap; at most two parsed batches wait at any time (bounded memory).
 pub fn import_jsonl(
     register: &dyn Register,
-    mut input: impl BufRead,
+    input: impl BufRead + Send,
     options: &ImportOptions,
     mut on_progress: impl FnMut(&ImportProgress),
 ) -> Result<ImportReport, ImportError> {
     assert!(options.batch_events > 0, "a batch holds at least one event");
-    let mut importer = Importer { register, options, report: ImportReport::default(), progress: ImportProgress::default(), batch: Vec::new() };
-    let mut buffer = Vec::with_capacity(1024);
-    let mut line_number = 0u64;
-    loop {
-        buffer.clear();
-        let read = input.read_until(b'\n', &mut buffer).map_err(|source| ImportError::Read { line: line_number, source })?;
-        if read == 0 {
-            break;
+    let mut applier = Applier { register, options, report: ImportReport::default(), progress: ImportProgress::default() };
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<ParsedBatch, ImportError>>(2);
+        scope.spawn(move || parse_batches(input, options, |batch| sender.send(batch).is_ok()));
+        for batch in receiver {
+            applier.apply(batch?)?;
+            on_progress(&applier.progress);
         }
-        line_number += 1;
-        importer.progress.bytes_read += read as u64;
-        importer.take_line(line_number, &buffer);
-        if importer.batch.len() >= options.batch_events {
-            importer.flush()?;
-            on_progress(&importer.progress);
-        }
-    }
-    importer.flush()?;
-    on_progress(&importer.progress);
-    Ok(importer.report)
+        Ok::<_, ImportError>(())
+    })?;
+    // Refusals from the parser and from the register arrive batch by batch; list them in
+    // line order.
+    applier.report.rejected.sort_by_key(|r| r.line);
+    Ok(applier.report)
 }

@@ -99,34 +99,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CenterE
     serde_json::from_slice(bytes).map_err(|e| errors::malformed_body(format!("invalid JSON: {e}")))
 }
 
-/// Verify requests may name the institution (as the XML header does); it must be the
-/// certificate's. The field is read separately so the wire type stays the public shape.
-#[derive(serde::Deserialize)]
-struct InstitutionClaim {
-    #[serde(default)]
-    institution_code: Option<String>,
-}
-
-fn split_claim(bytes: &[u8]) -> Result<(Option<String>, serde_json::Value), CenterError> {
-    let mut value: serde_json::Value = parse_json(bytes)?;
-    let claim = match value.as_object_mut() {
-        Some(object) => object.remove("institution_code"),
-        None => return Err(errors::malformed_body("the body must be a JSON object".into())),
-    };
-    let claim: InstitutionClaim = serde_json::from_value(serde_json::json!({ "institution_code": claim }))
-        .map_err(|_| errors::malformed_body("institution_code must be a string".into()))?;
-    Ok((claim.institution_code, value))
-}
-
 async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let started = Instant::now();
     let result = async {
         let certified = institution(&peer)?;
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
-        let (claim, value) = split_claim(&bytes)?;
-        check_institution(claim.as_deref(), certified)?;
-        let request: VerifyNumberRequest =
-            serde_json::from_value(value).map_err(|e| errors::malformed_body(format!("invalid verify request: {e}")))?;
+        let request: VerifyNumberRequest = parse_json(&bytes)?;
+        check_institution(request.institution_code.as_deref(), certified)?;
         let now = (state.clock)();
         let query = parse_request(&request, now.date())?;
         verify_number(state.register.as_ref(), &query, now)
@@ -146,10 +125,8 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
     let result = async {
         let certified = institution(&peer)?.clone();
         let bytes = read_body(body, BATCH_BODY_BYTES_MAX).await?;
-        let (claim, value) = split_claim(&bytes)?;
-        check_institution(claim.as_deref(), &certified)?;
-        let request: BatchVerifyRequest =
-            serde_json::from_value(value).map_err(|e| errors::malformed_body(format!("invalid batch request: {e}")))?;
+        let request: BatchVerifyRequest = parse_json(&bytes)?;
+        check_institution(request.institution_code.as_deref(), &certified)?;
         if request.entries.is_empty() || request.entries.len() > BATCH_ENTRIES_MAX {
             return Err(errors::batch_size(request.entries.len(), BATCH_ENTRIES_MAX));
         }
@@ -163,7 +140,10 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
                 .iter()
                 .map(|entry| {
                     let started = Instant::now();
-                    match parse_request(entry, now.date()).and_then(|q| verify_number(worker.register.as_ref(), &q, now)) {
+                    let answer = check_institution(entry.institution_code.as_deref(), &certified)
+                        .and_then(|()| parse_request(entry, now.date()))
+                        .and_then(|query| verify_number(worker.register.as_ref(), &query, now));
+                    match answer {
                         Ok(answer) => {
                             worker.metrics.answer(&answer.validity.code);
                             worker.metrics.verify_latency(started.elapsed());

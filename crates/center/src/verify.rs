@@ -25,7 +25,8 @@ pub struct NumberQuery {
     pub limit_consent: bool,
 }
 
-/// Checks a request. `today` is the default date of care.
+/// Checks a request's fields. `today` is the default date of care. The institution code is
+/// checked separately against the certificate ([`check_institution`]).
 pub fn parse_request(request: &VerifyNumberRequest, today: Date) -> Result<NumberQuery, CenterError> {
     fn field(name: &'static str) -> impl Fn(onshi_domain::FieldError) -> CenterError {
         move |e| errors::invalid_field(name, &e)

@@ -59,6 +59,7 @@ fn sample_requests(files: &[PathBuf], persons: u64, today: &str) -> anyhow::Resu
             }
             let member = event.member.context("acquire without member")?;
             requests.push(VerifyNumberRequest {
+                institution_code: None,
                 insurer_number: event.insurer_number,
                 symbol: event.card.symbol,
                 number: event.card.number,

@@ -366,7 +366,7 @@ async fn morning(institution: &CenterClient, anonymous: &CenterClient, manifest:
         report.record("every_result_code", if seen { Ok(()) } else { Err(format!("no answer had validity {code}")) });
     }
     // The same requests as one batch must give the same validities.
-    let batch = BatchVerifyRequest { entries: chosen.iter().map(|c| c.request.clone()).collect() };
+    let batch = BatchVerifyRequest { institution_code: Some(manifest.institution_code.clone()), entries: chosen.iter().map(|c| c.request.clone()).collect() };
     match institution.verify_batch(&batch).await {
         Ok(response) => {
             let same = response.results.len() == chosen.len()

@@ -118,7 +118,7 @@ pub fn render_ja(answer: &VerifyAnswer) -> String {
 pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
     let VerifyCommand::Number { center, insurer, symbol, number, branch, birth, date, limit_consent, json } = command;
     let client = center.client()?;
-    let request = VerifyNumberRequest { insurer_number: insurer, symbol, number, branch, birth_date: birth, date_of_care: date, limit_consent };
+    let request = VerifyNumberRequest { institution_code: None, insurer_number: insurer, symbol, number, branch, birth_date: birth, date_of_care: date, limit_consent };
     let runtime = crate::runtime()?;
     match runtime.block_on(client.verify_number(&request)) {
         Ok(answer) => {

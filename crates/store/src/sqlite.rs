@@ -23,6 +23,9 @@ use crate::{Register, StoreError};
 /// Schema migrations, applied in order; a version once released is never edited.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_register.sql"))];
 
+/// Prepared statements kept per connection: more than the register ever uses.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 /// Read connections kept open; more are opened on demand and closed when returned.
 const READERS_KEPT_MAX: usize = 16;
 
@@ -64,11 +67,14 @@ impl SqliteRegister {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA busy_timeout = 10000;
+                 PRAGMA temp_store = MEMORY;
                  PRAGMA foreign_keys = ON;
                  PRAGMA cache_size = -{};",
                 options.writer_cache_kib
             ))
             .map_err(open_error)?;
+        // Every statement of an import stays prepared; the default cache of 16 would thrash.
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         migrate(&mut writer)?;
         Ok(SqliteRegister { path: path.to_path_buf(), options, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
     }
@@ -84,6 +90,7 @@ impl SqliteRegister {
         connection
             .execute_batch(&format!("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{};", self.options.reader_cache_kib))
             .map_err(sqlite("configuring a reader"))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         Ok(connection)
     }
 
@@ -346,7 +353,7 @@ fn apply_one(tx: &Transaction<'_>, event: &CoverageEvent, registered_at: Timesta
         },
     };
     tx.prepare_cached(
-        "INSERT INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)
+        "INSERT OR FAIL INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .map_err(sqlite("preparing the event insert"))?
@@ -438,7 +445,7 @@ fn acquire(tx: &Transaction<'_>, event: &CoverageEvent, holder: &Holder, details
     }
     let id: i64 = tx
         .prepare_cached(
-            "INSERT INTO coverages (person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
+            "INSERT OR FAIL INTO coverages (person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
                 relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING coverage_id",
         )

@@ -302,7 +302,7 @@ impl Generator {
 
     fn birth_for_age(&mut self, age: u16) -> Date {
         let days = self.rng.between(0, 364);
-        self.today.add_years(0).add_days(-(i64::from(age) * 36525 / 100) - days)
+        self.today.add_days(-(i64::from(age) * 36525 / 100) - days)
     }
 
     fn new_card(&mut self, family: Family, insurer: usize) -> Card {
@@ -457,6 +457,7 @@ impl Generator {
 
     fn request(&self, held: &Held, person: &Person, on: Date, consent: bool) -> VerifyNumberRequest {
         VerifyNumberRequest {
+            institution_code: None,
             insurer_number: self.insurers[held.card.insurer].number.as_str().to_string(),
             symbol: held.card.symbol.clone(),
             number: held.card.number.clone(),

@@ -46,18 +46,27 @@ async fn the_center_answers_and_refuses_as_specified() {
     // Batch: answers in order, a bad entry answered with its own error, limits enforced.
     let mut entries: Vec<VerifyNumberRequest> = truth.iter().take(50).map(|c| c.request.clone()).collect();
     entries.push(VerifyNumberRequest { insurer_number: "06130487".into(), number: "1".into(), birth_date: "19800101".into(), ..Default::default() });
-    let response = client.verify_batch(&BatchVerifyRequest { entries: entries.clone() }).await.unwrap();
+    let response = client.verify_batch(&BatchVerifyRequest { institution_code: None, entries: entries.clone() }).await.unwrap();
     assert_eq!(response.results.len(), 51);
     for (result, case) in response.results.iter().take(50).zip(&truth) {
         assert_eq!(result.answer.as_ref().map(|a| a.validity.code.as_str()), Some(case.expect.validity.as_str()), "{}", case.case);
     }
     assert_eq!(response.results[50].error.as_ref().map(|e| e.code.as_str()), Some("INVALID_INSURER_NUMBER"));
-    let too_many = BatchVerifyRequest { entries: vec![entries[0].clone(); 10_001] };
+    let too_many = BatchVerifyRequest { institution_code: None, entries: vec![entries[0].clone(); 10_001] };
     match client.verify_batch(&too_many).await {
         Err(ClientError::Refused { status: 400, body }) => assert_eq!(body.error.code, "BATCH_SIZE"),
         other => panic!("10,001 entries: {other:?}"),
     }
-    let full = BatchVerifyRequest { entries: vec![entries[0].clone(); 10_000] };
+    let mut foreign_entry = entries[0].clone();
+    foreign_entry.institution_code = Some(OTHER_CLINIC.into());
+    let mixed = client.verify_batch(&BatchVerifyRequest { institution_code: None, entries: vec![entries[0].clone(), foreign_entry] }).await.unwrap();
+    assert!(mixed.results[0].answer.is_some());
+    assert_eq!(mixed.results[1].error.as_ref().map(|e| e.code.as_str()), Some("INSTITUTION_MISMATCH"));
+    match client.verify_batch(&BatchVerifyRequest { institution_code: Some(OTHER_CLINIC.into()), entries: vec![entries[0].clone()] }).await {
+        Err(ClientError::Refused { status: 403, body }) => assert_eq!(body.error.code, "INSTITUTION_MISMATCH"),
+        other => panic!("batch naming another institution: {other:?}"),
+    }
+    let full = BatchVerifyRequest { institution_code: None, entries: vec![entries[0].clone(); 10_000] };
     assert_eq!(client.verify_batch(&full).await.unwrap().results.len(), 10_000);
 
     // No certificate: a clear refusal, not a bare handshake failure.
@@ -126,7 +135,7 @@ async fn the_center_answers_and_refuses_as_specified() {
     }
     let (_, metrics) = anonymous.get_raw("/metrics").await.unwrap();
     assert!(metrics.contains("onshi_verify_answers_total{validity=\"5\"}"), "{metrics}");
-    assert!(metrics.contains("onshi_errors_total{code=\"INSTITUTION_MISMATCH\"} 1"), "{metrics}");
+    assert!(metrics.contains("onshi_errors_total{code=\"INSTITUTION_MISMATCH\"} 3"), "{metrics}");
 }
 
 /// The same comparison `onshi demo --check` makes.
@@ -194,7 +203,7 @@ async fn an_insurer_uploads_only_its_own_members() {
     assert!(report.rejected[0].reason.contains("only write its own"), "{:?}", report.rejected[0]);
 
     // Uploaded coverage answers at once; the same upload again changes nothing.
-    let request = VerifyNumberRequest { insurer_number: own.clone(), symbol: Some("77".into()), number: "990001".into(), branch: Some("00".into()), birth_date: "19850505".into(), date_of_care: Some("20261125".into()), limit_consent: false };
+    let request = VerifyNumberRequest { institution_code: None, insurer_number: own.clone(), symbol: Some("77".into()), number: "990001".into(), branch: Some("00".into()), birth_date: "19850505".into(), date_of_care: Some("20261125".into()), limit_consent: false };
     assert_eq!(clinic.verify_number(&request).await.unwrap().validity.code, "1");
     let again = insurer.upload_events(body).await.unwrap();
     assert_eq!((again.applied, again.already_applied), (0, 1));
