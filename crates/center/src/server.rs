@@ -55,6 +55,7 @@ pub fn system_clock() -> Clock {
 /// Shared by all requests.
 pub struct CenterState {
     pub register: Arc<dyn Register>,
+    pub lags: crate::verify::LagCache,
     pub metrics: Metrics,
     pub clock: Clock,
     pub started: Instant,
@@ -108,7 +109,7 @@ async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
         check_institution(request.institution_code.as_deref(), certified)?;
         let now = (state.clock)();
         let query = parse_request(&request, now.date())?;
-        verify_number(state.register.as_ref(), &query, now)
+        verify_number(state.register.as_ref(), &state.lags, &query, now)
     }
     .await;
     match result {
@@ -142,7 +143,7 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
                     let started = Instant::now();
                     let answer = check_institution(entry.institution_code.as_deref(), &certified)
                         .and_then(|()| parse_request(entry, now.date()))
-                        .and_then(|query| verify_number(worker.register.as_ref(), &query, now));
+                        .and_then(|query| verify_number(worker.register.as_ref(), &worker.lags, &query, now));
                     match answer {
                         Ok(answer) => {
                             worker.metrics.answer(&answer.validity.code);

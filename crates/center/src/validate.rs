@@ -194,3 +194,90 @@ pub fn coverage_event(event: &InsurerEvent) -> Checked<CoverageEvent> {
     };
     Ok(CoverageEvent { event_id, insurer, person_ref, symbol, number, branch, occurred_on, notified_at, body })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acquire() -> InsurerEvent {
+        serde_json::from_str(
+            r#"{"event_id":"e1","kind":"acquire","insurer_number":"06130488","person_ref":"r1",
+                "card":{"symbol":"１２","number":"３４５","branch":"1"},"occurred_on":"20240401","notified_at":"20240403100000",
+                "member":{"relationship":"1","card_classification":"01","name":"試験 花子","name_kana":"ｼｹﾝ ﾊﾅｺ","sex":"2","birth_date":"19560315"},
+                "terms":{"income_class":"general"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn refused_field(event: &InsurerEvent) -> String {
+        coverage_event(event).unwrap_err().field
+    }
+
+    #[test]
+    fn a_good_event_is_normalised() {
+        let event = coverage_event(&acquire()).unwrap();
+        assert_eq!((event.symbol.as_str(), event.number.as_str(), event.branch.to_string().as_str()), ("12", "345", "01"));
+        assert_eq!(event.body.kind(), "acquire");
+    }
+
+    #[test]
+    fn every_refusal_names_its_field() {
+        let mut event = acquire();
+        event.member = None;
+        assert_eq!(refused_field(&event), "member");
+
+        let mut event = acquire();
+        event.person_ref = "123456789012".into();
+        let refusal = coverage_event(&event).unwrap_err();
+        assert_eq!(refusal.field, "person_ref");
+        assert!(refusal.reason.contains("My Number"), "{}", refusal.reason);
+
+        let mut event = acquire();
+        event.kind = EventKind::Lose;
+        event.member = None;
+        event.terms = None;
+        assert_eq!(refused_field(&event), "loss_reason");
+
+        let mut event = acquire();
+        event.kind = EventKind::Change;
+        event.member = None;
+        event.terms = None;
+        assert_eq!(refused_field(&event), "member");
+
+        let mut event = acquire();
+        event.card.branch = String::new();
+        assert_eq!(refused_field(&event), "card.branch");
+
+        let mut event = acquire();
+        event.occurred_on = "19500101".into();
+        assert_eq!(refused_field(&event), "occurred_on", "acquired before birth");
+
+        let mut event = acquire();
+        event.notified_at = "2024040310".into();
+        assert_eq!(refused_field(&event), "notified_at");
+
+        let mut event = acquire();
+        event.member.as_mut().unwrap().name = "a\u{7}b".into();
+        assert_eq!(refused_field(&event), "member.name");
+    }
+
+    #[test]
+    fn limit_categories_follow_the_seventy_rule() {
+        // Born 1956-03-15: the 70 rule starts 2026-04-01.
+        let with_limit = |category: &str, from: &str| {
+            let mut event = acquire();
+            event.terms.as_mut().unwrap().limit = Some(wire::LimitCertificate {
+                category: category.into(),
+                classification: "01".into(),
+                valid_from: from.into(),
+                valid_to: None,
+            });
+            coverage_event(&event)
+        };
+        assert!(with_limit("A03", "20250801").is_ok());
+        assert_eq!(with_limit("B04", "20250801").unwrap_err().field, "terms.limit.category");
+        assert!(with_limit("B04", "20260401").is_ok());
+        assert_eq!(with_limit("A03", "20260401").unwrap_err().field, "terms.limit.category");
+        assert_eq!(with_limit("C01", "20260401").unwrap_err().field, "terms.limit.category");
+    }
+}

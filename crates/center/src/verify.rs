@@ -8,7 +8,7 @@ use onshi_domain::eligibility::{judge, match_card, CardMatch, CoverageSpan, Judg
 use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerKind, InsurerNumber};
 use onshi_domain::limit::{monthly_cap_yen, CareSetting};
 use onshi_domain::{Date, Timestamp};
-use onshi_store::model::{window_covers, CoverageRecord, TermsRecord};
+use onshi_store::model::{window_covers, CoverageRecord, CoverageWithTerms, InsurerLag, TermsRecord};
 use onshi_store::Register;
 
 use crate::errors::{self, date_ja, CenterError};
@@ -183,7 +183,7 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[Cove
             }
         }
     }
-    pending.sort_by(|a, b| a.effective_on.cmp(&b.effective_on));
+    pending.sort_by(|a, b| (&a.effective_on, &a.kind).cmp(&(&b.effective_on, &b.kind)));
     pending
 }
 
@@ -191,10 +191,35 @@ fn validity(value: QualificationValidity) -> CodeLabel {
     code_label(value.code(), value.label_ja())
 }
 
-/// Answers one verification from the register.
-pub fn verify_number(register: &dyn Register, query: &NumberQuery, now: Timestamp) -> Result<VerifyAnswer, CenterError> {
+/// How long an insurer's lag statistics are reused before they are read again. They change
+/// only with imports, and reading them on every verification would cost a query each time.
+const LAG_CACHE_SECONDS: u64 = 30;
+
+/// Insurer lag statistics, cached per insurer.
+#[derive(Default)]
+pub struct LagCache {
+    entries: std::sync::RwLock<std::collections::HashMap<InsurerNumber, (std::time::Instant, Option<InsurerLag>)>>,
+}
+
+impl LagCache {
+    fn get(&self, register: &dyn Register, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, CenterError> {
+        let fresh = |at: &std::time::Instant| at.elapsed().as_secs() < LAG_CACHE_SECONDS;
+        if let Some((at, lag)) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(insurer) {
+            if fresh(at) {
+                return Ok(*lag);
+            }
+        }
+        let lag = register.insurer_lag(insurer).map_err(store_error)?;
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(insurer.clone(), (std::time::Instant::now(), lag));
+        Ok(lag)
+    }
+}
+
+/// Answers one verification from the register, from one read: the card's holders with all
+/// their coverages and terms, taken from a single snapshot.
+pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQuery, now: Timestamp) -> Result<VerifyAnswer, CenterError> {
     let on = query.date_of_care;
-    let lag = register.insurer_lag(&query.insurer).map_err(store_error)?;
+    let lag = lags.get(register, &query.insurer)?;
     let mut answer = VerifyAnswer {
         validity: validity(QualificationValidity::NoSuchCoverage),
         notice: None,
@@ -206,13 +231,13 @@ pub fn verify_number(register: &dyn Register, query: &NumberQuery, now: Timestam
         insurer_lag: lag.map(|l| wire::InsurerLag { events: l.events, mean_days: (l.mean_days * 10.0).round() / 10.0, max_days: l.max_days }),
         answered_at: now.to_string(),
     };
-    let records: Vec<CoverageRecord> = register
-        .coverages_by_number(&query.insurer, &query.number)
-        .map_err(store_error)?
-        .into_iter()
-        .filter(|c| query.symbol.is_empty() || c.symbol == query.symbol)
+    let view = register.card_holders_view(&query.insurer, &query.number).map_err(store_error)?;
+    let candidates: Vec<&CoverageWithTerms> = view
+        .iter()
+        .filter(|v| v.coverage.insurer == query.insurer && v.coverage.number == query.number)
+        .filter(|v| query.symbol.is_empty() || v.coverage.symbol == query.symbol)
         .collect();
-    let spans: Vec<CoverageSpan> = records.iter().map(span).collect();
+    let spans: Vec<CoverageSpan> = candidates.iter().map(|v| span(&v.coverage)).collect();
     let chosen = match match_card(&spans, query.branch, query.birth_date, on) {
         CardMatch::NoSuchNumbers => {
             answer.notice = Some(errors::no_such_coverage(lag.map(|l| (l.mean_days, l.max_days))));
@@ -229,27 +254,131 @@ pub fn verify_number(register: &dyn Register, query: &NumberQuery, now: Timestam
         }
         CardMatch::One(chosen) => chosen.coverage_id,
     };
-    let record = records.iter().find(|r| r.coverage_id == chosen).expect("chosen from these records");
-    let person = register.coverages_of_person(record.person_id).map_err(store_error)?;
+    let found = *candidates.iter().find(|v| v.coverage.coverage_id == chosen).expect("chosen from these candidates");
+    let record = &found.coverage;
+    let person: Vec<CoverageRecord> = view.iter().filter(|v| v.coverage.person_id == record.person_id).map(|v| v.coverage.clone()).collect();
     let person_spans: Vec<CoverageSpan> = person.iter().map(span).collect();
     let judgement = judge(&span(record), &person_spans, on);
-    let rows = register.terms_of(record.coverage_id).map_err(store_error)?;
     answer.validity = validity(judgement.validity());
-    answer.coverage = coverage_on(record, &rows, on, query.limit_consent);
-    answer.pending = pending_changes(record, &rows, &person, on);
+    answer.coverage = coverage_on(record, &found.terms, on, query.limit_consent);
+    answer.pending = pending_changes(record, &found.terms, &person, on);
     let mut as_of = record.updated_at;
     match judgement {
         Judgement::Valid => {}
         Judgement::NotYetAcquired { acquired_on } => answer.notice = Some(errors::not_yet_started(acquired_on)),
         Judgement::Lost { lost_on } => answer.notice = Some(errors::coverage_lost(lost_on)),
         Judgement::LostNewerExists { lost_on, newer_coverage_id } => {
-            let newer = person.iter().find(|c| c.coverage_id == newer_coverage_id).expect("judged from these records");
-            let newer_rows = register.terms_of(newer.coverage_id).map_err(store_error)?;
-            answer.notice = Some(errors::newer_coverage(lost_on, newer.insurer.as_str()));
-            answer.newer_coverage = coverage_on(newer, &newer_rows, on, query.limit_consent);
-            as_of = as_of.max(newer.updated_at);
+            let newer = view.iter().find(|v| v.coverage.coverage_id == newer_coverage_id).expect("judged from these coverages");
+            answer.notice = Some(errors::newer_coverage(lost_on, newer.coverage.insurer.as_str()));
+            answer.newer_coverage = coverage_on(&newer.coverage, &newer.terms, on, query.limit_consent);
+            as_of = as_of.max(newer.coverage.updated_at);
         }
     }
     answer.as_of = Some(as_of.to_string());
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{import_jsonl, ImportOptions};
+    use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+
+    fn d(text: &str) -> Date {
+        Date::parse_yyyymmdd(text).unwrap()
+    }
+
+    fn event(id: &str, kind: &str, insurer: &str, number: &str, occurred: &str, notified: &str, extra: &str) -> String {
+        format!(
+            r#"{{"event_id":"{id}","kind":"{kind}","insurer_number":"{insurer}","person_ref":"r1","card":{{"number":"{number}","branch":"00"}},"occurred_on":"{occurred}","notified_at":"{notified}"{extra}}}"#
+        )
+    }
+
+    const MEMBER: &str = r#","member":{"relationship":"1","card_classification":"01","name":"試験 一郎","name_kana":"ｼｹﾝ ｲﾁﾛｳ","sex":"1","birth_date":"19511210"}"#;
+
+    /// A person born 1951-12-10 in 国保 (131016): 後期高齢 (39131011) from the 75th birthday,
+    /// notified in advance; a 限度額 certificate; an income change announced for 2027-01-01.
+    fn register() -> (tempfile::TempDir, SqliteRegister, Timestamp) {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap();
+        let kokuho = InsurerNumber::with_check_digit("13101").unwrap();
+        let kouki = InsurerNumber::with_check_digit("3913101").unwrap();
+        let limit = r#","terms":{"income_class":"general","limit":{"category":"B04","classification":"01","valid_from":"20260801","valid_to":"20270731"}}"#;
+        let lines = [
+            event("k1", "acquire", kokuho.as_str(), "1000001", "20111210", "20111212090000", &format!("{MEMBER}{limit}")),
+            event("k2", "lose", kokuho.as_str(), "1000001", "20261210", "20261101090000", r#","loss_reason":"03""#),
+            event("l1", "acquire", kouki.as_str(), "20000001", "20261210", "20261101090000", &format!("{MEMBER}{}", r#","terms":{"income_class":"general"}"#)),
+            event("l2", "change", kouki.as_str(), "20000001", "20270101", "20261120090000", r#","terms":{"income_class":"general2"}"#),
+        ];
+        let registered = Timestamp::parse("20261124120000").unwrap();
+        let options = ImportOptions { batch_events: 10, only_insurer: None, registered_at: registered };
+        let report = import_jsonl(&register, lines.join("\n").as_bytes(), &options, |_| {}).unwrap();
+        assert_eq!((report.applied, report.rejected_total), (4, 0), "{report:?}");
+        (dir, register, registered)
+    }
+
+    fn ask(register: &SqliteRegister, insurer: &str, number: &str, on: &str, consent: bool) -> VerifyAnswer {
+        let request = VerifyNumberRequest {
+            insurer_number: insurer.into(),
+            number: number.into(),
+            birth_date: "19511210".into(),
+            date_of_care: Some(on.into()),
+            limit_consent: consent,
+            ..Default::default()
+        };
+        let query = parse_request(&request, d("20261125")).unwrap();
+        verify_number(register, &LagCache::default(), &query, Timestamp::parse("20261125100000").unwrap()).unwrap()
+    }
+
+    fn kinds(answer: &VerifyAnswer) -> Vec<(&str, &str)> {
+        answer.pending.iter().map(|p| (p.kind.as_str(), p.effective_on.as_str())).collect()
+    }
+
+    #[test]
+    fn the_day_before_75_announces_everything_known() {
+        let (_dir, register, registered) = register();
+        let kokuho = InsurerNumber::with_check_digit("13101").unwrap();
+        let answer = ask(&register, &format!("  {kokuho}"), "１０００００１", "20261125", true);
+        assert_eq!(answer.validity.code, "1");
+        let coverage = answer.coverage.as_ref().unwrap();
+        assert_eq!((coverage.copay_ratio_percent, coverage.elderly_recipient), (Some(20), true));
+        assert_eq!(coverage.limit.as_ref().map(|l| (l.category.code.as_str(), l.outpatient_cap_base_yen)), Some(("B04", Some(18_000))));
+        assert_eq!(kinds(&answer), [("copay_change", "20261210"), ("loss", "20261210"), ("newer_coverage", "20261210")]);
+        assert_eq!(answer.as_of.as_deref(), Some(registered.to_string().as_str()));
+        let lag = answer.insurer_lag.unwrap();
+        assert_eq!((lag.events, lag.max_days), (2, 2), "the advance loss notice counts as no lag");
+
+        let without_consent = ask(&register, kokuho.as_str(), "1000001", "20261125", false);
+        assert!(without_consent.coverage.unwrap().limit.is_none());
+    }
+
+    #[test]
+    fn on_the_birthday_the_old_card_points_to_the_new_one() {
+        let (_dir, register, _) = register();
+        let kokuho = InsurerNumber::with_check_digit("13101").unwrap();
+        let kouki = InsurerNumber::with_check_digit("3913101").unwrap();
+        let answer = ask(&register, kokuho.as_str(), "1000001", "20261210", false);
+        assert_eq!(answer.validity.code, "3");
+        assert_eq!(answer.notice.unwrap().code, "NEWER_COVERAGE");
+        let newer = answer.newer_coverage.unwrap();
+        assert_eq!((newer.insurer_number.as_str(), newer.copay_ratio_percent), (kouki.as_str(), Some(10)));
+        assert_eq!(answer.coverage.unwrap().copay_ratio_percent, None, "no copay on an ended coverage");
+
+        let new_card = ask(&register, kouki.as_str(), "20000001", "20261215", false);
+        assert_eq!(new_card.validity.code, "1");
+        assert_eq!(kinds(&new_card), [("terms_change", "20270101")]);
+        let next_year = ask(&register, kouki.as_str(), "20000001", "20270101", false);
+        assert_eq!(next_year.coverage.unwrap().copay_ratio_percent, Some(20), "一定以上所得 from 2027-01-01");
+        let before = ask(&register, kouki.as_str(), "20000001", "20261209", false);
+        assert_eq!(before.notice.unwrap().code, "COVERAGE_NOT_YET_STARTED");
+    }
+
+    #[test]
+    fn institution_codes_must_match_the_certificate() {
+        let certified = InstitutionCode::parse("3410712362").unwrap();
+        assert!(check_institution(None, &certified).is_ok());
+        assert!(check_institution(Some("3410712362"), &certified).is_ok());
+        assert_eq!(check_institution(Some("1311234569"), &certified).unwrap_err().body.code, "INSTITUTION_MISMATCH");
+        assert_eq!(check_institution(Some("123"), &certified).unwrap_err().body.code, "INVALID_INSTITUTION_CODE");
+    }
 }

@@ -160,6 +160,7 @@ pub async fn start_center(db: &Path, pki: &Path, listen: SocketAddr) -> anyhow::
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let state = Arc::new(CenterState {
         register: Arc::new(register),
+        lags: Default::default(),
         metrics: Default::default(),
         clock: system_clock(),
         started: Instant::now(),

@@ -72,6 +72,9 @@ fn applies_and_reads_back(register: &dyn Register) {
     let terms = register.terms_of(coverage.coverage_id).expect("terms");
     assert_eq!(terms.len(), 1);
     assert_eq!(terms[0].details.name, "試験 花子");
+    let view = register.card_holders_view(&insurer(), &CardNumber::parse("1001").unwrap()).expect("query");
+    assert_eq!(view.iter().map(|v| v.coverage.clone()).collect::<Vec<_>>(), found);
+    assert_eq!(view[0].terms, terms);
     let lag = register.insurer_lag(&insurer()).expect("lag").expect("has events");
     assert_eq!((lag.events, lag.max_days), (2, 3));
 }
@@ -111,6 +114,13 @@ fn refuses_contradictions_without_writing(register: &dyn Register) {
     let outcomes = register.apply_events(&takeover, now()).expect("apply");
     assert!(matches!(outcomes[0], ApplyOutcome::Rejected { field: "card", .. }), "{outcomes:?}");
     assert_eq!(outcomes[1], ApplyOutcome::Applied);
+    // Both holders of number 1001 come back with all their coverages, and P1's other card too.
+    let other_card = [event("t3", "P1", "1002", 0, "20261101", acquire("19800101", IncomeClass::General))];
+    assert_eq!(register.apply_events(&other_card, now()).expect("apply"), vec![ApplyOutcome::Applied]);
+    let holders = register.card_holders_view(&insurer(), &CardNumber::parse("1001").unwrap()).expect("query");
+    let mut numbers: Vec<&str> = holders.iter().map(|v| v.coverage.number.as_str()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["1001", "1001", "1002"]);
 }
 
 fn changes_are_dated(register: &dyn Register) {
@@ -138,5 +148,5 @@ fn changes_are_dated(register: &dyn Register) {
     let dated: Vec<(Date, IncomeClass, &str)> = terms.iter().map(|t| (t.effective_from, t.terms.income, t.details.name.as_str())).collect();
     assert_eq!(dated, vec![(d("20100401"), IncomeClass::General, "試験 花子"), (d("20260801"), IncomeClass::ActiveHigh, "試験 花子")]);
     let counts = register.counts().expect("counts");
-    assert_eq!((counts.persons, counts.coverages), (3, 3));
+    assert_eq!((counts.persons, counts.coverages), (3, 4));
 }

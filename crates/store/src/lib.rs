@@ -10,7 +10,7 @@ pub mod sqlite;
 
 pub mod conformance;
 
-use model::{ApplyOutcome, CoverageEvent, CoverageRecord, InsurerLag, RegisterCounts, TermsRecord};
+use model::{ApplyOutcome, CoverageEvent, CoverageRecord, CoverageWithTerms, InsurerLag, RegisterCounts, TermsRecord};
 use onshi_domain::ids::{CardNumber, InsurerNumber};
 use onshi_domain::Timestamp;
 
@@ -37,6 +37,12 @@ pub trait Register: Send + Sync {
     /// Every coverage of this insurer carrying this 番号, whatever its 記号 and 枝番, over all
     /// periods. The caller narrows by symbol, branch and birth date.
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError>;
+
+    /// Every coverage, with its dated terms, of every person who holds a coverage of this
+    /// insurer with this 番号: the card's candidates and everything needed to judge them (newer
+    /// coverage, pending changes), read in one statement from one snapshot. The verification
+    /// path uses this alone.
+    fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError>;
 
     /// Every coverage of a person.
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError>;

@@ -123,6 +123,13 @@ pub struct TermsRecord {
     pub registered_at: Timestamp,
 }
 
+/// A coverage with its dated terms rows, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoverageWithTerms {
+    pub coverage: CoverageRecord,
+    pub terms: Vec<TermsRecord>,
+}
+
 /// What applying one event did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_register.sql"
 /// Prepared statements kept per connection: more than the register ever uses.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
+/// Readers map the file (up to SQLite's compiled maximum) so that a lookup reads pages from the
+/// OS page cache without a system call per page. Mapped pages are file-backed: they count in
+/// the page cache, not in the process's anonymous memory.
+const READER_MMAP_BYTES: u64 = 16 << 30;
+
 /// Read connections kept open; more are opened on demand and closed when returned.
 const READERS_KEPT_MAX: usize = 16;
 
@@ -88,7 +93,10 @@ impl SqliteRegister {
         let connection = Connection::open_with_flags(&self.path, flags)
             .map_err(|source| StoreError::Open { path: self.path.display().to_string(), source })?;
         connection
-            .execute_batch(&format!("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{};", self.options.reader_cache_kib))
+            .execute_batch(&format!(
+                "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{}; PRAGMA mmap_size = {};",
+                self.options.reader_cache_kib, READER_MMAP_BYTES
+            ))
             .map_err(sqlite("configuring a reader"))?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         Ok(connection)
@@ -277,9 +285,15 @@ const TERMS_COLUMNS: &str = "effective_from, name, name_kana, insured_name, addr
 struct RawTerms(i64, String, String, Option<String>, Option<String>, Option<String>, String, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<String>, Option<String>, i64, i64);
 
 fn raw_terms(row: &Row<'_>) -> rusqlite::Result<RawTerms> {
+    raw_terms_at(row, 0)
+}
+
+/// The terms columns starting at column `at` (after the coverage columns in a join).
+fn raw_terms_at(row: &Row<'_>, at: usize) -> rusqlite::Result<RawTerms> {
     Ok(RawTerms(
-        row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?,
-        row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?, row.get(12)?, row.get(13)?, row.get(14)?,
+        row.get(at)?, row.get(at + 1)?, row.get(at + 2)?, row.get(at + 3)?, row.get(at + 4)?, row.get(at + 5)?,
+        row.get(at + 6)?, row.get(at + 7)?, row.get(at + 8)?, row.get(at + 9)?, row.get(at + 10)?, row.get(at + 11)?,
+        row.get(at + 12)?, row.get(at + 13)?, row.get(at + 14)?,
     ))
 }
 
@@ -580,6 +594,37 @@ impl Register for SqliteRegister {
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
         let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = ?1 AND card_number = ?2");
         self.read(|c| query_coverages(c, &sql, params![insurer.as_str(), number.as_str()]))
+    }
+
+    fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        let coverage_columns: String = COVERAGE_COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let terms_columns: String = TERMS_COLUMNS.split(", ").map(|c| format!("t.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {coverage_columns}, {terms_columns}
+             FROM coverages c JOIN coverage_terms t ON t.coverage_id = c.coverage_id
+             WHERE c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = ?1 AND card_number = ?2)
+             ORDER BY c.coverage_id, t.effective_from"
+        );
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&sql).map_err(sqlite("preparing the card view"))?;
+            let width = COVERAGE_COLUMNS.split(", ").count();
+            let raws = statement
+                .query_map(params![insurer.as_str(), number.as_str()], |row| {
+                    Ok((raw_coverage(row)?, raw_terms_at(row, width)?))
+                })
+                .map_err(sqlite("querying the card view"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite("reading the card view"))?;
+            let mut view: Vec<CoverageWithTerms> = Vec::new();
+            for (raw_coverage, raw_terms) in raws {
+                let terms = terms_record(raw_terms)?;
+                match view.last_mut() {
+                    Some(last) if last.coverage.coverage_id == raw_coverage.0 => last.terms.push(terms),
+                    _ => view.push(CoverageWithTerms { coverage: coverage_record(raw_coverage)?, terms: vec![terms] }),
+                }
+            }
+            Ok(view)
+        })
     }
 
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {
