@@ -102,6 +102,32 @@ fn start_server(db: &Path, pki: &Path) -> anyhow::Result<ServerProcess> {
     Ok(ServerProcess { child, addr })
 }
 
+/// Microseconds per verification called in-process on one thread, with no HTTP or TLS: how
+/// much of a verification's cost is the register and the answer itself.
+fn in_process_verify_us(db: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+    use onshi_center::verify::{parse_request, verify_number, LagCache};
+    let register = SqliteRegister::open(db, SqliteOptions::SERVER)?;
+    let lags = LagCache::default();
+    let now = onshi_domain::Timestamp::parse("20261125100000").expect("constant");
+    let requests: Vec<VerifyNumberRequest> = bodies.iter().map(|b| serde_json::from_slice(b)).collect::<Result<_, _>>()?;
+    let rounds = requests.len().min(50_000);
+    // Warm the page cache and the statement cache first, then time.
+    for request in requests.iter().take(rounds) {
+        let query = parse_request(request, now.date()).map_err(|e| anyhow::anyhow!(e.body.detail))?;
+        verify_number(&register, &lags, &query, now).map_err(|e| anyhow::anyhow!(e.body.detail))?;
+    }
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for request in requests.iter().take(rounds) {
+        let query = parse_request(request, now.date()).map_err(|e| anyhow::anyhow!(e.body.detail))?;
+        let answer = verify_number(&register, &lags, &query, now).map_err(|e| anyhow::anyhow!(e.body.detail))?;
+        bytes += serde_json::to_vec(&answer)?.len();
+    }
+    let per_call = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    eprintln!("bench: in-process verify {per_call:.1} µs per call, answers {} bytes on average", bytes / rounds);
+    Ok(per_call)
+}
+
 /// Resident memory of a process from /proc (Linux), in KiB: (VmHWM, RssAnon). VmHWM is the
 /// peak of everything resident, including pages of the mapped register file, which belong to
 /// the OS page cache; RssAnon is the process's own memory.
@@ -245,6 +271,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|request| serde_json::to_vec(request).expect("plain data"))
         .collect();
     let requests = std::sync::Arc::new(bodies);
+    let in_process_us = in_process_verify_us(&db, &requests)?;
     let server = start_server(&db, &pki)?;
     let config = ClientConfig {
         base_url: format!("https://{}", server.addr),
@@ -300,6 +327,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&format!("| trivial endpoint (/v1/health) | {trivial_rate:.0} req/s | — | — |\n"));
     out.push_str(&format!("| verify by number | {verify_rate:.0} req/s | — | — |\n"));
     out.push_str(&format!("| verify / trivial | {ratio:.2} | ≥ 0.80 | {} |\n", verdict(ratio >= 0.8)));
+    out.push_str(&format!("| verify in-process, one thread, no HTTP/TLS (parse + register + answer + JSON) | {in_process_us:.1} µs per call | — | — |\n"));
     out.push_str(&format!("| latency at half load ({:.0} req/s), p50 | {p50:.2} ms | — | — |\n", verify_rate / 2.0));
     out.push_str(&format!("| latency at half load, p99 | {p99:.2} ms | ≤ 5 ms | {} |\n", verdict(p99 <= 5.0)));
     out.push_str(&format!(

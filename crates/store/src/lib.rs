@@ -50,9 +50,6 @@ pub trait Register: Send + Sync {
     /// The dated terms rows of a coverage, oldest first.
     fn terms_of(&self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError>;
 
-    /// A coverage and its terms by id.
-    fn coverage(&self, coverage_id: i64) -> Result<Option<CoverageRecord>, StoreError>;
-
     fn insurer_lag(&self, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, StoreError>;
 
     fn counts(&self) -> Result<RegisterCounts, StoreError>;

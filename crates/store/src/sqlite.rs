@@ -602,9 +602,10 @@ impl Register for SqliteRegister {
         let sql = format!(
             "SELECT {coverage_columns}, {terms_columns}
              FROM coverages c JOIN coverage_terms t ON t.coverage_id = c.coverage_id
-             WHERE c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = ?1 AND card_number = ?2)
-             ORDER BY c.coverage_id, t.effective_from"
+             WHERE c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = ?1 AND card_number = ?2)"
         );
+        // No ORDER BY: a sort costs a temporary B-tree per call, half the query's time. The rows
+        // are grouped and ordered below instead; there are only a handful.
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&sql).map_err(sqlite("preparing the card view"))?;
             let width = COVERAGE_COLUMNS.split(", ").count();
@@ -618,10 +619,14 @@ impl Register for SqliteRegister {
             let mut view: Vec<CoverageWithTerms> = Vec::new();
             for (raw_coverage, raw_terms) in raws {
                 let terms = terms_record(raw_terms)?;
-                match view.last_mut() {
-                    Some(last) if last.coverage.coverage_id == raw_coverage.0 => last.terms.push(terms),
-                    _ => view.push(CoverageWithTerms { coverage: coverage_record(raw_coverage)?, terms: vec![terms] }),
+                match view.iter_mut().find(|v| v.coverage.coverage_id == raw_coverage.0) {
+                    Some(known) => known.terms.push(terms),
+                    None => view.push(CoverageWithTerms { coverage: coverage_record(raw_coverage)?, terms: vec![terms] }),
                 }
+            }
+            view.sort_by_key(|v| v.coverage.coverage_id);
+            for v in &mut view {
+                v.terms.sort_by_key(|t| t.effective_from);
             }
             Ok(view)
         })
@@ -634,11 +639,6 @@ impl Register for SqliteRegister {
 
     fn terms_of(&self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
         self.read(|c| load_terms(c, coverage_id))
-    }
-
-    fn coverage(&self, coverage_id: i64) -> Result<Option<CoverageRecord>, StoreError> {
-        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE coverage_id = ?1");
-        self.read(|c| Ok(query_coverages(c, &sql, [coverage_id])?.into_iter().next()))
     }
 
     fn insurer_lag(&self, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, StoreError> {
