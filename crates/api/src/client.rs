@@ -43,11 +43,8 @@ pub struct CenterClient {
 impl CenterClient {
     pub fn new(config: ClientConfig) -> Result<CenterClient, ClientError> {
         let ca = reqwest::Certificate::from_pem(&config.ca_pem).map_err(|e| ClientError::Tls(format!("CA certificate: {e}")))?;
-        let mut builder = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .https_only(true)
-            .timeout(config.timeout)
-            .pool_max_idle_per_host(64);
+        let mut builder =
+            reqwest::Client::builder().tls_certs_only([ca]).https_only(true).timeout(config.timeout).pool_max_idle_per_host(64);
         if let Some((cert, key)) = &config.identity_pem {
             let mut both = cert.clone();
             both.extend_from_slice(b"\n");
@@ -63,7 +60,11 @@ impl CenterClient {
         format!("{}{}{}", self.base_url, crate::API_PREFIX, path)
     }
 
-    async fn decode<T: serde::de::DeserializeOwned>(&self, url: &str, response: Result<reqwest::Response, reqwest::Error>) -> Result<T, ClientError> {
+    async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
         let response = response.map_err(|source| ClientError::Transport { url: url.to_string(), source })?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(|source| ClientError::Transport { url: url.to_string(), source })?;

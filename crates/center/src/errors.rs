@@ -29,13 +29,18 @@ fn error(status: u16, code: &str, field: Option<&str>, detail: String, reception
 /// can highlight it.
 pub fn invalid_field(field: &str, problem: &FieldError) -> CenterError {
     let (code, reception_ja) = match field {
-        "insurer_number" => ("INVALID_INSURER_NUMBER", "保険者番号が正しくありません。保険証・資格確認書の保険者番号（8桁、国保は6桁）を確かめて入力し直してください。"),
+        "insurer_number" => (
+            "INVALID_INSURER_NUMBER",
+            "保険者番号が正しくありません。保険証・資格確認書の保険者番号（8桁、国保は6桁）を確かめて入力し直してください。",
+        ),
         "symbol" => ("INVALID_SYMBOL", "記号が正しくありません。保険証の記号を確かめて入力し直してください。"),
         "number" => ("INVALID_NUMBER", "番号が正しくありません。保険証の番号を確かめて入力し直してください。"),
         "branch" => ("INVALID_BRANCH", "枝番が正しくありません。保険証の枝番（2桁の数字）を確かめて入力し直してください。"),
         "birth_date" => ("INVALID_BIRTH_DATE", "生年月日が正しくありません。西暦8桁（例: 19800401）で入力し直してください。"),
         "date_of_care" => ("INVALID_DATE_OF_CARE", "診療日が正しくありません。西暦8桁で入力し直してください。"),
-        "institution_code" => ("INVALID_INSTITUTION_CODE", "医療機関コードの設定が正しくありません。レセコンの設定を業者に確認してください。"),
+        "institution_code" => {
+            ("INVALID_INSTITUTION_CODE", "医療機関コードの設定が正しくありません。レセコンの設定を業者に確認してください。")
+        }
         _ => ("INVALID_FIELD", "入力内容に誤りがあります。入力し直してください。"),
     };
     error(
@@ -182,7 +187,10 @@ pub fn several_matches(count: usize) -> Notice {
 pub fn coverage_lost(lost_on: Date) -> Notice {
     notice(
         "COVERAGE_LOST",
-        format!("{}に資格を喪失しています。新しい保険証・資格確認書をお持ちか確認してください。お持ちでなければ、加入先の確認をお願いしてください。", date_ja(lost_on)),
+        format!(
+            "{}に資格を喪失しています。新しい保険証・資格確認書をお持ちか確認してください。お持ちでなければ、加入先の確認をお願いしてください。",
+            date_ja(lost_on)
+        ),
         format!("The coverage ended (lost_on {lost_on}); no newer coverage is registered."),
     )
 }
@@ -198,7 +206,10 @@ pub fn not_yet_started(acquired_on: Date) -> Notice {
 pub fn newer_coverage(lost_on: Date, newer_insurer: &str) -> Notice {
     notice(
         "NEWER_COVERAGE",
-        format!("{}に資格を喪失し、新しい資格（保険者番号 {newer_insurer}）があります。新しい資格の内容で受付・請求してください。", date_ja(lost_on)),
+        format!(
+            "{}に資格を喪失し、新しい資格（保険者番号 {newer_insurer}）があります。新しい資格の内容で受付・請求してください。",
+            date_ja(lost_on)
+        ),
         "The coverage ended and the person holds a newer one (newer_coverage); bill that insurer (振替).".into(),
     )
 }

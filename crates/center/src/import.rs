@@ -5,9 +5,9 @@
 
 use std::io::BufRead;
 
-use onshi_api::events::{ImportReport, InsurerEvent, RejectedLine, REJECTED_LISTED_MAX};
-use onshi_domain::ids::InsurerNumber;
+use onshi_api::events::{ImportReport, InsurerEvent, REJECTED_LISTED_MAX, RejectedLine};
 use onshi_domain::Timestamp;
+use onshi_domain::ids::InsurerNumber;
 use onshi_store::model::{ApplyOutcome, CoverageEvent};
 use onshi_store::{Register, StoreError};
 

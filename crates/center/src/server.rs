@@ -10,23 +10,23 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
-use onshi_api::verify::{BatchResult, BatchVerifyRequest, BatchVerifyResponse, ErrorBody, VerifyNumberRequest};
 use onshi_api::BATCH_ENTRIES_MAX;
-use onshi_domain::ids::InstitutionCode;
+use onshi_api::verify::{BatchResult, BatchVerifyRequest, BatchVerifyResponse, ErrorBody, VerifyNumberRequest};
 use onshi_domain::Timestamp;
+use onshi_domain::ids::InstitutionCode;
 use onshi_pki::PeerIdentity;
 use onshi_store::Register;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::errors::{self, CenterError};
-use crate::import::{import_jsonl, ImportOptions, BATCH_EVENTS_DEFAULT};
+use crate::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl};
 use crate::metrics::Metrics;
 use crate::verify::{check_institution, parse_request, verify_number};
 
@@ -180,7 +180,8 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
         let bytes = read_body(body, UPLOAD_BODY_BYTES_MAX).await?;
         let worker = state.clone();
         tokio::task::spawn_blocking(move || {
-            let options = ImportOptions { batch_events: BATCH_EVENTS_DEFAULT, only_insurer: Some(insurer), registered_at: (worker.clock)() };
+            let options =
+                ImportOptions { batch_events: BATCH_EVENTS_DEFAULT, only_insurer: Some(insurer), registered_at: (worker.clock)() };
             import_jsonl(worker.register.as_ref(), &bytes[..], &options, |_| {})
         })
         .await
@@ -320,7 +321,9 @@ pub fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<Center
                     let app = app.clone();
                     async move { tower::ServiceExt::oneshot(app, request.map(Body::new)).await }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), service).await {
+                if let Err(e) =
+                    hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), service).await
+                {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });

@@ -103,7 +103,10 @@ fn terms(terms: &wire::Terms, birth: Option<Date>) -> Checked<Terms> {
                 // Certificates are reissued when the 70 rule starts: B categories are for
                 // certificates valid from then on, A categories for those valid from before.
                 if category.is_seventy_and_over() && valid_from < seventy {
-                    return refuse("terms.limit.category", &format!("is a 70-and-over (B) category valid from before the 70 rule applies (from {seventy})"));
+                    return refuse(
+                        "terms.limit.category",
+                        &format!("is a 70-and-over (B) category valid from before the 70 rule applies (from {seventy})"),
+                    );
                 }
                 if !category.is_seventy_and_over() && valid_from >= seventy {
                     return refuse("terms.limit.category", "is an under-70 (A) category for a period after the 70 rule applies");

@@ -3,15 +3,15 @@
 
 use onshi_api::verify::{self as wire, CodeLabel, Pending, VerifyAnswer, VerifyNumberRequest};
 use onshi_domain::codes::QualificationValidity;
-use onshi_domain::copay::{self, copay_ratio_percent, AgeBand};
-use onshi_domain::eligibility::{judge, match_card, CardMatch, CoverageSpan, Judgement};
+use onshi_domain::copay::{self, AgeBand, copay_ratio_percent};
+use onshi_domain::eligibility::{CardMatch, CoverageSpan, Judgement, judge, match_card};
 use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerKind, InsurerNumber};
-use onshi_domain::limit::{monthly_cap_yen, CareSetting};
+use onshi_domain::limit::{CareSetting, monthly_cap_yen};
 use onshi_domain::{Date, Timestamp};
-use onshi_store::model::{window_covers, CoverageRecord, CoverageWithTerms, InsurerLag, TermsRecord};
 use onshi_store::Register;
+use onshi_store::model::{CoverageRecord, CoverageWithTerms, InsurerLag, TermsRecord, window_covers};
 
-use crate::errors::{self, date_ja, CenterError};
+use crate::errors::{self, CenterError, date_ja};
 
 /// A verification request whose fields passed their rules.
 #[derive(Clone, Debug)]
@@ -87,11 +87,8 @@ fn coverage_on(record: &CoverageRecord, rows: &[TermsRecord], on: Date, limit_co
     let late_elderly = record.insurer.kind() == InsurerKind::LateElderly;
     let band = copay::age_band(birth, on, late_elderly);
     let covered = span(record).covers(on);
-    let limit = row
-        .terms
-        .limit
-        .filter(|limit| limit_consent && window_covers(limit.valid_from, limit.valid_to, on))
-        .map(|limit| wire::Limit {
+    let limit =
+        row.terms.limit.filter(|limit| limit_consent && window_covers(limit.valid_from, limit.valid_to, on)).map(|limit| wire::Limit {
             category: code_label(limit.category.code(), limit.category.label_ja()),
             classification: code_label(limit.classification.code(), limit.classification.label_ja()),
             valid_from: limit.valid_from.to_string(),
@@ -160,7 +157,11 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[Cove
         pending.push(Pending {
             kind: "newer_coverage".into(),
             effective_on: other.acquired_on.to_string(),
-            description_ja: format!("{}から新しい資格（保険者番号 {}）が有効になります。", date_ja(other.acquired_on), other.insurer.as_str()),
+            description_ja: format!(
+                "{}から新しい資格（保険者番号 {}）が有効になります。",
+                date_ja(other.acquired_on),
+                other.insurer.as_str()
+            ),
         });
     }
     if span(record).covers(on) {
@@ -176,7 +177,12 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[Cove
                         pending.push(Pending {
                             kind: "copay_change".into(),
                             effective_on: boundary.to_string(),
-                            description_ja: format!("{}から年齢により負担割合が{}割から{}割に変わります。", date_ja(boundary), now / 10, then / 10),
+                            description_ja: format!(
+                                "{}から年齢により負担割合が{}割から{}割に変わります。",
+                                date_ja(boundary),
+                                now / 10,
+                                then / 10
+                            ),
                         });
                     }
                 }
@@ -228,7 +234,11 @@ pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQue
         newer_coverage: None,
         pending: Vec::new(),
         as_of: None,
-        insurer_lag: lag.map(|l| wire::InsurerLag { events: l.events, mean_days: (l.mean_days * 10.0).round() / 10.0, max_days: l.max_days }),
+        insurer_lag: lag.map(|l| wire::InsurerLag {
+            events: l.events,
+            mean_days: (l.mean_days * 10.0).round() / 10.0,
+            max_days: l.max_days,
+        }),
         answered_at: now.to_string(),
     };
     let view = register.card_holders_view(&query.insurer, &query.number).map_err(store_error)?;
@@ -256,7 +266,8 @@ pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQue
     };
     let found = *candidates.iter().find(|v| v.coverage.coverage_id == chosen).expect("chosen from these candidates");
     let record = &found.coverage;
-    let person: Vec<CoverageRecord> = view.iter().filter(|v| v.coverage.person_id == record.person_id).map(|v| v.coverage.clone()).collect();
+    let person: Vec<CoverageRecord> =
+        view.iter().filter(|v| v.coverage.person_id == record.person_id).map(|v| v.coverage.clone()).collect();
     let person_spans: Vec<CoverageSpan> = person.iter().map(span).collect();
     let judgement = judge(&span(record), &person_spans, on);
     answer.validity = validity(judgement.validity());
@@ -281,7 +292,7 @@ pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQue
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::{import_jsonl, ImportOptions};
+    use crate::import::{ImportOptions, import_jsonl};
     use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 
     fn d(text: &str) -> Date {
@@ -307,7 +318,15 @@ mod tests {
         let lines = [
             event("k1", "acquire", kokuho.as_str(), "1000001", "20111210", "20111212090000", &format!("{MEMBER}{limit}")),
             event("k2", "lose", kokuho.as_str(), "1000001", "20261210", "20261101090000", r#","loss_reason":"03""#),
-            event("l1", "acquire", kouki.as_str(), "20000001", "20261210", "20261101090000", &format!("{MEMBER}{}", r#","terms":{"income_class":"general"}"#)),
+            event(
+                "l1",
+                "acquire",
+                kouki.as_str(),
+                "20000001",
+                "20261210",
+                "20261101090000",
+                &format!("{MEMBER}{}", r#","terms":{"income_class":"general"}"#),
+            ),
             event("l2", "change", kouki.as_str(), "20000001", "20270101", "20261120090000", r#","terms":{"income_class":"general2"}"#),
         ];
         let registered = Timestamp::parse("20261124120000").unwrap();

@@ -105,7 +105,7 @@ fn start_server(db: &Path, pki: &Path) -> anyhow::Result<ServerProcess> {
 /// Microseconds per verification called in-process on one thread, with no HTTP or TLS: how
 /// much of a verification's cost is the register and the answer itself.
 fn in_process_verify_us(db: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
-    use onshi_center::verify::{parse_request, verify_number, LagCache};
+    use onshi_center::verify::{LagCache, parse_request, verify_number};
     let register = SqliteRegister::open(db, SqliteOptions::SERVER)?;
     let lags = LagCache::default();
     let now = onshi_domain::Timestamp::parse("20261125100000").expect("constant");
@@ -163,7 +163,9 @@ enum Endpoint {
 async fn one(client: &CenterClient, endpoint: Endpoint, body: &[u8]) -> bool {
     match endpoint {
         Endpoint::Trivial => client.get_raw("/v1/health").await.is_ok_and(|(status, _)| status == 200),
-        Endpoint::Verify => client.post_raw("/v1/verify/number", "application/json", body.to_vec()).await.is_ok_and(|(status, _)| status == 200),
+        Endpoint::Verify => {
+            client.post_raw("/v1/verify/number", "application/json", body.to_vec()).await.is_ok_and(|(status, _)| status == 200)
+        }
     }
 }
 
@@ -319,15 +321,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let p99 = percentile(&latencies, 0.99);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let mut out = String::new();
-    out.push_str(&format!("Population: {} persons, {} events ({} late, not imported); register file {:.2} GiB\n\n", summary.persons, summary.events, summary.late_events, db_bytes as f64 / (1u64 << 30) as f64));
+    out.push_str(&format!(
+        "Population: {} persons, {} events ({} late, not imported); register file {:.2} GiB\n\n",
+        summary.persons,
+        summary.events,
+        summary.late_events,
+        db_bytes as f64 / (1u64 << 30) as f64
+    ));
     out.push_str("| measure | result | target | verdict |\n|---|---|---|---|\n");
     if let Some((rate, events, seconds)) = import_rate {
-        out.push_str(&format!("| import throughput | {rate:.0} events/s ({events} events in {seconds:.1} s) | ≥ 300,000 events/s | {} |\n", verdict(rate >= 300_000.0)));
+        out.push_str(&format!(
+            "| import throughput | {rate:.0} events/s ({events} events in {seconds:.1} s) | ≥ 300,000 events/s | {} |\n",
+            verdict(rate >= 300_000.0)
+        ));
     }
     out.push_str(&format!("| trivial endpoint (/v1/health) | {trivial_rate:.0} req/s | — | — |\n"));
     out.push_str(&format!("| verify by number | {verify_rate:.0} req/s | — | — |\n"));
     out.push_str(&format!("| verify / trivial | {ratio:.2} | ≥ 0.80 | {} |\n", verdict(ratio >= 0.8)));
-    out.push_str(&format!("| verify in-process, one thread, no HTTP/TLS (parse + register + answer + JSON) | {in_process_us:.1} µs per call | — | — |\n"));
+    out.push_str(&format!(
+        "| verify in-process, one thread, no HTTP/TLS (parse + register + answer + JSON) | {in_process_us:.1} µs per call | — | — |\n"
+    ));
     out.push_str(&format!("| latency at half load ({:.0} req/s), p50 | {p50:.2} ms | — | — |\n", verify_rate / 2.0));
     out.push_str(&format!("| latency at half load, p99 | {p99:.2} ms | ≤ 5 ms | {} |\n", verdict(p99 <= 5.0)));
     out.push_str(&format!(
@@ -335,8 +348,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         anonymous_peak_kib as f64 / 1024.0,
         verdict(anonymous_peak_kib > 0 && anonymous_peak_kib <= 1024 * 1024)
     ));
-    out.push_str(&format!("| server peak RSS including mapped register pages (VmHWM) | {:.0} MiB | — | — |\n", total_peak_kib as f64 / 1024.0));
-    out.push_str(&format!("\nSynthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n", args.connections, args.seconds, failures, latencies.len()));
+    out.push_str(&format!(
+        "| server peak RSS including mapped register pages (VmHWM) | {:.0} MiB | — | — |\n",
+        total_peak_kib as f64 / 1024.0
+    ));
+    out.push_str(&format!(
+        "\nSynthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        args.connections,
+        args.seconds,
+        failures,
+        latencies.len()
+    ));
     println!("{out}");
     std::fs::write(args.dir.join("bench-report.md"), &out)?;
     Ok(ExitCode::SUCCESS)

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use onshi_api::events::ImportReport;
-use onshi_center::import::{import_jsonl, ImportOptions, BATCH_EVENTS_DEFAULT};
-use onshi_center::server::{serve, system_clock, CenterState, RunningCenter};
+use onshi_center::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl};
+use onshi_center::server::{CenterState, RunningCenter, serve, system_clock};
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
-use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 use onshi_store::Register;
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 
 use crate::progress::Progress;
 
@@ -154,7 +154,8 @@ pub async fn start_center(db: &Path, pki: &Path, listen: SocketAddr) -> anyhow::
     let register = SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?;
     let read = |name: &str| {
         let path = pki.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}; run `onshi center pki init --dir {}`", path.display(), pki.display()))
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}; run `onshi center pki init --dir {}`", path.display(), pki.display()))
     };
     let tls = onshi_pki::server_tls_config(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

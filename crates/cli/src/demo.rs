@@ -13,7 +13,7 @@ use onshi_api::verify::{BatchVerifyRequest, VerifyAnswer};
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::CenterCa;
 use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
-use onshi_synth::{read_truth, Expectation, SynthOptions, TruthCase};
+use onshi_synth::{SynthOptions, TruthCase, check_answer, read_truth};
 use serde::{Deserialize, Serialize};
 
 use crate::center_cmd::{import_files, start_center};
@@ -189,7 +189,15 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
     println!("Set the connection once:");
     println!("  export ONSHI_CENTER=https://{addr} ONSHI_CA={} ONSHI_CERT={} ONSHI_KEY={}\n", ca.display(), cert.display(), key.display());
     println!("Then try (each is a real person of the synthetic population):");
-    for category in ["valid", "limit_with_consent", "job_change_old_card", "turning_75_today", "wrong_birth_date", "twins_without_branch", "late_registration_new_card"] {
+    for category in [
+        "valid",
+        "limit_with_consent",
+        "job_change_old_card",
+        "turning_75_today",
+        "wrong_birth_date",
+        "twins_without_branch",
+        "late_registration_new_card",
+    ] {
         if let Some(case) = cases.iter().find(|c| c.category == category) {
             let r = &case.request;
             let mut line = format!("  {exe} verify number --insurer '{}' --number {} --birth {}", r.insurer_number, r.number, r.birth_date);
@@ -212,7 +220,7 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
     println!("  curl --cacert {} https://{addr}/v1/health", ca.display());
     println!("  curl --cacert {} https://{addr}/metrics", ca.display());
     println!("  curl --cacert {} https://{addr}/v1/openapi.json", ca.display());
-    println!("  {exe} demo --check    # the scripted morning against the ground truth");
+    println!("  {exe} demo --check --dir {}    # the scripted morning against the ground truth", paths.root.display());
     println!("\nCtrl-C stops the center; the data stays in {}.", paths.root.display());
     Ok(())
 }
@@ -254,53 +262,13 @@ impl MorningReport {
         for failure in self.failures.iter().take(30) {
             out.push_str(&format!("FAIL {failure}\n"));
         }
-        out.push_str(if self.failed() == 0 { "\nmorning check: all answers match the ground truth\n" } else { "\nmorning check: MISMATCHES\n" });
+        out.push_str(if self.failed() == 0 {
+            "\nmorning check: all answers match the ground truth\n"
+        } else {
+            "\nmorning check: MISMATCHES\n"
+        });
         out
     }
-}
-
-/// Compares an answer with the expectation; the error says what differs.
-pub fn compare(answer: &VerifyAnswer, expect: &Expectation) -> Result<(), String> {
-    let mut problems = Vec::new();
-    if answer.validity.code != expect.validity {
-        problems.push(format!("validity {} (expected {})", answer.validity.code, expect.validity));
-    }
-    let notice = answer.notice.as_ref().map(|n| n.code.as_str());
-    if let Some(wanted) = &expect.notice {
-        if notice != Some(wanted.as_str()) {
-            problems.push(format!("notice {notice:?} (expected {wanted})"));
-        }
-    }
-    let coverage = answer.coverage.as_ref();
-    if let Some(wanted) = expect.copay_ratio_percent {
-        let got = coverage.and_then(|c| c.copay_ratio_percent);
-        if got != Some(wanted) {
-            problems.push(format!("copay {got:?} (expected {wanted})"));
-        }
-    }
-    if expect.validity == "1" {
-        let got = coverage.and_then(|c| c.limit.as_ref()).map(|l| l.category.code.clone());
-        if got != expect.limit_category {
-            problems.push(format!("limit {got:?} (expected {:?})", expect.limit_category));
-        }
-    }
-    if let Some(wanted) = &expect.newer_insurer_number {
-        let got = answer.newer_coverage.as_ref().map(|c| c.insurer_number.as_str());
-        if got != Some(wanted.as_str()) {
-            problems.push(format!("newer coverage {got:?} (expected {wanted})"));
-        }
-    }
-    for kind in &expect.pending_includes {
-        if !answer.pending.iter().any(|p| &p.kind == kind) {
-            problems.push(format!("pending lacks {kind}"));
-        }
-    }
-    if let Some(wanted) = &expect.public_payer {
-        if !coverage.is_some_and(|c| c.public_expense.iter().any(|p| &p.payer_number == wanted)) {
-            problems.push(format!("public expense lacks {wanted}"));
-        }
-    }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 /// Malformed requests reception software might send: (name, body, status, code).
@@ -308,11 +276,26 @@ fn malformed_requests(manifest: &DemoManifest) -> Vec<(&'static str, String, u16
     let other_institution = InstitutionCode::with_check_digit("271123456").expect("valid body");
     vec![
         ("bad_check_digit", r#"{"insurer_number":"06130487","number":"1","birth_date":"19800101"}"#.into(), 400, "INVALID_INSURER_NUMBER"),
-        ("impossible_birth_date", r#"{"insurer_number":"06130488","number":"1","birth_date":"20230229"}"#.into(), 400, "INVALID_BIRTH_DATE"),
-        ("three_digit_branch", r#"{"insurer_number":"06130488","number":"1","branch":"123","birth_date":"19800101"}"#.into(), 400, "INVALID_BRANCH"),
+        (
+            "impossible_birth_date",
+            r#"{"insurer_number":"06130488","number":"1","birth_date":"20230229"}"#.into(),
+            400,
+            "INVALID_BIRTH_DATE",
+        ),
+        (
+            "three_digit_branch",
+            r#"{"insurer_number":"06130488","number":"1","branch":"123","birth_date":"19800101"}"#.into(),
+            400,
+            "INVALID_BRANCH",
+        ),
         ("missing_number", r#"{"insurer_number":"06130488","birth_date":"19800101"}"#.into(), 400, "MALFORMED_REQUEST"),
         ("not_json", "insurer=06130488".into(), 400, "MALFORMED_REQUEST"),
-        ("my_number_field", r#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","my_number":"123456789012"}"#.into(), 400, "MALFORMED_REQUEST"),
+        (
+            "my_number_field",
+            r#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","my_number":"123456789012"}"#.into(),
+            400,
+            "MALFORMED_REQUEST",
+        ),
         (
             "other_institution_in_body",
             format!(r#"{{"institution_code":"{}","insurer_number":"06130488","number":"1","birth_date":"19800101"}}"#, other_institution),
@@ -321,14 +304,23 @@ fn malformed_requests(manifest: &DemoManifest) -> Vec<(&'static str, String, u16
         ),
         (
             "own_institution_in_body",
-            format!(r#"{{"institution_code":"{}","insurer_number":"06130488","number":"0000000000","birth_date":"19800101"}}"#, manifest.institution_code),
+            format!(
+                r#"{{"institution_code":"{}","insurer_number":"06130488","number":"0000000000","birth_date":"19800101"}}"#,
+                manifest.institution_code
+            ),
             200,
             "",
         ),
     ]
 }
 
-async fn morning(institution: &CenterClient, anonymous: &CenterClient, manifest: &DemoManifest, cases: &[TruthCase], per_category: usize) -> MorningReport {
+async fn morning(
+    institution: &CenterClient,
+    anonymous: &CenterClient,
+    manifest: &DemoManifest,
+    cases: &[TruthCase],
+    per_category: usize,
+) -> MorningReport {
     let mut report = MorningReport::default();
     let mut chosen: Vec<&TruthCase> = Vec::new();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -353,7 +345,7 @@ async fn morning(institution: &CenterClient, anonymous: &CenterClient, manifest:
             let case = chosen[index];
             match result {
                 Ok(answer) => {
-                    report.record(&case.category, compare(&answer, &case.expect).map_err(|why| format!("{} {why}", case.case)));
+                    report.record(&case.category, check_answer(&answer, &case.expect).map_err(|why| format!("{} {why}", case.case)));
                     answers[index] = Some(answer);
                 }
                 Err(e) => report.record(&case.category, Err(format!("{} request failed: {e}", case.case))),
@@ -366,13 +358,18 @@ async fn morning(institution: &CenterClient, anonymous: &CenterClient, manifest:
         report.record("every_result_code", if seen { Ok(()) } else { Err(format!("no answer had validity {code}")) });
     }
     // The same requests as one batch must give the same validities.
-    let batch = BatchVerifyRequest { institution_code: Some(manifest.institution_code.clone()), entries: chosen.iter().map(|c| c.request.clone()).collect() };
+    let batch = BatchVerifyRequest {
+        institution_code: Some(manifest.institution_code.clone()),
+        entries: chosen.iter().map(|c| c.request.clone()).collect(),
+    };
     match institution.verify_batch(&batch).await {
         Ok(response) => {
             let same = response.results.len() == chosen.len()
-                && response.results.iter().zip(&answers).all(|(r, single)| {
-                    r.answer.as_ref().map(|a| &a.validity.code) == single.as_ref().map(|a| &a.validity.code)
-                });
+                && response
+                    .results
+                    .iter()
+                    .zip(&answers)
+                    .all(|(r, single)| r.answer.as_ref().map(|a| &a.validity.code) == single.as_ref().map(|a| &a.validity.code));
             report.record("batch_matches_singles", if same { Ok(()) } else { Err("batch answers differ from single answers".into()) });
         }
         Err(e) => report.record("batch_matches_singles", Err(format!("batch failed: {e}"))),

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use onshi_domain::Date;
-use onshi_synth::{generate, SynthOptions, SynthSummary, DEFAULT_TODAY};
+use onshi_synth::{DEFAULT_TODAY, SynthOptions, SynthSummary, generate};
 
 use crate::progress::Progress;
 

@@ -64,7 +64,14 @@ fn coverage_lines(out: &mut String, coverage: &Coverage) {
         coverage.number,
         coverage.branch
     );
-    let _ = writeln!(out, "  氏名 {}（{}）  性別 {}  生年月日 {}", coverage.name, coverage.name_kana, coverage.sex.label, date_ja(&coverage.birth_date));
+    let _ = writeln!(
+        out,
+        "  氏名 {}（{}）  性別 {}  生年月日 {}",
+        coverage.name,
+        coverage.name_kana,
+        coverage.sex.label,
+        date_ja(&coverage.birth_date)
+    );
     let _ = writeln!(out, "  本人・家族 {}  証区分 {}", coverage.relationship.label, coverage.card_classification.label);
     let lost = coverage.lost_on.as_deref().map(date_ja).unwrap_or_else(|| "-".into());
     let reason = coverage.loss_reason.as_ref().map(|r| format!("（{}）", r.label)).unwrap_or_default();
@@ -118,7 +125,16 @@ pub fn render_ja(answer: &VerifyAnswer) -> String {
 pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
     let VerifyCommand::Number { center, insurer, symbol, number, branch, birth, date, limit_consent, json } = command;
     let client = center.client()?;
-    let request = VerifyNumberRequest { institution_code: None, insurer_number: insurer, symbol, number, branch, birth_date: birth, date_of_care: date, limit_consent };
+    let request = VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: insurer,
+        symbol,
+        number,
+        branch,
+        birth_date: birth,
+        date_of_care: date,
+        limit_consent,
+    };
     let runtime = crate::runtime()?;
     match runtime.block_on(client.verify_number(&request)) {
         Ok(answer) => {

@@ -99,7 +99,12 @@ pub const COPAY_TABLE: &[CopayRow] = &[
     CopayRow { effective_from: (2008, 4, 1), band: AgeBand::Preschool, income: None, ratio_percent: 20 },
     CopayRow { effective_from: (2008, 4, 1), band: AgeBand::UnderSeventy, income: None, ratio_percent: 30 },
     CopayRow { effective_from: (2008, 4, 1), band: AgeBand::SeventyToSeventyFour, income: None, ratio_percent: 20 },
-    CopayRow { effective_from: (2008, 4, 1), band: AgeBand::SeventyToSeventyFour, income: Some(IncomeClass::ActiveHigh), ratio_percent: 30 },
+    CopayRow {
+        effective_from: (2008, 4, 1),
+        band: AgeBand::SeventyToSeventyFour,
+        income: Some(IncomeClass::ActiveHigh),
+        ratio_percent: 30,
+    },
     CopayRow { effective_from: (2008, 4, 1), band: AgeBand::LateElderly, income: None, ratio_percent: 10 },
     CopayRow { effective_from: (2008, 4, 1), band: AgeBand::LateElderly, income: Some(IncomeClass::ActiveHigh), ratio_percent: 30 },
     // 一定以上所得のある後期高齢者の2割負担 (2022-10-01).

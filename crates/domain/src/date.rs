@@ -34,9 +34,7 @@ impl Date {
         if bytes.len() != 8 || !bytes.iter().all(u8::is_ascii_digit) {
             return Err(FieldError::new("must be a date written as 8 digits YYYYMMDD", text));
         }
-        let number = |range: std::ops::Range<usize>| -> u16 {
-            text[range].parse().expect("checked to be ASCII digits")
-        };
+        let number = |range: std::ops::Range<usize>| -> u16 { text[range].parse().expect("checked to be ASCII digits") };
         let (year, month, day) = (number(0..4), number(4..6) as u8, number(6..8) as u8);
         Date::new(year, month, day).ok_or_else(|| FieldError::new("is not a calendar date", text))
     }
@@ -104,8 +102,7 @@ impl Date {
     /// (年齢計算ニ関スル法律: the age is reached at the end of the day before the birthday).
     pub fn add_years(self, years: u16) -> Date {
         let year = self.year.saturating_add(years).min(9999);
-        Date::new(year, self.month, self.day)
-            .unwrap_or_else(|| Date::new(year, 3, 1).expect("1 March exists"))
+        Date::new(year, self.month, self.day).unwrap_or_else(|| Date::new(year, 3, 1).expect("1 March exists"))
     }
 
     /// Age in whole years on `on`, counting a birthday as reached on the birthday itself

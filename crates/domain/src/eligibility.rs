@@ -47,8 +47,7 @@ pub enum CardMatch<'a> {
 /// `branch` is the queried 枝番, if any. When one person holds several coverages with the same
 /// numbers over time (left and re-joined), the one covering `on` or else the latest is taken.
 pub fn match_card(candidates: &[CoverageSpan], branch: Option<CardBranch>, birth_date: Date, on: Date) -> CardMatch<'_> {
-    let by_branch: Vec<&CoverageSpan> =
-        candidates.iter().filter(|c| branch.is_none_or(|b| b == c.branch)).collect();
+    let by_branch: Vec<&CoverageSpan> = candidates.iter().filter(|c| branch.is_none_or(|b| b == c.branch)).collect();
     if by_branch.is_empty() {
         return CardMatch::NoSuchNumbers;
     }
@@ -62,11 +61,7 @@ pub fn match_card(candidates: &[CoverageSpan], branch: Option<CardBranch>, birth
     if people.len() > 1 {
         return CardMatch::SeveralPeople(people.len());
     }
-    let chosen = by_birth
-        .iter()
-        .copied()
-        .max_by_key(|c| (c.covers(on), c.acquired_on))
-        .expect("by_birth is not empty");
+    let chosen = by_birth.iter().copied().max_by_key(|c| (c.covers(on), c.acquired_on)).expect("by_birth is not empty");
     CardMatch::One(chosen)
 }
 
@@ -152,10 +147,7 @@ mod tests {
         let new = span(2, 10, 0, "19800101", "20261101", None);
         let both = [old.clone(), new.clone()];
         assert_eq!(judge(&old, &both, d("20261031")), Judgement::Valid);
-        assert_eq!(
-            judge(&old, &both, d("20261101")),
-            Judgement::LostNewerExists { lost_on: d("20261101"), newer_coverage_id: 2 }
-        );
+        assert_eq!(judge(&old, &both, d("20261101")), Judgement::LostNewerExists { lost_on: d("20261101"), newer_coverage_id: 2 });
         assert_eq!(judge(&old, &[old.clone()], d("20261101")), Judgement::Lost { lost_on: d("20261101") });
         assert_eq!(judge(&new, &both, d("20261031")), Judgement::NotYetAcquired { acquired_on: d("20261101") });
         assert_eq!(judge(&new, &both, d("20261031")).validity(), QualificationValidity::Invalid);

@@ -33,10 +33,7 @@ fn check_last_digit(digits: &str, what: &str) -> Result<(), FieldError> {
     let (body, last) = digits.split_at(digits.len() - 1);
     let expected = weighted_2_1(body).expect("caller checked digits");
     if last.as_bytes()[0] - b'0' != expected {
-        return Err(FieldError::new(
-            format!("fails the {what} check digit (the last digit should be {expected})"),
-            digits,
-        ));
+        return Err(FieldError::new(format!("fails the {what} check digit (the last digit should be {expected})"), digits));
     }
     Ok(())
 }
@@ -333,7 +330,12 @@ mod tests {
         let kokuho = InsurerNumber::with_check_digit("13101").unwrap();
         let digits = kokuho.as_str().to_string();
         assert_eq!(digits.len(), 6);
-        for written in [digits.clone(), format!("  {digits}"), format!("00{digits}"), digits.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect()] {
+        for written in [
+            digits.clone(),
+            format!("  {digits}"),
+            format!("00{digits}"),
+            digits.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect(),
+        ] {
             assert_eq!(InsurerNumber::parse(&written).unwrap(), kokuho, "{written:?}");
         }
         assert_eq!(kokuho.padded(), format!("  {digits}"));

@@ -5,12 +5,25 @@
 use crate::date::Date;
 use crate::error::FieldError;
 
-
 /// 限度額適用区分 (OQSCD012), A for under 70, B for 70 and over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LimitCategory {
-    A01, A02, A03, A04, A05, A06,
-    B01, B02, B03, B04, B05, B06, B07, B08, B09, B10,
+    A01,
+    A02,
+    A03,
+    A04,
+    A05,
+    A06,
+    B01,
+    B02,
+    B03,
+    B04,
+    B05,
+    B06,
+    B07,
+    B08,
+    B09,
+    B10,
 }
 
 impl LimitCategory {
@@ -22,19 +35,44 @@ impl LimitCategory {
     pub fn code(self) -> &'static str {
         use LimitCategory::*;
         match self {
-            A01 => "A01", A02 => "A02", A03 => "A03", A04 => "A04", A05 => "A05", A06 => "A06",
-            B01 => "B01", B02 => "B02", B03 => "B03", B04 => "B04", B05 => "B05", B06 => "B06",
-            B07 => "B07", B08 => "B08", B09 => "B09", B10 => "B10",
+            A01 => "A01",
+            A02 => "A02",
+            A03 => "A03",
+            A04 => "A04",
+            A05 => "A05",
+            A06 => "A06",
+            B01 => "B01",
+            B02 => "B02",
+            B03 => "B03",
+            B04 => "B04",
+            B05 => "B05",
+            B06 => "B06",
+            B07 => "B07",
+            B08 => "B08",
+            B09 => "B09",
+            B10 => "B10",
         }
     }
 
     pub fn label_ja(self) -> &'static str {
         use LimitCategory::*;
         match self {
-            A01 => "区分ア", A02 => "区分イ", A03 => "区分ウ", A04 => "区分エ", A05 => "区分オ",
-            A06 => "区分オ（境）", B01 => "現役並みⅢ", B02 => "現役並みⅡ", B03 => "現役並みⅠ",
-            B04 => "一般", B05 => "低所得Ⅱ", B06 => "低所得Ⅰ", B07 => "低所得Ⅰ（老福）",
-            B08 => "低所得Ⅰ（境）", B09 => "一般Ⅱ", B10 => "一般Ⅰ",
+            A01 => "区分ア",
+            A02 => "区分イ",
+            A03 => "区分ウ",
+            A04 => "区分エ",
+            A05 => "区分オ",
+            A06 => "区分オ（境）",
+            B01 => "現役並みⅢ",
+            B02 => "現役並みⅡ",
+            B03 => "現役並みⅠ",
+            B04 => "一般",
+            B05 => "低所得Ⅱ",
+            B06 => "低所得Ⅰ",
+            B07 => "低所得Ⅰ（老福）",
+            B08 => "低所得Ⅰ（境）",
+            B09 => "一般Ⅱ",
+            B10 => "一般Ⅰ",
         }
     }
 
@@ -121,12 +159,7 @@ pub const LIMIT_TABLE: &[LimitRow] = {
         row(AUG_2018, B07, Flat(8_000), Flat(15_000)),
         row(AUG_2018, B08, Flat(8_000), Flat(15_000)),
         row(AUG_2018, B10, Flat(18_000), Flat(57_600)),
-        row(
-            (2022, 10, 1),
-            B09,
-            CapRule::Progressive { base: 6_000, threshold: 30_000, percent: 10, ceiling: Some(18_000) },
-            Flat(57_600),
-        ),
+        row((2022, 10, 1), B09, CapRule::Progressive { base: 6_000, threshold: 30_000, percent: 10, ceiling: Some(18_000) }, Flat(57_600)),
     ]
 };
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_domain::{Date, Timestamp};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType, SerialNumber,
 };
 
 /// What went wrong with certificates or keys. Each names the file and what to do.
@@ -175,7 +175,8 @@ impl CenterCa {
     pub fn load(dir: &Path) -> Result<CenterCa, PkiError> {
         let cert_pem = read(&dir.join("ca.pem"))?;
         let key_path = dir.join("ca.key");
-        let key = KeyPair::from_pem(&read(&key_path)?).map_err(|e| PkiError::Invalid { what: key_path.display().to_string(), detail: e.to_string() })?;
+        let key = KeyPair::from_pem(&read(&key_path)?)
+            .map_err(|e| PkiError::Invalid { what: key_path.display().to_string(), detail: e.to_string() })?;
         Ok(CenterCa { dir: dir.to_path_buf(), cert_pem, key })
     }
 
@@ -255,9 +256,8 @@ pub fn server_tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<
         .allow_unauthenticated()
         .build()
         .map_err(|e| PkiError::Invalid { what: "the client verifier".into(), detail: e.to_string() })?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(pem_error("the server certificate"))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(pem_error("the server certificate"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem_error("the server key"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -280,7 +280,9 @@ mod tests {
         assert!(matches!(CenterCa::create(dir.path(), "again"), Err(PkiError::Exists { .. })));
         let code = InstitutionCode::parse("3410712362").unwrap();
         let issued = ca.issue_institution(&code, "test clinic", 30).unwrap();
-        let der = rustls::pki_types::pem::PemObject::from_pem_slice(issued.cert_pem.as_bytes()).map(|d: rustls::pki_types::CertificateDer| d.to_vec()).unwrap();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(issued.cert_pem.as_bytes())
+            .map(|d: rustls::pki_types::CertificateDer| d.to_vec())
+            .unwrap();
         assert_eq!(peer_identity(&der).unwrap(), PeerIdentity::Institution(code));
         let insurer = InsurerNumber::parse("06130488").unwrap();
         let issued = ca.issue_insurer(&insurer, "test insurer", 30).unwrap();

@@ -6,8 +6,8 @@ use onshi_domain::copay::IncomeClass;
 use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InsurerNumber};
 use onshi_domain::{Date, Timestamp};
 
-use crate::model::*;
 use crate::Register;
+use crate::model::*;
 
 fn d(text: &str) -> Date {
     Date::parse_yyyymmdd(text).expect("test date")
@@ -33,7 +33,12 @@ fn event(id: &str, person: &str, number: &str, branch: u8, on: &str, body: Event
 
 fn acquire(birth: &str, income: IncomeClass) -> EventBody {
     EventBody::Acquire {
-        holder: Holder { birth_date: d(birth), sex: Sex::Female, relationship: Relationship::Insured, card_classification: CardClassification::General },
+        holder: Holder {
+            birth_date: d(birth),
+            sex: Sex::Female,
+            relationship: Relationship::Insured,
+            card_classification: CardClassification::General,
+        },
         details: MemberDetails { name: "試験 花子".into(), name_kana: "ｼｹﾝ ﾊﾅｺ".into(), ..MemberDetails::default() },
         terms: Terms { income, limit: None, specific_diseases: vec![], public_expense: vec![] },
     }
@@ -58,9 +63,7 @@ fn applies_and_reads_back(register: &dyn Register) {
     ];
     let outcomes = register.apply_events(&events, now()).expect("apply");
     assert_eq!(outcomes, vec![ApplyOutcome::Applied, ApplyOutcome::Applied]);
-    let found = register
-        .coverages_by_number(&insurer(), &CardNumber::parse("１００１").unwrap())
-        .expect("query");
+    let found = register.coverages_by_number(&insurer(), &CardNumber::parse("１００１").unwrap()).expect("query");
     assert_eq!(found.len(), 1);
     let coverage = &found[0];
     assert_eq!(coverage.acquired_on, d("20200401"));
@@ -140,10 +143,7 @@ fn changes_are_dated(register: &dyn Register) {
         ),
     ];
     assert_eq!(register.apply_events(&events, now()).expect("apply"), vec![ApplyOutcome::Applied, ApplyOutcome::Applied]);
-    let coverage = register
-        .coverages_by_number(&insurer(), &CardNumber::parse("2002").unwrap())
-        .expect("query")
-        .remove(0);
+    let coverage = register.coverages_by_number(&insurer(), &CardNumber::parse("2002").unwrap()).expect("query").remove(0);
     let terms = register.terms_of(coverage.coverage_id).expect("terms");
     let dated: Vec<(Date, IncomeClass, &str)> = terms.iter().map(|t| (t.effective_from, t.terms.income, t.details.name.as_str())).collect();
     assert_eq!(dated, vec![(d("20100401"), IncomeClass::General, "試験 花子"), (d("20260801"), IncomeClass::ActiveHigh, "試験 花子")]);

@@ -11,8 +11,8 @@ pub mod sqlite;
 pub mod conformance;
 
 use model::{ApplyOutcome, CoverageEvent, CoverageRecord, CoverageWithTerms, InsurerLag, RegisterCounts, TermsRecord};
-use onshi_domain::ids::{CardNumber, InsurerNumber};
 use onshi_domain::Timestamp;
+use onshi_domain::ids::{CardNumber, InsurerNumber};
 
 /// A storage failure. Input problems are never errors here: they are [`ApplyOutcome::Rejected`].
 #[derive(Debug, thiserror::Error)]

@@ -137,7 +137,10 @@ pub enum ApplyOutcome {
     /// The (insurer, event id) was applied before; nothing changed.
     AlreadyApplied,
     /// The event contradicts the register; nothing changed. The text says what and what to do.
-    Rejected { field: &'static str, reason: String },
+    Rejected {
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// An insurer's registration lag, from its events: notification day minus event day.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use onshi_domain::codes::{CardClassification, LimitCertificateClassification, ReasonOfLoss, Relationship, Sex, SpecificDisease};
@@ -195,7 +195,12 @@ fn public_expense_json(list: &[PublicExpenseCertificate]) -> Option<String> {
     }
     let stored: Vec<StoredPublicExpense> = list
         .iter()
-        .map(|p| StoredPublicExpense { p: p.payer.as_str().into(), r: p.recipient.as_str().into(), f: day(p.valid_from), t: opt_day(p.valid_to) })
+        .map(|p| StoredPublicExpense {
+            p: p.payer.as_str().into(),
+            r: p.recipient.as_str().into(),
+            f: day(p.valid_from),
+            t: opt_day(p.valid_to),
+        })
         .collect();
     Some(serde_json::to_string(&stored).expect("plain data serialises"))
 }
@@ -241,13 +246,40 @@ struct RawCoverage(i64, i64, String, String, String, i64, i64, String, String, S
 
 fn raw_coverage(row: &Row<'_>) -> rusqlite::Result<RawCoverage> {
     Ok(RawCoverage(
-        row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?,
-        row.get(7)?, row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?, row.get(12)?, row.get(13)?,
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+        row.get(12)?,
+        row.get(13)?,
     ))
 }
 
 fn coverage_record(raw: RawCoverage) -> Result<CoverageRecord, StoreError> {
-    let RawCoverage(coverage_id, person_id, insurer, symbol, number, branch, birth, sex, relationship, class, acquired, lost, reason, updated) = raw;
+    let RawCoverage(
+        coverage_id,
+        person_id,
+        insurer,
+        symbol,
+        number,
+        branch,
+        birth,
+        sex,
+        relationship,
+        class,
+        acquired,
+        lost,
+        reason,
+        updated,
+    ) = raw;
     Ok(CoverageRecord {
         coverage_id,
         person_id,
@@ -282,7 +314,23 @@ const TERMS_COLUMNS: &str = "effective_from, name, name_kana, insured_name, addr
      limit_category, limit_classification, limit_valid_from, limit_valid_to, specific_diseases, public_expense, \
      notified_at, registered_at";
 
-struct RawTerms(i64, String, String, Option<String>, Option<String>, Option<String>, String, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<String>, Option<String>, i64, i64);
+struct RawTerms(
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
 
 fn raw_terms(row: &Row<'_>) -> rusqlite::Result<RawTerms> {
     raw_terms_at(row, 0)
@@ -291,14 +339,42 @@ fn raw_terms(row: &Row<'_>) -> rusqlite::Result<RawTerms> {
 /// The terms columns starting at column `at` (after the coverage columns in a join).
 fn raw_terms_at(row: &Row<'_>, at: usize) -> rusqlite::Result<RawTerms> {
     Ok(RawTerms(
-        row.get(at)?, row.get(at + 1)?, row.get(at + 2)?, row.get(at + 3)?, row.get(at + 4)?, row.get(at + 5)?,
-        row.get(at + 6)?, row.get(at + 7)?, row.get(at + 8)?, row.get(at + 9)?, row.get(at + 10)?, row.get(at + 11)?,
-        row.get(at + 12)?, row.get(at + 13)?, row.get(at + 14)?,
+        row.get(at)?,
+        row.get(at + 1)?,
+        row.get(at + 2)?,
+        row.get(at + 3)?,
+        row.get(at + 4)?,
+        row.get(at + 5)?,
+        row.get(at + 6)?,
+        row.get(at + 7)?,
+        row.get(at + 8)?,
+        row.get(at + 9)?,
+        row.get(at + 10)?,
+        row.get(at + 11)?,
+        row.get(at + 12)?,
+        row.get(at + 13)?,
+        row.get(at + 14)?,
     ))
 }
 
 fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
-    let RawTerms(from, name, kana, insured, address, post, income, category, class, limit_from, limit_to, diseases, public, notified, registered) = raw;
+    let RawTerms(
+        from,
+        name,
+        kana,
+        insured,
+        address,
+        post,
+        income,
+        category,
+        class,
+        limit_from,
+        limit_to,
+        diseases,
+        public,
+        notified,
+        registered,
+    ) = raw;
     let limit = match (category, class, limit_from) {
         (Some(category), Some(class), Some(limit_from)) => Some(LimitCertificate {
             category: LimitCategory::parse(&category).map_err(corrupt("limit_category"))?,
@@ -357,10 +433,12 @@ fn apply_one(tx: &Transaction<'_>, event: &CoverageEvent, registered_at: Timesta
             Ok(id) => id,
             Err(rejection) => return Ok(rejection),
         },
-        EventBody::Change { holder, details, terms } => match change(tx, event, holder.as_ref(), details.as_ref(), terms.as_ref(), registered)? {
-            Ok(id) => id,
-            Err(rejection) => return Ok(rejection),
-        },
+        EventBody::Change { holder, details, terms } => {
+            match change(tx, event, holder.as_ref(), details.as_ref(), terms.as_ref(), registered)? {
+                Ok(id) => id,
+                Err(rejection) => return Ok(rejection),
+            }
+        }
         EventBody::Lose { reason } => match lose(tx, event, *reason, registered)? {
             Ok(id) => id,
             Err(rejection) => return Ok(rejection),
@@ -415,7 +493,15 @@ fn same_card(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Vec<Coverage
     query_coverages(tx, &sql, params![event.insurer.as_str(), event.number.as_str(), event.symbol.as_str(), event.branch.value()])
 }
 
-fn insert_terms(tx: &Transaction<'_>, coverage_id: i64, from: Date, details: &MemberDetails, terms: &Terms, notified: i64, registered: i64) -> Result<(), StoreError> {
+fn insert_terms(
+    tx: &Transaction<'_>,
+    coverage_id: i64,
+    from: Date,
+    details: &MemberDetails,
+    terms: &Terms,
+    notified: i64,
+    registered: i64,
+) -> Result<(), StoreError> {
     let limit = terms.limit.as_ref();
     tx.prepare_cached(
         "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
@@ -446,12 +532,22 @@ fn insert_terms(tx: &Transaction<'_>, coverage_id: i64, from: Date, details: &Me
     Ok(())
 }
 
-fn acquire(tx: &Transaction<'_>, event: &CoverageEvent, holder: &Holder, details: &MemberDetails, terms: &Terms, registered: i64) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+fn acquire(
+    tx: &Transaction<'_>,
+    event: &CoverageEvent,
+    holder: &Holder,
+    details: &MemberDetails,
+    terms: &Terms,
+    registered: i64,
+) -> Result<Result<i64, ApplyOutcome>, StoreError> {
     let person = person_id(tx, &event.person_ref)?;
     for existing in same_card(tx, event)? {
         let still_live = existing.lost_on.is_none_or(|lost| lost > event.occurred_on);
         if existing.person_id != person && still_live {
-            return rejected("card", "these card numbers and branch belong to another person's coverage that has not been lost; send the loss first or correct the numbers");
+            return rejected(
+                "card",
+                "these card numbers and branch belong to another person's coverage that has not been lost; send the loss first or correct the numbers",
+            );
         }
         if existing.person_id == person && existing.acquired_on == event.occurred_on {
             return rejected("occurred_on", "this person already holds this coverage from this date; send a change event instead");
@@ -496,9 +592,17 @@ fn target_coverage(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Option
         .max_by_key(|c| c.acquired_on))
 }
 
-const NO_SUCH_COVERAGE: &str = "no coverage of this person with these card numbers was acquired on or before this date; send the acquisition first";
+const NO_SUCH_COVERAGE: &str =
+    "no coverage of this person with these card numbers was acquired on or before this date; send the acquisition first";
 
-fn change(tx: &Transaction<'_>, event: &CoverageEvent, holder: Option<&Holder>, details: Option<&MemberDetails>, terms: Option<&Terms>, registered: i64) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+fn change(
+    tx: &Transaction<'_>,
+    event: &CoverageEvent,
+    holder: Option<&Holder>,
+    details: Option<&MemberDetails>,
+    terms: Option<&Terms>,
+    registered: i64,
+) -> Result<Result<i64, ApplyOutcome>, StoreError> {
     let Some(coverage) = target_coverage(tx, event)? else { return rejected("card", NO_SUCH_COVERAGE) };
     if coverage.lost_on.is_some_and(|lost| lost <= event.occurred_on) {
         return rejected("occurred_on", "the coverage is lost on or before this date; a change cannot take effect after the loss");
@@ -514,7 +618,13 @@ fn change(tx: &Transaction<'_>, event: &CoverageEvent, holder: Option<&Holder>, 
             "UPDATE coverages SET birth_date = ?2, sex = ?3, relationship = ?4, card_classification = ?5 WHERE coverage_id = ?1",
         )
         .map_err(sqlite("preparing the holder update"))?
-        .execute(params![coverage.coverage_id, day(holder.birth_date), holder.sex.code(), holder.relationship.code(), holder.card_classification.code()])
+        .execute(params![
+            coverage.coverage_id,
+            day(holder.birth_date),
+            holder.sex.code(),
+            holder.relationship.code(),
+            holder.card_classification.code()
+        ])
         .map_err(sqlite("correcting the holder"))?;
     }
     touch(tx, coverage.coverage_id, registered)?;
@@ -529,7 +639,12 @@ fn touch(tx: &Transaction<'_>, coverage_id: i64, registered: i64) -> Result<(), 
     Ok(())
 }
 
-fn lose(tx: &Transaction<'_>, event: &CoverageEvent, reason: ReasonOfLoss, registered: i64) -> Result<Result<i64, ApplyOutcome>, StoreError> {
+fn lose(
+    tx: &Transaction<'_>,
+    event: &CoverageEvent,
+    reason: ReasonOfLoss,
+    registered: i64,
+) -> Result<Result<i64, ApplyOutcome>, StoreError> {
     let Some(person) = existing_person_id(tx, &event.person_ref)? else { return rejected("card", NO_SUCH_COVERAGE) };
     // A loss may be dated on the acquisition day itself (a coverage that never took effect).
     let target = same_card(tx, event)?
@@ -538,14 +653,17 @@ fn lose(tx: &Transaction<'_>, event: &CoverageEvent, reason: ReasonOfLoss, regis
         .max_by_key(|c| c.acquired_on);
     let Some(coverage) = target else { return rejected("card", NO_SUCH_COVERAGE) };
     if let Some(lost) = coverage.lost_on {
-        return rejected("occurred_on", format!("the coverage is already lost from {lost}; send a change of the loss date as a new acquisition or correct it with the register operator"));
+        return rejected(
+            "occurred_on",
+            format!(
+                "the coverage is already lost from {lost}; send a change of the loss date as a new acquisition or correct it with the register operator"
+            ),
+        );
     }
-    tx.prepare_cached(
-        "UPDATE coverages SET lost_on = ?2, loss_reason = ?3, lost_notified_at = ?4, updated_at = ?5 WHERE coverage_id = ?1",
-    )
-    .map_err(sqlite("preparing the loss update"))?
-    .execute(params![coverage.coverage_id, day(event.occurred_on), reason.code(), event.notified_at.jst_seconds(), registered])
-    .map_err(sqlite("recording a loss"))?;
+    tx.prepare_cached("UPDATE coverages SET lost_on = ?2, loss_reason = ?3, lost_notified_at = ?4, updated_at = ?5 WHERE coverage_id = ?1")
+        .map_err(sqlite("preparing the loss update"))?
+        .execute(params![coverage.coverage_id, day(event.occurred_on), reason.code(), event.notified_at.jst_seconds(), registered])
+        .map_err(sqlite("recording a loss"))?;
     Ok(Ok(coverage.coverage_id))
 }
 
@@ -610,9 +728,7 @@ impl Register for SqliteRegister {
             let mut statement = connection.prepare_cached(&sql).map_err(sqlite("preparing the card view"))?;
             let width = COVERAGE_COLUMNS.split(", ").count();
             let raws = statement
-                .query_map(params![insurer.as_str(), number.as_str()], |row| {
-                    Ok((raw_coverage(row)?, raw_terms_at(row, width)?))
-                })
+                .query_map(params![insurer.as_str(), number.as_str()], |row| Ok((raw_coverage(row)?, raw_terms_at(row, width)?)))
                 .map_err(sqlite("querying the card view"))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sqlite("reading the card view"))?;
@@ -729,7 +845,8 @@ mod tests {
         }
         let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
         assert_eq!(register.counts().unwrap().persons, 3);
-        let version: i64 = register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        let version: i64 =
+            register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 1);
     }
 

@@ -31,7 +31,7 @@ use onshi_domain::limit::LimitCategory;
 use onshi_domain::{Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use rng::{person_ref, Rng};
+use rng::{Rng, person_ref};
 
 /// How to generate.
 #[derive(Clone, Debug)]
@@ -222,7 +222,8 @@ fn insurer_numbers(rng: &mut Rng) -> Vec<(Family, InsurerNumber, String)> {
     for (i, law) in ["31", "32", "33", "34"].iter().enumerate() {
         for branch in 0..4u16 {
             let pref = 1 + rng.below(47) as u8;
-            let number = InsurerNumber::with_check_digit(&format!("{law}{pref:02}{:03}", 100 + i as u16 * 10 + branch)).expect("valid body");
+            let number =
+                InsurerNumber::with_check_digit(&format!("{law}{pref:02}{:03}", 100 + i as u16 * 10 + branch)).expect("valid body");
             list.push((Family::Kyosai, number, format!("共済組合{}-{}", law, branch + 1)));
         }
     }
@@ -282,7 +283,13 @@ impl Generator {
         let given = if sex == Sex::Male { *self.rng.pick(names::GIVEN_MALE) } else { *self.rng.pick(names::GIVEN_FEMALE) };
         let age = birth.age_on(self.today);
         let income = if age >= 75 {
-            *self.rng.pick(&[IncomeClass::General, IncomeClass::General, IncomeClass::General, IncomeClass::GeneralII, IncomeClass::ActiveHigh])
+            *self.rng.pick(&[
+                IncomeClass::General,
+                IncomeClass::General,
+                IncomeClass::General,
+                IncomeClass::GeneralII,
+                IncomeClass::ActiveHigh,
+            ])
         } else if age >= 70 {
             *self.rng.pick(&[IncomeClass::General, IncomeClass::General, IncomeClass::General, IncomeClass::ActiveHigh])
         } else {
@@ -394,37 +401,46 @@ impl Generator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn acquire(&mut self, card: &Card, branch: u8, person: &Person, relationship: &str, insured_name: &str, pref: u8, on: Date, lag: i64) -> Result<(bool, Terms), SynthError> {
+    fn acquire(
+        &mut self,
+        card: &Card,
+        branch: u8,
+        person: &Person,
+        relationship: &str,
+        insured_name: &str,
+        pref: u8,
+        on: Date,
+        lag: i64,
+    ) -> Result<(bool, Terms), SynthError> {
         let terms = self.terms(person, on, pref);
-        let event = InsurerEvent {
-            event_id: self.event_id(),
-            kind: EventKind::Acquire,
-            insurer_number: self.insurers[card.insurer].number.as_str().to_string(),
-            person_ref: person.reference.clone(),
-            card: CardFields { symbol: card.symbol.clone(), number: card.number.clone(), branch: format!("{branch:02}") },
-            occurred_on: on.to_string(),
-            notified_at: self.notified(on, lag),
-            member: Some(Member {
-                relationship: relationship.into(),
-                card_classification: "01".into(),
-                name: person.name.clone(),
-                name_kana: person.kana.clone(),
-                sex: person.sex.code().into(),
-                birth_date: person.birth.to_string(),
-                insured_name: (insured_name != person.name).then(|| insured_name.to_string()),
-                address: Some(format!("{}{}市{}丁目{}番", names::PREFECTURES[pref as usize - 1], "中央", 1 + self.rng.below(9), 1 + self.rng.below(30))),
-                post_code: Some(format!("{:03}-{:04}", 100 + self.rng.below(900), self.rng.below(10_000))),
-            }),
-            terms: Some(terms.clone()),
-            loss_reason: None,
-        };
+        let notified = self.notified(on, lag);
+        let mut event = self.skeleton(EventKind::Acquire, card, branch, person, on, notified);
+        event.member = Some(Member {
+            relationship: relationship.into(),
+            card_classification: "01".into(),
+            name: person.name.clone(),
+            name_kana: person.kana.clone(),
+            sex: person.sex.code().into(),
+            birth_date: person.birth.to_string(),
+            insured_name: (insured_name != person.name).then(|| insured_name.to_string()),
+            address: Some(format!(
+                "{}{}市{}丁目{}番",
+                names::PREFECTURES[pref as usize - 1],
+                "中央",
+                1 + self.rng.below(9),
+                1 + self.rng.below(30)
+            )),
+            post_code: Some(format!("{:03}-{:04}", 100 + self.rng.below(900), self.rng.below(10_000))),
+        });
+        event.terms = Some(terms.clone());
         Ok((self.emit(card.family, event)?, terms))
     }
 
-    fn lose(&mut self, card: &Card, branch: u8, person: &Person, on: Date, reason: &str, notified: String) -> Result<bool, SynthError> {
-        let event = InsurerEvent {
+    /// An event for one person's card with no member, terms or loss reason yet.
+    fn skeleton(&mut self, kind: EventKind, card: &Card, branch: u8, person: &Person, on: Date, notified: String) -> InsurerEvent {
+        InsurerEvent {
             event_id: self.event_id(),
-            kind: EventKind::Lose,
+            kind,
             insurer_number: self.insurers[card.insurer].number.as_str().to_string(),
             person_ref: person.reference.clone(),
             card: CardFields { symbol: card.symbol.clone(), number: card.number.clone(), branch: format!("{branch:02}") },
@@ -432,26 +448,28 @@ impl Generator {
             notified_at: notified,
             member: None,
             terms: None,
-            loss_reason: Some(reason.into()),
-        };
+            loss_reason: None,
+        }
+    }
+
+    fn lose(&mut self, card: &Card, branch: u8, person: &Person, on: Date, reason: &str, notified: String) -> Result<bool, SynthError> {
+        let mut event = self.skeleton(EventKind::Lose, card, branch, person, on, notified);
+        event.loss_reason = Some(reason.into());
         self.emit(card.family, event)
     }
 
-    fn change_income(&mut self, card: &Card, branch: u8, person: &Person, on: Date, terms: &Terms, income: IncomeClass, notified: String) -> Result<bool, SynthError> {
-        let mut terms = terms.clone();
-        terms.income_class = income.code().into();
-        let event = InsurerEvent {
-            event_id: self.event_id(),
-            kind: EventKind::Change,
-            insurer_number: self.insurers[card.insurer].number.as_str().to_string(),
-            person_ref: person.reference.clone(),
-            card: CardFields { symbol: card.symbol.clone(), number: card.number.clone(), branch: format!("{branch:02}") },
-            occurred_on: on.to_string(),
-            notified_at: notified,
-            member: None,
-            terms: Some(terms),
-            loss_reason: None,
-        };
+    fn change_income(
+        &mut self,
+        card: &Card,
+        branch: u8,
+        person: &Person,
+        on: Date,
+        terms: &Terms,
+        income: IncomeClass,
+        notified: String,
+    ) -> Result<bool, SynthError> {
+        let mut event = self.skeleton(EventKind::Change, card, branch, person, on, notified);
+        event.terms = Some(Terms { income_class: income.code().into(), ..terms.clone() });
         self.emit(card.family, event)
     }
 
@@ -519,7 +537,11 @@ impl Generator {
             request.branch = None;
             let expect = Expectation { validity: "5".into(), notice: Some("SEVERAL_MATCHES".into()), ..Expectation::default() };
             self.case("twins_without_branch", request, expect)?;
-            return self.case("twins_with_branch", self.request(held, person, today, consent), self.valid_expectation(held, person, terms, person.income, today, consent));
+            return self.case(
+                "twins_with_branch",
+                self.request(held, person, today, consent),
+                self.valid_expectation(held, person, terms, person.income, today, consent),
+            );
         }
         if expect.limit_category.is_some() {
             self.case("limit_with_consent", self.request(held, person, today, true), expect.clone())?;
@@ -603,7 +625,8 @@ impl Generator {
             }
             let lag = self.rng.between(0, 3);
             let notified_early = start > self.today.add_days(-30);
-            let (_, terms) = self.acquire(&held.card, 0, &person, "1", &person.name, pref, start, if notified_early { -10 } else { lag })?;
+            let (_, terms) =
+                self.acquire(&held.card, 0, &person, "1", &person.name, pref, start, if notified_early { -10 } else { lag })?;
             // A few have died this year: the coverage is lost with reason 01.
             if self.rng.chance(5) {
                 let died = self.today.add_days(-self.rng.between(5, 300)).max(start);
@@ -615,10 +638,19 @@ impl Generator {
             }
             if let Some(old) = previous {
                 let newer = self.insurers[insurer].number.as_str().to_string();
-                let expect = Expectation { validity: "3".into(), notice: Some("NEWER_COVERAGE".into()), newer_insurer_number: Some(newer), ..Expectation::default() };
+                let expect = Expectation {
+                    validity: "3".into(),
+                    notice: Some("NEWER_COVERAGE".into()),
+                    newer_insurer_number: Some(newer),
+                    ..Expectation::default()
+                };
                 self.case("turned_75_old_card", self.request(&old, &person, self.today, false), expect)?;
                 let before = start.add_days(-1);
-                let expect = Expectation { validity: "1".into(), copay_ratio_percent: copay::copay_ratio_percent(person.birth, before, person.income, false), ..Expectation::default() };
+                let expect = Expectation {
+                    validity: "1".into(),
+                    copay_ratio_percent: copay::copay_ratio_percent(person.birth, before, person.income, false),
+                    ..Expectation::default()
+                };
                 self.case("turned_75_old_card_before", self.request(&old, &person, before, false), expect)?;
             }
             self.income_change(&held, &person, &terms, start)?;
@@ -641,9 +673,17 @@ impl Generator {
             self.change_income(&held.card, held.branch, person, august, terms, person.income, notified)?;
             let late = held.card.family == Family::Kouki;
             let before = august.add_days(-1);
-            let expect_before = Expectation { validity: "1".into(), copay_ratio_percent: copay::copay_ratio_percent(person.birth, before, previous, late), ..Expectation::default() };
+            let expect_before = Expectation {
+                validity: "1".into(),
+                copay_ratio_percent: copay::copay_ratio_percent(person.birth, before, previous, late),
+                ..Expectation::default()
+            };
             self.case("income_changed_before", self.request(held, person, before, false), expect_before)?;
-            let expect_now = Expectation { validity: "1".into(), copay_ratio_percent: copay::copay_ratio_percent(person.birth, self.today, person.income, late), ..Expectation::default() };
+            let expect_now = Expectation {
+                validity: "1".into(),
+                copay_ratio_percent: copay::copay_ratio_percent(person.birth, self.today, person.income, late),
+                ..Expectation::default()
+            };
             self.case("income_changed", self.request(held, person, self.today, false), expect_now)?;
         } else if self.rng.chance(5) && self.room("terms_change_pending") {
             let next = self.today.first_of_next_month();
@@ -682,11 +722,29 @@ impl Generator {
                 let ahead = self.rng.between(1, 20);
                 let notice = self.notified(self.today, -ahead);
                 self.lose(&held.card, held.branch, &person, birthday_75, "03", notice.clone())?;
-                let (_, new_terms) = self.acquire(&new.card, 0, &person, "1", &person.name, pref, birthday_75, (self.today.to_days() - birthday_75.to_days()) - 3)?;
-                let expect = Expectation { validity: "1".into(), pending_includes: vec!["loss".into(), "newer_coverage".into()], ..Expectation::default() };
+                let (_, new_terms) = self.acquire(
+                    &new.card,
+                    0,
+                    &person,
+                    "1",
+                    &person.name,
+                    pref,
+                    birthday_75,
+                    (self.today.to_days() - birthday_75.to_days()) - 3,
+                )?;
+                let expect = Expectation {
+                    validity: "1".into(),
+                    pending_includes: vec!["loss".into(), "newer_coverage".into()],
+                    ..Expectation::default()
+                };
                 self.case("turning_75_today", self.request(&held, &person, self.today, false), expect)?;
                 let newer = self.insurers[kouki].number.as_str().to_string();
-                let expect = Expectation { validity: "3".into(), notice: Some("NEWER_COVERAGE".into()), newer_insurer_number: Some(newer), ..Expectation::default() };
+                let expect = Expectation {
+                    validity: "3".into(),
+                    notice: Some("NEWER_COVERAGE".into()),
+                    newer_insurer_number: Some(newer),
+                    ..Expectation::default()
+                };
                 self.case("turning_75_on_birthday", self.request(&held, &person, birthday_75, false), expect)?;
                 let expect = self.valid_expectation(&new, &person, &new_terms, person.income, birthday_75, false);
                 self.case("turning_75_new_card", self.request(&new, &person, birthday_75, false), expect)?;
@@ -696,10 +754,15 @@ impl Generator {
                 // Someone of 現役並み income keeps 3割: no change to announce.
                 let changes = copay::copay_ratio_percent(birth, seventy, person.income, false) != Some(30);
                 let pending_includes = if changes { vec!["copay_change".into()] } else { Vec::new() };
-                let expect = Expectation { validity: "1".into(), copay_ratio_percent: Some(30), pending_includes, ..Expectation::default() };
+                let expect =
+                    Expectation { validity: "1".into(), copay_ratio_percent: Some(30), pending_includes, ..Expectation::default() };
                 self.case("turning_70_today", self.request(&held, &person, self.today, false), expect)?;
                 let expect = self.valid_expectation(&held, &person, &terms, person.income, seventy, false);
-                self.case("turning_70_after", self.request(&held, &person, seventy, false), Expectation { limit_category: None, public_payer: None, ..expect })?;
+                self.case(
+                    "turning_70_after",
+                    self.request(&held, &person, seventy, false),
+                    Expectation { limit_category: None, public_payer: None, ..expect },
+                )?;
                 continue;
             }
             self.income_change(&held, &person, &terms, acquired)?;
@@ -772,7 +835,12 @@ impl Generator {
                 let (new_known, terms) = self.acquire(&held.card, branch, person, relationship, &head_name, pref, starts, acquire_lag)?;
                 let newer = self.insurers[insurer].number.as_str().to_string();
                 let expect = match (loss_known, new_known) {
-                    (true, true) => Expectation { validity: "3".into(), notice: Some("NEWER_COVERAGE".into()), newer_insurer_number: Some(newer), ..Expectation::default() },
+                    (true, true) => Expectation {
+                        validity: "3".into(),
+                        notice: Some("NEWER_COVERAGE".into()),
+                        newer_insurer_number: Some(newer),
+                        ..Expectation::default()
+                    },
                     (true, false) => Expectation { validity: "2".into(), notice: Some("COVERAGE_LOST".into()), ..Expectation::default() },
                     // The register has not heard of the loss yet: the old card still answers valid.
                     (false, _) => Expectation { validity: "1".into(), ..Expectation::default() },
@@ -783,7 +851,8 @@ impl Generator {
                     let expect = self.valid_expectation(&held, person, &terms, person.income, self.today, false);
                     self.case("job_change_new_card", self.request(&held, person, self.today, false), expect)?;
                     if starts > person.birth {
-                        let expect = Expectation { validity: "2".into(), notice: Some("COVERAGE_NOT_YET_STARTED".into()), ..Expectation::default() };
+                        let expect =
+                            Expectation { validity: "2".into(), notice: Some("COVERAGE_NOT_YET_STARTED".into()), ..Expectation::default() };
                         self.case("job_change_new_card_before_start", self.request(&held, person, starts.add_days(-1), false), expect)?;
                     }
                 } else {
@@ -851,6 +920,52 @@ pub fn generate(options: &SynthOptions, mut progress: impl FnMut(u64)) -> Result
     progress(done);
     generator.summary.persons = done;
     generator.finish(&options.out)
+}
+
+/// Compares an answer with the expectation; the error says what differs. Used by
+/// `onshi demo --check` and the end-to-end tests.
+pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectation) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if answer.validity.code != expect.validity {
+        problems.push(format!("validity {} (expected {})", answer.validity.code, expect.validity));
+    }
+    let notice = answer.notice.as_ref().map(|n| n.code.as_str());
+    if let Some(wanted) = &expect.notice {
+        if notice != Some(wanted.as_str()) {
+            problems.push(format!("notice {notice:?} (expected {wanted})"));
+        }
+    }
+    let coverage = answer.coverage.as_ref();
+    if let Some(wanted) = expect.copay_ratio_percent {
+        let got = coverage.and_then(|c| c.copay_ratio_percent);
+        if got != Some(wanted) {
+            problems.push(format!("copay {got:?} (expected {wanted})"));
+        }
+    }
+    // The limit category is checked exactly on valid answers: shown only with consent.
+    if expect.validity == "1" {
+        let got = coverage.and_then(|c| c.limit.as_ref()).map(|l| l.category.code.clone());
+        if got != expect.limit_category {
+            problems.push(format!("limit {got:?} (expected {:?})", expect.limit_category));
+        }
+    }
+    if let Some(wanted) = &expect.newer_insurer_number {
+        let got = answer.newer_coverage.as_ref().map(|c| c.insurer_number.as_str());
+        if got != Some(wanted.as_str()) {
+            problems.push(format!("newer coverage {got:?} (expected {wanted})"));
+        }
+    }
+    for kind in &expect.pending_includes {
+        if !answer.pending.iter().any(|p| &p.kind == kind) {
+            problems.push(format!("pending lacks {kind}"));
+        }
+    }
+    if let Some(wanted) = &expect.public_payer {
+        if !coverage.is_some_and(|c| c.public_expense.iter().any(|p| &p.payer_number == wanted)) {
+            problems.push(format!("public expense lacks {wanted}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 /// Reads the ground truth written by [`generate`].

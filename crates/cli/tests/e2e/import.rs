@@ -3,8 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 use onshi_store::Register;
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 
 use crate::common::{event_files, onshi, run_ok};
 

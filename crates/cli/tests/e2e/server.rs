@@ -4,7 +4,7 @@
 use onshi_api::client::ClientError;
 use onshi_api::verify::{BatchVerifyRequest, VerifyNumberRequest};
 
-use crate::common::{onshi, run_ok, Fixture, Server, CLINIC, OTHER_CLINIC};
+use crate::common::{CLINIC, Fixture, OTHER_CLINIC, Server, onshi, run_ok};
 
 fn clinic() -> String {
     format!("institutions/{CLINIC}")
@@ -27,7 +27,7 @@ async fn the_center_answers_and_refuses_as_specified() {
     let mut seen = std::collections::BTreeSet::new();
     for case in &truth {
         let answer = client.verify_number(&case.request).await.unwrap_or_else(|e| panic!("{}: {e}", case.case));
-        onshi_cli_compare(&answer, &case.expect).unwrap_or_else(|why| panic!("{} ({}): {why}", case.case, case.category));
+        onshi_synth::check_answer(&answer, &case.expect).unwrap_or_else(|why| panic!("{} ({}): {why}", case.case, case.category));
         seen.insert(answer.validity.code.clone());
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2", "3", "4", "5"], "every result code occurs");
@@ -45,7 +45,12 @@ async fn the_center_answers_and_refuses_as_specified() {
 
     // Batch: answers in order, a bad entry answered with its own error, limits enforced.
     let mut entries: Vec<VerifyNumberRequest> = truth.iter().take(50).map(|c| c.request.clone()).collect();
-    entries.push(VerifyNumberRequest { insurer_number: "06130487".into(), number: "1".into(), birth_date: "19800101".into(), ..Default::default() });
+    entries.push(VerifyNumberRequest {
+        insurer_number: "06130487".into(),
+        number: "1".into(),
+        birth_date: "19800101".into(),
+        ..Default::default()
+    });
     let response = client.verify_batch(&BatchVerifyRequest { institution_code: None, entries: entries.clone() }).await.unwrap();
     assert_eq!(response.results.len(), 51);
     for (result, case) in response.results.iter().take(50).zip(&truth) {
@@ -59,10 +64,14 @@ async fn the_center_answers_and_refuses_as_specified() {
     }
     let mut foreign_entry = entries[0].clone();
     foreign_entry.institution_code = Some(OTHER_CLINIC.into());
-    let mixed = client.verify_batch(&BatchVerifyRequest { institution_code: None, entries: vec![entries[0].clone(), foreign_entry] }).await.unwrap();
+    let mixed = client
+        .verify_batch(&BatchVerifyRequest { institution_code: None, entries: vec![entries[0].clone(), foreign_entry] })
+        .await
+        .unwrap();
     assert!(mixed.results[0].answer.is_some());
     assert_eq!(mixed.results[1].error.as_ref().map(|e| e.code.as_str()), Some("INSTITUTION_MISMATCH"));
-    match client.verify_batch(&BatchVerifyRequest { institution_code: Some(OTHER_CLINIC.into()), entries: vec![entries[0].clone()] }).await {
+    match client.verify_batch(&BatchVerifyRequest { institution_code: Some(OTHER_CLINIC.into()), entries: vec![entries[0].clone()] }).await
+    {
         Err(ClientError::Refused { status: 403, body }) => assert_eq!(body.error.code, "INSTITUTION_MISMATCH"),
         other => panic!("batch naming another institution: {other:?}"),
     }
@@ -88,7 +97,10 @@ async fn the_center_answers_and_refuses_as_specified() {
         &fixture.pki().join("ca.pem"),
         Some((stranger.path().join(format!("institutions/{CLINIC}.pem")), stranger.path().join(format!("institutions/{CLINIC}.key")))),
     );
-    assert!(matches!(forged.verify_number(&truth[0].request).await, Err(ClientError::Transport { .. })), "a foreign CA's certificate must fail TLS");
+    assert!(
+        matches!(forged.verify_number(&truth[0].request).await, Err(ClientError::Transport { .. })),
+        "a foreign CA's certificate must fail TLS"
+    );
 
     // The institution comes from the certificate: a body naming another institution is refused,
     // and another institution's certificate works as itself.
@@ -107,11 +119,21 @@ async fn the_center_answers_and_refuses_as_specified() {
         ("not UTF-8", b"\xff\xfe{}", 400, "MALFORMED_REQUEST"),
         ("array", b"[]", 400, "MALFORMED_REQUEST"),
         ("missing birth date", br#"{"insurer_number":"06130488","number":"1"}"#, 400, "MALFORMED_REQUEST"),
-        ("My Number field", br#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","my_number":"123456789012"}"#, 400, "MALFORMED_REQUEST"),
+        (
+            "My Number field",
+            br#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","my_number":"123456789012"}"#,
+            400,
+            "MALFORMED_REQUEST",
+        ),
         ("check digit", br#"{"insurer_number":"06130480","number":"1","birth_date":"19800101"}"#, 400, "INVALID_INSURER_NUMBER"),
         ("prefecture", br#"{"insurer_number":"06990001","number":"1","birth_date":"19800101"}"#, 400, "INVALID_INSURER_NUMBER"),
         ("birth date", br#"{"insurer_number":"06130488","number":"1","birth_date":"1980-01-01"}"#, 400, "INVALID_BIRTH_DATE"),
-        ("date of care", br#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","date_of_care":"20261332"}"#, 400, "INVALID_DATE_OF_CARE"),
+        (
+            "date of care",
+            br#"{"insurer_number":"06130488","number":"1","birth_date":"19800101","date_of_care":"20261332"}"#,
+            400,
+            "INVALID_DATE_OF_CARE",
+        ),
         ("branch", br#"{"insurer_number":"06130488","number":"1","branch":"1a","birth_date":"19800101"}"#, 400, "INVALID_BRANCH"),
         ("empty number", br#"{"insurer_number":"06130488","number":"  ","birth_date":"19800101"}"#, 400, "INVALID_NUMBER"),
     ];
@@ -136,41 +158,6 @@ async fn the_center_answers_and_refuses_as_specified() {
     let (_, metrics) = anonymous.get_raw("/metrics").await.unwrap();
     assert!(metrics.contains("onshi_verify_answers_total{validity=\"5\"}"), "{metrics}");
     assert!(metrics.contains("onshi_errors_total{code=\"INSTITUTION_MISMATCH\"} 3"), "{metrics}");
-}
-
-/// The same comparison `onshi demo --check` makes.
-fn onshi_cli_compare(answer: &onshi_api::verify::VerifyAnswer, expect: &onshi_synth::Expectation) -> Result<(), String> {
-    let mut problems = Vec::new();
-    if answer.validity.code != expect.validity {
-        problems.push(format!("validity {} (expected {})", answer.validity.code, expect.validity));
-    }
-    if let Some(notice) = &expect.notice {
-        if answer.notice.as_ref().map(|n| &n.code) != Some(notice) {
-            problems.push(format!("notice {:?} (expected {notice})", answer.notice));
-        }
-    }
-    if let Some(copay) = expect.copay_ratio_percent {
-        if answer.coverage.as_ref().and_then(|c| c.copay_ratio_percent) != Some(copay) {
-            problems.push(format!("copay (expected {copay})"));
-        }
-    }
-    if expect.validity == "1" {
-        let limit = answer.coverage.as_ref().and_then(|c| c.limit.as_ref()).map(|l| l.category.code.clone());
-        if limit != expect.limit_category {
-            problems.push(format!("limit {limit:?} (expected {:?})", expect.limit_category));
-        }
-    }
-    if let Some(newer) = &expect.newer_insurer_number {
-        if answer.newer_coverage.as_ref().map(|c| &c.insurer_number) != Some(newer) {
-            problems.push(format!("newer coverage (expected {newer})"));
-        }
-    }
-    for kind in &expect.pending_includes {
-        if !answer.pending.iter().any(|p| &p.kind == kind) {
-            problems.push(format!("pending lacks {kind}"));
-        }
-    }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,7 +190,16 @@ async fn an_insurer_uploads_only_its_own_members() {
     assert!(report.rejected[0].reason.contains("only write its own"), "{:?}", report.rejected[0]);
 
     // Uploaded coverage answers at once; the same upload again changes nothing.
-    let request = VerifyNumberRequest { institution_code: None, insurer_number: own.clone(), symbol: Some("77".into()), number: "990001".into(), branch: Some("00".into()), birth_date: "19850505".into(), date_of_care: Some("20261125".into()), limit_consent: false };
+    let request = VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: own.clone(),
+        symbol: Some("77".into()),
+        number: "990001".into(),
+        branch: Some("00".into()),
+        birth_date: "19850505".into(),
+        date_of_care: Some("20261125".into()),
+        limit_consent: false,
+    };
     assert_eq!(clinic.verify_number(&request).await.unwrap().validity.code, "1");
     let again = insurer.upload_events(body).await.unwrap();
     assert_eq!((again.applied, again.already_applied), (0, 1));
@@ -234,27 +230,27 @@ fn verify_number_prints_japanese_and_json() {
     let server = Server::start(&fixture);
     let case = fixture.truth().into_iter().find(|c| c.category == "job_change_old_card").expect("a job change");
     let (cert, key) = fixture.identity(&clinic());
-    let verify = |json: bool| {
+    let command = |args: &[&str]| {
         let mut command = onshi();
+        command.args(["verify", "number", "--center", &server.url(), "--ca"]).arg(fixture.pki().join("ca.pem"));
+        command.arg("--cert").arg(&cert).arg("--key").arg(&key).args(args);
         command
-            .args(["verify", "number", "--center", &server.url(), "--ca"])
-            .arg(fixture.pki().join("ca.pem"))
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key)
-            .args(["--insurer", &case.request.insurer_number, "--number", &case.request.number, "--birth", &case.request.birth_date]);
-        if let Some(symbol) = &case.request.symbol {
-            command.args(["--symbol", symbol]);
-        }
-        if let Some(branch) = &case.request.branch {
-            command.args(["--branch", branch]);
-        }
-        command.args(["--date", case.request.date_of_care.as_deref().unwrap()]);
+    };
+    let r = &case.request;
+    let mut args = vec!["--insurer", &r.insurer_number, "--number", &r.number, "--birth", &r.birth_date];
+    args.extend(["--date", r.date_of_care.as_deref().unwrap()]);
+    if let Some(symbol) = &r.symbol {
+        args.extend(["--symbol", symbol]);
+    }
+    if let Some(branch) = &r.branch {
+        args.extend(["--branch", branch]);
+    }
+    let verify = |json: bool| {
+        let mut args = args.clone();
         if json {
-            command.arg("--json");
+            args.push("--json");
         }
-        String::from_utf8(run_ok(&mut command).stdout).unwrap()
+        String::from_utf8(run_ok(&mut command(&args)).stdout).unwrap()
     };
     let text = verify(false);
     assert!(text.contains("資格有効性: 3 無効（新しい資格あり）"), "{text}");
@@ -264,16 +260,7 @@ fn verify_number_prints_japanese_and_json() {
     assert_eq!(answer.validity.code, "3");
 
     // A refusal prints the code and the Japanese action, and exits 2.
-    let output = onshi()
-        .args(["verify", "number", "--center", &server.url(), "--ca"])
-        .arg(fixture.pki().join("ca.pem"))
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .args(["--insurer", "06130480", "--number", "1", "--birth", "19800101"])
-        .output()
-        .unwrap();
+    let output = command(&["--insurer", "06130480", "--number", "1", "--birth", "19800101"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("INVALID_INSURER_NUMBER") && text.contains("保険者番号"), "{text}");
