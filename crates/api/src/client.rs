@@ -15,7 +15,7 @@ pub enum ClientError {
     Transport { url: String, source: reqwest::Error },
     /// The center answered with an error it explains.
     #[error("the center refused the request ({status}): {} — {}", .body.error.code, .body.error.detail)]
-    Refused { status: u16, body: ErrorBody },
+    Refused { status: u16, body: Box<ErrorBody> },
     /// The center answered something this client does not understand.
     #[error("unexpected answer from the center ({status}): {text}")]
     Unexpected { status: u16, text: String },
@@ -72,7 +72,7 @@ impl CenterClient {
             return serde_json::from_str(&text).map_err(|_| ClientError::Unexpected { status, text });
         }
         match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => Err(ClientError::Refused { status, body }),
+            Ok(body) => Err(ClientError::Refused { status, body: Box::new(body) }),
             Err(_) => Err(ClientError::Unexpected { status, text }),
         }
     }

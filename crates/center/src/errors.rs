@@ -9,19 +9,20 @@ use onshi_domain::{Date, FieldError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CenterError {
     pub status: u16,
-    pub body: ApiError,
+    /// Boxed: errors travel in every `Result` of the hot path, which should stay small.
+    pub body: Box<ApiError>,
 }
 
 fn error(status: u16, code: &str, field: Option<&str>, detail: String, reception_ja: &str, operator_en: &str) -> CenterError {
     CenterError {
         status,
-        body: ApiError {
+        body: Box::new(ApiError {
             code: code.to_string(),
             field: field.map(str::to_string),
             detail,
             reception_ja: reception_ja.to_string(),
             operator_en: operator_en.to_string(),
-        },
+        }),
     }
 }
 

@@ -27,10 +27,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn answer(&self, validity_code: &str) {
-        if let Ok(index) = validity_code.parse::<usize>() {
-            if let Some(counter) = self.answers_by_validity.get(index) {
-                counter.fetch_add(1, Relaxed);
-            }
+        if let Ok(index) = validity_code.parse::<usize>()
+            && let Some(counter) = self.answers_by_validity.get(index)
+        {
+            counter.fetch_add(1, Relaxed);
         }
     }
 

@@ -73,7 +73,7 @@ enum Peer {
 impl IntoResponse for CenterError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody { error: self.body })).into_response()
+        (status, Json(ErrorBody { error: *self.body })).into_response()
     }
 }
 
@@ -152,7 +152,7 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
                         }
                         Err(error) => {
                             worker.metrics.error(&error.body.code);
-                            BatchResult { answer: None, error: Some(error.body) }
+                            BatchResult { answer: None, error: Some(*error.body) }
                         }
                     }
                 })

@@ -164,28 +164,23 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[Cove
             ),
         });
     }
-    if span(record).covers(on) {
-        if let Some(row) = terms_on(rows, on) {
-            let birth = record.holder.birth_date;
-            let late = record.insurer.kind() == InsurerKind::LateElderly;
-            let now = copay_ratio_percent(birth, on, row.terms.income, late);
-            let boundaries = [copay::school_entry(birth), copay::seventy_rule_start(birth), copay::late_elderly_start(birth)];
-            for boundary in boundaries.into_iter().filter(|b| *b > on && b.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS) {
-                let then = copay_ratio_percent(birth, boundary, row.terms.income, late);
-                if let (Some(now), Some(then)) = (now, then) {
-                    if now != then {
-                        pending.push(Pending {
-                            kind: "copay_change".into(),
-                            effective_on: boundary.to_string(),
-                            description_ja: format!(
-                                "{}から年齢により負担割合が{}割から{}割に変わります。",
-                                date_ja(boundary),
-                                now / 10,
-                                then / 10
-                            ),
-                        });
-                    }
-                }
+    if span(record).covers(on)
+        && let Some(row) = terms_on(rows, on)
+    {
+        let birth = record.holder.birth_date;
+        let late = record.insurer.kind() == InsurerKind::LateElderly;
+        let now = copay_ratio_percent(birth, on, row.terms.income, late);
+        let boundaries = [copay::school_entry(birth), copay::seventy_rule_start(birth), copay::late_elderly_start(birth)];
+        for boundary in boundaries.into_iter().filter(|b| *b > on && b.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS) {
+            let then = copay_ratio_percent(birth, boundary, row.terms.income, late);
+            if let (Some(now), Some(then)) = (now, then)
+                && now != then
+            {
+                pending.push(Pending {
+                    kind: "copay_change".into(),
+                    effective_on: boundary.to_string(),
+                    description_ja: format!("{}から年齢により負担割合が{}割から{}割に変わります。", date_ja(boundary), now / 10, then / 10),
+                });
             }
         }
     }
@@ -210,10 +205,10 @@ pub struct LagCache {
 impl LagCache {
     fn get(&self, register: &dyn Register, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, CenterError> {
         let fresh = |at: &std::time::Instant| at.elapsed().as_secs() < LAG_CACHE_SECONDS;
-        if let Some((at, lag)) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(insurer) {
-            if fresh(at) {
-                return Ok(*lag);
-            }
+        if let Some((at, lag)) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(insurer)
+            && fresh(at)
+        {
+            return Ok(*lag);
         }
         let lag = register.insurer_lag(insurer).map_err(store_error)?;
         self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(insurer.clone(), (std::time::Instant::now(), lag));

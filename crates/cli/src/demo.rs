@@ -83,13 +83,14 @@ impl DemoPaths {
 
 fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
     let wanted_today = default_today().to_string();
-    if let Ok(text) = std::fs::read_to_string(paths.manifest()) {
-        if let Ok(manifest) = serde_json::from_str::<DemoManifest>(&text) {
-            if manifest.persons == args.persons && manifest.seed == args.seed && manifest.today == wanted_today {
-                eprintln!("demo: reusing {}", paths.root.display());
-                return Ok(manifest);
-            }
-        }
+    if let Ok(text) = std::fs::read_to_string(paths.manifest())
+        && let Ok(manifest) = serde_json::from_str::<DemoManifest>(&text)
+        && manifest.persons == args.persons
+        && manifest.seed == args.seed
+        && manifest.today == wanted_today
+    {
+        eprintln!("demo: reusing {}", paths.root.display());
+        return Ok(manifest);
     }
     eprintln!("demo: setting up {} ({} persons)", paths.root.display(), args.persons);
     for stale in [paths.synth(), paths.pki()] {

@@ -148,7 +148,7 @@ mod tests {
         let both = [old.clone(), new.clone()];
         assert_eq!(judge(&old, &both, d("20261031")), Judgement::Valid);
         assert_eq!(judge(&old, &both, d("20261101")), Judgement::LostNewerExists { lost_on: d("20261101"), newer_coverage_id: 2 });
-        assert_eq!(judge(&old, &[old.clone()], d("20261101")), Judgement::Lost { lost_on: d("20261101") });
+        assert_eq!(judge(&old, std::slice::from_ref(&old), d("20261101")), Judgement::Lost { lost_on: d("20261101") });
         assert_eq!(judge(&new, &both, d("20261031")), Judgement::NotYetAcquired { acquired_on: d("20261101") });
         assert_eq!(judge(&new, &both, d("20261031")).validity(), QualificationValidity::Invalid);
     }

@@ -458,6 +458,7 @@ impl Generator {
         self.emit(card.family, event)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn change_income(
         &mut self,
         card: &Card,
@@ -930,10 +931,10 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
         problems.push(format!("validity {} (expected {})", answer.validity.code, expect.validity));
     }
     let notice = answer.notice.as_ref().map(|n| n.code.as_str());
-    if let Some(wanted) = &expect.notice {
-        if notice != Some(wanted.as_str()) {
-            problems.push(format!("notice {notice:?} (expected {wanted})"));
-        }
+    if let Some(wanted) = &expect.notice
+        && notice != Some(wanted.as_str())
+    {
+        problems.push(format!("notice {notice:?} (expected {wanted})"));
     }
     let coverage = answer.coverage.as_ref();
     if let Some(wanted) = expect.copay_ratio_percent {
@@ -960,10 +961,10 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
             problems.push(format!("pending lacks {kind}"));
         }
     }
-    if let Some(wanted) = &expect.public_payer {
-        if !coverage.is_some_and(|c| c.public_expense.iter().any(|p| &p.payer_number == wanted)) {
-            problems.push(format!("public expense lacks {wanted}"));
-        }
+    if let Some(wanted) = &expect.public_payer
+        && !coverage.is_some_and(|c| c.public_expense.iter().any(|p| &p.payer_number == wanted))
+    {
+        problems.push(format!("public expense lacks {wanted}"));
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
