@@ -230,3 +230,58 @@ pub fn import_jsonl(
     applier.report.rejected.sort_by_key(|r| r.line);
     Ok(applier.report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+    use proptest::prelude::*;
+
+    const GOOD: &str = r#"{"event_id":"g1","kind":"acquire","insurer_number":"06130488","person_ref":"r1","card":{"number":"1","branch":"00"},"occurred_on":"20240401","notified_at":"20240402090000","member":{"relationship":"1","card_classification":"01","name":"試験","name_kana":"ｼｹﾝ","sex":"1","birth_date":"19800101"},"terms":{"income_class":"general"}}"#;
+
+    fn options() -> ImportOptions {
+        ImportOptions { batch_events: 3, only_insurer: None, registered_at: onshi_domain::Timestamp::from_jst_seconds(0) }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the bytes, the import neither panics nor loses count: every non-blank line
+        /// is applied or refused, and the good line among the garbage is applied.
+        #[test]
+        fn garbage_never_panics_and_good_lines_apply(garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20), mutated in "[ -~]{0,60}") {
+            let dir = tempfile::tempdir().unwrap();
+            let register = SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap();
+            let mut input = Vec::new();
+            for line in &garbage {
+                input.extend(line.iter().filter(|b| **b != b'\n'));
+                input.push(b'\n');
+            }
+            input.extend_from_slice(GOOD.as_bytes());
+            input.push(b'\n');
+            // A valid event with a value replaced by arbitrary text.
+            input.extend_from_slice(GOOD.replace("g1", "g2").replace("\"1\",\"branch\"", &format!("{:?},\"branch\"", mutated)).as_bytes());
+            let report = import_jsonl(&register, &input[..], &options(), |_| {}).unwrap();
+            prop_assert_eq!(report.applied + report.already_applied + report.rejected_total, report.lines);
+            prop_assert!(report.applied >= 1, "{:?}", report);
+            prop_assert!(report.rejected.windows(2).all(|w| w[0].line <= w[1].line));
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_and_progress_is_reported_per_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap();
+        let lines: Vec<String> = (0..10)
+            .map(|i| {
+                GOOD.replace("g1", &format!("g{i}"))
+                    .replace("\"r1\"", &format!("\"r{i}\""))
+                    .replace("\"number\":\"1\"", &format!("\"number\":\"{i}\""))
+            })
+            .collect();
+        let mut seen = Vec::new();
+        let report = import_jsonl(&register, lines.join("\n").as_bytes(), &options(), |p| seen.push(p.applied)).unwrap();
+        assert_eq!(report.applied, 10);
+        assert_eq!(seen, [3, 6, 9, 10], "one progress report per committed batch of 3");
+    }
+}

@@ -387,6 +387,17 @@ mod tests {
         assert_eq!(before.notice.unwrap().code, "COVERAGE_NOT_YET_STARTED");
     }
 
+    proptest::proptest! {
+        /// Any text in any field gives an answer or a field error, never a panic.
+        #[test]
+        fn any_request_text_is_answered_or_refused(insurer in "\\PC{0,12}", symbol in "\\PC{0,25}", number in "\\PC{0,25}", branch in "\\PC{0,3}", birth in "\\PC{0,10}") {
+            let request = VerifyNumberRequest { insurer_number: insurer, symbol: Some(symbol), number, branch: Some(branch), birth_date: birth, ..Default::default() };
+            if let Err(error) = parse_request(&request, d("20261125")) {
+                proptest::prop_assert!(error.status == 400 && error.body.field.is_some() && !error.body.reception_ja.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn institution_codes_must_match_the_certificate() {
         let certified = InstitutionCode::parse("3410712362").unwrap();
