@@ -532,6 +532,23 @@ fn insert_terms(
     Ok(())
 }
 
+/// (person, acquired, lost) of the coverages with the event's numbers and branch: all an
+/// acquisition needs to check, without decoding whole rows.
+fn same_card_spans(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Vec<(i64, i64, Option<i64>)>, StoreError> {
+    let mut statement = tx
+        .prepare_cached(
+            "SELECT person_id, acquired_on, lost_on FROM coverages
+             WHERE insurer_number = ?1 AND card_number = ?2 AND card_symbol = ?3 AND card_branch = ?4",
+        )
+        .map_err(sqlite("preparing the card check"))?;
+    let rows = statement
+        .query_map(params![event.insurer.as_str(), event.number.as_str(), event.symbol.as_str(), event.branch.value()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .map_err(sqlite("checking the card numbers"))?;
+    rows.collect::<Result<_, _>>().map_err(sqlite("reading the card check"))
+}
+
 fn acquire(
     tx: &Transaction<'_>,
     event: &CoverageEvent,
@@ -541,15 +558,16 @@ fn acquire(
     registered: i64,
 ) -> Result<Result<i64, ApplyOutcome>, StoreError> {
     let person = person_id(tx, &event.person_ref)?;
-    for existing in same_card(tx, event)? {
-        let still_live = existing.lost_on.is_none_or(|lost| lost > event.occurred_on);
-        if existing.person_id != person && still_live {
+    let occurred = day(event.occurred_on);
+    for (holder_id, acquired_on, lost_on) in same_card_spans(tx, event)? {
+        let still_live = lost_on.is_none_or(|lost| lost > occurred);
+        if holder_id != person && still_live {
             return rejected(
                 "card",
                 "these card numbers and branch belong to another person's coverage that has not been lost; send the loss first or correct the numbers",
             );
         }
-        if existing.person_id == person && existing.acquired_on == event.occurred_on {
+        if holder_id == person && acquired_on == occurred {
             return rejected("occurred_on", "this person already holds this coverage from this date; send a change event instead");
         }
     }
