@@ -201,6 +201,12 @@ fn describe_json_error(error: &serde_json::Error) -> (String, String) {
     if let Some(field) = quoted("unknown field `") {
         return (field, "is not a field of an insurer event (check the spelling; a My Number is never accepted)".into());
     }
+    // serde quotes the offending value ("invalid type: string \"19800101\", expected …"); it
+    // may be a birth date or a name, so only what was expected is reported.
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        let expected = message.split_once(", expected ").map_or("another value", |(_, rest)| rest);
+        return ("line".into(), format!("is not a valid event: a field has a value of the wrong type; expected {expected}"));
+    }
     ("line".into(), format!("is not a valid event: {message}"))
 }
 
@@ -266,6 +272,17 @@ mod tests {
             prop_assert!(report.applied >= 1, "{:?}", report);
             prop_assert!(report.rejected.windows(2).all(|w| w[0].line <= w[1].line));
         }
+    }
+
+    #[test]
+    fn json_errors_name_the_field_without_echoing_values() {
+        let error = |text: &str| describe_json_error(&serde_json::from_str::<InsurerEvent>(text).unwrap_err());
+        assert_eq!(error(r#"{"event_id":"x"}"#).0, "kind");
+        let (field, reason) = error(&GOOD.replace(r#""birth_date":"19800101""#, r#""birth_date":19800101"#));
+        assert_eq!(field, "line");
+        assert!(reason.contains("expected a string") && !reason.contains("19800101"), "{reason}");
+        let (field, _) = error(&GOOD.replace(r#""terms""#, r#""my_number":"123456789012","terms""#));
+        assert_eq!(field, "my_number");
     }
 
     #[test]

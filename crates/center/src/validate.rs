@@ -18,7 +18,12 @@ pub struct Refusal {
 type Checked<T> = Result<T, Refusal>;
 
 fn at<T>(field: &str, result: Result<T, FieldError>) -> Checked<T> {
-    result.map_err(|e| Refusal { field: field.to_string(), reason: format!("the value {e}") })
+    result.map_err(|e| {
+        // Refusals end up in import reports and operators' logs: personal details (birth date,
+        // names) are described, never echoed.
+        let reason = if field.starts_with("member.") { format!("the value {}", e.reason) } else { format!("the value {e}") };
+        Refusal { field: field.to_string(), reason }
+    })
 }
 
 fn refuse<T>(field: &str, reason: &str) -> Checked<T> {
@@ -250,6 +255,12 @@ mod tests {
         let mut event = acquire();
         event.card.branch = String::new();
         assert_eq!(refused_field(&event), "card.branch");
+
+        let mut event = acquire();
+        event.member.as_mut().unwrap().birth_date = "19560230".into();
+        let refusal = coverage_event(&event).unwrap_err();
+        assert_eq!(refusal.field, "member.birth_date");
+        assert!(!refusal.reason.contains("19560230"), "a birth date is never echoed: {}", refusal.reason);
 
         let mut event = acquire();
         event.occurred_on = "19500101".into();
