@@ -148,7 +148,11 @@ fn opt_day(date: Option<Date>) -> Option<i64> {
 }
 
 fn to_date(value: i64) -> Result<Date, StoreError> {
-    Date::parse_yyyymmdd(&format!("{value:08}")).map_err(|_| StoreError::Corrupt(format!("date {value}")))
+    let (year, month, day) = (value / 10_000, value / 100 % 100, value % 100);
+    u16::try_from(year)
+        .ok()
+        .and_then(|year| Date::new(year, month as u8, day as u8))
+        .ok_or_else(|| StoreError::Corrupt(format!("date {value}")))
 }
 
 fn to_opt_date(value: Option<i64>) -> Result<Option<Date>, StoreError> {
