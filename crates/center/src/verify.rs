@@ -137,7 +137,7 @@ const COPAY_CHANGE_NOTICE_DAYS: i64 = 62;
 
 /// Changes that take effect after the date of care: a notified loss, dated terms, a newer
 /// coverage starting later, and a copay change by age coming soon.
-fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[CoverageRecord], on: Date) -> Vec<Pending> {
+fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&CoverageRecord], on: Date) -> Vec<Pending> {
     let mut pending = Vec::new();
     if let Some(lost) = record.lost_on.filter(|lost| *lost > on) {
         pending.push(Pending {
@@ -169,17 +169,22 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[Cove
     {
         let birth = record.holder.birth_date;
         let late = record.insurer.kind() == InsurerKind::LateElderly;
-        let now = copay_ratio_percent(birth, on, row.terms.income, late);
+        let ratio_on_date = copay_ratio_percent(birth, on, row.terms.income, late);
         let boundaries = [copay::school_entry(birth), copay::seventy_rule_start(birth), copay::late_elderly_start(birth)];
         for boundary in boundaries.into_iter().filter(|b| *b > on && b.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS) {
-            let then = copay_ratio_percent(birth, boundary, row.terms.income, late);
-            if let (Some(now), Some(then)) = (now, then)
-                && now != then
+            let ratio_then = copay_ratio_percent(birth, boundary, row.terms.income, late);
+            if let (Some(before), Some(after)) = (ratio_on_date, ratio_then)
+                && before != after
             {
                 pending.push(Pending {
                     kind: "copay_change".into(),
                     effective_on: boundary.to_string(),
-                    description_ja: format!("{}から年齢により負担割合が{}割から{}割に変わります。", date_ja(boundary), now / 10, then / 10),
+                    description_ja: format!(
+                        "{}から年齢により負担割合が{}割から{}割に変わります。",
+                        date_ja(boundary),
+                        before / 10,
+                        after / 10
+                    ),
                 });
             }
         }
@@ -261,9 +266,8 @@ pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQue
     };
     let found = *candidates.iter().find(|v| v.coverage.coverage_id == chosen).expect("chosen from these candidates");
     let record = &found.coverage;
-    let person: Vec<CoverageRecord> =
-        view.iter().filter(|v| v.coverage.person_id == record.person_id).map(|v| v.coverage.clone()).collect();
-    let person_spans: Vec<CoverageSpan> = person.iter().map(span).collect();
+    let person: Vec<&CoverageRecord> = view.iter().filter(|v| v.coverage.person_id == record.person_id).map(|v| &v.coverage).collect();
+    let person_spans: Vec<CoverageSpan> = person.iter().map(|c| span(c)).collect();
     let judgement = judge(&span(record), &person_spans, on);
     answer.validity = validity(judgement.validity());
     answer.coverage = coverage_on(record, &found.terms, on, query.limit_consent);

@@ -15,7 +15,6 @@ use onshi_api::BATCH_ENTRIES_MAX;
 use onshi_api::client::{CenterClient, ClientConfig};
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_api::verify::VerifyNumberRequest;
-use onshi_domain::ids::InstitutionCode;
 use onshi_pki::CenterCa;
 use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 use onshi_synth::SynthOptions;
@@ -284,7 +283,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         import_rate = Some((totals.applied as f64 / totals.seconds, totals.applied, totals.seconds));
     }
     let pki = args.dir.join("pki");
-    let institution = InstitutionCode::with_check_digit("131123456").expect("valid body");
+    let institution = crate::demo::demo_institution();
     if !pki.join("ca.pem").exists() {
         let ca = CenterCa::create(&pki, "onshi bench CA")?;
         ca.issue_server(&["127.0.0.1".to_string()])?;

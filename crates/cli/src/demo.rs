@@ -51,7 +51,7 @@ struct DemoManifest {
 }
 
 /// The demo clinic: 東京都 (13), 医科 (1), 郡市区 12, number 3456, with its check digit.
-fn demo_institution() -> InstitutionCode {
+pub(crate) fn demo_institution() -> InstitutionCode {
     InstitutionCode::with_check_digit("131123456").expect("valid body")
 }
 

@@ -41,10 +41,7 @@ pub enum VerifyCommand {
 }
 
 fn date_ja(text: &str) -> String {
-    match Date::parse_yyyymmdd(text) {
-        Ok(date) => format!("{}年{}月{}日", date.year(), date.month(), date.day()),
-        Err(_) => text.to_string(),
-    }
+    Date::parse_yyyymmdd(text).map_or_else(|_| text.to_string(), onshi_center::errors::date_ja)
 }
 
 fn time_ja(text: &str) -> String {

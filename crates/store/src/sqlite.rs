@@ -667,18 +667,13 @@ fn lose(
     reason: ReasonOfLoss,
     registered: i64,
 ) -> Result<Result<i64, ApplyOutcome>, StoreError> {
-    let Some(person) = existing_person_id(tx, &event.person_ref)? else { return rejected("card", NO_SUCH_COVERAGE) };
     // A loss may be dated on the acquisition day itself (a coverage that never took effect).
-    let target = same_card(tx, event)?
-        .into_iter()
-        .filter(|c| c.person_id == person && c.acquired_on <= event.occurred_on)
-        .max_by_key(|c| c.acquired_on);
-    let Some(coverage) = target else { return rejected("card", NO_SUCH_COVERAGE) };
+    let Some(coverage) = target_coverage(tx, event)? else { return rejected("card", NO_SUCH_COVERAGE) };
     if let Some(lost) = coverage.lost_on {
         return rejected(
             "occurred_on",
             format!(
-                "the coverage is already lost from {lost}; send a change of the loss date as a new acquisition or correct it with the register operator"
+                "the coverage is already lost from {lost}; a second loss is refused (ask the register operator to correct a wrong loss date)"
             ),
         );
     }
