@@ -1,1 +1,421 @@
+//! From a claim and the center's answers for its days of care to a verdict: will the claim be
+//! paid, come back (返戻), be re-routed to the newer coverage (振替), or is it too early to tell
+//! because the insurer may not have registered yet.
+//!
+//! A claim is asked about on its first and its last day of care (a coverage is one interval of
+//! days, so the ends decide the whole span). When a recorded 枝番 finds nothing, the caller asks
+//! once more without it to tell a wrong 枝番 from a missing coverage.
 
+use onshi_api::verify::{ApiError, Coverage, VerifyAnswer, VerifyNumberRequest};
+use onshi_domain::Date;
+use onshi_domain::ids::{InsurerKind, InsurerNumber};
+
+use crate::uke::{Claim, Institution};
+
+/// The verdict, from best to worst for the clinic's cash flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// The register confirms the claim's coverage on every day of care.
+    Ok,
+    /// Nothing to ask the register: a 公費-only claim.
+    NotChecked,
+    /// The coverage had ended and the person holds a newer one: bill that one (振替).
+    Reroute,
+    /// No answer yet: the insurer may still be registering the coverage.
+    Pending,
+    /// The claim will come back as it stands.
+    Bounce,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [Class::Ok, Class::NotChecked, Class::Reroute, Class::Pending, Class::Bounce];
+
+    /// What reception reads.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Class::Ok => "問題なし",
+            Class::NotChecked => "確認対象外",
+            Class::Reroute => "振替（新しい資格で請求）",
+            Class::Pending => "確認待ち",
+            Class::Bounce => "返戻のおそれ",
+        }
+    }
+
+    /// A stable word for files and scripts.
+    pub fn code(self) -> &'static str {
+        match self {
+            Class::Ok => "ok",
+            Class::NotChecked => "not_checked",
+            Class::Reroute => "reroute",
+            Class::Pending => "pending",
+            Class::Bounce => "bounce",
+        }
+    }
+}
+
+/// One reason behind a verdict, with what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub class: Class,
+    /// Stable code (`COVERAGE_LOST`, `BRANCH_MISSING`, …).
+    pub code: &'static str,
+    /// What is wrong, in plain Japanese.
+    pub detail_ja: String,
+    /// What to do, in plain Japanese.
+    pub action_ja: String,
+}
+
+/// A correction with exactly one right answer, which `--fix` may write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// Record the register's 枝番 in the claim's SN record.
+    AddBranch { branch: String },
+    /// Bill the newer coverage of the same person: HO numbers and the SN 枝番.
+    Reroute { coverage: Coverage },
+}
+
+/// The verdict on one claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessment {
+    pub class: Class,
+    pub findings: Vec<Finding>,
+    pub fix: Option<Fix>,
+    /// The coverage the register found for the claim's numbers, if any.
+    pub coverage: Option<Coverage>,
+    /// The newer coverage to bill instead (振替), if any.
+    pub newer: Option<Coverage>,
+}
+
+/// The center's answer to one request: an answer, or its refusal of the entry.
+pub type Reply = Result<VerifyAnswer, ApiError>;
+
+/// What the center answered for a claim.
+#[derive(Clone, Debug, Default)]
+pub struct Replies {
+    /// For the first and, when it differs, the last day of care.
+    pub with_numbers: Vec<Reply>,
+    /// The same days asked without the recorded 枝番 (only when it found nothing).
+    pub without_branch: Vec<Reply>,
+}
+
+/// Default days an insurer may take to register a coverage (employer → insurer → register,
+/// DOMAIN.md §6) when its own measured lag is shorter or unknown.
+pub const REGISTRATION_WINDOW_DAYS: i64 = 10;
+
+/// The requests that check `claim`, or `None` when there is nothing the register can say.
+pub fn requests(claim: &Claim, without_branch: bool) -> Option<Vec<VerifyNumberRequest>> {
+    if !claim.unreadable.is_empty() {
+        return None;
+    }
+    let insurance = claim.insurance.as_ref()?;
+    let insurer = insurance.insurer.as_ref().ok()?;
+    let birth_date = claim.birth_date?;
+    let (first, last) = claim.care_span()?;
+    let branch = if without_branch { None } else { claim.branch().map(str::to_string) };
+    let request = |date: Date| VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: insurer.as_str().to_string(),
+        symbol: (!insurance.symbol.is_empty()).then(|| insurance.symbol.clone()),
+        number: insurance.number.clone(),
+        branch: branch.clone(),
+        birth_date: birth_date.yyyymmdd(),
+        date_of_care: Some(date.yyyymmdd()),
+        limit_consent: false,
+    };
+    let mut asked = vec![request(first)];
+    if last != first {
+        asked.push(request(last));
+    }
+    Some(asked)
+}
+
+/// Whether the recorded 枝番 found nothing, so that asking without it tells more.
+pub fn needs_retry_without_branch(claim: &Claim, replies: &[Reply]) -> bool {
+    claim.branch().is_some() && replies.iter().any(|r| matches!(state(r), State::NoSuch))
+}
+
+/// What one reply says, in the terms the verdict needs.
+#[derive(Clone, Copy, Debug)]
+enum State<'a> {
+    Valid(&'a Coverage),
+    NotYetStarted(&'a Coverage),
+    Lost(&'a Coverage),
+    Newer { old: &'a Coverage, newer: &'a Coverage },
+    NoSuch,
+    BirthDateMismatch,
+    Several,
+    Refused(&'a ApiError),
+}
+
+fn state(reply: &Reply) -> State<'_> {
+    let answer = match reply {
+        Ok(answer) => answer,
+        Err(error) => return State::Refused(error),
+    };
+    let notice = answer.notice.as_ref().map(|n| n.code.as_str());
+    match (answer.validity.code.as_str(), &answer.coverage, &answer.newer_coverage) {
+        ("1", Some(coverage), _) => State::Valid(coverage),
+        ("3", Some(old), Some(newer)) => State::Newer { old, newer },
+        ("2", Some(coverage), _) if notice == Some("COVERAGE_NOT_YET_STARTED") => State::NotYetStarted(coverage),
+        ("2" | "3", Some(coverage), _) => State::Lost(coverage),
+        ("5", _, _) => State::Several,
+        _ if notice == Some("BIRTH_DATE_MISMATCH") => State::BirthDateMismatch,
+        _ => State::NoSuch,
+    }
+}
+
+fn same_coverage(a: &Coverage, b: &Coverage) -> bool {
+    (a.insurer_number.as_str(), a.symbol.as_deref(), a.number.as_str(), a.branch.as_str())
+        == (b.insurer_number.as_str(), b.symbol.as_deref(), b.number.as_str(), b.branch.as_str())
+}
+
+fn date_ja(text: &str) -> String {
+    match Date::parse_yyyymmdd(text) {
+        Ok(date) => format!("{}年{}月{}日", date.year(), date.month(), date.day()),
+        Err(_) => text.to_string(),
+    }
+}
+
+fn finding(class: Class, code: &'static str, detail_ja: impl Into<String>, action_ja: impl Into<String>) -> Finding {
+    Finding { class, code, detail_ja: detail_ja.into(), action_ja: action_ja.into() }
+}
+
+/// The review body (審査支払機関) that pays for an insurer: 国保 and 後期高齢 claims go to the
+/// 国保連 (2), the others to the 支払基金 (1).
+pub fn review_body_of(insurer: &str) -> Option<&'static str> {
+    let number = InsurerNumber::parse(insurer).ok()?;
+    Some(match number.kind() {
+        InsurerKind::NationalHealthInsurance | InsurerKind::LateElderly => "2",
+        _ => "1",
+    })
+}
+
+/// Judges one claim. `today` decides whether a missing coverage may still be on its way.
+pub fn assess(claim: &Claim, institution: &Institution, replies: &Replies, today: Date) -> Assessment {
+    let mut assessment = Assessment { class: Class::Ok, findings: Vec::new(), fix: None, coverage: None, newer: None };
+    for problem in &claim.unreadable {
+        assessment.findings.push(finding(
+            Class::Bounce,
+            "UNREADABLE",
+            format!("レセプトの記録が読めません（{problem}）。"),
+            "レセコンで患者情報を確認し、請求データを作り直してください。",
+        ));
+    }
+    public_expense_findings(claim, &mut assessment.findings);
+    match &claim.insurance {
+        None => assessment.findings.push(finding(
+            Class::NotChecked,
+            "PUBLIC_ONLY",
+            "公費単独のレセプトです。医療保険の資格確認の対象外です。",
+            "公費の受給者証の有効期間を確認してください。",
+        )),
+        Some(insurance) => match &insurance.insurer {
+            Err(e) => assessment.findings.push(finding(
+                Class::Bounce,
+                "INSURER_NUMBER_IMPOSSIBLE",
+                format!("保険者番号「{}」はありえない番号です（{}）。", insurance.insurer_text.trim(), e.reason),
+                "保険証・資格確認書の保険者番号を確かめて、レセコンの登録を直してください。",
+            )),
+            Ok(_) if claim.unreadable.is_empty() => judge(claim, institution, replies, today, &mut assessment),
+            Ok(_) => {}
+        },
+    }
+    assessment.class = assessment.findings.iter().map(|f| f.class).max().unwrap_or(Class::Ok);
+    if assessment.findings.is_empty() {
+        assessment.findings.push(finding(Class::Ok, "OK", "診療日の資格が確認できました。", "このまま請求できます。"));
+    }
+    assessment
+}
+
+fn public_expense_findings(claim: &Claim, findings: &mut Vec<Finding>) {
+    for public in &claim.public_expenses {
+        if let Err(e) = &public.payer {
+            findings.push(finding(
+                Class::Bounce,
+                "PUBLIC_NUMBER_IMPOSSIBLE",
+                format!("公費負担者番号「{}」はありえない番号です（{}）。", public.payer_text, e.reason),
+                "受給者証の公費負担者番号を確かめて、レセコンの登録を直してください。",
+            ));
+        }
+        if let Some(Err(e)) = &public.recipient {
+            findings.push(finding(
+                Class::Bounce,
+                "PUBLIC_NUMBER_IMPOSSIBLE",
+                format!("公費受給者番号「{}」はありえない番号です（{}）。", public.recipient_text, e.reason),
+                "受給者証の受給者番号を確かめて、レセコンの登録を直してください。",
+            ));
+        }
+    }
+}
+
+fn judge(claim: &Claim, institution: &Institution, replies: &Replies, today: Date, out: &mut Assessment) {
+    let states: Vec<State> = replies.with_numbers.iter().map(state).collect();
+    let (Some(first), Some(last)) = (states.first().copied(), states.last().copied()) else {
+        out.findings.push(finding(
+            Class::Pending,
+            "NOT_ASKED",
+            "センターに照会できませんでした。",
+            "回線とセンターの状態を確かめて、もう一度点検してください。",
+        ));
+        return;
+    };
+    let findings = &mut out.findings;
+    match (first, last) {
+        (State::Refused(error), _) | (_, State::Refused(error)) => findings.push(finding(
+            Class::Bounce,
+            "CENTER_REFUSED",
+            format!("センターが照会を受け付けませんでした（{}）。", error.detail),
+            error.reception_ja.clone(),
+        )),
+        (State::Valid(coverage), State::Valid(_)) => {
+            out.coverage = Some(coverage.clone());
+            if claim.branch().is_none() {
+                findings.push(finding(
+                    Class::Bounce,
+                    "BRANCH_MISSING",
+                    format!("枝番が記録されていません（登録されている枝番は {}）。", coverage.branch),
+                    format!("資格確認レコード（SN）に枝番 {} を記録してください（--fix で自動修正できます）。", coverage.branch),
+                ));
+                out.fix = Some(Fix::AddBranch { branch: coverage.branch.clone() });
+            }
+        }
+        (State::Newer { old, newer }, State::Newer { newer: newer_last, .. }) if same_coverage(newer, newer_last) => {
+            out.coverage = Some(old.clone());
+            out.newer = Some(newer.clone());
+            let (fixable, why_not) = reroute_fixable(old, newer, institution);
+            findings.push(finding(
+                Class::Reroute,
+                "REROUTE",
+                format!(
+                    "{}に資格を喪失しています。診療日には新しい資格（保険者番号 {}、記号 {}、番号 {}、枝番 {}）があります。",
+                    date_ja(old.lost_on.as_deref().unwrap_or("")),
+                    newer.insurer_number,
+                    newer.symbol.as_deref().unwrap_or("-"),
+                    newer.number,
+                    newer.branch
+                ),
+                if fixable {
+                    "新しい資格の保険者に請求してください（--fix で自動修正できます）。".to_string()
+                } else {
+                    format!("新しい資格の保険者に請求してください。{why_not}ため自動修正はできません。レセコンで保険を変更してください。")
+                },
+            ));
+            if fixable {
+                out.fix = Some(Fix::Reroute { coverage: newer.clone() });
+            }
+        }
+        (State::Valid(coverage), State::Lost(_) | State::Newer { .. }) => {
+            out.coverage = Some(coverage.clone());
+            findings.push(finding(
+                Class::Bounce,
+                "CHANGED_MID_MONTH",
+                format!(
+                    "月の途中（{}）で資格を喪失していますが、その後の診療もこの資格で請求されています。",
+                    date_ja(coverage.lost_on.as_deref().unwrap_or(""))
+                ),
+                "喪失日の前と後で請求を分けてください（分割請求）。喪失後の分は新しい資格で請求します。",
+            ));
+        }
+        (State::NotYetStarted(coverage), State::Valid(_)) => {
+            out.coverage = Some(coverage.clone());
+            findings.push(finding(
+                Class::Bounce,
+                "CHANGED_MID_MONTH",
+                format!("資格は{}からですが、それより前の診療もこの資格で請求されています。", date_ja(&coverage.acquired_on)),
+                "取得日の前と後で請求を分けてください（分割請求）。取得前の分は前の資格で請求します。",
+            ));
+        }
+        (State::NotYetStarted(coverage), _) | (_, State::NotYetStarted(coverage)) => {
+            out.coverage = Some(coverage.clone());
+            findings.push(finding(
+                Class::Bounce,
+                "NOT_YET_STARTED",
+                format!("この資格は{}からで、診療日にはまだ有効ではありません。", date_ja(&coverage.acquired_on)),
+                "診療日に有効だった保険を患者さんに確かめて、レセコンの保険を直してください。",
+            ));
+        }
+        (State::Lost(coverage), _) | (_, State::Lost(coverage)) | (State::Newer { old: coverage, .. }, _) => {
+            out.coverage = Some(coverage.clone());
+            findings.push(finding(
+                Class::Bounce,
+                "COVERAGE_LOST",
+                format!("{}に資格を喪失しています。喪失後の診療です。", date_ja(coverage.lost_on.as_deref().unwrap_or(""))),
+                "新しい保険証・資格確認書を患者さんに確かめて、その保険で請求してください。",
+            ));
+        }
+        (State::BirthDateMismatch, _) | (_, State::BirthDateMismatch) => findings.push(finding(
+            Class::Bounce,
+            "BIRTH_DATE_MISMATCH",
+            "番号は登録されていますが、生年月日が一致しません。",
+            "患者さんの生年月日をレセコンの登録と照らして直してください。",
+        )),
+        (State::Several, _) | (_, State::Several) => findings.push(finding(
+            Class::Bounce,
+            "SEVERAL_MATCHES",
+            "同じ番号・生年月日の方が複数登録されています。枝番がないと誰の請求か決まりません。",
+            "保険証・資格確認書の枝番（2桁）を資格確認レコード（SN）に記録してください。",
+        )),
+        (State::NoSuch, _) | (_, State::NoSuch) => no_such_coverage(claim, replies, today, findings),
+    }
+}
+
+/// Whether rewriting HO and SN is all a 振替 needs. It is not when the claim type or the file
+/// would have to change too: another review body, a move into or out of 後期高齢, or 本人 ↔ 家族.
+fn reroute_fixable(old: &Coverage, newer: &Coverage, institution: &Institution) -> (bool, &'static str) {
+    if review_body_of(&newer.insurer_number) != Some(institution.review_body.as_str()) {
+        return (false, "新しい保険者の請求先（支払基金・国保連）がこのファイルと違う");
+    }
+    let late = |c: &Coverage| InsurerNumber::parse(&c.insurer_number).is_ok_and(|n| n.kind() == InsurerKind::LateElderly);
+    if late(old) != late(newer) {
+        return (false, "後期高齢者医療への移行でレセプト種別も変わる");
+    }
+    if old.relationship.code != newer.relationship.code {
+        return (false, "本人・家族の別が変わりレセプト種別も変わる");
+    }
+    (true, "")
+}
+
+fn no_such_coverage(claim: &Claim, replies: &Replies, today: Date, findings: &mut Vec<Finding>) {
+    let registered = replies.without_branch.first().and_then(|r| r.as_ref().ok()).and_then(|a| a.coverage.as_ref());
+    if let Some(coverage) = registered {
+        findings.push(finding(
+            Class::Bounce,
+            "BRANCH_WRONG",
+            format!("記録された枝番 {} の資格はありません（登録されている枝番は {}）。", claim.branch().unwrap_or(""), coverage.branch),
+            "保険証・資格確認書の枝番を確かめて、資格確認レコード（SN）の枝番を直してください。",
+        ));
+        return;
+    }
+    let last_day = claim.care_span().map(|(_, last)| last).unwrap_or(today);
+    let lag = replies.with_numbers.iter().find_map(|r| r.as_ref().ok()).and_then(|a| a.insurer_lag.as_ref());
+    let Some(lag) = lag else {
+        findings.push(finding(
+            Class::Pending,
+            "INSURER_NOT_REGISTERED",
+            "この保険者はまだ資格を1件も登録していないため、センターでは確認できません。",
+            "保険証・資格確認書で確認した内容のまま請求するか、保険者に資格を確かめてください。",
+        ));
+        return;
+    };
+    let window = REGISTRATION_WINDOW_DAYS.max(i64::from(lag.max_days));
+    let settled_on = last_day.add_days(window);
+    if today <= settled_on {
+        findings.push(finding(
+            Class::Pending,
+            "REGISTRATION_PENDING",
+            format!(
+                "この番号の資格はまだ登録されていません。この保険者の登録は最大{}日遅れるため、{}までは登録待ちの可能性があります。",
+                lag.max_days,
+                date_ja(&settled_on.yyyymmdd())
+            ),
+            format!("{}以降にもう一度点検してください。", date_ja(&settled_on.yyyymmdd())),
+        ));
+    } else {
+        findings.push(finding(
+            Class::Bounce,
+            "NO_SUCH_COVERAGE",
+            "この番号・生年月日の資格は登録されていません。",
+            "保険証・資格確認書の保険者番号・記号・番号・生年月日を確かめて、レセコンの登録を直してください。",
+        ));
+    }
+}
