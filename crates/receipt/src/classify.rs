@@ -419,3 +419,190 @@ fn no_such_coverage(claim: &Claim, replies: &Replies, today: Date, findings: &mu
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uke::{self, TextEncoding, UkeFile};
+    use onshi_api::verify::{CodeLabel, InsurerLag, Notice};
+
+    const TODAY: &str = "20211110";
+
+    /// A file with one claim per `(HO, SN-branch)`, all for 2021-10 with care on the 5th and 20th.
+    fn file(claims: &[(&str, Option<&str>)]) -> UkeFile {
+        let mut text = String::from("IR,1,13,1,1234569,,テスト医院,202111,00,0312345678\r\n");
+        for (n, (insurer, branch)) in claims.iter().enumerate() {
+            text.push_str(&format!("RE,{},1112,202110,テスト　太郎,1,19800101,,,,,,,001\r\n", n + 1));
+            text.push_str(&format!("HO,{insurer},１２,３４,2,100\r\n"));
+            if let Some(branch) = branch {
+                text.push_str(&format!("SN,1,01,,,,{branch},,\r\n"));
+            }
+            let mut days = vec![""; 31];
+            days[4] = "1";
+            days[19] = "1";
+            text.push_str(&format!("SI,11,1,111000110,,288,2,,,,,,,{}\r\n", days.join(",")));
+        }
+        text.push_str(&format!("GO,{},{},99\r\n", claims.len(), claims.len() * 100));
+        uke::read(&uke::encode_line(&text, TextEncoding::Cp932).unwrap()).expect("reads")
+    }
+
+    fn coverage(insurer: &str, branch: &str, acquired: &str, lost: Option<&str>) -> Coverage {
+        let label = |code: &str| CodeLabel { code: code.into(), label: String::new() };
+        Coverage {
+            insurer_number: insurer.into(),
+            symbol: Some("12".into()),
+            number: "34".into(),
+            branch: branch.into(),
+            card_classification: label("01"),
+            relationship: label("1"),
+            name: String::new(),
+            name_kana: String::new(),
+            insured_name: None,
+            sex: label("1"),
+            birth_date: "19800101".into(),
+            address: None,
+            post_code: None,
+            acquired_on: acquired.into(),
+            lost_on: lost.map(str::to_string),
+            loss_reason: None,
+            copay_ratio_percent: None,
+            preschool: false,
+            elderly_recipient: false,
+            limit: None,
+            public_expense: Vec::new(),
+        }
+    }
+
+    fn answer(validity: &str, notice: Option<&str>, coverage: Option<Coverage>, newer: Option<Coverage>, lag: Option<u32>) -> Reply {
+        Ok(VerifyAnswer {
+            validity: CodeLabel { code: validity.into(), label: String::new() },
+            notice: notice.map(|code| Notice { code: code.into(), reception_ja: String::new(), operator_en: String::new() }),
+            date_of_care: String::new(),
+            coverage,
+            newer_coverage: newer,
+            pending: Vec::new(),
+            as_of: None,
+            insurer_lag: lag.map(|max_days| InsurerLag { events: 10, mean_days: 3.0, max_days }),
+            answered_at: String::new(),
+        })
+    }
+
+    fn judge_one(branch: Option<&str>, with_numbers: Vec<Reply>, without_branch: Vec<Reply>) -> Assessment {
+        let file = file(&[("06130488", branch)]);
+        let replies = Replies { with_numbers, without_branch };
+        assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
+    }
+
+    fn codes(assessment: &Assessment) -> Vec<&'static str> {
+        assessment.findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn the_first_and_last_day_of_care_are_asked_with_the_recorded_branch() {
+        let file = file(&[("06130488", Some("01")), ("  138057", None)]);
+        let asked = requests(&file.claims[0], false).expect("asks");
+        let dates: Vec<_> = asked.iter().map(|r| r.date_of_care.clone().unwrap()).collect();
+        assert_eq!(dates, ["20211005", "20211020"]);
+        assert_eq!(asked[0].branch.as_deref(), Some("01"));
+        assert_eq!((asked[0].symbol.as_deref(), asked[0].number.as_str()), (Some("12"), "34"));
+        assert_eq!(requests(&file.claims[0], true).unwrap()[0].branch, None);
+        assert_eq!(requests(&file.claims[1], false).unwrap()[0].insurer_number, "138057");
+    }
+
+    #[test]
+    fn valid_on_every_day_with_a_branch_is_ok_and_without_one_gets_it_added() {
+        let valid = || answer("1", None, Some(coverage("06130488", "01", "20200101", None)), None, Some(5));
+        let ok = judge_one(Some("01"), vec![valid(), valid()], vec![]);
+        assert_eq!((ok.class, codes(&ok), ok.fix), (Class::Ok, vec!["OK"], None));
+        let missing = judge_one(None, vec![valid(), valid()], vec![]);
+        assert_eq!((missing.class, codes(&missing)), (Class::Bounce, vec!["BRANCH_MISSING"]));
+        assert_eq!(missing.fix, Some(Fix::AddBranch { branch: "01".into() }));
+    }
+
+    #[test]
+    fn a_newer_coverage_on_every_day_is_a_reroute_fixed_only_when_nothing_else_changes() {
+        let old = coverage("06130488", "00", "20150101", Some("20210901"));
+        let same_body = coverage("01130012", "00", "20210901", None);
+        let reroute = |newer: &Coverage| {
+            let reply = || answer("3", Some("NEWER_COVERAGE"), Some(old.clone()), Some(newer.clone()), Some(5));
+            judge_one(Some("00"), vec![reply(), reply()], vec![])
+        };
+        let fixable = reroute(&same_body);
+        assert_eq!((fixable.class, codes(&fixable)), (Class::Reroute, vec!["REROUTE"]));
+        assert_eq!(fixable.fix, Some(Fix::Reroute { coverage: same_body.clone() }));
+        // 国保 is paid by the 国保連, not by the 支払基金 this file goes to.
+        let kokuho = reroute(&coverage("138057", "00", "20210901", None));
+        assert_eq!((kokuho.class, kokuho.fix.clone()), (Class::Reroute, None));
+        assert!(kokuho.findings[0].action_ja.contains("支払基金・国保連"), "{:?}", kokuho.findings);
+        let mut dependant = same_body.clone();
+        dependant.relationship.code = "2".into();
+        assert_eq!(reroute(&dependant).fix, None);
+    }
+
+    #[test]
+    fn a_coverage_ending_mid_month_or_before_care_will_bounce() {
+        let lost_mid = coverage("06130488", "00", "20150101", Some("20211010"));
+        let valid = answer("1", None, Some(lost_mid.clone()), None, Some(5));
+        let lost = answer("2", Some("COVERAGE_LOST"), Some(lost_mid.clone()), None, Some(5));
+        assert_eq!(codes(&judge_one(Some("00"), vec![valid, lost.clone()], vec![])), ["CHANGED_MID_MONTH"]);
+        let both = judge_one(Some("00"), vec![lost.clone(), lost], vec![]);
+        assert_eq!((both.class, codes(&both)), (Class::Bounce, vec!["COVERAGE_LOST"]));
+        let later = coverage("06130488", "00", "20211101", None);
+        let not_yet = || answer("2", Some("COVERAGE_NOT_YET_STARTED"), Some(later.clone()), None, Some(5));
+        assert_eq!(codes(&judge_one(Some("00"), vec![not_yet(), not_yet()], vec![])), ["NOT_YET_STARTED"]);
+    }
+
+    #[test]
+    fn a_missing_coverage_is_pending_while_the_insurer_may_still_register_it() {
+        let none = |lag: Option<u32>| answer("4", Some("NO_SUCH_COVERAGE"), None, None, lag);
+        // Last care 2021-10-20; today 2021-11-10 is 21 days later.
+        let slow = judge_one(Some("00"), vec![none(Some(25)), none(Some(25))], vec![]);
+        assert_eq!((slow.class, codes(&slow)), (Class::Pending, vec!["REGISTRATION_PENDING"]));
+        assert!(slow.findings[0].action_ja.contains("2021年11月14日"), "{:?}", slow.findings);
+        let fast = judge_one(Some("00"), vec![none(Some(3)), none(Some(3))], vec![]);
+        assert_eq!((fast.class, codes(&fast)), (Class::Bounce, vec!["NO_SUCH_COVERAGE"]));
+        let unknown = judge_one(None, vec![none(None), none(None)], vec![]);
+        assert_eq!((unknown.class, codes(&unknown)), (Class::Pending, vec!["INSURER_NOT_REGISTERED"]));
+    }
+
+    #[test]
+    fn a_wrong_branch_is_told_apart_from_a_missing_coverage() {
+        let none = || answer("4", Some("NO_SUCH_COVERAGE"), None, None, Some(3));
+        let file = file(&[("06130488", Some("05"))]);
+        assert!(needs_retry_without_branch(&file.claims[0], &[none()]));
+        let found = answer("1", None, Some(coverage("06130488", "01", "20200101", None)), None, Some(3));
+        let wrong = judge_one(Some("05"), vec![none(), none()], vec![found]);
+        assert_eq!((wrong.class, codes(&wrong), wrong.fix), (Class::Bounce, vec!["BRANCH_WRONG"], None));
+        assert!(wrong.findings[0].detail_ja.contains("登録されている枝番は 01"));
+    }
+
+    #[test]
+    fn birth_date_several_people_refusals_public_only_and_impossible_numbers() {
+        let mismatch = || answer("4", Some("BIRTH_DATE_MISMATCH"), None, None, Some(3));
+        assert_eq!(codes(&judge_one(Some("00"), vec![mismatch(), mismatch()], vec![])), ["BIRTH_DATE_MISMATCH"]);
+        let several = || answer("5", Some("SEVERAL_MATCHES"), None, None, Some(3));
+        assert_eq!(codes(&judge_one(None, vec![several(), several()], vec![])), ["SEVERAL_MATCHES"]);
+        let refused = ApiError {
+            code: "INVALID_FIELD".into(),
+            field: Some("number".into()),
+            detail: "number is too long".into(),
+            reception_ja: "番号を確かめてください。".into(),
+            operator_en: String::new(),
+        };
+        let judged = judge_one(None, vec![Err(refused.clone()), Err(refused)], vec![]);
+        assert_eq!((judged.class, codes(&judged)), (Class::Bounce, vec!["CENTER_REFUSED"]));
+
+        let sample = uke::read(&std::fs::read(crate::fixtures::sample_uke()).unwrap()).unwrap();
+        let today = Date::parse_yyyymmdd(TODAY).unwrap();
+        let public_only = sample.claims.iter().find(|c| c.insurance.is_none() && c.public_expenses[0].payer.is_ok()).unwrap();
+        assert_eq!(requests(public_only, false), None, "nothing to ask the register");
+        assert_eq!(assess(public_only, &sample.institution, &Replies::default(), today).class, Class::NotChecked);
+        let bad_payer = &sample.claims[0];
+        assert!(codes(&assess(bad_payer, &sample.institution, &Replies::default(), today)).contains(&"PUBLIC_NUMBER_IMPOSSIBLE"));
+
+        let impossible = file(&[("06130489", None)]);
+        assert_eq!(requests(&impossible.claims[0], false), None);
+        let judged = assess(&impossible.claims[0], &impossible.institution, &Replies::default(), today);
+        assert_eq!((judged.class, codes(&judged)), (Class::Bounce, vec!["INSURER_NUMBER_IMPOSSIBLE"]));
+    }
+}
