@@ -4,6 +4,7 @@ mod bench;
 mod center_cmd;
 mod demo;
 mod progress;
+mod receipt_cmd;
 mod synth_cmd;
 mod tls_args;
 mod verify_cmd;
@@ -36,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: verify_cmd::VerifyCommand,
     },
+    /// Receipt pre-check: find the claims that will bounce before the claim file is sent.
+    Receipt {
+        #[command(subcommand)]
+        command: receipt_cmd::ReceiptCommand,
+    },
     /// Measure import, verify throughput and latency, and memory (see docs/PERFORMANCE.md).
     Bench(bench::BenchArgs),
 }
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
         Command::Center { command } => center_cmd::run(command),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
+        Command::Receipt { command } => receipt_cmd::run(command),
         Command::Bench(args) => bench::run(args),
     };
     match result {

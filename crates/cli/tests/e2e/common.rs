@@ -94,11 +94,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(fixture: &Fixture) -> Server {
+        Server::start_at(&fixture.db(), &fixture.pki())
+    }
+
+    /// Serves the register `db` with the certificates in `pki`.
+    pub fn start_at(db: &Path, pki: &Path) -> Server {
         let mut child = onshi()
             .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(fixture.db())
+            .arg(db)
             .arg("--pki")
-            .arg(fixture.pki())
+            .arg(pki)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

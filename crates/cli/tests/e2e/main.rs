@@ -4,4 +4,5 @@
 mod common;
 mod demo;
 mod import;
+mod receipt;
 mod server;

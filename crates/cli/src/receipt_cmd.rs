@@ -1,0 +1,211 @@
+//! `onshi receipt check`: read the month's claim file, ask the center about every claim in
+//! batches, print what will bounce and why, and write reports and a corrected copy on request.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use onshi_api::BATCH_ENTRIES_MAX;
+use onshi_api::client::{CenterClient, ClientError};
+use onshi_api::verify::{BatchVerifyRequest, VerifyNumberRequest};
+use onshi_domain::Date;
+use onshi_receipt::classify::{self, Assessment, Class, Fix, Replies, Reply};
+use onshi_receipt::report::Report;
+use onshi_receipt::uke::{self, Severity, UkeFile};
+
+use crate::progress::Progress;
+use crate::tls_args::CenterArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ReceiptCommand {
+    /// Check every claim of a UKE claim file against the center before it is sent.
+    ///
+    /// Exit status: 0 when every claim is fine, 3 when some claim will bounce, must be
+    /// re-routed or cannot be judged yet (or the file has errors), 1 when the check could not run.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The claim file (RECEIPTC.UKE). It is only read, never changed.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub center: CenterArgs,
+    /// Write a CSV report (UTF-8 with BOM, for spreadsheets).
+    #[arg(long, value_name = "OUT.csv")]
+    pub csv: Option<PathBuf>,
+    /// Write an HTML report with a chart.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
+    /// Write a corrected copy for the unambiguous cases (a missing 枝番, the newer coverage of
+    /// the same person), in the same encoding and line endings, and list every change.
+    #[arg(long, value_name = "OUT.UKE")]
+    pub fix: Option<PathBuf>,
+    /// List every claim, not only those that need attention.
+    #[arg(long)]
+    pub all: bool,
+    /// The day of the check, YYYYMMDD (today in Japan when absent); decides whether a missing
+    /// coverage may still be registered.
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub today: Option<String>,
+}
+
+pub fn run(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReceiptCommand::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let today = match &args.today {
+        Some(text) => Date::parse_yyyymmdd(text).map_err(|e| anyhow::anyhow!("--today {e}"))?,
+        None => onshi_pki::today(),
+    };
+    if let Some(out) = &args.fix {
+        refuse_same_file(&args.file, out)?;
+    }
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read the claim file {}", args.file.display()))?;
+    let file = uke::read(&bytes).with_context(|| format!("{} cannot be read as a claim file", args.file.display()))?;
+    for diagnostic in &file.diagnostics {
+        eprintln!("{}: {diagnostic}", args.file.display());
+    }
+    let client = args.center.client()?;
+    let assessments = crate::runtime()?.block_on(assess_all(&client, &file, today))?;
+
+    let changes = match &args.fix {
+        Some(out) => write_fixed(&file, &assessments, out)?,
+        None => Vec::new(),
+    };
+    let source = args.file.file_name().map_or_else(|| args.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let report = Report { source: &source, file: &file, assessments: &assessments, changes: &changes, checked_on: today };
+    print!("{}", report.summary_text());
+    let table = report.table_text(args.all);
+    if !table.is_empty() {
+        println!();
+        print!("{table}");
+    }
+    if let Some(out) = &args.fix {
+        println!("\n{}: {}件の修正を書きました（元のファイルは変更していません）", out.display(), changes.len());
+        print!("{}", report.changes_text());
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, report.csv()).with_context(|| format!("cannot write the CSV report {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, report.html()).with_context(|| format!("cannot write the HTML report {}", path.display()))?;
+    }
+    let attention = assessments.iter().any(|a| !matches!(a.class, Class::Ok | Class::NotChecked));
+    let file_errors = file.diagnostics.iter().any(|d| d.severity == Severity::Error);
+    Ok(if attention || file_errors { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// The corrected copy must never overwrite the claim file it was made from.
+fn refuse_same_file(input: &Path, out: &Path) -> anyhow::Result<()> {
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => input == out,
+    };
+    if same {
+        bail!("--fix {} names the claim file itself; give another file name (the original is never changed)", out.display());
+    }
+    Ok(())
+}
+
+/// Asks the center about every claim: first with the recorded numbers, then once more without
+/// the 枝番 for the claims whose 枝番 found nothing.
+async fn assess_all(client: &CenterClient, file: &UkeFile, today: Date) -> anyhow::Result<Vec<Assessment>> {
+    let institution = file.institution.code.as_ref().map(|c| c.as_str().to_string());
+    let first: Vec<Option<Vec<VerifyNumberRequest>>> = file.claims.iter().map(|c| classify::requests(c, false)).collect();
+    let mut with_numbers = ask(client, institution.as_deref(), first, "checking").await?;
+    let retry: Vec<Option<Vec<VerifyNumberRequest>>> = file
+        .claims
+        .iter()
+        .zip(&with_numbers)
+        .map(|(claim, replies)| if classify::needs_retry_without_branch(claim, replies) { classify::requests(claim, true) } else { None })
+        .collect();
+    let mut without_branch = ask(client, institution.as_deref(), retry, "re-asking").await?;
+    Ok(file
+        .claims
+        .iter()
+        .enumerate()
+        .map(|(i, claim)| {
+            let replies =
+                Replies { with_numbers: std::mem::take(&mut with_numbers[i]), without_branch: std::mem::take(&mut without_branch[i]) };
+            classify::assess(claim, &file.institution, &replies, today)
+        })
+        .collect())
+}
+
+/// Sends the requests of every claim in batches and hands back the replies per claim.
+async fn ask(
+    client: &CenterClient,
+    institution: Option<&str>,
+    per_claim: Vec<Option<Vec<VerifyNumberRequest>>>,
+    label: &'static str,
+) -> anyhow::Result<Vec<Vec<Reply>>> {
+    let claims = per_claim.len();
+    let mut owners = Vec::new();
+    let mut entries = Vec::new();
+    for (claim, requests) in per_claim.into_iter().enumerate() {
+        for request in requests.into_iter().flatten() {
+            owners.push(claim);
+            entries.push(request);
+        }
+    }
+    let mut replies: Vec<Vec<Reply>> = vec![Vec::new(); claims];
+    if entries.is_empty() {
+        return Ok(replies);
+    }
+    let mut progress = Progress::new(label, "requests", Some(entries.len() as u64));
+    let mut done = 0;
+    let mut owner = owners.iter();
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let chunk: Vec<VerifyNumberRequest> = rest.drain(..rest.len().min(BATCH_ENTRIES_MAX)).collect();
+        let sent = chunk.len();
+        let request = BatchVerifyRequest { institution_code: institution.map(str::to_string), entries: chunk };
+        let response = client.verify_batch(&request).await.map_err(explain)?;
+        if response.results.len() != sent {
+            bail!("the center answered {} results for {sent} requests; the check was stopped", response.results.len());
+        }
+        for result in response.results {
+            let reply = match (result.answer, result.error) {
+                (Some(answer), _) => Ok(answer),
+                (None, Some(error)) => Err(error),
+                (None, None) => bail!("the center answered an entry with neither an answer nor an error"),
+            };
+            let claim = *owner.next().expect("one owner per entry");
+            replies[claim].push(reply);
+        }
+        done += sent;
+        progress.set(done as u64);
+    }
+    progress.finish();
+    Ok(replies)
+}
+
+/// The center's own explanation when it refused the whole batch (another institution's file,
+/// an expired certificate, …).
+fn explain(error: ClientError) -> anyhow::Error {
+    match error {
+        ClientError::Refused { status, body } => {
+            anyhow::anyhow!(
+                "the center refused the check ({status} {}): {}\n{}",
+                body.error.code,
+                body.error.detail,
+                body.error.reception_ja
+            )
+        }
+        other => anyhow::Error::new(other).context("the claims could not be checked"),
+    }
+}
+
+fn write_fixed(file: &UkeFile, assessments: &[Assessment], out: &Path) -> anyhow::Result<Vec<onshi_receipt::fix::Change>> {
+    let fixes: Vec<(usize, Fix)> = assessments.iter().enumerate().filter_map(|(i, a)| a.fix.clone().map(|f| (i, f))).collect();
+    let fixed = onshi_receipt::fix::apply(file, &fixes)?;
+    // Write beside the target and rename, so that a crash never leaves half a claim file.
+    let partial = out.with_extension("partial");
+    std::fs::write(&partial, &fixed.bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, out).with_context(|| format!("cannot move the corrected copy to {}", out.display()))?;
+    Ok(fixed.changes)
+}
