@@ -176,6 +176,21 @@ fn date_ja(text: &str) -> String {
     }
 }
 
+/// Why a number cannot be right, for reception (the English reason stays in the file's
+/// diagnostics for the vendor).
+fn impossible_ja(problem: &onshi_domain::FieldError) -> &'static str {
+    let reason = problem.reason.as_str();
+    if reason.contains("check digit") {
+        "検証番号（最後の1桁）が合いません"
+    } else if reason.contains("law number") {
+        "法別番号（最初の2桁）が保険者のものではありません"
+    } else if reason.contains("prefecture") {
+        "都道府県番号が存在しません"
+    } else {
+        "桁数が正しくありません"
+    }
+}
+
 fn finding(class: Class, code: &'static str, detail_ja: impl Into<String>, action_ja: impl Into<String>) -> Finding {
     Finding { class, code, detail_ja: detail_ja.into(), action_ja: action_ja.into() }
 }
@@ -213,7 +228,7 @@ pub fn assess(claim: &Claim, institution: &Institution, replies: &Replies, today
             Err(e) => assessment.findings.push(finding(
                 Class::Bounce,
                 "INSURER_NUMBER_IMPOSSIBLE",
-                format!("保険者番号「{}」はありえない番号です（{}）。", insurance.insurer_text.trim(), e.reason),
+                format!("保険者番号「{}」はありえない番号です（{}）。", insurance.insurer_text.trim(), impossible_ja(e)),
                 "保険証・資格確認書の保険者番号を確かめて、レセコンの登録を直してください。",
             )),
             Ok(_) if claim.unreadable.is_empty() => judge(claim, institution, replies, today, &mut assessment),
@@ -233,7 +248,7 @@ fn public_expense_findings(claim: &Claim, findings: &mut Vec<Finding>) {
             findings.push(finding(
                 Class::Bounce,
                 "PUBLIC_NUMBER_IMPOSSIBLE",
-                format!("公費負担者番号「{}」はありえない番号です（{}）。", public.payer_text, e.reason),
+                format!("公費負担者番号「{}」はありえない番号です（{}）。", public.payer_text, impossible_ja(e)),
                 "受給者証の公費負担者番号を確かめて、レセコンの登録を直してください。",
             ));
         }
@@ -241,7 +256,7 @@ fn public_expense_findings(claim: &Claim, findings: &mut Vec<Finding>) {
             findings.push(finding(
                 Class::Bounce,
                 "PUBLIC_NUMBER_IMPOSSIBLE",
-                format!("公費受給者番号「{}」はありえない番号です（{}）。", public.recipient_text, e.reason),
+                format!("公費受給者番号「{}」はありえない番号です（{}）。", public.recipient_text, impossible_ja(e)),
                 "受給者証の受給者番号を確かめて、レセコンの登録を直してください。",
             ));
         }
@@ -597,12 +612,17 @@ mod tests {
         let public_only = sample.claims.iter().find(|c| c.insurance.is_none() && c.public_expenses[0].payer.is_ok()).unwrap();
         assert_eq!(requests(public_only, false), None, "nothing to ask the register");
         assert_eq!(assess(public_only, &sample.institution, &Replies::default(), today).class, Class::NotChecked);
-        let bad_payer = &sample.claims[0];
-        assert!(codes(&assess(bad_payer, &sample.institution, &Replies::default(), today)).contains(&"PUBLIC_NUMBER_IMPOSSIBLE"));
+        let bad_payer = assess(&sample.claims[0], &sample.institution, &Replies::default(), today);
+        let finding = bad_payer.findings.iter().find(|f| f.code == "PUBLIC_NUMBER_IMPOSSIBLE").expect("reported");
+        assert!(finding.detail_ja.contains("検証番号（最後の1桁）が合いません"), "{finding:?}");
 
         let impossible = file(&[("06130489", None)]);
         assert_eq!(requests(&impossible.claims[0], false), None);
         let judged = assess(&impossible.claims[0], &impossible.institution, &Replies::default(), today);
         assert_eq!((judged.class, codes(&judged)), (Class::Bounce, vec!["INSURER_NUMBER_IMPOSSIBLE"]));
+        assert!(judged.findings[0].detail_ja.contains("検証番号"), "{:?}", judged.findings);
+        let payer = file(&[("81136010", None)]);
+        let judged = assess(&payer.claims[0], &payer.institution, &Replies::default(), today);
+        assert!(judged.findings[0].detail_ja.contains("法別番号"), "{:?}", judged.findings);
     }
 }

@@ -286,8 +286,10 @@ impl Claim {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Totals {
     pub record: usize,
-    pub claims: u64,
-    pub points: u64,
+    /// 総件数, `None` when unreadable (reported).
+    pub claims: Option<u64>,
+    /// 総合計点数, `None` when unreadable (reported).
+    pub points: Option<u64>,
 }
 
 /// A claim file as read.
@@ -538,15 +540,17 @@ impl Parser {
         }
     }
 
-    fn number(&mut self, record: &Record, column: usize, what: &str) -> u64 {
+    /// A count or total; empty reads as 0, anything else not a number is reported.
+    fn number(&mut self, record: &Record, column: usize, what: &str) -> Option<u64> {
         let text = record.field(column);
         if text.is_empty() {
-            return 0;
+            return Some(0);
         }
-        text.parse().unwrap_or_else(|_| {
+        let parsed = text.parse().ok();
+        if parsed.is_none() {
             self.error(record, Some(column + 1), format!("{what} {text:?} is not a number"));
-            0
-        })
+        }
+        parsed
     }
 
     fn attach(&mut self, claim: &mut Claim, index: usize, record: &Record) {
@@ -565,7 +569,7 @@ impl Parser {
                 if number.is_empty() {
                     self.error(record, Some(4), "番号 is empty");
                 }
-                let points = self.number(record, 5, "合計点数");
+                let points = self.number(record, 5, "合計点数").unwrap_or(0);
                 claim.insurance =
                     Some(Insurance { record: index, insurer_text, insurer, symbol: to_half_width(record.field(2)), number, points });
             }
@@ -580,7 +584,7 @@ impl Parser {
                 if let Some(Err(e)) = &recipient {
                     self.error(record, Some(3), format!("公費受給者番号 {recipient_text:?} cannot be right: it {}", e.reason));
                 }
-                let points = self.number(record, 5, "合計点数");
+                let points = self.number(record, 5, "合計点数").unwrap_or(0);
                 claim.public_expenses.push(PublicExpense { record: index, payer_text, payer, recipient_text, recipient, points });
             }
             "SN" if record.field(1) == "1" => {
@@ -637,20 +641,19 @@ impl Parser {
     fn check_totals(&mut self, file: &UkeFile) {
         let Some(totals) = &file.totals else { return };
         let line = file.records[totals.record].line;
-        if totals.claims != file.claims.len() as u64 {
+        if let Some(claims) = totals.claims.filter(|&c| c != file.claims.len() as u64) {
             self.warning(
                 Some(line),
                 Some(2),
                 format!(
-                    "GO states {} claims but the file holds {}: the receipt computer's count is off; check the export",
-                    totals.claims,
+                    "GO states {claims} claims but the file holds {}: the receipt computer's count is off; check the export",
                     file.claims.len()
                 ),
             );
         }
         let sum = file.points_total();
-        if totals.points != sum {
-            self.warning(Some(line), Some(3), format!("GO states {} points in total but the claims add up to {sum}", totals.points));
+        if let Some(points) = totals.points.filter(|&p| p != sum) {
+            self.warning(Some(line), Some(3), format!("GO states {points} points in total but the claims add up to {sum}"));
         }
     }
 }
@@ -689,8 +692,8 @@ mod tests {
         assert_eq!(file.records.len(), 636);
         assert_eq!(file.claims.len(), 75);
         let totals = file.totals.as_ref().expect("GO");
-        assert_eq!((totals.claims, totals.points), (140, 86392));
-        assert_eq!(file.points_total(), totals.points, "the claims' points add up to the GO total");
+        assert_eq!((totals.claims, totals.points), (Some(140), Some(86392)));
+        assert_eq!(Some(file.points_total()), totals.points, "the claims' points add up to the GO total");
         // Every record belongs to exactly one claim, in order.
         let covered: usize = file.claims.iter().map(|c| c.end - c.record).sum();
         assert_eq!(covered, 636 - 2, "all but IR and GO");

@@ -265,3 +265,66 @@ fn differences(before: &UkeFile, after: &UkeFile) -> Vec<[String; 2]> {
     assert!(old.next().is_none(), "no record was dropped");
     out
 }
+
+#[test]
+fn truncated_mis_encoded_and_malformed_files_get_clear_errors() {
+    let setup = Setup::new(&seed());
+    let whole = std::fs::read(sample()).expect("sample");
+    let write = |name: &str, bytes: &[u8]| {
+        let path = setup.path(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    };
+    let run = |path: &Path| {
+        let output = setup.check(path, &[]);
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    // Cut in the middle of a line: what is there is checked, the cut is an error.
+    let (code, stdout, stderr) = run(&write("CUT.UKE", &whole[..whole.len() * 2 / 3]));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("without the closing GO record") && stderr.contains("export the claim file again"), "{stderr}");
+    assert!(stdout.contains("レセプト"), "the claims read were still checked: {stdout}");
+
+    // The same text in EUC-JP: refused at the first line CP932 cannot hold (EUC-JP kana bytes
+    // also read as CP932 half-width kana, so lines 2–6 pass unnoticed; line 7 does not).
+    let text = encoding_rs::SHIFT_JIS.decode(&whole).0.into_owned();
+    let (code, _, stderr) = run(&write("EUC.UKE", &encoding_rs::EUC_JP.encode(&text).0));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("line 7, byte") && stderr.contains("neither CP932 (Shift_JIS) nor UTF-8"), "{stderr}");
+
+    // Not a claim file at all.
+    let (code, _, stderr) = run(&write("NOTES.UKE", b"hello,world\r\n"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not a UKE claim file"), "{stderr}");
+
+    // A malformed birth date and a non-numeric total: reported with line and column, the rest checked.
+    let broken = text.replacen("RE,2,1112,202110,カキクケコ,1,19910125", "RE,2,1112,202110,カキクケコ,1,1991-01-25", 1).replacen(
+        "GO,140,86392,99",
+        "GO,140,8639X,99",
+        1,
+    );
+    let (code, stdout, stderr) = run(&write("BROKEN.UKE", &encoding_rs::SHIFT_JIS.encode(&broken).0));
+    assert_eq!(code, Some(3));
+    assert!(stderr.contains("line 32, column 7: 生年月日 is not a date written YYYYMMDD"), "{stderr}");
+    assert!(!stderr.contains("1991-01-25"), "a birth date is never repeated");
+    assert!(stderr.contains("line 636, column 3: 総合計点数 \"8639X\" is not a number"), "{stderr}");
+    assert!(!stderr.contains("GO states 0 points"), "an unreadable total is not compared: {stderr}");
+    assert!(stdout.contains("UNREADABLE"), "{stdout}");
+}
+
+#[test]
+fn a_file_of_another_institution_is_refused_by_the_center() {
+    let setup = Setup::new(&seed());
+    let whole = encoding_rs::SHIFT_JIS.decode(&std::fs::read(sample()).expect("sample")).0.into_owned();
+    // The IR record of another clinic: 都道府県, 点数表 and the 7-digit code.
+    let other = crate::common::OTHER_CLINIC;
+    let ir = format!("IR,1,{},{},{},", &other[..2], &other[2..3], &other[3..]);
+    let moved = whole.replacen("IR,1,12,1,0000000,", &ir, 1);
+    let path = setup.path("OTHER.UKE");
+    std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&moved).0).expect("write");
+    let output = setup.check(&path, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("INSTITUTION_MISMATCH"), "{stderr}");
+}
