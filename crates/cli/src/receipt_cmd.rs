@@ -113,7 +113,7 @@ fn refuse_same_file(input: &Path, out: &Path) -> anyhow::Result<()> {
 
 /// Asks the center about every claim: first with the recorded numbers, then once more without
 /// the 枝番 for the claims whose 枝番 found nothing.
-async fn assess_all(client: &CenterClient, file: &UkeFile, today: Date) -> anyhow::Result<Vec<Assessment>> {
+pub(crate) async fn assess_all(client: &CenterClient, file: &UkeFile, today: Date) -> anyhow::Result<Vec<Assessment>> {
     let institution = file.institution.code.as_ref().map(|c| c.as_str().to_string());
     let first: Vec<Option<Vec<VerifyNumberRequest>>> = file.claims.iter().map(|c| classify::requests(c, false)).collect();
     let mut with_numbers = ask(client, institution.as_deref(), first, "checking").await?;

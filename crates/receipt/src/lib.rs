@@ -10,6 +10,7 @@
 pub mod classify;
 pub mod fix;
 pub mod report;
+pub mod sample;
 pub mod uke;
 
 #[doc(hidden)]

@@ -173,6 +173,10 @@ impl YearMonth {
         Some(YearMonth { year, month })
     }
 
+    pub fn from_date(date: Date) -> YearMonth {
+        YearMonth { year: date.year(), month: date.month() }
+    }
+
     pub fn day(self, day: u8) -> Option<Date> {
         Date::new(self.year, self.month, day)
     }
