@@ -184,7 +184,8 @@ async fn receipt_timing(
         let started = Instant::now();
         let file = uke::read(&bytes)?;
         let assessments = crate::receipt_cmd::assess_all(client, &file, today).await?;
-        let report = onshi_receipt::report::Report { source: "bench", file: &file, assessments: &assessments, changes: &[], checked_on: today };
+        let report =
+            onshi_receipt::report::Report { source: "bench", file: &file, assessments: &assessments, changes: &[], checked_on: today };
         let csv = report.csv();
         times.push(started.elapsed().as_secs_f64());
         anyhow::ensure!(assessments.len() == RECEIPT_CLAIMS && !csv.is_empty(), "every claim is assessed");

@@ -217,6 +217,15 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
             println!("  # {category}: expect validity {}\n{line}", case.expect.validity);
         }
     }
+    let claims = write_demo_claims(paths, manifest, &cases)?;
+    println!("\nA claim file of this month's patients (some will bounce, some need 振替) is in {}:", claims.display());
+    println!(
+        "  {exe} receipt check {} --today {} --html {} --fix {}",
+        claims.display(),
+        manifest.today,
+        paths.root.join("receipt-check.html").display(),
+        paths.root.join("RECEIPTC.fixed.UKE").display()
+    );
     println!("\nAdd --json for the full answer. Also:");
     println!("  curl --cacert {} https://{addr}/v1/health", ca.display());
     println!("  curl --cacert {} https://{addr}/metrics", ca.display());
@@ -224,6 +233,50 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
     println!("  {exe} demo --check --dir {}    # the scripted morning against the ground truth", paths.root.display());
     println!("\nCtrl-C stops the center; the data stays in {}.", paths.root.display());
     Ok(())
+}
+
+/// Categories of the ground truth that make telling claims, one claim each.
+const DEMO_CLAIM_CATEGORIES: [&str; 8] = [
+    "valid",
+    "valid_without_branch",
+    "job_change_old_card",
+    "died",
+    "wrong_birth_date",
+    "twins_without_branch",
+    "unknown_number",
+    "late_registration_new_card",
+];
+
+/// Writes `RECEIPTC.UKE` with one claim per category above, dated in the synthetic month.
+fn write_demo_claims(paths: &DemoPaths, manifest: &DemoManifest, cases: &[onshi_synth::TruthCase]) -> anyhow::Result<PathBuf> {
+    use onshi_receipt::sample::{ClaimSpec, claim_file};
+    use onshi_receipt::uke::YearMonth;
+    let today = onshi_domain::Date::parse_yyyymmdd(&manifest.today).map_err(|e| anyhow::anyhow!("manifest today: {e}"))?;
+    let month = YearMonth::from_date(today);
+    let mut claims = Vec::new();
+    for category in DEMO_CLAIM_CATEGORIES {
+        let in_month = |case: &&onshi_synth::TruthCase| {
+            let date = case.request.date_of_care.as_deref().unwrap_or(&manifest.today);
+            onshi_domain::Date::parse_yyyymmdd(date).is_ok_and(|d| YearMonth::from_date(d) == month)
+        };
+        let Some(case) = cases.iter().filter(|c| c.category == category).find(in_month) else { continue };
+        let r = &case.request;
+        let day = r.date_of_care.as_deref().unwrap_or(&manifest.today)[6..8].parse().unwrap_or(1);
+        claims.push(ClaimSpec {
+            insurer: onshi_domain::ids::to_half_width(&r.insurer_number),
+            symbol: r.symbol.clone().unwrap_or_default(),
+            number: r.number.clone(),
+            branch: r.branch.clone(),
+            birth_date: onshi_domain::Date::parse_yyyymmdd(&r.birth_date).map_err(|e| anyhow::anyhow!("ground truth: {e}"))?,
+            sex: "1".into(),
+            care_days: vec![day],
+            points: 288,
+        });
+    }
+    let institution = onshi_domain::ids::InstitutionCode::parse(&manifest.institution_code).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = paths.root.join("RECEIPTC.UKE");
+    std::fs::write(&path, claim_file(&institution, month, &claims)).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 /// One line of the morning's result table.
