@@ -462,30 +462,7 @@ mod tests {
     }
 
     fn coverage(insurer: &str, branch: &str, acquired: &str, lost: Option<&str>) -> Coverage {
-        let label = |code: &str| CodeLabel { code: code.into(), label: String::new() };
-        Coverage {
-            insurer_number: insurer.into(),
-            symbol: Some("12".into()),
-            number: "34".into(),
-            branch: branch.into(),
-            card_classification: label("01"),
-            relationship: label("1"),
-            name: String::new(),
-            name_kana: String::new(),
-            insured_name: None,
-            sex: label("1"),
-            birth_date: "19800101".into(),
-            address: None,
-            post_code: None,
-            acquired_on: acquired.into(),
-            lost_on: lost.map(str::to_string),
-            loss_reason: None,
-            copay_ratio_percent: None,
-            preschool: false,
-            elderly_recipient: false,
-            limit: None,
-            public_expense: Vec::new(),
-        }
+        crate::fixtures::coverage(insurer, "12", "34", branch, acquired, lost)
     }
 
     fn answer(validity: &str, notice: Option<&str>, coverage: Option<Coverage>, newer: Option<Coverage>, lag: Option<u32>) -> Reply {

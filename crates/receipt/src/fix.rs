@@ -188,7 +188,7 @@ pub fn apply(file: &UkeFile, fixes: &[(usize, Fix)]) -> Result<Fixed, FixError> 
 mod tests {
     use super::*;
     use crate::uke::{self, LineEnding, TextEncoding};
-    use onshi_api::verify::{CodeLabel, Coverage};
+    use onshi_api::verify::Coverage;
 
     fn sample() -> (Vec<u8>, UkeFile) {
         let bytes = std::fs::read(crate::fixtures::sample_uke()).expect("the sample");
@@ -197,30 +197,7 @@ mod tests {
     }
 
     fn coverage(insurer: &str, symbol: &str, number: &str, branch: &str) -> Coverage {
-        let label = |code: &str| CodeLabel { code: code.into(), label: String::new() };
-        Coverage {
-            insurer_number: insurer.into(),
-            symbol: Some(symbol.into()),
-            number: number.into(),
-            branch: branch.into(),
-            card_classification: label("01"),
-            relationship: label("1"),
-            name: String::new(),
-            name_kana: String::new(),
-            insured_name: None,
-            sex: label("1"),
-            birth_date: String::new(),
-            address: None,
-            post_code: None,
-            acquired_on: "20210101".into(),
-            lost_on: None,
-            loss_reason: None,
-            copay_ratio_percent: None,
-            preschool: false,
-            elderly_recipient: false,
-            limit: None,
-            public_expense: Vec::new(),
-        }
+        crate::fixtures::coverage(insurer, symbol, number, branch, "20210101", None)
     }
 
     /// The original records with the listed changes applied, as field lists.
