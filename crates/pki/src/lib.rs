@@ -9,6 +9,10 @@
 //! `ca.pem`/`ca.key` (the CA; keep the key offline in production), `server.pem`/`server.key`,
 //! `institutions/<code>.pem|.key`, `insurers/<number>.pem|.key`.
 
+pub mod card;
+pub mod jpki;
+pub mod verify;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -91,11 +95,11 @@ pub struct CenterCa {
     key: KeyPair,
 }
 
-fn read(path: &Path) -> Result<String, PkiError> {
+pub(crate) fn read(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Read { path: path.to_path_buf(), source })
 }
 
-fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
+pub(crate) fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     let error = |source| PkiError::Write { path: path.to_path_buf(), source };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(error)?;
@@ -114,18 +118,18 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     file.sync_all().map_err(error)
 }
 
-fn invalid(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
+pub(crate) fn invalid(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
     move |e| PkiError::Invalid { what: what.to_string(), detail: e.to_string() }
 }
 
-fn validity(params: &mut CertificateParams, today: Date, days: u32) {
+pub(crate) fn validity(params: &mut CertificateParams, today: Date, days: u32) {
     let start = today.add_days(-1);
     let end = today.add_days(i64::from(days));
     params.not_before = rcgen::date_time_ymd(i32::from(start.year()), start.month(), start.day());
     params.not_after = rcgen::date_time_ymd(i32::from(end.year()), end.month(), end.day());
 }
 
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     // Serials need only be unique within this CA and positive: nanoseconds since the epoch
     // plus a process-wide counter give that without a random-number dependency.
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,245 @@
+//! A virtual My Number card: one file holding what the card's chip holds — the private key, the
+//! 利用者証明用 user certificate, a 4-digit PIN with its retry counter, a face template — and
+//! the 券面事項 (holder attributes) used at 初回登録.
+//!
+//! The PIN is kept as a salted SHA-256, and the retry counter is written to the file *before*
+//! the result of an entry is returned, so a lock survives a crash or restart: after three wrong
+//! entries the card is locked for good (in real life only the municipal office unlocks it).
+//! A card issued without a PIN is a 顔認証マイナンバーカード: face or visual check only.
+
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::{PkiError, read, write};
+
+/// Wrong PIN entries allowed before the card locks.
+pub const PIN_TRIES: u8 = 3;
+
+const FORMAT: &str = "onshi-virtual-card/1";
+
+/// 券面事項: what the card says about its holder (基本4情報 and the kana reading).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardAttributes {
+    /// 氏名 (kanji).
+    pub name: String,
+    /// 氏名カナ.
+    pub name_kana: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// OQSCD007 "1"/"2"/"3".
+    pub sex: String,
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinState {
+    salt: String,
+    sha256: String,
+    retries_left: u8,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardFile {
+    format: String,
+    serial: String,
+    certificate_pem: String,
+    private_key_pem: String,
+    /// `None` on a 顔認証マイナンバーカード.
+    pin: Option<PinState>,
+    /// The face template the reader compares a live face with (hex of 32 random bytes).
+    face_template: String,
+    attributes: CardAttributes,
+}
+
+/// Why the card would not act.
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("wrong PIN; {retries_left} tries left before the card locks")]
+    WrongPin { retries_left: u8 },
+    #[error("the PIN is locked after {PIN_TRIES} wrong entries; only the municipal office can unlock it (use face or visual check)")]
+    Locked,
+    #[error("this card has no PIN (顔認証マイナンバーカード): use face or visual check")]
+    NoPin,
+    #[error("a PIN is 4 digits")]
+    PinFormat,
+    #[error(transparent)]
+    File(#[from] PkiError),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_hex(len: usize) -> Result<String, PkiError> {
+    let mut bytes = vec![0u8; len];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::Invalid { what: "the random source".into(), detail: "failed".into() })?;
+    Ok(hex(&bytes))
+}
+
+fn pin_hash(salt: &str, pin: &str) -> String {
+    hex(digest(&SHA256, format!("{salt}:{pin}").as_bytes()).as_ref())
+}
+
+fn valid_pin(pin: &str) -> bool {
+    pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A card file, loaded.
+pub struct VirtualCard {
+    path: PathBuf,
+    file: CardFile,
+}
+
+impl VirtualCard {
+    pub(crate) fn create(
+        path: &Path,
+        serial: String,
+        certificate_pem: String,
+        private_key_pem: String,
+        pin: Option<&str>,
+        attributes: CardAttributes,
+    ) -> Result<VirtualCard, PkiError> {
+        let pin = match pin {
+            Some(pin) if !valid_pin(pin) => return Err(PkiError::Invalid { what: "the PIN".into(), detail: "a PIN is 4 digits".into() }),
+            Some(pin) => {
+                let salt = random_hex(16)?;
+                Some(PinState { sha256: pin_hash(&salt, pin), salt, retries_left: PIN_TRIES })
+            }
+            None => None,
+        };
+        let file =
+            CardFile { format: FORMAT.into(), serial, certificate_pem, private_key_pem, pin, face_template: random_hex(32)?, attributes };
+        let card = VirtualCard { path: path.to_path_buf(), file };
+        card.save()?;
+        Ok(card)
+    }
+
+    pub fn load(path: &Path) -> Result<VirtualCard, PkiError> {
+        let text = read(path)?;
+        let file: CardFile = serde_json::from_str(&text).map_err(|e| PkiError::Invalid {
+            what: path.display().to_string(),
+            detail: format!("{e}; a card file is written by `onshi jpki issue`"),
+        })?;
+        if file.format != FORMAT {
+            return Err(PkiError::Invalid {
+                what: path.display().to_string(),
+                detail: format!("format {:?} is not {FORMAT}", file.format),
+            });
+        }
+        Ok(VirtualCard { path: path.to_path_buf(), file })
+    }
+
+    /// Writes the file whole, through a temporary file and a rename, so that a crash leaves
+    /// either the old or the new state, never half of one.
+    fn save(&self) -> Result<(), PkiError> {
+        let text =
+            serde_json::to_string_pretty(&self.file).map_err(|e| PkiError::Invalid { what: "a card".into(), detail: e.to_string() })?;
+        let partial = self.path.with_extension("partial");
+        write(&partial, &text, true)?;
+        std::fs::rename(&partial, &self.path).map_err(|source| PkiError::Write { path: self.path.clone(), source })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The certificate serial, lower-case hex.
+    pub fn serial(&self) -> &str {
+        &self.file.serial
+    }
+
+    pub fn certificate_pem(&self) -> &str {
+        &self.file.certificate_pem
+    }
+
+    pub fn certificate_der(&self) -> Result<Vec<u8>, PkiError> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(self.file.certificate_pem.as_bytes())
+            .map(|d| d.to_vec())
+            .map_err(|e| PkiError::Invalid { what: "the card certificate".into(), detail: e.to_string() })
+    }
+
+    /// The opaque holder reference in the certificate's subject (kept across renewals).
+    pub fn holder_ref(&self) -> Result<String, PkiError> {
+        crate::verify::holder_ref_of(&self.certificate_der()?)
+    }
+
+    pub fn attributes(&self) -> &CardAttributes {
+        &self.file.attributes
+    }
+
+    pub fn face_template(&self) -> &str {
+        &self.file.face_template
+    }
+
+    pub fn has_pin(&self) -> bool {
+        self.file.pin.is_some()
+    }
+
+    /// Tries left, or `None` on a card without a PIN.
+    pub fn pin_retries_left(&self) -> Option<u8> {
+        self.file.pin.as_ref().map(|p| p.retries_left)
+    }
+
+    /// Compares a live face (its template) with the card's.
+    pub fn face_matches(&self, live_template: &str) -> bool {
+        // Constant-time is not needed for a simulator, but equal length is checked first so
+        // that a truncated template never matches.
+        live_template.len() == self.file.face_template.len() && live_template == self.file.face_template
+    }
+
+    /// Checks a PIN entry and records the outcome on the card before answering.
+    pub fn enter_pin(&mut self, pin: &str) -> Result<(), CardError> {
+        let state = self.file.pin.as_mut().ok_or(CardError::NoPin)?;
+        if state.retries_left == 0 {
+            return Err(CardError::Locked);
+        }
+        if !valid_pin(pin) {
+            return Err(CardError::PinFormat);
+        }
+        if pin_hash(&state.salt, pin) == state.sha256 {
+            if state.retries_left != PIN_TRIES {
+                state.retries_left = PIN_TRIES;
+                self.save()?;
+            }
+            return Ok(());
+        }
+        state.retries_left -= 1;
+        let left = state.retries_left;
+        self.save()?;
+        if left == 0 { Err(CardError::Locked) } else { Err(CardError::WrongPin { retries_left: left }) }
+    }
+
+    /// Signs `message` with the card key after a correct PIN (ECDSA P-256, SHA-256, DER).
+    pub fn sign_with_pin(&mut self, pin: &str, message: &[u8]) -> Result<Vec<u8>, CardError> {
+        self.enter_pin(pin)?;
+        Ok(self.sign(message)?)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+        sign_pem(&self.file.private_key_pem, message)
+    }
+
+    pub(crate) fn replace_certificate(&mut self, serial: String, certificate_pem: String, private_key_pem: String) -> Result<(), PkiError> {
+        self.file.serial = serial;
+        self.file.certificate_pem = certificate_pem;
+        self.file.private_key_pem = private_key_pem;
+        self.save()
+    }
+}
+
+/// Signs with a PEM (PKCS#8) P-256 key: the card's, or a reader's device key.
+pub fn sign_pem(private_key_pem: &str, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let bad = |detail: String| PkiError::Invalid { what: "a P-256 private key".into(), detail };
+    let key = rcgen::KeyPair::from_pem(private_key_pem).map_err(|e| bad(e.to_string()))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der()).map_err(|e| bad(e.to_string()))?;
+    let signature = pair.sign(&SystemRandom::new(), message).map_err(|e| bad(e.to_string()))?;
+    Ok(signature.as_ref().to_vec())
+}

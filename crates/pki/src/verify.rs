@@ -1,0 +1,140 @@
+//! What the center checks about a card certificate and a signature: issued by the card CA (its
+//! signature verified), within its validity, not on the CA's signed revocation list; and that
+//! a challenge was signed by the certificate's key (or a reader's device key).
+
+use std::collections::HashMap;
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use onshi_domain::Date;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::PkiError;
+use crate::jpki::serial_hex;
+
+/// Why a card certificate does not verify. Each variant maps to its own stable error code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CardCertError {
+    #[error("not a certificate: {0}")]
+    Malformed(String),
+    #[error("not issued by the card CA")]
+    UnknownIssuer,
+    #[error("expired on {0}")]
+    Expired(Date),
+    #[error("not valid before {0}")]
+    NotYetValid(Date),
+    #[error("revoked ({0})")]
+    Revoked(String),
+}
+
+/// A card certificate that passed every check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardCertificate {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// The opaque holder reference (subject CN), kept across renewals.
+    pub holder_ref: String,
+    /// The uncompressed P-256 public key.
+    pub public_key: Vec<u8>,
+    pub not_after: Date,
+}
+
+/// The card CA as the center trusts it: its key, and the revocations of its last CRL.
+pub struct CardTrust {
+    ca_subject: Vec<u8>,
+    ca_public_key: Vec<u8>,
+    revoked: HashMap<String, String>,
+}
+
+fn invalid_pem(what: &'static str) -> impl Fn(rustls::pki_types::pem::Error) -> PkiError {
+    move |e| PkiError::Invalid { what: what.into(), detail: e.to_string() }
+}
+
+fn date_of(time: x509_parser::time::ASN1Time) -> Date {
+    let t = time.to_datetime();
+    Date::new(t.year() as u16, u8::from(t.month()), t.day()).unwrap_or(Date::new(1970, 1, 1).expect("valid"))
+}
+
+/// Checks a P-256 ECDSA (SHA-256, DER) signature.
+pub fn signature_valid(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key).verify(message, signature).is_ok()
+}
+
+/// The uncompressed public key inside a PEM public key or certificate of a reader.
+pub fn public_key_of_spki_der(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| PkiError::Invalid { what: "a public key".into(), detail: e.to_string() })?;
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
+pub(crate) fn holder_ref_of(der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::Invalid { what: "a card certificate".into(), detail: e.to_string() })?;
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| PkiError::Invalid { what: "a card certificate".into(), detail: "no holder reference".into() })
+}
+
+impl CardTrust {
+    /// Loads the card CA certificate and its CRL, verifying the CRL's signature.
+    pub fn load(ca_pem: &str, crl_pem: &str) -> Result<CardTrust, PkiError> {
+        use rustls::pki_types::pem::PemObject;
+        let ca_der =
+            rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(invalid_pem("the card CA certificate"))?;
+        let (_, ca) = X509Certificate::from_der(&ca_der)
+            .map_err(|e| PkiError::Invalid { what: "the card CA certificate".into(), detail: e.to_string() })?;
+        let ca_public_key = ca.public_key().subject_public_key.data.to_vec();
+        let crl_der =
+            rustls::pki_types::CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes()).map_err(invalid_pem("the card CRL"))?;
+        let (_, crl) = CertificateRevocationList::from_der(&crl_der)
+            .map_err(|e| PkiError::Invalid { what: "the card CRL".into(), detail: e.to_string() })?;
+        if crl.tbs_cert_list.issuer.as_raw() != ca.subject().as_raw()
+            || !signature_valid(&ca_public_key, crl.tbs_cert_list.as_ref(), &crl.signature_value.data)
+        {
+            return Err(PkiError::Invalid {
+                what: "the card CRL".into(),
+                detail: "its signature is not the card CA's; publish it again with `onshi jpki crl`".into(),
+            });
+        }
+        let revoked = crl
+            .iter_revoked_certificates()
+            .map(|r| {
+                let reason = r.reason_code().map_or("unspecified".to_string(), |(_, code)| code.to_string());
+                (serial_hex(r.raw_serial()), reason)
+            })
+            .collect();
+        Ok(CardTrust { ca_subject: ca.subject().as_raw().to_vec(), ca_public_key, revoked })
+    }
+
+    /// How many certificates the loaded CRL revokes.
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.len()
+    }
+
+    /// Checks a card certificate (DER) for `today`.
+    pub fn check(&self, der: &[u8], today: Date) -> Result<CardCertificate, CardCertError> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| CardCertError::Malformed(e.to_string()))?;
+        if cert.issuer().as_raw() != self.ca_subject.as_slice()
+            || !signature_valid(&self.ca_public_key, cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        {
+            return Err(CardCertError::UnknownIssuer);
+        }
+        let serial = serial_hex(cert.raw_serial());
+        if let Some(reason) = self.revoked.get(&serial) {
+            return Err(CardCertError::Revoked(reason.clone()));
+        }
+        let not_before = date_of(cert.validity().not_before);
+        let not_after = date_of(cert.validity().not_after);
+        if today < not_before {
+            return Err(CardCertError::NotYetValid(not_before));
+        }
+        if today > not_after {
+            return Err(CardCertError::Expired(not_after));
+        }
+        let holder_ref = holder_ref_of(der).map_err(|e| CardCertError::Malformed(e.to_string()))?;
+        Ok(CardCertificate { serial, holder_ref, public_key: cert.public_key().subject_public_key.data.to_vec(), not_after })
+    }
+}
