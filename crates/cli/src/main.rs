@@ -3,6 +3,7 @@
 mod bench;
 mod center_cmd;
 mod demo;
+mod jpki_cmd;
 mod progress;
 mod receipt_cmd;
 mod synth_cmd;
@@ -29,6 +30,11 @@ enum Command {
     Center {
         #[command(subcommand)]
         command: center_cmd::CenterCommand,
+    },
+    /// The demo card CA (a stand-in for JPKI): issue, revoke and renew virtual My Number cards.
+    Jpki {
+        #[command(subcommand)]
+        command: jpki_cmd::JpkiCommand,
     },
     /// Generate a synthetic population (insurer event files and a ground truth).
     Synth(synth_cmd::SynthArgs),
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Center { command } => center_cmd::run(command),
+        Command::Jpki { command } => jpki_cmd::run(command),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
         Command::Receipt { command } => receipt_cmd::run(command),
