@@ -150,3 +150,40 @@ fn changes_are_dated(register: &dyn Register) {
     let counts = register.counts().expect("counts");
     assert_eq!((counts.persons, counts.coverages), (3, 4));
 }
+
+/// The card-link and reader behaviour every backend must show, on a fresh register.
+pub fn run_cards<R: Register + crate::cards::CardRegistry>(register: &R) {
+    use crate::cards::{LinkState, Reader};
+    let outcomes =
+        register.apply_events(&[event("card-e1", "card-p1", "9001", 0, "20200401", acquire("19800101", IncomeClass::General))], now());
+    assert!(matches!(outcomes.as_deref(), Ok([ApplyOutcome::Applied { .. }])), "{outcomes:?}");
+    let person = register.coverages_by_number(&insurer(), &CardNumber::parse("9001").unwrap()).unwrap()[0].person_id;
+
+    let link = register.link_card("0a01", "holder-1", person, now()).unwrap();
+    assert_eq!((link.person_id, link.state), (person, LinkState::Active));
+    assert_eq!(register.link_card("0a01", "holder-1", person, now()).unwrap(), link, "linking again changes nothing");
+    assert_eq!(register.card_link("0a01").unwrap(), Some(link.clone()));
+    assert_eq!(register.card_link("ffff").unwrap(), None);
+    assert_eq!(register.holder_link("holder-1").unwrap().map(|l| l.serial), Some("0a01".to_string()));
+
+    // A renewal moves the link; the old serial no longer answers as active.
+    let moved = register.move_card_link("holder-1", "0a02", now()).unwrap().expect("moved");
+    assert_eq!((moved.serial.as_str(), moved.person_id, moved.state), ("0a02", person, LinkState::Active));
+    assert_eq!(register.card_link("0a01").unwrap().map(|l| l.state), Some(LinkState::Moved));
+    assert_eq!(register.holder_link("holder-1").unwrap().map(|l| l.serial), Some("0a02".to_string()));
+    assert_eq!(register.move_card_link("nobody", "0b01", now()).unwrap(), None);
+
+    // A flag blocks the link and survives a later renewal.
+    assert!(register.flag_card_link("0a02", "clinic reported another patient's data", now()).unwrap());
+    assert!(!register.flag_card_link("0a01", "moved links are not flagged", now()).unwrap());
+    let renewed = register.move_card_link("holder-1", "0a03", now()).unwrap().expect("moved");
+    assert_eq!(renewed.state, LinkState::Flagged);
+
+    let reader = Reader { reader_id: "reader-1".into(), institution: "1311234569".into(), public_key: vec![4, 1, 2, 3] };
+    register.register_reader(&reader, now()).unwrap();
+    assert_eq!(register.reader("reader-1").unwrap(), Some(reader.clone()));
+    let moved_reader = Reader { institution: "2711234563".into(), ..reader };
+    register.register_reader(&moved_reader, now()).unwrap();
+    assert_eq!(register.reader("reader-1").unwrap(), Some(moved_reader), "re-registering replaces the institution and key");
+    assert_eq!(register.reader("reader-2").unwrap(), None);
+}

@@ -21,7 +21,9 @@ use crate::model::*;
 use crate::{Register, StoreError};
 
 /// Schema migrations, applied in order; a version once released is never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_register.sql"))];
+mod cards;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_register.sql")), (2, include_str!("sqlite/0002_cards.sql"))];
 
 /// Prepared statements kept per connection: more than the register ever uses.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -850,6 +852,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let register = SqliteRegister::open(&dir.path().join("register.sqlite"), SqliteOptions::SERVER).unwrap();
         crate::conformance::run_all(&register);
+        crate::conformance::run_cards(&register);
     }
 
     #[test]
@@ -864,7 +867,7 @@ mod tests {
         assert_eq!(register.counts().unwrap().persons, 3);
         let version: i64 =
             register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, MIGRATIONS.last().map(|m| m.0).unwrap());
     }
 
     #[test]
