@@ -96,6 +96,13 @@ impl CenterClient {
         self.decode(&url, response).await
     }
 
+    /// A POST of a JSON body to an API path (`/card/challenge`, …), decoded as `T`.
+    pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let response = self.http.post(&url).json(body).send().await;
+        self.decode(&url, response).await
+    }
+
     /// The center's health document.
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
         let url = self.url("/health");

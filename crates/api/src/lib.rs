@@ -3,11 +3,13 @@
 //! Layout:
 //! - [`events`]: insurer coverage events (acquire / change / lose), one JSON object per line.
 //! - [`verify`]: verify-by-number requests and answers, batch, errors.
+//! - [`card`]: the マイナ保険証 path: challenges, readers, 初回登録, verify by card, consent.
 //! - [`client`]: an HTTPS client that presents a client certificate (institution or insurer).
 //!
 //! Architecture invariant: wire types live here and only here. They hold strings as sent;
 //! validation into domain types happens in the center, so that a refusal can name the field.
 
+pub mod card;
 pub mod client;
 pub mod events;
 pub mod verify;

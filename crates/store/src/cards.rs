@@ -57,6 +57,16 @@ pub struct Reader {
     pub public_key: Vec<u8>,
 }
 
+/// A consent as stored: the latest given for its scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consent {
+    /// `drug`, `checkup`, `diagnosis`, `limit` or `specific_disease`.
+    pub scope: String,
+    pub given_at: Timestamp,
+    /// The viewing deadline (閲覧有効期限).
+    pub available_until: Timestamp,
+}
+
 pub trait CardRegistry: Send + Sync {
     /// Links a certificate to a person; a second link of the same serial replaces nothing and
     /// returns the existing one.
@@ -80,4 +90,10 @@ pub trait CardRegistry: Send + Sync {
     fn register_reader(&self, reader: &Reader, at: Timestamp) -> Result<(), StoreError>;
 
     fn reader(&self, reader_id: &str) -> Result<Option<Reader>, StoreError>;
+
+    /// Records a consent given now; it replaces an earlier one of the same scope.
+    fn record_consent(&self, person_id: i64, institution: &str, consent: &Consent) -> Result<(), StoreError>;
+
+    /// The consents a person has given an institution, one per scope.
+    fn consents(&self, person_id: i64, institution: &str) -> Result<Vec<Consent>, StoreError>;
 }

@@ -186,4 +186,18 @@ pub fn run_cards<R: Register + crate::cards::CardRegistry>(register: &R) {
     register.register_reader(&moved_reader, now()).unwrap();
     assert_eq!(register.reader("reader-1").unwrap(), Some(moved_reader), "re-registering replaces the institution and key");
     assert_eq!(register.reader("reader-2").unwrap(), None);
+
+    use crate::cards::Consent;
+    let consent = |scope: &str, hour: i64| Consent {
+        scope: scope.into(),
+        given_at: Timestamp::from_jst_seconds(now().jst_seconds() + hour * 3600),
+        available_until: Timestamp::from_jst_seconds(now().jst_seconds() + (hour + 24) * 3600),
+    };
+    register.record_consent(person, "1311234569", &consent("drug", 0)).unwrap();
+    register.record_consent(person, "1311234569", &consent("checkup", 0)).unwrap();
+    register.record_consent(person, "1311234569", &consent("drug", 5)).unwrap();
+    assert_eq!(register.consents(person, "1311234569").unwrap(), [consent("checkup", 0), consent("drug", 5)], "latest per scope");
+    assert_eq!(register.consents(person, "2711234563").unwrap(), [], "per institution");
+    let refused = register.record_consent(person, "1311234569", &consent("everything", 0));
+    assert!(refused.is_err(), "scopes are a closed list");
 }

@@ -20,3 +20,13 @@ CREATE TABLE card_readers (
     public_key     BLOB NOT NULL,
     registered_at  INTEGER NOT NULL
 ) STRICT;
+
+-- Consent to view, per person × institution × scope, from the reader's consent screens.
+CREATE TABLE consents (
+    person_id        INTEGER NOT NULL REFERENCES persons (person_id),
+    institution      TEXT NOT NULL,
+    scope            TEXT NOT NULL CHECK (scope IN ('drug', 'checkup', 'diagnosis', 'limit', 'specific_disease')),
+    given_at         INTEGER NOT NULL,
+    available_until  INTEGER NOT NULL,
+    PRIMARY KEY (person_id, institution, scope)
+) STRICT, WITHOUT ROWID;

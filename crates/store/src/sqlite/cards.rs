@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteRegister, sqlite};
 use crate::StoreError;
-use crate::cards::{CardLink, CardRegistry, LinkState, Reader};
+use crate::cards::{CardLink, CardRegistry, Consent, LinkState, Reader};
 
 const LINK_COLUMNS: &str = "serial, holder_ref, person_id, state, linked_at, flag_reason";
 
@@ -130,6 +130,39 @@ impl CardRegistry for SqliteRegister {
                         .optional()
                 })
                 .map_err(sqlite("reading a reader"))
+        })
+    }
+
+    fn record_consent(&self, person_id: i64, institution: &str, consent: &Consent) -> Result<(), StoreError> {
+        self.with_writer(|tx| {
+            tx.execute(
+                "INSERT INTO consents (person_id, institution, scope, given_at, available_until) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (person_id, institution, scope) DO UPDATE SET given_at = excluded.given_at,
+                 available_until = excluded.available_until",
+                params![person_id, institution, consent.scope, consent.given_at.jst_seconds(), consent.available_until.jst_seconds()],
+            )
+            .map_err(sqlite("recording a consent"))?;
+            Ok(())
+        })
+    }
+
+    fn consents(&self, person_id: i64, institution: &str) -> Result<Vec<Consent>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT scope, given_at, available_until FROM consents WHERE person_id = ?1 AND institution = ?2 ORDER BY scope",
+                )
+                .map_err(sqlite("reading consents"))?;
+            let rows = statement
+                .query_map(params![person_id, institution], |r| {
+                    Ok(Consent {
+                        scope: r.get(0)?,
+                        given_at: Timestamp::from_jst_seconds(r.get(1)?),
+                        available_until: Timestamp::from_jst_seconds(r.get(2)?),
+                    })
+                })
+                .map_err(sqlite("reading consents"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite("reading consents"))
         })
     }
 }
