@@ -214,3 +214,206 @@ pub fn newer_coverage(lost_on: Date, newer_insurer: &str) -> Notice {
         "The coverage ended and the person holds a newer one (newer_coverage); bill that insurer (振替).".into(),
     )
 }
+
+/// The card path's refusals (マイナ保険証). Each names its cause and what to do at reception.
+pub mod card {
+    use super::{CenterError, error};
+
+    pub fn path_unavailable() -> CenterError {
+        error(
+            503,
+            "CARD_PATH_UNAVAILABLE",
+            None,
+            "this center has no card CA and revocation list loaded".into(),
+            "マイナンバーカードでの確認は現在利用できません。保険証・資格確認書の番号で確認してください。",
+            "Start the center with --jpki DIR holding ca.pem and crl.pem (see `onshi jpki`).",
+        )
+    }
+
+    pub fn challenge_unknown() -> CenterError {
+        error(
+            409,
+            "CHALLENGE_UNKNOWN",
+            Some("proof.challenge"),
+            "the challenge was never issued or was already used (a replay)".into(),
+            "カードの読み取りをやり直してください。",
+            "Each challenge is single-use: request a new one from /v1/card/challenge for every card reading.",
+        )
+    }
+
+    pub fn challenge_expired() -> CenterError {
+        error(
+            409,
+            "CHALLENGE_EXPIRED",
+            Some("proof.challenge"),
+            "the challenge is older than 60 seconds".into(),
+            "読み取りに時間がかかりすぎました。カードを置き直してください。",
+            "Request the challenge right before the card signs; it expires after 60 seconds.",
+        )
+    }
+
+    pub fn challenge_other_institution() -> CenterError {
+        error(
+            409,
+            "CHALLENGE_OTHER_INSTITUTION",
+            Some("proof.challenge"),
+            "the challenge was issued to another institution".into(),
+            "カードの読み取りをやり直してください。",
+            "A challenge is bound to the institution that requested it.",
+        )
+    }
+
+    pub fn certificate_malformed(detail: String) -> CenterError {
+        error(
+            400,
+            "CARD_CERTIFICATE_MALFORMED",
+            Some("proof.certificate"),
+            detail,
+            "カードを読み取れませんでした。カードを置き直してください。",
+            "Send the card's user certificate as PEM.",
+        )
+    }
+
+    pub fn certificate_unknown_issuer() -> CenterError {
+        error(
+            403,
+            "CARD_CERTIFICATE_UNKNOWN_ISSUER",
+            Some("proof.certificate"),
+            "the certificate was not issued by the card CA".into(),
+            "このカードは確認できません。保険証・資格確認書の番号で確認してください。",
+            "The certificate does not chain to the card CA the center trusts.",
+        )
+    }
+
+    pub fn certificate_revoked(reason: &str) -> CenterError {
+        error(
+            403,
+            "CARD_CERTIFICATE_REVOKED",
+            Some("proof.certificate"),
+            format!("the card's certificate is revoked ({reason})"),
+            "このカードの電子証明書は失効しています（紛失・盗難の届出または更新済み）。お持ちの資格確認書・保険証で確認し、市区町村の窓口での手続きをご案内ください。",
+            "Revoked certificates never verify; the holder needs a new card or renewed certificate.",
+        )
+    }
+
+    pub fn certificate_expired(on: &str) -> CenterError {
+        error(
+            403,
+            "CARD_CERTIFICATE_EXPIRED",
+            Some("proof.certificate"),
+            format!("the card's certificate expired on {on}"),
+            "このカードの電子証明書は有効期限が切れています。資格確認書・保険証で確認し、市区町村の窓口で更新するようご案内ください。",
+            "Expired certificates never verify; the holder must renew at the municipal office.",
+        )
+    }
+
+    pub fn signature_invalid(what: &str) -> CenterError {
+        error(
+            403,
+            "CARD_SIGNATURE_INVALID",
+            Some("proof"),
+            format!("the {what} does not verify"),
+            "カードの確認に失敗しました。カードを置き直してください。続く場合は業者に連絡してください。",
+            "The signature does not match the challenge and key; check the reader software.",
+        )
+    }
+
+    pub fn proof_incomplete(detail: &str) -> CenterError {
+        error(
+            400,
+            "CARD_PROOF_INCOMPLETE",
+            Some("proof"),
+            detail.to_string(),
+            "カードの確認に失敗しました。業者に連絡してください。",
+            "The PIN path needs card_signature; the face and visual paths need a reader attestation.",
+        )
+    }
+
+    pub fn reader_not_registered(reader: &str) -> CenterError {
+        error(
+            403,
+            "READER_NOT_REGISTERED",
+            Some("proof.attestation.reader_id"),
+            format!("reader {reader:?} is not registered to this institution"),
+            "このカードリーダーはこの医療機関に登録されていません。業者に連絡してください。",
+            "Register the reader's device key with POST /v1/readers using this institution's certificate.",
+        )
+    }
+
+    pub fn face_mismatch() -> CenterError {
+        error(
+            403,
+            "FACE_MISMATCH",
+            Some("proof.attestation.result"),
+            "the reader reports that the face does not match the card".into(),
+            "顔認証ができませんでした。暗証番号で確認するか、職員が目視で確認してください。",
+            "Offer the PIN or visual path.",
+        )
+    }
+
+    pub fn not_linked() -> CenterError {
+        error(
+            404,
+            "CARD_NOT_LINKED",
+            Some("proof.certificate"),
+            "no coverage is linked to this card (初回登録 not done)".into(),
+            "このカードは健康保険証として利用登録されていません。その場で利用登録するか、資格確認書・保険証で確認してください。",
+            "The card needs insurance-use registration (POST /v1/card/link) first.",
+        )
+    }
+
+    pub fn link_flagged() -> CenterError {
+        error(
+            409,
+            "CARD_LINK_FLAGGED",
+            Some("proof.certificate"),
+            "the card's link is flagged as possibly wrong and awaits review".into(),
+            "このカードのひも付けは誤りの疑いで確認中です。資格確認書・保険証で確認してください。",
+            "The insurer must review the link before the card verifies again.",
+        )
+    }
+
+    pub fn already_linked() -> CenterError {
+        error(
+            409,
+            "CARD_ALREADY_LINKED",
+            Some("proof.certificate"),
+            "this card is already linked to another person".into(),
+            "このカードは既に別の資格にひも付いています。保険者に確認してください。",
+            "Flag the link (POST /v1/card/flag) if it is wrong.",
+        )
+    }
+
+    pub fn attributes_mismatch(fields: &[&str]) -> CenterError {
+        error(
+            409,
+            "CARD_ATTRIBUTES_MISMATCH",
+            Some("attributes"),
+            format!("the card's {} differ from the insurer's record; nothing was linked", fields.join(", ")),
+            "カードの記載事項（氏名・生年月日・性別・住所）が保険者の登録と一致しないため、利用登録できません。保険者に登録内容の確認を依頼してください。",
+            "The insurer's member record and the card disagree on the attributes named; the link was refused and audited.",
+        )
+    }
+
+    pub fn no_such_coverage() -> CenterError {
+        error(
+            404,
+            "LINK_NO_SUCH_COVERAGE",
+            None,
+            "no coverage carries these numbers".into(),
+            "この番号の資格は登録されていません。保険証・資格確認書の番号を確かめてください。",
+            "Check the numbers; a newly acquired coverage may not be registered yet.",
+        )
+    }
+
+    pub fn no_coverage_for_person() -> CenterError {
+        error(
+            404,
+            "NO_COVERAGE_FOR_CARD",
+            None,
+            "the card's person holds no coverage".into(),
+            "このカードの方の資格情報がありません。保険証・資格確認書で確認してください。",
+            "The linked person has no coverage in the register.",
+        )
+    }
+}

@@ -59,6 +59,8 @@ pub struct CenterState {
     pub metrics: Metrics,
     pub clock: Clock,
     pub started: Instant,
+    /// The マイナ保険証 path (refuses with CARD_PATH_UNAVAILABLE when no card CA is loaded).
+    pub card: crate::card::CardPath,
 }
 
 /// Who is on the other end of a connection, from the TLS client certificate.
@@ -199,6 +201,72 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     }
 }
 
+/// Reads a small JSON body from an institution for the card path.
+async fn card_request<T: serde::de::DeserializeOwned>(peer: &Peer, body: Body) -> Result<(InstitutionCode, T), CenterError> {
+    let certified = institution(peer)?.clone();
+    let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+    Ok((certified, parse_json(&bytes)?))
+}
+
+fn card_response<T: serde::Serialize>(state: &CenterState, result: Result<T, CenterError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => refuse(state, error),
+    }
+}
+
+async fn challenge_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>) -> Response {
+    let result = institution(&peer).and_then(|code| state.card.challenge(code, (state.clock)()));
+    card_response(&state, result)
+}
+
+async fn reader_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let result = async {
+        let (code, request): (_, onshi_api::card::RegisterReader) = card_request(&peer, body).await?;
+        state.card.register_reader(&request, &code, (state.clock)())?;
+        Ok(serde_json::json!({ "registered": request.reader_id, "institution": code.as_str() }))
+    }
+    .await;
+    card_response(&state, result)
+}
+
+async fn link_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let result = async {
+        let (code, request): (_, onshi_api::card::LinkCard) = card_request(&peer, body).await?;
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || worker.card.link(worker.register.as_ref(), &request, &code, (worker.clock)()))
+            .await
+            .map_err(|e| errors::register_unavailable(format!("link worker failed: {e}")))?
+    }
+    .await;
+    card_response(&state, result)
+}
+
+async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let (code, request): (_, onshi_api::card::VerifyCard) = card_request(&peer, body).await?;
+        let (answer, _person) = state.card.verify(state.register.as_ref(), &state.lags, &request, &code, (state.clock)())?;
+        Ok(answer)
+    }
+    .await;
+    if let Ok(answer) = &result {
+        state.metrics.answer(&answer.answer.validity.code);
+        state.metrics.verify_latency(started.elapsed());
+    }
+    card_response(&state, result)
+}
+
+async fn flag_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let result = async {
+        let (_, request): (_, onshi_api::card::FlagLink) = card_request(&peer, body).await?;
+        let serial = state.card.flag(&request, (state.clock)())?;
+        Ok(serde_json::json!({ "flagged": serial }))
+    }
+    .await;
+    card_response(&state, result)
+}
+
 async fn health_handler(State(state): State<Arc<CenterState>>) -> Response {
     state.metrics.health();
     Json(serde_json::json!({
@@ -248,6 +316,11 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/verify/number", post(verify_handler))
         .route("/v1/verify/number/batch", post(batch_handler))
         .route("/v1/insurer/events", post(upload_handler))
+        .route("/v1/card/challenge", post(challenge_handler))
+        .route("/v1/readers", post(reader_handler))
+        .route("/v1/card/link", post(link_handler))
+        .route("/v1/card/flag", post(flag_handler))
+        .route("/v1/verify/card", post(verify_card_handler))
         .fallback(fallback)
         .with_state(state)
 }

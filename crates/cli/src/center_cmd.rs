@@ -40,6 +40,10 @@ pub enum CenterCommand {
         pki: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// The card CA directory (`onshi jpki`): enables the マイナ保険証 path; a newly
+        /// published crl.pem there takes effect on the next card request.
+        #[arg(long)]
+        jpki: Option<PathBuf>,
     },
     /// Certificates: the center CA, institution and insurer certificates.
     Pki {
@@ -150,8 +154,10 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
 }
 
 /// Starts the center on `listen` with the register at `db` and the PKI in `pki`.
-pub async fn start_center(db: &Path, pki: &Path, listen: SocketAddr) -> anyhow::Result<RunningCenter> {
-    let register = SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?;
+pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: SocketAddr) -> anyhow::Result<RunningCenter> {
+    let register =
+        Arc::new(SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?);
+    let card = onshi_center::card::CardPath::new(register.clone(), jpki)?;
     let read = |name: &str| {
         let path = pki.join(name);
         std::fs::read_to_string(&path)
@@ -160,7 +166,8 @@ pub async fn start_center(db: &Path, pki: &Path, listen: SocketAddr) -> anyhow::
     let tls = onshi_pki::server_tls_config(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let state = Arc::new(CenterState {
-        register: Arc::new(register),
+        card,
+        register,
         lags: Default::default(),
         metrics: Default::default(),
         clock: system_clock(),
@@ -178,10 +185,10 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             // Some lines refused: the good ones are in; say so in the exit code for pipelines.
             Ok(if totals.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen } => {
+        CenterCommand::Serve { db, pki, listen, jpki } => {
             let runtime = crate::runtime()?;
             runtime.block_on(async {
-                let center = start_center(&db, &pki, listen).await?;
+                let center = start_center(&db, &pki, jpki.as_deref(), listen).await?;
                 eprintln!("onshi center listening on https://{} (Ctrl-C to stop)", center.addr);
                 println!("listening {}", center.addr);
                 tokio::signal::ctrl_c().await?;

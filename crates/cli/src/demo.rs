@@ -134,11 +134,11 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
 
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
     let wanted: SocketAddr = ([127, 0, 0, 1], port).into();
-    match start_center(&paths.db(), &paths.pki(), wanted).await {
+    match start_center(&paths.db(), &paths.pki(), None, wanted).await {
         Ok(center) => Ok(center),
         Err(e) if port != 0 => {
             eprintln!("demo: port {port} unavailable ({e:#}); using a free port");
-            start_center(&paths.db(), &paths.pki(), ([127, 0, 0, 1], 0).into()).await
+            start_center(&paths.db(), &paths.pki(), None, ([127, 0, 0, 1], 0).into()).await
         }
         Err(e) => Err(e),
     }

@@ -1,6 +1,7 @@
 //! `onshi`: the one binary. Each subcommand is glue over the library crates.
 
 mod bench;
+mod card_cmd;
 mod center_cmd;
 mod demo;
 mod jpki_cmd;
@@ -36,6 +37,16 @@ enum Command {
         #[command(subcommand)]
         command: jpki_cmd::JpkiCommand,
     },
+    /// The simulated card reader: create it, register its device key with the center.
+    Reader {
+        #[command(subcommand)]
+        command: card_cmd::ReaderCommand,
+    },
+    /// A virtual card on the reader: 初回登録, verify (PIN, face, visual), flag a wrong link.
+    Card {
+        #[command(subcommand)]
+        command: card_cmd::CardCommand,
+    },
     /// Generate a synthetic population (insurer event files and a ground truth).
     Synth(synth_cmd::SynthArgs),
     /// Ask the center whether a coverage is valid.
@@ -66,6 +77,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Center { command } => center_cmd::run(command),
         Command::Jpki { command } => jpki_cmd::run(command),
+        Command::Reader { command } => card_cmd::run_reader(command),
+        Command::Card { command } => card_cmd::run_card(command),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
         Command::Receipt { command } => receipt_cmd::run(command),

@@ -1,0 +1,397 @@
+//! The マイナ保険証 path at the center: single-use challenges, readers registered to an
+//! institution, 初回登録 (linking a card to a coverage after comparing the holder's attributes),
+//! verification by card (PIN signature, or a reader's attestation of a face match or a visual
+//! check) and the consents chosen at the reader.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use onshi_api::card::{
+    CardAnswer, CardProof, Challenge, ConsentChoice, ConsentState, Consents, FlagLink, LinkCard, Linked, Method, RegisterReader,
+    VerifyCard, attestation_message,
+};
+use onshi_api::verify::VerifyNumberRequest;
+use onshi_domain::eligibility::CoverageSpan;
+use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerNumber, to_half_width};
+use onshi_domain::{Date, Timestamp};
+use onshi_pki::verify::{CardCertError, CardCertificate, CardTrust, signature_valid};
+use onshi_store::Register;
+use onshi_store::cards::{CardRegistry, Consent, LinkState, Reader};
+
+use crate::errors::{self, CenterError, card as refuse};
+use crate::verify::{LagCache, parse_request, verify_number};
+
+/// Seconds a challenge stays usable.
+pub const CHALLENGE_SECONDS: i64 = 60;
+/// Hours a consent given at the reader lets the institution view (閲覧有効期限).
+pub const CONSENT_HOURS: i64 = 24;
+/// Challenges kept at most; older ones are pruned first (they would have expired anyway).
+const CHALLENGES_MAX: usize = 100_000;
+
+/// The scopes of a consent, as stored, in the order of the answer.
+const SCOPES: [&str; 5] = ["drug", "checkup", "diagnosis", "limit", "specific_disease"];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn seconds_later(t: Timestamp, seconds: i64) -> Timestamp {
+    Timestamp::from_jst_seconds(t.jst_seconds() + seconds)
+}
+
+fn store_error(e: onshi_store::StoreError) -> CenterError {
+    errors::register_unavailable(e.to_string())
+}
+
+/// The card path's state: the trusted card CA with its revocations, and the open challenges.
+pub struct CardPath {
+    trust: RwLock<Option<CardTrust>>,
+    /// The JPKI directory (`ca.pem`, `crl.pem`) and the CRL's modification time when loaded.
+    source: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
+    challenges: Mutex<HashMap<String, (InstitutionCode, Timestamp)>>,
+    cards: Arc<dyn CardRegistry>,
+}
+
+/// Why the card CA could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("cannot read {path}: {source}; run `onshi jpki init` and `onshi jpki crl`")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Invalid(#[from] onshi_pki::PkiError),
+}
+
+fn load_trust(dir: &Path) -> Result<(CardTrust, Option<SystemTime>), TrustError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| TrustError::Read { path, source })
+    };
+    let modified = std::fs::metadata(dir.join("crl.pem")).and_then(|m| m.modified()).ok();
+    Ok((CardTrust::load(&read("ca.pem")?, &read("crl.pem")?)?, modified))
+}
+
+impl CardPath {
+    /// Without a JPKI directory the card path refuses every request with CARD_PATH_UNAVAILABLE.
+    pub fn new(cards: Arc<dyn CardRegistry>, jpki: Option<&Path>) -> Result<CardPath, TrustError> {
+        let (trust, source) = match jpki {
+            Some(dir) => {
+                let (trust, modified) = load_trust(dir)?;
+                (Some(trust), Some((dir.to_path_buf(), Mutex::new(modified))))
+            }
+            None => (None, None),
+        };
+        Ok(CardPath { trust: RwLock::new(trust), source, challenges: Mutex::new(HashMap::new()), cards })
+    }
+
+    /// Reloads the card CA and CRL when `crl.pem` changed since it was loaded (a newly
+    /// published list takes effect on the next card request). A list that fails to load keeps
+    /// the previous one in force and is logged.
+    fn refresh(&self) {
+        let Some((dir, loaded)) = &self.source else { return };
+        let modified = std::fs::metadata(dir.join("crl.pem")).and_then(|m| m.modified()).ok();
+        let mut loaded = loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if modified == *loaded {
+            return;
+        }
+        match load_trust(dir) {
+            Ok((trust, modified)) => {
+                tracing::info!(revoked = trust.revoked_count(), "card revocation list reloaded");
+                *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(trust);
+                *loaded = modified;
+            }
+            Err(e) => tracing::warn!(error = %e, "the new card revocation list was not loaded; the previous one stays in force"),
+        }
+    }
+
+    /// A fresh challenge for `institution`, usable once within [`CHALLENGE_SECONDS`].
+    pub fn challenge(&self, institution: &InstitutionCode, now: Timestamp) -> Result<Challenge, CenterError> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).map_err(|_| errors::register_unavailable("the random source failed".into()))?;
+        let challenge = hex(&bytes);
+        let expires = seconds_later(now, CHALLENGE_SECONDS);
+        let mut open = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= CHALLENGES_MAX {
+            open.retain(|_, (_, issued)| seconds_later(*issued, CHALLENGE_SECONDS) >= now);
+        }
+        open.insert(challenge.clone(), (institution.clone(), now));
+        Ok(Challenge { challenge, expires_at: expires.to_string() })
+    }
+
+    /// Uses up a challenge: whatever happens next, it cannot be presented again.
+    fn take_challenge(&self, challenge: &str, institution: &InstitutionCode, now: Timestamp) -> Result<(), CenterError> {
+        let taken = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(challenge);
+        let (owner, issued) = taken.ok_or_else(refuse::challenge_unknown)?;
+        if &owner != institution {
+            return Err(refuse::challenge_other_institution());
+        }
+        if now.jst_seconds() - issued.jst_seconds() > CHALLENGE_SECONDS {
+            return Err(refuse::challenge_expired());
+        }
+        Ok(())
+    }
+
+    fn check_certificate(&self, pem: &str, today: Date) -> Result<(Vec<u8>, CardCertificate), CenterError> {
+        use rustls::pki_types::pem::PemObject;
+        self.refresh();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?
+            .to_vec();
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let trust = trust.as_ref().ok_or_else(refuse::path_unavailable)?;
+        let checked = trust.check(&der, today).map_err(|e| match e {
+            CardCertError::Malformed(detail) => refuse::certificate_malformed(detail),
+            CardCertError::UnknownIssuer => refuse::certificate_unknown_issuer(),
+            CardCertError::Expired(on) => refuse::certificate_expired(&on.to_string()),
+            CardCertError::NotYetValid(on) => refuse::certificate_malformed(format!("not valid before {on}")),
+            CardCertError::Revoked(reason) => refuse::certificate_revoked(&reason),
+        })?;
+        Ok((der, checked))
+    }
+
+    /// Checks a proof: the challenge (single use, this institution, in time), the certificate,
+    /// and the PIN signature or the registered reader's attestation.
+    fn check_proof(&self, proof: &CardProof, institution: &InstitutionCode, now: Timestamp) -> Result<CardCertificate, CenterError> {
+        self.take_challenge(&proof.challenge, institution, now)?;
+        let (der, certificate) = self.check_certificate(&proof.certificate, now.date())?;
+        match proof.method {
+            Method::Pin => {
+                let signature =
+                    proof.card_signature.as_deref().ok_or_else(|| refuse::proof_incomplete("the PIN path needs card_signature"))?;
+                let signature = unhex(signature).ok_or_else(|| refuse::proof_incomplete("card_signature is not hex"))?;
+                if !signature_valid(&certificate.public_key, proof.challenge.as_bytes(), &signature) {
+                    return Err(refuse::signature_invalid("card's signature"));
+                }
+            }
+            Method::Face | Method::Visual => {
+                let attestation =
+                    proof.attestation.as_ref().ok_or_else(|| refuse::proof_incomplete("the face and visual paths need an attestation"))?;
+                let reader = self.cards.reader(&attestation.reader_id).map_err(store_error)?;
+                let reader = reader
+                    .filter(|r| r.institution == institution.as_str())
+                    .ok_or_else(|| refuse::reader_not_registered(&attestation.reader_id))?;
+                let signature =
+                    unhex(&attestation.signature).ok_or_else(|| refuse::proof_incomplete("the attestation signature is not hex"))?;
+                let message = attestation_message(&proof.challenge, &hex(digest(&SHA256, &der).as_ref()), &attestation.result);
+                if !signature_valid(&reader.public_key, &message, &signature) {
+                    return Err(refuse::signature_invalid("reader's attestation"));
+                }
+                match (proof.method, attestation.result.as_str()) {
+                    (Method::Face, "face_match") | (Method::Visual, "visual") => {}
+                    (Method::Face, "face_mismatch") => return Err(refuse::face_mismatch()),
+                    _ => return Err(refuse::proof_incomplete("the attestation's result does not fit the method")),
+                }
+            }
+        }
+        Ok(certificate)
+    }
+
+    /// Registers a reader's device key to the calling institution.
+    pub fn register_reader(&self, request: &RegisterReader, institution: &InstitutionCode, now: Timestamp) -> Result<(), CenterError> {
+        let key = unhex(&request.public_key)
+            .filter(|k| k.len() == 65 && k[0] == 4)
+            .ok_or_else(|| errors::malformed_body("public_key must be the uncompressed P-256 point (65 bytes) in hex".into()))?;
+        if request.reader_id.is_empty() || request.reader_id.len() > 64 {
+            return Err(errors::malformed_body("reader_id must be 1 to 64 characters".into()));
+        }
+        let reader = Reader { reader_id: request.reader_id.clone(), institution: institution.as_str().to_string(), public_key: key };
+        self.cards.register_reader(&reader, now).map_err(store_error)
+    }
+
+    /// 初回登録: links the card to the coverage named by the numbers when the card's holder
+    /// attributes match the insurer's record. A mismatch is refused (the caller audits it).
+    pub fn link(
+        &self,
+        register: &dyn Register,
+        request: &LinkCard,
+        institution: &InstitutionCode,
+        now: Timestamp,
+    ) -> Result<Linked, CenterError> {
+        if request.proof.method != Method::Pin {
+            return Err(refuse::proof_incomplete("初回登録 needs the card's own signature (the PIN path)"));
+        }
+        let certificate = self.check_proof(&request.proof, institution, now)?;
+        let field = |name: &'static str| move |e: onshi_domain::FieldError| errors::invalid_field(name, &e);
+        let insurer = InsurerNumber::parse(&request.insurer_number).map_err(field("insurer_number"))?;
+        let symbol = CardSymbol::parse(request.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?;
+        let number = CardNumber::parse(&request.number).map_err(field("number"))?;
+        let branch = CardBranch::parse(&request.branch).map_err(field("branch"))?;
+        let coverages = register.coverages_by_number(&insurer, &number).map_err(store_error)?;
+        let coverage = coverages
+            .iter()
+            .filter(|c| symbol.is_empty() || c.symbol == symbol)
+            .filter(|c| branch.is_none_or(|b| b == c.branch))
+            .max_by_key(|c| c.acquired_on)
+            .ok_or_else(refuse::no_such_coverage)?;
+        let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
+        let details = terms.last().map(|t| &t.details);
+        let mut differ = Vec::new();
+        let attributes = &request.attributes;
+        if details.is_none_or(|d| comparable(&d.name) != comparable(&attributes.name)) {
+            differ.push("name");
+        }
+        if coverage.holder.birth_date.yyyymmdd() != attributes.birth_date {
+            differ.push("birth_date");
+        }
+        if coverage.holder.sex.code() != attributes.sex {
+            differ.push("sex");
+        }
+        if let Some(address) = details.and_then(|d| d.address.as_deref())
+            && comparable(address) != comparable(&attributes.address)
+        {
+            differ.push("address");
+        }
+        if !differ.is_empty() {
+            return Err(refuse::attributes_mismatch(&differ));
+        }
+        let link = self.cards.link_card(&certificate.serial, &certificate.holder_ref, coverage.person_id, now).map_err(store_error)?;
+        if link.person_id != coverage.person_id {
+            return Err(refuse::already_linked());
+        }
+        Ok(Linked { serial: link.serial, linked_at: link.linked_at.to_string() })
+    }
+
+    /// Finds the person of a verified certificate, moving the link when the certificate is a
+    /// renewal of a linked one.
+    fn person_of(&self, certificate: &CardCertificate, now: Timestamp) -> Result<i64, CenterError> {
+        let link = match self.cards.card_link(&certificate.serial).map_err(store_error)? {
+            Some(link) => Some(link),
+            None => self.cards.move_card_link(&certificate.holder_ref, &certificate.serial, now).map_err(store_error)?,
+        };
+        let link = link.ok_or_else(refuse::not_linked)?;
+        match link.state {
+            LinkState::Active => Ok(link.person_id),
+            LinkState::Flagged => Err(refuse::link_flagged()),
+            // A moved link's certificate was renewed and is revoked; the CRL check refuses it
+            // first, but a CRL not yet reloaded must not let it through.
+            LinkState::Moved => Err(refuse::certificate_revoked("superseded by a renewed certificate")),
+        }
+    }
+
+    /// Verification by card: the proof, the person's coverage on the date of care, the
+    /// consents chosen now and those still in force.
+    pub fn verify(
+        &self,
+        register: &dyn Register,
+        lags: &LagCache,
+        request: &VerifyCard,
+        institution: &InstitutionCode,
+        now: Timestamp,
+    ) -> Result<(CardAnswer, i64), CenterError> {
+        let certificate = self.check_proof(&request.proof, institution, now)?;
+        let person = self.person_of(&certificate, now)?;
+        let consents = self.record_consents(person, institution, &request.consent, now)?;
+        let limit_live = consents.limit_application_certificate_related.flag == "1";
+        let coverages = register.coverages_of_person(person).map_err(store_error)?;
+        let on = match &request.date_of_care {
+            Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
+            None => now.date(),
+        };
+        let span = |c: &onshi_store::model::CoverageRecord| CoverageSpan {
+            coverage_id: c.coverage_id,
+            person_id: c.person_id,
+            branch: c.branch,
+            birth_date: c.holder.birth_date,
+            acquired_on: c.acquired_on,
+            lost_on: c.lost_on,
+            loss_reason: c.loss_reason,
+        };
+        let chosen = coverages.iter().max_by_key(|c| (span(c).covers(on), c.acquired_on)).ok_or_else(refuse::no_coverage_for_person)?;
+        let query = VerifyNumberRequest {
+            institution_code: None,
+            insurer_number: chosen.insurer.as_str().to_string(),
+            symbol: (!chosen.symbol.is_empty()).then(|| chosen.symbol.as_str().to_string()),
+            number: chosen.number.as_str().to_string(),
+            branch: Some(chosen.branch.to_string()),
+            birth_date: chosen.holder.birth_date.yyyymmdd(),
+            date_of_care: Some(on.yyyymmdd()),
+            limit_consent: limit_live,
+        };
+        let answer = verify_number(register, lags, &parse_request(&query, on)?, now)?;
+        Ok((CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents }, person))
+    }
+
+    fn record_consents(
+        &self,
+        person: i64,
+        institution: &InstitutionCode,
+        choice: &ConsentChoice,
+        now: Timestamp,
+    ) -> Result<Consents, CenterError> {
+        let chosen = [choice.drug, choice.checkup, choice.diagnosis, choice.limit, choice.specific_disease];
+        for (scope, given) in SCOPES.iter().zip(chosen) {
+            if given {
+                let consent =
+                    Consent { scope: scope.to_string(), given_at: now, available_until: seconds_later(now, CONSENT_HOURS * 3600) };
+                self.cards.record_consent(person, institution.as_str(), &consent).map_err(store_error)?;
+            }
+        }
+        self.consents(person, institution, now)
+    }
+
+    /// The consent states a person has given an institution, as of `now`.
+    pub fn consents(&self, person: i64, institution: &InstitutionCode, now: Timestamp) -> Result<Consents, CenterError> {
+        let stored = self.cards.consents(person, institution.as_str()).map_err(store_error)?;
+        let state = |scope: &str| match stored.iter().find(|c| c.scope == scope) {
+            None => ConsentState { flag: "0".into(), consent_time: None, available_time: None },
+            Some(c) => ConsentState {
+                flag: if c.available_until > now { "1" } else { "2" }.into(),
+                consent_time: Some(c.given_at.to_string()),
+                available_time: Some(c.available_until.to_string()),
+            },
+        };
+        Ok(Consents {
+            pharmacists_info: state("drug"),
+            specific_health_checkups_info: state("checkup"),
+            diagnosis_info: state("diagnosis"),
+            limit_application_certificate_related: state("limit"),
+            specific_diseases_certificate_related: state("specific_disease"),
+        })
+    }
+
+    /// Flags a suspected wrong link; it blocks the card until reviewed.
+    pub fn flag(&self, request: &FlagLink, now: Timestamp) -> Result<String, CenterError> {
+        // A flag must work even for a revoked or expired card, so only the signature and the
+        // issuer are needed here: the serial identifies the link.
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(request.certificate.as_bytes())
+            .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?;
+        let serial = match self.check_certificate(&request.certificate, now.date()) {
+            Ok((_, certificate)) => certificate.serial,
+            Err(e) if e.body.code == "CARD_CERTIFICATE_REVOKED" || e.body.code == "CARD_CERTIFICATE_EXPIRED" => {
+                onshi_pki::jpki::serial_hex(x509_serial(&der).ok_or_else(|| refuse::certificate_malformed("no serial".into()))?.as_slice())
+            }
+            Err(e) => return Err(e),
+        };
+        let reason: String = request.reason.chars().take(200).collect();
+        if !self.cards.flag_card_link(&serial, &reason, now).map_err(store_error)? {
+            return Err(refuse::not_linked());
+        }
+        Ok(serial)
+    }
+}
+
+fn x509_serial(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    Some(cert.raw_serial().to_vec())
+}
+
+/// A name or address as compared at 初回登録: half-width, without spaces, one hyphen.
+fn comparable(text: &str) -> String {
+    to_half_width(text)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if matches!(c, 'ー' | '－' | '―' | '‐' | '−') { '-' } else { c })
+        .collect()
+}

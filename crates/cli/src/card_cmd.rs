@@ -1,0 +1,211 @@
+//! `onshi reader …` and `onshi card …`: the simulated card reader driven from the command line,
+//! against the center.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use onshi_api::card::{CardAnswer, ConsentChoice};
+use onshi_reader::flow::{self, CoverageNumbers, How};
+use onshi_reader::{CardReader, Face, ReaderFile, SimulatedReader};
+
+use crate::tls_args::CenterArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ReaderCommand {
+    /// Create a reader: an id, a device key and the facility password for visual mode.
+    Init {
+        #[arg(long, default_value = "onshi-reader.json")]
+        out: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        facility_password: String,
+    },
+    /// Register the reader's device key with the center, for this institution.
+    Register {
+        #[command(flatten)]
+        center: CenterArgs,
+        #[arg(long, default_value = "onshi-reader.json")]
+        reader: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReaderArgs {
+    #[arg(long, default_value = "onshi-reader.json")]
+    pub reader: PathBuf,
+    /// The card file placed on the reader.
+    #[arg(long)]
+    pub card: PathBuf,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum CardCommand {
+    /// 初回登録: link the card to the coverage with these numbers (PIN path).
+    Link {
+        #[command(flatten)]
+        center: CenterArgs,
+        #[command(flatten)]
+        reader: ReaderArgs,
+        #[arg(long)]
+        pin: String,
+        #[arg(long)]
+        insurer: String,
+        #[arg(long)]
+        symbol: Option<String>,
+        #[arg(long)]
+        number: String,
+        #[arg(long)]
+        branch: String,
+    },
+    /// Verify by card: PIN, face, or visual mode (staff, facility password).
+    Verify {
+        #[command(flatten)]
+        center: CenterArgs,
+        #[command(flatten)]
+        reader: ReaderArgs,
+        /// PIN path.
+        #[arg(long, conflicts_with_all = ["face", "visual"])]
+        pin: Option<String>,
+        /// Face path: who stands in front of the camera.
+        #[arg(long, value_enum, conflicts_with = "visual")]
+        face: Option<FaceArg>,
+        /// Visual mode, switched on with the facility password.
+        #[arg(long, requires = "facility_password")]
+        visual: bool,
+        #[arg(long)]
+        facility_password: Option<String>,
+        /// Consents chosen on the reader: drug, checkup, diagnosis, limit, specific_disease.
+        #[arg(long, value_delimiter = ',')]
+        consent: Vec<String>,
+        /// 診療日 YYYYMMDD (today when absent).
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report a suspected wrong link; the card stops verifying until it is reviewed.
+    Flag {
+        #[command(flatten)]
+        center: CenterArgs,
+        #[command(flatten)]
+        reader: ReaderArgs,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FaceArg {
+    Holder,
+    Stranger,
+}
+
+pub fn run_reader(command: ReaderCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReaderCommand::Init { out, id, facility_password } => {
+            ReaderFile::create(&out, &id, &facility_password)?;
+            println!("reader {id} written to {}", out.display());
+        }
+        ReaderCommand::Register { center, reader } => {
+            let file = ReaderFile::load(&reader)?;
+            let client = center.client()?;
+            let body = onshi_api::card::RegisterReader { reader_id: file.reader_id.clone(), public_key: file.public_key_hex()? };
+            let answer: serde_json::Value = crate::runtime()?.block_on(client.post_json("/readers", &body))?;
+            println!("{answer}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reader_with_card(args: &ReaderArgs) -> anyhow::Result<SimulatedReader> {
+    let mut reader = SimulatedReader::new(ReaderFile::load(&args.reader)?);
+    reader.place_card(&args.card)?;
+    Ok(reader)
+}
+
+fn consent_choice(scopes: &[String]) -> anyhow::Result<ConsentChoice> {
+    let mut choice = ConsentChoice::default();
+    for scope in scopes {
+        match scope.as_str() {
+            "drug" => choice.drug = true,
+            "checkup" => choice.checkup = true,
+            "diagnosis" => choice.diagnosis = true,
+            "limit" => choice.limit = true,
+            "specific_disease" => choice.specific_disease = true,
+            other => anyhow::bail!("--consent {other:?}: the scopes are drug, checkup, diagnosis, limit, specific_disease"),
+        }
+    }
+    Ok(choice)
+}
+
+fn print_answer(answer: &CardAnswer) {
+    let a = &answer.answer;
+    println!("資格有効性: {} ({})  確認方法: {}  証明書 {}", a.validity.label, a.validity.code, answer.method.code(), answer.serial);
+    if let Some(c) = &a.coverage {
+        println!("  保険者番号 {}  記号 {}  番号 {}  枝番 {}", c.insurer_number, c.symbol.as_deref().unwrap_or("-"), c.number, c.branch);
+    }
+    if let Some(notice) = &a.notice {
+        println!("  {}", notice.reception_ja);
+    }
+    let c = &answer.consents;
+    for (label, state) in [
+        ("薬剤情報", &c.pharmacists_info),
+        ("特定健診", &c.specific_health_checkups_info),
+        ("診療・手術", &c.diagnosis_info),
+        ("限度額", &c.limit_application_certificate_related),
+        ("特定疾病", &c.specific_diseases_certificate_related),
+    ] {
+        println!(
+            "  同意 {label}: {} {}",
+            state.flag,
+            state.available_time.as_deref().map(|t| format!("（閲覧期限 {t}）")).unwrap_or_default()
+        );
+    }
+}
+
+pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
+    let runtime = crate::runtime()?;
+    match command {
+        CardCommand::Link { center, reader, pin, insurer, symbol, number, branch } => {
+            let client = center.client()?;
+            let mut simulated = reader_with_card(&reader)?;
+            let numbers = CoverageNumbers { insurer_number: insurer, symbol, number, branch };
+            let linked = runtime.block_on(flow::link(&client, &mut simulated, &pin, numbers))?;
+            println!("利用登録しました: 証明書 {} ({})", linked.serial, linked.linked_at);
+        }
+        CardCommand::Verify { center, reader, pin, face, visual, facility_password, consent, date, json } => {
+            let client = center.client()?;
+            let mut simulated = reader_with_card(&reader)?;
+            let how = match (pin.as_deref(), face, visual) {
+                (Some(pin), _, _) => How::Pin(pin),
+                (None, Some(face), _) => {
+                    simulated.present_face(match face {
+                        FaceArg::Holder => Face::Holder,
+                        FaceArg::Stranger => Face::Stranger,
+                    });
+                    How::Face
+                }
+                (None, None, true) => {
+                    simulated.enable_visual_mode(facility_password.as_deref().unwrap_or(""))?;
+                    How::Visual
+                }
+                _ => anyhow::bail!("choose --pin, --face holder|stranger or --visual with --facility-password"),
+            };
+            let answer = runtime.block_on(flow::verify(&client, &mut simulated, how, consent_choice(&consent)?, date))?;
+            simulated.remove_card();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print_answer(&answer);
+            }
+        }
+        CardCommand::Flag { center, reader, reason } => {
+            let client = center.client()?;
+            let simulated = reader_with_card(&reader)?;
+            let answer = runtime.block_on(flow::flag(&client, &simulated, &reason))?;
+            println!("{answer}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

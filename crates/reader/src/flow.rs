@@ -1,0 +1,90 @@
+//! The card flows against the center: take a challenge, have the card or the reader prove it,
+//! then link (初回登録) or verify. The challenge is requested right before the proof, as it
+//! expires after 60 seconds.
+
+use onshi_api::card::{CardAnswer, CardProof, Challenge, ConsentChoice, FlagLink, LinkCard, Linked, Method, VerifyCard};
+use onshi_api::client::{CenterClient, ClientError};
+
+use crate::{CardReader, ReaderError};
+
+/// How the holder is authenticated at the reader.
+#[derive(Clone, Copy, Debug)]
+pub enum How<'a> {
+    Pin(&'a str),
+    Face,
+    /// Visual mode must have been switched on with the facility password.
+    Visual,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Reader(#[from] ReaderError),
+    #[error(transparent)]
+    Center(#[from] ClientError),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh challenge and the proof for it.
+pub async fn prove(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>) -> Result<CardProof, FlowError> {
+    let certificate = reader.certificate()?;
+    let Challenge { challenge, .. } = client.post_json("/card/challenge", &serde_json::json!({})).await?;
+    let mut proof = CardProof { challenge: challenge.clone(), certificate, method: Method::Pin, card_signature: None, attestation: None };
+    match how {
+        How::Pin(pin) => proof.card_signature = Some(hex(&reader.sign_with_pin(pin, challenge.as_bytes())?)),
+        How::Face => {
+            proof.method = Method::Face;
+            proof.attestation = Some(reader.attest_face(&challenge)?);
+        }
+        How::Visual => {
+            proof.method = Method::Visual;
+            proof.attestation = Some(reader.attest_visual(&challenge)?);
+        }
+    }
+    Ok(proof)
+}
+
+/// Verification by card with the consents chosen on the reader.
+pub async fn verify(
+    client: &CenterClient,
+    reader: &mut dyn CardReader,
+    how: How<'_>,
+    consent: ConsentChoice,
+    date_of_care: Option<String>,
+) -> Result<CardAnswer, FlowError> {
+    let proof = prove(client, reader, how).await?;
+    Ok(client.post_json("/verify/card", &VerifyCard { proof, date_of_care, consent }).await?)
+}
+
+/// The card's numbers of the coverage to link at 初回登録.
+#[derive(Clone, Debug)]
+pub struct CoverageNumbers {
+    pub insurer_number: String,
+    pub symbol: Option<String>,
+    pub number: String,
+    pub branch: String,
+}
+
+/// 初回登録 on the PIN path.
+pub async fn link(client: &CenterClient, reader: &mut dyn CardReader, pin: &str, numbers: CoverageNumbers) -> Result<Linked, FlowError> {
+    let attributes = reader.attributes()?;
+    let proof = prove(client, reader, How::Pin(pin)).await?;
+    let request = LinkCard {
+        proof,
+        attributes,
+        insurer_number: numbers.insurer_number,
+        symbol: numbers.symbol,
+        number: numbers.number,
+        branch: numbers.branch,
+    };
+    Ok(client.post_json("/card/link", &request).await?)
+}
+
+/// Reports a suspected wrong link for the card on the reader.
+pub async fn flag(client: &CenterClient, reader: &dyn CardReader, reason: &str) -> Result<serde_json::Value, FlowError> {
+    let request = FlagLink { certificate: reader.certificate()?, reason: reason.to_string() };
+    Ok(client.post_json("/card/flag", &request).await?)
+}
