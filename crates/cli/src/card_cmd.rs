@@ -8,7 +8,15 @@ use onshi_api::card::{CardAnswer, ConsentChoice};
 use onshi_reader::flow::{self, CoverageNumbers, How};
 use onshi_reader::{CardReader, Face, ReaderFile, SimulatedReader};
 
-use crate::tls_args::CenterArgs;
+use crate::tls_args::{CenterArgs, explain};
+
+/// Reader problems as they are; center refusals with their Japanese action.
+fn explain_flow(error: flow::FlowError) -> anyhow::Error {
+    match error {
+        flow::FlowError::Center(e) => explain(e),
+        flow::FlowError::Reader(e) => anyhow::Error::new(e),
+    }
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ReaderCommand {
@@ -111,7 +119,7 @@ pub fn run_reader(command: ReaderCommand) -> anyhow::Result<ExitCode> {
             let file = ReaderFile::load(&reader)?;
             let client = center.client()?;
             let body = onshi_api::card::RegisterReader { reader_id: file.reader_id.clone(), public_key: file.public_key_hex()? };
-            let answer: serde_json::Value = crate::runtime()?.block_on(client.post_json("/readers", &body))?;
+            let answer: serde_json::Value = crate::runtime()?.block_on(client.post_json("/readers", &body)).map_err(explain)?;
             println!("{answer}");
         }
     }
@@ -171,7 +179,7 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
             let client = center.client()?;
             let mut simulated = reader_with_card(&reader)?;
             let numbers = CoverageNumbers { insurer_number: insurer, symbol, number, branch };
-            let linked = runtime.block_on(flow::link(&client, &mut simulated, &pin, numbers))?;
+            let linked = runtime.block_on(flow::link(&client, &mut simulated, &pin, numbers)).map_err(explain_flow)?;
             println!("利用登録しました: 証明書 {} ({})", linked.serial, linked.linked_at);
         }
         CardCommand::Verify { center, reader, pin, face, visual, facility_password, consent, date, json } => {
@@ -192,7 +200,8 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("choose --pin, --face holder|stranger or --visual with --facility-password"),
             };
-            let answer = runtime.block_on(flow::verify(&client, &mut simulated, how, consent_choice(&consent)?, date))?;
+            let answer =
+                runtime.block_on(flow::verify(&client, &mut simulated, how, consent_choice(&consent)?, date)).map_err(explain_flow)?;
             simulated.remove_card();
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -203,7 +212,7 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
         CardCommand::Flag { center, reader, reason } => {
             let client = center.client()?;
             let simulated = reader_with_card(&reader)?;
-            let answer = runtime.block_on(flow::flag(&client, &simulated, &reason))?;
+            let answer = runtime.block_on(flow::flag(&client, &simulated, &reason)).map_err(explain_flow)?;
             println!("{answer}");
         }
     }

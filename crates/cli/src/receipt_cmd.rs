@@ -187,17 +187,7 @@ async fn ask(
 /// The center's own explanation when it refused the whole batch (another institution's file,
 /// an expired certificate, …).
 fn explain(error: ClientError) -> anyhow::Error {
-    match error {
-        ClientError::Refused { status, body } => {
-            anyhow::anyhow!(
-                "the center refused the check ({status} {}): {}\n{}",
-                body.error.code,
-                body.error.detail,
-                body.error.reception_ja
-            )
-        }
-        other => anyhow::Error::new(other).context("the claims could not be checked"),
-    }
+    crate::tls_args::explain(error).context("the claims could not be checked")
 }
 
 fn write_fixed(file: &UkeFile, assessments: &[Assessment], out: &Path) -> anyhow::Result<Vec<onshi_receipt::fix::Change>> {

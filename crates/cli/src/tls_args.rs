@@ -34,3 +34,19 @@ impl CenterArgs {
         Ok(CenterClient::new(config)?)
     }
 }
+
+/// A center refusal as people read it: the code and detail for the vendor, then the action for
+/// reception in Japanese.
+pub fn explain(error: onshi_api::client::ClientError) -> anyhow::Error {
+    match error {
+        onshi_api::client::ClientError::Refused { status, body } => {
+            anyhow::anyhow!(
+                "the center refused the request ({status} {}): {}\n{}",
+                body.error.code,
+                body.error.detail,
+                body.error.reception_ja
+            )
+        }
+        other => anyhow::Error::new(other),
+    }
+}

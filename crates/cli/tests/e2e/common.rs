@@ -99,11 +99,17 @@ impl Server {
 
     /// Serves the register `db` with the certificates in `pki`.
     pub fn start_at(db: &Path, pki: &Path) -> Server {
+        Server::start_with(db, pki, &[])
+    }
+
+    /// As [`Server::start_at`], with more `center serve` arguments.
+    pub fn start_with(db: &Path, pki: &Path, extra: &[&str]) -> Server {
         let mut child = onshi()
             .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .arg("--pki")
             .arg(pki)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -120,6 +126,12 @@ impl Server {
 
     pub fn client(&self, fixture: &Fixture, identity: Option<&str>) -> CenterClient {
         self.client_with_ca(&fixture.pki().join("ca.pem"), identity.map(|stem| fixture.identity(stem)))
+    }
+
+    /// A client for the institution `code` (or anonymous) with the certificates in `pki`.
+    pub fn client_at(&self, pki: &Path, code: Option<&str>) -> CenterClient {
+        let identity = code.map(|c| (pki.join(format!("institutions/{c}.pem")), pki.join(format!("institutions/{c}.key"))));
+        self.client_with_ca(&pki.join("ca.pem"), identity)
     }
 
     pub fn client_with_ca(&self, ca: &Path, identity: Option<(PathBuf, PathBuf)>) -> CenterClient {

@@ -1,0 +1,238 @@
+//! The マイナ保険証 path end to end: virtual cards from the demo JPKI, the simulated reader
+//! driven by `onshi card …`, the real center over mutual TLS.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::json;
+
+use crate::common::{CLINIC, OTHER_CLINIC, Server, onshi, run_ok};
+
+const INSURER: &str = "06130488";
+const NAME: &str = "試験　花子";
+const BIRTH: &str = "19800101";
+const ADDRESS: &str = "東京都千代田区霞が関１－２－２";
+
+/// A register with one member, a center CA, a card CA, cards and two readers.
+struct CardWorld {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl CardWorld {
+    fn new() -> CardWorld {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let event = json!({
+            "event_id": "e1", "kind": "acquire", "insurer_number": INSURER, "person_ref": "card-person-1",
+            "card": {"symbol": "12", "number": "345", "branch": "00"},
+            "occurred_on": "20200401", "notified_at": "20200402090000",
+            "member": {"relationship": "1", "card_classification": "01", "name": NAME, "name_kana": "シケン　ハナコ",
+                       "sex": "2", "birth_date": BIRTH, "address": "東京都千代田区霞が関1-2-2"},
+            "terms": {"income_class": "general"}
+        });
+        std::fs::write(root.join("events.jsonl"), format!("{event}\n")).expect("events");
+        run_ok(onshi().args(["center", "import", "--db"]).arg(root.join("center.sqlite")).arg(root.join("events.jsonl")));
+        run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(root.join("pki")));
+        for code in [CLINIC, OTHER_CLINIC] {
+            run_ok(onshi().args(["center", "pki", "issue-institution", "--code", code, "--dir"]).arg(root.join("pki")));
+        }
+        run_ok(onshi().args(["jpki", "init", "--dir"]).arg(root.join("jpki")));
+        run_ok(onshi().args(["jpki", "crl", "--dir"]).arg(root.join("jpki")));
+        let server = Server::start_with(&root.join("center.sqlite"), &root.join("pki"), &["--jpki", root.join("jpki").to_str().unwrap()]);
+        let world = CardWorld { dir, server };
+        for (reader, code) in [("reader-clinic", CLINIC), ("reader-other", OTHER_CLINIC)] {
+            run_ok(onshi().args(["reader", "init", "--id", reader, "--facility-password", "pass-1", "--out"]).arg(world.path(reader)));
+            run_ok(onshi().args(["reader", "register", "--reader"]).arg(world.path(reader)).args(world.center_args(code)));
+        }
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn center_args(&self, code: &str) -> Vec<String> {
+        let pki = self.path("pki");
+        let file = |ext: &str| pki.join(format!("institutions/{code}.{ext}")).display().to_string();
+        vec![
+            "--center".into(),
+            self.server.url(),
+            "--ca".into(),
+            pki.join("ca.pem").display().to_string(),
+            "--cert".into(),
+            file("pem"),
+            "--key".into(),
+            file("key"),
+        ]
+    }
+
+    /// Issues a card; `extra` adds flags such as `--valid-from`.
+    fn issue(&self, card: &str, name: &str, extra: &[&str]) -> PathBuf {
+        let path = self.path(card);
+        run_ok(
+            onshi()
+                .args(["jpki", "issue", "--dir"])
+                .arg(self.path("jpki"))
+                .arg("--out")
+                .arg(&path)
+                .args(["--name", name, "--kana", "シケン　ハナコ", "--birth", BIRTH, "--sex", "2", "--address", ADDRESS, "--pin", "1234"])
+                .args(extra),
+        );
+        path
+    }
+
+    fn card(&self, action: &str, card: &Path, reader: &str, args: &[&str]) -> Output {
+        onshi()
+            .args(["card", action, "--card"])
+            .arg(card)
+            .arg("--reader")
+            .arg(self.path(reader))
+            .args(self.center_args(CLINIC))
+            .args(args)
+            .output()
+            .expect("onshi runs")
+    }
+
+    fn link(&self, card: &Path) -> Output {
+        self.card(
+            "link",
+            card,
+            "reader-clinic",
+            &["--pin", "1234", "--insurer", INSURER, "--symbol", "12", "--number", "345", "--branch", "00"],
+        )
+    }
+
+    fn verify(&self, card: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.card("verify", card, "reader-clinic", &all)
+    }
+
+    fn jpki(&self, args: &[&str]) {
+        run_ok(onshi().arg("jpki").args(args).arg("--dir").arg(self.path("jpki")));
+    }
+}
+
+fn ok_json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
+    serde_json::from_slice(&output.stdout).expect("a JSON answer")
+}
+
+fn refused(output: &Output, code: &str) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "expected {code}, got success: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(stderr.contains(code), "expected {code} in:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn pin_face_and_visual_paths_verify_a_linked_card() {
+    let world = CardWorld::new();
+    let card = world.issue("hanako.card", NAME, &[]);
+    let unlinked = world.verify(&card, &["--pin", "1234"]);
+    refused(&unlinked, "CARD_NOT_LINKED");
+    assert!(String::from_utf8_lossy(&world.link(&card).stdout).contains("利用登録しました"));
+
+    let pin = ok_json(&world.verify(&card, &["--pin", "1234"]));
+    assert_eq!((pin["validity"]["code"].as_str(), pin["method"].as_str()), (Some("1"), Some("pin")));
+    assert_eq!(pin["coverage"]["number"], "345");
+    let face = ok_json(&world.verify(&card, &["--face", "holder"]));
+    assert_eq!((face["validity"]["code"].as_str(), face["method"].as_str()), (Some("1"), Some("face")));
+    let stranger = world.verify(&card, &["--face", "stranger"]);
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("face does not match"), "the reader refuses a stranger");
+    let visual = ok_json(&world.verify(&card, &["--visual", "--facility-password", "pass-1"]));
+    assert_eq!(visual["method"], "visual", "recorded as a visual check");
+    let wrong_password = world.verify(&card, &["--visual", "--facility-password", "guess"]);
+    assert!(String::from_utf8_lossy(&wrong_password.stderr).contains("wrong facility password"));
+
+    // A reader registered to another institution is refused for this one.
+    let other_reader = world.card("verify", &card, "reader-other", &["--face", "holder"]);
+    refused(&other_reader, "READER_NOT_REGISTERED");
+}
+
+#[test]
+fn the_pin_locks_on_the_third_wrong_entry_and_stays_locked() {
+    let world = CardWorld::new();
+    let card = world.issue("lock.card", NAME, &[]);
+    world.link(&card);
+    let first = world.verify(&card, &["--pin", "0000"]);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("2 tries left"), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = world.verify(&card, &["--pin", "0001"]);
+    assert!(String::from_utf8_lossy(&second.stderr).contains("1 tries left"));
+    let third = world.verify(&card, &["--pin", "0002"]);
+    assert!(String::from_utf8_lossy(&third.stderr).contains("locked"), "locked on the third wrong entry");
+    // Every `onshi card` run is a fresh reader process: the lock is on the card file.
+    let right = world.verify(&card, &["--pin", "1234"]);
+    assert!(String::from_utf8_lossy(&right.stderr).contains("locked"), "still locked for the right PIN");
+    let face = ok_json(&world.verify(&card, &["--face", "holder"]));
+    assert_eq!(face["validity"]["code"], "1", "face still works on a PIN-locked card");
+}
+
+#[test]
+fn revoked_expired_renewed_and_flagged_cards() {
+    let world = CardWorld::new();
+    let lost = world.issue("lost.card", NAME, &[]);
+    world.link(&lost);
+    assert_eq!(ok_json(&world.verify(&lost, &["--pin", "1234"]))["validity"]["code"], "1");
+    world.jpki(&["revoke", "--card", lost.to_str().unwrap(), "--reason", "lost"]);
+    world.jpki(&["crl"]);
+    let revoked = refused(&world.verify(&lost, &["--pin", "1234"]), "CARD_CERTIFICATE_REVOKED");
+    assert!(revoked.contains("失効"), "an action in Japanese: {revoked}");
+
+    let old = world.issue("old.card", NAME, &["--valid-from", "20200101", "--days", "30"]);
+    refused(&world.link(&old), "CARD_CERTIFICATE_EXPIRED");
+
+    let renewing = world.issue("renew.card", NAME, &[]);
+    world.link(&renewing);
+    std::fs::copy(&renewing, world.path("before-renewal.card")).expect("copy");
+    world.jpki(&["renew", "--card", renewing.to_str().unwrap()]);
+    world.jpki(&["crl"]);
+    let renewed = ok_json(&world.verify(&renewing, &["--pin", "1234"]));
+    assert_eq!(renewed["validity"]["code"], "1", "the link moved to the renewed certificate");
+    refused(&world.verify(&world.path("before-renewal.card"), &["--pin", "1234"]), "CARD_CERTIFICATE_REVOKED");
+
+    run_ok(
+        onshi()
+            .args(["card", "flag", "--card"])
+            .arg(&renewing)
+            .arg("--reader")
+            .arg(world.path("reader-clinic"))
+            .args(world.center_args(CLINIC))
+            .args(["--reason", "another patient's name shown"]),
+    );
+    refused(&world.verify(&renewing, &["--pin", "1234"]), "CARD_LINK_FLAGGED");
+}
+
+#[test]
+fn an_attribute_mismatch_at_registration_links_nothing() {
+    let world = CardWorld::new();
+    let card = world.issue("other-name.card", "試験　太郎", &[]);
+    let stderr = refused(&world.link(&card), "CARD_ATTRIBUTES_MISMATCH");
+    assert!(stderr.contains("name") && !stderr.contains("試験"), "names the field, never the value: {stderr}");
+    refused(&world.verify(&card, &["--pin", "1234"]), "CARD_NOT_LINKED");
+}
+
+#[test]
+fn a_replayed_challenge_is_refused() {
+    let world = CardWorld::new();
+    let card = world.issue("replay.card", NAME, &[]);
+    world.link(&card);
+    let client = world.server.client_at(&world.path("pki"), Some(CLINIC));
+    let mut reader = onshi_reader::SimulatedReader::new(onshi_reader::ReaderFile::load(&world.path("reader-clinic")).unwrap());
+    reader.place_card(&card).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let proof = onshi_reader::flow::prove(&client, &mut reader, onshi_reader::flow::How::Pin("1234")).await.unwrap();
+        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default() };
+        let first: Result<onshi_api::card::CardAnswer, _> = client.post_json("/verify/card", &request).await;
+        assert!(first.is_ok(), "{first:?}");
+        let again: Result<onshi_api::card::CardAnswer, _> = client.post_json("/verify/card", &request).await;
+        match again {
+            Err(onshi_api::client::ClientError::Refused { status, body }) => {
+                assert_eq!((status, body.error.code.as_str()), (409, "CHALLENGE_UNKNOWN"))
+            }
+            other => panic!("a replay must be refused, got {other:?}"),
+        }
+    });
+}
