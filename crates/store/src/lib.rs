@@ -5,6 +5,7 @@
 //! Architecture invariant: the register stores an opaque person reference, never a My Number;
 //! there is no column that could hold one.
 
+pub mod audit;
 pub mod cards;
 pub mod model;
 pub mod sqlite;
