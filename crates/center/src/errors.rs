@@ -417,3 +417,14 @@ pub mod card {
         )
     }
 }
+
+pub fn audit_unavailable(detail: String) -> CenterError {
+    error(
+        503,
+        "AUDIT_UNAVAILABLE",
+        None,
+        detail,
+        "センターで一時的な障害が起きています。保険証・資格確認書を目視で確認して受付を続け、後で再照会してください。",
+        "The audit log could not record the access, so it was refused; check the center's disk and log.",
+    )
+}

@@ -4,6 +4,7 @@
 //! - [`validate`]: wire insurer events → register events, refusals naming their field.
 //! - [`import`]: JSON Lines import in bounded transactions, idempotent by event id.
 //! - [`verify`]: verification by card numbers, from register data and domain rules.
+//! - [`audit`]: the audit writer (group commit, fail closed).
 //! - [`card`]: the マイナ保険証 path: challenges, readers, 初回登録, verify by card, consent.
 //! - [`errors`]: the catalogue of stable codes with reception (Japanese) and operator actions.
 //! - [`server`]: HTTPS with mutual TLS, the API router, and [`metrics`].
@@ -11,6 +12,7 @@
 //! Architecture invariant: the institution code and insurer number of a caller come from its
 //! client certificate only.
 
+pub mod audit;
 pub mod card;
 pub mod errors;
 pub mod import;

@@ -28,7 +28,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::errors::{self, CenterError};
 use crate::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl};
 use crate::metrics::Metrics;
-use crate::verify::{check_institution, parse_request, verify_number};
+use crate::verify::{check_institution, parse_request, verify_number_person};
+use onshi_store::audit::AuditRecord;
 
 /// Most connections served at once; more wait in the kernel's accept queue.
 const CONNECTIONS_MAX: usize = 4_096;
@@ -61,6 +62,28 @@ pub struct CenterState {
     pub started: Instant,
     /// The マイナ保険証 path (refuses with CARD_PATH_UNAVAILABLE when no card CA is loaded).
     pub card: crate::card::CardPath,
+    /// Every verification, view and refusal is recorded here before the answer goes out.
+    pub audit: crate::audit::AuditSink,
+}
+
+fn actor(peer: &Peer) -> String {
+    match peer {
+        Peer::Known(PeerIdentity::Institution(code)) => code.as_str().to_string(),
+        Peer::Known(PeerIdentity::Insurer(number)) => format!("insurer:{number}"),
+        Peer::Unusable(_) | Peer::Anonymous => "-".into(),
+    }
+}
+
+fn audit_record(at: Timestamp, actor: String, action: &str, person_id: Option<i64>, object: String, code: &str) -> AuditRecord {
+    AuditRecord { at, actor, action: action.to_string(), person_id, object, code: code.to_string() }
+}
+
+/// The outcome code of a result for the audit log: the validity, `ok`, or the refusal's code.
+fn outcome<T>(result: &Result<T, CenterError>, ok: impl Fn(&T) -> String) -> String {
+    match result {
+        Ok(value) => ok(value),
+        Err(error) => error.body.code.clone(),
+    }
 }
 
 /// Who is on the other end of a connection, from the TLS client certificate.
@@ -104,16 +127,22 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CenterE
 
 async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let started = Instant::now();
+    let now = (state.clock)();
+    let mut object = "-".to_string();
     let result = async {
         let certified = institution(&peer)?;
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: VerifyNumberRequest = parse_json(&bytes)?;
         check_institution(request.institution_code.as_deref(), certified)?;
-        let now = (state.clock)();
         let query = parse_request(&request, now.date())?;
-        verify_number(state.register.as_ref(), &state.lags, &query, now)
+        object = query.insurer.as_str().to_string();
+        verify_number_person(state.register.as_ref(), &state.lags, &query, now)
     }
     .await;
+    let person = result.as_ref().ok().and_then(|(_, person)| *person);
+    let code = outcome(&result, |(answer, _)| answer.validity.code.clone());
+    let audited = state.audit.record(vec![audit_record(now, actor(&peer), "verify_number", person, object, &code)]).await;
+    let result = audited.and(result).map(|(answer, _)| answer);
     match result {
         Ok(answer) => {
             state.metrics.answer(&answer.validity.code);
@@ -138,6 +167,7 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
         // Thousands of lookups: keep them off the async workers.
         tokio::task::spawn_blocking(move || {
             let now = (worker.clock)();
+            let mut audit = Vec::with_capacity(request.entries.len());
             let results = request
                 .entries
                 .iter()
@@ -145,8 +175,18 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
                     let started = Instant::now();
                     let answer = check_institution(entry.institution_code.as_deref(), &certified)
                         .and_then(|()| parse_request(entry, now.date()))
-                        .and_then(|query| verify_number(worker.register.as_ref(), &worker.lags, &query, now));
-                    match answer {
+                        .and_then(|query| verify_number_person(worker.register.as_ref(), &worker.lags, &query, now));
+                    let person = answer.as_ref().ok().and_then(|(_, person)| *person);
+                    let code = outcome(&answer, |(a, _)| a.validity.code.clone());
+                    audit.push(audit_record(
+                        now,
+                        certified.as_str().to_string(),
+                        "verify_number_batch",
+                        person,
+                        entry.insurer_number.chars().take(8).collect(),
+                        &code,
+                    ));
+                    match answer.map(|(answer, _)| answer) {
                         Ok(answer) => {
                             worker.metrics.answer(&answer.validity.code);
                             worker.metrics.verify_latency(started.elapsed());
@@ -159,10 +199,11 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
                     }
                 })
                 .collect();
-            BatchVerifyResponse { results }
+            worker.audit.record_blocking(audit)?;
+            Ok(BatchVerifyResponse { results })
         })
         .await
-        .map_err(|e| errors::register_unavailable(format!("batch worker failed: {e}")))
+        .map_err(|e| errors::register_unavailable(format!("batch worker failed: {e}")))?
     }
     .await;
     match result {
@@ -172,6 +213,7 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
 }
 
 async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
     let result = async {
         let insurer = match &peer {
             Peer::Known(PeerIdentity::Insurer(number)) => number.clone(),
@@ -191,6 +233,8 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
         .map_err(|e| errors::register_unavailable(e.to_string()))
     }
     .await;
+    let code = outcome(&result, |report| format!("applied:{} refused:{}", report.applied, report.rejected_total));
+    let result = state.audit.record(vec![audit_record(now, actor(&peer), "insurer_upload", None, "-".into(), &code)]).await.and(result);
     match result {
         Ok(report) => {
             state.metrics.import(report.applied, report.rejected_total);
@@ -221,35 +265,52 @@ async fn challenge_handler(State(state): State<Arc<CenterState>>, Extension(peer
 }
 
 async fn reader_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut object = "-".to_string();
     let result = async {
         let (code, request): (_, onshi_api::card::RegisterReader) = card_request(&peer, body).await?;
-        state.card.register_reader(&request, &code, (state.clock)())?;
+        object = request.reader_id.chars().take(64).collect();
+        state.card.register_reader(&request, &code, now)?;
         Ok(serde_json::json!({ "registered": request.reader_id, "institution": code.as_str() }))
     }
     .await;
+    let code = outcome(&result, |_| "ok".into());
+    let result = state.audit.record(vec![audit_record(now, actor(&peer), "register_reader", None, object, &code)]).await.and(result);
     card_response(&state, result)
 }
 
 async fn link_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
     let result = async {
         let (code, request): (_, onshi_api::card::LinkCard) = card_request(&peer, body).await?;
         let worker = state.clone();
-        tokio::task::spawn_blocking(move || worker.card.link(worker.register.as_ref(), &request, &code, (worker.clock)()))
+        tokio::task::spawn_blocking(move || worker.card.link(worker.register.as_ref(), &request, &code, now))
             .await
             .map_err(|e| errors::register_unavailable(format!("link worker failed: {e}")))?
     }
     .await;
+    let code = outcome(&result, |_| "ok".into());
+    let serial = result.as_ref().map_or("-".to_string(), |linked| linked.serial.clone());
+    // A refused registration (an attribute mismatch above all) is audited like a link.
+    let result = state.audit.record(vec![audit_record(now, actor(&peer), "link_card", None, serial, &code)]).await.and(result);
     card_response(&state, result)
 }
 
 async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let started = Instant::now();
+    let now = (state.clock)();
     let result = async {
         let (code, request): (_, onshi_api::card::VerifyCard) = card_request(&peer, body).await?;
-        let (answer, _person) = state.card.verify(state.register.as_ref(), &state.lags, &request, &code, (state.clock)())?;
-        Ok(answer)
+        state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
     }
     .await;
+    let code = outcome(&result, |(answer, _)| answer.answer.validity.code.clone());
+    let (person, object) = match &result {
+        Ok((answer, person)) => (Some(*person), format!("{}:{}", answer.method.code(), answer.serial)),
+        Err(_) => (None, "-".into()),
+    };
+    let audited = state.audit.record(vec![audit_record(now, actor(&peer), "verify_card", person, object, &code)]).await;
+    let result = audited.and(result).map(|(answer, _)| answer);
     if let Ok(answer) = &result {
         state.metrics.answer(&answer.answer.validity.code);
         state.metrics.verify_latency(started.elapsed());
@@ -258,13 +319,16 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
 }
 
 async fn flag_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
     let result = async {
         let (_, request): (_, onshi_api::card::FlagLink) = card_request(&peer, body).await?;
-        let serial = state.card.flag(&request, (state.clock)())?;
-        Ok(serde_json::json!({ "flagged": serial }))
+        state.card.flag(&request, now)
     }
     .await;
-    card_response(&state, result)
+    let code = outcome(&result, |_| "ok".into());
+    let object = result.as_ref().map_or("-".to_string(), Clone::clone);
+    let result = state.audit.record(vec![audit_record(now, actor(&peer), "flag_card", None, object, &code)]).await.and(result);
+    card_response(&state, result.map(|serial| serde_json::json!({ "flagged": serial })))
 }
 
 async fn health_handler(State(state): State<Arc<CenterState>>) -> Response {

@@ -224,6 +224,17 @@ impl LagCache {
 /// Answers one verification from the register, from one read: the card's holders with all
 /// their coverages and terms, taken from a single snapshot.
 pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQuery, now: Timestamp) -> Result<VerifyAnswer, CenterError> {
+    verify_number_person(register, lags, query, now).map(|(answer, _)| answer)
+}
+
+/// As [`verify_number`], with the opaque id of the person the answer is about (for the audit
+/// log), when one person was identified.
+pub fn verify_number_person(
+    register: &dyn Register,
+    lags: &LagCache,
+    query: &NumberQuery,
+    now: Timestamp,
+) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
     let on = query.date_of_care;
     let lag = lags.get(register, &query.insurer)?;
     let mut answer = VerifyAnswer {
@@ -251,16 +262,16 @@ pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQue
     let chosen = match match_card(&spans, query.branch, query.birth_date, on) {
         CardMatch::NoSuchNumbers => {
             answer.notice = Some(errors::no_such_coverage(lag.map(|l| (l.mean_days, l.max_days))));
-            return Ok(answer);
+            return Ok((answer, None));
         }
         CardMatch::BirthDateMismatch => {
             answer.notice = Some(errors::birth_date_mismatch());
-            return Ok(answer);
+            return Ok((answer, None));
         }
         CardMatch::SeveralPeople(count) => {
             answer.validity = validity(QualificationValidity::SeveralMatches);
             answer.notice = Some(errors::several_matches(count));
-            return Ok(answer);
+            return Ok((answer, None));
         }
         CardMatch::One(chosen) => chosen.coverage_id,
     };
@@ -285,7 +296,7 @@ pub fn verify_number(register: &dyn Register, lags: &LagCache, query: &NumberQue
         }
     }
     answer.as_of = Some(as_of.to_string());
-    Ok(answer)
+    Ok((answer, Some(record.person_id)))
 }
 
 #[cfg(test)]

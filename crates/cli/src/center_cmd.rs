@@ -154,10 +154,37 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
 }
 
 /// Starts the center on `listen` with the register at `db` and the PKI in `pki`.
+/// The audit log beside the register (`X.sqlite` → `X.audit.sqlite`).
+pub fn audit_path(db: &Path) -> PathBuf {
+    db.with_extension("audit.sqlite")
+}
+
+/// The audit key in the PKI directory, made on first use (32 random bytes, hex, owner-only).
+pub fn audit_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = pki.join("audit.key");
+    if !path.exists() {
+        let key = onshi_pki::random_hex(32)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&path).with_context(|| format!("cannot create {}", path.display()))?, key.as_bytes())?;
+    }
+    let key = std::fs::read_to_string(&path).with_context(|| format!("cannot read the audit key {}", path.display()))?;
+    anyhow::ensure!(key.trim().len() >= 64, "{} is not an audit key (64 hex digits); restore it from the backup", path.display());
+    Ok(key.trim().as_bytes().to_vec())
+}
+
+pub fn open_audit(db: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
+    let path = audit_path(db);
+    onshi_store::audit::AuditLog::open(&path, &audit_key(pki)?).with_context(|| format!("cannot open the audit log {}", path.display()))
+}
+
 pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: SocketAddr) -> anyhow::Result<RunningCenter> {
     let register =
         Arc::new(SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?);
     let card = onshi_center::card::CardPath::new(register.clone(), jpki)?;
+    let audit = onshi_center::audit::AuditSink::start(open_audit(db, pki)?);
     let read = |name: &str| {
         let path = pki.join(name);
         std::fs::read_to_string(&path)
@@ -167,6 +194,7 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let state = Arc::new(CenterState {
         card,
+        audit,
         register,
         lags: Default::default(),
         metrics: Default::default(),

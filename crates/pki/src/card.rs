@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use serde::{Deserialize, Serialize};
 
-use crate::{PkiError, read, write};
+use crate::{PkiError, random_hex, read, write};
 
 /// Wrong PIN entries allowed before the card locks.
 pub const PIN_TRIES: u8 = 3;
@@ -75,12 +75,6 @@ pub enum CardError {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_hex(len: usize) -> Result<String, PkiError> {
-    let mut bytes = vec![0u8; len];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::Invalid { what: "the random source".into(), detail: "failed".into() })?;
-    Ok(hex(&bytes))
 }
 
 fn pin_hash(salt: &str, pin: &str) -> String {

@@ -143,6 +143,16 @@ pub(crate) fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
+/// `bytes` random bytes as hex, from the operating system's generator.
+pub fn random_hex(bytes: usize) -> Result<String, PkiError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut buffer = vec![0u8; bytes];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut buffer)
+        .map_err(|_| PkiError::Invalid { what: "the random source".into(), detail: "failed".into() })?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Today in Japan time, from the system clock.
 pub fn today() -> Date {
     let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
