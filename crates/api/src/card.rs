@@ -196,3 +196,22 @@ pub struct FlagLink {
     pub certificate: String,
     pub reason: String,
 }
+
+/// One line of a patient's access log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessLogEntry {
+    /// `YYYYMMDDHHmmss`.
+    pub at: String,
+    /// The 医療機関コード that looked, or `patient`.
+    pub by: String,
+    /// `verify_number`, `verify_card`, `view_drug`, `view_checkup`, `access_log`, …
+    pub action: String,
+    /// The outcome: a validity code, `ok`, or a refusal's code.
+    pub code: String,
+}
+
+/// Who looked at a patient's records, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessLog {
+    pub entries: Vec<AccessLogEntry>,
+}

@@ -17,11 +17,13 @@ type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 /// The handle handlers write through.
 pub struct AuditSink {
     queue: mpsc::SyncSender<(Vec<AuditRecord>, Ack)>,
+    path: std::path::PathBuf,
 }
 
 impl AuditSink {
     /// Starts the writer thread over `log`.
     pub fn start(mut log: AuditLog) -> AuditSink {
+        let path = log.path().to_path_buf();
         let (queue, jobs) = mpsc::sync_channel::<(Vec<AuditRecord>, Ack)>(8_192);
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -45,7 +47,12 @@ impl AuditSink {
                 }
             })
             .expect("the audit writer thread starts");
-        AuditSink { queue }
+        AuditSink { queue, path }
+    }
+
+    /// The audit log file, for readers.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     fn submit(&self, records: Vec<AuditRecord>) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, CenterError> {

@@ -25,6 +25,9 @@ use onshi_store::cards::{CardRegistry, Consent, LinkState, Reader};
 use crate::errors::{self, CenterError, card as refuse};
 use crate::verify::{LagCache, parse_request, verify_number};
 
+/// The owner of challenges taken by card holders themselves (no institution certificate).
+pub const PATIENT: &str = "patient";
+
 /// Seconds a challenge stays usable.
 pub const CHALLENGE_SECONDS: i64 = 60;
 /// Hours a consent given at the reader lets the institution view (閲覧有効期限).
@@ -59,7 +62,8 @@ pub struct CardPath {
     trust: RwLock<Option<CardTrust>>,
     /// The JPKI directory (`ca.pem`, `crl.pem`) and the CRL's modification time when loaded.
     source: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
-    challenges: Mutex<HashMap<String, (InstitutionCode, Timestamp)>>,
+    /// Open challenges: the owner (an institution code, or [`PATIENT`]) and when issued.
+    challenges: Mutex<HashMap<String, (String, Timestamp)>>,
     cards: Arc<dyn CardRegistry>,
 }
 
@@ -114,8 +118,9 @@ impl CardPath {
         }
     }
 
-    /// A fresh challenge for `institution`, usable once within [`CHALLENGE_SECONDS`].
-    pub fn challenge(&self, institution: &InstitutionCode, now: Timestamp) -> Result<Challenge, CenterError> {
+    /// A fresh challenge for `owner` (an institution code, or [`PATIENT`]), usable once within
+    /// [`CHALLENGE_SECONDS`].
+    pub fn challenge(&self, owner: &str, now: Timestamp) -> Result<Challenge, CenterError> {
         let mut bytes = [0u8; 32];
         SystemRandom::new().fill(&mut bytes).map_err(|_| errors::register_unavailable("the random source failed".into()))?;
         let challenge = hex(&bytes);
@@ -124,15 +129,15 @@ impl CardPath {
         if open.len() >= CHALLENGES_MAX {
             open.retain(|_, (_, issued)| seconds_later(*issued, CHALLENGE_SECONDS) >= now);
         }
-        open.insert(challenge.clone(), (institution.clone(), now));
+        open.insert(challenge.clone(), (owner.to_string(), now));
         Ok(Challenge { challenge, expires_at: expires.to_string() })
     }
 
     /// Uses up a challenge: whatever happens next, it cannot be presented again.
-    fn take_challenge(&self, challenge: &str, institution: &InstitutionCode, now: Timestamp) -> Result<(), CenterError> {
+    fn take_challenge(&self, challenge: &str, owner: &str, now: Timestamp) -> Result<(), CenterError> {
         let taken = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(challenge);
-        let (owner, issued) = taken.ok_or_else(refuse::challenge_unknown)?;
-        if &owner != institution {
+        let (issued_to, issued) = taken.ok_or_else(refuse::challenge_unknown)?;
+        if issued_to != owner {
             return Err(refuse::challenge_other_institution());
         }
         if now.jst_seconds() - issued.jst_seconds() > CHALLENGE_SECONDS {
@@ -161,8 +166,8 @@ impl CardPath {
 
     /// Checks a proof: the challenge (single use, this institution, in time), the certificate,
     /// and the PIN signature or the registered reader's attestation.
-    fn check_proof(&self, proof: &CardProof, institution: &InstitutionCode, now: Timestamp) -> Result<CardCertificate, CenterError> {
-        self.take_challenge(&proof.challenge, institution, now)?;
+    fn check_proof(&self, proof: &CardProof, owner: &str, now: Timestamp) -> Result<CardCertificate, CenterError> {
+        self.take_challenge(&proof.challenge, owner, now)?;
         let (der, certificate) = self.check_certificate(&proof.certificate, now.date())?;
         match proof.method {
             Method::Pin => {
@@ -178,7 +183,7 @@ impl CardPath {
                     proof.attestation.as_ref().ok_or_else(|| refuse::proof_incomplete("the face and visual paths need an attestation"))?;
                 let reader = self.cards.reader(&attestation.reader_id).map_err(store_error)?;
                 let reader = reader
-                    .filter(|r| r.institution == institution.as_str())
+                    .filter(|r| r.institution == owner && owner != PATIENT)
                     .ok_or_else(|| refuse::reader_not_registered(&attestation.reader_id))?;
                 let signature =
                     unhex(&attestation.signature).ok_or_else(|| refuse::proof_incomplete("the attestation signature is not hex"))?;
@@ -220,7 +225,7 @@ impl CardPath {
         if request.proof.method != Method::Pin {
             return Err(refuse::proof_incomplete("初回登録 needs the card's own signature (the PIN path)"));
         }
-        let certificate = self.check_proof(&request.proof, institution, now)?;
+        let certificate = self.check_proof(&request.proof, institution.as_str(), now)?;
         let field = |name: &'static str| move |e: onshi_domain::FieldError| errors::invalid_field(name, &e);
         let insurer = InsurerNumber::parse(&request.insurer_number).map_err(field("insurer_number"))?;
         let symbol = CardSymbol::parse(request.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?;
@@ -288,7 +293,7 @@ impl CardPath {
         institution: &InstitutionCode,
         now: Timestamp,
     ) -> Result<(CardAnswer, i64), CenterError> {
-        let certificate = self.check_proof(&request.proof, institution, now)?;
+        let certificate = self.check_proof(&request.proof, institution.as_str(), now)?;
         let person = self.person_of(&certificate, now)?;
         let consents = self.record_consents(person, institution, &request.consent, now)?;
         let limit_live = consents.limit_application_certificate_related.flag == "1";
@@ -357,6 +362,16 @@ impl CardPath {
             limit_application_certificate_related: state("limit"),
             specific_diseases_certificate_related: state("specific_disease"),
         })
+    }
+
+    /// The person whose own card signed `proof` (PIN path, challenge taken as [`PATIENT`]): for
+    /// the patient's own access log.
+    pub fn holder(&self, proof: &CardProof, now: Timestamp) -> Result<(i64, String), CenterError> {
+        if proof.method != Method::Pin {
+            return Err(refuse::proof_incomplete("the patient's own requests need the card's signature (the PIN path)"));
+        }
+        let certificate = self.check_proof(proof, PATIENT, now)?;
+        Ok((self.person_of(&certificate, now)?, certificate.serial))
     }
 
     /// Flags a suspected wrong link; it blocks the card until reviewed.

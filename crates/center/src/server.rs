@@ -260,7 +260,42 @@ fn card_response<T: serde::Serialize>(state: &CenterState, result: Result<T, Cen
 }
 
 async fn challenge_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>) -> Response {
-    let result = institution(&peer).and_then(|code| state.card.challenge(code, (state.clock)()));
+    let result = institution(&peer).and_then(|code| state.card.challenge(code.as_str(), (state.clock)()));
+    card_response(&state, result)
+}
+
+/// A challenge for a card holder acting for themselves: no client certificate needed.
+async fn patient_challenge_handler(State(state): State<Arc<CenterState>>) -> Response {
+    let result = state.card.challenge(crate::card::PATIENT, (state.clock)());
+    card_response(&state, result)
+}
+
+/// The patient's own access log: who looked at their records, what and when. The card's own
+/// signature (PIN) authenticates; no client certificate is needed.
+async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
+    let now = (state.clock)();
+    let result = async {
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let proof: onshi_api::card::CardProof = parse_json(&bytes)?;
+        let (person, serial) = state.card.holder(&proof, now)?;
+        state.audit.record(vec![audit_record(now, crate::card::PATIENT.into(), "access_log", Some(person), serial, "ok")]).await?;
+        let path = state.audit.path().to_path_buf();
+        let entries = tokio::task::spawn_blocking(move || onshi_store::audit::read_person_entries(&path, person))
+            .await
+            .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
+            .map_err(|e| errors::audit_unavailable(e.to_string()))?;
+        let entries: Vec<onshi_api::card::AccessLogEntry> = entries
+            .into_iter()
+            .map(|e| onshi_api::card::AccessLogEntry {
+                at: e.record.at.to_string(),
+                by: e.record.actor,
+                action: e.record.action,
+                code: e.record.code,
+            })
+            .collect();
+        Ok(onshi_api::card::AccessLog { entries })
+    }
+    .await;
     card_response(&state, result)
 }
 
@@ -381,6 +416,8 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/verify/number/batch", post(batch_handler))
         .route("/v1/insurer/events", post(upload_handler))
         .route("/v1/card/challenge", post(challenge_handler))
+        .route("/v1/patient/challenge", post(patient_challenge_handler))
+        .route("/v1/patient/access-log", post(access_log_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))
         .route("/v1/card/flag", post(flag_handler))

@@ -1,5 +1,6 @@
 //! `onshi`: the one binary. Each subcommand is glue over the library crates.
 
+mod audit_cmd;
 mod bench;
 mod card_cmd;
 mod center_cmd;
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: card_cmd::CardCommand,
     },
+    /// The audit log: verify its seals; a patient's own access log.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Generate a synthetic population (insurer event files and a ground truth).
     Synth(synth_cmd::SynthArgs),
     /// Ask the center whether a coverage is valid.
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Command::Jpki { command } => jpki_cmd::run(command),
         Command::Reader { command } => card_cmd::run_reader(command),
         Command::Card { command } => card_cmd::run_card(command),
+        Command::Audit { command } => audit_cmd::run(command),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
         Command::Receipt { command } => receipt_cmd::run(command),

@@ -82,6 +82,37 @@ fn seal(key: &hmac::Key, previous: &str, seq: i64, r: &AuditRecord) -> String {
     hmac::sign(key, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Every entry about one person from the log at `path`, read-only beside the writer.
+pub fn read_person_entries(path: &Path, person_id: i64) -> Result<Vec<AuditEntry>, StoreError> {
+    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+    connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
+    entries_where(&connection, "WHERE person_id = ?1", &[&person_id])
+}
+
+fn entries_where(connection: &Connection, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut statement = connection
+        .prepare(&format!("SELECT seq, at, actor, action, person_id, object, code, mac FROM audit_log {filter} ORDER BY seq"))
+        .map_err(sqlite("reading the audit log"))?;
+    let rows = statement
+        .query_map(args, |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                record: AuditRecord {
+                    at: Timestamp::from_jst_seconds(r.get(1)?),
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    person_id: r.get(4)?,
+                    object: r.get(5)?,
+                    code: r.get(6)?,
+                },
+                mac: r.get(7)?,
+            })
+        })
+        .map_err(sqlite("reading the audit log"))?;
+    rows.collect::<Result<_, _>>().map_err(sqlite("reading the audit log"))
+}
+
 /// The audit log file.
 pub struct AuditLog {
     path: PathBuf,
@@ -145,27 +176,7 @@ impl AuditLog {
     }
 
     fn entries_where(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare(&format!("SELECT seq, at, actor, action, person_id, object, code, mac FROM audit_log {filter} ORDER BY seq"))
-            .map_err(sqlite("reading the audit log"))?;
-        let rows = statement
-            .query_map(args, |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    record: AuditRecord {
-                        at: Timestamp::from_jst_seconds(r.get(1)?),
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        person_id: r.get(4)?,
-                        object: r.get(5)?,
-                        code: r.get(6)?,
-                    },
-                    mac: r.get(7)?,
-                })
-            })
-            .map_err(sqlite("reading the audit log"))?;
-        rows.collect::<Result<_, _>>().map_err(sqlite("reading the audit log"))
+        entries_where(&self.connection, filter, args)
     }
 
     /// Every entry about one person, oldest first.

@@ -236,3 +236,74 @@ fn a_replayed_challenge_is_refused() {
         }
     });
 }
+
+#[test]
+fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
+    let world = CardWorld::new();
+    let card = world.issue("audited.card", NAME, &[]);
+    world.link(&card);
+    ok_json(&world.verify(&card, &["--pin", "1234"]));
+    ok_json(&world.verify(&card, &["--face", "holder"]));
+    refused(&world.card("verify", &card, "reader-other", &["--face", "holder"]), "READER_NOT_REGISTERED");
+
+    // The patient, with their own card and no clinic certificate.
+    let pki = world.path("pki");
+    let output = run_ok(
+        onshi()
+            .args(["audit", "access-log", "--json", "--pin", "1234", "--center", &world.server.url(), "--ca"])
+            .arg(pki.join("ca.pem"))
+            .arg("--card")
+            .arg(&card),
+    );
+    let log: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let seen: Vec<(String, String, String)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (e["by"].as_str().unwrap().into(), e["action"].as_str().unwrap().into(), e["code"].as_str().unwrap().into()))
+        .collect();
+    let card_looks: Vec<&(String, String, String)> = seen.iter().filter(|(_, action, _)| action == "verify_card").collect();
+    assert_eq!(card_looks.len(), 2, "{seen:?}");
+    assert!(card_looks.iter().all(|(by, _, code)| by == CLINIC && code == "1"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains(NAME) && !text.contains(BIRTH), "ids and codes only");
+
+    let verify = |db: &Path| onshi().args(["audit", "verify", "--db"]).arg(db).arg("--pki").arg(&pki).output().expect("runs");
+    let intact = verify(&world.path("center.sqlite"));
+    assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stdout));
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("intact"));
+
+    let CardWorld { dir, server } = world;
+    drop(server);
+    let path = |name: &str| dir.path().join(name);
+    let entries: i64 = rusqlite::Connection::open(path("center.audit.sqlite"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 7, "two readers, the link, two verifications, the refusal and the access log");
+    for (name, sql, expect) in [
+        ("edit", "UPDATE audit_log SET actor = '2711234563' WHERE seq = 5", "entry 5 does not carry the center's seal"),
+        (
+            "insert",
+            "INSERT INTO audit_log SELECT max(seq) + 1, at, actor, action, person_id, object, code, mac FROM audit_log",
+            "does not carry",
+        ),
+        ("delete", "DELETE FROM audit_log WHERE seq = 4", "entries after 3 up to 5 (exclusive) are missing"),
+    ] {
+        let dir = path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("center.audit.sqlite");
+        std::fs::copy(path("center.audit.sqlite"), &copy).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", path("center.audit.sqlite").display()));
+            if from.exists() {
+                std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
+            }
+        }
+        rusqlite::Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
+        let caught = verify(&dir.join("center.sqlite"));
+        let stdout = String::from_utf8_lossy(&caught.stdout);
+        assert_eq!(caught.status.code(), Some(2), "{name}: {stdout}");
+        assert!(stdout.contains("TAMPERED") && stdout.contains(expect), "{name}: {stdout}");
+    }
+}

@@ -1,0 +1,95 @@
+//! `onshi audit`: check the audit log's seals, and a patient's own access log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use onshi_api::card::{AccessLog, CardProof, Challenge, Method};
+use onshi_api::client::{CenterClient, ClientConfig};
+use onshi_pki::card::VirtualCard;
+
+use crate::center_cmd::{audit_path, open_audit};
+use crate::tls_args::explain;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check every entry's seal and the chain: a changed, inserted or deleted entry is named.
+    Verify {
+        /// The register; the audit log is beside it (`X.audit.sqlite`).
+        #[arg(long, default_value = "onshi-center.sqlite")]
+        db: PathBuf,
+        /// The PKI directory holding `audit.key`.
+        #[arg(long, default_value = "onshi-pki")]
+        pki: PathBuf,
+    },
+    /// As a patient: who looked at my records, with my own card (PIN) — no clinic certificate.
+    AccessLog {
+        #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
+        center: String,
+        #[arg(long, env = "ONSHI_CA")]
+        ca: PathBuf,
+        /// My card file.
+        #[arg(long)]
+        card: PathBuf,
+        #[arg(long)]
+        pin: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { db, pki } => {
+            anyhow::ensure!(
+                audit_path(&db).exists(),
+                "no audit log at {}; the center writes it beside the register",
+                audit_path(&db).display()
+            );
+            let log = open_audit(&db, &pki)?;
+            match log.verify()? {
+                Ok(count) => {
+                    let (seq, seal) = log.head();
+                    println!("{}: {count} entries, every seal and link intact", log.path().display());
+                    println!("head: entry {seq}, seal {seal}");
+                    println!("(keep the head elsewhere: removing the newest entries leaves a shorter intact chain)");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(tamper) => {
+                    println!("{}: TAMPERED: {tamper}", log.path().display());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        AuditCommand::AccessLog { center, ca, card, pin, json } => {
+            let client = CenterClient::new(ClientConfig {
+                base_url: center,
+                ca_pem: std::fs::read(&ca).with_context(|| format!("cannot read {}", ca.display()))?,
+                identity_pem: None,
+                timeout: Duration::from_secs(30),
+            })?;
+            let mut card = VirtualCard::load(&card)?;
+            let runtime = crate::runtime()?;
+            let challenge: Challenge = runtime.block_on(client.post_json("/patient/challenge", &serde_json::json!({}))).map_err(explain)?;
+            let signature = card.sign_with_pin(&pin, challenge.challenge.as_bytes())?;
+            let proof = CardProof {
+                challenge: challenge.challenge,
+                certificate: card.certificate_pem().to_string(),
+                method: Method::Pin,
+                card_signature: Some(signature.iter().map(|b| format!("{b:02x}")).collect()),
+                attestation: None,
+            };
+            let log: AccessLog = runtime.block_on(client.post_json("/patient/access-log", &proof)).map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&log)?);
+            } else {
+                println!("あなたの情報を確認・閲覧した記録（{}件）", log.entries.len());
+                for e in &log.entries {
+                    println!("  {}  {}  {}  {}", e.at, e.by, e.action, e.code);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
