@@ -12,6 +12,7 @@
 pub mod card;
 pub mod client;
 pub mod events;
+pub mod medical;
 pub mod verify;
 
 /// The path prefix of this API version.

@@ -201,3 +201,41 @@ pub fn run_cards<R: Register + crate::cards::CardRegistry>(register: &R) {
     let refused = register.record_consent(person, "1311234569", &consent("everything", 0));
     assert!(refused.is_err(), "scopes are a closed list");
 }
+
+/// The medical-information behaviour every backend must show, on a fresh register.
+pub fn run_medical<R: Register + crate::medical::MedicalStore>(register: &R) {
+    use crate::medical::{CheckupRow, DrugRow, MedicalRow};
+    register.apply_events(&[event("med-e1", "med-p1", "9101", 0, "20200401", acquire("19600101", IncomeClass::General))], now()).unwrap();
+    let person = register.person_id("med-p1").unwrap().expect("known");
+    assert_eq!(register.person_id("nobody").unwrap(), None);
+    let drug = |on: &str, code: &str| DrugRow {
+        dispensed_on: d(on),
+        drug_code: code.into(),
+        drug_name: "アムロジピン錠５ｍｇ".into(),
+        quantity: 1.0,
+        unit: "錠".into(),
+        days: 28,
+        dispensed_by: "1341234567".into(),
+        source: "claim".into(),
+        arrived_on: d(on).add_days(42),
+    };
+    let checkup = CheckupRow {
+        examined_on: d("20260601"),
+        item_code: "9N001000000000001".into(),
+        item_name: "身長".into(),
+        value: "160.2".into(),
+        unit: "cm".into(),
+        arrived_on: d("20260715"),
+    };
+    let rows = vec![
+        (person, MedicalRow::Drug(drug("20260801", "620000001"))),
+        (person, MedicalRow::Drug(drug("20260901", "620000002"))),
+        (person, MedicalRow::Checkup(checkup.clone())),
+    ];
+    assert_eq!(register.add_medical(&rows).unwrap(), 3);
+    assert_eq!(register.add_medical(&rows).unwrap(), 0, "adding the same rows again changes nothing");
+    let drugs = register.drugs_of(person).unwrap();
+    assert_eq!(drugs, [drug("20260901", "620000002"), drug("20260801", "620000001")], "newest first");
+    assert_eq!(register.checkups_of(person).unwrap(), [checkup]);
+    assert!(register.drugs_of(person + 1000).unwrap().is_empty());
+}

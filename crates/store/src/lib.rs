@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod cards;
+pub mod medical;
 pub mod model;
 pub mod sqlite;
 

@@ -22,8 +22,13 @@ use crate::{Register, StoreError};
 
 /// Schema migrations, applied in order; a version once released is never edited.
 mod cards;
+mod medical;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_register.sql")), (2, include_str!("sqlite/0002_cards.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_register.sql")),
+    (2, include_str!("sqlite/0002_cards.sql")),
+    (3, include_str!("sqlite/0003_medical.sql")),
+];
 
 /// Prepared statements kept per connection: more than the register ever uses.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -853,6 +858,7 @@ mod tests {
         let register = SqliteRegister::open(&dir.path().join("register.sqlite"), SqliteOptions::SERVER).unwrap();
         crate::conformance::run_all(&register);
         crate::conformance::run_cards(&register);
+        crate::conformance::run_medical(&register);
     }
 
     #[test]

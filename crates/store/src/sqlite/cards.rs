@@ -27,7 +27,7 @@ fn decode(
 }
 
 impl SqliteRegister {
-    fn with_writer<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(super) fn with_writer<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = writer.transaction().map_err(sqlite("starting a card transaction"))?;
         let result = f(&tx)?;
