@@ -8,10 +8,12 @@
 //!   lag in which valid coverage answers 該当資格なし.
 //! - `ground-truth.jsonl`: verification cases with the answer the center must give once
 //!   `events/` is imported (and `late/` is not).
+//! - `medical/medical.jsonl`: dispensed drugs and 特定健診 results known on `today`.
 //! - `manifest.json`: options and counts.
 //!
 //! The truth is computed from the population's own timeline, not by calling the center.
 
+pub mod medical;
 mod names;
 pub mod rng;
 
@@ -72,7 +74,13 @@ pub struct SynthSummary {
     pub today: String,
     pub seed: u64,
     pub event_files: Vec<String>,
+    /// Medical-information records written to [`MEDICAL_FILE`].
+    #[serde(default)]
+    pub medical_records: u64,
 }
+
+/// Where the medical information goes, under the output directory.
+pub const MEDICAL_FILE: &str = "medical/medical.jsonl";
 
 /// One ground-truth case: a request and what the answer must contain.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,6 +198,7 @@ struct Generator {
     files: BTreeMap<Family, Writer>,
     late: Writer,
     truth: Writer,
+    medical: Writer,
     summary: SynthSummary,
     next_event: u64,
     next_person: u64,
@@ -272,6 +281,7 @@ impl Generator {
             files,
             late: Writer::create(options.out.join("late").join("late-events.jsonl"))?,
             truth: Writer::create(options.out.join("ground-truth.jsonl"))?,
+            medical: Writer::create(options.out.join(MEDICAL_FILE))?,
             summary,
             next_event: 1,
             next_person: 0,
@@ -279,7 +289,7 @@ impl Generator {
         })
     }
 
-    fn person(&mut self, birth: Date, sex: Sex, family_name: (&str, &str)) -> Person {
+    fn person(&mut self, birth: Date, sex: Sex, family_name: (&str, &str)) -> Result<Person, SynthError> {
         let given = if sex == Sex::Male { *self.rng.pick(names::GIVEN_MALE) } else { *self.rng.pick(names::GIVEN_FEMALE) };
         let age = birth.age_on(self.today);
         let income = if age >= 75 {
@@ -297,14 +307,19 @@ impl Generator {
         };
         let index = self.next_person;
         self.next_person += 1;
-        Person {
-            reference: person_ref(self.seed, index),
+        let reference = person_ref(self.seed, index);
+        for record in medical::records(self.seed, index, &reference, birth, self.today) {
+            self.medical.line(&record)?;
+            self.summary.medical_records += 1;
+        }
+        Ok(Person {
+            reference,
             name: format!("{}　{}", family_name.0, given.0),
             kana: format!("{} {}", family_name.1, given.1),
             sex,
             birth,
             income,
-        }
+        })
     }
 
     fn birth_for_age(&mut self, age: u16) -> Date {
@@ -608,7 +623,7 @@ impl Generator {
             let age = 75 + self.rng.below(26) as u16;
             let birth = self.birth_for_age(age);
             let sex = if i == 0 { Sex::Male } else { Sex::Female };
-            let person = self.person(birth, sex, family_name);
+            let person = self.person(birth, sex, family_name)?;
             let start = copay::late_elderly_start(birth).max(d(2008, 4, 1));
             let card = self.new_card(Family::Kouki, insurer);
             let held = Held { card, branch: 0 };
@@ -707,7 +722,7 @@ impl Generator {
             let age = 65 + self.rng.below(10) as u16;
             let birth = self.birth_for_age(age);
             let sex = if i == 0 { Sex::Male } else { Sex::Female };
-            let person = self.person(birth, sex, family_name);
+            let person = self.person(birth, sex, family_name)?;
             if i == 0 {
                 head_name = person.name.clone();
             }
@@ -783,23 +798,23 @@ impl Generator {
         let head_age = 22 + self.rng.below(43) as u16;
         let head_birth = self.birth_for_age(head_age);
         let head_sex = if self.rng.chance(700) { Sex::Male } else { Sex::Female };
-        let mut people = vec![(self.person(head_birth, head_sex, family_name), "1")];
+        let mut people = vec![(self.person(head_birth, head_sex, family_name)?, "1")];
         if head_age >= 25 && self.rng.chance(600) {
             let age = (head_age as i64 + self.rng.between(-5, 5)).clamp(20, 64) as u16;
             let birth = self.birth_for_age(age);
             let sex = if head_sex == Sex::Male { Sex::Female } else { Sex::Male };
-            people.push((self.person(birth, sex, family_name), "2"));
+            people.push((self.person(birth, sex, family_name)?, "2"));
         }
         let children = if head_age >= 24 { self.rng.below(4) } else { 0 };
         for _ in 0..children {
             let age = self.rng.below(u64::from((head_age - 22).min(20)) + 1) as u16;
             let birth = self.birth_for_age(age);
             let sex = if self.rng.chance(500) { Sex::Male } else { Sex::Female };
-            people.push((self.person(birth, sex, family_name), "2"));
+            people.push((self.person(birth, sex, family_name)?, "2"));
             if age < 15 && self.rng.chance(15) {
                 // Twins: same birth date, same numbers, different branches.
                 let sex = if self.rng.chance(500) { Sex::Male } else { Sex::Female };
-                people.push((self.person(birth, sex, family_name), "2"));
+                people.push((self.person(birth, sex, family_name)?, "2"));
             }
         }
         let twins: Vec<bool> = people.iter().map(|(p, _)| people.iter().filter(|(q, _)| q.birth == p.birth).count() > 1).collect();
@@ -888,6 +903,7 @@ impl Generator {
         }
         self.late.finish()?;
         self.truth.finish()?;
+        self.medical.finish()?;
         let manifest = out.join("manifest.json");
         let text = serde_json::to_string_pretty(&self.summary).expect("plain data");
         fs::write(&manifest, text).map_err(|source| SynthError::Write { path: manifest, source })?;
@@ -993,9 +1009,27 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         let summary = generate(&options(a.path(), 7), |_| {}).unwrap();
         generate(&options(b.path(), 7), |_| {}).unwrap();
-        for file in summary.event_files.iter().chain([&"ground-truth.jsonl".to_string(), &"late/late-events.jsonl".to_string()]) {
+        let others = ["ground-truth.jsonl".to_string(), "late/late-events.jsonl".to_string(), MEDICAL_FILE.to_string()];
+        for file in summary.event_files.iter().chain(&others) {
             assert_eq!(fs::read(a.path().join(file)).unwrap(), fs::read(b.path().join(file)).unwrap(), "{file} differs");
         }
+        let medical = fs::read_to_string(a.path().join(MEDICAL_FILE)).unwrap();
+        assert_eq!(medical.lines().count() as u64, summary.medical_records);
+        let today = d(2026, 11, 25).yyyymmdd();
+        let (mut claims, mut checkups) = (0, 0);
+        for line in medical.lines() {
+            match serde_json::from_str::<onshi_api::medical::MedicalRecord>(line).unwrap() {
+                onshi_api::medical::MedicalRecord::Drug { drug, .. } => {
+                    assert!(drug.arrived_on <= today && drug.dispensed_on <= drug.arrived_on, "{line}");
+                    claims += usize::from(drug.source == "claim");
+                }
+                onshi_api::medical::MedicalRecord::Checkup { item, .. } => {
+                    assert!(item.arrived_on <= today && item.examined_on < item.arrived_on, "{line}");
+                    checkups += 1;
+                }
+            }
+        }
+        assert!(claims > 100 && checkups > 100, "both kinds occur: {claims} claim drugs, {checkups} checkup items");
         assert!(summary.persons >= 3_000 && summary.events > summary.persons);
         let text = fs::read_to_string(a.path().join("events/kyokai.jsonl")).unwrap();
         for line in text.lines() {
