@@ -428,3 +428,41 @@ pub fn audit_unavailable(detail: String) -> CenterError {
         "The audit log could not record the access, so it was refused; check the center's disk and log.",
     )
 }
+
+/// Refusals of medical-information views.
+pub mod medical {
+    use super::{CenterError, error};
+
+    pub fn consent_not_given() -> CenterError {
+        error(
+            403,
+            "CONSENT_NOT_GIVEN",
+            Some("consent"),
+            "no consent for this scope from this patient to this institution (ConsFlg 0)".into(),
+            "患者さんがこの情報の閲覧に同意していません。閲覧するには、カードリーダーで同意を選んでもらってください。",
+            "Medical information is shown only under a consent given at the card reader.",
+        )
+    }
+
+    pub fn consent_expired(until: &str) -> CenterError {
+        error(
+            403,
+            "CONSENT_EXPIRED",
+            Some("consent"),
+            format!("the consent for this scope expired at {until} (ConsFlg 2)"),
+            "閲覧の同意の有効期限（24時間）が切れています。改めてカードリーダーで同意を選んでもらってください。",
+            "A consent lets the institution view for 24 hours; ask for a new one at the reader.",
+        )
+    }
+
+    pub fn branch_needed() -> CenterError {
+        error(
+            400,
+            "BRANCH_NEEDED",
+            Some("branch"),
+            "several people share these numbers; the branch number decides".into(),
+            "同じ番号の方が複数います。枝番（2桁）を入力してください。",
+            "Send the 2-digit branch number.",
+        )
+    }
+}

@@ -6,6 +6,7 @@
 //! - [`verify`]: verification by card numbers, from register data and domain rules.
 //! - [`audit`]: the audit writer (group commit, fail closed).
 //! - [`card`]: the マイナ保険証 path: challenges, readers, 初回登録, verify by card, consent.
+//! - [`medical`]: medical information: import, and views under a live consent.
 //! - [`errors`]: the catalogue of stable codes with reception (Japanese) and operator actions.
 //! - [`server`]: HTTPS with mutual TLS, the API router, and [`metrics`].
 //!
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod card;
 pub mod errors;
 pub mod import;
+pub mod medical;
 pub mod metrics;
 pub mod server;
 pub mod validate;

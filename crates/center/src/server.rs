@@ -64,6 +64,8 @@ pub struct CenterState {
     pub card: crate::card::CardPath,
     /// Every verification, view and refusal is recorded here before the answer goes out.
     pub audit: crate::audit::AuditSink,
+    /// Dispensed drugs and checkup results, shown under a live consent.
+    pub medical: Arc<dyn onshi_store::medical::MedicalStore>,
 }
 
 fn actor(peer: &Peer) -> String {
@@ -366,6 +368,36 @@ async fn flag_handler(State(state): State<Arc<CenterState>>, Extension(peer): Ex
     card_response(&state, result.map(|serial| serde_json::json!({ "flagged": serial })))
 }
 
+async fn medical_handler(state: Arc<CenterState>, peer: Peer, body: Body, scope: crate::medical::Scope) -> Response {
+    let now = (state.clock)();
+    let (person, result) = match card_request::<onshi_api::medical::MedicalQuery>(&peer, body).await {
+        Err(e) => (None, Err(e)),
+        Ok((code, query)) => {
+            let worker = state.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::medical::show(worker.register.as_ref(), worker.medical.as_ref(), &worker.card, scope, &query, &code, now)
+            })
+            .await
+            .unwrap_or_else(|e| (None, Err(errors::register_unavailable(format!("medical worker failed: {e}")))))
+        }
+    };
+    let code = outcome(&result, |_| "ok".into());
+    let audited = state.audit.record(vec![audit_record(now, actor(&peer), scope.action(), person, "-".into(), &code)]).await;
+    match audited.and(result) {
+        Ok(crate::medical::Shown::Drugs(answer)) => Json(answer).into_response(),
+        Ok(crate::medical::Shown::Checkups(answer)) => Json(answer).into_response(),
+        Err(error) => refuse(&state, error),
+    }
+}
+
+async fn drugs_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    medical_handler(state, peer, body, crate::medical::Scope::Drug).await
+}
+
+async fn checkups_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    medical_handler(state, peer, body, crate::medical::Scope::Checkup).await
+}
+
 async fn health_handler(State(state): State<Arc<CenterState>>) -> Response {
     state.metrics.health();
     Json(serde_json::json!({
@@ -422,6 +454,8 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/card/link", post(link_handler))
         .route("/v1/card/flag", post(flag_handler))
         .route("/v1/verify/card", post(verify_card_handler))
+        .route("/v1/medical/drugs", post(drugs_handler))
+        .route("/v1/medical/checkups", post(checkups_handler))
         .fallback(fallback)
         .with_state(state)
 }

@@ -31,6 +31,14 @@ pub enum CenterCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Import medical information (dispensed drugs, 特定健診 results; JSON Lines) for persons
+    /// already in the register.
+    ImportMedical {
+        #[arg(long, default_value = "onshi-center.sqlite")]
+        db: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Serve the center API over HTTPS with mutual TLS.
     Serve {
         #[arg(long, default_value = "onshi-center.sqlite")]
@@ -154,6 +162,31 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
 }
 
 /// Starts the center on `listen` with the register at `db` and the PKI in `pki`.
+/// Imports medical-information files with progress; prints a summary and the refused lines.
+/// Returns how many lines were refused.
+pub fn import_medical_files(register: &SqliteRegister, files: &[PathBuf]) -> anyhow::Result<u64> {
+    let mut refused = 0;
+    for file in files {
+        let input = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
+        let mut progress = crate::progress::Progress::new("medical", "lines", None);
+        let report = onshi_center::medical::import_medical(register, input, |line| progress.set(line))?;
+        progress.finish();
+        eprintln!(
+            "{}: {} lines, {} added, {} already present, {} refused",
+            file.display(),
+            report.lines,
+            report.applied,
+            report.already_applied,
+            report.rejected_total
+        );
+        for line in &report.rejected {
+            eprintln!("  line {}: {}: {}", line.line, line.field, line.reason);
+        }
+        refused += report.rejected_total;
+    }
+    Ok(refused)
+}
+
 /// The audit log beside the register (`X.sqlite` → `X.audit.sqlite`).
 pub fn audit_path(db: &Path) -> PathBuf {
     db.with_extension("audit.sqlite")
@@ -195,6 +228,7 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
     let state = Arc::new(CenterState {
         card,
         audit,
+        medical: register.clone(),
         register,
         lags: Default::default(),
         metrics: Default::default(),
@@ -212,6 +246,11 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let totals = import_files(&register, &files, batch)?;
             // Some lines refused: the good ones are in; say so in the exit code for pipelines.
             Ok(if totals.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+        }
+        CenterCommand::ImportMedical { db, files } => {
+            let register = SqliteRegister::open(&db, SqliteOptions::IMPORT)?;
+            let refused = import_medical_files(&register, &files)?;
+            Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         CenterCommand::Serve { db, pki, listen, jpki } => {
             let runtime = crate::runtime()?;

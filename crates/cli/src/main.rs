@@ -6,6 +6,7 @@ mod card_cmd;
 mod center_cmd;
 mod demo;
 mod jpki_cmd;
+mod medical_cmd;
 mod progress;
 mod receipt_cmd;
 mod synth_cmd;
@@ -53,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Medical information under the patient's consent: dispensed drugs, checkup results.
+    Medical {
+        #[command(subcommand)]
+        command: medical_cmd::MedicalCommand,
+    },
     /// Generate a synthetic population (insurer event files and a ground truth).
     Synth(synth_cmd::SynthArgs),
     /// Ask the center whether a coverage is valid.
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
         Command::Reader { command } => card_cmd::run_reader(command),
         Command::Card { command } => card_cmd::run_card(command),
         Command::Audit { command } => audit_cmd::run(command),
+        Command::Medical { command } => medical_cmd::run(command),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
         Command::Receipt { command } => receipt_cmd::run(command),

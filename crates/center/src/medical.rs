@@ -1,0 +1,265 @@
+//! Medical information at the center: importing dispensed drugs and 特定健診 results, and
+//! showing them to an institution only under a live consent for that scope, with how old the
+//! newest record is.
+
+use std::io::BufRead;
+
+use onshi_api::events::{ImportReport, REJECTED_LISTED_MAX, RejectedLine};
+use onshi_api::medical::{CheckupItem, Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
+use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerNumber};
+use onshi_domain::{Date, Timestamp};
+use onshi_store::medical::{CheckupRow, DrugRow, MedicalRow, MedicalStore};
+use onshi_store::{Register, StoreError};
+
+use crate::card::CardPath;
+use crate::errors::{self, CenterError};
+
+/// Rows written per transaction while importing.
+const BATCH_ROWS: usize = 20_000;
+
+fn date(text: &str, field: &str) -> Result<Date, (String, String)> {
+    Date::parse_yyyymmdd(text).map_err(|e| (field.to_string(), e.reason))
+}
+
+/// Checks one record and turns it into a row (without the person).
+fn row_of(record: &MedicalRecord) -> Result<(&str, MedicalRow), (String, String)> {
+    match record {
+        MedicalRecord::Drug { person_ref, drug } => {
+            let dispensed_on = date(&drug.dispensed_on, "dispensed_on")?;
+            let arrived_on = date(&drug.arrived_on, "arrived_on")?;
+            if arrived_on < dispensed_on {
+                return Err(("arrived_on".into(), "is before dispensed_on".into()));
+            }
+            if drug.drug_code.len() != 9 || !drug.drug_code.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(("drug_code".into(), "must be the 9-digit レセ電 drug code".into()));
+            }
+            if !drug.quantity.is_finite() || drug.quantity <= 0.0 {
+                return Err(("quantity".into(), "must be a positive number".into()));
+            }
+            InstitutionCode::parse(&drug.dispensed_by).map_err(|e| ("dispensed_by".to_string(), e.reason))?;
+            if drug.source != "claim" && drug.source != "pharmacy" {
+                return Err(("source".into(), "must be claim or pharmacy".into()));
+            }
+            Ok((
+                person_ref,
+                MedicalRow::Drug(DrugRow {
+                    dispensed_on,
+                    drug_code: drug.drug_code.clone(),
+                    drug_name: drug.drug_name.clone(),
+                    quantity: drug.quantity,
+                    unit: drug.unit.clone(),
+                    days: drug.days,
+                    dispensed_by: drug.dispensed_by.clone(),
+                    source: drug.source.clone(),
+                    arrived_on,
+                }),
+            ))
+        }
+        MedicalRecord::Checkup { person_ref, item } => {
+            let examined_on = date(&item.examined_on, "examined_on")?;
+            let arrived_on = date(&item.arrived_on, "arrived_on")?;
+            if arrived_on < examined_on {
+                return Err(("arrived_on".into(), "is before examined_on".into()));
+            }
+            if item.item_code.is_empty() || item.item_code.len() > 17 {
+                return Err(("item_code".into(), "must be a JLAC10 code (up to 17 characters)".into()));
+            }
+            Ok((
+                person_ref,
+                MedicalRow::Checkup(CheckupRow {
+                    examined_on,
+                    item_code: item.item_code.clone(),
+                    item_name: item.item_name.clone(),
+                    value: item.value.clone(),
+                    unit: item.unit.clone(),
+                    arrived_on,
+                }),
+            ))
+        }
+    }
+}
+
+/// Imports medical-information JSON Lines. A line naming a person the register does not know
+/// is refused (import the insurer events first); the rest are applied.
+pub fn import_medical(store: &dyn MedicalStore, input: impl BufRead, mut progress: impl FnMut(u64)) -> Result<ImportReport, StoreError> {
+    let mut report = ImportReport::default();
+    let mut pending: Vec<(i64, MedicalRow)> = Vec::with_capacity(BATCH_ROWS);
+    let refuse = |report: &mut ImportReport, line: u64, field: String, reason: String| {
+        report.rejected_total += 1;
+        if report.rejected.len() < REJECTED_LISTED_MAX {
+            report.rejected.push(RejectedLine { line, event_id: None, field, reason });
+        }
+    };
+    let flush = |store: &dyn MedicalStore, pending: &mut Vec<(i64, MedicalRow)>, report: &mut ImportReport| -> Result<(), StoreError> {
+        let added = store.add_medical(pending)?;
+        report.applied += added;
+        report.already_applied += pending.len() as u64 - added;
+        pending.clear();
+        Ok(())
+    };
+    for (index, line) in input.lines().enumerate() {
+        let number = index as u64 + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                refuse(&mut report, number, "line".into(), format!("not readable text: {e}"));
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        report.lines += 1;
+        let record: MedicalRecord = match serde_json::from_str(&line) {
+            Ok(record) => record,
+            Err(e) => {
+                // The position and kind of the problem, never the values (they are health data).
+                refuse(&mut report, number, "line".into(), format!("not a medical record ({:?} at column {})", e.classify(), e.column()));
+                continue;
+            }
+        };
+        let (person_ref, row) = match row_of(&record) {
+            Ok(checked) => checked,
+            Err((field, reason)) => {
+                refuse(&mut report, number, field, reason);
+                continue;
+            }
+        };
+        match store.person_id(person_ref)? {
+            Some(person) => pending.push((person, row)),
+            None => {
+                refuse(&mut report, number, "person_ref".into(), "no such person in the register; import the insurer events first".into())
+            }
+        }
+        if pending.len() >= BATCH_ROWS {
+            flush(store, &mut pending, &mut report)?;
+            progress(number);
+        }
+    }
+    flush(store, &mut pending, &mut report)?;
+    Ok(report)
+}
+
+/// The one person whose card carries these numbers.
+fn person_of(register: &dyn Register, query: &MedicalQuery) -> Result<i64, CenterError> {
+    let field = |name: &'static str| move |e: onshi_domain::FieldError| errors::invalid_field(name, &e);
+    let insurer = InsurerNumber::parse(&query.insurer_number).map_err(field("insurer_number"))?;
+    let symbol = CardSymbol::parse(query.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?;
+    let number = CardNumber::parse(&query.number).map_err(field("number"))?;
+    let branch = CardBranch::parse(&query.branch).map_err(field("branch"))?;
+    let coverages = register.coverages_by_number(&insurer, &number).map_err(|e| errors::register_unavailable(e.to_string()))?;
+    let mut people: Vec<i64> = coverages
+        .iter()
+        .filter(|c| symbol.is_empty() || c.symbol == symbol)
+        .filter(|c| branch.is_none_or(|b| b == c.branch))
+        .map(|c| c.person_id)
+        .collect();
+    people.sort_unstable();
+    people.dedup();
+    match people.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(errors::card::no_such_coverage()),
+        _ => Err(errors::medical::branch_needed()),
+    }
+}
+
+/// Which information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Drug,
+    Checkup,
+}
+
+impl Scope {
+    pub fn action(self) -> &'static str {
+        match self {
+            Scope::Drug => "view_drug",
+            Scope::Checkup => "view_checkup",
+        }
+    }
+}
+
+/// Either answer, for the handlers.
+pub enum Shown {
+    Drugs(MedicalAnswer<Drug>),
+    Checkups(MedicalAnswer<CheckupItem>),
+}
+
+/// Shows a person's information to `institution` if it holds a live consent for the scope.
+/// Returns the person id for the audit log alongside (also on refusal, when known).
+pub fn show(
+    register: &dyn Register,
+    store: &dyn MedicalStore,
+    card: &CardPath,
+    scope: Scope,
+    query: &MedicalQuery,
+    institution: &InstitutionCode,
+    now: Timestamp,
+) -> (Option<i64>, Result<Shown, CenterError>) {
+    let person = match person_of(register, query) {
+        Ok(person) => person,
+        Err(e) => return (None, Err(e)),
+    };
+    let result = (|| {
+        let consents = card.consents(person, institution, now)?;
+        let consent = match scope {
+            Scope::Drug => consents.pharmacists_info,
+            Scope::Checkup => consents.specific_health_checkups_info,
+        };
+        match consent.flag.as_str() {
+            "1" => {}
+            "2" => return Err(errors::medical::consent_expired(consent.available_time.as_deref().unwrap_or("?"))),
+            _ => return Err(errors::medical::consent_not_given()),
+        }
+        let store_error = |e: StoreError| errors::register_unavailable(e.to_string());
+        let age = |newest: Option<Date>| newest.map(|d| now.date().to_days() - d.to_days());
+        Ok(match scope {
+            Scope::Drug => {
+                let rows = store.drugs_of(person).map_err(store_error)?;
+                let newest = rows.iter().map(|r| r.arrived_on).max();
+                Shown::Drugs(MedicalAnswer {
+                    records: rows
+                        .into_iter()
+                        .map(|r| Drug {
+                            drug_code: r.drug_code,
+                            drug_name: r.drug_name,
+                            quantity: r.quantity,
+                            unit: r.unit,
+                            days: r.days,
+                            dispensed_on: r.dispensed_on.yyyymmdd(),
+                            dispensed_by: r.dispensed_by,
+                            source: r.source,
+                            arrived_on: r.arrived_on.yyyymmdd(),
+                        })
+                        .collect(),
+                    newest_arrived_on: newest.map(Date::yyyymmdd),
+                    newest_age_days: age(newest),
+                    consent,
+                    answered_at: now.to_string(),
+                })
+            }
+            Scope::Checkup => {
+                let rows = store.checkups_of(person).map_err(store_error)?;
+                let newest = rows.iter().map(|r| r.arrived_on).max();
+                Shown::Checkups(MedicalAnswer {
+                    records: rows
+                        .into_iter()
+                        .map(|r| CheckupItem {
+                            item_code: r.item_code,
+                            item_name: r.item_name,
+                            value: r.value,
+                            unit: r.unit,
+                            examined_on: r.examined_on.yyyymmdd(),
+                            arrived_on: r.arrived_on.yyyymmdd(),
+                        })
+                        .collect(),
+                    newest_arrived_on: newest.map(Date::yyyymmdd),
+                    newest_age_days: age(newest),
+                    consent,
+                    answered_at: now.to_string(),
+                })
+            }
+        })
+    })();
+    (Some(person), result)
+}
