@@ -3,6 +3,7 @@
 
 mod card;
 mod common;
+mod consent;
 mod demo;
 mod import;
 mod receipt;

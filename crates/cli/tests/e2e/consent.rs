@@ -1,0 +1,227 @@
+//! Consent and medical information with a clock the test moves: the real center code over
+//! real TLS, started in this process so that its clock can be injected.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use onshi_center::server::{CenterState, serve};
+use onshi_domain::Timestamp;
+use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use serde_json::json;
+
+use crate::common::{CLINIC, OTHER_CLINIC, onshi, run_ok};
+
+struct World {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    url: String,
+    /// Seconds added to the system clock.
+    offset: Arc<AtomicI64>,
+}
+
+const PERSON: &str = "consent-person-1";
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let event = json!({
+            "event_id": "e1", "kind": "acquire", "insurer_number": "06130488", "person_ref": PERSON,
+            "card": {"symbol": "12", "number": "345", "branch": "00"},
+            "occurred_on": "20200401", "notified_at": "20200402090000",
+            "member": {"relationship": "1", "card_classification": "01", "name": "試験　花子", "name_kana": "シケン　ハナコ",
+                       "sex": "2", "birth_date": "19600101"},
+            "terms": {"income_class": "general"}
+        });
+        std::fs::write(root.join("events.jsonl"), format!("{event}\n")).unwrap();
+        run_ok(onshi().args(["center", "import", "--db"]).arg(root.join("center.sqlite")).arg(root.join("events.jsonl")));
+        let drug = |on: &str, arrived: &str, code: &str| {
+            json!({"kind": "drug", "person_ref": PERSON, "drug_code": code,
+            "drug_name": "アムロジピン錠５ｍｇ", "quantity": 28.0, "unit": "錠", "days": 28, "dispensed_on": on,
+            "dispensed_by": "1341040010", "source": "claim", "arrived_on": arrived})
+        };
+        let checkup = json!({"kind": "checkup", "person_ref": PERSON, "item_code": "9N001000000000001", "item_name": "身長",
+            "value": "158.0", "unit": "cm", "examined_on": "20260601", "arrived_on": "20260720"});
+        let stranger = json!({"kind": "checkup", "person_ref": "nobody", "item_code": "9N001000000000001", "item_name": "身長",
+            "value": "170.0", "unit": "cm", "examined_on": "20260601", "arrived_on": "20260720"});
+        let lines = [drug("20260801", "20260915", "610443047"), drug("20260901", "20261014", "620098801"), checkup, stranger];
+        std::fs::write(root.join("medical.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        let imported = onshi()
+            .args(["center", "import-medical", "--db"])
+            .arg(root.join("center.sqlite"))
+            .arg(root.join("medical.jsonl"))
+            .output()
+            .unwrap();
+        assert_eq!(imported.status.code(), Some(3), "the unknown person's line is refused, the rest added");
+        assert!(String::from_utf8_lossy(&imported.stderr).contains("3 added, 0 already present, 1 refused"));
+
+        run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(root.join("pki")));
+        for code in [CLINIC, OTHER_CLINIC] {
+            run_ok(onshi().args(["center", "pki", "issue-institution", "--code", code, "--dir"]).arg(root.join("pki")));
+        }
+        run_ok(onshi().args(["jpki", "init", "--dir"]).arg(root.join("jpki")));
+        run_ok(onshi().args(["jpki", "crl", "--dir"]).arg(root.join("jpki")));
+
+        let offset = Arc::new(AtomicI64::new(0));
+        let clock_offset = offset.clone();
+        let clock: onshi_center::server::Clock = Arc::new(move || {
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+            Timestamp::from_unix(unix + clock_offset.load(Ordering::SeqCst))
+        });
+        let register = Arc::new(SqliteRegister::open(&root.join("center.sqlite"), SqliteOptions::SERVER).unwrap());
+        let read = |name: &str| std::fs::read_to_string(root.join("pki").join(name)).unwrap();
+        let tls = onshi_pki::server_tls_config(&read("ca.pem"), &read("server.pem"), &read("server.key")).unwrap();
+        let audit = onshi_store::audit::AuditLog::open(&root.join("center.audit.sqlite"), b"an audit key for this test only..").unwrap();
+        let state = Arc::new(CenterState {
+            card: onshi_center::card::CardPath::new(register.clone(), Some(&root.join("jpki"))).unwrap(),
+            audit: onshi_center::audit::AuditSink::start(audit),
+            medical: register.clone(),
+            register,
+            lags: Default::default(),
+            metrics: Default::default(),
+            clock,
+            started: std::time::Instant::now(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let addr = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let running = serve(listener, tls, state).unwrap();
+            let addr = running.addr;
+            std::mem::forget(running); // served until the runtime is dropped with the test
+            addr
+        });
+        let world = World { dir, runtime, url: format!("https://{addr}"), offset };
+        run_ok(onshi().args(["reader", "init", "--id", "r1", "--facility-password", "p", "--out"]).arg(world.path("reader.json")));
+        run_ok(onshi().args(["reader", "register", "--reader"]).arg(world.path("reader.json")).args(world.center_args(CLINIC)));
+        run_ok(onshi().args(["jpki", "issue", "--dir"]).arg(world.path("jpki")).arg("--out").arg(world.path("card.json")).args([
+            "--name",
+            "試験 花子",
+            "--kana",
+            "シケン ハナコ",
+            "--birth",
+            "19600101",
+            "--sex",
+            "2",
+            "--address",
+            "東京都",
+            "--pin",
+            "1234",
+        ]));
+        run_ok(
+            onshi()
+                .args(["card", "link", "--card"])
+                .arg(world.path("card.json"))
+                .arg("--reader")
+                .arg(world.path("reader.json"))
+                .args(world.center_args(CLINIC))
+                .args(["--pin", "1234", "--insurer", "06130488", "--symbol", "12", "--number", "345", "--branch", "00"]),
+        );
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn center_args(&self, code: &str) -> Vec<String> {
+        let pki = self.path("pki");
+        let file = |ext: &str| pki.join(format!("institutions/{code}.{ext}")).display().to_string();
+        vec![
+            "--center".into(),
+            self.url.clone(),
+            "--ca".into(),
+            pki.join("ca.pem").display().to_string(),
+            "--cert".into(),
+            file("pem"),
+            "--key".into(),
+            file("key"),
+        ]
+    }
+
+    fn verify(&self, consent: &str) -> serde_json::Value {
+        let mut command = onshi();
+        command
+            .args(["card", "verify", "--json", "--pin", "1234", "--card"])
+            .arg(self.path("card.json"))
+            .arg("--reader")
+            .arg(self.path("reader.json"))
+            .args(self.center_args(CLINIC));
+        if !consent.is_empty() {
+            command.args(["--consent", consent]);
+        }
+        serde_json::from_slice(&run_ok(&mut command).stdout).unwrap()
+    }
+
+    fn view(&self, what: &str, code: &str) -> Output {
+        onshi()
+            .args(["medical", what, "--json", "--insurer", "06130488", "--symbol", "12", "--number", "345", "--branch", "00"])
+            .args(self.center_args(code))
+            .output()
+            .unwrap()
+    }
+
+    fn advance_hours(&self, hours: i64) {
+        self.offset.fetch_add(hours * 3600, Ordering::SeqCst);
+    }
+}
+
+fn refused_with(output: &Output, code: &str) {
+    assert!(!output.status.success(), "expected {code}: {}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(code), "expected {code} in {stderr}");
+}
+
+fn flags(answer: &serde_json::Value) -> Vec<String> {
+    [
+        "pharmacists_info",
+        "specific_health_checkups_info",
+        "diagnosis_info",
+        "limit_application_certificate_related",
+        "specific_diseases_certificate_related",
+    ]
+    .iter()
+    .map(|k| answer["consents"][k]["flag"].as_str().unwrap().to_string())
+    .collect()
+}
+
+#[test]
+fn consent_given_not_given_and_expired_decide_what_is_shown() {
+    let world = World::new();
+    let _keep = &world.runtime;
+
+    let none = world.verify("");
+    assert_eq!(flags(&none), ["0", "0", "0", "0", "0"], "no consent yet");
+    refused_with(&world.view("drugs", CLINIC), "CONSENT_NOT_GIVEN");
+
+    let given = world.verify("drug,limit");
+    assert_eq!(flags(&given), ["1", "0", "0", "1", "0"]);
+    let drug = &given["consents"]["pharmacists_info"];
+    let (time, until) = (drug["consent_time"].as_str().unwrap(), drug["available_time"].as_str().unwrap());
+    let seconds = |t: &str| Timestamp::parse(t).unwrap().jst_seconds();
+    assert_eq!(seconds(until) - seconds(time), 24 * 3600, "viewable for 24 hours");
+
+    let drugs = world.view("drugs", CLINIC);
+    assert!(drugs.status.success(), "{}", String::from_utf8_lossy(&drugs.stderr));
+    let drugs: serde_json::Value = serde_json::from_slice(&drugs.stdout).unwrap();
+    assert_eq!(drugs["records"].as_array().unwrap().len(), 2);
+    assert_eq!(drugs["records"][0]["dispensed_on"], "20260901", "newest first");
+    assert_eq!(drugs["newest_arrived_on"], "20261014");
+    assert!(drugs["newest_age_days"].as_i64().unwrap() >= 0, "the age of the newest record is stated");
+    refused_with(&world.view("checkups", CLINIC), "CONSENT_NOT_GIVEN");
+    refused_with(&world.view("drugs", OTHER_CLINIC), "CONSENT_NOT_GIVEN");
+
+    let checkup_consent = world.verify("checkup");
+    assert_eq!(flags(&checkup_consent)[1], "1");
+    let checkups: serde_json::Value = serde_json::from_slice(&world.view("checkups", CLINIC).stdout).unwrap();
+    assert_eq!(checkups["records"][0]["item_name"], "身長");
+
+    world.advance_hours(25);
+    refused_with(&world.view("drugs", CLINIC), "CONSENT_EXPIRED");
+    let later = world.verify("");
+    assert_eq!(flags(&later), ["2", "2", "0", "2", "0"], "expired consents answer flag 2");
+    let renewed = world.verify("drug");
+    assert_eq!(flags(&renewed)[0], "1", "a new consent at the reader");
+    assert!(world.view("drugs", CLINIC).status.success());
+}
