@@ -41,14 +41,21 @@ pub struct DemoArgs {
 }
 
 /// What a finished set-up wrote; its presence means the directory can be reused.
-#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
 struct DemoManifest {
+    /// The set-up's layout; a directory of another version is set up again.
+    #[serde(default)]
+    version: u32,
     persons: u64,
     seed: u64,
     today: String,
     institution_code: String,
     insurer_number: String,
+    cards: crate::demo_cards::DemoCards,
 }
+
+/// Bumped whenever the set-up writes something new (2: card path and medical information).
+const DEMO_VERSION: u32 = 2;
 
 /// The demo clinic: 東京都 (13), 医科 (1), 郡市区 12, number 3456, with its check digit.
 pub(crate) fn demo_institution() -> InstitutionCode {
@@ -88,12 +95,13 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
         && manifest.persons == args.persons
         && manifest.seed == args.seed
         && manifest.today == wanted_today
+        && manifest.version == DEMO_VERSION
     {
         eprintln!("demo: reusing {}", paths.root.display());
         return Ok(manifest);
     }
     eprintln!("demo: setting up {} ({} persons)", paths.root.display(), args.persons);
-    for stale in [paths.synth(), paths.pki()] {
+    for stale in [paths.synth(), paths.pki(), paths.root.join("jpki"), paths.root.join("cards")] {
         if stale.exists() {
             std::fs::remove_dir_all(&stale).with_context(|| format!("cannot clear {}", stale.display()))?;
         }
@@ -112,7 +120,12 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
     let files: Vec<PathBuf> = summary.event_files.iter().map(|f| paths.synth().join(f)).collect();
     let totals = import_files(&register, &files, onshi_center::import::BATCH_EVENTS_DEFAULT)?;
     anyhow::ensure!(totals.rejected == 0, "the synthetic population had {} refused events; this is a bug in onshi synth", totals.rejected);
+    let medical_file = paths.synth().join(onshi_synth::MEDICAL_FILE);
+    // Records of people whose coverage is still only in late/ are refused: they are not in the register yet.
+    crate::center_cmd::import_medical_files(&register, std::slice::from_ref(&medical_file))?;
     drop(register);
+    let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
+    let cards = crate::demo_cards::prepare(&paths.root, &files, &medical_file, &cases, &wanted_today)?;
     let ca = CenterCa::create(&paths.pki(), "onshi demo center CA")?;
     ca.issue_server(&["localhost".to_string(), "127.0.0.1".to_string()])?;
     let institution = demo_institution();
@@ -122,6 +135,8 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
     let insurer = InsurerNumber::parse(insurer).map_err(|e| anyhow::anyhow!("synthetic insurer: {e}"))?;
     ca.issue_insurer(&insurer, "onshi demo insurer", 825)?;
     let manifest = DemoManifest {
+        version: DEMO_VERSION,
+        cards,
         persons: args.persons,
         seed: args.seed,
         today: wanted_today,
@@ -134,11 +149,12 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
 
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
     let wanted: SocketAddr = ([127, 0, 0, 1], port).into();
-    match start_center(&paths.db(), &paths.pki(), None, wanted).await {
+    let jpki = paths.root.join("jpki");
+    match start_center(&paths.db(), &paths.pki(), Some(&jpki), wanted).await {
         Ok(center) => Ok(center),
         Err(e) if port != 0 => {
             eprintln!("demo: port {port} unavailable ({e:#}); using a free port");
-            start_center(&paths.db(), &paths.pki(), None, ([127, 0, 0, 1], 0).into()).await
+            start_center(&paths.db(), &paths.pki(), Some(&jpki), ([127, 0, 0, 1], 0).into()).await
         }
         Err(e) => Err(e),
     }
@@ -163,11 +179,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         let center = start(&paths, if args.check { 0 } else { args.port }).await?;
+        let institution = client(&paths, center.addr, Some(paths.institution_cert(&manifest.institution_code)))?;
+        crate::demo_cards::enroll(&institution, &manifest.cards).await?;
         let code = if args.check {
             let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
-            let institution = client(&paths, center.addr, Some(paths.institution_cert(&manifest.institution_code)))?;
             let anonymous = client(&paths, center.addr, None)?;
-            let report = morning(&institution, &anonymous, &manifest, &cases, args.per_category).await;
+            let mut report = morning(&institution, &anonymous, &manifest, &cases, args.per_category).await;
+            crate::demo_cards::check(&institution, &manifest.cards, &paths.root, &manifest.today, |category, outcome| {
+                report.record(category, outcome)
+            })
+            .await?;
             print!("{}", report.table());
             if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
         } else {
@@ -226,6 +247,36 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
         paths.root.join("receipt-check.html").display(),
         paths.root.join("RECEIPTC.fixed.UKE").display()
     );
+    let cards = &manifest.cards;
+    let card = |i: usize| cards.cards[i].path.display().to_string();
+    let reader = cards.reader.display();
+    println!(
+        "\nThe マイナ保険証 path (virtual cards in {}, PIN {}, reader {reader}):",
+        paths.root.join("cards").display(),
+        crate::demo_cards::DEMO_PIN
+    );
+    println!("  {exe} card verify --card {} --reader {reader} --pin {} --consent drug,checkup", card(0), crate::demo_cards::DEMO_PIN);
+    println!("  {exe} card verify --card {} --reader {reader} --face holder", card(1));
+    println!(
+        "  {exe} card verify --card {} --reader {reader} --visual --facility-password {}",
+        card(1),
+        crate::demo_cards::FACILITY_PASSWORD
+    );
+    println!(
+        "  {exe} card verify --card {} --reader {reader} --pin {}    # not registered for insurance use",
+        card(2),
+        crate::demo_cards::DEMO_PIN
+    );
+    let first = &cards.cards[0];
+    println!(
+        "  {exe} medical drugs --insurer '{}' {}--number {} --branch {}    # after the consent above",
+        first.insurer_number,
+        first.symbol.as_ref().map(|s| format!("--symbol {s} ")).unwrap_or_default(),
+        first.number,
+        first.branch
+    );
+    println!("  {exe} audit access-log --card {} --pin {}    # as the patient: who looked", card(0), crate::demo_cards::DEMO_PIN);
+    println!("  {exe} audit verify --db {} --pki {}", paths.db().display(), paths.pki().display());
     println!("\nAdd --json for the full answer. Also:");
     println!("  curl --cacert {} https://{addr}/v1/health", ca.display());
     println!("  curl --cacert {} https://{addr}/metrics", ca.display());

@@ -5,6 +5,7 @@ mod bench;
 mod card_cmd;
 mod center_cmd;
 mod demo;
+mod demo_cards;
 mod jpki_cmd;
 mod medical_cmd;
 mod progress;

@@ -1,0 +1,249 @@
+//! The demo's card path: a card CA, virtual cards for a few people of the synthetic population
+//! (with the attributes their insurer registered), a reader, the medical information, and the
+//! scripted card checks of `onshi demo --check`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use onshi_api::card::{CardAnswer, ConsentChoice, VerifyCard};
+use onshi_api::client::{CenterClient, ClientError};
+use onshi_api::events::{EventKind, InsurerEvent};
+use onshi_api::medical::{Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
+use onshi_pki::card::CardAttributes;
+use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
+use onshi_reader::flow::{self, CoverageNumbers, How};
+use onshi_reader::{ReaderFile, SimulatedReader};
+use onshi_synth::TruthCase;
+use serde::{Deserialize, Serialize};
+
+/// The demo PIN of every demo card.
+pub const DEMO_PIN: &str = "1234";
+/// The facility password of the demo reader (visual mode).
+pub const FACILITY_PASSWORD: &str = "onshi-demo";
+const READER_ID: &str = "demo-reader-1";
+
+/// One demo card and what the register and the medical file hold for its holder.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DemoCard {
+    pub path: PathBuf,
+    pub insurer_number: String,
+    pub symbol: Option<String>,
+    pub number: String,
+    pub branch: String,
+    /// Linked at start (初回登録); the third card is left unlinked on purpose.
+    pub linked: bool,
+    pub drugs: usize,
+    pub checkups: usize,
+}
+
+/// What the demo wrote for the card path.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DemoCards {
+    pub jpki: PathBuf,
+    pub reader: PathBuf,
+    pub cards: Vec<DemoCard>,
+}
+
+/// The member record of the acquisition that gave these card numbers.
+fn member_of(event_files: &[PathBuf], case: &TruthCase) -> anyhow::Result<Option<InsurerEvent>> {
+    let r = &case.request;
+    for file in event_files {
+        let reader = std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
+        for line in reader.lines() {
+            let event: InsurerEvent = serde_json::from_str(&line?)?;
+            if event.kind == EventKind::Acquire
+                && event.insurer_number == r.insurer_number
+                && event.card.number == r.number
+                && Some(&event.card.branch) == r.branch.as_ref()
+            {
+                return Ok(Some(event));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Medical records per person reference in the synthetic medical file.
+fn medical_counts(path: &Path, person_ref: &str) -> anyhow::Result<(usize, usize)> {
+    let reader = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
+    let (mut drugs, mut checkups) = (0, 0);
+    for line in reader.lines() {
+        match serde_json::from_str::<MedicalRecord>(&line?)? {
+            MedicalRecord::Drug { person_ref: p, .. } if p == person_ref => drugs += 1,
+            MedicalRecord::Checkup { person_ref: p, .. } if p == person_ref => checkups += 1,
+            _ => {}
+        }
+    }
+    Ok((drugs, checkups))
+}
+
+/// Issues the demo cards and the reader (offline: before the center starts).
+pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases: &[TruthCase], today: &str) -> anyhow::Result<DemoCards> {
+    let jpki = root.join("jpki");
+    let ca = CardCa::create(&jpki)?;
+    ca.publish_crl(30)?;
+    let reader = root.join("reader.json");
+    ReaderFile::create(&reader, READER_ID, FACILITY_PASSWORD)?;
+    let valid: Vec<&TruthCase> = cases
+        .iter()
+        .filter(|c| c.category == "valid" && c.request.date_of_care.as_deref().is_none_or(|d| d == today) && c.request.branch.is_some())
+        .take(3)
+        .collect();
+    anyhow::ensure!(valid.len() == 3, "the synthetic population has too few valid cases for the demo cards");
+    let mut cards = Vec::new();
+    for (i, case) in valid.into_iter().enumerate() {
+        let event = member_of(event_files, case)?.context("a demo card's acquisition is not in the event files")?;
+        let member = event.member.context("an acquisition without member details")?;
+        let path = root.join("cards").join(format!("card-{}.json", i + 1));
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let attributes = CardAttributes {
+            name: member.name,
+            name_kana: member.name_kana,
+            birth_date: member.birth_date,
+            sex: member.sex,
+            address: member.address.unwrap_or_default(),
+        };
+        ca.issue_card(attributes, Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+        let (drugs, checkups) = medical_counts(medical_file, &event.person_ref)?;
+        let r = &case.request;
+        cards.push(DemoCard {
+            path,
+            insurer_number: r.insurer_number.clone(),
+            symbol: r.symbol.clone(),
+            number: r.number.clone(),
+            branch: r.branch.clone().unwrap_or_default(),
+            linked: i < 2,
+            drugs,
+            checkups,
+        });
+    }
+    Ok(DemoCards { jpki, reader, cards })
+}
+
+fn reader_with(cards: &DemoCards, card: &Path) -> anyhow::Result<SimulatedReader> {
+    let mut reader = SimulatedReader::new(ReaderFile::load(&cards.reader)?);
+    reader.place_card(card)?;
+    Ok(reader)
+}
+
+/// Registers the reader and links the cards meant to be linked (idempotent).
+pub async fn enroll(client: &CenterClient, cards: &DemoCards) -> anyhow::Result<()> {
+    let file = ReaderFile::load(&cards.reader)?;
+    let body = onshi_api::card::RegisterReader { reader_id: file.reader_id.clone(), public_key: file.public_key_hex()? };
+    let _: serde_json::Value = client.post_json("/readers", &body).await.map_err(crate::tls_args::explain)?;
+    for card in cards.cards.iter().filter(|c| c.linked) {
+        let mut reader = reader_with(cards, &card.path)?;
+        let numbers = CoverageNumbers {
+            insurer_number: card.insurer_number.clone(),
+            symbol: card.symbol.clone(),
+            number: card.number.clone(),
+            branch: card.branch.clone(),
+        };
+        flow::link(client, &mut reader, DEMO_PIN, numbers).await.with_context(|| format!("linking {}", card.path.display()))?;
+    }
+    Ok(())
+}
+
+fn refusal_code(error: &flow::FlowError) -> Option<&str> {
+    match error {
+        flow::FlowError::Center(ClientError::Refused { body, .. }) => Some(&body.error.code),
+        _ => None,
+    }
+}
+
+/// The card path's scripted checks; each outcome goes to `record(category, outcome)`.
+/// Verifications are dated `today`, the synthetic population's day.
+pub async fn check(
+    client: &CenterClient,
+    cards: &DemoCards,
+    scratch: &Path,
+    today: &str,
+    mut record: impl FnMut(&str, Result<(), String>),
+) -> anyhow::Result<()> {
+    let day = || Some(today.to_string());
+    let pin_card = &cards.cards[0];
+    let second = &cards.cards[1];
+    let unlinked = &cards.cards[2];
+    let valid = |answer: &CardAnswer, method: &str| {
+        if answer.answer.validity.code == "1" && answer.method.code() == method {
+            Ok(())
+        } else {
+            Err(format!("validity {} by {}", answer.answer.validity.code, answer.method.code()))
+        }
+    };
+
+    let mut reader = reader_with(cards, &pin_card.path)?;
+    let consent = ConsentChoice { drug: true, ..ConsentChoice::default() };
+    let outcome = flow::verify(client, &mut reader, How::Pin(DEMO_PIN), consent, day()).await;
+    record("card_pin_with_drug_consent", outcome.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(a, "pin")));
+
+    let query = |card: &DemoCard| MedicalQuery {
+        insurer_number: card.insurer_number.clone(),
+        symbol: card.symbol.clone(),
+        number: card.number.clone(),
+        branch: card.branch.clone(),
+    };
+    let drugs: Result<MedicalAnswer<Drug>, _> = client.post_json("/medical/drugs", &query(pin_card)).await;
+    record(
+        "medical_drugs_with_consent",
+        match drugs {
+            Ok(answer) if answer.records.len() == pin_card.drugs => Ok(()),
+            Ok(answer) => Err(format!("{} drugs shown, {} in the synthetic file", answer.records.len(), pin_card.drugs)),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let checkups: Result<serde_json::Value, _> = client.post_json("/medical/checkups", &query(second)).await;
+    record(
+        "medical_checkups_without_consent",
+        match checkups {
+            Err(ClientError::Refused { body, .. }) if body.error.code == "CONSENT_NOT_GIVEN" => Ok(()),
+            other => Err(format!("expected CONSENT_NOT_GIVEN, got {other:?}")),
+        },
+    );
+
+    let mut reader = reader_with(cards, &second.path)?;
+    let face = flow::verify(client, &mut reader, How::Face, ConsentChoice::default(), day()).await;
+    record("card_face", face.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(a, "face")));
+    reader.enable_visual_mode(FACILITY_PASSWORD)?;
+    let visual = flow::verify(client, &mut reader, How::Visual, ConsentChoice::default(), day()).await;
+    record("card_visual", visual.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(a, "visual")));
+
+    let mut reader = reader_with(cards, &unlinked.path)?;
+    let outcome = flow::verify(client, &mut reader, How::Pin(DEMO_PIN), ConsentChoice::default(), day()).await;
+    record(
+        "card_unlinked",
+        match outcome {
+            Err(e) if refusal_code(&e) == Some("CARD_NOT_LINKED") => Ok(()),
+            other => Err(format!("expected CARD_NOT_LINKED, got {:?}", other.map(|a| a.answer.validity.code))),
+        },
+    );
+
+    // The lock is tried on a copy, so that the demo card stays usable.
+    let copy = scratch.join("pin-lock-trial.json");
+    std::fs::copy(&second.path, &copy)?;
+    let mut reader = reader_with(cards, &copy)?;
+    let mut last = String::new();
+    for wrong in ["0000", "0001", "0002", DEMO_PIN] {
+        last = match flow::verify(client, &mut reader, How::Pin(wrong), ConsentChoice::default(), day()).await {
+            Ok(_) => "verified".into(),
+            Err(e) => e.to_string(),
+        };
+    }
+    record("card_pin_locked_after_three", if last.contains("locked") { Ok(()) } else { Err(format!("after three wrong PINs: {last}")) });
+    let _ = std::fs::remove_file(&copy);
+
+    let mut reader = reader_with(cards, &pin_card.path)?;
+    let proof = flow::prove(client, &mut reader, How::Pin(DEMO_PIN)).await?;
+    let request = VerifyCard { proof, date_of_care: day(), consent: ConsentChoice::default() };
+    let first: Result<CardAnswer, _> = client.post_json("/verify/card", &request).await;
+    let replay: Result<CardAnswer, _> = client.post_json("/verify/card", &request).await;
+    record(
+        "card_replayed_challenge",
+        match (first, replay) {
+            (Ok(_), Err(ClientError::Refused { body, .. })) if body.error.code == "CHALLENGE_UNKNOWN" => Ok(()),
+            (first, replay) => Err(format!("first {:?}, replay {:?}", first.map(|_| "ok"), replay.map(|_| "ok"))),
+        },
+    );
+    Ok(())
+}
