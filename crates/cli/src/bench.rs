@@ -86,12 +86,14 @@ impl Drop for ServerProcess {
     }
 }
 
-fn start_server(db: &Path, pki: &Path) -> anyhow::Result<ServerProcess> {
+fn start_server(db: &Path, pki: &Path, jpki: &Path) -> anyhow::Result<ServerProcess> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .arg("--pki")
         .arg(pki)
+        .arg("--jpki")
+        .arg(jpki)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -340,7 +342,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let requests = std::sync::Arc::new(bodies);
     let in_process_us = in_process_verify_us(&db, &requests)?;
-    let server = start_server(&db, &pki)?;
+    let bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
+    let server = start_server(&db, &pki, &bench_cards.jpki)?;
     let config = ClientConfig {
         base_url: format!("https://{}", server.addr),
         ca_pem: std::fs::read(pki.join("ca.pem"))?,
@@ -379,9 +382,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: receipt check of {RECEIPT_CLAIMS} claims");
         let today = onshi_domain::Date::parse_yyyymmdd(&summary.today).map_err(|e| anyhow::anyhow!("{e}"))?;
         let receipt_seconds = receipt_timing(&clients[0], &institution, &requests, today).await?;
-        anyhow::Ok((trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds))
+        eprintln!("bench: card verification (challenge, PIN signature, verify)");
+        crate::bench_card::link(&clients[0], &bench_cards).await?;
+        let (card_rate, card_failures) = crate::bench_card::throughput(&clients, &bench_cards, args.seconds).await?;
+        eprintln!("bench: trivial endpoint again, for the card ratio");
+        let (trivial_again, failed) = throughput(&clients, Endpoint::Trivial, &requests, args.seconds).await;
+        failures += failed + card_failures;
+        let card = (card_rate, trivial_again);
+        anyhow::Ok((trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, card))
     })?;
-    let (trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds) = report;
+    let (trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, (card_rate, trivial_again)) = report;
     let (total_peak_kib, _) = memory_kib(server.child.id()).unwrap_or((0, 0));
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
     let anonymous_peak_kib = sampler.join().unwrap_or(0);
@@ -417,6 +427,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&format!(
         "| batch of {BATCH_ENTRIES_MAX} entries, one call (median of 3) | {batch_seconds:.2} s | < 1 s (DESIGN.md) | {} |\n",
         verdict(batch_seconds < 1.0)
+    ));
+    let card_ratio = card_rate / trivial_again;
+    out.push_str(&format!("| card verifications (challenge + PIN signature + verify: two requests each) | {card_rate:.0} /s | — | — |\n"));
+    out.push_str(&format!("| trivial endpoint, measured right after | {trivial_again:.0} req/s | — | — |\n"));
+    out.push_str(&format!(
+        "| card verifications / trivial requests | {card_ratio:.2} (per request: {:.2}) | ≥ 0.50 | {} |\n",
+        2.0 * card_ratio,
+        verdict(card_ratio >= 0.5)
     ));
     out.push_str(&format!(
         "| receipt pre-check of a {RECEIPT_CLAIMS}-claim UKE file (read, 2 batch phases, classify, CSV; median of 3) | {receipt_seconds:.2} s | < 2 s | {} |\n",

@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_card;
 mod card_cmd;
 mod center_cmd;
 mod demo;

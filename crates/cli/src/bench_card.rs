@@ -1,0 +1,137 @@
+//! The card-verify measurement of `onshi bench`: virtual cards for real members of the bench
+//! register, linked once, then verified by PIN over mutual TLS as fast as answers come.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use onshi_api::card::{CardProof, Challenge, ConsentChoice, LinkCard, Method, VerifyCard};
+use onshi_api::client::CenterClient;
+use onshi_api::events::{EventKind, InsurerEvent};
+use onshi_pki::card::{CardAttributes, VirtualCard};
+use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
+
+/// Cards in the measurement.
+const CARDS: usize = 256;
+const PIN: &str = "1234";
+
+/// What the card step needs between runs: the card CA and the card files.
+pub struct BenchCards {
+    pub jpki: PathBuf,
+    cards: Vec<(PathBuf, InsurerEvent)>,
+}
+
+/// Issues cards for the first members of `event_file` (once; reused by later runs).
+pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
+    let jpki = dir.join("jpki");
+    let fresh = !jpki.join("ca.pem").exists();
+    let ca = if fresh { CardCa::create(&jpki)? } else { CardCa::load(&jpki)? };
+    ca.publish_crl(30)?;
+    let reader = std::io::BufReader::new(std::fs::File::open(event_file).with_context(|| format!("cannot open {}", event_file.display()))?);
+    let mut cards = Vec::with_capacity(CARDS);
+    for line in reader.lines() {
+        let event: InsurerEvent = serde_json::from_str(&line?)?;
+        if event.kind != EventKind::Acquire {
+            continue;
+        }
+        let path = dir.join("cards").join(format!("bench-{}.json", cards.len()));
+        if fresh || !path.exists() {
+            std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+            let member = event.member.clone().context("an acquisition without member details")?;
+            let attributes = CardAttributes {
+                name: member.name,
+                name_kana: member.name_kana,
+                birth_date: member.birth_date,
+                sex: member.sex,
+                address: member.address.unwrap_or_default(),
+            };
+            ca.issue_card(attributes, Some(PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+        }
+        cards.push((path, event));
+        if cards.len() == CARDS {
+            break;
+        }
+    }
+    Ok(BenchCards { jpki, cards })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn proof(client: &CenterClient, card: &mut VirtualCard) -> anyhow::Result<CardProof> {
+    let challenge: Challenge = client.post_json("/card/challenge", &serde_json::json!({})).await?;
+    let signature = card.sign_with_pin(PIN, challenge.challenge.as_bytes())?;
+    Ok(CardProof {
+        challenge: challenge.challenge,
+        certificate: card.certificate_pem().to_string(),
+        method: Method::Pin,
+        card_signature: Some(hex(&signature)),
+        attestation: None,
+    })
+}
+
+/// 初回登録 of every bench card (a card already linked answers with its link).
+pub async fn link(client: &CenterClient, cards: &BenchCards) -> anyhow::Result<()> {
+    for (path, event) in &cards.cards {
+        let mut card = VirtualCard::load(path)?;
+        let a = card.attributes().clone();
+        let request = LinkCard {
+            proof: proof(client, &mut card).await?,
+            attributes: onshi_api::card::CardHolderAttributes {
+                name: a.name,
+                name_kana: a.name_kana,
+                birth_date: a.birth_date,
+                sex: a.sex,
+                address: a.address,
+            },
+            insurer_number: event.insurer_number.clone(),
+            symbol: event.card.symbol.clone(),
+            number: event.card.number.clone(),
+            branch: event.card.branch.clone(),
+        };
+        let _: onshi_api::card::Linked = client.post_json("/card/link", &request).await.map_err(crate::tls_args::explain)?;
+    }
+    Ok(())
+}
+
+/// Closed loop of complete card verifications (challenge, card signature, verify) from every
+/// connection; returns (verifications per second, failures).
+pub async fn throughput(clients: &[CenterClient], cards: &BenchCards, seconds: u64) -> anyhow::Result<(f64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for (worker, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let mut mine: Vec<VirtualCard> = cards
+            .cards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % clients.len() == worker)
+            .map(|(_, (path, _))| VirtualCard::load(path))
+            .collect::<Result<_, _>>()?;
+        set.spawn(async move {
+            let (mut done, mut failed) = (0u64, 0u64);
+            let mut index = 0;
+            while Instant::now() < deadline && !mine.is_empty() {
+                index = (index + 1) % mine.len();
+                let outcome = match proof(&client, &mut mine[index]).await {
+                    Ok(proof) => {
+                        let request = VerifyCard { proof, date_of_care: None, consent: ConsentChoice::default() };
+                        client.post_json::<_, serde_json::Value>("/verify/card", &request).await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if outcome { done += 1 } else { failed += 1 }
+            }
+            (done, failed)
+        });
+    }
+    let (mut done, mut failed) = (0, 0);
+    while let Some(Ok((d, f))) = set.join_next().await {
+        done += d;
+        failed += f;
+    }
+    Ok((done as f64 / started.elapsed().as_secs_f64(), failed))
+}
