@@ -152,7 +152,22 @@ async fn the_center_answers_and_refuses_as_specified() {
     let (status, text) = anonymous.get_raw("/v1/openapi.json").await.unwrap();
     assert_eq!(status, 200);
     let document: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for path in ["/v1/health", "/v1/verify/number", "/v1/verify/number/batch", "/v1/insurer/events", "/metrics"] {
+    for path in [
+        "/v1/health",
+        "/v1/verify/number",
+        "/v1/verify/number/batch",
+        "/v1/insurer/events",
+        "/metrics",
+        "/v1/card/challenge",
+        "/v1/readers",
+        "/v1/card/link",
+        "/v1/verify/card",
+        "/v1/card/flag",
+        "/v1/medical/drugs",
+        "/v1/medical/checkups",
+        "/v1/patient/challenge",
+        "/v1/patient/access-log",
+    ] {
         assert!(document["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     let (_, metrics) = anonymous.get_raw("/metrics").await.unwrap();
