@@ -11,6 +11,8 @@ use crate::errors::CenterError;
 
 /// Most records committed in one transaction.
 const GROUP_MAX: usize = 1_024;
+/// Commits between two checkpoints of the write-ahead log (done by another thread).
+const CHECKPOINT_EVERY_COMMITS: u32 = 500;
 
 type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
@@ -25,9 +27,27 @@ impl AuditSink {
     pub fn start(mut log: AuditLog) -> AuditSink {
         let path = log.path().to_path_buf();
         let (queue, jobs) = mpsc::sync_channel::<(Vec<AuditRecord>, Ack)>(8_192);
+        // The checkpointer copies the WAL into the file when asked, so that no answer waits
+        // for the copy and its fsync; a request that finds it busy is simply dropped.
+        let (checkpoint_due, checkpoints) = mpsc::sync_channel::<()>(1);
+        let checkpoint_path = path.clone();
+        std::thread::Builder::new()
+            .name("audit-checkpoint".into())
+            .spawn(move || match onshi_store::audit::checkpoint_connection(&checkpoint_path) {
+                Ok(connection) => {
+                    while checkpoints.recv().is_ok() {
+                        if let Err(e) = onshi_store::audit::checkpoint(&connection) {
+                            tracing::warn!(error = %e, "audit checkpoint failed; the WAL grows until the next one");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "the audit checkpointer cannot open the log; the WAL will grow"),
+            })
+            .expect("the audit checkpoint thread starts");
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
+                let mut commits = 0u32;
                 while let Ok(first) = jobs.recv() {
                     let mut batch = vec![first];
                     while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < GROUP_MAX {
@@ -43,6 +63,11 @@ impl AuditSink {
                     }
                     for (_, ack) in batch {
                         let _ = ack.send(result.clone());
+                    }
+                    commits += 1;
+                    if commits >= CHECKPOINT_EVERY_COMMITS {
+                        commits = 0;
+                        let _ = checkpoint_due.try_send(());
                     }
                 }
             })

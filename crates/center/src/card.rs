@@ -64,8 +64,14 @@ pub struct CardPath {
     source: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
     /// Open challenges: the owner (an institution code, or [`PATIENT`]) and when issued.
     challenges: Mutex<HashMap<String, (String, Timestamp)>>,
+    /// Certificates already checked against the current CA and CRL, by the SHA-256 of their
+    /// DER: a returning card costs no signature check. Emptied when a new CRL is loaded.
+    checked: Mutex<HashMap<[u8; 32], CardCertificate>>,
     cards: Arc<dyn CardRegistry>,
 }
+
+/// Most checked certificates remembered; the cache is emptied when full.
+const CHECKED_MAX: usize = 200_000;
 
 /// Why the card CA could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +101,13 @@ impl CardPath {
             }
             None => (None, None),
         };
-        Ok(CardPath { trust: RwLock::new(trust), source, challenges: Mutex::new(HashMap::new()), cards })
+        Ok(CardPath {
+            trust: RwLock::new(trust),
+            source,
+            challenges: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashMap::new()),
+            cards,
+        })
     }
 
     /// Reloads the card CA and CRL when `crl.pem` changed since it was loaded (a newly
@@ -112,6 +124,7 @@ impl CardPath {
             Ok((trust, modified)) => {
                 tracing::info!(revoked = trust.revoked_count(), "card revocation list reloaded");
                 *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(trust);
+                self.checked.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 *loaded = modified;
             }
             Err(e) => tracing::warn!(error = %e, "the new card revocation list was not loaded; the previous one stays in force"),
@@ -152,6 +165,11 @@ impl CardPath {
         let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?
             .to_vec();
+        let fingerprint: [u8; 32] = digest(&SHA256, &der).as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let remembered = self.checked.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned();
+        if let Some(certificate) = remembered.filter(|c| today <= c.not_after) {
+            return Ok((der, certificate));
+        }
         let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
         let trust = trust.as_ref().ok_or_else(refuse::path_unavailable)?;
         let checked = trust.check(&der, today).map_err(|e| match e {
@@ -161,6 +179,11 @@ impl CardPath {
             CardCertError::NotYetValid(on) => refuse::certificate_malformed(format!("not valid before {on}")),
             CardCertError::Revoked(reason) => refuse::certificate_revoked(&reason),
         })?;
+        let mut cache = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CHECKED_MAX {
+            cache.clear();
+        }
+        cache.insert(fingerprint, checked.clone());
         Ok((der, checked))
     }
 

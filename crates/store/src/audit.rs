@@ -113,6 +113,20 @@ fn entries_where(connection: &Connection, filter: &str, args: &[&dyn rusqlite::T
     rows.collect::<Result<_, _>>().map_err(sqlite("reading the audit log"))
 }
 
+/// Copies the write-ahead log of the audit file at `path` into the file on a connection of its
+/// own (PASSIVE: it never blocks the appender). The appender's connection has automatic
+/// checkpoints switched off so that no answer waits for one.
+pub fn checkpoint(connection: &Connection) -> Result<(), StoreError> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(sqlite("checkpointing the audit log"))
+}
+
+/// A connection for [`checkpoint`].
+pub fn checkpoint_connection(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+    connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring the audit checkpointer"))?;
+    Ok(connection)
+}
+
 /// The audit log file.
 pub struct AuditLog {
     path: PathBuf,
@@ -127,7 +141,10 @@ impl AuditLog {
     pub fn open(path: &Path, key: &[u8]) -> Result<AuditLog, StoreError> {
         let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+            // Checkpoints run on their own connection (see `checkpoint`), never on the append path.
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;",
+            )
             .map_err(sqlite("configuring the audit log"))?;
         connection.execute_batch(SCHEMA).map_err(sqlite("creating the audit log"))?;
         let head = connection
