@@ -215,3 +215,11 @@ pub struct AccessLogEntry {
 pub struct AccessLog {
     pub entries: Vec<AccessLogEntry>,
 }
+
+/// The card holder reports, with their own card (PIN), that it seems linked to the wrong person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientFlag {
+    pub proof: CardProof,
+    pub reason: String,
+}

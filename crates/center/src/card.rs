@@ -400,6 +400,18 @@ impl CardPath {
         Ok((self.person_of(&certificate, now)?, certificate.serial))
     }
 
+    /// The holder flags their own card's link (authenticated by the card's PIN signature).
+    pub fn flag_by_holder(&self, proof: &CardProof, reason: &str, now: Timestamp) -> Result<(i64, String), CenterError> {
+        if proof.method != Method::Pin {
+            return Err(refuse::proof_incomplete("the patient's own requests need the card's signature (the PIN path)"));
+        }
+        let certificate = self.check_proof(proof, PATIENT, now)?;
+        let link = self.cards.card_link(&certificate.serial).map_err(store_error)?.ok_or_else(refuse::not_linked)?;
+        let reason: String = reason.chars().take(200).collect();
+        self.cards.flag_card_link(&certificate.serial, &reason, now).map_err(store_error)?;
+        Ok((link.person_id, certificate.serial))
+    }
+
     /// Flags a suspected wrong link; it blocks the card until reviewed.
     pub fn flag(&self, request: &FlagLink, now: Timestamp) -> Result<String, CenterError> {
         // A flag must work even for a revoked or expired card, so only the signature and the

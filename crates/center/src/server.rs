@@ -390,6 +390,25 @@ async fn medical_handler(state: Arc<CenterState>, peer: Peer, body: Body, scope:
     }
 }
 
+/// The holder flags their own card's link: no client certificate, the card's PIN signature.
+async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
+    let now = (state.clock)();
+    let result = async {
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::card::PatientFlag = parse_json(&bytes)?;
+        state.card.flag_by_holder(&request.proof, &request.reason, now)
+    }
+    .await;
+    let code = outcome(&result, |_| "ok".into());
+    let (person, object) = match &result {
+        Ok((person, serial)) => (Some(*person), serial.clone()),
+        Err(_) => (None, "-".into()),
+    };
+    let audited =
+        state.audit.record(vec![audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object.clone(), &code)]).await;
+    card_response(&state, audited.and(result).map(|_| serde_json::json!({ "flagged": object })))
+}
+
 async fn drugs_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     medical_handler(state, peer, body, crate::medical::Scope::Drug).await
 }
@@ -450,6 +469,7 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/card/challenge", post(challenge_handler))
         .route("/v1/patient/challenge", post(patient_challenge_handler))
         .route("/v1/patient/access-log", post(access_log_handler))
+        .route("/v1/patient/flag", post(patient_flag_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))
         .route("/v1/card/flag", post(flag_handler))

@@ -23,6 +23,19 @@ pub enum AuditCommand {
         #[arg(long, default_value = "onshi-pki")]
         pki: PathBuf,
     },
+    /// As a patient: report that my card seems linked to someone else (my own card, PIN).
+    FlagLink {
+        #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
+        center: String,
+        #[arg(long, env = "ONSHI_CA")]
+        ca: PathBuf,
+        #[arg(long)]
+        card: PathBuf,
+        #[arg(long)]
+        pin: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// As a patient: who looked at my records, with my own card (PIN) — no clinic certificate.
     AccessLog {
         #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
@@ -37,6 +50,16 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A client without a certificate: the card holder authenticates with the card itself.
+fn anonymous_client(center: String, ca: &std::path::Path) -> anyhow::Result<CenterClient> {
+    Ok(CenterClient::new(ClientConfig {
+        base_url: center,
+        ca_pem: std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?,
+        identity_pem: None,
+        timeout: Duration::from_secs(30),
+    })?)
 }
 
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -62,13 +85,19 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        AuditCommand::FlagLink { center, ca, card, pin, reason } => {
+            let client = anonymous_client(center, &ca)?;
+            let mut card = VirtualCard::load(&card)?;
+            let answer =
+                crate::runtime()?.block_on(onshi_reader::flow::flag_as_holder(&client, &mut card, &pin, &reason)).map_err(|e| match e {
+                    onshi_reader::flow::FlowError::Center(e) => explain(e),
+                    other => anyhow::Error::new(other),
+                })?;
+            println!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::AccessLog { center, ca, card, pin, json } => {
-            let client = CenterClient::new(ClientConfig {
-                base_url: center,
-                ca_pem: std::fs::read(&ca).with_context(|| format!("cannot read {}", ca.display()))?,
-                identity_pem: None,
-                timeout: Duration::from_secs(30),
-            })?;
+            let client = anonymous_client(center, &ca)?;
             let mut card = VirtualCard::load(&card)?;
             let runtime = crate::runtime()?;
             let challenge: Challenge = runtime.block_on(client.post_json("/patient/challenge", &serde_json::json!({}))).map_err(explain)?;

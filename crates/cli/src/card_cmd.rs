@@ -29,6 +29,16 @@ pub enum ReaderCommand {
         #[arg(long)]
         facility_password: String,
     },
+    /// Drive the simulated reader over HTTP on loopback (place card, camera, visual mode,
+    /// verify, remove card).
+    Serve {
+        #[command(flatten)]
+        center: CenterArgs,
+        #[arg(long, default_value = "onshi-reader.json")]
+        reader: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+    },
     /// Register the reader's device key with the center, for this institution.
     Register {
         #[command(flatten)]
@@ -114,6 +124,11 @@ pub fn run_reader(command: ReaderCommand) -> anyhow::Result<ExitCode> {
         ReaderCommand::Init { out, id, facility_password } => {
             ReaderFile::create(&out, &id, &facility_password)?;
             println!("reader {id} written to {}", out.display());
+        }
+        ReaderCommand::Serve { center, reader, listen } => {
+            let simulated = SimulatedReader::new(ReaderFile::load(&reader)?);
+            let client = center.client()?;
+            crate::runtime()?.block_on(crate::reader_http::serve(simulated, client, listen))?;
         }
         ReaderCommand::Register { center, reader } => {
             let file = ReaderFile::load(&reader)?;

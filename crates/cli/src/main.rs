@@ -10,6 +10,7 @@ mod demo_cards;
 mod jpki_cmd;
 mod medical_cmd;
 mod progress;
+mod reader_http;
 mod receipt_cmd;
 mod synth_cmd;
 mod tls_args;

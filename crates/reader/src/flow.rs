@@ -83,6 +83,26 @@ pub async fn link(client: &CenterClient, reader: &mut dyn CardReader, pin: &str,
     Ok(client.post_json("/card/link", &request).await?)
 }
 
+/// The holder reports their own card's link as wrong: a patient challenge, the card's PIN
+/// signature, no clinic certificate needed.
+pub async fn flag_as_holder(
+    client: &CenterClient,
+    card: &mut onshi_pki::card::VirtualCard,
+    pin: &str,
+    reason: &str,
+) -> Result<serde_json::Value, FlowError> {
+    let Challenge { challenge, .. } = client.post_json("/patient/challenge", &serde_json::json!({})).await?;
+    let signature = card.sign_with_pin(pin, challenge.as_bytes()).map_err(ReaderError::from)?;
+    let proof = CardProof {
+        challenge,
+        certificate: card.certificate_pem().to_string(),
+        method: Method::Pin,
+        card_signature: Some(hex(&signature)),
+        attestation: None,
+    };
+    Ok(client.post_json("/patient/flag", &onshi_api::card::PatientFlag { proof, reason: reason.to_string() }).await?)
+}
+
 /// Reports a suspected wrong link for the card on the reader.
 pub async fn flag(client: &CenterClient, reader: &dyn CardReader, reason: &str) -> Result<serde_json::Value, FlowError> {
     let request = FlagLink { certificate: reader.certificate()?, reason: reason.to_string() };

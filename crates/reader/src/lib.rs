@@ -44,7 +44,7 @@ pub enum ReaderState {
 }
 
 /// A card reader: the card's certificate and signature, and the reader's own attestations.
-pub trait CardReader {
+pub trait CardReader: Send {
     fn reader_id(&self) -> &str;
 
     fn state(&self) -> ReaderState;
@@ -154,6 +154,11 @@ impl SimulatedReader {
 
     pub fn visual_mode(&self) -> bool {
         self.visual_mode
+    }
+
+    /// PIN tries left on the card on the reader (`None` without a card or PIN).
+    pub fn pin_retries_left(&self) -> Option<u8> {
+        self.card.as_ref().and_then(VirtualCard::pin_retries_left)
     }
 
     fn card(&self) -> Result<&VirtualCard, ReaderError> {

@@ -307,3 +307,83 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
         assert!(stdout.contains("TAMPERED") && stdout.contains(expect), "{name}: {stdout}");
     }
 }
+
+#[test]
+fn the_reader_is_driven_over_http_and_the_patient_flags_their_own_link() {
+    use std::io::{BufRead, BufReader};
+    let world = CardWorld::new();
+    let card = world.issue("http.card", NAME, &[]);
+    world.link(&card);
+    /// Stops the reader process however the test ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut reader = Running(
+        onshi()
+            .args(["reader", "serve", "--listen", "127.0.0.1:0", "--reader"])
+            .arg(world.path("reader-clinic"))
+            .args(world.center_args(CLINIC))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("reader starts"),
+    );
+    let mut line = String::new();
+    BufReader::new(reader.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = format!("http://{}", line.trim().strip_prefix("listening ").expect("address line"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let state = |http: reqwest::Client| {
+            let base = base.clone();
+            async move { http.get(format!("{base}/reader")).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        };
+        assert_eq!(state(http.clone()).await["card"], serde_json::Value::Null);
+        let placed = http.put(format!("{base}/reader/card")).json(&json!({ "path": card })).send().await.unwrap();
+        assert_eq!(placed.status(), 204);
+        assert!(state(http.clone()).await["card"].is_string());
+        let verify = |body: serde_json::Value| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let response = http.post(format!("{base}/reader/verify")).json(&body).send().await.unwrap();
+                (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        let (status, answer) = verify(json!({ "method": "pin", "pin": "1234", "consent": { "drug": true } })).await;
+        assert_eq!((status, answer["validity"]["code"].as_str()), (200, Some("1")), "{answer}");
+        assert_eq!(answer["consents"]["pharmacists_info"]["flag"], "1");
+        http.post(format!("{base}/reader/camera")).json(&json!({ "who": "stranger" })).send().await.unwrap();
+        let (status, answer) = verify(json!({ "method": "face" })).await;
+        assert_eq!(status, 409, "the reader refuses a stranger: {answer}");
+        http.post(format!("{base}/reader/camera")).json(&json!({ "who": "holder" })).send().await.unwrap();
+        assert_eq!(verify(json!({ "method": "face" })).await.0, 200);
+        let wrong = http.post(format!("{base}/reader/visual")).json(&json!({ "facility_password": "guess" })).send().await.unwrap();
+        assert_eq!(wrong.status(), 403);
+        http.post(format!("{base}/reader/visual")).json(&json!({ "facility_password": "pass-1" })).send().await.unwrap();
+        assert_eq!(verify(json!({ "method": "visual" })).await.1["method"], "visual");
+        for pin in ["0000", "0001", "0002"] {
+            verify(json!({ "method": "pin", "pin": pin })).await;
+        }
+        assert_eq!(state(http.clone()).await["pin_retries_left"], 0, "locked, as the card file says");
+        assert_eq!(http.delete(format!("{base}/reader/card")).send().await.unwrap().status(), 204);
+        assert_eq!(verify(json!({ "method": "face" })).await.0, 409, "no card on the reader");
+    });
+    drop(reader);
+
+    // The patient, with a second card of their own, flags its link: it stops verifying.
+    let own = world.issue("own.card", NAME, &[]);
+    world.link(&own);
+    let pki = world.path("pki");
+    run_ok(
+        onshi()
+            .args(["audit", "flag-link", "--pin", "1234", "--reason", "not my coverage", "--center", &world.server.url(), "--ca"])
+            .arg(pki.join("ca.pem"))
+            .arg("--card")
+            .arg(&own),
+    );
+    refused(&world.verify(&own, &["--pin", "1234"]), "CARD_LINK_FLAGGED");
+}
