@@ -89,6 +89,8 @@ fn valid_pin(pin: &str) -> bool {
 pub struct VirtualCard {
     path: PathBuf,
     file: CardFile,
+    /// The private key, parsed on first use (parsing recomputes the public point).
+    signer: std::sync::OnceLock<EcdsaKeyPair>,
 }
 
 impl VirtualCard {
@@ -110,7 +112,7 @@ impl VirtualCard {
         };
         let file =
             CardFile { format: FORMAT.into(), serial, certificate_pem, private_key_pem, pin, face_template: random_hex(32)?, attributes };
-        let card = VirtualCard { path: path.to_path_buf(), file };
+        let card = VirtualCard { path: path.to_path_buf(), file, signer: std::sync::OnceLock::new() };
         card.save()?;
         Ok(card)
     }
@@ -127,7 +129,7 @@ impl VirtualCard {
                 detail: format!("format {:?} is not {FORMAT}", file.format),
             });
         }
-        Ok(VirtualCard { path: path.to_path_buf(), file })
+        Ok(VirtualCard { path: path.to_path_buf(), file, signer: std::sync::OnceLock::new() })
     }
 
     /// Writes the file whole, through a temporary file and a rename, so that a crash leaves
@@ -218,22 +220,38 @@ impl VirtualCard {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
-        sign_pem(&self.file.private_key_pem, message)
+        let signer = match self.signer.get() {
+            Some(signer) => signer,
+            None => {
+                let parsed = parse_key(&self.file.private_key_pem)?;
+                self.signer.get_or_init(|| parsed)
+            }
+        };
+        let signature = signer
+            .sign(&SystemRandom::new(), message)
+            .map_err(|e| PkiError::Invalid { what: "a P-256 private key".into(), detail: e.to_string() })?;
+        Ok(signature.as_ref().to_vec())
     }
 
     pub(crate) fn replace_certificate(&mut self, serial: String, certificate_pem: String, private_key_pem: String) -> Result<(), PkiError> {
         self.file.serial = serial;
         self.file.certificate_pem = certificate_pem;
         self.file.private_key_pem = private_key_pem;
+        self.signer = std::sync::OnceLock::new();
         self.save()
     }
 }
 
-/// Signs with a PEM (PKCS#8) P-256 key: the card's, or a reader's device key.
-pub fn sign_pem(private_key_pem: &str, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+fn parse_key(private_key_pem: &str) -> Result<EcdsaKeyPair, PkiError> {
     let bad = |detail: String| PkiError::Invalid { what: "a P-256 private key".into(), detail };
     let key = rcgen::KeyPair::from_pem(private_key_pem).map_err(|e| bad(e.to_string()))?;
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der()).map_err(|e| bad(e.to_string()))?;
-    let signature = pair.sign(&SystemRandom::new(), message).map_err(|e| bad(e.to_string()))?;
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der()).map_err(|e| bad(e.to_string()))
+}
+
+/// Signs with a PEM (PKCS#8) P-256 key: the card's, or a reader's device key.
+pub fn sign_pem(private_key_pem: &str, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let signature = parse_key(private_key_pem)?
+        .sign(&SystemRandom::new(), message)
+        .map_err(|e| PkiError::Invalid { what: "a P-256 private key".into(), detail: e.to_string() })?;
     Ok(signature.as_ref().to_vec())
 }
