@@ -1,7 +1,10 @@
 //! Writes the audit log from request handlers: one writer thread commits whatever has queued
-//! up in one transaction (group commit), and each handler answers only after its entries are
-//! committed. If the log cannot be written, the access is refused (fail closed): an access
-//! that cannot be recorded does not happen.
+//! up in one transaction (group commit), in arrival order. Views of personal data and card
+//! verifications answer only after their entries are committed ([`AuditSink::record`]);
+//! verifications by number, the high-volume path, answer once their entries are queued
+//! ([`AuditSink::enqueue`]) and are committed within the next group — and because the queue is
+//! FIFO, any later committed entry proves the earlier ones are in. If the log cannot be written,
+//! accesses are refused (fail closed) until it can.
 
 use std::sync::mpsc;
 
@@ -14,18 +17,23 @@ const GROUP_MAX: usize = 1_024;
 /// Commits between two checkpoints of the write-ahead log (done by another thread).
 const CHECKPOINT_EVERY_COMMITS: u32 = 500;
 
-type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+/// Where to say that a job was committed; `None` for jobs nobody waits for.
+type Ack = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
 /// The handle handlers write through.
 pub struct AuditSink {
     queue: mpsc::SyncSender<(Vec<AuditRecord>, Ack)>,
     path: std::path::PathBuf,
+    /// Set while the last write failed: even un-awaited accesses are refused then.
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AuditSink {
     /// Starts the writer thread over `log`.
     pub fn start(mut log: AuditLog) -> AuditSink {
         let path = log.path().to_path_buf();
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_failing = failing.clone();
         let (queue, jobs) = mpsc::sync_channel::<(Vec<AuditRecord>, Ack)>(8_192);
         // The checkpointer copies the WAL into the file when asked, so that no answer waits
         // for the copy and its fsync; a request that finds it busy is simply dropped.
@@ -61,8 +69,11 @@ impl AuditSink {
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "audit log write failed; accesses are refused until it works again");
                     }
+                    writer_failing.store(result.is_err(), std::sync::atomic::Ordering::SeqCst);
                     for (_, ack) in batch {
-                        let _ = ack.send(result.clone());
+                        if let Some(ack) = ack {
+                            let _ = ack.send(result.clone());
+                        }
                     }
                     commits += 1;
                     if commits >= CHECKPOINT_EVERY_COMMITS {
@@ -72,7 +83,7 @@ impl AuditSink {
                 }
             })
             .expect("the audit writer thread starts");
-        AuditSink { queue, path }
+        AuditSink { queue, path, failing }
     }
 
     /// The audit log file, for readers.
@@ -82,20 +93,25 @@ impl AuditSink {
 
     fn submit(&self, records: Vec<AuditRecord>) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, CenterError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.queue.try_send((records, ack)).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
+        self.queue.try_send((records, Some(ack))).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
         Ok(done)
+    }
+
+    /// Queues records without waiting for their commit (the number path). The access is
+    /// refused when the queue is full or the last write failed; the records are still queued
+    /// then, so the writer keeps trying and clears the failure once a write works.
+    pub fn enqueue(&self, records: Vec<AuditRecord>) -> Result<(), CenterError> {
+        self.queue.try_send((records, None)).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable("the audit log's last write failed".into()));
+        }
+        Ok(())
     }
 
     /// Records and waits for the commit (from async handlers).
     pub async fn record(&self, records: Vec<AuditRecord>) -> Result<(), CenterError> {
         let done = self.submit(records)?;
         done.await.map_err(|_| unavailable("the audit writer stopped".into()))?.map_err(unavailable)
-    }
-
-    /// Records and waits for the commit (from blocking workers).
-    pub fn record_blocking(&self, records: Vec<AuditRecord>) -> Result<(), CenterError> {
-        let done = self.submit(records)?;
-        done.blocking_recv().map_err(|_| unavailable("the audit writer stopped".into()))?.map_err(unavailable)
     }
 }
 

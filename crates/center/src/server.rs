@@ -143,7 +143,7 @@ async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     .await;
     let person = result.as_ref().ok().and_then(|(_, person)| *person);
     let code = outcome(&result, |(answer, _)| answer.validity.code.clone());
-    let audited = state.audit.record(vec![audit_record(now, actor(&peer), "verify_number", person, object, &code)]).await;
+    let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), "verify_number", person, object, &code)]);
     let result = audited.and(result).map(|(answer, _)| answer);
     match result {
         Ok(answer) => {
@@ -201,7 +201,7 @@ async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): E
                     }
                 })
                 .collect();
-            worker.audit.record_blocking(audit)?;
+            worker.audit.enqueue(audit)?;
             Ok(BatchVerifyResponse { results })
         })
         .await

@@ -245,6 +245,12 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
     ok_json(&world.verify(&card, &["--pin", "1234"]));
     ok_json(&world.verify(&card, &["--face", "holder"]));
     refused(&world.card("verify", &card, "reader-other", &["--face", "holder"]), "READER_NOT_REGISTERED");
+    // A number-path verification of the same person is audited too (queued, committed in order).
+    run_ok(
+        onshi()
+            .args(["verify", "number", "--insurer", INSURER, "--symbol", "12", "--number", "345", "--branch", "00", "--birth", BIRTH])
+            .args(world.center_args(CLINIC)),
+    );
 
     // The patient, with their own card and no clinic certificate.
     let pki = world.path("pki");
@@ -265,6 +271,7 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
     let card_looks: Vec<&(String, String, String)> = seen.iter().filter(|(_, action, _)| action == "verify_card").collect();
     assert_eq!(card_looks.len(), 2, "{seen:?}");
     assert!(card_looks.iter().all(|(by, _, code)| by == CLINIC && code == "1"));
+    assert!(seen.contains(&(CLINIC.to_string(), "verify_number".to_string(), "1".to_string())), "{seen:?}");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains(NAME) && !text.contains(BIRTH), "ids and codes only");
 
@@ -280,7 +287,7 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
         .unwrap()
         .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(entries, 7, "two readers, the link, two verifications, the refusal and the access log");
+    assert_eq!(entries, 8, "two readers, the link, two card verifications, the refusal, one by number and the access log");
     for (name, sql, expect) in [
         ("edit", "UPDATE audit_log SET actor = '2711234563' WHERE seq = 5", "entry 5 does not carry the center's seal"),
         (
