@@ -141,6 +141,11 @@ impl CardPath {
         let mut open = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= CHALLENGES_MAX {
             open.retain(|_, (_, issued)| seconds_later(*issued, CHALLENGE_SECONDS) >= now);
+            // Still full of live challenges: a flood (the patient endpoint needs no
+            // certificate). Refuse rather than grow without bound.
+            if open.len() >= CHALLENGES_MAX {
+                return Err(errors::register_unavailable("too many open card challenges; try again in a minute".into()));
+            }
         }
         open.insert(challenge.clone(), (owner.to_string(), now));
         Ok(Challenge { challenge, expires_at: expires.to_string() })
