@@ -234,3 +234,65 @@ impl CardReader for SimulatedReader {
         self.face = Face::Holder;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_pki::card::CardAttributes;
+    use onshi_pki::jpki::CardCa;
+    use onshi_pki::verify::signature_valid;
+
+    fn setup(dir: &Path) -> (SimulatedReader, PathBuf, ReaderFile) {
+        let ca = CardCa::create(&dir.join("jpki")).unwrap();
+        let attributes = CardAttributes {
+            name: "試験　花子".into(),
+            name_kana: "シケン　ハナコ".into(),
+            birth_date: "19800101".into(),
+            sex: "2".into(),
+            address: "東京都".into(),
+        };
+        let card = dir.join("card.json");
+        ca.issue_card(attributes, Some("1234"), onshi_pki::today(), 30, &card).unwrap();
+        let file = ReaderFile::create(&dir.join("reader.json"), "r1", "facility").unwrap();
+        (SimulatedReader::new(ReaderFile::load(&dir.join("reader.json")).unwrap()), card, file)
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn attestations_are_signed_by_the_device_key_over_challenge_certificate_and_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, card, file) = setup(dir.path());
+        assert!(matches!(reader.attest_face("c1"), Err(ReaderError::NoCard)));
+        reader.place_card(&card).unwrap();
+        let attestation = reader.attest_face("c1").unwrap();
+        assert_eq!((attestation.reader_id.as_str(), attestation.result.as_str()), ("r1", "face_match"));
+        let der = VirtualCard::load(&card).unwrap().certificate_der().unwrap();
+        let fingerprint: String = digest(&SHA256, &der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let key = unhex(&file.public_key_hex().unwrap());
+        assert_eq!(key.len(), 65, "an uncompressed P-256 point");
+        assert!(signature_valid(&key, &attestation_message("c1", &fingerprint, "face_match"), &unhex(&attestation.signature)));
+        assert!(!signature_valid(&key, &attestation_message("c2", &fingerprint, "face_match"), &unhex(&attestation.signature)));
+        reader.present_face(Face::Stranger);
+        assert!(matches!(reader.attest_face("c3"), Err(ReaderError::FaceMismatch)));
+    }
+
+    #[test]
+    fn visual_mode_needs_the_facility_password_and_removal_empties_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, card, _) = setup(dir.path());
+        reader.place_card(&card).unwrap();
+        assert!(matches!(reader.attest_visual("c"), Err(ReaderError::VisualModeOff)));
+        assert!(matches!(reader.enable_visual_mode("guess"), Err(ReaderError::WrongFacilityPassword)));
+        assert!(!reader.visual_mode());
+        reader.enable_visual_mode("facility").unwrap();
+        assert_eq!(reader.attest_visual("c").unwrap().result, "visual");
+        assert_eq!(reader.pin_retries_left(), Some(3));
+        assert!(matches!(reader.state(), ReaderState::CardPresent { .. }));
+        reader.remove_card();
+        assert_eq!(reader.state(), ReaderState::Empty);
+        assert!(matches!(reader.certificate(), Err(ReaderError::NoCard)));
+    }
+}
