@@ -25,28 +25,15 @@ pub enum AuditCommand {
     },
     /// As a patient: report that my card seems linked to someone else (my own card, PIN).
     FlagLink {
-        #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
-        center: String,
-        #[arg(long, env = "ONSHI_CA")]
-        ca: PathBuf,
-        #[arg(long)]
-        card: PathBuf,
-        #[arg(long)]
-        pin: String,
+        #[command(flatten)]
+        patient: PatientArgs,
         #[arg(long)]
         reason: String,
     },
     /// As a patient: who looked at my records, with my own card (PIN) — no clinic certificate.
     AccessLog {
-        #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
-        center: String,
-        #[arg(long, env = "ONSHI_CA")]
-        ca: PathBuf,
-        /// My card file.
-        #[arg(long)]
-        card: PathBuf,
-        #[arg(long)]
-        pin: String,
+        #[command(flatten)]
+        patient: PatientArgs,
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +47,20 @@ fn anonymous_client(center: String, ca: &std::path::Path) -> anyhow::Result<Cent
         identity_pem: None,
         timeout: Duration::from_secs(30),
     })?)
+}
+
+/// A card holder acting for themselves: the center, its CA, their card and PIN.
+#[derive(clap::Args, Debug)]
+pub struct PatientArgs {
+    #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
+    center: String,
+    #[arg(long, env = "ONSHI_CA")]
+    ca: PathBuf,
+    /// My card file.
+    #[arg(long)]
+    card: PathBuf,
+    #[arg(long)]
+    pin: String,
 }
 
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -85,7 +86,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AuditCommand::FlagLink { center, ca, card, pin, reason } => {
+        AuditCommand::FlagLink { patient: PatientArgs { center, ca, card, pin }, reason } => {
             let client = anonymous_client(center, &ca)?;
             let mut card = VirtualCard::load(&card)?;
             let answer =
@@ -96,7 +97,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             println!("{answer}");
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::AccessLog { center, ca, card, pin, json } => {
+        AuditCommand::AccessLog { patient: PatientArgs { center, ca, card, pin }, json } => {
             let client = anonymous_client(center, &ca)?;
             let mut card = VirtualCard::load(&card)?;
             let runtime = crate::runtime()?;

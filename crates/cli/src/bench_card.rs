@@ -9,7 +9,7 @@ use anyhow::Context;
 use onshi_api::card::{CardProof, Challenge, ConsentChoice, LinkCard, Method, VerifyCard};
 use onshi_api::client::CenterClient;
 use onshi_api::events::{EventKind, InsurerEvent};
-use onshi_pki::card::{CardAttributes, VirtualCard};
+use onshi_pki::card::VirtualCard;
 use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
 
 /// Cards in the measurement.
@@ -39,14 +39,7 @@ pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
         if fresh || !path.exists() {
             std::fs::create_dir_all(path.parent().expect("has a parent"))?;
             let member = event.member.clone().context("an acquisition without member details")?;
-            let attributes = CardAttributes {
-                name: member.name,
-                name_kana: member.name_kana,
-                birth_date: member.birth_date,
-                sex: member.sex,
-                address: member.address.unwrap_or_default(),
-            };
-            ca.issue_card(attributes, Some(PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+            ca.issue_card(crate::demo_cards::card_attributes(member), Some(PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
         }
         cards.push((path, event));
         if cards.len() == CARDS {

@@ -64,6 +64,18 @@ fn member_of(event_files: &[PathBuf], case: &TruthCase) -> anyhow::Result<Option
     Ok(None)
 }
 
+/// The 券面事項 of a card for the member an insurer registered (the demo's and the bench's
+/// cards must match the register, or 初回登録 refuses them).
+pub fn card_attributes(member: onshi_api::events::Member) -> CardAttributes {
+    CardAttributes {
+        name: member.name,
+        name_kana: member.name_kana,
+        birth_date: member.birth_date,
+        sex: member.sex,
+        address: member.address.unwrap_or_default(),
+    }
+}
+
 /// Medical records per person reference in the synthetic medical file.
 fn medical_counts(path: &Path, person_ref: &str) -> anyhow::Result<(usize, usize)> {
     let reader = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
@@ -94,17 +106,10 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
     let mut cards = Vec::new();
     for (i, case) in valid.into_iter().enumerate() {
         let event = member_of(event_files, case)?.context("a demo card's acquisition is not in the event files")?;
-        let member = event.member.context("an acquisition without member details")?;
+        let member = event.member.clone().context("an acquisition without member details")?;
         let path = root.join("cards").join(format!("card-{}.json", i + 1));
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let attributes = CardAttributes {
-            name: member.name,
-            name_kana: member.name_kana,
-            birth_date: member.birth_date,
-            sex: member.sex,
-            address: member.address.unwrap_or_default(),
-        };
-        ca.issue_card(attributes, Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+        ca.issue_card(card_attributes(member), Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
         let (drugs, checkups) = medical_counts(medical_file, &event.person_ref)?;
         let r = &case.request;
         cards.push(DemoCard {

@@ -53,18 +53,7 @@ impl CardWorld {
     }
 
     fn center_args(&self, code: &str) -> Vec<String> {
-        let pki = self.path("pki");
-        let file = |ext: &str| pki.join(format!("institutions/{code}.{ext}")).display().to_string();
-        vec![
-            "--center".into(),
-            self.server.url(),
-            "--ca".into(),
-            pki.join("ca.pem").display().to_string(),
-            "--cert".into(),
-            file("pem"),
-            "--key".into(),
-            file("key"),
-        ]
+        crate::common::institution_args(&self.server.url(), &self.path("pki"), code)
     }
 
     /// Issues a card; `extra` adds flags such as `--valid-from`.

@@ -27,6 +27,21 @@ pub fn run_ok(command: &mut Command) -> Output {
     output
 }
 
+/// The command-line connection arguments for institution `code` with the certificates in `pki`.
+pub fn institution_args(url: &str, pki: &Path, code: &str) -> Vec<String> {
+    let file = |ext: &str| pki.join(format!("institutions/{code}.{ext}")).display().to_string();
+    vec![
+        "--center".into(),
+        url.to_string(),
+        "--ca".into(),
+        pki.join("ca.pem").display().to_string(),
+        "--cert".into(),
+        file("pem"),
+        "--key".into(),
+        file("key"),
+    ]
+}
+
 /// The demo clinic's and another clinic's institution codes.
 pub const CLINIC: &str = "1311234569";
 pub const OTHER_CLINIC: &str = "2711234563";

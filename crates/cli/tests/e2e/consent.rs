@@ -126,18 +126,7 @@ impl World {
     }
 
     fn center_args(&self, code: &str) -> Vec<String> {
-        let pki = self.path("pki");
-        let file = |ext: &str| pki.join(format!("institutions/{code}.{ext}")).display().to_string();
-        vec![
-            "--center".into(),
-            self.url.clone(),
-            "--ca".into(),
-            pki.join("ca.pem").display().to_string(),
-            "--cert".into(),
-            file("pem"),
-            "--key".into(),
-            file("key"),
-        ]
+        crate::common::institution_args(&self.url, &self.path("pki"), code)
     }
 
     fn verify(&self, consent: &str) -> serde_json::Value {
