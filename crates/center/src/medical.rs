@@ -4,6 +4,7 @@
 
 use std::io::BufRead;
 
+use onshi_api::card::ConsentState;
 use onshi_api::events::{ImportReport, REJECTED_LISTED_MAX, RejectedLine};
 use onshi_api::medical::{CheckupItem, Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
 use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerNumber};
@@ -163,6 +164,49 @@ fn person_of(register: &dyn Register, query: &MedicalQuery) -> Result<i64, Cente
     }
 }
 
+/// Records as shown, with the arrival of the newest and its age in days.
+fn answer<R, T>(
+    rows: Vec<R>,
+    arrived: impl Fn(&R) -> Date,
+    shown: impl Fn(R) -> T,
+    consent: ConsentState,
+    now: Timestamp,
+) -> MedicalAnswer<T> {
+    let newest = rows.iter().map(&arrived).max();
+    MedicalAnswer {
+        records: rows.into_iter().map(shown).collect(),
+        newest_arrived_on: newest.map(Date::yyyymmdd),
+        newest_age_days: newest.map(|d| now.date().to_days() - d.to_days()),
+        consent,
+        answered_at: now.to_string(),
+    }
+}
+
+fn drug_of(r: DrugRow) -> Drug {
+    Drug {
+        drug_code: r.drug_code,
+        drug_name: r.drug_name,
+        quantity: r.quantity,
+        unit: r.unit,
+        days: r.days,
+        dispensed_on: r.dispensed_on.yyyymmdd(),
+        dispensed_by: r.dispensed_by,
+        source: r.source,
+        arrived_on: r.arrived_on.yyyymmdd(),
+    }
+}
+
+fn checkup_of(r: CheckupRow) -> CheckupItem {
+    CheckupItem {
+        item_code: r.item_code,
+        item_name: r.item_name,
+        value: r.value,
+        unit: r.unit,
+        examined_on: r.examined_on.yyyymmdd(),
+        arrived_on: r.arrived_on.yyyymmdd(),
+    }
+}
+
 /// Which information.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -212,52 +256,14 @@ pub fn show(
             _ => return Err(errors::medical::consent_not_given()),
         }
         let store_error = |e: StoreError| errors::register_unavailable(e.to_string());
-        let age = |newest: Option<Date>| newest.map(|d| now.date().to_days() - d.to_days());
         Ok(match scope {
             Scope::Drug => {
                 let rows = store.drugs_of(person).map_err(store_error)?;
-                let newest = rows.iter().map(|r| r.arrived_on).max();
-                Shown::Drugs(MedicalAnswer {
-                    records: rows
-                        .into_iter()
-                        .map(|r| Drug {
-                            drug_code: r.drug_code,
-                            drug_name: r.drug_name,
-                            quantity: r.quantity,
-                            unit: r.unit,
-                            days: r.days,
-                            dispensed_on: r.dispensed_on.yyyymmdd(),
-                            dispensed_by: r.dispensed_by,
-                            source: r.source,
-                            arrived_on: r.arrived_on.yyyymmdd(),
-                        })
-                        .collect(),
-                    newest_arrived_on: newest.map(Date::yyyymmdd),
-                    newest_age_days: age(newest),
-                    consent,
-                    answered_at: now.to_string(),
-                })
+                Shown::Drugs(answer(rows, |r| r.arrived_on, drug_of, consent, now))
             }
             Scope::Checkup => {
                 let rows = store.checkups_of(person).map_err(store_error)?;
-                let newest = rows.iter().map(|r| r.arrived_on).max();
-                Shown::Checkups(MedicalAnswer {
-                    records: rows
-                        .into_iter()
-                        .map(|r| CheckupItem {
-                            item_code: r.item_code,
-                            item_name: r.item_name,
-                            value: r.value,
-                            unit: r.unit,
-                            examined_on: r.examined_on.yyyymmdd(),
-                            arrived_on: r.arrived_on.yyyymmdd(),
-                        })
-                        .collect(),
-                    newest_arrived_on: newest.map(Date::yyyymmdd),
-                    newest_age_days: age(newest),
-                    consent,
-                    answered_at: now.to_string(),
-                })
+                Shown::Checkups(answer(rows, |r| r.arrived_on, checkup_of, consent, now))
             }
         })
     })();
