@@ -214,3 +214,34 @@ fn consent_given_not_given_and_expired_decide_what_is_shown() {
     assert_eq!(flags(&renewed)[0], "1", "a new consent at the reader");
     assert!(world.view("drugs", CLINIC).status.success());
 }
+
+#[test]
+fn a_challenge_expires_after_sixty_seconds() {
+    let world = World::new();
+    let pki = world.path("pki");
+    let client = onshi_api::client::CenterClient::new(onshi_api::client::ClientConfig {
+        base_url: world.url.clone(),
+        ca_pem: std::fs::read(pki.join("ca.pem")).unwrap(),
+        identity_pem: Some((
+            std::fs::read(pki.join(format!("institutions/{CLINIC}.pem"))).unwrap(),
+            std::fs::read(pki.join(format!("institutions/{CLINIC}.key"))).unwrap(),
+        )),
+        timeout: std::time::Duration::from_secs(30),
+    })
+    .unwrap();
+    let mut reader = onshi_reader::SimulatedReader::new(onshi_reader::ReaderFile::load(&world.path("reader.json")).unwrap());
+    reader.place_card(&world.path("card.json")).unwrap();
+    world.runtime.block_on(async {
+        let proof = onshi_reader::flow::prove(&client, &mut reader, onshi_reader::flow::How::Pin("1234")).await.unwrap();
+        world.offset.fetch_add(61, Ordering::SeqCst);
+        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default() };
+        match client.post_json::<_, onshi_api::card::CardAnswer>("/verify/card", &request).await {
+            Err(onshi_api::client::ClientError::Refused { body, .. }) => assert_eq!(body.error.code, "CHALLENGE_EXPIRED"),
+            other => panic!("an expired challenge must be refused, got {other:?}"),
+        }
+        let fresh = onshi_reader::flow::prove(&client, &mut reader, onshi_reader::flow::How::Pin("1234")).await.unwrap();
+        world.offset.fetch_add(59, Ordering::SeqCst);
+        let request = onshi_api::card::VerifyCard { proof: fresh, date_of_care: None, consent: Default::default() };
+        assert!(client.post_json::<_, onshi_api::card::CardAnswer>("/verify/card", &request).await.is_ok(), "59 seconds is in time");
+    });
+}
