@@ -146,11 +146,6 @@ pub fn not_found(path: &str) -> CenterError {
     )
 }
 
-/// A date as reception reads it: 2026年11月1日.
-pub fn date_ja(date: Date) -> String {
-    format!("{}年{}月{}日", date.year(), date.month(), date.day())
-}
-
 fn notice(code: &str, reception_ja: String, operator_en: String) -> Notice {
     Notice { code: code.to_string(), reception_ja, operator_en }
 }
@@ -190,7 +185,7 @@ pub fn coverage_lost(lost_on: Date) -> Notice {
         "COVERAGE_LOST",
         format!(
             "{}に資格を喪失しています。新しい保険証・資格確認書をお持ちか確認してください。お持ちでなければ、加入先の確認をお願いしてください。",
-            date_ja(lost_on)
+            lost_on.japanese()
         ),
         format!("The coverage ended (lost_on {lost_on}); no newer coverage is registered."),
     )
@@ -199,7 +194,7 @@ pub fn coverage_lost(lost_on: Date) -> Notice {
 pub fn not_yet_started(acquired_on: Date) -> Notice {
     notice(
         "COVERAGE_NOT_YET_STARTED",
-        format!("この資格は{}から有効です。診療日に有効な保険証・資格確認書を確認してください。", date_ja(acquired_on)),
+        format!("この資格は{}から有効です。診療日に有効な保険証・資格確認書を確認してください。", acquired_on.japanese()),
         format!("The coverage starts on {acquired_on}, after the date of care."),
     )
 }
@@ -209,7 +204,7 @@ pub fn newer_coverage(lost_on: Date, newer_insurer: &str) -> Notice {
         "NEWER_COVERAGE",
         format!(
             "{}に資格を喪失し、新しい資格（保険者番号 {newer_insurer}）があります。新しい資格の内容で受付・請求してください。",
-            date_ja(lost_on)
+            lost_on.japanese()
         ),
         "The coverage ended and the person holds a newer one (newer_coverage); bill that insurer (振替).".into(),
     )

@@ -11,7 +11,7 @@ use onshi_domain::{Date, Timestamp};
 use onshi_store::Register;
 use onshi_store::model::{CoverageRecord, CoverageWithTerms, InsurerLag, TermsRecord, window_covers};
 
-use crate::errors::{self, CenterError, date_ja};
+use crate::errors::{self, CenterError};
 
 /// A verification request whose fields passed their rules.
 #[derive(Clone, Debug)]
@@ -143,14 +143,14 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&Cov
         pending.push(Pending {
             kind: "loss".into(),
             effective_on: lost.to_string(),
-            description_ja: format!("{}に資格を喪失する予定です（保険者から届出済み）。", date_ja(lost)),
+            description_ja: format!("{}に資格を喪失する予定です（保険者から届出済み）。", lost.japanese()),
         });
     }
     for row in rows.iter().filter(|row| row.effective_from > on && row.effective_from > record.acquired_on) {
         pending.push(Pending {
             kind: "terms_change".into(),
             effective_on: row.effective_from.to_string(),
-            description_ja: format!("{}から資格内容（負担割合・限度額等）が変わります。", date_ja(row.effective_from)),
+            description_ja: format!("{}から資格内容（負担割合・限度額等）が変わります。", row.effective_from.japanese()),
         });
     }
     for other in person.iter().filter(|c| c.coverage_id != record.coverage_id && c.acquired_on > on) {
@@ -159,7 +159,7 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&Cov
             effective_on: other.acquired_on.to_string(),
             description_ja: format!(
                 "{}から新しい資格（保険者番号 {}）が有効になります。",
-                date_ja(other.acquired_on),
+                other.acquired_on.japanese(),
                 other.insurer.as_str()
             ),
         });
@@ -181,7 +181,7 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&Cov
                     effective_on: boundary.to_string(),
                     description_ja: format!(
                         "{}から年齢により負担割合が{}割から{}割に変わります。",
-                        date_ja(boundary),
+                        boundary.japanese(),
                         before / 10,
                         after / 10
                     ),

@@ -3,7 +3,6 @@ use std::process::ExitCode;
 
 use onshi_api::client::ClientError;
 use onshi_api::verify::{Coverage, VerifyAnswer, VerifyNumberRequest};
-use onshi_domain::Date;
 
 use crate::tls_args::CenterArgs;
 
@@ -40,9 +39,7 @@ pub enum VerifyCommand {
     },
 }
 
-fn date_ja(text: &str) -> String {
-    Date::parse_yyyymmdd(text).map_or_else(|_| text.to_string(), onshi_center::errors::date_ja)
-}
+use onshi_domain::date::japanese_text as date_ja;
 
 fn time_ja(text: &str) -> String {
     if text.len() == 14 {

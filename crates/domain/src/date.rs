@@ -122,6 +122,16 @@ impl Date {
     pub fn yyyymmdd(self) -> String {
         self.to_string()
     }
+
+    /// As reception reads it: 2026年11月1日.
+    pub fn japanese(self) -> String {
+        format!("{}年{}月{}日", self.year(), self.month(), self.day())
+    }
+}
+
+/// A `YYYYMMDD` text as reception reads it, or the text itself when it is not a date.
+pub fn japanese_text(text: &str) -> String {
+    Date::parse_yyyymmdd(text).map_or_else(|_| text.to_string(), Date::japanese)
 }
 
 impl fmt::Display for Date {

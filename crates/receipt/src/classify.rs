@@ -8,6 +8,7 @@
 
 use onshi_api::verify::{ApiError, Coverage, VerifyAnswer, VerifyNumberRequest};
 use onshi_domain::Date;
+use onshi_domain::date::japanese_text as date_ja;
 use onshi_domain::ids::{InsurerKind, InsurerNumber};
 
 use crate::uke::{Claim, Institution};
@@ -167,13 +168,6 @@ fn state(reply: &Reply) -> State<'_> {
 fn same_coverage(a: &Coverage, b: &Coverage) -> bool {
     (a.insurer_number.as_str(), a.symbol.as_deref(), a.number.as_str(), a.branch.as_str())
         == (b.insurer_number.as_str(), b.symbol.as_deref(), b.number.as_str(), b.branch.as_str())
-}
-
-fn date_ja(text: &str) -> String {
-    match Date::parse_yyyymmdd(text) {
-        Ok(date) => format!("{}年{}月{}日", date.year(), date.month(), date.day()),
-        Err(_) => text.to_string(),
-    }
 }
 
 /// Why a number cannot be right, for reception (the English reason stays in the file's

@@ -22,10 +22,6 @@ pub struct Report<'a> {
     pub checked_on: Date,
 }
 
-fn date_ja(date: Date) -> String {
-    format!("{}年{}月{}日", date.year(), date.month(), date.day())
-}
-
 impl Report<'_> {
     /// Claims per verdict, every verdict listed.
     pub fn counts(&self) -> Vec<(Class, usize)> {
@@ -55,7 +51,7 @@ impl Report<'_> {
             self.file.claims.len(),
             self.file.points_total(),
             self.file.layout.encoding,
-            date_ja(self.checked_on)
+            self.checked_on.japanese()
         );
         for (class, count) in self.counts() {
             let _ = writeln!(out, "  {:<14} {count:>6}件  ({})", class.label_ja(), class.code());
@@ -173,7 +169,7 @@ impl Report<'_> {
             escape(self.source),
             self.file.claims.len(),
             self.file.points_total(),
-            date_ja(self.checked_on)
+            self.checked_on.japanese()
         );
         self.html_chart(&mut out);
         self.html_diagnostics(&mut out);
