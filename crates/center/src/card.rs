@@ -16,6 +16,7 @@ use onshi_api::card::{
 };
 use onshi_api::verify::VerifyNumberRequest;
 use onshi_domain::eligibility::CoverageSpan;
+use onshi_domain::hex::{decode as unhex, encode as hex};
 use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerNumber, to_half_width};
 use onshi_domain::{Date, Timestamp};
 use onshi_pki::verify::{CardCertError, CardCertificate, CardTrust, signature_valid};
@@ -37,17 +38,6 @@ const CHALLENGES_MAX: usize = 100_000;
 
 /// The scopes of a consent, as stored, in the order of the answer.
 const SCOPES: [&str; 5] = ["drug", "checkup", "diagnosis", "limit", "specific_disease"];
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
 
 fn seconds_later(t: Timestamp, seconds: i64) -> Timestamp {
     Timestamp::from_jst_seconds(t.jst_seconds() + seconds)

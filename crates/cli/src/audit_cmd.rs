@@ -107,7 +107,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 challenge: challenge.challenge,
                 certificate: card.certificate_pem().to_string(),
                 method: Method::Pin,
-                card_signature: Some(signature.iter().map(|b| format!("{b:02x}")).collect()),
+                card_signature: Some(onshi_domain::hex::encode(&signature)),
                 attestation: None,
             };
             let log: AccessLog = runtime.block_on(client.post_json("/patient/access-log", &proof)).map_err(explain)?;

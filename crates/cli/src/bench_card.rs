@@ -49,10 +49,6 @@ pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
     Ok(BenchCards { jpki, cards })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn proof(client: &CenterClient, card: &mut VirtualCard) -> anyhow::Result<CardProof> {
     let challenge: Challenge = client.post_json("/card/challenge", &serde_json::json!({})).await?;
     let signature = card.sign_with_pin(PIN, challenge.challenge.as_bytes())?;
@@ -60,7 +56,7 @@ async fn proof(client: &CenterClient, card: &mut VirtualCard) -> anyhow::Result<
         challenge: challenge.challenge,
         certificate: card.certificate_pem().to_string(),
         method: Method::Pin,
-        card_signature: Some(hex(&signature)),
+        card_signature: Some(onshi_domain::hex::encode(&signature)),
         attestation: None,
     })
 }

@@ -19,6 +19,7 @@ pub mod copay;
 pub mod date;
 pub mod eligibility;
 pub mod error;
+pub mod hex;
 pub mod ids;
 pub mod limit;
 

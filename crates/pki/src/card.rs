@@ -73,12 +73,8 @@ pub enum CardError {
     File(#[from] PkiError),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn pin_hash(salt: &str, pin: &str) -> String {
-    hex(digest(&SHA256, format!("{salt}:{pin}").as_bytes()).as_ref())
+    onshi_domain::hex::encode(digest(&SHA256, format!("{salt}:{pin}").as_bytes()).as_ref())
 }
 
 fn valid_pin(pin: &str) -> bool {

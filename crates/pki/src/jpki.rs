@@ -64,16 +64,14 @@ pub struct CardCa {
 
 /// Hex of a serial number as certificates and CRLs carry it.
 pub fn serial_hex(bytes: &[u8]) -> String {
-    bytes.iter().skip_while(|&&b| b == 0).map(|b| format!("{b:02x}")).collect()
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    onshi_domain::hex::encode(&bytes[first..])
 }
 
 fn serial_from_hex(hex: &str) -> Result<SerialNumber, PkiError> {
-    let bad = || PkiError::Invalid { what: format!("serial {hex:?}"), detail: "not hexadecimal".into() };
-    if hex.is_empty() || hex.len() % 2 != 0 {
-        return Err(bad());
-    }
-    let bytes =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad())).collect::<Result<Vec<u8>, _>>()?;
+    let bytes = onshi_domain::hex::decode(hex)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| PkiError::Invalid { what: format!("serial {hex:?}"), detail: "not hexadecimal".into() })?;
     Ok(SerialNumber::from_slice(&bytes))
 }
 

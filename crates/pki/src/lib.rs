@@ -150,7 +150,7 @@ pub fn random_hex(bytes: usize) -> Result<String, PkiError> {
     aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut buffer)
         .map_err(|_| PkiError::Invalid { what: "the random source".into(), detail: "failed".into() })?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(onshi_domain::hex::encode(&buffer))
 }
 
 /// Today in Japan time, from the system clock.

@@ -24,17 +24,13 @@ pub enum FlowError {
     Center(#[from] ClientError),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A fresh challenge and the proof for it.
 pub async fn prove(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>) -> Result<CardProof, FlowError> {
     let certificate = reader.certificate()?;
     let Challenge { challenge, .. } = client.post_json("/card/challenge", &serde_json::json!({})).await?;
     let mut proof = CardProof { challenge: challenge.clone(), certificate, method: Method::Pin, card_signature: None, attestation: None };
     match how {
-        How::Pin(pin) => proof.card_signature = Some(hex(&reader.sign_with_pin(pin, challenge.as_bytes())?)),
+        How::Pin(pin) => proof.card_signature = Some(onshi_domain::hex::encode(&reader.sign_with_pin(pin, challenge.as_bytes())?)),
         How::Face => {
             proof.method = Method::Face;
             proof.attestation = Some(reader.attest_face(&challenge)?);
@@ -97,7 +93,7 @@ pub async fn flag_as_holder(
         challenge,
         certificate: card.certificate_pem().to_string(),
         method: Method::Pin,
-        card_signature: Some(hex(&signature)),
+        card_signature: Some(onshi_domain::hex::encode(&signature)),
         attestation: None,
     };
     Ok(client.post_json("/patient/flag", &onshi_api::card::PatientFlag { proof, reason: reason.to_string() }).await?)

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
 use onshi_api::card::{Attestation, CardHolderAttributes, attestation_message};
+use onshi_domain::hex;
 use onshi_pki::card::{CardError, VirtualCard, sign_pem};
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +80,7 @@ pub struct ReaderFile {
 }
 
 fn password_hash(reader_id: &str, password: &str) -> String {
-    digest(&SHA256, format!("{reader_id}:{password}").as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest(&SHA256, format!("{reader_id}:{password}").as_bytes()).as_ref())
 }
 
 impl ReaderFile {
@@ -106,7 +107,7 @@ impl ReaderFile {
     pub fn public_key_hex(&self) -> Result<String, ReaderError> {
         let key = rcgen::KeyPair::from_pem(&self.device_key_pem)
             .map_err(|e| ReaderError::File { path: PathBuf::from(&self.reader_id), detail: e.to_string() })?;
-        Ok(key.public_key_raw().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(hex::encode(key.public_key_raw()))
     }
 }
 
@@ -167,13 +168,9 @@ impl SimulatedReader {
 
     fn attest(&self, challenge: &str, result: &str) -> Result<Attestation, ReaderError> {
         let der = self.card()?.certificate_der()?;
-        let fingerprint: String = digest(&SHA256, &der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let fingerprint = hex::encode(digest(&SHA256, &der).as_ref());
         let signature = sign_pem(&self.file.device_key_pem, &attestation_message(challenge, &fingerprint, result))?;
-        Ok(Attestation {
-            reader_id: self.file.reader_id.clone(),
-            result: result.to_string(),
-            signature: signature.iter().map(|b| format!("{b:02x}")).collect(),
-        })
+        Ok(Attestation { reader_id: self.file.reader_id.clone(), result: result.to_string(), signature: hex::encode(&signature) })
     }
 }
 
@@ -258,7 +255,7 @@ mod tests {
     }
 
     fn unhex(text: &str) -> Vec<u8> {
-        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+        hex::decode(text).unwrap()
     }
 
     #[test]
@@ -270,7 +267,7 @@ mod tests {
         let attestation = reader.attest_face("c1").unwrap();
         assert_eq!((attestation.reader_id.as_str(), attestation.result.as_str()), ("r1", "face_match"));
         let der = VirtualCard::load(&card).unwrap().certificate_der().unwrap();
-        let fingerprint: String = digest(&SHA256, &der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let fingerprint = hex::encode(digest(&SHA256, &der).as_ref());
         let key = unhex(&file.public_key_hex().unwrap());
         assert_eq!(key.len(), 65, "an uncompressed P-256 point");
         assert!(signature_valid(&key, &attestation_message("c1", &fingerprint, "face_match"), &unhex(&attestation.signature)));

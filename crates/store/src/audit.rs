@@ -79,7 +79,7 @@ fn seal(key: &hmac::Key, previous: &str, seq: i64, r: &AuditRecord) -> String {
     let person = r.person_id.map_or(String::new(), |p| p.to_string());
     let text =
         [previous, &seq.to_string(), &r.at.jst_seconds().to_string(), &r.actor, &r.action, &person, &r.object, &r.code].join("\u{1f}");
-    hmac::sign(key, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    onshi_domain::hex::encode(hmac::sign(key, text.as_bytes()).as_ref())
 }
 
 /// Every entry about one person from the log at `path`, read-only beside the writer.
