@@ -14,17 +14,16 @@ use onshi_api::card::{
     CardAnswer, CardProof, Challenge, ConsentChoice, ConsentState, Consents, FlagLink, LinkCard, Linked, Method, RegisterReader,
     VerifyCard, attestation_message,
 };
-use onshi_api::verify::VerifyNumberRequest;
 use onshi_domain::eligibility::CoverageSpan;
 use onshi_domain::hex::{decode as unhex, encode as hex};
-use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerNumber, to_half_width};
+use onshi_domain::ids::{InstitutionCode, to_half_width};
 use onshi_domain::{Date, Timestamp};
 use onshi_pki::verify::{CardCertError, CardCertificate, CardTrust, signature_valid};
 use onshi_store::Register;
 use onshi_store::cards::{CardRegistry, Consent, LinkState, Reader};
 
 use crate::errors::{self, CenterError, card as refuse};
-use crate::verify::{LagCache, parse_request, verify_number};
+use crate::verify::{CardNumbers, LagCache, NumberQuery, verify_number};
 
 /// The owner of challenges taken by card holders themselves (no institution certificate).
 pub const PATIENT: &str = "patient";
@@ -244,18 +243,9 @@ impl CardPath {
             return Err(refuse::proof_incomplete("初回登録 needs the card's own signature (the PIN path)"));
         }
         let certificate = self.check_proof(&request.proof, institution.as_str(), now)?;
-        let field = |name: &'static str| move |e: onshi_domain::FieldError| errors::invalid_field(name, &e);
-        let insurer = InsurerNumber::parse(&request.insurer_number).map_err(field("insurer_number"))?;
-        let symbol = CardSymbol::parse(request.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?;
-        let number = CardNumber::parse(&request.number).map_err(field("number"))?;
-        let branch = CardBranch::parse(&request.branch).map_err(field("branch"))?;
-        let coverages = register.coverages_by_number(&insurer, &number).map_err(store_error)?;
-        let coverage = coverages
-            .iter()
-            .filter(|c| symbol.is_empty() || c.symbol == symbol)
-            .filter(|c| branch.is_none_or(|b| b == c.branch))
-            .max_by_key(|c| c.acquired_on)
-            .ok_or_else(refuse::no_such_coverage)?;
+        let numbers = CardNumbers::parse(&request.insurer_number, request.symbol.as_deref(), &request.number, Some(&request.branch))?;
+        let coverages = numbers.coverages(register)?;
+        let coverage = coverages.iter().max_by_key(|c| c.acquired_on).ok_or_else(refuse::no_such_coverage)?;
         let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
         let details = terms.last().map(|t| &t.details);
         let mut differ = Vec::new();
@@ -333,17 +323,17 @@ impl CardPath {
             loss_reason: c.loss_reason,
         };
         let chosen = coverages.iter().max_by_key(|c| (span(c).covers(on), c.acquired_on)).ok_or_else(refuse::no_coverage_for_person)?;
-        let query = VerifyNumberRequest {
-            institution_code: None,
-            insurer_number: chosen.insurer.as_str().to_string(),
-            symbol: (!chosen.symbol.is_empty()).then(|| chosen.symbol.as_str().to_string()),
-            number: chosen.number.as_str().to_string(),
-            branch: Some(chosen.branch.to_string()),
-            birth_date: chosen.holder.birth_date.yyyymmdd(),
-            date_of_care: Some(on.yyyymmdd()),
+        // The register's own values: no need to format them and check them again.
+        let query = NumberQuery {
+            insurer: chosen.insurer.clone(),
+            symbol: chosen.symbol.clone(),
+            number: chosen.number.clone(),
+            branch: Some(chosen.branch),
+            birth_date: chosen.holder.birth_date,
+            date_of_care: on,
             limit_consent: limit_live,
         };
-        let answer = verify_number(register, lags, &parse_request(&query, on)?, now)?;
+        let answer = verify_number(register, lags, &query, now)?;
         Ok((CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents }, person))
     }
 

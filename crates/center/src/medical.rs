@@ -7,13 +7,14 @@ use std::io::BufRead;
 use onshi_api::card::ConsentState;
 use onshi_api::events::{ImportReport, REJECTED_LISTED_MAX, RejectedLine};
 use onshi_api::medical::{CheckupItem, Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
-use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InstitutionCode, InsurerNumber};
+use onshi_domain::ids::InstitutionCode;
 use onshi_domain::{Date, Timestamp};
 use onshi_store::medical::{CheckupRow, DrugRow, MedicalRow, MedicalStore};
 use onshi_store::{Register, StoreError};
 
 use crate::card::CardPath;
 use crate::errors::{self, CenterError};
+use crate::verify::CardNumbers;
 
 /// Rows written per transaction while importing.
 const BATCH_ROWS: usize = 20_000;
@@ -143,18 +144,8 @@ pub fn import_medical(store: &dyn MedicalStore, input: impl BufRead, mut progres
 
 /// The one person whose card carries these numbers.
 fn person_of(register: &dyn Register, query: &MedicalQuery) -> Result<i64, CenterError> {
-    let field = |name: &'static str| move |e: onshi_domain::FieldError| errors::invalid_field(name, &e);
-    let insurer = InsurerNumber::parse(&query.insurer_number).map_err(field("insurer_number"))?;
-    let symbol = CardSymbol::parse(query.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?;
-    let number = CardNumber::parse(&query.number).map_err(field("number"))?;
-    let branch = CardBranch::parse(&query.branch).map_err(field("branch"))?;
-    let coverages = register.coverages_by_number(&insurer, &number).map_err(|e| errors::register_unavailable(e.to_string()))?;
-    let mut people: Vec<i64> = coverages
-        .iter()
-        .filter(|c| symbol.is_empty() || c.symbol == symbol)
-        .filter(|c| branch.is_none_or(|b| b == c.branch))
-        .map(|c| c.person_id)
-        .collect();
+    let numbers = CardNumbers::parse(&query.insurer_number, query.symbol.as_deref(), &query.number, Some(&query.branch))?;
+    let mut people: Vec<i64> = numbers.coverages(register)?.iter().map(|c| c.person_id).collect();
     people.sort_unstable();
     people.dedup();
     match people.as_slice() {

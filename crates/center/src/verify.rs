@@ -25,17 +25,52 @@ pub struct NumberQuery {
     pub limit_consent: bool,
 }
 
+/// The numbers printed on a card, checked: what 初回登録 and the medical views are asked with.
+#[derive(Clone, Debug)]
+pub struct CardNumbers {
+    pub insurer: InsurerNumber,
+    pub symbol: CardSymbol,
+    pub number: CardNumber,
+    pub branch: Option<CardBranch>,
+}
+
+impl CardNumbers {
+    /// Checks the four fields, naming the one at fault.
+    pub fn parse(insurer: &str, symbol: Option<&str>, number: &str, branch: Option<&str>) -> Result<CardNumbers, CenterError> {
+        fn field(name: &'static str) -> impl Fn(onshi_domain::FieldError) -> CenterError {
+            move |e| errors::invalid_field(name, &e)
+        }
+        Ok(CardNumbers {
+            insurer: InsurerNumber::parse(insurer).map_err(field("insurer_number"))?,
+            symbol: CardSymbol::parse(symbol.unwrap_or("")).map_err(field("symbol"))?,
+            number: CardNumber::parse(number).map_err(field("number"))?,
+            branch: CardBranch::parse(branch.unwrap_or("")).map_err(field("branch"))?,
+        })
+    }
+
+    /// Every coverage carrying these numbers (a missing 記号 or 枝番 matches any).
+    pub fn coverages(&self, register: &dyn Register) -> Result<Vec<CoverageRecord>, CenterError> {
+        let all = register.coverages_by_number(&self.insurer, &self.number).map_err(store_error)?;
+        Ok(all
+            .into_iter()
+            .filter(|c| self.symbol.is_empty() || c.symbol == self.symbol)
+            .filter(|c| self.branch.is_none_or(|b| b == c.branch))
+            .collect())
+    }
+}
+
 /// Checks a request's fields. `today` is the default date of care. The institution code is
 /// checked separately against the certificate ([`check_institution`]).
 pub fn parse_request(request: &VerifyNumberRequest, today: Date) -> Result<NumberQuery, CenterError> {
     fn field(name: &'static str) -> impl Fn(onshi_domain::FieldError) -> CenterError {
         move |e| errors::invalid_field(name, &e)
     }
+    let card = CardNumbers::parse(&request.insurer_number, request.symbol.as_deref(), &request.number, request.branch.as_deref())?;
     Ok(NumberQuery {
-        insurer: InsurerNumber::parse(&request.insurer_number).map_err(field("insurer_number"))?,
-        symbol: CardSymbol::parse(request.symbol.as_deref().unwrap_or("")).map_err(field("symbol"))?,
-        number: CardNumber::parse(&request.number).map_err(field("number"))?,
-        branch: CardBranch::parse(request.branch.as_deref().unwrap_or("")).map_err(field("branch"))?,
+        insurer: card.insurer,
+        symbol: card.symbol,
+        number: card.number,
+        branch: card.branch,
         birth_date: Date::parse_yyyymmdd(&request.birth_date).map_err(field("birth_date"))?,
         date_of_care: match &request.date_of_care {
             Some(text) => Date::parse_yyyymmdd(text).map_err(field("date_of_care"))?,
