@@ -42,6 +42,17 @@ fn seconds_later(t: Timestamp, seconds: i64) -> Timestamp {
     Timestamp::from_jst_seconds(t.jst_seconds() + seconds)
 }
 
+/// Each reason a card certificate fails, as the API refuses it.
+fn certificate_refusal(e: CardCertError) -> CenterError {
+    match e {
+        CardCertError::Malformed(detail) => refuse::certificate_malformed(detail),
+        CardCertError::UnknownIssuer => refuse::certificate_unknown_issuer(),
+        CardCertError::Expired(on) => refuse::certificate_expired(&on.to_string()),
+        CardCertError::NotYetValid(on) => refuse::certificate_malformed(format!("not valid before {on}")),
+        CardCertError::Revoked(reason) => refuse::certificate_revoked(&reason),
+    }
+}
+
 fn store_error(e: onshi_store::StoreError) -> CenterError {
     errors::register_unavailable(e.to_string())
 }
@@ -166,13 +177,7 @@ impl CardPath {
         }
         let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
         let trust = trust.as_ref().ok_or_else(refuse::path_unavailable)?;
-        let checked = trust.check(&der, today).map_err(|e| match e {
-            CardCertError::Malformed(detail) => refuse::certificate_malformed(detail),
-            CardCertError::UnknownIssuer => refuse::certificate_unknown_issuer(),
-            CardCertError::Expired(on) => refuse::certificate_expired(&on.to_string()),
-            CardCertError::NotYetValid(on) => refuse::certificate_malformed(format!("not valid before {on}")),
-            CardCertError::Revoked(reason) => refuse::certificate_revoked(&reason),
-        })?;
+        let checked = trust.check(&der, today).map_err(certificate_refusal)?;
         let mut cache = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CHECKED_MAX {
             cache.clear();
@@ -399,30 +404,19 @@ impl CardPath {
 
     /// Flags a suspected wrong link; it blocks the card until reviewed.
     pub fn flag(&self, request: &FlagLink, now: Timestamp) -> Result<String, CenterError> {
-        // A flag must work even for a revoked or expired card, so only the signature and the
-        // issuer are needed here: the serial identifies the link.
         use rustls::pki_types::pem::PemObject;
+        self.refresh();
         let der = rustls::pki_types::CertificateDer::from_pem_slice(request.certificate.as_bytes())
             .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?;
-        let serial = match self.check_certificate(&request.certificate, now.date()) {
-            Ok((_, certificate)) => certificate.serial,
-            Err(e) if e.body.code == "CARD_CERTIFICATE_REVOKED" || e.body.code == "CARD_CERTIFICATE_EXPIRED" => {
-                onshi_pki::jpki::serial_hex(x509_serial(&der).ok_or_else(|| refuse::certificate_malformed("no serial".into()))?.as_slice())
-            }
-            Err(e) => return Err(e),
-        };
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let serial = trust.as_ref().ok_or_else(refuse::path_unavailable)?.issued_serial(&der).map_err(certificate_refusal)?;
+        drop(trust);
         let reason: String = request.reason.chars().take(200).collect();
         if !self.cards.flag_card_link(&serial, &reason, now).map_err(store_error)? {
             return Err(refuse::not_linked());
         }
         Ok(serial)
     }
-}
-
-fn x509_serial(der: &[u8]) -> Option<Vec<u8>> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
-    Some(cert.raw_serial().to_vec())
 }
 
 /// Half-width katakana (U+FF66–U+FF9D) in their full-width order.

@@ -281,9 +281,13 @@ mod tests {
         assert!(matches!(trust.check(&old_der, today()), Err(CardCertError::Revoked(_))));
         assert!(trust.check(&renewed.certificate_der().unwrap(), today()).is_ok());
         assert!(matches!(trust.check(&expired.certificate_der().unwrap(), today()), Err(CardCertError::Expired(_))));
+        // A wrong link must stay reportable: the serial of a revoked or expired card still reads.
+        assert_eq!(trust.issued_serial(&lost.certificate_der().unwrap()).as_deref(), Ok(lost.serial()));
+        assert_eq!(trust.issued_serial(&expired.certificate_der().unwrap()).as_deref(), Ok(expired.serial()));
         let other = CardCa::create(&dir.path().join("other")).unwrap();
         let foreign = other.issue_card(attributes(), Some("1234"), today(), 30, &dir.path().join("foreign.json")).unwrap();
         assert_eq!(trust.check(&foreign.certificate_der().unwrap(), today()), Err(CardCertError::UnknownIssuer));
+        assert_eq!(trust.issued_serial(&foreign.certificate_der().unwrap()), Err(CardCertError::UnknownIssuer));
         assert!(matches!(trust.check(b"junk", today()), Err(CardCertError::Malformed(_))));
         // A CRL signed by another CA is refused.
         let forged = std::fs::read_to_string(other.publish_crl(1).unwrap()).unwrap();

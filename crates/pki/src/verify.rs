@@ -114,14 +114,27 @@ impl CardTrust {
         self.revoked.len()
     }
 
-    /// Checks a card certificate (DER) for `today`.
-    pub fn check(&self, der: &[u8], today: Date) -> Result<CardCertificate, CardCertError> {
+    /// A certificate this CA issued (its signature verified), whatever its validity or
+    /// revocation.
+    fn issued<'a>(&self, der: &'a [u8]) -> Result<X509Certificate<'a>, CardCertError> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| CardCertError::Malformed(e.to_string()))?;
         if cert.issuer().as_raw() != self.ca_subject.as_slice()
             || !signature_valid(&self.ca_public_key, cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         {
             return Err(CardCertError::UnknownIssuer);
         }
+        Ok(cert)
+    }
+
+    /// The serial of a certificate this CA issued, even revoked or expired: enough to name the
+    /// card link it belongs to (a wrong link must be reportable whatever the card's state).
+    pub fn issued_serial(&self, der: &[u8]) -> Result<String, CardCertError> {
+        Ok(serial_hex(self.issued(der)?.raw_serial()))
+    }
+
+    /// Checks a card certificate (DER) for `today`.
+    pub fn check(&self, der: &[u8], today: Date) -> Result<CardCertificate, CardCertError> {
+        let cert = self.issued(der)?;
         let serial = serial_hex(cert.raw_serial());
         if let Some(reason) = self.revoked.get(&serial) {
             return Err(CardCertError::Revoked(reason.clone()));
