@@ -5,12 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use onshi_api::card::{AccessLog, CardProof, Challenge, Method};
 use onshi_api::client::{CenterClient, ClientConfig};
 use onshi_pki::card::VirtualCard;
 
 use crate::center_cmd::{audit_path, open_audit};
-use crate::tls_args::explain;
+use crate::tls_args::explain_flow;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AuditCommand {
@@ -90,27 +89,14 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let client = anonymous_client(center, &ca)?;
             let mut card = VirtualCard::load(&card)?;
             let answer =
-                crate::runtime()?.block_on(onshi_reader::flow::flag_as_holder(&client, &mut card, &pin, &reason)).map_err(|e| match e {
-                    onshi_reader::flow::FlowError::Center(e) => explain(e),
-                    other => anyhow::Error::new(other),
-                })?;
+                crate::runtime()?.block_on(onshi_reader::flow::flag_as_holder(&client, &mut card, &pin, &reason)).map_err(explain_flow)?;
             println!("{answer}");
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::AccessLog { patient: PatientArgs { center, ca, card, pin }, json } => {
             let client = anonymous_client(center, &ca)?;
             let mut card = VirtualCard::load(&card)?;
-            let runtime = crate::runtime()?;
-            let challenge: Challenge = runtime.block_on(client.post_json("/patient/challenge", &serde_json::json!({}))).map_err(explain)?;
-            let signature = card.sign_with_pin(&pin, challenge.challenge.as_bytes())?;
-            let proof = CardProof {
-                challenge: challenge.challenge,
-                certificate: card.certificate_pem().to_string(),
-                method: Method::Pin,
-                card_signature: Some(onshi_domain::hex::encode(&signature)),
-                attestation: None,
-            };
-            let log: AccessLog = runtime.block_on(client.post_json("/patient/access-log", &proof)).map_err(explain)?;
+            let log = crate::runtime()?.block_on(onshi_reader::flow::access_log(&client, &mut card, &pin)).map_err(explain_flow)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&log)?);
             } else {

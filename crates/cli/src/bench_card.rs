@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use onshi_api::card::{CardProof, Challenge, ConsentChoice, LinkCard, Method, VerifyCard};
+use onshi_api::card::{CardProof, ConsentChoice, LinkCard, VerifyCard};
 use onshi_api::client::CenterClient;
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_pki::card::VirtualCard;
 use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
+use onshi_reader::flow;
 
 /// Cards in the measurement.
 const CARDS: usize = 256;
@@ -50,31 +51,17 @@ pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
 }
 
 async fn proof(client: &CenterClient, card: &mut VirtualCard) -> anyhow::Result<CardProof> {
-    let challenge: Challenge = client.post_json("/card/challenge", &serde_json::json!({})).await?;
-    let signature = card.sign_with_pin(PIN, challenge.challenge.as_bytes())?;
-    Ok(CardProof {
-        challenge: challenge.challenge,
-        certificate: card.certificate_pem().to_string(),
-        method: Method::Pin,
-        card_signature: Some(onshi_domain::hex::encode(&signature)),
-        attestation: None,
-    })
+    Ok(flow::card_pin_proof(client, flow::INSTITUTION_CHALLENGE, card, PIN).await?)
 }
 
 /// 初回登録 of every bench card (a card already linked answers with its link).
 pub async fn link(client: &CenterClient, cards: &BenchCards) -> anyhow::Result<()> {
     for (path, event) in &cards.cards {
         let mut card = VirtualCard::load(path)?;
-        let a = card.attributes().clone();
+        let attributes = onshi_reader::holder_attributes(card.attributes());
         let request = LinkCard {
             proof: proof(client, &mut card).await?,
-            attributes: onshi_api::card::CardHolderAttributes {
-                name: a.name,
-                name_kana: a.name_kana,
-                birth_date: a.birth_date,
-                sex: a.sex,
-                address: a.address,
-            },
+            attributes,
             insurer_number: event.insurer_number.clone(),
             symbol: event.card.symbol.clone(),
             number: event.card.number.clone(),

@@ -8,15 +8,7 @@ use onshi_api::card::{CardAnswer, ConsentChoice};
 use onshi_reader::flow::{self, CoverageNumbers, How};
 use onshi_reader::{CardReader, Face, ReaderFile, SimulatedReader};
 
-use crate::tls_args::{CenterArgs, explain};
-
-/// Reader problems as they are; center refusals with their Japanese action.
-fn explain_flow(error: flow::FlowError) -> anyhow::Error {
-    match error {
-        flow::FlowError::Center(e) => explain(e),
-        flow::FlowError::Reader(e) => anyhow::Error::new(e),
-    }
-}
+use crate::tls_args::{CenterArgs, explain, explain_flow};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ReaderCommand {

@@ -50,3 +50,11 @@ pub fn explain(error: onshi_api::client::ClientError) -> anyhow::Error {
         other => anyhow::Error::new(other),
     }
 }
+
+/// Reader problems as they are; center refusals with their Japanese action.
+pub fn explain_flow(error: onshi_reader::flow::FlowError) -> anyhow::Error {
+    match error {
+        onshi_reader::flow::FlowError::Center(e) => explain(e),
+        onshi_reader::flow::FlowError::Reader(e) => anyhow::Error::new(e),
+    }
+}

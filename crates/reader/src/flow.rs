@@ -27,7 +27,7 @@ pub enum FlowError {
 /// A fresh challenge and the proof for it.
 pub async fn prove(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>) -> Result<CardProof, FlowError> {
     let certificate = reader.certificate()?;
-    let Challenge { challenge, .. } = client.post_json("/card/challenge", &serde_json::json!({})).await?;
+    let Challenge { challenge, .. } = client.post_json(INSTITUTION_CHALLENGE, &serde_json::json!({})).await?;
     let mut proof = CardProof { challenge: challenge.clone(), certificate, method: Method::Pin, card_signature: None, attestation: None };
     match how {
         How::Pin(pin) => proof.card_signature = Some(onshi_domain::hex::encode(&reader.sign_with_pin(pin, challenge.as_bytes())?)),
@@ -79,6 +79,39 @@ pub async fn link(client: &CenterClient, reader: &mut dyn CardReader, pin: &str,
     Ok(client.post_json("/card/link", &request).await?)
 }
 
+/// Where an institution's reader takes its challenges.
+pub const INSTITUTION_CHALLENGE: &str = "/card/challenge";
+/// Where a card holder acting for themselves takes theirs (no client certificate).
+pub const PATIENT_CHALLENGE: &str = "/patient/challenge";
+
+/// A PIN proof made with the card alone, no reader: the patient's own requests, the bench.
+pub async fn card_pin_proof(
+    client: &CenterClient,
+    challenge_path: &str,
+    card: &mut onshi_pki::card::VirtualCard,
+    pin: &str,
+) -> Result<CardProof, FlowError> {
+    let Challenge { challenge, .. } = client.post_json(challenge_path, &serde_json::json!({})).await?;
+    let signature = card.sign_with_pin(pin, challenge.as_bytes()).map_err(ReaderError::from)?;
+    Ok(CardProof {
+        challenge,
+        certificate: card.certificate_pem().to_string(),
+        method: Method::Pin,
+        card_signature: Some(onshi_domain::hex::encode(&signature)),
+        attestation: None,
+    })
+}
+
+/// The patient's own access log, with their card's PIN signature.
+pub async fn access_log(
+    client: &CenterClient,
+    card: &mut onshi_pki::card::VirtualCard,
+    pin: &str,
+) -> Result<onshi_api::card::AccessLog, FlowError> {
+    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin).await?;
+    Ok(client.post_json("/patient/access-log", &proof).await?)
+}
+
 /// The holder reports their own card's link as wrong: a patient challenge, the card's PIN
 /// signature, no clinic certificate needed.
 pub async fn flag_as_holder(
@@ -87,15 +120,7 @@ pub async fn flag_as_holder(
     pin: &str,
     reason: &str,
 ) -> Result<serde_json::Value, FlowError> {
-    let Challenge { challenge, .. } = client.post_json("/patient/challenge", &serde_json::json!({})).await?;
-    let signature = card.sign_with_pin(pin, challenge.as_bytes()).map_err(ReaderError::from)?;
-    let proof = CardProof {
-        challenge,
-        certificate: card.certificate_pem().to_string(),
-        method: Method::Pin,
-        card_signature: Some(onshi_domain::hex::encode(&signature)),
-        attestation: None,
-    };
+    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin).await?;
     Ok(client.post_json("/patient/flag", &onshi_api::card::PatientFlag { proof, reason: reason.to_string() }).await?)
 }
 

@@ -15,6 +15,17 @@ use onshi_domain::hex;
 use onshi_pki::card::{CardError, VirtualCard, sign_pem};
 use serde::{Deserialize, Serialize};
 
+/// The 券面事項 as they travel to the center at 初回登録.
+pub fn holder_attributes(a: &onshi_pki::card::CardAttributes) -> CardHolderAttributes {
+    CardHolderAttributes {
+        name: a.name.clone(),
+        name_kana: a.name_kana.clone(),
+        birth_date: a.birth_date.clone(),
+        sex: a.sex.clone(),
+        address: a.address.clone(),
+    }
+}
+
 /// What a reader can fail at, for reception.
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderError {
@@ -191,14 +202,7 @@ impl CardReader for SimulatedReader {
     }
 
     fn attributes(&self) -> Result<CardHolderAttributes, ReaderError> {
-        let a = self.card()?.attributes();
-        Ok(CardHolderAttributes {
-            name: a.name.clone(),
-            name_kana: a.name_kana.clone(),
-            birth_date: a.birth_date.clone(),
-            sex: a.sex.clone(),
-            address: a.address.clone(),
-        })
+        Ok(holder_attributes(self.card()?.attributes()))
     }
 
     fn sign_with_pin(&mut self, pin: &str, message: &[u8]) -> Result<Vec<u8>, ReaderError> {
