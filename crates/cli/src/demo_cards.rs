@@ -76,18 +76,21 @@ pub fn card_attributes(member: onshi_api::events::Member) -> CardAttributes {
     }
 }
 
-/// Medical records per person reference in the synthetic medical file.
-fn medical_counts(path: &Path, person_ref: &str) -> anyhow::Result<(usize, usize)> {
+/// (drugs, checkup items) per person reference in the synthetic medical file, for the given
+/// people, in one pass.
+fn medical_counts(path: &Path, people: &[&str]) -> anyhow::Result<Vec<(usize, usize)>> {
     let reader = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
-    let (mut drugs, mut checkups) = (0, 0);
+    let mut counts = vec![(0, 0); people.len()];
     for line in reader.lines() {
-        match serde_json::from_str::<MedicalRecord>(&line?)? {
-            MedicalRecord::Drug { person_ref: p, .. } if p == person_ref => drugs += 1,
-            MedicalRecord::Checkup { person_ref: p, .. } if p == person_ref => checkups += 1,
-            _ => {}
+        let (person_ref, drug) = match serde_json::from_str::<MedicalRecord>(&line?)? {
+            MedicalRecord::Drug { person_ref, .. } => (person_ref, true),
+            MedicalRecord::Checkup { person_ref, .. } => (person_ref, false),
+        };
+        if let Some(i) = people.iter().position(|p| *p == person_ref) {
+            if drug { counts[i].0 += 1 } else { counts[i].1 += 1 }
         }
     }
-    Ok((drugs, checkups))
+    Ok(counts)
 }
 
 /// Issues the demo cards and the reader (offline: before the center starts).
@@ -103,14 +106,18 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
         .take(3)
         .collect();
     anyhow::ensure!(valid.len() == 3, "the synthetic population has too few valid cases for the demo cards");
+    let events = valid
+        .iter()
+        .map(|case| member_of(event_files, case)?.context("a demo card's acquisition is not in the event files"))
+        .collect::<anyhow::Result<Vec<InsurerEvent>>>()?;
+    let people: Vec<&str> = events.iter().map(|e| e.person_ref.as_str()).collect();
+    let counts = medical_counts(medical_file, &people)?;
     let mut cards = Vec::new();
-    for (i, case) in valid.into_iter().enumerate() {
-        let event = member_of(event_files, case)?.context("a demo card's acquisition is not in the event files")?;
+    for (i, ((case, event), (drugs, checkups))) in valid.into_iter().zip(events.iter()).zip(counts).enumerate() {
         let member = event.member.clone().context("an acquisition without member details")?;
         let path = root.join("cards").join(format!("card-{}.json", i + 1));
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
         ca.issue_card(card_attributes(member), Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
-        let (drugs, checkups) = medical_counts(medical_file, &event.person_ref)?;
         let r = &case.request;
         cards.push(DemoCard {
             path,

@@ -2,7 +2,7 @@
 //! simple 外来 claims (RE, HO, SN, SI, GO), CP932 with CRLF.
 
 use onshi_domain::Date;
-use onshi_domain::ids::InstitutionCode;
+use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 
 use crate::uke::{TextEncoding, YearMonth, encode_line};
 
@@ -34,7 +34,8 @@ pub fn claim_file(institution: &InstitutionCode, treatment_month: YearMonth, cla
             claim.sex,
             claim.birth_date.yyyymmdd()
         ));
-        let insurer = if claim.insurer.len() == 6 { format!("{:>8}", claim.insurer) } else { claim.insurer.clone() };
+        // HO writes 国保's six digits right-aligned with spaces, as the XML files do.
+        let insurer = InsurerNumber::parse(&claim.insurer).map_or_else(|_| claim.insurer.clone(), |n| n.padded());
         text.push_str(&format!("HO,{insurer},{},{},{},{},,,,,,,,,\r\n", claim.symbol, claim.number, claim.care_days.len(), claim.points));
         if let Some(branch) = &claim.branch {
             text.push_str(&format!("SN,1,01,,,,{branch},,\r\n"));
