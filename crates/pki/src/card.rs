@@ -81,6 +81,14 @@ fn valid_pin(pin: &str) -> bool {
     pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The DER of a card certificate given as PEM.
+pub fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|d| d.to_vec())
+        .map_err(|e| PkiError::Invalid { what: "the card certificate".into(), detail: e.to_string() })
+}
+
 /// A card file, loaded.
 pub struct VirtualCard {
     path: PathBuf,
@@ -152,10 +160,7 @@ impl VirtualCard {
     }
 
     pub fn certificate_der(&self) -> Result<Vec<u8>, PkiError> {
-        use rustls::pki_types::pem::PemObject;
-        rustls::pki_types::CertificateDer::from_pem_slice(self.file.certificate_pem.as_bytes())
-            .map(|d| d.to_vec())
-            .map_err(|e| PkiError::Invalid { what: "the card certificate".into(), detail: e.to_string() })
+        certificate_der(&self.file.certificate_pem)
     }
 
     /// The opaque holder reference in the certificate's subject (kept across renewals).

@@ -76,6 +76,11 @@ pub trait CardReader: Send {
     /// Staff checked the card photo (visual mode must be on); the reader attests it.
     fn attest_visual(&mut self, challenge: &str) -> Result<Attestation, ReaderError>;
 
+    /// The reader attests a visual check staff recorded earlier for the card with this
+    /// certificate, while the line was down: the gateway re-verifies it once the line returns,
+    /// when the card has long left the reader.
+    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str) -> Result<Attestation, ReaderError>;
+
     fn remove_card(&mut self);
 }
 
@@ -179,7 +184,11 @@ impl SimulatedReader {
 
     fn attest(&self, challenge: &str, result: &str) -> Result<Attestation, ReaderError> {
         let der = self.card()?.certificate_der()?;
-        let fingerprint = hex::encode(digest(&SHA256, &der).as_ref());
+        self.attest_der(challenge, &der, result)
+    }
+
+    fn attest_der(&self, challenge: &str, der: &[u8], result: &str) -> Result<Attestation, ReaderError> {
+        let fingerprint = hex::encode(digest(&SHA256, der).as_ref());
         let signature = sign_pem(&self.file.device_key_pem, &attestation_message(challenge, &fingerprint, result))?;
         Ok(Attestation { reader_id: self.file.reader_id.clone(), result: result.to_string(), signature: hex::encode(&signature) })
     }
@@ -228,6 +237,11 @@ impl CardReader for SimulatedReader {
             return Err(ReaderError::VisualModeOff);
         }
         self.attest(challenge, "visual")
+    }
+
+    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str) -> Result<Attestation, ReaderError> {
+        let der = onshi_pki::card::certificate_der(certificate_pem)?;
+        self.attest_der(challenge, &der, "visual")
     }
 
     fn remove_card(&mut self) {

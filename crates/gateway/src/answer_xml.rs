@@ -1,0 +1,299 @@
+//! Result files (DOMAIN.md §2.2, §2.3): `OQSsiquc01res_…` for a request, the same shape in
+//! `face/` after a card check, and the 一括照会 answers. Written strictly: only elements public
+//! clients read, in their order.
+
+use onshi_api::card::{ConsentState, Consents};
+use onshi_api::verify::{Coverage, VerifyAnswer};
+
+use crate::check::Outcome;
+use crate::request::{Header, SearchInfo};
+use crate::xml::{Charset, XmlWriter};
+
+/// ReferenceClassification (OQSCD002).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference {
+    Card,
+    Numbers,
+}
+
+/// Everything a single result file says.
+pub struct SingleResult<'a> {
+    pub header: &'a Header,
+    pub search: Option<&'a SearchInfo>,
+    pub outcome: &'a Outcome,
+    pub reference: Reference,
+    /// What changed since the batch (or since the answer given offline), for staff.
+    pub changes: &'a [String],
+    /// Since what: `一括照会` or `オフライン受付時`.
+    pub changes_against: &'a str,
+    /// `YYYYMMDDHHmmss`.
+    pub now: &'a str,
+    /// The clinic's code, written when the request did not carry one.
+    pub institution_code: &'a str,
+    pub charset: Charset,
+}
+
+/// Codes this gateway puts in ErrorCode / ProcessingResultCode for what it says itself.
+pub const CODE_CACHED: &str = "ONSHI-GW-CACHED";
+pub const CODE_QUEUED: &str = "ONSHI-GW-QUEUED";
+pub const CODE_CHANGED: &str = "ONSHI-GW-CHANGED";
+
+pub fn single(result: &SingleResult<'_>) -> Vec<u8> {
+    let mut w = XmlWriter::new(result.charset);
+    w.open("XmlMsg");
+    write_header(&mut w, result);
+    w.open("MessageBody");
+    write_body(&mut w, result);
+    w.close();
+    w.finish()
+}
+
+fn write_header(w: &mut XmlWriter, r: &SingleResult<'_>) {
+    let h = r.header;
+    w.open("MessageHeader");
+    w.leaf("ProcessExecutionTime", r.now);
+    w.leaf("QualificationConfirmationDate", h.confirmation_date.as_deref().unwrap_or(&r.now[..8]));
+    w.leaf("MedicalInstitutionCode", h.institution_code.as_deref().unwrap_or(r.institution_code));
+    w.opt("ArbitraryFileIdentifier", h.arbitrary_file_identifier.as_deref());
+    w.leaf("ReferenceClassification", if r.reference == Reference::Card { "1" } else { "2" });
+    match r.outcome {
+        // 処理中: the answer will come by itself once the line is back.
+        Outcome::Queued { .. } => {
+            w.leaf("SegmentOfResult", "2");
+            w.leaf("ErrorCode", CODE_QUEUED);
+            w.leaf("ErrorMessage", &r.outcome.summary_ja());
+        }
+        _ => {
+            w.leaf("SegmentOfResult", "1");
+        }
+    }
+    w.leaf("CharacterCodeIdentifier", r.charset.identifier());
+    w.close();
+}
+
+fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
+    match r.outcome {
+        Outcome::Refused { error } => {
+            w.leaf("ProcessingResultStatus", "2");
+            w.leaf("ProcessingResultCode", &error.code);
+            w.leaf("ProcessingResultMessage", &error.reception_ja);
+        }
+        Outcome::Queued { .. } => {}
+        Outcome::Answered { answer, .. } | Outcome::Cached { answer, .. } => {
+            w.leaf("ProcessingResultStatus", "1");
+            if let Some((code, message)) = processing_note(r, answer) {
+                w.leaf("ProcessingResultCode", &code);
+                w.leaf("ProcessingResultMessage", &message);
+            }
+            w.leaf("QualificationValidity", &answer.validity.code);
+        }
+    }
+    if let Some(search) = r.search {
+        write_search(w, search);
+    }
+    if let Some(answer) = r.outcome.answer() {
+        let consents = match r.outcome {
+            Outcome::Answered { consents, .. } => consents.as_ref(),
+            _ => None,
+        };
+        let limit_consent = r.search.map(|s| s.limit_consent);
+        let coverages: Vec<&Coverage> = answer.coverage.iter().chain(answer.newer_coverage.iter()).collect();
+        if !coverages.is_empty() {
+            w.open("ResultList");
+            for coverage in coverages {
+                write_coverage(w, coverage, consents, limit_consent);
+            }
+            w.close();
+        }
+    }
+}
+
+/// The note beside a valid answer: an offline answer's age, a change since the batch, or the
+/// center's own notice.
+fn processing_note(r: &SingleResult<'_>, answer: &VerifyAnswer) -> Option<(String, String)> {
+    if let Outcome::Cached { .. } = r.outcome {
+        return Some((CODE_CACHED.to_string(), r.outcome.summary_ja()));
+    }
+    if !r.changes.is_empty() {
+        return Some((CODE_CHANGED.to_string(), format!("{}から変更があります: {}", r.changes_against, r.changes.join("、"))));
+    }
+    answer.notice.as_ref().map(|n| (n.code.clone(), n.reception_ja.clone()))
+}
+
+pub fn write_search(w: &mut XmlWriter, s: &SearchInfo) {
+    w.open("QualificationConfirmSearchInfo");
+    w.leaf("InsurerNumber", &s.insurer_number);
+    w.opt("InsuredCardSymbol", s.symbol.as_deref());
+    w.leaf("InsuredIdentificationNumber", &s.number);
+    w.opt("InsuredBranchNumber", s.branch.as_deref());
+    w.leaf("Birthdate", &s.birth_date);
+    w.leaf("LimitApplicationCertificateRelatedConsFlg", if s.limit_consent { "1" } else { "0" });
+    w.opt("ArbitraryIdentifier", s.arbitrary_identifier.as_deref());
+    w.close();
+}
+
+/// 6-digit 国保 numbers are written left-padded with spaces to 8 (MTS onshi-face.test.ts).
+fn insurer_number_8(number: &str) -> String {
+    format!("{number:>8}")
+}
+
+fn write_coverage(w: &mut XmlWriter, c: &Coverage, consents: Option<&Consents>, limit_consent: Option<bool>) {
+    w.open("ResultOfQualificationConfirmation");
+    w.leaf("InsuredCardClassification", &c.card_classification.code);
+    w.leaf("InsurerNumber", &insurer_number_8(&c.insurer_number));
+    w.opt("InsuredCardSymbol", c.symbol.as_deref());
+    w.leaf("InsuredIdentificationNumber", &c.number);
+    w.leaf("InsuredBranchNumber", &c.branch);
+    w.leaf("PersonalFamilyClassification", &c.relationship.code);
+    w.opt("InsuredName", c.insured_name.as_deref());
+    w.leaf("Name", &c.name);
+    w.leaf("NameKana", &c.name_kana);
+    w.leaf("Sex1", &c.sex.code);
+    w.leaf("Birthdate", &c.birth_date);
+    w.opt("Address", c.address.as_deref());
+    w.opt("PostNumber", c.post_code.as_deref());
+    w.leaf("QualificationDate", &c.acquired_on);
+    w.opt("DisqualificationDate", c.lost_on.as_deref());
+    w.opt("ReasonOfLoss", c.loss_reason.as_ref().map(|r| r.code.as_str()));
+    if let Some(ratio) = c.copay_ratio_percent {
+        w.leaf("InsuredPartialContributionRatio", &format!("{ratio:03}"));
+    }
+    if c.preschool {
+        w.leaf("PreschoolClassification", "1");
+    }
+    if c.elderly_recipient
+        && let Some(ratio) = c.copay_ratio_percent
+    {
+        w.open("ElderlyRecipientCertificateInfo");
+        w.leaf("ElderlyRecipientContributionRatio", &format!("{ratio:03}"));
+        w.close();
+    }
+    match consents {
+        Some(consents) => write_consents(w, consents),
+        None => {
+            if let Some(given) = limit_consent {
+                w.leaf("LimitApplicationCertificateRelatedConsFlg", if given { "1" } else { "0" });
+            }
+        }
+    }
+    if let Some(limit) = &c.limit {
+        w.open("LimitApplicationCertificateRelatedInfo");
+        w.leaf("LimitApplicationCertificateClassification", &limit.classification.code);
+        w.leaf("LimitApplicationCertificateClassificationFlag", &limit.category.code);
+        w.leaf("LimitApplicationCertificateValidStartDate", &limit.valid_from);
+        w.opt("LimitApplicationCertificateValidEndDate", limit.valid_to.as_deref());
+        w.close();
+    }
+    w.close();
+}
+
+fn write_consent(w: &mut XmlWriter, prefix: &str, state: &ConsentState, with_available: bool) {
+    w.leaf(&format!("{prefix}ConsFlg"), &state.flag);
+    w.opt(&format!("{prefix}ConsTime"), state.consent_time.as_deref());
+    if with_available {
+        w.opt(&format!("{prefix}AvailableTime"), state.available_time.as_deref());
+    }
+}
+
+fn write_consents(w: &mut XmlWriter, c: &Consents) {
+    write_consent(w, "LimitApplicationCertificateRelated", &c.limit_application_certificate_related, false);
+    write_consent(w, "SpecificDiseasesCertificateRelated", &c.specific_diseases_certificate_related, false);
+    write_consent(w, "SpecificHealthCheckupsInfo", &c.specific_health_checkups_info, true);
+    write_consent(w, "PharmacistsInfo", &c.pharmacists_info, true);
+    write_consent(w, "DiagnosisInfo", &c.diagnosis_info, true);
+    write_consent(w, "OperationInfo", &c.diagnosis_info, true);
+}
+
+/// `OQSmuquc01res_`: the upload was taken under a reception number.
+pub fn bulk_accepted(header: &Header, reception_number: &str, now: &str, institution_code: &str, charset: Charset) -> Vec<u8> {
+    let mut w = XmlWriter::new(charset);
+    w.open("XmlMsg").open("MessageHeader");
+    w.leaf("ProcessExecutionTime", now);
+    w.leaf("MedicalInstitutionCode", header.institution_code.as_deref().unwrap_or(institution_code));
+    w.opt("ArbitraryFileIdentifier", header.arbitrary_file_identifier.as_deref());
+    w.leaf("CharacterCodeIdentifier", charset.identifier());
+    w.close().open("MessageBody");
+    w.leaf("ReceptionNumber", reception_number);
+    w.leaf("ReceptionDateTime", now);
+    w.finish()
+}
+
+/// One entry of a 一括照会 result.
+pub struct BulkUnit<'a> {
+    pub search: &'a SearchInfo,
+    /// `None` while the entry waits for the line.
+    pub outcome: Option<&'a Outcome>,
+    pub changes: &'a [String],
+}
+
+/// `OQSmuquc02res_`: the results of a reception number (SegmentOfResult 2 while some entries
+/// still wait for the line; 9 for an unknown reception number).
+pub fn bulk_results(
+    header: &Header,
+    reception_number: &str,
+    units: Option<&[BulkUnit<'_>]>,
+    now: &str,
+    institution_code: &str,
+    charset: Charset,
+) -> Vec<u8> {
+    let mut w = XmlWriter::new(charset);
+    w.open("XmlMsg").open("MessageHeader");
+    w.leaf("ProcessExecutionTime", now);
+    w.leaf("MedicalInstitutionCode", header.institution_code.as_deref().unwrap_or(institution_code));
+    w.opt("ArbitraryFileIdentifier", header.arbitrary_file_identifier.as_deref());
+    w.leaf("ReceptionNumber", reception_number);
+    let Some(units) = units else {
+        w.leaf("SegmentOfResult", "9");
+        w.leaf("ErrorCode", "ONSHI-GW-RECEPTION-UNKNOWN");
+        w.leaf("ErrorMessage", "この受付番号の一括照会はありません。OQSmuquc01req で照会し直してください。");
+        w.leaf("CharacterCodeIdentifier", charset.identifier());
+        return w.finish();
+    };
+    let waiting = units.iter().filter(|u| u.outcome.is_none()).count();
+    let errors = units.iter().filter(|u| matches!(u.outcome, Some(Outcome::Refused { .. }))).count();
+    w.leaf("SegmentOfResult", if waiting > 0 { "2" } else { "1" });
+    if waiting > 0 {
+        w.leaf("ErrorCode", CODE_QUEUED);
+        w.leaf("ErrorMessage", &format!("{waiting} 件は回線復旧後に照会します。しばらくしてから再度取得してください。"));
+    }
+    w.leaf("NumberOfProcessingResult", &units.len().to_string());
+    w.leaf("NumberOfNormalProcessing", &(units.len() - waiting - errors).to_string());
+    w.leaf("NumberOfError", &errors.to_string());
+    w.leaf("CharacterCodeIdentifier", charset.identifier());
+    w.close().open("MessageBody");
+    for unit in units {
+        w.open("BulkConfirmUnit");
+        write_search(&mut w, unit.search);
+        match unit.outcome {
+            None => {}
+            Some(Outcome::Refused { error }) => {
+                w.leaf("ProcessingResultStatus", "2");
+                w.leaf("ProcessingResultCode", &error.code);
+                w.leaf("ProcessingResultMessage", &error.reception_ja);
+            }
+            Some(outcome) => {
+                w.leaf("ProcessingResultStatus", "1");
+                if !unit.changes.is_empty() {
+                    w.leaf("ProcessingResultCode", CODE_CHANGED);
+                    w.leaf("ProcessingResultMessage", &format!("前回の一括照会から変更: {}", unit.changes.join("、")));
+                }
+                if let Some(answer) = outcome.answer() {
+                    w.leaf("QualificationValidity", &answer.validity.code);
+                    if let Some(coverage) = &answer.coverage {
+                        write_coverage(&mut w, coverage, None, Some(unit.search.limit_consent));
+                    }
+                }
+            }
+        }
+        w.close();
+    }
+    w.finish()
+}
+
+/// The `.err` file beside a refused request: what is wrong and what to do, Japanese first.
+pub fn error_file(problem: &str) -> Vec<u8> {
+    format!(
+        "この照会ファイルは読めませんでした。ファイルを直してから、新しい名前で req/ に置き直してください。\r\nThe request file was refused: {problem}\r\n"
+    )
+    .into_bytes()
+}

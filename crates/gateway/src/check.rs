@@ -1,0 +1,228 @@
+//! What a check (資格確認) at the clinic came to, and what changed between two answers.
+//! Pure: no I/O, so the file interface, the page and the queue all speak the same outcome.
+
+use onshi_api::card::{ConsentChoice, Consents};
+use onshi_api::verify::{ApiError, VerifyAnswer, VerifyNumberRequest};
+use onshi_domain::ids::to_half_width;
+use serde::{Deserialize, Serialize};
+
+use crate::request::{Header, SearchInfo};
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The center answered.
+    Answered {
+        answer: VerifyAnswer,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consents: Option<Consents>,
+    },
+    /// The center refused the request as written (a wrong number, a revoked card, …).
+    Refused { error: ApiError },
+    /// The line or the center is down: the last answer for these numbers, with when it was
+    /// fetched. Queued for re-verification.
+    Cached { answer: VerifyAnswer, fetched_at: String, reason: String },
+    /// The line or the center is down and nothing is cached: staff check the card or
+    /// certificate visually; queued for re-verification.
+    Queued { reason: String },
+}
+
+impl Outcome {
+    /// The answer this outcome rests on, if any.
+    pub fn answer(&self) -> Option<&VerifyAnswer> {
+        match self {
+            Outcome::Answered { answer, .. } | Outcome::Cached { answer, .. } => Some(answer),
+            Outcome::Refused { .. } | Outcome::Queued { .. } => None,
+        }
+    }
+
+    pub fn is_offline(&self) -> bool {
+        matches!(self, Outcome::Cached { .. } | Outcome::Queued { .. })
+    }
+
+    /// One line for reception, Japanese first.
+    pub fn summary_ja(&self) -> String {
+        match self {
+            Outcome::Answered { answer, .. } => validity_sentence(answer),
+            Outcome::Refused { error } => format!("照会できませんでした: {}", error.reception_ja),
+            Outcome::Cached { answer, fetched_at, .. } => {
+                format!("【オフライン】{}（{} 取得の控え。回線復旧後に自動で再照会します）", validity_sentence(answer), time_ja(fetched_at))
+            }
+            Outcome::Queued { .. } => {
+                "【オフライン】センターに接続できません。保険証・資格確認書・マイナ保険証を目視で確認して受付を続けてください。回線復旧後に自動で再照会します。".to_string()
+            }
+        }
+    }
+}
+
+fn validity_sentence(answer: &VerifyAnswer) -> String {
+    let mut text = format!("{}", answer.validity.label);
+    if let Some(coverage) = &answer.coverage
+        && let Some(ratio) = coverage.copay_ratio_percent
+    {
+        text.push_str(&format!("・負担割合 {}割", ratio / 10));
+    }
+    if let Some(notice) = &answer.notice {
+        text.push_str(&format!("。{}", notice.reception_ja));
+    }
+    text
+}
+
+/// `YYYYMMDDHHmmss` as `2026年11月25日 09:30`.
+pub fn time_ja(stamp: &str) -> String {
+    if stamp.len() != 14 {
+        return stamp.to_string();
+    }
+    format!("{}年{}月{}日 {}:{}", &stamp[..4], stamp[4..6].trim_start_matches('0'), stamp[6..8].trim_start_matches('0'), &stamp[8..10], &stamp[10..12])
+}
+
+/// The numbers that identify a patient's coverage, normalised so that a request written with
+/// full-width digits or a padded 国保 number finds the same cache entry and batch answer.
+pub fn patient_key(request: &VerifyNumberRequest) -> String {
+    let norm = |s: &str| to_half_width(s.trim()).trim_start_matches('0').to_string();
+    format!(
+        "{}|{}|{}|{}|{}",
+        norm(&request.insurer_number),
+        request.symbol.as_deref().map(to_half_width).unwrap_or_default().trim(),
+        to_half_width(&request.number).trim(),
+        request.branch.as_deref().map(|b| norm(b)).unwrap_or_default(),
+        request.birth_date.trim()
+    )
+}
+
+/// What changed between an earlier answer (the batch, a cached answer, or a visual check that
+/// had none) and a newer one, in words for reception. Empty when nothing that matters at the
+/// counter changed.
+pub fn changes(before: Option<&Outcome>, after: &Outcome) -> Vec<String> {
+    let Some(after_answer) = after.answer() else {
+        return match (before.and_then(Outcome::answer), after) {
+            (_, Outcome::Refused { error }) => vec![format!("再照会で照会できませんでした: {}", error.reception_ja)],
+            _ => Vec::new(),
+        };
+    };
+    let Some(before_answer) = before.and_then(Outcome::answer) else {
+        // A visual check with no answer behind it: only a coverage that is not valid is news.
+        return if after_answer.validity.code == "1" {
+            Vec::new()
+        } else {
+            vec![format!("目視確認で受け付けた資格が「{}」でした", after_answer.validity.label)]
+        };
+    };
+    let mut found = Vec::new();
+    if before_answer.validity.code != after_answer.validity.code {
+        found.push(format!("資格: {} → {}", before_answer.validity.label, after_answer.validity.label));
+    }
+    let (b, a) = (before_answer.coverage.as_ref(), after_answer.coverage.as_ref());
+    if let (Some(b), Some(a)) = (b, a) {
+        if b.insurer_number != a.insurer_number || b.number != a.number || b.symbol != a.symbol {
+            found.push(format!("保険者番号・記号番号: {} → {}", b.insurer_number, a.insurer_number));
+        }
+        if b.lost_on != a.lost_on
+            && let Some(lost) = &a.lost_on
+        {
+            found.push(format!("資格喪失日 {}", onshi_domain::date::japanese_text(lost)));
+        }
+        if b.copay_ratio_percent != a.copay_ratio_percent {
+            let show = |r: Option<u8>| r.map_or("なし".to_string(), |r| format!("{}割", r / 10));
+            found.push(format!("負担割合: {} → {}", show(b.copay_ratio_percent), show(a.copay_ratio_percent)));
+        }
+        let category = |c: &onshi_api::verify::Coverage| c.limit.as_ref().map(|l| l.category.label.clone());
+        if category(b) != category(a) {
+            found.push(format!(
+                "限度額区分: {} → {}",
+                category(b).unwrap_or_else(|| "なし".into()),
+                category(a).unwrap_or_else(|| "なし".into())
+            ));
+        }
+    }
+    if after_answer.newer_coverage.is_some() && before_answer.newer_coverage.is_none() {
+        found.push("新しい資格があります（振替）".to_string());
+    }
+    found
+}
+
+/// Where a check came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A request file in `req/`.
+    File,
+    /// The reception page.
+    Page,
+    /// The card reader.
+    Reader,
+}
+
+/// What a queued check asks again when the line returns, and where its answer goes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// A check by numbers; a file request's re-verified answer goes to `res/`.
+    Number {
+        request: VerifyNumberRequest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<FileReply>,
+    },
+    /// A card checked visually while the line was down; the answer goes to `face/`.
+    CardVisual {
+        certificate: String,
+        serial: String,
+        consent: ConsentChoice,
+        date_of_care: String,
+    },
+}
+
+/// How to write a file answer: the request's name, header and search echo.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReply {
+    pub request_name: String,
+    pub header: Header,
+    pub search: SearchInfo,
+    pub charset: crate::xml::Charset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_api::verify::CodeLabel;
+
+    fn answer(validity: &str, label: &str) -> VerifyAnswer {
+        VerifyAnswer {
+            validity: CodeLabel { code: validity.into(), label: label.into() },
+            notice: None,
+            date_of_care: "20261125".into(),
+            coverage: None,
+            newer_coverage: None,
+            pending: vec![],
+            as_of: None,
+            insurer_lag: None,
+            answered_at: "20261125090000".into(),
+        }
+    }
+
+    #[test]
+    fn a_lost_coverage_is_a_change_and_the_same_answer_is_not() {
+        let valid = Outcome::Answered { answer: answer("1", "有効"), consents: None };
+        let lost = Outcome::Answered { answer: answer("2", "無効"), consents: None };
+        assert_eq!(changes(Some(&valid), &lost), vec!["資格: 有効 → 無効".to_string()]);
+        assert!(changes(Some(&valid), &valid).is_empty());
+        let queued = Outcome::Queued { reason: "down".into() };
+        assert_eq!(changes(Some(&queued), &lost), vec!["目視確認で受け付けた資格が「無効」でした".to_string()]);
+        assert!(changes(Some(&queued), &valid).is_empty());
+    }
+
+    #[test]
+    fn keys_ignore_width_and_padding() {
+        let a = VerifyNumberRequest {
+            insurer_number: "  123456".into(),
+            symbol: Some("１２".into()),
+            number: "３４".into(),
+            birth_date: "19800101".into(),
+            ..Default::default()
+        };
+        let b = VerifyNumberRequest { insurer_number: "00123456".into(), symbol: Some("12".into()), number: "34".into(), ..a.clone() };
+        assert_eq!(patient_key(&a), patient_key(&b));
+        assert_ne!(patient_key(&a), patient_key(&VerifyNumberRequest { number: "35".into(), ..b }));
+    }
+}

@@ -1,0 +1,226 @@
+//! The gateway's one configuration file (TOML), read and checked at start. Relative paths are
+//! taken from the file's own folder, so the whole installation can be moved as one folder.
+//!
+//! ```toml
+//! institution_code = "1311234569"
+//! folder = "onshi-files"        # req/ res/ face/ are made under it
+//! store = "gateway.sqlite"
+//!
+//! [center]
+//! url = "https://127.0.0.1:8443"
+//! ca = "pki/ca.pem"
+//! cert = "pki/institutions/1311234569.pem"
+//! key = "pki/institutions/1311234569.key"
+//!
+//! [reader]
+//! file = "reader.json"          # device key and the facility password (salted hash)
+//! cards = "cards"               # where the simulator finds card files by name
+//!
+//! [page]
+//! listen = "127.0.0.1:8080"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    institution_code: String,
+    #[serde(default = "default_folder")]
+    folder: PathBuf,
+    #[serde(default = "default_store")]
+    store: PathBuf,
+    center: RawCenter,
+    reader: RawReader,
+    #[serde(default)]
+    page: RawPage,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCenter {
+    url: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReader {
+    file: PathBuf,
+    #[serde(default)]
+    cards: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+}
+
+impl Default for RawPage {
+    fn default() -> Self {
+        RawPage { listen: default_listen() }
+    }
+}
+
+fn default_folder() -> PathBuf {
+    PathBuf::from("onshi-files")
+}
+fn default_store() -> PathBuf {
+    PathBuf::from("gateway.sqlite")
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// A checked configuration with absolute paths.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub source: PathBuf,
+    pub institution_code: String,
+    pub folder: PathBuf,
+    pub store: PathBuf,
+    pub center_url: String,
+    pub center_ca: PathBuf,
+    pub center_cert: PathBuf,
+    pub center_key: PathBuf,
+    pub center_timeout: Duration,
+    pub reader_file: PathBuf,
+    pub card_folder: Option<PathBuf>,
+    pub page_listen: SocketAddr,
+}
+
+/// A configuration problem: which setting, what is wrong, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {detail}")]
+    Unreadable { path: PathBuf, detail: String },
+    #[error("configuration {path}: {detail}")]
+    Syntax { path: PathBuf, detail: String },
+    #[error("configuration {path}: `{setting}` {detail}")]
+    Setting { path: PathBuf, setting: &'static str, detail: String },
+}
+
+impl GatewayConfig {
+    /// Reads the file and checks every setting that can be checked without the network.
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.into(), detail: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.into(), detail: e.to_string() })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let setting = |setting: &'static str, detail: String| ConfigError::Setting { path: path.into(), setting, detail };
+
+        onshi_domain::ids::InstitutionCode::parse(&raw.institution_code)
+            .map_err(|e| setting("institution_code", format!("{e}; write the 10-digit 医療機関コード")))?;
+        let url = raw.center.url.trim_end_matches('/').to_string();
+        if !url.starts_with("https://") {
+            return Err(setting("center.url", format!("is {url:?}; the center is reached over https:// only")));
+        }
+        let files = [("center.ca", &raw.center.ca), ("center.cert", &raw.center.cert), ("center.key", &raw.center.key), ("reader.file", &raw.reader.file)];
+        for (name, file) in files {
+            let file = abs(file);
+            if !file.is_file() {
+                return Err(setting(name, format!("names {}, which does not exist; check the path", file.display())));
+            }
+        }
+        if raw.center.timeout_ms == 0 || raw.center.timeout_ms > 60_000 {
+            return Err(setting("center.timeout_ms", format!("is {}; use 1–60000 milliseconds", raw.center.timeout_ms)));
+        }
+        Ok(GatewayConfig {
+            source: path.to_path_buf(),
+            institution_code: raw.institution_code,
+            folder: abs(&raw.folder),
+            store: abs(&raw.store),
+            center_url: url,
+            center_ca: abs(&raw.center.ca),
+            center_cert: abs(&raw.center.cert),
+            center_key: abs(&raw.center.key),
+            center_timeout: Duration::from_millis(raw.center.timeout_ms),
+            reader_file: abs(&raw.reader.file),
+            card_folder: raw.reader.cards.as_deref().map(abs),
+            page_listen: raw.page.listen,
+        })
+    }
+
+    /// The center's host and port from its URL.
+    pub fn center_host_port(&self) -> (String, u16) {
+        let rest = self.center_url.trim_start_matches("https://");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+                (host.trim_matches(['[', ']']).to_string(), port.parse().unwrap_or(443))
+            }
+            _ => (authority.trim_matches(['[', ']']).to_string(), 443),
+        }
+    }
+
+    pub fn req_dir(&self) -> PathBuf {
+        self.folder.join("req")
+    }
+    pub fn res_dir(&self) -> PathBuf {
+        self.folder.join("res")
+    }
+    pub fn face_dir(&self) -> PathBuf {
+        self.folder.join("face")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_setup(dir: &Path, config: &str) -> PathBuf {
+        for f in ["ca.pem", "c.pem", "c.key", "reader.json"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    const GOOD: &str = r#"
+institution_code = "1311234569"
+[center]
+url = "https://localhost:8443/"
+ca = "ca.pem"
+cert = "c.pem"
+key = "c.key"
+[reader]
+file = "reader.json"
+"#;
+
+    #[test]
+    fn reads_relative_paths_from_the_file_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GatewayConfig::load(&write_setup(dir.path(), GOOD)).unwrap();
+        assert_eq!(config.folder, dir.path().join("onshi-files"));
+        assert_eq!(config.center_host_port(), ("localhost".to_string(), 8443));
+        assert_eq!(config.page_listen.port(), 8080);
+    }
+
+    #[test]
+    fn names_the_setting_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_code = GOOD.replace("1311234569", "1311234560");
+        let e = GatewayConfig::load(&write_setup(dir.path(), &bad_code)).unwrap_err().to_string();
+        assert!(e.contains("`institution_code`"), "{e}");
+        let http = GOOD.replace("https://", "http://");
+        assert!(GatewayConfig::load(&write_setup(dir.path(), &http)).unwrap_err().to_string().contains("https:// only"));
+        let missing = GOOD.replace("c.key", "nope.key");
+        assert!(GatewayConfig::load(&write_setup(dir.path(), &missing)).unwrap_err().to_string().contains("`center.key`"));
+        let unknown = format!("{GOOD}\n[extra]\nx = 1\n");
+        assert!(GatewayConfig::load(&write_setup(dir.path(), &unknown)).unwrap_err().to_string().contains("extra"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The file interface: requests dropped into `req/`, answers written to `res/` (and card
+//! results to `face/`). Polling, not OS file events, so it behaves the same on the Windows PCs
+//! clinics run and on network drives.
+//!
+//! A request is answered exactly once: its journal row and its answer's outbox row are
+//! committed together, the answer is written from the outbox, and only then is the request
+//! removed. A file still being written is not read half-way: one that does not parse yet is
+//! left alone until it has not changed for [`SETTLE`].
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::digest::{SHA256, digest};
+
+use crate::answer_xml::{self, Reference, SingleResult};
+use crate::check::{FileReply, Outcome};
+use crate::gateway::{Gateway, GatewayError};
+use crate::request::{self, Kind, Request, RequestError};
+use crate::store::{OutFile, Store, StoreError};
+use crate::xml::Charset;
+
+/// How long an unreadable request must stay unchanged before it is refused with a `.err`.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// What became of one request file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    Answered,
+    /// Answered before (a restart between answering and removing it).
+    AlreadyAnswered,
+    Refused(String),
+    /// Not complete yet; looked at again on the next pass.
+    NotYet,
+}
+
+/// Writes every file of the outbox not yet written, then removes the requests they answer.
+/// Each file goes through a hidden temporary name in its folder and a rename, so a watcher
+/// never sees half a file.
+pub fn flush(store: &Store) -> Result<usize, GatewayError> {
+    let mut written = 0;
+    for (id, file, staged) in store.unwritten()? {
+        let tmp = temporary_name(&file.path);
+        let io = |e: std::io::Error, path: &Path| GatewayError::File { what: "answer file", path: path.to_path_buf(), detail: e.to_string() };
+        if !staged {
+            write_synced(&tmp, &file.bytes).map_err(|e| io(e, &tmp))?;
+            store.mark_file(id, "staged")?;
+        }
+        // Staged and no temporary file: it was renamed before a restart (and may have been
+        // taken by the レセコン since), so it is not written again.
+        if tmp.exists() {
+            std::fs::rename(&tmp, &file.path).map_err(|e| io(e, &file.path))?;
+            sync_folder(&file.path);
+        }
+        if let Some(request) = &file.remove_after {
+            match std::fs::remove_file(request) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e, request)),
+            }
+        }
+        store.mark_file(id, "written")?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.onshi-tmp"))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a rename durable where the platform allows opening a folder (not on Windows).
+fn sync_folder(path: &Path) {
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Request files waiting in `req/`, oldest name first.
+pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(req_dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| Kind::of_file_name(n).is_some()))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Handles one request file end to end (answer recorded, written, request removed).
+pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let Some(kind) = Kind::of_file_name(&name) else { return Ok(Handled::NotYet) };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Handled::NotYet),
+        Err(e) => return Err(GatewayError::File { what: "request", path: path.to_path_buf(), detail: e.to_string() }),
+    };
+    let digest = onshi_domain::hex::encode(digest(&SHA256, &bytes).as_ref());
+    if gateway.store.request_answered(&name, &digest)? {
+        flush(&gateway.store)?;
+        let _ = std::fs::remove_file(path);
+        return Ok(Handled::AlreadyAnswered);
+    }
+    let handled = match request::read(kind, &bytes) {
+        Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path) => return Ok(Handled::NotYet),
+        Err(problem) => {
+            refuse(gateway, path, &name, &digest, &bytes, &problem.to_string())?;
+            Handled::Refused(problem.to_string())
+        }
+        Ok((request, charset)) => {
+            answer(gateway, path, &name, &digest, request, charset).await?;
+            Handled::Answered
+        }
+    };
+    flush(&gateway.store)?;
+    Ok(handled)
+}
+
+fn settled(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(|modified| SystemTime::now().duration_since(modified).unwrap_or_default() >= SETTLE)
+        .unwrap_or(true)
+}
+
+/// A request that cannot be read moves to `res/` with a `.err` beside it naming the problem
+/// (the pair public clients watch for); it is removed from `req/` only once both are written.
+fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, bytes: &[u8], problem: &str) -> Result<(), StoreError> {
+    tracing::info!(file = name, problem, "request refused");
+    let res = gateway.config.res_dir();
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let files = [
+        OutFile { path: res.join(name), bytes: bytes.to_vec(), remove_after: None },
+        OutFile { path: res.join(format!("{stem}.err")), bytes: answer_xml::error_file(problem), remove_after: Some(path.to_path_buf()) },
+    ];
+    gateway.store.answer_request(name, digest, &gateway.now().to_string(), &files)
+}
+
+async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, request: Request, charset: Charset) -> Result<(), GatewayError> {
+    let header = request.header().clone();
+    let charset = header.charset.unwrap_or(charset);
+    let res_path = gateway.config.res_dir().join(Kind::answer_name(name));
+    let now = gateway.now().to_string();
+    let code = gateway.config.institution_code.clone();
+    match request {
+        Request::Single { header, search } => {
+            let reply = FileReply { request_name: name.to_string(), header: header.clone(), search: search.clone(), charset };
+            let checked = gateway.ask_number(&search.to_request(header.confirmation_date.as_deref()), Some(reply)).await?;
+            let bytes = answer_xml::single(&SingleResult {
+                header: &header,
+                search: Some(&search),
+                outcome: &checked.outcome,
+                reference: Reference::Numbers,
+                changes: &checked.changes,
+                changes_against: "一括照会",
+                now: &now,
+                institution_code: &code,
+                charset,
+            });
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            gateway.record(&checked, crate::check::Source::File, Some((name, digest)), &[file])?;
+        }
+        Request::BulkUpload { header, entries } => {
+            let reception_number = crate::batch::reception_number(gateway);
+            let bytes = answer_xml::bulk_accepted(&header, &reception_number, &now, &code, charset);
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            crate::batch::add(gateway, &reception_number, "file", &header, entries, Some((name, digest)), &[file])?;
+            flush(&gateway.store)?;
+            crate::batch::answer_waiting(gateway, None).await?;
+        }
+        Request::BulkDownload { header, reception_number } => {
+            let bytes = crate::batch::results_file(gateway, &header, &reception_number, &now, charset)?;
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            gateway.store.answer_request(name, digest, &now, &[file])?;
+        }
+        Request::Medical { header, kind, patient } => {
+            let bytes = crate::medical::answer(gateway, &header, kind, &patient, &now, charset).await;
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            gateway.store.answer_request(name, digest, &now, &[file])?;
+        }
+    }
+    Ok(())
+}
+
+/// The `face/` file of a card check (written unasked, as the terminal does).
+pub fn face_file(gateway: &Gateway, outcome: &Outcome, changes: &[String], changes_against: &str) -> OutFile {
+    let now = gateway.now().to_string();
+    let header = crate::request::Header::default();
+    let bytes = answer_xml::single(&SingleResult {
+        header: &header,
+        search: None,
+        outcome,
+        reference: Reference::Card,
+        changes,
+        changes_against,
+        now: &now,
+        institution_code: &gateway.config.institution_code,
+        charset: Charset::Utf8,
+    });
+    // The check's id is not known before it is recorded (in the same transaction), so a random
+    // tail keeps two checks within one second apart.
+    let name = format!("OQSsiquc01res_face_{}{}_{now}.xml", gateway.config.institution_code, gateway.tag());
+    OutFile { path: gateway.config.face_dir().join(name), bytes, remove_after: None }
+}
+
+/// Watches `req/` until `stop` resolves: answers every complete request, flushes the outbox
+/// first so that a restart finishes what was interrupted.
+pub async fn watch(gateway: std::sync::Arc<Gateway>, poll: Duration, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), GatewayError> {
+    flush(&gateway.store)?;
+    let req = gateway.config.req_dir();
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        match pending_requests(&req) {
+            Ok(paths) => {
+                for path in paths {
+                    if let Err(e) = handle(&gateway, &path).await {
+                        tracing::warn!(file = %path.display(), error = %e, "request not handled; retried on the next pass");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(folder = %req.display(), error = %e, "cannot list the request folder"),
+        }
+        let mut stop = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The gateway's work: checks by numbers and by card against the center, falling back to the
+//! cache or a visual check when the line or the center is down, and recording each check with
+//! what goes with it (queue entry, cache, answer files) in one transaction.
+
+use std::sync::{Arc, Mutex};
+
+use onshi_api::card::ConsentChoice;
+use onshi_api::client::{CenterClient, ClientConfig, ClientError};
+use onshi_api::verify::{VerifyAnswer, VerifyNumberRequest};
+use onshi_domain::date::Timestamp;
+use onshi_reader::flow::{self, FlowError, How};
+use onshi_reader::{CardReader, ReaderFile, SimulatedReader};
+use tokio::sync::Notify;
+
+use crate::check::{self, FileReply, Job, Outcome, Source};
+use crate::config::GatewayConfig;
+use crate::store::{NewCheck, OutFile, Store, StoreError};
+
+/// The gateway's clock (Japan time); tests inject their own.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        Timestamp::from_unix(unix)
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {what} {path}: {detail}")]
+    File { what: &'static str, path: std::path::PathBuf, detail: String },
+    #[error("the center client cannot be set up: {0}")]
+    Client(String),
+    #[error("{0}")]
+    Reader(String),
+    /// The card path needs the line; staff switch to visual mode.
+    #[error("{0}")]
+    CardOffline(String),
+}
+
+/// Whether the center answered the last time it was asked.
+#[derive(Clone, Debug, Default)]
+pub struct Line {
+    pub up: Option<bool>,
+    pub since: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The result of asking, before it is recorded.
+pub struct Checked {
+    pub outcome: Outcome,
+    pub changes: Vec<String>,
+    pub method: &'static str,
+    pub subject: String,
+    queue: Option<Job>,
+    cache: Option<(String, String)>,
+}
+
+impl Checked {
+    pub fn queued(&self) -> bool {
+        self.queue.is_some()
+    }
+}
+
+/// How the card holder is checked at the reader.
+#[derive(Clone, Debug)]
+pub enum CardHow {
+    Pin(String),
+    Face,
+    Visual,
+}
+
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub store: Store,
+    pub client: CenterClient,
+    pub reader: tokio::sync::Mutex<SimulatedReader>,
+    clock: Clock,
+    /// Wakes the re-verifier when something was queued.
+    pub wake: Notify,
+    line: Mutex<Line>,
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
+    std::fs::read(path).map_err(|e| GatewayError::File { what, path: path.to_path_buf(), detail: e.to_string() })
+}
+
+impl Gateway {
+    pub fn open(config: GatewayConfig, clock: Clock) -> Result<Gateway, GatewayError> {
+        for dir in [config.req_dir(), config.res_dir(), config.face_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|e| GatewayError::File { what: "folder", path: dir.clone(), detail: e.to_string() })?;
+        }
+        let client = CenterClient::new(ClientConfig {
+            base_url: config.center_url.clone(),
+            ca_pem: read("the center CA certificate", &config.center_ca)?,
+            identity_pem: Some((read("the client certificate", &config.center_cert)?, read("the client key", &config.center_key)?)),
+            timeout: config.center_timeout,
+        })
+        .map_err(|e| GatewayError::Client(e.to_string()))?;
+        let reader_file = ReaderFile::load(&config.reader_file).map_err(|e| GatewayError::Reader(e.to_string()))?;
+        let store = Store::open(&config.store)?;
+        Ok(Gateway {
+            config,
+            store,
+            client,
+            reader: tokio::sync::Mutex::new(SimulatedReader::new(reader_file)),
+            clock,
+            wake: Notify::new(),
+            line: Mutex::new(Line::default()),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// A short random tag for file and reception names (the time and process id should the
+    /// system's random source fail).
+    pub fn tag(&self) -> String {
+        onshi_pki::random_hex(4).unwrap_or_else(|_| format!("{:x}{:x}", std::process::id(), self.now().jst_seconds() % 65536))
+    }
+
+    pub fn line(&self) -> Line {
+        self.line.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn note_line(&self, up: bool, detail: Option<String>) {
+        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        if line.up != Some(up) {
+            line.since = Some(self.now().to_string());
+        }
+        line.up = Some(up);
+        line.detail = detail;
+    }
+
+    /// `Some(reason)` when an error means the line or the center is down (as opposed to the
+    /// center refusing this request).
+    pub fn offline_reason(error: &ClientError) -> Option<String> {
+        match error {
+            ClientError::Transport { .. } => Some("センターに接続できません（回線またはセンターの停止）".to_string()),
+            ClientError::Unexpected { status, .. } if *status >= 500 => Some(format!("センターが応答できません（HTTP {status}）")),
+            ClientError::Refused { status: 503, body } => Some(format!("センターが一時的に停止しています（{}）", body.error.code)),
+            _ => None,
+        }
+    }
+
+    /// Asks the center about a coverage by its numbers; when the line is down, answers from the
+    /// cache or as a visual check, to be re-verified.
+    pub async fn ask_number(&self, request: &VerifyNumberRequest, reply: Option<FileReply>) -> Result<Checked, GatewayError> {
+        let key = check::patient_key(request);
+        let subject = subject_of(request);
+        let (outcome, cache, queue) = match self.client.verify_number(request).await {
+            Ok(answer) => {
+                self.note_line(true, None);
+                let cached = serde_json::to_string(&answer).expect("answers serialise");
+                (Outcome::Answered { answer, consents: None }, Some((key.clone(), cached)), None)
+            }
+            Err(error) => match Self::offline_reason(&error) {
+                None => {
+                    self.note_line(true, None);
+                    (refused_outcome(error), None, None)
+                }
+                Some(reason) => {
+                    self.note_line(false, Some(error.to_string()));
+                    let job = Job::Number { request: request.clone(), reply };
+                    let outcome = match self.store.cached(&key)? {
+                        Some((answer, fetched_at)) => match serde_json::from_str::<VerifyAnswer>(&answer) {
+                            Ok(answer) => Outcome::Cached { answer, fetched_at, reason },
+                            Err(_) => Outcome::Queued { reason },
+                        },
+                        None => Outcome::Queued { reason },
+                    };
+                    (outcome, None, Some(job))
+                }
+            },
+        };
+        let changes = self.changes_since_batch(&key, &outcome)?;
+        Ok(Checked { outcome, changes, method: "number", subject, queue, cache })
+    }
+
+    /// What changed since the newest 一括照会 answer for these numbers.
+    fn changes_since_batch(&self, key: &str, outcome: &Outcome) -> Result<Vec<String>, GatewayError> {
+        if outcome.answer().is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.store.batch_outcome(key, &self.now().to_string())? {
+            Some((_, before)) => check::changes(Some(&before), outcome),
+            None => Vec::new(),
+        })
+    }
+
+    /// Records a check with its files; a request file's journal row goes in the same
+    /// transaction. Wakes the re-verifier when the check was queued.
+    pub fn record(&self, checked: &Checked, source: Source, request: Option<(&str, &str)>, files: &[OutFile]) -> Result<i64, GatewayError> {
+        let at = self.now().to_string();
+        let new = NewCheck {
+            at: &at,
+            source,
+            method: checked.method,
+            subject: &checked.subject,
+            outcome: &checked.outcome,
+            changes: &checked.changes,
+            queue: checked.queue.as_ref(),
+            cache: checked.cache.as_ref().map(|(k, a)| (k.as_str(), a.as_str())),
+        };
+        let id = self.store.record(&new, request, files)?;
+        if checked.queue.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(id)
+    }
+
+    /// A check with the card on the reader. On the PIN and face paths a line failure is an
+    /// error telling staff to switch to visual mode; in visual mode it is recorded and queued.
+    pub async fn ask_card(&self, how: CardHow, consent: ConsentChoice) -> Result<Checked, GatewayError> {
+        let mut reader = self.reader.lock().await;
+        let (certificate, serial) = match reader.state() {
+            onshi_reader::ReaderState::Empty => return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into())),
+            onshi_reader::ReaderState::CardPresent { serial } => (reader.certificate().map_err(|e| GatewayError::Reader(e.to_string()))?, serial),
+        };
+        let (method, flow_how) = match &how {
+            CardHow::Pin(pin) => ("pin", How::Pin(pin)),
+            CardHow::Face => ("face", How::Face),
+            CardHow::Visual => ("visual", How::Visual),
+        };
+        let date_of_care = self.now().date().yyyymmdd();
+        let subject = format!("マイナ保険証（証明書 {serial}）");
+        match flow::verify(&self.client, &mut *reader, flow_how, consent.clone(), Some(date_of_care.clone())).await {
+            Ok(answer) => {
+                self.note_line(true, None);
+                let outcome = Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) };
+                Ok(Checked { outcome, changes: Vec::new(), method, subject, queue: None, cache: None })
+            }
+            Err(FlowError::Reader(e)) => Err(GatewayError::Reader(reader_message(&e))),
+            Err(FlowError::Center(error)) => match Self::offline_reason(&error) {
+                None => {
+                    self.note_line(true, None);
+                    Ok(Checked { outcome: refused_outcome(error), changes: Vec::new(), method, subject, queue: None, cache: None })
+                }
+                Some(reason) => {
+                    self.note_line(false, Some(error.to_string()));
+                    if !matches!(how, CardHow::Visual) {
+                        return Err(GatewayError::CardOffline(format!(
+                            "{reason}。顔認証・暗証番号では確認できません。施設パスワードで目視モードにして、券面の写真で本人確認してください（回線復旧後に自動で再照会します）。"
+                        )));
+                    }
+                    let job = Job::CardVisual { certificate, serial, consent, date_of_care };
+                    Ok(Checked { outcome: Outcome::Queued { reason }, changes: Vec::new(), method, subject, queue: Some(job), cache: None })
+                }
+            },
+        }
+    }
+}
+
+/// The outcome of a request the center refused (or answered unreadably).
+pub fn refused_outcome(error: ClientError) -> Outcome {
+    match error {
+        ClientError::Refused { body, .. } => Outcome::Refused { error: body.error },
+        other => Outcome::Refused {
+            error: onshi_api::verify::ApiError {
+                code: "ONSHI-GW-CENTER-ANSWER".into(),
+                field: None,
+                detail: other.to_string(),
+                reception_ja: "センターの応答を読めませんでした。時間をおいて再度照会してください。".into(),
+                operator_en: "The center answered something the gateway does not understand; check both versions.".into(),
+            },
+        },
+    }
+}
+
+/// What staff read when the reader or card fails (PIN errors, lock, face mismatch).
+fn reader_message(error: &onshi_reader::ReaderError) -> String {
+    use onshi_pki::card::CardError;
+    use onshi_reader::ReaderError;
+    match error {
+        ReaderError::NoCard => "カードリーダーにカードがありません。カードを置いてください。".into(),
+        ReaderError::FaceMismatch => "顔認証で本人と確認できませんでした。暗証番号で確認するか、目視モードで確認してください。".into(),
+        ReaderError::VisualModeOff => "目視モードになっていません。施設パスワードを入力してください。".into(),
+        ReaderError::WrongFacilityPassword => "施設パスワードが違います。".into(),
+        ReaderError::Card(CardError::WrongPin { retries_left }) => {
+            format!("暗証番号が違います（あと{retries_left}回でロックされます）。")
+        }
+        ReaderError::Card(CardError::Locked) => {
+            "暗証番号がロックされています。顔認証か目視で確認してください。ロック解除は市区町村の窓口です。".into()
+        }
+        ReaderError::Card(CardError::NoPin) => "このカードは暗証番号のないカードです。顔認証か目視で確認してください。".into(),
+        ReaderError::Card(CardError::PinFormat) => "暗証番号は数字4桁です。".into(),
+        other => format!("カードを読めませんでした: {other}"),
+    }
+}
+
+/// The numbers of a check, for the page (no name, no birth date).
+pub fn subject_of(request: &VerifyNumberRequest) -> String {
+    let mut text = format!("保険者 {}", request.insurer_number.trim());
+    if let Some(symbol) = &request.symbol {
+        text.push_str(&format!(" 記号 {symbol}"));
+    }
+    text.push_str(&format!(" 番号 {}", request.number));
+    if let Some(branch) = &request.branch {
+        text.push_str(&format!(" 枝番 {branch}"));
+    }
+    text
+}

@@ -1,0 +1,23 @@
+//! The clinic gateway (onshi-gateway): what a clinic installs instead of a vendor terminal.
+//!
+//! - [`files`]: the standard `req/` `res/` `face/` XML file interface that レセコン already speak
+//!   ([`request`] reads requests, [`answer_xml`] writes results, [`xml`] does the XML itself);
+//! - [`gateway`]: checks by numbers and by card, falling back to the cache or a visual check
+//!   when the line is down; [`reverify`] asks again by itself when it is back;
+//! - [`batch`]: 一括照会 ahead of the day, and what changed since;
+//! - [`page`]: the reception page; [`doctor`]: which link of the chain is broken;
+//! - [`store`]: the gateway's own SQLite file, the durable part of all of the above.
+//!
+//! [`check`] is the pure core: outcomes and what changed between two answers.
+
+pub mod answer_xml;
+pub mod batch;
+pub mod check;
+pub mod config;
+pub mod files;
+pub mod gateway;
+pub mod medical;
+pub mod request;
+pub mod reverify;
+pub mod store;
+pub mod xml;

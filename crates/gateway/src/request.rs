@@ -1,0 +1,277 @@
+//! The requests of the file interface (DOMAIN.md §2.1, §2.3, §2.4), read from their file name
+//! prefix and their element tree. Element names follow public clients; optional elements may be
+//! absent and unknown ones are ignored.
+
+use onshi_api::verify::VerifyNumberRequest;
+
+use crate::xml::{self, Charset, Element, XmlError};
+
+/// The kinds of request file, by name prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `OQSsiquc01req_`: one qualification check.
+    Single,
+    /// `OQSmuquc01req_`: 一括照会 upload, answered with a ReceptionNumber.
+    BulkUpload,
+    /// `OQSmuquc02req_`: 一括照会 results by ReceptionNumber.
+    BulkDownload,
+    /// `YZKsiquc01req_`: 薬剤情報.
+    Drugs,
+    /// `TKKsiquc01req_`: 特定健診.
+    Checkups,
+}
+
+impl Kind {
+    const ALL: [(Kind, &'static str); 5] = [
+        (Kind::Single, "OQSsiquc01req_"),
+        (Kind::BulkUpload, "OQSmuquc01req_"),
+        (Kind::BulkDownload, "OQSmuquc02req_"),
+        (Kind::Drugs, "YZKsiquc01req_"),
+        (Kind::Checkups, "TKKsiquc01req_"),
+    ];
+
+    /// The kind of a request file name (`….xml`), `None` for other files.
+    pub fn of_file_name(name: &str) -> Option<Kind> {
+        if !name.to_ascii_lowercase().ends_with(".xml") {
+            return None;
+        }
+        Kind::ALL.iter().find(|(_, prefix)| name.starts_with(prefix)).map(|(kind, _)| *kind)
+    }
+
+    /// The answer's file name: `req` replaced by `res`, same suffix.
+    pub fn answer_name(request_name: &str) -> String {
+        request_name.replacen("req_", "res_", 1)
+    }
+}
+
+/// The header fields the gateway uses from any request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Header {
+    pub confirmation_date: Option<String>,
+    pub institution_code: Option<String>,
+    pub arbitrary_file_identifier: Option<String>,
+    /// The character set the result is to be written in.
+    pub charset: Option<Charset>,
+}
+
+/// One `QualificationConfirmSearchInfo`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SearchInfo {
+    pub insurer_number: String,
+    pub symbol: Option<String>,
+    pub number: String,
+    pub branch: Option<String>,
+    pub birth_date: String,
+    pub limit_consent: bool,
+    pub arbitrary_identifier: Option<String>,
+}
+
+impl SearchInfo {
+    pub fn to_request(&self, date_of_care: Option<&str>) -> VerifyNumberRequest {
+        VerifyNumberRequest {
+            institution_code: None,
+            // Kept as written (a 国保 number padded with spaces is accepted by the center).
+            insurer_number: self.insurer_number.clone(),
+            symbol: self.symbol.clone(),
+            number: self.number.clone(),
+            branch: self.branch.clone(),
+            birth_date: self.birth_date.clone(),
+            date_of_care: date_of_care.map(str::to_string),
+            limit_consent: self.limit_consent,
+        }
+    }
+}
+
+/// A drug (YZK) or checkup (TKK) request: the patient by card numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MedicalRequest {
+    pub insurer_number: String,
+    pub symbol: Option<String>,
+    pub number: String,
+    pub branch: Option<String>,
+}
+
+/// A request read from a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Single { header: Header, search: SearchInfo },
+    BulkUpload { header: Header, entries: Vec<SearchInfo> },
+    BulkDownload { header: Header, reception_number: String },
+    Medical { header: Header, kind: Kind, patient: MedicalRequest },
+}
+
+impl Request {
+    pub fn header(&self) -> &Header {
+        match self {
+            Request::Single { header, .. }
+            | Request::BulkUpload { header, .. }
+            | Request::BulkDownload { header, .. }
+            | Request::Medical { header, .. } => header,
+        }
+    }
+}
+
+/// Why a request cannot be answered as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error("<{0}> is missing; add it to the request")]
+    Missing(&'static str),
+    #[error("<{element}> {detail}")]
+    Invalid { element: &'static str, detail: String },
+}
+
+/// Reads a request file of `kind`; returns it with the character set the file was in.
+pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError> {
+    let (text, charset) = xml::decode(bytes)?;
+    let root = xml::parse(&text)?;
+    let header_element = root.child("MessageHeader").ok_or(RequestError::Missing("MessageHeader"))?;
+    let body = root.child("MessageBody").ok_or(RequestError::Missing("MessageBody"))?;
+    let header = read_header(header_element)?;
+    let request = match kind {
+        Kind::Single => {
+            let info = body.find("QualificationConfirmSearchInfo").ok_or(RequestError::Missing("QualificationConfirmSearchInfo"))?;
+            Request::Single { header, search: read_search(info)? }
+        }
+        Kind::BulkUpload => {
+            let entries = body.children_named("QualificationConfirmSearchInfo").map(read_search).collect::<Result<Vec<_>, _>>()?;
+            if entries.is_empty() {
+                return Err(RequestError::Missing("QualificationConfirmSearchInfo"));
+            }
+            Request::BulkUpload { header, entries }
+        }
+        Kind::BulkDownload => {
+            let reception_number = body.value("ReceptionNumber").ok_or(RequestError::Missing("ReceptionNumber"))?.to_string();
+            Request::BulkDownload { header, reception_number }
+        }
+        Kind::Drugs | Kind::Checkups => Request::Medical { header, kind, patient: read_medical(header_element)? },
+    };
+    Ok((request, charset))
+}
+
+fn read_header(header: &Element) -> Result<Header, RequestError> {
+    let charset = match header.value("CharacterCodeIdentifier") {
+        None => None,
+        Some(code) => Some(Charset::from_identifier(code).ok_or_else(|| RequestError::Invalid {
+            element: "CharacterCodeIdentifier",
+            detail: format!("is {code:?}; write 0 for UTF-8 or 1 for Shift_JIS"),
+        })?),
+    };
+    if let Some(date) = header.value("QualificationConfirmationDate") {
+        check_date("QualificationConfirmationDate", date)?;
+    }
+    Ok(Header {
+        confirmation_date: header.value("QualificationConfirmationDate").map(str::to_string),
+        institution_code: header.value("MedicalInstitutionCode").map(str::to_string),
+        arbitrary_file_identifier: header.child("ArbitraryFileIdentifier").map(|e| e.text.clone()),
+        charset,
+    })
+}
+
+fn check_date(element: &'static str, value: &str) -> Result<(), RequestError> {
+    onshi_domain::date::Date::parse_yyyymmdd(value)
+        .map(|_| ())
+        .map_err(|_| RequestError::Invalid { element, detail: format!("is {value:?}; write the date as YYYYMMDD") })
+}
+
+fn required<'a>(info: &'a Element, name: &'static str) -> Result<&'a str, RequestError> {
+    info.value(name).ok_or(RequestError::Missing(name))
+}
+
+fn read_search(info: &Element) -> Result<SearchInfo, RequestError> {
+    let consent = match info.value("LimitApplicationCertificateRelatedConsFlg") {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(other) => {
+            return Err(RequestError::Invalid {
+                element: "LimitApplicationCertificateRelatedConsFlg",
+                detail: format!("is {other:?}; write 1 (同意) or 0 (未同意)"),
+            });
+        }
+    };
+    // The insurer number keeps its padding spaces: the center reads them as a 国保 number.
+    let insurer_number = info
+        .child("InsurerNumber")
+        .map(|e| e.text.trim_end_matches(|c: char| c.is_whitespace()).to_string())
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(RequestError::Missing("InsurerNumber"))?;
+    Ok(SearchInfo {
+        insurer_number,
+        symbol: info.value("InsuredCardSymbol").map(str::to_string),
+        number: required(info, "InsuredIdentificationNumber")?.to_string(),
+        branch: info.value("InsuredBranchNumber").map(str::to_string),
+        birth_date: required(info, "Birthdate")?.to_string(),
+        limit_consent: consent,
+        arbitrary_identifier: info.value("ArbitraryIdentifier").map(str::to_string),
+    })
+}
+
+/// YZK/TKK requests carry the card numbers in the header, under their own names (OQD).
+fn read_medical(header: &Element) -> Result<MedicalRequest, RequestError> {
+    Ok(MedicalRequest {
+        insurer_number: required(header, "InsurerNumber")?.to_string(),
+        symbol: header.value("InsuranceCardSymbol").map(str::to_string),
+        number: required(header, "InsuredPersonIdentificationNumber")?.to_string(),
+        branch: header.value("BranchNumber").map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SINGLE: &str = r#"<?xml version='1.0' encoding='UTF-8' standalone='no'?>
+<XmlMsg>
+  <MessageHeader>
+    <QualificationConfirmationDate>20261125</QualificationConfirmationDate>
+    <MedicalInstitutionCode>1310000001</MedicalInstitutionCode>
+    <ArbitraryFileIdentifier>abc-1</ArbitraryFileIdentifier>
+    <VendorExtension>x</VendorExtension>
+  </MessageHeader>
+  <MessageBody>
+    <QualificationConfirmSearchInfo>
+      <InsurerNumber>  123456</InsurerNumber>
+      <InsuredCardSymbol>１２</InsuredCardSymbol>
+      <InsuredIdentificationNumber>34</InsuredIdentificationNumber>
+      <Birthdate>19800101</Birthdate>
+      <LimitApplicationCertificateRelatedConsFlg>1</LimitApplicationCertificateRelatedConsFlg>
+    </QualificationConfirmSearchInfo>
+  </MessageBody>
+</XmlMsg>"#;
+
+    #[test]
+    fn kinds_come_from_the_file_name() {
+        assert_eq!(Kind::of_file_name("OQSsiquc01req_0001.xml"), Some(Kind::Single));
+        assert_eq!(Kind::of_file_name("OQSmuquc02req_x.XML"), Some(Kind::BulkDownload));
+        assert_eq!(Kind::of_file_name("OQSsiquc01req_0001.xml.tmp"), None);
+        assert_eq!(Kind::of_file_name("notes.xml"), None);
+        assert_eq!(Kind::answer_name("OQSsiquc01req_0001.xml"), "OQSsiquc01res_0001.xml");
+    }
+
+    #[test]
+    fn reads_a_single_check_with_padding_full_width_digits_and_extra_elements() {
+        let (request, charset) = read(Kind::Single, SINGLE.as_bytes()).unwrap();
+        assert_eq!(charset, Charset::Utf8);
+        let Request::Single { header, search } = request else { panic!("not a single check") };
+        assert_eq!(header.arbitrary_file_identifier.as_deref(), Some("abc-1"));
+        assert_eq!(header.charset, None);
+        assert_eq!(search.insurer_number, "  123456");
+        assert_eq!(search.symbol.as_deref(), Some("１２"));
+        assert_eq!(search.branch, None);
+        assert!(search.limit_consent);
+        assert_eq!(search.to_request(header.confirmation_date.as_deref()).date_of_care.as_deref(), Some("20261125"));
+    }
+
+    #[test]
+    fn names_what_is_missing_or_wrong() {
+        let no_number = SINGLE.replace("<InsuredIdentificationNumber>34</InsuredIdentificationNumber>", "");
+        assert_eq!(read(Kind::Single, no_number.as_bytes()).unwrap_err(), RequestError::Missing("InsuredIdentificationNumber"));
+        let bad_flag = SINGLE.replace("ConsFlg>1<", "ConsFlg>yes<");
+        assert!(read(Kind::Single, bad_flag.as_bytes()).unwrap_err().to_string().contains("write 1 (同意) or 0 (未同意)"));
+        let bad_date = SINGLE.replace("20261125", "2026-11-25");
+        assert!(read(Kind::Single, bad_date.as_bytes()).unwrap_err().to_string().contains("YYYYMMDD"));
+        let bad_charset = SINGLE.replace("<VendorExtension>x</VendorExtension>", "<CharacterCodeIdentifier>9</CharacterCodeIdentifier>");
+        assert!(read(Kind::Single, bad_charset.as_bytes()).unwrap_err().to_string().contains("0 for UTF-8 or 1 for Shift_JIS"));
+    }
+}

@@ -1,0 +1,503 @@
+//! The gateway's own SQLite file: today's checks, the answer cache, the durable queue of checks
+//! made while the line was down, 一括照会 snapshots, the journal of answered request files and
+//! the outbox of files to write.
+//!
+//! Exactly-once across SIGKILL rests on two rules: a check's record, its queue entry, its
+//! request's journal row and its answer file's outbox row are committed in one transaction
+//! (`synchronous = FULL`), and an answer file is written from the outbox in three recorded
+//! steps (pending → staged → written) so that a restart knows whether a file that is gone was
+//! never written or already taken by the レセコン.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::check::{Job, Outcome, Source};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("gateway store {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("gateway store: a stored record does not parse ({0}); the file was written by another version")]
+    Corrupt(String),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    method TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    queue_id INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS checks_at ON checks(at);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    check_id INTEGER NOT NULL,
+    job TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    done_at TEXT,
+    outcome TEXT,
+    changes TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    answer TEXT NOT NULL,
+    fetched_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS batches (
+    reception_number TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    header TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS batch_entries (
+    reception_number TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    label TEXT NOT NULL,
+    search TEXT NOT NULL,
+    outcome TEXT,
+    changes TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (reception_number, seq)
+) STRICT;
+CREATE INDEX IF NOT EXISTS batch_entries_key ON batch_entries(key);
+CREATE TABLE IF NOT EXISTS requests (
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    answered_at TEXT NOT NULL,
+    PRIMARY KEY (name, digest)
+) STRICT;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    state TEXT NOT NULL,
+    remove_after TEXT
+) STRICT;
+";
+
+/// A check as recorded for the page.
+#[derive(Clone, Debug)]
+pub struct CheckRow {
+    pub id: i64,
+    pub at: String,
+    pub source: Source,
+    /// `number`, `pin`, `face` or `visual`.
+    pub method: String,
+    /// What was asked, for staff (numbers, or the card's serial).
+    pub subject: String,
+    pub outcome: Outcome,
+    pub changes: Vec<String>,
+    /// Waiting in the queue (`Some(false)`), re-verified (`Some(true)`), or never queued.
+    pub requeued: Option<QueueState>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueState {
+    pub done: bool,
+    pub outcome: Option<Outcome>,
+    pub changes: Vec<String>,
+}
+
+/// A queued check waiting for the line.
+#[derive(Clone, Debug)]
+pub struct QueuedJob {
+    pub id: i64,
+    pub check_id: i64,
+    pub job: Job,
+    pub recorded_at: String,
+    /// The outcome given when the check was made (cached answer, or none).
+    pub first: Outcome,
+}
+
+/// A batch entry waiting for its answer.
+#[derive(Clone, Debug)]
+pub struct BatchEntry {
+    pub reception_number: String,
+    pub seq: i64,
+    pub key: String,
+    pub search: crate::request::SearchInfo,
+    pub created_at: String,
+    pub header: crate::request::Header,
+}
+
+/// A file to write: where, what, and the request file to remove once it is written.
+#[derive(Clone, Debug)]
+pub struct OutFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub remove_after: Option<PathBuf>,
+}
+
+/// A new check to record, with what goes with it in the same transaction.
+pub struct NewCheck<'a> {
+    pub at: &'a str,
+    pub source: Source,
+    pub method: &'a str,
+    pub subject: &'a str,
+    pub outcome: &'a Outcome,
+    pub changes: &'a [String],
+    /// Queue it for re-verification.
+    pub queue: Option<&'a Job>,
+    /// The cache entry to refresh (key, answer JSON) when the center answered.
+    pub cache: Option<(&'a str, &'a str)>,
+}
+
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;").map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Store { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn).map_err(|source| StoreError::Sqlite { path: self.path.clone(), source })
+    }
+
+    /// Whether this request file (by name and content digest) has been answered already.
+    pub fn request_answered(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT 1 FROM requests WHERE name = ?1 AND digest = ?2", params![name, digest], |_| Ok(())).optional()
+        })
+        .map(|found| found.is_some())
+    }
+
+    /// Records a check (and its queue entry, cache refresh, request journal row and answer
+    /// files) in one transaction. Returns the check id.
+    pub fn record(&self, check: &NewCheck<'_>, request: Option<(&str, &str)>, files: &[OutFile]) -> Result<i64, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let id = insert_check(&tx, check)?;
+            if let Some((name, digest)) = request {
+                journal(&tx, name, digest, check.at)?;
+            }
+            queue_files(&tx, files)?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Journals a request answered without a check of its own (a batch upload, a download, a
+    /// refused file) together with its files.
+    pub fn answer_request(&self, name: &str, digest: &str, at: &str, files: &[OutFile]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            journal(&tx, name, digest, at)?;
+            queue_files(&tx, files)?;
+            tx.commit()
+        })
+    }
+
+    /// The last answer the center gave for these numbers, with when it was fetched.
+    pub fn cached(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT answer, fetched_at FROM cache WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+        })
+    }
+
+    /// The newest batch answer for these numbers (from a batch made before `before`).
+    pub fn batch_outcome(&self, key: &str, before: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+        let row: Option<(String, String)> = self.with(|c| {
+            c.query_row(
+                "SELECT b.created_at, e.outcome FROM batch_entries e JOIN batches b USING (reception_number)
+                 WHERE e.key = ?1 AND e.outcome IS NOT NULL AND b.created_at < ?2 ORDER BY b.created_at DESC LIMIT 1",
+                params![key, before],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        row.map(|(at, outcome)| Ok((at, parse(&outcome)?))).transpose()
+    }
+
+    /// Checks made since `since` (`YYYYMMDDHHmmss`), newest first.
+    pub fn checks_since(&self, since: &str) -> Result<Vec<CheckRow>, StoreError> {
+        type Raw = (i64, String, String, String, String, String, String, Option<String>, Option<String>, Option<String>);
+        let raw: Vec<Raw> = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT c.id, c.at, c.source, c.method, c.subject, c.outcome, c.changes, q.done_at, q.outcome, q.changes
+                 FROM checks c LEFT JOIN queue q ON q.id = c.queue_id WHERE c.at >= ?1 ORDER BY c.id DESC",
+            )?;
+            let rows = statement.query_map([since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+            })?;
+            rows.collect()
+        })?;
+        let queued: std::collections::HashSet<i64> =
+            self.with(|c| c.prepare("SELECT check_id FROM queue")?.query_map([], |r| r.get(0))?.collect())?;
+        raw.into_iter()
+            .map(|(id, at, source, method, subject, outcome, changes, done_at, q_outcome, q_changes)| {
+                let requeued = queued.contains(&id).then(|| -> Result<QueueState, StoreError> {
+                    Ok(QueueState {
+                        done: done_at.is_some(),
+                        outcome: q_outcome.as_deref().map(parse).transpose()?,
+                        changes: q_changes.as_deref().map(parse).transpose()?.unwrap_or_default(),
+                    })
+                });
+                Ok(CheckRow {
+                    id,
+                    at,
+                    source: parse(&format!("\"{source}\""))?,
+                    method,
+                    subject,
+                    outcome: parse(&outcome)?,
+                    changes: parse(&changes)?,
+                    requeued: requeued.transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks waiting for the line, oldest first.
+    pub fn waiting(&self) -> Result<Vec<QueuedJob>, StoreError> {
+        let raw: Vec<(i64, i64, String, String, String)> = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT q.id, q.check_id, q.job, q.recorded_at, c.outcome FROM queue q JOIN checks c ON c.id = q.check_id
+                 WHERE q.done_at IS NULL ORDER BY q.id",
+            )?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            rows.collect()
+        })?;
+        raw.into_iter()
+            .map(|(id, check_id, job, recorded_at, first)| {
+                Ok(QueuedJob { id, check_id, job: parse(&job)?, recorded_at, first: parse(&first)? })
+            })
+            .collect()
+    }
+
+    /// Closes a queued check with its re-verified outcome and the files that carry it, once.
+    /// Returns false when it was closed already.
+    pub fn complete(
+        &self,
+        queue_id: i64,
+        at: &str,
+        outcome: &Outcome,
+        changes: &[String],
+        cache: Option<(&str, &str)>,
+        files: &[OutFile],
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let closed = tx.execute(
+                "UPDATE queue SET done_at = ?2, outcome = ?3, changes = ?4 WHERE id = ?1 AND done_at IS NULL",
+                params![queue_id, at, json(outcome), json(&changes)],
+            )?;
+            if closed == 1 {
+                if let Some((key, answer)) = cache {
+                    refresh_cache(&tx, key, answer, at)?;
+                }
+                queue_files(&tx, files)?;
+            }
+            tx.commit()?;
+            Ok(closed == 1)
+        })
+    }
+
+    pub fn note_attempt(&self, queue_id: i64) -> Result<(), StoreError> {
+        self.with(|c| c.execute("UPDATE queue SET attempts = attempts + 1 WHERE id = ?1", [queue_id]).map(|_| ()))
+    }
+
+    /// Stores a 一括照会 with its entries (labels for staff, keys for matching, searches).
+    pub fn add_batch(
+        &self,
+        reception_number: &str,
+        at: &str,
+        source: &str,
+        header: &crate::request::Header,
+        entries: &[(String, String, crate::request::SearchInfo)],
+        request: Option<(&str, &str)>,
+        files: &[OutFile],
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO batches (reception_number, created_at, source, header) VALUES (?1, ?2, ?3, ?4)",
+                params![reception_number, at, source, json(header)],
+            )?;
+            {
+                let mut insert =
+                    tx.prepare("INSERT INTO batch_entries (reception_number, seq, key, label, search) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+                for (seq, (key, label, search)) in entries.iter().enumerate() {
+                    insert.execute(params![reception_number, seq as i64, key, label, json(search)])?;
+                }
+            }
+            if let Some((name, digest)) = request {
+                journal(&tx, name, digest, at)?;
+            }
+            queue_files(&tx, files)?;
+            tx.commit()
+        })
+    }
+
+    /// Batch entries still without an answer, oldest batch first.
+    pub fn unanswered_batch_entries(&self) -> Result<Vec<BatchEntry>, StoreError> {
+        type Raw = (String, i64, String, String, String, String);
+        let raw: Vec<Raw> = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT e.reception_number, e.seq, e.key, e.search, b.created_at, b.header
+                 FROM batch_entries e JOIN batches b USING (reception_number)
+                 WHERE e.outcome IS NULL ORDER BY b.created_at, e.reception_number, e.seq",
+            )?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+            rows.collect()
+        })?;
+        raw.into_iter()
+            .map(|(reception_number, seq, key, search, created_at, header)| {
+                Ok(BatchEntry { reception_number, seq, key, search: parse(&search)?, created_at, header: parse(&header)? })
+            })
+            .collect()
+    }
+
+    /// Files to write, on their own (a batch's result file).
+    pub fn queue_files(&self, files: &[OutFile]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            queue_files(&tx, files)?;
+            tx.commit()
+        })
+    }
+
+    /// Answers for batch entries, with the changes since the previous batch; in one transaction.
+    pub fn answer_batch_entries(&self, at: &str, answers: &[(String, i64, String, Outcome, Vec<String>)]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut update = tx.prepare(
+                    "UPDATE batch_entries SET outcome = ?3, changes = ?4 WHERE reception_number = ?1 AND seq = ?2 AND outcome IS NULL",
+                )?;
+                for (reception_number, seq, key, outcome, changes) in answers {
+                    update.execute(params![reception_number, seq, json(outcome), json(changes)])?;
+                    if let Some(answer) = outcome.answer() {
+                        refresh_cache(&tx, key, &json(answer), at)?;
+                    }
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// A batch's header and entries: (label, search, outcome, changes).
+    #[allow(clippy::type_complexity)]
+    pub fn batch(
+        &self,
+        reception_number: &str,
+    ) -> Result<Option<(crate::request::Header, Vec<(String, crate::request::SearchInfo, Option<Outcome>, Vec<String>)>)>, StoreError> {
+        let header: Option<String> = self.with(|c| {
+            c.query_row("SELECT header FROM batches WHERE reception_number = ?1", [reception_number], |r| r.get(0)).optional()
+        })?;
+        let Some(header) = header else { return Ok(None) };
+        let raw: Vec<(String, String, Option<String>, String)> = self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT label, search, outcome, changes FROM batch_entries WHERE reception_number = ?1 ORDER BY seq")?;
+            let rows = statement.query_map([reception_number], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })?;
+        let entries = raw
+            .into_iter()
+            .map(|(label, search, outcome, changes)| Ok((label, parse(&search)?, outcome.as_deref().map(parse).transpose()?, parse(&changes)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((parse(&header)?, entries)))
+    }
+
+    /// Batch entries of batches made since `since` whose answer changed from the batch before.
+    pub fn batch_changes_since(&self, since: &str) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+        let raw: Vec<(String, String, String)> = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT b.created_at, e.label, e.changes FROM batch_entries e JOIN batches b USING (reception_number)
+                 WHERE b.created_at >= ?1 AND e.changes != '[]' ORDER BY b.created_at DESC, e.seq",
+            )?;
+            let rows = statement.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        raw.into_iter().map(|(at, label, changes)| Ok((at, label, parse(&changes)?))).collect()
+    }
+
+    /// Files not yet fully written: (id, path, bytes, staged, remove_after).
+    pub fn unwritten(&self) -> Result<Vec<(i64, OutFile, bool)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT id, path, bytes, state, remove_after FROM outbox WHERE state != 'written' ORDER BY id")?;
+            let rows = statement.query_map([], |r| {
+                let remove_after: Option<String> = r.get(4)?;
+                let state: String = r.get(3)?;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    OutFile { path: PathBuf::from(r.get::<_, String>(1)?), bytes: r.get(2)?, remove_after: remove_after.map(PathBuf::from) },
+                    state == "staged",
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn mark_file(&self, id: i64, state: &str) -> Result<(), StoreError> {
+        self.with(|c| c.execute("UPDATE outbox SET state = ?2 WHERE id = ?1", params![id, state]).map(|_| ()))
+    }
+}
+
+fn insert_check(tx: &rusqlite::Transaction<'_>, check: &NewCheck<'_>) -> rusqlite::Result<i64> {
+    let source = json(&check.source);
+    tx.execute(
+        "INSERT INTO checks (at, source, method, subject, outcome, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![check.at, source.trim_matches('"'), check.method, check.subject, json(check.outcome), json(&check.changes)],
+    )?;
+    let id = tx.last_insert_rowid();
+    if let Some(job) = check.queue {
+        tx.execute("INSERT INTO queue (check_id, job, recorded_at) VALUES (?1, ?2, ?3)", params![id, json(job), check.at])?;
+        let queue_id = tx.last_insert_rowid();
+        tx.execute("UPDATE checks SET queue_id = ?2 WHERE id = ?1", params![id, queue_id])?;
+    }
+    if let Some((key, answer)) = check.cache {
+        refresh_cache(tx, key, answer, check.at)?;
+    }
+    Ok(id)
+}
+
+fn refresh_cache(tx: &rusqlite::Transaction<'_>, key: &str, answer: &str, at: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO cache (key, answer, fetched_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET answer = excluded.answer, fetched_at = excluded.fetched_at",
+        params![key, answer, at],
+    )
+    .map(|_| ())
+}
+
+fn journal(tx: &rusqlite::Transaction<'_>, name: &str, digest: &str, at: &str) -> rusqlite::Result<()> {
+    tx.execute("INSERT OR IGNORE INTO requests (name, digest, answered_at) VALUES (?1, ?2, ?3)", params![name, digest, at]).map(|_| ())
+}
+
+fn queue_files(tx: &rusqlite::Transaction<'_>, files: &[OutFile]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare("INSERT INTO outbox (path, bytes, state, remove_after) VALUES (?1, ?2, 'pending', ?3)")?;
+    for file in files {
+        insert.execute(params![
+            file.path.to_string_lossy(),
+            file.bytes,
+            file.remove_after.as_ref().map(|p| p.to_string_lossy().into_owned())
+        ])?;
+    }
+    Ok(())
+}

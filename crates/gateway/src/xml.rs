@@ -1,0 +1,358 @@
+//! The XML of the file interface: decoding (UTF-8 with or without BOM, Shift_JIS), a small
+//! element tree read with DTDs and entity declarations refused, and a writer that encodes in
+//! the character set a request asked for.
+//!
+//! Public clients send what they like (unknown elements, absent optional ones, padding), so the
+//! reader keeps the whole tree and the request parsers pick what they need by name.
+
+use std::fmt::Write as _;
+
+use quick_xml::events::Event;
+
+/// The character sets of the interface (CharacterCodeIdentifier, DOMAIN.md §1 "Encoding").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Charset {
+    Utf8,
+    ShiftJis,
+}
+
+impl Charset {
+    /// CharacterCodeIdentifier: `0` UTF-8 and `1` Shift_JIS as public clients and samples use
+    /// them (MTS, OQF); `2` is Shift_JIS in one client's code table (oqsFunc OQSCD005), so it is
+    /// read as Shift_JIS too. Anything else is not a request for a character set.
+    pub fn from_identifier(code: &str) -> Option<Charset> {
+        match code.trim() {
+            "0" => Some(Charset::Utf8),
+            "1" | "2" => Some(Charset::ShiftJis),
+            _ => None,
+        }
+    }
+
+    /// The identifier this gateway writes back.
+    pub fn identifier(self) -> &'static str {
+        match self {
+            Charset::Utf8 => "0",
+            Charset::ShiftJis => "1",
+        }
+    }
+
+    fn declared_name(self) -> &'static str {
+        match self {
+            Charset::Utf8 => "UTF-8",
+            Charset::ShiftJis => "Shift_JIS",
+        }
+    }
+}
+
+/// Why a request file could not be read. Each names what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("the file declares encoding {0:?}; write requests in UTF-8 or Shift_JIS")]
+    UnsupportedEncoding(String),
+    #[error("line {line}: the bytes are not valid {charset}; save the file as the encoding its XML declaration names")]
+    BadBytes { charset: &'static str, line: usize },
+    #[error("a DOCTYPE is not accepted (DTDs and external entities are refused); remove the <!DOCTYPE …> line")]
+    Doctype,
+    #[error("entity &{0}; is not defined; only &amp; &lt; &gt; &quot; &apos; and character references are accepted")]
+    UnknownEntity(String),
+    #[error("the XML ends before <{0}> is closed; the file is incomplete")]
+    Truncated(String),
+    #[error("the file is empty")]
+    Empty,
+    #[error("malformed XML at byte {position}: {detail}")]
+    Malformed { position: u64, detail: String },
+    #[error("the root element is <{0}>, not <XmlMsg>")]
+    NotXmlMsg(String),
+    #[error("the file is {0} bytes; requests over {MAX_REQUEST_BYTES} bytes are refused")]
+    TooLarge(u64),
+}
+
+/// Larger than any 一括照会 upload a clinic sends (10,000 entries are about 5 MB).
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
+
+impl XmlError {
+    /// An error that a writer still at work would cause: read again later before refusing.
+    pub fn may_be_incomplete(&self) -> bool {
+        matches!(self, XmlError::Truncated(_) | XmlError::Empty | XmlError::Malformed { .. } | XmlError::BadBytes { .. })
+    }
+}
+
+/// Decodes a request file: a UTF-8 BOM means UTF-8; otherwise the XML declaration's encoding
+/// (UTF-8 when none is declared).
+pub fn decode(bytes: &[u8]) -> Result<(String, Charset), XmlError> {
+    if bytes.len() as u64 > MAX_REQUEST_BYTES {
+        return Err(XmlError::TooLarge(bytes.len() as u64));
+    }
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return decode_as(rest, Charset::Utf8).map(|text| (text, Charset::Utf8));
+    }
+    let charset = match declared_encoding(bytes) {
+        None => Charset::Utf8,
+        Some(name) => match name.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Charset::Utf8,
+            "shift_jis" | "shift-jis" | "sjis" | "x-sjis" | "windows-31j" | "cp932" | "ms932" | "ms_kanji" => Charset::ShiftJis,
+            _ => return Err(XmlError::UnsupportedEncoding(name)),
+        },
+    };
+    decode_as(bytes, charset).map(|text| (text, charset))
+}
+
+fn decode_as(bytes: &[u8], charset: Charset) -> Result<String, XmlError> {
+    let encoding = match charset {
+        Charset::Utf8 => encoding_rs::UTF_8,
+        Charset::ShiftJis => encoding_rs::SHIFT_JIS,
+    };
+    let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
+    if had_errors {
+        let at = text.find('\u{FFFD}').unwrap_or(0);
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(XmlError::BadBytes { charset: charset.declared_name(), line });
+    }
+    Ok(text.into_owned())
+}
+
+/// The `encoding="…"` of the XML declaration, read as ASCII (both accepted encodings keep
+/// ASCII as is).
+fn declared_encoding(bytes: &[u8]) -> Option<String> {
+    let head = &bytes[..bytes.len().min(200)];
+    let head = String::from_utf8_lossy(head);
+    let declaration = head.strip_prefix("<?xml")?;
+    let declaration = &declaration[..declaration.find("?>")?];
+    let at = declaration.find("encoding")?;
+    let rest = declaration[at + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &rest[1..];
+    Some(value[..value.find(quote)?].to_string())
+}
+
+/// An element with its text and children; attributes are not used by the interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The trimmed text of the first child `name`, `None` when absent or blank.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.trim()).filter(|t| !t.is_empty())
+    }
+
+    /// The first element named `name` at any depth below this one.
+    pub fn find(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find_map(|c| if c.name == name { Some(c) } else { c.find(name) })
+    }
+}
+
+/// Parses a decoded request into its root element, which must be `<XmlMsg>`.
+pub fn parse(text: &str) -> Result<Element, XmlError> {
+    if text.trim().is_empty() {
+        return Err(XmlError::Empty);
+    }
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let position = reader.buffer_position();
+        let event = reader.read_event().map_err(|e| XmlError::Malformed { position: reader.error_position().max(position), detail: e.to_string() })?;
+        match event {
+            Event::DocType(_) => return Err(XmlError::Doctype),
+            Event::Start(start) => stack.push(Element { name: start.local_name().as_ref().to_string(), ..Element::default() }),
+            Event::Empty(start) => {
+                let element = Element { name: start.local_name().as_ref().to_string(), ..Element::default() };
+                attach(&mut stack, &mut root, element, position)?;
+            }
+            Event::End(_) => {
+                let element = stack.pop().ok_or_else(|| XmlError::Malformed { position, detail: "closing tag without an opening one".into() })?;
+                attach(&mut stack, &mut root, element, position)?;
+            }
+            Event::Text(text) => push_text(&mut stack, &text.xml10_content(), position)?,
+            Event::CData(data) => push_text(&mut stack, &data.into_inner(), position)?,
+            Event::GeneralRef(reference) => {
+                let name = reference.xml10_content().to_string();
+                let c = match reference.resolve_char_ref() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => predefined_entity(&name).ok_or(XmlError::UnknownEntity(name))?,
+                    Err(e) => return Err(XmlError::Malformed { position, detail: e.to_string() }),
+                };
+                push_text(&mut stack, c.encode_utf8(&mut [0; 4]), position)?;
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if let Some(open) = stack.pop() {
+        return Err(XmlError::Truncated(open.name));
+    }
+    let root = root.ok_or(XmlError::Empty)?;
+    if root.name != "XmlMsg" {
+        return Err(XmlError::NotXmlMsg(root.name));
+    }
+    Ok(root)
+}
+
+fn predefined_entity(name: &str) -> Option<char> {
+    Some(match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        _ => return None,
+    })
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element, position: u64) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(element),
+        None if root.is_none() => *root = Some(element),
+        None => return Err(XmlError::Malformed { position, detail: format!("a second root element <{}>", element.name) }),
+    }
+    Ok(())
+}
+
+fn push_text(stack: &mut [Element], text: &str, position: u64) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(element) => element.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err(XmlError::Malformed { position, detail: "text outside the root element".into() }),
+    }
+    Ok(())
+}
+
+/// Writes a result document element by element, escaping text.
+pub struct XmlWriter {
+    out: String,
+    open: Vec<&'static str>,
+    charset: Charset,
+}
+
+impl XmlWriter {
+    pub fn new(charset: Charset) -> XmlWriter {
+        let mut out = String::with_capacity(4096);
+        let _ = write!(out, "<?xml version=\"1.0\" encoding=\"{}\" standalone=\"no\"?>\n", charset.declared_name());
+        XmlWriter { out, open: Vec::new(), charset }
+    }
+
+    pub fn open(&mut self, name: &'static str) -> &mut Self {
+        self.indent();
+        let _ = writeln!(self.out, "<{name}>");
+        self.open.push(name);
+        self
+    }
+
+    pub fn close(&mut self) -> &mut Self {
+        if let Some(name) = self.open.pop() {
+            self.indent();
+            let _ = writeln!(self.out, "</{name}>");
+        }
+        self
+    }
+
+    /// `<name>value</name>`.
+    pub fn leaf(&mut self, name: &str, value: &str) -> &mut Self {
+        self.indent();
+        let _ = write!(self.out, "<{name}>");
+        escape_into(&mut self.out, value);
+        let _ = writeln!(self.out, "</{name}>");
+        self
+    }
+
+    /// A leaf only when there is a value.
+    pub fn opt(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        if let Some(value) = value {
+            self.leaf(name, value);
+        }
+        self
+    }
+
+    fn indent(&mut self) {
+        for _ in 0..self.open.len() {
+            self.out.push_str("  ");
+        }
+    }
+
+    /// The document in its character set. Characters Shift_JIS cannot hold become numeric
+    /// character references, which every XML reader resolves.
+    pub fn finish(mut self) -> Vec<u8> {
+        while !self.open.is_empty() {
+            self.close();
+        }
+        match self.charset {
+            Charset::Utf8 => self.out.into_bytes(),
+            Charset::ShiftJis => encoding_rs::SHIFT_JIS.encode(&self.out).0.into_owned(),
+        }
+    }
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_utf8_with_bom_and_shift_jis() {
+        let text = "<?xml version='1.0' encoding='UTF-8' standalone='no'?><XmlMsg><A>山田</A></XmlMsg>";
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(text.as_bytes());
+        let (decoded, charset) = decode(&with_bom).unwrap();
+        assert_eq!(charset, Charset::Utf8);
+        assert_eq!(parse(&decoded).unwrap().value("A"), Some("山田"));
+
+        let sjis_text = text.replace("UTF-8", "Shift_JIS");
+        let sjis = encoding_rs::SHIFT_JIS.encode(&sjis_text).0.into_owned();
+        assert_ne!(sjis, sjis_text.as_bytes());
+        let (decoded, charset) = decode(&sjis).unwrap();
+        assert_eq!(charset, Charset::ShiftJis);
+        assert_eq!(parse(&decoded).unwrap().value("A"), Some("山田"));
+    }
+
+    #[test]
+    fn refuses_doctype_unknown_entities_and_other_encodings() {
+        let xxe = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><XmlMsg><A>&e;</A></XmlMsg>"#;
+        assert_eq!(parse(xxe), Err(XmlError::Doctype));
+        assert_eq!(parse("<XmlMsg><A>&e;</A></XmlMsg>"), Err(XmlError::UnknownEntity("e".into())));
+        assert_eq!(parse("<XmlMsg><A>&amp;&#x5C71;</A></XmlMsg>").unwrap().value("A"), Some("&山"));
+        assert_eq!(decode(b"<?xml version=\"1.0\" encoding=\"EUC-JP\"?><XmlMsg/>"), Err(XmlError::UnsupportedEncoding("EUC-JP".into())));
+    }
+
+    #[test]
+    fn names_truncated_and_foreign_documents() {
+        assert_eq!(parse("<XmlMsg><MessageHeader><A>1</A>"), Err(XmlError::Truncated("MessageHeader".into())));
+        assert!(parse("<XmlMsg><A>1</B></XmlMsg>").unwrap_err().to_string().contains("malformed XML"));
+        assert_eq!(parse("<html></html>"), Err(XmlError::NotXmlMsg("html".into())));
+        assert_eq!(parse("  "), Err(XmlError::Empty));
+        let bad = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<XmlMsg>\n<A>\xff</A></XmlMsg>";
+        assert_eq!(decode(bad), Err(XmlError::BadBytes { charset: "UTF-8", line: 3 }));
+    }
+
+    #[test]
+    fn writes_escaped_text_in_the_asked_charset() {
+        let mut w = XmlWriter::new(Charset::ShiftJis);
+        w.open("XmlMsg").leaf("Name", "田中 <&> 𠮷");
+        let bytes = w.finish();
+        let (text, charset) = decode(&bytes).unwrap();
+        assert_eq!(charset, Charset::ShiftJis);
+        assert_eq!(parse(&text).unwrap().value("Name"), Some("田中 <&> 𠮷"));
+    }
+}
