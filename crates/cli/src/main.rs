@@ -7,6 +7,7 @@ mod card_cmd;
 mod center_cmd;
 mod demo;
 mod demo_cards;
+mod gateway_cmd;
 mod jpki_cmd;
 mod medical_cmd;
 mod progress;
@@ -62,6 +63,12 @@ enum Command {
         #[command(subcommand)]
         command: medical_cmd::MedicalCommand,
     },
+    /// The clinic gateway: the req/res/face file interface, the reception page, 一括照会,
+    /// hybrid/offline mode.
+    Gateway {
+        #[command(subcommand)]
+        command: gateway_cmd::GatewayCommand,
+    },
     /// Generate a synthetic population (insurer event files and a ground truth).
     Synth(synth_cmd::SynthArgs),
     /// Ask the center whether a coverage is valid.
@@ -96,6 +103,7 @@ fn main() -> ExitCode {
         Command::Card { command } => card_cmd::run_card(command),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Medical { command } => medical_cmd::run(command),
+        Command::Gateway { command } => gateway_cmd::run(command),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
         Command::Receipt { command } => receipt_cmd::run(command),

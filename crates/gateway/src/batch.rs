@@ -42,7 +42,9 @@ pub fn add(
             (check::patient_key(&request), label, search)
         })
         .collect();
-    gateway.store.add_batch(reception_number, &gateway.now().to_string(), source, header, &rows, request, files)?;
+    let at = gateway.now().to_string();
+    let batch = crate::store::NewBatch { reception_number, at: &at, source, header, entries: &rows };
+    gateway.store.add_batch(&batch, request, files)?;
     Ok(())
 }
 
@@ -82,7 +84,7 @@ async fn finish(
 ) -> Result<usize, GatewayError> {
     let mut rows = Vec::with_capacity(chunk.len());
     for (entry, outcome) in chunk.iter().zip(outcomes) {
-        let before = gateway.store.batch_outcome(&entry.key, &entry.created_at)?;
+        let before = gateway.store.batch_outcome(&entry.key, Some(&entry.reception_number))?;
         let changes = before.map(|(_, before)| check::changes(Some(&before), &outcome)).unwrap_or_default();
         rows.push((entry.reception_number.clone(), entry.seq, entry.key.clone(), outcome, changes));
     }
@@ -95,7 +97,13 @@ async fn finish(
 }
 
 /// The `OQSmuquc02res_` document of a reception number.
-pub fn results_file(gateway: &Gateway, header: &Header, reception_number: &str, now: &str, charset: Charset) -> Result<Vec<u8>, GatewayError> {
+pub fn results_file(
+    gateway: &Gateway,
+    header: &Header,
+    reception_number: &str,
+    now: &str,
+    charset: Charset,
+) -> Result<Vec<u8>, GatewayError> {
     let code = &gateway.config.institution_code;
     let Some((_, entries)) = gateway.store.batch(reception_number)? else {
         return Ok(answer_xml::bulk_results(header, reception_number, None, now, code, charset));
@@ -143,7 +151,10 @@ pub fn read_appointments(bytes: &[u8]) -> Result<Vec<Appointment>, AppointmentEr
     let column = |name: &str| names.iter().position(|n| n == name);
     for required in ["patient_id", "date", "insurer_number", "number", "birth_date"] {
         if column(required).is_none() {
-            return Err(AppointmentError { line: 1, detail: format!("the header has no `{required}` column; the columns are {}", COLUMNS.join(",")) });
+            return Err(AppointmentError {
+                line: 1,
+                detail: format!("the header has no `{required}` column; the columns are {}", COLUMNS.join(",")),
+            });
         }
     }
     let mut appointments = Vec::new();
@@ -240,7 +251,8 @@ mod tests {
         assert_eq!(list[0].patient, "K001");
         assert_eq!(list[0].search.symbol.as_deref(), Some("12"));
         assert_eq!(list[0].search.branch, None);
-        let sjis = encoding_rs::SHIFT_JIS.encode("patient_id,date,insurer_number,number,birth_date\n山田,20261126,06123456,１,19800101\n").0;
+        let sjis =
+            encoding_rs::SHIFT_JIS.encode("patient_id,date,insurer_number,number,birth_date\n山田,20261126,06123456,１,19800101\n").0;
         assert_eq!(read_appointments(&sjis).unwrap()[0].patient, "山田");
         let e = read_appointments(b"patient_id,date,insurer_number,number,birth_date\nK1,2026-11-26,1,2,19800101\n").unwrap_err();
         assert_eq!(e.line, 2);

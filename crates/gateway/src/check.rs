@@ -11,6 +11,7 @@ use crate::request::{Header, SearchInfo};
 /// The outcome of one check.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per check, never in bulk in memory
 pub enum Outcome {
     /// The center answered.
     Answered {
@@ -57,7 +58,7 @@ impl Outcome {
 }
 
 fn validity_sentence(answer: &VerifyAnswer) -> String {
-    let mut text = format!("{}", answer.validity.label);
+    let mut text = answer.validity.label.to_string();
     if let Some(coverage) = &answer.coverage
         && let Some(ratio) = coverage.copay_ratio_percent
     {
@@ -74,7 +75,14 @@ pub fn time_ja(stamp: &str) -> String {
     if stamp.len() != 14 {
         return stamp.to_string();
     }
-    format!("{}年{}月{}日 {}:{}", &stamp[..4], stamp[4..6].trim_start_matches('0'), stamp[6..8].trim_start_matches('0'), &stamp[8..10], &stamp[10..12])
+    format!(
+        "{}年{}月{}日 {}:{}",
+        &stamp[..4],
+        stamp[4..6].trim_start_matches('0'),
+        stamp[6..8].trim_start_matches('0'),
+        &stamp[8..10],
+        &stamp[10..12]
+    )
 }
 
 /// The numbers that identify a patient's coverage, normalised so that a request written with
@@ -86,7 +94,7 @@ pub fn patient_key(request: &VerifyNumberRequest) -> String {
         norm(&request.insurer_number),
         request.symbol.as_deref().map(to_half_width).unwrap_or_default().trim(),
         to_half_width(&request.number).trim(),
-        request.branch.as_deref().map(|b| norm(b)).unwrap_or_default(),
+        request.branch.as_deref().map(norm).unwrap_or_default(),
         request.birth_date.trim()
     )
 }
@@ -157,6 +165,7 @@ pub enum Source {
 /// What a queued check asks again when the line returns, and where its answer goes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per queued check
 pub enum Job {
     /// A check by numbers; a file request's re-verified answer goes to `res/`.
     Number {
@@ -165,12 +174,7 @@ pub enum Job {
         reply: Option<FileReply>,
     },
     /// A card checked visually while the line was down; the answer goes to `face/`.
-    CardVisual {
-        certificate: String,
-        serial: String,
-        consent: ConsentChoice,
-        date_of_care: String,
-    },
+    CardVisual { certificate: String, serial: String, consent: ConsentChoice, date_of_care: String },
 }
 
 /// How to write a file answer: the request's name, header and search echo.

@@ -128,7 +128,12 @@ impl GatewayConfig {
         if !url.starts_with("https://") {
             return Err(setting("center.url", format!("is {url:?}; the center is reached over https:// only")));
         }
-        let files = [("center.ca", &raw.center.ca), ("center.cert", &raw.center.cert), ("center.key", &raw.center.key), ("reader.file", &raw.reader.file)];
+        let files = [
+            ("center.ca", &raw.center.ca),
+            ("center.cert", &raw.center.cert),
+            ("center.key", &raw.center.key),
+            ("reader.file", &raw.reader.file),
+        ];
         for (name, file) in files {
             let file = abs(file);
             if !file.is_file() {

@@ -40,7 +40,8 @@ pub fn flush(store: &Store) -> Result<usize, GatewayError> {
     let mut written = 0;
     for (id, file, staged) in store.unwritten()? {
         let tmp = temporary_name(&file.path);
-        let io = |e: std::io::Error, path: &Path| GatewayError::File { what: "answer file", path: path.to_path_buf(), detail: e.to_string() };
+        let io =
+            |e: std::io::Error, path: &Path| GatewayError::File { what: "answer file", path: path.to_path_buf(), detail: e.to_string() };
         if !staged {
             write_synced(&tmp, &file.bytes).map_err(|e| io(e, &tmp))?;
             store.mark_file(id, "staged")?;

@@ -136,6 +136,22 @@ impl Gateway {
         line.detail = detail;
     }
 
+    /// Asks the center's health, so that the page shows the line's state before anyone is
+    /// checked. Returns whether the center answered.
+    pub async fn probe(&self) -> bool {
+        match self.client.health().await {
+            Ok(_) => {
+                self.note_line(true, None);
+                true
+            }
+            Err(error) => {
+                let up = Self::offline_reason(&error).is_none();
+                self.note_line(up, (!up).then(|| error.to_string()));
+                up
+            }
+        }
+    }
+
     /// `Some(reason)` when an error means the line or the center is down (as opposed to the
     /// center refusing this request).
     pub fn offline_reason(error: &ClientError) -> Option<String> {
@@ -186,7 +202,7 @@ impl Gateway {
         if outcome.answer().is_none() {
             return Ok(Vec::new());
         }
-        Ok(match self.store.batch_outcome(key, &self.now().to_string())? {
+        Ok(match self.store.batch_outcome(key, None)? {
             Some((_, before)) => check::changes(Some(&before), outcome),
             None => Vec::new(),
         })
@@ -218,8 +234,12 @@ impl Gateway {
     pub async fn ask_card(&self, how: CardHow, consent: ConsentChoice) -> Result<Checked, GatewayError> {
         let mut reader = self.reader.lock().await;
         let (certificate, serial) = match reader.state() {
-            onshi_reader::ReaderState::Empty => return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into())),
-            onshi_reader::ReaderState::CardPresent { serial } => (reader.certificate().map_err(|e| GatewayError::Reader(e.to_string()))?, serial),
+            onshi_reader::ReaderState::Empty => {
+                return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into()));
+            }
+            onshi_reader::ReaderState::CardPresent { serial } => {
+                (reader.certificate().map_err(|e| GatewayError::Reader(e.to_string()))?, serial)
+            }
         };
         let (method, flow_how) = match &how {
             CardHow::Pin(pin) => ("pin", How::Pin(pin)),
@@ -228,7 +248,7 @@ impl Gateway {
         };
         let date_of_care = self.now().date().yyyymmdd();
         let subject = format!("マイナ保険証（証明書 {serial}）");
-        match flow::verify(&self.client, &mut *reader, flow_how, consent.clone(), Some(date_of_care.clone())).await {
+        match flow::verify(&self.client, &mut *reader, flow_how, consent, Some(date_of_care.clone())).await {
             Ok(answer) => {
                 self.note_line(true, None);
                 let outcome = Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) };

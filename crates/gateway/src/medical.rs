@@ -25,9 +25,9 @@ pub async fn answer(gateway: &Gateway, header: &Header, kind: Kind, patient: &Me
     w.opt("ArbitraryFileIdentifier", header.arbitrary_file_identifier.as_deref());
     w.leaf("CharacterCodeIdentifier", charset.identifier());
     let result = if kind == Kind::Drugs {
-        gateway.client.post_json::<_, MedicalAnswer<Drug>>("/medical/drugs", &query).await.map(|a| Shown::Drugs(a))
+        gateway.client.post_json::<_, MedicalAnswer<Drug>>("/medical/drugs", &query).await.map(Shown::Drugs)
     } else {
-        gateway.client.post_json::<_, MedicalAnswer<CheckupItem>>("/medical/checkups", &query).await.map(|a| Shown::Checkups(a))
+        gateway.client.post_json::<_, MedicalAnswer<CheckupItem>>("/medical/checkups", &query).await.map(Shown::Checkups)
     };
     match result {
         Err(error) => {

@@ -38,7 +38,9 @@ pub async fn run_once(gateway: &Gateway) -> Result<Pass, GatewayError> {
         let changes = check::changes(Some(&job.first), &outcome);
         let files = answer_files(gateway, &job, &outcome, &changes);
         let cache = match (&job.job, outcome.answer()) {
-            (Job::Number { request, .. }, Some(answer)) => Some((check::patient_key(request), serde_json::to_string(answer).expect("answers serialise"))),
+            (Job::Number { request, .. }, Some(answer)) => {
+                Some((check::patient_key(request), serde_json::to_string(answer).expect("answers serialise")))
+            }
             _ => None,
         };
         let at = gateway.now().to_string();
@@ -64,19 +66,26 @@ async fn ask_again(gateway: &Gateway, job: &QueuedJob) -> Result<Option<Outcome>
             Ok((!checked.queued()).then_some(checked.outcome))
         }
         Job::CardVisual { certificate, consent, date_of_care, .. } => {
-            let challenge = match gateway.client.post_json::<_, Challenge>(onshi_reader::flow::INSTITUTION_CHALLENGE, &serde_json::json!({})).await {
-                Ok(c) => c.challenge,
-                Err(e) if Gateway::offline_reason(&e).is_some() => return Ok(None),
-                Err(e) => return Ok(Some(crate::gateway::refused_outcome(e))),
-            };
+            let challenge =
+                match gateway.client.post_json::<_, Challenge>(onshi_reader::flow::INSTITUTION_CHALLENGE, &serde_json::json!({})).await {
+                    Ok(c) => c.challenge,
+                    Err(e) if Gateway::offline_reason(&e).is_some() => return Ok(None),
+                    Err(e) => return Ok(Some(crate::gateway::refused_outcome(e))),
+                };
             let attestation = gateway
                 .reader
                 .lock()
                 .await
                 .attest_recorded_visual(&challenge, certificate)
                 .map_err(|e| GatewayError::Reader(e.to_string()))?;
-            let proof = CardProof { challenge, certificate: certificate.clone(), method: Method::Visual, card_signature: None, attestation: Some(attestation) };
-            let request = VerifyCard { proof, date_of_care: Some(date_of_care.clone()), consent: consent.clone() };
+            let proof = CardProof {
+                challenge,
+                certificate: certificate.clone(),
+                method: Method::Visual,
+                card_signature: None,
+                attestation: Some(attestation),
+            };
+            let request = VerifyCard { proof, date_of_care: Some(date_of_care.clone()), consent: *consent };
             match gateway.client.post_json::<_, CardAnswer>("/verify/card", &request).await {
                 Ok(answer) => Ok(Some(Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) })),
                 Err(e) if Gateway::offline_reason(&e).is_some() => Ok(None),
@@ -120,6 +129,7 @@ pub async fn run(gateway: Arc<Gateway>, retry: Duration, stop: tokio::sync::watc
         if *stop.borrow() {
             return;
         }
+        gateway.probe().await;
         let waiting = match run_once(&gateway).await {
             Ok(pass) => pass.offline,
             Err(e) => {

@@ -149,6 +149,17 @@ pub struct NewCheck<'a> {
     pub cache: Option<(&'a str, &'a str)>,
 }
 
+/// A 一括照会 to store: its entries are (key for matching, label for staff, search).
+#[derive(Clone, Copy)]
+pub struct NewBatch<'a> {
+    pub reception_number: &'a str,
+    pub at: &'a str,
+    /// `file` or `appointments`.
+    pub source: &'a str,
+    pub header: &'a crate::request::Header,
+    pub entries: &'a [(String, String, crate::request::SearchInfo)],
+}
+
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -182,10 +193,8 @@ impl Store {
 
     /// Whether this request file (by name and content digest) has been answered already.
     pub fn request_answered(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT 1 FROM requests WHERE name = ?1 AND digest = ?2", params![name, digest], |_| Ok(())).optional()
-        })
-        .map(|found| found.is_some())
+        self.with(|c| c.query_row("SELECT 1 FROM requests WHERE name = ?1 AND digest = ?2", params![name, digest], |_| Ok(())).optional())
+            .map(|found| found.is_some())
     }
 
     /// Records a check (and its queue entry, cache refresh, request journal row and answer
@@ -216,17 +225,18 @@ impl Store {
 
     /// The last answer the center gave for these numbers, with when it was fetched.
     pub fn cached(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT answer, fetched_at FROM cache WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-        })
+        self.with(|c| c.query_row("SELECT answer, fetched_at FROM cache WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
     }
 
-    /// The newest batch answer for these numbers (from a batch made before `before`).
-    pub fn batch_outcome(&self, key: &str, before: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+    /// The newest batch answer for these numbers; with `before`, only from batches stored
+    /// before that reception number (the batch a batch entry is compared with).
+    pub fn batch_outcome(&self, key: &str, before: Option<&str>) -> Result<Option<(String, Outcome)>, StoreError> {
         let row: Option<(String, String)> = self.with(|c| {
             c.query_row(
                 "SELECT b.created_at, e.outcome FROM batch_entries e JOIN batches b USING (reception_number)
-                 WHERE e.key = ?1 AND e.outcome IS NOT NULL AND b.created_at < ?2 ORDER BY b.created_at DESC LIMIT 1",
+                 WHERE e.key = ?1 AND e.outcome IS NOT NULL
+                   AND (?2 IS NULL OR b.rowid < (SELECT rowid FROM batches WHERE reception_number = ?2))
+                 ORDER BY b.rowid DESC LIMIT 1",
                 params![key, before],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -323,16 +333,8 @@ impl Store {
     }
 
     /// Stores a 一括照会 with its entries (labels for staff, keys for matching, searches).
-    pub fn add_batch(
-        &self,
-        reception_number: &str,
-        at: &str,
-        source: &str,
-        header: &crate::request::Header,
-        entries: &[(String, String, crate::request::SearchInfo)],
-        request: Option<(&str, &str)>,
-        files: &[OutFile],
-    ) -> Result<(), StoreError> {
+    pub fn add_batch(&self, batch: &NewBatch<'_>, request: Option<(&str, &str)>, files: &[OutFile]) -> Result<(), StoreError> {
+        let NewBatch { reception_number, at, source, header, entries } = *batch;
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -407,9 +409,8 @@ impl Store {
         &self,
         reception_number: &str,
     ) -> Result<Option<(crate::request::Header, Vec<(String, crate::request::SearchInfo, Option<Outcome>, Vec<String>)>)>, StoreError> {
-        let header: Option<String> = self.with(|c| {
-            c.query_row("SELECT header FROM batches WHERE reception_number = ?1", [reception_number], |r| r.get(0)).optional()
-        })?;
+        let header: Option<String> = self
+            .with(|c| c.query_row("SELECT header FROM batches WHERE reception_number = ?1", [reception_number], |r| r.get(0)).optional())?;
         let Some(header) = header else { return Ok(None) };
         let raw: Vec<(String, String, Option<String>, String)> = self.with(|c| {
             let mut statement =
@@ -419,7 +420,9 @@ impl Store {
         })?;
         let entries = raw
             .into_iter()
-            .map(|(label, search, outcome, changes)| Ok((label, parse(&search)?, outcome.as_deref().map(parse).transpose()?, parse(&changes)?)))
+            .map(|(label, search, outcome, changes)| {
+                Ok((label, parse(&search)?, outcome.as_deref().map(parse).transpose()?, parse(&changes)?))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some((parse(&header)?, entries)))
     }
@@ -440,13 +443,18 @@ impl Store {
     /// Files not yet fully written: (id, path, bytes, staged, remove_after).
     pub fn unwritten(&self) -> Result<Vec<(i64, OutFile, bool)>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare("SELECT id, path, bytes, state, remove_after FROM outbox WHERE state != 'written' ORDER BY id")?;
+            let mut statement =
+                c.prepare("SELECT id, path, bytes, state, remove_after FROM outbox WHERE state != 'written' ORDER BY id")?;
             let rows = statement.query_map([], |r| {
                 let remove_after: Option<String> = r.get(4)?;
                 let state: String = r.get(3)?;
                 Ok((
                     r.get::<_, i64>(0)?,
-                    OutFile { path: PathBuf::from(r.get::<_, String>(1)?), bytes: r.get(2)?, remove_after: remove_after.map(PathBuf::from) },
+                    OutFile {
+                        path: PathBuf::from(r.get::<_, String>(1)?),
+                        bytes: r.get(2)?,
+                        remove_after: remove_after.map(PathBuf::from),
+                    },
                     state == "staged",
                 ))
             })?;

@@ -163,7 +163,9 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     loop {
         let position = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| XmlError::Malformed { position: reader.error_position().max(position), detail: e.to_string() })?;
+        let event = reader
+            .read_event()
+            .map_err(|e| XmlError::Malformed { position: reader.error_position().max(position), detail: e.to_string() })?;
         match event {
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Start(start) => stack.push(Element { name: start.local_name().as_ref().to_string(), ..Element::default() }),
@@ -172,7 +174,8 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 attach(&mut stack, &mut root, element, position)?;
             }
             Event::End(_) => {
-                let element = stack.pop().ok_or_else(|| XmlError::Malformed { position, detail: "closing tag without an opening one".into() })?;
+                let element =
+                    stack.pop().ok_or_else(|| XmlError::Malformed { position, detail: "closing tag without an opening one".into() })?;
                 attach(&mut stack, &mut root, element, position)?;
             }
             Event::Text(text) => push_text(&mut stack, &text.xml10_content(), position)?,
@@ -239,7 +242,7 @@ pub struct XmlWriter {
 impl XmlWriter {
     pub fn new(charset: Charset) -> XmlWriter {
         let mut out = String::with_capacity(4096);
-        let _ = write!(out, "<?xml version=\"1.0\" encoding=\"{}\" standalone=\"no\"?>\n", charset.declared_name());
+        let _ = writeln!(out, "<?xml version=\"1.0\" encoding=\"{}\" standalone=\"no\"?>", charset.declared_name());
         XmlWriter { out, open: Vec::new(), charset }
     }
 

@@ -119,8 +119,13 @@ impl Server {
 
     /// As [`Server::start_at`], with more `center serve` arguments.
     pub fn start_with(db: &Path, pki: &Path, extra: &[&str]) -> Server {
+        Server::start_listening(db, pki, "127.0.0.1:0", extra)
+    }
+
+    /// As [`Server::start_with`], on `listen` (a restart on the port it had before).
+    pub fn start_listening(db: &Path, pki: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = onshi()
-            .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
+            .args(["center", "serve", "--listen", listen, "--db"])
             .arg(db)
             .arg("--pki")
             .arg(pki)

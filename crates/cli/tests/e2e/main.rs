@@ -2,9 +2,11 @@
 //! would, against a real server on a free loopback port with real TLS and real SQLite files.
 
 mod card;
+mod clinic;
 mod common;
 mod consent;
 mod demo;
+mod gateway;
 mod import;
 mod receipt;
 mod server;

@@ -1,0 +1,174 @@
+//! The clinic gateway end to end: `onshi gateway serve` and `onshi gateway batch` as child
+//! processes beside a real center over mutual TLS, fed through the req/ folder and the page.
+
+use crate::clinic::{
+    ClinicWorld, FACILITY_PASSWORD, GatewayProcess, PIN, drop_request, element, members, names_in, read_answer, single_request, today_plus,
+    wait_for,
+};
+use crate::common::onshi;
+
+/// The center stops while the clinic keeps checking by numbers (files and page) and by card
+/// (visual); the gateway is killed and restarted in the middle; when the center returns,
+/// every queued check is re-verified exactly once and the one whose coverage was lost in the
+/// meantime is flagged.
+#[test]
+fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once() {
+    let mut world = ClinicWorld::new();
+    let [p1, p2, p3, p4] = <[_; 4]>::try_from(members()).unwrap();
+    let today = today_plus(0);
+    let gateway = GatewayProcess::start(&world);
+
+    // Online: P2 is checked, so the gateway holds an answer for P2.
+    drop_request(&world.req(), "OQSsiquc01req_0001.xml", &single_request(&p2, "a-1", &today, false));
+    let first = read_answer(&world.res().join("OQSsiquc01res_0001.xml"));
+    assert_eq!(element(&first, "QualificationValidity").as_deref(), Some("1"));
+    assert_eq!(element(&first, "ArbitraryFileIdentifier").as_deref(), Some("a-1"));
+
+    // The insurer then reports P2's coverage lost since yesterday, and the center goes down.
+    world.upload(&[crate::clinic::lose(&p2, &today_plus(-1))]);
+    let center_addr = world.addr.clone();
+    world.stop_center();
+
+    // Offline: P2 from the cache (marked as such), P4 never seen (visual check, queued).
+    drop_request(&world.req(), "OQSsiquc01req_0002.xml", &single_request(&p2, "a-2", &today, false));
+    drop_request(&world.req(), "OQSsiquc01req_0003.xml", &single_request(&p4, "a-3", &today, true));
+    let cached = read_answer(&world.res().join("OQSsiquc01res_0002.xml"));
+    assert_eq!(element(&cached, "QualificationValidity").as_deref(), Some("1"), "the cached answer is given");
+    assert_eq!(element(&cached, "ProcessingResultCode").as_deref(), Some("ONSHI-GW-CACHED"));
+    assert!(element(&cached, "ProcessingResultMessage").unwrap().contains("取得の控え"));
+    let queued = read_answer(&world.res().join("OQSsiquc01res_0003.xml"));
+    assert_eq!(element(&queued, "SegmentOfResult").as_deref(), Some("2"), "処理中 until the line returns");
+    assert_eq!(element(&queued, "ErrorCode").as_deref(), Some("ONSHI-GW-QUEUED"));
+
+    // The page: P3 by numbers (queued); the card: PIN refused for want of the line, then a
+    // visual check with the facility password (queued).
+    gateway.post(
+        "/check",
+        &[("insurer_number", &p3.insurer), ("symbol", p3.symbol), ("number", p3.number), ("branch", p3.branch), ("birth_date", p3.birth)],
+    );
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let refused = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+    assert!(refused.contains("顔認証・暗証番号では確認できません"), "staff are told to switch to visual mode");
+    gateway.post("/visual", &[("facility_password", FACILITY_PASSWORD)]);
+    let face_while_down = wait_for("a face file", || names_in(&world.face()).into_iter().next());
+    let face_xml = read_answer(&world.face().join(&face_while_down));
+    assert_eq!(element(&face_xml, "SegmentOfResult").as_deref(), Some("2"));
+    assert_eq!(element(&face_xml, "ReferenceClassification").as_deref(), Some("1"));
+    assert_eq!(gateway.status()["waiting"], 4, "P2, P4, P3 and the card wait (P2 was answered from the cache but is re-verified)");
+
+    // SIGKILL; a request arrives while the gateway is down; the gateway restarts offline.
+    gateway.kill();
+    drop_request(&world.req(), "OQSsiquc01req_0004.xml", &single_request(&p1, "a-4", &today, false));
+    let gateway = GatewayProcess::start(&world);
+    let late = read_answer(&world.res().join("OQSsiquc01res_0004.xml"));
+    assert_eq!(element(&late, "SegmentOfResult").as_deref(), Some("2"));
+    assert_eq!(gateway.status()["waiting"], 5, "nothing queued was lost to the kill");
+    let page = gateway.get("/");
+    assert!(page.contains("回線: 不通"), "the page says the line is down");
+    assert!(page.contains("回線待ちの照会（5件）"), "the page lists the queue");
+
+    // The center returns on its old address: everything is re-verified by itself.
+    world.start_center(&center_addr);
+    wait_for("the queue to drain", || (gateway.status()["waiting"] == 0).then_some(()));
+    gateway.kill();
+    // A restart after the re-verification repeats nothing.
+    let gateway = GatewayProcess::start(&world);
+    assert_eq!(gateway.status()["waiting"], 0);
+
+    let reverified: Vec<String> = names_in(&world.res()).into_iter().filter(|n| n.contains("_reverified")).collect();
+    assert_eq!(
+        reverified,
+        ["OQSsiquc01res_0002_reverified.xml", "OQSsiquc01res_0003_reverified.xml", "OQSsiquc01res_0004_reverified.xml"],
+        "one re-verified answer per queued file request"
+    );
+    let p2_again = read_answer(&world.res().join("OQSsiquc01res_0002_reverified.xml"));
+    assert_eq!(element(&p2_again, "QualificationValidity").as_deref(), Some("2"), "P2 turned out lost");
+    assert_eq!(element(&p2_again, "ProcessingResultCode").as_deref(), Some("ONSHI-GW-CHANGED"));
+    assert!(element(&p2_again, "ProcessingResultMessage").unwrap().contains("有効 → 無効"));
+    assert_eq!(element(&p2_again, "ArbitraryFileIdentifier").as_deref(), Some("a-2"));
+    for name in ["OQSsiquc01res_0003_reverified.xml", "OQSsiquc01res_0004_reverified.xml"] {
+        let answer = read_answer(&world.res().join(name));
+        assert_eq!(element(&answer, "QualificationValidity").as_deref(), Some("1"), "{name}");
+        assert_eq!(element(&answer, "ProcessingResultCode"), None, "{name}: no change to flag");
+    }
+    let faces = names_in(&world.face());
+    assert_eq!(faces.len(), 2, "the visual check's face file and its re-verified one: {faces:?}");
+    let card_again =
+        faces.iter().map(|f| read_answer(&world.face().join(f))).find(|x| element(x, "SegmentOfResult").as_deref() == Some("1")).unwrap();
+    assert_eq!(element(&card_again, "QualificationValidity").as_deref(), Some("1"));
+    assert_eq!(element(&card_again, "Name").as_deref(), Some(p1.name));
+    assert!(names_in(&world.req()).is_empty(), "every request was answered and removed");
+
+    wait_for("the line to be seen up", || (gateway.status()["line_up"] == true).then_some(()));
+    let page = gateway.get("/");
+    assert!(page.contains("再照会で判明: 資格: 有効 → 無効"), "the change is flagged for staff");
+    assert!(page.contains("回線: 正常"));
+    let store = rusqlite::Connection::open(world.path("gateway.sqlite")).unwrap();
+    let (queued, done): (i64, i64) =
+        store.query_row("SELECT count(*), count(done_at) FROM queue", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((queued, done), (5, 5));
+}
+
+/// 一括照会 from an appointment list the day before; the insurer reports a loss; on the day
+/// the check by file and the next batch both say what changed.
+#[test]
+fn a_batch_ahead_of_the_day_flags_what_changed_since() {
+    let world = ClinicWorld::new();
+    let [_, p2, _, p4] = <[_; 4]>::try_from(members()).unwrap();
+    let tomorrow = today_plus(1);
+    let csv = format!(
+        "patient_id,date,insurer_number,symbol,number,branch,birth_date\nK002,{tomorrow},{},{},{},{},{}\nK004,{tomorrow},{},{},{},{},{}\n",
+        p2.insurer, p2.symbol, p2.number, p2.branch, p2.birth, p4.insurer, p4.symbol, p4.number, p4.branch, p4.birth
+    );
+    std::fs::write(world.path("appointments.csv"), csv).unwrap();
+    let batch = || {
+        onshi()
+            .args(["gateway", "batch", "--config"])
+            .arg(world.path("gateway.toml"))
+            .arg("--appointments")
+            .arg(world.path("appointments.csv"))
+            .output()
+            .unwrap()
+    };
+    let first = batch();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains("2 人, 照会済み 2 人"), "{stdout}");
+    let result_name = names_in(&world.res()).into_iter().find(|n| n.starts_with("OQSmuquc02res_")).expect("a batch result file");
+    let result = read_answer(&world.res().join(&result_name));
+    assert_eq!(element(&result, "NumberOfNormalProcessing").as_deref(), Some("2"));
+
+    // P2 loses the coverage from tomorrow.
+    world.upload(&[crate::clinic::lose(&p2, &tomorrow)]);
+
+    // On the day (the request is dated tomorrow), the file check says what changed.
+    let gateway = GatewayProcess::start(&world);
+    drop_request(&world.req(), "OQSsiquc01req_day.xml", &single_request(&p2, "d-1", &tomorrow, false));
+    let day = read_answer(&world.res().join("OQSsiquc01res_day.xml"));
+    assert_eq!(element(&day, "QualificationValidity").as_deref(), Some("2"));
+    assert_eq!(element(&day, "ProcessingResultCode").as_deref(), Some("ONSHI-GW-CHANGED"));
+    assert!(element(&day, "ProcessingResultMessage").unwrap().starts_with("一括照会から変更があります"));
+    let page = gateway.get("/");
+    assert!(page.contains("一括照会から: 資格: 有効 → 無効"), "the page flags the patient");
+
+    // The next batch reports the change too, and exits 3 so that a script notices.
+    let second = batch();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("変更あり K002: 資格: 有効 → 無効"), "{stdout}");
+    assert!(!stdout.contains("変更あり K004"), "{stdout}");
+    assert!(gateway.get("/").contains("一括照会で: 資格: 有効 → 無効"));
+
+    // A list with a bad line is refused with the line named.
+    std::fs::write(world.path("bad.csv"), "patient_id,date,insurer_number,number,birth_date\nK9,2026/11/26,06130488,1,19800101\n").unwrap();
+    let bad = onshi()
+        .args(["gateway", "batch", "--config"])
+        .arg(world.path("gateway.toml"))
+        .arg("--appointments")
+        .arg(world.path("bad.csv"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("YYYYMMDD"), "{stderr}");
+}

@@ -1,0 +1,480 @@
+//! The reception page (受付画面): server-rendered HTML in Japanese that any browser on the
+//! reception PC shows. Forms post and redirect back; a few lines of script refresh the live
+//! part (line state, reader, today's checks, the queue, changes) every few seconds without
+//! touching what staff are typing. No script is needed to use it.
+//!
+//! Names appear here (reception needs them); they never go to logs.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use onshi_api::card::ConsentChoice;
+use onshi_api::verify::VerifyNumberRequest;
+use onshi_reader::{CardReader, Face, ReaderState};
+
+use crate::check::{Outcome, Source, time_ja};
+use crate::gateway::{CardHow, Gateway, GatewayError};
+use crate::store::CheckRow;
+
+/// The page's state: the gateway and the message to show after the next redirect.
+pub struct Page {
+    gateway: Arc<Gateway>,
+    flash: Mutex<Option<(bool, String)>>,
+}
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let page = Arc::new(Page { gateway, flash: Mutex::new(None) });
+    Router::new()
+        .route("/", get(index))
+        .route("/live", get(live))
+        .route("/status", get(status))
+        .route("/check", post(check_number))
+        .route("/reader/place", post(place_card))
+        .route("/reader/remove", post(remove_card))
+        .route("/reader/camera", post(camera))
+        .route("/reader/verify", post(verify_card))
+        .route("/visual", post(visual_check))
+        .with_state(page)
+}
+
+/// HTML-escapes text.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Page {
+    fn say(&self, ok: bool, message: impl Into<String>) -> Response {
+        *self.flash.lock().unwrap_or_else(|p| p.into_inner()) = Some((ok, message.into()));
+        Redirect::to("/").into_response()
+    }
+}
+
+/// Refuses a form posted from another site (a page on the internet cannot drive the
+/// reception PC's gateway through the browser).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()), host) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
+        (Some(_), None) => false,
+    }
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, "cross-site form refused").into_response()
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:1rem;background:#f7f7f5;color:#222}
+h1{font-size:1.3rem}h2{font-size:1.1rem;margin-top:1.4rem;border-bottom:2px solid #ccc}
+table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+.ok{color:#075e2b}.bad{color:#a40000;font-weight:bold}.warn{color:#8a5300;font-weight:bold}
+.flash{padding:.6rem;border-radius:4px;margin:.5rem 0}.flash.ok{background:#e4f4e8}.flash.bad{background:#fbe5e5}
+form{display:inline-block;margin:.2rem 1rem .2rem 0;padding:.5rem;background:#fff;border:1px solid #ddd}
+label{margin-right:.6rem}input[type=text],input[type=password]{width:8rem}.line{padding:.4rem;display:inline-block}";
+
+const REFRESH: &str = "setInterval(function(){fetch('/live').then(function(r){return r.text()}).then(function(t){document.getElementById('live').innerHTML=t})},3000);";
+
+async fn index(State(page): State<Arc<Page>>) -> Response {
+    let flash = page.flash.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let live = render_live(&page.gateway).await;
+    let mut html = String::with_capacity(16 * 1024);
+    let code = esc(&page.gateway.config.institution_code);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>受付 — onshi</title><style>{STYLE}</style></head><body>\
+         <h1>オンライン資格確認 受付（医療機関コード {code}）</h1>"
+    );
+    if let Some((ok, message)) = flash {
+        let _ = write!(html, "<div id=\"flash\" class=\"flash {}\">{}</div>", if ok { "ok" } else { "bad" }, esc(&message));
+    }
+    html.push_str(&forms(&page.gateway));
+    let _ = write!(html, "<div id=\"live\">{live}</div><script>{REFRESH}</script></body></html>");
+    Html(html).into_response()
+}
+
+async fn live(State(page): State<Arc<Page>>) -> Response {
+    Html(render_live(&page.gateway).await).into_response()
+}
+
+/// A small JSON status for scripts and `onshi doctor`.
+async fn status(State(page): State<Arc<Page>>) -> Response {
+    let line = page.gateway.line();
+    let waiting = page.gateway.store.waiting().map(|w| w.len()).unwrap_or(0);
+    Json(serde_json::json!({ "line_up": line.up, "since": line.since, "waiting": waiting })).into_response()
+}
+
+fn card_files(gateway: &Gateway) -> Vec<String> {
+    let Some(dir) = &gateway.config.card_folder else { return Vec::new() };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn forms(gateway: &Gateway) -> String {
+    let mut html = String::new();
+    html.push_str("<h2>マイナ保険証（カードリーダー）</h2>");
+    let cards = card_files(gateway);
+    if !cards.is_empty() {
+        html.push_str("<form method=\"post\" action=\"/reader/place\"><label>カード <select name=\"card\" id=\"card\">");
+        for card in &cards {
+            let _ = write!(html, "<option value=\"{0}\">{0}</option>", esc(card));
+        }
+        html.push_str("</select></label><button id=\"place\">カードを置く</button></form>");
+    }
+    html.push_str(
+        "<form method=\"post\" action=\"/reader/camera\"><label><input type=\"radio\" name=\"who\" value=\"holder\" checked>本人</label>\
+         <label><input type=\"radio\" name=\"who\" value=\"stranger\">別人</label><button>カメラの前の人</button></form>\
+         <form method=\"post\" action=\"/reader/remove\"><button id=\"remove\">カードを取る</button></form><br>\
+         <form method=\"post\" action=\"/reader/verify\" id=\"verify-form\"><label>方法 <select name=\"method\" id=\"method\">\
+         <option value=\"face\">顔認証</option><option value=\"pin\">暗証番号</option></select></label>\
+         <label>暗証番号 <input type=\"password\" name=\"pin\" id=\"pin\" inputmode=\"numeric\" maxlength=\"4\"></label>\
+         <fieldset><legend>同意（患者さんが選んだもの）</legend>\
+         <label><input type=\"checkbox\" name=\"drug\" value=\"1\">薬剤情報</label>\
+         <label><input type=\"checkbox\" name=\"checkup\" value=\"1\">特定健診</label>\
+         <label><input type=\"checkbox\" name=\"diagnosis\" value=\"1\">診療・手術</label>\
+         <label><input type=\"checkbox\" name=\"limit\" value=\"1\">限度額情報</label>\
+         <label><input type=\"checkbox\" name=\"specific_disease\" value=\"1\">特定疾病</label></fieldset>\
+         <button id=\"verify\">資格確認</button></form>",
+    );
+    html.push_str(
+        "<h2>目視確認</h2><p>顔認証・暗証番号ができないとき、回線が不通のときは、職員が券面の写真で本人確認します。施設パスワードで目視モードにします（記録されます）。</p>\
+         <form method=\"post\" action=\"/visual\" id=\"visual-form\"><label>施設パスワード <input type=\"password\" name=\"facility_password\" id=\"facility-password\"></label>\
+         <button id=\"visual\">目視で本人確認した</button></form>",
+    );
+    html.push_str(
+        "<h2>保険証・資格確認書で照会</h2><form method=\"post\" action=\"/check\" id=\"number-form\">\
+         <label>保険者番号 <input type=\"text\" name=\"insurer_number\" id=\"insurer\" required></label>\
+         <label>記号 <input type=\"text\" name=\"symbol\" id=\"symbol\"></label>\
+         <label>番号 <input type=\"text\" name=\"number\" id=\"number\" required></label>\
+         <label>枝番 <input type=\"text\" name=\"branch\" id=\"branch\" maxlength=\"2\"></label>\
+         <label>生年月日 <input type=\"text\" name=\"birth_date\" id=\"birth\" placeholder=\"19800101\" required></label>\
+         <label><input type=\"checkbox\" name=\"limit_consent\" value=\"1\">限度額情報の提供に口頭で同意</label>\
+         <button id=\"check\">照会</button></form>",
+    );
+    html
+}
+
+async fn render_live(gateway: &Gateway) -> String {
+    let mut html = String::with_capacity(8 * 1024);
+    let line = gateway.line();
+    match line.up {
+        Some(false) => {
+            let _ = write!(
+                html,
+                "<p class=\"line bad\" id=\"line\">回線: 不通（{} から）。照会は控えと目視で続けられます。回線が戻ると自動で再照会します。</p>",
+                esc(&line.since.as_deref().map(time_ja).unwrap_or_default())
+            );
+        }
+        Some(true) => html.push_str("<p class=\"line ok\" id=\"line\">回線: 正常</p>"),
+        None => html.push_str("<p class=\"line\" id=\"line\">回線: まだ照会していません</p>"),
+    }
+    {
+        let reader = gateway.reader.lock().await;
+        let card = match reader.state() {
+            ReaderState::Empty => "カードなし".to_string(),
+            ReaderState::CardPresent { serial } => format!("カードあり（証明書 {}）", esc(&serial)),
+        };
+        let pin = reader.pin_retries_left().map(|n| format!("・暗証番号 残り{n}回")).unwrap_or_default();
+        let visual = if reader.visual_mode() { "・目視モード" } else { "" };
+        let _ = write!(html, "<p id=\"reader\">カードリーダー: {card}{pin}{visual}</p>");
+    }
+    let today = onshi_domain::date::Timestamp::at_start_of(gateway.now().date()).to_string();
+    let checks = gateway.store.checks_since(&today).unwrap_or_default();
+    html.push_str(&queue_section(&checks));
+    html.push_str(&changes_section(gateway, &checks, &today));
+    html.push_str(&checks_section(&checks));
+    html
+}
+
+fn queue_section(checks: &[CheckRow]) -> String {
+    let waiting: Vec<&CheckRow> = checks.iter().filter(|c| c.requeued.as_ref().is_some_and(|q| !q.done)).collect();
+    let mut html = format!("<h2>回線待ちの照会（{}件）</h2>", waiting.len());
+    if waiting.is_empty() {
+        html.push_str("<p id=\"queue-empty\">ありません。</p>");
+        return html;
+    }
+    html.push_str("<table id=\"queue\"><tr><th>受付</th><th>方法</th><th>照会内容</th><th>受付時の扱い</th></tr>");
+    for c in waiting {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&time_ja(&c.at)),
+            method_ja(&c.method),
+            esc(&c.subject),
+            esc(&c.outcome.summary_ja())
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+fn changes_section(gateway: &Gateway, checks: &[CheckRow], today: &str) -> String {
+    let mut rows = String::new();
+    for c in checks {
+        if !c.changes.is_empty() {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{}</td><td>一括照会から: {}</td></tr>",
+                esc(&time_ja(&c.at)),
+                esc(&who(c)),
+                esc(&c.changes.join("、"))
+            );
+        }
+        if let Some(q) = &c.requeued
+            && q.done
+            && !q.changes.is_empty()
+        {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{}</td><td>再照会で判明: {}</td></tr>",
+                esc(&time_ja(&c.at)),
+                esc(&who(c)),
+                esc(&q.changes.join("、"))
+            );
+        }
+    }
+    // Batches made since yesterday: what changed since the batch before them.
+    let yesterday = onshi_domain::date::Timestamp::from_jst_seconds(
+        onshi_domain::date::Timestamp::parse(today).map(|t| t.jst_seconds()).unwrap_or(0) - 86_400,
+    )
+    .to_string();
+    for (at, label, changes) in gateway.store.batch_changes_since(&yesterday).unwrap_or_default() {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>一括照会で: {}</td></tr>",
+            esc(&time_ja(&at)),
+            esc(&label),
+            esc(&changes.join("、"))
+        );
+    }
+    if rows.is_empty() {
+        return "<h2>変更のあった患者さん</h2><p id=\"changes-empty\">ありません。</p>".into();
+    }
+    format!("<h2>変更のあった患者さん</h2><table id=\"changes\"><tr><th>時刻</th><th>患者さん</th><th>変更</th></tr>{rows}</table>")
+}
+
+fn who(c: &CheckRow) -> String {
+    let answer = c.requeued.as_ref().and_then(|q| q.outcome.as_ref()).and_then(Outcome::answer).or_else(|| c.outcome.answer());
+    answer.and_then(|a| a.coverage.as_ref()).map(|cov| cov.name.clone()).unwrap_or_else(|| c.subject.clone())
+}
+
+fn method_ja(method: &str) -> &'static str {
+    match method {
+        "pin" => "マイナ保険証（暗証番号）",
+        "face" => "マイナ保険証（顔認証）",
+        "visual" => "マイナ保険証（目視）",
+        _ => "保険証・資格確認書",
+    }
+}
+
+fn source_ja(source: Source) -> &'static str {
+    match source {
+        Source::File => "レセコン",
+        Source::Page => "受付画面",
+        Source::Reader => "カードリーダー",
+    }
+}
+
+/// The class and the action for reception for an outcome.
+fn action(outcome: &Outcome) -> (&'static str, &'static str) {
+    match outcome {
+        Outcome::Answered { answer, .. } => match answer.validity.code.as_str() {
+            "1" => ("ok", "受付を続けてください。"),
+            "3" => ("warn", "新しい資格で受け付けてください（振替）。"),
+            "4" => ("warn", "保険者の登録遅れの場合があります。保険証・資格確認書を確認し、確認できれば受付を続けてください。"),
+            "5" => ("warn", "枝番を確認して照会し直してください。"),
+            _ => ("bad", "資格が無効です。新しい保険証・資格確認書をお持ちでないか確認してください。"),
+        },
+        Outcome::Refused { .. } => ("bad", "入力内容・カードを確認してください。"),
+        Outcome::Cached { .. } => ("warn", "控えで受け付けました。再照会の結果が変わればここに表示します。"),
+        Outcome::Queued { .. } => ("warn", "目視で確認して受け付けてください。回線が戻ると自動で再照会します。"),
+    }
+}
+
+fn checks_section(checks: &[CheckRow]) -> String {
+    let mut html = format!("<h2>本日の照会（{}件）</h2>", checks.len());
+    if checks.is_empty() {
+        html.push_str("<p id=\"checks-empty\">まだありません。</p>");
+        return html;
+    }
+    html.push_str("<table id=\"checks\"><tr><th>時刻</th><th>経路</th><th>方法</th><th>患者さん</th><th>結果</th><th>対応</th></tr>");
+    for c in checks {
+        let (class, todo) = action(&c.outcome);
+        let mut result = esc(&c.outcome.summary_ja());
+        if let Some(q) = &c.requeued {
+            match (&q.done, &q.outcome) {
+                (true, Some(outcome)) => {
+                    let _ = write!(result, "<br><span class=\"{}\">再照会済み: {}</span>", action(outcome).0, esc(&outcome.summary_ja()));
+                    if !q.changes.is_empty() {
+                        let _ = write!(result, "<br><span class=\"bad\">変更あり: {}</span>", esc(&q.changes.join("、")));
+                    }
+                }
+                _ => result.push_str("<br><span class=\"warn\">回線待ち</span>"),
+            }
+        }
+        if !c.changes.is_empty() {
+            let _ = write!(result, "<br><span class=\"bad\">一括照会から変更: {}</span>", esc(&c.changes.join("、")));
+        }
+        let _ = write!(
+            html,
+            "<tr class=\"check\"><td>{}</td><td>{}</td><td>{}</td><td>{}<br><small>{}</small></td><td class=\"{class}\">{result}</td><td>{}</td></tr>",
+            esc(&time_ja(&c.at)),
+            source_ja(c.source),
+            method_ja(&c.method),
+            esc(&who(c)),
+            esc(&c.subject),
+            todo
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+fn checked(form: &HashMap<String, String>, name: &str) -> bool {
+    form.get(name).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn field(form: &HashMap<String, String>, name: &str) -> Option<String> {
+    form.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let (Some(insurer_number), Some(number), Some(birth_date)) =
+        (field(&form, "insurer_number"), field(&form, "number"), field(&form, "birth_date"))
+    else {
+        return page.say(false, "保険者番号・番号・生年月日を入力してください。");
+    };
+    let request = VerifyNumberRequest {
+        institution_code: None,
+        insurer_number,
+        symbol: field(&form, "symbol"),
+        number,
+        branch: field(&form, "branch"),
+        birth_date,
+        date_of_care: None,
+        limit_consent: checked(&form, "limit_consent"),
+    };
+    let result = async {
+        let checked = page.gateway.ask_number(&request, None).await?;
+        page.gateway.record(&checked, Source::Page, None, &[])?;
+        Ok::<_, GatewayError>(checked)
+    }
+    .await;
+    match result {
+        Ok(checked) => page.say(!matches!(checked.outcome, Outcome::Refused { .. }), checked.outcome.summary_ja()),
+        Err(e) => page.say(false, format!("照会を記録できませんでした: {e}")),
+    }
+}
+
+async fn place_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let (Some(dir), Some(card)) = (&page.gateway.config.card_folder, field(&form, "card")) else {
+        return page.say(false, "カードを選んでください。");
+    };
+    // Only a file name from the card folder, never a path.
+    if card.contains(['/', '\\']) || card.starts_with('.') {
+        return page.say(false, "カードの名前が正しくありません。");
+    }
+    match page.gateway.reader.lock().await.place_card(&dir.join(&card)) {
+        Ok(()) => page.say(true, "カードを置きました。"),
+        Err(e) => page.say(false, format!("カードを読めませんでした: {e}")),
+    }
+}
+
+async fn remove_card(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    page.gateway.reader.lock().await.remove_card();
+    page.say(true, "カードを取りました。")
+}
+
+async fn camera(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let face = if field(&form, "who").as_deref() == Some("stranger") { Face::Stranger } else { Face::Holder };
+    page.gateway.reader.lock().await.present_face(face);
+    page.say(true, if face == Face::Holder { "カメラの前: 本人" } else { "カメラの前: 別人" })
+}
+
+fn consent_of(form: &HashMap<String, String>) -> ConsentChoice {
+    ConsentChoice {
+        drug: checked(form, "drug"),
+        checkup: checked(form, "checkup"),
+        diagnosis: checked(form, "diagnosis"),
+        limit: checked(form, "limit"),
+        specific_disease: checked(form, "specific_disease"),
+    }
+}
+
+async fn verify_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let how = match field(&form, "method").as_deref() {
+        Some("pin") => match field(&form, "pin") {
+            Some(pin) => CardHow::Pin(pin),
+            None => return page.say(false, "暗証番号を入力してください。"),
+        },
+        _ => CardHow::Face,
+    };
+    card_check(&page, how, consent_of(&form)).await
+}
+
+async fn visual_check(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let password = field(&form, "facility_password").unwrap_or_default();
+    if let Err(e) = page.gateway.reader.lock().await.enable_visual_mode(&password) {
+        tracing::info!(error = %e, "visual mode refused");
+        return page.say(false, "施設パスワードが違います。目視モードにできません。");
+    }
+    card_check(&page, CardHow::Visual, consent_of(&form)).await
+}
+
+async fn card_check(page: &Page, how: CardHow, consent: ConsentChoice) -> Response {
+    let result = async {
+        let checked = page.gateway.ask_card(how, consent).await?;
+        let face = crate::files::face_file(&page.gateway, &checked.outcome, &checked.changes, "一括照会");
+        page.gateway.record(&checked, Source::Reader, None, &[face])?;
+        crate::files::flush(&page.gateway.store)?;
+        Ok::<_, GatewayError>(checked)
+    }
+    .await;
+    match result {
+        Ok(checked) => page.say(!matches!(checked.outcome, Outcome::Refused { .. }), checked.outcome.summary_ja()),
+        Err(e) => page.say(false, e.to_string()),
+    }
+}
