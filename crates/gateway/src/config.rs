@@ -5,6 +5,7 @@
 //! institution_code = "1311234569"
 //! folder = "onshi-files"        # req/ res/ face/ are made under it
 //! store = "gateway.sqlite"
+//! settle_ms = 2000              # an unreadable request must sit this long before it is refused
 //!
 //! [center]
 //! url = "https://127.0.0.1:8443"
@@ -34,6 +35,10 @@ struct RawConfig {
     folder: PathBuf,
     #[serde(default = "default_store")]
     store: PathBuf,
+    /// How long a request file that does not parse yet may stay unchanged before it is
+    /// refused (a writer may still be at work).
+    #[serde(default = "default_settle_ms")]
+    settle_ms: u64,
     center: RawCenter,
     reader: RawReader,
     #[serde(default)]
@@ -78,6 +83,9 @@ fn default_folder() -> PathBuf {
 fn default_store() -> PathBuf {
     PathBuf::from("gateway.sqlite")
 }
+fn default_settle_ms() -> u64 {
+    2000
+}
 fn default_timeout_ms() -> u64 {
     5000
 }
@@ -92,6 +100,7 @@ pub struct GatewayConfig {
     pub institution_code: String,
     pub folder: PathBuf,
     pub store: PathBuf,
+    pub settle: Duration,
     pub center_url: String,
     pub center_ca: PathBuf,
     pub center_cert: PathBuf,
@@ -148,6 +157,7 @@ impl GatewayConfig {
             institution_code: raw.institution_code,
             folder: abs(&raw.folder),
             store: abs(&raw.store),
+            settle: Duration::from_millis(raw.settle_ms),
             center_url: url,
             center_ca: abs(&raw.center.ca),
             center_cert: abs(&raw.center.cert),

@@ -5,7 +5,7 @@
 //! A request is answered exactly once: its journal row and its answer's outbox row are
 //! committed together, the answer is written from the outbox, and only then is the request
 //! removed. A file still being written is not read half-way: one that does not parse yet is
-//! left alone until it has not changed for [`SETTLE`].
+//! left alone until it has not changed for the configured settle time.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -18,9 +18,6 @@ use crate::gateway::{Gateway, GatewayError};
 use crate::request::{self, Kind, Request, RequestError};
 use crate::store::{OutFile, Store, StoreError};
 use crate::xml::Charset;
-
-/// How long an unreadable request must stay unchanged before it is refused with a `.err`.
-pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// What became of one request file.
 #[derive(Debug, PartialEq, Eq)]
@@ -113,7 +110,7 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
         return Ok(Handled::AlreadyAnswered);
     }
     let handled = match request::read(kind, &bytes) {
-        Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path) => return Ok(Handled::NotYet),
+        Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
         Err(problem) => {
             refuse(gateway, path, &name, &digest, &bytes, &problem.to_string())?;
             Handled::Refused(problem.to_string())
@@ -127,10 +124,10 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
     Ok(handled)
 }
 
-fn settled(path: &Path) -> bool {
+fn settled(path: &Path, settle: Duration) -> bool {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
-        .map(|modified| SystemTime::now().duration_since(modified).unwrap_or_default() >= SETTLE)
+        .map(|modified| SystemTime::now().duration_since(modified).unwrap_or_default() >= settle)
         .unwrap_or(true)
 }
 

@@ -157,18 +157,9 @@ impl ClinicWorld {
         self.server = None;
     }
 
-    /// The gateway's configuration file, with `extra` TOML appended.
+    /// The gateway's configuration file, with `extra` top-level TOML.
     pub fn write_config(&self, url: &str, extra: &str) -> PathBuf {
-        let pki = self.path("pki");
-        let config = format!(
-            "institution_code = \"{CLINIC}\"\nfolder = \"files\"\nstore = \"gateway.sqlite\"\n{extra}\n[center]\nurl = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ntimeout_ms = 3000\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n",
-            pki.join("ca.pem").display(),
-            pki.join(format!("institutions/{CLINIC}.pem")).display(),
-            pki.join(format!("institutions/{CLINIC}.key")).display(),
-        );
-        let path = self.path("gateway.toml");
-        std::fs::write(&path, config).expect("config");
-        path
+        write_gateway_config(self.dir.path(), url, extra)
     }
 
     /// Uploads insurer events to the running center with the insurer's certificate.
@@ -192,6 +183,21 @@ impl ClinicWorld {
     }
 }
 
+/// A gateway configuration in `root` (pki/, reader.json and cards/ beside it), with `extra`
+/// top-level TOML.
+pub fn write_gateway_config(root: &Path, url: &str, extra: &str) -> PathBuf {
+    let pki = root.join("pki");
+    let config = format!(
+        "institution_code = \"{CLINIC}\"\nfolder = \"files\"\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = \"{url}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\ntimeout_ms = 3000\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n",
+        pki.join("ca.pem").display().to_string(),
+        pki.join(format!("institutions/{CLINIC}.pem")).display().to_string(),
+        pki.join(format!("institutions/{CLINIC}.key")).display().to_string(),
+    );
+    let path = root.join("gateway.toml");
+    std::fs::write(&path, config).expect("config");
+    path
+}
+
 /// `onshi gateway serve` as a child process on a free port; SIGKILLed when dropped.
 pub struct GatewayProcess {
     child: Child,
@@ -200,9 +206,13 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub fn start(world: &ClinicWorld) -> GatewayProcess {
+        GatewayProcess::start_with(&world.path("gateway.toml"))
+    }
+
+    pub fn start_with(config: &Path) -> GatewayProcess {
         let mut child = onshi()
             .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(world.path("gateway.toml"))
+            .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -5,6 +5,8 @@ use crate::clinic::{
     ClinicWorld, FACILITY_PASSWORD, GatewayProcess, PIN, drop_request, element, members, names_in, read_answer, single_request, today_plus,
     wait_for,
 };
+use std::io::Write as _;
+
 use crate::common::onshi;
 
 /// The center stops while the clinic keeps checking by numbers (files and page) and by card
@@ -171,4 +173,193 @@ fn a_batch_ahead_of_the_day_flags_what_changed_since() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("line 2") && stderr.contains("YYYYMMDD"), "{stderr}");
+}
+
+/// A request for a ground-truth case, in one of the ways public clients write them.
+fn truth_request(case: &onshi_synth::TruthCase, id: &str, variant: usize) -> Vec<u8> {
+    let r = &case.request;
+    let full_width = |s: &str| {
+        s.chars()
+            .map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap() } else { c })
+            .collect::<String>()
+    };
+    let mut insurer = r.insurer_number.clone();
+    let (mut symbol, mut number) = (r.symbol.clone(), r.number.clone());
+    let mut header_extra = String::new();
+    let mut body_extra = String::new();
+    let declaration = match variant {
+        0 => "<?xml version='1.0' encoding='UTF-8' standalone='no'?>",
+        1 => {
+            header_extra.push_str("<CharacterCodeIdentifier>1</CharacterCodeIdentifier>");
+            "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?>"
+        }
+        _ => {
+            // 国保 numbers padded with spaces, full-width digits, unknown elements.
+            if insurer.len() == 6 {
+                insurer = format!("  {insurer}");
+            }
+            symbol = symbol.map(|s| full_width(&s));
+            number = full_width(&number);
+            header_extra.push_str("<VendorSpecific><Terminal>3</Terminal></VendorSpecific>");
+            body_extra.push_str("<NotInTheSpec>x</NotInTheSpec>");
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        }
+    };
+    let optional = |name: &str, value: &Option<String>| value.as_ref().map(|v| format!("<{name}>{v}</{name}>")).unwrap_or_default();
+    let id_element = if variant == 2 { String::new() } else { format!("<ArbitraryFileIdentifier>{id}</ArbitraryFileIdentifier>") };
+    let consent = if r.limit_consent {
+        "<LimitApplicationCertificateRelatedConsFlg>1</LimitApplicationCertificateRelatedConsFlg>"
+    } else if variant == 2 {
+        ""
+    } else {
+        "<LimitApplicationCertificateRelatedConsFlg>0</LimitApplicationCertificateRelatedConsFlg>"
+    };
+    let text = format!(
+        "{declaration}\n<XmlMsg>\n<MessageHeader><QualificationConfirmationDate>{}</QualificationConfirmationDate><MedicalInstitutionCode>{}</MedicalInstitutionCode>{id_element}{header_extra}</MessageHeader>\n<MessageBody><QualificationConfirmSearchInfo><InsurerNumber>{insurer}</InsurerNumber>{}<InsuredIdentificationNumber>{number}</InsuredIdentificationNumber>{}<Birthdate>{}</Birthdate>{consent}{body_extra}</QualificationConfirmSearchInfo></MessageBody>\n</XmlMsg>\n",
+        r.date_of_care.as_deref().unwrap(),
+        crate::common::CLINIC,
+        optional("InsuredCardSymbol", &symbol),
+        optional("InsuredBranchNumber", &r.branch),
+        r.birth_date
+    );
+    match variant {
+        1 => encoding_rs::SHIFT_JIS.encode(&text).0.into_owned(),
+        2 => [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat(),
+        _ => text.into_bytes(),
+    }
+}
+
+/// Requests written the way public clients write them (UTF-8 with standalone="no", Shift_JIS,
+/// a BOM, 国保 numbers padded with spaces, full-width digits, optional elements absent, unknown
+/// ones present) are answered as the register's ground truth and the center's own answer say;
+/// bad files get a `.err`; a file still being written is not read half-way; 一括照会 files
+/// work in two phases; a drug request without consent says so.
+#[test]
+fn the_file_interface_answers_requests_as_public_clients_write_them() {
+    use crate::common::{CLINIC, Fixture, Server, run_ok};
+    let fixture = Fixture::new(2_000);
+    let server = Server::start(&fixture);
+    let root = fixture.root();
+    run_ok(onshi().args(["reader", "init", "--id", "reader-1", "--facility-password", "x", "--out"]).arg(root.join("reader.json")));
+    let config = crate::clinic::write_gateway_config(root, &server.url(), "settle_ms = 60000");
+    let gateway = GatewayProcess::start_with(&config);
+    let (req, res) = (root.join("files/req"), root.join("files/res"));
+
+    let mut per_category: std::collections::BTreeMap<String, usize> = Default::default();
+    let cases: Vec<onshi_synth::TruthCase> = fixture
+        .truth()
+        .into_iter()
+        .filter(|c| {
+            let n = per_category.entry(c.category.clone()).or_default();
+            *n += 1;
+            *n <= 3
+        })
+        .collect();
+    assert!(cases.len() >= 40, "enough cases: {}", cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        drop_request(&req, &format!("OQSsiquc01req_{i:04}.xml"), &truth_request(case, &format!("id-{i}"), i % 3));
+    }
+    let center = server.client_at(&fixture.pki(), Some(CLINIC));
+    for (i, case) in cases.iter().enumerate() {
+        let path = res.join(format!("OQSsiquc01res_{i:04}.xml"));
+        let bytes = wait_for(&path.display().to_string(), || std::fs::read(&path).ok());
+        let (xml, charset) = onshi_gateway::xml::decode(&bytes).expect("answer decodes");
+        let what = format!("{} ({}, variant {})", case.case, case.category, i % 3);
+        let expected_charset = if i % 3 == 1 { onshi_gateway::xml::Charset::ShiftJis } else { onshi_gateway::xml::Charset::Utf8 };
+        assert_eq!(charset, expected_charset, "{what}: written in the encoding asked for");
+        assert_eq!(element(&xml, "QualificationValidity").as_deref(), Some(case.expect.validity.as_str()), "{what}");
+        if i % 3 != 2 {
+            assert_eq!(element(&xml, "ArbitraryFileIdentifier"), Some(format!("id-{i}")), "{what}");
+        }
+        if let Some(ratio) = case.expect.copay_ratio_percent {
+            assert_eq!(element(&xml, "InsuredPartialContributionRatio"), Some(format!("{ratio:03}")), "{what}");
+        }
+        assert_eq!(element(&xml, "LimitApplicationCertificateClassificationFlag"), case.expect.limit_category.clone(), "{what}");
+        let truth = crate::clinic::blocking(center.verify_number(&case.request)).expect("the center answers");
+        assert_eq!(element(&xml, "Name"), truth.coverage.as_ref().map(|c| c.name.clone()), "{what}: as the center says");
+        if let Some(c) = &truth.coverage {
+            assert_eq!(element(&xml, "InsurerNumber").map(|n| n.trim().to_string()), Some(c.insurer_number.clone()), "{what}");
+        }
+    }
+
+    // Refused files: a DTD (XXE), a missing required element, another document.
+    let good = truth_request(&cases[0], "x", 0);
+    let text = String::from_utf8(good.clone()).unwrap();
+    let xxe = text.replacen("<XmlMsg>", "<!DOCTYPE XmlMsg [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><XmlMsg>", 1);
+    drop_request(&req, "OQSsiquc01req_xxe.xml", xxe.as_bytes());
+    let no_birth = text.replace(&format!("<Birthdate>{}</Birthdate>", cases[0].request.birth_date), "");
+    drop_request(&req, "OQSsiquc01req_nobirth.xml", no_birth.as_bytes());
+    drop_request(&req, "OQSsiquc01req_html.xml", b"<html><body>not a request</body></html>");
+    for (name, expected) in [("xxe", "DOCTYPE"), ("nobirth", "<Birthdate> is missing"), ("html", "not <XmlMsg>")] {
+        let err = read_answer_text(&res.join(format!("OQSsiquc01req_{name}.err")));
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(res.join(format!("OQSsiquc01req_{name}.xml")).exists(), "{name}: the request sits beside its .err");
+        assert!(!req.join(format!("OQSsiquc01req_{name}.xml")).exists());
+    }
+
+    // A file still being written: half of it now, the rest after another request was answered.
+    let half = req.join("OQSsiquc01req_half.xml");
+    std::fs::write(&half, &good[..good.len() / 2]).unwrap();
+    drop_request(&req, "OQSsiquc01req_zz.xml", &good);
+    read_answer(&res.join("OQSsiquc01res_zz.xml"));
+    assert!(!res.join("OQSsiquc01res_half.xml").exists() && !res.join("OQSsiquc01req_half.err").exists(), "not read half-way");
+    std::fs::OpenOptions::new().append(true).open(&half).unwrap().write_all(&good[good.len() / 2..]).unwrap();
+    let whole = read_answer(&res.join("OQSsiquc01res_half.xml"));
+    assert_eq!(element(&whole, "QualificationValidity").as_deref(), Some(cases[0].expect.validity.as_str()));
+
+    // 一括照会 in two phases.
+    let entries: String = cases[..5]
+        .iter()
+        .map(|c| {
+            let r = &c.request;
+            format!(
+                "<QualificationConfirmSearchInfo><InsurerNumber>{}</InsurerNumber>{}<InsuredIdentificationNumber>{}</InsuredIdentificationNumber>{}<Birthdate>{}</Birthdate><LimitApplicationCertificateRelatedConsFlg>0</LimitApplicationCertificateRelatedConsFlg></QualificationConfirmSearchInfo>",
+                r.insurer_number,
+                r.symbol.as_ref().map(|s| format!("<InsuredCardSymbol>{s}</InsuredCardSymbol>")).unwrap_or_default(),
+                r.number,
+                r.branch.as_ref().map(|b| format!("<InsuredBranchNumber>{b}</InsuredBranchNumber>")).unwrap_or_default(),
+                r.birth_date
+            )
+        })
+        .collect();
+    let upload = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?><XmlMsg><MessageHeader><QualificationConfirmationDate>{}</QualificationConfirmationDate><MedicalInstitutionCode>{CLINIC}</MedicalInstitutionCode><ArbitraryFileIdentifier>bulk-1</ArbitraryFileIdentifier></MessageHeader><MessageBody>{entries}</MessageBody></XmlMsg>",
+        cases[0].request.date_of_care.as_deref().unwrap()
+    );
+    drop_request(&req, "OQSmuquc01req_20261125.xml", upload.as_bytes());
+    let accepted = read_answer(&res.join("OQSmuquc01res_20261125.xml"));
+    let reception = element(&accepted, "ReceptionNumber").expect("a reception number");
+    assert_eq!(element(&accepted, "ArbitraryFileIdentifier").as_deref(), Some("bulk-1"));
+    let download = format!(
+        "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{CLINIC}</MedicalInstitutionCode></MessageHeader><MessageBody><ReceptionNumber>{reception}</ReceptionNumber></MessageBody></XmlMsg>"
+    );
+    drop_request(&req, "OQSmuquc02req_20261125.xml", &encoding_rs::SHIFT_JIS.encode(&download).0);
+    let results = read_answer(&res.join("OQSmuquc02res_20261125.xml"));
+    assert_eq!(element(&results, "NumberOfProcessingResult").as_deref(), Some("5"));
+    let root_element = onshi_gateway::xml::parse(&results).unwrap();
+    let units: Vec<_> = root_element.child("MessageBody").unwrap().children_named("BulkConfirmUnit").collect();
+    assert_eq!(units.len(), 5);
+    for (unit, case) in units.iter().zip(&cases[..5]) {
+        assert_eq!(unit.value("QualificationValidity"), Some(case.expect.validity.as_str()), "{}", case.case);
+    }
+
+    // Drug information without the patient's consent: refused with the reason.
+    let p = &cases.iter().find(|c| c.expect.validity == "1" && c.request.branch.is_some()).unwrap().request;
+    let yzk = format!(
+        "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{CLINIC}</MedicalInstitutionCode><InsurerNumber>{}</InsurerNumber>{}<InsuredPersonIdentificationNumber>{}</InsuredPersonIdentificationNumber><BranchNumber>{}</BranchNumber><ArbitraryFileIdentifier>yzk-1</ArbitraryFileIdentifier></MessageHeader><MessageBody><FileCategory>2</FileCategory></MessageBody></XmlMsg>",
+        p.insurer_number,
+        p.symbol.as_ref().map(|s| format!("<InsuranceCardSymbol>{s}</InsuranceCardSymbol>")).unwrap_or_default(),
+        p.number,
+        p.branch.as_deref().unwrap()
+    );
+    drop_request(&req, "YZKsiquc01req_01.xml", &encoding_rs::SHIFT_JIS.encode(&yzk).0);
+    let drugs = read_answer(&res.join("YZKsiquc01res_01.xml"));
+    assert_eq!(element(&drugs, "ResultCode").as_deref(), Some("2"));
+    assert!(element(&drugs, "MessageContents").unwrap().contains("同意"), "{drugs}");
+    drop(gateway);
+}
+
+fn read_answer_text(path: &std::path::Path) -> String {
+    let bytes = wait_for(&path.display().to_string(), || std::fs::read(path).ok());
+    String::from_utf8(bytes).expect("UTF-8 .err")
 }
