@@ -1,6 +1,7 @@
 //! End-to-end tests: they drive the `onshi` binary the way an operator, an insurer and a clinic
 //! would, against a real server on a free loopback port with real TLS and real SQLite files.
 
+mod browser;
 mod card;
 mod clinic;
 mod common;

@@ -1,0 +1,171 @@
+//! The reception page in a real headless browser (Chromium driven over W3C WebDriver by
+//! chromedriver): a check by numbers, a visual check of a card, and a check queued while the
+//! center is down, which the page then shows re-verified by itself.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::clinic::{ClinicWorld, FACILITY_PASSWORD, GatewayProcess, blocking, members, wait_for};
+
+/// chromedriver from `ONSHI_CHROMEDRIVER` or the PATH; installed by `scripts/install-browser.sh`
+/// when missing.
+fn chromedriver() -> PathBuf {
+    if let Ok(path) = std::env::var("ONSHI_CHROMEDRIVER") {
+        return PathBuf::from(path);
+    }
+    let find =
+        || std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("chromedriver")).find(|p| p.is_file()));
+    if let Some(found) = find() {
+        return found;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-browser.sh");
+    let status = Command::new("bash").arg(&script).status().expect("bash runs the install script");
+    assert!(status.success(), "the browser test needs Chromium and chromedriver; {} could not install them", script.display());
+    find().expect("chromedriver on the PATH after installing it")
+}
+
+fn chromium() -> String {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH")
+                .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+                .map(|p| p.display().to_string())
+        })
+        .expect("a Chromium binary (scripts/install-browser.sh installs it)")
+}
+
+/// A WebDriver session in headless Chromium.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start() -> Browser {
+        // A free port, released just before chromedriver takes it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let driver = Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver to be ready", || {
+            let status: Value = blocking(async { reqwest::get(format!("{base}/status")).await?.json().await }).ok()?;
+            (status["value"]["ready"] == true).then_some(())
+        });
+        let http = reqwest::Client::new();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--lang=ja"]
+        }}}});
+        let created: Value = blocking(async { http.post(format!("{base}/session")).json(&capabilities).send().await?.json().await })
+            .expect("a browser session");
+        let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_string();
+        Browser { driver, base, session, http }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let request = self.http.request(method, &url).json(&body.unwrap_or(json!({})));
+        let answer: Value = blocking(async { request.send().await?.json().await }).expect("webdriver answers");
+        assert!(answer["value"].get("error").is_none(), "{path}: {answer}");
+        answer["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})));
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {found}")).to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})));
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None).as_str().unwrap_or_default().to_string()
+    }
+
+    /// The visible text of the whole page.
+    fn page_text(&self) -> String {
+        self.text("body")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = blocking(self.http.delete(url).send());
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn the_reception_page_shows_a_check_a_visual_check_and_a_queued_check() {
+    let mut world = ClinicWorld::new();
+    let [_, p2, _, p4] = <[_; 4]>::try_from(members()).unwrap();
+    let gateway = GatewayProcess::start(&world);
+    let browser = Browser::start();
+    browser.open(&format!("{}/", gateway.page));
+    assert!(browser.page_text().contains("オンライン資格確認 受付"));
+
+    // A check by numbers, typed by staff.
+    let by_numbers = |m: &crate::clinic::Member| {
+        browser.type_into("#insurer", &m.insurer);
+        browser.type_into("#symbol", m.symbol);
+        browser.type_into("#number", m.number);
+        browser.type_into("#branch", m.branch);
+        browser.type_into("#birth", m.birth);
+        browser.click("#check");
+    };
+    by_numbers(&p2);
+    assert!(browser.text("#flash").contains("有効"), "{}", browser.text("#flash"));
+    let table = browser.text("#checks");
+    assert!(table.contains(p2.name) && table.contains("受付を続けてください"), "{table}");
+
+    // A visual check of the card on the reader, with the facility password.
+    browser.click("#place");
+    assert!(browser.text("#reader").contains("カードあり"));
+    browser.type_into("#facility-password", FACILITY_PASSWORD);
+    browser.click("#visual");
+    let table = browser.text("#checks");
+    assert!(table.contains("マイナ保険証（目視）"), "{table}");
+    assert!(browser.text("#reader").contains("目視モード"));
+
+    // The center goes down: a check by numbers is queued and shown as such.
+    let center_addr = world.addr.clone();
+    world.stop_center();
+    by_numbers(&p4);
+    assert!(browser.text("#flash").contains("オフライン"), "{}", browser.text("#flash"));
+    assert!(browser.text("#line").contains("不通"));
+    let queue = browser.text("#queue");
+    assert!(queue.contains(p4.number) && queue.contains("目視"), "{queue}");
+
+    // The center returns; the page updates by itself (no reload) once the check is re-verified.
+    world.start_center(&center_addr);
+    wait_for("the page to show the re-verified check", || {
+        let text = browser.page_text();
+        (text.contains("回線待ちの照会（0件）") && text.contains("再照会済み")).then_some(())
+    });
+    assert!(browser.text("#line").contains("正常"));
+}
