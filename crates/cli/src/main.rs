@@ -7,6 +7,7 @@ mod card_cmd;
 mod center_cmd;
 mod demo;
 mod demo_cards;
+mod doctor_cmd;
 mod gateway_cmd;
 mod jpki_cmd;
 mod medical_cmd;
@@ -69,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: gateway_cmd::GatewayCommand,
     },
+    /// Check the chain from this clinic to the center (reader, configuration, certificates,
+    /// DNS, TCP, TLS, center, clock) and name the first broken link.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Generate a synthetic population (insurer event files and a ground truth).
     Synth(synth_cmd::SynthArgs),
     /// Ask the center whether a coverage is valid.
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs each refusal at info; a scripted check makes many on purpose.
     let quiet = matches!(&cli.command, Command::Demo(args) if args.check) || matches!(&cli.command, Command::Bench(_));
-    let default_filter = if quiet { "warn" } else { "warn,onshi_center=info" };
+    let default_filter = if quiet { "warn" } else { "warn,onshi_center=info,onshi_gateway=info" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ONSHI_LOG").unwrap_or_else(|_| default_filter.into()))
         .with_writer(std::io::stderr)
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Audit { command } => audit_cmd::run(command),
         Command::Medical { command } => medical_cmd::run(command),
         Command::Gateway { command } => gateway_cmd::run(command),
+        Command::Doctor(args) => doctor_cmd::run(args),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Verify { command } => verify_cmd::run(command),
         Command::Receipt { command } => receipt_cmd::run(command),

@@ -88,18 +88,23 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, GatewayEr
     std::fs::read(path).map_err(|e| GatewayError::File { what, path: path.to_path_buf(), detail: e.to_string() })
 }
 
+/// A client of the center as the configuration says (URL, CA, client certificate, timeout).
+pub fn client_for(config: &GatewayConfig) -> Result<CenterClient, GatewayError> {
+    CenterClient::new(ClientConfig {
+        base_url: config.center_url.clone(),
+        ca_pem: read("the center CA certificate", &config.center_ca)?,
+        identity_pem: Some((read("the client certificate", &config.center_cert)?, read("the client key", &config.center_key)?)),
+        timeout: config.center_timeout,
+    })
+    .map_err(|e| GatewayError::Client(e.to_string()))
+}
+
 impl Gateway {
     pub fn open(config: GatewayConfig, clock: Clock) -> Result<Gateway, GatewayError> {
         for dir in [config.req_dir(), config.res_dir(), config.face_dir()] {
             std::fs::create_dir_all(&dir).map_err(|e| GatewayError::File { what: "folder", path: dir.clone(), detail: e.to_string() })?;
         }
-        let client = CenterClient::new(ClientConfig {
-            base_url: config.center_url.clone(),
-            ca_pem: read("the center CA certificate", &config.center_ca)?,
-            identity_pem: Some((read("the client certificate", &config.center_cert)?, read("the client key", &config.center_key)?)),
-            timeout: config.center_timeout,
-        })
-        .map_err(|e| GatewayError::Client(e.to_string()))?;
+        let client = client_for(&config)?;
         let reader_file = ReaderFile::load(&config.reader_file).map_err(|e| GatewayError::Reader(e.to_string()))?;
         let store = Store::open(&config.store)?;
         Ok(Gateway {

@@ -14,6 +14,7 @@ pub mod answer_xml;
 pub mod batch;
 pub mod check;
 pub mod config;
+pub mod doctor;
 pub mod files;
 pub mod gateway;
 pub mod medical;

@@ -7,6 +7,7 @@ mod clinic;
 mod common;
 mod consent;
 mod demo;
+mod doctor;
 mod gateway;
 mod import;
 mod receipt;
