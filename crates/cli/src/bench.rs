@@ -389,9 +389,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let (trivial_again, failed) = throughput(&clients, Endpoint::Trivial, &requests, args.seconds).await;
         failures += failed + card_failures;
         let card = (card_rate, trivial_again);
-        anyhow::Ok((trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, card))
+        eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);
+        let files = crate::bench_gateway::file_latencies(&args.dir, &server.addr, &pki, institution.as_str(), &requests).await?;
+        anyhow::Ok((trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, card, files))
     })?;
-    let (trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, (card_rate, trivial_again)) = report;
+    let (trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, (card_rate, trivial_again), file_latencies) =
+        report;
     let (total_peak_kib, _) = memory_kib(server.child.id()).unwrap_or((0, 0));
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
     let anonymous_peak_kib = sampler.join().unwrap_or(0);
@@ -439,6 +442,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&format!(
         "| receipt pre-check of a {RECEIPT_CLAIMS}-claim UKE file (read, 2 batch phases, classify, CSV; median of 3) | {receipt_seconds:.2} s | < 2 s | {} |\n",
         verdict(receipt_seconds < 2.0)
+    ));
+    let file_p50 = percentile(&file_latencies, 0.50);
+    out.push_str(&format!(
+        "| gateway: request file in req/ → result file in res/ ({} files, one at a time), median | {file_p50:.1} ms (p90 {:.1} ms, max {:.1} ms) | < 50 ms | {} |\n",
+        file_latencies.len(),
+        percentile(&file_latencies, 0.90),
+        percentile(&file_latencies, 1.0),
+        verdict(file_p50 < 50.0)
     ));
     out.push_str(&format!(
         "| server peak RSS, page cache aside (RssAnon, sampled every 100 ms) | {:.0} MiB | ≤ 1024 MiB | {} |\n",

@@ -3,6 +3,7 @@
 mod audit_cmd;
 mod bench;
 mod bench_card;
+mod bench_gateway;
 mod card_cmd;
 mod center_cmd;
 mod demo;
