@@ -13,22 +13,6 @@ use onshi_gateway::gateway::{Gateway, system_clock};
 /// Request files in the measurement.
 pub const FILES: usize = 300;
 
-fn request_xml(request: &VerifyNumberRequest, code: &str, id: usize) -> String {
-    let optional = |name: &str, value: &Option<String>| value.as_ref().map(|v| format!("<{name}>{v}</{name}>")).unwrap_or_default();
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?><XmlMsg><MessageHeader><QualificationConfirmationDate>{}</QualificationConfirmationDate>\
-         <MedicalInstitutionCode>{code}</MedicalInstitutionCode><ArbitraryFileIdentifier>bench-{id}</ArbitraryFileIdentifier></MessageHeader>\
-         <MessageBody><QualificationConfirmSearchInfo><InsurerNumber>{}</InsurerNumber>{}<InsuredIdentificationNumber>{}</InsuredIdentificationNumber>{}\
-         <Birthdate>{}</Birthdate><LimitApplicationCertificateRelatedConsFlg>0</LimitApplicationCertificateRelatedConsFlg></QualificationConfirmSearchInfo></MessageBody></XmlMsg>",
-        request.date_of_care.as_deref().unwrap_or_default(),
-        request.insurer_number,
-        optional("InsuredCardSymbol", &request.symbol),
-        request.number,
-        optional("InsuredBranchNumber", &request.branch),
-        request.birth_date,
-    )
-}
-
 /// Microseconds from each request file's rename into `req/` to its answer's appearance in
 /// `res/` (looked for every 0.2 ms, so the figure is at most that much late).
 pub async fn file_latencies(dir: &Path, center: &str, pki: &Path, code: &str, requests: &[Vec<u8>]) -> anyhow::Result<Vec<u64>> {
@@ -53,7 +37,7 @@ pub async fn file_latencies(dir: &Path, center: &str, pki: &Path, code: &str, re
         let request: VerifyNumberRequest = serde_json::from_slice(body)?;
         let name = format!("OQSsiquc01req_{i:05}.xml");
         let tmp = req.join(format!("{name}.part"));
-        std::fs::write(&tmp, request_xml(&request, code, i))?;
+        std::fs::write(&tmp, onshi_gateway::request::single_request_xml(&request, code, &format!("bench-{i}")))?;
         let answer = res.join(format!("OQSsiquc01res_{i:05}.xml"));
         let started = Instant::now();
         std::fs::rename(&tmp, req.join(&name))?;

@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// Run the scripted morning against the ground truth and exit (non-zero on any mismatch).
     #[arg(long)]
     pub check: bool,
+    /// Port of the clinic gateway's reception page on 127.0.0.1 (a busy port falls back to a
+    /// free one).
+    #[arg(long, default_value_t = 8080)]
+    pub page_port: u16,
     /// Cases taken from each ground-truth category by --check.
     #[arg(long, default_value_t = 25)]
     pub per_category: usize,
@@ -181,6 +185,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let center = start(&paths, if args.check { 0 } else { args.port }).await?;
         let institution = client(&paths, center.addr, Some(paths.institution_cert(&manifest.institution_code)))?;
         crate::demo_cards::enroll(&institution, &manifest.cards).await?;
+        let page_port = if args.check { 0 } else { args.page_port };
+        let gateway = crate::demo_gateway::start(&paths.root, center.addr, &manifest.institution_code, page_port).await?;
         let code = if args.check {
             let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
             let anonymous = client(&paths, center.addr, None)?;
@@ -189,13 +195,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 report.record(category, outcome)
             })
             .await?;
+            for (i, case) in gateway_cases(&cases).into_iter().enumerate() {
+                let outcome = gateway.check_file(case, &manifest.institution_code, i).await;
+                report.record("gateway_request_file", outcome);
+            }
             print!("{}", report.table());
             if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
         } else {
             print_try_next(&paths, &manifest, center.addr)?;
+            print_gateway(&paths, &manifest, &gateway)?;
             tokio::signal::ctrl_c().await?;
             ExitCode::SUCCESS
         };
+        gateway.shutdown().await;
         center.shutdown().await;
         Ok(code)
     })
@@ -282,7 +294,40 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
     println!("  curl --cacert {} https://{addr}/metrics", ca.display());
     println!("  curl --cacert {} https://{addr}/v1/openapi.json", ca.display());
     println!("  {exe} demo --check --dir {}    # the scripted morning against the ground truth", paths.root.display());
-    println!("\nCtrl-C stops the center; the data stays in {}.", paths.root.display());
+    Ok(())
+}
+
+/// One case of each category whose answer file says something different: the gateway's
+/// part of `--check`.
+fn gateway_cases(cases: &[onshi_synth::TruthCase]) -> Vec<&onshi_synth::TruthCase> {
+    ["valid", "job_change_old_card", "died", "wrong_birth_date", "twins_without_branch", "unknown_number", "valid_full_width_or_padded"]
+        .iter()
+        .filter_map(|category| cases.iter().find(|c| c.category == *category))
+        .collect()
+}
+
+fn print_gateway(paths: &DemoPaths, manifest: &DemoManifest, gateway: &crate::demo_gateway::DemoGateway) -> anyhow::Result<()> {
+    let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "onshi".into());
+    println!(
+        "
+The clinic gateway (configuration {}):",
+        gateway.config.display()
+    );
+    println!("  reception page (受付画面):  http://{}/", gateway.page);
+    println!("  drop request files into:   {}   (answers in res/, card results in face/)", gateway.folder.join("req").display());
+    if let Some(case) = cases.iter().find(|c| c.category == "valid") {
+        let example = crate::demo_gateway::write_example(&paths.root, case, &manifest.institution_code)?;
+        println!("  cp {} {}", example.display(), gateway.folder.join("req").display());
+    }
+    println!("  {exe} doctor --config {}    # which link is broken, if any", gateway.config.display());
+    println!(
+        "  On the page: place a card from {}, verify by face or PIN {}, or visually with the facility password {}.",
+        paths.root.join("cards").display(),
+        crate::demo_cards::DEMO_PIN,
+        crate::demo_cards::FACILITY_PASSWORD
+    );
+    println!("\nCtrl-C stops the center and the gateway; the data stays in {}.", paths.root.display());
     Ok(())
 }
 

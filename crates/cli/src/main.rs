@@ -8,6 +8,7 @@ mod card_cmd;
 mod center_cmd;
 mod demo;
 mod demo_cards;
+mod demo_gateway;
 mod doctor_cmd;
 mod gateway_cmd;
 mod jpki_cmd;

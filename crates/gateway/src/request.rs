@@ -217,6 +217,24 @@ fn read_medical(header: &Element) -> Result<MedicalRequest, RequestError> {
     })
 }
 
+/// A single-check request file as a レセコン writes it (UTF-8, `standalone="no"`), for the
+/// demo, the bench and tools that feed the interface.
+pub fn single_request_xml(request: &VerifyNumberRequest, institution_code: &str, file_id: &str) -> String {
+    let mut w = crate::xml::XmlWriter::new(Charset::Utf8);
+    w.open("XmlMsg").open("MessageHeader");
+    w.opt("QualificationConfirmationDate", request.date_of_care.as_deref());
+    w.leaf("MedicalInstitutionCode", institution_code);
+    w.leaf("ArbitraryFileIdentifier", file_id);
+    w.close().open("MessageBody").open("QualificationConfirmSearchInfo");
+    w.leaf("InsurerNumber", &request.insurer_number);
+    w.opt("InsuredCardSymbol", request.symbol.as_deref());
+    w.leaf("InsuredIdentificationNumber", &request.number);
+    w.opt("InsuredBranchNumber", request.branch.as_deref());
+    w.leaf("Birthdate", &request.birth_date);
+    w.leaf("LimitApplicationCertificateRelatedConsFlg", if request.limit_consent { "1" } else { "0" });
+    String::from_utf8(w.finish()).expect("UTF-8 was asked for")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +257,24 @@ mod tests {
     </QualificationConfirmSearchInfo>
   </MessageBody>
 </XmlMsg>"#;
+
+    #[test]
+    fn a_written_request_reads_back_the_same() {
+        let request = VerifyNumberRequest {
+            insurer_number: "06130488".into(),
+            symbol: Some("12".into()),
+            number: "345".into(),
+            branch: Some("00".into()),
+            birth_date: "19800101".into(),
+            date_of_care: Some("20261125".into()),
+            limit_consent: true,
+            ..Default::default()
+        };
+        let (read_back, _) = read(Kind::Single, single_request_xml(&request, "1311234569", "f-1").as_bytes()).unwrap();
+        let Request::Single { header, search } = read_back else { panic!("not a single check") };
+        assert_eq!(header.arbitrary_file_identifier.as_deref(), Some("f-1"));
+        assert_eq!(search.to_request(header.confirmation_date.as_deref()), request);
+    }
 
     #[test]
     fn kinds_come_from_the_file_name() {

@@ -12,7 +12,14 @@ fn demo_check_passes_from_nothing_and_reuses_its_data() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "round {round}: {stdout}\n{stderr}");
         assert!(stdout.contains("all answers match the ground truth"), "{stdout}");
-        for category in ["every_result_code", "malformed_input", "no_client_certificate", "batch_matches_singles", "twins_without_branch"] {
+        for category in [
+            "every_result_code",
+            "malformed_input",
+            "no_client_certificate",
+            "batch_matches_singles",
+            "twins_without_branch",
+            "gateway_request_file",
+        ] {
             assert!(stdout.contains(category), "{category} missing from\n{stdout}");
         }
         if round == 1 {

@@ -1,0 +1,96 @@
+//! The demo's clinic gateway: `onshi gateway serve` run in the demo process beside the center,
+//! with the demo reader and cards, a folder to drop request files into, and the reception page.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use onshi_gateway::config::GatewayConfig;
+use onshi_gateway::gateway::{Gateway, system_clock};
+use onshi_synth::TruthCase;
+
+pub struct DemoGateway {
+    pub page: SocketAddr,
+    pub folder: PathBuf,
+    pub config: PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Writes the gateway's configuration for the center at `center` and starts it; the page on
+/// `page_port` (a busy port falls back to a free one).
+pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16) -> anyhow::Result<DemoGateway> {
+    let pki = root.join("pki");
+    let config = root.join("gateway.toml");
+    let text = format!(
+        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n\
+         institution_code = \"{code}\"\nfolder = \"clinic-files\"\nstore = \"gateway.sqlite\"\n\n[center]\nurl = \"https://{center}\"\n\
+         ca = \"pki/ca.pem\"\ncert = \"pki/institutions/{code}.pem\"\nkey = \"pki/institutions/{code}.key\"\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n\n\
+         [page]\nlisten = \"127.0.0.1:{page_port}\"\n",
+        config.display()
+    );
+    debug_assert!(pki.join("ca.pem").exists());
+    std::fs::write(&config, text)?;
+    let gateway = Arc::new(Gateway::open(GatewayConfig::load(&config)?, system_clock())?);
+    let folder = gateway.config.folder.clone();
+    let wanted: SocketAddr = ([127, 0, 0, 1], page_port).into();
+    let listen = if std::net::TcpListener::bind(wanted).is_ok() { wanted } else { ([127, 0, 0, 1], 0).into() };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(onshi_gateway::serve::serve(
+        gateway,
+        Some(listen),
+        onshi_gateway::serve::RETRY,
+        move |addr| {
+            let _ = bound_tx.send(addr);
+        },
+        stop_rx,
+    ));
+    let page = bound_rx.await.map_err(|_| anyhow::anyhow!("the gateway's page did not start"))?;
+    Ok(DemoGateway { page, folder, config, stop, task })
+}
+
+impl DemoGateway {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Drops a request for `case` into req/ and waits for its answer; checks the validity.
+    pub async fn check_file(&self, case: &TruthCase, code: &str, id: usize) -> Result<(), String> {
+        let xml = onshi_gateway::request::single_request_xml(&case.request, code, &format!("demo-check-{id}"));
+        let name = format!("OQSsiquc01req_democheck{id:04}.xml");
+        let tmp = self.folder.join("req").join(format!("{name}.part"));
+        std::fs::write(&tmp, xml).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, self.folder.join("req").join(&name)).map_err(|e| e.to_string())?;
+        let answer = self.folder.join("res").join(name.replacen("req_", "res_", 1));
+        let started = Instant::now();
+        let bytes = loop {
+            if let Ok(bytes) = std::fs::read(&answer) {
+                break bytes;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(format!("no answer file {} within 10 s", answer.display()));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let (text, _) = onshi_gateway::xml::decode(&bytes).map_err(|e| e.to_string())?;
+        let root = onshi_gateway::xml::parse(&text).map_err(|e| e.to_string())?;
+        let validity = root.find("QualificationValidity").map(|e| e.text.trim().to_string()).unwrap_or_default();
+        if validity == case.expect.validity {
+            Ok(())
+        } else {
+            Err(format!("{}: answer file says {validity:?}, the truth {}", case.case, case.expect.validity))
+        }
+    }
+}
+
+/// A sample request file for the first valid case, for the "try next" text.
+pub fn write_example(root: &Path, case: &TruthCase, code: &str) -> anyhow::Result<PathBuf> {
+    let dir = root.join("examples");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("OQSsiquc01req_example.xml");
+    std::fs::write(&path, onshi_gateway::request::single_request_xml(&case.request, code, "example-1"))?;
+    Ok(path)
+}
