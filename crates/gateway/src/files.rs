@@ -87,6 +87,7 @@ fn sync_folder(path: &Path) {
 pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(req_dir)?
         .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| Kind::of_file_name(n).is_some()))
         .collect();
@@ -216,24 +217,87 @@ pub fn face_file(gateway: &Gateway, outcome: &Outcome, changes: &[String], chang
 pub async fn watch(gateway: std::sync::Arc<Gateway>, poll: Duration, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), GatewayError> {
     flush(&gateway.store)?;
     let req = gateway.config.req_dir();
+    // A failure that persists (a permission, a full disk) is logged once, not every pass.
+    let mut failing: std::collections::HashSet<PathBuf> = Default::default();
     loop {
         if *stop.borrow() {
             return Ok(());
         }
         match pending_requests(&req) {
             Ok(paths) => {
+                failing.remove(&req);
                 for path in paths {
-                    if let Err(e) = handle(&gateway, &path).await {
-                        tracing::warn!(file = %path.display(), error = %e, "request not handled; retried on the next pass");
+                    match handle(&gateway, &path).await {
+                        Ok(_) => {
+                            failing.remove(&path);
+                        }
+                        Err(e) => {
+                            if failing.insert(path.clone()) {
+                                tracing::warn!(file = %path.display(), error = %e, "request not handled; retried on every pass");
+                            }
+                        }
                     }
                 }
+                failing.retain(|p| p.exists());
             }
-            Err(e) => tracing::warn!(folder = %req.display(), error = %e, "cannot list the request folder"),
+            Err(e) => {
+                if failing.insert(req.clone()) {
+                    tracing::warn!(folder = %req.display(), error = %e, "cannot list the request folder; retried on every pass");
+                }
+            }
         }
         let mut stop = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(path: &Path, bytes: &[u8], remove_after: Option<&Path>) -> OutFile {
+        OutFile { path: path.to_path_buf(), bytes: bytes.to_vec(), remove_after: remove_after.map(Path::to_path_buf) }
+    }
+
+    #[test]
+    fn the_outbox_writes_each_file_once_across_interruptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.sqlite")).unwrap();
+        let request = dir.path().join("OQSsiquc01req_1.xml");
+        std::fs::write(&request, b"request").unwrap();
+        let answer = dir.path().join("OQSsiquc01res_1.xml");
+        store.answer_request("OQSsiquc01req_1.xml", "d1", "20261125090000", &[out(&answer, b"answer", Some(&request))]).unwrap();
+        assert!(store.request_answered("OQSsiquc01req_1.xml", "d1").unwrap());
+        assert!(!store.request_answered("OQSsiquc01req_1.xml", "d2").unwrap(), "same name, new content: a new request");
+
+        // Interrupted after staging and renaming (the レセコン then took the answer): not again.
+        let (id, file, _) = store.unwritten().unwrap().remove(0);
+        write_synced(&temporary_name(&file.path), &file.bytes).unwrap();
+        store.mark_file(id, "staged").unwrap();
+        std::fs::rename(temporary_name(&file.path), &file.path).unwrap();
+        std::fs::remove_file(&file.path).unwrap();
+        assert_eq!(flush(&store).unwrap(), 1);
+        assert!(!answer.exists(), "an answer already taken is not written twice");
+        assert!(!request.exists(), "the request goes once its answer is out");
+
+        // Interrupted after staging, before the rename: the staged file is renamed.
+        let second = dir.path().join("OQSsiquc01res_2.xml");
+        store.queue_files(&[out(&second, b"two", None)]).unwrap();
+        let (id, file, _) = store.unwritten().unwrap().remove(0);
+        write_synced(&temporary_name(&file.path), &file.bytes).unwrap();
+        store.mark_file(id, "staged").unwrap();
+        assert_eq!(flush(&store).unwrap(), 1);
+        assert_eq!(std::fs::read(&second).unwrap(), b"two");
+        assert!(!temporary_name(&second).exists());
+
+        // Interrupted before anything: written whole.
+        let third = dir.path().join("OQSsiquc01res_3.xml");
+        store.queue_files(&[out(&third, b"three", None)]).unwrap();
+        assert_eq!(flush(&store).unwrap(), 1);
+        assert_eq!(std::fs::read(&third).unwrap(), b"three");
+        assert_eq!(flush(&store).unwrap(), 0, "nothing is left to write");
     }
 }
