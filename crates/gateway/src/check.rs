@@ -94,7 +94,8 @@ pub fn patient_key(request: &VerifyNumberRequest) -> String {
         norm(&request.insurer_number),
         request.symbol.as_deref().map(to_half_width).unwrap_or_default().trim(),
         to_half_width(&request.number).trim(),
-        request.branch.as_deref().map(norm).unwrap_or_default(),
+        // "00" stays distinct from no 枝番 (which may match several family members).
+        request.branch.as_deref().map(|b| format!("{:0>2}", to_half_width(b.trim()))).unwrap_or_default(),
         request.birth_date.trim()
     )
 }
@@ -227,6 +228,9 @@ mod tests {
         };
         let b = VerifyNumberRequest { insurer_number: "00123456".into(), symbol: Some("12".into()), number: "34".into(), ..a.clone() };
         assert_eq!(patient_key(&a), patient_key(&b));
-        assert_ne!(patient_key(&a), patient_key(&VerifyNumberRequest { number: "35".into(), ..b }));
+        assert_ne!(patient_key(&a), patient_key(&VerifyNumberRequest { number: "35".into(), ..b.clone() }));
+        let with = |branch: &str| VerifyNumberRequest { branch: Some(branch.into()), ..b.clone() };
+        assert_eq!(patient_key(&with("０1")), patient_key(&with("1")));
+        assert_ne!(patient_key(&with("00")), patient_key(&b), "00 is not the same as no 枝番");
     }
 }
