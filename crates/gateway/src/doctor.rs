@@ -56,7 +56,8 @@ pub enum Finding {
         detail: String,
         action: String,
     },
-    /// Not checked because an earlier link is broken.
+    /// Not checked because another link is broken (the reader is found through the
+    /// configuration; the others through the links before them).
     Skipped,
 }
 
@@ -79,7 +80,7 @@ impl Diagnosis {
                 Finding::Ok(detail) => format!("[OK] {}: {detail}\n", link.name_ja()),
                 Finding::Warn { detail, action } => format!("[注意] {}: {detail}\n       対処: {action}\n", link.name_ja()),
                 Finding::Broken { detail, action } => format!("[NG] {}: {detail}\n       対処: {action}\n", link.name_ja()),
-                Finding::Skipped => format!("[--] {}: 未確認（前の項目が不良のため）\n", link.name_ja()),
+                Finding::Skipped => format!("[--] {}: 未確認（不良の項目があるため確認できません）\n", link.name_ja()),
             };
             out.push_str(&line);
         }
