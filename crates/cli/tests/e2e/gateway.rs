@@ -256,6 +256,9 @@ fn the_file_interface_answers_requests_as_public_clients_write_them() {
         })
         .collect();
     assert!(cases.len() >= 40, "enough cases: {}", cases.len());
+    let padded = cases.iter().enumerate().filter(|(i, c)| i % 3 == 2 && c.request.insurer_number.len() == 6).count();
+    let sjis = cases.iter().enumerate().filter(|(i, _)| i % 3 == 1).count();
+    assert!(padded >= 3 && sjis >= 10, "the variants cover space-padded 国保 numbers ({padded}) and Shift_JIS ({sjis})");
     for (i, case) in cases.iter().enumerate() {
         drop_request(&req, &format!("OQSsiquc01req_{i:04}.xml"), &truth_request(case, &format!("id-{i}"), i % 3));
     }
