@@ -22,6 +22,7 @@ pub mod error;
 pub mod hex;
 pub mod ids;
 pub mod limit;
+pub mod markup;
 
 pub use date::{Date, Timestamp};
 pub use error::FieldError;

@@ -43,21 +43,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(page)
 }
 
-/// HTML-escapes text.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use onshi_domain::markup::escape as esc;
 
 impl Page {
     fn say(&self, ok: bool, message: impl Into<String>) -> Response {

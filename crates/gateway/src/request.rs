@@ -225,13 +225,17 @@ pub fn single_request_xml(request: &VerifyNumberRequest, institution_code: &str,
     w.opt("QualificationConfirmationDate", request.date_of_care.as_deref());
     w.leaf("MedicalInstitutionCode", institution_code);
     w.leaf("ArbitraryFileIdentifier", file_id);
-    w.close().open("MessageBody").open("QualificationConfirmSearchInfo");
-    w.leaf("InsurerNumber", &request.insurer_number);
-    w.opt("InsuredCardSymbol", request.symbol.as_deref());
-    w.leaf("InsuredIdentificationNumber", &request.number);
-    w.opt("InsuredBranchNumber", request.branch.as_deref());
-    w.leaf("Birthdate", &request.birth_date);
-    w.leaf("LimitApplicationCertificateRelatedConsFlg", if request.limit_consent { "1" } else { "0" });
+    w.close().open("MessageBody");
+    let search = SearchInfo {
+        insurer_number: request.insurer_number.clone(),
+        symbol: request.symbol.clone(),
+        number: request.number.clone(),
+        branch: request.branch.clone(),
+        birth_date: request.birth_date.clone(),
+        limit_consent: request.limit_consent,
+        arbitrary_identifier: None,
+    };
+    crate::answer_xml::write_search(&mut w, &search);
     String::from_utf8(w.finish()).expect("UTF-8 was asked for")
 }
 

@@ -265,7 +265,7 @@ impl XmlWriter {
     pub fn leaf(&mut self, name: &str, value: &str) -> &mut Self {
         self.indent();
         let _ = write!(self.out, "<{name}>");
-        escape_into(&mut self.out, value);
+        onshi_domain::markup::escape_into(&mut self.out, value);
         let _ = writeln!(self.out, "</{name}>");
         self
     }
@@ -293,18 +293,6 @@ impl XmlWriter {
         match self.charset {
             Charset::Utf8 => self.out.into_bytes(),
             Charset::ShiftJis => encoding_rs::SHIFT_JIS.encode(&self.out).0.into_owned(),
-        }
-    }
-}
-
-fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
         }
     }
 }

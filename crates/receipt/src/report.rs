@@ -269,21 +269,7 @@ td p{margin:.2em 0}.chart{max-width:640px;font-size:13px}rect.ok{fill:#3a7}rect.
 rect.reroute{fill:#37c}rect.pending{fill:#e90}rect.bounce{fill:#d33}tr.bounce,li.bounce{background:#fde8e8}\
 tr.pending,li.pending{background:#fff4dc}tr.reroute{background:#e6f0fb}@media print{tr{break-inside:avoid}}";
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub use onshi_domain::markup::escape;
 
 fn push_csv_row(out: &mut String, fields: impl Iterator<Item = String>) {
     let mut first = true;
