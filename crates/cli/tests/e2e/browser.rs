@@ -73,12 +73,15 @@ impl Browser {
         Browser { driver, base, session, http }
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let request = self.http.request(method, &url).json(&body.unwrap_or(json!({})));
         let answer: Value = blocking(async { request.send().await?.json().await }).expect("webdriver answers");
-        assert!(answer["value"].get("error").is_none(), "{path}: {answer}");
-        answer["value"].clone()
+        if answer["value"].get("error").is_some() { Err(answer["value"].clone()) } else { Ok(answer["value"].clone()) }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     fn open(&self, url: &str) {
@@ -100,9 +103,17 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
     }
 
+    /// The text of an element. The page replaces its live part every few seconds, so an
+    /// element found may be gone by the time its text is asked for: then it is found again.
     fn text(&self, css: &str) -> String {
-        let id = self.find(css);
-        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None).as_str().unwrap_or_default().to_string()
+        loop {
+            let id = self.find(css);
+            match self.try_call(reqwest::Method::GET, &format!("/element/{id}/text"), None) {
+                Ok(text) => return text.as_str().unwrap_or_default().to_string(),
+                Err(e) if e["error"] == "stale element reference" => continue,
+                Err(e) => panic!("text of {css}: {e}"),
+            }
+        }
     }
 
     /// The visible text of the whole page.

@@ -1,9 +1,8 @@
 //! A clinic beside a center: a small register whose truth the tests know, a card CA, a
 //! registered reader with a linked card, and `onshi gateway serve` as a child process.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use onshi_domain::ids::InsurerNumber;
@@ -210,16 +209,8 @@ impl GatewayProcess {
     }
 
     pub fn start_with(config: &Path) -> GatewayProcess {
-        let mut child = onshi()
-            .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gateway starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
-        let addr = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let (child, addr) =
+            crate::common::spawn_listening(onshi().args(["gateway", "serve", "--listen", "127.0.0.1:0", "--config"]).arg(config));
         GatewayProcess { child, page: format!("http://{addr}") }
     }
 

@@ -101,6 +101,16 @@ pub fn event_files(synth: &Path) -> Vec<PathBuf> {
     ["kyokai", "kumiai", "kyosai", "kokuho", "kouki"].iter().map(|k| synth.join("events").join(format!("{k}.jsonl"))).collect()
 }
 
+/// Spawns a serving command and returns it with the address from its first line
+/// (`listening ADDR`).
+pub fn spawn_listening(command: &mut Command) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the server starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
+    let addr = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    (child, addr)
+}
+
 /// `onshi center serve` on a free port, killed when dropped.
 pub struct Server {
     child: Child,
@@ -124,19 +134,8 @@ impl Server {
 
     /// As [`Server::start_with`], on `listen` (a restart on the port it had before).
     pub fn start_listening(db: &Path, pki: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = onshi()
-            .args(["center", "serve", "--listen", listen, "--db"])
-            .arg(db)
-            .arg("--pki")
-            .arg(pki)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
-        let addr = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let (child, addr) =
+            spawn_listening(onshi().args(["center", "serve", "--listen", listen, "--db"]).arg(db).arg("--pki").arg(pki).args(extra));
         Server { child, addr }
     }
 
