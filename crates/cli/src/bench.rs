@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Reuse the register of an earlier run instead of importing again.
     #[arg(long)]
     pub skip_import: bool,
+    /// Only the card-verify ratio (trivial, card verifications, trivial again), on the
+    /// register of an earlier run: for working on the card path.
+    #[arg(long)]
+    pub card_only: bool,
 }
 
 /// Distinct verify requests drawn from the population.
@@ -304,6 +308,43 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
+/// `--card-only`: the trivial endpoint, card verifications, the trivial endpoint again.
+fn card_only(
+    args: &BenchArgs,
+    db: &Path,
+    pki: &Path,
+    events: &Path,
+    institution: &onshi_domain::ids::InstitutionCode,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+) -> anyhow::Result<ExitCode> {
+    let bench_cards = crate::bench_card::prepare(&args.dir, events)?;
+    let server = start_server(db, pki, &bench_cards.jpki)?;
+    let config = ClientConfig {
+        base_url: format!("https://{}", server.addr),
+        ca_pem: std::fs::read(pki.join("ca.pem"))?,
+        identity_pem: Some((
+            std::fs::read(pki.join("institutions").join(format!("{institution}.pem")))?,
+            std::fs::read(pki.join("institutions").join(format!("{institution}.key")))?,
+        )),
+        timeout: Duration::from_secs(30),
+    };
+    let (trivial, cards, again) = crate::runtime()?.block_on(async {
+        let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
+        throughput(&clients, Endpoint::Trivial, requests, 3).await;
+        let (trivial, _) = throughput(&clients, Endpoint::Trivial, requests, args.seconds).await;
+        crate::bench_card::link(&clients[0], &bench_cards).await?;
+        let (cards, failed) = crate::bench_card::throughput(&clients, &bench_cards, args.seconds).await?;
+        anyhow::ensure!(failed == 0, "{failed} card verifications failed");
+        let (again, _) = throughput(&clients, Endpoint::Trivial, requests, args.seconds).await;
+        anyhow::Ok((trivial, cards, again))
+    })?;
+    println!(
+        "trivial {trivial:.0} req/s; card verifications {cards:.0} /s; trivial again {again:.0} req/s; card / trivial (after) {:.3}",
+        cards / again
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)?;
     let synth_dir = args.dir.join("synth");
@@ -341,6 +382,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|request| serde_json::to_vec(request).expect("plain data"))
         .collect();
     let requests = std::sync::Arc::new(bodies);
+    if args.card_only {
+        return card_only(&args, &db, &pki, &files[0], &institution, &requests);
+    }
     let in_process_us = in_process_verify_us(&db, &requests)?;
     let bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
     let server = start_server(&db, &pki, &bench_cards.jpki)?;
