@@ -6,6 +6,7 @@
 //! folder = "onshi-files"        # req/ res/ face/ are made under it
 //! store = "gateway.sqlite"
 //! settle_ms = 2000              # an unreadable request must sit this long before it is refused
+//! keep_days = 90                # then checks, batches and cached answers are forgotten
 //!
 //! [center]
 //! url = "https://127.0.0.1:8443"
@@ -39,6 +40,10 @@ struct RawConfig {
     /// refused (a writer may still be at work).
     #[serde(default = "default_settle_ms")]
     settle_ms: u64,
+    /// Days the gateway keeps checks, batches, cached answers and its journal (names included)
+    /// before forgetting them; checks still waiting for the line are always kept.
+    #[serde(default = "default_keep_days")]
+    keep_days: u32,
     center: RawCenter,
     reader: RawReader,
     #[serde(default)]
@@ -83,6 +88,9 @@ fn default_folder() -> PathBuf {
 fn default_store() -> PathBuf {
     PathBuf::from("gateway.sqlite")
 }
+fn default_keep_days() -> u32 {
+    90
+}
 fn default_settle_ms() -> u64 {
     2000
 }
@@ -101,6 +109,7 @@ pub struct GatewayConfig {
     pub folder: PathBuf,
     pub store: PathBuf,
     pub settle: Duration,
+    pub keep_days: u32,
     pub center_url: String,
     pub center_ca: PathBuf,
     pub center_cert: PathBuf,
@@ -149,6 +158,9 @@ impl GatewayConfig {
                 return Err(setting(name, format!("names {}, which does not exist; check the path", file.display())));
             }
         }
+        if raw.keep_days == 0 {
+            return Err(setting("keep_days", "is 0; keep at least a day (today's checks are on the page)".into()));
+        }
         if raw.center.timeout_ms == 0 || raw.center.timeout_ms > 60_000 {
             return Err(setting("center.timeout_ms", format!("is {}; use 1–60000 milliseconds", raw.center.timeout_ms)));
         }
@@ -158,6 +170,7 @@ impl GatewayConfig {
             folder: abs(&raw.folder),
             store: abs(&raw.store),
             settle: Duration::from_millis(raw.settle_ms),
+            keep_days: raw.keep_days,
             center_url: url,
             center_ca: abs(&raw.center.ca),
             center_cert: abs(&raw.center.cert),

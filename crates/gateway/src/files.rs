@@ -41,7 +41,7 @@ pub fn flush(store: &Store) -> Result<usize, GatewayError> {
             |e: std::io::Error, path: &Path| GatewayError::File { what: "answer file", path: path.to_path_buf(), detail: e.to_string() };
         if !staged {
             write_synced(&tmp, &file.bytes).map_err(|e| io(e, &tmp))?;
-            store.mark_file(id, "staged")?;
+            store.mark_staged(id)?;
         }
         // Staged and no temporary file: it was renamed before a restart (and may have been
         // taken by the レセコン since), so it is not written again.
@@ -56,7 +56,7 @@ pub fn flush(store: &Store) -> Result<usize, GatewayError> {
                 Err(e) => return Err(io(e, request)),
             }
         }
-        store.mark_file(id, "written")?;
+        store.mark_written(id)?;
         written += 1;
     }
     Ok(written)
@@ -276,7 +276,7 @@ mod tests {
         // Interrupted after staging and renaming (the レセコン then took the answer): not again.
         let (id, file, _) = store.unwritten().unwrap().remove(0);
         write_synced(&temporary_name(&file.path), &file.bytes).unwrap();
-        store.mark_file(id, "staged").unwrap();
+        store.mark_staged(id).unwrap();
         std::fs::rename(temporary_name(&file.path), &file.path).unwrap();
         std::fs::remove_file(&file.path).unwrap();
         assert_eq!(flush(&store).unwrap(), 1);
@@ -288,7 +288,7 @@ mod tests {
         store.queue_files(&[out(&second, b"two", None)]).unwrap();
         let (id, file, _) = store.unwritten().unwrap().remove(0);
         write_synced(&temporary_name(&file.path), &file.bytes).unwrap();
-        store.mark_file(id, "staged").unwrap();
+        store.mark_staged(id).unwrap();
         assert_eq!(flush(&store).unwrap(), 1);
         assert_eq!(std::fs::read(&second).unwrap(), b"two");
         assert!(!temporary_name(&second).exists());

@@ -122,12 +122,28 @@ fn answer_files(gateway: &Gateway, job: &QueuedJob, outcome: &Outcome, changes: 
     }
 }
 
+/// Forgets what is older than the configured number of days (once an hour).
+fn forget_old(gateway: &Gateway) {
+    let cutoff =
+        onshi_domain::date::Timestamp::from_jst_seconds(gateway.now().jst_seconds() - i64::from(gateway.config.keep_days) * 86_400);
+    match gateway.store.forget_before(&cutoff.to_string()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(checks = n, keep_days = gateway.config.keep_days, "old checks forgotten"),
+        Err(e) => tracing::warn!(error = %e, "cannot forget old checks; retried in an hour"),
+    }
+}
+
 /// Runs passes until `stop`: right after something is queued, and every `retry` while checks
 /// wait for the line.
 pub async fn run(gateway: Arc<Gateway>, retry: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut forgotten_at: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if forgotten_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            forgotten_at = Some(std::time::Instant::now());
+            forget_old(&gateway);
         }
         gateway.probe().await;
         let waiting = match run_once(&gateway).await {

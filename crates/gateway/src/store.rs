@@ -440,11 +440,10 @@ impl Store {
         raw.into_iter().map(|(at, label, changes)| Ok((at, label, parse(&changes)?))).collect()
     }
 
-    /// Files not yet fully written: (id, path, bytes, staged, remove_after).
+    /// Files not yet fully written, with whether each is staged.
     pub fn unwritten(&self) -> Result<Vec<(i64, OutFile, bool)>, StoreError> {
         self.with(|c| {
-            let mut statement =
-                c.prepare("SELECT id, path, bytes, state, remove_after FROM outbox WHERE state != 'written' ORDER BY id")?;
+            let mut statement = c.prepare("SELECT id, path, bytes, state, remove_after FROM outbox ORDER BY id")?;
             let rows = statement.query_map([], |r| {
                 let remove_after: Option<String> = r.get(4)?;
                 let state: String = r.get(3)?;
@@ -462,8 +461,42 @@ impl Store {
         })
     }
 
-    pub fn mark_file(&self, id: i64, state: &str) -> Result<(), StoreError> {
-        self.with(|c| c.execute("UPDATE outbox SET state = ?2 WHERE id = ?1", params![id, state]).map(|_| ()))
+    /// Marks a file staged: written and synced under its temporary name.
+    pub fn mark_staged(&self, id: i64) -> Result<(), StoreError> {
+        self.with(|c| c.execute("UPDATE outbox SET state = 'staged' WHERE id = ?1", [id]).map(|_| ()))
+    }
+
+    /// A file is out under its own name: its row (and its bytes) are no longer needed; the
+    /// request's journal row keeps it from being answered again.
+    pub fn mark_written(&self, id: i64) -> Result<(), StoreError> {
+        self.with(|c| c.execute("DELETE FROM outbox WHERE id = ?1", [id]).map(|_| ()))
+    }
+
+    /// Forgets what is older than `cutoff` (`YYYYMMDDHHmmss`): checks and their finished queue
+    /// entries, batches, cached answers and journal rows. A check still waiting for the line is
+    /// kept whatever its age. Returns the number of checks forgotten.
+    pub fn forget_before(&self, cutoff: &str) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let checks = tx.execute(
+                "DELETE FROM checks WHERE at < ?1 AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.check_id = checks.id AND q.done_at IS NULL)",
+                [cutoff],
+            )?;
+            tx.execute("DELETE FROM queue WHERE done_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM checks c WHERE c.id = queue.check_id)", [])?;
+            tx.execute(
+                "DELETE FROM batch_entries WHERE reception_number IN (SELECT reception_number FROM batches WHERE created_at < ?1)
+                   AND NOT EXISTS (SELECT 1 FROM batch_entries w WHERE w.reception_number = batch_entries.reception_number AND w.outcome IS NULL)",
+                [cutoff],
+            )?;
+            tx.execute(
+                "DELETE FROM batches WHERE created_at < ?1 AND NOT EXISTS (SELECT 1 FROM batch_entries e WHERE e.reception_number = batches.reception_number)",
+                [cutoff],
+            )?;
+            tx.execute("DELETE FROM cache WHERE fetched_at < ?1", [cutoff])?;
+            tx.execute("DELETE FROM requests WHERE answered_at < ?1", [cutoff])?;
+            tx.commit()?;
+            Ok(checks)
+        })
     }
 }
 
@@ -508,4 +541,41 @@ fn queue_files(tx: &rusqlite::Transaction<'_>, files: &[OutFile]) -> rusqlite::R
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Outcome;
+
+    fn check(store: &Store, at: &str, queue: bool) -> i64 {
+        let outcome = Outcome::Queued { reason: "down".into() };
+        let job = Job::Number { request: Default::default(), reply: None };
+        let new = NewCheck {
+            at,
+            source: Source::Page,
+            method: "number",
+            subject: "s",
+            outcome: &outcome,
+            changes: &[],
+            queue: queue.then_some(&job),
+            cache: Some(("k", "{}")),
+        };
+        store.record(&new, Some((at, "digest")), &[]).unwrap()
+    }
+
+    #[test]
+    fn old_checks_are_forgotten_but_nothing_still_waiting_for_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.sqlite")).unwrap();
+        check(&store, "20260101090000", false);
+        check(&store, "20260101100000", true);
+        check(&store, "20261125090000", false);
+        assert_eq!(store.forget_before("20261001000000").unwrap(), 1, "the old answered check goes");
+        let left: Vec<String> = store.checks_since("20250101000000").unwrap().into_iter().map(|c| c.at).collect();
+        assert_eq!(left, ["20261125090000", "20260101100000"], "the waiting one stays whatever its age");
+        assert_eq!(store.waiting().unwrap().len(), 1);
+        assert!(!store.request_answered("20260101090000", "digest").unwrap(), "old journal rows go");
+        assert!(store.request_answered("20261125090000", "digest").unwrap());
+    }
 }
