@@ -421,3 +421,55 @@ fn killed_in_the_middle_of_a_stream_every_request_is_answered_exactly_once() {
     let leftovers: Vec<String> = names_in(&world.res()).into_iter().filter(|n| n.starts_with('.')).collect();
     assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
 }
+
+/// YZK/TKK request files: refused before the patient consents at the reader, answered with the
+/// records (and how fresh they are) once the card check on the page carried the consent.
+#[test]
+fn drug_and_checkup_files_follow_the_consent_given_at_the_reader() {
+    let world = ClinicWorld::new();
+    let p1 = &members()[0];
+    let records = [
+        r#"{"kind":"drug","person_ref":"p1","drug_code":"620004628","drug_name":"アムロジピン錠５ｍｇ","quantity":1.0,"unit":"錠","days":28,"dispensed_on":"20261101","dispensed_by":"1311234569","source":"pharmacy","arrived_on":"20261101"}"#,
+        r#"{"kind":"checkup","person_ref":"p1","item_code":"3D046000001920402","item_name":"HbA1c","value":"5.6","unit":"%","examined_on":"20260601","arrived_on":"20260701"}"#,
+    ];
+    std::fs::write(world.path("medical.jsonl"), records.join("\n") + "\n").unwrap();
+    crate::common::run_ok(
+        onshi().args(["center", "import-medical", "--db"]).arg(world.path("center.sqlite")).arg(world.path("medical.jsonl")),
+    );
+    let gateway = GatewayProcess::start(&world);
+    let request = |kind: &str, id: &str| {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode><InsurerNumber>{}</InsurerNumber><InsuranceCardSymbol>{}</InsuranceCardSymbol><InsuredPersonIdentificationNumber>{}</InsuredPersonIdentificationNumber><BranchNumber>{}</BranchNumber><ArbitraryFileIdentifier>{id}</ArbitraryFileIdentifier></MessageHeader><MessageBody><FileCategory>2</FileCategory></MessageBody></XmlMsg>",
+            crate::common::CLINIC,
+            p1.insurer,
+            p1.symbol,
+            p1.number,
+            p1.branch
+        );
+        drop_request(&world.req(), &format!("{kind}siquc01req_{id}.xml"), &encoding_rs::SHIFT_JIS.encode(&text).0);
+        read_answer(&world.res().join(format!("{kind}siquc01res_{id}.xml")))
+    };
+    let before = request("YZK", "1");
+    assert_eq!(element(&before, "ResultCode").as_deref(), Some("2"), "{before}");
+
+    // At the reader the patient consents to drug and checkup information (PIN path).
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN), ("drug", "1"), ("checkup", "1")]);
+    assert!(page.contains("有効"), "the card check answered");
+    let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
+    let face_xml = read_answer(&world.face().join(face));
+    assert_eq!(element(&face_xml, "PharmacistsInfoConsFlg").as_deref(), Some("1"));
+    assert_eq!(element(&face_xml, "SpecificHealthCheckupsInfoConsFlg").as_deref(), Some("1"));
+    assert!(element(&face_xml, "PharmacistsInfoAvailableTime").is_some(), "the viewing deadline is given");
+
+    let drugs = request("YZK", "2");
+    assert_eq!(element(&drugs, "ResultCode").as_deref(), Some("1"), "{drugs}");
+    assert_eq!(element(&drugs, "CzDrugN").as_deref(), Some("アムロジピン錠５ｍｇ"));
+    assert_eq!(element(&drugs, "CzDiDate").as_deref(), Some("20261101"));
+    assert!(element(&drugs, "MessageContents").unwrap().contains("最新の記録の到着日"), "freshness is stated");
+    let checkups = request("TKK", "3");
+    assert_eq!(element(&checkups, "ResultCode").as_deref(), Some("1"), "{checkups}");
+    assert_eq!(element(&checkups, "ItemName").as_deref(), Some("HbA1c"));
+    assert_eq!(element(&checkups, "DataValue").as_deref(), Some("5.6"));
+    assert_eq!(element(&checkups, "ArbitraryFileIdentifier").as_deref(), Some("3"));
+}
