@@ -47,10 +47,7 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// The system clock in Japan time.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        Timestamp::from_unix(unix)
-    })
+    Arc::new(onshi_pki::now)
 }
 
 /// Shared by all requests.

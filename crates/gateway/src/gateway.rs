@@ -20,10 +20,7 @@ use crate::store::{NewCheck, OutFile, Store, StoreError};
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        Timestamp::from_unix(unix)
-    })
+    Arc::new(onshi_pki::now)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -153,10 +153,16 @@ pub fn random_hex(bytes: usize) -> Result<String, PkiError> {
     Ok(onshi_domain::hex::encode(&buffer))
 }
 
+/// Now in Japan time, from the system clock (the one place it is read; servers wrap it in an
+/// injectable clock).
+pub fn now() -> Timestamp {
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Timestamp::from_unix(unix)
+}
+
 /// Today in Japan time, from the system clock.
 pub fn today() -> Date {
-    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    Timestamp::from_unix(unix).date()
+    now().date()
 }
 
 /// Validity of issued certificates unless told otherwise.

@@ -72,8 +72,7 @@ pub fn lose(m: &Member, on: &str) -> String {
 
 /// Today in Japan time, `YYYYMMDD`, and a day `offset` days away.
 pub fn today_plus(offset: i64) -> String {
-    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    onshi_domain::date::Timestamp::from_unix(unix).date().add_days(offset).yyyymmdd()
+    onshi_pki::now().date().add_days(offset).yyyymmdd()
 }
 
 pub struct ClinicWorld {

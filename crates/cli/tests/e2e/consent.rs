@@ -66,10 +66,8 @@ impl World {
 
         let offset = Arc::new(AtomicI64::new(0));
         let clock_offset = offset.clone();
-        let clock: onshi_center::server::Clock = Arc::new(move || {
-            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-            Timestamp::from_unix(unix + clock_offset.load(Ordering::SeqCst))
-        });
+        let clock: onshi_center::server::Clock =
+            Arc::new(move || Timestamp::from_jst_seconds(onshi_pki::now().jst_seconds() + clock_offset.load(Ordering::SeqCst)));
         let register = Arc::new(SqliteRegister::open(&root.join("center.sqlite"), SqliteOptions::SERVER).unwrap());
         let read = |name: &str| std::fs::read_to_string(root.join("pki").join(name)).unwrap();
         let tls = onshi_pki::server_tls_config(&read("ca.pem"), &read("server.pem"), &read("server.key")).unwrap();

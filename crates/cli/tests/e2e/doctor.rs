@@ -91,10 +91,7 @@ fn doctor_names_each_broken_link_in_turn() {
     // The clock and an expired certificate, with the real diagnosis run on a shifted clock.
     std::fs::write(&config, &good).unwrap();
     let at = |offset_seconds: i64| -> onshi_gateway::gateway::Clock {
-        Arc::new(move || {
-            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-            onshi_domain::date::Timestamp::from_unix(unix + offset_seconds)
-        })
+        Arc::new(move || onshi_domain::date::Timestamp::from_jst_seconds(onshi_pki::now().jst_seconds() + offset_seconds))
     };
     let ahead = blocking(onshi_gateway::doctor::diagnose(&config, at(600))).report();
     assert_broken_at(&ahead, Some(1), "時計のずれ", "秒進んでいます");
