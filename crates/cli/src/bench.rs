@@ -308,6 +308,17 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
+/// The bench clinic's connection to the server at `addr`.
+fn client_config(addr: &str, pki: &Path, institution: &onshi_domain::ids::InstitutionCode) -> anyhow::Result<ClientConfig> {
+    let file = |ext: &str| std::fs::read(pki.join("institutions").join(format!("{institution}.{ext}")));
+    Ok(ClientConfig {
+        base_url: format!("https://{addr}"),
+        ca_pem: std::fs::read(pki.join("ca.pem"))?,
+        identity_pem: Some((file("pem")?, file("key")?)),
+        timeout: Duration::from_secs(30),
+    })
+}
+
 /// `--card-only`: the trivial endpoint, card verifications, the trivial endpoint again.
 fn card_only(
     args: &BenchArgs,
@@ -319,15 +330,7 @@ fn card_only(
 ) -> anyhow::Result<ExitCode> {
     let bench_cards = crate::bench_card::prepare(&args.dir, events)?;
     let server = start_server(db, pki, &bench_cards.jpki)?;
-    let config = ClientConfig {
-        base_url: format!("https://{}", server.addr),
-        ca_pem: std::fs::read(pki.join("ca.pem"))?,
-        identity_pem: Some((
-            std::fs::read(pki.join("institutions").join(format!("{institution}.pem")))?,
-            std::fs::read(pki.join("institutions").join(format!("{institution}.key")))?,
-        )),
-        timeout: Duration::from_secs(30),
-    };
+    let config = client_config(&server.addr, pki, institution)?;
     let (trivial, cards, again) = crate::runtime()?.block_on(async {
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         throughput(&clients, Endpoint::Trivial, requests, 3).await;
@@ -388,15 +391,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let in_process_us = in_process_verify_us(&db, &requests)?;
     let bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
     let server = start_server(&db, &pki, &bench_cards.jpki)?;
-    let config = ClientConfig {
-        base_url: format!("https://{}", server.addr),
-        ca_pem: std::fs::read(pki.join("ca.pem"))?,
-        identity_pem: Some((
-            std::fs::read(pki.join("institutions").join(format!("{institution}.pem")))?,
-            std::fs::read(pki.join("institutions").join(format!("{institution}.key")))?,
-        )),
-        timeout: Duration::from_secs(30),
-    };
+    let config = client_config(&server.addr, &pki, &institution)?;
     let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_anonymous_peak(server.child.id(), stop_sampling.clone());
     let runtime = crate::runtime()?;

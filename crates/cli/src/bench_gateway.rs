@@ -20,12 +20,7 @@ pub async fn file_latencies(dir: &Path, center: &str, pki: &Path, code: &str, re
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
     onshi_reader::ReaderFile::create(&root.join("reader.json"), "bench-reader", "bench")?;
-    let config = format!(
-        "institution_code = \"{code}\"\nfolder = \"files\"\nstore = \"gateway.sqlite\"\n\n[center]\nurl = \"https://{center}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n\n[reader]\nfile = \"reader.json\"\n",
-        pki.join("ca.pem").display().to_string(),
-        pki.join(format!("institutions/{code}.pem")).display().to_string(),
-        pki.join(format!("institutions/{code}.key")).display().to_string(),
-    );
+    let config = onshi_gateway::config::standard_text(code, &format!("https://{center}"), pki, "files", "");
     std::fs::write(root.join("gateway.toml"), config)?;
     let gateway = Arc::new(Gateway::open(GatewayConfig::load(&root.join("gateway.toml"))?, system_clock())?);
     let (req, res) = (gateway.config.req_dir(), gateway.config.res_dir());

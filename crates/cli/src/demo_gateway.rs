@@ -21,16 +21,12 @@ pub struct DemoGateway {
 /// Writes the gateway's configuration for the center at `center` and starts it; the page on
 /// `page_port` (a busy port falls back to a free one).
 pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16) -> anyhow::Result<DemoGateway> {
-    let pki = root.join("pki");
     let config = root.join("gateway.toml");
     let text = format!(
-        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n\
-         institution_code = \"{code}\"\nfolder = \"clinic-files\"\nstore = \"gateway.sqlite\"\n\n[center]\nurl = \"https://{center}\"\n\
-         ca = \"pki/ca.pem\"\ncert = \"pki/institutions/{code}.pem\"\nkey = \"pki/institutions/{code}.key\"\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n\n\
-         [page]\nlisten = \"127.0.0.1:{page_port}\"\n",
-        config.display()
+        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{}",
+        config.display(),
+        onshi_gateway::config::standard_text(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "")
     );
-    debug_assert!(pki.join("ca.pem").exists());
     std::fs::write(&config, text)?;
     let gateway = Arc::new(Gateway::open(GatewayConfig::load(&config)?, system_clock())?);
     let folder = gateway.config.folder.clone();

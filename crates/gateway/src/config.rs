@@ -28,6 +28,36 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The configuration of an institution whose certificates sit in `pki` as `onshi center pki`
+/// lays them out (`ca.pem`, `institutions/<code>.pem` and `.key`), with `reader.json` and the
+/// card folder `cards` beside the file; `extra` adds top-level settings. What the demo writes,
+/// and the bench and the tests.
+pub fn standard_text(code: &str, center_url: &str, pki: &Path, folder: &str, extra: &str) -> String {
+    let file = |name: String| toml_string(&pki.join(name).display().to_string());
+    format!(
+        "institution_code = \"{code}\"\nfolder = {}\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = {}\nca = {}\ncert = {}\nkey = {}\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n",
+        toml_string(folder),
+        toml_string(center_url),
+        file("ca.pem".into()),
+        file(format!("institutions/{code}.pem")),
+        file(format!("institutions/{code}.key")),
+    )
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -236,6 +266,21 @@ file = "reader.json"
         assert_eq!(config.folder, dir.path().join("onshi-files"));
         assert_eq!(config.center_host_port(), ("localhost".to_string(), 8443));
         assert_eq!(config.page_listen.port(), 8080);
+    }
+
+    #[test]
+    fn the_standard_text_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pki/institutions")).unwrap();
+        for f in ["pki/ca.pem", "pki/institutions/1311234569.pem", "pki/institutions/1311234569.key", "reader.json"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, standard_text("1311234569", "https://127.0.0.1:8443", Path::new("pki"), "files", "settle_ms = 5")).unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        assert_eq!(config.center_key, dir.path().join("pki/institutions/1311234569.key"));
+        assert_eq!(config.settle, Duration::from_millis(5));
+        assert_eq!(config.card_folder, Some(dir.path().join("cards")));
     }
 
     #[test]

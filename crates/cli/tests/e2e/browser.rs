@@ -98,9 +98,17 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
 
-    fn click(&self, css: &str) {
+    /// Clicks a form's button and waits until the page it posts to has replaced this one (the
+    /// old document's root element goes stale), so that what is read next is the new page.
+    fn submit(&self, css: &str) {
+        let old = self.find("html");
         let id = self.find(css);
         self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
+        wait_for("the page after the form", || match self.try_call(reqwest::Method::GET, &format!("/element/{old}/name"), None) {
+            Err(e) if e["error"] == "stale element reference" => Some(()),
+            Err(e) => panic!("waiting for the next page: {e}"),
+            Ok(_) => None,
+        });
     }
 
     /// The text of an element. The page replaces its live part every few seconds, so an
@@ -147,7 +155,7 @@ fn the_reception_page_shows_a_check_a_visual_check_and_a_queued_check() {
         browser.type_into("#number", m.number);
         browser.type_into("#branch", m.branch);
         browser.type_into("#birth", m.birth);
-        browser.click("#check");
+        browser.submit("#check");
     };
     by_numbers(&p2);
     assert!(browser.text("#flash").contains("有効"), "{}", browser.text("#flash"));
@@ -155,10 +163,10 @@ fn the_reception_page_shows_a_check_a_visual_check_and_a_queued_check() {
     assert!(table.contains(p2.name) && table.contains("受付を続けてください"), "{table}");
 
     // A visual check of the card on the reader, with the facility password.
-    browser.click("#place");
+    browser.submit("#place");
     assert!(browser.text("#reader").contains("カードあり"));
     browser.type_into("#facility-password", FACILITY_PASSWORD);
-    browser.click("#visual");
+    browser.submit("#visual");
     let table = browser.text("#checks");
     assert!(table.contains("マイナ保険証（目視）"), "{table}");
     assert!(browser.text("#reader").contains("目視モード"));

@@ -184,13 +184,7 @@ impl ClinicWorld {
 /// A gateway configuration in `root` (pki/, reader.json and cards/ beside it), with `extra`
 /// top-level TOML.
 pub fn write_gateway_config(root: &Path, url: &str, extra: &str) -> PathBuf {
-    let pki = root.join("pki");
-    let config = format!(
-        "institution_code = \"{CLINIC}\"\nfolder = \"files\"\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = \"{url}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\ntimeout_ms = 3000\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n",
-        pki.join("ca.pem").display().to_string(),
-        pki.join(format!("institutions/{CLINIC}.pem")).display().to_string(),
-        pki.join(format!("institutions/{CLINIC}.key")).display().to_string(),
-    );
+    let config = onshi_gateway::config::standard_text(CLINIC, url, &root.join("pki"), "files", extra);
     let path = root.join("gateway.toml");
     std::fs::write(&path, config).expect("config");
     path
