@@ -247,22 +247,32 @@ impl Store {
 
     /// Checks made since `since` (`YYYYMMDDHHmmss`), newest first.
     pub fn checks_since(&self, since: &str) -> Result<Vec<CheckRow>, StoreError> {
-        type Raw = (i64, String, String, String, String, String, String, Option<String>, Option<String>, Option<String>);
+        type Raw = (i64, String, String, String, String, String, String, Option<i64>, Option<String>, Option<String>, Option<String>);
         let raw: Vec<Raw> = self.with(|c| {
             let mut statement = c.prepare(
-                "SELECT c.id, c.at, c.source, c.method, c.subject, c.outcome, c.changes, q.done_at, q.outcome, q.changes
+                "SELECT c.id, c.at, c.source, c.method, c.subject, c.outcome, c.changes, q.id, q.done_at, q.outcome, q.changes
                  FROM checks c LEFT JOIN queue q ON q.id = c.queue_id WHERE c.at >= ?1 ORDER BY c.id DESC",
             )?;
             let rows = statement.query_map([since], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
             })?;
             rows.collect()
         })?;
-        let queued: std::collections::HashSet<i64> =
-            self.with(|c| c.prepare("SELECT check_id FROM queue")?.query_map([], |r| r.get(0))?.collect())?;
         raw.into_iter()
-            .map(|(id, at, source, method, subject, outcome, changes, done_at, q_outcome, q_changes)| {
-                let requeued = queued.contains(&id).then(|| -> Result<QueueState, StoreError> {
+            .map(|(id, at, source, method, subject, outcome, changes, queue_id, done_at, q_outcome, q_changes)| {
+                let requeued = queue_id.map(|_| -> Result<QueueState, StoreError> {
                     Ok(QueueState {
                         done: done_at.is_some(),
                         outcome: q_outcome.as_deref().map(parse).transpose()?,
