@@ -47,6 +47,12 @@ struct Browser {
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Whether a WebDriver error means the element was replaced after it was found: the standard
+/// "stale element reference", or chromedriver's inspector error for a node of a swapped document.
+fn replaced(error: &Value) -> bool {
+    error["error"] == "stale element reference" || error["message"].as_str().is_some_and(|m| m.contains("does not belong to the document"))
+}
+
 impl Browser {
     fn start() -> Browser {
         // A free port, released just before chromedriver takes it.
@@ -98,17 +104,26 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
 
-    /// Clicks a form's button and waits until the page it posts to has replaced this one (the
-    /// old document's root element goes stale), so that what is read next is the new page.
+    /// Clicks a form's button and waits until the page it posts to has replaced this one and
+    /// finished loading, so that what is read next is the new page. The old document's window
+    /// carries a mark; a navigation brings a fresh window without it. (Watching an element of
+    /// the old document go stale is not enough: while the document is being swapped chromedriver
+    /// may answer with an "unknown error" instead.)
     fn submit(&self, css: &str) {
-        let old = self.find("html");
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": "window.onshiOldPage = true;", "args": []})));
         let id = self.find(css);
         self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
-        wait_for("the page after the form", || match self.try_call(reqwest::Method::GET, &format!("/element/{old}/name"), None) {
-            Err(e) if e["error"] == "stale element reference" => Some(()),
-            Err(e) => panic!("waiting for the next page: {e}"),
-            Ok(_) => None,
-        });
+        let probe = json!({"script": "return window.onshiOldPage ? 'old' : document.readyState;", "args": []});
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            // Asked mid-navigation, chromedriver may answer with an error: asked again.
+            let state = self.try_call(reqwest::Method::POST, "/execute/sync", Some(probe.clone())).unwrap_or_else(|e| e);
+            if state == "complete" {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the page after {css} did not load; last state: {state}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The text of an element. The page replaces its live part every few seconds, so an
@@ -118,7 +133,7 @@ impl Browser {
             let id = self.find(css);
             match self.try_call(reqwest::Method::GET, &format!("/element/{id}/text"), None) {
                 Ok(text) => return text.as_str().unwrap_or_default().to_string(),
-                Err(e) if e["error"] == "stale element reference" => continue,
+                Err(e) if replaced(&e) => continue,
                 Err(e) => panic!("text of {css}: {e}"),
             }
         }
