@@ -14,7 +14,7 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// The bytes of a hex text (either case); `None` when it is not an even run of hex digits.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let value = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

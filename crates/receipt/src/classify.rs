@@ -72,7 +72,7 @@ pub enum Fix {
     /// Record the register's 枝番 in the claim's SN record.
     AddBranch { branch: String },
     /// Bill the newer coverage of the same person: HO numbers and the SN 枝番.
-    Reroute { coverage: Coverage },
+    Reroute { coverage: Box<Coverage> },
 }
 
 /// The verdict on one claim.
@@ -310,7 +310,7 @@ fn judge(claim: &Claim, institution: &Institution, replies: &Replies, today: Dat
                 },
             ));
             if fixable {
-                out.fix = Some(Fix::Reroute { coverage: newer.clone() });
+                out.fix = Some(Fix::Reroute { coverage: Box::new(newer.clone()) });
             }
         }
         (State::Valid(coverage), State::Lost(_) | State::Newer { .. }) => {
@@ -515,7 +515,7 @@ mod tests {
         };
         let fixable = reroute(&same_body);
         assert_eq!((fixable.class, codes(&fixable)), (Class::Reroute, vec!["REROUTE"]));
-        assert_eq!(fixable.fix, Some(Fix::Reroute { coverage: same_body.clone() }));
+        assert_eq!(fixable.fix, Some(Fix::Reroute { coverage: Box::new(same_body.clone()) }));
         // 国保 is paid by the 国保連, not by the 支払基金 this file goes to.
         let kokuho = reroute(&coverage("138057", "00", "20210901", None));
         assert_eq!((kokuho.class, kokuho.fix.clone()), (Class::Reroute, None));

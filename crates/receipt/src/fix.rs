@@ -234,7 +234,7 @@ mod tests {
         let fixes = vec![
             (0, Fix::AddBranch { branch: "01".into() }),
             (1, Fix::AddBranch { branch: "02".into() }),
-            (5, Fix::Reroute { coverage: coverage("138057", "12", "345", "00") }),
+            (5, Fix::Reroute { coverage: Box::new(coverage("138057", "12", "345", "00")) }),
         ];
         let fixed = apply(&file, &fixes).expect("writes");
         let reread = uke::read(&fixed.bytes).expect("the copy reads");
