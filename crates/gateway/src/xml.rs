@@ -65,10 +65,15 @@ pub enum XmlError {
     NotXmlMsg(String),
     #[error("the file is {0} bytes; requests over {MAX_REQUEST_BYTES} bytes are refused")]
     TooLarge(u64),
+    #[error("elements are nested more than {0} levels deep; no request of the interface is")]
+    TooDeep(usize),
 }
 
 /// Larger than any 一括照会 upload a clinic sends (10,000 entries are about 5 MB).
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Far deeper than any request of the interface (they nest five or six levels).
+pub const MAX_DEPTH: usize = 32;
 
 impl XmlError {
     /// An error that a writer still at work would cause: read again later before refusing.
@@ -168,7 +173,12 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
             .map_err(|e| XmlError::Malformed { position: reader.error_position().max(position), detail: e.to_string() })?;
         match event {
             Event::DocType(_) => return Err(XmlError::Doctype),
-            Event::Start(start) => stack.push(Element { name: start.local_name().as_ref().to_string(), ..Element::default() }),
+            Event::Start(start) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep(MAX_DEPTH));
+                }
+                stack.push(Element { name: start.local_name().as_ref().to_string(), ..Element::default() })
+            }
             Event::Empty(start) => {
                 let element = Element { name: start.local_name().as_ref().to_string(), ..Element::default() };
                 attach(&mut stack, &mut root, element, position)?;
@@ -335,6 +345,16 @@ mod tests {
         assert_eq!(parse("  "), Err(XmlError::Empty));
         let bad = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<XmlMsg>\n<A>\xff</A></XmlMsg>";
         assert_eq!(decode(bad), Err(XmlError::BadBytes { charset: "UTF-8", line: 3 }));
+    }
+
+    #[test]
+    fn refuses_elements_nested_deeper_than_any_request() {
+        // A million levels would overflow the stack when the tree is searched or dropped.
+        let depth = 1_000_000;
+        let text = format!("<XmlMsg>{}{}</XmlMsg>", "<A>".repeat(depth), "</A>".repeat(depth));
+        assert_eq!(parse(&text), Err(XmlError::TooDeep(MAX_DEPTH)));
+        let fine = format!("<XmlMsg>{}1{}</XmlMsg>", "<A>".repeat(MAX_DEPTH - 1), "</A>".repeat(MAX_DEPTH - 1));
+        assert_eq!(parse(&fine).unwrap().find("A").map(|a| a.name.as_str()), Some("A"));
     }
 
     #[test]
