@@ -303,6 +303,48 @@ mod tests {
         assert_eq!(search.to_request(header.confirmation_date.as_deref()).date_of_care.as_deref(), Some("20261125"));
     }
 
+    /// Damaged copies of a request (bytes changed, inserted, removed, the file cut short; in
+    /// UTF-8 and Shift_JIS) are read or refused with a message, never a panic.
+    #[test]
+    fn damaged_requests_are_refused_with_a_message_and_never_panic() {
+        let utf8 = SINGLE.as_bytes().to_vec();
+        let sjis = encoding_rs::SHIFT_JIS.encode(&SINGLE.replace("UTF-8", "Shift_JIS")).0.into_owned();
+        // xorshift64: the same damaged files on every run.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        const MARKUP: [u8; 13] = [b'<', b'>', b'&', b';', b'/', b'"', b'\'', b'!', b'?', b'#', b'x', 0x81, 0xEF];
+        let (mut read_ok, mut refused) = (0, 0);
+        for round in 0..10_000 {
+            let mut bytes = if round % 2 == 0 { utf8.clone() } else { sjis.clone() };
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % bytes.len();
+                match next() % 4 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.truncate(at.max(1)),
+                    2 => bytes.insert(at, MARKUP[next() as usize % MARKUP.len()]),
+                    _ if bytes.len() > 1 => drop(bytes.remove(at)),
+                    _ => {}
+                }
+            }
+            for kind in [Kind::Single, Kind::BulkUpload, Kind::BulkDownload, Kind::Drugs] {
+                match read(kind, &bytes) {
+                    Ok(_) => read_ok += 1,
+                    Err(e) => {
+                        assert!(!e.to_string().trim().is_empty(), "an error without a message for {:?}", String::from_utf8_lossy(&bytes));
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        // Both sides were exercised: damage that leaves a readable request, and damage that does not.
+        assert!(read_ok > 0 && refused > 0, "read {read_ok}, refused {refused}");
+    }
+
     #[test]
     fn names_what_is_missing_or_wrong() {
         let no_number = SINGLE.replace("<InsuredIdentificationNumber>34</InsuredIdentificationNumber>", "");
