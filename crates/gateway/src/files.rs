@@ -3,9 +3,10 @@
 //! clinics run and on network drives.
 //!
 //! A request is answered exactly once: its journal row and its answer's outbox row are
-//! committed together, the answer is written from the outbox, and only then is the request
-//! removed. A file still being written is not read half-way: one that does not parse yet is
-//! left alone until it has not changed for the configured settle time.
+//! committed together (the answer is then durable), the request is removed, and the answer is
+//! written from the outbox (see [`flush`] for the order and why). A file still being written is
+//! not read half-way: one that does not parse yet is left alone until it has not changed for
+//! the configured settle time.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -30,9 +31,15 @@ pub enum Handled {
     NotYet,
 }
 
-/// Writes every file of the outbox not yet written, then removes the requests they answer.
+/// Writes every file of the outbox not yet written, removing the requests they answer.
 /// Each file goes through a hidden temporary name in its folder and a rename, so a watcher
 /// never sees half a file.
+///
+/// The order, and why: the answer is already committed in the store (that is what answering
+/// means), so the request is removed first; then the answer is staged, and its request's
+/// journal rows are forgotten in the same transaction; then it is renamed into place. By the
+/// time a client sees the answer, the gateway has forgotten the request, and the same file
+/// sent again is a new request. Interrupted anywhere, the next flush takes up where it stopped.
 pub fn flush(store: &Store) -> Result<usize, GatewayError> {
     let mut written = 0;
     for (id, file, staged) in store.unwritten()? {
@@ -40,21 +47,22 @@ pub fn flush(store: &Store) -> Result<usize, GatewayError> {
         let io =
             |e: std::io::Error, path: &Path| GatewayError::File { what: "answer file", path: path.to_path_buf(), detail: e.to_string() };
         if !staged {
+            if let Some(request) = &file.remove_after {
+                match std::fs::remove_file(request) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(e, request)),
+                }
+            }
             write_synced(&tmp, &file.bytes).map_err(|e| io(e, &tmp))?;
-            store.mark_staged(id)?;
+            let removed = file.remove_after.as_deref().and_then(Path::file_name).and_then(|n| n.to_str());
+            store.mark_staged(id, removed)?;
         }
         // Staged and no temporary file: it was renamed before a restart (and may have been
         // taken by the レセコン since), so it is not written again.
         if tmp.exists() {
             std::fs::rename(&tmp, &file.path).map_err(|e| io(e, &file.path))?;
             sync_folder(&file.path);
-        }
-        if let Some(request) = &file.remove_after {
-            match std::fs::remove_file(request) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(e, request)),
-            }
         }
         store.mark_written(id)?;
         written += 1;
@@ -95,7 +103,7 @@ pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Handles one request file end to end (answer recorded, written, request removed).
+/// Handles one request file end to end (answer recorded, request removed, answer written).
 pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
     let Some(kind) = Kind::of_file_name(&name) else { return Ok(Handled::NotYet) };
@@ -273,22 +281,34 @@ mod tests {
         assert!(store.request_answered("OQSsiquc01req_1.xml", "d1").unwrap());
         assert!(!store.request_answered("OQSsiquc01req_1.xml", "d2").unwrap(), "same name, new content: a new request");
 
+        // Interrupted after removing the request: the answer, kept in the store, is written.
+        std::fs::remove_file(&request).unwrap();
+        assert_eq!(flush(&store).unwrap(), 1);
+        assert_eq!(std::fs::read(&answer).unwrap(), b"answer");
+        assert!(!store.request_answered("OQSsiquc01req_1.xml", "d1").unwrap(), "the same file sent again later is asked anew");
+
         // Interrupted after staging and renaming (the レセコン then took the answer): not again.
+        std::fs::remove_file(&answer).unwrap();
+        std::fs::write(&request, b"request").unwrap();
+        store.answer_request("OQSsiquc01req_1.xml", "d1", "20261125100000", &[out(&answer, b"again", Some(&request))]).unwrap();
+        assert!(store.request_answered("OQSsiquc01req_1.xml", "d1").unwrap(), "the same file sent again is answered again");
         let (id, file, _) = store.unwritten().unwrap().remove(0);
+        std::fs::remove_file(&request).unwrap();
         write_synced(&temporary_name(&file.path), &file.bytes).unwrap();
-        store.mark_staged(id).unwrap();
+        store.mark_staged(id, Some("OQSsiquc01req_1.xml")).unwrap();
         std::fs::rename(temporary_name(&file.path), &file.path).unwrap();
         std::fs::remove_file(&file.path).unwrap();
+        std::fs::write(&request, b"request").unwrap();
         assert_eq!(flush(&store).unwrap(), 1);
         assert!(!answer.exists(), "an answer already taken is not written twice");
-        assert!(!request.exists(), "the request goes once its answer is out");
+        assert!(request.exists(), "a request sent again after its answer was staged is not removed by that answer");
 
         // Interrupted after staging, before the rename: the staged file is renamed.
         let second = dir.path().join("OQSsiquc01res_2.xml");
         store.queue_files(&[out(&second, b"two", None)]).unwrap();
         let (id, file, _) = store.unwritten().unwrap().remove(0);
         write_synced(&temporary_name(&file.path), &file.bytes).unwrap();
-        store.mark_staged(id).unwrap();
+        store.mark_staged(id, None).unwrap();
         assert_eq!(flush(&store).unwrap(), 1);
         assert_eq!(std::fs::read(&second).unwrap(), b"two");
         assert!(!temporary_name(&second).exists());

@@ -471,13 +471,23 @@ impl Store {
         })
     }
 
-    /// Marks a file staged: written and synced under its temporary name.
-    pub fn mark_staged(&self, id: i64) -> Result<(), StoreError> {
-        self.with(|c| c.execute("UPDATE outbox SET state = 'staged' WHERE id = ?1", [id]).map(|_| ()))
+    /// Marks a file staged: written and synced under its temporary name. When it answers a
+    /// request, that request has been removed by now, so its journal rows go in the same
+    /// transaction: they guard only the moment between answering and removing, and they must
+    /// be gone before the answer appears, because a client that then sends the same file again
+    /// (the same patient checked twice under a fixed file name) is asking anew.
+    pub fn mark_staged(&self, id: i64, removed_request: Option<&str>) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("UPDATE outbox SET state = 'staged' WHERE id = ?1", [id])?;
+            if let Some(name) = removed_request {
+                tx.execute("DELETE FROM requests WHERE name = ?1", [name])?;
+            }
+            tx.commit()
+        })
     }
 
-    /// A file is out under its own name: its row (and its bytes) are no longer needed; the
-    /// request's journal row keeps it from being answered again.
+    /// A file is out under its own name: its row (and its bytes) are no longer needed.
     pub fn mark_written(&self, id: i64) -> Result<(), StoreError> {
         self.with(|c| c.execute("DELETE FROM outbox WHERE id = ?1", [id]).map(|_| ()))
     }

@@ -310,6 +310,16 @@ fn the_file_interface_answers_requests_as_public_clients_write_them() {
     let whole = read_answer(&res.join("OQSsiquc01res_half.xml"));
     assert_eq!(element(&whole, "QualificationValidity").as_deref(), Some(cases[0].expect.validity.as_str()));
 
+    // A client with a fixed file name checks the same patient again as soon as it has taken the
+    // first answer: the same bytes under the same name are a new request, answered again.
+    for round in 0..3 {
+        let answer = res.join("OQSsiquc01res_again.xml");
+        drop_request(&req, "OQSsiquc01req_again.xml", &good);
+        let again = read_answer(&answer);
+        assert_eq!(element(&again, "QualificationValidity").as_deref(), Some(cases[0].expect.validity.as_str()), "round {round}");
+        std::fs::remove_file(&answer).unwrap();
+    }
+
     // 一括照会 in two phases.
     let entries: String = cases[..5]
         .iter()
