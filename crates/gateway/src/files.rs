@@ -109,7 +109,7 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
     let Some(kind) = Kind::of_file_name(&name) else { return Ok(Handled::NotYet) };
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Handled::NotYet),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || still_open_for_writing(&e) => return Ok(Handled::NotYet),
         Err(e) => return Err(GatewayError::File { what: "request", path: path.to_path_buf(), detail: e.to_string() }),
     };
     let digest = onshi_domain::hex::encode(digest(&SHA256, &bytes).as_ref());
@@ -131,6 +131,13 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
     };
     flush(&gateway.store)?;
     Ok(handled)
+}
+
+/// On Windows a client that writes a request in place keeps it locked until it is done
+/// (ERROR_SHARING_VIOLATION 32, ERROR_LOCK_VIOLATION 33): that is a file not complete yet, not
+/// a failure to report.
+fn still_open_for_writing(e: &std::io::Error) -> bool {
+    cfg!(windows) && matches!(e.raw_os_error(), Some(32 | 33))
 }
 
 fn settled(path: &Path, settle: Duration) -> bool {
