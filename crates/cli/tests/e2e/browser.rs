@@ -112,7 +112,9 @@ impl Browser {
     fn submit(&self, css: &str) {
         self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": "window.onshiOldPage = true;", "args": []})));
         let id = self.find(css);
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
+        // chromedriver waits for the navigation a click starts and may answer it with an error
+        // while the document is swapped; whether the click worked is told by the new page.
+        let clicked = self.try_call(reqwest::Method::POST, &format!("/element/{id}/click"), None).err();
         let probe = json!({"script": "return window.onshiOldPage ? 'old' : document.readyState;", "args": []});
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -121,7 +123,10 @@ impl Browser {
             if state == "complete" {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "the page after {css} did not load; last state: {state}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page after {css} did not load; last state: {state}; the click answered {clicked:?}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
