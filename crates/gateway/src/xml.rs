@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use onshi_domain::markup::forbidden_in_xml;
 use quick_xml::events::Event;
 
 /// The character sets of the interface (CharacterCodeIdentifier, DOMAIN.md §1 "Encoding").
@@ -67,6 +68,8 @@ pub enum XmlError {
     TooLarge(u64),
     #[error("elements are nested more than {0} levels deep; no request of the interface is")]
     TooDeep(usize),
+    #[error("line {line}: character U+{code:04X} is not allowed in XML (a control character); remove it from the request")]
+    ForbiddenCharacter { line: usize, code: u32 },
 }
 
 /// Larger than any 一括照会 upload a clinic sends (10,000 entries are about 5 MB).
@@ -78,8 +81,14 @@ pub const MAX_DEPTH: usize = 32;
 impl XmlError {
     /// An error that a writer still at work would cause: read again later before refusing.
     pub fn may_be_incomplete(&self) -> bool {
+        // Zero bytes are what a writer that sized the file first leaves where it has not written yet.
         matches!(self, XmlError::Truncated(_) | XmlError::Empty | XmlError::Malformed { .. } | XmlError::BadBytes { .. })
+            || matches!(self, XmlError::ForbiddenCharacter { code: 0, .. })
     }
+}
+
+fn line_at(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Decodes a request file: a UTF-8 BOM means UTF-8; otherwise the XML declaration's encoding
@@ -163,6 +172,10 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     if text.trim().is_empty() {
         return Err(XmlError::Empty);
     }
+    // Refused, not dropped: an answer echoing one would be a file the レセコン's parser refuses.
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| forbidden_in_xml(c)) {
+        return Err(XmlError::ForbiddenCharacter { line: line_at(text, at), code: c as u32 });
+    }
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -197,6 +210,9 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                     Ok(None) => predefined_entity(&name).ok_or(XmlError::UnknownEntity(name))?,
                     Err(e) => return Err(XmlError::Malformed { position, detail: e.to_string() }),
                 };
+                if forbidden_in_xml(c) {
+                    return Err(XmlError::ForbiddenCharacter { line: line_at(text, position as usize), code: c as u32 });
+                }
                 push_text(&mut stack, c.encode_utf8(&mut [0; 4]), position)?;
             }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
@@ -345,6 +361,18 @@ mod tests {
         assert_eq!(parse("  "), Err(XmlError::Empty));
         let bad = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<XmlMsg>\n<A>\xff</A></XmlMsg>";
         assert_eq!(decode(bad), Err(XmlError::BadBytes { charset: "UTF-8", line: 3 }));
+    }
+
+    #[test]
+    fn refuses_control_characters_raw_or_as_references() {
+        assert_eq!(parse("<XmlMsg>\n<A>a\u{1}b</A></XmlMsg>"), Err(XmlError::ForbiddenCharacter { line: 2, code: 1 }));
+        assert_eq!(parse("<XmlMsg>\n\n<A>&#1;</A></XmlMsg>"), Err(XmlError::ForbiddenCharacter { line: 3, code: 1 }));
+        assert_eq!(parse("<XmlMsg><A>&#xFFFF;</A></XmlMsg>"), Err(XmlError::ForbiddenCharacter { line: 1, code: 0xFFFF }));
+        assert!(parse("<XmlMsg><A>a\tb&#9;&#10;</A></XmlMsg>").is_ok(), "tab and line feed are allowed");
+        let zeros = parse("<XmlMsg><A>1</A>\0\0\0").unwrap_err();
+        assert!(zeros.may_be_incomplete(), "zeros where a writer has not written yet");
+        assert!(!XmlError::ForbiddenCharacter { line: 1, code: 1 }.may_be_incomplete());
+        assert!(zeros.to_string().contains("U+0000"), "{zeros}");
     }
 
     #[test]

@@ -293,7 +293,10 @@ fn the_file_interface_answers_requests_as_public_clients_write_them() {
     let no_birth = text.replace(&format!("<Birthdate>{}</Birthdate>", cases[0].request.birth_date), "");
     drop_request(&req, "OQSsiquc01req_nobirth.xml", no_birth.as_bytes());
     drop_request(&req, "OQSsiquc01req_html.xml", b"<html><body>not a request</body></html>");
-    for (name, expected) in [("xxe", "DOCTYPE"), ("nobirth", "<Birthdate> is missing"), ("html", "not <XmlMsg>")] {
+    // A control character (as a reference) that an answer echoing it could not carry.
+    let control = text.replacen("<InsuredIdentificationNumber>", "<InsuredIdentificationNumber>&#1;", 1);
+    drop_request(&req, "OQSsiquc01req_control.xml", control.as_bytes());
+    for (name, expected) in [("xxe", "DOCTYPE"), ("nobirth", "<Birthdate> is missing"), ("html", "not <XmlMsg>"), ("control", "U+0001")] {
         let err = read_answer_text(&res.join(format!("OQSsiquc01req_{name}.err")));
         assert!(err.contains(expected), "{name}: {err}");
         assert!(res.join(format!("OQSsiquc01req_{name}.xml")).exists(), "{name}: the request sits beside its .err");
