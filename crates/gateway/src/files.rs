@@ -124,13 +124,33 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
             refuse(gateway, path, &name, &digest, &bytes, &problem.to_string())?;
             Handled::Refused(problem.to_string())
         }
-        Ok((request, charset)) => {
-            answer(gateway, path, &name, &digest, request, charset).await?;
-            Handled::Answered
-        }
+        Ok((request, charset)) => match another_institution(gateway, request.header()) {
+            Some(problem) => {
+                refuse(gateway, path, &name, &digest, &bytes, &problem)?;
+                Handled::Refused(problem)
+            }
+            None => {
+                answer(gateway, path, &name, &digest, request, charset).await?;
+                Handled::Answered
+            }
+        },
     };
     flush(&gateway.store)?;
     Ok(handled)
+}
+
+/// A request written for another 医療機関コード than the gateway's is a misconfigured
+/// レセコン: refused with the code to set, as the center refuses a body naming another
+/// institution than its certificate (`INSTITUTION_MISMATCH`). An absent code is the gateway's.
+fn another_institution(gateway: &Gateway, header: &request::Header) -> Option<String> {
+    let given = header.institution_code.as_deref()?;
+    let own = &gateway.config.institution_code;
+    match onshi_domain::ids::InstitutionCode::parse(given) {
+        Ok(code) if code.as_str() == own => None,
+        _ => Some(format!(
+            "<MedicalInstitutionCode> is {given:?}, but this gateway answers for {own} (institution_code in its configuration); set the receipt computer's 医療機関コード to {own}"
+        )),
+    }
 }
 
 /// On Windows a client that writes a request in place keeps it locked until it is done

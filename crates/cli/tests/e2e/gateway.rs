@@ -296,7 +296,17 @@ fn the_file_interface_answers_requests_as_public_clients_write_them() {
     // A control character (as a reference) that an answer echoing it could not carry.
     let control = text.replacen("<InsuredIdentificationNumber>", "<InsuredIdentificationNumber>&#1;", 1);
     drop_request(&req, "OQSsiquc01req_control.xml", control.as_bytes());
-    for (name, expected) in [("xxe", "DOCTYPE"), ("nobirth", "<Birthdate> is missing"), ("html", "not <XmlMsg>"), ("control", "U+0001")] {
+    // A receipt computer set up with another clinic's code.
+    let other_clinic = onshi_domain::ids::InstitutionCode::with_check_digit("131123457").unwrap();
+    let other = text.replacen(CLINIC, other_clinic.as_str(), 1);
+    drop_request(&req, "OQSsiquc01req_other.xml", other.as_bytes());
+    for (name, expected) in [
+        ("xxe", "DOCTYPE"),
+        ("nobirth", "<Birthdate> is missing"),
+        ("html", "not <XmlMsg>"),
+        ("control", "U+0001"),
+        ("other", &format!("set the receipt computer's 医療機関コード to {CLINIC}")),
+    ] {
         let err = read_answer_text(&res.join(format!("OQSsiquc01req_{name}.err")));
         assert!(err.contains(expected), "{name}: {err}");
         assert!(res.join(format!("OQSsiquc01req_{name}.xml")).exists(), "{name}: the request sits beside its .err");
