@@ -19,7 +19,9 @@
 //! cards = "cards"               # where the simulator finds card files by name
 //!
 //! [page]
-//! listen = "127.0.0.1:8080"
+//! listen = "127.0.0.1:8080"     # "0.0.0.0:8080" to open it from the reception PCs too
+//! allow = ["192.168.1.20"]      # those PCs (addresses or networks); this PC always may
+//! hosts = ["uketsuke.local"]    # names typed to open it, besides addresses and localhost
 //! ```
 
 use std::net::SocketAddr;
@@ -27,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::access::{Access, Network};
 
 /// The configuration of an institution whose certificates sit in `pki` as `onshi center pki`
 /// lays them out (`ca.pem`, `institutions/<code>.pem` and `.key`), with `reader.json` and the
@@ -104,11 +108,15 @@ struct RawReader {
 struct RawPage {
     #[serde(default = "default_listen")]
     listen: SocketAddr,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
 }
 
 impl Default for RawPage {
     fn default() -> Self {
-        RawPage { listen: default_listen() }
+        RawPage { listen: default_listen(), allow: Vec::new(), hosts: Vec::new() }
     }
 }
 
@@ -148,6 +156,8 @@ pub struct GatewayConfig {
     pub reader_file: PathBuf,
     pub card_folder: Option<PathBuf>,
     pub page_listen: SocketAddr,
+    /// Who may open the page besides this PC, and under which names.
+    pub page_access: Access,
 }
 
 /// A configuration problem: which setting, what is wrong, what to do.
@@ -194,6 +204,8 @@ impl GatewayConfig {
         if raw.center.timeout_ms == 0 || raw.center.timeout_ms > 60_000 {
             return Err(setting("center.timeout_ms", format!("is {}; use 1–60000 milliseconds", raw.center.timeout_ms)));
         }
+        let allow =
+            raw.page.allow.iter().map(|a| Network::parse(a)).collect::<Result<Vec<_>, _>>().map_err(|e| setting("page.allow", e))?;
         Ok(GatewayConfig {
             source: path.to_path_buf(),
             institution_code: raw.institution_code,
@@ -209,6 +221,7 @@ impl GatewayConfig {
             reader_file: abs(&raw.reader.file),
             card_folder: raw.reader.cards.as_deref().map(abs),
             page_listen: raw.page.listen,
+            page_access: Access { allow, hosts: raw.page.hosts },
         })
     }
 
@@ -293,6 +306,9 @@ file = "reader.json"
         assert!(GatewayConfig::load(&write_setup(dir.path(), &http)).unwrap_err().to_string().contains("https:// only"));
         let missing = GOOD.replace("c.key", "nope.key");
         assert!(GatewayConfig::load(&write_setup(dir.path(), &missing)).unwrap_err().to_string().contains("`center.key`"));
+        let bad_allow = format!("{GOOD}\n[page]\nlisten = \"0.0.0.0:8080\"\nallow = [\"reception\"]\n");
+        let e = GatewayConfig::load(&write_setup(dir.path(), &bad_allow)).unwrap_err().to_string();
+        assert!(e.contains("`page.allow`") && e.contains("192.168.1.0/24"), "{e}");
         let unknown = format!("{GOOD}\n[extra]\nx = 1\n");
         assert!(GatewayConfig::load(&write_setup(dir.path(), &unknown)).unwrap_err().to_string().contains("extra"));
     }

@@ -5,11 +5,13 @@
 //! - [`gateway`]: checks by numbers and by card, falling back to the cache or a visual check
 //!   when the line is down; [`reverify`] asks again by itself when it is back;
 //! - [`batch`]: 一括照会 ahead of the day, and what changed since;
-//! - [`page`]: the reception page; [`doctor`]: which link of the chain is broken;
+//! - [`page`]: the reception page, [`access`]: who may open it; [`doctor`]: which link of the
+//!   chain is broken;
 //! - [`store`]: the gateway's own SQLite file, the durable part of all of the above.
 //!
 //! [`check`] is the pure core: outcomes and what changed between two answers.
 
+pub mod access;
 pub mod answer_xml;
 pub mod batch;
 pub mod check;

@@ -28,7 +28,10 @@ pub struct Page {
     flash: Mutex<Option<(bool, String)>>,
 }
 
+/// The page's routes behind [`crate::access::guard`]; serve them with
+/// `into_make_service_with_connect_info::<access::Peer>()`, without which every request is refused.
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    let access = Arc::new(gateway.config.page_access.clone());
     let page = Arc::new(Page { gateway, flash: Mutex::new(None) });
     Router::new()
         .route("/", get(index))
@@ -41,6 +44,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/reader/verify", post(verify_card))
         .route("/visual", post(visual_check))
         .with_state(page)
+        .layer(axum::middleware::from_fn_with_state(access, crate::access::guard))
 }
 
 use onshi_domain::markup::escape as esc;

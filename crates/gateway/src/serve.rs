@@ -27,7 +27,7 @@ pub async fn serve(
     let watcher = tokio::spawn(crate::files::watch(gateway.clone(), POLL, stop.clone()));
     let reverifier = tokio::spawn(crate::reverify::run(gateway.clone(), retry, stop.clone()));
     let mut until = stop.clone();
-    axum::serve(listener, crate::page::router(gateway))
+    axum::serve(listener, crate::page::router(gateway).into_make_service_with_connect_info::<crate::access::Peer>())
         .with_graceful_shutdown(async move {
             while !*until.borrow() {
                 if until.changed().await.is_err() {

@@ -488,3 +488,50 @@ fn drug_and_checkup_files_follow_the_consent_given_at_the_reader() {
     assert_eq!(element(&checkups, "DataValue").as_deref(), Some("5.6"));
     assert_eq!(element(&checkups, "ArbitraryFileIdentifier").as_deref(), Some("3"));
 }
+
+/// The reception page shows names: a client other than this PC is refused until the
+/// configuration lists it, and so is a host name that is not the clinic's (DNS rebinding).
+#[test]
+fn the_page_opens_only_for_this_pc_the_listed_clients_and_the_clinic_s_host_names() {
+    let world = ClinicWorld::new();
+    // Another end of the loopback network stands in for a PC on the clinic's LAN.
+    let other_pc: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let get = |page: &str, from: Option<std::net::IpAddr>, host: Option<&str>| {
+        let url = format!("{page}/");
+        let host = host.map(str::to_string);
+        crate::clinic::blocking(async move {
+            let client = reqwest::Client::builder().local_address(from).build().unwrap();
+            let mut request = client.get(&url);
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let response = request.send().await.expect("the page answers");
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+
+    let gateway = GatewayProcess::start(&world);
+    let (status, body) = get(&gateway.page, None, None);
+    assert_eq!(status, 200, "this PC opens the page");
+    assert!(body.contains("オンライン資格確認 受付"));
+    let (status, body) = get(&gateway.page, Some(other_pc), None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("この端末からは受付画面を開けません") && body.contains("127.0.0.3") && body.contains("[page] allow"), "{body}");
+    assert!(!body.contains("受付（医療機関コード"), "nothing of the page itself");
+    let (status, body) = get(&gateway.page, None, Some("attacker.example:8080"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("[page] hosts"), "{body}");
+    drop(gateway);
+
+    let config = world.path("gateway.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[page]\nallow = [\"127.0.0.3\"]\nhosts = [\"uketsuke.local\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let gateway = GatewayProcess::start(&world);
+    let (status, body) = get(&gateway.page, Some(other_pc), None);
+    assert_eq!(status, 200, "a listed PC opens the page: {body}");
+    let (status, _) = get(&gateway.page, None, Some("uketsuke.local:8080"));
+    assert_eq!(status, 200, "under a listed name");
+    let (status, _) = get(&gateway.page, Some("127.0.0.4".parse().unwrap()), None);
+    assert_eq!(status, 403, "a PC not listed still cannot");
+}
