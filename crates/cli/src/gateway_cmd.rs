@@ -50,6 +50,7 @@ fn open(config: &std::path::Path) -> anyhow::Result<Gateway> {
 fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let gateway = Arc::new(open(&config)?);
     let folder = gateway.config.folder.clone();
+    let address = listen.unwrap_or(gateway.config.page_listen);
     crate::runtime()?.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -67,7 +68,12 @@ fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode
             stop,
         )
         .await
-        .context("the reception page cannot listen")
+        .with_context(|| {
+            format!(
+                "the reception page cannot listen on {address}; if another gateway or program uses that port, stop it or set [page] listen in {}",
+                config.display()
+            )
+        })
     })?;
     Ok(ExitCode::SUCCESS)
 }

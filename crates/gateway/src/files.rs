@@ -40,7 +40,11 @@ pub enum Handled {
 /// journal rows are forgotten in the same transaction; then it is renamed into place. By the
 /// time a client sees the answer, the gateway has forgotten the request, and the same file
 /// sent again is a new request. Interrupted anywhere, the next flush takes up where it stopped.
+///
+/// The watcher, the re-verifier, the page and `onshi gateway batch` all flush; the store's
+/// outbox guard makes them take turns, and each reads the outbox only once it has its turn.
 pub fn flush(store: &Store) -> Result<usize, GatewayError> {
+    let _turn = store.outbox_guard()?;
     let mut written = 0;
     for (id, file, staged) in store.unwritten()? {
         let tmp = temporary_name(&file.path);
@@ -346,5 +350,53 @@ mod tests {
         assert_eq!(flush(&store).unwrap(), 1);
         assert_eq!(std::fs::read(&third).unwrap(), b"three");
         assert_eq!(flush(&store).unwrap(), 0, "nothing is left to write");
+    }
+
+    /// The watcher, the re-verifier, the page and `onshi gateway batch` each flush when they
+    /// have recorded something: flushes running at once still write each file once.
+    #[test]
+    fn flushes_at_once_write_each_file_once() {
+        use std::collections::BTreeMap;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store_path = dir.path().join("g.sqlite");
+        let out_dir = dir.path().join("res");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        const FILES: usize = 300;
+        let store = Store::open(&store_path).unwrap();
+        for i in 0..FILES {
+            store.queue_files(&[out(&out_dir.join(format!("OQSsiquc01res_{i:03}.xml")), b"answer", None)]).unwrap();
+        }
+        let done = AtomicBool::new(false);
+        let taken: std::sync::Mutex<BTreeMap<String, usize>> = Default::default();
+        std::thread::scope(|scope| {
+            // Two flushers in this process (one store) and two of another (a store of their own).
+            let flushers: Vec<_> = (0..4)
+                .map(|n| {
+                    let own = (n >= 2).then(|| Store::open(&store_path).unwrap());
+                    let (store, done) = (&store, &done);
+                    scope.spawn(move || {
+                        while !done.load(Ordering::SeqCst) {
+                            flush(own.as_ref().unwrap_or(store)).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            // The レセコン takes each file as it appears.
+            while taken.lock().unwrap().values().sum::<usize>() < FILES || !store.unwritten().unwrap().is_empty() {
+                for entry in std::fs::read_dir(&out_dir).unwrap().flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !name.starts_with('.') && std::fs::remove_file(entry.path()).is_ok() {
+                        *taken.lock().unwrap().entry(name).or_default() += 1;
+                    }
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            flushers.into_iter().for_each(|f| f.join().unwrap());
+        });
+        let taken = taken.into_inner().unwrap();
+        assert_eq!(taken.len(), FILES);
+        let twice: Vec<_> = taken.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "written more than once: {twice:?}");
     }
 }

@@ -21,6 +21,8 @@ pub enum StoreError {
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("gateway store: a stored record does not parse ({0}); the file was written by another version")]
     Corrupt(String),
+    #[error("gateway store: cannot lock {path}: {detail}; check that the store's folder is writable")]
+    Lock { path: PathBuf, detail: String },
 }
 
 const SCHEMA: &str = "
@@ -163,6 +165,30 @@ pub struct NewBatch<'a> {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// `<store>.outbox.lock`: whoever writes the outbox out holds it, in this process (the
+    /// mutex) and across processes (the file lock), so that each file is written once.
+    outbox_lock: (PathBuf, Mutex<std::fs::File>),
+}
+
+/// The outbox is being written out by this holder alone; released when dropped.
+pub struct OutboxGuard<'a>(std::sync::MutexGuard<'a, std::fs::File>);
+
+impl Drop for OutboxGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// A lock file beside the store: `gateway.sqlite` → `gateway.sqlite.<what>.lock`.
+pub fn lock_path(store: &Path, what: &str) -> PathBuf {
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{what}.lock"));
+    store.with_file_name(name)
+}
+
+/// Opens (creating it) a file that is only ever locked, never written.
+pub fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -179,7 +205,17 @@ impl Store {
         let conn = Connection::open(path).map_err(wrap)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;").map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(Store { path: path.to_path_buf(), conn: Mutex::new(conn) })
+        let lock = lock_path(path, "outbox");
+        let file = lock_file(&lock).map_err(|e| StoreError::Lock { path: lock.clone(), detail: e.to_string() })?;
+        Ok(Store { path: path.to_path_buf(), conn: Mutex::new(conn), outbox_lock: (lock, Mutex::new(file)) })
+    }
+
+    /// Waits until no one else (thread or process) is writing the outbox out.
+    pub fn outbox_guard(&self) -> Result<OutboxGuard<'_>, StoreError> {
+        let (path, file) = &self.outbox_lock;
+        let file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.lock().map_err(|e| StoreError::Lock { path: path.clone(), detail: e.to_string() })?;
+        Ok(OutboxGuard(file))
     }
 
     pub fn path(&self) -> &Path {
