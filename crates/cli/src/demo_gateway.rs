@@ -15,7 +15,7 @@ pub struct DemoGateway {
     pub folder: PathBuf,
     pub config: PathBuf,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), onshi_gateway::serve::ServeError>>,
 }
 
 /// Writes the gateway's configuration for the center at `center` and starts it; the page on
@@ -43,7 +43,12 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16) 
         },
         stop_rx,
     ));
-    let page = bound_rx.await.map_err(|_| anyhow::anyhow!("the gateway's page did not start"))?;
+    let Ok(page) = bound_rx.await else {
+        return Err(match task.await {
+            Ok(Err(e)) => anyhow::Error::new(e).context("the demo's gateway did not start"),
+            _ => anyhow::anyhow!("the demo's gateway did not start"),
+        });
+    };
     Ok(DemoGateway { page, folder, config, stop, task })
 }
 

@@ -50,7 +50,6 @@ fn open(config: &std::path::Path) -> anyhow::Result<Gateway> {
 fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let gateway = Arc::new(open(&config)?);
     let folder = gateway.config.folder.clone();
-    let address = listen.unwrap_or(gateway.config.page_listen);
     crate::runtime()?.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -68,12 +67,7 @@ fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode
             stop,
         )
         .await
-        .with_context(|| {
-            format!(
-                "the reception page cannot listen on {address}; if another gateway or program uses that port, stop it or set [page] listen in {}",
-                config.display()
-            )
-        })
+        .with_context(|| format!("configuration {}", config.display()))
     })?;
     Ok(ExitCode::SUCCESS)
 }

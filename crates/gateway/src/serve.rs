@@ -2,9 +2,11 @@
 //! until stopped.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
 
 /// How often `req/` is looked at: well under the 50 ms a request may take end to end, and
@@ -12,6 +14,41 @@ use crate::gateway::Gateway;
 pub const POLL: Duration = Duration::from_millis(10);
 /// How often queued checks are tried again while the line is down.
 pub const RETRY: Duration = Duration::from_secs(2);
+
+/// Why the gateway could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "another `onshi gateway serve` is running on {0} (two would answer the same requests and re-verify the same checks twice); stop it first, or give this one a folder and store of its own"
+    )]
+    AlreadyServing(PathBuf),
+    #[error("cannot lock {path}: {source}; check that the folder is writable")]
+    Lock { path: PathBuf, source: std::io::Error },
+    #[error("the reception page cannot listen on {address}: {source}; if another program uses that port, stop it or set [page] listen")]
+    Listen { address: SocketAddr, source: std::io::Error },
+    #[error("the reception page stopped: {0}")]
+    Page(std::io::Error),
+}
+
+/// Held while serving: one file lock beside the store (one queue to re-verify) and one in
+/// the folder (one watcher of `req/`). Released when dropped, or when the process dies.
+pub struct ServeLock {
+    _held: Vec<std::fs::File>,
+}
+
+pub fn serve_lock(config: &GatewayConfig) -> Result<ServeLock, ServeError> {
+    let paths = [crate::store::lock_path(&config.store, "serve"), config.folder.join(".onshi-serve.lock")];
+    let mut files = Vec::new();
+    for path in paths {
+        let file = crate::store::lock_file(&path).map_err(|source| ServeError::Lock { path: path.clone(), source })?;
+        match file.try_lock() {
+            Ok(()) => files.push(file),
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ServeError::AlreadyServing(path)),
+            Err(std::fs::TryLockError::Error(source)) => return Err(ServeError::Lock { path, source }),
+        }
+    }
+    Ok(ServeLock { _held: files })
+}
 
 /// Binds the page (on `listen`, or the configured address), reports the bound address to
 /// `bound`, and serves until `stop` turns true.
@@ -21,9 +58,11 @@ pub async fn serve(
     retry: Duration,
     bound: impl FnOnce(SocketAddr),
     stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(gateway.config.page_listen)).await?;
-    bound(listener.local_addr()?);
+) -> Result<(), ServeError> {
+    let _lock = serve_lock(&gateway.config)?;
+    let address = listen.unwrap_or(gateway.config.page_listen);
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ServeError::Listen { address, source })?;
+    bound(listener.local_addr().map_err(|source| ServeError::Listen { address, source })?);
     let watcher = tokio::spawn(crate::files::watch(gateway.clone(), POLL, stop.clone()));
     let reverifier = tokio::spawn(crate::reverify::run(gateway.clone(), retry, stop.clone()));
     let mut until = stop.clone();
@@ -35,7 +74,8 @@ pub async fn serve(
                 }
             }
         })
-        .await?;
+        .await
+        .map_err(ServeError::Page)?;
     if let Ok(Err(e)) = watcher.await {
         tracing::warn!(error = %e, "the file watcher stopped");
     }

@@ -535,3 +535,45 @@ fn the_page_opens_only_for_this_pc_the_listed_clients_and_the_clinic_s_host_name
     let (status, _) = get(&gateway.page, Some("127.0.0.4".parse().unwrap()), None);
     assert_eq!(status, 403, "a PC not listed still cannot");
 }
+
+/// Two gateways on one folder or one store would answer the same requests and re-verify the
+/// same checks twice: the second refuses to start and says why; once the first is gone (even
+/// killed), a new one starts.
+#[test]
+fn a_second_gateway_on_the_same_folder_or_store_refuses_to_start() {
+    use std::io::BufRead as _;
+    let world = ClinicWorld::new();
+    let start_second = |config: &std::path::Path| {
+        let mut child = onshi()
+            .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        if !line.is_empty() {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(line.is_empty(), "the second gateway started: {line}");
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let gateway = GatewayProcess::start(&world);
+    let (code, stderr) = start_second(&world.path("gateway.toml"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("another `onshi gateway serve` is running") && stderr.contains("gateway.sqlite.serve.lock"), "{stderr}");
+
+    // Another store, the same folder: the folder's watcher is taken.
+    let text = std::fs::read_to_string(world.path("gateway.toml")).unwrap();
+    let other_store = world.path("other-store.toml");
+    std::fs::write(&other_store, text.replace("store = \"gateway.sqlite\"", "store = \"other.sqlite\"")).unwrap();
+    let (code, stderr) = start_second(&other_store);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(".onshi-serve.lock"), "{stderr}");
+
+    gateway.kill();
+    let again = GatewayProcess::start(&world);
+    assert_eq!(again.status()["waiting"], 0, "a gateway starts once the first is gone");
+}
