@@ -79,6 +79,16 @@ pub struct Gateway {
     /// Wakes the re-verifier when something was queued.
     pub wake: Notify,
     line: Mutex<Line>,
+    diagnosis: Mutex<Option<LineDiagnosis>>,
+}
+
+/// What `onshi doctor`'s checks found while the line was down, for the page: the first broken
+/// link with its detail and action, or `None` when every link it can check works (then the
+/// center itself is failing).
+#[derive(Clone, Debug)]
+pub struct LineDiagnosis {
+    pub at: String,
+    pub broken: Option<(&'static str, String, String)>,
 }
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
@@ -112,7 +122,20 @@ impl Gateway {
             clock,
             wake: Notify::new(),
             line: Mutex::new(Line::default()),
+            diagnosis: Mutex::new(None),
         })
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
+    pub fn diagnosis(&self) -> Option<LineDiagnosis> {
+        self.diagnosis.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_diagnosis(&self, diagnosis: Option<LineDiagnosis>) {
+        *self.diagnosis.lock().unwrap_or_else(|p| p.into_inner()) = diagnosis;
     }
 
     pub fn now(&self) -> Timestamp {

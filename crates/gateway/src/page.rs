@@ -169,6 +169,23 @@ fn forms(gateway: &Gateway) -> String {
     html
 }
 
+/// Which link the background diagnosis found broken while the line is down.
+fn diagnosis_section(gateway: &Gateway) -> String {
+    let Some(diagnosis) = gateway.diagnosis() else { return String::new() };
+    let at = esc(&time_ja(&diagnosis.at));
+    match diagnosis.broken {
+        Some((link, detail, action)) => format!(
+            "<p class=\"bad\" id=\"diagnosis\">故障箇所: {}（{at} に自動診断）: {}<br>対処: {}</p>",
+            esc(link),
+            esc(&detail),
+            esc(&action)
+        ),
+        None => format!(
+            "<p id=\"diagnosis\">自動診断（{at}）: 証明書・名前解決・接続・暗号化通信・センターの応答に異常は見つかりません。センター側の一時的な停止と考えられます。</p>"
+        ),
+    }
+}
+
 async fn render_live(gateway: &Gateway) -> String {
     let mut html = String::with_capacity(8 * 1024);
     let line = gateway.line();
@@ -179,6 +196,7 @@ async fn render_live(gateway: &Gateway) -> String {
                 "<p class=\"line bad\" id=\"line\">回線: 不通（{} から）。照会は控えと目視で続けられます。回線が戻ると自動で再照会します。</p>",
                 esc(&line.since.as_deref().map(time_ja).unwrap_or_default())
             );
+            html.push_str(&diagnosis_section(gateway));
         }
         Some(true) => html.push_str("<p class=\"line ok\" id=\"line\">回線: 正常</p>"),
         None => html.push_str("<p class=\"line\" id=\"line\">回線: まだ照会していません</p>"),

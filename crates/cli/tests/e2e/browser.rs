@@ -199,6 +199,8 @@ fn the_reception_page_shows_a_check_a_visual_check_and_a_queued_check() {
     assert!(browser.text("#line").contains("不通"));
     let queue = browser.text("#queue");
     assert!(queue.contains(p4.number) && queue.contains("目視"), "{queue}");
+    // The live part names the broken link by itself.
+    wait_for("the page to name the broken link", || browser.page_text().contains("故障箇所: 接続 (TCP)").then_some(()));
 
     // The center returns; the page updates by itself (no reload) once the check is re-verified.
     world.start_center(&center_addr);

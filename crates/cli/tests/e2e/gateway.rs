@@ -41,6 +41,12 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     let queued = read_answer(&world.res().join("OQSsiquc01res_0003.xml"));
     assert_eq!(element(&queued, "SegmentOfResult").as_deref(), Some("2"), "処理中 until the line returns");
     assert_eq!(element(&queued, "ErrorCode").as_deref(), Some("ONSHI-GW-QUEUED"));
+    // The page says which link is broken without anyone running `onshi doctor`.
+    let diagnosed = wait_for("the page to name the broken link", || {
+        let page = gateway.get("/");
+        page.contains("故障箇所: 接続 (TCP)").then_some(page)
+    });
+    assert!(diagnosed.contains(&center_addr) && diagnosed.contains("対処:"), "the address and what to do");
 
     // The page: P3 by numbers (queued); the card: PIN refused for want of the line, then a
     // visual check with the facility password (queued).
@@ -104,7 +110,7 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     wait_for("the line to be seen up", || (gateway.status()["line_up"] == true).then_some(()));
     let page = gateway.get("/");
     assert!(page.contains("再照会で判明: 資格: 有効 → 無効"), "the change is flagged for staff");
-    assert!(page.contains("回線: 正常"));
+    assert!(page.contains("回線: 正常") && !page.contains("故障箇所"));
     let store = rusqlite::Connection::open(world.path("gateway.sqlite")).unwrap();
     let (queued, done): (i64, i64) =
         store.query_row("SELECT count(*), count(done_at) FROM queue", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
