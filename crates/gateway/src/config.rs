@@ -7,6 +7,7 @@
 //! store = "gateway.sqlite"
 //! settle_ms = 2000              # an unreadable request must sit this long before it is refused
 //! keep_days = 90                # then checks, batches and cached answers are forgotten
+//! face_encoding = "UTF-8"       # or "Shift_JIS": the card results in face/, as the レセコン reads them
 //!
 //! [center]
 //! url = "https://127.0.0.1:8443"
@@ -31,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::{Access, Network};
+use crate::xml::Charset;
 
 /// The configuration of an institution whose certificates sit in `pki` as `onshi center pki`
 /// lays them out (`ca.pem`, `institutions/<code>.pem` and `.key`), with `reader.json` and the
@@ -78,6 +80,10 @@ struct RawConfig {
     /// before forgetting them; checks still waiting for the line are always kept.
     #[serde(default = "default_keep_days")]
     keep_days: u32,
+    /// The encoding of the card results written unasked to `face/` (no request says which):
+    /// both are found in the field, so the receipt computer's is set here.
+    #[serde(default)]
+    face_encoding: Option<String>,
     center: RawCenter,
     reader: RawReader,
     #[serde(default)]
@@ -156,6 +162,7 @@ pub struct GatewayConfig {
     pub reader_file: PathBuf,
     pub card_folder: Option<PathBuf>,
     pub page_listen: SocketAddr,
+    pub face_charset: Charset,
     /// Who may open the page besides this PC, and under which names.
     pub page_access: Access,
 }
@@ -204,6 +211,19 @@ impl GatewayConfig {
         if raw.center.timeout_ms == 0 || raw.center.timeout_ms > 60_000 {
             return Err(setting("center.timeout_ms", format!("is {}; use 1–60000 milliseconds", raw.center.timeout_ms)));
         }
+        let face_charset = match raw.face_encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("utf-8" | "utf8") => Charset::Utf8,
+            Some("shift_jis" | "shift-jis" | "sjis") => Charset::ShiftJis,
+            Some(_) => {
+                return Err(setting(
+                    "face_encoding",
+                    format!(
+                        "is {:?}; write \"UTF-8\" or \"Shift_JIS\" (as the receipt computer reads face/)",
+                        raw.face_encoding.unwrap_or_default()
+                    ),
+                ));
+            }
+        };
         let allow =
             raw.page.allow.iter().map(|a| Network::parse(a)).collect::<Result<Vec<_>, _>>().map_err(|e| setting("page.allow", e))?;
         Ok(GatewayConfig {
@@ -221,6 +241,7 @@ impl GatewayConfig {
             reader_file: abs(&raw.reader.file),
             card_folder: raw.reader.cards.as_deref().map(abs),
             page_listen: raw.page.listen,
+            face_charset,
             page_access: Access { allow, hosts: raw.page.hosts },
         })
     }
@@ -279,6 +300,9 @@ file = "reader.json"
         assert_eq!(config.folder, dir.path().join("onshi-files"));
         assert_eq!(config.center_host_port(), ("localhost".to_string(), 8443));
         assert_eq!(config.page_listen.port(), 8080);
+        assert_eq!(config.face_charset, Charset::Utf8, "face/ in UTF-8 unless set");
+        let sjis = GOOD.replace("[center]", "face_encoding = \"Shift_JIS\"\n[center]");
+        assert_eq!(GatewayConfig::load(&write_setup(dir.path(), &sjis)).unwrap().face_charset, Charset::ShiftJis);
     }
 
     #[test]
@@ -309,6 +333,9 @@ file = "reader.json"
         let bad_allow = format!("{GOOD}\n[page]\nlisten = \"0.0.0.0:8080\"\nallow = [\"reception\"]\n");
         let e = GatewayConfig::load(&write_setup(dir.path(), &bad_allow)).unwrap_err().to_string();
         assert!(e.contains("`page.allow`") && e.contains("192.168.1.0/24"), "{e}");
+        let euc = GOOD.replace("[center]", "face_encoding = \"EUC-JP\"\n[center]");
+        let e = GatewayConfig::load(&write_setup(dir.path(), &euc)).unwrap_err().to_string();
+        assert!(e.contains("`face_encoding`") && e.contains("Shift_JIS"), "{e}");
         let unknown = format!("{GOOD}\n[extra]\nx = 1\n");
         assert!(GatewayConfig::load(&write_setup(dir.path(), &unknown)).unwrap_err().to_string().contains("extra"));
     }

@@ -243,7 +243,7 @@ pub fn face_file(gateway: &Gateway, outcome: &Outcome, changes: &[String], chang
         changes_against,
         now: &now,
         institution_code: &gateway.config.institution_code,
-        charset: Charset::Utf8,
+        charset: gateway.config.face_charset,
     });
     // The check's id is not known before it is recorded (in the same transaction), so a random
     // tail keeps two checks within one second apart.

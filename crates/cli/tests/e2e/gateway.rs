@@ -457,6 +457,8 @@ fn drug_and_checkup_files_follow_the_consent_given_at_the_reader() {
     crate::common::run_ok(
         onshi().args(["center", "import-medical", "--db"]).arg(world.path("center.sqlite")).arg(world.path("medical.jsonl")),
     );
+    // This clinic's receipt computer reads face/ in Shift_JIS.
+    world.write_config(&world.url(), "face_encoding = \"Shift_JIS\"");
     let gateway = GatewayProcess::start(&world);
     let request = |kind: &str, id: &str| {
         let text = format!(
@@ -478,7 +480,10 @@ fn drug_and_checkup_files_follow_the_consent_given_at_the_reader() {
     let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN), ("drug", "1"), ("checkup", "1")]);
     assert!(page.contains("有効"), "the card check answered");
     let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
-    let face_xml = read_answer(&world.face().join(face));
+    let (face_xml, charset) = onshi_gateway::xml::decode(&std::fs::read(world.face().join(face)).unwrap()).unwrap();
+    assert_eq!(charset, onshi_gateway::xml::Charset::ShiftJis, "face/ in the configured encoding");
+    assert_eq!(element(&face_xml, "CharacterCodeIdentifier").as_deref(), Some("1"));
+    assert!(element(&face_xml, "Name").is_some_and(|n| n == p1.name), "the name survives Shift_JIS");
     assert_eq!(element(&face_xml, "PharmacistsInfoConsFlg").as_deref(), Some("1"));
     assert_eq!(element(&face_xml, "SpecificHealthCheckupsInfoConsFlg").as_deref(), Some("1"));
     assert!(element(&face_xml, "PharmacistsInfoAvailableTime").is_some(), "the viewing deadline is given");
