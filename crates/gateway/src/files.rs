@@ -101,7 +101,9 @@ pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| Kind::of_file_name(n).is_some()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| Kind::of_file_name(n).is_some() || Kind::unsupported(n).is_some())
+        })
         .collect();
     found.sort();
     Ok(found)
@@ -110,7 +112,6 @@ pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Handles one request file end to end (answer recorded, request removed, answer written).
 pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-    let Some(kind) = Kind::of_file_name(&name) else { return Ok(Handled::NotYet) };
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || still_open_for_writing(&e) => return Ok(Handled::NotYet),
@@ -122,6 +123,17 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
         let _ = std::fs::remove_file(path);
         return Ok(Handled::AlreadyAnswered);
     }
+    let Some(kind) = Kind::of_file_name(&name) else {
+        let Some(prefix) = Kind::unsupported(&name) else { return Ok(Handled::NotYet) };
+        // Refused whole: not while its writer may still be at work.
+        if !settled(path, gateway.config.settle) {
+            return Ok(Handled::NotYet);
+        }
+        let problem = Kind::unsupported_message(prefix);
+        refuse(gateway, path, &name, &digest, &bytes, &problem)?;
+        flush(&gateway.store)?;
+        return Ok(Handled::Refused(problem));
+    };
     let handled = match request::read(kind, &bytes) {
         Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
         Err(problem) => {

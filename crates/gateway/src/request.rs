@@ -38,6 +38,26 @@ impl Kind {
         Kind::ALL.iter().find(|(_, prefix)| name.starts_with(prefix)).map(|(kind, _)| *kind)
     }
 
+    /// The prefix of a request of the interface that this gateway does not answer (照会番号
+    /// registration `OQSsiimm01`, the 医療扶助/訪問診療/オンライン診療 bulk kinds, …): ten letters
+    /// and digits, then `req_`, then a name ending `.xml`. Such a file gets an `.err` rather
+    /// than lying in `req/` with its sender waiting.
+    pub fn unsupported(name: &str) -> Option<&str> {
+        let known = Kind::of_file_name(name).is_some();
+        let prefix = name.get(..10)?;
+        let shaped = prefix.bytes().all(|b| b.is_ascii_alphanumeric()) && name.get(10..14) == Some("req_");
+        (!known && shaped && name.to_ascii_lowercase().ends_with(".xml")).then_some(prefix)
+    }
+
+    /// What a refused unsupported request's `.err` says.
+    pub fn unsupported_message(prefix: &str) -> String {
+        let answered: Vec<&str> = Kind::ALL.iter().map(|(_, p)| p.trim_end_matches("req_")).collect();
+        format!(
+            "{prefix} requests are not answered by this gateway (it answers {}); send this one through the vendor's terminal or the center's own channel",
+            answered.join(", ")
+        )
+    }
+
     /// The answer's file name: `req` replaced by `res`, same suffix.
     pub fn answer_name(request_name: &str) -> String {
         request_name.replacen("req_", "res_", 1)
@@ -286,6 +306,12 @@ mod tests {
         assert_eq!(Kind::of_file_name("OQSmuquc02req_x.XML"), Some(Kind::BulkDownload));
         assert_eq!(Kind::of_file_name("OQSsiquc01req_0001.xml.tmp"), None);
         assert_eq!(Kind::of_file_name("notes.xml"), None);
+        assert_eq!(Kind::unsupported("OQSsiimm01req_2021081611906.xml"), Some("OQSsiimm01"));
+        assert_eq!(Kind::unsupported("OQSmuhvq01req_x.XML"), Some("OQSmuhvq01"));
+        for not_unsupported in ["OQSsiquc01req_1.xml", "notes.xml", "OQSsiimm01req_1.xml.part", "OQS-iimm01req_1.xml", "短い.xml"] {
+            assert_eq!(Kind::unsupported(not_unsupported), None, "{not_unsupported}");
+        }
+        assert!(Kind::unsupported_message("OQSsiimm01").contains("OQSsiquc01, OQSmuquc01, OQSmuquc02, YZKsiquc01, TKKsiquc01"));
         assert_eq!(Kind::answer_name("OQSsiquc01req_0001.xml"), "OQSsiquc01res_0001.xml");
     }
 

@@ -588,3 +588,23 @@ fn a_second_gateway_on_the_same_folder_or_store_refuses_to_start() {
     let again = GatewayProcess::start(&world);
     assert_eq!(again.status()["waiting"], 0, "a gateway starts once the first is gone");
 }
+
+/// A request of a kind of the interface that the gateway does not answer (照会番号 registration)
+/// gets an `.err` naming what it does answer, instead of lying in `req/` with its sender
+/// waiting; other files in `req/` are left alone.
+#[test]
+fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
+    let world = ClinicWorld::new();
+    let gateway = GatewayProcess::start(&world);
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode></MessageHeader><MessageBody/></XmlMsg>",
+        crate::common::CLINIC
+    );
+    drop_request(&world.req(), "OQSsiimm01req_2026120212345.xml", text.as_bytes());
+    drop_request(&world.req(), "notes.xml", b"kept");
+    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsiimm01req_2026120212345.err")).ok());
+    assert!(err.contains("OQSsiimm01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
+    assert!(world.res().join("OQSsiimm01req_2026120212345.xml").exists(), "the request sits beside its .err");
+    assert_eq!(names_in(&world.req()), ["notes.xml"], "only the request was taken");
+    assert_eq!(gateway.status()["waiting"], 0);
+}
