@@ -18,9 +18,42 @@ pub fn weighted_2_1(body: &str) -> Option<u8> {
     Some(((10 - sum % 10) % 10) as u8)
 }
 
+/// Whether 12 ASCII digits carry the check digit of a 個人番号 (My Number): the last digit is
+/// 11 − (Σ Pₙ·Qₙ mod 11), or 0 when that remainder is 0 or 1, where Pₙ is the n-th digit left
+/// of the check digit and Qₙ is n + 1 for n ≤ 6 and n − 5 above (番号法施行令 第8条). onshi
+/// never takes one; knowing its shape lets it refuse one typed into a card-number field.
+pub fn is_my_number(digits: &str) -> bool {
+    let bytes = digits.as_bytes();
+    if bytes.len() != 12 || !bytes.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = (1..=11)
+        .map(|n| {
+            let p = u32::from(bytes[11 - n] - b'0');
+            let q = if n <= 6 { n as u32 + 1 } else { n as u32 - 5 };
+            p * q
+        })
+        .sum();
+    let expected = match sum % 11 {
+        0 | 1 => 0,
+        r => 11 - r,
+    };
+    u32::from(bytes[11] - b'0') == expected
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn my_numbers_are_known_by_their_check_digit() {
+        for valid in ["123456789018", "100000000005", "987654321093", "000000000019"] {
+            assert!(is_my_number(valid), "{valid}");
+        }
+        for not in ["123456789010", "12345678901", "1234567890180", "12345678901a", "64440718"] {
+            assert!(!is_my_number(not), "{not}");
+        }
+    }
 
     #[test]
     fn worked_examples_from_domain_md() {

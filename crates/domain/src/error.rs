@@ -17,6 +17,11 @@ impl FieldError {
         let given: String = given.chars().take(40).collect();
         FieldError { reason: reason.into(), given }
     }
+
+    /// A refusal that must not repeat the value (a My Number typed into the wrong field).
+    pub fn withheld(reason: impl Into<String>) -> FieldError {
+        FieldError { reason: reason.into(), given: "(withheld)".into() }
+    }
 }
 
 impl fmt::Display for FieldError {

@@ -237,7 +237,20 @@ impl fmt::Display for InstitutionCode {
 /// garbage out of the index.
 pub const CARD_FIELD_CHARS_MAX: usize = 20;
 
+/// Whether a value typed as a card number is in fact a My Number (12 digits with its check
+/// digit, spaces and hyphens aside, full-width digits too): then it is refused and not kept.
+pub fn looks_like_my_number(text: &str) -> bool {
+    let digits: String = to_half_width(text).chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    crate::check_digit::is_my_number(&digits)
+}
+
+/// The refusal of a My Number typed into a card field, without the value.
+pub const MY_NUMBER_REFUSED: &str = "looks like a My Number (個人番号: 12 digits with its check digit); write the 記号・番号 printed on the 保険証 or 資格確認書 (a My Number is never accepted or kept)";
+
 fn card_text(text: &str, what: &str) -> Result<String, FieldError> {
+    if looks_like_my_number(text) {
+        return Err(FieldError::withheld(format!("{what} {MY_NUMBER_REFUSED}")));
+    }
     let half = to_half_width(text);
     if half.chars().count() > CARD_FIELD_CHARS_MAX {
         return Err(FieldError::new(format!("is longer than {CARD_FIELD_CHARS_MAX} characters"), text));
@@ -382,6 +395,12 @@ mod tests {
         assert_eq!(CardBranch::parse("").unwrap(), None);
         assert!(CardBranch::parse("123").is_err());
         assert!(CardNumber::parse("12\u{0}3").is_err());
+        for my_number in ["123456789018", "１２３４ ５６７８ ９０１８", "1234-5678-9018"] {
+            let refused = CardNumber::parse(my_number).unwrap_err();
+            assert!(refused.reason.contains("My Number") && !refused.to_string().contains("9018"), "{refused}");
+            assert!(CardSymbol::parse(my_number).is_err());
+        }
+        assert!(CardNumber::parse("123456789010").is_ok(), "12 digits without the check digit are a card number");
     }
 
     fn full_width(text: &str) -> String {

@@ -166,13 +166,18 @@ pub fn read_appointments(bytes: &[u8]) -> Result<Vec<Appointment>, AppointmentEr
         if onshi_domain::date::Date::parse_yyyymmdd(&date).is_err() {
             return Err(AppointmentError { line: index + 1, detail: format!("`date` is {date:?}; write YYYYMMDD") });
         }
+        let (symbol, number) = (cell("symbol"), need("number")?);
+        if let Some(field) = crate::request::my_number_field(symbol.as_deref(), &number) {
+            let column = if field == "InsuredCardSymbol" { "symbol" } else { "number" };
+            return Err(AppointmentError { line: index + 1, detail: format!("`{column}` {}", onshi_domain::ids::MY_NUMBER_REFUSED) });
+        }
         appointments.push(Appointment {
             patient: need("patient_id")?,
             date,
             search: SearchInfo {
                 insurer_number: need("insurer_number")?,
-                symbol: cell("symbol"),
-                number: need("number")?,
+                symbol,
+                number,
                 branch: cell("branch"),
                 birth_date: need("birth_date")?,
                 limit_consent: false,
@@ -258,5 +263,8 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(e.to_string().contains("YYYYMMDD"));
         assert!(read_appointments(b"patient,date\n").unwrap_err().to_string().contains("patient_id"));
+        let my_number = read_appointments(b"patient_id,date,insurer_number,number,birth_date\nK1,20261126,06123456,1,19800101\nK2,20261126,06123456,123456789018,19800101\n").unwrap_err();
+        assert_eq!(my_number.line, 3);
+        assert!(my_number.to_string().contains("My Number") && !my_number.to_string().contains("9018"), "{my_number}");
     }
 }

@@ -130,19 +130,20 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
             return Ok(Handled::NotYet);
         }
         let problem = Kind::unsupported_message(prefix);
-        refuse(gateway, path, &name, &digest, &bytes, &problem)?;
+        refuse(gateway, path, &name, &digest, Some(&bytes), &problem)?;
         flush(&gateway.store)?;
         return Ok(Handled::Refused(problem));
     };
     let handled = match request::read(kind, &bytes) {
         Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
         Err(problem) => {
-            refuse(gateway, path, &name, &digest, &bytes, &problem.to_string())?;
+            let keep = (!matches!(problem, RequestError::MyNumber(_))).then_some(bytes.as_slice());
+            refuse(gateway, path, &name, &digest, keep, &problem.to_string())?;
             Handled::Refused(problem.to_string())
         }
         Ok((request, charset)) => match another_institution(gateway, request.header()) {
             Some(problem) => {
-                refuse(gateway, path, &name, &digest, &bytes, &problem)?;
+                refuse(gateway, path, &name, &digest, Some(&bytes), &problem)?;
                 Handled::Refused(problem)
             }
             None => {
@@ -185,14 +186,21 @@ fn settled(path: &Path, settle: Duration) -> bool {
 
 /// A request that cannot be read moves to `res/` with a `.err` beside it naming the problem
 /// (the pair public clients watch for); it is removed from `req/` only once both are written.
-fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, bytes: &[u8], problem: &str) -> Result<(), StoreError> {
+/// A request carrying a My Number (`keep` = None) is not copied anywhere: only its `.err` is
+/// written, and the request removed.
+fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, keep: Option<&[u8]>, problem: &str) -> Result<(), StoreError> {
     tracing::info!(file = name, problem, "request refused");
     let res = gateway.config.res_dir();
     let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-    let files = [
-        OutFile { path: res.join(name), bytes: bytes.to_vec(), remove_after: None },
-        OutFile { path: res.join(format!("{stem}.err")), bytes: answer_xml::error_file(problem), remove_after: Some(path.to_path_buf()) },
-    ];
+    let mut files = Vec::with_capacity(2);
+    if let Some(bytes) = keep {
+        files.push(OutFile { path: res.join(name), bytes: bytes.to_vec(), remove_after: None });
+    }
+    files.push(OutFile {
+        path: res.join(format!("{stem}.err")),
+        bytes: answer_xml::error_file(problem),
+        remove_after: Some(path.to_path_buf()),
+    });
     gateway.store.answer_request(name, digest, &gateway.now().to_string(), &files)
 }
 

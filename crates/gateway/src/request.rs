@@ -3,6 +3,7 @@
 //! absent and unknown ones are ignored.
 
 use onshi_api::verify::VerifyNumberRequest;
+use onshi_domain::ids::{MY_NUMBER_REFUSED, looks_like_my_number};
 
 use crate::xml::{self, Charset, Element, XmlError};
 
@@ -140,6 +141,21 @@ pub enum RequestError {
     Missing(&'static str),
     #[error("<{element}> {detail}")]
     Invalid { element: &'static str, detail: String },
+    /// A My Number typed into a card field: refused without repeating it, and the request
+    /// file is not kept (see `files::refuse`).
+    #[error("<{0}> {MY_NUMBER_REFUSED}")]
+    MyNumber(&'static str),
+}
+
+/// The card field of a search that holds a My Number instead of a card's 記号 or 番号.
+pub fn my_number_field(symbol: Option<&str>, number: &str) -> Option<&'static str> {
+    if looks_like_my_number(number) {
+        Some("InsuredIdentificationNumber")
+    } else if symbol.is_some_and(looks_like_my_number) {
+        Some("InsuredCardSymbol")
+    } else {
+        None
+    }
 }
 
 /// Reads a request file of `kind`; returns it with the character set the file was in.
@@ -216,10 +232,15 @@ fn read_search(info: &Element) -> Result<SearchInfo, RequestError> {
         .map(|e| e.text.trim_end_matches(|c: char| c.is_whitespace()).to_string())
         .filter(|t| !t.trim().is_empty())
         .ok_or(RequestError::Missing("InsurerNumber"))?;
+    let symbol = info.value("InsuredCardSymbol").map(str::to_string);
+    let number = required(info, "InsuredIdentificationNumber")?.to_string();
+    if let Some(field) = my_number_field(symbol.as_deref(), &number) {
+        return Err(RequestError::MyNumber(field));
+    }
     Ok(SearchInfo {
         insurer_number,
-        symbol: info.value("InsuredCardSymbol").map(str::to_string),
-        number: required(info, "InsuredIdentificationNumber")?.to_string(),
+        symbol,
+        number,
         branch: info.value("InsuredBranchNumber").map(str::to_string),
         birth_date: required(info, "Birthdate")?.to_string(),
         limit_consent: consent,
@@ -229,10 +250,19 @@ fn read_search(info: &Element) -> Result<SearchInfo, RequestError> {
 
 /// YZK/TKK requests carry the card numbers in the header, under their own names (OQD).
 fn read_medical(header: &Element) -> Result<MedicalRequest, RequestError> {
+    let symbol = header.value("InsuranceCardSymbol").map(str::to_string);
+    let number = required(header, "InsuredPersonIdentificationNumber")?.to_string();
+    if let Some(field) = my_number_field(symbol.as_deref(), &number) {
+        return Err(RequestError::MyNumber(if field == "InsuredCardSymbol" {
+            "InsuranceCardSymbol"
+        } else {
+            "InsuredPersonIdentificationNumber"
+        }));
+    }
     Ok(MedicalRequest {
         insurer_number: required(header, "InsurerNumber")?.to_string(),
-        symbol: header.value("InsuranceCardSymbol").map(str::to_string),
-        number: required(header, "InsuredPersonIdentificationNumber")?.to_string(),
+        symbol,
+        number,
         branch: header.value("BranchNumber").map(str::to_string),
     })
 }
@@ -369,6 +399,17 @@ mod tests {
         }
         // Both sides were exercised: damage that leaves a readable request, and damage that does not.
         assert!(read_ok > 0 && refused > 0, "read {read_ok}, refused {refused}");
+    }
+
+    #[test]
+    fn a_my_number_in_a_card_field_is_refused_without_repeating_it() {
+        let with_my_number = SINGLE.replace(
+            "<InsuredIdentificationNumber>34</InsuredIdentificationNumber>",
+            "<InsuredIdentificationNumber>１２３４５６７８９０１８</InsuredIdentificationNumber>",
+        );
+        let refused = read(Kind::Single, with_my_number.as_bytes()).unwrap_err();
+        assert_eq!(refused, RequestError::MyNumber("InsuredIdentificationNumber"));
+        assert!(refused.to_string().contains("My Number") && !refused.to_string().contains("9018"), "{refused}");
     }
 
     #[test]

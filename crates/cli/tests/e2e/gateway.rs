@@ -608,3 +608,56 @@ fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
     assert_eq!(names_in(&world.req()), ["notes.xml"], "only the request was taken");
     assert_eq!(gateway.status()["waiting"], 0);
 }
+
+/// A My Number typed into the 番号 field (from the back of the card) is refused at the gateway,
+/// by file and on the page, and nothing of it is kept: not in an answer, not in the store, not
+/// in the request folder. The center refuses it too, without repeating it.
+#[test]
+fn a_my_number_in_the_number_field_is_refused_and_never_kept() {
+    let world = ClinicWorld::new();
+    let p1 = &members()[0];
+    let my_number = "123456789018";
+    let gateway = GatewayProcess::start(&world);
+    let typed = crate::clinic::Member { insurer: p1.insurer.clone(), number: my_number, ..*p1 };
+    drop_request(&world.req(), "OQSsiquc01req_mn.xml", &single_request(&typed, "mn-1", &today_plus(0), false));
+    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsiquc01req_mn.err")).ok());
+    assert!(err.contains("My Number") && !err.contains(my_number), "{err}");
+    assert!(!world.res().join("OQSsiquc01req_mn.xml").exists(), "the request is not copied beside its .err");
+    assert!(names_in(&world.req()).is_empty(), "nor left in req/");
+
+    let page = gateway
+        .post("/check", &[("insurer_number", &p1.insurer), ("symbol", p1.symbol), ("number", "1234 5678 9018"), ("birth_date", p1.birth)]);
+    assert!(page.contains("マイナンバー（個人番号）が入力されたようです"), "staff are told");
+    assert_eq!(gateway.status()["waiting"], 0, "nothing was queued");
+    drop(gateway);
+
+    // Not a byte of it in any file the gateway keeps (store, WAL, lock files, answers).
+    let mut kept = Vec::new();
+    for root in [world.path("gateway.sqlite"), world.path("files")] {
+        let files: Vec<std::path::PathBuf> = if root.is_dir() { walk(&root) } else { vec![root] };
+        for file in files.into_iter().chain(["gateway.sqlite-wal", "gateway.sqlite-shm"].map(|n| world.path(n))) {
+            let holds = |bytes: &[u8], text: &str| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+            if std::fs::read(&file).is_ok_and(|b| holds(&b, my_number) || holds(&b, "1234 5678 9018")) {
+                kept.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(kept.is_empty(), "the My Number is kept in {kept:?}");
+
+    let center = crate::common::onshi()
+        .args(["verify", "number", "--insurer", &p1.insurer, "--number", my_number, "--birth", p1.birth])
+        .args(world.center_args())
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&center.stdout), String::from_utf8_lossy(&center.stderr));
+    assert!(!center.status.success() && said.contains("My Number") && !said.contains(my_number), "{said}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { found.extend(walk(&path)) } else { found.push(path) }
+    }
+    found
+}
