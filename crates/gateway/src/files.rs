@@ -136,9 +136,14 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
     };
     let handled = match request::read(kind, &bytes) {
         Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
+        Err(RequestError::MyNumber(element)) => {
+            let problem = RequestError::MyNumber(element).to_string();
+            let copy = without_my_number(kind, &bytes, element);
+            refuse(gateway, path, &name, &digest, copy.as_deref(), &problem)?;
+            Handled::Refused(problem)
+        }
         Err(problem) => {
-            let keep = (!matches!(problem, RequestError::MyNumber(_))).then_some(bytes.as_slice());
-            refuse(gateway, path, &name, &digest, keep, &problem.to_string())?;
+            refuse(gateway, path, &name, &digest, Some(&bytes), &problem.to_string())?;
             Handled::Refused(problem.to_string())
         }
         Ok((request, charset)) => match another_institution(gateway, request.header()) {
@@ -154,6 +159,14 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
     };
     flush(&gateway.store)?;
     Ok(handled)
+}
+
+/// The copy of a request refused for a My Number that goes beside its `.err` (clients watch
+/// for the pair): the field blanked with asterisks. `None`, and no copy, when the blanked file
+/// would still hold one.
+fn without_my_number(kind: Kind, bytes: &[u8], element: &str) -> Option<Vec<u8>> {
+    let copy = crate::xml::redact(bytes, element)?;
+    (!matches!(request::read(kind, &copy), Err(RequestError::MyNumber(_)))).then_some(copy)
 }
 
 /// A request written for another 医療機関コード than the gateway's is a misconfigured
@@ -186,8 +199,8 @@ fn settled(path: &Path, settle: Duration) -> bool {
 
 /// A request that cannot be read moves to `res/` with a `.err` beside it naming the problem
 /// (the pair public clients watch for); it is removed from `req/` only once both are written.
-/// A request carrying a My Number (`keep` = None) is not copied anywhere: only its `.err` is
-/// written, and the request removed.
+/// `keep` is the copy to put beside the `.err`: the request as sent, or without its My Number
+/// (see [`without_my_number`]); with none, only the `.err` is written.
 fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, keep: Option<&[u8]>, problem: &str) -> Result<(), StoreError> {
     tracing::info!(file = name, problem, "request refused");
     let res = gateway.config.res_dir();

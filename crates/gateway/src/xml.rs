@@ -316,11 +316,34 @@ impl XmlWriter {
         while !self.open.is_empty() {
             self.close();
         }
-        match self.charset {
-            Charset::Utf8 => self.out.into_bytes(),
-            Charset::ShiftJis => encoding_rs::SHIFT_JIS.encode(&self.out).0.into_owned(),
-        }
+        encode(self.out, self.charset)
     }
+}
+
+/// `text` in `charset`; characters Shift_JIS cannot hold become numeric character references.
+pub fn encode(text: String, charset: Charset) -> Vec<u8> {
+    match charset {
+        Charset::Utf8 => text.into_bytes(),
+        Charset::ShiftJis => encoding_rs::SHIFT_JIS.encode(&text).0.into_owned(),
+    }
+}
+
+/// The document with the text of every `<element>` replaced by asterisks, in its own charset;
+/// `None` when it cannot be decoded or an element is not closed.
+pub fn redact(bytes: &[u8], element: &str) -> Option<Vec<u8>> {
+    let (text, charset) = decode(bytes).ok()?;
+    let (open, close) = (format!("<{element}>"), format!("</{element}>"));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find(&open) {
+        let inner = start + open.len();
+        let end = inner + rest[inner..].find(&close)?;
+        out.push_str(&rest[..inner]);
+        out.extend(std::iter::repeat_n('*', rest[inner..end].chars().count()));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Some(encode(out, charset))
 }
 
 #[cfg(test)]
@@ -383,6 +406,16 @@ mod tests {
         assert_eq!(parse(&text), Err(XmlError::TooDeep(MAX_DEPTH)));
         let fine = format!("<XmlMsg>{}1{}</XmlMsg>", "<A>".repeat(MAX_DEPTH - 1), "</A>".repeat(MAX_DEPTH - 1));
         assert_eq!(parse(&fine).unwrap().find("A").map(|a| a.name.as_str()), Some("A"));
+    }
+
+    #[test]
+    fn redacts_every_occurrence_of_an_element_in_its_charset() {
+        let text = "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><XmlMsg><N>１２3</N><M>山</M><N>45</N></XmlMsg>";
+        let sjis = encoding_rs::SHIFT_JIS.encode(text).0.into_owned();
+        let (redacted, charset) = decode(&redact(&sjis, "N").unwrap()).unwrap();
+        assert_eq!(charset, Charset::ShiftJis);
+        assert!(redacted.contains("<N>***</N><M>山</M><N>**</N>"), "{redacted}");
+        assert_eq!(redact(b"<XmlMsg><N>1</XmlMsg>", "N"), None, "an element not closed");
     }
 
     #[test]

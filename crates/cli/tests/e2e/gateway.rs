@@ -611,7 +611,8 @@ fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
 
 /// A My Number typed into the 番号 field (from the back of the card) is refused at the gateway,
 /// by file and on the page, and nothing of it is kept: not in an answer, not in the store, not
-/// in the request folder. The center refuses it too, without repeating it.
+/// in the request folder (the copy beside the `.err` is blanked). The center refuses it too,
+/// without repeating it.
 #[test]
 fn a_my_number_in_the_number_field_is_refused_and_never_kept() {
     let world = ClinicWorld::new();
@@ -622,7 +623,9 @@ fn a_my_number_in_the_number_field_is_refused_and_never_kept() {
     drop_request(&world.req(), "OQSsiquc01req_mn.xml", &single_request(&typed, "mn-1", &today_plus(0), false));
     let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsiquc01req_mn.err")).ok());
     assert!(err.contains("My Number") && !err.contains(my_number), "{err}");
-    assert!(!world.res().join("OQSsiquc01req_mn.xml").exists(), "the request is not copied beside its .err");
+    let copy = read_answer(&world.res().join("OQSsiquc01req_mn.xml"));
+    assert_eq!(element(&copy, "InsuredIdentificationNumber").as_deref(), Some("************"), "the copy beside the .err is blanked");
+    assert_eq!(element(&copy, "Birthdate").as_deref(), Some(p1.birth), "and otherwise the request as sent");
     assert!(names_in(&world.req()).is_empty(), "nor left in req/");
 
     let page = gateway
