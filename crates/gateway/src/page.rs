@@ -25,7 +25,8 @@ use crate::store::CheckRow;
 /// The page's state: the gateway and the message to show after the next redirect.
 pub struct Page {
     gateway: Arc<Gateway>,
-    flash: Mutex<Option<(bool, String)>>,
+    /// The message and its class (`ok`, `warn`, `bad`).
+    flash: Mutex<Option<(&'static str, String)>>,
 }
 
 /// The page's routes behind [`crate::access::guard`]; serve them with
@@ -51,7 +52,18 @@ use onshi_domain::markup::escape as esc;
 
 impl Page {
     fn say(&self, ok: bool, message: impl Into<String>) -> Response {
-        *self.flash.lock().unwrap_or_else(|p| p.into_inner()) = Some((ok, message.into()));
+        self.say_as(if ok { "ok" } else { "bad" }, message.into())
+    }
+
+    /// A check's outcome in the colour of its result (a lost coverage is not green), with the
+    /// action for reception.
+    fn say_outcome(&self, outcome: &Outcome) -> Response {
+        let (class, what_to_do) = action(outcome);
+        self.say_as(class, format!("{} {what_to_do}", outcome.summary_ja()))
+    }
+
+    fn say_as(&self, class: &'static str, message: String) -> Response {
+        *self.flash.lock().unwrap_or_else(|p| p.into_inner()) = Some((class, message));
         Redirect::to("/").into_response()
     }
 }
@@ -75,7 +87,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:1rem;background:#f7f7f5;
 h1{font-size:1.3rem}h2{font-size:1.1rem;margin-top:1.4rem;border-bottom:2px solid #ccc}
 table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 .ok{color:#075e2b}.bad{color:#a40000;font-weight:bold}.warn{color:#8a5300;font-weight:bold}
-.flash{padding:.6rem;border-radius:4px;margin:.5rem 0}.flash.ok{background:#e4f4e8}.flash.bad{background:#fbe5e5}
+.flash{padding:.6rem;border-radius:4px;margin:.5rem 0}.flash.ok{background:#e4f4e8}.flash.warn{background:#fdf1dc}.flash.bad{background:#fbe5e5}
 form{display:inline-block;margin:.2rem 1rem .2rem 0;padding:.5rem;background:#fff;border:1px solid #ddd}
 label{margin-right:.6rem}input[type=text],input[type=password]{width:8rem}.line{padding:.4rem;display:inline-block}";
 
@@ -91,8 +103,8 @@ async fn index(State(page): State<Arc<Page>>) -> Response {
         "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>受付 — onshi</title><style>{STYLE}</style></head><body>\
          <h1>オンライン資格確認 受付（医療機関コード {code}）</h1>"
     );
-    if let Some((ok, message)) = flash {
-        let _ = write!(html, "<div id=\"flash\" class=\"flash {}\">{}</div>", if ok { "ok" } else { "bad" }, esc(&message));
+    if let Some((class, message)) = flash {
+        let _ = write!(html, "<div id=\"flash\" class=\"flash {class}\">{}</div>", esc(&message));
     }
     html.push_str(&forms(&page.gateway));
     let _ = write!(html, "<div id=\"live\">{live}</div><script>{REFRESH}</script></body></html>");
@@ -404,7 +416,7 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
     }
     .await;
     match result {
-        Ok(checked) => page.say(!matches!(checked.outcome, Outcome::Refused { .. }), checked.outcome.summary_ja()),
+        Ok(checked) => page.say_outcome(&checked.outcome),
         Err(e) => page.say(false, format!("照会を記録できませんでした: {e}")),
     }
 }
@@ -489,7 +501,7 @@ async fn card_check(page: &Page, how: CardHow, consent: ConsentChoice) -> Respon
     }
     .await;
     match result {
-        Ok(checked) => page.say(!matches!(checked.outcome, Outcome::Refused { .. }), checked.outcome.summary_ja()),
+        Ok(checked) => page.say_outcome(&checked.outcome),
         Err(e) => page.say(false, e.to_string()),
     }
 }

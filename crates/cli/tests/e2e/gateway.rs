@@ -50,9 +50,13 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
 
     // The page: P3 by numbers (queued); the card: PIN refused for want of the line, then a
     // visual check with the facility password (queued).
-    gateway.post(
+    let queued_on_page = gateway.post(
         "/check",
         &[("insurer_number", &p3.insurer), ("symbol", p3.symbol), ("number", p3.number), ("branch", p3.branch), ("birth_date", p3.birth)],
+    );
+    assert!(
+        queued_on_page.contains("class=\"flash warn\"") && queued_on_page.contains("目視で確認して受け付けてください"),
+        "not green, and what to do"
     );
     gateway.post("/reader/place", &[("card", "card-1.json")]);
     let refused = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
