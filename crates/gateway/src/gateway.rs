@@ -44,7 +44,13 @@ pub struct Line {
     pub up: Option<bool>,
     pub since: Option<String>,
     pub detail: Option<String>,
+    /// Down because the last call ran into the timeout: the center hangs rather than refuses.
+    pub hangs: bool,
 }
+
+/// The offline reason of a check not sent while the center hangs.
+pub const NOT_SENT_WHILE_HANGING: &str =
+    "センターが応答しません（直前の照会が時間切れになったため、回線が戻るまではセンターを待たずに受け付けます）";
 
 /// The result of asking, before it is recorded.
 pub struct Checked {
@@ -159,6 +165,22 @@ impl Gateway {
         }
         line.up = Some(up);
         line.detail = detail;
+        line.hangs = false;
+    }
+
+    /// The line is down because of `error`.
+    fn note_down(&self, error: &ClientError) {
+        self.note_line(false, Some(error.to_string()));
+        let hangs = matches!(error, ClientError::Transport { source, .. } if source.is_timeout());
+        self.line.lock().unwrap_or_else(|p| p.into_inner()).hangs = hangs;
+    }
+
+    /// Whether the center is known to hang: then checks by number are not sent (each would
+    /// wait for the whole timeout, and reception with it); the re-verifier's probe, every few
+    /// seconds, finds the line back.
+    fn hangs(&self) -> bool {
+        let line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        line.up == Some(false) && line.hangs
     }
 
     /// Asks the center's health, so that the page shows the line's state before anyone is
@@ -169,10 +191,13 @@ impl Gateway {
                 self.note_line(true, None);
                 true
             }
+            Err(error) if Self::offline_reason(&error).is_none() => {
+                self.note_line(true, None);
+                true
+            }
             Err(error) => {
-                let up = Self::offline_reason(&error).is_none();
-                self.note_line(up, (!up).then(|| error.to_string()));
-                up
+                self.note_down(&error);
+                false
             }
         }
     }
@@ -193,33 +218,42 @@ impl Gateway {
     pub async fn ask_number(&self, request: &VerifyNumberRequest, reply: Option<FileReply>) -> Result<Checked, GatewayError> {
         let key = check::patient_key(request);
         let subject = subject_of(request);
-        let (outcome, cache, queue) = match self.client.verify_number(request).await {
-            Ok(answer) => {
+        let asked = if self.hangs() { None } else { Some(self.client.verify_number(request).await) };
+        let (outcome, cache, queue) = match asked {
+            None => {
+                let job = Job::Number { request: request.clone(), reply };
+                (self.offline_outcome(&key, NOT_SENT_WHILE_HANGING.to_string())?, None, Some(job))
+            }
+            Some(Ok(answer)) => {
                 self.note_line(true, None);
                 let cached = serde_json::to_string(&answer).expect("answers serialise");
                 (Outcome::Answered { answer, consents: None }, Some((key.clone(), cached)), None)
             }
-            Err(error) => match Self::offline_reason(&error) {
+            Some(Err(error)) => match Self::offline_reason(&error) {
                 None => {
                     self.note_line(true, None);
                     (refused_outcome(error), None, None)
                 }
                 Some(reason) => {
-                    self.note_line(false, Some(error.to_string()));
+                    self.note_down(&error);
                     let job = Job::Number { request: request.clone(), reply };
-                    let outcome = match self.store.cached(&key)? {
-                        Some((answer, fetched_at)) => match serde_json::from_str::<VerifyAnswer>(&answer) {
-                            Ok(answer) => Outcome::Cached { answer, fetched_at, reason },
-                            Err(_) => Outcome::Queued { reason },
-                        },
-                        None => Outcome::Queued { reason },
-                    };
-                    (outcome, None, Some(job))
+                    (self.offline_outcome(&key, reason)?, None, Some(job))
                 }
             },
         };
         let changes = self.changes_since_batch(&key, &outcome)?;
         Ok(Checked { outcome, changes, method: "number", subject, queue, cache })
+    }
+
+    /// The answer without the center: the cached one for these numbers, or a visual check.
+    fn offline_outcome(&self, key: &str, reason: String) -> Result<Outcome, GatewayError> {
+        Ok(match self.store.cached(key)? {
+            Some((answer, fetched_at)) => match serde_json::from_str::<VerifyAnswer>(&answer) {
+                Ok(answer) => Outcome::Cached { answer, fetched_at, reason },
+                Err(_) => Outcome::Queued { reason },
+            },
+            None => Outcome::Queued { reason },
+        })
     }
 
     /// What changed since the newest 一括照会 answer for these numbers.
@@ -273,6 +307,26 @@ impl Gateway {
         };
         let date_of_care = self.now().date().yyyymmdd();
         let subject = format!("マイナ保険証（証明書 {serial}）");
+        let offline = |reason: String| {
+            if !matches!(how, CardHow::Visual) {
+                return Err(GatewayError::CardOffline(format!(
+                    "{reason}。顔認証・暗証番号では確認できません。施設パスワードで目視モードにして、券面の写真で本人確認してください（回線復旧後に自動で再照会します）。"
+                )));
+            }
+            let job =
+                Job::CardVisual { certificate: certificate.clone(), serial: serial.clone(), consent, date_of_care: date_of_care.clone() };
+            Ok(Checked {
+                outcome: Outcome::Queued { reason },
+                changes: Vec::new(),
+                method,
+                subject: subject.clone(),
+                queue: Some(job),
+                cache: None,
+            })
+        };
+        if self.hangs() {
+            return offline(NOT_SENT_WHILE_HANGING.to_string());
+        }
         match flow::verify(&self.client, &mut *reader, flow_how, consent, Some(date_of_care.clone())).await {
             Ok(answer) => {
                 self.note_line(true, None);
@@ -286,14 +340,8 @@ impl Gateway {
                     Ok(Checked { outcome: refused_outcome(error), changes: Vec::new(), method, subject, queue: None, cache: None })
                 }
                 Some(reason) => {
-                    self.note_line(false, Some(error.to_string()));
-                    if !matches!(how, CardHow::Visual) {
-                        return Err(GatewayError::CardOffline(format!(
-                            "{reason}。顔認証・暗証番号では確認できません。施設パスワードで目視モードにして、券面の写真で本人確認してください（回線復旧後に自動で再照会します）。"
-                        )));
-                    }
-                    let job = Job::CardVisual { certificate, serial, consent, date_of_care };
-                    Ok(Checked { outcome: Outcome::Queued { reason }, changes: Vec::new(), method, subject, queue: Some(job), cache: None })
+                    self.note_down(&error);
+                    offline(reason)
                 }
             },
         }

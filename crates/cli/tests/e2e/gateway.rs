@@ -668,3 +668,43 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A center that accepts connections and never answers costs reception one timeout, not one
+/// per check: once a call has run into it, checks go to the offline path at once until the
+/// re-verifier's probe finds the line back.
+#[test]
+fn a_hanging_center_costs_one_timeout_not_one_per_check() {
+    let world = ClinicWorld::new();
+    let people = members();
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", hanging.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Holds every connection open without a byte in answer.
+        let held: Vec<_> = hanging.incoming().flatten().collect();
+        drop(held);
+    });
+    let config = world.write_config(&url, "");
+    let text = std::fs::read_to_string(&config).unwrap().replacen("[center]\n", "[center]\ntimeout_ms = 1000\n", 1);
+    std::fs::write(&config, text).unwrap();
+    let gateway = GatewayProcess::start(&world);
+    for (i, m) in people.iter().enumerate() {
+        drop_request(&world.req(), &format!("OQSsiquc01req_h{i}.xml"), &single_request(m, &format!("h-{i}"), &today_plus(0), false));
+        let answer = read_answer(&world.res().join(format!("OQSsiquc01res_h{i}.xml")));
+        assert_eq!(element(&answer, "SegmentOfResult").as_deref(), Some("2"), "queued while the center hangs");
+    }
+    assert_eq!(gateway.status()["waiting"], people.len());
+    let store = rusqlite::Connection::open(world.path("gateway.sqlite")).unwrap();
+    let reasons: Vec<String> = store
+        .prepare("SELECT outcome FROM checks ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|o| {
+            serde_json::from_str::<serde_json::Value>(&o.unwrap()).unwrap()["reason"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(reasons.len(), people.len());
+    let not_sent = reasons.iter().filter(|r| r.as_str() == onshi_gateway::gateway::NOT_SENT_WHILE_HANGING).count();
+    // The first check may have waited for the timeout, or the probe at start ran into it first.
+    assert!(not_sent >= people.len() - 1, "after the first timeout the checks did not wait for the center: {reasons:?}");
+}
