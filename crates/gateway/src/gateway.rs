@@ -159,20 +159,23 @@ impl Gateway {
     }
 
     fn note_line(&self, up: bool, detail: Option<String>) {
+        self.set_line(up, detail, false);
+    }
+
+    /// The line is down because of `error`.
+    fn note_down(&self, error: &ClientError) {
+        let hangs = matches!(error, ClientError::Transport { source, .. } if source.is_timeout());
+        self.set_line(false, Some(error.to_string()), hangs);
+    }
+
+    fn set_line(&self, up: bool, detail: Option<String>, hangs: bool) {
         let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
         if line.up != Some(up) {
             line.since = Some(self.now().to_string());
         }
         line.up = Some(up);
         line.detail = detail;
-        line.hangs = false;
-    }
-
-    /// The line is down because of `error`.
-    fn note_down(&self, error: &ClientError) {
-        self.note_line(false, Some(error.to_string()));
-        let hangs = matches!(error, ClientError::Transport { source, .. } if source.is_timeout());
-        self.line.lock().unwrap_or_else(|p| p.into_inner()).hangs = hangs;
+        line.hangs = hangs;
     }
 
     /// Whether the center is known to hang: then checks by number are not sent (each would
