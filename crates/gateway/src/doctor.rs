@@ -64,6 +64,9 @@ pub enum Finding {
 #[derive(Debug)]
 pub struct Diagnosis {
     pub findings: Vec<(Link, Finding)>,
+    /// Whether `onshi gateway serve` runs on this configuration (`None`: cannot be told). Not a
+    /// link of the chain to the center, but the first thing to know when files go unanswered.
+    pub serving: Option<bool>,
 }
 
 impl Diagnosis {
@@ -83,6 +86,13 @@ impl Diagnosis {
                 Finding::Skipped => format!("[--] {}: 未確認（不良の項目があるため確認できません）\n", link.name_ja()),
             };
             out.push_str(&line);
+        }
+        match self.serving {
+            Some(true) => out.push_str("\nゲートウェイ（onshi gateway serve）: 動いています。\n"),
+            Some(false) => out.push_str(
+                "\nゲートウェイ（onshi gateway serve）: 動いていません。この設定ファイルで `onshi gateway serve --config …` を起動すると、レセコンの照会ファイルと受付画面に答えます。\n",
+            ),
+            None => {}
         }
         match self.broken() {
             Some((link, _)) => {
@@ -152,8 +162,9 @@ pub async fn diagnose(path: &Path, clock: Clock) -> Diagnosis {
     }
     let Ok(config) = config else {
         chain.skip_rest(&[Link::Certificates, Link::Dns, Link::Tcp, Link::Tls, Link::Center, Link::Clock]);
-        return Diagnosis { findings };
+        return Diagnosis { findings, serving: None };
     };
+    let serving = crate::serve::is_serving(&config);
     let now = clock();
     chain.run(Link::Certificates, || check_certificates(&config, now.unix_seconds()));
     let (host, port) = config.center_host_port();
@@ -182,7 +193,7 @@ pub async fn diagnose(path: &Path, clock: Clock) -> Diagnosis {
         Some(time) if !chain.failed => chain.record(Link::Clock, check_clock(now.jst_seconds(), &time)),
         _ => chain.record(Link::Clock, Finding::Skipped),
     }
-    Diagnosis { findings }
+    Diagnosis { findings, serving }
 }
 
 struct Chain<'a> {

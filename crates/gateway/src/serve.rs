@@ -50,6 +50,26 @@ pub fn serve_lock(config: &GatewayConfig) -> Result<ServeLock, ServeError> {
     Ok(ServeLock { _held: files })
 }
 
+/// Whether an `onshi gateway serve` holds this configuration's store (for `onshi doctor`):
+/// `None` when that cannot be told. Looks without creating anything; the lock is taken and
+/// dropped at once when free.
+pub fn is_serving(config: &GatewayConfig) -> Option<bool> {
+    let path = crate::store::lock_path(&config.store, "serve");
+    let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Some(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(true),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 /// Binds the page (on `listen`, or the configured address), reports the bound address to
 /// `bound`, and serves until `stop` turns true.
 pub async fn serve(

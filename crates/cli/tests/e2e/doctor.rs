@@ -36,6 +36,12 @@ fn doctor_names_each_broken_link_in_turn() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report.matches("[OK]").count(), 8, "{report}");
     assert!(report.contains("すべて正常です"));
+    assert!(report.contains("ゲートウェイ（onshi gateway serve）: 動いていません"), "{report}");
+    let gateway = crate::clinic::GatewayProcess::start(&world);
+    let (code, report) = doctor(&config);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("ゲートウェイ（onshi gateway serve）: 動いています"), "{report}");
+    drop(gateway);
 
     // The reader's file is damaged.
     let reader = std::fs::read(world.path("reader.json")).unwrap();

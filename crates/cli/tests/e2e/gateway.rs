@@ -699,9 +699,7 @@ fn a_hanging_center_costs_one_timeout_not_one_per_check() {
         .unwrap()
         .query_map([], |r| r.get::<_, String>(0))
         .unwrap()
-        .map(|o| {
-            serde_json::from_str::<serde_json::Value>(&o.unwrap()).unwrap()["reason"].as_str().unwrap_or_default().to_string()
-        })
+        .map(|o| serde_json::from_str::<serde_json::Value>(&o.unwrap()).unwrap()["reason"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(reasons.len(), people.len());
     let not_sent = reasons.iter().filter(|r| r.as_str() == onshi_gateway::gateway::NOT_SENT_WHILE_HANGING).count();
