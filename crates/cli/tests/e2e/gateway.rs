@@ -125,7 +125,7 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
 /// the check by file and the next batch both say what changed.
 #[test]
 fn a_batch_ahead_of_the_day_flags_what_changed_since() {
-    let world = ClinicWorld::new();
+    let mut world = ClinicWorld::new();
     let [_, p2, _, p4] = <[_; 4]>::try_from(members()).unwrap();
     let tomorrow = today_plus(1);
     let csv = format!(
@@ -183,6 +183,14 @@ fn a_batch_ahead_of_the_day_flags_what_changed_since() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("line 2") && stderr.contains("YYYYMMDD"), "{stderr}");
+
+    // The line goes down on the day: P4, checked only by the batch, is answered from it.
+    world.stop_center();
+    drop_request(&world.req(), "OQSsiquc01req_down.xml", &single_request(&p4, "d-2", &tomorrow, false));
+    let cached = read_answer(&world.res().join("OQSsiquc01res_down.xml"));
+    assert_eq!(element(&cached, "ProcessingResultCode").as_deref(), Some("ONSHI-GW-CACHED"), "{cached}");
+    assert_eq!(element(&cached, "QualificationValidity").as_deref(), Some("1"));
+    assert_eq!(element(&cached, "Name").as_deref(), Some(p4.name), "the batch's answer");
 }
 
 /// A request for a ground-truth case, in one of the ways public clients write them.
