@@ -136,14 +136,12 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
     };
     let handled = match request::read(kind, &bytes) {
         Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
-        Err(RequestError::MyNumber(element)) => {
-            let problem = RequestError::MyNumber(element).to_string();
-            let copy = without_my_number(kind, &bytes, element);
-            refuse(gateway, path, &name, &digest, copy.as_deref(), &problem)?;
-            Handled::Refused(problem)
-        }
         Err(problem) => {
-            refuse(gateway, path, &name, &digest, Some(&bytes), &problem.to_string())?;
+            let copy = match problem.my_number_element() {
+                Some(element) => without_my_number(kind, &bytes, element),
+                None => Some(bytes.clone()),
+            };
+            refuse(gateway, path, &name, &digest, copy.as_deref(), &problem.to_string())?;
             Handled::Refused(problem.to_string())
         }
         Ok((request, charset)) => match another_institution(gateway, request.header()) {
@@ -166,7 +164,8 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
 /// would still hold one.
 fn without_my_number(kind: Kind, bytes: &[u8], element: &str) -> Option<Vec<u8>> {
     let copy = crate::xml::redact(bytes, element)?;
-    (!matches!(request::read(kind, &copy), Err(RequestError::MyNumber(_)))).then_some(copy)
+    let still = matches!(request::read(kind, &copy), Err(e) if e.my_number_element().is_some());
+    (!still).then_some(copy)
 }
 
 /// A request written for another 医療機関コード than the gateway's is a misconfigured

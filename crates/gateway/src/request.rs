@@ -145,6 +145,20 @@ pub enum RequestError {
     /// file is not kept (see `files::refuse`).
     #[error("<{0}> {MY_NUMBER_REFUSED}")]
     MyNumber(&'static str),
+    /// A problem in one entry of a 一括照会 upload, counted from 1 so that staff can find it.
+    #[error("QualificationConfirmSearchInfo number {index} of the file: {source}")]
+    InEntry { index: usize, source: Box<RequestError> },
+}
+
+impl RequestError {
+    /// The element that holds a My Number, when that is the problem.
+    pub fn my_number_element(&self) -> Option<&'static str> {
+        match self {
+            RequestError::MyNumber(element) => Some(element),
+            RequestError::InEntry { source, .. } => source.my_number_element(),
+            _ => None,
+        }
+    }
 }
 
 /// The card field of a search that holds a My Number instead of a card's 記号 or 番号.
@@ -171,7 +185,11 @@ pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError
             Request::Single { header, search: read_search(info)? }
         }
         Kind::BulkUpload => {
-            let entries = body.children_named("QualificationConfirmSearchInfo").map(read_search).collect::<Result<Vec<_>, _>>()?;
+            let entries = body
+                .children_named("QualificationConfirmSearchInfo")
+                .enumerate()
+                .map(|(i, info)| read_search(info).map_err(|e| RequestError::InEntry { index: i + 1, source: Box::new(e) }))
+                .collect::<Result<Vec<_>, _>>()?;
             if entries.is_empty() {
                 return Err(RequestError::Missing("QualificationConfirmSearchInfo"));
             }
@@ -410,6 +428,29 @@ mod tests {
         let refused = read(Kind::Single, with_my_number.as_bytes()).unwrap_err();
         assert_eq!(refused, RequestError::MyNumber("InsuredIdentificationNumber"));
         assert!(refused.to_string().contains("My Number") && !refused.to_string().contains("9018"), "{refused}");
+    }
+
+    #[test]
+    fn a_bulk_upload_names_the_entry_at_fault() {
+        let entry = |number: &str, birth: &str| {
+            format!(
+                "<QualificationConfirmSearchInfo><InsurerNumber>06130488</InsurerNumber><InsuredIdentificationNumber>{number}</InsuredIdentificationNumber>{birth}</QualificationConfirmSearchInfo>"
+            )
+        };
+        let upload = |entries: &[String]| {
+            format!(
+                "<XmlMsg><MessageHeader><MedicalInstitutionCode>1310000001</MedicalInstitutionCode></MessageHeader><MessageBody>{}</MessageBody></XmlMsg>",
+                entries.concat()
+            )
+        };
+        let good = entry("1", "<Birthdate>19800101</Birthdate>");
+        let no_birth = upload(&[good.clone(), good.clone(), entry("3", "")]);
+        let e = read(Kind::BulkUpload, no_birth.as_bytes()).unwrap_err();
+        assert_eq!(e.to_string(), "QualificationConfirmSearchInfo number 3 of the file: <Birthdate> is missing; add it to the request");
+        let my_number = upload(&[good.clone(), entry("123456789018", "<Birthdate>19800101</Birthdate>")]);
+        let e = read(Kind::BulkUpload, my_number.as_bytes()).unwrap_err();
+        assert_eq!(e.my_number_element(), Some("InsuredIdentificationNumber"));
+        assert!(e.to_string().contains("number 2") && !e.to_string().contains("9018"), "{e}");
     }
 
     #[test]
