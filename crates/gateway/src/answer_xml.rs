@@ -291,9 +291,15 @@ pub fn bulk_results(
 }
 
 /// The `.err` file beside a refused request: what is wrong and what to do, Japanese first.
-pub fn error_file(problem: &str) -> Vec<u8> {
-    format!(
-        "この照会ファイルは読めませんでした。ファイルを直してから、新しい名前で req/ に置き直してください。\r\nThe request file was refused: {problem}\r\n"
-    )
-    .into_bytes()
+pub fn error_file(for_staff: &str, problem: &str) -> Vec<u8> {
+    format!("{for_staff}\r\nThe request file was refused: {problem}\r\n").into_bytes()
+}
+
+/// What an `.err` says to staff first, by why the request was refused.
+pub mod refusal_ja {
+    pub const UNREADABLE: &str = "この照会ファイルは読めませんでした。ファイルを直してから、新しい名前で req/ に置き直してください。";
+    pub const MY_NUMBER: &str = "番号欄にマイナンバー（個人番号）が入っています。保険証・資格確認書の記号・番号で照会し直してください（マイナンバーは受け付けず、記録もしません）。";
+    pub const OTHER_INSTITUTION: &str =
+        "照会ファイルの医療機関コードがこのゲートウェイと違います。レセコンの医療機関コードの設定を確かめてください。";
+    pub const UNSUPPORTED: &str = "この種類の照会にはこのゲートウェイは答えません。レセコンの設定か、照会の方法を確かめてください。";
 }

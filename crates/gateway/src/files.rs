@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest::{SHA256, digest};
 
-use crate::answer_xml::{self, Reference, SingleResult};
+use crate::answer_xml::{self, Reference, SingleResult, refusal_ja};
 use crate::check::{FileReply, Outcome};
 use crate::gateway::{Gateway, GatewayError};
 use crate::request::{self, Kind, Request, RequestError};
@@ -130,23 +130,23 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
             return Ok(Handled::NotYet);
         }
         let problem = Kind::unsupported_message(prefix);
-        refuse(gateway, path, &name, &digest, Some(&bytes), &problem)?;
+        refuse(gateway, path, &name, &digest, Some(&bytes), (refusal_ja::UNSUPPORTED, &problem))?;
         flush(&gateway.store)?;
         return Ok(Handled::Refused(problem));
     };
     let handled = match request::read(kind, &bytes) {
         Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
         Err(problem) => {
-            let copy = match problem.my_number_element() {
-                Some(element) => without_my_number(kind, &bytes, element),
-                None => Some(bytes.clone()),
+            let (copy, for_staff) = match problem.my_number_element() {
+                Some(element) => (without_my_number(kind, &bytes, element), refusal_ja::MY_NUMBER),
+                None => (Some(bytes.clone()), refusal_ja::UNREADABLE),
             };
-            refuse(gateway, path, &name, &digest, copy.as_deref(), &problem.to_string())?;
+            refuse(gateway, path, &name, &digest, copy.as_deref(), (for_staff, &problem.to_string()))?;
             Handled::Refused(problem.to_string())
         }
         Ok((request, charset)) => match another_institution(gateway, request.header()) {
             Some(problem) => {
-                refuse(gateway, path, &name, &digest, Some(&bytes), &problem)?;
+                refuse(gateway, path, &name, &digest, Some(&bytes), (refusal_ja::OTHER_INSTITUTION, &problem))?;
                 Handled::Refused(problem)
             }
             None => {
@@ -200,7 +200,9 @@ fn settled(path: &Path, settle: Duration) -> bool {
 /// (the pair public clients watch for); it is removed from `req/` only once both are written.
 /// `keep` is the copy to put beside the `.err`: the request as sent, or without its My Number
 /// (see [`without_my_number`]); with none, only the `.err` is written.
-fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, keep: Option<&[u8]>, problem: &str) -> Result<(), StoreError> {
+/// `why` is what staff read first (Japanese) and the problem for the vendor.
+fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, keep: Option<&[u8]>, why: (&str, &str)) -> Result<(), StoreError> {
+    let (for_staff, problem) = why;
     tracing::info!(file = name, problem, "request refused");
     let res = gateway.config.res_dir();
     let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
@@ -210,7 +212,7 @@ fn refuse(gateway: &Gateway, path: &Path, name: &str, digest: &str, keep: Option
     }
     files.push(OutFile {
         path: res.join(format!("{stem}.err")),
-        bytes: answer_xml::error_file(problem),
+        bytes: answer_xml::error_file(for_staff, problem),
         remove_after: Some(path.to_path_buf()),
     });
     gateway.store.answer_request(name, digest, &gateway.now().to_string(), &files)

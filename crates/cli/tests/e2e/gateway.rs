@@ -616,6 +616,7 @@ fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
     drop_request(&world.req(), "notes.xml", b"kept");
     let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsiimm01req_2026120212345.err")).ok());
     assert!(err.contains("OQSsiimm01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
+    assert!(err.starts_with("この種類の照会にはこのゲートウェイは答えません"), "Japanese first: {err}");
     assert!(world.res().join("OQSsiimm01req_2026120212345.xml").exists(), "the request sits beside its .err");
     assert_eq!(names_in(&world.req()), ["notes.xml"], "only the request was taken");
     assert_eq!(gateway.status()["waiting"], 0);
@@ -635,6 +636,7 @@ fn a_my_number_in_the_number_field_is_refused_and_never_kept() {
     drop_request(&world.req(), "OQSsiquc01req_mn.xml", &single_request(&typed, "mn-1", &today_plus(0), false));
     let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsiquc01req_mn.err")).ok());
     assert!(err.contains("My Number") && !err.contains(my_number), "{err}");
+    assert!(err.starts_with("番号欄にマイナンバー（個人番号）が入っています"), "Japanese first: {err}");
     let copy = read_answer(&world.res().join("OQSsiquc01req_mn.xml"));
     assert_eq!(element(&copy, "InsuredIdentificationNumber").as_deref(), Some("************"), "the copy beside the .err is blanked");
     assert_eq!(element(&copy, "Birthdate").as_deref(), Some(p1.birth), "and otherwise the request as sent");
