@@ -211,18 +211,11 @@ impl GatewayConfig {
         if raw.center.timeout_ms == 0 || raw.center.timeout_ms > 60_000 {
             return Err(setting("center.timeout_ms", format!("is {}; use 1–60000 milliseconds", raw.center.timeout_ms)));
         }
-        let face_charset = match raw.face_encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("utf-8" | "utf8") => Charset::Utf8,
-            Some("shift_jis" | "shift-jis" | "sjis") => Charset::ShiftJis,
-            Some(_) => {
-                return Err(setting(
-                    "face_encoding",
-                    format!(
-                        "is {:?}; write \"UTF-8\" or \"Shift_JIS\" (as the receipt computer reads face/)",
-                        raw.face_encoding.unwrap_or_default()
-                    ),
-                ));
-            }
+        let face_charset = match raw.face_encoding.as_deref() {
+            None => Charset::Utf8,
+            Some(name) => Charset::from_name(name).ok_or_else(|| {
+                setting("face_encoding", format!("is {name:?}; write \"UTF-8\" or \"Shift_JIS\" (as the receipt computer reads face/)"))
+            })?,
         };
         let allow =
             raw.page.allow.iter().map(|a| Network::parse(a)).collect::<Result<Vec<_>, _>>().map_err(|e| setting("page.allow", e))?;

@@ -29,6 +29,15 @@ impl Charset {
         }
     }
 
+    /// An encoding's name as XML declarations and the configuration write it, any case.
+    pub fn from_name(name: &str) -> Option<Charset> {
+        match name.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Charset::Utf8),
+            "shift_jis" | "shift-jis" | "sjis" | "x-sjis" | "windows-31j" | "cp932" | "ms932" | "ms_kanji" => Some(Charset::ShiftJis),
+            _ => None,
+        }
+    }
+
     /// The identifier this gateway writes back.
     pub fn identifier(self) -> &'static str {
         match self {
@@ -82,11 +91,18 @@ impl XmlError {
     /// An error that a writer still at work would cause: read again later before refusing.
     pub fn may_be_incomplete(&self) -> bool {
         // Zero bytes are what a writer that sized the file first leaves where it has not written yet.
-        matches!(self, XmlError::Truncated(_) | XmlError::Empty | XmlError::Malformed { .. } | XmlError::BadBytes { .. })
-            || matches!(self, XmlError::ForbiddenCharacter { code: 0, .. })
+        matches!(
+            self,
+            XmlError::Truncated(_)
+                | XmlError::Empty
+                | XmlError::Malformed { .. }
+                | XmlError::BadBytes { .. }
+                | XmlError::ForbiddenCharacter { code: 0, .. }
+        )
     }
 }
 
+/// The line (from 1) of a byte offset.
 fn line_at(text: &str, byte: usize) -> usize {
     text.as_bytes()[..byte.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
@@ -102,11 +118,7 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Charset), XmlError> {
     }
     let charset = match declared_encoding(bytes) {
         None => Charset::Utf8,
-        Some(name) => match name.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Charset::Utf8,
-            "shift_jis" | "shift-jis" | "sjis" | "x-sjis" | "windows-31j" | "cp932" | "ms932" | "ms_kanji" => Charset::ShiftJis,
-            _ => return Err(XmlError::UnsupportedEncoding(name)),
-        },
+        Some(name) => Charset::from_name(&name).ok_or(XmlError::UnsupportedEncoding(name))?,
     };
     decode_as(bytes, charset).map(|text| (text, charset))
 }
@@ -118,8 +130,7 @@ fn decode_as(bytes: &[u8], charset: Charset) -> Result<String, XmlError> {
     };
     let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
     if had_errors {
-        let at = text.find('\u{FFFD}').unwrap_or(0);
-        let line = text[..at].matches('\n').count() + 1;
+        let line = line_at(&text, text.find('\u{FFFD}').unwrap_or(0));
         return Err(XmlError::BadBytes { charset: charset.declared_name(), line });
     }
     Ok(text.into_owned())
