@@ -101,9 +101,7 @@ pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| Kind::of_file_name(n).is_some() || Kind::unsupported(n).is_some())
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(Kind::is_request_name))
         .collect();
     found.sort();
     Ok(found)
@@ -123,40 +121,59 @@ pub async fn handle(gateway: &Gateway, path: &Path) -> Result<Handled, GatewayEr
         let _ = std::fs::remove_file(path);
         return Ok(Handled::AlreadyAnswered);
     }
-    let Some(kind) = Kind::of_file_name(&name) else {
-        let Some(prefix) = Kind::unsupported(&name) else { return Ok(Handled::NotYet) };
-        // Refused whole: not while its writer may still be at work.
-        if !settled(path, gateway.config.settle) {
-            return Ok(Handled::NotYet);
-        }
-        let problem = Kind::unsupported_message(prefix);
-        refuse(gateway, path, &name, &digest, Some(&bytes), (refusal_ja::UNSUPPORTED, &problem))?;
-        flush(&gateway.store)?;
-        return Ok(Handled::Refused(problem));
+    let handled = match Kind::of_file_name(&name) {
+        Some(kind) => read_and_answer(gateway, path, &name, &digest, kind, &bytes).await?,
+        // A kind of the interface this gateway does not answer: refused whole, once settled.
+        None => match Kind::unsupported(&name) {
+            Some(prefix) if settled(path, gateway.config.settle) => {
+                let problem = Kind::unsupported_message(prefix);
+                refuse(gateway, path, &name, &digest, Some(&bytes), (refusal_ja::UNSUPPORTED, &problem))?;
+                Handled::Refused(problem)
+            }
+            _ => Handled::NotYet,
+        },
     };
-    let handled = match request::read(kind, &bytes) {
-        Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => return Ok(Handled::NotYet),
+    if handled != Handled::NotYet {
+        flush(&gateway.store)?;
+    }
+    Ok(handled)
+}
+
+/// Reads a request of a kind the gateway answers, and answers or refuses it (in the store; the
+/// caller flushes).
+async fn read_and_answer(
+    gateway: &Gateway,
+    path: &Path,
+    name: &str,
+    digest: &str,
+    kind: Kind,
+    bytes: &[u8],
+) -> Result<Handled, GatewayError> {
+    Ok(match request::read(kind, bytes) {
+        Err(RequestError::Xml(e)) if e.may_be_incomplete() && !settled(path, gateway.config.settle) => Handled::NotYet,
         Err(problem) => {
+            let redacted;
             let (copy, for_staff) = match problem.my_number_element() {
-                Some(element) => (without_my_number(kind, &bytes, element), refusal_ja::MY_NUMBER),
-                None => (Some(bytes.clone()), refusal_ja::UNREADABLE),
+                Some(element) => {
+                    redacted = without_my_number(kind, bytes, element);
+                    (redacted.as_deref(), refusal_ja::MY_NUMBER)
+                }
+                None => (Some(bytes), refusal_ja::UNREADABLE),
             };
-            refuse(gateway, path, &name, &digest, copy.as_deref(), (for_staff, &problem.to_string()))?;
+            refuse(gateway, path, name, digest, copy, (for_staff, &problem.to_string()))?;
             Handled::Refused(problem.to_string())
         }
         Ok((request, charset)) => match another_institution(gateway, request.header()) {
             Some(problem) => {
-                refuse(gateway, path, &name, &digest, Some(&bytes), (refusal_ja::OTHER_INSTITUTION, &problem))?;
+                refuse(gateway, path, name, digest, Some(bytes), (refusal_ja::OTHER_INSTITUTION, &problem))?;
                 Handled::Refused(problem)
             }
             None => {
-                answer(gateway, path, &name, &digest, request, charset).await?;
+                answer(gateway, path, name, digest, request, charset).await?;
                 Handled::Answered
             }
         },
-    };
-    flush(&gateway.store)?;
-    Ok(handled)
+    })
 }
 
 /// The copy of a request refused for a My Number that goes beside its `.err` (clients watch

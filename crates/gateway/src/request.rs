@@ -44,10 +44,15 @@ impl Kind {
     /// and digits, then `req_`, then a name ending `.xml`. Such a file gets an `.err` rather
     /// than lying in `req/` with its sender waiting.
     pub fn unsupported(name: &str) -> Option<&str> {
-        let known = Kind::of_file_name(name).is_some();
-        let prefix = name.get(..10)?;
-        let shaped = prefix.bytes().all(|b| b.is_ascii_alphanumeric()) && name.get(10..14) == Some("req_");
-        (!known && shaped && name.to_ascii_lowercase().ends_with(".xml")).then_some(prefix)
+        (Kind::is_request_name(name) && Kind::of_file_name(name).is_none()).then(|| &name[..10])
+    }
+
+    /// Whether a file name has the shape of a request of the interface, answered or not (every
+    /// kind in [`Kind::ALL`] has it).
+    pub fn is_request_name(name: &str) -> bool {
+        name.get(..10).is_some_and(|prefix| prefix.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && name.get(10..14) == Some("req_")
+            && name.to_ascii_lowercase().ends_with(".xml")
     }
 
     /// What a refused unsupported request's `.err` says.
@@ -359,6 +364,7 @@ mod tests {
         for not_unsupported in ["OQSsiquc01req_1.xml", "notes.xml", "OQSsiimm01req_1.xml.part", "OQS-iimm01req_1.xml", "短い.xml"] {
             assert_eq!(Kind::unsupported(not_unsupported), None, "{not_unsupported}");
         }
+        assert!(Kind::ALL.iter().all(|(_, prefix)| Kind::is_request_name(&format!("{prefix}1.xml"))), "every answered kind has the shape");
         assert!(Kind::unsupported_message("OQSsiimm01").contains("OQSsiquc01, OQSmuquc01, OQSmuquc02, YZKsiquc01, TKKsiquc01"));
         assert_eq!(Kind::answer_name("OQSsiquc01req_0001.xml"), "OQSsiquc01res_0001.xml");
     }
