@@ -167,8 +167,7 @@ pub fn read_appointments(bytes: &[u8]) -> Result<Vec<Appointment>, AppointmentEr
             return Err(AppointmentError { line: index + 1, detail: format!("`date` is {date:?}; write YYYYMMDD") });
         }
         let (symbol, number) = (cell("symbol"), need("number")?);
-        if let Some(field) = crate::request::my_number_field(symbol.as_deref(), &number) {
-            let column = if field == "InsuredCardSymbol" { "symbol" } else { "number" };
+        if let Some(column) = crate::request::holding_my_number(&[("number", Some(&number)), ("symbol", symbol.as_deref())]) {
             return Err(AppointmentError { line: index + 1, detail: format!("`{column}` {}", onshi_domain::ids::MY_NUMBER_REFUSED) });
         }
         appointments.push(Appointment {

@@ -393,7 +393,7 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
         return page.say(false, "保険者番号・番号・生年月日を入力してください。");
     };
     // Refused before anything is asked or recorded: a My Number is never sent or kept.
-    if crate::request::my_number_field(field(&form, "symbol").as_deref(), &number).is_some() {
+    if crate::request::holding_my_number(&[("number", Some(&number)), ("symbol", field(&form, "symbol").as_deref())]).is_some() {
         return page.say(
             false,
             "マイナンバー（個人番号）が入力されたようです。保険証・資格確認書の記号・番号を入力してください（マイナンバーは受け付けず、記録もしません）。",

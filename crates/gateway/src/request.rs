@@ -166,15 +166,10 @@ impl RequestError {
     }
 }
 
-/// The card field of a search that holds a My Number instead of a card's 記号 or 番号.
-pub fn my_number_field(symbol: Option<&str>, number: &str) -> Option<&'static str> {
-    if looks_like_my_number(number) {
-        Some("InsuredIdentificationNumber")
-    } else if symbol.is_some_and(looks_like_my_number) {
-        Some("InsuredCardSymbol")
-    } else {
-        None
-    }
+/// The first of `fields` (name, value), in the caller's own names, that holds a My Number
+/// instead of a card's 記号 or 番号.
+pub fn holding_my_number<'a>(fields: &[(&'a str, Option<&str>)]) -> Option<&'a str> {
+    fields.iter().find(|(_, value)| value.is_some_and(looks_like_my_number)).map(|(name, _)| *name)
 }
 
 /// Reads a request file of `kind`; returns it with the character set the file was in.
@@ -257,7 +252,7 @@ fn read_search(info: &Element) -> Result<SearchInfo, RequestError> {
         .ok_or(RequestError::Missing("InsurerNumber"))?;
     let symbol = info.value("InsuredCardSymbol").map(str::to_string);
     let number = required(info, "InsuredIdentificationNumber")?.to_string();
-    if let Some(field) = my_number_field(symbol.as_deref(), &number) {
+    if let Some(field) = holding_my_number(&[("InsuredIdentificationNumber", Some(&number)), ("InsuredCardSymbol", symbol.as_deref())]) {
         return Err(RequestError::MyNumber(field));
     }
     Ok(SearchInfo {
@@ -275,12 +270,10 @@ fn read_search(info: &Element) -> Result<SearchInfo, RequestError> {
 fn read_medical(header: &Element) -> Result<MedicalRequest, RequestError> {
     let symbol = header.value("InsuranceCardSymbol").map(str::to_string);
     let number = required(header, "InsuredPersonIdentificationNumber")?.to_string();
-    if let Some(field) = my_number_field(symbol.as_deref(), &number) {
-        return Err(RequestError::MyNumber(if field == "InsuredCardSymbol" {
-            "InsuranceCardSymbol"
-        } else {
-            "InsuredPersonIdentificationNumber"
-        }));
+    if let Some(field) =
+        holding_my_number(&[("InsuredPersonIdentificationNumber", Some(&number)), ("InsuranceCardSymbol", symbol.as_deref())])
+    {
+        return Err(RequestError::MyNumber(field));
     }
     Ok(MedicalRequest {
         insurer_number: required(header, "InsurerNumber")?.to_string(),
