@@ -107,30 +107,29 @@ impl Diagnosis {
 /// How often the chain is diagnosed again while the line stays down.
 pub const REDIAGNOSE: Duration = Duration::from_secs(30);
 
-/// While the line is down, runs the diagnosis now and then and leaves the first broken link on
-/// the gateway for the page, so that staff see whether the line, the certificates or the
-/// center failed without running anything; forgets it once the line is back.
-pub async fn watch_line(gateway: Arc<crate::gateway::Gateway>, look: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut last: Option<std::time::Instant> = None;
+/// While the line is down, runs the diagnosis (when it goes down, then every [`REDIAGNOSE`])
+/// and leaves the first broken link on the gateway for the page, so that staff see whether the
+/// line, the certificates or the center failed without running anything; forgets it once the
+/// line is back. Woken by the line's changes, not by polling.
+pub async fn watch_line(gateway: Arc<crate::gateway::Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
     while !*stop.borrow() {
-        if gateway.line().up == Some(false) {
-            if last.is_none_or(|t| t.elapsed() >= REDIAGNOSE) {
-                last = Some(std::time::Instant::now());
-                let diagnosis = diagnose(&gateway.config.source, gateway.clock()).await;
-                let broken = diagnosis.findings.iter().find_map(|(link, finding)| match finding {
-                    Finding::Broken { detail, action } => Some((link.name_ja(), detail.clone(), action.clone())),
-                    _ => None,
-                });
-                // The line may have come back while the diagnosis ran.
-                if gateway.line().up == Some(false) {
-                    gateway.set_diagnosis(Some(crate::gateway::LineDiagnosis { at: gateway.now().to_string(), broken }));
-                }
+        let down = gateway.line().up == Some(false);
+        if down {
+            let diagnosis = diagnose(&gateway.config.source, gateway.clock()).await;
+            let broken = diagnosis.findings.iter().find_map(|(link, finding)| match finding {
+                Finding::Broken { detail, action } => Some((link.name_ja(), detail.clone(), action.clone())),
+                _ => None,
+            });
+            // The line may have come back while the diagnosis ran.
+            if gateway.line().up == Some(false) {
+                gateway.set_diagnosis(Some(crate::gateway::LineDiagnosis { at: gateway.now().to_string(), broken }));
             }
-        } else if last.take().is_some() {
+        } else {
             gateway.set_diagnosis(None);
         }
         tokio::select! {
-            _ = tokio::time::sleep(look) => {}
+            _ = gateway.line_changed.notified() => {}
+            _ = tokio::time::sleep(REDIAGNOSE), if down => {}
             _ = stop.changed() => {}
         }
     }

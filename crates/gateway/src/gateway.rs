@@ -84,6 +84,8 @@ pub struct Gateway {
     clock: Clock,
     /// Wakes the re-verifier when something was queued.
     pub wake: Notify,
+    /// Wakes the line's diagnosis when the line goes down or comes back.
+    pub line_changed: Notify,
     line: Mutex<Line>,
     diagnosis: Mutex<Option<LineDiagnosis>>,
 }
@@ -127,6 +129,7 @@ impl Gateway {
             reader: tokio::sync::Mutex::new(SimulatedReader::new(reader_file)),
             clock,
             wake: Notify::new(),
+            line_changed: Notify::new(),
             line: Mutex::new(Line::default()),
             diagnosis: Mutex::new(None),
         })
@@ -172,6 +175,7 @@ impl Gateway {
         let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
         if line.up != Some(up) {
             line.since = Some(self.now().to_string());
+            self.line_changed.notify_one();
         }
         line.up = Some(up);
         line.detail = detail;

@@ -85,7 +85,7 @@ pub async fn serve(
     bound(listener.local_addr().map_err(|source| ServeError::Listen { address, source })?);
     let watcher = tokio::spawn(crate::files::watch(gateway.clone(), POLL, stop.clone()));
     let reverifier = tokio::spawn(crate::reverify::run(gateway.clone(), retry, stop.clone()));
-    let diagnoser = tokio::spawn(crate::doctor::watch_line(gateway.clone(), retry, stop.clone()));
+    let diagnoser = tokio::spawn(crate::doctor::watch_line(gateway.clone(), stop.clone()));
     let mut until = stop.clone();
     axum::serve(listener, crate::page::router(gateway).into_make_service_with_connect_info::<crate::access::Peer>())
         .with_graceful_shutdown(async move {
