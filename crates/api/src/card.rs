@@ -1,9 +1,12 @@
 //! The マイナ保険証 path on the wire: challenges, reader registration, 初回登録 (card link),
 //! verification by card with consent, and flagging a suspected wrong link.
 //!
-//! Proof of the card: on the PIN path the card signs the challenge itself; on the face path
-//! (and in visual mode) a reader registered to the calling institution signs an attestation of
-//! [`attestation_message`]. Signatures are ECDSA P-256 / SHA-256, DER, in lower-case hex.
+//! Proof of the card: on the PIN path the card signs [`card_message`]; on the face path (and in
+//! visual mode) a reader registered to the calling institution signs [`attestation_message`].
+//! Either message names the purpose of the request and carries what the patient chose (the
+//! consent scopes and the time of the choice, the reason of a report, the consent withdrawn),
+//! so that nothing the patient decides travels beside the proof where a caller could change
+//! it. Signatures are ECDSA P-256 / SHA-256, DER, in lower-case hex.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,14 +57,72 @@ impl Method {
 #[serde(deny_unknown_fields)]
 pub struct Attestation {
     pub reader_id: String,
-    /// `face_match`, `face_mismatch` or `visual`.
+    /// `face_match`, `face_mismatch`, `visual`, or `recorded_visual` (a visual check staff
+    /// recorded at the counter while the line was down, attested when it returns).
     pub result: String,
     pub signature: String,
 }
 
-/// The message a reader signs: the challenge, the card certificate's SHA-256 and the result.
-pub fn attestation_message(challenge: &str, certificate_sha256_hex: &str, result: &str) -> Vec<u8> {
-    format!("onshi-attestation/1\n{challenge}\n{certificate_sha256_hex}\n{result}").into_bytes()
+/// What a request with a card proof is for; the card or the reader signs it, so a proof made
+/// for one purpose cannot be used for another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Verification at the counter, with the consents chosen on the reader.
+    Verify,
+    /// 初回登録: the holder agrees to use this card as an insurance card.
+    Link,
+    /// A clinic reports a suspected wrong link for the card on its reader.
+    Report,
+    /// The holder reads their own access log.
+    AccessLog,
+    /// The holder flags their own card's link.
+    Flag,
+    /// The holder withdraws a consent.
+    Withdraw,
+}
+
+impl Purpose {
+    pub fn code(self) -> &'static str {
+        match self {
+            Purpose::Verify => "verify",
+            Purpose::Link => "link",
+            Purpose::Report => "report",
+            Purpose::AccessLog => "access_log",
+            Purpose::Flag => "flag",
+            Purpose::Withdraw => "withdraw",
+        }
+    }
+}
+
+/// The message the card signs after its PIN: the purpose, the challenge and the details the
+/// holder decided (see [`consent_details`], [`withdraw_details`]; a report's reason as is).
+pub fn card_message(purpose: Purpose, challenge: &str, details: &str) -> Vec<u8> {
+    format!("onshi-card/2\n{}\n{challenge}\n{details}", purpose.code()).into_bytes()
+}
+
+/// The message a reader signs: the purpose, the challenge, the card certificate's SHA-256, the
+/// result of its check and the details the holder decided on its screens.
+pub fn attestation_message(purpose: Purpose, challenge: &str, certificate_sha256_hex: &str, result: &str, details: &str) -> Vec<u8> {
+    format!("onshi-attestation/2\n{}\n{challenge}\n{certificate_sha256_hex}\n{result}\n{details}", purpose.code()).into_bytes()
+}
+
+/// The details of a verification: every consent scope with its answer, and the counter time of
+/// a recorded visual check (`YYYYMMDDHHmmss`, Japan time), `-` on a live check.
+pub fn consent_details(choice: &ConsentChoice, chosen_at: &str) -> String {
+    let bit = |b: bool| if b { '1' } else { '0' };
+    format!(
+        "drug={} checkup={} diagnosis={} limit={} specific_disease={} chosen_at={chosen_at}",
+        bit(choice.drug),
+        bit(choice.checkup),
+        bit(choice.diagnosis),
+        bit(choice.limit),
+        bit(choice.specific_disease)
+    )
+}
+
+/// The details of a withdrawal: the institution and the scopes, in the order given.
+pub fn withdraw_details(institution_code: &str, scopes: &[String]) -> String {
+    format!("institution={institution_code} scopes={}", scopes.join(","))
 }
 
 /// Proof that the card is present and its holder authenticated.
@@ -72,7 +133,7 @@ pub struct CardProof {
     /// The card's user certificate (PEM).
     pub certificate: String,
     pub method: Method,
-    /// PIN path: the card's signature over the challenge (its hex text as bytes).
+    /// PIN path: the card's signature over [`card_message`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_signature: Option<String>,
     /// Face and visual paths: the reader's attestation.
@@ -80,30 +141,18 @@ pub struct CardProof {
     pub attestation: Option<Attestation>,
 }
 
-/// 券面事項 as the card presents them at 初回登録.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CardHolderAttributes {
-    pub name: String,
-    pub name_kana: String,
-    pub birth_date: String,
-    pub sex: String,
-    pub address: String,
-}
-
-/// 初回登録: link this card to the coverage with these numbers, if the holder is its member.
+/// 初回登録: the holder's PIN-signed consent to use this card as an insurance card
+/// ([`Purpose::Link`]). Nothing else is sent: whose card it is comes from the card authority's
+/// binding, never from the clinic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkCard {
     /// Must be the PIN path: registration needs the card's own signature.
     pub proof: CardProof,
-    pub attributes: CardHolderAttributes,
-    pub insurer_number: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
-    pub number: String,
-    pub branch: String,
 }
+
+/// The details a card signs at 初回登録.
+pub const LINK_DETAILS: &str = "use-as-insurance-card";
 
 /// The outcome of 初回登録.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +184,20 @@ pub struct ConsentChoice {
     pub specific_disease: bool,
 }
 
+impl ConsentChoice {
+    /// Whether any medical-information scope (drugs, checkups, diagnoses) is chosen: those need
+    /// the patient's own PIN or face, never a visual check by staff.
+    pub fn opens_medical_information(&self) -> bool {
+        self.drug || self.checkup || self.diagnosis
+    }
+
+    /// What a visual check may carry: the coverage-related scopes only (限度額, 特定疾病),
+    /// asked orally by staff as on the number path.
+    pub fn for_visual_check(self) -> ConsentChoice {
+        ConsentChoice { drug: false, checkup: false, diagnosis: false, ..self }
+    }
+}
+
 /// Verify by card.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,9 +206,15 @@ pub struct VerifyCard {
     /// `YYYYMMDD`; today when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_of_care: Option<String>,
-    /// What the patient chose on the reader's consent screens.
+    /// What the patient chose on the reader's consent screens; signed with `chosen_at` by the
+    /// card or the reader ([`consent_details`]).
     #[serde(default)]
     pub consent: ConsentChoice,
+    /// `YYYYMMDDHHmmss`: the counter time of a recorded visual check re-verified after an
+    /// outage (signed by the reader), so that the check and its consent keep the time they
+    /// were made. Absent on a live check: its time is the center's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_at: Option<String>,
 }
 
 /// One consent area of the result: `…ConsFlg`, `…ConsTime`, `…AvailableTime`.
@@ -188,13 +257,73 @@ pub struct CardAnswer {
     pub consents: Consents,
 }
 
-/// A clinic or the patient reports that a card seems linked to the wrong person.
+/// A clinic reports that the card on its reader seems linked to the wrong person. The proof
+/// ([`Purpose::Report`], the reason as details) shows the card was there; the report does not
+/// block the card: the insurer reviews it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FlagLink {
-    /// The card's user certificate (PEM).
-    pub certificate: String,
+pub struct ReportLink {
+    pub proof: CardProof,
     pub reason: String,
+}
+
+/// A report filed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportFiled {
+    pub report_id: i64,
+    /// The certificate serial reported.
+    pub serial: String,
+    /// Whether the card is blocked until the review (a holder's own flag blocks it).
+    pub blocked: bool,
+}
+
+/// A wrong-link report as the reviewing insurer sees it (no names: the insurer looks its
+/// member up by the numbers it holds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub report_id: i64,
+    pub serial: String,
+    /// The reporting 医療機関コード, or `patient`.
+    pub reporter: String,
+    pub reason: String,
+    /// `YYYYMMDDHHmmss`.
+    pub filed_at: String,
+    /// `open`, `confirmed` or `cleared`.
+    pub state: String,
+    /// The member's numbers at this insurer, to look the member up.
+    pub insurer_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    pub number: String,
+    pub branch: String,
+}
+
+/// The open reports about an insurer's members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReports {
+    pub reports: Vec<LinkReport>,
+}
+
+/// The insurer's decision on a report: `confirm` (the link is wrong: it is undone) or `clear`
+/// (the link is right: a blocked card verifies again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewLink {
+    pub report_id: i64,
+    pub decision: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The holder withdraws consents given to an institution, with their own card
+/// ([`Purpose::Withdraw`], [`withdraw_details`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawConsent {
+    pub proof: CardProof,
+    pub institution_code: String,
+    /// `drug`, `checkup`, `diagnosis`, `limit`, `specific_disease`.
+    pub scopes: Vec<String>,
 }
 
 /// One line of a patient's access log.
@@ -216,7 +345,8 @@ pub struct AccessLog {
     pub entries: Vec<AccessLogEntry>,
 }
 
-/// The card holder reports, with their own card (PIN), that it seems linked to the wrong person.
+/// The card holder reports, with their own card (PIN; the reason signed as details), that it
+/// seems linked to the wrong person. It blocks the card until the insurer reviews it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatientFlag {

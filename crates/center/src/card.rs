@@ -1,7 +1,13 @@
 //! The マイナ保険証 path at the center: single-use challenges, readers registered to an
-//! institution, 初回登録 (linking a card to a coverage after comparing the holder's attributes),
-//! verification by card (PIN signature, or a reader's attestation of a face match or a visual
-//! check) and the consents chosen at the reader.
+//! institution, 初回登録, verification by card (PIN signature, or a reader's attestation of a
+//! face match or a visual check) with the consents chosen at the reader, wrong-link reports and
+//! their review, and the patient's own requests.
+//!
+//! What the center believes, and on whose word (ARCHITECTURE.md, "Trust model"):
+//! - whose card a certificate is: the card authority's signed binding feed, never the clinic;
+//! - that the holder was there and chose: the card's signature (PIN) or the registered reader's
+//!   attestation (face, visual), each over the purpose, the challenge and what was chosen;
+//! - which institution asks: its TLS client certificate; which reader: its registered key.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,19 +17,22 @@ use std::time::SystemTime;
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use onshi_api::card::{
-    CardAnswer, CardProof, Challenge, ConsentChoice, ConsentState, Consents, FlagLink, LinkCard, Linked, Method, RegisterReader,
-    VerifyCard, attestation_message,
+    CardAnswer, CardProof, Challenge, ConsentChoice, ConsentState, Consents, LINK_DETAILS, LinkCard, LinkReport, LinkReports, Linked,
+    Method, Purpose, RegisterReader, ReviewLink, VerifyCard, WithdrawConsent, attestation_message, card_message, consent_details,
+    withdraw_details,
 };
 use onshi_domain::eligibility::CoverageSpan;
 use onshi_domain::hex::{decode as unhex, encode as hex};
-use onshi_domain::ids::{InstitutionCode, to_half_width};
+use onshi_domain::ids::{InstitutionCode, InsurerNumber, to_half_width};
 use onshi_domain::{Date, Timestamp};
 use onshi_pki::verify::{CardCertError, CardCertificate, CardTrust, signature_valid};
 use onshi_store::Register;
-use onshi_store::cards::{CardRegistry, Consent, LinkState, Reader};
+use onshi_store::cards::{
+    BindingApplied, BindingChange, BoundAttributes, CardRegistry, Consent, LinkReportRow, LinkState, Reader, ReaderRegistration,
+};
 
 use crate::errors::{self, CenterError, card as refuse};
-use crate::verify::{CardNumbers, LagCache, NumberQuery, verify_number};
+use crate::verify::{LagCache, NumberQuery, verify_number};
 
 /// The owner of challenges taken by card holders themselves (no institution certificate).
 pub const PATIENT: &str = "patient";
@@ -34,6 +43,13 @@ pub const CHALLENGE_SECONDS: i64 = 60;
 pub const CONSENT_HOURS: i64 = 24;
 /// Challenges kept at most; older ones are pruned first (they would have expired anyway).
 const CHALLENGES_MAX: usize = 100_000;
+/// How old the counter time of a recorded visual check may be when the line returns.
+const RECORDED_DAYS_MAX: i64 = 31;
+/// Clock difference tolerated between a gateway and the center for a recorded counter time.
+const CLOCK_SKEW_SECONDS: i64 = 300;
+/// The highest card CRL number loaded, kept in the register so that a restart cannot be made
+/// to accept an older list.
+const CRL_NUMBER: &str = "card_crl_number";
 
 /// The scopes of a consent, as stored, in the order of the answer.
 const SCOPES: [&str; 5] = ["drug", "checkup", "diagnosis", "limit", "specific_disease"];
@@ -57,11 +73,28 @@ fn store_error(e: onshi_store::StoreError) -> CenterError {
     errors::register_unavailable(e.to_string())
 }
 
+/// A link the card authority's feed undid (a lost or stolen card): audited with the person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unlinked {
+    pub person: i64,
+    pub serial: String,
+}
+
+/// The card CA's files and what was last read of them.
+struct Source {
+    dir: PathBuf,
+    /// `crl.pem`'s modification time when last looked at.
+    crl_seen: Mutex<Option<SystemTime>>,
+    /// `bindings.jsonl`'s modification time and length when last applied.
+    feed_seen: Mutex<Option<(SystemTime, u64)>>,
+}
+
 /// The card path's state: the trusted card CA with its revocations, and the open challenges.
 pub struct CardPath {
     trust: RwLock<Option<CardTrust>>,
-    /// The JPKI directory (`ca.pem`, `crl.pem`) and the CRL's modification time when loaded.
-    source: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
+    /// Why the card path is off although a card CA is configured (a stale or older CRL).
+    trust_problem: RwLock<Option<String>>,
+    source: Option<Source>,
     /// Open challenges: the owner (an institution code, or [`PATIENT`]) and when issued.
     challenges: Mutex<HashMap<String, (String, Timestamp)>>,
     /// Certificates already checked against the current CA and CRL, by the SHA-256 of their
@@ -82,53 +115,164 @@ pub enum TrustError {
     Invalid(#[from] onshi_pki::PkiError),
 }
 
-fn load_trust(dir: &Path) -> Result<(CardTrust, Option<SystemTime>), TrustError> {
+fn load_trust(dir: &Path) -> Result<CardTrust, TrustError> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|source| TrustError::Read { path, source })
     };
-    let modified = std::fs::metadata(dir.join("crl.pem")).and_then(|m| m.modified()).ok();
-    Ok((CardTrust::load(&read("ca.pem")?, &read("crl.pem")?)?, modified))
+    Ok(CardTrust::load(&read("ca.pem")?, &read("crl.pem")?)?)
+}
+
+/// What a checked proof established.
+struct Proven {
+    certificate: CardCertificate,
+    /// A visual check recorded at the counter earlier and attested now.
+    recorded: bool,
+}
+
+/// Who an attestation result may be and which method it proves.
+fn attestation_fits(method: Method, result: &str) -> Result<bool, CenterError> {
+    match (method, result) {
+        (Method::Face, "face_match") | (Method::Visual, "visual") => Ok(false),
+        (Method::Visual, "recorded_visual") => Ok(true),
+        (Method::Face, "face_mismatch") => Err(refuse::face_mismatch()),
+        _ => Err(refuse::proof_incomplete("the attestation's result does not fit the method")),
+    }
 }
 
 impl CardPath {
     /// Without a JPKI directory the card path refuses every request with CARD_PATH_UNAVAILABLE.
+    /// With one, the CA and CRL must load (the center refuses to start otherwise); whether the
+    /// list is current and the binding feed are judged by [`CardPath::sync`], which the server
+    /// runs at start and before each card request.
     pub fn new(cards: Arc<dyn CardRegistry>, jpki: Option<&Path>) -> Result<CardPath, TrustError> {
-        let (trust, source) = match jpki {
-            Some(dir) => {
-                let (trust, modified) = load_trust(dir)?;
-                (Some(trust), Some((dir.to_path_buf(), Mutex::new(modified))))
-            }
-            None => (None, None),
-        };
+        if let Some(dir) = jpki {
+            load_trust(dir)?;
+        }
         Ok(CardPath {
-            trust: RwLock::new(trust),
-            source,
+            trust: RwLock::new(None),
+            trust_problem: RwLock::new(None),
+            source: jpki.map(|dir| Source { dir: dir.to_path_buf(), crl_seen: Mutex::new(None), feed_seen: Mutex::new(None) }),
             challenges: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
             cards,
         })
     }
 
-    /// Reloads the card CA and CRL when `crl.pem` changed since it was loaded (a newly
-    /// published list takes effect on the next card request). A list that fails to load keeps
-    /// the previous one in force and is logged.
-    fn refresh(&self) {
-        let Some((dir, loaded)) = &self.source else { return };
-        let modified = std::fs::metadata(dir.join("crl.pem")).and_then(|m| m.modified()).ok();
-        let mut loaded = loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if modified == *loaded {
+    /// Takes in what the card CA published since the last look: a new CRL (refused when stale
+    /// or older than one already loaded, so a list played back cannot undo revocations) and new
+    /// binding-feed entries (each line checked against the CA's key, each number applied once).
+    /// Returns the links that revocations undid, for the audit log.
+    pub fn sync(&self, now: Timestamp) -> Vec<Unlinked> {
+        let Some(source) = &self.source else { return Vec::new() };
+        self.refresh_crl(source, now);
+        match self.apply_feed(source, now) {
+            Ok(unlinked) => unlinked,
+            Err(e) => {
+                tracing::warn!(error = %e, "the card binding feed was not applied; it is tried again on the next card request");
+                Vec::new()
+            }
+        }
+    }
+
+    fn refresh_crl(&self, source: &Source, now: Timestamp) {
+        let modified = std::fs::metadata(source.dir.join("crl.pem")).and_then(|m| m.modified()).ok();
+        let mut seen = source.crl_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if modified.is_some() && modified == *seen {
             return;
         }
-        match load_trust(dir) {
-            Ok((trust, modified)) => {
-                tracing::info!(revoked = trust.revoked_count(), "card revocation list reloaded");
-                *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(trust);
-                self.checked.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                *loaded = modified;
-            }
-            Err(e) => tracing::warn!(error = %e, "the new card revocation list was not loaded; the previous one stays in force"),
+        *seen = modified;
+        let problem = match load_trust(&source.dir) {
+            Err(e) => Some(format!("the card revocation list does not load: {e}")),
+            Ok(trust) => match self.judge_crl(&trust, now) {
+                Err(problem) => Some(problem),
+                Ok(()) => {
+                    tracing::info!(revoked = trust.revoked_count(), number = trust.crl_number(), "card revocation list loaded");
+                    *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(trust);
+                    self.checked.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    None
+                }
+            },
+        };
+        if let Some(problem) = &problem {
+            let kept = self.trust.read().unwrap_or_else(|p| p.into_inner()).is_some();
+            tracing::warn!(problem = %problem, kept_previous = kept, "card revocation list refused");
         }
+        *self.trust_problem.write().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+
+    /// A list is taken when current and not older than the newest one ever loaded here.
+    fn judge_crl(&self, trust: &CardTrust, now: Timestamp) -> Result<(), String> {
+        if let Some(next) = trust.next_update()
+            && now.date() > next
+        {
+            return Err(format!("the card revocation list is stale (next update was due {next}); publish a new one"));
+        }
+        let number = i64::try_from(trust.crl_number()).map_err(|_| "the card CRL number is too large".to_string())?;
+        match self.cards.raise_trust_value(CRL_NUMBER, number) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err(format!("the card revocation list number {number} is older than one already loaded (an old list played back)"))
+            }
+            Err(e) => Err(format!("the card CRL number cannot be recorded: {e}")),
+        }
+    }
+
+    fn apply_feed(&self, source: &Source, now: Timestamp) -> Result<Vec<Unlinked>, String> {
+        let path = source.dir.join(onshi_pki::jpki::BINDING_FEED);
+        let stamp = match std::fs::metadata(&path) {
+            Ok(m) => m.modified().ok().map(|t| (t, m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let mut seen = source.feed_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if stamp.is_some() && stamp == *seen {
+            return Ok(Vec::new());
+        }
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        // Without a trusted CA key no line can be checked: try again once there is one.
+        let Some(trust) = trust.as_ref() else { return Ok(Vec::new()) };
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let applied = self.cards.binding_seq_max().map_err(|e| e.to_string())?;
+        let mut unlinked = Vec::new();
+        for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let entry = match trust.binding(line) {
+                Ok(entry) => entry,
+                Err(problem) => {
+                    tracing::warn!(line = number + 1, problem = %problem, "card binding feed line refused");
+                    continue;
+                }
+            };
+            let Ok(seq) = i64::try_from(entry.seq) else { continue };
+            if seq <= applied {
+                continue;
+            }
+            let change = BindingChange {
+                seq,
+                kind: match entry.kind {
+                    onshi_pki::jpki::BindingKind::Issue => "issue",
+                    onshi_pki::jpki::BindingKind::Renew => "renew",
+                    onshi_pki::jpki::BindingKind::Revoke => "revoke",
+                }
+                .into(),
+                serial: entry.serial.clone(),
+                holder_ref: entry.holder_ref,
+                person_ref: entry.person_ref,
+                attributes: entry.attributes.map(|a| BoundAttributes {
+                    name: a.name,
+                    name_kana: a.name_kana,
+                    birth_date: a.birth_date,
+                    sex: a.sex,
+                    address: a.address,
+                }),
+            };
+            match self.cards.apply_binding(&change, now).map_err(|e| e.to_string())? {
+                BindingApplied::Applied { unlinked_person: Some(person) } => unlinked.push(Unlinked { person, serial: entry.serial }),
+                BindingApplied::Applied { unlinked_person: None } | BindingApplied::AlreadyApplied => {}
+            }
+        }
+        *seen = stamp;
+        Ok(unlinked)
     }
 
     /// A fresh challenge for `owner` (an institution code, or [`PATIENT`]), usable once within
@@ -166,17 +310,27 @@ impl CardPath {
 
     fn check_certificate(&self, pem: &str, today: Date) -> Result<(Vec<u8>, CardCertificate), CenterError> {
         use rustls::pki_types::pem::PemObject;
-        self.refresh();
         let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?
             .to_vec();
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let Some(trust) = trust.as_ref() else {
+            let problem = self.trust_problem.read().unwrap_or_else(|p| p.into_inner()).clone();
+            return Err(problem.map_or_else(refuse::path_unavailable, refuse::path_unavailable_because));
+        };
+        // A list past its next update may miss revocations: no card is trusted on it.
+        if let Some(next) = trust.next_update()
+            && today > next
+        {
+            return Err(refuse::path_unavailable_because(format!(
+                "the card revocation list is stale (next update was due {next}); publish a new one"
+            )));
+        }
         let fingerprint: [u8; 32] = digest(&SHA256, &der).as_ref().try_into().expect("SHA-256 is 32 bytes");
         let remembered = self.checked.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned();
         if let Some(certificate) = remembered.filter(|c| today <= c.not_after) {
             return Ok((der, certificate));
         }
-        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
-        let trust = trust.as_ref().ok_or_else(refuse::path_unavailable)?;
         let checked = trust.check(&der, today).map_err(certificate_refusal)?;
         let mut cache = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CHECKED_MAX {
@@ -186,19 +340,22 @@ impl CardPath {
         Ok((der, checked))
     }
 
-    /// Checks a proof: the challenge (single use, this institution, in time), the certificate,
-    /// and the PIN signature or the registered reader's attestation.
-    fn check_proof(&self, proof: &CardProof, owner: &str, now: Timestamp) -> Result<CardCertificate, CenterError> {
+    /// Checks a proof: the challenge (single use, this owner, in time), the certificate, and
+    /// the card's signature or the registered reader's attestation over the purpose, the
+    /// challenge and `details` (what the holder decided). A proof made for another purpose or
+    /// other details does not verify.
+    fn check_proof(&self, proof: &CardProof, owner: &str, purpose: Purpose, details: &str, now: Timestamp) -> Result<Proven, CenterError> {
         self.take_challenge(&proof.challenge, owner, now)?;
         let (der, certificate) = self.check_certificate(&proof.certificate, now.date())?;
-        match proof.method {
+        let recorded = match proof.method {
             Method::Pin => {
                 let signature =
                     proof.card_signature.as_deref().ok_or_else(|| refuse::proof_incomplete("the PIN path needs card_signature"))?;
                 let signature = unhex(signature).ok_or_else(|| refuse::proof_incomplete("card_signature is not hex"))?;
-                if !signature_valid(&certificate.public_key, proof.challenge.as_bytes(), &signature) {
+                if !signature_valid(&certificate.public_key, &card_message(purpose, &proof.challenge, details), &signature) {
                     return Err(refuse::signature_invalid("card's signature"));
                 }
+                false
             }
             Method::Face | Method::Visual => {
                 let attestation =
@@ -209,77 +366,94 @@ impl CardPath {
                     .ok_or_else(|| refuse::reader_not_registered(&attestation.reader_id))?;
                 let signature =
                     unhex(&attestation.signature).ok_or_else(|| refuse::proof_incomplete("the attestation signature is not hex"))?;
-                let message = attestation_message(&proof.challenge, &hex(digest(&SHA256, &der).as_ref()), &attestation.result);
+                let fingerprint = hex(digest(&SHA256, &der).as_ref());
+                let message = attestation_message(purpose, &proof.challenge, &fingerprint, &attestation.result, details);
                 if !signature_valid(&reader.public_key, &message, &signature) {
                     return Err(refuse::signature_invalid("reader's attestation"));
                 }
-                match (proof.method, attestation.result.as_str()) {
-                    (Method::Face, "face_match") | (Method::Visual, "visual") => {}
-                    (Method::Face, "face_mismatch") => return Err(refuse::face_mismatch()),
-                    _ => return Err(refuse::proof_incomplete("the attestation's result does not fit the method")),
-                }
+                attestation_fits(proof.method, &attestation.result)?
             }
+        };
+        if recorded && purpose != Purpose::Verify {
+            return Err(refuse::proof_incomplete("a recorded visual check only re-verifies coverage"));
         }
-        Ok(certificate)
+        Ok(Proven { certificate, recorded })
     }
 
-    /// Registers a reader's device key to the calling institution.
-    pub fn register_reader(&self, request: &RegisterReader, institution: &InstitutionCode, now: Timestamp) -> Result<(), CenterError> {
+    /// Registers a reader's device key to the calling institution. The same institution may
+    /// register a new key (rotation); a reader id another institution holds is refused. The
+    /// outcome (`registered`, `rotated`, `unchanged`) goes to the audit log.
+    pub fn register_reader(
+        &self,
+        request: &RegisterReader,
+        institution: &InstitutionCode,
+        now: Timestamp,
+    ) -> Result<&'static str, CenterError> {
         let key = unhex(&request.public_key)
             .filter(|k| k.len() == 65 && k[0] == 4)
             .ok_or_else(|| errors::malformed_body("public_key must be the uncompressed P-256 point (65 bytes) in hex".into()))?;
-        if request.reader_id.is_empty() || request.reader_id.len() > 64 {
-            return Err(errors::malformed_body("reader_id must be 1 to 64 characters".into()));
+        if request.reader_id.is_empty() || request.reader_id.len() > 64 || request.reader_id.chars().any(char::is_control) {
+            return Err(errors::malformed_body("reader_id must be 1 to 64 printable characters".into()));
         }
         let reader = Reader { reader_id: request.reader_id.clone(), institution: institution.as_str().to_string(), public_key: key };
-        self.cards.register_reader(&reader, now).map_err(store_error)
+        match self.cards.register_reader(&reader, now).map_err(store_error)? {
+            ReaderRegistration::New => Ok("registered"),
+            ReaderRegistration::Rotated => Ok("rotated"),
+            ReaderRegistration::Unchanged => Ok("unchanged"),
+            ReaderRegistration::OwnedElsewhere { .. } => Err(refuse::reader_owned_elsewhere(&request.reader_id)),
+        }
     }
 
-    /// 初回登録: links the card to the coverage named by the numbers when the card's holder
-    /// attributes match the insurer's record. A mismatch is refused (the caller audits it).
+    /// 初回登録: the holder's PIN-signed agreement to use this card as an insurance card. The
+    /// person comes from the card authority's binding; its attested attributes must match the
+    /// insurer's record (氏名, カナ, 生年月日, 性別, 住所). Returns the person (when known, also on
+    /// refusal) for the audit log.
     pub fn link(
         &self,
         register: &dyn Register,
         request: &LinkCard,
         institution: &InstitutionCode,
         now: Timestamp,
-    ) -> Result<Linked, CenterError> {
+    ) -> (Option<i64>, Result<Linked, CenterError>) {
         if request.proof.method != Method::Pin {
-            return Err(refuse::proof_incomplete("初回登録 needs the card's own signature (the PIN path)"));
+            return (None, Err(refuse::proof_incomplete("初回登録 needs the card's own signature (the PIN path)")));
         }
-        let certificate = self.check_proof(&request.proof, institution.as_str(), now)?;
-        let numbers = CardNumbers::parse(&request.insurer_number, request.symbol.as_deref(), &request.number, Some(&request.branch))?;
-        let coverages = numbers.coverages(register)?;
-        let coverage = coverages.iter().max_by_key(|c| c.acquired_on).ok_or_else(refuse::no_such_coverage)?;
-        let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
-        let details = terms.last().map(|t| &t.details);
-        let mut differ = Vec::new();
-        let attributes = &request.attributes;
-        if details.is_none_or(|d| comparable(&d.name) != comparable(&attributes.name)) {
-            differ.push("name");
+        let proven = match self.check_proof(&request.proof, institution.as_str(), Purpose::Link, LINK_DETAILS, now) {
+            Ok(proven) => proven,
+            Err(e) => return (None, Err(e)),
+        };
+        let certificate = proven.certificate;
+        let person = match self.bound_person(&certificate.serial) {
+            Ok(found) => found,
+            Err(e) => return (None, Err(e)),
+        };
+        let (person, attributes) = person;
+        let result = (|| {
+            let coverages = register.coverages_of_person(person).map_err(store_error)?;
+            let span = |c: &onshi_store::model::CoverageRecord| (c.lost_on.is_none_or(|lost| lost > now.date()), c.acquired_on);
+            let coverage = coverages.iter().max_by_key(|c| span(c)).ok_or_else(refuse::person_not_registered)?;
+            let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
+            let differ = attributes_differ(&attributes, coverage, terms.last().map(|t| &t.details));
+            if !differ.is_empty() {
+                return Err(refuse::attributes_mismatch(&differ));
+            }
+            let link = self.cards.link_card(&certificate.serial, &certificate.holder_ref, person, now).map_err(store_error)?;
+            if link.person_id != person {
+                return Err(refuse::already_linked());
+            }
+            Ok(Linked { serial: link.serial, linked_at: link.linked_at.to_string() })
+        })();
+        (Some(person), result)
+    }
+
+    /// The person the card authority bound a certificate to, with the attributes it attests.
+    fn bound_person(&self, serial: &str) -> Result<(i64, BoundAttributes), CenterError> {
+        let binding = self.cards.binding(serial).map_err(store_error)?.ok_or_else(refuse::not_bound)?;
+        if binding.revoked {
+            return Err(refuse::certificate_revoked("revoked by the card authority"));
         }
-        if details.is_none_or(|d| kana_comparable(&d.name_kana) != kana_comparable(&attributes.name_kana)) {
-            differ.push("name_kana");
-        }
-        if coverage.holder.birth_date.yyyymmdd() != attributes.birth_date {
-            differ.push("birth_date");
-        }
-        if coverage.holder.sex.code() != attributes.sex {
-            differ.push("sex");
-        }
-        if let Some(address) = details.and_then(|d| d.address.as_deref())
-            && comparable(address) != comparable(&attributes.address)
-        {
-            differ.push("address");
-        }
-        if !differ.is_empty() {
-            return Err(refuse::attributes_mismatch(&differ));
-        }
-        let link = self.cards.link_card(&certificate.serial, &certificate.holder_ref, coverage.person_id, now).map_err(store_error)?;
-        if link.person_id != coverage.person_id {
-            return Err(refuse::already_linked());
-        }
-        Ok(Linked { serial: link.serial, linked_at: link.linked_at.to_string() })
+        let person = self.cards.person_of_ref(&binding.person_ref).map_err(store_error)?.ok_or_else(refuse::person_not_registered)?;
+        Ok((person, binding.attributes))
     }
 
     /// Finds the person of a verified certificate, moving the link when the certificate is a
@@ -293,14 +467,16 @@ impl CardPath {
         match link.state {
             LinkState::Active => Ok(link.person_id),
             LinkState::Flagged => Err(refuse::link_flagged()),
+            LinkState::Unlinked => Err(refuse::not_linked()),
             // A moved link's certificate was renewed and is revoked; the CRL check refuses it
             // first, but a CRL not yet reloaded must not let it through.
             LinkState::Moved => Err(refuse::certificate_revoked("superseded by a renewed certificate")),
         }
     }
 
-    /// Verification by card: the proof, the person's coverage on the date of care, the
-    /// consents chosen now and those still in force.
+    /// Verification by card: the proof (covering the consents and, for a recorded visual
+    /// check, the counter time), the person's coverage on the date of care, the consents
+    /// chosen then and those still in force.
     pub fn verify(
         &self,
         register: &dyn Register,
@@ -309,14 +485,34 @@ impl CardPath {
         institution: &InstitutionCode,
         now: Timestamp,
     ) -> Result<(CardAnswer, i64), CenterError> {
-        let certificate = self.check_proof(&request.proof, institution.as_str(), now)?;
+        let details = consent_details(&request.consent, request.chosen_at.as_deref().unwrap_or("-"));
+        let proven = self.check_proof(&request.proof, institution.as_str(), Purpose::Verify, &details, now)?;
+        if request.proof.method == Method::Visual && request.consent.opens_medical_information() {
+            return Err(refuse::consent_needs_card());
+        }
+        let given_at = match (proven.recorded, request.chosen_at.as_deref()) {
+            (false, None) => now,
+            (false, Some(_)) => return Err(refuse::consent_time_invalid("chosen_at is sent only with a recorded visual check".into())),
+            (true, None) => return Err(refuse::consent_time_invalid("a recorded visual check needs its counter time".into())),
+            (true, Some(text)) => {
+                let at = Timestamp::parse(text).map_err(|e| refuse::consent_time_invalid(format!("chosen_at: {e}")))?;
+                if at.jst_seconds() > now.jst_seconds() + CLOCK_SKEW_SECONDS {
+                    return Err(refuse::consent_time_invalid(format!("chosen_at {text} is in the future")));
+                }
+                if at.jst_seconds() < now.jst_seconds() - RECORDED_DAYS_MAX * 86_400 {
+                    return Err(refuse::consent_time_invalid(format!("chosen_at {text} is older than {RECORDED_DAYS_MAX} days")));
+                }
+                at
+            }
+        };
+        let certificate = proven.certificate;
         let person = self.person_of(&certificate, now)?;
-        let consents = self.record_consents(person, institution, &request.consent, now)?;
+        let consents = self.record_consents(person, institution, &request.consent, given_at, now)?;
         let limit_live = consents.limit_application_certificate_related.flag == "1";
         let coverages = register.coverages_of_person(person).map_err(store_error)?;
         let on = match &request.date_of_care {
             Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
-            None => now.date(),
+            None => given_at.date(),
         };
         let span = |c: &onshi_store::model::CoverageRecord| CoverageSpan {
             coverage_id: c.coverage_id,
@@ -347,13 +543,14 @@ impl CardPath {
         person: i64,
         institution: &InstitutionCode,
         choice: &ConsentChoice,
+        given_at: Timestamp,
         now: Timestamp,
     ) -> Result<Consents, CenterError> {
         let chosen = [choice.drug, choice.checkup, choice.diagnosis, choice.limit, choice.specific_disease];
         for (scope, given) in SCOPES.iter().zip(chosen) {
             if given {
                 let consent =
-                    Consent { scope: scope.to_string(), given_at: now, available_until: seconds_later(now, CONSENT_HOURS * 3600) };
+                    Consent { scope: scope.to_string(), given_at, available_until: seconds_later(given_at, CONSENT_HOURS * 3600) };
                 self.cards.record_consent(person, institution.as_str(), &consent).map_err(store_error)?;
             }
         }
@@ -380,43 +577,158 @@ impl CardPath {
         })
     }
 
-    /// The person whose own card signed `proof` (PIN path, challenge taken as [`PATIENT`]): for
-    /// the patient's own access log.
-    pub fn holder(&self, proof: &CardProof, now: Timestamp) -> Result<(i64, String), CenterError> {
+    /// The person whose own card signed `proof` for `purpose` and `details` (PIN path,
+    /// challenge taken as [`PATIENT`]).
+    pub fn holder(&self, proof: &CardProof, purpose: Purpose, details: &str, now: Timestamp) -> Result<(i64, String), CenterError> {
         if proof.method != Method::Pin {
             return Err(refuse::proof_incomplete("the patient's own requests need the card's signature (the PIN path)"));
         }
-        let certificate = self.check_proof(proof, PATIENT, now)?;
+        let certificate = self.check_proof(proof, PATIENT, purpose, details, now)?.certificate;
         Ok((self.person_of(&certificate, now)?, certificate.serial))
     }
 
-    /// The holder flags their own card's link (authenticated by the card's PIN signature).
-    pub fn flag_by_holder(&self, proof: &CardProof, reason: &str, now: Timestamp) -> Result<(i64, String), CenterError> {
+    /// The link of a certificate whatever its state, and its person (a report must be
+    /// possible for a blocked card).
+    fn linked_person(&self, serial: &str) -> Result<i64, CenterError> {
+        let link = self.cards.card_link(serial).map_err(store_error)?.ok_or_else(refuse::not_linked)?;
+        match link.state {
+            LinkState::Active | LinkState::Flagged => Ok(link.person_id),
+            LinkState::Moved | LinkState::Unlinked => Err(refuse::not_linked()),
+        }
+    }
+
+    /// The holder flags their own card's link (the reason signed by the card); it blocks the
+    /// card until the insurer reviews it. Returns (person, serial, report id).
+    pub fn flag_by_holder(&self, proof: &CardProof, reason: &str, now: Timestamp) -> Result<(i64, String, i64), CenterError> {
         if proof.method != Method::Pin {
             return Err(refuse::proof_incomplete("the patient's own requests need the card's signature (the PIN path)"));
         }
-        let certificate = self.check_proof(proof, PATIENT, now)?;
-        let link = self.cards.card_link(&certificate.serial).map_err(store_error)?.ok_or_else(refuse::not_linked)?;
+        let certificate = self.check_proof(proof, PATIENT, Purpose::Flag, reason, now)?.certificate;
+        let person = self.linked_person(&certificate.serial)?;
         let reason: String = reason.chars().take(200).collect();
-        self.cards.flag_card_link(&certificate.serial, &reason, now).map_err(store_error)?;
-        Ok((link.person_id, certificate.serial))
+        let report = self.cards.file_report(&certificate.serial, person, PATIENT, &reason, true, now).map_err(store_error)?;
+        Ok((person, certificate.serial, report))
     }
 
-    /// Flags a suspected wrong link; it blocks the card until reviewed.
-    pub fn flag(&self, request: &FlagLink, now: Timestamp) -> Result<String, CenterError> {
-        use rustls::pki_types::pem::PemObject;
-        self.refresh();
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(request.certificate.as_bytes())
-            .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?;
-        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
-        let serial = trust.as_ref().ok_or_else(refuse::path_unavailable)?.issued_serial(&der).map_err(certificate_refusal)?;
-        drop(trust);
-        let reason: String = request.reason.chars().take(200).collect();
-        if !self.cards.flag_card_link(&serial, &reason, now).map_err(store_error)? {
-            return Err(refuse::not_linked());
-        }
-        Ok(serial)
+    /// A clinic reports the card on its reader (PIN, face or visual proof over the reason). The
+    /// card keeps working: the insurer reviews the report. Returns (person, serial, report id).
+    pub fn report(
+        &self,
+        proof: &CardProof,
+        reason: &str,
+        institution: &InstitutionCode,
+        now: Timestamp,
+    ) -> Result<(i64, String, i64), CenterError> {
+        let proven = self.check_proof(proof, institution.as_str(), Purpose::Report, reason, now)?;
+        let person = self.linked_person(&proven.certificate.serial)?;
+        let reason: String = reason.chars().take(200).collect();
+        let report =
+            self.cards.file_report(&proven.certificate.serial, person, institution.as_str(), &reason, false, now).map_err(store_error)?;
+        Ok((person, proven.certificate.serial, report))
     }
+
+    /// The holder withdraws consents given to an institution (the institution and scopes
+    /// signed by the card). Returns the person and the scopes that were in force.
+    pub fn withdraw(&self, request: &WithdrawConsent, now: Timestamp) -> Result<(i64, Vec<String>), CenterError> {
+        let institution = InstitutionCode::parse(&request.institution_code).map_err(|e| errors::invalid_field("institution_code", &e))?;
+        if request.scopes.is_empty() || request.scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
+            return Err(errors::malformed_body(format!("scopes must be some of {}", SCOPES.join(", "))));
+        }
+        let details = withdraw_details(&request.institution_code, &request.scopes);
+        let (person, _) = self.holder(&request.proof, Purpose::Withdraw, &details, now)?;
+        let mut withdrawn = Vec::new();
+        for scope in &request.scopes {
+            if self.cards.withdraw_consent(person, institution.as_str(), scope).map_err(store_error)? {
+                withdrawn.push(scope.clone());
+            }
+        }
+        Ok((person, withdrawn))
+    }
+
+    /// The open reports about an insurer's members, with the numbers it knows them by.
+    pub fn reports_for(&self, insurer: &InsurerNumber) -> Result<LinkReports, CenterError> {
+        let rows = self.cards.open_reports_for_insurer(insurer.as_str()).map_err(store_error)?;
+        let reports = rows
+            .into_iter()
+            .map(|r| LinkReport {
+                report_id: r.report.report_id,
+                serial: r.report.serial,
+                reporter: r.report.reporter,
+                reason: r.report.reason,
+                filed_at: r.report.filed_at.to_string(),
+                state: r.report.state,
+                insurer_number: r.insurer_number,
+                symbol: Some(r.symbol).filter(|s| !s.is_empty()),
+                number: r.number,
+                branch: format!("{:02}", r.branch),
+            })
+            .collect();
+        Ok(LinkReports { reports })
+    }
+
+    /// The insurer's review of a report about one of its members: `confirm` undoes the link,
+    /// `clear` lets a blocked card verify again. Returns the person (also on refusal, when
+    /// known) for the audit log.
+    pub fn review(
+        &self,
+        register: &dyn Register,
+        request: &ReviewLink,
+        insurer: &InsurerNumber,
+        now: Timestamp,
+    ) -> (Option<i64>, Result<LinkReportRow, CenterError>) {
+        let confirm = match request.decision.as_str() {
+            "confirm" => true,
+            "clear" => false,
+            _ => return (None, Err(errors::malformed_body("decision must be \"confirm\" or \"clear\"".into()))),
+        };
+        let report = match self.cards.report(request.report_id).map_err(store_error) {
+            Ok(Some(report)) => report,
+            Ok(None) => return (None, Err(refuse::report_unknown())),
+            Err(e) => return (None, Err(e)),
+        };
+        let person = report.person_id;
+        let result = (|| {
+            let coverages = register.coverages_of_person(person).map_err(store_error)?;
+            if !coverages.iter().any(|c| &c.insurer == insurer) {
+                return Err(refuse::report_other_insurer());
+            }
+            let note: String = request.note.chars().take(200).collect();
+            let reviewer = format!("insurer:{}", insurer.as_str());
+            self.cards
+                .review_report(report.report_id, &reviewer, confirm, &note, now)
+                .map_err(store_error)?
+                .ok_or_else(refuse::report_closed)
+        })();
+        (Some(person), result)
+    }
+}
+
+/// The fields where the card authority's attested attributes and the insurer's record differ.
+fn attributes_differ(
+    attested: &BoundAttributes,
+    coverage: &onshi_store::model::CoverageRecord,
+    details: Option<&onshi_store::model::MemberDetails>,
+) -> Vec<&'static str> {
+    let mut differ = Vec::new();
+    if details.is_none_or(|d| comparable(&d.name) != comparable(&attested.name)) {
+        differ.push("name");
+    }
+    if details.is_none_or(|d| kana_comparable(&d.name_kana) != kana_comparable(&attested.name_kana)) {
+        differ.push("name_kana");
+    }
+    if coverage.holder.birth_date.yyyymmdd() != attested.birth_date {
+        differ.push("birth_date");
+    }
+    if coverage.holder.sex.code() != attested.sex {
+        differ.push("sex");
+    }
+    // Insurers do not always register an address; when they do, it must match.
+    if let Some(address) = details.and_then(|d| d.address.as_deref())
+        && comparable(address) != comparable(&attested.address)
+    {
+        differ.push("address");
+    }
+    differ
 }
 
 /// Half-width katakana (U+FF66–U+FF9D) in their full-width order.

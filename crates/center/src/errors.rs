@@ -215,13 +215,107 @@ pub mod card {
     use super::{CenterError, error};
 
     pub fn path_unavailable() -> CenterError {
+        path_unavailable_because("this center has no card CA and revocation list loaded".into())
+    }
+
+    /// The card path is off: no card CA, or no revocation list the center can trust (stale,
+    /// or older than one already seen).
+    pub fn path_unavailable_because(detail: String) -> CenterError {
         error(
             503,
             "CARD_PATH_UNAVAILABLE",
             None,
-            "this center has no card CA and revocation list loaded".into(),
+            detail,
             "マイナンバーカードでの確認は現在利用できません。保険証・資格確認書の番号で確認してください。",
-            "Start the center with --jpki DIR holding ca.pem and crl.pem (see `onshi jpki`).",
+            "Start the center with --jpki DIR holding ca.pem and a current crl.pem (see `onshi jpki crl`).",
+        )
+    }
+
+    pub fn not_bound() -> CenterError {
+        error(
+            404,
+            "CARD_NOT_BOUND",
+            Some("proof.certificate"),
+            "the card authority's binding feed has no entry for this certificate".into(),
+            "このカードの発行情報がまだ届いていません。資格確認書・保険証で確認し、後日あらためて利用登録してください。",
+            "Whose card a certificate is comes from the card CA's signed binding feed (bindings.jsonl); none names this serial yet.",
+        )
+    }
+
+    pub fn person_not_registered() -> CenterError {
+        error(
+            404,
+            "CARD_PERSON_NOT_REGISTERED",
+            Some("proof.certificate"),
+            "no insurer has registered the card's holder".into(),
+            "この方の資格情報は保険者からまだ登録されていません。資格確認書・保険証で確認してください。",
+            "The card CA binds the card to a person no insurer event has named yet.",
+        )
+    }
+
+    pub fn consent_needs_card() -> CenterError {
+        error(
+            403,
+            "CONSENT_NEEDS_CARD",
+            Some("consent"),
+            "a visual check cannot open drug, checkup or diagnosis information".into(),
+            "目視確認では薬剤情報・特定健診情報・診療情報の提供に同意できません。患者さんご本人に暗証番号または顔認証で確認していただいてください。",
+            "Drug, checkup and diagnosis consents need the PIN or face path; a visual check carries limit and specific_disease only.",
+        )
+    }
+
+    pub fn consent_time_invalid(detail: String) -> CenterError {
+        error(
+            400,
+            "CONSENT_TIME_INVALID",
+            Some("chosen_at"),
+            detail,
+            "カードの確認に失敗しました。業者に連絡してください。",
+            "chosen_at is sent only with a recorded visual check: its counter time, YYYYMMDDHHmmss, not in the future, within 31 days.",
+        )
+    }
+
+    pub fn reader_owned_elsewhere(reader: &str) -> CenterError {
+        error(
+            409,
+            "READER_OWNED_ELSEWHERE",
+            Some("reader_id"),
+            format!("reader {reader:?} is registered to another institution; nothing was changed"),
+            "このカードリーダーは別の医療機関に登録されています。業者に連絡してください。",
+            "A reader belongs to the institution that registered it first; choose another reader_id. The attempt is audited.",
+        )
+    }
+
+    pub fn report_unknown() -> CenterError {
+        error(
+            404,
+            "LINK_REPORT_UNKNOWN",
+            Some("report_id"),
+            "no such wrong-link report".into(),
+            "該当する報告がありません。",
+            "List open reports with POST /v1/insurer/link-reports.",
+        )
+    }
+
+    pub fn report_other_insurer() -> CenterError {
+        error(
+            403,
+            "LINK_REPORT_OTHER_INSURER",
+            Some("report_id"),
+            "the report concerns a person who holds no coverage of this insurer".into(),
+            "この報告は他の保険者の加入者に関するものです。",
+            "Only an insurer of the person reviews a report about them.",
+        )
+    }
+
+    pub fn report_closed() -> CenterError {
+        error(
+            409,
+            "LINK_REPORT_CLOSED",
+            Some("report_id"),
+            "the report was already reviewed".into(),
+            "この報告は確認済みです。",
+            "A report is reviewed once.",
         )
     }
 
@@ -364,7 +458,7 @@ pub mod card {
             Some("proof.certificate"),
             "the card's link is flagged as possibly wrong and awaits review".into(),
             "このカードのひも付けは誤りの疑いで確認中です。資格確認書・保険証で確認してください。",
-            "The insurer must review the link before the card verifies again.",
+            "The holder flagged the link; the insurer must review it (POST /v1/insurer/link-review) before the card verifies again.",
         )
     }
 
@@ -375,7 +469,7 @@ pub mod card {
             Some("proof.certificate"),
             "this card is already linked to another person".into(),
             "このカードは既に別の資格にひも付いています。保険者に確認してください。",
-            "Flag the link (POST /v1/card/flag) if it is wrong.",
+            "Report the link (POST /v1/card/report) if it is wrong.",
         )
     }
 
@@ -383,10 +477,10 @@ pub mod card {
         error(
             409,
             "CARD_ATTRIBUTES_MISMATCH",
-            Some("attributes"),
-            format!("the card's {} differ from the insurer's record; nothing was linked", fields.join(", ")),
-            "カードの記載事項（氏名・生年月日・性別・住所）が保険者の登録と一致しないため、利用登録できません。保険者に登録内容の確認を依頼してください。",
-            "The insurer's member record and the card disagree on the attributes named; the link was refused and audited.",
+            None,
+            format!("the card authority's {} differ from the insurer's record; nothing was linked", fields.join(", ")),
+            "カード発行者の登録事項（氏名・カナ・生年月日・性別・住所）と保険者の登録が一致しないため、利用登録できません。資格確認書・保険証で確認し、保険者に登録内容の確認を依頼するようご案内ください。",
+            "The card CA's attested attributes and the insurer's member record disagree on the fields named; the link was refused and audited.",
         )
     }
 

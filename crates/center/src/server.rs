@@ -269,15 +269,23 @@ async fn patient_challenge_handler(State(state): State<Arc<CenterState>>) -> Res
     card_response(&state, result)
 }
 
+/// The audit records of what the card authority's feed changed since the last look (links
+/// undone by a revocation), taken in before a card request is judged.
+fn card_sync(state: &CenterState, now: Timestamp) -> Vec<AuditRecord> {
+    state.card.sync(now).into_iter().map(|u| audit_record(now, "jpki".into(), "unlink_card", Some(u.person), u.serial, "revoked")).collect()
+}
+
 /// The patient's own access log: who looked at their records, what and when. The card's own
 /// signature (PIN) authenticates; no client certificate is needed.
 async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
     let now = (state.clock)();
+    let mut records = card_sync(&state, now);
     let result = async {
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let proof: onshi_api::card::CardProof = parse_json(&bytes)?;
-        let (person, serial) = state.card.holder(&proof, now)?;
-        state.audit.record(vec![audit_record(now, crate::card::PATIENT.into(), "access_log", Some(person), serial, "ok")]).await?;
+        let (person, serial) = state.card.holder(&proof, onshi_api::card::Purpose::AccessLog, "", now)?;
+        records.push(audit_record(now, crate::card::PATIENT.into(), "access_log", Some(person), serial, "ok"));
+        state.audit.record(std::mem::take(&mut records)).await?;
         let path = state.audit.path().to_path_buf();
         let entries = tokio::task::spawn_blocking(move || onshi_store::audit::read_person_entries(&path, person))
             .await
@@ -295,6 +303,9 @@ async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -
         Ok(onshi_api::card::AccessLog { entries })
     }
     .await;
+    if !records.is_empty() {
+        let _ = state.audit.record(records).await;
+    }
     card_response(&state, result)
 }
 
@@ -304,35 +315,41 @@ async fn reader_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     let result = async {
         let (code, request): (_, onshi_api::card::RegisterReader) = card_request(&peer, body).await?;
         object = request.reader_id.chars().take(64).collect();
-        state.card.register_reader(&request, &code, now)?;
-        Ok(serde_json::json!({ "registered": request.reader_id, "institution": code.as_str() }))
+        let outcome = state.card.register_reader(&request, &code, now)?;
+        Ok((outcome, serde_json::json!({ "registered": request.reader_id, "institution": code.as_str(), "outcome": outcome })))
     }
     .await;
-    let code = outcome(&result, |_| "ok".into());
+    // A refused takeover of another institution's reader is audited with its code.
+    let code = outcome(&result, |(outcome, _)| (*outcome).to_string());
     let result = state.audit.record(vec![audit_record(now, actor(&peer), "register_reader", None, object, &code)]).await.and(result);
-    card_response(&state, result)
+    card_response(&state, result.map(|(_, body)| body))
 }
 
 async fn link_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let now = (state.clock)();
-    let result = async {
-        let (code, request): (_, onshi_api::card::LinkCard) = card_request(&peer, body).await?;
-        let worker = state.clone();
-        tokio::task::spawn_blocking(move || worker.card.link(worker.register.as_ref(), &request, &code, now))
-            .await
-            .map_err(|e| errors::register_unavailable(format!("link worker failed: {e}")))?
-    }
-    .await;
+    let mut records = card_sync(&state, now);
+    let (person, result) = match card_request::<onshi_api::card::LinkCard>(&peer, body).await {
+        Err(e) => (None, Err(e)),
+        Ok((code, request)) => {
+            let worker = state.clone();
+            tokio::task::spawn_blocking(move || worker.card.link(worker.register.as_ref(), &request, &code, now))
+                .await
+                .unwrap_or_else(|e| (None, Err(errors::register_unavailable(format!("link worker failed: {e}")))))
+        }
+    };
     let code = outcome(&result, |_| "ok".into());
     let serial = result.as_ref().map_or("-".to_string(), |linked| linked.serial.clone());
-    // A refused registration (an attribute mismatch above all) is audited like a link.
-    let result = state.audit.record(vec![audit_record(now, actor(&peer), "link_card", None, serial, &code)]).await.and(result);
+    // A refused registration (an attribute mismatch above all) is audited with the person, so
+    // that the patient sees the attempt in their own access log.
+    records.push(audit_record(now, actor(&peer), "link_card", person, serial, &code));
+    let result = state.audit.record(records).await.and(result);
     card_response(&state, result)
 }
 
 async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let started = Instant::now();
     let now = (state.clock)();
+    let mut records = card_sync(&state, now);
     let result = async {
         let (code, request): (_, onshi_api::card::VerifyCard) = card_request(&peer, body).await?;
         state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
@@ -343,7 +360,8 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         Ok((answer, person)) => (Some(*person), format!("{}:{}", answer.method.code(), answer.serial)),
         Err(_) => (None, "-".into()),
     };
-    let audited = state.audit.record(vec![audit_record(now, actor(&peer), "verify_card", person, object, &code)]).await;
+    records.push(audit_record(now, actor(&peer), "verify_card", person, object, &code));
+    let audited = state.audit.record(records).await;
     let result = audited.and(result).map(|(answer, _)| answer);
     if let Ok(answer) = &result {
         state.metrics.answer(&answer.answer.validity.code);
@@ -352,17 +370,24 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
     card_response(&state, result)
 }
 
-async fn flag_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+/// A clinic reports the card on its reader as possibly linked to the wrong person. The card
+/// keeps working until the insurer confirms; the patient sees the report in their log.
+async fn report_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let now = (state.clock)();
+    let mut records = card_sync(&state, now);
     let result = async {
-        let (_, request): (_, onshi_api::card::FlagLink) = card_request(&peer, body).await?;
-        state.card.flag(&request, now)
+        let (code, request): (_, onshi_api::card::ReportLink) = card_request(&peer, body).await?;
+        state.card.report(&request.proof, &request.reason, &code, now)
     }
     .await;
     let code = outcome(&result, |_| "ok".into());
-    let object = result.as_ref().map_or("-".to_string(), Clone::clone);
-    let result = state.audit.record(vec![audit_record(now, actor(&peer), "flag_card", None, object, &code)]).await.and(result);
-    card_response(&state, result.map(|serial| serde_json::json!({ "flagged": serial })))
+    let (person, object) = match &result {
+        Ok((person, serial, report)) => (Some(*person), format!("{serial} report {report}")),
+        Err(_) => (None, "-".into()),
+    };
+    records.push(audit_record(now, actor(&peer), "report_link", person, object, &code));
+    let result = state.audit.record(records).await.and(result);
+    card_response(&state, result.map(|(_, serial, report_id)| onshi_api::card::ReportFiled { report_id, serial, blocked: false }))
 }
 
 async fn medical_handler(state: Arc<CenterState>, peer: Peer, body: Body, scope: crate::medical::Scope) -> Response {
@@ -387,9 +412,11 @@ async fn medical_handler(state: Arc<CenterState>, peer: Peer, body: Body, scope:
     }
 }
 
-/// The holder flags their own card's link: no client certificate, the card's PIN signature.
+/// The holder flags their own card's link: no client certificate, the card's PIN signature
+/// over the reason. The card is blocked until the insurer reviews it.
 async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
     let now = (state.clock)();
+    let mut records = card_sync(&state, now);
     let result = async {
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::card::PatientFlag = parse_json(&bytes)?;
@@ -398,12 +425,71 @@ async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body)
     .await;
     let code = outcome(&result, |_| "ok".into());
     let (person, object) = match &result {
-        Ok((person, serial)) => (Some(*person), serial.clone()),
+        Ok((person, serial, report)) => (Some(*person), format!("{serial} report {report}")),
         Err(_) => (None, "-".into()),
     };
-    let audited =
-        state.audit.record(vec![audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object.clone(), &code)]).await;
-    card_response(&state, audited.and(result).map(|_| serde_json::json!({ "flagged": object })))
+    records.push(audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object, &code));
+    let audited = state.audit.record(records).await;
+    card_response(
+        &state,
+        audited.and(result).map(|(_, serial, report_id)| onshi_api::card::ReportFiled { report_id, serial, blocked: true }),
+    )
+}
+
+/// The holder withdraws consents given to an institution, with their own card.
+async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut records = card_sync(&state, now);
+    let mut object = "-".to_string();
+    let result = async {
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::card::WithdrawConsent = parse_json(&bytes)?;
+        object = format!("{}:{}", request.institution_code.chars().take(10).collect::<String>(), request.scopes.join(","));
+        state.card.withdraw(&request, now)
+    }
+    .await;
+    let code = outcome(&result, |(_, withdrawn)| if withdrawn.is_empty() { "none_in_force".into() } else { "ok".into() });
+    let person = result.as_ref().ok().map(|(person, _)| *person);
+    records.push(audit_record(now, crate::card::PATIENT.into(), "withdraw_consent", person, object, &code));
+    let audited = state.audit.record(records).await;
+    card_response(&state, audited.and(result).map(|(_, withdrawn)| serde_json::json!({ "withdrawn": withdrawn })))
+}
+
+fn insurer_of(peer: &Peer) -> Result<onshi_domain::ids::InsurerNumber, CenterError> {
+    match peer {
+        Peer::Known(PeerIdentity::Insurer(number)) => Ok(number.clone()),
+        Peer::Known(PeerIdentity::Institution(_)) => Err(errors::wrong_role("insurer")),
+        Peer::Unusable(detail) => Err(errors::wrong_role(&format!("insurer ({detail})"))),
+        Peer::Anonymous => Err(errors::certificate_required()),
+    }
+}
+
+/// The open wrong-link reports about the calling insurer's members.
+async fn link_reports_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>) -> Response {
+    let result = insurer_of(&peer).and_then(|insurer| state.card.reports_for(&insurer));
+    card_response(&state, result)
+}
+
+/// The insurer's review of a report about one of its members.
+async fn link_review_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut object = "-".to_string();
+    let (person, result) = async {
+        let insurer = match insurer_of(&peer) {
+            Ok(insurer) => insurer,
+            Err(e) => return (None, Err(e)),
+        };
+        let request: onshi_api::card::ReviewLink = match read_body(body, VERIFY_BODY_BYTES_MAX).await.and_then(|b| parse_json(&b)) {
+            Ok(request) => request,
+            Err(e) => return (None, Err(e)),
+        };
+        object = format!("report {}", request.report_id);
+        state.card.review(state.register.as_ref(), &request, &insurer, now)
+    }
+    .await;
+    let code = outcome(&result, |report| report.state.clone());
+    let audited = state.audit.record(vec![audit_record(now, actor(&peer), "review_link", person, object, &code)]).await;
+    card_response(&state, audited.and(result).map(|report| serde_json::json!({ "report_id": report.report_id, "state": report.state })))
 }
 
 async fn drugs_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
@@ -469,7 +555,10 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/patient/flag", post(patient_flag_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))
-        .route("/v1/card/flag", post(flag_handler))
+        .route("/v1/card/report", post(report_handler))
+        .route("/v1/patient/consent/withdraw", post(withdraw_handler))
+        .route("/v1/insurer/link-reports", post(link_reports_handler))
+        .route("/v1/insurer/link-review", post(link_review_handler))
         .route("/v1/verify/card", post(verify_card_handler))
         .route("/v1/medical/drugs", post(drugs_handler))
         .route("/v1/medical/checkups", post(checkups_handler))
@@ -505,6 +594,12 @@ fn peer_of(connection: &rustls::ServerConnection) -> Peer {
 /// Binds `listener` and serves the API on it until shut down.
 pub fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<CenterState>) -> std::io::Result<RunningCenter> {
     let addr = listener.local_addr()?;
+    // What the card authority published while the center was down (a CRL, the binding feed)
+    // is taken in before the first request; links it undid are audited.
+    let undone = card_sync(&state, (state.clock)());
+    if !undone.is_empty() && state.audit.enqueue(undone).is_err() {
+        tracing::error!("the audit log refused the links undone at start");
+    }
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let app = router(state);
     let (shutdown, mut stopped) = watch::channel(false);

@@ -29,6 +29,17 @@ pub enum AuditCommand {
         #[arg(long)]
         reason: String,
     },
+    /// As a patient: withdraw consents I gave an institution (my own card, PIN).
+    WithdrawConsent {
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// The institution's 医療機関コード.
+        #[arg(long)]
+        institution: String,
+        /// drug, checkup, diagnosis, limit, specific_disease (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+    },
     /// As a patient: who looked at my records, with my own card (PIN) — no clinic certificate.
     AccessLog {
         #[command(flatten)]
@@ -88,9 +99,26 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::FlagLink { patient: PatientArgs { center, ca, card, pin }, reason } => {
             let client = anonymous_client(center, &ca)?;
             let mut card = VirtualCard::load(&card)?;
-            let answer =
+            let filed =
                 crate::runtime()?.block_on(onshi_reader::flow::flag_as_holder(&client, &mut card, &pin, &reason)).map_err(explain_flow)?;
-            println!("{answer}");
+            println!(
+                "届け出ました（報告番号 {}）。保険者が確認するまで、このカードは保険証として使えません（資格確認書・保険証をお使いください）。",
+                filed.report_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::WithdrawConsent { patient: PatientArgs { center, ca, card, pin }, institution, scope } => {
+            let client = anonymous_client(center, &ca)?;
+            let mut card = VirtualCard::load(&card)?;
+            let answer = crate::runtime()?
+                .block_on(onshi_reader::flow::withdraw_consent(&client, &mut card, &pin, &institution, scope))
+                .map_err(explain_flow)?;
+            let withdrawn: Vec<String> = serde_json::from_value(answer["withdrawn"].clone()).unwrap_or_default();
+            if withdrawn.is_empty() {
+                println!("医療機関 {institution} への有効な同意はありませんでした。");
+            } else {
+                println!("医療機関 {institution} への同意を取り消しました: {}", withdrawn.join(", "));
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::AccessLog { patient: PatientArgs { center, ca, card, pin }, json } => {

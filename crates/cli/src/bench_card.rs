@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use onshi_api::card::{CardProof, ConsentChoice, LinkCard, VerifyCard};
+use onshi_api::card::{CardProof, ConsentChoice, LINK_DETAILS, LinkCard, Purpose, VerifyCard, consent_details};
 use onshi_api::client::CenterClient;
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_pki::card::VirtualCard;
@@ -40,7 +40,8 @@ pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
         if fresh || !path.exists() {
             std::fs::create_dir_all(path.parent().expect("has a parent"))?;
             let member = event.member.clone().context("an acquisition without member details")?;
-            ca.issue_card(crate::demo_cards::card_attributes(member), Some(PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+            let attributes = crate::demo_cards::card_attributes(member);
+            ca.issue_card(attributes, &event.person_ref, Some(PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
         }
         cards.push((path, event));
         if cards.len() == CARDS {
@@ -50,23 +51,15 @@ pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
     Ok(BenchCards { jpki, cards })
 }
 
-async fn proof(client: &CenterClient, card: &mut VirtualCard) -> anyhow::Result<CardProof> {
-    Ok(flow::card_pin_proof(client, flow::INSTITUTION_CHALLENGE, card, PIN).await?)
+async fn proof(client: &CenterClient, card: &mut VirtualCard, purpose: Purpose, details: &str) -> anyhow::Result<CardProof> {
+    Ok(flow::card_pin_proof(client, flow::INSTITUTION_CHALLENGE, card, PIN, purpose, details).await?)
 }
 
 /// 初回登録 of every bench card (a card already linked answers with its link).
 pub async fn link(client: &CenterClient, cards: &BenchCards) -> anyhow::Result<()> {
-    for (path, event) in &cards.cards {
+    for (path, _) in &cards.cards {
         let mut card = VirtualCard::load(path)?;
-        let attributes = onshi_reader::holder_attributes(card.attributes());
-        let request = LinkCard {
-            proof: proof(client, &mut card).await?,
-            attributes,
-            insurer_number: event.insurer_number.clone(),
-            symbol: event.card.symbol.clone(),
-            number: event.card.number.clone(),
-            branch: event.card.branch.clone(),
-        };
+        let request = LinkCard { proof: proof(client, &mut card, Purpose::Link, LINK_DETAILS).await? };
         let _: onshi_api::card::Linked = client.post_json("/card/link", &request).await.map_err(crate::tls_args::explain)?;
     }
     Ok(())
@@ -92,9 +85,11 @@ pub async fn throughput(clients: &[CenterClient], cards: &BenchCards, seconds: u
             let mut index = 0;
             while Instant::now() < deadline && !mine.is_empty() {
                 index = (index + 1) % mine.len();
-                let outcome = match proof(&client, &mut mine[index]).await {
+                let consent = ConsentChoice::default();
+                let details = consent_details(&consent, "-");
+                let outcome = match proof(&client, &mut mine[index], Purpose::Verify, &details).await {
                     Ok(proof) => {
-                        let request = VerifyCard { proof, date_of_care: None, consent: ConsentChoice::default() };
+                        let request = VerifyCard { proof, date_of_care: None, consent, chosen_at: None };
                         client.post_json::<_, serde_json::Value>("/verify/card", &request).await.is_ok()
                     }
                     Err(_) => false,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use onshi_api::card::{CardAnswer, ConsentChoice};
-use onshi_reader::flow::{self, CoverageNumbers, How};
+use onshi_reader::flow::{self, How};
 use onshi_reader::{CardReader, Face, ReaderFile, SimulatedReader};
 
 use crate::tls_args::{CenterArgs, explain, explain_flow};
@@ -51,7 +51,8 @@ pub struct ReaderArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CardCommand {
-    /// 初回登録: link the card to the coverage with these numbers (PIN path).
+    /// 初回登録: the holder agrees, with the PIN, to use the card as an insurance card. Whose
+    /// coverage it is comes from the card authority, never from the clinic.
     Link {
         #[command(flatten)]
         center: CenterArgs,
@@ -59,14 +60,6 @@ pub enum CardCommand {
         reader: ReaderArgs,
         #[arg(long)]
         pin: String,
-        #[arg(long)]
-        insurer: String,
-        #[arg(long)]
-        symbol: Option<String>,
-        #[arg(long)]
-        number: String,
-        #[arg(long)]
-        branch: String,
     },
     /// Verify by card: PIN, face, or visual mode (staff, facility password).
     Verify {
@@ -94,12 +87,17 @@ pub enum CardCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Report a suspected wrong link; the card stops verifying until it is reviewed.
-    Flag {
+    /// Report that the card on the reader seems linked to the wrong person (the patient proves
+    /// the card is theirs by PIN or face); the insurer reviews the report.
+    Report {
         #[command(flatten)]
         center: CenterArgs,
         #[command(flatten)]
         reader: ReaderArgs,
+        #[arg(long, conflicts_with = "face")]
+        pin: Option<String>,
+        #[arg(long)]
+        face: bool,
         #[arg(long)]
         reason: String,
     },
@@ -182,11 +180,10 @@ fn print_answer(answer: &CardAnswer) {
 pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime()?;
     match command {
-        CardCommand::Link { center, reader, pin, insurer, symbol, number, branch } => {
+        CardCommand::Link { center, reader, pin } => {
             let client = center.client()?;
             let mut simulated = reader_with_card(&reader)?;
-            let numbers = CoverageNumbers { insurer_number: insurer, symbol, number, branch };
-            let linked = runtime.block_on(flow::link(&client, &mut simulated, &pin, numbers)).map_err(explain_flow)?;
+            let linked = runtime.block_on(flow::link(&client, &mut simulated, &pin)).map_err(explain_flow)?;
             println!("利用登録しました: 証明書 {} ({})", linked.serial, linked.linked_at);
         }
         CardCommand::Verify { center, reader, pin, face, visual, facility_password, consent, date, json } => {
@@ -216,11 +213,19 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
                 print_answer(&answer);
             }
         }
-        CardCommand::Flag { center, reader, reason } => {
+        CardCommand::Report { center, reader, pin, face, reason } => {
             let client = center.client()?;
-            let simulated = reader_with_card(&reader)?;
-            let answer = runtime.block_on(flow::flag(&client, &simulated, &reason)).map_err(explain_flow)?;
-            println!("{answer}");
+            let mut simulated = reader_with_card(&reader)?;
+            let how = match (pin.as_deref(), face) {
+                (Some(pin), _) => How::Pin(pin),
+                (None, true) => How::Face,
+                (None, false) => anyhow::bail!("the patient proves the card is theirs: --pin or --face"),
+            };
+            let filed = runtime.block_on(flow::report(&client, &mut simulated, how, &reason)).map_err(explain_flow)?;
+            println!(
+                "報告しました（報告番号 {}、証明書 {}）。保険者が確認します。カードはそのまま使えます。",
+                filed.report_id, filed.serial
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,7 @@ use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_api::medical::{Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
 use onshi_pki::card::CardAttributes;
 use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
-use onshi_reader::flow::{self, CoverageNumbers, How};
+use onshi_reader::flow::{self, How};
 use onshi_reader::{ReaderFile, SimulatedReader};
 use onshi_synth::TruthCase;
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,9 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
         let member = event.member.clone().context("an acquisition without member details")?;
         let path = root.join("cards").join(format!("card-{}.json", i + 1));
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        ca.issue_card(card_attributes(member), Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+        // The card authority binds the card to the person the insurer registered (its signed
+        // feed tells the center); the clinic never names the person.
+        ca.issue_card(card_attributes(member), &event.person_ref, Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
         let r = &case.request;
         cards.push(DemoCard {
             path,
@@ -146,13 +148,7 @@ pub async fn enroll(client: &CenterClient, cards: &DemoCards) -> anyhow::Result<
     let _: serde_json::Value = client.post_json("/readers", &body).await.map_err(crate::tls_args::explain)?;
     for card in cards.cards.iter().filter(|c| c.linked) {
         let mut reader = reader_with(cards, &card.path)?;
-        let numbers = CoverageNumbers {
-            insurer_number: card.insurer_number.clone(),
-            symbol: card.symbol.clone(),
-            number: card.number.clone(),
-            branch: card.branch.clone(),
-        };
-        flow::link(client, &mut reader, DEMO_PIN, numbers).await.with_context(|| format!("linking {}", card.path.display()))?;
+        flow::link(client, &mut reader, DEMO_PIN).await.with_context(|| format!("linking {}", card.path.display()))?;
     }
     Ok(())
 }
@@ -246,8 +242,8 @@ pub async fn check(
     let _ = std::fs::remove_file(&copy);
 
     let mut reader = reader_with(cards, &pin_card.path)?;
-    let proof = flow::prove(client, &mut reader, How::Pin(DEMO_PIN)).await?;
-    let request = VerifyCard { proof, date_of_care: day(), consent: ConsentChoice::default() };
+    let proof = flow::prove_verify(client, &mut reader, How::Pin(DEMO_PIN), &ConsentChoice::default()).await?;
+    let request = VerifyCard { proof, date_of_care: day(), consent: ConsentChoice::default(), chosen_at: None };
     let first: Result<CardAnswer, _> = client.post_json("/verify/card", &request).await;
     let replay: Result<CardAnswer, _> = client.post_json("/verify/card", &request).await;
     record(

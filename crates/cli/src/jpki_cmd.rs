@@ -57,6 +57,11 @@ pub struct IssueArgs {
     /// Where to write the card file.
     #[arg(long)]
     pub out: PathBuf,
+    /// The register's pseudonymous reference of the person the card is issued to (as the
+    /// municipality knows them; never a My Number). The binding goes to the center in the
+    /// signed feed `bindings.jsonl`.
+    #[arg(long)]
+    pub person_ref: String,
     /// 氏名 (kanji).
     #[arg(long)]
     pub name: String,
@@ -102,7 +107,7 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<ExitCode> {
             };
             let attributes =
                 CardAttributes { name: args.name, name_kana: args.kana, birth_date: args.birth, sex: args.sex, address: args.address };
-            let card = ca.issue_card(attributes, args.pin.as_deref(), valid_from, args.days, &args.out)?;
+            let card = ca.issue_card(attributes, &args.person_ref, args.pin.as_deref(), valid_from, args.days, &args.out)?;
             println!("card {} written to {} (serial {})", card.holder_ref()?, args.out.display(), card.serial());
         }
         JpkiCommand::Revoke { dir, card, reason } => {

@@ -11,6 +11,7 @@ mod demo_cards;
 mod demo_gateway;
 mod doctor_cmd;
 mod gateway_cmd;
+mod insurer_cmd;
 mod jpki_cmd;
 mod medical_cmd;
 mod progress;
@@ -56,7 +57,12 @@ enum Command {
         #[command(subcommand)]
         command: card_cmd::CardCommand,
     },
-    /// The audit log: verify its seals; a patient's own access log.
+    /// An insurer's side over HTTPS: review reports of cards linked to the wrong member.
+    Insurer {
+        #[command(subcommand)]
+        command: insurer_cmd::InsurerCommand,
+    },
+    /// The audit log: verify its seals; a patient's own access log, flag and consents.
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
@@ -107,6 +113,7 @@ fn main() -> ExitCode {
         Command::Jpki { command } => jpki_cmd::run(command),
         Command::Reader { command } => card_cmd::run_reader(command),
         Command::Card { command } => card_cmd::run_card(command),
+        Command::Insurer { command } => insurer_cmd::run(command),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Medical { command } => medical_cmd::run(command),
         Command::Gateway { command } => gateway_cmd::run(command),

@@ -312,6 +312,9 @@ impl Gateway {
             CardHow::Face => ("face", How::Face),
             CardHow::Visual => ("visual", How::Visual),
         };
+        // A visual check confirms coverage only: the medical-information consents need the
+        // patient's own PIN or face (the center refuses them otherwise).
+        let consent = if matches!(how, CardHow::Visual) { consent.for_visual_check() } else { consent };
         let date_of_care = self.now().date().yyyymmdd();
         let subject = format!("マイナ保険証（証明書 {serial}）");
         let offline = |reason: String| {

@@ -72,11 +72,17 @@ async fn ask_again(gateway: &Gateway, job: &QueuedJob) -> Result<Option<Outcome>
                     Err(e) if Gateway::offline_reason(&e).is_some() => return Ok(None),
                     Err(e) => return Ok(Some(crate::gateway::refused_outcome(e))),
                 };
+            // The check keeps the time it was made at the counter: the reader signs it with
+            // the consents, and the center starts their window then, not now. A visual check
+            // never opens medical information, whatever was ticked.
+            let consent = consent.for_visual_check();
+            let chosen_at = job.recorded_at.clone();
+            let details = onshi_api::card::consent_details(&consent, &chosen_at);
             let attestation = gateway
                 .reader
                 .lock()
                 .await
-                .attest_recorded_visual(&challenge, certificate)
+                .attest_recorded_visual(&challenge, certificate, &details)
                 .map_err(|e| GatewayError::Reader(e.to_string()))?;
             let proof = CardProof {
                 challenge,
@@ -85,7 +91,7 @@ async fn ask_again(gateway: &Gateway, job: &QueuedJob) -> Result<Option<Outcome>
                 card_signature: None,
                 attestation: Some(attestation),
             };
-            let request = VerifyCard { proof, date_of_care: Some(date_of_care.clone()), consent: *consent };
+            let request = VerifyCard { proof, date_of_care: Some(date_of_care.clone()), consent, chosen_at: Some(chosen_at) };
             match gateway.client.post_json::<_, CardAnswer>("/verify/card", &request).await {
                 Ok(answer) => Ok(Some(Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) })),
                 Err(e) if Gateway::offline_reason(&e).is_some() => Ok(None),

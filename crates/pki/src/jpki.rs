@@ -2,12 +2,21 @@
 //! virtual My Number card, revokes a lost or stolen card, renews a certificate (new serial,
 //! same holder) and publishes a signed revocation list (CRL) that the center loads.
 //!
-//! A card certificate's subject is an opaque holder reference (random, never a My Number); a
-//! renewal keeps it, so the center can move a card link to the renewed certificate on the CA's
-//! own word. Keys are ECDSA P-256 with SHA-256.
+//! A card certificate's subject is an opaque holder reference (random, never a My Number) and
+//! carries no personal data; a renewal keeps it, so the center can move a card link to the
+//! renewed certificate on the CA's own word. Keys are ECDSA P-256 with SHA-256.
+//!
+//! **Who a card belongs to is the card authority's word, never the clinic's.** As J-LIS knows
+//! whose card it issued (from the resident register) and feeds the 中間サーバー, this CA keeps
+//! the binding certificate → the register's pseudonymous person reference, with the attributes
+//! it attests (基本4情報 and the kana reading), in a signed, append-only binding feed
+//! (`bindings.jsonl`: new cards, renewals, revocations, one signed line each, numbered). The
+//! center reads it, checks every line against this CA's key and applies each number once.
 //!
 //! Files under the CA directory: `ca.pem`/`ca.key`, `revoked.json` (what was revoked, why and
-//! when), `crl.pem` (the last published list).
+//! when), `crl.pem` (the last published list), `crl_number` (the last list's number: every
+//! list gets a higher one, so that the center can refuse an older list played back),
+//! `bindings.jsonl` (the feed).
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +60,49 @@ pub struct Revocation {
     /// `YYYYMMDD`.
     pub revoked_on: String,
 }
+
+/// What a binding-feed entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingKind {
+    /// A new card for a person.
+    Issue,
+    /// A renewed certificate for the same holder (new serial).
+    Renew,
+    /// A certificate revoked (lost, stolen); the center undoes its link.
+    Revoke,
+}
+
+/// One entry of the binding feed: a certificate, whose it is, and what the authority attests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingEntry {
+    /// 1, 2, 3, … in the order written; the center applies each number once.
+    pub seq: u64,
+    pub kind: BindingKind,
+    /// Certificate serial, lower-case hex.
+    pub serial: String,
+    pub holder_ref: String,
+    /// The register's pseudonymous person reference (never a My Number).
+    pub person_ref: String,
+    /// The attested 券面事項 (issue and renew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<CardAttributes>,
+    /// `YYYYMMDD`.
+    pub on: String,
+}
+
+/// One line of `bindings.jsonl`: the entry's JSON text exactly as signed, and the CA's
+/// signature over those bytes (hex), so that no re-serialisation can change what was signed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBinding {
+    pub entry: String,
+    pub signature: String,
+}
+
+/// The binding feed's file name in the CA directory.
+pub const BINDING_FEED: &str = "bindings.jsonl";
 
 /// Validity of a card certificate unless told otherwise: five birthdays, roughly.
 pub const CARD_VALIDITY_DAYS: u32 = 5 * 365;
@@ -129,15 +181,21 @@ impl CardCa {
     pub fn issue_card(
         &self,
         attributes: CardAttributes,
+        person_ref: &str,
         pin: Option<&str>,
         valid_from: Date,
         days: u32,
         out: &Path,
     ) -> Result<VirtualCard, PkiError> {
+        if person_ref.is_empty() || person_ref.len() > 64 || person_ref.chars().any(char::is_control) {
+            return Err(PkiError::Invalid { what: "the person reference".into(), detail: "1 to 64 printable characters".into() });
+        }
         let key = KeyPair::generate().map_err(invalid("a new card key"))?;
         let holder_ref = format!("card-holder-{}", serial_hex(random_serial().as_ref()));
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, valid_from, days)?;
-        VirtualCard::create(out, serial, cert_pem, key.serialize_pem(), pin, attributes)
+        let card = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, attributes.clone())?;
+        self.append_binding(BindingKind::Issue, &serial, &holder_ref, person_ref, Some(attributes))?;
+        Ok(card)
     }
 
     /// Renews the certificate on the card at `path`: a new key pair and serial for the same
@@ -145,12 +203,74 @@ impl CardCa {
     pub fn renew(&self, path: &Path) -> Result<VirtualCard, PkiError> {
         let mut card = VirtualCard::load(path)?;
         let holder_ref = card.holder_ref()?;
+        let bound = self.binding_of_holder(&holder_ref)?;
         let key = KeyPair::generate().map_err(invalid("a new card key"))?;
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, today(), CARD_VALIDITY_DAYS)?;
         let old = card.serial().to_string();
-        card.replace_certificate(serial, cert_pem, key.serialize_pem())?;
+        card.replace_certificate(serial.clone(), cert_pem, key.serialize_pem())?;
         self.revoke(&old, RevokeReason::Renewed)?;
+        if let Some(bound) = bound {
+            self.append_binding(BindingKind::Renew, &serial, &holder_ref, &bound.person_ref, bound.attributes)?;
+        }
         Ok(card)
+    }
+
+    fn feed_path(&self) -> PathBuf {
+        self.dir.join(BINDING_FEED)
+    }
+
+    /// Every entry of the feed, as this CA wrote it (its own file: not verified again).
+    pub fn bindings(&self) -> Result<Vec<BindingEntry>, PkiError> {
+        let path = self.feed_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(PkiError::Read { path, source }),
+        };
+        let bad = |detail: String| PkiError::Invalid { what: path.display().to_string(), detail };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let signed: SignedBinding = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+                serde_json::from_str(&signed.entry).map_err(|e| bad(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The latest issue or renewal of a holder.
+    fn binding_of_holder(&self, holder_ref: &str) -> Result<Option<BindingEntry>, PkiError> {
+        Ok(self.bindings()?.into_iter().rev().find(|b| b.holder_ref == holder_ref && b.kind != BindingKind::Revoke))
+    }
+
+    /// Signs and appends one entry to the feed (fsynced before returning).
+    fn append_binding(
+        &self,
+        kind: BindingKind,
+        serial: &str,
+        holder_ref: &str,
+        person_ref: &str,
+        attributes: Option<CardAttributes>,
+    ) -> Result<(), PkiError> {
+        use std::io::Write as _;
+        let seq = self.bindings()?.last().map_or(1, |b| b.seq + 1);
+        let entry = BindingEntry {
+            seq,
+            kind,
+            serial: serial.to_string(),
+            holder_ref: holder_ref.to_string(),
+            person_ref: person_ref.to_string(),
+            attributes,
+            on: today().yyyymmdd(),
+        };
+        let json = |e: serde_json::Error| PkiError::Invalid { what: "a binding entry".into(), detail: e.to_string() };
+        let entry = serde_json::to_string(&entry).map_err(json)?;
+        let signature = onshi_domain::hex::encode(&crate::card::sign_pem(&self.key.serialize_pem(), entry.as_bytes())?);
+        let line = serde_json::to_string(&SignedBinding { entry, signature }).map_err(json)?;
+        let path = self.feed_path();
+        let error = |source| PkiError::Write { path: path.clone(), source };
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(error)?;
+        file.write_all(format!("{line}\n").as_bytes()).map_err(error)?;
+        file.sync_all().map_err(error)
     }
 
     fn revoked_path(&self) -> PathBuf {
@@ -162,19 +282,40 @@ impl CardCa {
         serde_json::from_str(&read(&path)?).map_err(|e| PkiError::Invalid { what: path.display().to_string(), detail: e.to_string() })
     }
 
-    /// Records a revocation; it reaches the center with the next published CRL.
+    /// Records a revocation; it reaches the center with the next published CRL, and (for a
+    /// lost or stolen card) at once through the binding feed, which undoes the card's link.
     pub fn revoke(&self, serial: &str, reason: RevokeReason) -> Result<(), PkiError> {
         serial_from_hex(serial)?;
         let mut all = self.revocations()?;
         if !all.iter().any(|r| r.serial == serial) {
             all.push(Revocation { serial: serial.to_string(), reason, revoked_on: today().yyyymmdd() });
+            if reason != RevokeReason::Renewed
+                && let Some(bound) = self.bindings()?.into_iter().rev().find(|b| b.serial == serial)
+            {
+                self.append_binding(BindingKind::Revoke, serial, &bound.holder_ref, &bound.person_ref, None)?;
+            }
         }
         let text =
             serde_json::to_string_pretty(&all).map_err(|e| PkiError::Invalid { what: "revocations".into(), detail: e.to_string() })?;
         write(&self.revoked_path(), &text, false)
     }
 
-    /// Signs and writes `crl.pem` with every revocation, valid for `next_update_days`.
+    /// The next CRL number: one more than the last published (kept in `crl_number`).
+    fn next_crl_number(&self) -> Result<u64, PkiError> {
+        let path = self.dir.join("crl_number");
+        let last = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                text.trim().parse::<u64>().map_err(|e| PkiError::Invalid { what: path.display().to_string(), detail: e.to_string() })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(PkiError::Read { path, source }),
+        };
+        write(&path, &format!("{}\n", last + 1), false)?;
+        Ok(last + 1)
+    }
+
+    /// Signs and writes `crl.pem` with every revocation, valid for `next_update_days`, under
+    /// a CRL number higher than any before.
     pub fn publish_crl(&self, next_update_days: u32) -> Result<PathBuf, PkiError> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(invalid("the card CA certificate"))?;
         let now = today();
@@ -192,7 +333,7 @@ impl CardCa {
         let params = CertificateRevocationListParams {
             this_update: at(now.add_days(-1)),
             next_update: at(now.add_days(i64::from(next_update_days.max(1)))),
-            crl_number: random_serial(),
+            crl_number: SerialNumber::from(self.next_crl_number()?),
             issuing_distribution_point: None,
             revoked_certs: revoked,
             key_identifier_method: KeyIdMethod::Sha256,
@@ -230,7 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
         let path = dir.path().join("card.json");
-        let mut card = ca.issue_card(attributes(), Some("1234"), today(), CARD_VALIDITY_DAYS, &path).unwrap();
+        let mut card = ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &path).unwrap();
         let checked = trust(&ca).check(&card.certificate_der().unwrap(), today()).expect("verifies");
         assert_eq!(checked.serial, card.serial());
         assert!(checked.holder_ref.starts_with("card-holder-"), "an opaque reference, no personal data");
@@ -246,7 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
         let path = dir.path().join("card.json");
-        let mut card = ca.issue_card(attributes(), Some("1234"), today(), CARD_VALIDITY_DAYS, &path).unwrap();
+        let mut card = ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &path).unwrap();
         assert!(matches!(card.enter_pin("0000"), Err(CardError::WrongPin { retries_left: 2 })));
         assert!(card.enter_pin("1234").is_ok(), "a right PIN resets the counter");
         assert_eq!(card.pin_retries_left(), Some(PIN_TRIES));
@@ -257,7 +398,7 @@ mod tests {
         assert!(matches!(reloaded.enter_pin("2222"), Err(CardError::Locked)));
         let mut after_restart = VirtualCard::load(&path).unwrap();
         assert!(matches!(after_restart.enter_pin("1234"), Err(CardError::Locked)), "even the right PIN");
-        let face_only = ca.issue_card(attributes(), None, today(), CARD_VALIDITY_DAYS, &dir.path().join("face.json")).unwrap();
+        let face_only = ca.issue_card(attributes(), "person-1", None, today(), CARD_VALIDITY_DAYS, &dir.path().join("face.json")).unwrap();
         assert!(!face_only.has_pin());
         assert!(matches!(VirtualCard::load(&dir.path().join("face.json")).unwrap().enter_pin("1234"), Err(CardError::NoPin)));
     }
@@ -266,15 +407,17 @@ mod tests {
     fn revoked_renewed_expired_and_foreign_certificates_do_not_verify() {
         let dir = tempfile::tempdir().unwrap();
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
-        let lost = ca.issue_card(attributes(), Some("1234"), today(), CARD_VALIDITY_DAYS, &dir.path().join("lost.json")).unwrap();
+        let lost =
+            ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &dir.path().join("lost.json")).unwrap();
         ca.revoke(lost.serial(), RevokeReason::Lost).unwrap();
         let renewed_path = dir.path().join("renewed.json");
-        let old = ca.issue_card(attributes(), Some("1234"), today(), CARD_VALIDITY_DAYS, &renewed_path).unwrap();
+        let old = ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &renewed_path).unwrap();
         let old_der = old.certificate_der().unwrap();
         let renewed = ca.renew(&renewed_path).unwrap();
         assert_ne!(renewed.serial(), old.serial());
         assert_eq!(renewed.holder_ref().unwrap(), old.holder_ref().unwrap(), "same holder");
-        let expired = ca.issue_card(attributes(), Some("1234"), today().add_days(-400), 30, &dir.path().join("old.json")).unwrap();
+        let expired =
+            ca.issue_card(attributes(), "person-1", Some("1234"), today().add_days(-400), 30, &dir.path().join("old.json")).unwrap();
         let trust = trust(&ca);
         assert_eq!(trust.revoked_count(), 2);
         assert!(matches!(trust.check(&lost.certificate_der().unwrap(), today()), Err(CardCertError::Revoked(_))));
@@ -285,7 +428,7 @@ mod tests {
         assert_eq!(trust.issued_serial(&lost.certificate_der().unwrap()).as_deref(), Ok(lost.serial()));
         assert_eq!(trust.issued_serial(&expired.certificate_der().unwrap()).as_deref(), Ok(expired.serial()));
         let other = CardCa::create(&dir.path().join("other")).unwrap();
-        let foreign = other.issue_card(attributes(), Some("1234"), today(), 30, &dir.path().join("foreign.json")).unwrap();
+        let foreign = other.issue_card(attributes(), "person-1", Some("1234"), today(), 30, &dir.path().join("foreign.json")).unwrap();
         assert_eq!(trust.check(&foreign.certificate_der().unwrap(), today()), Err(CardCertError::UnknownIssuer));
         assert_eq!(trust.issued_serial(&foreign.certificate_der().unwrap()), Err(CardCertError::UnknownIssuer));
         assert!(matches!(trust.check(b"junk", today()), Err(CardCertError::Malformed(_))));

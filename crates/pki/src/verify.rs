@@ -44,6 +44,8 @@ pub struct CardTrust {
     ca_subject: Vec<u8>,
     ca_public_key: Vec<u8>,
     revoked: HashMap<String, String>,
+    crl_number: u64,
+    next_update: Option<Date>,
 }
 
 fn invalid_pem(what: &'static str) -> impl Fn(rustls::pki_types::pem::Error) -> PkiError {
@@ -99,6 +101,17 @@ impl CardTrust {
                 detail: "its signature is not the card CA's; publish it again with `onshi jpki crl`".into(),
             });
         }
+        let crl_number = match crl.crl_number() {
+            None => 0,
+            Some(number) => {
+                let bytes = number.to_bytes_be();
+                if bytes.len() > 8 {
+                    return Err(PkiError::Invalid { what: "the card CRL".into(), detail: "its CRL number is over 64 bits".into() });
+                }
+                bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b))
+            }
+        };
+        let next_update = crl.next_update().map(date_of);
         let revoked = crl
             .iter_revoked_certificates()
             .map(|r| {
@@ -106,7 +119,28 @@ impl CardTrust {
                 (serial_hex(r.raw_serial()), reason)
             })
             .collect();
-        Ok(CardTrust { ca_subject: ca.subject().as_raw().to_vec(), ca_public_key, revoked })
+        Ok(CardTrust { ca_subject: ca.subject().as_raw().to_vec(), ca_public_key, revoked, crl_number, next_update })
+    }
+
+    /// The CRL's number: each list the CA publishes has a higher one.
+    pub fn crl_number(&self) -> u64 {
+        self.crl_number
+    }
+
+    /// The day the CRL says the next one will be out by; a list past it is stale.
+    pub fn next_update(&self) -> Option<Date> {
+        self.next_update
+    }
+
+    /// One line of the card CA's binding feed, checked: the CA's signature over the entry's
+    /// exact bytes, then the entry itself. A line signed by anyone else is refused.
+    pub fn binding(&self, line: &str) -> Result<crate::jpki::BindingEntry, String> {
+        let signed: crate::jpki::SignedBinding = serde_json::from_str(line).map_err(|e| format!("not a feed line: {e}"))?;
+        let signature = onshi_domain::hex::decode(&signed.signature).ok_or("the signature is not hex")?;
+        if !signature_valid(&self.ca_public_key, signed.entry.as_bytes(), &signature) {
+            return Err("the signature is not the card CA's".into());
+        }
+        serde_json::from_str(&signed.entry).map_err(|e| format!("not a binding entry: {e}"))
     }
 
     /// How many certificates the loaded CRL revokes.

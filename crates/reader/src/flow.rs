@@ -1,8 +1,12 @@
-//! The card flows against the center: take a challenge, have the card or the reader prove it,
-//! then link (初回登録) or verify. The challenge is requested right before the proof, as it
-//! expires after 60 seconds.
+//! The card flows against the center: take a challenge, have the card or the reader prove it
+//! for a purpose and with what the patient decided, then link (初回登録), verify, report, or act
+//! as the patient. The challenge is requested right before the proof, as it expires after 60
+//! seconds.
 
-use onshi_api::card::{CardAnswer, CardProof, Challenge, ConsentChoice, FlagLink, LinkCard, Linked, Method, VerifyCard};
+use onshi_api::card::{
+    CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Linked, Method, Purpose, ReportFiled, ReportLink, VerifyCard,
+    WithdrawConsent, card_message, consent_details, withdraw_details,
+};
 use onshi_api::client::{CenterClient, ClientError};
 
 use crate::{CardReader, ReaderError};
@@ -24,23 +28,43 @@ pub enum FlowError {
     Center(#[from] ClientError),
 }
 
-/// A fresh challenge and the proof for it.
-pub async fn prove(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>) -> Result<CardProof, FlowError> {
+/// A fresh challenge and the proof for it: the card (PIN) or the reader (face, visual) signs
+/// the purpose, the challenge and `details`.
+pub async fn prove(
+    client: &CenterClient,
+    reader: &mut dyn CardReader,
+    how: How<'_>,
+    purpose: Purpose,
+    details: &str,
+) -> Result<CardProof, FlowError> {
     let certificate = reader.certificate()?;
     let Challenge { challenge, .. } = client.post_json(INSTITUTION_CHALLENGE, &serde_json::json!({})).await?;
     let mut proof = CardProof { challenge: challenge.clone(), certificate, method: Method::Pin, card_signature: None, attestation: None };
     match how {
-        How::Pin(pin) => proof.card_signature = Some(onshi_domain::hex::encode(&reader.sign_with_pin(pin, challenge.as_bytes())?)),
+        How::Pin(pin) => {
+            let signature = reader.sign_with_pin(pin, &card_message(purpose, &challenge, details))?;
+            proof.card_signature = Some(onshi_domain::hex::encode(&signature));
+        }
         How::Face => {
             proof.method = Method::Face;
-            proof.attestation = Some(reader.attest_face(&challenge)?);
+            proof.attestation = Some(reader.attest_face(purpose, &challenge, details)?);
         }
         How::Visual => {
             proof.method = Method::Visual;
-            proof.attestation = Some(reader.attest_visual(&challenge)?);
+            proof.attestation = Some(reader.attest_visual(purpose, &challenge, details)?);
         }
     }
     Ok(proof)
+}
+
+/// The proof of a verification at the counter: the consents travel inside it.
+pub async fn prove_verify(
+    client: &CenterClient,
+    reader: &mut dyn CardReader,
+    how: How<'_>,
+    consent: &ConsentChoice,
+) -> Result<CardProof, FlowError> {
+    prove(client, reader, how, Purpose::Verify, &consent_details(consent, "-")).await
 }
 
 /// Verification by card with the consents chosen on the reader.
@@ -51,32 +75,15 @@ pub async fn verify(
     consent: ConsentChoice,
     date_of_care: Option<String>,
 ) -> Result<CardAnswer, FlowError> {
-    let proof = prove(client, reader, how).await?;
-    Ok(client.post_json("/verify/card", &VerifyCard { proof, date_of_care, consent }).await?)
+    let proof = prove_verify(client, reader, how, &consent).await?;
+    Ok(client.post_json("/verify/card", &VerifyCard { proof, date_of_care, consent, chosen_at: None }).await?)
 }
 
-/// The card's numbers of the coverage to link at 初回登録.
-#[derive(Clone, Debug)]
-pub struct CoverageNumbers {
-    pub insurer_number: String,
-    pub symbol: Option<String>,
-    pub number: String,
-    pub branch: String,
-}
-
-/// 初回登録 on the PIN path.
-pub async fn link(client: &CenterClient, reader: &mut dyn CardReader, pin: &str, numbers: CoverageNumbers) -> Result<Linked, FlowError> {
-    let attributes = reader.attributes()?;
-    let proof = prove(client, reader, How::Pin(pin)).await?;
-    let request = LinkCard {
-        proof,
-        attributes,
-        insurer_number: numbers.insurer_number,
-        symbol: numbers.symbol,
-        number: numbers.number,
-        branch: numbers.branch,
-    };
-    Ok(client.post_json("/card/link", &request).await?)
+/// 初回登録 on the PIN path: the holder agrees to use the card as an insurance card. Whose
+/// coverage it links to is the card authority's word, not ours.
+pub async fn link(client: &CenterClient, reader: &mut dyn CardReader, pin: &str) -> Result<Linked, FlowError> {
+    let proof = prove(client, reader, How::Pin(pin), Purpose::Link, LINK_DETAILS).await?;
+    Ok(client.post_json("/card/link", &LinkCard { proof }).await?)
 }
 
 /// Where an institution's reader takes its challenges.
@@ -90,9 +97,11 @@ pub async fn card_pin_proof(
     challenge_path: &str,
     card: &mut onshi_pki::card::VirtualCard,
     pin: &str,
+    purpose: Purpose,
+    details: &str,
 ) -> Result<CardProof, FlowError> {
     let Challenge { challenge, .. } = client.post_json(challenge_path, &serde_json::json!({})).await?;
-    let signature = card.sign_with_pin(pin, challenge.as_bytes()).map_err(ReaderError::from)?;
+    let signature = card.sign_with_pin(pin, &card_message(purpose, &challenge, details)).map_err(ReaderError::from)?;
     Ok(CardProof {
         challenge,
         certificate: card.certificate_pem().to_string(),
@@ -108,24 +117,40 @@ pub async fn access_log(
     card: &mut onshi_pki::card::VirtualCard,
     pin: &str,
 ) -> Result<onshi_api::card::AccessLog, FlowError> {
-    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin).await?;
+    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin, Purpose::AccessLog, "").await?;
     Ok(client.post_json("/patient/access-log", &proof).await?)
 }
 
 /// The holder reports their own card's link as wrong: a patient challenge, the card's PIN
-/// signature, no clinic certificate needed.
+/// signature over the reason, no clinic certificate needed. The card is blocked until the
+/// insurer reviews it.
 pub async fn flag_as_holder(
     client: &CenterClient,
     card: &mut onshi_pki::card::VirtualCard,
     pin: &str,
     reason: &str,
-) -> Result<serde_json::Value, FlowError> {
-    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin).await?;
+) -> Result<ReportFiled, FlowError> {
+    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin, Purpose::Flag, reason).await?;
     Ok(client.post_json("/patient/flag", &onshi_api::card::PatientFlag { proof, reason: reason.to_string() }).await?)
 }
 
-/// Reports a suspected wrong link for the card on the reader.
-pub async fn flag(client: &CenterClient, reader: &dyn CardReader, reason: &str) -> Result<serde_json::Value, FlowError> {
-    let request = FlagLink { certificate: reader.certificate()?, reason: reason.to_string() };
-    Ok(client.post_json("/card/flag", &request).await?)
+/// The holder withdraws consents given to an institution, with their own card.
+pub async fn withdraw_consent(
+    client: &CenterClient,
+    card: &mut onshi_pki::card::VirtualCard,
+    pin: &str,
+    institution_code: &str,
+    scopes: Vec<String>,
+) -> Result<serde_json::Value, FlowError> {
+    let details = withdraw_details(institution_code, &scopes);
+    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin, Purpose::Withdraw, &details).await?;
+    let request = WithdrawConsent { proof, institution_code: institution_code.to_string(), scopes };
+    Ok(client.post_json("/patient/consent/withdraw", &request).await?)
+}
+
+/// A clinic reports the card on its reader as possibly linked to the wrong person; the proof
+/// (PIN, face or visual) covers the reason.
+pub async fn report(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>, reason: &str) -> Result<ReportFiled, FlowError> {
+    let proof = prove(client, reader, how, Purpose::Report, reason).await?;
+    Ok(client.post_json("/card/report", &ReportLink { proof, reason: reason.to_string() }).await?)
 }

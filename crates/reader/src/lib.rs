@@ -10,21 +10,10 @@ pub mod flow;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
-use onshi_api::card::{Attestation, CardHolderAttributes, attestation_message};
+use onshi_api::card::{Attestation, Purpose, attestation_message};
 use onshi_domain::hex;
 use onshi_pki::card::{CardError, VirtualCard, sign_pem};
 use serde::{Deserialize, Serialize};
-
-/// The 券面事項 as they travel to the center at 初回登録.
-pub fn holder_attributes(a: &onshi_pki::card::CardAttributes) -> CardHolderAttributes {
-    CardHolderAttributes {
-        name: a.name.clone(),
-        name_kana: a.name_kana.clone(),
-        birth_date: a.birth_date.clone(),
-        sex: a.sex.clone(),
-        address: a.address.clone(),
-    }
-}
 
 /// What a reader can fail at, for reception.
 #[derive(Debug, thiserror::Error)]
@@ -64,22 +53,20 @@ pub trait CardReader: Send {
     /// The user certificate (PEM) of the card on the reader.
     fn certificate(&self) -> Result<String, ReaderError>;
 
-    /// The 券面事項 (name, birth date, sex, address) for 初回登録.
-    fn attributes(&self) -> Result<CardHolderAttributes, ReaderError>;
-
     /// The card signs `message` after `pin` (counts a wrong PIN on the card).
     fn sign_with_pin(&mut self, pin: &str, message: &[u8]) -> Result<Vec<u8>, ReaderError>;
 
-    /// The camera compares the face with the card; on a match the reader attests it.
-    fn attest_face(&mut self, challenge: &str) -> Result<Attestation, ReaderError>;
+    /// The camera compares the face with the card; on a match the reader attests it, with the
+    /// purpose and the details the patient chose on its screens ([`attestation_message`]).
+    fn attest_face(&mut self, purpose: Purpose, challenge: &str, details: &str) -> Result<Attestation, ReaderError>;
 
     /// Staff checked the card photo (visual mode must be on); the reader attests it.
-    fn attest_visual(&mut self, challenge: &str) -> Result<Attestation, ReaderError>;
+    fn attest_visual(&mut self, purpose: Purpose, challenge: &str, details: &str) -> Result<Attestation, ReaderError>;
 
     /// The reader attests a visual check staff recorded earlier for the card with this
-    /// certificate, while the line was down: the gateway re-verifies it once the line returns,
-    /// when the card has long left the reader.
-    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str) -> Result<Attestation, ReaderError>;
+    /// certificate, while the line was down (`recorded_visual`; `details` carry the counter
+    /// time): the gateway re-verifies it once the line returns, when the card has long left.
+    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str, details: &str) -> Result<Attestation, ReaderError>;
 
     fn remove_card(&mut self);
 }
@@ -182,14 +169,15 @@ impl SimulatedReader {
         self.card.as_ref().ok_or(ReaderError::NoCard)
     }
 
-    fn attest(&self, challenge: &str, result: &str) -> Result<Attestation, ReaderError> {
+    fn attest(&self, purpose: Purpose, challenge: &str, result: &str, details: &str) -> Result<Attestation, ReaderError> {
         let der = self.card()?.certificate_der()?;
-        self.attest_der(challenge, &der, result)
+        self.attest_der(purpose, challenge, &der, result, details)
     }
 
-    fn attest_der(&self, challenge: &str, der: &[u8], result: &str) -> Result<Attestation, ReaderError> {
+    fn attest_der(&self, purpose: Purpose, challenge: &str, der: &[u8], result: &str, details: &str) -> Result<Attestation, ReaderError> {
         let fingerprint = hex::encode(digest(&SHA256, der).as_ref());
-        let signature = sign_pem(&self.file.device_key_pem, &attestation_message(challenge, &fingerprint, result))?;
+        let message = attestation_message(purpose, challenge, &fingerprint, result, details);
+        let signature = sign_pem(&self.file.device_key_pem, &message)?;
         Ok(Attestation { reader_id: self.file.reader_id.clone(), result: result.to_string(), signature: hex::encode(&signature) })
     }
 }
@@ -210,16 +198,12 @@ impl CardReader for SimulatedReader {
         Ok(self.card()?.certificate_pem().to_string())
     }
 
-    fn attributes(&self) -> Result<CardHolderAttributes, ReaderError> {
-        Ok(holder_attributes(self.card()?.attributes()))
-    }
-
     fn sign_with_pin(&mut self, pin: &str, message: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let card = self.card.as_mut().ok_or(ReaderError::NoCard)?;
         Ok(card.sign_with_pin(pin, message)?)
     }
 
-    fn attest_face(&mut self, challenge: &str) -> Result<Attestation, ReaderError> {
+    fn attest_face(&mut self, purpose: Purpose, challenge: &str, details: &str) -> Result<Attestation, ReaderError> {
         let card = self.card()?;
         // The simulated camera sees either the card's own template or another one.
         let live = match self.face {
@@ -229,19 +213,19 @@ impl CardReader for SimulatedReader {
         if !card.face_matches(&live) {
             return Err(ReaderError::FaceMismatch);
         }
-        self.attest(challenge, "face_match")
+        self.attest(purpose, challenge, "face_match", details)
     }
 
-    fn attest_visual(&mut self, challenge: &str) -> Result<Attestation, ReaderError> {
+    fn attest_visual(&mut self, purpose: Purpose, challenge: &str, details: &str) -> Result<Attestation, ReaderError> {
         if !self.visual_mode {
             return Err(ReaderError::VisualModeOff);
         }
-        self.attest(challenge, "visual")
+        self.attest(purpose, challenge, "visual", details)
     }
 
-    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str) -> Result<Attestation, ReaderError> {
+    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str, details: &str) -> Result<Attestation, ReaderError> {
         let der = onshi_pki::card::certificate_der(certificate_pem)?;
-        self.attest_der(challenge, &der, "visual")
+        self.attest_der(Purpose::Verify, challenge, &der, "recorded_visual", details)
     }
 
     fn remove_card(&mut self) {
@@ -267,7 +251,7 @@ mod tests {
             address: "東京都".into(),
         };
         let card = dir.join("card.json");
-        ca.issue_card(attributes, Some("1234"), onshi_pki::today(), 30, &card).unwrap();
+        ca.issue_card(attributes, "person-1", Some("1234"), onshi_pki::today(), 30, &card).unwrap();
         let file = ReaderFile::create(&dir.join("reader.json"), "r1", "facility").unwrap();
         (SimulatedReader::new(ReaderFile::load(&dir.join("reader.json")).unwrap()), card, file)
     }
@@ -280,18 +264,27 @@ mod tests {
     fn attestations_are_signed_by_the_device_key_over_challenge_certificate_and_result() {
         let dir = tempfile::tempdir().unwrap();
         let (mut reader, card, file) = setup(dir.path());
-        assert!(matches!(reader.attest_face("c1"), Err(ReaderError::NoCard)));
+        assert!(matches!(reader.attest_face(Purpose::Verify, "c1", "d"), Err(ReaderError::NoCard)));
         reader.place_card(&card).unwrap();
-        let attestation = reader.attest_face("c1").unwrap();
+        let attestation = reader.attest_face(Purpose::Verify, "c1", "d").unwrap();
         assert_eq!((attestation.reader_id.as_str(), attestation.result.as_str()), ("r1", "face_match"));
         let der = VirtualCard::load(&card).unwrap().certificate_der().unwrap();
         let fingerprint = hex::encode(digest(&SHA256, &der).as_ref());
         let key = unhex(&file.public_key_hex().unwrap());
         assert_eq!(key.len(), 65, "an uncompressed P-256 point");
-        assert!(signature_valid(&key, &attestation_message("c1", &fingerprint, "face_match"), &unhex(&attestation.signature)));
-        assert!(!signature_valid(&key, &attestation_message("c2", &fingerprint, "face_match"), &unhex(&attestation.signature)));
+        let signed = |purpose, challenge, details| {
+            signature_valid(
+                &key,
+                &attestation_message(purpose, challenge, &fingerprint, "face_match", details),
+                &unhex(&attestation.signature),
+            )
+        };
+        assert!(signed(Purpose::Verify, "c1", "d"));
+        assert!(!signed(Purpose::Verify, "c2", "d"), "another challenge");
+        assert!(!signed(Purpose::Verify, "c1", "e"), "other details (consents) than the patient chose");
+        assert!(!signed(Purpose::Report, "c1", "d"), "another purpose");
         reader.present_face(Face::Stranger);
-        assert!(matches!(reader.attest_face("c3"), Err(ReaderError::FaceMismatch)));
+        assert!(matches!(reader.attest_face(Purpose::Verify, "c3", "d"), Err(ReaderError::FaceMismatch)));
     }
 
     #[test]
@@ -299,11 +292,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut reader, card, _) = setup(dir.path());
         reader.place_card(&card).unwrap();
-        assert!(matches!(reader.attest_visual("c"), Err(ReaderError::VisualModeOff)));
+        assert!(matches!(reader.attest_visual(Purpose::Verify, "c", "d"), Err(ReaderError::VisualModeOff)));
         assert!(matches!(reader.enable_visual_mode("guess"), Err(ReaderError::WrongFacilityPassword)));
         assert!(!reader.visual_mode());
         reader.enable_visual_mode("facility").unwrap();
-        assert_eq!(reader.attest_visual("c").unwrap().result, "visual");
+        assert_eq!(reader.attest_visual(Purpose::Verify, "c", "d").unwrap().result, "visual");
         assert_eq!(reader.pin_retries_left(), Some(3));
         assert!(matches!(reader.state(), ReaderState::CardPresent { .. }));
         reader.remove_card();

@@ -15,6 +15,8 @@ pub enum LinkState {
     Flagged,
     /// The certificate was renewed; the link moved to the new serial.
     Moved,
+    /// Undone: the certificate was revoked (lost, stolen) or the insurer confirmed a wrong link.
+    Unlinked,
 }
 
 impl LinkState {
@@ -23,6 +25,7 @@ impl LinkState {
             LinkState::Active => "active",
             LinkState::Flagged => "flagged",
             LinkState::Moved => "moved",
+            LinkState::Unlinked => "unlinked",
         }
     }
 
@@ -31,6 +34,7 @@ impl LinkState {
             "active" => Ok(LinkState::Active),
             "flagged" => Ok(LinkState::Flagged),
             "moved" => Ok(LinkState::Moved),
+            "unlinked" => Ok(LinkState::Unlinked),
             other => Err(StoreError::Corrupt(format!("card link state {other:?}"))),
         }
     }
@@ -67,9 +71,93 @@ pub struct Consent {
     pub available_until: Timestamp,
 }
 
+/// The attributes the card authority attests for a certificate's holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundAttributes {
+    pub name: String,
+    pub name_kana: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// OQSCD007 `1`/`2`/`3`.
+    pub sex: String,
+    pub address: String,
+}
+
+/// Whose card a certificate is, on the card authority's word.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardBinding {
+    pub serial: String,
+    pub holder_ref: String,
+    /// The register's pseudonymous person reference.
+    pub person_ref: String,
+    pub attributes: BoundAttributes,
+    pub revoked: bool,
+}
+
+/// One verified entry of the card authority's binding feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingChange {
+    pub seq: i64,
+    /// `issue`, `renew` or `revoke`.
+    pub kind: String,
+    pub serial: String,
+    pub holder_ref: String,
+    pub person_ref: String,
+    /// Issue and renew.
+    pub attributes: Option<BoundAttributes>,
+}
+
+/// What applying a feed entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindingApplied {
+    /// Its number was applied before: nothing changed.
+    AlreadyApplied,
+    Applied {
+        /// A revocation undid this person's link of the certificate.
+        unlinked_person: Option<i64>,
+    },
+}
+
+/// What registering a reader did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReaderRegistration {
+    New,
+    /// The same institution registered a new device key (rotation).
+    Rotated,
+    Unchanged,
+    /// The reader id belongs to another institution: nothing changed.
+    OwnedElsewhere {
+        institution: String,
+    },
+}
+
+/// A wrong-link report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkReportRow {
+    pub report_id: i64,
+    pub serial: String,
+    pub person_id: i64,
+    /// 医療機関コード or `patient`.
+    pub reporter: String,
+    pub reason: String,
+    pub filed_at: Timestamp,
+    /// `open`, `confirmed`, `cleared`.
+    pub state: String,
+}
+
+/// A report with the member's numbers at the reviewing insurer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportForInsurer {
+    pub report: LinkReportRow,
+    pub insurer_number: String,
+    pub symbol: String,
+    pub number: String,
+    pub branch: u8,
+}
+
 pub trait CardRegistry: Send + Sync {
     /// Links a certificate to a person; a second link of the same serial replaces nothing and
-    /// returns the existing one.
+    /// returns the existing one (an `unlinked` one is linked again, to the person given).
     fn link_card(&self, serial: &str, holder_ref: &str, person_id: i64, at: Timestamp) -> Result<CardLink, StoreError>;
 
     /// The link of a certificate serial, whatever its state.
@@ -86,8 +174,9 @@ pub trait CardRegistry: Send + Sync {
     /// Flags a link as suspected wrong; `false` when there is no such link.
     fn flag_card_link(&self, serial: &str, reason: &str, at: Timestamp) -> Result<bool, StoreError>;
 
-    /// Registers (or re-registers) a reader's device key to an institution.
-    fn register_reader(&self, reader: &Reader, at: Timestamp) -> Result<(), StoreError>;
+    /// Registers a reader's device key to an institution; the same institution may replace
+    /// the key (rotation); another institution changes nothing.
+    fn register_reader(&self, reader: &Reader, at: Timestamp) -> Result<ReaderRegistration, StoreError>;
 
     fn reader(&self, reader_id: &str) -> Result<Option<Reader>, StoreError>;
 
@@ -96,4 +185,52 @@ pub trait CardRegistry: Send + Sync {
 
     /// The consents a person has given an institution, one per scope.
     fn consents(&self, person_id: i64, institution: &str) -> Result<Vec<Consent>, StoreError>;
+
+    /// Withdraws a consent; `false` when there was none.
+    fn withdraw_consent(&self, person_id: i64, institution: &str, scope: &str) -> Result<bool, StoreError>;
+
+    /// Applies one verified feed entry, once by its number; a revocation undoes the link of
+    /// the certificate in the same transaction.
+    fn apply_binding(&self, change: &BindingChange, at: Timestamp) -> Result<BindingApplied, StoreError>;
+
+    /// The highest feed number applied (0 before any).
+    fn binding_seq_max(&self) -> Result<i64, StoreError>;
+
+    fn binding(&self, serial: &str) -> Result<Option<CardBinding>, StoreError>;
+
+    /// The register's person with this pseudonymous reference, if an insurer registered them.
+    fn person_of_ref(&self, person_ref: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Files a report; `block` flags the link too (the holder's own report), in one transaction.
+    fn file_report(
+        &self,
+        serial: &str,
+        person_id: i64,
+        reporter: &str,
+        reason: &str,
+        block: bool,
+        at: Timestamp,
+    ) -> Result<i64, StoreError>;
+
+    fn report(&self, report_id: i64) -> Result<Option<LinkReportRow>, StoreError>;
+
+    /// Open reports about persons who hold (or held) a coverage of this insurer.
+    fn open_reports_for_insurer(&self, insurer_number: &str) -> Result<Vec<ReportForInsurer>, StoreError>;
+
+    /// Closes an open report: `confirm` undoes the link, otherwise a flagged link is active
+    /// again once no other open report blocks it. `None` when the report is not open.
+    fn review_report(
+        &self,
+        report_id: i64,
+        reviewer: &str,
+        confirm: bool,
+        note: &str,
+        at: Timestamp,
+    ) -> Result<Option<LinkReportRow>, StoreError>;
+
+    /// A value that only goes up (the card CRL number): the stored one.
+    fn trust_value(&self, name: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Raises a value that only goes up; `false` (and nothing written) when `value` is lower.
+    fn raise_trust_value(&self, name: &str, value: i64) -> Result<bool, StoreError>;
 }

@@ -179,12 +179,19 @@ pub fn run_cards<R: Register + crate::cards::CardRegistry>(register: &R) {
     let renewed = register.move_card_link("holder-1", "0a03", now()).unwrap().expect("moved");
     assert_eq!(renewed.state, LinkState::Flagged);
 
+    // A reader belongs to the institution that registered it: another cannot take it over;
+    // its own institution may rotate the key.
+    use crate::cards::ReaderRegistration;
     let reader = Reader { reader_id: "reader-1".into(), institution: "1311234569".into(), public_key: vec![4, 1, 2, 3] };
-    register.register_reader(&reader, now()).unwrap();
+    assert_eq!(register.register_reader(&reader, now()).unwrap(), ReaderRegistration::New);
     assert_eq!(register.reader("reader-1").unwrap(), Some(reader.clone()));
-    let moved_reader = Reader { institution: "2711234563".into(), ..reader };
-    register.register_reader(&moved_reader, now()).unwrap();
-    assert_eq!(register.reader("reader-1").unwrap(), Some(moved_reader), "re-registering replaces the institution and key");
+    assert_eq!(register.register_reader(&reader, now()).unwrap(), ReaderRegistration::Unchanged);
+    let hijack = Reader { institution: "2711234563".into(), public_key: vec![4, 9, 9, 9], ..reader.clone() };
+    assert_eq!(register.register_reader(&hijack, now()).unwrap(), ReaderRegistration::OwnedElsewhere { institution: "1311234569".into() });
+    assert_eq!(register.reader("reader-1").unwrap(), Some(reader.clone()), "another institution changes nothing");
+    let rotated = Reader { public_key: vec![4, 5, 6, 7], ..reader };
+    assert_eq!(register.register_reader(&rotated, now()).unwrap(), ReaderRegistration::Rotated);
+    assert_eq!(register.reader("reader-1").unwrap(), Some(rotated), "its own institution rotates the key");
     assert_eq!(register.reader("reader-2").unwrap(), None);
 
     use crate::cards::Consent;
@@ -200,6 +207,80 @@ pub fn run_cards<R: Register + crate::cards::CardRegistry>(register: &R) {
     assert_eq!(register.consents(person, "2711234563").unwrap(), [], "per institution");
     let refused = register.record_consent(person, "1311234569", &consent("everything", 0));
     assert!(refused.is_err(), "scopes are a closed list");
+    assert!(register.withdraw_consent(person, "1311234569", "drug").unwrap());
+    assert!(!register.withdraw_consent(person, "1311234569", "drug").unwrap(), "nothing left to withdraw");
+    assert_eq!(register.consents(person, "1311234569").unwrap(), [consent("checkup", 0)]);
+
+    run_trust(register, person);
+}
+
+/// The card authority's bindings, wrong-link reports and their review, and values that only go
+/// up, on the person `person` (holding coverage 9001 of the test insurer).
+fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64) {
+    use crate::cards::{BindingApplied, BindingChange, BoundAttributes, LinkState};
+    let attributes = BoundAttributes {
+        name: "試験　花子".into(),
+        name_kana: "シケン　ハナコ".into(),
+        birth_date: "19800101".into(),
+        sex: "2".into(),
+        address: "東京都".into(),
+    };
+    let change = |seq: i64, kind: &str, serial: &str| BindingChange {
+        seq,
+        kind: kind.into(),
+        serial: serial.into(),
+        holder_ref: "holder-9".into(),
+        person_ref: "card-p1".into(),
+        attributes: (kind != "revoke").then(|| attributes.clone()),
+    };
+    assert_eq!(register.binding_seq_max().unwrap(), 0);
+    assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::Applied { unlinked_person: None });
+    assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::AlreadyApplied);
+    let bound = register.binding("0c01").unwrap().expect("bound");
+    assert_eq!((bound.person_ref.as_str(), &bound.attributes, bound.revoked), ("card-p1", &attributes, false));
+    assert_eq!(register.person_of_ref("card-p1").unwrap(), Some(person));
+    assert_eq!(register.person_of_ref("nobody").unwrap(), None);
+
+    // A revocation undoes the link and names the person, once.
+    register.link_card("0c01", "holder-9", person, now()).unwrap();
+    assert_eq!(
+        register.apply_binding(&change(2, "revoke", "0c01"), now()).unwrap(),
+        BindingApplied::Applied { unlinked_person: Some(person) }
+    );
+    assert_eq!(register.apply_binding(&change(2, "revoke", "0c01"), now()).unwrap(), BindingApplied::AlreadyApplied);
+    assert_eq!(register.card_link("0c01").unwrap().map(|l| l.state), Some(LinkState::Unlinked));
+    assert!(register.binding("0c01").unwrap().expect("kept").revoked);
+    assert_eq!(register.binding_seq_max().unwrap(), 2);
+
+    // A clinic's report does not block; the holder's does; the review decides.
+    register.apply_binding(&change(3, "issue", "0c02"), now()).unwrap();
+    register.link_card("0c02", "holder-9", person, now()).unwrap();
+    let clinic = register.file_report("0c02", person, "1311234569", "another name shown", false, now()).unwrap();
+    assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Active));
+    let holder = register.file_report("0c02", person, "patient", "not me", true, now()).unwrap();
+    assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Flagged));
+    let open = register.open_reports_for_insurer(insurer().as_str()).unwrap();
+    assert_eq!(open.iter().map(|r| r.report.report_id).collect::<Vec<_>>(), [clinic, holder]);
+    assert_eq!(open[0].number, "9001");
+    assert!(register.open_reports_for_insurer("39999990").unwrap().is_empty(), "another insurer's members are not listed");
+    let cleared = register.review_report(clinic, "insurer:x", false, "right link", now()).unwrap().expect("open");
+    assert_eq!(cleared.state, "cleared");
+    assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Flagged), "the holder's report still blocks");
+    assert_eq!(register.review_report(clinic, "insurer:x", true, "", now()).unwrap(), None, "reviewed once");
+    register.review_report(holder, "insurer:x", false, "right link", now()).unwrap().expect("open");
+    assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Active));
+    let wrong = register.file_report("0c02", person, "patient", "not me", true, now()).unwrap();
+    register.review_report(wrong, "insurer:x", true, "wrong person", now()).unwrap().expect("open");
+    assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Unlinked));
+    assert_eq!(register.report(wrong).unwrap().map(|r| r.state), Some("confirmed".to_string()));
+    // Registered again (once the card authority is corrected), an undone link is active again.
+    assert_eq!(register.link_card("0c02", "holder-9", person, now()).unwrap().state, LinkState::Active);
+
+    assert_eq!(register.trust_value("crl").unwrap(), None);
+    assert!(register.raise_trust_value("crl", 5).unwrap());
+    assert!(register.raise_trust_value("crl", 5).unwrap(), "the same value again");
+    assert!(!register.raise_trust_value("crl", 4).unwrap(), "never down");
+    assert_eq!(register.trust_value("crl").unwrap(), Some(5));
 }
 
 /// The medical-information behaviour every backend must show, on a fresh register.

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_register.sql")),
     (2, include_str!("sqlite/0002_cards.sql")),
     (3, include_str!("sqlite/0003_medical.sql")),
+    (4, include_str!("sqlite/0004_trust.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.

@@ -103,6 +103,8 @@ impl ClinicWorld {
         let card = world.path("cards/card-1.json");
         std::fs::create_dir_all(card.parent().unwrap()).unwrap();
         run_ok(onshi().args(["jpki", "issue", "--dir"]).arg(world.path("jpki")).arg("--out").arg(&card).args([
+            "--person-ref",
+            p1.person,
             "--name",
             p1.name,
             "--kana",
@@ -116,18 +118,9 @@ impl ClinicWorld {
             "--pin",
             PIN,
         ]));
-        run_ok(onshi().args(["card", "link", "--card"]).arg(&card).arg("--reader").arg(&reader).args(world.center_args()).args([
-            "--pin",
-            PIN,
-            "--insurer",
-            &p1.insurer,
-            "--symbol",
-            p1.symbol,
-            "--number",
-            p1.number,
-            "--branch",
-            p1.branch,
-        ]));
+        run_ok(
+            onshi().args(["card", "link", "--card"]).arg(&card).arg("--reader").arg(&reader).args(world.center_args()).args(["--pin", PIN]),
+        );
         world.write_config(&world.url(), "");
         world
     }

@@ -94,6 +94,8 @@ impl World {
         run_ok(onshi().args(["reader", "init", "--id", "r1", "--facility-password", "p", "--out"]).arg(world.path("reader.json")));
         run_ok(onshi().args(["reader", "register", "--reader"]).arg(world.path("reader.json")).args(world.center_args(CLINIC)));
         run_ok(onshi().args(["jpki", "issue", "--dir"]).arg(world.path("jpki")).arg("--out").arg(world.path("card.json")).args([
+            "--person-ref",
+            PERSON,
             "--name",
             "試験 花子",
             "--kana",
@@ -114,7 +116,7 @@ impl World {
                 .arg("--reader")
                 .arg(world.path("reader.json"))
                 .args(world.center_args(CLINIC))
-                .args(["--pin", "1234", "--insurer", "06130488", "--symbol", "12", "--number", "345", "--branch", "00"]),
+                .args(["--pin", "1234"]),
         );
         world
     }
@@ -230,16 +232,20 @@ fn a_challenge_expires_after_sixty_seconds() {
     let mut reader = onshi_reader::SimulatedReader::new(onshi_reader::ReaderFile::load(&world.path("reader.json")).unwrap());
     reader.place_card(&world.path("card.json")).unwrap();
     world.runtime.block_on(async {
-        let proof = onshi_reader::flow::prove(&client, &mut reader, onshi_reader::flow::How::Pin("1234")).await.unwrap();
+        let proof = onshi_reader::flow::prove_verify(&client, &mut reader, onshi_reader::flow::How::Pin("1234"), &Default::default())
+            .await
+            .unwrap();
         world.offset.fetch_add(61, Ordering::SeqCst);
-        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default() };
+        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default(), chosen_at: None };
         match client.post_json::<_, onshi_api::card::CardAnswer>("/verify/card", &request).await {
             Err(onshi_api::client::ClientError::Refused { body, .. }) => assert_eq!(body.error.code, "CHALLENGE_EXPIRED"),
             other => panic!("an expired challenge must be refused, got {other:?}"),
         }
-        let fresh = onshi_reader::flow::prove(&client, &mut reader, onshi_reader::flow::How::Pin("1234")).await.unwrap();
+        let fresh = onshi_reader::flow::prove_verify(&client, &mut reader, onshi_reader::flow::How::Pin("1234"), &Default::default())
+            .await
+            .unwrap();
         world.offset.fetch_add(59, Ordering::SeqCst);
-        let request = onshi_api::card::VerifyCard { proof: fresh, date_of_care: None, consent: Default::default() };
+        let request = onshi_api::card::VerifyCard { proof: fresh, date_of_care: None, consent: Default::default(), chosen_at: None };
         assert!(client.post_json::<_, onshi_api::card::CardAnswer>("/verify/card", &request).await.is_ok(), "59 seconds is in time");
     });
 }
