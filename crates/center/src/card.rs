@@ -380,6 +380,19 @@ impl CardPath {
         Ok(Proven { certificate, recorded })
     }
 
+    /// The person a card certificate is linked to, whatever the fate of the request that
+    /// carried it: a refused attempt with a patient's card (a forged consent, a replay, a
+    /// reader of another clinic) is audited with the patient, so they see it in their own log.
+    pub fn person_hint(&self, certificate_pem: &str) -> Option<i64> {
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(certificate_pem.as_bytes()).ok()?;
+        let serial = self.trust.read().unwrap_or_else(|p| p.into_inner()).as_ref()?.issued_serial(&der).ok()?;
+        match self.cards.card_link(&serial).ok()? {
+            Some(link) => Some(link.person_id),
+            None => self.cards.binding(&serial).ok()?.and_then(|b| self.cards.person_of_ref(&b.person_ref).ok()?),
+        }
+    }
+
     /// Registers a reader's device key to the calling institution. The same institution may
     /// register a new key (rotation); a reader id another institution holds is refused. The
     /// outcome (`registered`, `rotated`, `unchanged`) goes to the audit log.

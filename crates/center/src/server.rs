@@ -332,9 +332,12 @@ async fn link_handler(State(state): State<Arc<CenterState>>, Extension(peer): Ex
         Err(e) => (None, Err(e)),
         Ok((code, request)) => {
             let worker = state.clone();
-            tokio::task::spawn_blocking(move || worker.card.link(worker.register.as_ref(), &request, &code, now))
-                .await
-                .unwrap_or_else(|e| (None, Err(errors::register_unavailable(format!("link worker failed: {e}")))))
+            tokio::task::spawn_blocking(move || {
+                let (person, result) = worker.card.link(worker.register.as_ref(), &request, &code, now);
+                (person.or_else(|| result.is_err().then(|| worker.card.person_hint(&request.proof.certificate)).flatten()), result)
+            })
+            .await
+            .unwrap_or_else(|e| (None, Err(errors::register_unavailable(format!("link worker failed: {e}")))))
         }
     };
     let code = outcome(&result, |_| "ok".into());
@@ -350,15 +353,17 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
     let started = Instant::now();
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
+    let mut certificate = None;
     let result = async {
         let (code, request): (_, onshi_api::card::VerifyCard) = card_request(&peer, body).await?;
+        certificate = Some(request.proof.certificate.clone());
         state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
     }
     .await;
     let code = outcome(&result, |(answer, _)| answer.answer.validity.code.clone());
     let (person, object) = match &result {
         Ok((answer, person)) => (Some(*person), format!("{}:{}", answer.method.code(), answer.serial)),
-        Err(_) => (None, "-".into()),
+        Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
     records.push(audit_record(now, actor(&peer), "verify_card", person, object, &code));
     let audited = state.audit.record(records).await;
@@ -375,15 +380,17 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
 async fn report_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
+    let mut certificate = None;
     let result = async {
         let (code, request): (_, onshi_api::card::ReportLink) = card_request(&peer, body).await?;
+        certificate = Some(request.proof.certificate.clone());
         state.card.report(&request.proof, &request.reason, &code, now)
     }
     .await;
     let code = outcome(&result, |_| "ok".into());
     let (person, object) = match &result {
         Ok((person, serial, report)) => (Some(*person), format!("{serial} report {report}")),
-        Err(_) => (None, "-".into()),
+        Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
     records.push(audit_record(now, actor(&peer), "report_link", person, object, &code));
     let result = state.audit.record(records).await.and(result);
@@ -417,16 +424,18 @@ async fn medical_handler(state: Arc<CenterState>, peer: Peer, body: Body, scope:
 async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
+    let mut certificate = None;
     let result = async {
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::card::PatientFlag = parse_json(&bytes)?;
+        certificate = Some(request.proof.certificate.clone());
         state.card.flag_by_holder(&request.proof, &request.reason, now)
     }
     .await;
     let code = outcome(&result, |_| "ok".into());
     let (person, object) = match &result {
         Ok((person, serial, report)) => (Some(*person), format!("{serial} report {report}")),
-        Err(_) => (None, "-".into()),
+        Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
     records.push(audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object, &code));
     let audited = state.audit.record(records).await;
@@ -441,15 +450,20 @@ async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> 
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
     let mut object = "-".to_string();
+    let mut certificate = None;
     let result = async {
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::card::WithdrawConsent = parse_json(&bytes)?;
         object = format!("{}:{}", request.institution_code.chars().take(10).collect::<String>(), request.scopes.join(","));
+        certificate = Some(request.proof.certificate.clone());
         state.card.withdraw(&request, now)
     }
     .await;
     let code = outcome(&result, |(_, withdrawn)| if withdrawn.is_empty() { "none_in_force".into() } else { "ok".into() });
-    let person = result.as_ref().ok().map(|(person, _)| *person);
+    let person = match &result {
+        Ok((person, _)) => Some(*person),
+        Err(_) => certificate.and_then(|c| state.card.person_hint(&c)),
+    };
     records.push(audit_record(now, crate::card::PATIENT.into(), "withdraw_consent", person, object, &code));
     let audited = state.audit.record(records).await;
     card_response(&state, audited.and(result).map(|(_, withdrawn)| serde_json::json!({ "withdrawn": withdrawn })))

@@ -219,7 +219,8 @@ impl CardCa {
         self.dir.join(BINDING_FEED)
     }
 
-    /// Every entry of the feed, as this CA wrote it (its own file: not verified again).
+    /// Every entry of the feed this CA signed, in order. Lines it did not sign (the folder is
+    /// shared with whoever publishes it) are passed over here as the center passes them over.
     pub fn bindings(&self) -> Result<Vec<BindingEntry>, PkiError> {
         let path = self.feed_path();
         let text = match std::fs::read_to_string(&path) {
@@ -227,14 +228,16 @@ impl CardCa {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(PkiError::Read { path, source }),
         };
-        let bad = |detail: String| PkiError::Invalid { what: path.display().to_string(), detail };
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                let signed: SignedBinding = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-                serde_json::from_str(&signed.entry).map_err(|e| bad(e.to_string()))
+        let own_key = self.key.public_key_raw();
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let signed: SignedBinding = serde_json::from_str(line).ok()?;
+                let signature = onshi_domain::hex::decode(&signed.signature)?;
+                crate::verify::signature_valid(own_key, signed.entry.as_bytes(), &signature).then_some(())?;
+                serde_json::from_str(&signed.entry).ok()
             })
-            .collect()
+            .collect())
     }
 
     /// The latest issue or renewal of a holder.
@@ -252,7 +255,7 @@ impl CardCa {
         attributes: Option<CardAttributes>,
     ) -> Result<(), PkiError> {
         use std::io::Write as _;
-        let seq = self.bindings()?.last().map_or(1, |b| b.seq + 1);
+        let seq = self.bindings()?.iter().map(|b| b.seq).max().unwrap_or(0) + 1;
         let entry = BindingEntry {
             seq,
             kind,

@@ -260,8 +260,12 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
         .map(|e| (e["by"].as_str().unwrap().into(), e["action"].as_str().unwrap().into(), e["code"].as_str().unwrap().into()))
         .collect();
     let card_looks: Vec<&(String, String, String)> = seen.iter().filter(|(_, action, _)| action == "verify_card").collect();
-    assert_eq!(card_looks.len(), 2, "{seen:?}");
-    assert!(card_looks.iter().all(|(by, _, code)| by == CLINIC && code == "1"));
+    assert_eq!(card_looks.len(), 3, "{seen:?}");
+    assert_eq!(card_looks.iter().filter(|(by, _, code)| by == CLINIC && code == "1").count(), 2, "{seen:?}");
+    assert!(
+        card_looks.contains(&&(CLINIC.to_string(), "verify_card".to_string(), "READER_NOT_REGISTERED".to_string())),
+        "the refused attempt too"
+    );
     assert!(seen.contains(&(CLINIC.to_string(), "verify_number".to_string(), "1".to_string())), "{seen:?}");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains(NAME) && !text.contains(BIRTH), "ids and codes only");

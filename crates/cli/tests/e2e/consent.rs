@@ -249,3 +249,25 @@ fn a_challenge_expires_after_sixty_seconds() {
         assert!(client.post_json::<_, onshi_api::card::CardAnswer>("/verify/card", &request).await.is_ok(), "59 seconds is in time");
     });
 }
+
+#[test]
+fn a_card_revocation_list_past_its_next_update_trusts_no_card_until_a_new_one_is_out() {
+    let world = World::new();
+    let _keep = &world.runtime;
+    assert_eq!(world.verify("")["validity"]["code"], "1");
+    // `onshi jpki crl` publishes a list whose next update is due tomorrow; two days on, it may
+    // miss revocations made since.
+    world.advance_hours(49);
+    let stale = onshi()
+        .args(["card", "verify", "--json", "--pin", "1234", "--card"])
+        .arg(world.path("card.json"))
+        .arg("--reader")
+        .arg(world.path("reader.json"))
+        .args(world.center_args(CLINIC))
+        .output()
+        .unwrap();
+    refused_with(&stale, "CARD_PATH_UNAVAILABLE");
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("stale"), "{}", String::from_utf8_lossy(&stale.stderr));
+    run_ok(onshi().args(["jpki", "crl", "--days", "5", "--dir"]).arg(world.path("jpki")));
+    assert_eq!(world.verify("")["validity"]["code"], "1", "a current list is taken without a restart");
+}

@@ -12,3 +12,4 @@ mod gateway;
 mod import;
 mod receipt;
 mod server;
+mod trust;
