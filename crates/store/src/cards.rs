@@ -171,9 +171,6 @@ pub trait CardRegistry: Send + Sync {
     /// serial takes its person and state.
     fn move_card_link(&self, holder_ref: &str, new_serial: &str, at: Timestamp) -> Result<Option<CardLink>, StoreError>;
 
-    /// Flags a link as suspected wrong; `false` when there is no such link.
-    fn flag_card_link(&self, serial: &str, reason: &str, at: Timestamp) -> Result<bool, StoreError>;
-
     /// Registers a reader's device key to an institution; the same institution may replace
     /// the key (rotation); another institution changes nothing.
     fn register_reader(&self, reader: &Reader, at: Timestamp) -> Result<ReaderRegistration, StoreError>;

@@ -116,18 +116,6 @@ impl CardRegistry for SqliteRegister {
         })
     }
 
-    fn flag_card_link(&self, serial: &str, reason: &str, at: Timestamp) -> Result<bool, StoreError> {
-        self.with_writer(|tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE card_links SET state = 'flagged', flag_reason = ?2, changed_at = ?3 WHERE serial = ?1 AND state IN ('active', 'flagged')",
-                    params![serial, reason, at.jst_seconds()],
-                )
-                .map_err(sqlite("flagging a card link"))?;
-            Ok(changed > 0)
-        })
-    }
-
     fn register_reader(&self, reader: &Reader, at: Timestamp) -> Result<ReaderRegistration, StoreError> {
         self.with_writer(|tx| {
             let existing: Option<(String, Vec<u8>)> = tx
