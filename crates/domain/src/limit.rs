@@ -137,9 +137,10 @@ const ROW_A: CapRule = progressive(252_600, 842_000);
 const ROW_I: CapRule = progressive(167_400, 558_000);
 const ROW_U: CapRule = progressive(80_100, 267_000);
 
-/// The 2018-08 tables, and 一般Ⅱ from 2022-10. Not modelled: 多数回該当 (the lower cap from the
-/// fourth month in a year), the yearly 外来 cap of 144,000 for 一般, and the 2022-10 to 2025-09
-/// 配慮措置 for 一般Ⅱ.
+/// The 2018-08 tables, and 一般Ⅱ (B09) from 2022-10: its 外来 cap was 6,000 + (total − 30,000)
+/// × 10 % up to 18,000 during the 配慮措置 (2022-10-01 to 2025-09-30) and is a flat 18,000 since
+/// 2025-10-01. Not modelled: 多数回該当 (the lower cap from the fourth month in a year) and the
+/// yearly 外来 cap of 144,000 for 一般.
 pub const LIMIT_TABLE: &[LimitRow] = {
     use CapRule::Flat;
     use LimitCategory::*;
@@ -160,6 +161,8 @@ pub const LIMIT_TABLE: &[LimitRow] = {
         row(AUG_2018, B08, Flat(8_000), Flat(15_000)),
         row(AUG_2018, B10, Flat(18_000), Flat(57_600)),
         row((2022, 10, 1), B09, CapRule::Progressive { base: 6_000, threshold: 30_000, percent: 10, ceiling: Some(18_000) }, Flat(57_600)),
+        // The 配慮措置 ended on 2025-09-30.
+        row((2025, 10, 1), B09, Flat(18_000), Flat(57_600)),
     ]
 };
 
@@ -223,10 +226,11 @@ mod tests {
             (B06, Overall, 100_000, 15_000),
             (B07, Overall, 100_000, 15_000),
             (B08, Overall, 100_000, 15_000),
-            // 一般Ⅱ: 6,000 + (100,000 − 30,000) × 10 % = 13,000; capped at 18,000.
-            (B09, Outpatient, 100_000, 13_000),
+            // 一般Ⅱ since the 配慮措置 ended (2025-10-01): 18,000 whatever the month's cost.
+            (B09, Outpatient, 100_000, 18_000),
             (B09, Outpatient, 1_000_000, 18_000),
-            (B09, Outpatient, 20_000, 6_000),
+            (B09, Outpatient, 20_000, 18_000),
+            (B09, Overall, 1_000_000, 57_600),
             (B10, Outpatient, 1_000_000, 18_000),
         ];
         for &(category, setting, total, expected) in cases {
@@ -237,7 +241,12 @@ mod tests {
     #[test]
     fn rows_are_dated() {
         assert_eq!(monthly_cap_yen(B09, d("20220930"), Outpatient, 100_000), None);
+        // The 配慮措置: 6,000 + (100,000 − 30,000) × 10 % = 13,000; at most 18,000; its last day.
         assert_eq!(monthly_cap_yen(B09, d("20221001"), Outpatient, 100_000), Some(13_000));
+        assert_eq!(monthly_cap_yen(B09, d("20221001"), Outpatient, 20_000), Some(6_000));
+        assert_eq!(monthly_cap_yen(B09, d("20250930"), Outpatient, 100_000), Some(13_000));
+        assert_eq!(monthly_cap_yen(B09, d("20250930"), Outpatient, 1_000_000), Some(18_000));
+        assert_eq!(monthly_cap_yen(B09, d("20251001"), Outpatient, 100_000), Some(18_000), "ended on 2025-09-30");
         assert_eq!(monthly_cap_yen(A01, d("20180731"), Overall, 100_000), None);
     }
 
