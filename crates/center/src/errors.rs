@@ -191,6 +191,20 @@ pub fn coverage_lost(lost_on: Date) -> Notice {
     )
 }
 
+/// Lost on the 75th birthday by law, before the insurer registered it.
+pub fn coverage_lost_at_75(lost_on: Date) -> Notice {
+    notice(
+        "COVERAGE_LOST_AT_75",
+        format!(
+            "75歳の誕生日（{}）に後期高齢者医療制度へ移ったため、この資格は法律により喪失しています（保険者の届出はまだ登録されていません）。後期高齢者医療の資格確認書・被保険者証の番号で確認してください。",
+            lost_on.japanese()
+        ),
+        format!(
+            "Every coverage but 後期高齢者医療 ends on the 75th birthday ({lost_on}) by law; the insurer has not registered the loss yet."
+        ),
+    )
+}
+
 pub fn not_yet_started(acquired_on: Date) -> Notice {
     notice(
         "COVERAGE_NOT_YET_STARTED",

@@ -90,7 +90,14 @@ pub fn check_institution(claimed: Option<&str>, certified: &InstitutionCode) -> 
     Ok(())
 }
 
+/// A coverage as the law has it (lost on the 75th birthday unless 後期高齢, whatever the
+/// insurer has registered yet).
 fn span(record: &CoverageRecord) -> CoverageSpan {
+    lawful_span(record).0
+}
+
+/// As [`span`], with whether the law's date ends the coverage before the insurer's registration.
+fn lawful_span(record: &CoverageRecord) -> (CoverageSpan, bool) {
     CoverageSpan {
         coverage_id: record.coverage_id,
         person_id: record.person_id,
@@ -100,6 +107,7 @@ fn span(record: &CoverageRecord) -> CoverageSpan {
         lost_on: record.lost_on,
         loss_reason: record.loss_reason,
     }
+    .under_law(record.insurer.kind())
 }
 
 fn code_label(code: &str, label: &str) -> CodeLabel {
@@ -174,6 +182,18 @@ const COPAY_CHANGE_NOTICE_DAYS: i64 = 62;
 /// coverage starting later, and a copay change by age coming soon.
 fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&CoverageRecord], on: Date) -> Vec<Pending> {
     let mut pending = Vec::new();
+    let (lawful, by_law) = lawful_span(record);
+    if let Some(lost) = lawful.lost_on.filter(|lost| by_law && (*lost <= on || lost.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS)) {
+        // Said even when the date of care is past it: the insurer has not registered it yet.
+        pending.push(Pending {
+            kind: "loss".into(),
+            effective_on: lost.to_string(),
+            description_ja: format!(
+                "75歳の誕生日（{}）に後期高齢者医療制度へ移るため、この資格は法律により喪失します（保険者の届出はまだ登録されていません）。",
+                lost.japanese()
+            ),
+        });
+    }
     if let Some(lost) = record.lost_on.filter(|lost| *lost > on) {
         pending.push(Pending {
             kind: "loss".into(),
@@ -206,7 +226,10 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&Cov
         let late = record.insurer.kind() == InsurerKind::LateElderly;
         let ratio_on_date = copay_ratio_percent(birth, on, row.terms.income, late);
         let boundaries = [copay::school_entry(birth), copay::seventy_rule_start(birth), copay::late_elderly_start(birth)];
-        for boundary in boundaries.into_iter().filter(|b| *b > on && b.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS) {
+        // A coverage that ends on a boundary (the 75th birthday, for all but 後期高齢) has no
+        // copay after it: the loss is announced instead.
+        let boundaries = boundaries.into_iter().filter(|b| lawful.lost_on.is_none_or(|lost| *b < lost));
+        for boundary in boundaries.filter(|b| *b > on && b.to_days() - on.to_days() <= COPAY_CHANGE_NOTICE_DAYS) {
             let ratio_then = copay_ratio_percent(birth, boundary, row.terms.income, late);
             if let (Some(before), Some(after)) = (ratio_on_date, ratio_then)
                 && before != after
@@ -322,6 +345,7 @@ pub fn verify_number_person(
     match judgement {
         Judgement::Valid => {}
         Judgement::NotYetAcquired { acquired_on } => answer.notice = Some(errors::not_yet_started(acquired_on)),
+        Judgement::Lost { lost_on } if lawful_span(record).1 => answer.notice = Some(errors::coverage_lost_at_75(lost_on)),
         Judgement::Lost { lost_on } => answer.notice = Some(errors::coverage_lost(lost_on)),
         Judgement::LostNewerExists { lost_on, newer_coverage_id } => {
             let newer = view.iter().find(|v| v.coverage.coverage_id == newer_coverage_id).expect("judged from these coverages");
@@ -407,7 +431,9 @@ mod tests {
         let coverage = answer.coverage.as_ref().unwrap();
         assert_eq!((coverage.copay_ratio_percent, coverage.elderly_recipient), (Some(20), true));
         assert_eq!(coverage.limit.as_ref().map(|l| (l.category.code.as_str(), l.outpatient_cap_base_yen)), Some(("B04", Some(18_000))));
-        assert_eq!(kinds(&answer), [("copay_change", "20261210"), ("loss", "20261210"), ("newer_coverage", "20261210")]);
+        // The 国保 coverage ends on the birthday: its copay after it is not announced, the loss
+        // and the 後期高齢 coverage are.
+        assert_eq!(kinds(&answer), [("loss", "20261210"), ("newer_coverage", "20261210")]);
         assert_eq!(answer.as_of.as_deref(), Some(registered.to_string().as_str()));
         let lag = answer.insurer_lag.unwrap();
         assert_eq!((lag.events, lag.max_days), (2, 2), "the advance loss notice counts as no lag");
@@ -435,6 +461,35 @@ mod tests {
         assert_eq!(next_year.coverage.unwrap().copay_ratio_percent, Some(20), "一定以上所得 from 2027-01-01");
         let before = ask(&register, kouki.as_str(), "20000001", "20261209", false);
         assert_eq!(before.notice.unwrap().code, "COVERAGE_NOT_YET_STARTED");
+    }
+
+    #[test]
+    fn turning_75_ends_the_old_coverage_by_law_before_the_insurer_registers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap();
+        let kokuho = InsurerNumber::with_check_digit("13101").unwrap();
+        // Born 1951-12-10: 75 on 2026-12-10. The 国保 has registered neither the loss nor has
+        // the 広域連合 registered the 後期高齢 coverage yet.
+        let terms = r#","terms":{"income_class":"general"}"#;
+        let line = event("k1", "acquire", kokuho.as_str(), "1000001", "20111210", "20111212090000", &format!("{MEMBER}{terms}"));
+        let options = ImportOptions { batch_events: 10, only_insurer: None, registered_at: Timestamp::parse("20261124120000").unwrap() };
+        assert_eq!(import_jsonl(&register, line.as_bytes(), &options, |_| {}).unwrap().applied, 1);
+
+        let before = ask(&register, kokuho.as_str(), "1000001", "20261125", false);
+        assert_eq!(before.validity.code, "1");
+        assert_eq!(before.coverage.as_ref().unwrap().copay_ratio_percent, Some(20), "70–74, 一般: 2割");
+        assert_eq!(kinds(&before), [("loss", "20261210")], "the loss by law, not a copay of 1割 on this coverage");
+        assert!(before.pending[0].description_ja.contains("75歳"), "{}", before.pending[0].description_ja);
+
+        for on in ["20261210", "20270115"] {
+            let after = ask(&register, kokuho.as_str(), "1000001", on, false);
+            assert_eq!(after.validity.code, "2", "{on}: not valid, whatever the register still says");
+            assert_eq!(after.notice.as_ref().map(|n| n.code.as_str()), Some("COVERAGE_LOST_AT_75"), "{on}");
+            assert_eq!(after.coverage.as_ref().unwrap().copay_ratio_percent, None, "{on}: no 1割 on the 国保 coverage");
+            assert_eq!(kinds(&after), [("loss", "20261210")], "{on}: the reason stays in the answer");
+        }
+        // Far from the birthday nothing is announced.
+        assert!(ask(&register, kokuho.as_str(), "1000001", "20260101", false).pending.is_empty());
     }
 
     proptest::proptest! {

@@ -4,7 +4,7 @@
 
 use crate::codes::{QualificationValidity, ReasonOfLoss};
 use crate::date::Date;
-use crate::ids::CardBranch;
+use crate::ids::{CardBranch, InsurerKind};
 
 /// A coverage (資格) as far as the decision needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +63,27 @@ pub fn match_card(candidates: &[CoverageSpan], branch: Option<CardBranch>, birth
     }
     let chosen = by_birth.iter().copied().max_by_key(|c| (c.covers(on), c.acquired_on)).expect("by_birth is not empty");
     CardMatch::One(chosen)
+}
+
+/// 資格喪失日 by law for a coverage of an insurer of `kind`: every coverage but 後期高齢者医療's
+/// ends on the 75th birthday, when the person becomes a 後期高齢者医療 insured
+/// (高齢者の医療の確保に関する法律 §50–52), whether or not the insurer has registered it yet.
+pub fn statutory_loss(kind: InsurerKind, birth: Date) -> Option<Date> {
+    (kind != InsurerKind::LateElderly).then(|| birth.add_years(75))
+}
+
+impl CoverageSpan {
+    /// The span as the law has it: lost on the earlier of the registered loss and the
+    /// statutory one (see [`statutory_loss`]). The second value is `true` when the law's date
+    /// ends the coverage before (or without) the insurer's registration.
+    pub fn under_law(self, kind: InsurerKind) -> (CoverageSpan, bool) {
+        match statutory_loss(kind, self.birth_date).filter(|by_law| *by_law > self.acquired_on) {
+            Some(by_law) if self.lost_on.is_none_or(|registered| registered > by_law) => {
+                (CoverageSpan { lost_on: Some(by_law), loss_reason: Some(ReasonOfLoss::OtherInsuranceAcquired), ..self }, true)
+            }
+            _ => (self, false),
+        }
+    }
 }
 
 /// The decision for one identified coverage.
@@ -128,6 +149,29 @@ mod tests {
             lost_on: lost.map(d),
             loss_reason: lost.map(|_| ReasonOfLoss::OtherInsuranceAcquired),
         }
+    }
+
+    #[test]
+    fn every_coverage_but_the_late_elderly_one_ends_on_the_75th_birthday() {
+        let born = "19511210";
+        // 75th birthday: 2026-12-10, the first day not covered (資格喪失日).
+        let open = span(1, 1, 0, born, "20111210", None);
+        let (by_law, decided) = open.clone().under_law(InsurerKind::NationalHealthInsurance);
+        assert!(decided);
+        assert_eq!(by_law.lost_on, Some(d("20261210")));
+        assert!(by_law.covers(d("20261209")) && !by_law.covers(d("20261210")));
+        assert_eq!(open.clone().under_law(InsurerKind::LateElderly), (open.clone(), false), "後期高齢 goes on");
+        for kind in [InsurerKind::KyokaiKenpo, InsurerKind::HealthInsuranceSociety, InsurerKind::MutualAid, InsurerKind::Other] {
+            assert_eq!(open.clone().under_law(kind).0.lost_on, Some(d("20261210")), "{kind:?}");
+        }
+        let registered_earlier = span(1, 1, 0, born, "20111210", Some("20260401"));
+        assert_eq!(registered_earlier.clone().under_law(InsurerKind::KyokaiKenpo), (registered_earlier, false));
+        let registered_same = span(1, 1, 0, born, "20111210", Some("20261210"));
+        assert!(!registered_same.under_law(InsurerKind::KyokaiKenpo).1, "the insurer registered it already");
+        let registered_later = span(1, 1, 0, born, "20111210", Some("20270331"));
+        assert_eq!(registered_later.under_law(InsurerKind::KyokaiKenpo).0.lost_on, Some(d("20261210")));
+        let acquired_after = span(1, 1, 0, born, "20270101", None);
+        assert!(!acquired_after.under_law(InsurerKind::KyokaiKenpo).1, "nothing to end before it began");
     }
 
     #[test]
