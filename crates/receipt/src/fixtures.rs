@@ -4,24 +4,35 @@ use std::path::PathBuf;
 
 /// The directory of shared fixtures: `ONSHI_FIXTURES` when set, else `shared/fixtures` beside
 /// this checkout or one of its ancestors (the team's layout puts the project in `main/` next to
-/// `shared/`).
+/// `shared/`). Only places relative to the repository are looked at; when none holds the
+/// fixtures, the panic names the folder and what belongs in it (the sample stays outside the
+/// repository, with its licence).
 pub fn dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ONSHI_FIXTURES") {
         return PathBuf::from(dir);
     }
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|a| a.join("shared/fixtures"))
-        .chain(std::iter::once(PathBuf::from("/work/shared/fixtures")))
-        .find(|candidate| candidate.join("uke").is_dir())
-        .unwrap_or_else(|| {
-            panic!("the shared fixtures were not found beside {}: set ONSHI_FIXTURES to the fixtures directory", here.display())
-        })
+    here.ancestors().map(|a| a.join("shared/fixtures")).find(|candidate| candidate.join("uke").is_dir()).unwrap_or_else(|| {
+        let expected = here.ancestors().nth(3).map_or_else(|| here.join("shared/fixtures"), |root| root.join("shared/fixtures"));
+        panic!(
+            "the shared fixtures are missing: put the folder `uke/` holding RECEIPTC_GAIRAI_SAMPLE.UKE (the published 外来 \
+             sample claim file of yokenzan/receiptisan, MIT, with its LICENSE-receiptisan.txt) in {}, the `shared/` folder \
+             beside this repository, or set ONSHI_FIXTURES to a folder that holds `uke/`",
+            expected.display()
+        )
+    })
 }
 
 /// The published 外来 sample claim file (CP932, CRLF; yokenzan/receiptisan, MIT).
 pub fn sample_uke() -> PathBuf {
-    dir().join("uke/RECEIPTC_GAIRAI_SAMPLE.UKE")
+    let path = dir().join("uke/RECEIPTC_GAIRAI_SAMPLE.UKE");
+    if !path.is_file() {
+        panic!(
+            "{} is missing: the published 外来 sample claim file (yokenzan/receiptisan, MIT) belongs there, with its licence",
+            path.display()
+        );
+    }
+    path
 }
 
 /// A coverage as the center answers it, with the fields the pre-check reads.
