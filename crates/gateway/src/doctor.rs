@@ -220,12 +220,34 @@ impl Chain<'_> {
 }
 
 fn check_reader(config: &GatewayConfig) -> Finding {
-    match onshi_reader::ReaderFile::load(&config.reader_file).and_then(|file| file.public_key_hex().map(|_| file)) {
-        Ok(file) => Finding::Ok(format!("{}（装置鍵 P-256）", file.reader_id)),
-        Err(e) => broken(
-            format!("{e}"),
-            "カードリーダーの設定ファイルが壊れているか別のファイルです。`onshi reader init` で作り直し、`onshi reader register` でセンターに登録してください。",
-        ),
+    let file = match onshi_reader::ReaderFile::load(&config.reader_file).and_then(|file| file.public_key_hex().map(|_| file)) {
+        Ok(file) => file,
+        Err(e @ onshi_reader::ReaderError::OldPasswordHash { .. }) => {
+            return broken(
+                format!("{e}"),
+                "古い形式のカードリーダー設定ファイルです（施設パスワードの保存方式が弱い）。`onshi reader init` で作り直し、`onshi reader register` でセンターに登録し直してください。",
+            );
+        }
+        Err(e) => {
+            return broken(
+                format!("{e}"),
+                "カードリーダーの設定ファイルが壊れているか別のファイルです。`onshi reader init` で作り直し、`onshi reader register` でセンターに登録してください。",
+            );
+        }
+    };
+    // The file holds the device key that signs face and visual checks: others must not read it.
+    match onshi_reader::readable_by_others(&config.reader_file) {
+        Ok(Some(true)) => Finding::Warn {
+            detail: format!(
+                "{} は他のユーザーも読めます（装置鍵が入っています）",
+                config.reader_file.display()
+            ),
+            action: format!(
+                "このファイルを所有者だけが読めるようにしてください（`chmod 600 {}`）。",
+                config.reader_file.display()
+            ),
+        },
+        _ => Finding::Ok(format!("{}（装置鍵 P-256）", file.reader_id)),
     }
 }
 

@@ -10,5 +10,6 @@ mod demo;
 mod doctor;
 mod gateway;
 mod import;
+mod reader_secrets;
 mod receipt;
 mod server;
