@@ -383,11 +383,29 @@ async fn check_tls(config: &GatewayConfig, host: &str, addrs: &[std::net::Socket
     };
     let Some(addr) = addrs.first() else { return Finding::Skipped };
     let attempt = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        connector.connect(name, tcp).await.map_err(|e| e.to_string())
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let mut tls = connector.connect(name, tcp).await?;
+        // In TLS 1.3 the client's side of the handshake ends before the center has judged the
+        // client certificate; its verdict (a certificate_revoked alert) arrives with the first
+        // read. So one small request is sent and the first bytes of the answer awaited.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(format!("GET /v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut first = [0u8; 1];
+        tls.read(&mut first).await
     };
     match tokio::time::timeout(STEP_TIMEOUT, attempt).await {
         Ok(Ok(_)) => Finding::Ok("センターの証明書を確認し、クライアント証明書で接続できました".into()),
+        Ok(Err(e)) if onshi_pki::revocation::revoked_by_peer(&e) => broken(
+            format!(
+                "センターがこの医療機関のクライアント証明書（{}）を失効させています。接続は拒否されます",
+                config.center_cert.display()
+            ),
+            "証明書の鍵が盗まれた・漏れたなどの理由で、運用者が失効させています。運用者に新しい証明書の発行を依頼し、設定の center.cert / center.key を届いたファイルに差し替えてください。",
+        ),
+        Ok(Err(e)) if onshi_pki::revocation::alert_in_chain(&e).is_some() => broken(
+            format!("センターがクライアント証明書を受け付けません: {e}"),
+            "設定 center.cert / center.key がこの医療機関の、このセンターが発行した証明書か確認してください。分からなければ運用者に連絡してください。",
+        ),
         Ok(Err(e)) => broken(
             format!("TLS で接続できません: {e}"),
             "接続先がオン資センターか（設定 center.url のポート）、センターCA証明書（center.ca）が正しいかを確認してください。",

@@ -12,4 +12,5 @@ mod gateway;
 mod import;
 mod reader_secrets;
 mod receipt;
+mod revocation;
 mod server;
