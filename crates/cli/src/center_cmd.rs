@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use onshi_api::events::ImportReport;
 use onshi_center::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl};
-use onshi_center::server::{CenterState, RunningCenter, serve, system_clock};
+use onshi_center::server::{CenterState, RunningCenter, serve_with_revocation, system_clock};
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
 use onshi_store::Register;
@@ -272,8 +272,11 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
     // The center CRL (`onshi center pki revoke`) is read now and looked at again before each
     // handshake; an invalid one stops the start here.
     let crl = pki.join(onshi_pki::revocation::CRL_FILE);
-    let tls = onshi_pki::server_tls_config_with_revocation(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?, &crl)
-        .with_context(|| format!("cannot use the center CRL {}; publish it again with `onshi center pki revoke`", crl.display()))?;
+    let revocation = Arc::new(
+        onshi_pki::revocation::RevocationVerifier::new(&read("ca.pem")?, Some(&crl))
+            .with_context(|| format!("cannot use the center CRL {}; publish it again with `onshi center pki revoke`", crl.display()))?,
+    );
+    let tls = onshi_pki::tls_config_with_verifier(revocation.clone(), &read("server.pem")?, &read("server.key")?)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let state = Arc::new(CenterState {
         card,
@@ -285,7 +288,7 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
         clock: system_clock(),
         started: Instant::now(),
     });
-    Ok(serve(listener, tls, state)?)
+    Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)
 }
 
 pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {

@@ -288,7 +288,9 @@ pub fn server_tls_config_with_revocation(
     tls_config_with_verifier(Arc::new(verifier), cert_pem, key_pem)
 }
 
-fn tls_config_with_verifier(
+/// As [`server_tls_config_with_revocation`], with a verifier the caller keeps too (the
+/// center's server asks it about connections opened before a revocation).
+pub fn tls_config_with_verifier(
     verifier: Arc<revocation::RevocationVerifier>,
     cert_pem: &str,
     key_pem: &str,

@@ -132,6 +132,13 @@ fn normalise_serial(hex: &str) -> Result<String, PkiError> {
     Ok(serial_hex(&bytes))
 }
 
+/// The serial (hex) of a DER certificate.
+pub fn serial_of_der(der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::Invalid { what: "a certificate".into(), detail: e.to_string() })?;
+    Ok(serial_hex(cert.raw_serial()))
+}
+
 /// The serial (hex) of a PEM certificate.
 pub fn serial_of_pem(pem: &str) -> Result<String, PkiError> {
     use rustls::pki_types::pem::PemObject;
@@ -344,6 +351,8 @@ struct InForce {
     /// The file as last looked at (loaded or refused), so a refused list is logged once.
     seen: Option<FileStamp>,
     number: Option<Vec<u8>>,
+    /// Serials on the list in force, for connections opened before it ([`RevocationVerifier::is_revoked`]).
+    revoked: HashSet<String>,
 }
 
 /// The center's client-certificate verifier: the CA's webpki verifier, rebuilt with the CA's
@@ -415,7 +424,12 @@ impl RevocationVerifier {
             hints: roots.subjects(),
             roots,
             provider,
-            in_force: RwLock::new(InForce { verifier, seen, number: crl.map(|c| c.number) }),
+            in_force: RwLock::new(InForce {
+                verifier,
+                seen,
+                revoked: crl.as_ref().map(|c| c.revoked.clone()).unwrap_or_default(),
+                number: crl.map(|c| c.number),
+            }),
         })
     }
 
@@ -451,11 +465,19 @@ impl RevocationVerifier {
                     tracing::info!(revoked = crl.revoked.len(), "center CRL taken into force");
                     in_force.verifier = verifier;
                     in_force.number = Some(crl.number);
+                    in_force.revoked = crl.revoked;
                 }
                 Err(e) => tracing::error!(error = %e, "new center CRL refused; the previous list stays in force"),
             },
         }
         in_force.verifier.clone()
+    }
+
+    /// Whether the certificate with this serial (hex) is on the list in force, after taking
+    /// in a changed `crl.pem`: for requests on connections opened before a revocation.
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.refreshed();
+        self.in_force.read().unwrap_or_else(|p| p.into_inner()).revoked.contains(serial)
     }
 
     fn in_force(&self) -> Arc<dyn ClientCertVerifier> {

@@ -46,6 +46,22 @@ fn a_revoked_clinic_is_refused_at_the_handshake_without_restarting_the_center() 
     let (code, report) = doctor(&world.path("gateway.toml"));
     assert_eq!(code, Some(0), "{report}");
 
+    // A connection the clinic opened before the revocation and keeps alive.
+    let p1 = &members()[0];
+    let request = onshi_api::verify::VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: p1.insurer.clone(),
+        symbol: Some(p1.symbol.into()),
+        number: p1.number.into(),
+        branch: Some(p1.branch.into()),
+        birth_date: p1.birth.into(),
+        date_of_care: None,
+        limit_consent: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let kept_alive = world.server.as_ref().unwrap().client_at(&pki, Some(CLINIC));
+    runtime.block_on(kept_alive.verify_number(&request)).expect("verifies before the revocation");
+
     // The clinic's key was stolen: the operator revokes every certificate of its code.
     let revoked = run_ok(onshi().args(["center", "pki", "revoke", "--code", CLINIC, "--dir"]).arg(&pki));
     let revoked = String::from_utf8_lossy(&revoked.stdout).into_owned();
@@ -64,6 +80,15 @@ fn a_revoked_clinic_is_refused_at_the_handshake_without_restarting_the_center() 
     assert!(!refused.status.success(), "{text}");
     assert!(text.contains("失効") && text.contains("新しい証明書の発行を依頼"), "{text}");
     assert!(text.contains("CERTIFICATE_REVOKED"), "{text}");
+
+    // The connection opened before is refused too, with the stable code and the action.
+    match runtime.block_on(kept_alive.verify_number(&request)) {
+        Err(onshi_api::client::ClientError::Refused { status, body }) => {
+            assert_eq!((status, body.error.code.as_str()), (403, "CERTIFICATE_REVOKED"));
+            assert!(body.error.reception_ja.contains("新しい証明書の発行を依頼"), "{}", body.error.reception_ja);
+        }
+        other => panic!("the kept-alive connection still verifies: {other:?}"),
+    }
 
     // The doctor names the broken link and what to do.
     let (code, report) = doctor(&world.path("gateway.toml"));
