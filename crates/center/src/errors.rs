@@ -98,6 +98,19 @@ pub fn certificate_required() -> CenterError {
     )
 }
 
+/// A request on a connection opened before the client's certificate was revoked (a new
+/// connection is refused at the TLS handshake with the `certificate_revoked` alert).
+pub fn certificate_revoked() -> CenterError {
+    error(
+        403,
+        "CERTIFICATE_REVOKED",
+        None,
+        "this client certificate was revoked by the center's operator".into(),
+        "この医療機関（保険者）の証明書はセンターで失効しています。運用者に新しい証明書の発行を依頼し、届いた証明書と秘密鍵に差し替えてください。",
+        "The operator revoked this certificate (`onshi center pki revoke`), e.g. after its key was stolen; install a newly issued certificate and key.",
+    )
+}
+
 pub fn wrong_role(needed: &str) -> CenterError {
     error(
         403,

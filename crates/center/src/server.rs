@@ -35,6 +35,10 @@ use onshi_store::audit::AuditRecord;
 const CONNECTIONS_MAX: usize = 4_096;
 /// A client that has not finished the TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a refused handshake, how long and how much of what the client already sent is read
+/// and dropped before the socket closes (see `close_gently`).
+const REFUSED_LINGER: Duration = Duration::from_secs(2);
+const REFUSED_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// Largest single-verify body.
 const VERIFY_BODY_BYTES_MAX: usize = 16 * 1024;
 /// Largest batch body: 10,000 entries of a few hundred bytes each.
@@ -605,8 +609,41 @@ fn peer_of(connection: &rustls::ServerConnection) -> Peer {
     }
 }
 
+/// Closes a connection whose handshake was refused without resetting it. In TLS 1.3 the client
+/// sends its request right after its Finished, before it learns the verdict; closing a socket
+/// with that request unread makes the kernel send a reset, and a client on Windows then drops
+/// the alert that says why (`certificate_revoked`) unread. So: FIN first, then read and drop
+/// what arrives until the client closes, a byte limit or a timeout.
+async fn close_gently(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buffer = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSED_DRAIN_BYTES_MAX {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSED_LINGER, drain).await;
+}
+
 /// Binds `listener` and serves the API on it until shut down.
 pub fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<CenterState>) -> std::io::Result<RunningCenter> {
+    serve_with_revocation(listener, tls, None, state)
+}
+
+/// As [`serve`]; `revocation` is the verifier inside `tls`, asked before each request whether
+/// the peer's certificate was revoked after its connection was opened (a kept-alive
+/// connection would otherwise outlive the revocation).
+pub fn serve_with_revocation(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    revocation: Option<Arc<onshi_pki::revocation::RevocationVerifier>>,
+    state: Arc<CenterState>,
+) -> std::io::Result<RunningCenter> {
     let addr = listener.local_addr()?;
     // What the card authority published while the center was down (a CRL, the binding feed)
     // is taken in before the first request; links it undid are audited.
@@ -639,21 +676,38 @@ pub fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<Center
             let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let app = app.clone();
+            let revocation = revocation.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream).into_fallible()).await {
                     Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
+                    Ok(Err((e, stream))) => {
                         tracing::debug!(error = %e, "TLS handshake refused");
+                        close_gently(stream).await;
                         return;
                     }
                     Err(_) => return,
                 };
                 let peer = peer_of(tls.get_ref().1);
+                let serial = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(|cert| {
+                    onshi_pki::revocation::serial_of_der(cert.as_ref()).ok()
+                });
                 let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    let revoked = match (&revocation, &serial) {
+                        (Some(revocation), Some(serial)) => revocation.is_revoked(serial),
+                        _ => false,
+                    };
                     request.extensions_mut().insert(peer.clone());
                     let app = app.clone();
-                    async move { tower::ServiceExt::oneshot(app, request.map(Body::new)).await }
+                    async move {
+                        if revoked {
+                            tracing::info!(code = "CERTIFICATE_REVOKED", "refused on a connection opened before the revocation");
+                            let mut response = errors::certificate_revoked().into_response();
+                            response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                            return Ok(response);
+                        }
+                        tower::ServiceExt::oneshot(app, request.map(Body::new)).await
+                    }
                 });
                 if let Err(e) =
                     hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), service).await

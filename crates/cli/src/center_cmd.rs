@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use onshi_api::events::ImportReport;
 use onshi_center::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl};
-use onshi_center::server::{CenterState, RunningCenter, serve, system_clock};
+use onshi_center::server::{CenterState, RunningCenter, serve_with_revocation, system_clock};
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
 use onshi_store::Register;
@@ -82,6 +82,28 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
         days: u32,
     },
+    /// Revoke an institution's or insurer's certificates (a stolen or lost key, a closed
+    /// clinic) and publish a new signed CRL (crl.pem); the running center refuses them from
+    /// its next connection, without a restart. Issue a new certificate afterwards as usual.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["code", "insurer", "serial"])))]
+    Revoke {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        /// Every certificate issued to this 医療機関コード.
+        #[arg(long)]
+        code: Option<String>,
+        /// Every certificate issued to this 保険者番号.
+        #[arg(long)]
+        insurer: Option<String>,
+        /// One certificate by its serial number (hex).
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(long, value_enum, default_value_t = RevokeReasonArg::KeyCompromise)]
+        reason: RevokeReasonArg,
+        /// Days until the CRL's next update.
+        #[arg(long, default_value_t = onshi_pki::revocation::CRL_NEXT_UPDATE_DAYS)]
+        next_update_days: u32,
+    },
     /// Issue a certificate to an insurer, which may then upload events for its own number.
     IssueInsurer {
         #[arg(long, default_value = "onshi-pki")]
@@ -94,6 +116,30 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
         days: u32,
     },
+}
+
+/// Why a certificate is revoked, as typed on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RevokeReasonArg {
+    /// The key was stolen or may have been copied.
+    KeyCompromise,
+    /// Replaced by a new certificate.
+    Superseded,
+    /// The institution closed or the insurer merged.
+    CessationOfOperation,
+    Unspecified,
+}
+
+impl From<RevokeReasonArg> for onshi_pki::revocation::CenterRevokeReason {
+    fn from(reason: RevokeReasonArg) -> Self {
+        use onshi_pki::revocation::CenterRevokeReason as R;
+        match reason {
+            RevokeReasonArg::KeyCompromise => R::KeyCompromise,
+            RevokeReasonArg::Superseded => R::Superseded,
+            RevokeReasonArg::CessationOfOperation => R::CessationOfOperation,
+            RevokeReasonArg::Unspecified => R::Unspecified,
+        }
+    }
 }
 
 /// Totals of an import of several files.
@@ -223,7 +269,14 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
         std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}; run `onshi center pki init --dir {}`", path.display(), pki.display()))
     };
-    let tls = onshi_pki::server_tls_config(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?)?;
+    // The center CRL (`onshi center pki revoke`) is read now and looked at again before each
+    // handshake; an invalid one stops the start here.
+    let crl = pki.join(onshi_pki::revocation::CRL_FILE);
+    let revocation = Arc::new(
+        onshi_pki::revocation::RevocationVerifier::new(&read("ca.pem")?, Some(&crl))
+            .with_context(|| format!("cannot use the center CRL {}; publish it again with `onshi center pki revoke`", crl.display()))?,
+    );
+    let tls = onshi_pki::tls_config_with_verifier(revocation.clone(), &read("server.pem")?, &read("server.key")?)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let state = Arc::new(CenterState {
         card,
@@ -235,7 +288,7 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
         clock: system_clock(),
         started: Instant::now(),
     });
-    Ok(serve(listener, tls, state)?)
+    Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)
 }
 
 pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
@@ -279,6 +332,33 @@ fn pki(command: PkiCommand) -> anyhow::Result<ExitCode> {
             let code = InstitutionCode::parse(&code).map_err(|e| anyhow::anyhow!("--code: the value {e}"))?;
             let issued = CenterCa::load(&dir)?.issue_institution(&code, &name, days)?;
             println!("{}\n{}", issued.cert_path.display(), issued.key_path.display());
+        }
+        PkiCommand::Revoke { dir, code, insurer, serial, reason, next_update_days } => {
+            use onshi_pki::revocation::RevokeTarget;
+            let target = match (code, insurer, serial) {
+                (Some(code), _, _) => {
+                    RevokeTarget::Institution(InstitutionCode::parse(&code).map_err(|e| anyhow::anyhow!("--code: the value {e}"))?)
+                }
+                (_, Some(number), _) => {
+                    RevokeTarget::Insurer(InsurerNumber::parse(&number).map_err(|e| anyhow::anyhow!("--insurer: the value {e}"))?)
+                }
+                (_, _, Some(serial)) => RevokeTarget::Serial(serial),
+                _ => anyhow::bail!("name what to revoke: --code, --insurer or --serial"),
+            };
+            let revoked = CenterCa::load(&dir)?.revoke(&target, reason.into(), next_update_days)?;
+            for serial in &revoked.newly {
+                println!("revoked {serial}");
+            }
+            for serial in &revoked.already {
+                println!("already revoked {serial}");
+            }
+            println!(
+                "published {} (CRL number {}, {} revoked, next update {}); the running center refuses these certificates from its next connection",
+                revoked.crl.path.display(),
+                revoked.crl.number,
+                revoked.crl.revoked_count,
+                revoked.crl.next_update
+            );
         }
         PkiCommand::IssueInsurer { dir, number, name, days } => {
             let number = InsurerNumber::parse(&number).map_err(|e| anyhow::anyhow!("--number: the value {e}"))?;

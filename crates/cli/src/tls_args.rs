@@ -47,6 +47,12 @@ pub fn explain(error: onshi_api::client::ClientError) -> anyhow::Error {
                 body.error.reception_ja
             )
         }
+        onshi_api::client::ClientError::Transport { url, source } if onshi_pki::revocation::revoked_by_peer(&source) => {
+            anyhow::anyhow!(
+                "センターがこのクライアント証明書を失効させています（接続を拒否されました）。運用者に新しい証明書の発行を依頼し、届いた証明書と秘密鍵に差し替えてください。\n\
+                 the center refused the TLS handshake at {url}: this client certificate is revoked (CERTIFICATE_REVOKED); ask the operator for a new certificate (`onshi center pki issue-institution` or `issue-insurer`) and use it with its key"
+            )
+        }
         other => anyhow::Error::new(other),
     }
 }

@@ -149,6 +149,6 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(2))
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(crate::tls_args::explain(other)),
     }
 }

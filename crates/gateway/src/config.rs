@@ -16,7 +16,9 @@
 //! key = "pki/institutions/1311234569.key"
 //!
 //! [reader]
-//! file = "reader.json"          # device key and the facility password (salted hash)
+//! file = "reader.json"          # device key and the facility password (slow salted hash)
+//! simulator = true              # the demo's simulated reader: card files and a fake camera
+//!                               # on the page (default false: never in production)
 //! cards = "cards"               # where the simulator finds card files by name
 //!
 //! [page]
@@ -36,12 +38,13 @@ use crate::xml::Charset;
 
 /// The configuration of an institution whose certificates sit in `pki` as `onshi center pki`
 /// lays them out (`ca.pem`, `institutions/<code>.pem` and `.key`), with `reader.json` and the
-/// card folder `cards` beside the file; `extra` adds top-level settings. What the demo writes,
-/// and the bench and the tests.
+/// card folder `cards` beside the file, and the simulated reader switched on; `extra` adds
+/// top-level settings. What the demo writes, and the bench and the tests that drive the
+/// simulator.
 pub fn standard_text(code: &str, center_url: &str, pki: &Path, folder: &str, extra: &str) -> String {
     let file = |name: String| toml_string(&pki.join(name).display().to_string());
     format!(
-        "institution_code = \"{code}\"\nfolder = {}\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = {}\nca = {}\ncert = {}\nkey = {}\n\n[reader]\nfile = \"reader.json\"\ncards = \"cards\"\n",
+        "institution_code = \"{code}\"\nfolder = {}\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = {}\nca = {}\ncert = {}\nkey = {}\n\n[reader]\nfile = \"reader.json\"\nsimulator = true\ncards = \"cards\"\n",
         toml_string(folder),
         toml_string(center_url),
         file("ca.pem".into()),
@@ -105,6 +108,11 @@ struct RawCenter {
 #[serde(deny_unknown_fields)]
 struct RawReader {
     file: PathBuf,
+    /// The simulated reader (card files, a camera that sees the holder or a stranger) and its
+    /// controls on the page. Off unless set: in production those controls would let anyone at
+    /// the page choose a card and fake a face match.
+    #[serde(default)]
+    simulator: bool,
     #[serde(default)]
     cards: Option<PathBuf>,
 }
@@ -160,6 +168,9 @@ pub struct GatewayConfig {
     pub center_key: PathBuf,
     pub center_timeout: Duration,
     pub reader_file: PathBuf,
+    /// Whether the reader is the simulator (`[reader] simulator = true`): only then does the
+    /// page offer card files and the camera, and answer their routes.
+    pub reader_simulator: bool,
     pub card_folder: Option<PathBuf>,
     pub page_listen: SocketAddr,
     pub face_charset: Charset,
@@ -217,6 +228,12 @@ impl GatewayConfig {
                 setting("face_encoding", format!("is {name:?}; write \"UTF-8\" or \"Shift_JIS\" (as the receipt computer reads face/)"))
             })?,
         };
+        if raw.reader.cards.is_some() && !raw.reader.simulator {
+            return Err(setting(
+                "reader.cards",
+                "is a folder of card files for the simulated reader; set `simulator = true` under [reader] for the demo, or remove it".into(),
+            ));
+        }
         let allow =
             raw.page.allow.iter().map(|a| Network::parse(a)).collect::<Result<Vec<_>, _>>().map_err(|e| setting("page.allow", e))?;
         Ok(GatewayConfig {
@@ -232,6 +249,7 @@ impl GatewayConfig {
             center_key: abs(&raw.center.key),
             center_timeout: Duration::from_millis(raw.center.timeout_ms),
             reader_file: abs(&raw.reader.file),
+            reader_simulator: raw.reader.simulator,
             card_folder: raw.reader.cards.as_deref().map(abs),
             page_listen: raw.page.listen,
             face_charset,
@@ -311,6 +329,18 @@ file = "reader.json"
         assert_eq!(config.center_key, dir.path().join("pki/institutions/1311234569.key"));
         assert_eq!(config.settle, Duration::from_millis(5));
         assert_eq!(config.card_folder, Some(dir.path().join("cards")));
+        assert!(config.reader_simulator, "the demo's and the tests' layout drives the simulator");
+    }
+
+    #[test]
+    fn the_simulator_is_off_unless_set_and_its_card_folder_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!GatewayConfig::load(&write_setup(dir.path(), GOOD)).unwrap().reader_simulator);
+        let cards = format!("{GOOD}cards = \"cards\"\n");
+        let e = GatewayConfig::load(&write_setup(dir.path(), &cards)).unwrap_err().to_string();
+        assert!(e.contains("`reader.cards`") && e.contains("simulator = true"), "{e}");
+        let on = format!("{GOOD}simulator = true\ncards = \"cards\"\n");
+        assert!(GatewayConfig::load(&write_setup(dir.path(), &on)).unwrap().reader_simulator);
     }
 
     #[test]

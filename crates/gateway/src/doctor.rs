@@ -220,12 +220,34 @@ impl Chain<'_> {
 }
 
 fn check_reader(config: &GatewayConfig) -> Finding {
-    match onshi_reader::ReaderFile::load(&config.reader_file).and_then(|file| file.public_key_hex().map(|_| file)) {
-        Ok(file) => Finding::Ok(format!("{}（装置鍵 P-256）", file.reader_id)),
-        Err(e) => broken(
-            format!("{e}"),
-            "カードリーダーの設定ファイルが壊れているか別のファイルです。`onshi reader init` で作り直し、`onshi reader register` でセンターに登録してください。",
-        ),
+    let file = match onshi_reader::ReaderFile::load(&config.reader_file).and_then(|file| file.public_key_hex().map(|_| file)) {
+        Ok(file) => file,
+        Err(e @ onshi_reader::ReaderError::OldPasswordHash { .. }) => {
+            return broken(
+                format!("{e}"),
+                "古い形式のカードリーダー設定ファイルです（施設パスワードの保存方式が弱い）。`onshi reader init` で作り直し、`onshi reader register` でセンターに登録し直してください。",
+            );
+        }
+        Err(e) => {
+            return broken(
+                format!("{e}"),
+                "カードリーダーの設定ファイルが壊れているか別のファイルです。`onshi reader init` で作り直し、`onshi reader register` でセンターに登録してください。",
+            );
+        }
+    };
+    // The file holds the device key that signs face and visual checks: others must not read it.
+    match onshi_reader::readable_by_others(&config.reader_file) {
+        Ok(Some(true)) => Finding::Warn {
+            detail: format!(
+                "{} は他のユーザーも読めます（装置鍵が入っています）",
+                config.reader_file.display()
+            ),
+            action: format!(
+                "このファイルを所有者だけが読めるようにしてください（`chmod 600 {}`）。",
+                config.reader_file.display()
+            ),
+        },
+        _ => Finding::Ok(format!("{}（装置鍵 P-256）", file.reader_id)),
     }
 }
 
@@ -361,11 +383,29 @@ async fn check_tls(config: &GatewayConfig, host: &str, addrs: &[std::net::Socket
     };
     let Some(addr) = addrs.first() else { return Finding::Skipped };
     let attempt = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        connector.connect(name, tcp).await.map_err(|e| e.to_string())
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let mut tls = connector.connect(name, tcp).await?;
+        // In TLS 1.3 the client's side of the handshake ends before the center has judged the
+        // client certificate; its verdict (a certificate_revoked alert) arrives with the first
+        // read. So one small request is sent and the first bytes of the answer awaited.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(format!("GET /v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut first = [0u8; 1];
+        tls.read(&mut first).await
     };
     match tokio::time::timeout(STEP_TIMEOUT, attempt).await {
         Ok(Ok(_)) => Finding::Ok("センターの証明書を確認し、クライアント証明書で接続できました".into()),
+        Ok(Err(e)) if onshi_pki::revocation::revoked_by_peer(&e) => broken(
+            format!(
+                "センターがこの医療機関のクライアント証明書（{}）を失効させています。接続は拒否されます",
+                config.center_cert.display()
+            ),
+            "証明書の鍵が盗まれた・漏れたなどの理由で、運用者が失効させています。運用者に新しい証明書の発行を依頼し、設定の center.cert / center.key を届いたファイルに差し替えてください。",
+        ),
+        Ok(Err(e)) if onshi_pki::revocation::alert_in_chain(&e).is_some() => broken(
+            format!("センターがクライアント証明書を受け付けません: {e}"),
+            "設定 center.cert / center.key がこの医療機関の、このセンターが発行した証明書か確認してください。分からなければ運用者に連絡してください。",
+        ),
         Ok(Err(e)) => broken(
             format!("TLS で接続できません: {e}"),
             "接続先がオン資センターか（設定 center.url のポート）、センターCA証明書（center.ca）が正しいかを確認してください。",

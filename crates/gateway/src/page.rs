@@ -4,8 +4,13 @@
 //! touching what staff are typing. No script is needed to use it.
 //!
 //! Names appear here (reception needs them); they never go to logs.
+//!
+//! The message after a form (照会の結果) belongs to the browser that posted it: each browser
+//! gets a random id in an HttpOnly, SameSite=Strict cookie, and the message waits under that
+//! id for that browser's next page, so one PC's result never shows on another's screen. The
+//! simulated reader's controls (card files, the camera) exist only with `[reader] simulator`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
@@ -22,26 +27,99 @@ use crate::check::{Outcome, Source, time_ja};
 use crate::gateway::{CardHow, Gateway, GatewayError};
 use crate::store::CheckRow;
 
-/// The page's state: the gateway and the message to show after the next redirect.
+/// The page's state: the gateway and the messages to show after the next redirect.
 pub struct Page {
     gateway: Arc<Gateway>,
-    /// The message and its class (`ok`, `warn`, `bad`).
-    flash: Mutex<Option<(&'static str, String)>>,
+    /// Each browser's message (class `ok`, `warn` or `bad`, and text) until its next page.
+    flash: Mutex<Flashes>,
+}
+
+/// The cookie that names a browser (a reception PC) for its messages.
+const BROWSER_COOKIE: &str = "onshi_browser";
+/// Random bytes in a browser id: not guessable by another PC on the LAN.
+const BROWSER_ID_BYTES: usize = 16;
+/// Messages waiting for their browser; beyond this the oldest is dropped (a browser that
+/// posted and was closed never collects its message, and memory must not grow with them).
+const FLASH_PENDING_MAX: usize = 64;
+
+/// Messages waiting for their browsers, oldest first.
+#[derive(Default)]
+struct Flashes {
+    by_browser: HashMap<String, (&'static str, String)>,
+    order: VecDeque<String>,
+}
+
+impl Flashes {
+    fn put(&mut self, browser: &str, class: &'static str, message: String) {
+        if self.by_browser.insert(browser.to_string(), (class, message)).is_some() {
+            self.order.retain(|b| b != browser);
+        }
+        self.order.push_back(browser.to_string());
+        while self.order.len() > FLASH_PENDING_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_browser.remove(&oldest);
+            }
+        }
+        debug_assert_eq!(self.order.len(), self.by_browser.len());
+    }
+
+    fn take(&mut self, browser: &str) -> Option<(&'static str, String)> {
+        let message = self.by_browser.remove(browser)?;
+        self.order.retain(|b| b != browser);
+        Some(message)
+    }
+}
+
+/// Who is asking: the browser's id from its cookie, or a new one to set.
+struct Browser {
+    /// `None` only if the system's random source failed: then no message is kept.
+    id: Option<String>,
+    /// The id was made for this request and goes out in `Set-Cookie`.
+    new: bool,
+}
+
+impl Browser {
+    fn of(headers: &HeaderMap) -> Browser {
+        let sent = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().strip_prefix(BROWSER_COOKIE)?.strip_prefix('='))
+            .find(|id| id.len() == 2 * BROWSER_ID_BYTES && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        match sent {
+            Some(id) => Browser { id: Some(id.to_ascii_lowercase()), new: false },
+            None => Browser { id: onshi_pki::random_hex(BROWSER_ID_BYTES).ok(), new: true },
+        }
+    }
+
+    /// Adds `Set-Cookie` for a new id. HttpOnly: no script reads it; SameSite=Strict: another
+    /// site's form does not carry it. No Secure flag, since the page is plain HTTP on the LAN.
+    fn finish(&self, mut response: Response) -> Response {
+        if let (true, Some(id)) = (self.new, &self.id)
+            && let Ok(value) = header::HeaderValue::from_str(&format!("{BROWSER_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"))
+        {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
 }
 
 /// The page's routes behind [`crate::access::guard`]; serve them with
 /// `into_make_service_with_connect_info::<access::Peer>()`, without which every request is refused.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let access = Arc::new(gateway.config.page_access.clone());
-    let page = Arc::new(Page { gateway, flash: Mutex::new(None) });
-    Router::new()
-        .route("/", get(index))
-        .route("/live", get(live))
-        .route("/status", get(status))
-        .route("/check", post(check_number))
-        .route("/reader/place", post(place_card))
-        .route("/reader/remove", post(remove_card))
-        .route("/reader/camera", post(camera))
+    let simulator = gateway.config.reader_simulator;
+    let page = Arc::new(Page { gateway, flash: Mutex::new(Flashes::default()) });
+    let router = Router::new().route("/", get(index)).route("/live", get(live)).route("/status", get(status)).route("/check", post(check_number));
+    // The simulator's controls stand for a hand placing a card and a face before the camera;
+    // with a real reader they must not exist, so their routes answer 404.
+    let router = if simulator {
+        router.route("/reader/place", post(place_card)).route("/reader/remove", post(remove_card)).route("/reader/camera", post(camera))
+    } else {
+        router.route("/reader/place", post(no_simulator)).route("/reader/remove", post(no_simulator)).route("/reader/camera", post(no_simulator))
+    };
+    router
         .route("/reader/verify", post(verify_card))
         .route("/visual", post(visual_check))
         .with_state(page)
@@ -51,21 +129,34 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 use onshi_domain::markup::escape as esc;
 
 impl Page {
-    fn say(&self, ok: bool, message: impl Into<String>) -> Response {
-        self.say_as(if ok { "ok" } else { "bad" }, message.into())
+    fn say(&self, browser: &Browser, ok: bool, message: impl Into<String>) -> Response {
+        self.say_as(browser, if ok { "ok" } else { "bad" }, message.into())
     }
 
     /// A check's outcome in the colour of its result (a lost coverage is not green), with the
     /// action for reception.
-    fn say_outcome(&self, outcome: &Outcome) -> Response {
+    fn say_outcome(&self, browser: &Browser, outcome: &Outcome) -> Response {
         let (class, what_to_do) = action(outcome);
-        self.say_as(class, format!("{} {what_to_do}", outcome.summary_ja()))
+        self.say_as(browser, class, format!("{} {what_to_do}", outcome.summary_ja()))
     }
 
-    fn say_as(&self, class: &'static str, message: String) -> Response {
-        *self.flash.lock().unwrap_or_else(|p| p.into_inner()) = Some((class, message));
-        Redirect::to("/").into_response()
+    /// Leaves the message for `browser`'s next page and sends it there.
+    fn say_as(&self, browser: &Browser, class: &'static str, message: String) -> Response {
+        if let Some(id) = &browser.id {
+            self.flash.lock().unwrap_or_else(|p| p.into_inner()).put(id, class, message);
+        }
+        browser.finish(Redirect::to("/").into_response())
     }
+}
+
+/// A simulator route on a gateway with a real reader (or none).
+async fn no_simulator() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "カードリーダーのシミュレーターは設定されていません（gateway.toml の [reader] simulator）。この操作はできません。\nthe simulated reader is not configured ([reader] simulator = true in gateway.toml)",
+    )
+        .into_response()
 }
 
 /// Refuses a form posted from another site (a page on the internet cannot drive the
@@ -93,8 +184,12 @@ label{margin-right:.6rem}input[type=text],input[type=password]{width:8rem}.line{
 
 const REFRESH: &str = "setInterval(function(){fetch('/live').then(function(r){return r.text()}).then(function(t){document.getElementById('live').innerHTML=t})},3000);";
 
-async fn index(State(page): State<Arc<Page>>) -> Response {
-    let flash = page.flash.lock().unwrap_or_else(|p| p.into_inner()).take();
+async fn index(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
+    let browser = Browser::of(&headers);
+    let flash = match (&browser.id, browser.new) {
+        (Some(id), false) => page.flash.lock().unwrap_or_else(|p| p.into_inner()).take(id),
+        _ => None,
+    };
     let live = render_live(&page.gateway).await;
     let mut html = String::with_capacity(16 * 1024);
     let code = esc(&page.gateway.config.institution_code);
@@ -108,7 +203,7 @@ async fn index(State(page): State<Arc<Page>>) -> Response {
     }
     html.push_str(&forms(&page.gateway));
     let _ = write!(html, "<div id=\"live\">{live}</div><script>{REFRESH}</script></body></html>");
-    Html(html).into_response()
+    browser.finish(Html(html).into_response())
 }
 
 async fn live(State(page): State<Arc<Page>>) -> Response {
@@ -140,6 +235,14 @@ fn card_files(gateway: &Gateway) -> Vec<String> {
 fn forms(gateway: &Gateway) -> String {
     let mut html = String::new();
     html.push_str("<h2>マイナ保険証（カードリーダー）</h2>");
+    if !gateway.config.reader_simulator {
+        html.push_str(
+            "<p class=\"warn\" id=\"no-reader\">カードリーダーのドライバーが設定されていないため、この画面ではマイナ保険証を読み取れません（顔認証・暗証番号・目視確認）。\
+             保険証・資格確認書での照会（下）、レセコンの照会ファイル、一括照会、回線が戻ったときの再照会は、これまでどおり使えます。</p>",
+        );
+        html.push_str(&number_form());
+        return html;
+    }
     let cards = card_files(gateway);
     if !cards.is_empty() {
         html.push_str("<form method=\"post\" action=\"/reader/place\"><label>カード <select name=\"card\" id=\"card\">");
@@ -168,7 +271,12 @@ fn forms(gateway: &Gateway) -> String {
          <form method=\"post\" action=\"/visual\" id=\"visual-form\"><label>施設パスワード <input type=\"password\" name=\"facility_password\" id=\"facility-password\"></label>\
          <button id=\"visual\">目視で本人確認した</button></form>",
     );
-    html.push_str(
+    html.push_str(&number_form());
+    html
+}
+
+fn number_form() -> String {
+    String::from(
         "<h2>保険証・資格確認書で照会</h2><form method=\"post\" action=\"/check\" id=\"number-form\">\
          <label>保険者番号 <input type=\"text\" name=\"insurer_number\" id=\"insurer\" required></label>\
          <label>記号 <input type=\"text\" name=\"symbol\" id=\"symbol\"></label>\
@@ -177,8 +285,7 @@ fn forms(gateway: &Gateway) -> String {
          <label>生年月日 <input type=\"text\" name=\"birth_date\" id=\"birth\" placeholder=\"19800101\" required></label>\
          <label><input type=\"checkbox\" name=\"limit_consent\" value=\"1\">限度額情報の提供に口頭で同意</label>\
          <button id=\"check\">照会</button></form>",
-    );
-    html
+    )
 }
 
 /// Which link the background diagnosis found broken while the line is down.
@@ -213,7 +320,9 @@ async fn render_live(gateway: &Gateway) -> String {
         Some(true) => html.push_str("<p class=\"line ok\" id=\"line\">回線: 正常</p>"),
         None => html.push_str("<p class=\"line\" id=\"line\">回線: まだ照会していません</p>"),
     }
-    {
+    if !gateway.config.reader_simulator {
+        html.push_str("<p id=\"reader\">カードリーダー: ドライバー未設定</p>");
+    } else {
         let reader = gateway.reader.lock().await;
         let card = match reader.state() {
             ReaderState::Empty => "カードなし".to_string(),
@@ -387,14 +496,15 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
     if !same_origin(&headers) {
         return forbidden();
     }
+    let browser = Browser::of(&headers);
     let (Some(insurer_number), Some(number), Some(birth_date)) =
         (field(&form, "insurer_number"), field(&form, "number"), field(&form, "birth_date"))
     else {
-        return page.say(false, "保険者番号・番号・生年月日を入力してください。");
+        return page.say(&browser, false, "保険者番号・番号・生年月日を入力してください。");
     };
     // Refused before anything is asked or recorded: a My Number is never sent or kept.
     if crate::request::holding_my_number(&[("number", Some(&number)), ("symbol", field(&form, "symbol").as_deref())]).is_some() {
-        return page.say(
+        return page.say(&browser, 
             false,
             "マイナンバー（個人番号）が入力されたようです。保険証・資格確認書の記号・番号を入力してください（マイナンバーは受け付けず、記録もしません）。",
         );
@@ -416,8 +526,8 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
     }
     .await;
     match result {
-        Ok(checked) => page.say_outcome(&checked.outcome),
-        Err(e) => page.say(false, format!("照会を記録できませんでした: {e}")),
+        Ok(checked) => page.say_outcome(&browser, &checked.outcome),
+        Err(e) => page.say(&browser, false, format!("照会を記録できませんでした: {e}")),
     }
 }
 
@@ -425,16 +535,17 @@ async fn place_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form
     if !same_origin(&headers) {
         return forbidden();
     }
+    let browser = Browser::of(&headers);
     let (Some(dir), Some(card)) = (&page.gateway.config.card_folder, field(&form, "card")) else {
-        return page.say(false, "カードを選んでください。");
+        return page.say(&browser, false, "カードを選んでください。");
     };
     // Only a file name from the card folder, never a path.
     if card.contains(['/', '\\']) || card.starts_with('.') {
-        return page.say(false, "カードの名前が正しくありません。");
+        return page.say(&browser, false, "カードの名前が正しくありません。");
     }
     match page.gateway.reader.lock().await.place_card(&dir.join(&card)) {
-        Ok(()) => page.say(true, "カードを置きました。"),
-        Err(e) => page.say(false, format!("カードを読めませんでした: {e}")),
+        Ok(()) => page.say(&browser, true, "カードを置きました。"),
+        Err(e) => page.say(&browser, false, format!("カードを読めませんでした: {e}")),
     }
 }
 
@@ -442,17 +553,19 @@ async fn remove_card(State(page): State<Arc<Page>>, headers: HeaderMap) -> Respo
     if !same_origin(&headers) {
         return forbidden();
     }
+    let browser = Browser::of(&headers);
     page.gateway.reader.lock().await.remove_card();
-    page.say(true, "カードを取りました。")
+    page.say(&browser, true, "カードを取りました。")
 }
 
 async fn camera(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     if !same_origin(&headers) {
         return forbidden();
     }
+    let browser = Browser::of(&headers);
     let face = if field(&form, "who").as_deref() == Some("stranger") { Face::Stranger } else { Face::Holder };
     page.gateway.reader.lock().await.present_face(face);
-    page.say(true, if face == Face::Holder { "カメラの前: 本人" } else { "カメラの前: 別人" })
+    page.say(&browser, true, if face == Face::Holder { "カメラの前: 本人" } else { "カメラの前: 別人" })
 }
 
 fn consent_of(form: &HashMap<String, String>) -> ConsentChoice {
@@ -469,29 +582,31 @@ async fn verify_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(for
     if !same_origin(&headers) {
         return forbidden();
     }
+    let browser = Browser::of(&headers);
     let how = match field(&form, "method").as_deref() {
         Some("pin") => match field(&form, "pin") {
             Some(pin) => CardHow::Pin(pin),
-            None => return page.say(false, "暗証番号を入力してください。"),
+            None => return page.say(&browser, false, "暗証番号を入力してください。"),
         },
         _ => CardHow::Face,
     };
-    card_check(&page, how, consent_of(&form)).await
+    card_check(&page, &browser, how, consent_of(&form)).await
 }
 
 async fn visual_check(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     if !same_origin(&headers) {
         return forbidden();
     }
+    let browser = Browser::of(&headers);
     let password = field(&form, "facility_password").unwrap_or_default();
     if let Err(e) = page.gateway.reader.lock().await.enable_visual_mode(&password) {
         tracing::info!(error = %e, "visual mode refused");
-        return page.say(false, "施設パスワードが違います。目視モードにできません。");
+        return page.say(&browser, false, "施設パスワードが違います。目視モードにできません。");
     }
-    card_check(&page, CardHow::Visual, consent_of(&form)).await
+    card_check(&page, &browser, CardHow::Visual, consent_of(&form)).await
 }
 
-async fn card_check(page: &Page, how: CardHow, consent: ConsentChoice) -> Response {
+async fn card_check(page: &Page, browser: &Browser, how: CardHow, consent: ConsentChoice) -> Response {
     let result = async {
         let checked = page.gateway.ask_card(how, consent).await?;
         let face = crate::files::face_file(&page.gateway, &checked.outcome, &checked.changes, "一括照会");
@@ -501,7 +616,49 @@ async fn card_check(page: &Page, how: CardHow, consent: ConsentChoice) -> Respon
     }
     .await;
     match result {
-        Ok(checked) => page.say_outcome(&checked.outcome),
-        Err(e) => page.say(false, e.to_string()),
+        Ok(checked) => page.say_outcome(browser, &checked.outcome),
+        Err(e) => page.say(browser, false, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_wait_for_their_own_browser_and_their_number_is_bounded() {
+        let mut flashes = Flashes::default();
+        flashes.put("a", "ok", "A's result".into());
+        assert_eq!(flashes.take("b"), None);
+        assert_eq!(flashes.take("a"), Some(("ok", "A's result".to_string())));
+        assert_eq!(flashes.take("a"), None, "shown once");
+        for n in 0..FLASH_PENDING_MAX + 10 {
+            flashes.put(&format!("browser-{n}"), "ok", format!("{n}"));
+        }
+        flashes.put("browser-20", "bad", "replaced".into());
+        assert_eq!(flashes.by_browser.len(), FLASH_PENDING_MAX);
+        assert_eq!(flashes.take("browser-0"), None, "the oldest was dropped");
+        assert_eq!(flashes.take("browser-20"), Some(("bad", "replaced".to_string())));
+        let last = format!("browser-{}", FLASH_PENDING_MAX + 9);
+        assert!(flashes.take(&last).is_some());
+    }
+
+    #[test]
+    fn a_browser_is_known_by_a_well_formed_cookie_and_otherwise_gets_a_new_one() {
+        let mut headers = HeaderMap::new();
+        let id = "0123456789abcdef0123456789ABCDEF";
+        headers.insert(header::COOKIE, format!("other=1; {BROWSER_COOKIE}={id}").parse().unwrap());
+        let known = Browser::of(&headers);
+        assert_eq!((known.id.as_deref(), known.new), (Some(id.to_ascii_lowercase().as_str()), false));
+        assert!(known.finish(Response::default()).headers().get(header::SET_COOKIE).is_none());
+        headers.insert(header::COOKIE, format!("{BROWSER_COOKIE}=short").parse().unwrap());
+        let fresh = Browser::of(&headers);
+        assert!(fresh.new);
+        let fresh_id = fresh.id.clone().unwrap();
+        assert_eq!(fresh_id.len(), 32);
+        assert_ne!(Browser::of(&HeaderMap::new()).id.unwrap(), fresh_id, "random per browser");
+        let response = fresh.finish(Response::default());
+        let cookie = response.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap();
+        assert_eq!(cookie, format!("{BROWSER_COOKIE}={fresh_id}; Path=/; HttpOnly; SameSite=Strict"));
     }
 }

@@ -7,10 +7,12 @@
 //!
 //! Files, under one directory:
 //! `ca.pem`/`ca.key` (the CA; keep the key offline in production), `server.pem`/`server.key`,
-//! `institutions/<code>.pem|.key`, `insurers/<number>.pem|.key`.
+//! `institutions/<code>.pem|.key`, `insurers/<number>.pem|.key`; `issued.json`, `revoked.json`
+//! and `crl.pem` for revocation ([`revocation`]).
 
 pub mod card;
 pub mod jpki;
+pub mod revocation;
 pub mod verify;
 
 use std::fs;
@@ -204,13 +206,19 @@ impl CenterCa {
         &self.cert_pem
     }
 
-    fn issue(&self, mut params: CertificateParams, days: u32, stem: &Path) -> Result<IssuedPem, PkiError> {
+    fn issue(&self, mut params: CertificateParams, days: u32, stem: &Path, holder: String) -> Result<IssuedPem, PkiError> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(invalid("the CA certificate"))?;
         let key = KeyPair::generate().map_err(invalid("a new key"))?;
-        params.serial_number = Some(random_serial());
+        let serial = random_serial();
+        let serial_text = jpki::serial_hex(serial.as_ref());
+        params.serial_number = Some(serial);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         validity(&mut params, today(), days);
         let cert = params.signed_by(&key, &issuer).map_err(invalid("a certificate"))?;
+        // Recorded before the files appear: a certificate out in the world is always one that
+        // a revocation by its holder's number can find.
+        let not_after = today().add_days(i64::from(days)).yyyymmdd();
+        self.record_issued(revocation::IssuedCertificate { serial: serial_text, holder, not_after })?;
         let cert_path = self.dir.join(stem).with_extension("pem");
         let key_path = self.dir.join(stem).with_extension("key");
         write(&key_path, &key.serialize_pem(), true)?;
@@ -230,7 +238,7 @@ impl CenterCa {
         }
         params.distinguished_name.push(DnType::CommonName, "onshi center");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.issue(params, DEFAULT_VALIDITY_DAYS, Path::new("server"))
+        self.issue(params, DEFAULT_VALIDITY_DAYS, Path::new("server"), "server".into())
     }
 
     fn client_params(&self, uri: String, common_name: &str) -> Result<CertificateParams, PkiError> {
@@ -243,39 +251,57 @@ impl CenterCa {
 
     /// A certificate for a medical institution (the code travels in the certificate).
     pub fn issue_institution(&self, code: &InstitutionCode, name: &str, days: u32) -> Result<IssuedPem, PkiError> {
-        let params = self.client_params(format!("{INSTITUTION_URI}{code}"), name)?;
-        self.issue(params, days, &Path::new("institutions").join(code.as_str()))
+        let uri = format!("{INSTITUTION_URI}{code}");
+        let params = self.client_params(uri.clone(), name)?;
+        self.issue(params, days, &Path::new("institutions").join(code.as_str()), revocation::holder_of_uri(&uri))
     }
 
     /// A certificate for an insurer (it may upload events for this number only).
     pub fn issue_insurer(&self, number: &InsurerNumber, name: &str, days: u32) -> Result<IssuedPem, PkiError> {
-        let params = self.client_params(format!("{INSURER_URI}{number}"), name)?;
-        self.issue(params, days, &Path::new("insurers").join(number.as_str()))
+        let uri = format!("{INSURER_URI}{number}");
+        let params = self.client_params(uri.clone(), name)?;
+        self.issue(params, days, &Path::new("insurers").join(number.as_str()), revocation::holder_of_uri(&uri))
     }
 }
 
 /// The TLS configuration of the center: its own certificate, and client certificates checked
 /// against the CA when presented. A client without a certificate may still connect (for
 /// health, metrics and the API document); the API then refuses it with a clear error rather
-/// than a bare handshake failure.
+/// than a bare handshake failure. No revocation list: for tests; the center uses
+/// [`server_tls_config_with_revocation`].
 pub fn server_tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, PkiError> {
+    let verifier = revocation::RevocationVerifier::new(ca_pem, None)?;
+    tls_config_with_verifier(Arc::new(verifier), cert_pem, key_pem)
+}
+
+/// As [`server_tls_config`], with the center CRL at `crl_path` (see
+/// [`revocation::RevocationVerifier`]): a revoked client is refused at the handshake, and a
+/// newly published list holds from the next connection. Fails when the file exists but is not
+/// a list signed by the CA: the center must not start believing nothing is revoked.
+pub fn server_tls_config_with_revocation(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    crl_path: &Path,
+) -> Result<rustls::ServerConfig, PkiError> {
+    let verifier = revocation::RevocationVerifier::new(ca_pem, Some(crl_path))?;
+    tls_config_with_verifier(Arc::new(verifier), cert_pem, key_pem)
+}
+
+/// As [`server_tls_config_with_revocation`], with a verifier the caller keeps too (the
+/// center's server asks it about connections opened before a revocation).
+pub fn tls_config_with_verifier(
+    verifier: Arc<revocation::RevocationVerifier>,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ServerConfig, PkiError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let pem_error = |what: &str| {
         let what = what.to_string();
         move |e: rustls::pki_types::pem::Error| PkiError::Invalid { what: what.clone(), detail: e.to_string() }
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(cert.map_err(pem_error("the CA certificate"))?)
-            .map_err(|e| PkiError::Invalid { what: "the CA certificate".into(), detail: e.to_string() })?;
-    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| PkiError::Invalid { what: "the client verifier".into(), detail: e.to_string() })?;
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(pem_error("the server certificate"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem_error("the server key"))?;

@@ -30,6 +30,10 @@ pub enum ReaderError {
     WrongFacilityPassword,
     #[error("reader file {path}: {detail}")]
     File { path: PathBuf, detail: String },
+    #[error(
+        "reader file {path} keeps the facility password as a fast SHA-256 (an older onshi); run `onshi reader init` again to write it with a slow hash, then `onshi reader register`"
+    )]
+    OldPasswordHash { path: PathBuf },
     #[error(transparent)]
     Pki(#[from] onshi_pki::PkiError),
 }
@@ -71,39 +75,145 @@ pub trait CardReader: Send {
     fn remove_card(&mut self);
 }
 
-/// A reader's identity and settings, one JSON file (the device key never leaves it).
+/// PBKDF2-HMAC-SHA256 iterations for the facility password: OWASP's 2023 figure. The
+/// password guards visual mode only, but the file travels in backups, so a stolen copy must
+/// not give the password up to a fast offline search (a single SHA-256 did).
+pub const PASSWORD_ITERATIONS: u32 = 600_000;
+/// Files naming more iterations are refused: a checked password would block the reader for
+/// seconds, and no onshi writes them.
+const PASSWORD_ITERATIONS_MAX: u32 = 10_000_000;
+/// Salt bytes, random per file, so two readers with one password have different hashes.
+const PASSWORD_SALT_BYTES: usize = 16;
+const PASSWORD_HASH_BYTES: usize = 32;
+const PASSWORD_ALGORITHM: &str = "pbkdf2-hmac-sha256";
+
+/// The facility password as the reader file keeps it: a slow, salted hash.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PasswordHash {
+    /// Always `pbkdf2-hmac-sha256`; named so that a later algorithm can be told apart.
+    pub algorithm: String,
+    pub iterations: u32,
+    /// Random per file (hex).
+    pub salt: String,
+    /// The derived key (hex).
+    pub hash: String,
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a fresh random salt.
+    pub fn new(password: &str) -> Result<PasswordHash, ReaderError> {
+        use aws_lc_rs::rand::SecureRandom;
+        let mut salt = [0u8; PASSWORD_SALT_BYTES];
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| ReaderError::File { path: PathBuf::new(), detail: "the system random source failed".into() })?;
+        let mut hash = [0u8; PASSWORD_HASH_BYTES];
+        aws_lc_rs::pbkdf2::derive(pbkdf2_algorithm(), iterations(PASSWORD_ITERATIONS), &salt, password.as_bytes(), &mut hash);
+        Ok(PasswordHash {
+            algorithm: PASSWORD_ALGORITHM.into(),
+            iterations: PASSWORD_ITERATIONS,
+            salt: hex::encode(&salt),
+            hash: hex::encode(&hash),
+        })
+    }
+
+    /// Whether `password` is the one hashed; compared in constant time by aws-lc-rs. A hash
+    /// this build cannot read matches nothing ([`ReaderFile::load`] refuses such files).
+    pub fn matches(&self, password: &str) -> bool {
+        let (Ok(()), Some(salt), Some(hash)) = (self.check(), hex::decode(&self.salt), hex::decode(&self.hash)) else {
+            return false;
+        };
+        aws_lc_rs::pbkdf2::verify(pbkdf2_algorithm(), iterations(self.iterations), &salt, password.as_bytes(), &hash).is_ok()
+    }
+
+    /// The shape this build writes: algorithm, iterations within bounds, salt and hash sizes.
+    fn check(&self) -> Result<(), String> {
+        if self.algorithm != PASSWORD_ALGORITHM {
+            return Err(format!("facility_password.algorithm is {:?}; this onshi reads {PASSWORD_ALGORITHM:?}", self.algorithm));
+        }
+        if !(PASSWORD_ITERATIONS..=PASSWORD_ITERATIONS_MAX).contains(&self.iterations) {
+            return Err(format!(
+                "facility_password.iterations is {}; expected {PASSWORD_ITERATIONS} to {PASSWORD_ITERATIONS_MAX}",
+                self.iterations
+            ));
+        }
+        if hex::decode(&self.salt).is_none_or(|s| s.len() != PASSWORD_SALT_BYTES) {
+            return Err(format!("facility_password.salt is not {PASSWORD_SALT_BYTES} bytes of hex"));
+        }
+        if hex::decode(&self.hash).is_none_or(|h| h.len() != PASSWORD_HASH_BYTES) {
+            return Err(format!("facility_password.hash is not {PASSWORD_HASH_BYTES} bytes of hex"));
+        }
+        Ok(())
+    }
+}
+
+fn pbkdf2_algorithm() -> aws_lc_rs::pbkdf2::Algorithm {
+    aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256
+}
+
+fn iterations(count: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(count).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
+/// A reader's identity and settings, one JSON file (the device key never leaves it). The file
+/// is written readable by its owner only: it holds the key that signs face and visual checks.
+#[derive(Clone, Debug, Serialize)]
 pub struct ReaderFile {
     pub reader_id: String,
     /// The device key (PKCS#8 PEM, P-256).
     pub device_key_pem: String,
-    /// SHA-256 (hex) of `reader_id:facility password`.
-    pub facility_password_sha256: String,
+    /// The facility password (施設パスワード) for visual mode, PBKDF2-hashed.
+    pub facility_password: PasswordHash,
 }
 
-fn password_hash(reader_id: &str, password: &str) -> String {
-    hex::encode(digest(&SHA256, format!("{reader_id}:{password}").as_bytes()).as_ref())
+/// The file as stored, with the field of the files older onshi wrote, so that such a file is
+/// named for what it is instead of failing as "unknown field".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredReaderFile {
+    reader_id: String,
+    device_key_pem: String,
+    #[serde(default)]
+    facility_password: Option<PasswordHash>,
+    /// The single salted SHA-256 of older files: refused, never checked against.
+    #[serde(default)]
+    facility_password_sha256: Option<String>,
 }
 
 impl ReaderFile {
-    /// A new reader with a fresh device key.
+    /// A new reader with a fresh device key, written owner-only (see [`write_private`]).
     pub fn create(path: &Path, reader_id: &str, facility_password: &str) -> Result<ReaderFile, ReaderError> {
         let key = rcgen::KeyPair::generate().map_err(|e| ReaderError::File { path: path.into(), detail: e.to_string() })?;
         let file = ReaderFile {
             reader_id: reader_id.to_string(),
             device_key_pem: key.serialize_pem(),
-            facility_password_sha256: password_hash(reader_id, facility_password),
+            facility_password: PasswordHash::new(facility_password)?,
         };
         let text = serde_json::to_string_pretty(&file).map_err(|e| ReaderError::File { path: path.into(), detail: e.to_string() })?;
-        std::fs::write(path, text).map_err(|e| ReaderError::File { path: path.into(), detail: e.to_string() })?;
+        write_private(path, text.as_bytes()).map_err(|e| ReaderError::File { path: path.into(), detail: e.to_string() })?;
         Ok(file)
     }
 
+    /// Reads a reader file. A file of an older onshi (a fast SHA-256 of the facility
+    /// password) is refused with what to do: it is not migrated here, because only
+    /// `onshi reader init` is given the password to hash again.
     pub fn load(path: &Path) -> Result<ReaderFile, ReaderError> {
         let text = std::fs::read_to_string(path).map_err(|e| ReaderError::File { path: path.into(), detail: e.to_string() })?;
-        serde_json::from_str(&text)
-            .map_err(|e| ReaderError::File { path: path.into(), detail: format!("{e}; made by `onshi reader init`") })
+        let stored: StoredReaderFile = serde_json::from_str(&text)
+            .map_err(|e| ReaderError::File { path: path.into(), detail: format!("{e}; made by `onshi reader init`") })?;
+        let facility_password = match (stored.facility_password, stored.facility_password_sha256) {
+            (Some(hash), None) => hash,
+            (None, Some(_)) => return Err(ReaderError::OldPasswordHash { path: path.into() }),
+            _ => {
+                return Err(ReaderError::File {
+                    path: path.into(),
+                    detail: "expected exactly one facility_password; made by `onshi reader init`".into(),
+                });
+            }
+        };
+        facility_password.check().map_err(|detail| ReaderError::File { path: path.into(), detail })?;
+        Ok(ReaderFile { reader_id: stored.reader_id, device_key_pem: stored.device_key_pem, facility_password })
     }
 
     /// The device public key (uncompressed point, hex) that the center registers.
@@ -112,6 +222,66 @@ impl ReaderFile {
             .map_err(|e| ReaderError::File { path: PathBuf::from(&self.reader_id), detail: e.to_string() })?;
         Ok(hex::encode(key.public_key_raw()))
     }
+}
+
+/// Whether people other than the file's owner may read it (`None`: cannot be told here). On
+/// Windows the ACL is not read back: that needs the Win32 security API, and
+/// [`write_private`] set it when the file was made.
+pub fn readable_by_others(path: &Path) -> std::io::Result<Option<bool>> {
+    let metadata = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(Some(metadata.permissions().mode() & 0o077 != 0))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Ok(None)
+    }
+}
+
+/// Writes `contents` to `path` so that only the current user can read it. The bytes go to a
+/// new temporary file beside `path` that is private from its creation (mode 0600 on Unix, so
+/// there is no moment when others could open it; on Windows `icacls` removes the inherited
+/// entries and grants the current user alone before anything is written, which needs no
+/// extra crate), then the file is renamed over `path`: an older file with looser permissions
+/// is replaced, not rewritten in place.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("reader.json");
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = (|| {
+        let mut file = options.open(&temporary)?;
+        #[cfg(windows)]
+        restrict_to_current_user(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// `icacls FILE /inheritance:r /grant:r USER:F`: no inherited entries, full control for the
+/// current user and nobody else. Failing to restrict is an error: the file holds a secret.
+#[cfg(windows)]
+fn restrict_to_current_user(path: &Path) -> std::io::Result<()> {
+    let user = std::env::var("USERNAME").map_err(|_| std::io::Error::other("USERNAME is not set; cannot restrict the file"))?;
+    let status = std::process::Command::new("icacls")
+        .arg(path)
+        .args(["/inheritance:r", "/grant:r"])
+        .arg(format!("{user}:F"))
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if status.success() { Ok(()) } else { Err(std::io::Error::other(format!("icacls failed ({status}); cannot restrict the file"))) }
 }
 
 /// What the simulated camera will see next.
@@ -149,7 +319,7 @@ impl SimulatedReader {
 
     /// Staff switch visual mode on with the facility password.
     pub fn enable_visual_mode(&mut self, password: &str) -> Result<(), ReaderError> {
-        if password_hash(&self.file.reader_id, password) != self.file.facility_password_sha256 {
+        if !self.file.facility_password.matches(password) {
             return Err(ReaderError::WrongFacilityPassword);
         }
         self.visual_mode = true;
@@ -302,5 +472,53 @@ mod tests {
         reader.remove_card();
         assert_eq!(reader.state(), ReaderState::Empty);
         assert!(matches!(reader.certificate(), Err(ReaderError::NoCard)));
+    }
+
+    #[test]
+    fn the_facility_password_hash_is_slow_salted_and_checks_only_the_right_password() {
+        let one = PasswordHash::new("施設-pass").unwrap();
+        assert!(one.matches("施設-pass"));
+        assert!(!one.matches("施設-pas"));
+        assert!(!one.matches(""));
+        assert_eq!((one.algorithm.as_str(), one.iterations), ("pbkdf2-hmac-sha256", 600_000));
+        let two = PasswordHash::new("施設-pass").unwrap();
+        assert_ne!(one.salt, two.salt, "a fresh salt per file");
+        assert_ne!(one.hash, two.hash);
+        // Tampered parameters match nothing, not even the right password.
+        let weak = PasswordHash { iterations: 1, ..one.clone() };
+        assert!(!weak.matches("施設-pass"));
+    }
+
+    #[test]
+    fn reader_files_are_private_hold_no_fast_hash_and_old_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reader.json");
+        // An older, world-readable file is replaced, not rewritten in place.
+        std::fs::write(&path, "{}").unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        #[cfg(unix)]
+        assert_eq!(readable_by_others(&path).unwrap(), Some(true), "the doctor's warning has something to find");
+        let first = ReaderFile::create(&path, "r1", "facility").unwrap();
+        assert_eq!(readable_by_others(&path).unwrap(), if cfg!(unix) { Some(false) } else { None });
+        #[cfg(unix)]
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions()) & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let fast = hex::encode(digest(&SHA256, b"r1:facility").as_ref());
+        assert!(!text.contains(&fast) && !text.contains("facility\""), "{text}");
+        let loaded = ReaderFile::load(&path).unwrap();
+        assert!(loaded.facility_password.matches("facility"));
+        let second = ReaderFile::create(&dir.path().join("other.json"), "r1", "facility").unwrap();
+        assert_ne!(first.facility_password.salt, second.facility_password.salt);
+
+        let old = serde_json::json!({
+            "reader_id": "r1",
+            "device_key_pem": first.device_key_pem,
+            "facility_password_sha256": fast,
+        });
+        std::fs::write(&path, old.to_string()).unwrap();
+        let refused = ReaderFile::load(&path).unwrap_err();
+        assert!(matches!(refused, ReaderError::OldPasswordHash { .. }));
+        assert!(refused.to_string().contains("onshi reader init"), "{refused}");
     }
 }

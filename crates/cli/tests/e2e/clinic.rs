@@ -183,6 +183,10 @@ pub fn write_gateway_config(root: &Path, url: &str, extra: &str) -> PathBuf {
     path
 }
 
+/// The page's browser cookie of `get` and `post`: one reception PC, which sees the messages
+/// of its own forms (reqwest keeps it on the same-site redirect after a post).
+const BROWSER: &str = "onshi_browser=00000000000000000000000000000001";
+
 /// `onshi gateway serve` as a child process on a free port; SIGKILLed when dropped.
 pub struct GatewayProcess {
     child: Child,
@@ -208,7 +212,10 @@ impl GatewayProcess {
 
     pub fn get(&self, path: &str) -> String {
         let url = format!("{}{path}", self.page);
-        blocking(async move { reqwest::get(&url).await.expect("page answers").text().await.expect("text") })
+        blocking(async move {
+            let client = reqwest::Client::new();
+            client.get(&url).header("cookie", BROWSER).send().await.expect("page answers").text().await.expect("text")
+        })
     }
 
     /// Posts a form as the browser does; returns the page the redirect leads to.
@@ -221,6 +228,7 @@ impl GatewayProcess {
             let response = client
                 .post(&url)
                 .header("content-type", "application/x-www-form-urlencoded")
+                .header("cookie", BROWSER)
                 .body(body)
                 .send()
                 .await
