@@ -409,8 +409,15 @@ impl MorningReport {
         }
         let cases: usize = self.tallies.values().map(|t| t.cases).sum();
         out.push_str(&format!("{:<36} {cases:>6}  {:>6}  {:>6}\n", "TOTAL", cases - self.failed(), self.failed()));
-        for failure in self.failures.iter().take(30) {
-            out.push_str(&format!("FAIL {failure}\n"));
+        // A few of each failing category, so that one category cannot hide the others.
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+        for failure in &self.failures {
+            let category = failure.split(':').next().unwrap_or_default();
+            let count = shown.entry(category).or_default();
+            *count += 1;
+            if *count <= 3 {
+                out.push_str(&format!("FAIL {failure}\n"));
+            }
         }
         out.push_str(if self.failed() == 0 {
             "\nmorning check: all answers match the ground truth\n"
@@ -483,6 +490,7 @@ async fn morning(
     }
     // Several receptions at once: eight verifications in flight.
     let mut answers: Vec<Option<VerifyAnswer>> = vec![None; chosen.len()];
+    let mut done = vec![false; chosen.len()];
     for (chunk_index, chunk) in chosen.chunks(8).enumerate() {
         let mut set = tokio::task::JoinSet::new();
         for (i, case) in chunk.iter().enumerate() {
@@ -491,8 +499,10 @@ async fn morning(
             set.spawn(async move { (chunk_index * 8 + i, client.verify_number(&request).await) });
         }
         while let Some(joined) = set.join_next().await {
+            // A task that panicked lost its case: counted as a failure below, not skipped.
             let Ok((index, result)) = joined else { continue };
             let case = chosen[index];
+            done[index] = true;
             match result {
                 Ok(answer) => {
                     report.record(&case.category, check_answer(&answer, &case.expect).map_err(|why| format!("{} {why}", case.case)));
@@ -502,27 +512,41 @@ async fn morning(
             }
         }
     }
+    for (case, _) in chosen.iter().zip(&done).filter(|(_, done)| !**done) {
+        report.record(&case.category, Err(format!("{} lost: its request task ended without an answer", case.case)));
+    }
     // Every result code must have been seen.
     for code in ["1", "2", "3", "4", "5"] {
         let seen = answers.iter().flatten().any(|a| a.validity.code == code);
         report.record("every_result_code", if seen { Ok(()) } else { Err(format!("no answer had validity {code}")) });
     }
-    // The same requests as one batch must give the same validities.
-    let batch = BatchVerifyRequest {
-        institution_code: Some(manifest.institution_code.clone()),
-        entries: chosen.iter().map(|c| c.request.clone()).collect(),
-    };
-    match institution.verify_batch(&batch).await {
-        Ok(response) => {
-            let same = response.results.len() == chosen.len()
-                && response
+    // The same requests in batches must give the same answers, field by field (only the time
+    // of answering may differ).
+    let comparable = |answer: &VerifyAnswer| VerifyAnswer { answered_at: String::new(), ..answer.clone() };
+    for (part, cases) in chosen.chunks(onshi_api::BATCH_ENTRIES_MAX).enumerate() {
+        let offset = part * onshi_api::BATCH_ENTRIES_MAX;
+        let batch = BatchVerifyRequest {
+            institution_code: Some(manifest.institution_code.clone()),
+            entries: cases.iter().map(|c| c.request.clone()).collect(),
+        };
+        let outcome = match institution.verify_batch(&batch).await {
+            Ok(response) if response.results.len() != cases.len() => {
+                Err(format!("{} results for {} entries", response.results.len(), cases.len()))
+            }
+            Ok(response) => {
+                let differ: Vec<&str> = response
                     .results
                     .iter()
-                    .zip(&answers)
-                    .all(|(r, single)| r.answer.as_ref().map(|a| &a.validity.code) == single.as_ref().map(|a| &a.validity.code));
-            report.record("batch_matches_singles", if same { Ok(()) } else { Err("batch answers differ from single answers".into()) });
-        }
-        Err(e) => report.record("batch_matches_singles", Err(format!("batch failed: {e}"))),
+                    .zip(&answers[offset..offset + cases.len()])
+                    .zip(cases)
+                    .filter(|((r, single), _)| r.answer.as_ref().map(comparable) != single.as_ref().map(comparable))
+                    .map(|(_, case)| case.case.as_str())
+                    .collect();
+                if differ.is_empty() { Ok(()) } else { Err(format!("batch answers differ from single answers for {differ:?}")) }
+            }
+            Err(e) => Err(format!("batch failed: {e}")),
+        };
+        report.record("batch_matches_singles", outcome);
     }
     for (name, body, status, code) in malformed_requests(manifest) {
         let outcome = match institution.post_raw("/v1/verify/number", "application/json", body.into_bytes()).await {

@@ -58,7 +58,7 @@ impl DemoGateway {
         let _ = self.task.await;
     }
 
-    /// Drops a request for `case` into req/ and waits for its answer; checks the validity.
+    /// Drops a request for `case` into req/ and waits for its answer; checks it field by field.
     pub async fn check_file(&self, case: &TruthCase, code: &str, id: usize) -> Result<(), String> {
         let xml = onshi_gateway::request::single_request_xml(&case.request, code, &format!("demo-check-{id}"));
         let name = format!("OQSsiquc01req_democheck{id:04}.xml");
@@ -78,12 +78,42 @@ impl DemoGateway {
         };
         let (text, _) = onshi_gateway::xml::decode(&bytes).map_err(|e| e.to_string())?;
         let root = onshi_gateway::xml::parse(&text).map_err(|e| e.to_string())?;
-        let validity = root.find("QualificationValidity").map(|e| e.text.trim().to_string()).unwrap_or_default();
-        if validity == case.expect.validity {
-            Ok(())
-        } else {
-            Err(format!("{}: answer file says {validity:?}, the truth {}", case.case, case.expect.validity))
+        // Every field the file carries that the truth knows, both ways: present when expected,
+        // absent when not.
+        let results: Vec<&onshi_gateway::xml::Element> = root
+            .find("ResultList")
+            .map(|list| list.children.iter().filter(|c| c.name == "ResultOfQualificationConfirmation").collect())
+            .unwrap_or_default();
+        // The coverage asked about comes first; a newer one (振替) after it.
+        let text = |element: Option<&onshi_gateway::xml::Element>, name: &str| {
+            element.and_then(|e| e.find(name)).map(|e| e.text.trim().to_string())
+        };
+        let field = |name: &str| text(results.first().copied(), name);
+        let expect = &case.expect;
+        let mut problems = Vec::new();
+        let validity = text(Some(&root), "QualificationValidity").unwrap_or_default();
+        if validity != expect.validity {
+            problems.push(format!("validity {validity:?} (truth {})", expect.validity));
         }
+        let copay = field("InsuredPartialContributionRatio");
+        let wanted = expect.copay_ratio_percent.map(|r| format!("{r:03}"));
+        if copay != wanted {
+            problems.push(format!("copay {copay:?} (truth {wanted:?})"));
+        }
+        let limit = field("LimitApplicationCertificateClassificationFlag");
+        if limit != expect.limit_category {
+            problems.push(format!("limit {limit:?} (truth {:?})", expect.limit_category));
+        }
+        let number = field("InsuredIdentificationNumber");
+        let asked = onshi_domain::ids::to_half_width(&case.request.number);
+        if number.as_deref().is_some_and(|n| n != asked) {
+            problems.push(format!("number {number:?} (asked {asked})"));
+        }
+        let newer = text(results.get(1).copied(), "InsurerNumber");
+        if newer.as_deref() != expect.newer_insurer_number.as_deref() {
+            problems.push(format!("newer coverage {newer:?} (truth {:?})", expect.newer_insurer_number));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(format!("{}: answer file {}", case.case, problems.join("; "))) }
     }
 }
 
