@@ -277,7 +277,12 @@ impl CenterCa {
         let temporary = self.dir.join(format!(".{CRL_FILE}.tmp"));
         write(&temporary, &pem, false)?;
         std::fs::rename(&temporary, &path).map_err(|source| PkiError::Write { path: path.clone(), source })?;
-        Ok(PublishedCrl { path, number: revocations.crl_number, revoked_count: revocations.revoked.len(), next_update: next_update.yyyymmdd() })
+        Ok(PublishedCrl {
+            path,
+            number: revocations.crl_number,
+            revoked_count: revocations.revoked.len(),
+            next_update: next_update.yyyymmdd(),
+        })
     }
 }
 
@@ -581,7 +586,9 @@ mod tests {
         assert_eq!(again.crl.number, 2, "every publication has a higher number");
         let newer = check_crl(ca.cert_pem(), &std::fs::read_to_string(&again.crl.path).unwrap()).unwrap();
         assert!(number_greater(&newer.number, &crl.number));
-        assert!(ca.revoke(&RevokeTarget::Insurer(InsurerNumber::parse("06130488").unwrap()), CenterRevokeReason::KeyCompromise, 7).is_err());
+        assert!(
+            ca.revoke(&RevokeTarget::Insurer(InsurerNumber::parse("06130488").unwrap()), CenterRevokeReason::KeyCompromise, 7).is_err()
+        );
         assert!(ca.revoke(&RevokeTarget::Serial("zz".into()), CenterRevokeReason::KeyCompromise, 7).is_err());
     }
 
