@@ -689,9 +689,12 @@ pub fn serve_with_revocation(
                     Err(_) => return,
                 };
                 let peer = peer_of(tls.get_ref().1);
-                let serial = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(|cert| {
-                    onshi_pki::revocation::serial_of_der(cert.as_ref()).ok()
-                });
+                let serial = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| onshi_pki::revocation::serial_of_der(cert.as_ref()).ok());
                 let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     let revoked = match (&revocation, &serial) {
                         (Some(revocation), Some(serial)) => revocation.is_revoked(serial),

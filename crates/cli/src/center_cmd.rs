@@ -104,6 +104,13 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = onshi_pki::revocation::CRL_NEXT_UPDATE_DAYS)]
         next_update_days: u32,
     },
+    /// Publish the center CRL again (before its next update passes), with a new number.
+    Crl {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = onshi_pki::revocation::CRL_NEXT_UPDATE_DAYS)]
+        next_update_days: u32,
+    },
     /// Issue a certificate to an insurer, which may then upload events for its own number.
     IssueInsurer {
         #[arg(long, default_value = "onshi-pki")]
@@ -358,6 +365,16 @@ fn pki(command: PkiCommand) -> anyhow::Result<ExitCode> {
                 revoked.crl.number,
                 revoked.crl.revoked_count,
                 revoked.crl.next_update
+            );
+        }
+        PkiCommand::Crl { dir, next_update_days } => {
+            let crl = CenterCa::load(&dir)?.publish_crl(next_update_days)?;
+            println!(
+                "published {} (CRL number {}, {} revoked, next update {})",
+                crl.path.display(),
+                crl.number,
+                crl.revoked_count,
+                crl.next_update
             );
         }
         PkiCommand::IssueInsurer { dir, number, name, days } => {

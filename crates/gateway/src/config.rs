@@ -231,7 +231,8 @@ impl GatewayConfig {
         if raw.reader.cards.is_some() && !raw.reader.simulator {
             return Err(setting(
                 "reader.cards",
-                "is a folder of card files for the simulated reader; set `simulator = true` under [reader] for the demo, or remove it".into(),
+                "is a folder of card files for the simulated reader; set `simulator = true` under [reader] for the demo, or remove it"
+                    .into(),
             ));
         }
         let allow =

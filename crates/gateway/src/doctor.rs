@@ -238,14 +238,8 @@ fn check_reader(config: &GatewayConfig) -> Finding {
     // The file holds the device key that signs face and visual checks: others must not read it.
     match onshi_reader::readable_by_others(&config.reader_file) {
         Ok(Some(true)) => Finding::Warn {
-            detail: format!(
-                "{} は他のユーザーも読めます（装置鍵が入っています）",
-                config.reader_file.display()
-            ),
-            action: format!(
-                "このファイルを所有者だけが読めるようにしてください（`chmod 600 {}`）。",
-                config.reader_file.display()
-            ),
+            detail: format!("{} は他のユーザーも読めます（装置鍵が入っています）", config.reader_file.display()),
+            action: format!("このファイルを所有者だけが読めるようにしてください（`chmod 600 {}`）。", config.reader_file.display()),
         },
         _ => Finding::Ok(format!("{}（装置鍵 P-256）", file.reader_id)),
     }
@@ -396,10 +390,7 @@ async fn check_tls(config: &GatewayConfig, host: &str, addrs: &[std::net::Socket
     match tokio::time::timeout(STEP_TIMEOUT, attempt).await {
         Ok(Ok(_)) => Finding::Ok("センターの証明書を確認し、クライアント証明書で接続できました".into()),
         Ok(Err(e)) if onshi_pki::revocation::revoked_by_peer(&e) => broken(
-            format!(
-                "センターがこの医療機関のクライアント証明書（{}）を失効させています。接続は拒否されます",
-                config.center_cert.display()
-            ),
+            format!("センターがこの医療機関のクライアント証明書（{}）を失効させています。接続は拒否されます", config.center_cert.display()),
             "証明書の鍵が盗まれた・漏れたなどの理由で、運用者が失効させています。運用者に新しい証明書の発行を依頼し、設定の center.cert / center.key を届いたファイルに差し替えてください。",
         ),
         Ok(Err(e)) if onshi_pki::revocation::alert_in_chain(&e).is_some() => broken(

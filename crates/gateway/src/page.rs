@@ -111,13 +111,17 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let access = Arc::new(gateway.config.page_access.clone());
     let simulator = gateway.config.reader_simulator;
     let page = Arc::new(Page { gateway, flash: Mutex::new(Flashes::default()) });
-    let router = Router::new().route("/", get(index)).route("/live", get(live)).route("/status", get(status)).route("/check", post(check_number));
+    let router =
+        Router::new().route("/", get(index)).route("/live", get(live)).route("/status", get(status)).route("/check", post(check_number));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
         router.route("/reader/place", post(place_card)).route("/reader/remove", post(remove_card)).route("/reader/camera", post(camera))
     } else {
-        router.route("/reader/place", post(no_simulator)).route("/reader/remove", post(no_simulator)).route("/reader/camera", post(no_simulator))
+        router
+            .route("/reader/place", post(no_simulator))
+            .route("/reader/remove", post(no_simulator))
+            .route("/reader/camera", post(no_simulator))
     };
     router
         .route("/reader/verify", post(verify_card))
@@ -504,7 +508,8 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
     };
     // Refused before anything is asked or recorded: a My Number is never sent or kept.
     if crate::request::holding_my_number(&[("number", Some(&number)), ("symbol", field(&form, "symbol").as_deref())]).is_some() {
-        return page.say(&browser, 
+        return page.say(
+            &browser,
             false,
             "マイナンバー（個人番号）が入力されたようです。保険証・資格確認書の記号・番号を入力してください（マイナンバーは受け付けず、記録もしません）。",
         );

@@ -38,6 +38,8 @@ pub enum PkiError {
     Exists { path: PathBuf },
     #[error("{what} is not a usable certificate or key: {detail}")]
     Invalid { what: String, detail: String },
+    #[error("the center CRL {path} is refused: {detail}")]
+    Crl { path: PathBuf, detail: String },
     #[error("the certificate names no onshi role (expected a subjectAltName URI urn:onshi:institution:… or urn:onshi:insurer:…)")]
     NoRole,
     #[error("the certificate's {role} number is invalid: {detail}")]

@@ -277,7 +277,12 @@ impl CenterCa {
         let temporary = self.dir.join(format!(".{CRL_FILE}.tmp"));
         write(&temporary, &pem, false)?;
         std::fs::rename(&temporary, &path).map_err(|source| PkiError::Write { path: path.clone(), source })?;
-        Ok(PublishedCrl { path, number: revocations.crl_number, revoked_count: revocations.revoked.len(), next_update: next_update.yyyymmdd() })
+        Ok(PublishedCrl {
+            path,
+            number: revocations.crl_number,
+            revoked_count: revocations.revoked.len(),
+            next_update: next_update.yyyymmdd(),
+        })
     }
 }
 
@@ -296,6 +301,8 @@ pub(crate) fn holder_of_uri(uri: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct CheckedCrl {
     der: CertificateRevocationListDer<'static>,
+    /// When the CA promised the next list (`None`: no date in the list).
+    pub next_update: Option<Date>,
     /// The CRL number (big-endian bytes without leading zeros, compared as a number).
     pub number: Vec<u8>,
     /// Revoked serials (hex).
@@ -309,7 +316,7 @@ fn number_greater(a: &[u8], b: &[u8]) -> bool {
 /// Reads `crl_pem` and checks that the center CA `ca_pem` signed it and that it has a number.
 pub fn check_crl(ca_pem: &str, crl_pem: &str) -> Result<CheckedCrl, PkiError> {
     use rustls::pki_types::pem::PemObject;
-    let bad = |detail: String| PkiError::Invalid { what: "the center CRL (crl.pem)".into(), detail };
+    let bad = |detail: String| PkiError::Crl { path: PathBuf::from(CRL_FILE), detail };
     let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| bad(format!("the CA certificate: {e}")))?;
     let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| bad(format!("the CA certificate: {e}")))?;
     let der = CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
@@ -322,7 +329,11 @@ pub fn check_crl(ca_pem: &str, crl_pem: &str) -> Result<CheckedCrl, PkiError> {
     let number = crl.crl_number().ok_or_else(|| bad("it has no CRL number".into()))?.to_bytes_be();
     let first = number.iter().position(|&b| b != 0).unwrap_or(number.len());
     let revoked = crl.iter_revoked_certificates().map(|r| serial_hex(r.raw_serial())).collect();
-    Ok(CheckedCrl { der, number: number[first..].to_vec(), revoked })
+    let next_update = crl.next_update().and_then(|t| {
+        let t = t.to_datetime();
+        Date::new(u16::try_from(t.year()).ok()?, u8::from(t.month()), t.day())
+    });
+    Ok(CheckedCrl { der, next_update, number: number[first..].to_vec(), revoked })
 }
 
 /// How `crl.pem` looked when last read: a change means a new list to look at. The inode is
@@ -411,10 +422,17 @@ impl RevocationVerifier {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let seen = crl_path.and_then(stamp);
         let crl = match (seen, crl_path) {
-            (Some(_), Some(path)) => Some(check_crl(ca_pem, &read(path)?).map_err(|e| PkiError::Invalid {
-                what: path.display().to_string(),
-                detail: format!("{e}; the center does not start on a list it cannot check"),
-            })?),
+            (Some(_), Some(path)) => {
+                let crl = check_crl(ca_pem, &read(path)?).map_err(|e| match e {
+                    PkiError::Crl { detail, .. } => PkiError::Crl {
+                        path: path.to_path_buf(),
+                        detail: format!("{detail}; the center does not start on a list it cannot check"),
+                    },
+                    other => other,
+                })?;
+                warn_if_stale(path, &crl);
+                Some(crl)
+            }
             _ => None,
         };
         let verifier = build_verifier(&roots, &provider, crl.as_ref())?;
@@ -463,6 +481,7 @@ impl RevocationVerifier {
             Ok(crl) => match build_verifier(&self.roots, &self.provider, Some(&crl)) {
                 Ok(verifier) => {
                     tracing::info!(revoked = crl.revoked.len(), "center CRL taken into force");
+                    warn_if_stale(crl_path, &crl);
                     in_force.verifier = verifier;
                     in_force.number = Some(crl.number);
                     in_force.revoked = crl.revoked;
@@ -482,6 +501,15 @@ impl RevocationVerifier {
 
     fn in_force(&self) -> Arc<dyn ClientCertVerifier> {
         self.in_force.read().unwrap_or_else(|p| p.into_inner()).verifier.clone()
+    }
+}
+
+/// Logs a list past its next update. It stays in force: it is the center's own file, not one
+/// fetched from elsewhere, so a stale list means nobody published since, not that a newer list
+/// is being withheld; refusing every client for it would stop reception everywhere.
+fn warn_if_stale(path: &Path, crl: &CheckedCrl) {
+    if crl.next_update.is_some_and(|next| next < today()) {
+        tracing::warn!(path = %path.display(), "the center CRL is past its next update; publish it again with `onshi center pki crl`");
     }
 }
 
@@ -581,8 +609,13 @@ mod tests {
         assert_eq!(again.crl.number, 2, "every publication has a higher number");
         let newer = check_crl(ca.cert_pem(), &std::fs::read_to_string(&again.crl.path).unwrap()).unwrap();
         assert!(number_greater(&newer.number, &crl.number));
-        assert!(ca.revoke(&RevokeTarget::Insurer(InsurerNumber::parse("06130488").unwrap()), CenterRevokeReason::KeyCompromise, 7).is_err());
+        assert!(
+            ca.revoke(&RevokeTarget::Insurer(InsurerNumber::parse("06130488").unwrap()), CenterRevokeReason::KeyCompromise, 7).is_err()
+        );
         assert!(ca.revoke(&RevokeTarget::Serial("zz".into()), CenterRevokeReason::KeyCompromise, 7).is_err());
+        assert_eq!(newer.next_update, Some(today().add_days(7)));
+        let republished = ca.publish_crl(30).unwrap();
+        assert_eq!((republished.number, republished.revoked_count), (3, 2), "the same revocations under a new number");
     }
 
     #[test]

@@ -49,11 +49,8 @@ impl Pc {
 
     fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
         let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"));
+        let request =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", "application/x-www-form-urlencoded").body(body.join("&"));
         self.send(request)
     }
 }
@@ -137,7 +134,9 @@ fn without_the_simulator_setting_the_page_neither_shows_nor_accepts_its_controls
     for absent in ["/reader/place", "/reader/camera", "/reader/remove", "name=\"who\"", "別人", "card-1.json"] {
         assert!(!page.contains(absent), "{absent} on the production page:\n{page}");
     }
-    for (path, form) in [("/reader/place", ("card", "card-1.json")), ("/reader/camera", ("who", "stranger")), ("/reader/remove", ("x", "1"))] {
+    for (path, form) in
+        [("/reader/place", ("card", "card-1.json")), ("/reader/camera", ("who", "stranger")), ("/reader/remove", ("x", "1"))]
+    {
         let refused = pc.post(path, &[form]);
         assert_eq!(refused.status, 404, "{path}: {}", refused.text);
         assert!(refused.text.contains("シミュレーターは設定されていません"), "{path}: {}", refused.text);

@@ -56,16 +56,7 @@ fn reader_init_writes_an_owner_only_file_without_a_fast_password_hash() {
     let output = onshi()
         .args(["reader", "register", "--reader"])
         .arg(&old_path)
-        .args([
-        "--center",
-        "https://127.0.0.1:9",
-        "--ca",
-        "/nonexistent",
-        "--cert",
-        "/nonexistent",
-        "--key",
-        "/nonexistent",
-        ])
+        .args(["--center", "https://127.0.0.1:9", "--ca", "/nonexistent", "--cert", "/nonexistent", "--key", "/nonexistent"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::clinic::{ClinicWorld, KYOKAI, blocking, lose, members};
+use crate::clinic::{ClinicWorld, GatewayProcess, KYOKAI, blocking, lose, members, wait_for};
 use crate::common::{CLINIC, OTHER_CLINIC, institution_args, onshi, run_ok};
 
 /// `onshi verify number` for the card holder P1 as institution `code`.
@@ -96,6 +96,21 @@ fn a_revoked_clinic_is_refused_at_the_handshake_without_restarting_the_center() 
     assert!(report.contains("[NG] 暗号化通信 (TLS)") && report.contains("失効"), "{report}");
     assert!(report.contains("運用者に新しい証明書の発行を依頼"), "{report}");
     assert!(report.contains("[OK] 証明書"), "the file itself is fine; the center revoked it:\n{report}");
+
+    // The clinic's gateway goes on offline, and its page names the revoked certificate by
+    // itself (the doctor's checks run when the line goes down).
+    let gateway = GatewayProcess::start(&world);
+    let p2 = &members()[1];
+    let queued = gateway.post(
+        "/check",
+        &[("insurer_number", &p2.insurer), ("symbol", p2.symbol), ("number", p2.number), ("branch", p2.branch), ("birth_date", p2.birth)],
+    );
+    assert!(queued.contains("目視で確認して受け付けてください") || queued.contains("控え"), "{queued}");
+    wait_for("the page to name the revoked certificate", || {
+        let live = gateway.get("/live");
+        (live.contains("故障箇所: 暗号化通信 (TLS)") && live.contains("失効")).then_some(())
+    });
+    drop(gateway);
 
     // Another clinic is not affected.
     let other = verify_as(&world, OTHER_CLINIC);
