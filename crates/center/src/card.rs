@@ -41,8 +41,12 @@ pub const PATIENT: &str = "patient";
 pub const CHALLENGE_SECONDS: i64 = 60;
 /// Hours a consent given at the reader lets the institution view (閲覧有効期限).
 pub const CONSENT_HOURS: i64 = 24;
-/// Challenges kept at most; older ones are pruned first (they would have expired anyway).
-const CHALLENGES_MAX: usize = 100_000;
+/// Open challenges one institution may hold: far more than its readers can use in a minute,
+/// few enough that one clinic cannot fill the table for the others.
+const CHALLENGES_PER_INSTITUTION_MAX: usize = 1_000;
+/// Open challenges of card holders acting for themselves, all together: that endpoint needs
+/// no certificate, so it has a pool of its own.
+const PATIENT_CHALLENGES_MAX: usize = 10_000;
 /// How old the counter time of a recorded visual check may be when the line returns.
 const RECORDED_DAYS_MAX: i64 = 31;
 /// Clock difference tolerated between a gateway and the center for a recorded counter time.
@@ -95,12 +99,54 @@ pub struct CardPath {
     /// Why the card path is off although a card CA is configured (a stale or older CRL).
     trust_problem: RwLock<Option<String>>,
     source: Option<Source>,
-    /// Open challenges: the owner (an institution code, or [`PATIENT`]) and when issued.
-    challenges: Mutex<HashMap<String, (String, Timestamp)>>,
+    /// Open challenges: the owner (an institution code, or [`PATIENT`]) and when issued; and
+    /// how many each owner holds.
+    challenges: Mutex<Challenges>,
     /// Certificates already checked against the current CA and CRL, by the SHA-256 of their
     /// DER: a returning card costs no signature check. Emptied when a new CRL is loaded.
     checked: Mutex<HashMap<[u8; 32], CardCertificate>>,
     cards: Arc<dyn CardRegistry>,
+}
+
+#[derive(Default)]
+struct Challenges {
+    open: HashMap<String, (String, Timestamp)>,
+    per_owner: HashMap<String, usize>,
+}
+
+impl Challenges {
+    fn quota(owner: &str) -> usize {
+        if owner == PATIENT { PATIENT_CHALLENGES_MAX } else { CHALLENGES_PER_INSTITUTION_MAX }
+    }
+
+    fn insert(&mut self, challenge: String, owner: &str, now: Timestamp) -> bool {
+        if self.per_owner.get(owner).copied().unwrap_or(0) >= Self::quota(owner) {
+            self.prune(now);
+            if self.per_owner.get(owner).copied().unwrap_or(0) >= Self::quota(owner) {
+                return false;
+            }
+        }
+        *self.per_owner.entry(owner.to_string()).or_default() += 1;
+        self.open.insert(challenge, (owner.to_string(), now));
+        true
+    }
+
+    fn take(&mut self, challenge: &str) -> Option<(String, Timestamp)> {
+        let taken = self.open.remove(challenge)?;
+        if let Some(count) = self.per_owner.get_mut(&taken.0) {
+            *count = count.saturating_sub(1);
+        }
+        Some(taken)
+    }
+
+    /// Forgets expired challenges (they could not be used any more).
+    fn prune(&mut self, now: Timestamp) {
+        self.open.retain(|_, (_, issued)| seconds_later(*issued, CHALLENGE_SECONDS) >= now);
+        self.per_owner.clear();
+        for (owner, _) in self.open.values() {
+            *self.per_owner.entry(owner.clone()).or_default() += 1;
+        }
+    }
 }
 
 /// Most checked certificates remembered; the cache is emptied when full.
@@ -153,7 +199,7 @@ impl CardPath {
             trust: RwLock::new(None),
             trust_problem: RwLock::new(None),
             source: jpki.map(|dir| Source { dir: dir.to_path_buf(), crl_seen: Mutex::new(None), feed_seen: Mutex::new(None) }),
-            challenges: Mutex::new(HashMap::new()),
+            challenges: Mutex::new(Challenges::default()),
             checked: Mutex::new(HashMap::new()),
             cards,
         })
@@ -282,22 +328,17 @@ impl CardPath {
         SystemRandom::new().fill(&mut bytes).map_err(|_| errors::register_unavailable("the random source failed".into()))?;
         let challenge = hex(&bytes);
         let expires = seconds_later(now, CHALLENGE_SECONDS);
-        let mut open = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= CHALLENGES_MAX {
-            open.retain(|_, (_, issued)| seconds_later(*issued, CHALLENGE_SECONDS) >= now);
-            // Still full of live challenges: a flood (the patient endpoint needs no
-            // certificate). Refuse rather than grow without bound.
-            if open.len() >= CHALLENGES_MAX {
-                return Err(errors::register_unavailable("too many open card challenges; try again in a minute".into()));
-            }
+        // Each owner has its quota: a flood of patient challenges (no certificate needed) or
+        // one clinic's cannot take the others' challenges away.
+        if !self.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert(challenge.clone(), owner, now) {
+            return Err(errors::rate_limited(CHALLENGE_SECONDS as u64));
         }
-        open.insert(challenge.clone(), (owner.to_string(), now));
         Ok(Challenge { challenge, expires_at: expires.to_string() })
     }
 
     /// Uses up a challenge: whatever happens next, it cannot be presented again.
     fn take_challenge(&self, challenge: &str, owner: &str, now: Timestamp) -> Result<(), CenterError> {
-        let taken = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(challenge);
+        let taken = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(challenge);
         let (issued_to, issued) = taken.ok_or_else(refuse::challenge_unknown)?;
         if issued_to != owner {
             return Err(refuse::challenge_other_institution());
@@ -803,5 +844,25 @@ mod tests {
         assert_eq!(kana_comparable("ｶﾞｯｺｳ ﾊﾟﾝ ｳﾞｨ"), "ガッコウパンヴィ");
         assert_ne!(kana_comparable("ｼｹﾝ ﾀﾛｳ"), kana_comparable("シケン　ハナコ"));
         assert_eq!(comparable("東京都千代田区霞が関１－２－２"), comparable("東京都千代田区霞が関1-2-2"));
+    }
+
+    #[test]
+    fn each_owner_has_its_own_challenge_quota() {
+        let mut challenges = Challenges::default();
+        let now = Timestamp::from_jst_seconds(1_000_000);
+        for i in 0..PATIENT_CHALLENGES_MAX {
+            assert!(challenges.insert(format!("p{i}"), PATIENT, now));
+        }
+        assert!(!challenges.insert("one more".into(), PATIENT, now), "the patients' pool is full");
+        assert!(challenges.insert("c0".into(), "1311234569", now), "a clinic is not affected");
+        for i in 1..CHALLENGES_PER_INSTITUTION_MAX {
+            assert!(challenges.insert(format!("c{i}"), "1311234569", now));
+        }
+        assert!(!challenges.insert("c-more".into(), "1311234569", now), "nor can one clinic take more than its share");
+        assert!(challenges.insert("d0".into(), "2711234563", now), "another clinic still gets one");
+        assert!(challenges.take("c0").is_some());
+        assert!(challenges.insert("c-again".into(), "1311234569", now), "a used challenge frees its place");
+        let later = seconds_later(now, CHALLENGE_SECONDS + 1);
+        assert!(challenges.insert("after".into(), PATIENT, later), "expired ones are pruned when the pool is full");
     }
 }

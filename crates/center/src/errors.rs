@@ -76,6 +76,29 @@ pub fn body_too_large(limit_bytes: usize) -> CenterError {
     )
 }
 
+pub fn body_timeout(seconds: u64) -> CenterError {
+    error(
+        408,
+        "BODY_TIMEOUT",
+        None,
+        format!("the request body did not arrive within {seconds} s"),
+        "通信が途中で止まりました。もう一度確認してください。続く場合は回線を確認してください。",
+        "Send the whole body at once; a body that trickles in is cut off. Nothing was stored.",
+    )
+}
+
+/// The caller sent more requests than its share; `retry_after` seconds until it may again.
+pub fn rate_limited(retry_after: u64) -> CenterError {
+    error(
+        429,
+        "RATE_LIMITED",
+        None,
+        format!("too many requests from this certificate; retry after {retry_after} s"),
+        "短い時間に確認が集中しています。数秒待ってからもう一度確認してください。続く場合はレセコン業者に連絡してください。",
+        "Honour Retry-After; a receipt computer in a loop is the usual cause. Use the batch endpoint for many checks.",
+    )
+}
+
 pub fn batch_size(entries: usize, max: usize) -> CenterError {
     error(
         400,

@@ -19,6 +19,7 @@ pub mod errors;
 pub mod import;
 pub mod medical;
 pub mod metrics;
+pub mod rate;
 pub mod server;
 pub mod validate;
 pub mod verify;

@@ -23,6 +23,12 @@ pub struct Metrics {
     health_calls: AtomicU64,
     /// Errors by stable code; rare, so a mutex is fine.
     errors: Mutex<BTreeMap<String, u64>>,
+    /// Refusals before the caller was authenticated (handshakes refused or timed out, full
+    /// pools, requests without a certificate), by reason: counted here, never written to the
+    /// audit log, which anyone could otherwise fill.
+    unauthenticated: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests refused by the per-caller rate limit.
+    rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -45,6 +51,14 @@ impl Metrics {
 
     pub fn error(&self, code: &str) {
         *self.errors.lock().unwrap_or_else(|p| p.into_inner()).entry(code.to_string()).or_default() += 1;
+    }
+
+    pub fn unauthenticated(&self, reason: &'static str) {
+        *self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Relaxed);
     }
 
     pub fn batch(&self) {
@@ -88,6 +102,16 @@ impl Metrics {
         for (name, help, counter) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.load(Relaxed));
         }
+        out.push_str(
+            "# HELP onshi_unauthenticated_refusals_total Refusals before authentication, by reason (not in the audit log).\n\
+             # TYPE onshi_unauthenticated_refusals_total counter\n",
+        );
+        for (reason, count) in self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "onshi_unauthenticated_refusals_total{{reason=\"{reason}\"}} {count}");
+        }
+        out.push_str("# HELP onshi_rate_limited_total Requests refused by the per-caller rate limit.\n");
+        out.push_str("# TYPE onshi_rate_limited_total counter\n");
+        let _ = writeln!(out, "onshi_rate_limited_total {}", self.rate_limited.load(Relaxed));
         out.push_str("# HELP onshi_errors_total Errors returned, by stable code.\n# TYPE onshi_errors_total counter\n");
         for (code, count) in self.errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "onshi_errors_total{{code=\"{code}\"}} {count}");

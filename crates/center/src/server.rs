@@ -31,10 +31,26 @@ use crate::metrics::Metrics;
 use crate::verify::{check_institution, parse_request, verify_number_person};
 use onshi_store::audit::AuditRecord;
 
-/// Most connections served at once; more wait in the kernel's accept queue.
+/// Most connections of certified clients (institutions, insurers) served at once.
 const CONNECTIONS_MAX: usize = 4_096;
+/// Most connections without a client certificate (health, metrics, the API document, patients
+/// with their card) served at once: anyone can open one, so they get a small pool of their own
+/// and cannot starve the clinics.
+const ANONYMOUS_CONNECTIONS_MAX: usize = 64;
+/// Most TLS handshakes in progress. When full, the oldest is dropped for the newest: a flood of
+/// sockets that never finish a handshake cannot keep a clinic's connection waiting.
+const HANDSHAKES_MAX: usize = 1_024;
 /// A client that has not finished the TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request's header must arrive within this; it is also how long a kept-alive connection may
+/// sit idle between requests (hyper starts the clock when it waits for the next header).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A verification's body must arrive within this (a slow-loris body is cut off).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// An insurer's upload (up to 64 MiB) may take longer.
+const UPLOAD_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// On a stop, in-flight requests get this long to finish before the center exits anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a refused handshake, how long and how much of what the client already sent is read
 /// and dropped before the socket closes (see `close_gently`).
 const REFUSED_LINGER: Duration = Duration::from_secs(2);
@@ -67,6 +83,8 @@ pub struct CenterState {
     pub audit: crate::audit::AuditSink,
     /// Dispensed drugs and checkup results, shown under a live consent.
     pub medical: Arc<dyn onshi_store::medical::MedicalStore>,
+    /// Requests per second per certified caller.
+    pub rate: crate::rate::RateLimiter,
 }
 
 fn actor(peer: &Peer) -> String {
@@ -121,7 +139,16 @@ fn institution(peer: &Peer) -> Result<&InstitutionCode, CenterError> {
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, CenterError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| errors::body_too_large(limit))
+    read_body_within(body, limit, BODY_TIMEOUT).await
+}
+
+/// Reads a body of at most `limit` bytes arriving within `timeout`.
+async fn read_body_within(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, CenterError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(errors::body_too_large(limit)),
+        Err(_) => Err(errors::body_timeout(timeout.as_secs())),
+    }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CenterError> {
@@ -224,7 +251,7 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
             Peer::Unusable(detail) => return Err(errors::wrong_role(&format!("insurer ({detail})"))),
             Peer::Anonymous => return Err(errors::certificate_required()),
         };
-        let bytes = read_body(body, UPLOAD_BODY_BYTES_MAX).await?;
+        let bytes = read_body_within(body, UPLOAD_BODY_BYTES_MAX, UPLOAD_BODY_TIMEOUT).await?;
         let worker = state.clone();
         tokio::task::spawn_blocking(move || {
             let options =
@@ -441,7 +468,12 @@ async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body)
         Ok((person, serial, report)) => (Some(*person), format!("{serial} report {report}")),
         Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
-    records.push(audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object, &code));
+    // A refusal that names no patient came from anyone at all: counted, not sealed.
+    if person.is_some() {
+        records.push(audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object, &code));
+    } else {
+        state.metrics.unauthenticated("PATIENT_PROOF_REFUSED");
+    }
     let audited = state.audit.record(records).await;
     card_response(
         &state,
@@ -468,7 +500,11 @@ async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> 
         Ok((person, _)) => Some(*person),
         Err(_) => certificate.and_then(|c| state.card.person_hint(&c)),
     };
-    records.push(audit_record(now, crate::card::PATIENT.into(), "withdraw_consent", person, object, &code));
+    if person.is_some() {
+        records.push(audit_record(now, crate::card::PATIENT.into(), "withdraw_consent", person, object, &code));
+    } else {
+        state.metrics.unauthenticated("PATIENT_PROOF_REFUSED");
+    }
     let audited = state.audit.record(records).await;
     card_response(&state, audited.and(result).map(|(_, withdrawn)| serde_json::json!({ "withdrawn": withdrawn })))
 }
@@ -557,29 +593,59 @@ async fn fallback(State(state): State<Arc<CenterState>>, request: Request) -> Re
 /// The API document, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// Refuses a request without a usable client certificate before any handler runs, and a
+/// certified caller over its rate. Neither is sealed into the audit log (anyone could fill
+/// it): both are counted in the metrics.
+async fn certified_only(State(state): State<Arc<CenterState>>, request: Request, next: axum::middleware::Next) -> Response {
+    let caller = match request.extensions().get::<Peer>() {
+        Some(Peer::Known(PeerIdentity::Institution(code))) => code.as_str().to_string(),
+        Some(Peer::Known(PeerIdentity::Insurer(number))) => format!("insurer:{number}"),
+        Some(Peer::Unusable(detail)) => {
+            state.metrics.unauthenticated("CERTIFICATE_WITHOUT_ROLE");
+            return errors::wrong_role(&format!("a certified one ({detail})")).into_response();
+        }
+        Some(Peer::Anonymous) | None => {
+            state.metrics.unauthenticated("CLIENT_CERTIFICATE_REQUIRED");
+            return errors::certificate_required().into_response();
+        }
+    };
+    if let Err(wait) = state.rate.take(&caller, Instant::now()) {
+        state.metrics.rate_limited();
+        let mut response = errors::rate_limited(wait).into_response();
+        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    next.run(request).await
+}
+
 /// The router with every endpoint.
 pub fn router(state: Arc<CenterState>) -> Router {
-    Router::new()
-        .route("/v1/health", get(health_handler))
-        .route("/v1/openapi.json", get(openapi_handler))
-        .route("/v1/stats", get(stats_handler))
-        .route("/metrics", get(metrics_handler))
+    let certified = Router::new()
         .route("/v1/verify/number", post(verify_handler))
         .route("/v1/verify/number/batch", post(batch_handler))
         .route("/v1/insurer/events", post(upload_handler))
         .route("/v1/card/challenge", post(challenge_handler))
-        .route("/v1/patient/challenge", post(patient_challenge_handler))
-        .route("/v1/patient/access-log", post(access_log_handler))
-        .route("/v1/patient/flag", post(patient_flag_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))
         .route("/v1/card/report", post(report_handler))
-        .route("/v1/patient/consent/withdraw", post(withdraw_handler))
         .route("/v1/insurer/link-reports", post(link_reports_handler))
         .route("/v1/insurer/link-review", post(link_review_handler))
         .route("/v1/verify/card", post(verify_card_handler))
         .route("/v1/medical/drugs", post(drugs_handler))
         .route("/v1/medical/checkups", post(checkups_handler))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), certified_only));
+    Router::new()
+        .route("/v1/health", get(health_handler))
+        .route("/v1/openapi.json", get(openapi_handler))
+        .route("/v1/stats", get(stats_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/v1/patient/challenge", post(patient_challenge_handler))
+        .route("/v1/patient/access-log", post(access_log_handler))
+        .route("/v1/patient/flag", post(patient_flag_handler))
+        .route("/v1/patient/consent/withdraw", post(withdraw_handler))
+        .merge(certified)
         .fallback(fallback)
         .with_state(state)
 }
@@ -589,13 +655,75 @@ pub struct RunningCenter {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// Dropped on a stop; `connections_done` then ends when the last connection has ended.
+    connections: tokio::sync::mpsc::Sender<()>,
+    connections_done: tokio::sync::mpsc::Receiver<()>,
+    state: Arc<CenterState>,
+}
+
+/// What a stop did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// Every connection ended within [`DRAIN_TIMEOUT`].
+    pub drained: bool,
+    /// Every audit entry queued before the stop is committed.
+    pub audit_flushed: bool,
 }
 
 impl RunningCenter {
-    /// Stops accepting connections and waits for the accept loop to end.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+    /// Stops: no new connection is accepted, every open one finishes the request it is on
+    /// (bounded by [`DRAIN_TIMEOUT`]) and is closed, then the audit log commits everything
+    /// queued (the number path answers once its entries are queued: a stop must not lose them).
+    pub async fn shutdown(self) -> Stopped {
+        let RunningCenter { shutdown, task, connections, mut connections_done, state, .. } = self;
+        let _ = shutdown.send(true);
+        let _ = task.await;
+        drop(connections);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, connections_done.recv()).await.is_ok();
+        if !drained {
+            tracing::warn!("some connections were still busy after the drain timeout");
+        }
+        let audit_flushed = match state.audit.record(Vec::new()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e.body.detail, "the audit log could not be flushed on stop");
+                false
+            }
+        };
+        Stopped { drained, audit_flushed }
+    }
+}
+
+/// The TLS handshakes in progress, oldest first, so that the oldest can be dropped for a new one.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    order: std::collections::VecDeque<u64>,
+    running: std::collections::HashMap<u64, tokio::task::AbortHandle>,
+}
+
+impl Handshakes {
+    /// Registers a handshake task; when over the cap, aborts the oldest still running.
+    fn start(&mut self, task: tokio::task::AbortHandle) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.order.push_back(id);
+        self.running.insert(id, task);
+        while self.running.len() > HANDSHAKES_MAX {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(task) = self.running.remove(&oldest) {
+                task.abort();
+            }
+        }
+        // Ids of finished handshakes linger in `order` until they reach the front.
+        while self.order.front().is_some_and(|id| !self.running.contains_key(id)) {
+            self.order.pop_front();
+        }
+        id
+    }
+
+    fn finish(&mut self, id: u64) {
+        self.running.remove(&id);
     }
 }
 
@@ -652,15 +780,16 @@ pub fn serve_with_revocation(
         tracing::error!("the audit log refused the links undone at start");
     }
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let app = router(state);
+    let app = router(state.clone());
     let (shutdown, mut stopped) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let (connections, connections_done) = tokio::sync::mpsc::channel::<()>(1);
+    let certified = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let anonymous = Arc::new(Semaphore::new(ANONYMOUS_CONNECTIONS_MAX));
+    let handshakes = Arc::new(std::sync::Mutex::new(Handshakes::default()));
+    let metrics_state = state.clone();
+    let tracker = connections.clone();
     let task = tokio::spawn(async move {
         loop {
-            let permit = tokio::select! {
-                _ = stopped.changed() => break,
-                permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
-            };
             let (stream, _) = tokio::select! {
                 _ = stopped.changed() => break,
                 accepted = listener.accept() => match accepted {
@@ -677,18 +806,42 @@ pub fn serve_with_revocation(
             let acceptor = acceptor.clone();
             let app = app.clone();
             let revocation = revocation.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream).into_fallible()).await {
+            let (certified, anonymous) = (certified.clone(), anonymous.clone());
+            let registry = handshakes.clone();
+            let metrics = metrics_state.clone();
+            let tracker = tracker.clone();
+            let mut stopping = stopped.clone();
+            // The handshake runs in its own task so that it can be dropped for a newer one.
+            let (id_sender, id_receiver) = tokio::sync::oneshot::channel::<u64>();
+            let handshake = tokio::spawn(async move {
+                let id = id_receiver.await.unwrap_or(u64::MAX);
+                let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream).into_fallible()).await;
+                registry.lock().unwrap_or_else(|p| p.into_inner()).finish(id);
+                let tls = match outcome {
                     Ok(Ok(tls)) => tls,
                     Ok(Err((e, stream))) => {
                         tracing::debug!(error = %e, "TLS handshake refused");
+                        metrics.metrics.unauthenticated("HANDSHAKE_REFUSED");
                         close_gently(stream).await;
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        metrics.metrics.unauthenticated("HANDSHAKE_TIMEOUT");
+                        return;
+                    }
                 };
                 let peer = peer_of(tls.get_ref().1);
+                // Certified clients and anonymous ones draw on pools of their own.
+                let pool = if matches!(peer, Peer::Anonymous) { &anonymous } else { &certified };
+                let Ok(_permit) = pool.clone().try_acquire_owned() else {
+                    metrics.metrics.unauthenticated(if matches!(peer, Peer::Anonymous) {
+                        "ANONYMOUS_CONNECTIONS_FULL"
+                    } else {
+                        "CONNECTIONS_FULL"
+                    });
+                    return;
+                };
+                let _tracker = tracker;
                 let serial = tls
                     .get_ref()
                     .1
@@ -712,13 +865,27 @@ pub fn serve_with_revocation(
                         tower::ServiceExt::oneshot(app, request.map(Body::new)).await
                     }
                 });
-                if let Err(e) =
-                    hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), service).await
-                {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tls), service);
+                tokio::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    _ = stopping.changed() => {
+                        // A stop: finish the request in flight, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
+            let id = handshakes.lock().unwrap_or_else(|p| p.into_inner()).start(handshake.abort_handle());
+            let _ = id_sender.send(id);
         }
     });
-    Ok(RunningCenter { addr, shutdown, task })
+    Ok(RunningCenter { addr, shutdown, task, connections, connections_done, state })
 }

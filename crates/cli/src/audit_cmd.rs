@@ -8,7 +8,7 @@ use anyhow::Context;
 use onshi_api::client::{CenterClient, ClientConfig};
 use onshi_pki::card::VirtualCard;
 
-use crate::center_cmd::{audit_path, open_audit};
+use crate::center_cmd::{audit_path, open_audit_to_verify};
 use crate::tls_args::explain_flow;
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,7 +81,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 "no audit log at {}; the center writes it beside the register",
                 audit_path(&db).display()
             );
-            let log = open_audit(&db, &pki)?;
+            let log = open_audit_to_verify(&db, &pki)?;
             match log.verify()? {
                 Ok(count) => {
                     let (seq, seal) = log.head();

@@ -52,6 +52,10 @@ pub enum CenterCommand {
         /// published crl.pem there takes effect on the next card request.
         #[arg(long)]
         jpki: Option<PathBuf>,
+        /// Requests per second each institution or insurer certificate may sustain (bursts of
+        /// twice that); more are answered 429 with Retry-After. 0 turns the limit off.
+        #[arg(long, default_value_t = onshi_center::rate::DEFAULT_PER_SECOND)]
+        rate_limit: u32,
     },
     /// Certificates: the center CA, institution and insurer certificates.
     Pki {
@@ -245,10 +249,19 @@ pub fn audit_path(db: &Path) -> PathBuf {
     db.with_extension("audit.sqlite")
 }
 
-/// The audit key in the PKI directory, made on first use (32 random bytes, hex, owner-only).
-pub fn audit_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
+/// The audit key in the PKI directory. Made on first use only when there is no audit log
+/// yet: a log without its key could not be verified, and a new key would silently start a
+/// second chain that hides the first (restore the key from the backup instead).
+pub fn audit_key(pki: &Path, db: &Path) -> anyhow::Result<Vec<u8>> {
     let path = pki.join("audit.key");
     if !path.exists() {
+        anyhow::ensure!(
+            !audit_path(db).exists(),
+            "the audit log {} exists but its key {} does not: restore audit.key from the backup of the PKI directory; \
+             a new key would make every existing entry unverifiable",
+            audit_path(db).display(),
+            path.display()
+        );
         let key = onshi_pki::random_hex(32)?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -256,17 +269,34 @@ pub fn audit_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         std::io::Write::write_all(&mut options.open(&path).with_context(|| format!("cannot create {}", path.display()))?, key.as_bytes())?;
     }
-    let key = std::fs::read_to_string(&path).with_context(|| format!("cannot read the audit key {}", path.display()))?;
+    read_audit_key(&path)
+}
+
+fn read_audit_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let key = std::fs::read_to_string(path).with_context(|| format!("cannot read the audit key {}", path.display()))?;
     anyhow::ensure!(key.trim().len() >= 64, "{} is not an audit key (64 hex digits); restore it from the backup", path.display());
     Ok(key.trim().as_bytes().to_vec())
 }
 
 pub fn open_audit(db: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
     let path = audit_path(db);
-    onshi_store::audit::AuditLog::open(&path, &audit_key(pki)?).with_context(|| format!("cannot open the audit log {}", path.display()))
+    onshi_store::audit::AuditLog::open(&path, &audit_key(pki, db)?).with_context(|| format!("cannot open the audit log {}", path.display()))
 }
 
-pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: SocketAddr) -> anyhow::Result<RunningCenter> {
+/// Opens the audit log to check it: read-only, with the existing key only.
+pub fn open_audit_to_verify(db: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
+    let path = audit_path(db);
+    let key = read_audit_key(&pki.join("audit.key"))?;
+    onshi_store::audit::AuditLog::open_read_only(&path, &key).with_context(|| format!("cannot open the audit log {}", path.display()))
+}
+
+pub async fn start_center(
+    db: &Path,
+    pki: &Path,
+    jpki: Option<&Path>,
+    listen: SocketAddr,
+    rate_limit: u32,
+) -> anyhow::Result<RunningCenter> {
     let register =
         Arc::new(SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?);
     let card = onshi_center::card::CardPath::new(register.clone(), jpki)?;
@@ -294,8 +324,24 @@ pub async fn start_center(db: &Path, pki: &Path, jpki: Option<&Path>, listen: So
         metrics: Default::default(),
         clock: system_clock(),
         started: Instant::now(),
+        rate: onshi_center::rate::RateLimiter::new(rate_limit),
     });
     Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers send to stop).
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
@@ -312,16 +358,21 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let refused = import_medical_files(&register, &files)?;
             Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen, jpki } => {
+        CenterCommand::Serve { db, pki, listen, jpki, rate_limit } => {
             let runtime = crate::runtime()?;
-            runtime.block_on(async {
-                let center = start_center(&db, &pki, jpki.as_deref(), listen).await?;
-                eprintln!("onshi center listening on https://{} (Ctrl-C to stop)", center.addr);
+            let stopped = runtime.block_on(async {
+                let center = start_center(&db, &pki, jpki.as_deref(), listen, rate_limit).await?;
+                eprintln!("onshi center listening on https://{} (Ctrl-C or SIGTERM to stop)", center.addr);
                 println!("listening {}", center.addr);
-                tokio::signal::ctrl_c().await?;
-                center.shutdown().await;
-                Ok::<_, anyhow::Error>(())
+                stop_signal().await?;
+                eprintln!("stopping: finishing the requests in flight, then committing the audit log");
+                Ok::<_, anyhow::Error>(center.shutdown().await)
             })?;
+            anyhow::ensure!(stopped.audit_flushed, "the audit log could not commit everything queued before the stop; see the log above");
+            eprintln!(
+                "stopped{}",
+                if stopped.drained { "" } else { " (some connections were still busy after the drain timeout and were cut)" }
+            );
             Ok(ExitCode::SUCCESS)
         }
         CenterCommand::Pki { command } => pki(command),

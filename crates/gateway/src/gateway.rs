@@ -216,6 +216,8 @@ impl Gateway {
             ClientError::Transport { .. } => Some("センターに接続できません（回線またはセンターの停止）".to_string()),
             ClientError::Unexpected { status, .. } if *status >= 500 => Some(format!("センターが応答できません（HTTP {status}）")),
             ClientError::Refused { status: 503, body } => Some(format!("センターが一時的に停止しています（{}）", body.error.code)),
+            // Over this clinic's rate: answered from the cache or queued, re-verified shortly.
+            ClientError::Refused { status: 429, body } => Some(format!("センターへの確認が集中しています（{}）", body.error.code)),
             _ => None,
         }
     }

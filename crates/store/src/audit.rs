@@ -153,6 +153,18 @@ impl AuditLog {
         Ok(AuditLog { path: path.to_path_buf(), connection, key: hmac::Key::new(hmac::HMAC_SHA256, key), head })
     }
 
+    /// Opens an existing log read-only, to check it: nothing is created or written (not even
+    /// the write-ahead log's settings).
+    pub fn open_read_only(path: &Path, key: &[u8]) -> Result<AuditLog, StoreError> {
+        let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
+        let head = connection
+            .query_row("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap_or((0, GENESIS.to_string()));
+        Ok(AuditLog { path: path.to_path_buf(), connection, key: hmac::Key::new(hmac::HMAC_SHA256, key), head })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

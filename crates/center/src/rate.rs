@@ -1,0 +1,84 @@
+//! A request rate limit per certified caller (an institution's or an insurer's certificate): a
+//! token bucket each, so that one receipt computer stuck in a loop, or a stolen clinic key,
+//! cannot take the center's capacity from every other clinic. Refused requests answer 429 with
+//! `Retry-After` and an action in Japanese.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Requests per second a caller may sustain unless configured otherwise. A clinic's reception
+/// makes a few a minute; a hospital's receipt computer checks many at once through the batch
+/// endpoint, which is one request.
+pub const DEFAULT_PER_SECOND: u32 = 200;
+
+/// Callers remembered at most; the idlest are forgotten first (a forgotten caller starts full).
+const CALLERS_MAX: usize = 100_000;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The limiter: `per_second` sustained, bursts of twice that. Zero turns it off.
+pub struct RateLimiter {
+    per_second: u32,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u32) -> RateLimiter {
+        RateLimiter { per_second, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    fn burst(&self) -> f64 {
+        f64::from(self.per_second) * 2.0
+    }
+
+    /// Takes one request's token for `caller`: `Ok` or `Err(seconds to wait)`.
+    pub fn take(&self, caller: &str, now: Instant) -> Result<(), u64> {
+        if self.per_second == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(self.per_second);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= CALLERS_MAX && !buckets.contains_key(caller) {
+            // Full buckets carry no information: forget those first.
+            let burst = self.burst();
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        let bucket = buckets.entry(caller.to_string()).or_insert(Bucket { tokens: self.burst(), at: now });
+        bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(self.burst());
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_caller_gets_its_burst_then_its_rate_and_others_are_untouched() {
+        let limiter = RateLimiter::new(10);
+        let start = Instant::now();
+        for i in 0..20 {
+            assert_eq!(limiter.take("1311234569", start), Ok(()), "request {i} of the burst of 20");
+        }
+        assert_eq!(limiter.take("1311234569", start), Err(1), "the 21st waits a second");
+        assert_eq!(limiter.take("2711234563", start), Ok(()), "another clinic has its own bucket");
+        // Ten per second come back: after half a second, five more.
+        let later = start + Duration::from_millis(500);
+        for _ in 0..5 {
+            assert_eq!(limiter.take("1311234569", later), Ok(()));
+        }
+        assert!(limiter.take("1311234569", later).is_err());
+        assert!(RateLimiter::new(0).take("x", start).is_ok(), "zero is off");
+    }
+}
