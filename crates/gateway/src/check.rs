@@ -249,7 +249,8 @@ mod tests {
         let mut with_limit = answer("1", "有効");
         with_limit.coverage = Some(coverage.clone());
         with_limit.newer_coverage = Some(coverage);
-        let limits = |a: &VerifyAnswer| [&a.coverage, &a.newer_coverage].iter().filter(|c| c.as_ref().is_some_and(|c| c.limit.is_some())).count();
+        let limits =
+            |a: &VerifyAnswer| [&a.coverage, &a.newer_coverage].iter().filter(|c| c.as_ref().is_some_and(|c| c.limit.is_some())).count();
         assert_eq!(limits(&as_consented(with_limit.clone(), true)), 2, "kept with consent");
         assert_eq!(limits(&as_consented(with_limit.clone(), false)), 0, "taken out of both coverages without it");
         let cached = Outcome::Cached { answer: with_limit, fetched_at: "20261124090000".into(), reason: "down".into() };

@@ -289,8 +289,14 @@ impl Watched {
 enum Unread {
     /// A link, FIFO, socket, device or folder under a request's name.
     NotAFile(&'static str),
-    TooLarge { bytes: u64, limit: u64 },
-    Incomplete { quiet: Duration, problem: String },
+    TooLarge {
+        bytes: u64,
+        limit: u64,
+    },
+    Incomplete {
+        quiet: Duration,
+        problem: String,
+    },
 }
 
 impl Unread {
@@ -321,8 +327,8 @@ impl Unread {
             Unread::Incomplete { quiet, problem } => (
                 refusal_ja::INCOMPLETE,
                 format!(
-                    "the file is not a whole request ({problem}) and has not changed for {} s; it is left in req/ as it is, with every byte (nothing was moved or cut): if its writer finishes it, it is answered then; otherwise delete it and send the request again",
-                    quiet.as_secs()
+                    "the file is not a whole request ({problem}) and has not changed for {:.1} s; it is left in req/ as it is, with every byte (nothing was moved or cut): if its writer finishes it, it is answered then; otherwise delete it and send the request again",
+                    quiet.as_secs_f64()
                 ),
             ),
         }

@@ -333,9 +333,7 @@ fn push_text(stack: &mut [Element], text: &str, position: u64, limits: Limits) -
             element.text.push_str(text);
             // Characters never outnumber bytes, so only a long text is counted; whitespace
             // alone is indentation (bounded by the file's size), not a field's text.
-            if element.text.len() > limits.text_chars
-                && element.text.chars().count() > limits.text_chars
-                && !element.text.trim().is_empty()
+            if element.text.len() > limits.text_chars && element.text.chars().count() > limits.text_chars && !element.text.trim().is_empty()
             {
                 return Err(XmlError::TextTooLong { element: element.name.clone(), limit: limits.text_chars });
             }
@@ -501,10 +499,7 @@ mod tests {
         let limits = Limits { bytes: 1 << 20, elements: 5, text_chars: 4 };
         assert!(parse_within("<XmlMsg><A>abcd</A><B/><C>山田太郎</C><D/></XmlMsg>", limits).is_ok(), "exactly at the limits");
         assert_eq!(parse_within("<XmlMsg><A/><B/><C/><D/><E/></XmlMsg>", limits), Err(XmlError::TooManyElements(5)));
-        assert_eq!(
-            parse_within("<XmlMsg><A>abcde</A></XmlMsg>", limits),
-            Err(XmlError::TextTooLong { element: "A".into(), limit: 4 })
-        );
+        assert_eq!(parse_within("<XmlMsg><A>abcde</A></XmlMsg>", limits), Err(XmlError::TextTooLong { element: "A".into(), limit: 4 }));
         assert_eq!(
             parse_within("<XmlMsg><A>ab&amp;&amp;c</A></XmlMsg>", limits),
             Err(XmlError::TextTooLong { element: "A".into(), limit: 4 }),
