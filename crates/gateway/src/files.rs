@@ -109,6 +109,22 @@ pub fn free_name(path: &Path) -> std::io::Result<PathBuf> {
         })
 }
 
+/// The names in `res/` of a refused request's copy and its `.err`: `x.xml` and `x.err`, or
+/// when either is still there from an earlier refusal under the same name, the first
+/// `x.N.xml` and `x.N.err` both free, so that the pair keeps one name (see [`free_name`]).
+fn refusal_pair(res: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "xml"));
+    let taken = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    (1..=SAME_NAME_MAX)
+        .map(|n| {
+            let stem = if n == 1 { stem.to_string() } else { format!("{stem}.{n}") };
+            (res.join(format!("{stem}.{ext}")), res.join(format!("{stem}.err")))
+        })
+        .find(|(copy, err)| !taken(copy) && !taken(err))
+        // Past the limit the outbox itself says that too many wait (see `free_name`).
+        .unwrap_or_else(|| (res.join(name), res.join(format!("{stem}.err"))))
+}
+
 fn temporary_name(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.onshi-tmp"))
@@ -260,6 +276,18 @@ impl Watched {
             seen.incomplete = Some((problem, charset));
             seen.next_read = now + seen.reread_after;
             seen.reread_after = (seen.reread_after * 2).min(REREAD_MAX);
+        }
+    }
+
+    /// Whether the file was seen to change while watched (a writer at work).
+    pub fn grew(&self, name: &str) -> bool {
+        self.files.get(name).is_some_and(|seen| seen.grew)
+    }
+
+    /// Not read again before it has been quiet for `settle` (and then read once more).
+    pub fn postpone(&mut self, name: &str, settle: Duration) {
+        if let Some(seen) = self.files.get_mut(name) {
+            seen.next_read = seen.next_read.max(seen.changed_at + settle);
         }
     }
 
@@ -502,11 +530,10 @@ fn refuse_unread(
     }
     let (for_staff, problem) = why.words();
     tracing::warn!(file = name, path = %path.display(), problem, "request refused unread and left in req/");
-    let res = gateway.config.res_dir();
-    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let (copy, err) = refusal_pair(&gateway.config.res_dir(), name);
     let files = [
-        OutFile { path: res.join(name), bytes: Vec::new(), remove_after: None },
-        OutFile { path: res.join(format!("{stem}.err")), bytes: answer_xml::error_file(for_staff, &problem, charset), remove_after: None },
+        OutFile { path: copy, bytes: Vec::new(), remove_after: None },
+        OutFile { path: err, bytes: answer_xml::error_file(for_staff, &problem, charset), remove_after: None },
     ];
     gateway.store.answer_request(name, &key, &gateway.now().to_string(), &files)?;
     Ok(Handled::Refused(problem))
@@ -531,6 +558,13 @@ async fn read_and_answer(
         // only after it has stayed like this for its settle period (see `Watched::look`).
         Err(RequestError::Xml(e)) if e.may_be_incomplete() => {
             watched.found_incomplete(name, e.to_string(), charset, now);
+            Handled::NotYet
+        }
+        // Refused for what is written already, which more bytes cannot change; but a file seen
+        // growing may still have a writer at work, and it is moved only once quiet, so that
+        // the writer's last bytes are not lost with it (the copy beside the .err is whole).
+        Err(_) if watched.grew(name) && watched.quiet(name, now) < gateway.config.settle => {
+            watched.postpone(name, gateway.config.settle);
             Handled::NotYet
         }
         Err(problem) => {
@@ -611,17 +645,12 @@ fn refuse(
 ) -> Result<(), StoreError> {
     let (for_staff, problem) = why;
     tracing::info!(file = name, problem, "request refused");
-    let res = gateway.config.res_dir();
-    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let (copy, err) = refusal_pair(&gateway.config.res_dir(), name);
     let mut files = Vec::with_capacity(2);
     if let Some(bytes) = keep {
-        files.push(OutFile { path: res.join(name), bytes: bytes.to_vec(), remove_after: None });
+        files.push(OutFile { path: copy, bytes: bytes.to_vec(), remove_after: None });
     }
-    files.push(OutFile {
-        path: res.join(format!("{stem}.err")),
-        bytes: answer_xml::error_file(for_staff, problem, charset),
-        remove_after: Some(path.to_path_buf()),
-    });
+    files.push(OutFile { path: err, bytes: answer_xml::error_file(for_staff, problem, charset), remove_after: Some(path.to_path_buf()) });
     gateway.store.answer_request(name, digest, &gateway.now().to_string(), &files)
 }
 
@@ -857,6 +886,38 @@ mod tests {
         watched.keep_only(&["still".to_string()].into());
         assert!(!watched.told("growing"));
         assert_eq!(watched.quiet("growing", s(300)), Duration::ZERO);
+    }
+
+    /// A file refused for what it holds is moved beside its .err; one seen growing only once
+    /// it has been quiet for `settle`, and it is not read on every pass meanwhile.
+    #[test]
+    fn a_file_seen_growing_is_read_again_only_once_quiet() {
+        let settle = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut watched = Watched::default();
+        assert_eq!(watched.look("a", stamp(1), t0, settle), Look::Read);
+        assert!(!watched.grew("a"));
+        assert_eq!(watched.look("a", stamp(2), ms(10), settle), Look::Read);
+        assert!(watched.grew("a"));
+        watched.postpone("a", settle);
+        for n in [20, 1_000, 2_000] {
+            assert_eq!(watched.look("a", stamp(2), ms(n), settle), Look::Wait, "{n} ms");
+        }
+        assert_eq!(watched.look("a", stamp(2), ms(2_010), settle), Look::Read, "quiet for settle: read and refused");
+        assert_eq!(watched.quiet("a", ms(2_010)), settle);
+    }
+
+    #[test]
+    fn a_refused_request_s_copy_and_err_keep_one_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let res = dir.path();
+        let pair = |copy: &str, err: &str| (res.join(copy), res.join(err));
+        assert_eq!(refusal_pair(res, "R_1.xml"), pair("R_1.xml", "R_1.err"));
+        std::fs::write(res.join("R_1.err"), b"").unwrap();
+        assert_eq!(refusal_pair(res, "R_1.xml"), pair("R_1.2.xml", "R_1.2.err"), "the copy's name is free, the .err's is not");
+        std::fs::write(res.join("R_1.2.xml"), b"").unwrap();
+        assert_eq!(refusal_pair(res, "R_1.xml"), pair("R_1.3.xml", "R_1.3.err"));
     }
 
     /// Issue 11: a second request under the same name overwrote the first answer.

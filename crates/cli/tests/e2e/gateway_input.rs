@@ -251,6 +251,7 @@ fn a_second_request_under_the_same_name_does_not_replace_an_answer_not_yet_taken
     drop_request(&req, "OQSsiquc01req_bad.xml", &broken.bytes());
     let err = read_err(&res.join("OQSsiquc01req_bad.2.err"), encoding_rs::UTF_8);
     assert!(err.contains("<Birthdate> is missing"), "{err}");
+    assert!(res.join("OQSsiquc01req_bad.2.xml").exists(), "the copy beside it takes the same name: the pair stays a pair");
 }
 
 /// Issue 11: `.err` files were always UTF-8. They now follow CharacterCodeIdentifier (0 UTF-8,
