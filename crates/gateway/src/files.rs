@@ -475,6 +475,9 @@ async fn look_and_handle(gateway: &Gateway, watched: &mut Watched, path: &Path, 
     }
     // The size from the metadata, before a byte is read: a 50 MB file costs only its .err.
     if meta.len() > limit {
+        if watched.told(&name) {
+            return Ok(Handled::NotYet);
+        }
         let charset = read_head(path);
         return refuse_unread(gateway, watched, path, &name, stamp, Unread::TooLarge { bytes: meta.len(), limit }, charset);
     }
