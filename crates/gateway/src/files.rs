@@ -891,6 +891,41 @@ mod tests {
         assert_eq!(watched.quiet("growing", s(300)), Duration::ZERO);
     }
 
+    /// The request is read from one handle, and only if that handle is the regular file the
+    /// listing saw: a link, a FIFO or another file put in its place since is not read (and a
+    /// FIFO does not block the watcher).
+    #[cfg(unix)]
+    #[test]
+    fn a_request_swapped_after_it_was_listed_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("OQSsiquc01req_1.xml");
+        std::fs::write(&path, b"<XmlMsg/>").unwrap();
+        let listed = Stamp::of(&std::fs::symlink_metadata(&path).unwrap());
+        assert_eq!(read_request(&path, listed, 1024).unwrap().as_deref(), Some(b"<XmlMsg/>".as_slice()));
+        assert_eq!(read_request(&path, listed, 4).unwrap(), None, "grown past the limit since");
+
+        let elsewhere = dir.path().join("secret.xml");
+        std::fs::write(&elsewhere, b"<XmlMsg/>").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert_eq!(read_request(&path, listed, 1024).unwrap(), None, "a link is not followed");
+
+        std::fs::remove_file(&path).unwrap();
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_request(&path, listed, 1024).unwrap(), None, "a FIFO is not read, and does not block");
+        assert_eq!(not_a_file(std::fs::symlink_metadata(&path).unwrap().file_type()), "a FIFO (named pipe)");
+
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"<XmlMsg/>").unwrap();
+        let replaced = Stamp::of(&std::fs::symlink_metadata(&path).unwrap());
+        // The file system may give the new file the freed inode; then only its time differs.
+        if replaced.id != listed.id {
+            assert_eq!(read_request(&path, listed, 1024).unwrap(), None, "another file under the same name");
+        }
+        assert!(read_request(&path, replaced, 1024).unwrap().is_some());
+    }
+
     /// A file refused for what it holds is moved beside its .err; one seen growing only once
     /// it has been quiet for `settle`, and it is not read on every pass meanwhile.
     #[test]
