@@ -162,7 +162,10 @@ pub fn pending_requests(req_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// time and, on Unix, device and inode. On Unix nothing cheap tells whether another process
 /// still has a file open for writing, so "still being written" is read from this stamp
 /// changing over time; on Windows a writer's lock is also seen when the file is opened (see
-/// [`still_open_for_writing`]).
+/// [`still_open_for_writing`]). A writer whose writes change neither (a file sized first, on a
+/// file system with coarse or lazily updated times) is seen once they do, at the latest when
+/// it closes the file; meanwhile its file may get an `.err`, but it is never moved or cut,
+/// and it is answered once whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
     pub len: u64,
