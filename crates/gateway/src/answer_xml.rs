@@ -76,7 +76,7 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
         Outcome::Refused { error } => {
             w.leaf("ProcessingResultStatus", "2");
             w.leaf("ProcessingResultCode", &error.code);
-            w.leaf("ProcessingResultMessage", &error.reception_ja);
+            w.leaf("ProcessingResultMessage", &refusal_message(error));
         }
         Outcome::Queued { .. } => {}
         Outcome::Answered { answer, .. } | Outcome::Cached { answer, .. } => {
@@ -106,6 +106,19 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
             w.close();
         }
     }
+}
+
+/// What a result file says about a refusal: the action for reception, and for a field the
+/// center refused, the center's detail too (which rule, and for a check digit which digit it
+/// should be), as `onshi verify number` prints it: staff holding the card can then see a
+/// mistyped last digit without asking the vendor. The detail never repeats a My Number (the
+/// center withholds it).
+pub fn refusal_message(error: &onshi_api::verify::ApiError) -> String {
+    if error.field.is_none() || error.detail.trim().is_empty() {
+        return error.reception_ja.clone();
+    }
+    let digit = if error.detail.contains("check digit") { "検証番号（最後の桁）が合いません。" } else { "" };
+    format!("{}{digit}（{}）", error.reception_ja, error.detail)
 }
 
 /// The note beside a valid answer: an offline answer's age, a change since the batch, or the
@@ -269,7 +282,7 @@ pub fn bulk_results(
             Some(Outcome::Refused { error }) => {
                 w.leaf("ProcessingResultStatus", "2");
                 w.leaf("ProcessingResultCode", &error.code);
-                w.leaf("ProcessingResultMessage", &error.reception_ja);
+                w.leaf("ProcessingResultMessage", &refusal_message(error));
             }
             Some(outcome) => {
                 w.leaf("ProcessingResultStatus", "1");
@@ -290,9 +303,11 @@ pub fn bulk_results(
     w.finish()
 }
 
-/// The `.err` file beside a refused request: what is wrong and what to do, Japanese first.
-pub fn error_file(for_staff: &str, problem: &str) -> Vec<u8> {
-    format!("{for_staff}\r\nThe request file was refused: {problem}\r\n").into_bytes()
+/// The `.err` file beside a refused request: what is wrong and what to do, Japanese first, in
+/// the character set the client asked for (see [`crate::xml::err_charset`]): a Shift_JIS
+/// receipt computer shows UTF-8 Japanese as garbage, and the Japanese line is the one staff read.
+pub fn error_file(for_staff: &str, problem: &str, charset: Charset) -> Vec<u8> {
+    crate::xml::encode(format!("{for_staff}\r\nThe request file was refused: {problem}\r\n"), charset)
 }
 
 /// What an `.err` says to staff first, by why the request was refused.
@@ -302,4 +317,45 @@ pub mod refusal_ja {
     pub const OTHER_INSTITUTION: &str =
         "照会ファイルの医療機関コードがこのゲートウェイと違います。レセコンの医療機関コードの設定を確かめてください。";
     pub const UNSUPPORTED: &str = "この種類の照会にはこのゲートウェイは答えません。レセコンの設定か、照会の方法を確かめてください。";
+    pub const NO_BRANCH: &str =
+        "枝番がありません。薬剤情報・特定健診情報はご本人ごとの情報のため、保険証・資格確認書の枝番（2桁）を入れて照会し直してください。";
+    pub const TOO_LARGE: &str = "照会ファイルが大きすぎるため、読まずに受け付けませんでした。ファイルは req/ に残してあります。削除してから、正しい照会ファイルを置き直してください（一括照会は分けて送ってください）。";
+    pub const TOO_MANY: &str =
+        "照会ファイルの要素が多すぎるか、項目の文字が長すぎます。ファイルを直してから、新しい名前で req/ に置き直してください。";
+    pub const INCOMPLETE: &str = "照会ファイルが書きかけのまま変わらないため、受け付けられませんでした。ファイルは req/ にそのまま残してあります（書き込みが続いて完成すれば、その時点で回答します）。書き込みが止まっている場合はレセコンを確かめ、req/ のファイルを削除してから照会し直してください。";
+    pub const NOT_A_FILE: &str = "req/ に照会ファイルではないもの（ショートカット・リンクや特殊ファイル）が置かれたため、読みませんでした。そのまま残してあります。削除して、通常のファイルとして置き直してください。";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(field: Option<&str>, detail: &str) -> onshi_api::verify::ApiError {
+        onshi_api::verify::ApiError {
+            code: "INVALID_INSURER_NUMBER".into(),
+            field: field.map(str::to_string),
+            detail: detail.into(),
+            reception_ja: "保険者番号が正しくありません。".into(),
+            operator_en: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_check_digit_refusal_names_the_digit() {
+        let detail = "insurer_number: the value fails the insurer number check digit (the last digit should be 8) (given \"06130480\")";
+        let message = refusal_message(&refused(Some("insurer_number"), detail));
+        assert!(message.starts_with("保険者番号が正しくありません。検証番号（最後の桁）が合いません。"), "{message}");
+        assert!(message.contains("the last digit should be 8"), "{message}");
+        assert_eq!(refusal_message(&refused(None, "anything")), "保険者番号が正しくありません。", "no field: the action alone");
+    }
+
+    #[test]
+    fn an_err_file_is_written_in_the_charset_asked_for() {
+        let sjis = error_file(refusal_ja::UNREADABLE, "<Birthdate> is missing", Charset::ShiftJis);
+        let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&sjis);
+        assert!(!bad && text.starts_with(refusal_ja::UNREADABLE), "{text}");
+        assert!(std::str::from_utf8(&sjis).is_err(), "not UTF-8");
+        let utf8 = error_file(refusal_ja::UNREADABLE, "x", Charset::Utf8);
+        assert!(std::str::from_utf8(&utf8).unwrap().starts_with(refusal_ja::UNREADABLE));
+    }
 }

@@ -47,14 +47,31 @@ impl Outcome {
         match self {
             Outcome::Answered { answer, .. } => validity_sentence(answer),
             Outcome::Refused { error } => format!("照会できませんでした: {}", error.reception_ja),
-            Outcome::Cached { answer, fetched_at, .. } => {
-                format!("【オフライン】{}（{} 取得の控え。回線復旧後に自動で再照会します）", validity_sentence(answer), time_ja(fetched_at))
-            }
+            // The date of care is stated because the cached answer may be for another day
+            // than the one asked about (a copay change or a loss may fall in between).
+            Outcome::Cached { answer, fetched_at, .. } => format!(
+                "【オフライン】{}（{} 取得の控え・診療日 {} についての回答。回線復旧後に自動で再照会します）",
+                validity_sentence(answer),
+                time_ja(fetched_at),
+                onshi_domain::date::japanese_text(&answer.date_of_care)
+            ),
             Outcome::Queued { .. } => {
                 "【オフライン】センターに接続できません。保険証・資格確認書・マイナ保険証を目視で確認して受付を続けてください。回線復旧後に自動で再照会します。".to_string()
             }
         }
     }
+}
+
+/// An answer as a request with or without the oral limit-information consent may see it:
+/// without it, no coverage carries its 限度額 category (the center gives it only with consent,
+/// and a cached answer may have been fetched for a request that had it).
+pub fn as_consented(mut answer: VerifyAnswer, limit_consent: bool) -> VerifyAnswer {
+    if !limit_consent {
+        for coverage in answer.coverage.iter_mut().chain(answer.newer_coverage.iter_mut()) {
+            coverage.limit = None;
+        }
+    }
+    answer
 }
 
 fn validity_sentence(answer: &VerifyAnswer) -> String {
@@ -215,6 +232,29 @@ mod tests {
         let queued = Outcome::Queued { reason: "down".into() };
         assert_eq!(changes(Some(&queued), &lost), vec!["目視確認で受け付けた資格が「無効」でした".to_string()]);
         assert!(changes(Some(&queued), &valid).is_empty());
+    }
+
+    /// Issue 11: an answer cached for a request with the 限度額 consent was handed to a later
+    /// offline request without it.
+    #[test]
+    fn a_cached_answer_carries_limit_information_only_with_consent_and_names_its_date() {
+        let coverage: onshi_api::verify::Coverage = serde_json::from_value(serde_json::json!({
+            "insurer_number": "06130488", "number": "345", "branch": "00",
+            "card_classification": {"code": "01", "label": "x"}, "relationship": {"code": "1", "label": "本人"},
+            "name": "試験", "name_kana": "シケン", "sex": {"code": "2", "label": "女"}, "birth_date": "19800101",
+            "acquired_on": "20200401", "preschool": false, "elderly_recipient": false,
+            "limit": {"category": {"code": "A01", "label": "ア"}, "classification": {"code": "01", "label": "限度額"}, "valid_from": "20260401"}
+        }))
+        .unwrap();
+        let mut with_limit = answer("1", "有効");
+        with_limit.coverage = Some(coverage.clone());
+        with_limit.newer_coverage = Some(coverage);
+        let limits =
+            |a: &VerifyAnswer| [&a.coverage, &a.newer_coverage].iter().filter(|c| c.as_ref().is_some_and(|c| c.limit.is_some())).count();
+        assert_eq!(limits(&as_consented(with_limit.clone(), true)), 2, "kept with consent");
+        assert_eq!(limits(&as_consented(with_limit.clone(), false)), 0, "taken out of both coverages without it");
+        let cached = Outcome::Cached { answer: with_limit, fetched_at: "20261124090000".into(), reason: "down".into() };
+        assert!(cached.summary_ja().contains("診療日 2026年11月25日 についての回答"), "{}", cached.summary_ja());
     }
 
     #[test]

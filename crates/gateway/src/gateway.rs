@@ -231,7 +231,7 @@ impl Gateway {
         let (outcome, cache, queue) = match asked {
             None => {
                 let job = Job::Number { request: request.clone(), reply };
-                (self.offline_outcome(&key, NOT_SENT_WHILE_HANGING.to_string())?, None, Some(job))
+                (self.offline_outcome(&key, request.limit_consent, NOT_SENT_WHILE_HANGING.to_string())?, None, Some(job))
             }
             Some(Ok(answer)) => {
                 self.note_line(true, None);
@@ -246,7 +246,7 @@ impl Gateway {
                 Some(reason) => {
                     self.note_down(&error);
                     let job = Job::Number { request: request.clone(), reply };
-                    (self.offline_outcome(&key, reason)?, None, Some(job))
+                    (self.offline_outcome(&key, request.limit_consent, reason)?, None, Some(job))
                 }
             },
         };
@@ -255,10 +255,13 @@ impl Gateway {
     }
 
     /// The answer without the center: the cached one for these numbers, or a visual check.
-    fn offline_outcome(&self, key: &str, reason: String) -> Result<Outcome, GatewayError> {
+    /// The cache is kept per patient, not per consent: an answer cached for a request that
+    /// consented to limit information (限度額) still holds it, so it is taken out unless this
+    /// request consents too.
+    fn offline_outcome(&self, key: &str, limit_consent: bool, reason: String) -> Result<Outcome, GatewayError> {
         Ok(match self.store.cached(key)? {
             Some((answer, fetched_at)) => match serde_json::from_str::<VerifyAnswer>(&answer) {
-                Ok(answer) => Outcome::Cached { answer, fetched_at, reason },
+                Ok(answer) => Outcome::Cached { answer: check::as_consented(answer, limit_consent), fetched_at, reason },
                 Err(_) => Outcome::Queued { reason },
             },
             None => Outcome::Queued { reason },

@@ -16,7 +16,7 @@ pub async fn answer(gateway: &Gateway, header: &Header, kind: Kind, patient: &Me
         insurer_number: patient.insurer_number.clone(),
         symbol: patient.symbol.clone(),
         number: patient.number.clone(),
-        branch: patient.branch.clone().unwrap_or_else(|| "00".into()),
+        branch: patient.branch.clone(),
     };
     let mut w = XmlWriter::new(charset);
     w.open("XmlMsg").open("MessageHeader");

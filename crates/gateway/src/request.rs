@@ -64,6 +64,14 @@ impl Kind {
         )
     }
 
+    /// What a request file of this kind may hold (see [`xml::Limits`]).
+    pub fn limits(self) -> xml::Limits {
+        match self {
+            Kind::BulkUpload => xml::Limits::BULK_UPLOAD,
+            _ => xml::Limits::REQUEST,
+        }
+    }
+
     /// The answer's file name: `req` replaced by `res`, same suffix.
     pub fn answer_name(request_name: &str) -> String {
         request_name.replacen("req_", "res_", 1)
@@ -114,7 +122,9 @@ pub struct MedicalRequest {
     pub insurer_number: String,
     pub symbol: Option<String>,
     pub number: String,
-    pub branch: Option<String>,
+    /// Required, not optional as in a qualification check: medical information belongs to one
+    /// person, and without the 枝番 the card's numbers name the whole family.
+    pub branch: String,
 }
 
 /// A request read from a file.
@@ -150,6 +160,12 @@ pub enum RequestError {
     /// file is not kept (see `files::refuse`).
     #[error("<{0}> {MY_NUMBER_REFUSED}")]
     MyNumber(&'static str),
+    /// A YZK/TKK request without the 枝番: refused rather than read as 00, which would show the
+    /// 本人's drug list or checkups to a family member asking under the same card numbers.
+    #[error(
+        "<BranchNumber> is missing; drug and checkup information belongs to one person and the 記号・番号 name the whole family, so write the 2-digit 枝番 printed on the card (it is never assumed to be 00)"
+    )]
+    NoBranch,
     /// A problem in one entry of a 一括照会 upload, counted from 1 so that staff can find it.
     #[error("QualificationConfirmSearchInfo number {index} of the file: {source}")]
     InEntry { index: usize, source: Box<RequestError> },
@@ -174,8 +190,12 @@ pub fn holding_my_number<'a>(fields: &[(&'a str, Option<&str>)]) -> Option<&'a s
 
 /// Reads a request file of `kind`; returns it with the character set the file was in.
 pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError> {
+    let limits = kind.limits();
+    if bytes.len() as u64 > limits.bytes {
+        return Err(XmlError::TooLarge { bytes: bytes.len() as u64, limit: limits.bytes }.into());
+    }
     let (text, charset) = xml::decode(bytes)?;
-    let root = xml::parse(&text)?;
+    let root = xml::parse_within(&text, limits)?;
     let header_element = root.child("MessageHeader").ok_or(RequestError::Missing("MessageHeader"))?;
     let body = root.child("MessageBody").ok_or(RequestError::Missing("MessageBody"))?;
     let header = read_header(header_element)?;
@@ -279,7 +299,7 @@ fn read_medical(header: &Element) -> Result<MedicalRequest, RequestError> {
         insurer_number: required(header, "InsurerNumber")?.to_string(),
         symbol,
         number,
-        branch: header.value("BranchNumber").map(str::to_string),
+        branch: header.value("BranchNumber").ok_or(RequestError::NoBranch)?.to_string(),
     })
 }
 
@@ -450,6 +470,25 @@ mod tests {
         let e = read(Kind::BulkUpload, my_number.as_bytes()).unwrap_err();
         assert_eq!(e.my_number_element(), Some("InsuredIdentificationNumber"));
         assert!(e.to_string().contains("number 2") && !e.to_string().contains("9018"), "{e}");
+    }
+
+    /// Issue 11: a drug request without the 枝番 was read as 00, the 本人's.
+    #[test]
+    fn a_drug_or_checkup_request_without_a_branch_number_is_refused() {
+        let yzk = |branch: &str| {
+            format!(
+                "<XmlMsg><MessageHeader><InsurerNumber>06130488</InsurerNumber><InsuredPersonIdentificationNumber>345</InsuredPersonIdentificationNumber>{branch}</MessageHeader><MessageBody/></XmlMsg>"
+            )
+        };
+        for kind in [Kind::Drugs, Kind::Checkups] {
+            for without in ["", "<BranchNumber></BranchNumber>", "<BranchNumber>  </BranchNumber>"] {
+                assert_eq!(read(kind, yzk(without).as_bytes()).unwrap_err(), RequestError::NoBranch, "{kind:?} {without:?}");
+            }
+            let (request, _) = read(kind, yzk("<BranchNumber>01</BranchNumber>").as_bytes()).unwrap();
+            let Request::Medical { patient, .. } = request else { panic!("not a medical request") };
+            assert_eq!(patient.branch, "01");
+        }
+        assert!(RequestError::NoBranch.to_string().contains("枝番"));
     }
 
     #[test]

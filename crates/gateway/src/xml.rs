@@ -73,16 +73,46 @@ pub enum XmlError {
     Malformed { position: u64, detail: String },
     #[error("the root element is <{0}>, not <XmlMsg>")]
     NotXmlMsg(String),
-    #[error("the file is {0} bytes; requests over {MAX_REQUEST_BYTES} bytes are refused")]
-    TooLarge(u64),
+    #[error(
+        "the file is {bytes} bytes; request files of this kind over {limit} bytes are refused unread (a real one is a few KB; a 一括照会 upload of the most entries the center takes is about 5 MB)"
+    )]
+    TooLarge { bytes: u64, limit: u64 },
+    #[error("the file holds more than {0} elements; no request of this kind holds that many (a single check holds about 20)")]
+    TooManyElements(usize),
+    #[error("<{element}> holds more than {limit} characters; no field of a request is that long")]
+    TextTooLong { element: String, limit: usize },
     #[error("elements are nested more than {0} levels deep; no request of the interface is")]
     TooDeep(usize),
     #[error("line {line}: character U+{code:04X} is not allowed in XML (a control character); remove it from the request")]
     ForbiddenCharacter { line: usize, code: u32 },
 }
 
-/// Larger than any 一括照会 upload a clinic sends (10,000 entries are about 5 MB).
-pub const MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
+/// What one request file may hold; beyond any of these it is refused with the limit named.
+/// The size is checked from the file's metadata before a byte is read (see `files`), so a
+/// 50 MB file costs nothing but its `.err`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Elements in the document, counted as they are opened.
+    pub elements: usize,
+    /// Characters of text in one element (whitespace between elements is not text).
+    pub text_chars: usize,
+}
+
+impl Limits {
+    /// A single check, a 一括照会 download, a drug or checkup request: about 1 KB and 20
+    /// elements in the field. 1 MiB and 1,000 elements are far beyond any of them; 1,000
+    /// characters hold any 記号, 番号 or ArbitraryFileIdentifier many times over.
+    pub const REQUEST: Limits = Limits { bytes: 1 << 20, elements: 1_000, text_chars: 1_000 };
+    /// A 一括照会 upload: at most 10,000 entries (the center's batch size), each about 500
+    /// bytes and 8 elements, so about 5 MB and 80,000 elements; 16 MiB and 200,000 leave room
+    /// for verbose writers without letting a file run to hundreds of megabytes.
+    pub const BULK_UPLOAD: Limits = Limits { bytes: 16 << 20, elements: 200_000, text_chars: 1_000 };
+    /// Documents this gateway wrote itself (answers read back by tools and tests): no limit
+    /// beyond the size of memory.
+    pub const OWN: Limits = Limits { bytes: u64::MAX, elements: usize::MAX, text_chars: usize::MAX };
+}
 
 /// Far deeper than any request of the interface (they nest five or six levels).
 pub const MAX_DEPTH: usize = 32;
@@ -110,9 +140,6 @@ fn line_at(text: &str, byte: usize) -> usize {
 /// Decodes a request file: a UTF-8 BOM means UTF-8; otherwise the XML declaration's encoding
 /// (UTF-8 when none is declared).
 pub fn decode(bytes: &[u8]) -> Result<(String, Charset), XmlError> {
-    if bytes.len() as u64 > MAX_REQUEST_BYTES {
-        return Err(XmlError::TooLarge(bytes.len() as u64));
-    }
     if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
         return decode_as(rest, Charset::Utf8).map(|text| (text, Charset::Utf8));
     }
@@ -178,8 +205,34 @@ impl Element {
     }
 }
 
-/// Parses a decoded request into its root element, which must be `<XmlMsg>`.
+/// The character set an `.err` for these bytes is written in: the one the request's
+/// CharacterCodeIdentifier asks for (0 UTF-8, 1 or 2 Shift_JIS), otherwise the request's own
+/// (BOM or declaration), otherwise UTF-8. Read from the bytes as they are, since the request
+/// may be refused for not parsing at all; both encodings keep ASCII as is.
+pub fn err_charset(bytes: &[u8]) -> Charset {
+    const TAG: &[u8] = b"<CharacterCodeIdentifier>";
+    let asked = bytes.windows(TAG.len()).position(|w| w == TAG).and_then(|at| {
+        let value = &bytes[at + TAG.len()..];
+        let value = &value[..value.len().min(16)];
+        let end = value.iter().position(|&b| b == b'<')?;
+        Charset::from_identifier(std::str::from_utf8(&value[..end]).ok()?)
+    });
+    asked.unwrap_or_else(|| {
+        if bytes.starts_with(b"\xEF\xBB\xBF") {
+            return Charset::Utf8;
+        }
+        declared_encoding(bytes).and_then(|name| Charset::from_name(&name)).unwrap_or(Charset::Utf8)
+    })
+}
+
+/// Parses a document this gateway wrote (an answer) into its root element, `<XmlMsg>`.
 pub fn parse(text: &str) -> Result<Element, XmlError> {
+    parse_within(text, Limits::OWN)
+}
+
+/// Parses a decoded request into its root element, which must be `<XmlMsg>`, refusing it
+/// once it holds more elements or longer text than `limits` allow.
+pub fn parse_within(text: &str, limits: Limits) -> Result<Element, XmlError> {
     if text.trim().is_empty() {
         return Err(XmlError::Empty);
     }
@@ -190,6 +243,11 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut elements: usize = 0;
+    let count = |elements: &mut usize| {
+        *elements += 1;
+        if *elements > limits.elements { Err(XmlError::TooManyElements(limits.elements)) } else { Ok(()) }
+    };
     loop {
         let position = reader.buffer_position();
         let event = reader
@@ -198,12 +256,14 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
         match event {
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Start(start) => {
+                count(&mut elements)?;
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep(MAX_DEPTH));
                 }
                 stack.push(Element { name: start.local_name().as_ref().to_string(), ..Element::default() })
             }
             Event::Empty(start) => {
+                count(&mut elements)?;
                 let element = Element { name: start.local_name().as_ref().to_string(), ..Element::default() };
                 attach(&mut stack, &mut root, element, position)?;
             }
@@ -212,8 +272,8 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                     stack.pop().ok_or_else(|| XmlError::Malformed { position, detail: "closing tag without an opening one".into() })?;
                 attach(&mut stack, &mut root, element, position)?;
             }
-            Event::Text(text) => push_text(&mut stack, &text.xml10_content(), position)?,
-            Event::CData(data) => push_text(&mut stack, &data.into_inner(), position)?,
+            Event::Text(text) => push_text(&mut stack, &text.xml10_content(), position, limits)?,
+            Event::CData(data) => push_text(&mut stack, &data.into_inner(), position, limits)?,
             Event::GeneralRef(reference) => {
                 let name = reference.xml10_content().to_string();
                 let c = match reference.resolve_char_ref() {
@@ -224,7 +284,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 if forbidden_in_xml(c) {
                     return Err(XmlError::ForbiddenCharacter { line: line_at(text, position as usize), code: c as u32 });
                 }
-                push_text(&mut stack, c.encode_utf8(&mut [0; 4]), position)?;
+                push_text(&mut stack, c.encode_utf8(&mut [0; 4]), position, limits)?;
             }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => break,
@@ -253,16 +313,31 @@ fn predefined_entity(name: &str) -> Option<char> {
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element, position: u64) -> Result<(), XmlError> {
     match stack.last_mut() {
-        Some(parent) => parent.children.push(element),
+        Some(parent) => {
+            // Requests have no mixed content: whitespace before a child is indentation, not
+            // text, and is not kept (so a 一括照会 body does not gather a line per entry).
+            if parent.text.trim().is_empty() {
+                parent.text.clear();
+            }
+            parent.children.push(element)
+        }
         None if root.is_none() => *root = Some(element),
         None => return Err(XmlError::Malformed { position, detail: format!("a second root element <{}>", element.name) }),
     }
     Ok(())
 }
 
-fn push_text(stack: &mut [Element], text: &str, position: u64) -> Result<(), XmlError> {
+fn push_text(stack: &mut [Element], text: &str, position: u64, limits: Limits) -> Result<(), XmlError> {
     match stack.last_mut() {
-        Some(element) => element.text.push_str(text),
+        Some(element) => {
+            element.text.push_str(text);
+            // Characters never outnumber bytes, so only a long text is counted; whitespace
+            // alone is indentation (bounded by the file's size), not a field's text.
+            if element.text.len() > limits.text_chars && element.text.chars().count() > limits.text_chars && !element.text.trim().is_empty()
+            {
+                return Err(XmlError::TextTooLong { element: element.name.clone(), limit: limits.text_chars });
+            }
+        }
         None if text.trim().is_empty() => {}
         None => return Err(XmlError::Malformed { position, detail: "text outside the root element".into() }),
     }
@@ -417,6 +492,40 @@ mod tests {
         assert_eq!(parse(&text), Err(XmlError::TooDeep(MAX_DEPTH)));
         let fine = format!("<XmlMsg>{}1{}</XmlMsg>", "<A>".repeat(MAX_DEPTH - 1), "</A>".repeat(MAX_DEPTH - 1));
         assert_eq!(parse(&fine).unwrap().find("A").map(|a| a.name.as_str()), Some("A"));
+    }
+
+    #[test]
+    fn refuses_more_elements_or_longer_text_than_the_limits_allow() {
+        let limits = Limits { bytes: 1 << 20, elements: 5, text_chars: 4 };
+        assert!(parse_within("<XmlMsg><A>abcd</A><B/><C>山田太郎</C><D/></XmlMsg>", limits).is_ok(), "exactly at the limits");
+        assert_eq!(parse_within("<XmlMsg><A/><B/><C/><D/><E/></XmlMsg>", limits), Err(XmlError::TooManyElements(5)));
+        assert_eq!(parse_within("<XmlMsg><A>abcde</A></XmlMsg>", limits), Err(XmlError::TextTooLong { element: "A".into(), limit: 4 }));
+        assert_eq!(
+            parse_within("<XmlMsg><A>ab&amp;&amp;c</A></XmlMsg>", limits),
+            Err(XmlError::TextTooLong { element: "A".into(), limit: 4 }),
+            "references count as the characters they stand for"
+        );
+        // Indentation between elements is not text, however many entries a body holds.
+        let indented = format!("<XmlMsg>{}</XmlMsg>", "\n      <A>1</A>".repeat(4));
+        let root = parse_within(&indented, limits).unwrap();
+        assert_eq!((root.text.as_str(), root.children.len()), ("", 4));
+        assert!(XmlError::TooManyElements(1000).to_string().contains("1000"));
+        assert!(!XmlError::TextTooLong { element: "A".into(), limit: 1 }.may_be_incomplete());
+    }
+
+    #[test]
+    fn an_err_file_takes_the_charset_the_request_asked_for_or_its_own() {
+        let with = |code: &str, declared: &str| {
+            format!("<?xml version=\"1.0\" encoding=\"{declared}\"?><XmlMsg><MessageHeader>{code}</MessageHeader><A>")
+        };
+        let asked = |n: &str| format!("<CharacterCodeIdentifier>{n}</CharacterCodeIdentifier>");
+        assert_eq!(err_charset(with(&asked("1"), "UTF-8").as_bytes()), Charset::ShiftJis, "1 asks for Shift_JIS");
+        assert_eq!(err_charset(with(&asked(" 2 "), "UTF-8").as_bytes()), Charset::ShiftJis, "2 is read as Shift_JIS");
+        assert_eq!(err_charset(with(&asked("0"), "Shift_JIS").as_bytes()), Charset::Utf8, "0 asks for UTF-8");
+        assert_eq!(err_charset(with(&asked("9"), "Shift_JIS").as_bytes()), Charset::ShiftJis, "otherwise the request's own");
+        assert_eq!(err_charset(with("", "windows-31j").as_bytes()), Charset::ShiftJis);
+        assert_eq!(err_charset(b"\xEF\xBB\xBF<XmlMsg>"), Charset::Utf8);
+        assert_eq!(err_charset(b"\x00\xff garbage"), Charset::Utf8, "UTF-8 when nothing says otherwise");
     }
 
     #[test]

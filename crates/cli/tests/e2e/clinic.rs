@@ -204,6 +204,11 @@ impl GatewayProcess {
         GatewayProcess { child, page: format!("http://{addr}") }
     }
 
+    /// The process id, to read what the gateway did from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to tidy up.
     pub fn kill(mut self) {
         let _ = self.child.kill();

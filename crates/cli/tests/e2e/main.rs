@@ -9,6 +9,7 @@ mod consent;
 mod demo;
 mod doctor;
 mod gateway;
+mod gateway_input;
 mod import;
 mod page_isolation;
 mod reader_secrets;
