@@ -703,23 +703,26 @@ struct Handshakes {
 }
 
 impl Handshakes {
-    /// Registers a handshake task; when over the cap, aborts the oldest still running.
-    fn start(&mut self, task: tokio::task::AbortHandle) -> u64 {
+    /// Registers a handshake task; when over the cap, aborts the oldest still running. Returns
+    /// its id and how many were dropped for it.
+    fn start(&mut self, task: tokio::task::AbortHandle) -> (u64, u32) {
         let id = self.next;
         self.next += 1;
         self.order.push_back(id);
         self.running.insert(id, task);
+        let mut dropped = 0;
         while self.running.len() > HANDSHAKES_MAX {
             let Some(oldest) = self.order.pop_front() else { break };
             if let Some(task) = self.running.remove(&oldest) {
                 task.abort();
+                dropped += 1;
             }
         }
         // Ids of finished handshakes linger in `order` until they reach the front.
         while self.order.front().is_some_and(|id| !self.running.contains_key(id)) {
             self.order.pop_front();
         }
-        id
+        (id, dropped)
     }
 
     fn finish(&mut self, id: u64) {
@@ -883,7 +886,10 @@ pub fn serve_with_revocation(
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
-            let id = handshakes.lock().unwrap_or_else(|p| p.into_inner()).start(handshake.abort_handle());
+            let (id, dropped) = handshakes.lock().unwrap_or_else(|p| p.into_inner()).start(handshake.abort_handle());
+            for _ in 0..dropped {
+                metrics_state.metrics.unauthenticated("HANDSHAKE_DROPPED_FOR_NEWER");
+            }
             let _ = id_sender.send(id);
         }
     });

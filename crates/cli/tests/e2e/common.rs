@@ -149,6 +149,13 @@ impl Server {
         format!("https://{}", self.addr)
     }
 
+    /// Stops the center as a service manager does (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM delivered");
+        self.child.wait().expect("the center exits")
+    }
+
     pub fn client(&self, fixture: &Fixture, identity: Option<&str>) -> CenterClient {
         self.client_with_ca(&fixture.pki().join("ca.pem"), identity.map(|stem| fixture.identity(stem)))
     }

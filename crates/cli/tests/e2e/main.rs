@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod gateway;
 mod gateway_input;
+mod hostile;
 mod import;
 mod page_isolation;
 mod reader_secrets;
