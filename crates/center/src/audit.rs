@@ -16,6 +16,9 @@ use crate::errors::CenterError;
 const GROUP_MAX: usize = 1_024;
 /// Commits between two checkpoints of the write-ahead log (done by another thread).
 const CHECKPOINT_EVERY_COMMITS: u32 = 500;
+/// The chain's head is exported (a sealed checkpoint file and a log line) at least this often
+/// while entries come in, and on every flush (a stop).
+const HEAD_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where to say that a job was committed; `None` for jobs nobody waits for.
 type Ack = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
@@ -56,6 +59,7 @@ impl AuditSink {
             .name("audit-writer".into())
             .spawn(move || {
                 let mut commits = 0u32;
+                let mut exported = std::time::Instant::now();
                 while let Ok(first) = jobs.recv() {
                     let mut batch = vec![first];
                     while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < GROUP_MAX {
@@ -65,7 +69,18 @@ impl AuditSink {
                         }
                     }
                     let records: Vec<AuditRecord> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
-                    let result = log.append(&records).map(|_| ()).map_err(|e| e.to_string());
+                    // An empty job is a flush (a stop): the head is exported before it is acked.
+                    let flush = batch.iter().any(|(r, _)| r.is_empty());
+                    let mut result = log.append(&records).map(|_| ()).map_err(|e| e.to_string());
+                    if result.is_ok() && (flush || exported.elapsed() >= HEAD_EXPORT_EVERY) {
+                        exported = std::time::Instant::now();
+                        let (seq, seal) = log.head();
+                        // Also a log line, so that a copy of the head lands outside the center's files.
+                        tracing::info!(seq, seal = %seal, "audit checkpoint");
+                        if let Err(e) = log.write_checkpoint(onshi_pki::now()) {
+                            result = Err(e.to_string());
+                        }
+                    }
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "audit log write failed; accesses are refused until it works again");
                     }

@@ -82,12 +82,20 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 audit_path(&db).display()
             );
             let log = open_audit_to_verify(&db, &pki)?;
-            match log.verify()? {
+            let checked = match log.verify()? {
+                Ok(count) => log.check_checkpoint()?.map(|()| count),
+                Err(tamper) => Err(tamper),
+            };
+            match checked {
                 Ok(count) => {
                     let (seq, seal) = log.head();
                     println!("{}: {count} entries, every seal and link intact", log.path().display());
                     println!("head: entry {seq}, seal {seal}");
-                    println!("(keep the head elsewhere: removing the newest entries leaves a shorter intact chain)");
+                    println!(
+                        "(the center exports the head to {} and its log every few seconds and on a stop; removing the newest \
+                         entries after the last export leaves a shorter intact chain, so keep those copies elsewhere)",
+                        onshi_store::audit::checkpoint_path(log.path()).display()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(tamper) => {

@@ -54,6 +54,15 @@ pub enum Tamper {
     Unsealed { seq: i64 },
     #[error("entries after {after} up to {seq} (exclusive) are missing: deleted")]
     Deleted { after: i64, seq: i64 },
+    /// The newest entries were removed: the last checkpoint names an entry the log no longer
+    /// has, or one with another seal.
+    #[error(
+        "the last checkpoint names entry {checkpoint} with seal {seal}, but the log ends at entry {head} or differs there: the newest entries were deleted or replaced"
+    )]
+    Truncated { checkpoint: i64, seal: String, head: i64 },
+    /// The checkpoint file itself does not carry the center's seal.
+    #[error("the checkpoint file {0} does not carry the center's seal: it was edited")]
+    CheckpointUnsealed(String),
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
@@ -66,7 +75,15 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
     code      TEXT NOT NULL,
     mac       TEXT NOT NULL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS audit_by_person ON audit_log (person_id) WHERE person_id IS NOT NULL;";
+CREATE INDEX IF NOT EXISTS audit_by_person ON audit_log (person_id) WHERE person_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit_meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;";
+
+/// From which entry the seals are length-prefixed (format 2). Earlier entries of a log made
+/// before keep their format-1 seals, which still verify.
+const LENGTH_PREFIXED_FROM: &str = "length_prefixed_from";
 
 /// The seal of the first entry's predecessor.
 const GENESIS: &str = "onshi-audit-genesis";
@@ -75,10 +92,32 @@ fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite { doing, source }
 }
 
-fn seal(key: &hmac::Key, previous: &str, seq: i64, r: &AuditRecord) -> String {
+/// The seal of an entry. Format 2 prefixes every field with its length, so that no field's
+/// content can move a boundary between fields (format 1 joined them with U+001F, which a
+/// field could contain: an entry re-split across its fields kept its seal).
+fn seal(key: &hmac::Key, previous: &str, seq: i64, r: &AuditRecord, length_prefixed: bool) -> String {
     let person = r.person_id.map_or(String::new(), |p| p.to_string());
-    let text =
-        [previous, &seq.to_string(), &r.at.jst_seconds().to_string(), &r.actor, &r.action, &person, &r.object, &r.code].join("\u{1f}");
+    let fields = [previous, &seq.to_string(), &r.at.jst_seconds().to_string(), &r.actor, &r.action, &person, &r.object, &r.code];
+    let bytes = if length_prefixed {
+        let mut bytes = Vec::with_capacity(256);
+        for field in fields {
+            bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(field.as_bytes());
+        }
+        bytes
+    } else {
+        fields.join("\u{1f}").into_bytes()
+    };
+    onshi_domain::hex::encode(hmac::sign(key, &bytes).as_ref())
+}
+
+/// Where the chain's head is exported beside the log at `log`.
+pub fn checkpoint_path(log: &Path) -> PathBuf {
+    log.with_extension("checkpoint")
+}
+
+fn checkpoint_seal(key: &hmac::Key, seq: i64, seal: &str, at: i64) -> String {
+    let text = format!("onshi-audit-checkpoint/1\n{seq}\n{seal}\n{at}");
     onshi_domain::hex::encode(hmac::sign(key, text.as_bytes()).as_ref())
 }
 
@@ -134,6 +173,20 @@ pub struct AuditLog {
     key: hmac::Key,
     /// The last entry's seq and seal, so that appends need no read.
     head: (i64, String),
+    /// Entries from this seq on carry format-2 (length-prefixed) seals.
+    length_prefixed_from: i64,
+}
+
+/// The first entry sealed in format 2; a log without the record (read before this version
+/// wrote to it) has format-1 seals only.
+fn length_prefixed_from(connection: &Connection) -> Result<i64, StoreError> {
+    use rusqlite::OptionalExtension;
+    let value: Option<i64> = connection
+        .query_row("SELECT value FROM audit_meta WHERE name = ?1", [LENGTH_PREFIXED_FROM], |r| r.get(0))
+        .optional()
+        .or_else(|e| if e.to_string().contains("no such table") { Ok(None) } else { Err(e) })
+        .map_err(sqlite("reading the audit seal format"))?;
+    Ok(value.unwrap_or(i64::MAX))
 }
 
 impl AuditLog {
@@ -147,10 +200,15 @@ impl AuditLog {
             )
             .map_err(sqlite("configuring the audit log"))?;
         connection.execute_batch(SCHEMA).map_err(sqlite("creating the audit log"))?;
-        let head = connection
+        let head: (i64, String) = connection
             .query_row("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap_or((0, GENESIS.to_string()));
-        Ok(AuditLog { path: path.to_path_buf(), connection, key: hmac::Key::new(hmac::HMAC_SHA256, key), head })
+        // Entries appended from now on are sealed in format 2 (a new log: all of them).
+        connection
+            .execute("INSERT OR IGNORE INTO audit_meta (name, value) VALUES (?1, ?2)", params![LENGTH_PREFIXED_FROM, head.0 + 1])
+            .map_err(sqlite("recording the audit seal format"))?;
+        let length_prefixed_from = length_prefixed_from(&connection)?;
+        Ok(AuditLog { path: path.to_path_buf(), connection, key: hmac::Key::new(hmac::HMAC_SHA256, key), head, length_prefixed_from })
     }
 
     /// Opens an existing log read-only, to check it: nothing is created or written (not even
@@ -162,7 +220,8 @@ impl AuditLog {
         let head = connection
             .query_row("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap_or((0, GENESIS.to_string()));
-        Ok(AuditLog { path: path.to_path_buf(), connection, key: hmac::Key::new(hmac::HMAC_SHA256, key), head })
+        let length_prefixed_from = length_prefixed_from(&connection)?;
+        Ok(AuditLog { path: path.to_path_buf(), connection, key: hmac::Key::new(hmac::HMAC_SHA256, key), head, length_prefixed_from })
     }
 
     pub fn path(&self) -> &Path {
@@ -182,7 +241,7 @@ impl AuditLog {
                 .map_err(sqlite("preparing an audit append"))?;
             for record in records {
                 seq += 1;
-                let mac = seal(&self.key, &previous, seq, record);
+                let mac = seal(&self.key, &previous, seq, record, seq >= self.length_prefixed_from);
                 insert
                     .execute(params![
                         seq,
@@ -223,7 +282,7 @@ impl AuditLog {
             if entry.seq != previous.0 + 1 {
                 return Ok(Err(Tamper::Deleted { after: previous.0, seq: entry.seq }));
             }
-            if seal(&self.key, &previous.1, entry.seq, &entry.record) != entry.mac {
+            if seal(&self.key, &previous.1, entry.seq, &entry.record, entry.seq >= self.length_prefixed_from) != entry.mac {
                 return Ok(Err(Tamper::Unsealed { seq: entry.seq }));
             }
             previous = (entry.seq, entry.mac.clone());
@@ -234,6 +293,55 @@ impl AuditLog {
     /// The newest entry's sequence number and seal.
     pub fn head(&self) -> (i64, String) {
         self.head.clone()
+    }
+
+    /// Exports the chain's head to [`checkpoint_path`], sealed with the audit key (written
+    /// aside and renamed: a crash leaves the old one or the new one). Removing the newest
+    /// entries leaves an intact shorter chain; the checkpoint, kept elsewhere too (it is also
+    /// logged), shows that entries up to it existed.
+    pub fn write_checkpoint(&self, at: Timestamp) -> Result<(), StoreError> {
+        let (seq, seal) = &self.head;
+        let text = format!(
+            "{{\"seq\":{seq},\"seal\":\"{seal}\",\"at\":{},\"mac\":\"{}\"}}\n",
+            at.jst_seconds(),
+            checkpoint_seal(&self.key, *seq, seal, at.jst_seconds())
+        );
+        let path = checkpoint_path(&self.path);
+        let partial = path.with_extension("checkpoint.partial");
+        let io = |source: std::io::Error| StoreError::Write { path: path.display().to_string(), source };
+        std::fs::write(&partial, text).map_err(io)?;
+        std::fs::rename(&partial, &path).map_err(io)
+    }
+
+    /// Compares the log with its last checkpoint, when there is one.
+    pub fn check_checkpoint(&self) -> Result<Result<(), Tamper>, StoreError> {
+        let path = checkpoint_path(&self.path);
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Ok(())) };
+        let unsealed = || Ok(Err(Tamper::CheckpointUnsealed(path.display().to_string())));
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return unsealed() };
+        let (Some(seq), Some(seal), Some(at), Some(mac)) =
+            (value["seq"].as_i64(), value["seal"].as_str(), value["at"].as_i64(), value["mac"].as_str())
+        else {
+            return unsealed();
+        };
+        if checkpoint_seal(&self.key, seq, seal, at) != mac {
+            return unsealed();
+        }
+        if seq == 0 {
+            return Ok(Ok(()));
+        }
+        let found: Option<String> = {
+            use rusqlite::OptionalExtension;
+            self.connection
+                .query_row("SELECT mac FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0))
+                .optional()
+                .map_err(sqlite("reading the audit log"))?
+        };
+        if found.as_deref() == Some(seal) {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(Tamper::Truncated { checkpoint: seq, seal: seal.to_string(), head: self.head.0 }))
+        }
     }
 }
 
@@ -312,5 +420,59 @@ mod tests {
         // Deleting and renumbering to hide the gap breaks the seals instead.
         let hidden = "DELETE FROM audit_log WHERE seq = 3; UPDATE audit_log SET seq = seq - 1 WHERE seq > 3;";
         assert_eq!(tamper(dir.path(), hidden), Err(Tamper::Unsealed { seq: 3 }));
+    }
+
+    #[test]
+    fn a_field_re_split_across_its_neighbours_loses_its_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(&dir.path().join("audit.sqlite"), KEY).unwrap();
+        let record = AuditRecord { actor: "1311234569\u{1f}verify_card".into(), action: "x".into(), ..record(1) };
+        log.append(&[record]).unwrap();
+        // Format 1 joined the fields with U+001F: moving it from one field to the next kept the seal.
+        log.connection.execute("UPDATE audit_log SET actor = '1311234569', action = 'verify_card\u{1f}x' WHERE seq = 1", []).unwrap();
+        assert_eq!(log.verify().unwrap(), Err(Tamper::Unsealed { seq: 1 }));
+    }
+
+    #[test]
+    fn a_log_made_before_length_prefixed_seals_still_verifies_and_goes_on_in_the_new_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        {
+            let mut log = AuditLog::open(&path, KEY).unwrap();
+            log.append(&[record(1), record(2)]).unwrap();
+        }
+        // As an older version left it: format-1 seals and no format record.
+        {
+            let connection = Connection::open(&path).unwrap();
+            let key = hmac::Key::new(hmac::HMAC_SHA256, KEY);
+            let mut previous = GENESIS.to_string();
+            for seq in 1..=2 {
+                let mac = seal(&key, &previous, seq, &record(seq), false);
+                connection.execute("UPDATE audit_log SET mac = ?1 WHERE seq = ?2", params![mac, seq]).unwrap();
+                previous = mac;
+            }
+            connection.execute("DROP TABLE audit_meta", []).unwrap();
+        }
+        let mut log = AuditLog::open(&path, KEY).unwrap();
+        log.append(&[record(3)]).unwrap();
+        assert_eq!(log.verify().unwrap(), Ok(3));
+        assert_eq!(log.length_prefixed_from, 3);
+    }
+
+    #[test]
+    fn deleting_the_newest_entries_is_found_against_the_last_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with(dir.path(), 5);
+        log.write_checkpoint(Timestamp::from_jst_seconds(1_800_000_100)).unwrap();
+        assert_eq!(log.check_checkpoint().unwrap(), Ok(()));
+        log.connection.execute("DELETE FROM audit_log WHERE seq > 3", []).unwrap();
+        let reopened = AuditLog::open_read_only(&dir.path().join("audit.sqlite"), KEY).unwrap();
+        assert_eq!(reopened.verify().unwrap(), Ok(3), "the shorter chain is intact by itself");
+        assert!(matches!(reopened.check_checkpoint().unwrap(), Err(Tamper::Truncated { checkpoint: 5, head: 3, .. })));
+        // A checkpoint edited to match is not the center's.
+        let path = checkpoint_path(&dir.path().join("audit.sqlite"));
+        let edited = std::fs::read_to_string(&path).unwrap().replace("\"seq\":5", "\"seq\":3");
+        std::fs::write(&path, edited).unwrap();
+        assert!(matches!(reopened.check_checkpoint().unwrap(), Err(Tamper::CheckpointUnsealed(_))));
     }
 }

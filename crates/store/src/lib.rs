@@ -28,6 +28,8 @@ pub enum StoreError {
     Sqlite { doing: &'static str, source: rusqlite::Error },
     #[error("the register holds a value it cannot read back ({0}); the file may be damaged")]
     Corrupt(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
 }
 
 /// The register's interface. Implementations are safe to share between threads; reads run

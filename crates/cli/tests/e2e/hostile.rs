@@ -243,6 +243,16 @@ async fn a_stop_under_load_loses_no_answered_verification() {
     let verified =
         crate::common::onshi().args(["audit", "verify", "--db"]).arg(fixture.db()).arg("--pki").arg(fixture.pki()).output().unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+
+    // The stop exported the chain's head: deleting the newest entries is found against it.
+    assert!(fixture.root().join("center.audit.checkpoint").exists(), "a checkpoint beside the log");
+    audit.execute("DELETE FROM audit_log WHERE seq > (SELECT max(seq) - 3 FROM audit_log)", []).unwrap();
+    drop(audit);
+    let truncated =
+        crate::common::onshi().args(["audit", "verify", "--db"]).arg(fixture.db()).arg("--pki").arg(fixture.pki()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&truncated.stdout);
+    assert_eq!(truncated.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("TAMPERED") && stdout.contains("newest entries were deleted"), "{stdout}");
 }
 
 #[test]
