@@ -462,7 +462,7 @@ mod tests {
     #[test]
     fn deleting_the_newest_entries_is_found_against_the_last_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = log_with(dir.path(), 5);
+        let log = log_with(dir.path(), 5);
         log.write_checkpoint(Timestamp::from_jst_seconds(1_800_000_100)).unwrap();
         assert_eq!(log.check_checkpoint().unwrap(), Ok(()));
         log.connection.execute("DELETE FROM audit_log WHERE seq > 3", []).unwrap();
