@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// register of an earlier run: for working on the card path.
     #[arg(long)]
     pub card_only: bool,
+    /// Only verify throughput and latency without, then during, a flood of idle and half-open
+    /// connections (docs/PERFORMANCE.md, "Under attack"), with the server's CPU per request.
+    #[arg(long)]
+    pub hostile: bool,
 }
 
 /// Distinct verify requests drawn from the population.
@@ -321,6 +325,137 @@ fn client_config(addr: &str, pki: &Path, institution: &onshi_domain::ids::Instit
     })
 }
 
+/// CPU seconds (user + system) a process has used, from /proc (Linux; 100 ticks per second).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Sockets held against the center for `--hostile`: idle ones and ones that start a TLS
+/// record and stall. Closed when dropped.
+fn flood(addr: &str, idle: usize, half_open: usize) -> anyhow::Result<Vec<std::net::TcpStream>> {
+    use std::io::Write;
+    let mut held = Vec::with_capacity(idle + half_open);
+    for i in 0..idle + half_open {
+        let mut socket = std::net::TcpStream::connect(addr)?;
+        if i >= idle {
+            socket.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])?;
+        }
+        held.push(socket);
+    }
+    Ok(held)
+}
+
+/// Verify throughput (closed loop), latency at a fixed rate (open loop), new-connection
+/// latency, and the server's CPU per verification, measured in one phase.
+struct Phase {
+    rate: f64,
+    failed: u64,
+    latencies: Vec<u64>,
+    fresh: Vec<u64>,
+    cpu_us_per_request: f64,
+}
+
+async fn phase(
+    clients: &[CenterClient],
+    config: &ClientConfig,
+    pid: u32,
+    rate: f64,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    seconds: u64,
+) -> anyhow::Result<Phase> {
+    let cpu_before = cpu_seconds(pid).unwrap_or(f64::NAN);
+    let (throughput_rate, failed) = throughput(clients, Endpoint::Verify, requests, seconds).await;
+    let cpu_after = cpu_seconds(pid).unwrap_or(f64::NAN);
+    let done = throughput_rate * seconds as f64;
+    let latencies = latency_at(clients, rate, requests, seconds).await;
+    // A clinic's new connection (a new handshake) per check, one after another.
+    let mut fresh = Vec::new();
+    for i in 0..50 {
+        let client = CenterClient::new(config.clone())?;
+        let started = Instant::now();
+        if one(&client, Endpoint::Verify, &requests[i % requests.len()]).await {
+            fresh.push(started.elapsed().as_micros() as u64);
+        }
+    }
+    fresh.sort_unstable();
+    Ok(Phase { rate: throughput_rate, failed, latencies, fresh, cpu_us_per_request: (cpu_after - cpu_before) / done * 1e6 })
+}
+
+/// `--hostile`: verify without, then during, a flood of 2,000 idle and 300 half-open sockets.
+fn hostile(
+    args: &BenchArgs,
+    db: &Path,
+    pki: &Path,
+    institution: &onshi_domain::ids::InstitutionCode,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+) -> anyhow::Result<ExitCode> {
+    const IDLE: usize = 2_000;
+    const HALF_OPEN: usize = 300;
+    let jpki = args.dir.join("jpki");
+    if !jpki.join("ca.pem").exists() {
+        let ca = onshi_pki::jpki::CardCa::create(&jpki)?;
+        ca.publish_crl(30)?;
+    }
+    let server = start_server(db, pki, &jpki)?;
+    let pid = server.child.id();
+    let config = client_config(&server.addr, pki, institution)?;
+    let (calm, attacked, fresh_during) = crate::runtime()?.block_on(async {
+        let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
+        eprintln!("bench: warming up");
+        throughput(&clients, Endpoint::Verify, requests, 3).await;
+        eprintln!("bench: verify, no attack");
+        let (probe, _) = throughput(&clients, Endpoint::Verify, requests, 3).await;
+        let rate = probe / 2.0;
+        let calm = phase(&clients, &config, pid, rate, requests, args.seconds).await?;
+        eprintln!("bench: holding {IDLE} idle and {HALF_OPEN} half-open sockets");
+        let held = flood(&server.addr, IDLE, HALF_OPEN)?;
+        eprintln!("bench: verify during the attack");
+        let first = phase(&clients, &config, pid, rate, requests, args.seconds).await?;
+        eprintln!("bench: verify during the attack, again");
+        let attacked = phase(&clients, &config, pid, rate, requests, args.seconds).await?;
+        eprintln!(
+            "bench: first phase of the attack: {:.0} req/s, p99 {:.2} ms, CPU {:.1} µs/request",
+            first.rate,
+            percentile(&first.latencies, 0.99),
+            first.cpu_us_per_request
+        );
+        let fresh_during = held.len();
+        drop(held);
+        anyhow::Ok((calm, attacked, fresh_during))
+    })?;
+    let mut out = String::from("| measure | no attack | during the attack | ratio |\n|---|---|---|---|\n");
+    let row = |out: &mut String, name: &str, calm: f64, attacked: f64, unit: &str| {
+        out.push_str(&format!("| {name} | {calm:.2} {unit} | {attacked:.2} {unit} | {:.2} |\n", attacked / calm));
+    };
+    row(&mut out, "verify throughput, kept-alive connections", calm.rate, attacked.rate, "req/s");
+    row(&mut out, "latency at a fixed rate, p50", percentile(&calm.latencies, 0.5), percentile(&attacked.latencies, 0.5), "ms");
+    row(&mut out, "latency at a fixed rate, p99", percentile(&calm.latencies, 0.99), percentile(&attacked.latencies, 0.99), "ms");
+    row(
+        &mut out,
+        "verify on a new connection (handshake + request), p50",
+        percentile(&calm.fresh, 0.5),
+        percentile(&attacked.fresh, 0.5),
+        "ms",
+    );
+    row(&mut out, "verify on a new connection, p99", percentile(&calm.fresh, 0.99), percentile(&attacked.fresh, 0.99), "ms");
+    row(&mut out, "server CPU per verification (user + system)", calm.cpu_us_per_request, attacked.cpu_us_per_request, "µs");
+    out.push_str(&format!(
+        "\n{} connections; {} s per measurement; {fresh_during} sockets held; failed requests: {} without, {} during; new-connection checks answered: {}/50 and {}/50.\n",
+        args.connections,
+        args.seconds,
+        calm.failed,
+        attacked.failed,
+        calm.fresh.len(),
+        attacked.fresh.len()
+    ));
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `--card-only`: the trivial endpoint, card verifications, the trivial endpoint again.
 fn card_only(
     args: &BenchArgs,
@@ -389,6 +524,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let requests = std::sync::Arc::new(bodies);
     if args.card_only {
         return card_only(&args, &db, &pki, &files[0], &institution, &requests);
+    }
+    if args.hostile {
+        return hostile(&args, &db, &pki, &institution, &requests);
     }
     let in_process_us = in_process_verify_us(&db, &requests)?;
     let bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
