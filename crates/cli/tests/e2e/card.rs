@@ -75,15 +75,7 @@ impl CardWorld {
     }
 
     fn card(&self, action: &str, card: &Path, reader: &str, args: &[&str]) -> Output {
-        onshi()
-            .args(["card", action, "--card"])
-            .arg(card)
-            .arg("--reader")
-            .arg(self.path(reader))
-            .args(self.center_args(CLINIC))
-            .args(args)
-            .output()
-            .expect("onshi runs")
+        crate::common::card_command(action, card, &self.path(reader), &self.center_args(CLINIC), args)
     }
 
     fn link(&self, card: &Path) -> Output {

@@ -15,6 +15,11 @@ pub fn onshi() -> Command {
 }
 
 /// Runs to completion; panics with the output when the exit code differs.
+/// `onshi card <action> --card CARD --reader READER` with the center arguments and `args`.
+pub fn card_command(action: &str, card: &Path, reader: &Path, center: &[String], args: &[&str]) -> Output {
+    onshi().args(["card", action, "--card"]).arg(card).arg("--reader").arg(reader).args(center).args(args).output().expect("onshi runs")
+}
+
 pub fn run_ok(command: &mut Command) -> Output {
     let output = command.output().expect("onshi runs");
     assert!(

@@ -148,15 +148,7 @@ impl World {
     }
 
     fn card(&self, action: &str, card: &Path, reader: &str, code: &str, args: &[&str]) -> Output {
-        onshi()
-            .args(["card", action, "--card"])
-            .arg(card)
-            .arg("--reader")
-            .arg(self.path(reader))
-            .args(self.center_args(code))
-            .args(args)
-            .output()
-            .expect("onshi runs")
+        crate::common::card_command(action, card, &self.path(reader), &self.center_args(code), args)
     }
 
     fn link(&self, card: &Path) -> Output {
