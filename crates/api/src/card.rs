@@ -353,3 +353,36 @@ pub struct PatientFlag {
     pub proof: CardProof,
     pub reason: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signed messages byte for byte, typed out here rather than built with the functions:
+    /// a change that dropped a scope or the purpose from what is signed fails this.
+    #[test]
+    fn the_signed_messages_are_fixed_byte_for_byte() {
+        let consent = ConsentChoice { drug: true, checkup: false, diagnosis: false, limit: true, specific_disease: false };
+        assert_eq!(consent_details(&consent, "-"), "drug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 chosen_at=-");
+        assert_eq!(
+            card_message(Purpose::Verify, "c0ffee", &consent_details(&consent, "-")),
+            b"onshi-card/2\nverify\nc0ffee\ndrug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 chosen_at=-".to_vec()
+        );
+        assert_eq!(
+            attestation_message(Purpose::Report, "c0ffee", "ab12", "face_match", "another name shown"),
+            b"onshi-attestation/2\nreport\nc0ffee\nab12\nface_match\nanother name shown".to_vec()
+        );
+        assert_eq!(withdraw_details("1311234569", &["drug".into(), "checkup".into()]), "institution=1311234569 scopes=drug,checkup");
+        assert_eq!(card_message(Purpose::Link, "c", LINK_DETAILS), b"onshi-card/2\nlink\nc\nuse-as-insurance-card".to_vec());
+        for (purpose, code) in [
+            (Purpose::Verify, "verify"),
+            (Purpose::Link, "link"),
+            (Purpose::Report, "report"),
+            (Purpose::AccessLog, "access_log"),
+            (Purpose::Flag, "flag"),
+            (Purpose::Withdraw, "withdraw"),
+        ] {
+            assert_eq!(purpose.code(), code);
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub struct AuditSink {
     path: std::path::PathBuf,
     /// Set while the last write failed: even un-awaited accesses are refused then.
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set on a stop, after the drain: nothing more is accepted, so nothing can be answered
+    /// that the final flush does not commit.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl AuditSink {
@@ -59,7 +62,8 @@ impl AuditSink {
             .name("audit-writer".into())
             .spawn(move || {
                 let mut commits = 0u32;
-                let mut exported = std::time::Instant::now();
+                // The first commit exports at once: a log always has a checkpoint beside it.
+                let mut exported: Option<std::time::Instant> = None;
                 while let Ok(first) = jobs.recv() {
                     let mut batch = vec![first];
                     while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < GROUP_MAX {
@@ -72,8 +76,8 @@ impl AuditSink {
                     // An empty job is a flush (a stop): the head is exported before it is acked.
                     let flush = batch.iter().any(|(r, _)| r.is_empty());
                     let mut result = log.append(&records).map(|_| ()).map_err(|e| e.to_string());
-                    if result.is_ok() && (flush || exported.elapsed() >= HEAD_EXPORT_EVERY) {
-                        exported = std::time::Instant::now();
+                    if result.is_ok() && (flush || exported.is_none_or(|at| at.elapsed() >= HEAD_EXPORT_EVERY)) {
+                        exported = Some(std::time::Instant::now());
                         let (seq, seal) = log.head();
                         // Also a log line, so that a copy of the head lands outside the center's files.
                         tracing::info!(seq, seal = %seal, "audit checkpoint");
@@ -98,7 +102,7 @@ impl AuditSink {
                 }
             })
             .expect("the audit writer thread starts");
-        AuditSink { queue, path, failing }
+        AuditSink { queue, path, failing, closed: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// The audit log file, for readers.
@@ -107,6 +111,9 @@ impl AuditSink {
     }
 
     fn submit(&self, records: Vec<AuditRecord>) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, CenterError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable("the center is stopping".into()));
+        }
         let (ack, done) = tokio::sync::oneshot::channel();
         self.queue.try_send((records, Some(ack))).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
         Ok(done)
@@ -116,11 +123,28 @@ impl AuditSink {
     /// refused when the queue is full or the last write failed; the records are still queued
     /// then, so the writer keeps trying and clears the failure once a write works.
     pub fn enqueue(&self, records: Vec<AuditRecord>) -> Result<(), CenterError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable("the center is stopping".into()));
+        }
         self.queue.try_send((records, None)).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(unavailable("the audit log's last write failed".into()));
         }
         Ok(())
+    }
+
+    /// On a stop: accepts nothing more, then waits until everything queued before is committed
+    /// (and the chain's head exported). The flush waits for room in a full queue instead of
+    /// failing, so that entries already answered are never dropped.
+    pub async fn close(&self) -> Result<(), CenterError> {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || queue.send((Vec::new(), Some(ack))))
+            .await
+            .map_err(|e| unavailable(format!("the audit flush failed: {e}")))?
+            .map_err(|_| unavailable("the audit writer stopped".into()))?;
+        done.await.map_err(|_| unavailable("the audit writer stopped".into()))?.map_err(unavailable)
     }
 
     /// Records and waits for the commit (from async handlers).

@@ -333,9 +333,15 @@ impl CardPath {
                     address: a.address,
                 }),
             };
-            match self.cards.apply_binding(&change, now).map_err(|e| e.to_string())? {
-                BindingApplied::Applied { unlinked_person: Some(person) } => unlinked.push(Unlinked { person, serial: entry.serial }),
-                BindingApplied::Applied { unlinked_person: None } | BindingApplied::AlreadyApplied => {}
+            match self.cards.apply_binding(&change, now) {
+                Ok(BindingApplied::Applied { unlinked_person: Some(person) }) => unlinked.push(Unlinked { person, serial: entry.serial }),
+                Ok(BindingApplied::Applied { unlinked_person: None } | BindingApplied::AlreadyApplied) => {}
+                // What was applied before the failure is committed: its unlinks must still be
+                // audited; the rest is tried again on the next request.
+                Err(e) => {
+                    tracing::warn!(error = %e, seq, "a card binding entry was not applied");
+                    return Ok(unlinked);
+                }
             }
         }
         *seen = stamp;
@@ -524,8 +530,12 @@ impl CardPath {
     /// The person the card authority bound a certificate to, with the attributes it attests.
     fn bound_person(&self, serial: &str) -> Result<(i64, BoundAttributes), CenterError> {
         let binding = self.cards.binding(serial).map_err(store_error)?.ok_or_else(refuse::not_bound)?;
-        if binding.revoked {
-            return Err(refuse::certificate_revoked("revoked by the card authority"));
+        match binding.state.as_str() {
+            "revoked" => return Err(refuse::certificate_revoked("revoked by the card authority")),
+            // The insurer confirmed a wrong link from this binding: not again until the
+            // authority sends a corrected one.
+            "disputed" => return Err(refuse::binding_disputed()),
+            _ => {}
         }
         let person = self.cards.person_of_ref(&binding.person_ref).map_err(store_error)?.ok_or_else(refuse::person_not_registered)?;
         Ok((person, binding.attributes))
@@ -534,9 +544,31 @@ impl CardPath {
     /// Finds the person of a verified certificate, moving the link when the certificate is a
     /// renewal of a linked one.
     fn person_of(&self, certificate: &CardCertificate, now: Timestamp) -> Result<i64, CenterError> {
+        // The card authority's word comes first: a certificate it revoked (a lost renewed card
+        // before the next CRL) or whose binding was confirmed wrong is never used.
+        let binding = self.cards.binding(&certificate.serial).map_err(store_error)?;
+        match binding.as_ref().map(|b| b.state.as_str()) {
+            Some("revoked") => return Err(refuse::certificate_revoked("revoked by the card authority")),
+            Some("disputed") => return Err(refuse::not_linked()),
+            _ => {}
+        }
         let link = match self.cards.card_link(&certificate.serial).map_err(store_error)? {
             Some(link) => Some(link),
-            None => self.cards.move_card_link(&certificate.holder_ref, &certificate.serial, now).map_err(store_error)?,
+            None => {
+                // A renewal moves the link only when the authority bound the new certificate
+                // to the person the old one was linked to.
+                let Some(old) = self.cards.holder_link(&certificate.holder_ref).map_err(store_error)? else {
+                    return Err(refuse::not_linked());
+                };
+                let bound = match &binding {
+                    Some(b) => self.cards.person_of_ref(&b.person_ref).map_err(store_error)?,
+                    None => return Err(refuse::not_bound()),
+                };
+                if bound != Some(old.person_id) {
+                    return Err(refuse::not_linked());
+                }
+                self.cards.move_card_link(&certificate.holder_ref, &certificate.serial, now).map_err(store_error)?
+            }
         };
         let link = link.ok_or_else(refuse::not_linked)?;
         match link.state {
@@ -582,9 +614,14 @@ impl CardPath {
         };
         let certificate = proven.certificate;
         let person = self.person_of(&certificate, now)?;
+        let coverages = register.coverages_of_person(person).map_err(store_error)?;
+        if coverages.is_empty() {
+            return Err(refuse::no_coverage_for_person());
+        }
+        // Recorded once the person and a coverage are found, so that a refused check opens no
+        // consent window.
         let consents = self.record_consents(person, institution, &request.consent, given_at, now)?;
         let limit_live = consents.limit_application_certificate_related.flag == "1";
-        let coverages = register.coverages_of_person(person).map_err(store_error)?;
         let on = match &request.date_of_care {
             Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
             None => given_at.date(),
@@ -721,8 +758,8 @@ impl CardPath {
     }
 
     /// The open reports about an insurer's members, with the numbers it knows them by.
-    pub fn reports_for(&self, insurer: &InsurerNumber) -> Result<LinkReports, CenterError> {
-        let rows = self.cards.open_reports_for_insurer(insurer.as_str()).map_err(store_error)?;
+    pub fn reports_for(&self, insurer: &InsurerNumber, today: Date) -> Result<LinkReports, CenterError> {
+        let rows = self.cards.open_reports_for_insurer(insurer.as_str(), today).map_err(store_error)?;
         let reports = rows
             .into_iter()
             .map(|r| LinkReport {
@@ -763,8 +800,11 @@ impl CardPath {
         };
         let person = report.person_id;
         let result = (|| {
+            // Only an insurer that covers the person now decides (a former one could otherwise
+            // clear the holder's own flag).
             let coverages = register.coverages_of_person(person).map_err(store_error)?;
-            if !coverages.iter().any(|c| &c.insurer == insurer) {
+            let today = now.date();
+            if !coverages.iter().any(|c| &c.insurer == insurer && c.acquired_on <= today && c.lost_on.is_none_or(|l| l > today)) {
                 return Err(refuse::report_other_insurer());
             }
             let note: String = request.note.chars().take(200).collect();

@@ -292,6 +292,17 @@ pub mod card {
         )
     }
 
+    pub fn binding_disputed() -> CenterError {
+        error(
+            409,
+            "CARD_BINDING_DISPUTED",
+            Some("proof.certificate"),
+            "the insurer confirmed that this card was linked to the wrong person; the card authority has not corrected it yet".into(),
+            "このカードは誤ったひも付けが確認され、カード発行者の訂正待ちです。資格確認書・保険証で確認してください。",
+            "Linking again waits for a corrected binding from the card CA (a newer feed entry for this certificate).",
+        )
+    }
+
     pub fn person_not_registered() -> CenterError {
         error(
             404,

@@ -37,9 +37,15 @@ const CONNECTIONS_MAX: usize = 4_096;
 /// with their card) served at once: anyone can open one, so they get a small pool of their own
 /// and cannot starve the clinics.
 const ANONYMOUS_CONNECTIONS_MAX: usize = 64;
-/// Most TLS handshakes in progress. When full, the oldest is dropped for the newest: a flood of
-/// sockets that never finish a handshake cannot keep a clinic's connection waiting.
+/// Most TLS handshakes in progress. When full, the oldest of the address holding the most is
+/// dropped for the newest: a flood of sockets that never finish a handshake cannot keep a
+/// clinic's connection waiting.
 const HANDSHAKES_MAX: usize = 1_024;
+/// Most handshakes in progress from one address: a flood from one host takes at most this many
+/// of the slots, whatever its rate; its own oldest go first.
+const HANDSHAKES_PER_ADDRESS_MAX: usize = 256;
+/// Refused handshakes closed gently (see [`close_gently`]) at once; more are closed at once.
+const LINGERING_MAX: usize = 256;
 /// A client that has not finished the TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request's header must arrive within this; it is also how long a kept-alive connection may
@@ -455,20 +461,19 @@ async fn medical_handler(state: Arc<CenterState>, peer: Peer, body: Body, scope:
 async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
-    let mut certificate = None;
     let result = async {
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::card::PatientFlag = parse_json(&bytes)?;
-        certificate = Some(request.proof.certificate.clone());
         state.card.flag_by_holder(&request.proof, &request.reason, now)
     }
     .await;
     let code = outcome(&result, |_| "ok".into());
     let (person, object) = match &result {
         Ok((person, serial, report)) => (Some(*person), format!("{serial} report {report}")),
-        Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
+        Err(_) => (None, "-".into()),
     };
-    // A refusal that names no patient came from anyone at all: counted, not sealed.
+    // A refused request on this endpoint proved nothing (anyone can send one with a card's
+    // public certificate): counted, never sealed with the patient's id.
     if person.is_some() {
         records.push(audit_record(now, crate::card::PATIENT.into(), "flag_card", person, object, &code));
     } else {
@@ -486,20 +491,16 @@ async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> 
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
     let mut object = "-".to_string();
-    let mut certificate = None;
     let result = async {
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::card::WithdrawConsent = parse_json(&bytes)?;
         object = format!("{}:{}", request.institution_code.chars().take(10).collect::<String>(), request.scopes.join(","));
-        certificate = Some(request.proof.certificate.clone());
         state.card.withdraw(&request, now)
     }
     .await;
     let code = outcome(&result, |(_, withdrawn)| if withdrawn.is_empty() { "none_in_force".into() } else { "ok".into() });
-    let person = match &result {
-        Ok((person, _)) => Some(*person),
-        Err(_) => certificate.and_then(|c| state.card.person_hint(&c)),
-    };
+    // As for a flag: only a proven holder's withdrawal is sealed with their id.
+    let person = result.as_ref().ok().map(|(person, _)| *person);
     if person.is_some() {
         records.push(audit_record(now, crate::card::PATIENT.into(), "withdraw_consent", person, object, &code));
     } else {
@@ -520,7 +521,7 @@ fn insurer_of(peer: &Peer) -> Result<onshi_domain::ids::InsurerNumber, CenterErr
 
 /// The open wrong-link reports about the calling insurer's members.
 async fn link_reports_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>) -> Response {
-    let result = insurer_of(&peer).and_then(|insurer| state.card.reports_for(&insurer));
+    let result = insurer_of(&peer).and_then(|insurer| state.card.reports_for(&insurer, (state.clock)().date()));
     card_response(&state, result)
 }
 
@@ -683,7 +684,7 @@ impl RunningCenter {
         if !drained {
             tracing::warn!("some connections were still busy after the drain timeout");
         }
-        let audit_flushed = match state.audit.record(Vec::new()).await {
+        let audit_flushed = match state.audit.close().await {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e.body.detail, "the audit log could not be flushed on stop");
@@ -694,39 +695,58 @@ impl RunningCenter {
     }
 }
 
-/// The TLS handshakes in progress, oldest first, so that the oldest can be dropped for a new one.
+/// The TLS handshakes in progress, by address, oldest first, so that the oldest of the address
+/// holding the most can be dropped for a new one.
 #[derive(Default)]
 struct Handshakes {
     next: u64,
-    order: std::collections::VecDeque<u64>,
-    running: std::collections::HashMap<u64, tokio::task::AbortHandle>,
+    by_address: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<u64>>,
+    running: std::collections::HashMap<u64, (std::net::IpAddr, tokio::task::AbortHandle)>,
 }
 
 impl Handshakes {
-    /// Registers a handshake task; when over the cap, aborts the oldest still running. Returns
-    /// its id and how many were dropped for it.
-    fn start(&mut self, task: tokio::task::AbortHandle) -> (u64, u32) {
+    /// Registers a handshake task from `address`; over a cap, aborts the oldest of that
+    /// address, or of the address holding the most. Returns its id and how many were dropped.
+    fn start(&mut self, address: std::net::IpAddr, task: tokio::task::AbortHandle) -> (u64, u32) {
         let id = self.next;
         self.next += 1;
-        self.order.push_back(id);
-        self.running.insert(id, task);
+        self.by_address.entry(address).or_default().push_back(id);
+        self.running.insert(id, (address, task));
         let mut dropped = 0;
-        while self.running.len() > HANDSHAKES_MAX {
-            let Some(oldest) = self.order.pop_front() else { break };
-            if let Some(task) = self.running.remove(&oldest) {
-                task.abort();
-                dropped += 1;
-            }
+        while self.by_address.get(&address).is_some_and(|ids| ids.len() > HANDSHAKES_PER_ADDRESS_MAX) {
+            dropped += self.drop_oldest_of(address);
         }
-        // Ids of finished handshakes linger in `order` until they reach the front.
-        while self.order.front().is_some_and(|id| !self.running.contains_key(id)) {
-            self.order.pop_front();
+        while self.running.len() > HANDSHAKES_MAX {
+            let Some(busiest) = self.by_address.iter().max_by_key(|(_, ids)| ids.len()).map(|(a, _)| *a) else { break };
+            dropped += self.drop_oldest_of(busiest);
         }
         (id, dropped)
     }
 
+    fn drop_oldest_of(&mut self, address: std::net::IpAddr) -> u32 {
+        let Some(ids) = self.by_address.get_mut(&address) else { return 0 };
+        let Some(oldest) = ids.pop_front() else { return 0 };
+        if ids.is_empty() {
+            self.by_address.remove(&address);
+        }
+        match self.running.remove(&oldest) {
+            Some((_, task)) => {
+                task.abort();
+                1
+            }
+            None => 0,
+        }
+    }
+
     fn finish(&mut self, id: u64) {
-        self.running.remove(&id);
+        if let Some((address, _)) = self.running.remove(&id)
+            && let Some(ids) = self.by_address.get_mut(&address)
+        {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_address.remove(&address);
+            }
+        }
     }
 }
 
@@ -789,11 +809,12 @@ pub fn serve_with_revocation(
     let certified = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let anonymous = Arc::new(Semaphore::new(ANONYMOUS_CONNECTIONS_MAX));
     let handshakes = Arc::new(std::sync::Mutex::new(Handshakes::default()));
+    let lingering = Arc::new(Semaphore::new(LINGERING_MAX));
     let metrics_state = state.clone();
     let tracker = connections.clone();
     let task = tokio::spawn(async move {
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, remote) = tokio::select! {
                 _ = stopped.changed() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -811,6 +832,7 @@ pub fn serve_with_revocation(
             let revocation = revocation.clone();
             let (certified, anonymous) = (certified.clone(), anonymous.clone());
             let registry = handshakes.clone();
+            let lingering = lingering.clone();
             let metrics = metrics_state.clone();
             let tracker = tracker.clone();
             let mut stopping = stopped.clone();
@@ -825,7 +847,11 @@ pub fn serve_with_revocation(
                     Ok(Err((e, stream))) => {
                         tracing::debug!(error = %e, "TLS handshake refused");
                         metrics.metrics.unauthenticated("HANDSHAKE_REFUSED");
-                        close_gently(stream).await;
+                        // Lingering is bounded too: past the cap, a refused connection is
+                        // simply dropped (its client may then miss why).
+                        if let Ok(_lingering) = lingering.clone().try_acquire_owned() {
+                            close_gently(stream).await;
+                        }
                         return;
                     }
                     Err(_) => {
@@ -886,7 +912,7 @@ pub fn serve_with_revocation(
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
-            let (id, dropped) = handshakes.lock().unwrap_or_else(|p| p.into_inner()).start(handshake.abort_handle());
+            let (id, dropped) = handshakes.lock().unwrap_or_else(|p| p.into_inner()).start(remote.ip(), handshake.abort_handle());
             for _ in 0..dropped {
                 metrics_state.metrics.unauthenticated("HANDSHAKE_DROPPED_FOR_NEWER");
             }
@@ -894,4 +920,34 @@ pub fn serve_with_revocation(
         }
     });
     Ok(RunningCenter { addr, shutdown, task, connections, connections_done, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_from_one_address_drops_its_own_oldest_and_never_a_quiet_address() {
+        let mut handshakes = Handshakes::default();
+        let never = || tokio::spawn(std::future::pending::<()>()).abort_handle();
+        let flood: std::net::IpAddr = [10, 0, 0, 66].into();
+        let clinic: std::net::IpAddr = [192, 168, 1, 20].into();
+        let (clinic_id, _) = handshakes.start(clinic, never());
+        let mut dropped = 0;
+        for _ in 0..5_000 {
+            dropped += handshakes.start(flood, never()).1;
+        }
+        assert_eq!(dropped as usize, 5_000 - HANDSHAKES_PER_ADDRESS_MAX, "the flood keeps its own 256 newest");
+        assert!(handshakes.running.contains_key(&clinic_id), "the clinic's handshake was never dropped");
+        // Many addresses: the total stays capped, and the busiest loses first.
+        for i in 0..8u8 {
+            for _ in 0..HANDSHAKES_PER_ADDRESS_MAX {
+                handshakes.start([10, 0, 1, i].into(), never());
+            }
+        }
+        assert!(handshakes.running.len() <= HANDSHAKES_MAX);
+        assert!(handshakes.running.contains_key(&clinic_id), "the quiet address keeps its one handshake");
+        handshakes.finish(clinic_id);
+        assert!(!handshakes.running.contains_key(&clinic_id));
+    }
 }

@@ -255,6 +255,16 @@ impl CardCa {
         attributes: Option<CardAttributes>,
     ) -> Result<(), PkiError> {
         use std::io::Write as _;
+        // Numbering and appending under one lock: two `onshi jpki` runs at once would otherwise
+        // write one number twice, and the center applies each number once.
+        let lock_path = self.dir.join("bindings.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| PkiError::Write { path: lock_path.clone(), source })?;
+        lock.lock().map_err(|source| PkiError::Write { path: lock_path, source })?;
         let seq = self.bindings()?.iter().map(|b| b.seq).max().unwrap_or(0) + 1;
         let entry = BindingEntry {
             seq,

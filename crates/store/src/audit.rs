@@ -60,6 +60,12 @@ pub enum Tamper {
         "the last checkpoint names entry {checkpoint} with seal {seal}, but the log ends at entry {head} or differs there: the newest entries were deleted or replaced"
     )]
     Truncated { checkpoint: i64, seal: String, head: i64 },
+    /// The log has entries but no checkpoint beside it: deleted (perhaps with the newest
+    /// entries), or the log was never run by a center that exports its head.
+    #[error(
+        "the log has entries but no checkpoint at {0}: it was deleted (with the newest entries, perhaps), or no center of this version ran on this log; compare the head with a copy kept elsewhere"
+    )]
+    CheckpointMissing(String),
     /// The checkpoint file itself does not carry the center's seal.
     #[error("the checkpoint file {0} does not carry the center's seal: it was edited")]
     CheckpointUnsealed(String),
@@ -316,7 +322,9 @@ impl AuditLog {
     /// Compares the log with its last checkpoint, when there is one.
     pub fn check_checkpoint(&self) -> Result<Result<(), Tamper>, StoreError> {
         let path = checkpoint_path(&self.path);
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Ok(())) };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(if self.head.0 == 0 { Ok(()) } else { Err(Tamper::CheckpointMissing(path.display().to_string())) });
+        };
         let unsealed = || Ok(Err(Tamper::CheckpointUnsealed(path.display().to_string())));
         let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return unsealed() };
         let (Some(seq), Some(seal), Some(at), Some(mac)) =
@@ -468,6 +476,10 @@ mod tests {
         log.connection.execute("DELETE FROM audit_log WHERE seq > 3", []).unwrap();
         let reopened = AuditLog::open_read_only(&dir.path().join("audit.sqlite"), KEY).unwrap();
         assert_eq!(reopened.verify().unwrap(), Ok(3), "the shorter chain is intact by itself");
+        let saved = std::fs::read(checkpoint_path(&dir.path().join("audit.sqlite"))).unwrap();
+        std::fs::remove_file(checkpoint_path(&dir.path().join("audit.sqlite"))).unwrap();
+        assert!(matches!(reopened.check_checkpoint().unwrap(), Err(Tamper::CheckpointMissing(_))), "deleting the checkpoint too is seen");
+        std::fs::write(checkpoint_path(&dir.path().join("audit.sqlite")), saved).unwrap();
         assert!(matches!(reopened.check_checkpoint().unwrap(), Err(Tamper::Truncated { checkpoint: 5, head: 3, .. })));
         // A checkpoint edited to match is not the center's.
         let path = checkpoint_path(&dir.path().join("audit.sqlite"));

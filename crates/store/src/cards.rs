@@ -91,7 +91,8 @@ pub struct CardBinding {
     /// The register's pseudonymous person reference.
     pub person_ref: String,
     pub attributes: BoundAttributes,
-    pub revoked: bool,
+    /// `active`, `revoked`, or `disputed` (the insurer confirmed a wrong link from it).
+    pub state: String,
 }
 
 /// One verified entry of the card authority's binding feed.
@@ -211,10 +212,11 @@ pub trait CardRegistry: Send + Sync {
 
     fn report(&self, report_id: i64) -> Result<Option<LinkReportRow>, StoreError>;
 
-    /// Open reports about persons who hold (or held) a coverage of this insurer.
-    fn open_reports_for_insurer(&self, insurer_number: &str) -> Result<Vec<ReportForInsurer>, StoreError>;
+    /// Open reports about persons who hold a coverage of this insurer in force on `today`.
+    fn open_reports_for_insurer(&self, insurer_number: &str, today: onshi_domain::Date) -> Result<Vec<ReportForInsurer>, StoreError>;
 
-    /// Closes an open report: `confirm` undoes the link, otherwise a flagged link is active
+    /// Closes an open report: `confirm` undoes the link and marks the certificate's binding
+    /// disputed (no new link until a newer binding entry); otherwise a flagged link is active
     /// again once no other open report blocks it. `None` when the report is not open.
     fn review_report(
         &self,

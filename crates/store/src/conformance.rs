@@ -238,7 +238,7 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::Applied { unlinked_person: None });
     assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::AlreadyApplied);
     let bound = register.binding("0c01").unwrap().expect("bound");
-    assert_eq!((bound.person_ref.as_str(), &bound.attributes, bound.revoked), ("card-p1", &attributes, false));
+    assert_eq!((bound.person_ref.as_str(), &bound.attributes, bound.state.as_str()), ("card-p1", &attributes, "active"));
     assert_eq!(register.person_of_ref("card-p1").unwrap(), Some(person));
     assert_eq!(register.person_of_ref("nobody").unwrap(), None);
 
@@ -250,7 +250,7 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     );
     assert_eq!(register.apply_binding(&change(2, "revoke", "0c01"), now()).unwrap(), BindingApplied::AlreadyApplied);
     assert_eq!(register.card_link("0c01").unwrap().map(|l| l.state), Some(LinkState::Unlinked));
-    assert!(register.binding("0c01").unwrap().expect("kept").revoked);
+    assert_eq!(register.binding("0c01").unwrap().expect("kept").state, "revoked");
     assert_eq!(register.binding_seq_max().unwrap(), 2);
 
     // A clinic's report does not block; the holder's does; the review decides.
@@ -260,11 +260,16 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Active));
     let holder = register.file_report("0c02", person, "patient", "not me", true, now()).unwrap();
     assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Flagged));
-    let open: Vec<_> =
-        register.open_reports_for_insurer(insurer().as_str()).unwrap().into_iter().filter(|r| r.report.serial == "0c02").collect();
+    let open: Vec<_> = register
+        .open_reports_for_insurer(insurer().as_str(), d("20261125"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.report.serial == "0c02")
+        .collect();
     assert_eq!(open.iter().map(|r| r.report.report_id).collect::<Vec<_>>(), [clinic, holder]);
     assert_eq!(open[0].number, "9001");
-    assert!(register.open_reports_for_insurer("39999990").unwrap().is_empty(), "another insurer's members are not listed");
+    assert!(register.open_reports_for_insurer("39999990", d("20261125")).unwrap().is_empty(), "another insurer's members are not listed");
+    assert!(register.open_reports_for_insurer(insurer().as_str(), d("20200331")).unwrap().is_empty(), "nor before the coverage began");
     let cleared = register.review_report(clinic, "insurer:x", false, "right link", now()).unwrap().expect("open");
     assert_eq!(cleared.state, "cleared");
     assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Flagged), "the holder's report still blocks");
@@ -275,7 +280,11 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     register.review_report(wrong, "insurer:x", true, "wrong person", now()).unwrap().expect("open");
     assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Unlinked));
     assert_eq!(register.report(wrong).unwrap().map(|r| r.state), Some("confirmed".to_string()));
-    // Registered again (once the card authority is corrected), an undone link is active again.
+    assert_eq!(register.binding("0c02").unwrap().map(|b| b.state), Some("disputed".to_string()), "no new link from it");
+    // A corrected binding from the card authority makes it usable again; linked again, an
+    // undone link is active again.
+    register.apply_binding(&change(4, "issue", "0c02"), now()).unwrap();
+    assert_eq!(register.binding("0c02").unwrap().map(|b| b.state), Some("active".to_string()));
     assert_eq!(register.link_card("0c02", "holder-9", person, now()).unwrap().state, LinkState::Active);
 
     assert_eq!(register.trust_value("crl").unwrap(), None);

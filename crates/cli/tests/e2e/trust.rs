@@ -281,12 +281,12 @@ fn a_clinic_cannot_choose_whose_card_it_links() {
     std::fs::write(&feed, text).unwrap();
     refused(&world.link(&stray_card), "CARD_PERSON_NOT_REGISTERED");
 
-    // A lost card: the authority's revocation undoes the link at once through the feed
-    // (before any CRL is published), and A sees it with a second card of hers.
+    // A lost card: the authority's revocation refuses the card and undoes its link at once
+    // through the feed (before any CRL is published), and A sees it with a second card of hers.
     let second = world.issue("a2.card", &A, &A);
     world.link(&second);
     run_ok(onshi().args(["jpki", "revoke", "--reason", "lost", "--card"]).arg(&card_a).arg("--dir").arg(world.path("jpki")));
-    refused(&world.verify(&card_a, &["--pin", PIN]), "CARD_NOT_LINKED");
+    refused(&world.verify(&card_a, &["--pin", PIN]), "CARD_CERTIFICATE_REVOKED");
     let log = world.access_log(&second);
     assert!(has(&log, CLINIC, "link_card", "CARD_ATTRIBUTES_MISMATCH"), "A sees the refused link: {log:?}");
     assert!(has(&log, "jpki", "unlink_card", "revoked"), "A sees the link undone: {log:?}");
@@ -489,6 +489,8 @@ fn nobody_blocks_a_card_with_its_certificate_and_the_insurer_reviews_reports() {
         .block_on(insurer.post_json::<_, Value>("/insurer/link-review", &json!({"report_id": clinics, "decision": "confirm"})))
         .unwrap();
     refused(&world.verify(&card, &["--pin", PIN]), "CARD_NOT_LINKED");
+    // And it is not linked again from the binding the insurer found wrong.
+    refused(&world.link(&card), "CARD_BINDING_DISPUTED");
 }
 
 #[test]

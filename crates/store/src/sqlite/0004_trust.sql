@@ -12,7 +12,8 @@ CREATE TABLE card_bindings (
     birth_date  TEXT NOT NULL,
     sex         TEXT NOT NULL,
     address     TEXT NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
+    -- disputed: the insurer confirmed a wrong link from this binding; a newer entry resets it.
+    state       TEXT NOT NULL CHECK (state IN ('active', 'revoked', 'disputed')),
     seq         INTEGER NOT NULL
 ) STRICT;
 

@@ -217,7 +217,7 @@ impl CardRegistry for SqliteRegister {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9)
                          ON CONFLICT (serial) DO UPDATE SET holder_ref = excluded.holder_ref, person_ref = excluded.person_ref,
                          name = excluded.name, name_kana = excluded.name_kana, birth_date = excluded.birth_date, sex = excluded.sex,
-                         address = excluded.address, seq = excluded.seq",
+                         address = excluded.address, seq = excluded.seq, state = 'active'",
                         params![
                             change.serial,
                             change.holder_ref,
@@ -279,7 +279,7 @@ impl CardRegistry for SqliteRegister {
                             sex: r.get(6)?,
                             address: r.get(7)?,
                         },
-                        revoked: r.get::<_, String>(8)? == "revoked",
+                        state: r.get(8)?,
                     })
                 })
                 .optional()
@@ -333,18 +333,20 @@ impl CardRegistry for SqliteRegister {
         })
     }
 
-    fn open_reports_for_insurer(&self, insurer_number: &str) -> Result<Vec<ReportForInsurer>, StoreError> {
+    fn open_reports_for_insurer(&self, insurer_number: &str, today: onshi_domain::Date) -> Result<Vec<ReportForInsurer>, StoreError> {
+        let today = i64::from(today.year()) * 10_000 + i64::from(today.month()) * 100 + i64::from(today.day());
         self.read(|c| {
             let mut statement = c
                 .prepare_cached(&format!(
                     "SELECT {REPORT_COLUMNS}, c.insurer_number, c.card_symbol, c.card_number, c.card_branch
                      FROM link_reports r JOIN coverages c ON c.coverage_id =
-                        (SELECT max(c2.coverage_id) FROM coverages c2 WHERE c2.person_id = r.person_id AND c2.insurer_number = ?1)
+                        (SELECT max(c2.coverage_id) FROM coverages c2 WHERE c2.person_id = r.person_id AND c2.insurer_number = ?1
+                         AND c2.acquired_on <= ?2 AND (c2.lost_on IS NULL OR c2.lost_on > ?2))
                      WHERE r.state = 'open' ORDER BY r.report_id"
                 ))
                 .map_err(sqlite("reading reports"))?;
             let rows = statement
-                .query_map([insurer_number], |r| {
+                .query_map(params![insurer_number, today], |r| {
                     Ok(ReportForInsurer {
                         report: report_of(r)?,
                         insurer_number: r.get(7)?,
@@ -386,6 +388,8 @@ impl CardRegistry for SqliteRegister {
                     params![report.serial, at.jst_seconds()],
                 )
                 .map_err(sqlite("undoing a wrong link"))?;
+                tx.execute("UPDATE card_bindings SET state = 'disputed' WHERE serial = ?1 AND state = 'active'", [&report.serial])
+                    .map_err(sqlite("disputing a card binding"))?;
             } else {
                 // A holder's own open report still blocks the card; otherwise it verifies again.
                 tx.execute(
