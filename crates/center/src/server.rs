@@ -37,6 +37,11 @@ const CONNECTIONS_MAX: usize = 4_096;
 /// with their card) served at once: anyone can open one, so they get a small pool of their own
 /// and cannot starve the clinics.
 const ANONYMOUS_CONNECTIONS_MAX: usize = 64;
+/// Of those, most from one address: one host cannot hold the whole pool against patients.
+const ANONYMOUS_CONNECTIONS_PER_ADDRESS_MAX: usize = 8;
+/// Requests per second one address may make to the patients' endpoints (bursts of twice
+/// that): a patient makes a handful; a flood of challenges from one host is cut off.
+pub const PATIENT_REQUESTS_PER_SECOND: u32 = 5;
 /// Most TLS handshakes in progress. When full, the oldest of the address holding the most is
 /// dropped for the newest: a flood of sockets that never finish a handshake cannot keep a
 /// clinic's connection waiting.
@@ -91,7 +96,13 @@ pub struct CenterState {
     pub medical: Arc<dyn onshi_store::medical::MedicalStore>,
     /// Requests per second per certified caller.
     pub rate: crate::rate::RateLimiter,
+    /// Requests per second per address to the patients' endpoints (no certificate there).
+    pub patient_rate: crate::rate::RateLimiter,
 }
+
+/// The address a request came from (set by the accept loop).
+#[derive(Clone, Copy, Debug)]
+struct Remote(std::net::IpAddr);
 
 fn actor(peer: &Peer) -> String {
     match peer {
@@ -621,6 +632,21 @@ async fn certified_only(State(state): State<Arc<CenterState>>, request: Request,
     next.run(request).await
 }
 
+/// The patients' endpoints take no certificate: each address has a rate of its own, so that
+/// one host cannot use up the challenges or the connections every patient needs.
+async fn patient_rate(State(state): State<Arc<CenterState>>, request: Request, next: axum::middleware::Next) -> Response {
+    let address = request.extensions().get::<Remote>().map_or_else(|| "-".to_string(), |r| r.0.to_string());
+    if let Err(wait) = state.patient_rate.take(&address, Instant::now()) {
+        state.metrics.unauthenticated("PATIENT_RATE_LIMITED");
+        let mut response = errors::rate_limited(wait).into_response();
+        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    next.run(request).await
+}
+
 /// The router with every endpoint.
 pub fn router(state: Arc<CenterState>) -> Router {
     let certified = Router::new()
@@ -637,15 +663,18 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/medical/drugs", post(drugs_handler))
         .route("/v1/medical/checkups", post(checkups_handler))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), certified_only));
+    let patients = Router::new()
+        .route("/v1/patient/challenge", post(patient_challenge_handler))
+        .route("/v1/patient/access-log", post(access_log_handler))
+        .route("/v1/patient/flag", post(patient_flag_handler))
+        .route("/v1/patient/consent/withdraw", post(withdraw_handler))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), patient_rate));
     Router::new()
         .route("/v1/health", get(health_handler))
         .route("/v1/openapi.json", get(openapi_handler))
         .route("/v1/stats", get(stats_handler))
         .route("/metrics", get(metrics_handler))
-        .route("/v1/patient/challenge", post(patient_challenge_handler))
-        .route("/v1/patient/access-log", post(access_log_handler))
-        .route("/v1/patient/flag", post(patient_flag_handler))
-        .route("/v1/patient/consent/withdraw", post(withdraw_handler))
+        .merge(patients)
         .merge(certified)
         .fallback(fallback)
         .with_state(state)
@@ -692,6 +721,39 @@ impl RunningCenter {
             }
         };
         Stopped { drained, audit_flushed }
+    }
+}
+
+/// One of an address's anonymous connections, given back when dropped.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    address: std::net::IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        address: std::net::IpAddr,
+    ) -> Option<AddressSlot> {
+        let mut held = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(address).or_default();
+        if *count >= ANONYMOUS_CONNECTIONS_PER_ADDRESS_MAX {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot { counts: counts.clone(), address })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -810,6 +872,7 @@ pub fn serve_with_revocation(
     let anonymous = Arc::new(Semaphore::new(ANONYMOUS_CONNECTIONS_MAX));
     let handshakes = Arc::new(std::sync::Mutex::new(Handshakes::default()));
     let lingering = Arc::new(Semaphore::new(LINGERING_MAX));
+    let anonymous_by_address: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> = Arc::default();
     let metrics_state = state.clone();
     let tracker = connections.clone();
     let task = tokio::spawn(async move {
@@ -833,6 +896,7 @@ pub fn serve_with_revocation(
             let (certified, anonymous) = (certified.clone(), anonymous.clone());
             let registry = handshakes.clone();
             let lingering = lingering.clone();
+            let anonymous_by_address = anonymous_by_address.clone();
             let metrics = metrics_state.clone();
             let tracker = tracker.clone();
             let mut stopping = stopped.clone();
@@ -860,7 +924,19 @@ pub fn serve_with_revocation(
                     }
                 };
                 let peer = peer_of(tls.get_ref().1);
-                // Certified clients and anonymous ones draw on pools of their own.
+                let address = remote.ip();
+                // Certified clients and anonymous ones draw on pools of their own; an address
+                // holds at most a few of the anonymous ones.
+                let _per_address = match &peer {
+                    Peer::Anonymous => match AddressSlot::take(&anonymous_by_address, address) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            metrics.metrics.unauthenticated("ANONYMOUS_CONNECTIONS_PER_ADDRESS_FULL");
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
                 let pool = if matches!(peer, Peer::Anonymous) { &anonymous } else { &certified };
                 let Ok(_permit) = pool.clone().try_acquire_owned() else {
                     metrics.metrics.unauthenticated(if matches!(peer, Peer::Anonymous) {
@@ -883,6 +959,7 @@ pub fn serve_with_revocation(
                         _ => false,
                     };
                     request.extensions_mut().insert(peer.clone());
+                    request.extensions_mut().insert(Remote(address));
                     let app = app.clone();
                     async move {
                         if revoked {

@@ -325,6 +325,7 @@ pub async fn start_center(
         clock: system_clock(),
         started: Instant::now(),
         rate: onshi_center::rate::RateLimiter::new(rate_limit),
+        patient_rate: onshi_center::rate::RateLimiter::new(onshi_center::server::PATIENT_REQUESTS_PER_SECOND),
     });
     Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)
 }

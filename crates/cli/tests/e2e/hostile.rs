@@ -190,6 +190,16 @@ async fn a_clinic_over_its_rate_gets_429_with_retry_after_and_the_others_go_on()
     let audit = rusqlite::Connection::open(fixture.root().join("center.audit.sqlite")).unwrap();
     let anonymous_entries: i64 = audit.query_row("SELECT count(*) FROM audit_log WHERE actor = '-'", [], |r| r.get(0)).unwrap();
     assert_eq!(anonymous_entries, 0);
+
+    // The patients' endpoints need no certificate: one address gets 5 a second (bursts of
+    // 10), so a flood of challenges from one host cannot use up the patients' pool.
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let (status, _) = anonymous.post_raw("/v1/patient/challenge", "application/json", b"{}".to_vec()).await.unwrap();
+        statuses.push(status);
+    }
+    assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
