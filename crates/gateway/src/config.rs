@@ -5,7 +5,7 @@
 //! institution_code = "1311234569"
 //! folder = "onshi-files"        # req/ res/ face/ are made under it
 //! store = "gateway.sqlite"
-//! settle_ms = 2000              # an unreadable request must sit this long before it is refused
+//! settle_ms = 2000              # an unreadable request must sit unchanged this long before it is refused (30 times as long once seen growing)
 //! keep_days = 90                # then checks, batches and cached answers are forgotten
 //! face_encoding = "UTF-8"       # or "Shift_JIS": the card results in face/, as the レセコン reads them
 //!
