@@ -342,8 +342,15 @@ pub struct AccessLogEntry {
 /// Who looked at a patient's records, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessLog {
+    /// The newest entries (at most [`ACCESS_LOG_ENTRIES_MAX`]), oldest first.
     pub entries: Vec<AccessLogEntry>,
+    /// How many entries there are in all.
+    #[serde(default)]
+    pub total: u64,
 }
+
+/// Most entries one access-log answer carries.
+pub const ACCESS_LOG_ENTRIES_MAX: usize = 1_000;
 
 /// The card holder reports, with their own card (PIN; the reason signed as details), that it
 /// seems linked to the wrong person. It blocks the card until the insurer reviews it.

@@ -335,7 +335,8 @@ async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -
         records.push(audit_record(now, crate::card::PATIENT.into(), "access_log", Some(person), serial, "ok"));
         state.audit.record(std::mem::take(&mut records)).await?;
         let path = state.audit.path().to_path_buf();
-        let entries = tokio::task::spawn_blocking(move || onshi_store::audit::read_person_entries(&path, person))
+        let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
+        let (total, entries) = tokio::task::spawn_blocking(move || onshi_store::audit::read_newest_person_entries(&path, person, limit))
             .await
             .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
             .map_err(|e| errors::audit_unavailable(e.to_string()))?;
@@ -348,7 +349,7 @@ async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -
                 code: e.record.code,
             })
             .collect();
-        Ok(onshi_api::card::AccessLog { entries })
+        Ok(onshi_api::card::AccessLog { entries, total: total.max(0) as u64 })
     }
     .await;
     if !records.is_empty() {

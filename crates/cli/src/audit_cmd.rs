@@ -136,7 +136,11 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&log)?);
             } else {
-                println!("あなたの情報を確認・閲覧した記録（{}件）", log.entries.len());
+                if log.total as usize > log.entries.len() {
+                    println!("あなたの情報を確認・閲覧した記録（全{}件のうち新しい{}件）", log.total, log.entries.len());
+                } else {
+                    println!("あなたの情報を確認・閲覧した記録（{}件）", log.entries.len());
+                }
                 for e in &log.entries {
                     println!("  {}  {}  {}  {}", e.at, e.by, e.action, e.code);
                 }

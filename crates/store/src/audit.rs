@@ -129,10 +129,24 @@ fn checkpoint_seal(key: &hmac::Key, seq: i64, seal: &str, at: i64) -> String {
 
 /// Every entry about one person from the log at `path`, read-only beside the writer.
 pub fn read_person_entries(path: &Path, person_id: i64) -> Result<Vec<AuditEntry>, StoreError> {
+    Ok(read_newest_person_entries(path, person_id, i64::MAX)?.1)
+}
+
+/// How many entries one person has, and the newest `limit` of them, oldest first: what a
+/// patient's own request reads (bounded, however long the log).
+pub fn read_newest_person_entries(path: &Path, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
     let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
     connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
-    entries_where(&connection, "WHERE person_id = ?1", &[&person_id])
+    let total: i64 = connection
+        .query_row("SELECT count(*) FROM audit_log WHERE person_id = ?1", [person_id], |r| r.get(0))
+        .map_err(sqlite("counting a person's audit entries"))?;
+    let entries = entries_where(
+        &connection,
+        "WHERE seq IN (SELECT seq FROM audit_log WHERE person_id = ?1 ORDER BY seq DESC LIMIT ?2)",
+        &[&person_id, &limit],
+    )?;
+    Ok((total, entries))
 }
 
 fn entries_where(connection: &Connection, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
@@ -486,5 +500,16 @@ mod tests {
         let edited = std::fs::read_to_string(&path).unwrap().replace("\"seq\":5", "\"seq\":3");
         std::fs::write(&path, edited).unwrap();
         assert!(matches!(reopened.check_checkpoint().unwrap(), Err(Tamper::CheckpointUnsealed(_))));
+    }
+
+    #[test]
+    fn a_person_reads_the_newest_entries_and_how_many_there_are() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(log_with(dir.path(), 10));
+        // Person 1 has entries 1, 4, 7 and 10 (record(n) is about person n % 3).
+        let (total, newest) = read_newest_person_entries(&dir.path().join("audit.sqlite"), 1, 2).unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), [7, 10], "the newest two, oldest first");
+        assert_eq!(read_person_entries(&dir.path().join("audit.sqlite"), 1).unwrap().len(), 4);
     }
 }
