@@ -288,6 +288,16 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     assert_eq!(register.link_card("0c02", "holder-9", person, now()).unwrap().state, LinkState::Active);
 
     assert_eq!(register.trust_value("crl").unwrap(), None);
+    // A flag carried to a renewed certificate is cleared by the review of the report filed
+    // under the old one.
+    register.apply_binding(&change(5, "issue", "0d01"), now()).unwrap();
+    register.link_card("0d01", "holder-d", person, now()).unwrap();
+    let flagged = register.file_report("0d01", person, "patient", "not me", true, now()).unwrap();
+    let renewed = register.move_card_link("holder-d", "0d02", now()).unwrap().expect("moved");
+    assert_eq!(renewed.state, LinkState::Flagged);
+    register.review_report(flagged, "insurer:x", false, "right link", now()).unwrap().expect("open");
+    assert_eq!(register.card_link("0d02").unwrap().map(|l| l.state), Some(LinkState::Active), "the renewed card verifies again");
+
     assert!(register.raise_trust_value("crl", 5).unwrap());
     assert!(register.raise_trust_value("crl", 5).unwrap(), "the same value again");
     assert!(!register.raise_trust_value("crl", 4).unwrap(), "never down");

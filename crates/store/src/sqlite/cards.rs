@@ -382,20 +382,33 @@ impl CardRegistry for SqliteRegister {
             let report = tx
                 .query_row(&format!("SELECT {REPORT_COLUMNS} FROM link_reports r WHERE r.report_id = ?1"), [report_id], report_of)
                 .map_err(sqlite("reading a report"))?;
+            // The decision is about the holder's card, whatever certificate it carries now: a
+            // link (and a flag) moved to a renewed certificate since the report is included.
+            let holder: Option<String> = tx
+                .query_row("SELECT holder_ref FROM card_links WHERE serial = ?1", [&report.serial], |r| r.get(0))
+                .optional()
+                .map_err(sqlite("reading a reported link"))?;
+            let holder = holder.unwrap_or_default();
             if confirm {
                 tx.execute(
-                    "UPDATE card_links SET state = 'unlinked', changed_at = ?2 WHERE serial = ?1 AND state IN ('active', 'flagged')",
-                    params![report.serial, at.jst_seconds()],
+                    "UPDATE card_links SET state = 'unlinked', changed_at = ?3
+                     WHERE (serial = ?1 OR holder_ref = ?2) AND state IN ('active', 'flagged')",
+                    params![report.serial, holder, at.jst_seconds()],
                 )
                 .map_err(sqlite("undoing a wrong link"))?;
-                tx.execute("UPDATE card_bindings SET state = 'disputed' WHERE serial = ?1 AND state = 'active'", [&report.serial])
-                    .map_err(sqlite("disputing a card binding"))?;
+                tx.execute(
+                    "UPDATE card_bindings SET state = 'disputed' WHERE (serial = ?1 OR holder_ref = ?2) AND state = 'active'",
+                    params![report.serial, holder],
+                )
+                .map_err(sqlite("disputing a card binding"))?;
             } else {
                 // A holder's own open report still blocks the card; otherwise it verifies again.
                 tx.execute(
-                    "UPDATE card_links SET state = 'active', flag_reason = NULL, changed_at = ?2 WHERE serial = ?1 AND state = 'flagged'
-                     AND NOT EXISTS (SELECT 1 FROM link_reports WHERE serial = ?1 AND state = 'open' AND reporter = 'patient')",
-                    params![report.serial, at.jst_seconds()],
+                    "UPDATE card_links SET state = 'active', flag_reason = NULL, changed_at = ?3
+                     WHERE (serial = ?1 OR holder_ref = ?2) AND state = 'flagged'
+                     AND NOT EXISTS (SELECT 1 FROM link_reports r JOIN card_links l ON l.serial = r.serial
+                                     WHERE (r.serial = ?1 OR l.holder_ref = ?2) AND r.state = 'open' AND r.reporter = 'patient')",
+                    params![report.serial, holder, at.jst_seconds()],
                 )
                 .map_err(sqlite("clearing a flagged link"))?;
             }
