@@ -221,6 +221,15 @@ pub fn gateway_toml(data: &[u8]) {
     let path = config_folder().join("gateway.toml");
     if let Ok(config) = onshi_gateway::config::GatewayConfig::from_text(&path, text) {
         let _ = config.center_host_port();
+        // The page's access rules are used on every request: ask them about a few clients.
+        for remote in ["192.168.1.20", "10.1.2.3", "::1", "fe80::1", "::ffff:192.168.1.20"] {
+            let remote = remote.parse().expect("a valid address");
+            let local = "127.0.0.1".parse().expect("a valid address");
+            let _ = config.page_access.admits(onshi_gateway::access::Peer { remote, local });
+        }
+        for host in ["uketsuke.local", "[::1]:8080", "127.0.0.1:8080", "localhost", ""] {
+            let _ = config.page_access.host_ok(Some(host));
+        }
     }
 }
 
