@@ -34,8 +34,11 @@ use onshi_domain::ids::InstitutionCode;
 use onshi_gateway::request::{self, Kind, Request};
 use onshi_gateway::xml;
 
+/// The body of a fuzz target: any bytes in, nothing out, never a panic.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name its cargo-fuzz binary and its corpus folder carry.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("request_xml", request_xml),
     ("uke", uke),
     ("event_line", event_line),
