@@ -54,7 +54,17 @@ impl Network {
             None => bits,
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(|| format!("{text:?}: the prefix must be 0–{bits}"))?,
         };
-        Ok(Network { address: address.to_canonical(), prefix })
+        // An IPv4-mapped address (`::ffff:192.168.1.0/120`) is kept as the IPv4 network it
+        // names, so its prefix counts the IPv4 bits: 96 fewer. Kept at 120, it would admit
+        // every IPv4 client (found writing the fuzz target; docs/FUZZING.md).
+        let canonical = address.to_canonical();
+        let prefix = match (address, canonical) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or_else(|| {
+                format!("{text:?}: an IPv4-mapped network needs a prefix of 96–128; write the IPv4 network instead (\"192.168.1.0/24\")")
+            })?,
+            _ => prefix,
+        };
+        Ok(Network { address: canonical, prefix })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -152,6 +162,20 @@ mod tests {
         );
         assert!(Network::parse("192.168.1.0/33").unwrap_err().contains("0–32"));
         assert!(Network::parse("reception-pc").unwrap_err().contains("192.168.1.20"));
+    }
+
+    /// Found writing the gateway_toml fuzz target: an IPv4-mapped network kept its IPv6 prefix, so `contains` shifted by
+    /// 32 − 120 (a panic in debug builds, every IPv4 client admitted in release builds).
+    #[test]
+    fn an_ipv4_mapped_network_counts_its_prefix_in_ipv4_bits() {
+        let mapped = Network::parse("::ffff:192.168.1.0/120").unwrap();
+        assert_eq!(mapped, Network::parse("192.168.1.0/24").unwrap());
+        assert!(mapped.contains(ip("192.168.1.9")) && !mapped.contains(ip("10.0.0.1")));
+        let one = Network::parse("::ffff:10.0.0.5").unwrap();
+        assert!(one.contains(ip("10.0.0.5")) && !one.contains(ip("10.0.0.6")));
+        assert!(Network::parse("::ffff:0.0.0.0/100").unwrap().contains(ip("1.2.3.4")), "/100 is 0.0.0.0/4");
+        assert!(!Network::parse("::ffff:0.0.0.0/100").unwrap().contains(ip("200.2.3.4")));
+        assert!(Network::parse("::ffff:10.0.0.0/64").unwrap_err().contains("96–128"));
     }
 
     #[test]

@@ -193,7 +193,14 @@ impl GatewayConfig {
     /// Reads the file and checks every setting that can be checked without the network.
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.into(), detail: e.to_string() })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.into(), detail: e.to_string() })?;
+        GatewayConfig::from_text(path, &text)
+    }
+
+    /// Checks the text of a configuration file that lives at `path` (relative paths are taken
+    /// from its folder, and the files it names must exist). What [`GatewayConfig::load`] does
+    /// after reading the file, and the fuzz target's entry point.
+    pub fn from_text(path: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), detail: e.to_string() })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
         let setting = |setting: &'static str, detail: String| ConfigError::Setting { path: path.into(), setting, detail };

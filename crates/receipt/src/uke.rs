@@ -310,13 +310,18 @@ pub struct UkeFile {
 impl UkeFile {
     /// The claims' points added up as the GO record should state them.
     pub fn points_total(&self) -> u64 {
-        self.claims.iter().map(|c| c.points).sum()
+        // Saturating: each claim's points have at most 9 digits (the reader refuses more), so
+        // this cannot reach u64::MAX, but a total must never panic on a file built in code.
+        self.claims.iter().fold(0u64, |total, c| total.saturating_add(c.points))
     }
 
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
 }
+
+/// The most digits a count or a point total of a claim file has (総合計点数 in GO: 9).
+pub const NUMBER_DIGITS_MAX: usize = 9;
 
 /// Reads a claim file from its bytes.
 pub fn read(bytes: &[u8]) -> Result<UkeFile, ReadError> {
@@ -553,6 +558,17 @@ impl Parser {
         let parsed = text.parse().ok();
         if parsed.is_none() {
             self.error(record, Some(column + 1), format!("{what} {text:?} is not a number"));
+            return None;
+        }
+        // The record layout gives these fields at most 9 digits; a longer number is a damaged
+        // file, and summing such numbers overflowed (a panic; found writing the uke fuzz target).
+        if text.len() > NUMBER_DIGITS_MAX {
+            self.error(
+                record,
+                Some(column + 1),
+                format!("{what} {text:?} has more than {NUMBER_DIGITS_MAX} digits; no count or total of a claim file is that large"),
+            );
+            return None;
         }
         parsed
     }
@@ -684,6 +700,25 @@ mod tests {
         text.push_str(go);
         text.push_str("\r\n");
         encode_line(&text, TextEncoding::Cp932).expect("CP932")
+    }
+
+    /// Regression (found writing the uke fuzz target): two claims of 18446744073709551615 points each made the GO check's
+    /// sum overflow (a panic in debug builds). Numbers of more than 9 digits are refused.
+    #[test]
+    fn points_too_long_to_be_real_are_an_error_not_an_overflow() {
+        let huge = "18446744073709551615";
+        let bytes = small(
+            &[
+                "RE,1,1112,202109,テスト,1,19850505",
+                &format!("HO,06130488,77,1234,3,{huge}"),
+                "RE,2,1112,202109,テスト,2,19400229",
+                &format!("HO,39131011,,00012345,1,{huge}"),
+            ],
+            "GO,2,1",
+        );
+        let file = read(&bytes).expect("reads, with errors");
+        assert!(errors(&file).iter().any(|d| d.message.contains("more than 9 digits")), "{:?}", file.diagnostics);
+        assert_eq!(file.points_total(), 0);
     }
 
     #[test]
