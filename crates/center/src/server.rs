@@ -606,6 +606,13 @@ async fn fallback(State(state): State<Arc<CenterState>>, request: Request) -> Re
 /// The API document, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// 429 with `Retry-After` (seconds) and the action in Japanese: one answer for every limit.
+fn too_many_requests(wait: u64) -> Response {
+    let mut response = errors::rate_limited(wait).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+    response
+}
+
 /// Refuses a request without a usable client certificate before any handler runs, and a
 /// certified caller over its rate. Neither is sealed into the audit log (anyone could fill
 /// it): both are counted in the metrics.
@@ -624,11 +631,7 @@ async fn certified_only(State(state): State<Arc<CenterState>>, request: Request,
     };
     if let Err(wait) = state.rate.take(&caller, Instant::now()) {
         state.metrics.rate_limited();
-        let mut response = errors::rate_limited(wait).into_response();
-        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return too_many_requests(wait);
     }
     next.run(request).await
 }
@@ -639,11 +642,7 @@ async fn patient_rate(State(state): State<Arc<CenterState>>, request: Request, n
     let address = request.extensions().get::<Remote>().map_or_else(|| "-".to_string(), |r| r.0.to_string());
     if let Err(wait) = state.patient_rate.take(&address, Instant::now()) {
         state.metrics.unauthenticated("PATIENT_RATE_LIMITED");
-        let mut response = errors::rate_limited(wait).into_response();
-        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return too_many_requests(wait);
     }
     next.run(request).await
 }
