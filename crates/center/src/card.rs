@@ -88,7 +88,7 @@ pub struct Unlinked {
 struct Source {
     dir: PathBuf,
     /// `crl.pem`'s modification time when last looked at.
-    crl_seen: Mutex<Option<SystemTime>>,
+    crl_seen: Mutex<Option<(SystemTime, SystemTime)>>,
     /// `bindings.jsonl`'s modification time and length when last applied.
     feed_seen: Mutex<Option<(SystemTime, u64)>>,
 }
@@ -237,7 +237,10 @@ impl CardPath {
     }
 
     fn refresh_crl(&self, source: &Source, now: Timestamp) {
-        let modified = std::fs::metadata(source.dir.join("crl.pem")).and_then(|m| m.modified()).ok();
+        // The list, and the CA's certificates: a roll-over adds a generation to `ca.pem`, and
+        // the feed lines it signs must verify from then on.
+        let modified_of = |name: &str| std::fs::metadata(source.dir.join(name)).and_then(|m| m.modified()).ok();
+        let modified = modified_of("crl.pem").zip(modified_of("ca.pem"));
         let mut seen = source.crl_seen.lock().unwrap_or_else(|p| p.into_inner());
         if modified.is_some() && modified == *seen {
             return;
@@ -294,7 +297,7 @@ impl CardPath {
         // Without a trusted CA key no line can be checked: try again once there is one.
         let Some(trust) = trust.as_ref() else { return Ok(Vec::new()) };
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let applied = self.cards.binding_seq_max().map_err(|e| e.to_string())?;
+        let mut applied = self.cards.binding_seq_max().map_err(|e| e.to_string())?;
         let mut unlinked = Vec::new();
         for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             // Lines applied before are passed over unverified: a file of many cards is not
@@ -306,6 +309,9 @@ impl CardPath {
             let entry = match trust.binding(line) {
                 Ok(entry) => entry,
                 Err(problem) => {
+                    // Passed over: a forged or broken line changes nothing. A genuine line
+                    // that does not verify yet (a CA generation not loaded yet) is not lost:
+                    // the lines after it wait for its number (below).
                     tracing::warn!(line = number + 1, problem = %problem, "card binding feed line refused");
                     continue;
                 }
@@ -313,6 +319,13 @@ impl CardPath {
             let Ok(seq) = i64::try_from(entry.seq) else { continue };
             if seq <= applied {
                 continue;
+            }
+            // The CA numbers its lines 1, 2, 3, … under a lock: a gap means a line this center
+            // could not verify yet. Applying past it would lose it for good (each number is
+            // applied once, in order), so the feed waits and is read again on the next request.
+            if seq != applied + 1 {
+                tracing::warn!(waiting_for = applied + 1, next = seq, "card binding feed has a gap; it waits for the missing number");
+                return Ok(unlinked);
             }
             let change = BindingChange {
                 seq,
@@ -334,8 +347,11 @@ impl CardPath {
                 }),
             };
             match self.cards.apply_binding(&change, now) {
-                Ok(BindingApplied::Applied { unlinked_person: Some(person) }) => unlinked.push(Unlinked { person, serial: entry.serial }),
-                Ok(BindingApplied::Applied { unlinked_person: None } | BindingApplied::AlreadyApplied) => {}
+                Ok(BindingApplied::Applied { unlinked_person: Some(person) }) => {
+                    applied = seq;
+                    unlinked.push(Unlinked { person, serial: entry.serial })
+                }
+                Ok(BindingApplied::Applied { unlinked_person: None } | BindingApplied::AlreadyApplied) => applied = seq,
                 // What was applied before the failure is committed: its unlinks must still be
                 // audited; the rest is tried again on the next request.
                 Err(e) => {
@@ -420,7 +436,7 @@ impl CardPath {
                 let signature =
                     proof.card_signature.as_deref().ok_or_else(|| refuse::proof_incomplete("the PIN path needs card_signature"))?;
                 let signature = unhex(signature).ok_or_else(|| refuse::proof_incomplete("card_signature is not hex"))?;
-                if !signature_valid(&certificate.public_key, &card_message(purpose, &proof.challenge, details), &signature) {
+                if !certificate.public_key.verify(&card_message(purpose, &proof.challenge, details), &signature) {
                     return Err(refuse::signature_invalid("card's signature"));
                 }
                 false

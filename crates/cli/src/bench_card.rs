@@ -10,7 +10,7 @@ use onshi_api::card::{CardProof, ConsentChoice, LINK_DETAILS, LinkCard, Purpose,
 use onshi_api::client::CenterClient;
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_pki::card::VirtualCard;
-use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
+use onshi_pki::jpki::{CardCa, CardValidity};
 use onshi_reader::flow;
 
 /// Cards in the measurement.
@@ -41,7 +41,7 @@ pub fn prepare(dir: &Path, event_file: &Path) -> anyhow::Result<BenchCards> {
             std::fs::create_dir_all(path.parent().expect("has a parent"))?;
             let member = event.member.clone().context("an acquisition without member details")?;
             let attributes = crate::demo_cards::card_attributes(member);
-            ca.issue_card(attributes, &event.person_ref, Some(PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+            ca.issue_card(attributes, &event.person_ref, Some(PIN), CardValidity::Statutory { issued_on: onshi_pki::today() }, &path)?;
         }
         cards.push((path, event));
         if cards.len() == CARDS {

@@ -11,7 +11,7 @@ use onshi_api::client::{CenterClient, ClientError};
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_api::medical::{Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
 use onshi_pki::card::CardAttributes;
-use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa};
+use onshi_pki::jpki::{CardCa, CardValidity};
 use onshi_reader::flow::{self, How};
 use onshi_reader::{ReaderFile, SimulatedReader};
 use onshi_synth::TruthCase;
@@ -123,7 +123,13 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
         // The card authority binds the card to the person the insurer registered (its signed
         // feed tells the center); the clinic never names the person.
-        ca.issue_card(card_attributes(member), &event.person_ref, Some(DEMO_PIN), onshi_pki::today(), CARD_VALIDITY_DAYS, &path)?;
+        ca.issue_card(
+            card_attributes(member),
+            &event.person_ref,
+            Some(DEMO_PIN),
+            CardValidity::Statutory { issued_on: onshi_pki::today() },
+            &path,
+        )?;
         let r = &case.request;
         cards.push(DemoCard {
             path,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use onshi_domain::Date;
 use onshi_pki::card::{CardAttributes, VirtualCard};
-use onshi_pki::jpki::{CARD_VALIDITY_DAYS, CardCa, RevokeReason};
+use onshi_pki::jpki::{CardCa, CardValidity, RevokeReason};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum JpkiCommand {
@@ -16,7 +16,7 @@ pub enum JpkiCommand {
         dir: PathBuf,
     },
     /// Issue a virtual card (key, user certificate, PIN, face template, 券面事項) to a file.
-    Issue(IssueArgs),
+    Issue(Box<IssueArgs>),
     /// Revoke a card's certificate (lost or stolen); takes effect with the next `crl`.
     Revoke {
         #[arg(long, default_value = "onshi-jpki")]
@@ -33,6 +33,13 @@ pub enum JpkiCommand {
         dir: PathBuf,
         #[arg(long)]
         card: PathBuf,
+    },
+    /// Roll the CA over to a new generation (new key, same name): cards issued before keep
+    /// verifying; new cards, lists and feed lines are signed by the new key. Publish a CRL
+    /// after it and restart the center (or let it reload) to take the new generation.
+    Rollover {
+        #[arg(long, default_value = "onshi-jpki")]
+        dir: PathBuf,
     },
     /// Publish the signed revocation list (crl.pem) that the center loads.
     Crl {
@@ -82,11 +89,13 @@ pub struct IssueArgs {
     /// A 顔認証マイナンバーカード: no PIN, face or visual check only.
     #[arg(long, conflicts_with = "pin")]
     pub face_only: bool,
-    /// First day of validity (YYYYMMDD), for testing expiry; today when absent.
+    /// Day of issue (YYYYMMDD), for testing expiry; today when absent.
     #[arg(long)]
     pub valid_from: Option<String>,
-    #[arg(long, default_value_t = CARD_VALIDITY_DAYS)]
-    pub days: u32,
+    /// Days of validity from --valid-from, for testing expiry. Without it the certificate runs
+    /// to the holder's 5th birthday after issue, as J-LIS issues it.
+    #[arg(long)]
+    pub days: Option<u32>,
 }
 
 pub fn run(command: JpkiCommand) -> anyhow::Result<ExitCode> {
@@ -107,7 +116,11 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<ExitCode> {
             };
             let attributes =
                 CardAttributes { name: args.name, name_kana: args.kana, birth_date: args.birth, sex: args.sex, address: args.address };
-            let card = ca.issue_card(attributes, &args.person_ref, args.pin.as_deref(), valid_from, args.days, &args.out)?;
+            let validity = match args.days {
+                Some(days) => CardValidity::Days { from: valid_from, days },
+                None => CardValidity::Statutory { issued_on: valid_from },
+            };
+            let card = ca.issue_card(attributes, &args.person_ref, args.pin.as_deref(), validity, &args.out)?;
             println!("card {} written to {} (serial {})", card.holder_ref()?, args.out.display(), card.serial());
         }
         JpkiCommand::Revoke { dir, card, reason } => {
@@ -124,6 +137,16 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<ExitCode> {
             let ca = CardCa::load(&dir)?;
             let renewed = ca.renew(&card).with_context(|| format!("cannot renew {}", card.display()))?;
             println!("{} renewed: serial {} (the old certificate is revoked)", card.display(), renewed.serial());
+        }
+        JpkiCommand::Rollover { dir } => {
+            let mut ca = CardCa::load(&dir)?;
+            ca.rollover()?;
+            println!(
+                "card CA rolled over: generation {} signs from now on ({} in {}); publish a CRL with `onshi jpki crl`",
+                ca.generations(),
+                ca.generations(),
+                dir.join("ca.pem").display()
+            );
         }
         JpkiCommand::Crl { dir, days } => {
             let ca = CardCa::load(&dir)?;

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::card::CardAttributes;
-use onshi_pki::jpki::{CardCa, RevokeReason, SignedBinding};
+use onshi_pki::jpki::{CardCa, CardValidity, RevokeReason, SignedBinding};
 use onshi_pki::revocation::{CenterRevokeReason, RevokeTarget};
 use onshi_pki::verify::CardTrust;
 use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
@@ -62,7 +62,9 @@ impl PkiFixture {
         let mut certificates_der = Vec::new();
         for (n, person) in ["p-fuzz-1", "p-fuzz-2"].iter().enumerate() {
             let out = dir.path().join(format!("card-{n}.json"));
-            let card = card_ca.issue_card(attributes.clone(), person, Some("1234"), today, 365, &out).map_err(fail("issue a card"))?;
+            let card = card_ca
+                .issue_card(attributes.clone(), person, Some("1234"), CardValidity::Days { from: today, days: 365 }, &out)
+                .map_err(fail("issue a card"))?;
             certificates_der.push(card.certificate_der().map_err(fail("read a card certificate"))?);
             if n == 1 {
                 card_ca.revoke(card.serial(), RevokeReason::Lost).map_err(fail("revoke a card"))?;

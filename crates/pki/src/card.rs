@@ -9,9 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::digest::{Digest, SHA256, digest};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::{Deserialize, Serialize};
 
 use crate::{PkiError, random_hex, read, write};
@@ -69,6 +69,8 @@ pub enum CardError {
     NoPin,
     #[error("a PIN is 4 digits")]
     PinFormat,
+    #[error("the card signs a SHA-256 DigestInfo (51 bytes); it was handed {0} bytes of something else")]
+    NotDigestInfo(usize),
     #[error(transparent)]
     File(#[from] PkiError),
 }
@@ -93,8 +95,30 @@ pub fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
 pub struct VirtualCard {
     path: PathBuf,
     file: CardFile,
-    /// The private key, parsed on first use (parsing recomputes the public point).
-    signer: std::sync::OnceLock<EcdsaKeyPair>,
+    /// The private key, parsed on first use (parsing an RSA key checks it, which costs).
+    signer: std::sync::OnceLock<Signer>,
+}
+
+/// The card's private key.
+enum Signer {
+    /// The JPKI user key: RSA-2048, PKCS#1 v1.5 over a DigestInfo the host supplies.
+    Rsa(RsaKeyPair),
+    /// Cards issued by onshi before RSA cards.
+    P256(EcdsaKeyPair),
+}
+
+/// The DER prefix of a DigestInfo naming SHA-256 (RFC 8017, 9.2 note 1); the 32-byte hash
+/// follows it.
+const SHA256_DIGEST_INFO_PREFIX: [u8; 19] =
+    [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
+
+/// What the host hands the card to sign for `message`: the SHA-256 DigestInfo. The card pads
+/// and signs it as is (it never sees the message), so the result is the PKCS#1 v1.5 SHA-256
+/// signature of `message` that the center verifies.
+pub fn sha256_digest_info(message: &[u8]) -> Vec<u8> {
+    let mut info = SHA256_DIGEST_INFO_PREFIX.to_vec();
+    info.extend_from_slice(digest(&SHA256, message).as_ref());
+    info
 }
 
 impl VirtualCard {
@@ -214,24 +238,44 @@ impl VirtualCard {
         if left == 0 { Err(CardError::Locked) } else { Err(CardError::WrongPin { retries_left: left }) }
     }
 
-    /// Signs `message` with the card key after a correct PIN (ECDSA P-256, SHA-256, DER).
+    /// Signs `message` with the card key after a correct PIN: for an RSA card the SHA-256
+    /// DigestInfo of it, as a host would hand it to the chip.
     pub fn sign_with_pin(&mut self, pin: &str, message: &[u8]) -> Result<Vec<u8>, CardError> {
         self.enter_pin(pin)?;
-        Ok(self.sign(message)?)
+        match self.signer()? {
+            Signer::Rsa(_) => self.sign_digest_info(&sha256_digest_info(message)),
+            Signer::P256(key) => Ok(key
+                .sign(&SystemRandom::new(), message)
+                .map_err(|e| PkiError::Invalid { what: "a P-256 private key".into(), detail: e.to_string() })?
+                .as_ref()
+                .to_vec()),
+        }
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
-        let signer = match self.signer.get() {
-            Some(signer) => signer,
-            None => {
-                let parsed = parse_key(&self.file.private_key_pem)?;
-                self.signer.get_or_init(|| parsed)
-            }
+    /// The chip's SIGN (`80 2A 00 80`): PKCS#1 v1.5 over the DigestInfo the host supplied.
+    /// The caller (the card's APDU handler) has checked that the PIN was verified in this
+    /// session; only SHA-256 DigestInfos are taken.
+    pub fn sign_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, CardError> {
+        let hash = digest_info
+            .strip_prefix(&SHA256_DIGEST_INFO_PREFIX[..])
+            .filter(|hash| hash.len() == 32)
+            .ok_or(CardError::NotDigestInfo(digest_info.len()))?;
+        let Signer::Rsa(key) = self.signer()? else {
+            return Err(CardError::NotDigestInfo(digest_info.len()));
         };
-        let signature = signer
-            .sign(&SystemRandom::new(), message)
-            .map_err(|e| PkiError::Invalid { what: "a P-256 private key".into(), detail: e.to_string() })?;
-        Ok(signature.as_ref().to_vec())
+        let bad = |detail: String| PkiError::Invalid { what: "the card's RSA key".into(), detail };
+        let digest = Digest::import_less_safe(hash, &SHA256).map_err(|e| bad(e.to_string()))?;
+        let mut signature = vec![0u8; key.public_modulus_len()];
+        key.sign_digest(&RSA_PKCS1_SHA256, &digest, &mut signature).map_err(|e| bad(e.to_string()))?;
+        Ok(signature)
+    }
+
+    fn signer(&self) -> Result<&Signer, PkiError> {
+        if let Some(signer) = self.signer.get() {
+            return Ok(signer);
+        }
+        let parsed = parse_card_key(&self.file.private_key_pem)?;
+        Ok(self.signer.get_or_init(|| parsed))
     }
 
     pub(crate) fn replace_certificate(&mut self, serial: String, certificate_pem: String, private_key_pem: String) -> Result<(), PkiError> {
@@ -243,16 +287,22 @@ impl VirtualCard {
     }
 }
 
-fn parse_key(private_key_pem: &str) -> Result<EcdsaKeyPair, PkiError> {
-    let bad = |detail: String| PkiError::Invalid { what: "a P-256 private key".into(), detail };
+fn parse_card_key(private_key_pem: &str) -> Result<Signer, PkiError> {
+    let bad = |detail: String| PkiError::Invalid { what: "the card's private key".into(), detail };
     let key = rcgen::KeyPair::from_pem(private_key_pem).map_err(|e| bad(e.to_string()))?;
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der()).map_err(|e| bad(e.to_string()))
+    let der = key.serialize_der();
+    if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
+        RsaKeyPair::from_pkcs8(&der).map(Signer::Rsa).map_err(|e| bad(e.to_string()))
+    } else {
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der).map(Signer::P256).map_err(|e| bad(e.to_string()))
+    }
 }
 
-/// Signs with a PEM (PKCS#8) P-256 key: the card's, or a reader's device key.
+/// Signs with a PEM (PKCS#8) key by its own scheme: a reader's device key or the card CA's
+/// (P-256: ECDSA, ASN.1 DER; RSA: PKCS#1 v1.5; both over SHA-256).
 pub fn sign_pem(private_key_pem: &str, message: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let signature = parse_key(private_key_pem)?
-        .sign(&SystemRandom::new(), message)
-        .map_err(|e| PkiError::Invalid { what: "a P-256 private key".into(), detail: e.to_string() })?;
-    Ok(signature.as_ref().to_vec())
+    use rcgen::SigningKey as _;
+    let bad = |detail: String| PkiError::Invalid { what: "a private key".into(), detail };
+    let key = rcgen::KeyPair::from_pem(private_key_pem).map_err(|e| bad(e.to_string()))?;
+    key.sign(message).map_err(|e| bad(e.to_string()))
 }

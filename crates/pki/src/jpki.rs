@@ -4,7 +4,13 @@
 //!
 //! A card certificate's subject is an opaque holder reference (random, never a My Number) and
 //! carries no personal data; a renewal keeps it, so the center can move a card link to the
-//! renewed certificate on the CA's own word. Keys are ECDSA P-256 with SHA-256.
+//! renewed certificate on the CA's own word. Keys are RSA-2048, certificates and lists signed
+//! sha256WithRSAEncryption, as J-LIS issues them; a user certificate runs to the holder's 5th
+//! birthday after issue.
+//!
+//! The CA has generations under one name, as J-LIS has: `onshi jpki rollover` makes a new CA
+//! key and certificate with the same name; new cards are signed by it, cards issued before keep
+//! verifying against the older generation (the center picks the generation by signature).
 //!
 //! **Who a card belongs to is the card authority's word, never the clinic's.** As J-LIS knows
 //! whose card it issued (from the resident register) and feeds the 中間サーバー, this CA keeps
@@ -13,7 +19,9 @@
 //! (`bindings.jsonl`: new cards, renewals, revocations, one signed line each, numbered). The
 //! center reads it, checks every line against this CA's key and applies each number once.
 //!
-//! Files under the CA directory: `ca.pem`/`ca.key`, `revoked.json` (what was revoked, why and
+//! Files under the CA directory: `ca.pem` (every generation's certificate, oldest first: what
+//! the center trusts), `ca.key` (the current generation's key; an older key is destroyed at
+//! roll-over, as it signs nothing more), `revoked.json` (what was revoked, why and
 //! when), `crl.pem` (the last published list), `crl_number` (the last list's number: every
 //! list gets a higher one, so that the center can refuse an older list played back),
 //! `bindings.jsonl` (the feed).
@@ -104,13 +112,37 @@ pub struct SignedBinding {
 /// The binding feed's file name in the CA directory.
 pub const BINDING_FEED: &str = "bindings.jsonl";
 
-/// Validity of a card certificate unless told otherwise: five birthdays, roughly.
-pub const CARD_VALIDITY_DAYS: u32 = 5 * 365;
+/// How long a card certificate runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardValidity {
+    /// As J-LIS issues it: from the day of issue to the holder's 5th birthday after it.
+    Statutory { issued_on: Date },
+    /// A chosen window, for tests and demonstrations of expiry.
+    Days { from: Date, days: u32 },
+}
+
+/// The last day of a user certificate issued on `issued_on` to someone born on `birth`: the
+/// 5th birthday after the issue (29 February counts as 1 March in a common year, as
+/// [`Date::add_years`] does).
+pub fn fifth_birthday_after(birth: Date, issued_on: Date) -> Date {
+    let first_after = (1..=200).map(|years| birth.add_years(years)).find(|birthday| *birthday > issued_on);
+    match first_after {
+        Some(first) => birth.add_years(birth.age_on(first) + 4),
+        // Born more than 200 years before the issue: no such person; five years then.
+        None => issued_on.add_years(5),
+    }
+}
+
+/// How long each CA generation's certificate runs (J-LIS: about ten years, overlapping).
+const CA_GENERATION_DAYS: u32 = 3650;
 
 /// The card CA, loaded from its directory.
 pub struct CardCa {
     dir: PathBuf,
+    /// Every generation's certificate, oldest first (`ca.pem`).
     cert_pem: String,
+    /// The current generation's certificate, which signs new cards, lists and feed lines.
+    current_pem: String,
     key: KeyPair,
 }
 
@@ -127,6 +159,65 @@ fn serial_from_hex(hex: &str) -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// A new RSA-2048 key, as the card's chip and J-LIS's CA hold.
+fn rsa_key(what: &'static str) -> Result<KeyPair, PkiError> {
+    KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(invalid(what))
+}
+
+fn card_key() -> Result<KeyPair, PkiError> {
+    rsa_key("a new card key")
+}
+
+/// A new CA generation: key and self-signed certificate, always under the same name.
+fn new_generation() -> Result<(KeyPair, String), PkiError> {
+    let key = rsa_key("a new card CA key")?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(invalid("card CA parameters"))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "onshi demo JPKI");
+    dn.push(DnType::CommonName, "onshi demo JPKI user authentication CA");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.serial_number = Some(random_serial());
+    validity(&mut params, today(), CA_GENERATION_DAYS);
+    let cert = params.self_signed(&key).map_err(invalid("the card CA certificate"))?;
+    Ok((key, cert.pem()))
+}
+
+/// The certificate blocks of a PEM text, each as its own PEM text, in order.
+fn pem_blocks(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = pem;
+    while let (Some(start), Some(end)) = (rest.find("-----BEGIN CERTIFICATE-----"), rest.find(END)) {
+        if end < start {
+            rest = &rest[end + END.len()..];
+            continue;
+        }
+        blocks.push(format!("{}\n", &rest[start..end + END.len()]));
+        rest = &rest[end + END.len()..];
+    }
+    blocks
+}
+
+/// The certificates (DER) of a PEM text, in order; what does not parse is passed over.
+fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok).map(|d| d.to_vec()).collect()
+}
+
+/// The certificate (PEM) of the bundle whose public key is `key`'s.
+fn current_generation(bundle_pem: &str, key: &KeyPair) -> Option<String> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::prelude::FromDer as _;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(key);
+    pem_blocks(bundle_pem).into_iter().rev().find(|block| {
+        rustls::pki_types::CertificateDer::from_pem_slice(block.as_bytes()).is_ok_and(|der| {
+            x509_parser::prelude::X509Certificate::from_der(&der).is_ok_and(|(_, cert)| cert.public_key().raw == spki.as_slice())
+        })
+    })
+}
+
 impl CardCa {
     /// Creates the card CA in `dir` (which must not hold one yet).
     pub fn create(dir: &Path) -> Result<CardCa, PkiError> {
@@ -134,21 +225,11 @@ impl CardCa {
         if cert_path.exists() {
             return Err(PkiError::Exists { path: cert_path });
         }
-        let key = KeyPair::generate().map_err(invalid("a new card CA key"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(invalid("card CA parameters"))?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "onshi demo JPKI");
-        dn.push(DnType::CommonName, "onshi demo JPKI user authentication CA");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial());
-        validity(&mut params, today(), 3650);
-        let cert = params.self_signed(&key).map_err(invalid("the card CA certificate"))?;
+        let (key, cert_pem) = new_generation()?;
         write(&dir.join("ca.key"), &key.serialize_pem(), true)?;
-        write(&cert_path, &cert.pem(), false)?;
+        write(&cert_path, &cert_pem, false)?;
         write(&dir.join("revoked.json"), "[]\n", false)?;
-        Ok(CardCa { dir: dir.to_path_buf(), cert_pem: cert.pem(), key })
+        Ok(CardCa { dir: dir.to_path_buf(), cert_pem: cert_pem.clone(), current_pem: cert_pem, key })
     }
 
     pub fn load(dir: &Path) -> Result<CardCa, PkiError> {
@@ -156,43 +237,92 @@ impl CardCa {
         let key_path = dir.join("ca.key");
         let key = KeyPair::from_pem(&read(&key_path)?)
             .map_err(|e| PkiError::Invalid { what: key_path.display().to_string(), detail: e.to_string() })?;
-        Ok(CardCa { dir: dir.to_path_buf(), cert_pem, key })
+        let current_pem = current_generation(&cert_pem, &key).ok_or_else(|| PkiError::Invalid {
+            what: dir.join("ca.pem").display().to_string(),
+            detail: "no certificate in it belongs to ca.key; restore the pair from the backup".into(),
+        })?;
+        Ok(CardCa { dir: dir.to_path_buf(), cert_pem, current_pem, key })
     }
 
+    /// Every generation's certificate, oldest first: what the center trusts (`ca.pem`).
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
 
-    fn sign_card_certificate(&self, key: &KeyPair, holder_ref: &str, not_before: Date, days: u32) -> Result<(String, String), PkiError> {
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(invalid("the card CA certificate"))?;
+    /// The generation that signs from now on: the current one's certificate.
+    pub fn current_pem(&self) -> &str {
+        &self.current_pem
+    }
+
+    /// How many generations the CA has had.
+    pub fn generations(&self) -> usize {
+        pem_certificates(&self.cert_pem).len()
+    }
+
+    /// Rolls over to a new generation: a new key and certificate under the same name, added to
+    /// `ca.pem`; the new key replaces the old in `ca.key`. Cards issued before keep verifying
+    /// (their generation stays in `ca.pem`); new cards, lists and feed lines are signed by the
+    /// new one. The center takes the new generation from `ca.pem` at its next start or reload.
+    pub fn rollover(&mut self) -> Result<(), PkiError> {
+        let (key, cert_pem) = new_generation()?;
+        let bundle = format!("{}{}", self.cert_pem, cert_pem);
+        // The certificate first: a crash before the key is written leaves the old generation
+        // current (it matches ca.key) and the new certificate unused.
+        let partial = self.dir.join("ca.pem.partial");
+        write(&partial, &bundle, false)?;
+        std::fs::rename(&partial, self.dir.join("ca.pem")).map_err(|source| PkiError::Write { path: self.dir.join("ca.pem"), source })?;
+        let key_partial = self.dir.join("ca.key.partial");
+        write(&key_partial, &key.serialize_pem(), true)?;
+        std::fs::rename(&key_partial, self.dir.join("ca.key"))
+            .map_err(|source| PkiError::Write { path: self.dir.join("ca.key"), source })?;
+        self.cert_pem = bundle;
+        self.current_pem = cert_pem;
+        self.key = key;
+        Ok(())
+    }
+
+    fn sign_card_certificate(&self, key: &KeyPair, holder_ref: &str, from: Date, until: Date) -> Result<(String, String), PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.current_pem, &self.key).map_err(invalid("the card CA certificate"))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(invalid("card parameters"))?;
         params.distinguished_name.push(DnType::CommonName, holder_ref);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let serial = random_serial();
         let serial_text = serial_hex(serial.as_ref());
         params.serial_number = Some(serial);
-        validity(&mut params, not_before.add_days(1), days);
+        let at = |d: Date| rcgen::date_time_ymd(i32::from(d.year()), d.month(), d.day());
+        params.not_before = at(from);
+        // The whole last day: a certificate valid "to" a date is valid on it.
+        params.not_after = at(until.add_days(1)) - std::time::Duration::from_secs(1);
         let cert = params.signed_by(key, &issuer).map_err(invalid("a card certificate"))?;
         Ok((cert.pem(), serial_text))
     }
 
-    /// Issues a virtual card for a holder and writes it to `out`. `valid_from` lets tests make
-    /// a certificate that has already expired.
+    /// Issues a virtual card for a holder and writes it to `out`. [`CardValidity::Days`] lets
+    /// tests make a certificate that has already expired or is about to.
     pub fn issue_card(
         &self,
         attributes: CardAttributes,
         person_ref: &str,
         pin: Option<&str>,
-        valid_from: Date,
-        days: u32,
+        validity: CardValidity,
         out: &Path,
     ) -> Result<VirtualCard, PkiError> {
         if person_ref.is_empty() || person_ref.len() > 64 || person_ref.chars().any(char::is_control) {
             return Err(PkiError::Invalid { what: "the person reference".into(), detail: "1 to 64 printable characters".into() });
         }
-        let key = KeyPair::generate().map_err(invalid("a new card key"))?;
+        let (from, until) = match validity {
+            CardValidity::Statutory { issued_on } => {
+                let birth = Date::parse_yyyymmdd(&attributes.birth_date).map_err(|e| PkiError::Invalid {
+                    what: "the holder's birth date".into(),
+                    detail: format!("{e}; the certificate runs to the 5th birthday after issue"),
+                })?;
+                (issued_on, fifth_birthday_after(birth, issued_on))
+            }
+            CardValidity::Days { from, days } => (from, from.add_days(i64::from(days))),
+        };
+        let key = card_key()?;
         let holder_ref = format!("card-holder-{}", serial_hex(random_serial().as_ref()));
-        let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, valid_from, days)?;
+        let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, from, until)?;
         let card = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, attributes.clone())?;
         self.append_binding(BindingKind::Issue, &serial, &holder_ref, person_ref, Some(attributes))?;
         Ok(card)
@@ -204,8 +334,12 @@ impl CardCa {
         let mut card = VirtualCard::load(path)?;
         let holder_ref = card.holder_ref()?;
         let bound = self.binding_of_holder(&holder_ref)?;
-        let key = KeyPair::generate().map_err(invalid("a new card key"))?;
-        let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, today(), CARD_VALIDITY_DAYS)?;
+        let key = card_key()?;
+        let until = match bound.as_ref().and_then(|b| b.attributes.as_ref()).map(|a| Date::parse_yyyymmdd(&a.birth_date)) {
+            Some(Ok(birth)) => fifth_birthday_after(birth, today()),
+            _ => today().add_years(5),
+        };
+        let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, today(), until)?;
         let old = card.serial().to_string();
         card.replace_certificate(serial.clone(), cert_pem, key.serialize_pem())?;
         self.revoke(&old, RevokeReason::Renewed)?;
@@ -228,16 +362,29 @@ impl CardCa {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(PkiError::Read { path, source }),
         };
-        let own_key = self.key.public_key_raw();
+        let own_keys = self.generation_keys()?;
         Ok(text
             .lines()
             .filter_map(|line| {
                 let signed: SignedBinding = serde_json::from_str(line).ok()?;
                 let signature = onshi_domain::hex::decode(&signed.signature)?;
-                crate::verify::signature_valid(own_key, signed.entry.as_bytes(), &signature).then_some(())?;
+                own_keys.iter().any(|key| key.verify(signed.entry.as_bytes(), &signature)).then_some(())?;
                 serde_json::from_str(&signed.entry).ok()
             })
             .collect())
+    }
+
+    /// The public keys of every generation.
+    fn generation_keys(&self) -> Result<Vec<crate::verify::PublicKey>, PkiError> {
+        use x509_parser::prelude::FromDer as _;
+        pem_certificates(&self.cert_pem)
+            .iter()
+            .map(|der| {
+                let bad = |detail: String| PkiError::Invalid { what: self.dir.join("ca.pem").display().to_string(), detail };
+                let (_, cert) = x509_parser::prelude::X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
+                crate::verify::PublicKey::from_spki(cert.public_key()).map_err(bad)
+            })
+            .collect()
     }
 
     /// The latest issue or renewal of a holder.
@@ -277,7 +424,10 @@ impl CardCa {
         };
         let json = |e: serde_json::Error| PkiError::Invalid { what: "a binding entry".into(), detail: e.to_string() };
         let entry = serde_json::to_string(&entry).map_err(json)?;
-        let signature = onshi_domain::hex::encode(&crate::card::sign_pem(&self.key.serialize_pem(), entry.as_bytes())?);
+        let signature = {
+            use rcgen::SigningKey as _;
+            onshi_domain::hex::encode(&self.key.sign(entry.as_bytes()).map_err(invalid("a binding entry's signature"))?)
+        };
         let line = serde_json::to_string(&SignedBinding { entry, signature }).map_err(json)?;
         let path = self.feed_path();
         let error = |source| PkiError::Write { path: path.clone(), source };
@@ -330,7 +480,7 @@ impl CardCa {
     /// Signs and writes `crl.pem` with every revocation, valid for `next_update_days`, under
     /// a CRL number higher than any before.
     pub fn publish_crl(&self, next_update_days: u32) -> Result<PathBuf, PkiError> {
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(invalid("the card CA certificate"))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.current_pem, &self.key).map_err(invalid("the card CA certificate"))?;
         let now = today();
         let at = |d: Date| rcgen::date_time_ymd(i32::from(d.year()), d.month(), d.day());
         let mut revoked = Vec::new();
@@ -362,7 +512,7 @@ impl CardCa {
 mod tests {
     use super::*;
     use crate::card::{CardError, PIN_TRIES};
-    use crate::verify::{CardCertError, CardTrust, signature_valid};
+    use crate::verify::{CardCertError, CardTrust};
 
     fn attributes() -> CardAttributes {
         CardAttributes {
@@ -384,13 +534,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
         let path = dir.path().join("card.json");
-        let mut card = ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &path).unwrap();
+        let mut card =
+            ca.issue_card(attributes(), "person-1", Some("1234"), CardValidity::Statutory { issued_on: today() }, &path).unwrap();
         let checked = trust(&ca).check(&card.certificate_der().unwrap(), today()).expect("verifies");
         assert_eq!(checked.serial, card.serial());
         assert!(checked.holder_ref.starts_with("card-holder-"), "an opaque reference, no personal data");
         let signature = card.sign_with_pin("1234", b"challenge").unwrap();
-        assert!(signature_valid(&checked.public_key, b"challenge", &signature));
-        assert!(!signature_valid(&checked.public_key, b"another challenge", &signature));
+        assert!(checked.public_key.verify(b"challenge", &signature));
+        assert!(!checked.public_key.verify(b"another challenge", &signature));
+        assert!(matches!(checked.public_key, crate::verify::PublicKey::Rsa(_)), "an RSA card key, as J-LIS issues");
         assert!(card.face_matches(card.face_template()));
         assert!(!card.face_matches("00"));
     }
@@ -400,7 +552,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
         let path = dir.path().join("card.json");
-        let mut card = ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &path).unwrap();
+        let mut card =
+            ca.issue_card(attributes(), "person-1", Some("1234"), CardValidity::Statutory { issued_on: today() }, &path).unwrap();
         assert!(matches!(card.enter_pin("0000"), Err(CardError::WrongPin { retries_left: 2 })));
         assert!(card.enter_pin("1234").is_ok(), "a right PIN resets the counter");
         assert_eq!(card.pin_retries_left(), Some(PIN_TRIES));
@@ -411,7 +564,9 @@ mod tests {
         assert!(matches!(reloaded.enter_pin("2222"), Err(CardError::Locked)));
         let mut after_restart = VirtualCard::load(&path).unwrap();
         assert!(matches!(after_restart.enter_pin("1234"), Err(CardError::Locked)), "even the right PIN");
-        let face_only = ca.issue_card(attributes(), "person-1", None, today(), CARD_VALIDITY_DAYS, &dir.path().join("face.json")).unwrap();
+        let face_only = ca
+            .issue_card(attributes(), "person-1", None, CardValidity::Statutory { issued_on: today() }, &dir.path().join("face.json"))
+            .unwrap();
         assert!(!face_only.has_pin());
         assert!(matches!(VirtualCard::load(&dir.path().join("face.json")).unwrap().enter_pin("1234"), Err(CardError::NoPin)));
     }
@@ -420,17 +575,32 @@ mod tests {
     fn revoked_renewed_expired_and_foreign_certificates_do_not_verify() {
         let dir = tempfile::tempdir().unwrap();
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
-        let lost =
-            ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &dir.path().join("lost.json")).unwrap();
+        let lost = ca
+            .issue_card(
+                attributes(),
+                "person-1",
+                Some("1234"),
+                CardValidity::Statutory { issued_on: today() },
+                &dir.path().join("lost.json"),
+            )
+            .unwrap();
         ca.revoke(lost.serial(), RevokeReason::Lost).unwrap();
         let renewed_path = dir.path().join("renewed.json");
-        let old = ca.issue_card(attributes(), "person-1", Some("1234"), today(), CARD_VALIDITY_DAYS, &renewed_path).unwrap();
+        let old =
+            ca.issue_card(attributes(), "person-1", Some("1234"), CardValidity::Statutory { issued_on: today() }, &renewed_path).unwrap();
         let old_der = old.certificate_der().unwrap();
         let renewed = ca.renew(&renewed_path).unwrap();
         assert_ne!(renewed.serial(), old.serial());
         assert_eq!(renewed.holder_ref().unwrap(), old.holder_ref().unwrap(), "same holder");
-        let expired =
-            ca.issue_card(attributes(), "person-1", Some("1234"), today().add_days(-400), 30, &dir.path().join("old.json")).unwrap();
+        let expired = ca
+            .issue_card(
+                attributes(),
+                "person-1",
+                Some("1234"),
+                CardValidity::Days { from: today().add_days(-400), days: 30 },
+                &dir.path().join("old.json"),
+            )
+            .unwrap();
         let trust = trust(&ca);
         assert_eq!(trust.revoked_count(), 2);
         assert!(matches!(trust.check(&lost.certificate_der().unwrap(), today()), Err(CardCertError::Revoked(_))));
@@ -441,12 +611,108 @@ mod tests {
         assert_eq!(trust.issued_serial(&lost.certificate_der().unwrap()).as_deref(), Ok(lost.serial()));
         assert_eq!(trust.issued_serial(&expired.certificate_der().unwrap()).as_deref(), Ok(expired.serial()));
         let other = CardCa::create(&dir.path().join("other")).unwrap();
-        let foreign = other.issue_card(attributes(), "person-1", Some("1234"), today(), 30, &dir.path().join("foreign.json")).unwrap();
+        let foreign = other
+            .issue_card(
+                attributes(),
+                "person-1",
+                Some("1234"),
+                CardValidity::Days { from: today(), days: 30 },
+                &dir.path().join("foreign.json"),
+            )
+            .unwrap();
         assert_eq!(trust.check(&foreign.certificate_der().unwrap(), today()), Err(CardCertError::UnknownIssuer));
         assert_eq!(trust.issued_serial(&foreign.certificate_der().unwrap()), Err(CardCertError::UnknownIssuer));
         assert!(matches!(trust.check(b"junk", today()), Err(CardCertError::Malformed(_))));
         // A CRL signed by another CA is refused.
         let forged = std::fs::read_to_string(other.publish_crl(1).unwrap()).unwrap();
         assert!(CardTrust::load(ca.cert_pem(), &forged).is_err());
+    }
+
+    #[test]
+    fn a_user_certificate_runs_to_the_fifth_birthday_after_issue() {
+        let d = |text: &str| Date::parse_yyyymmdd(text).unwrap();
+        // Written out from the rule (JPKI.md): count the birthdays after the day of issue; the
+        // certificate's last day is the fifth.
+        assert_eq!(fifth_birthday_after(d("19800615"), d("20261204")), d("20310615"), "1st 2027-06-15 … 5th 2031-06-15");
+        assert_eq!(fifth_birthday_after(d("19800615"), d("20260614")), d("20300615"), "the birthday right after issue is the 1st");
+        assert_eq!(fifth_birthday_after(d("19800615"), d("20260615")), d("20310615"), "issued on a birthday: that one does not count");
+        assert_eq!(fifth_birthday_after(d("20000229"), d("20261204")), d("20310301"), "29 Feb in a common year counts as 1 Mar");
+        assert_eq!(fifth_birthday_after(d("20240229"), d("20241204")), d("20290301"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
+        let issued_on = d("20261204");
+        let card = ca
+            .issue_card(attributes(), "person-1", Some("1234"), CardValidity::Statutory { issued_on }, &dir.path().join("c.json"))
+            .unwrap();
+        // attributes() are born 1980-01-01: birthdays after 2026-12-04 are 2027-01-01 … 2031-01-01.
+        let checked = trust(&ca).check(&card.certificate_der().unwrap(), issued_on).unwrap();
+        assert_eq!(checked.not_after, d("20310101"));
+        assert!(trust(&ca).check(&card.certificate_der().unwrap(), d("20310101")).is_ok(), "valid on its last day");
+        assert!(matches!(trust(&ca).check(&card.certificate_der().unwrap(), d("20310102")), Err(CardCertError::Expired(_))));
+    }
+
+    #[test]
+    fn the_card_signs_the_digest_info_the_host_hands_it_and_nothing_else() {
+        use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
+        let card = ca.issue_card(
+            attributes(),
+            "person-1",
+            Some("1234"),
+            CardValidity::Statutory { issued_on: today() },
+            &dir.path().join("c.json"),
+        );
+        let card = card.unwrap();
+        let info = crate::card::sha256_digest_info(b"message");
+        // RFC 8017 9.2: 30 31 30 0d 06 09 <sha-256 OID> 05 00 04 20 <hash>.
+        assert_eq!(info.len(), 51);
+        assert_eq!(&info[..6], &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09]);
+        let signature = card.sign_digest_info(&info).unwrap();
+        assert_eq!(signature.len(), 256, "RSA-2048");
+        let crate::verify::PublicKey::Rsa(key) = trust(&ca).check(&card.certificate_der().unwrap(), today()).unwrap().public_key else {
+            panic!("an RSA card key")
+        };
+        // The independent check: aws-lc-rs's own PKCS#1 v1.5 SHA-256 verification of the message.
+        assert!(UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &key).verify(b"message", &signature).is_ok());
+        assert!(matches!(card.sign_digest_info(&info[..50]), Err(CardError::NotDigestInfo(50))));
+        assert!(matches!(card.sign_digest_info(&[0u8; 51]), Err(CardError::NotDigestInfo(51))));
+    }
+
+    #[test]
+    fn a_ca_roll_over_keeps_earlier_cards_verifying_and_signs_new_ones_with_the_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("jpki");
+        let mut ca = CardCa::create(&ca_dir).unwrap();
+        let statutory = CardValidity::Statutory { issued_on: today() };
+        let before = ca.issue_card(attributes(), "person-1", Some("1234"), statutory, &dir.path().join("before.json")).unwrap();
+        let first_generation = ca.current_pem().to_string();
+        let first_crl = std::fs::read_to_string(ca.publish_crl(1).unwrap()).unwrap();
+        ca.rollover().unwrap();
+        assert_eq!(ca.generations(), 2);
+        assert_ne!(ca.current_pem(), first_generation);
+        let ca = CardCa::load(&ca_dir).unwrap();
+        assert_eq!(ca.generations(), 2, "both generations in ca.pem after reloading");
+        let after = ca.issue_card(attributes(), "person-2", Some("1234"), statutory, &dir.path().join("after.json")).unwrap();
+        let lost = ca.issue_card(attributes(), "person-3", Some("1234"), statutory, &dir.path().join("lost.json")).unwrap();
+        ca.revoke(lost.serial(), RevokeReason::Lost).unwrap();
+        let trust = trust(&ca);
+        assert_eq!(trust.generations(), 2);
+        assert!(trust.check(&before.certificate_der().unwrap(), today()).is_ok(), "a card of the first generation");
+        assert!(trust.check(&after.certificate_der().unwrap(), today()).is_ok(), "a card of the second");
+        assert!(matches!(trust.check(&lost.certificate_der().unwrap(), today()), Err(CardCertError::Revoked(_))));
+        // Same name, different keys: the generation is found by signature. A center that knows
+        // only the first generation takes no card of the second, and no list the second signed.
+        let first_only = CardTrust::load(&first_generation, &first_crl).unwrap();
+        assert!(first_only.check(&before.certificate_der().unwrap(), today()).is_ok());
+        assert_eq!(first_only.check(&after.certificate_der().unwrap(), today()), Err(CardCertError::UnknownIssuer));
+        let second_crl = std::fs::read_to_string(ca_dir.join("crl.pem")).unwrap();
+        assert!(CardTrust::load(&first_generation, &second_crl).is_err(), "a list signed by an unknown generation");
+        // Every feed line, before and after the roll-over, reads as the CA's.
+        let lines = std::fs::read_to_string(ca_dir.join(BINDING_FEED)).unwrap();
+        let entries: Vec<_> = lines.lines().map(|line| trust.binding(line).unwrap()).collect();
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(ca.bindings().unwrap().len(), 4);
     }
 }

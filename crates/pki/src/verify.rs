@@ -1,10 +1,14 @@
 //! What the center checks about a card certificate and a signature: issued by the card CA (its
 //! signature verified), within its validity, not on the CA's signed revocation list; and that
 //! a challenge was signed by the certificate's key (or a reader's device key).
+//!
+//! The card CA has several generations under one name, as J-LIS has (2015–2025, 2019–2029,
+//! 2023–2033 share one DN): the issuing generation is found by checking the signature, never
+//! by the name alone, so a roll-over to a new CA key breaks no card issued before it.
 
 use std::collections::HashMap;
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use onshi_domain::Date;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -34,15 +38,55 @@ pub struct CardCertificate {
     pub serial: String,
     /// The opaque holder reference (subject CN), kept across renewals.
     pub holder_ref: String,
-    /// The uncompressed P-256 public key.
-    pub public_key: Vec<u8>,
+    pub public_key: PublicKey,
     pub not_after: Date,
 }
 
-/// The card CA as the center trusts it: its key, and the revocations of its last CRL.
+/// A public key as a certificate carries it, with the signature scheme onshi uses with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    /// RSA (the JPKI user key and CA, 2048 bits and up): the `RSAPublicKey` DER; signatures
+    /// are PKCS#1 v1.5 over SHA-256, which is what the card makes from the DigestInfo the
+    /// host hands it.
+    Rsa(Vec<u8>),
+    /// ECDSA P-256 (the cards and card CAs of onshi before RSA cards): the uncompressed
+    /// point; signatures are ASN.1 DER over SHA-256.
+    P256(Vec<u8>),
+}
+
+impl PublicKey {
+    /// The key of a DER `SubjectPublicKeyInfo`; other key types are refused.
+    pub fn from_spki(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
+        use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
+        let key = spki.subject_public_key.data.to_vec();
+        if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
+            Ok(PublicKey::Rsa(key))
+        } else if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && key.len() == 65 {
+            Ok(PublicKey::P256(key))
+        } else {
+            Err(format!("a {} key; onshi reads RSA and P-256 keys", spki.algorithm.algorithm))
+        }
+    }
+
+    /// Whether `signature` over `message` was made with this key's private half.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            PublicKey::Rsa(key) => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(message, signature).is_ok(),
+            PublicKey::P256(key) => signature_valid(key, message, signature),
+        }
+    }
+}
+
+/// One generation of the card CA: its name and key.
+struct Generation {
+    subject: Vec<u8>,
+    key: PublicKey,
+}
+
+/// The card CA as the center trusts it: the keys of its generations, and the revocations of
+/// its last CRL.
 pub struct CardTrust {
-    ca_subject: Vec<u8>,
-    ca_public_key: Vec<u8>,
+    generations: Vec<Generation>,
     revoked: HashMap<String, String>,
     crl_number: u64,
     next_update: Option<Date>,
@@ -81,21 +125,30 @@ pub(crate) fn holder_ref_of(der: &[u8]) -> Result<String, PkiError> {
 }
 
 impl CardTrust {
-    /// Loads the card CA certificate and its CRL, verifying the CRL's signature.
+    /// Loads the card CA's certificates (every generation, PEM one after the other) and its
+    /// CRL, verifying the CRL's signature against any of them.
     pub fn load(ca_pem: &str, crl_pem: &str) -> Result<CardTrust, PkiError> {
         use rustls::pki_types::pem::PemObject;
-        let ca_der =
-            rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(invalid_pem("the card CA certificate"))?;
-        let (_, ca) = X509Certificate::from_der(&ca_der)
-            .map_err(|e| PkiError::Invalid { what: "the card CA certificate".into(), detail: e.to_string() })?;
-        let ca_public_key = ca.public_key().subject_public_key.data.to_vec();
+        let mut generations = Vec::new();
+        for der in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let der = der.map_err(invalid_pem("the card CA certificate"))?;
+            let (_, ca) = X509Certificate::from_der(&der)
+                .map_err(|e| PkiError::Invalid { what: "the card CA certificate".into(), detail: e.to_string() })?;
+            let key = PublicKey::from_spki(ca.public_key())
+                .map_err(|detail| PkiError::Invalid { what: "the card CA certificate".into(), detail })?;
+            generations.push(Generation { subject: ca.subject().as_raw().to_vec(), key });
+        }
+        if generations.is_empty() {
+            return Err(PkiError::Invalid { what: "the card CA certificate".into(), detail: "no certificate in the file".into() });
+        }
         let crl_der =
             rustls::pki_types::CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes()).map_err(invalid_pem("the card CRL"))?;
         let (_, crl) = CertificateRevocationList::from_der(&crl_der)
             .map_err(|e| PkiError::Invalid { what: "the card CRL".into(), detail: e.to_string() })?;
-        if crl.tbs_cert_list.issuer.as_raw() != ca.subject().as_raw()
-            || !signature_valid(&ca_public_key, crl.tbs_cert_list.as_ref(), &crl.signature_value.data)
-        {
+        let signed = generations.iter().any(|g| {
+            crl.tbs_cert_list.issuer.as_raw() == g.subject.as_slice() && g.key.verify(crl.tbs_cert_list.as_ref(), &crl.signature_value.data)
+        });
+        if !signed {
             return Err(PkiError::Invalid {
                 what: "the card CRL".into(),
                 detail: "its signature is not the card CA's; publish it again with `onshi jpki crl`".into(),
@@ -119,7 +172,7 @@ impl CardTrust {
                 (serial_hex(r.raw_serial()), reason)
             })
             .collect();
-        Ok(CardTrust { ca_subject: ca.subject().as_raw().to_vec(), ca_public_key, revoked, crl_number, next_update })
+        Ok(CardTrust { generations, revoked, crl_number, next_update })
     }
 
     /// The CRL's number: each list the CA publishes has a higher one.
@@ -137,7 +190,7 @@ impl CardTrust {
     pub fn binding(&self, line: &str) -> Result<crate::jpki::BindingEntry, String> {
         let signed: crate::jpki::SignedBinding = serde_json::from_str(line).map_err(|e| format!("not a feed line: {e}"))?;
         let signature = onshi_domain::hex::decode(&signed.signature).ok_or("the signature is not hex")?;
-        if !signature_valid(&self.ca_public_key, signed.entry.as_bytes(), &signature) {
+        if !self.generations.iter().any(|g| g.key.verify(signed.entry.as_bytes(), &signature)) {
             return Err("the signature is not the card CA's".into());
         }
         serde_json::from_str(&signed.entry).map_err(|e| format!("not a binding entry: {e}"))
@@ -148,13 +201,19 @@ impl CardTrust {
         self.revoked.len()
     }
 
-    /// A certificate this CA issued (its signature verified), whatever its validity or
-    /// revocation.
+    /// How many generations of the CA are trusted.
+    pub fn generations(&self) -> usize {
+        self.generations.len()
+    }
+
+    /// A certificate this CA issued (its signature verified against the generation that made
+    /// it, found by signature since all share one name), whatever its validity or revocation.
     fn issued<'a>(&self, der: &'a [u8]) -> Result<X509Certificate<'a>, CardCertError> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| CardCertError::Malformed(e.to_string()))?;
-        if cert.issuer().as_raw() != self.ca_subject.as_slice()
-            || !signature_valid(&self.ca_public_key, cert.tbs_certificate.as_ref(), &cert.signature_value.data)
-        {
+        let signed = self.generations.iter().any(|g| {
+            cert.issuer().as_raw() == g.subject.as_slice() && g.key.verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        });
+        if !signed {
             return Err(CardCertError::UnknownIssuer);
         }
         Ok(cert)
@@ -182,6 +241,7 @@ impl CardTrust {
             return Err(CardCertError::Expired(not_after));
         }
         let holder_ref = holder_ref_of(der).map_err(|e| CardCertError::Malformed(e.to_string()))?;
-        Ok(CardCertificate { serial, holder_ref, public_key: cert.public_key().subject_public_key.data.to_vec(), not_after })
+        let public_key = PublicKey::from_spki(cert.public_key()).map_err(CardCertError::Malformed)?;
+        Ok(CardCertificate { serial, holder_ref, public_key, not_after })
     }
 }

@@ -421,7 +421,14 @@ mod tests {
             address: "東京都".into(),
         };
         let card = dir.join("card.json");
-        ca.issue_card(attributes, "person-1", Some("1234"), onshi_pki::today(), 30, &card).unwrap();
+        ca.issue_card(
+            attributes,
+            "person-1",
+            Some("1234"),
+            onshi_pki::jpki::CardValidity::Days { from: onshi_pki::today(), days: 30 },
+            &card,
+        )
+        .unwrap();
         let file = ReaderFile::create(&dir.join("reader.json"), "r1", "facility").unwrap();
         (SimulatedReader::new(ReaderFile::load(&dir.join("reader.json")).unwrap()), card, file)
     }

@@ -60,11 +60,16 @@ impl CardWorld {
 
     /// Issues a card; `extra` adds flags such as `--valid-from`.
     fn issue(&self, card: &str, name: &str, extra: &[&str]) -> PathBuf {
+        self.issue_by("jpki", card, name, extra)
+    }
+
+    /// Issues a card from the card CA in the folder `ca`.
+    fn issue_by(&self, ca: &str, card: &str, name: &str, extra: &[&str]) -> PathBuf {
         let path = self.path(card);
         run_ok(
             onshi()
                 .args(["jpki", "issue", "--dir"])
-                .arg(self.path("jpki"))
+                .arg(self.path(ca))
                 .arg("--out")
                 .arg(&path)
                 .args(["--person-ref", PERSON, "--name", name, "--kana", "シケン　ハナコ", "--birth", BIRTH, "--sex", "2"])
@@ -183,6 +188,50 @@ fn revoked_expired_renewed_and_flagged_cards() {
     );
     assert!(String::from_utf8_lossy(&reported.stdout).contains("報告しました"));
     assert_eq!(ok_json(&world.verify(&renewing, &["--pin", "1234"]))["validity"]["code"], "1");
+}
+
+#[test]
+fn a_card_ca_roll_over_breaks_no_card_and_takes_effect_without_restarting_the_center() {
+    let world = CardWorld::new();
+    let before = world.issue("before.card", NAME, &[]);
+    world.link(&before);
+    world.jpki(&["rollover"]);
+    let ca = std::fs::read_to_string(world.path("jpki").join("ca.pem")).expect("ca.pem");
+    assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 2, "both generations are trusted");
+    // The center takes the new generation with the next list it sees.
+    world.jpki(&["crl"]);
+    let after = world.issue("after.card", NAME, &[]);
+    world.link(&after);
+    assert_eq!(ok_json(&world.verify(&before, &["--pin", "1234"]))["validity"]["code"], "1", "a card of the first generation");
+    assert_eq!(ok_json(&world.verify(&after, &["--pin", "1234"]))["validity"]["code"], "1", "a card of the second");
+    // A card CA that only shares the name is still a stranger.
+    run_ok(onshi().args(["jpki", "init", "--dir"]).arg(world.path("impostor")));
+    let impostor = world.issue_by("impostor", "impostor.card", NAME, &[]);
+    refused(&world.verify(&impostor, &["--pin", "1234"]), "CARD_CERTIFICATE_UNKNOWN_ISSUER");
+}
+
+#[test]
+fn a_binding_the_center_cannot_read_yet_holds_the_later_ones_instead_of_being_lost() {
+    let world = CardWorld::new();
+    let first = world.issue("first.card", NAME, &[]);
+    let second = world.issue("second.card", NAME, &[]);
+    let third = world.issue("third.card", NAME, &[]);
+    // The center has not read the feed yet (it reads it at each card request). Line 2 is not
+    // readable for now (a generation not loaded, a copy half done): take it out.
+    let feed = world.path("jpki").join("bindings.jsonl");
+    let full = std::fs::read_to_string(&feed).expect("feed");
+    let lines: Vec<&str> = full.lines().collect();
+    assert_eq!(lines.len(), 3);
+    std::fs::write(&feed, format!("{}\n{}\n", lines[0], lines[2])).expect("feed without line 2");
+    world.link(&first);
+    assert_eq!(ok_json(&world.verify(&first, &["--pin", "1234"]))["validity"]["code"], "1", "line 1 applied");
+    refused(&world.link(&third), "CARD_NOT_BOUND");
+    // Line 2 arrives: both 2 and 3 apply, in order; nothing was skipped for good.
+    std::fs::write(&feed, &full).expect("whole feed");
+    world.link(&second);
+    world.link(&third);
+    assert_eq!(ok_json(&world.verify(&third, &["--pin", "1234"]))["validity"]["code"], "1");
+    assert_eq!(ok_json(&world.verify(&second, &["--pin", "1234"]))["validity"]["code"], "1");
 }
 
 #[test]
