@@ -44,6 +44,42 @@ struct PinState {
     retries_left: u8,
 }
 
+/// What carries the JPKI application: the card, or a smartphone (マイナ保険証 on the phone, since
+/// 2025-09). Named in EF 0006 as the real tokens name themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    /// The My Number card (`JPKIAPICCTOKEN2`): the certificate reads without a PIN.
+    #[default]
+    Card,
+    /// An Android phone's secure element (`JPKIAPGPSETOKEN`): even the certificate needs the
+    /// PIN (the phone's own 4-digit one) before it reads.
+    Android,
+    /// An iPhone (`JPKIAPIOSTOKEN`): the phone's Face ID / Touch ID replaces the PIN; the
+    /// phone signs once its owner has confirmed on it.
+    Iphone,
+}
+
+impl TokenType {
+    /// The name in EF 0006.
+    pub fn token_name(self) -> &'static str {
+        match self {
+            TokenType::Card => "JPKIAPICCTOKEN2",
+            TokenType::Android => "JPKIAPGPSETOKEN",
+            TokenType::Iphone => "JPKIAPIOSTOKEN",
+        }
+    }
+
+    pub fn from_token_name(name: &str) -> Option<TokenType> {
+        [TokenType::Card, TokenType::Android, TokenType::Iphone].into_iter().find(|t| t.token_name() == name)
+    }
+
+    /// Whether the certificate reads only after the PIN.
+    pub fn pin_to_read(self) -> bool {
+        self == TokenType::Android
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CardFile {
@@ -56,6 +92,12 @@ struct CardFile {
     /// The face template the reader compares a live face with (hex of 32 random bytes).
     face_template: String,
     attributes: CardAttributes,
+    /// The card or phone holding the application (older files: a card).
+    #[serde(default)]
+    token: TokenType,
+    /// The issuing CA generation's certificate (EF 000B); older files have none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    ca_certificate_pem: String,
 }
 
 /// Why the card would not act.
@@ -138,8 +180,17 @@ impl VirtualCard {
             }
             None => None,
         };
-        let file =
-            CardFile { format: FORMAT.into(), serial, certificate_pem, private_key_pem, pin, face_template: random_hex(32)?, attributes };
+        let file = CardFile {
+            format: FORMAT.into(),
+            serial,
+            certificate_pem,
+            private_key_pem,
+            pin,
+            face_template: random_hex(32)?,
+            attributes,
+            token: TokenType::Card,
+            ca_certificate_pem: String::new(),
+        };
         let card = VirtualCard { path: path.to_path_buf(), file, signer: std::sync::OnceLock::new() };
         card.save()?;
         Ok(card)
@@ -198,6 +249,22 @@ impl VirtualCard {
 
     pub fn face_template(&self) -> &str {
         &self.file.face_template
+    }
+
+    pub fn token(&self) -> TokenType {
+        self.file.token
+    }
+
+    /// The issuing CA generation's certificate (PEM), empty on files of older onshi.
+    pub fn ca_certificate_pem(&self) -> &str {
+        &self.file.ca_certificate_pem
+    }
+
+    /// Sets what the card is carried on and the CA certificate it holds (at issue).
+    pub(crate) fn set_token(&mut self, token: TokenType, ca_certificate_pem: &str) -> Result<(), PkiError> {
+        self.file.token = token;
+        self.file.ca_certificate_pem = ca_certificate_pem.to_string();
+        self.save()
     }
 
     pub fn has_pin(&self) -> bool {

@@ -323,7 +323,8 @@ impl CardCa {
         let key = card_key()?;
         let holder_ref = format!("card-holder-{}", serial_hex(random_serial().as_ref()));
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, from, until)?;
-        let card = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, attributes.clone())?;
+        let mut card = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, attributes.clone())?;
+        card.set_token(crate::card::TokenType::Card, &self.current_pem)?;
         self.append_binding(BindingKind::Issue, &serial, &holder_ref, person_ref, Some(attributes))?;
         Ok(card)
     }
@@ -342,6 +343,7 @@ impl CardCa {
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, today(), until)?;
         let old = card.serial().to_string();
         card.replace_certificate(serial.clone(), cert_pem, key.serialize_pem())?;
+        card.set_token(card.token(), &self.current_pem)?;
         self.revoke(&old, RevokeReason::Renewed)?;
         if let Some(bound) = bound {
             self.append_binding(BindingKind::Renew, &serial, &holder_ref, &bound.person_ref, bound.attributes)?;

@@ -10,6 +10,7 @@
 //! `institutions/<code>.pem|.key`, `insurers/<number>.pem|.key`; `issued.json`, `revoked.json`
 //! and `crl.pem` for revocation ([`revocation`]).
 
+pub mod applet;
 pub mod card;
 pub mod jpki;
 pub mod revocation;
