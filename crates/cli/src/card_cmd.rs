@@ -1,11 +1,13 @@
-//! `onshi reader …` and `onshi card …`: the simulated card reader driven from the command line,
-//! against the center.
+//! `onshi reader …` and `onshi card …`: a card reader driven from the command line against the
+//! center: the simulator over a card file (`--card`), or a PC/SC reader (`--pcsc`) with a real
+//! card, a phone, or a virtual card put into pcscd's virtual reader by `onshi card insert`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use onshi_api::card::{CardAnswer, ConsentChoice};
 use onshi_reader::flow::{self, How};
+use onshi_reader::pcsc_reader::PcscReader;
 use onshi_reader::{CardReader, Face, ReaderFile, SimulatedReader};
 
 use crate::tls_args::{CenterArgs, explain, explain_flow};
@@ -44,9 +46,13 @@ pub enum ReaderCommand {
 pub struct ReaderArgs {
     #[arg(long, default_value = "onshi-reader.json")]
     pub reader: PathBuf,
-    /// The card file placed on the reader.
-    #[arg(long)]
-    pub card: PathBuf,
+    /// The card file placed on the simulated reader.
+    #[arg(long, required_unless_present = "pcsc", conflicts_with = "pcsc")]
+    pub card: Option<PathBuf>,
+    /// Use a PC/SC reader: its name (or the start of it); empty for the first one. The card
+    /// (or phone) on it is recognised by its JPKI application.
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub pcsc: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -58,8 +64,11 @@ pub enum CardCommand {
         center: CenterArgs,
         #[command(flatten)]
         reader: ReaderArgs,
-        #[arg(long)]
-        pin: String,
+        #[arg(long, required_unless_present = "phone")]
+        pin: Option<String>,
+        /// An iPhone: its owner confirms with Face ID / Touch ID on the phone.
+        #[arg(long, conflicts_with = "pin")]
+        phone: bool,
     },
     /// Verify by card: PIN, face, or visual mode (staff, facility password).
     Verify {
@@ -70,6 +79,9 @@ pub enum CardCommand {
         /// PIN path.
         #[arg(long, conflicts_with_all = ["face", "visual"])]
         pin: Option<String>,
+        /// iPhone: the owner confirms with Face ID / Touch ID on the phone instead of a PIN.
+        #[arg(long, conflicts_with_all = ["face", "visual"])]
+        phone: bool,
         /// Face path: who stands in front of the camera.
         #[arg(long, value_enum, conflicts_with = "visual")]
         face: Option<FaceArg>,
@@ -87,6 +99,9 @@ pub enum CardCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Place a virtual card into pcscd's virtual reader (vpcd) until Ctrl-C, --seconds, or the
+    /// reader closes: any PC/SC application then sees a card, as with a real one.
+    Insert(InsertArgs),
     /// Report that the card on the reader seems linked to the wrong person (the patient proves
     /// the card is theirs by PIN or face); the insurer reviews the report.
     Report {
@@ -101,6 +116,24 @@ pub enum CardCommand {
         #[arg(long)]
         reason: String,
     },
+}
+
+/// `onshi card insert`: a virtual card in pcscd's virtual reader.
+#[derive(clap::Args, Debug)]
+pub struct InsertArgs {
+    /// The card file.
+    #[arg(long)]
+    pub card: PathBuf,
+    /// vpcd's address (its port is in /etc/reader.conf.d/vpcd).
+    #[arg(long, default_value = "127.0.0.1:35963")]
+    pub vpcd: std::net::SocketAddr,
+    /// Remove the card after this many seconds (default: when stopped or the reader goes).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Take the card away after answering this many commands: a patient who pulls the card
+    /// during the check (for trying how reception software copes).
+    #[arg(long)]
+    pub leave_after: Option<u64>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -131,10 +164,35 @@ pub fn run_reader(command: ReaderCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reader_with_card(args: &ReaderArgs) -> anyhow::Result<SimulatedReader> {
-    let mut reader = SimulatedReader::new(ReaderFile::load(&args.reader)?);
-    reader.place_card(&args.card)?;
-    Ok(reader)
+/// The reader a command uses: the simulator with a card file, or a PC/SC reader.
+enum AnyReader {
+    Simulated(Box<SimulatedReader>),
+    Pcsc(PcscReader),
+}
+
+impl AnyReader {
+    fn reader(&mut self) -> &mut dyn CardReader {
+        match self {
+            AnyReader::Simulated(r) => r.as_mut(),
+            AnyReader::Pcsc(r) => r,
+        }
+    }
+}
+
+fn reader_with_card(args: &ReaderArgs) -> anyhow::Result<AnyReader> {
+    let file = ReaderFile::load(&args.reader)?;
+    match (&args.card, &args.pcsc) {
+        (Some(card), _) => {
+            let mut reader = SimulatedReader::new(file);
+            reader.place_card(card)?;
+            Ok(AnyReader::Simulated(Box::new(reader)))
+        }
+        (None, Some(name)) => {
+            let reader = PcscReader::open(file, Some(name.as_str()).filter(|n| !n.is_empty()))?;
+            Ok(AnyReader::Pcsc(reader))
+        }
+        (None, None) => anyhow::bail!("give --card FILE (the simulator) or --pcsc [READER]"),
+    }
 }
 
 fn consent_choice(scopes: &[String]) -> anyhow::Result<ConsentChoice> {
@@ -180,33 +238,44 @@ fn print_answer(answer: &CardAnswer) {
 pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime()?;
     match command {
-        CardCommand::Link { center, reader, pin } => {
+        CardCommand::Link { center, reader, pin, phone } => {
             let client = center.client()?;
-            let mut simulated = reader_with_card(&reader)?;
-            let linked = runtime.block_on(flow::link(&client, &mut simulated, &pin)).map_err(explain_flow)?;
+            let mut any = reader_with_card(&reader)?;
+            let how = match (pin.as_deref(), phone) {
+                (Some(pin), _) => How::Pin(pin),
+                (None, _) => How::Phone,
+            };
+            let linked = runtime.block_on(flow::link_by(&client, any.reader(), how)).map_err(explain_flow)?;
             println!("利用登録しました: 証明書 {} ({})", linked.serial, linked.linked_at);
         }
-        CardCommand::Verify { center, reader, pin, face, visual, facility_password, consent, date, json } => {
+        CardCommand::Verify { center, reader, pin, phone, face, visual, facility_password, consent, date, json } => {
             let client = center.client()?;
-            let mut simulated = reader_with_card(&reader)?;
-            let how = match (pin.as_deref(), face, visual) {
-                (Some(pin), _, _) => How::Pin(pin),
-                (None, Some(face), _) => {
-                    simulated.present_face(match face {
-                        FaceArg::Holder => Face::Holder,
-                        FaceArg::Stranger => Face::Stranger,
-                    });
+            let mut any = reader_with_card(&reader)?;
+            let how = match (pin.as_deref(), phone, face, visual) {
+                (Some(pin), _, _, _) => How::Pin(pin),
+                (None, true, _, _) => How::Phone,
+                (None, false, Some(face), _) => {
+                    if let AnyReader::Simulated(simulated) = &mut any {
+                        simulated.present_face(match face {
+                            FaceArg::Holder => Face::Holder,
+                            FaceArg::Stranger => Face::Stranger,
+                        });
+                    }
                     How::Face
                 }
-                (None, None, true) => {
-                    simulated.enable_visual_mode(facility_password.as_deref().unwrap_or(""))?;
+                (None, false, None, true) => {
+                    let password = facility_password.as_deref().unwrap_or("");
+                    match &mut any {
+                        AnyReader::Simulated(r) => r.enable_visual_mode(password)?,
+                        AnyReader::Pcsc(r) => r.enable_visual_mode(password)?,
+                    }
                     How::Visual
                 }
-                _ => anyhow::bail!("choose --pin, --face holder|stranger or --visual with --facility-password"),
+                _ => anyhow::bail!("choose --pin, --phone (iPhone), --face holder|stranger or --visual with --facility-password"),
             };
             let answer =
-                runtime.block_on(flow::verify(&client, &mut simulated, how, consent_choice(&consent)?, date)).map_err(explain_flow)?;
-            simulated.remove_card();
+                runtime.block_on(flow::verify(&client, any.reader(), how, consent_choice(&consent)?, date)).map_err(explain_flow)?;
+            any.reader().remove_card();
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
@@ -215,18 +284,47 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
         }
         CardCommand::Report { center, reader, pin, face, reason } => {
             let client = center.client()?;
-            let mut simulated = reader_with_card(&reader)?;
+            let mut any = reader_with_card(&reader)?;
             let how = match (pin.as_deref(), face) {
                 (Some(pin), _) => How::Pin(pin),
                 (None, true) => How::Face,
                 (None, false) => anyhow::bail!("the patient proves the card is theirs: --pin or --face"),
             };
-            let filed = runtime.block_on(flow::report(&client, &mut simulated, how, &reason)).map_err(explain_flow)?;
+            let filed = runtime.block_on(flow::report(&client, any.reader(), how, &reason)).map_err(explain_flow)?;
             println!(
                 "報告しました（報告番号 {}、証明書 {}）。保険者が確認します。カードはそのまま使えます。",
                 filed.report_id, filed.serial
             );
         }
+        CardCommand::Insert(args) => insert(&args)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Places the card into vpcd and answers its APDUs until Ctrl-C / SIGTERM, `--seconds`, or the
+/// reader closing the connection.
+fn insert(args: &InsertArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let card = onshi_pki::card::VirtualCard::load(&args.card)?;
+    let serial = card.serial().to_string();
+    let mut applet = onshi_pki::applet::Applet::new(card);
+    let placed = onshi_reader::vpcd::PlacedCard::place(args.vpcd, Duration::from_secs(10))?;
+    println!("card {serial} placed in the virtual reader at {} (Ctrl-C to remove it)", args.vpcd);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C or SIGTERM removes the card cleanly (the reader sees it leave).
+    let runtime = crate::runtime()?;
+    let flag = Arc::clone(&stop);
+    runtime.spawn(async move {
+        let _ = crate::center_cmd::stop_signal().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let until = args.seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let keep_going = || !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u);
+    placed.serve(&mut applet, Duration::from_millis(100), args.leave_after, &keep_going)?;
+    // Whoever started us may have stopped reading: the card is out either way.
+    let _ = writeln!(std::io::stdout(), "card {serial} removed");
+    Ok(())
 }

@@ -331,7 +331,7 @@ pub async fn start_center(
 }
 
 /// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers send to stop).
-async fn stop_signal() -> anyhow::Result<()> {
+pub(crate) async fn stop_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -17,6 +17,23 @@ pub enum JpkiCommand {
     },
     /// Issue a virtual card (key, user certificate, PIN, face template, 券面事項) to a file.
     Issue(Box<IssueArgs>),
+    /// Set up the smartphone マイナ保険証 from a card: the phone's own certificate, ending with
+    /// the card's and revoked with it, bound to the same person.
+    IssuePhone {
+        #[arg(long, default_value = "onshi-jpki")]
+        dir: PathBuf,
+        /// The card file the phone is set up from.
+        #[arg(long)]
+        card: PathBuf,
+        #[arg(long, value_enum)]
+        token: PhoneToken,
+        /// The Android phone's own 4-digit PIN (an iPhone uses Face ID / Touch ID instead).
+        #[arg(long)]
+        pin: Option<String>,
+        /// Where to write the phone file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Revoke a card's certificate (lost or stolen); takes effect with the next `crl`.
     Revoke {
         #[arg(long, default_value = "onshi-jpki")]
@@ -49,6 +66,12 @@ pub enum JpkiCommand {
         #[arg(long, default_value_t = 1)]
         days: u32,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PhoneToken {
+    Android,
+    Iphone,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -122,6 +145,15 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<ExitCode> {
             };
             let card = ca.issue_card(attributes, &args.person_ref, args.pin.as_deref(), validity, &args.out)?;
             println!("card {} written to {} (serial {})", card.holder_ref()?, args.out.display(), card.serial());
+        }
+        JpkiCommand::IssuePhone { dir, card, token, pin, out } => {
+            let ca = CardCa::load(&dir)?;
+            let token = match token {
+                PhoneToken::Android => onshi_pki::card::TokenType::Android,
+                PhoneToken::Iphone => onshi_pki::card::TokenType::Iphone,
+            };
+            let phone = ca.issue_phone(&card, token, pin.as_deref(), &out)?;
+            println!("phone {} written to {} (serial {})", phone.token().token_name(), out.display(), phone.serial());
         }
         JpkiCommand::Revoke { dir, card, reason } => {
             let ca = CardCa::load(&dir)?;

@@ -266,13 +266,7 @@ mod tests {
 
     fn applet(dir: &std::path::Path, pin: Option<&str>) -> (Applet, CardCa) {
         let ca = CardCa::create(&dir.join("jpki")).unwrap();
-        let attributes = CardAttributes {
-            name: "試験　花子".into(),
-            name_kana: "シケン　ハナコ".into(),
-            birth_date: "19800101".into(),
-            sex: "2".into(),
-            address: "東京都".into(),
-        };
+        let attributes = CardAttributes::fictitious();
         let card =
             ca.issue_card(attributes, "p1", pin, CardValidity::Statutory { issued_on: crate::today() }, &dir.join("c.json")).unwrap();
         (Applet::new(card), ca)

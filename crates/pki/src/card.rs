@@ -36,6 +36,19 @@ pub struct CardAttributes {
     pub address: String,
 }
 
+impl CardAttributes {
+    /// A fictitious holder (試験　花子, born 1980-01-01) for tests and examples.
+    pub fn fictitious() -> CardAttributes {
+        CardAttributes {
+            name: "試験　花子".into(),
+            name_kana: "シケン　ハナコ".into(),
+            birth_date: "19800101".into(),
+            sex: "2".into(),
+            address: "東京都千代田区霞が関1-2-2".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PinState {
@@ -131,6 +144,19 @@ pub fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
         .map(|d| d.to_vec())
         .map_err(|e| PkiError::Invalid { what: "the card certificate".into(), detail: e.to_string() })
+}
+
+/// The PEM text of a certificate read from a card (DER).
+pub fn certificate_pem_of(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der))
+}
+
+/// The serial (lower-case hex) of a card certificate (DER), unverified: what a reader shows.
+pub fn serial_of(der: &[u8]) -> Result<String, PkiError> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, cert) = x509_parser::prelude::X509Certificate::from_der(der)
+        .map_err(|e| PkiError::Invalid { what: "a card certificate".into(), detail: e.to_string() })?;
+    Ok(crate::jpki::serial_hex(cert.raw_serial()))
 }
 
 /// A card file, loaded.

@@ -98,6 +98,10 @@ pub struct BindingEntry {
     pub attributes: Option<CardAttributes>,
     /// `YYYYMMDD`.
     pub on: String,
+    /// For a smartphone's certificate: the serial of the card certificate it was issued from
+    /// (revoking or renewing that one revokes this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_of: Option<String>,
 }
 
 /// One line of `bindings.jsonl`: the entry's JSON text exactly as signed, and the CA's
@@ -325,7 +329,7 @@ impl CardCa {
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, from, until)?;
         let mut card = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, attributes.clone())?;
         card.set_token(crate::card::TokenType::Card, &self.current_pem)?;
-        self.append_binding(BindingKind::Issue, &serial, &holder_ref, person_ref, Some(attributes))?;
+        self.append_binding(BindingKind::Issue, &serial, &holder_ref, person_ref, Some(attributes), None)?;
         Ok(card)
     }
 
@@ -346,7 +350,7 @@ impl CardCa {
         card.set_token(card.token(), &self.current_pem)?;
         self.revoke(&old, RevokeReason::Renewed)?;
         if let Some(bound) = bound {
-            self.append_binding(BindingKind::Renew, &serial, &holder_ref, &bound.person_ref, bound.attributes)?;
+            self.append_binding(BindingKind::Renew, &serial, &holder_ref, &bound.person_ref, bound.attributes, None)?;
         }
         Ok(card)
     }
@@ -402,6 +406,7 @@ impl CardCa {
         holder_ref: &str,
         person_ref: &str,
         attributes: Option<CardAttributes>,
+        phone_of: Option<&str>,
     ) -> Result<(), PkiError> {
         use std::io::Write as _;
         // Numbering and appending under one lock: two `onshi jpki` runs at once would otherwise
@@ -423,6 +428,7 @@ impl CardCa {
             person_ref: person_ref.to_string(),
             attributes,
             on: today().yyyymmdd(),
+            phone_of: phone_of.map(str::to_string),
         };
         let json = |e: serde_json::Error| PkiError::Invalid { what: "a binding entry".into(), detail: e.to_string() };
         let entry = serde_json::to_string(&entry).map_err(json)?;
@@ -449,20 +455,71 @@ impl CardCa {
 
     /// Records a revocation; it reaches the center with the next published CRL, and (for a
     /// lost or stolen card) at once through the binding feed, which undoes the card's link.
+    /// The smartphone certificates issued from the card are revoked with it, whatever the
+    /// reason (a renewed card needs its phone set up again, as in the real system).
     pub fn revoke(&self, serial: &str, reason: RevokeReason) -> Result<(), PkiError> {
         serial_from_hex(serial)?;
         let mut all = self.revocations()?;
+        let bindings = self.bindings()?;
         if !all.iter().any(|r| r.serial == serial) {
             all.push(Revocation { serial: serial.to_string(), reason, revoked_on: today().yyyymmdd() });
-            if reason != RevokeReason::Renewed
-                && let Some(bound) = self.bindings()?.into_iter().rev().find(|b| b.serial == serial)
+            let bound = bindings.iter().rev().find(|b| b.serial == serial);
+            let is_phone = bound.is_some_and(|b| b.phone_of.is_some());
+            if let Some(bound) = bound
+                && (reason != RevokeReason::Renewed || is_phone)
             {
-                self.append_binding(BindingKind::Revoke, serial, &bound.holder_ref, &bound.person_ref, None)?;
+                self.append_binding(BindingKind::Revoke, serial, &bound.holder_ref, &bound.person_ref, None, None)?;
             }
         }
         let text =
             serde_json::to_string_pretty(&all).map_err(|e| PkiError::Invalid { what: "revocations".into(), detail: e.to_string() })?;
-        write(&self.revoked_path(), &text, false)
+        write(&self.revoked_path(), &text, false)?;
+        let phones: Vec<String> = bindings
+            .iter()
+            .filter(|b| b.kind == BindingKind::Issue && b.phone_of.as_deref() == Some(serial))
+            .map(|b| b.serial.clone())
+            .filter(|phone| !all.iter().any(|r| &r.serial == phone))
+            .collect();
+        for phone in phones {
+            self.revoke(&phone, reason)?;
+        }
+        Ok(())
+    }
+
+    /// Sets up the smartphone マイナ保険証 from the card at `card`: the phone gets its own key
+    /// and 利用者証明用 certificate (a new serial), valid until the card's certificate ends and
+    /// revoked with it, bound to the same person in the feed. An Android phone keeps a PIN of
+    /// its own (`pin`); an iPhone has none (Face ID / Touch ID on the phone).
+    pub fn issue_phone(&self, card: &Path, token: crate::card::TokenType, pin: Option<&str>, out: &Path) -> Result<VirtualCard, PkiError> {
+        use crate::card::TokenType;
+        let card = VirtualCard::load(card)?;
+        let card_der = card.certificate_der()?;
+        let bound = self.bindings()?.into_iter().rev().find(|b| b.serial == card.serial() && b.kind != BindingKind::Revoke);
+        let bound = bound.ok_or_else(|| PkiError::Invalid {
+            what: "the card".into(),
+            detail: "this CA has no binding for it (issued elsewhere, or revoked)".into(),
+        })?;
+        if self.revocations()?.iter().any(|r| r.serial == card.serial()) {
+            return Err(PkiError::Invalid { what: "the card".into(), detail: "its certificate is revoked".into() });
+        }
+        let pin = match (token, pin) {
+            (TokenType::Card, _) => {
+                return Err(PkiError::Invalid { what: "the token".into(), detail: "a phone is android or iphone".into() });
+            }
+            (TokenType::Android, None) => {
+                return Err(PkiError::Invalid { what: "the phone".into(), detail: "an Android phone needs its own 4-digit PIN".into() });
+            }
+            (TokenType::Android, pin) => pin,
+            (TokenType::Iphone, _) => None,
+        };
+        let until = crate::verify::not_after_of(&card_der)?;
+        let key = card_key()?;
+        let holder_ref = format!("phone-holder-{}", serial_hex(random_serial().as_ref()));
+        let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, today(), until)?;
+        let mut phone = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, card.attributes().clone())?;
+        phone.set_token(token, &self.current_pem)?;
+        self.append_binding(BindingKind::Issue, &serial, &holder_ref, &bound.person_ref, bound.attributes, Some(card.serial()))?;
+        Ok(phone)
     }
 
     /// The next CRL number: one more than the last published (kept in `crl_number`).
@@ -517,13 +574,7 @@ mod tests {
     use crate::verify::{CardCertError, CardTrust};
 
     fn attributes() -> CardAttributes {
-        CardAttributes {
-            name: "試験　花子".into(),
-            name_kana: "シケン　ハナコ".into(),
-            birth_date: "19800101".into(),
-            sex: "2".into(),
-            address: "東京都千代田区霞が関1-2-2".into(),
-        }
+        CardAttributes::fictitious()
     }
 
     fn trust(ca: &CardCa) -> CardTrust {
@@ -716,5 +767,35 @@ mod tests {
         let entries: Vec<_> = lines.lines().map(|line| trust.binding(line).unwrap()).collect();
         assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert_eq!(ca.bindings().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_phone_certificate_ends_with_the_card_certificate_and_is_revoked_with_it() {
+        use crate::card::TokenType;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
+        let card_path = dir.path().join("card.json");
+        let card =
+            ca.issue_card(attributes(), "person-1", Some("1234"), CardValidity::Days { from: today(), days: 100 }, &card_path).unwrap();
+        assert!(ca.issue_phone(&card_path, TokenType::Android, None, &dir.path().join("x.json")).is_err(), "Android needs a PIN");
+        let android = ca.issue_phone(&card_path, TokenType::Android, Some("5678"), &dir.path().join("android.json")).unwrap();
+        let iphone = ca.issue_phone(&card_path, TokenType::Iphone, Some("5678"), &dir.path().join("iphone.json")).unwrap();
+        assert_eq!((android.token(), iphone.token()), (TokenType::Android, TokenType::Iphone));
+        assert!(!iphone.has_pin(), "Face ID / Touch ID on the phone, no PIN");
+        assert_ne!(android.serial(), card.serial(), "the phone has its own certificate");
+        let before = trust(&ca);
+        let card_end = before.check(&card.certificate_der().unwrap(), today()).unwrap().not_after;
+        assert_eq!(card_end, today().add_days(100));
+        assert_eq!(before.check(&android.certificate_der().unwrap(), today()).unwrap().not_after, card_end, "ends with the card's");
+        // The feed binds the phone to the card's person, naming the card it came from.
+        let phone_line = ca.bindings().unwrap().into_iter().find(|b| b.serial == android.serial()).unwrap();
+        assert_eq!((phone_line.person_ref.as_str(), phone_line.phone_of.as_deref()), ("person-1", Some(card.serial())));
+        // Renewing the card revokes both phones, each with a revocation line for the center.
+        ca.renew(&card_path).unwrap();
+        let trust = trust(&ca);
+        assert!(matches!(trust.check(&android.certificate_der().unwrap(), today()), Err(CardCertError::Revoked(_))));
+        assert!(matches!(trust.check(&iphone.certificate_der().unwrap(), today()), Err(CardCertError::Revoked(_))));
+        let revoke_lines: Vec<_> = ca.bindings().unwrap().into_iter().filter(|b| b.kind == BindingKind::Revoke).map(|b| b.serial).collect();
+        assert_eq!(revoke_lines, vec![android.serial().to_string(), iphone.serial().to_string()]);
     }
 }

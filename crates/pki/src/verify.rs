@@ -113,6 +113,13 @@ pub fn public_key_of_spki_der(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
     Ok(spki.subject_public_key.data.to_vec())
 }
 
+/// The last day of a certificate (DER), unverified.
+pub(crate) fn not_after_of(der: &[u8]) -> Result<Date, PkiError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::Invalid { what: "a card certificate".into(), detail: e.to_string() })?;
+    Ok(date_of(cert.validity().not_after))
+}
+
 pub(crate) fn holder_ref_of(der: &[u8]) -> Result<String, PkiError> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| PkiError::Invalid { what: "a card certificate".into(), detail: e.to_string() })?;

@@ -15,6 +15,9 @@ use crate::{CardReader, ReaderError};
 #[derive(Clone, Copy, Debug)]
 pub enum How<'a> {
     Pin(&'a str),
+    /// An iPhone: the owner confirms with Face ID / Touch ID on the phone, which then signs
+    /// (the center sees a card signature, as for the PIN).
+    Phone,
     Face,
     /// Visual mode must have been switched on with the facility password.
     Visual,
@@ -37,12 +40,19 @@ pub async fn prove(
     purpose: Purpose,
     details: &str,
 ) -> Result<CardProof, FlowError> {
-    let certificate = reader.certificate()?;
+    let certificate = match how {
+        How::Pin(pin) => reader.certificate_with_pin(pin)?,
+        _ => reader.certificate()?,
+    };
     let Challenge { challenge, .. } = client.post_json(INSTITUTION_CHALLENGE, &serde_json::json!({})).await?;
     let mut proof = CardProof { challenge: challenge.clone(), certificate, method: Method::Pin, card_signature: None, attestation: None };
     match how {
         How::Pin(pin) => {
             let signature = reader.sign_with_pin(pin, &card_message(purpose, &challenge, details))?;
+            proof.card_signature = Some(onshi_domain::hex::encode(&signature));
+        }
+        How::Phone => {
+            let signature = reader.sign_on_device(&card_message(purpose, &challenge, details))?;
             proof.card_signature = Some(onshi_domain::hex::encode(&signature));
         }
         How::Face => {
@@ -82,7 +92,12 @@ pub async fn verify(
 /// 初回登録 on the PIN path: the holder agrees to use the card as an insurance card. Whose
 /// coverage it links to is the card authority's word, not ours.
 pub async fn link(client: &CenterClient, reader: &mut dyn CardReader, pin: &str) -> Result<Linked, FlowError> {
-    let proof = prove(client, reader, How::Pin(pin), Purpose::Link, LINK_DETAILS).await?;
+    link_by(client, reader, How::Pin(pin)).await
+}
+
+/// 初回登録 by the card's own signature: the PIN, or an iPhone's owner confirming on it.
+pub async fn link_by(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>) -> Result<Linked, FlowError> {
+    let proof = prove(client, reader, how, Purpose::Link, LINK_DETAILS).await?;
     Ok(client.post_json("/card/link", &LinkCard { proof }).await?)
 }
 

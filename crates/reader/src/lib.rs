@@ -6,6 +6,10 @@
 //! [`flow`] runs the card flows against the center: challenge → proof → link or verify.
 
 pub mod flow;
+pub mod jpki_host;
+pub mod pcsc;
+pub mod pcsc_reader;
+pub mod vpcd;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +40,16 @@ pub enum ReaderError {
     OldPasswordHash { path: PathBuf },
     #[error(transparent)]
     Pki(#[from] onshi_pki::PkiError),
+    #[error(transparent)]
+    Pcsc(#[from] crate::pcsc::PcscError),
+    #[error("the card on the reader is not a My Number card (no JPKI application): use the insurance number instead")]
+    NotJpki,
+    #[error("this phone reads its certificate only after its PIN: enter the smartphone PIN")]
+    PinNeededToRead,
+    #[error("this reader has no camera: use the PIN, or visual mode")]
+    NoCamera,
+    #[error("the card answered {status:04X} to {step}: place it again, or use the insurance number")]
+    CardStatus { step: &'static str, status: u16 },
 }
 
 /// What the reader sees.
@@ -50,15 +64,33 @@ pub enum ReaderState {
 
 /// A card reader: the card's certificate and signature, and the reader's own attestations.
 pub trait CardReader: Send {
-    fn reader_id(&self) -> &str;
+    /// The reader's identity and device key.
+    fn reader_file(&self) -> &ReaderFile;
+
+    fn reader_id(&self) -> &str {
+        &self.reader_file().reader_id
+    }
 
     fn state(&self) -> ReaderState;
 
     /// The user certificate (PEM) of the card on the reader.
     fn certificate(&self) -> Result<String, ReaderError>;
 
+    /// The user certificate, giving the PIN first where the token wants it to read (an
+    /// Android phone); other tokens read without it.
+    fn certificate_with_pin(&mut self, pin: &str) -> Result<String, ReaderError> {
+        let _ = pin;
+        self.certificate()
+    }
+
     /// The card signs `message` after `pin` (counts a wrong PIN on the card).
     fn sign_with_pin(&mut self, pin: &str, message: &[u8]) -> Result<Vec<u8>, ReaderError>;
+
+    /// An iPhone signs `message` after its owner confirmed with Face ID / Touch ID on it.
+    fn sign_on_device(&mut self, message: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        let _ = message;
+        Err(ReaderError::PinNeededToRead)
+    }
 
     /// The camera compares the face with the card; on a match the reader attests it, with the
     /// purpose and the details the patient chose on its screens ([`attestation_message`]).
@@ -70,7 +102,9 @@ pub trait CardReader: Send {
     /// The reader attests a visual check staff recorded earlier for the card with this
     /// certificate, while the line was down (`recorded_visual`; `details` carry the counter
     /// time): the gateway re-verifies it once the line returns, when the card has long left.
-    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str, details: &str) -> Result<Attestation, ReaderError>;
+    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str, details: &str) -> Result<Attestation, ReaderError> {
+        self.reader_file().attest_recorded_visual(challenge, certificate_pem, details)
+    }
 
     fn remove_card(&mut self);
 }
@@ -216,6 +250,22 @@ impl ReaderFile {
         Ok(ReaderFile { reader_id: stored.reader_id, device_key_pem: stored.device_key_pem, facility_password })
     }
 
+    /// The reader's attestation, signed with its device key, that `result` happened for the
+    /// card whose certificate is `der`, for `purpose`, `challenge` and what the patient chose
+    /// (`details`): see [`attestation_message`].
+    pub fn attest(&self, purpose: Purpose, challenge: &str, der: &[u8], result: &str, details: &str) -> Result<Attestation, ReaderError> {
+        let fingerprint = hex::encode(digest(&SHA256, der).as_ref());
+        let signature = sign_pem(&self.device_key_pem, &attestation_message(purpose, challenge, &fingerprint, result, details))?;
+        Ok(Attestation { reader_id: self.reader_id.clone(), result: result.to_string(), signature: hex::encode(&signature) })
+    }
+
+    /// The attestation of a visual check recorded while the line was down, for the card with
+    /// this certificate (see [`CardReader::attest_recorded_visual`]).
+    pub fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str, details: &str) -> Result<Attestation, ReaderError> {
+        let der = onshi_pki::card::certificate_der(certificate_pem)?;
+        self.attest(Purpose::Verify, challenge, &der, "recorded_visual", details)
+    }
+
     /// The device public key (uncompressed point, hex) that the center registers.
     pub fn public_key_hex(&self) -> Result<String, ReaderError> {
         let key = rcgen::KeyPair::from_pem(&self.device_key_pem)
@@ -340,21 +390,13 @@ impl SimulatedReader {
     }
 
     fn attest(&self, purpose: Purpose, challenge: &str, result: &str, details: &str) -> Result<Attestation, ReaderError> {
-        let der = self.card()?.certificate_der()?;
-        self.attest_der(purpose, challenge, &der, result, details)
-    }
-
-    fn attest_der(&self, purpose: Purpose, challenge: &str, der: &[u8], result: &str, details: &str) -> Result<Attestation, ReaderError> {
-        let fingerprint = hex::encode(digest(&SHA256, der).as_ref());
-        let message = attestation_message(purpose, challenge, &fingerprint, result, details);
-        let signature = sign_pem(&self.file.device_key_pem, &message)?;
-        Ok(Attestation { reader_id: self.file.reader_id.clone(), result: result.to_string(), signature: hex::encode(&signature) })
+        self.file.attest(purpose, challenge, &self.card()?.certificate_der()?, result, details)
     }
 }
 
 impl CardReader for SimulatedReader {
-    fn reader_id(&self) -> &str {
-        &self.file.reader_id
+    fn reader_file(&self) -> &ReaderFile {
+        &self.file
     }
 
     fn state(&self) -> ReaderState {
@@ -393,11 +435,6 @@ impl CardReader for SimulatedReader {
         self.attest(purpose, challenge, "visual", details)
     }
 
-    fn attest_recorded_visual(&self, challenge: &str, certificate_pem: &str, details: &str) -> Result<Attestation, ReaderError> {
-        let der = onshi_pki::card::certificate_der(certificate_pem)?;
-        self.attest_der(Purpose::Verify, challenge, &der, "recorded_visual", details)
-    }
-
     fn remove_card(&mut self) {
         self.card = None;
         self.face = Face::Holder;
@@ -413,13 +450,7 @@ mod tests {
 
     fn setup(dir: &Path) -> (SimulatedReader, PathBuf, ReaderFile) {
         let ca = CardCa::create(&dir.join("jpki")).unwrap();
-        let attributes = CardAttributes {
-            name: "試験　花子".into(),
-            name_kana: "シケン　ハナコ".into(),
-            birth_date: "19800101".into(),
-            sex: "2".into(),
-            address: "東京都".into(),
-        };
+        let attributes = CardAttributes::fictitious();
         let card = dir.join("card.json");
         ca.issue_card(
             attributes,

@@ -7,6 +7,7 @@ use std::process::Output;
 use serde_json::json;
 
 use crate::common::{CLINIC, OTHER_CLINIC, Server, onshi, run_ok};
+use crate::pcsc::VirtualReader;
 
 const INSURER: &str = "06130488";
 const NAME: &str = "試験　花子";
@@ -91,6 +92,17 @@ impl CardWorld {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         self.card("verify", card, "reader-clinic", &all)
+    }
+
+    /// `onshi card ACTION` with the PC/SC reader `name` instead of a card file.
+    fn pcsc(&self, action: &str, name: &str, args: &[&str]) -> Output {
+        onshi()
+            .args(["card", action, "--pcsc", name, "--reader"])
+            .arg(self.path("reader-clinic"))
+            .args(self.center_args(CLINIC))
+            .args(args)
+            .output()
+            .expect("onshi runs")
     }
 
     fn jpki(&self, args: &[&str]) {
@@ -429,4 +441,100 @@ fn the_reader_is_driven_over_http_and_the_patient_flags_their_own_link() {
             .arg(&own),
     );
     refused(&world.verify(&own, &["--pin", "1234"]), "CARD_LINK_FLAGGED");
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_card_on_a_pc_sc_reader_links_verifies_and_its_pin_locks_on_the_card() {
+    let world = CardWorld::new();
+    let reader = VirtualReader::take();
+    let card = world.issue("pcsc.card", NAME, &[]);
+    let none = world.pcsc("verify", &reader.name, &["--pin", "1234"]);
+    assert!(stderr_of(&none).contains("no card on the reader"), "{}", stderr_of(&none));
+
+    let inserted = reader.insert(&card, &[]);
+    let linked = world.pcsc("link", &reader.name, &["--pin", "1234"]);
+    assert!(String::from_utf8_lossy(&linked.stdout).contains("利用登録しました"), "{}", stderr_of(&linked));
+    let answer = ok_json(&world.pcsc("verify", &reader.name, &["--json", "--pin", "1234"]));
+    assert_eq!((answer["validity"]["code"].as_str(), answer["method"].as_str()), (Some("1"), Some("pin")));
+    let serial = onshi_pki::card::VirtualCard::load(&card).unwrap().serial().to_string();
+    assert_eq!(answer["serial"], serial.as_str(), "the certificate read over PC/SC is the card's");
+    assert!(stderr_of(&world.pcsc("verify", &reader.name, &["--face", "holder"])).contains("no camera"));
+
+    // Three wrong PINs through pcscd: the card counts them, and the third locks it.
+    for (pin, expected) in [("0000", "2 tries left"), ("0001", "1 tries left"), ("0002", "locked"), ("1234", "locked")] {
+        let refused = world.pcsc("verify", &reader.name, &["--pin", pin]);
+        assert!(!refused.status.success() && stderr_of(&refused).contains(expected), "{pin}: {}", stderr_of(&refused));
+    }
+    inserted.remove();
+    // The lock is held on the card itself: out of the reader, in another one, still locked.
+    assert_eq!(onshi_pki::card::VirtualCard::load(&card).unwrap().pin_retries_left(), Some(0));
+    assert!(stderr_of(&world.verify(&card, &["--pin", "1234"])).contains("locked"));
+    let inserted = reader.insert(&card, &[]);
+    assert!(stderr_of(&world.pcsc("verify", &reader.name, &["--pin", "1234"])).contains("locked"));
+    inserted.remove();
+}
+
+#[test]
+fn phones_on_a_pc_sc_reader_android_reads_after_its_pin_and_an_iphone_signs_for_its_owner() {
+    let world = CardWorld::new();
+    let reader = VirtualReader::take();
+    let card = world.issue("phone-source.card", NAME, &[]);
+    let android = world.path("android.phone");
+    let iphone = world.path("iphone.phone");
+    world.jpki(&[
+        "issue-phone",
+        "--card",
+        card.to_str().unwrap(),
+        "--token",
+        "android",
+        "--pin",
+        "5678",
+        "--out",
+        android.to_str().unwrap(),
+    ]);
+    world.jpki(&["issue-phone", "--card", card.to_str().unwrap(), "--token", "iphone", "--out", iphone.to_str().unwrap()]);
+
+    let inserted = reader.insert(&android, &[]);
+    // The Android phone gives even its certificate only after its own PIN.
+    let no_pin = world.pcsc("verify", &reader.name, &["--phone"]);
+    assert!(stderr_of(&no_pin).contains("PIN"), "{}", stderr_of(&no_pin));
+    let linked = world.pcsc("link", &reader.name, &["--pin", "5678"]);
+    assert!(linked.status.success(), "{}", stderr_of(&linked));
+    let answer = ok_json(&world.pcsc("verify", &reader.name, &["--json", "--pin", "5678"]));
+    assert_eq!(answer["validity"]["code"], "1");
+    assert_eq!(answer["serial"], onshi_pki::card::VirtualCard::load(&android).unwrap().serial());
+    let wrong = world.pcsc("verify", &reader.name, &["--pin", "1234"]);
+    assert!(stderr_of(&wrong).contains("2 tries left"), "the phone's own PIN, not the card's: {}", stderr_of(&wrong));
+    inserted.remove();
+
+    let inserted = reader.insert(&iphone, &[]);
+    let linked = world.pcsc("link", &reader.name, &["--phone"]);
+    assert!(linked.status.success(), "{}", stderr_of(&linked));
+    let answer = ok_json(&world.pcsc("verify", &reader.name, &["--json", "--phone"]));
+    assert_eq!((answer["validity"]["code"].as_str(), answer["method"].as_str()), (Some("1"), Some("pin")));
+    // The card's certificate revoked (lost): the phones' go with it.
+    world.jpki(&["revoke", "--card", card.to_str().unwrap(), "--reason", "lost"]);
+    world.jpki(&["crl"]);
+    refused(&world.pcsc("verify", &reader.name, &["--phone"]), "CARD_CERTIFICATE_REVOKED");
+    inserted.remove();
+}
+
+#[test]
+fn a_card_pulled_away_during_the_check_gives_a_clear_message_and_no_answer() {
+    let world = CardWorld::new();
+    let reader = VirtualReader::take();
+    let card = world.issue("pulled.card", NAME, &[]);
+    world.link(&card);
+    // The card answers the application's selection and the first file commands, then leaves.
+    let _inserted = reader.insert(&card, &["--leave-after", "3"]);
+    let pulled = world.pcsc("verify", &reader.name, &["--pin", "1234"]);
+    assert!(!pulled.status.success());
+    let stderr = stderr_of(&pulled);
+    assert!(stderr.contains("removed") || stderr.contains("no card on the reader"), "{stderr}");
+    assert!(stderr.contains("カード"), "a message reception can act on: {stderr}");
+    assert_eq!(onshi_pki::card::VirtualCard::load(&card).unwrap().pin_retries_left(), Some(3), "no PIN try spent");
 }

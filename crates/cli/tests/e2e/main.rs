@@ -13,6 +13,7 @@ mod gateway_input;
 mod hostile;
 mod import;
 mod page_isolation;
+mod pcsc;
 mod reader_secrets;
 mod receipt;
 mod revocation;
