@@ -7,7 +7,7 @@
 //! Only what the card path uses: a context, the reader list, waiting for a card, connecting,
 //! transmitting APDUs, and disconnecting.
 
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::{CString, c_char, c_void};
 use std::time::Duration;
 
 #[cfg(windows)]
@@ -171,6 +171,7 @@ fn load() -> Result<Api, String> {
 
 #[cfg(all(unix, not(target_os = "macos")))]
 fn load() -> Result<Api, String> {
+    use std::ffi::CStr;
     const LIBRARY: &CStr = c"libpcsclite.so.1";
     // SAFETY: dlopen with a constant, NUL-terminated name; the handle is kept for the life of
     // the process (never dlclosed), so the function pointers taken from it stay valid.
