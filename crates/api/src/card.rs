@@ -255,6 +255,24 @@ pub struct CardAnswer {
     /// The card certificate's serial.
     pub serial: String,
     pub consents: Consents,
+    /// The certificate near its end or past it (absent when neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateNotice>,
+}
+
+/// What reception tells the holder about the card's certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateNotice {
+    /// `expiring` (renew soon) or `grace` (expired: eligibility only, no new consent).
+    pub state: String,
+    /// The certificate's last valid day, `YYYYMMDD`.
+    pub expires_on: String,
+    /// In grace: the last day eligibility is still confirmed, `YYYYMMDD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+    /// Whether consents chosen at the reader were refused for it (grace).
+    pub consent_refused: bool,
+    pub reception_ja: String,
 }
 
 /// A clinic reports that the card on its reader seems linked to the wrong person. The proof

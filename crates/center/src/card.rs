@@ -17,10 +17,11 @@ use std::time::SystemTime;
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use onshi_api::card::{
-    CardAnswer, CardProof, Challenge, ConsentChoice, ConsentState, Consents, LINK_DETAILS, LinkCard, LinkReport, LinkReports, Linked,
-    Method, Purpose, RegisterReader, ReviewLink, VerifyCard, WithdrawConsent, attestation_message, card_message, consent_details,
-    withdraw_details,
+    CardAnswer, CardProof, CertificateNotice, Challenge, ConsentChoice, ConsentState, Consents, LINK_DETAILS, LinkCard, LinkReport,
+    LinkReports, Linked, Method, Purpose, RegisterReader, ReviewLink, VerifyCard, WithdrawConsent, attestation_message, card_message,
+    consent_details, withdraw_details,
 };
+use onshi_domain::certificate::{self, Standing};
 use onshi_domain::eligibility::CoverageSpan;
 use onshi_domain::hex::{decode as unhex, encode as hex};
 use onshi_domain::ids::{InstitutionCode, InsurerNumber, to_half_width};
@@ -189,6 +190,36 @@ struct Proven {
     certificate: CardCertificate,
     /// A visual check recorded at the counter earlier and attested now.
     recorded: bool,
+    /// Where the certificate stands: near its end, or expired and confirming eligibility only.
+    standing: Standing,
+}
+
+/// What reception tells the holder about the certificate, if anything.
+fn certificate_notice(standing: Standing, consent_chosen: bool) -> Option<CertificateNotice> {
+    match standing {
+        Standing::ExpiringSoon { expires_on } => Some(CertificateNotice {
+            state: "expiring".into(),
+            expires_on: expires_on.yyyymmdd(),
+            grace_until: None,
+            consent_refused: false,
+            reception_ja: format!(
+                "更新のご案内: このカードの電子証明書は{}に有効期限を迎えます。市区町村の窓口で更新するようお伝えください。",
+                expires_on.japanese()
+            ),
+        }),
+        Standing::Grace { expired_on, grace_until } => Some(CertificateNotice {
+            state: "grace".into(),
+            expires_on: expired_on.yyyymmdd(),
+            grace_until: Some(grace_until.yyyymmdd()),
+            consent_refused: consent_chosen,
+            reception_ja: format!(
+                "このカードの電子証明書は{}に有効期限が切れています。{}までは資格の確認のみできます（薬剤・健診・診療情報の提供には同意できません）。市区町村の窓口で更新するようお伝えください。",
+                expired_on.japanese(),
+                grace_until.japanese()
+            ),
+        }),
+        Standing::Valid | Standing::Expired { .. } => None,
+    }
 }
 
 /// Who an attestation result may be and which method it proves.
@@ -392,7 +423,21 @@ impl CardPath {
         Ok(())
     }
 
-    fn check_certificate(&self, pem: &str, today: Date) -> Result<(Vec<u8>, CardCertificate), CenterError> {
+    /// Checks a card certificate for `purpose`: an expired one still confirms eligibility (and
+    /// nothing else) for a while, as the real system does ([`certificate::standing`]).
+    fn check_certificate(&self, pem: &str, today: Date, purpose: Purpose) -> Result<(Vec<u8>, CardCertificate, Standing), CenterError> {
+        let (der, checked) = self.check_certificate_any_end(pem, today)?;
+        let standing = certificate::standing(checked.not_after, today);
+        match standing {
+            Standing::Expired { expired_on } => Err(refuse::certificate_expired(&expired_on.to_string())),
+            Standing::Grace { expired_on, grace_until } if purpose != Purpose::Verify => {
+                Err(refuse::certificate_expired_grace_only(&expired_on.to_string(), &grace_until.to_string()))
+            }
+            _ => Ok((der, checked, standing)),
+        }
+    }
+
+    fn check_certificate_any_end(&self, pem: &str, today: Date) -> Result<(Vec<u8>, CardCertificate), CenterError> {
         use rustls::pki_types::pem::PemObject;
         let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?
@@ -415,7 +460,7 @@ impl CardPath {
         if let Some(certificate) = remembered.filter(|c| today <= c.not_after) {
             return Ok((der, certificate));
         }
-        let checked = trust.check(&der, today).map_err(certificate_refusal)?;
+        let checked = trust.check_any_end(&der, today).map_err(certificate_refusal)?;
         let mut cache = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CHECKED_MAX {
             cache.clear();
@@ -430,7 +475,7 @@ impl CardPath {
     /// other details does not verify.
     fn check_proof(&self, proof: &CardProof, owner: &str, purpose: Purpose, details: &str, now: Timestamp) -> Result<Proven, CenterError> {
         self.take_challenge(&proof.challenge, owner, now)?;
-        let (der, certificate) = self.check_certificate(&proof.certificate, now.date())?;
+        let (der, certificate, standing) = self.check_certificate(&proof.certificate, now.date(), purpose)?;
         let recorded = match proof.method {
             Method::Pin => {
                 let signature =
@@ -461,7 +506,7 @@ impl CardPath {
         if recorded && purpose != Purpose::Verify {
             return Err(refuse::proof_incomplete("a recorded visual check only re-verifies coverage"));
         }
-        Ok(Proven { certificate, recorded })
+        Ok(Proven { certificate, recorded, standing })
     }
 
     /// The person a card certificate is linked to, whatever the fate of the request that
@@ -635,8 +680,16 @@ impl CardPath {
             return Err(refuse::no_coverage_for_person());
         }
         // Recorded once the person and a coverage are found, so that a refused check opens no
-        // consent window.
-        let consents = self.record_consents(person, institution, &request.consent, given_at, now)?;
+        // consent window. An expired certificate in its grace confirms eligibility only: the
+        // consents chosen with it are not taken (the notice says so).
+        let in_grace = matches!(proven.standing, Standing::Grace { .. });
+        let consents = if in_grace {
+            self.consents(person, institution, now)?
+        } else {
+            self.record_consents(person, institution, &request.consent, given_at, now)?
+        };
+        let chosen_any = request.consent.opens_medical_information() || request.consent.limit || request.consent.specific_disease;
+        let notice = certificate_notice(proven.standing, chosen_any);
         let limit_live = consents.limit_application_certificate_related.flag == "1";
         let on = match &request.date_of_care {
             Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
@@ -663,7 +716,7 @@ impl CardPath {
             limit_consent: limit_live,
         };
         let answer = verify_number(register, lags, &query, now)?;
-        Ok((CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents }, person))
+        Ok((CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents, certificate: notice }, person))
     }
 
     fn record_consents(
@@ -941,5 +994,120 @@ mod tests {
         assert!(challenges.insert("c-again".into(), "1311234569", now), "a used challenge frees its place");
         let later = seconds_later(now, CHALLENGE_SECONDS + 1);
         assert!(challenges.insert("after".into(), PATIENT, later), "expired ones are pruned when the pool is full");
+    }
+}
+
+/// The certificate's life through the card path, with the clock moved as the world's own
+/// timeline says (a certificate issued for 30 days, checked on day 10, 40 and 200).
+#[cfg(test)]
+mod life_tests {
+    use super::*;
+    use crate::import::{ImportOptions, import_jsonl};
+    use onshi_pki::card::{CardAttributes, VirtualCard};
+    use onshi_pki::jpki::{CardCa, CardValidity};
+    use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+
+    const CLINIC: &str = "1311234569";
+
+    struct World {
+        _dir: tempfile::TempDir,
+        register: Arc<SqliteRegister>,
+        path: CardPath,
+        card: VirtualCard,
+        issued: Timestamp,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let register = Arc::new(SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap());
+        let holder = CardAttributes::fictitious();
+        let event = format!(
+            r#"{{"event_id":"e1","kind":"acquire","insurer_number":"06130488","person_ref":"p1","card":{{"symbol":"12","number":"345","branch":"00"}},"occurred_on":"20200401","notified_at":"20200402090000","member":{{"relationship":"1","card_classification":"01","name":"{}","name_kana":"{}","sex":"{}","birth_date":"{}","address":"{}"}},"terms":{{"income_class":"general"}}}}"#,
+            holder.name, holder.name_kana, holder.sex, holder.birth_date, holder.address
+        );
+        let issued = onshi_pki::now();
+        let options = ImportOptions { batch_events: 10, only_insurer: None, registered_at: issued };
+        let report = import_jsonl(register.as_ref(), event.as_bytes(), &options, |_| {}).unwrap();
+        assert_eq!(report.applied, 1, "{report:?}");
+        let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
+        let card = ca
+            .issue_card(holder, "p1", Some("1234"), CardValidity::Days { from: issued.date(), days: 30 }, &dir.path().join("card.json"))
+            .unwrap();
+        // A list that stays current across the whole timeline of the test.
+        ca.publish_crl(400).unwrap();
+        let cards: Arc<dyn CardRegistry> = register.clone();
+        let path = CardPath::new(cards, Some(&dir.path().join("jpki"))).unwrap();
+        path.sync(issued);
+        World { _dir: dir, register, path, card, issued }
+    }
+
+    fn days_later(at: Timestamp, days: i64) -> Timestamp {
+        Timestamp::from_jst_seconds(at.jst_seconds() + days * 86_400)
+    }
+
+    impl World {
+        fn proof(&mut self, purpose: Purpose, details: &str, now: Timestamp) -> CardProof {
+            let challenge = self.path.challenge(CLINIC, now).unwrap().challenge;
+            let signature = self.card.sign_with_pin("1234", &card_message(purpose, &challenge, details)).unwrap();
+            CardProof {
+                challenge,
+                certificate: self.card.certificate_pem().to_string(),
+                method: Method::Pin,
+                card_signature: Some(hex(&signature)),
+                attestation: None,
+            }
+        }
+
+        fn verify(&mut self, consent: ConsentChoice, now: Timestamp) -> Result<CardAnswer, CenterError> {
+            let proof = self.proof(Purpose::Verify, &consent_details(&consent, "-"), now);
+            let request = VerifyCard { proof, date_of_care: None, consent, chosen_at: None };
+            let clinic = InstitutionCode::parse(CLINIC).unwrap();
+            self.path.verify(self.register.as_ref(), &LagCache::default(), &request, &clinic, now).map(|(answer, _)| answer)
+        }
+    }
+
+    #[test]
+    fn an_expired_certificate_confirms_eligibility_only_for_three_months_after_its_month() {
+        let mut world = world();
+        let clinic = InstitutionCode::parse(CLINIC).unwrap();
+        let issued = world.issued;
+        let proof = world.proof(Purpose::Link, LINK_DETAILS, issued);
+        let (_, linked) = world.path.link(world.register.as_ref(), &LinkCard { proof }, &clinic, issued);
+        linked.unwrap();
+        let drug = ConsentChoice { drug: true, ..ConsentChoice::default() };
+
+        // Day 10: 20 days left, within three months: "更新のご案内", consents taken as usual.
+        let expires_on = issued.date().add_days(30);
+        let soon = world.verify(drug, days_later(issued, 10)).unwrap();
+        let notice = soon.certificate.expect("a renewal notice");
+        assert_eq!((notice.state.as_str(), notice.expires_on.clone()), ("expiring", expires_on.yyyymmdd()));
+        assert!(notice.reception_ja.contains("更新"), "{}", notice.reception_ja);
+        assert_eq!(soon.consents.pharmacists_info.flag, "1");
+
+        // Day 40 (expired ten days ago): eligibility is confirmed, consents are refused.
+        let grace = world.verify(drug, days_later(issued, 40)).unwrap();
+        assert_eq!(grace.answer.validity.code, "1", "coverage still confirmed");
+        let notice = grace.certificate.expect("a grace notice");
+        let grace_until = certificate::standing(expires_on, days_later(issued, 40).date());
+        let Standing::Grace { grace_until, .. } = grace_until else { panic!("in grace: {grace_until:?}") };
+        // Independently: the end of the third month after the month of expiry.
+        let mut end = expires_on.first_of_month();
+        for _ in 0..4 {
+            end = end.first_of_next_month();
+        }
+        assert_eq!(grace_until, end.add_days(-1));
+        assert_eq!((notice.state.as_str(), notice.grace_until.clone()), ("grace", Some(grace_until.yyyymmdd())));
+        assert!(notice.consent_refused);
+        // The consent given on day 10 has run out (24 hours); none was taken on day 40.
+        assert_ne!(grace.consents.pharmacists_info.flag, "1", "no medical information on an expired certificate");
+        // Nothing else than eligibility: a report needs a valid certificate.
+        let now = days_later(issued, 40);
+        let proof = world.proof(Purpose::Report, "wrong person", now);
+        let refused = world.path.report(&proof, "wrong person", &clinic, now).unwrap_err();
+        assert_eq!(refused.body.code, "CARD_CERTIFICATE_EXPIRED");
+
+        // Day 200: past the grace, refused.
+        let late = world.verify(ConsentChoice::default(), days_later(issued, 200)).unwrap_err();
+        assert_eq!(late.body.code, "CARD_CERTIFICATE_EXPIRED");
     }
 }

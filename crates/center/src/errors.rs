@@ -457,6 +457,17 @@ pub mod card {
         )
     }
 
+    pub fn certificate_expired_grace_only(on: &str, grace_until: &str) -> CenterError {
+        error(
+            403,
+            "CARD_CERTIFICATE_EXPIRED",
+            Some("proof.certificate"),
+            format!("the card's certificate expired on {on}; until {grace_until} it confirms eligibility only"),
+            "このカードの電子証明書は有効期限が切れています。有効期限後の一定期間は資格確認のみ可能で、この手続きはできません。市区町村の窓口で更新するようご案内ください。",
+            "An expired certificate confirms eligibility only during its grace; linking, reports and consent withdrawal need a renewed one.",
+        )
+    }
+
     pub fn signature_invalid(what: &str) -> CenterError {
         error(
             403,

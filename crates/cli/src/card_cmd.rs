@@ -219,6 +219,9 @@ fn print_answer(answer: &CardAnswer) {
     if let Some(notice) = &a.notice {
         println!("  {}", notice.reception_ja);
     }
+    if let Some(certificate) = &answer.certificate {
+        println!("  {}", certificate.reception_ja);
+    }
     let c = &answer.consents;
     for (label, state) in [
         ("薬剤情報", &c.pharmacists_info),

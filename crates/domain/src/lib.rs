@@ -9,10 +9,12 @@
 //! - [`copay`]: 一部負担金割合 by age band and income class, as dated rows.
 //! - [`limit`]: 限度額 categories and the monthly caps, as dated rows.
 //! - [`eligibility`]: the QualificationValidity decision.
+//! - [`certificate`]: a card certificate's life at the counter (renewal notice, eligibility-only grace).
 //!
 //! Architecture invariant: this crate does no I/O, knows nothing of storage, HTTP or JSON, and
 //! has no way to represent a My Number.
 
+pub mod certificate;
 pub mod check_digit;
 pub mod codes;
 pub mod copay;

@@ -232,8 +232,20 @@ impl CardTrust {
         Ok(serial_hex(self.issued(der)?.raw_serial()))
     }
 
-    /// Checks a card certificate (DER) for `today`.
+    /// Checks a card certificate (DER) for `today`: issued by this CA, not revoked, within
+    /// its validity.
     pub fn check(&self, der: &[u8], today: Date) -> Result<CardCertificate, CardCertError> {
+        let checked = self.check_any_end(der, today)?;
+        if today > checked.not_after {
+            return Err(CardCertError::Expired(checked.not_after));
+        }
+        Ok(checked)
+    }
+
+    /// Checks a card certificate as [`CardTrust::check`] does, except its end of validity: the
+    /// caller decides what an expired certificate may still do (eligibility only, for a while:
+    /// `onshi_domain::certificate`).
+    pub fn check_any_end(&self, der: &[u8], today: Date) -> Result<CardCertificate, CardCertError> {
         let cert = self.issued(der)?;
         let serial = serial_hex(cert.raw_serial());
         if let Some(reason) = self.revoked.get(&serial) {
@@ -243,9 +255,6 @@ impl CardTrust {
         let not_after = date_of(cert.validity().not_after);
         if today < not_before {
             return Err(CardCertError::NotYetValid(not_before));
-        }
-        if today > not_after {
-            return Err(CardCertError::Expired(not_after));
         }
         let holder_ref = holder_ref_of(der).map_err(|e| CardCertError::Malformed(e.to_string()))?;
         let public_key = PublicKey::from_spki(cert.public_key()).map_err(CardCertError::Malformed)?;
