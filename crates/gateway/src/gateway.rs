@@ -340,9 +340,13 @@ impl Gateway {
             })
         };
         if self.hangs() {
+            reader.end_visual_mode();
             return offline(NOT_SENT_WHILE_HANGING.to_string());
         }
-        match flow::verify(&self.client, &mut *reader, flow_how, consent, Some(date_of_care.clone())).await {
+        let verified = flow::verify(&self.client, &mut *reader, flow_how, consent, Some(date_of_care.clone())).await;
+        // Visual mode was for this patient only: the next one is offered face recognition.
+        reader.end_visual_mode();
+        match verified {
             Ok(answer) => {
                 self.note_line(true, None);
                 let outcome = Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) };

@@ -608,6 +608,9 @@ async fn visual_check(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
         tracing::info!(error = %e, "visual mode refused");
         return page.say(&browser, false, "施設パスワードが違います。目視モードにできません。");
     }
+    // Recorded: who may switch it on is whoever knows the facility password; it ends with
+    // this check by itself.
+    tracing::info!("visual mode switched on with the facility password for one check");
     card_check(&page, &browser, CardHow::Visual, consent_of(&form)).await
 }
 

@@ -19,6 +19,10 @@ use crate::{PkiError, random_hex, read, write};
 /// Wrong PIN entries allowed before the card locks.
 pub const PIN_TRIES: u8 = 3;
 
+/// Failed face matches after which face recognition is locked for the card, until its PIN or
+/// a staff visual check succeeds (as the real readers do).
+pub const FACE_TRIES: u8 = 10;
+
 const FORMAT: &str = "onshi-virtual-card/1";
 
 /// 券面事項: what the card says about its holder (基本4情報 and the kana reading).
@@ -111,6 +115,9 @@ struct CardFile {
     /// The issuing CA generation's certificate (EF 000B); older files have none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     ca_certificate_pem: String,
+    /// Failed face matches since the last success, PIN or visual check.
+    #[serde(default)]
+    face_failures: u8,
 }
 
 /// Why the card would not act.
@@ -122,6 +129,10 @@ pub enum CardError {
     Locked,
     #[error("this card has no PIN (顔認証マイナンバーカード): use face or visual check")]
     NoPin,
+    #[error(
+        "face recognition is locked for this card after {FACE_TRIES} failed attempts: use the PIN, or staff check the card photo (visual mode)"
+    )]
+    FaceLocked,
     #[error("a PIN is 4 digits")]
     PinFormat,
     #[error("the card signs a SHA-256 DigestInfo (51 bytes); it was handed {0} bytes of something else")]
@@ -216,6 +227,7 @@ impl VirtualCard {
             attributes,
             token: TokenType::Card,
             ca_certificate_pem: String::new(),
+            face_failures: 0,
         };
         let card = VirtualCard { path: path.to_path_buf(), file, signer: std::sync::OnceLock::new() };
         card.save()?;
@@ -302,6 +314,35 @@ impl VirtualCard {
         self.file.pin.as_ref().map(|p| p.retries_left)
     }
 
+    /// Whether face recognition is locked for this card.
+    pub fn face_locked(&self) -> bool {
+        self.file.face_failures >= FACE_TRIES
+    }
+
+    /// Compares a live face with the card's and records the outcome on the card before
+    /// answering: the tenth failure in a row locks face recognition for the card.
+    pub fn match_face(&mut self, live_template: &str) -> Result<bool, CardError> {
+        if self.face_locked() {
+            return Err(CardError::FaceLocked);
+        }
+        let matched = self.face_matches(live_template);
+        let failures = if matched { 0 } else { self.file.face_failures + 1 };
+        if failures != self.file.face_failures {
+            self.file.face_failures = failures;
+            self.save()?;
+        }
+        if self.face_locked() { Err(CardError::FaceLocked) } else { Ok(matched) }
+    }
+
+    /// A PIN or a visual check succeeded: face recognition works again.
+    pub fn clear_face_failures(&mut self) -> Result<(), PkiError> {
+        if self.file.face_failures != 0 {
+            self.file.face_failures = 0;
+            self.save()?;
+        }
+        Ok(())
+    }
+
     /// Compares a live face (its template) with the card's.
     pub fn face_matches(&self, live_template: &str) -> bool {
         // Constant-time is not needed for a simulator, but equal length is checked first so
@@ -319,8 +360,10 @@ impl VirtualCard {
             return Err(CardError::PinFormat);
         }
         if pin_hash(&state.salt, pin) == state.sha256 {
-            if state.retries_left != PIN_TRIES {
+            let unlock_face = self.file.face_failures != 0;
+            if state.retries_left != PIN_TRIES || unlock_face {
                 state.retries_left = PIN_TRIES;
+                self.file.face_failures = 0;
                 self.save()?;
             }
             return Ok(());

@@ -380,6 +380,12 @@ impl SimulatedReader {
         self.visual_mode
     }
 
+    /// Visual mode ends with the patient it was switched on for (real readers must be switched
+    /// back by hand, and the next patient then cannot use face recognition).
+    pub fn end_visual_mode(&mut self) {
+        self.visual_mode = false;
+    }
+
     /// PIN tries left on the card on the reader (`None` without a card or PIN).
     pub fn pin_retries_left(&self) -> Option<u8> {
         self.card.as_ref().and_then(VirtualCard::pin_retries_left)
@@ -416,13 +422,15 @@ impl CardReader for SimulatedReader {
     }
 
     fn attest_face(&mut self, purpose: Purpose, challenge: &str, details: &str) -> Result<Attestation, ReaderError> {
-        let card = self.card()?;
-        // The simulated camera sees either the card's own template or another one.
-        let live = match self.face {
+        let face = self.face;
+        let card = self.card.as_mut().ok_or(ReaderError::NoCard)?;
+        // The simulated camera sees either the card's own template or another one; the card
+        // counts the failures (ten lock face recognition for it).
+        let live = match face {
             Face::Holder => card.face_template().to_string(),
             Face::Stranger => "0".repeat(card.face_template().len()),
         };
-        if !card.face_matches(&live) {
+        if !card.match_face(&live)? {
             return Err(ReaderError::FaceMismatch);
         }
         self.attest(purpose, challenge, "face_match", details)
@@ -432,19 +440,25 @@ impl CardReader for SimulatedReader {
         if !self.visual_mode {
             return Err(ReaderError::VisualModeOff);
         }
-        self.attest(purpose, challenge, "visual", details)
+        let attestation = self.attest(purpose, challenge, "visual", details)?;
+        // Staff saw the card photo: face recognition works again for this card. Visual mode
+        // ends with this patient, so that the next one is offered face recognition.
+        self.card.as_mut().ok_or(ReaderError::NoCard)?.clear_face_failures()?;
+        self.visual_mode = false;
+        Ok(attestation)
     }
 
     fn remove_card(&mut self) {
         self.card = None;
         self.face = Face::Holder;
+        self.visual_mode = false;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use onshi_pki::card::CardAttributes;
+    use onshi_pki::card::{CardAttributes, CardError};
     use onshi_pki::jpki::CardCa;
     use onshi_pki::verify::signature_valid;
 
@@ -505,9 +519,13 @@ mod tests {
         assert!(!reader.visual_mode());
         reader.enable_visual_mode("facility").unwrap();
         assert_eq!(reader.attest_visual(Purpose::Verify, "c", "d").unwrap().result, "visual");
+        assert!(!reader.visual_mode(), "visual mode ends with the patient");
+        assert!(matches!(reader.attest_visual(Purpose::Verify, "c2", "d"), Err(ReaderError::VisualModeOff)));
+        reader.enable_visual_mode("facility").unwrap();
         assert_eq!(reader.pin_retries_left(), Some(3));
         assert!(matches!(reader.state(), ReaderState::CardPresent { .. }));
         reader.remove_card();
+        assert!(!reader.visual_mode(), "nor does it outlive the card");
         assert_eq!(reader.state(), ReaderState::Empty);
         assert!(matches!(reader.certificate(), Err(ReaderError::NoCard)));
     }
@@ -558,5 +576,34 @@ mod tests {
         let refused = ReaderFile::load(&path).unwrap_err();
         assert!(matches!(refused, ReaderError::OldPasswordHash { .. }));
         assert!(refused.to_string().contains("onshi reader init"), "{refused}");
+    }
+
+    #[test]
+    fn ten_failed_faces_lock_face_recognition_on_the_card_until_a_pin_or_a_visual_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reader, card, _) = setup(dir.path());
+        reader.place_card(&card).unwrap();
+        reader.present_face(Face::Stranger);
+        for attempt in 1..=9 {
+            assert!(matches!(reader.attest_face(Purpose::Verify, "c", "d"), Err(ReaderError::FaceMismatch)), "attempt {attempt}");
+        }
+        let tenth = reader.attest_face(Purpose::Verify, "c", "d").unwrap_err();
+        assert!(matches!(tenth, ReaderError::Card(CardError::FaceLocked)), "{tenth}");
+        // Locked on the card: another reader (a fresh load of the file), even the holder's face.
+        let mut other = SimulatedReader::new(ReaderFile::load(&dir.path().join("reader.json")).unwrap());
+        other.place_card(&card).unwrap();
+        assert!(matches!(other.attest_face(Purpose::Verify, "c", "d"), Err(ReaderError::Card(CardError::FaceLocked))));
+        // The PIN unlocks it.
+        other.sign_with_pin("1234", b"m").unwrap();
+        assert!(other.attest_face(Purpose::Verify, "c", "d").is_ok());
+        // So does a visual check.
+        other.present_face(Face::Stranger);
+        for _ in 0..10 {
+            let _ = other.attest_face(Purpose::Verify, "c", "d");
+        }
+        assert!(VirtualCard::load(&card).unwrap().face_locked());
+        other.enable_visual_mode("facility").unwrap();
+        other.attest_visual(Purpose::Verify, "c", "d").unwrap();
+        assert!(!VirtualCard::load(&card).unwrap().face_locked());
     }
 }

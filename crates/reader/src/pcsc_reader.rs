@@ -140,7 +140,10 @@ impl CardReader for PcscReader {
         if !self.visual_mode {
             return Err(ReaderError::VisualModeOff);
         }
-        self.attest(purpose, challenge, "visual", details)
+        let attestation = self.attest(purpose, challenge, "visual", details)?;
+        // Visual mode ends with this patient.
+        self.visual_mode = false;
+        Ok(attestation)
     }
 
     fn remove_card(&mut self) {

@@ -166,6 +166,23 @@ fn the_pin_locks_on_the_third_wrong_entry_and_stays_locked() {
 }
 
 #[test]
+fn ten_failed_faces_lock_face_recognition_for_the_card_until_its_pin() {
+    let world = CardWorld::new();
+    let card = world.issue("face-lock.card", NAME, &[]);
+    world.link(&card);
+    for attempt in 1..=9 {
+        let stranger = world.verify(&card, &["--face", "stranger"]);
+        assert!(stderr_of(&stranger).contains("face does not match"), "attempt {attempt}: {}", stderr_of(&stranger));
+    }
+    let tenth = world.verify(&card, &["--face", "stranger"]);
+    assert!(stderr_of(&tenth).contains("face recognition is locked"), "{}", stderr_of(&tenth));
+    // Every `onshi card` run is a fresh reader: the lock is on the card.
+    assert!(stderr_of(&world.verify(&card, &["--face", "holder"])).contains("face recognition is locked"));
+    assert_eq!(ok_json(&world.verify(&card, &["--pin", "1234"]))["validity"]["code"], "1", "the PIN still works");
+    assert_eq!(ok_json(&world.verify(&card, &["--face", "holder"]))["method"], "face", "and unlocked face recognition");
+}
+
+#[test]
 fn revoked_expired_renewed_and_flagged_cards() {
     let world = CardWorld::new();
     let lost = world.issue("lost.card", NAME, &[]);
