@@ -20,6 +20,9 @@
 //! simulator = true              # the demo's simulated reader: card files and a fake camera
 //!                               # on the page (default false: never in production)
 //! cards = "cards"               # where the simulator finds card files by name
+//! # pcsc = ""                   # instead: the PC/SC reader at this PC ("" the first one, or
+//! #                             # the start of its name); needs pcscd on Linux, the Smart
+//! #                             # Card service on Windows
 //!
 //! [page]
 //! listen = "127.0.0.1:8080"     # "0.0.0.0:8080" to open it from the reception PCs too
@@ -115,6 +118,10 @@ struct RawReader {
     simulator: bool,
     #[serde(default)]
     cards: Option<PathBuf>,
+    /// A PC/SC reader: its name as the smart-card service lists it, or the start of it; empty
+    /// for the first reader.
+    #[serde(default)]
+    pcsc: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +178,8 @@ pub struct GatewayConfig {
     /// Whether the reader is the simulator (`[reader] simulator = true`): only then does the
     /// page offer card files and the camera, and answer their routes.
     pub reader_simulator: bool,
+    /// The PC/SC reader (`[reader] pcsc = "name"`; empty: the first one).
+    pub reader_pcsc: Option<String>,
     pub card_folder: Option<PathBuf>,
     pub page_listen: SocketAddr,
     pub face_charset: Charset,
@@ -235,6 +244,12 @@ impl GatewayConfig {
                 setting("face_encoding", format!("is {name:?}; write \"UTF-8\" or \"Shift_JIS\" (as the receipt computer reads face/)"))
             })?,
         };
+        if raw.reader.pcsc.is_some() && raw.reader.simulator {
+            return Err(setting(
+                "reader.pcsc",
+                "names a real reader, and `simulator = true` asks for the simulated one; keep one of the two".into(),
+            ));
+        }
         if raw.reader.cards.is_some() && !raw.reader.simulator {
             return Err(setting(
                 "reader.cards",
@@ -258,6 +273,7 @@ impl GatewayConfig {
             center_timeout: Duration::from_millis(raw.center.timeout_ms),
             reader_file: abs(&raw.reader.file),
             reader_simulator: raw.reader.simulator,
+            reader_pcsc: raw.reader.pcsc,
             card_folder: raw.reader.cards.as_deref().map(abs),
             page_listen: raw.page.listen,
             face_charset,

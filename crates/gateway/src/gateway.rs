@@ -8,8 +8,10 @@ use onshi_api::card::ConsentChoice;
 use onshi_api::client::{CenterClient, ClientConfig, ClientError};
 use onshi_api::verify::{VerifyAnswer, VerifyNumberRequest};
 use onshi_domain::date::Timestamp;
+use onshi_reader::ReaderFile;
 use onshi_reader::flow::{self, FlowError, How};
-use onshi_reader::{CardReader, ReaderFile, SimulatedReader};
+
+use crate::card_reader::GatewayReader;
 use tokio::sync::Notify;
 
 use crate::check::{self, FileReply, Job, Outcome, Source};
@@ -72,6 +74,8 @@ impl Checked {
 #[derive(Clone, Debug)]
 pub enum CardHow {
     Pin(String),
+    /// An iPhone on a PC/SC reader: its owner confirms with Face ID / Touch ID.
+    Phone,
     Face,
     Visual,
 }
@@ -80,7 +84,7 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub store: Store,
     pub client: CenterClient,
-    pub reader: tokio::sync::Mutex<SimulatedReader>,
+    pub reader: tokio::sync::Mutex<GatewayReader>,
     clock: Clock,
     /// Wakes the re-verifier when something was queued.
     pub wake: Notify,
@@ -121,12 +125,17 @@ impl Gateway {
         }
         let client = client_for(&config)?;
         let reader_file = ReaderFile::load(&config.reader_file).map_err(|e| GatewayError::Reader(e.to_string()))?;
+        let reader = match (&config.reader_pcsc, config.reader_simulator) {
+            (Some(name), _) => GatewayReader::pcsc(reader_file, name),
+            (None, true) => GatewayReader::simulated(reader_file),
+            (None, false) => GatewayReader::None,
+        };
         let store = Store::open(&config.store)?;
         Ok(Gateway {
             config,
             store,
             client,
-            reader: tokio::sync::Mutex::new(SimulatedReader::new(reader_file)),
+            reader: tokio::sync::Mutex::new(reader),
             clock,
             wake: Notify::new(),
             line_changed: Notify::new(),
@@ -303,17 +312,23 @@ impl Gateway {
     /// A check with the card on the reader. On the PIN and face paths a line failure is an
     /// error telling staff to switch to visual mode; in visual mode it is recorded and queued.
     pub async fn ask_card(&self, how: CardHow, consent: ConsentChoice) -> Result<Checked, GatewayError> {
-        let mut reader = self.reader.lock().await;
-        let (certificate, serial) = match reader.state() {
+        let mut guard = self.reader.lock().await;
+        let reader = guard.card_reader().map_err(|e| GatewayError::Reader(reader_message(&e)))?;
+        let serial = match reader.state() {
             onshi_reader::ReaderState::Empty => {
                 return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into()));
             }
-            onshi_reader::ReaderState::CardPresent { serial } => {
-                (reader.certificate().map_err(|e| GatewayError::Reader(e.to_string()))?, serial)
-            }
+            onshi_reader::ReaderState::CardPresent { serial } => serial,
+        };
+        // The certificate is kept for a visual check, which may have to wait for the line; an
+        // Android phone gives it only after its PIN, on the PIN path.
+        let certificate = match how {
+            CardHow::Visual => reader.certificate().map_err(|e| GatewayError::Reader(reader_message(&e)))?,
+            _ => String::new(),
         };
         let (method, flow_how) = match &how {
             CardHow::Pin(pin) => ("pin", How::Pin(pin)),
+            CardHow::Phone => ("pin", How::Phone),
             CardHow::Face => ("face", How::Face),
             CardHow::Visual => ("visual", How::Visual),
         };
@@ -340,12 +355,15 @@ impl Gateway {
             })
         };
         if self.hangs() {
-            reader.end_visual_mode();
+            guard.end_visual_mode();
             return offline(NOT_SENT_WHILE_HANGING.to_string());
         }
-        let verified = flow::verify(&self.client, &mut *reader, flow_how, consent, Some(date_of_care.clone())).await;
+        let verified = flow::verify(&self.client, reader, flow_how, consent, Some(date_of_care.clone())).await;
         // Visual mode was for this patient only: the next one is offered face recognition.
-        reader.end_visual_mode();
+        guard.end_visual_mode();
+        if let Err(FlowError::Reader(e)) = &verified {
+            guard.reset_after(e);
+        }
         match verified {
             Ok(answer) => {
                 self.note_line(true, None);

@@ -2,7 +2,8 @@
 //!
 //! - [`files`]: the standard `req/` `res/` `face/` XML file interface that レセコン already speak
 //!   ([`request`] reads requests, [`answer_xml`] writes results, [`xml`] does the XML itself);
-//! - [`gateway`]: checks by numbers and by card, falling back to the cache or a visual check
+//! - [`gateway`]: checks by numbers and by card ([`card_reader`]: the simulator or a PC/SC
+//!   reader), falling back to the cache or a visual check
 //!   when the line is down; [`reverify`] asks again by itself when it is back;
 //! - [`batch`]: 一括照会 ahead of the day, and what changed since;
 //! - [`page`]: the reception page, [`access`]: who may open it; [`doctor`]: which link of the
@@ -14,6 +15,7 @@
 pub mod access;
 pub mod answer_xml;
 pub mod batch;
+pub mod card_reader;
 pub mod check;
 pub mod config;
 pub mod doctor;

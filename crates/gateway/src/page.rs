@@ -21,7 +21,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use onshi_api::card::ConsentChoice;
 use onshi_api::verify::VerifyNumberRequest;
-use onshi_reader::{CardReader, Face, ReaderState};
+use onshi_reader::{CardReader, Face};
+
+use crate::card_reader::ReaderView;
 
 use crate::check::{Outcome, Source, time_ja};
 use crate::gateway::{CardHow, Gateway, GatewayError};
@@ -236,9 +238,50 @@ fn card_files(gateway: &Gateway) -> Vec<String> {
     names
 }
 
+/// The consent screens, as the patient answered them.
+const CONSENT_FIELDS: &str = "<fieldset><legend>同意（患者さんが選んだもの）</legend>\
+     <label><input type=\"checkbox\" name=\"drug\" value=\"1\">薬剤情報</label>\
+     <label><input type=\"checkbox\" name=\"checkup\" value=\"1\">特定健診</label>\
+     <label><input type=\"checkbox\" name=\"diagnosis\" value=\"1\">診療・手術</label>\
+     <label><input type=\"checkbox\" name=\"limit\" value=\"1\">限度額情報</label>\
+     <label><input type=\"checkbox\" name=\"specific_disease\" value=\"1\">特定疾病</label></fieldset>";
+
+const VISUAL_FORM: &str = "<h2>目視確認</h2><p>顔認証・暗証番号ができないとき、回線が不通のときは、職員が券面の写真で本人確認します。施設パスワードで目視モードにします（記録され、この患者さんの確認が終わると自動で戻ります）。</p>\
+     <form method=\"post\" action=\"/visual\" id=\"visual-form\"><label>施設パスワード <input type=\"password\" name=\"facility_password\" id=\"facility-password\"></label>\
+     <button id=\"visual\">目視で本人確認した</button></form>";
+
+/// The card path with a PC/SC reader at this PC: the patient places the card (or holds the
+/// phone to the reader) and enters the PIN; no simulator controls.
+fn pcsc_forms() -> String {
+    let mut html = String::from(
+        "<p id=\"reader-help\">カード（またはスマートフォン）をカードリーダーに置いてください。置いたまま、患者さんが暗証番号を入力します。iPhone は本人が画面で Face ID / Touch ID を確認します。</p>",
+    );
+    html.push_str(&verify_forms(
+        "<option value=\"pin\">暗証番号（カード・Android）</option><option value=\"phone\">iPhone（本人が端末で確認）</option>",
+    ));
+    html
+}
+
+/// The check at the reader (methods offered as `options`), visual mode, and the number form.
+fn verify_forms(options: &str) -> String {
+    let mut html = format!(
+        "<form method=\"post\" action=\"/reader/verify\" id=\"verify-form\"><label>方法 <select name=\"method\" id=\"method\">{options}</select></label>\
+         <label>暗証番号 <input type=\"password\" name=\"pin\" id=\"pin\" inputmode=\"numeric\" maxlength=\"4\" autocomplete=\"off\"></label>"
+    );
+    html.push_str(CONSENT_FIELDS);
+    html.push_str("<button id=\"verify\">資格確認</button></form>");
+    html.push_str(VISUAL_FORM);
+    html.push_str(&number_form());
+    html
+}
+
 fn forms(gateway: &Gateway) -> String {
     let mut html = String::new();
     html.push_str("<h2>マイナ保険証（カードリーダー）</h2>");
+    if gateway.config.reader_pcsc.is_some() {
+        html.push_str(&pcsc_forms());
+        return html;
+    }
     if !gateway.config.reader_simulator {
         html.push_str(
             "<p class=\"warn\" id=\"no-reader\">カードリーダーのドライバーが設定されていないため、この画面ではマイナ保険証を読み取れません（顔認証・暗証番号・目視確認）。\
@@ -258,24 +301,9 @@ fn forms(gateway: &Gateway) -> String {
     html.push_str(
         "<form method=\"post\" action=\"/reader/camera\"><label><input type=\"radio\" name=\"who\" value=\"holder\" checked>本人</label>\
          <label><input type=\"radio\" name=\"who\" value=\"stranger\">別人</label><button>カメラの前の人</button></form>\
-         <form method=\"post\" action=\"/reader/remove\"><button id=\"remove\">カードを取る</button></form><br>\
-         <form method=\"post\" action=\"/reader/verify\" id=\"verify-form\"><label>方法 <select name=\"method\" id=\"method\">\
-         <option value=\"face\">顔認証</option><option value=\"pin\">暗証番号</option></select></label>\
-         <label>暗証番号 <input type=\"password\" name=\"pin\" id=\"pin\" inputmode=\"numeric\" maxlength=\"4\"></label>\
-         <fieldset><legend>同意（患者さんが選んだもの）</legend>\
-         <label><input type=\"checkbox\" name=\"drug\" value=\"1\">薬剤情報</label>\
-         <label><input type=\"checkbox\" name=\"checkup\" value=\"1\">特定健診</label>\
-         <label><input type=\"checkbox\" name=\"diagnosis\" value=\"1\">診療・手術</label>\
-         <label><input type=\"checkbox\" name=\"limit\" value=\"1\">限度額情報</label>\
-         <label><input type=\"checkbox\" name=\"specific_disease\" value=\"1\">特定疾病</label></fieldset>\
-         <button id=\"verify\">資格確認</button></form>",
+         <form method=\"post\" action=\"/reader/remove\"><button id=\"remove\">カードを取る</button></form><br>",
     );
-    html.push_str(
-        "<h2>目視確認</h2><p>顔認証・暗証番号ができないとき、回線が不通のときは、職員が券面の写真で本人確認します。施設パスワードで目視モードにします（記録されます）。</p>\
-         <form method=\"post\" action=\"/visual\" id=\"visual-form\"><label>施設パスワード <input type=\"password\" name=\"facility_password\" id=\"facility-password\"></label>\
-         <button id=\"visual\">目視で本人確認した</button></form>",
-    );
-    html.push_str(&number_form());
+    html.push_str(&verify_forms("<option value=\"face\">顔認証</option><option value=\"pin\">暗証番号</option>"));
     html
 }
 
@@ -324,13 +352,18 @@ async fn render_live(gateway: &Gateway) -> String {
         Some(true) => html.push_str("<p class=\"line ok\" id=\"line\">回線: 正常</p>"),
         None => html.push_str("<p class=\"line\" id=\"line\">回線: まだ照会していません</p>"),
     }
-    if !gateway.config.reader_simulator {
-        html.push_str("<p id=\"reader\">カードリーダー: ドライバー未設定</p>");
-    } else {
-        let reader = gateway.reader.lock().await;
-        let card = match reader.state() {
-            ReaderState::Empty => "カードなし".to_string(),
-            ReaderState::CardPresent { serial } => format!("カードあり（証明書 {}）", esc(&serial)),
+    {
+        let mut reader = gateway.reader.lock().await;
+        let card = match reader.view() {
+            ReaderView::NotConfigured => "ドライバー未設定".to_string(),
+            ReaderView::Unavailable(problem) => format!("使えません（{}）", esc(&problem)),
+            // A real reader waits for the patient; the simulator for staff to place a file.
+            ReaderView::Empty if reader.is_pcsc() => "カードを置いてください".to_string(),
+            ReaderView::Empty => "カードなし".to_string(),
+            ReaderView::CardPresent { serial } if serial.is_empty() => {
+                "カードあり（スマートフォン: 暗証番号の入力後に読み取ります）".to_string()
+            }
+            ReaderView::CardPresent { serial } => format!("カードあり（証明書 {}）", esc(&serial)),
         };
         let pin = reader.pin_retries_left().map(|n| format!("・暗証番号 残り{n}回")).unwrap_or_default();
         let visual = if reader.visual_mode() { "・目視モード" } else { "" };
@@ -548,9 +581,11 @@ async fn place_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form
     if card.contains(['/', '\\']) || card.starts_with('.') {
         return page.say(&browser, false, "カードの名前が正しくありません。");
     }
-    match page.gateway.reader.lock().await.place_card(&dir.join(&card)) {
-        Ok(()) => page.say(&browser, true, "カードを置きました。"),
-        Err(e) => page.say(&browser, false, format!("カードを読めませんでした: {e}")),
+    let placed = page.gateway.reader.lock().await.simulator().map(|simulator| simulator.place_card(&dir.join(&card)));
+    match placed {
+        Some(Ok(())) => page.say(&browser, true, "カードを置きました。"),
+        Some(Err(e)) => page.say(&browser, false, format!("カードを読めませんでした: {e}")),
+        None => no_simulator().await,
     }
 }
 
@@ -559,7 +594,9 @@ async fn remove_card(State(page): State<Arc<Page>>, headers: HeaderMap) -> Respo
         return forbidden();
     }
     let browser = Browser::of(&headers);
-    page.gateway.reader.lock().await.remove_card();
+    if let Some(simulator) = page.gateway.reader.lock().await.simulator() {
+        simulator.remove_card();
+    }
     page.say(&browser, true, "カードを取りました。")
 }
 
@@ -569,7 +606,9 @@ async fn camera(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): F
     }
     let browser = Browser::of(&headers);
     let face = if field(&form, "who").as_deref() == Some("stranger") { Face::Stranger } else { Face::Holder };
-    page.gateway.reader.lock().await.present_face(face);
+    if let Some(simulator) = page.gateway.reader.lock().await.simulator() {
+        simulator.present_face(face);
+    }
     page.say(&browser, true, if face == Face::Holder { "カメラの前: 本人" } else { "カメラの前: 別人" })
 }
 
@@ -593,6 +632,7 @@ async fn verify_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(for
             Some(pin) => CardHow::Pin(pin),
             None => return page.say(&browser, false, "暗証番号を入力してください。"),
         },
+        Some("phone") => CardHow::Phone,
         _ => CardHow::Face,
     };
     card_check(&page, &browser, how, consent_of(&form)).await

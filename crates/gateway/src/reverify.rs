@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onshi_api::card::{CardAnswer, CardProof, Challenge, Method, VerifyCard};
-use onshi_reader::CardReader;
 
 use crate::answer_xml::{self, Reference, SingleResult};
 use crate::check::{self, Job, Outcome};

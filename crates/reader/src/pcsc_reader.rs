@@ -66,6 +66,15 @@ impl PcscReader {
         Ok(())
     }
 
+    pub fn visual_mode(&self) -> bool {
+        self.visual_mode
+    }
+
+    /// Visual mode ends with the patient it was switched on for.
+    pub fn end_visual_mode(&mut self) {
+        self.visual_mode = false;
+    }
+
     /// Connects to the card and selects its JPKI application.
     fn card(&self) -> Result<Card<'_>, ReaderError> {
         let mut card = self.context.connect(&self.name)?;

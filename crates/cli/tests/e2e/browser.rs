@@ -144,6 +144,12 @@ impl Browser {
         }
     }
 
+    /// Clicks an element that does not navigate (a checkbox).
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None);
+    }
+
     /// The visible text of the whole page.
     fn page_text(&self) -> String {
         self.text("body")
@@ -212,4 +218,43 @@ fn the_reception_page_shows_a_check_a_visual_check_and_a_queued_check() {
         (text.contains("回線待ちの照会（0件）") && text.contains("再照会済み")).then_some(())
     });
     assert!(browser.text("#line").contains("正常"));
+}
+
+#[test]
+fn the_reception_page_with_a_pc_sc_reader_waits_for_the_card_and_checks_it_with_the_patients_pin() {
+    let world = ClinicWorld::new();
+    let reader = crate::pcsc::VirtualReader::take();
+    // The clinic's gateway.toml names its reader instead of the simulator.
+    let config = world.path("gateway.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("simulator = true\ncards = \"cards\"\n"), "{text}");
+    let text = text.replace("simulator = true\ncards = \"cards\"\n", &format!("pcsc = \"{}\"\n", reader.name));
+    std::fs::write(&config, text).unwrap();
+    let gateway = GatewayProcess::start(&world);
+    let browser = Browser::start();
+    browser.open(&format!("{}/", gateway.page));
+    assert!(browser.text("#reader").contains("カードを置いてください"), "{}", browser.text("#reader"));
+    let page = browser.page_text();
+    assert!(!page.contains("カードを置く") && !page.contains("カメラの前の人"), "no simulator controls: {page}");
+
+    // The patient places the card: the page sees it by itself (PC/SC status, live refresh).
+    let inserted = reader.insert(&world.path("cards/card-1.json"), &[]);
+    wait_for("the page to see the card", || browser.text("#reader").contains("カードあり").then_some(()));
+    browser.type_into("#pin", crate::clinic::PIN);
+    browser.click("input[name=drug]");
+    browser.submit("#verify");
+    let flash = browser.text("#flash");
+    assert!(flash.contains("有効"), "{flash}");
+    let table = browser.text("#checks");
+    assert!(table.contains("マイナ保険証"), "{table}");
+
+    // A wrong PIN: the card counts it and the page says how many tries are left.
+    browser.type_into("#pin", "0000");
+    browser.submit("#verify");
+    let flash = browser.text("#flash");
+    assert!(flash.contains("2"), "the tries left: {flash}");
+
+    // The card leaves the reader; the page asks for the next one.
+    inserted.remove();
+    wait_for("the page to see the card gone", || browser.text("#reader").contains("カードを置いてください").then_some(()));
 }
