@@ -13,6 +13,8 @@
 //! - [`pki`]: certificates, CRLs and binding-feed lines (the card CA's and the center CA's).
 //! - [`gateway_toml`]: the gateway's configuration file.
 //! - [`appointments_csv`]: an appointment list for 一括照会.
+//! - [`card_apdu`]: the card path's APDUs, both ways (commands to the virtual card, responses
+//!   a card sends the gateway), and the framing of vpcd's socket.
 //!
 //! Why the bodies live in a library crate rather than in `fuzz/`: `cargo test --workspace`
 //! builds and runs them (over the seeds and a few thousand deterministic mutations, see
@@ -38,7 +40,7 @@ use onshi_gateway::xml;
 pub type Target = fn(&[u8]);
 
 /// Every target by the name its cargo-fuzz binary and its corpus folder carry.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("request_xml", request_xml),
     ("uke", uke),
     ("event_line", event_line),
@@ -46,6 +48,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("pki", pki),
     ("gateway_toml", gateway_toml),
     ("appointments_csv", appointments_csv),
+    ("card_apdu", card_apdu),
 ];
 
 /// The date of care the checks are made for: fixed, so that a run is reproducible.
@@ -249,6 +252,105 @@ fn config_folder() -> &'static std::path::Path {
         .path()
 }
 
+/// The pieces of `data` after its first byte: each a length byte and that many bytes.
+fn length_prefixed(data: &[u8]) -> Vec<&[u8]> {
+    let mut pieces = Vec::new();
+    let mut rest = data;
+    while let Some((&length, tail)) = rest.split_first() {
+        let length = usize::from(length).min(tail.len());
+        pieces.push(&tail[..length]);
+        rest = &tail[length..];
+    }
+    pieces
+}
+
+/// Responses a card sends, replayed one per command; then the card is gone.
+struct ScriptedCard<'a> {
+    responses: std::collections::VecDeque<&'a [u8]>,
+}
+
+impl onshi_reader::jpki_host::Transport for ScriptedCard<'_> {
+    fn transmit(&mut self, _apdu: &[u8]) -> Result<Vec<u8>, onshi_reader::ReaderError> {
+        self.responses.pop_front().map(<[u8]>::to_vec).ok_or(onshi_reader::ReaderError::NoCard)
+    }
+}
+
+/// The card path's APDUs. The first byte chooses the side:
+///
+/// - 0: command APDUs (each a length byte and its bytes) sent to a fresh virtual card, as a
+///   host at a reader might send them;
+/// - 1: response APDUs (the same framing) that a card or phone sends the gateway, read by the
+///   gateway's JPKI sequences (select, token, certificate, PIN, signature);
+/// - 2: bytes from vpcd's socket, cut into messages.
+pub fn card_apdu(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    match selector % 3 {
+        0 => {
+            let path = config_folder().join("apdu-card.json");
+            if std::fs::write(&path, &PkiFixture::get().card_file).is_err() {
+                return;
+            }
+            let Ok(card) = onshi_pki::card::VirtualCard::load(&path) else { return };
+            let mut applet = onshi_pki::applet::Applet::new(card);
+            for command in length_prefixed(rest) {
+                let response = applet.answer(command);
+                assert!(response.len() >= 2 && response.len() <= 258, "a response APDU is data and a status word");
+            }
+        }
+        1 => {
+            use onshi_reader::jpki_host;
+            let mut card = ScriptedCard { responses: length_prefixed(rest).into() };
+            let _ = jpki_host::select_application(&mut card);
+            let _ = jpki_host::token_type(&mut card);
+            let _ = jpki_host::read_certificate(&mut card);
+            let _ = jpki_host::verify_pin(&mut card, "1234");
+            let _ = jpki_host::sign(&mut card, b"challenge");
+        }
+        _ => {
+            let mut pending = rest.to_vec();
+            while let Some(message) = onshi_reader::vpcd::take_message(&mut pending) {
+                assert!(message.len() <= usize::from(u16::MAX));
+            }
+        }
+    }
+}
+
+/// Seeds of [`card_apdu`]: the commands and the responses of a whole check at the reader
+/// (select, token, certificate, PIN, signature), recorded from the virtual card.
+fn card_apdu_seeds() -> Vec<(String, Vec<u8>)> {
+    struct Recorder {
+        applet: onshi_pki::applet::Applet,
+        commands: Vec<u8>,
+        responses: Vec<u8>,
+    }
+    impl onshi_reader::jpki_host::Transport for Recorder {
+        fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, onshi_reader::ReaderError> {
+            let response = self.applet.answer(apdu);
+            for (log, bytes) in [(&mut self.commands, apdu), (&mut self.responses, response.as_slice())] {
+                // The framing holds pieces of up to 255 bytes: a longer one is cut there.
+                let n = bytes.len().min(255);
+                log.push(n as u8);
+                log.extend_from_slice(&bytes[..n]);
+            }
+            Ok(response)
+        }
+    }
+    let path = config_folder().join("seed-card.json");
+    std::fs::write(&path, &PkiFixture::get().card_file).expect("the seed card is written");
+    let card = onshi_pki::card::VirtualCard::load(&path).expect("the seed card loads");
+    let mut recorder = Recorder { applet: onshi_pki::applet::Applet::new(card), commands: vec![0], responses: vec![1] };
+    use onshi_reader::jpki_host;
+    jpki_host::select_application(&mut recorder).expect("the seed card has the application");
+    jpki_host::token_type(&mut recorder).expect("a token");
+    jpki_host::read_certificate(&mut recorder).expect("a certificate");
+    let _ = jpki_host::verify_pin(&mut recorder, "0000");
+    jpki_host::verify_pin(&mut recorder, "1234").expect("the PIN");
+    jpki_host::sign(&mut recorder, b"challenge").expect("a signature");
+    let mut vpcd = vec![2, 0, 1, 4, 0, 1, 1];
+    vpcd.extend_from_slice(&[0, 5, 0x00, 0xA4, 0x04, 0x0C, 0x0A]);
+    vec![("gen-commands.bin".into(), recorder.commands), ("gen-responses.bin".into(), recorder.responses), ("gen-vpcd.bin".into(), vpcd)]
+}
+
 /// An appointment list for 一括照会 (CSV, UTF-8 or Shift_JIS).
 pub fn appointments_csv(data: &[u8]) {
     if let Ok(appointments) = onshi_gateway::batch::read_appointments(data) {
@@ -279,6 +381,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     seeds.sort();
     match target {
         "pki" => seeds.extend(PkiFixture::get().seeds()),
+        "card_apdu" => seeds.extend(card_apdu_seeds()),
         "uke" => {
             let sample = onshi_receipt::fixtures::sample_uke();
             let bytes = std::fs::read(&sample).unwrap_or_else(|e| panic!("{}: {e}", sample.display()));

@@ -14,6 +14,8 @@ use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
 /// A card CA with one live and one revoked card, and a center CA with an institution and an
 /// insurer certificate, one of them revoked; each CA has published its CRL.
 pub struct PkiFixture {
+    /// The live card's file (JSON text), for a virtual card answering APDUs.
+    pub card_file: String,
     /// The card CA's certificate (PEM).
     pub card_ca_pem: String,
     /// The card CA's private key (PEM), to sign binding entries the fuzzer writes.
@@ -70,6 +72,7 @@ impl PkiFixture {
                 card_ca.revoke(card.serial(), RevokeReason::Lost).map_err(fail("revoke a card"))?;
             }
         }
+        let card_file = read(&dir.path().join("card-0.json"))?;
         let crl_path = card_ca.publish_crl(7).map_err(fail("publish the card CRL"))?;
         let card_crl_pem = read(&crl_path)?;
         let card_ca_pem = card_ca.cert_pem().to_string();
@@ -90,6 +93,7 @@ impl PkiFixture {
         let center_crl_pem = read(&revoked.crl.path)?;
 
         Ok(PkiFixture {
+            card_file,
             card_ca_pem,
             card_ca_key_pem,
             card_crl_pem,

@@ -71,7 +71,12 @@ fn appointments_csv() {
 }
 
 #[test]
+fn card_apdu() {
+    check("card_apdu");
+}
+
+#[test]
 fn every_target_is_tested_here() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["request_xml", "uke", "event_line", "api_json", "pki", "gateway_toml", "appointments_csv"]);
+    assert_eq!(names, ["request_xml", "uke", "event_line", "api_json", "pki", "gateway_toml", "appointments_csv", "card_apdu"]);
 }

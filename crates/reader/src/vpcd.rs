@@ -32,8 +32,8 @@ pub enum VpcdError {
     Io { addr: SocketAddr, source: io::Error },
 }
 
-/// The next whole message in `pending`, taken out of it.
-fn take_message(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// The next whole message in `pending` (bytes read from vpcd's socket), taken out of it.
+pub fn take_message(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     let [high, low, ..] = pending[..] else { return None };
     let length = usize::from(u16::from_be_bytes([high, low]));
     if pending.len() < 2 + length {
