@@ -258,6 +258,10 @@ pub struct CardAnswer {
     /// The certificate near its end or past it (absent when neither).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateNotice>,
+    /// A fresh challenge for this institution's next card check, so that a check needs one
+    /// request, not two (absent when the institution's quota is full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_challenge: Option<Challenge>,
 }
 
 /// What reception tells the holder about the card's certificate.

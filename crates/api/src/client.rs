@@ -1,6 +1,10 @@
 //! A client of the center API over HTTPS with a client certificate.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::card::Challenge;
 
 use crate::events::ImportReport;
 use crate::verify::{BatchVerifyRequest, BatchVerifyResponse, ErrorBody, VerifyAnswer, VerifyNumberRequest};
@@ -38,7 +42,16 @@ pub struct ClientConfig {
 pub struct CenterClient {
     http: reqwest::Client,
     base_url: String,
+    /// Challenges the center handed out on answers for this client's institution (a card
+    /// check's answer carries the next one), newest last, each with when it arrived.
+    kept: Arc<Mutex<VecDeque<(Challenge, Instant)>>>,
 }
+
+/// How long a kept challenge is used: the center allows 60 seconds from issue; what is left
+/// covers the way back, a slow card and a PIN typed with care.
+pub const KEPT_CHALLENGE_SECONDS: u64 = 30;
+/// Kept challenges at most: one per check in flight is enough.
+const KEPT_MAX: usize = 8;
 
 impl CenterClient {
     pub fn new(config: ClientConfig) -> Result<CenterClient, ClientError> {
@@ -53,7 +66,24 @@ impl CenterClient {
             builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| ClientError::Tls(e.to_string()))?;
-        Ok(CenterClient { http, base_url: config.base_url.trim_end_matches('/').to_string() })
+        Ok(CenterClient { http, base_url: config.base_url.trim_end_matches('/').to_string(), kept: Arc::default() })
+    }
+
+    /// Keeps a challenge the center handed out on an answer, for the next card check.
+    pub fn keep_challenge(&self, challenge: Challenge) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == KEPT_MAX {
+            kept.pop_front();
+        }
+        kept.push_back((challenge, Instant::now()));
+    }
+
+    /// The newest kept challenge still young enough to use, taken (each is used once); older
+    /// ones are forgotten.
+    pub fn take_kept_challenge(&self) -> Option<Challenge> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|(_, at)| at.elapsed() < Duration::from_secs(KEPT_CHALLENGE_SECONDS));
+        kept.pop_back().map(|(challenge, _)| challenge)
     }
 
     fn url(&self, path: &str) -> String {

@@ -376,6 +376,7 @@ impl CardPath {
                     sex: a.sex,
                     address: a.address,
                 }),
+                face_only: entry.face_only,
             };
             match self.cards.apply_binding(&change, now) {
                 Ok(BindingApplied::Applied { unlinked_person: Some(person) }) => {
@@ -557,8 +558,13 @@ impl CardPath {
         institution: &InstitutionCode,
         now: Timestamp,
     ) -> (Option<i64>, Result<Linked, CenterError>) {
-        if request.proof.method != Method::Pin {
-            return (None, Err(refuse::proof_incomplete("初回登録 needs the card's own signature (the PIN path)")));
+        // The holder's own agreement: the card's signature after the PIN, or for a card the
+        // authority issued without a PIN (顔認証マイナンバーカード), the face at the reader.
+        if !matches!(request.proof.method, Method::Pin | Method::Face) {
+            return (
+                None,
+                Err(refuse::proof_incomplete("初回登録 needs the card's own signature (PIN) or, for a card without a PIN, the face")),
+            );
         }
         let proven = match self.check_proof(&request.proof, institution.as_str(), Purpose::Link, LINK_DETAILS, now) {
             Ok(proven) => proven,
@@ -569,7 +575,10 @@ impl CardPath {
             Ok(found) => found,
             Err(e) => return (None, Err(e)),
         };
-        let (person, attributes) = person;
+        let (person, attributes, face_only) = person;
+        if request.proof.method == Method::Face && !face_only {
+            return (Some(person), Err(refuse::link_needs_pin()));
+        }
         let result = (|| {
             let coverages = register.coverages_of_person(person).map_err(store_error)?;
             let span = |c: &onshi_store::model::CoverageRecord| (c.lost_on.is_none_or(|lost| lost > now.date()), c.acquired_on);
@@ -589,7 +598,7 @@ impl CardPath {
     }
 
     /// The person the card authority bound a certificate to, with the attributes it attests.
-    fn bound_person(&self, serial: &str) -> Result<(i64, BoundAttributes), CenterError> {
+    fn bound_person(&self, serial: &str) -> Result<(i64, BoundAttributes, bool), CenterError> {
         let binding = self.cards.binding(serial).map_err(store_error)?.ok_or_else(refuse::not_bound)?;
         match binding.state.as_str() {
             "revoked" => return Err(refuse::certificate_revoked("revoked by the card authority")),
@@ -599,7 +608,7 @@ impl CardPath {
             _ => {}
         }
         let person = self.cards.person_of_ref(&binding.person_ref).map_err(store_error)?.ok_or_else(refuse::person_not_registered)?;
-        Ok((person, binding.attributes))
+        Ok((person, binding.attributes, binding.face_only))
     }
 
     /// Finds the person of a verified certificate, moving the link when the certificate is a
@@ -716,7 +725,12 @@ impl CardPath {
             limit_consent: limit_live,
         };
         let answer = verify_number(register, lags, &query, now)?;
-        Ok((CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents, certificate: notice }, person))
+        // The reader's next challenge rides on this answer: a check at the counter is then one
+        // request (proof and answer), not two. A full quota only means the next check asks.
+        let next_challenge = self.challenge(institution.as_str(), now).ok();
+        let answer =
+            CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents, certificate: notice, next_challenge };
+        Ok((answer, person))
     }
 
     fn record_consents(
@@ -1064,6 +1078,51 @@ mod life_tests {
             let clinic = InstitutionCode::parse(CLINIC).unwrap();
             self.path.verify(self.register.as_ref(), &LagCache::default(), &request, &clinic, now).map(|(answer, _)| answer)
         }
+    }
+
+    #[test]
+    fn each_answer_carries_the_institutions_next_challenge_usable_once_and_by_it_alone() {
+        let mut world = world();
+        let now = world.issued;
+        let clinic = InstitutionCode::parse(CLINIC).unwrap();
+        let proof = world.proof(Purpose::Link, LINK_DETAILS, now);
+        world.path.link(world.register.as_ref(), &LinkCard { proof }, &clinic, now).1.unwrap();
+        let first = world.verify(ConsentChoice::default(), now).unwrap();
+        let next = first.next_challenge.expect("the answer carries the next challenge").challenge;
+        let details = consent_details(&ConsentChoice::default(), "-");
+        let signed = |world: &mut World, challenge: &str| {
+            let signature = world.card.sign_with_pin("1234", &card_message(Purpose::Verify, challenge, &details)).unwrap();
+            let proof = CardProof {
+                challenge: challenge.to_string(),
+                certificate: world.card.certificate_pem().to_string(),
+                method: Method::Pin,
+                card_signature: Some(hex(&signature)),
+                attestation: None,
+            };
+            VerifyCard { proof, date_of_care: None, consent: ConsentChoice::default(), chosen_at: None }
+        };
+        let other = InstitutionCode::parse("2711234563").unwrap();
+        let lags = LagCache::default();
+        let request = signed(&mut world, &next);
+        let stolen = world.path.verify(world.register.as_ref(), &lags, &request, &other, now).unwrap_err();
+        assert_eq!(stolen.body.code, "CHALLENGE_OTHER_INSTITUTION", "another clinic cannot use it");
+        // Taking it for the wrong owner used it up: the clinic's own next answer brings another.
+        let request = signed(&mut world, &next);
+        let again = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
+        assert_eq!(again.body.code, "CHALLENGE_UNKNOWN");
+        let second = world.verify(ConsentChoice::default(), now).unwrap();
+        let next = second.next_challenge.unwrap().challenge;
+        let request = signed(&mut world, &next);
+        let third = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, now).unwrap();
+        assert_eq!(third.0.answer.validity.code, first.answer.validity.code);
+        let request = signed(&mut world, &next);
+        let replay = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
+        assert_eq!(replay.body.code, "CHALLENGE_UNKNOWN", "used once");
+        let late = Timestamp::from_jst_seconds(now.jst_seconds() + CHALLENGE_SECONDS + 1);
+        let stale = third.0.next_challenge.unwrap().challenge;
+        let request = signed(&mut world, &stale);
+        let expired = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, late).unwrap_err();
+        assert_eq!(expired.body.code, "CHALLENGE_EXPIRED");
     }
 
     #[test]

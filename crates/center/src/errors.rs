@@ -479,6 +479,18 @@ pub mod card {
         )
     }
 
+    /// 初回登録 by face for a card that has a PIN: its holder's own signature is asked for.
+    pub fn link_needs_pin() -> CenterError {
+        error(
+            409,
+            "CARD_LINK_NEEDS_PIN",
+            Some("proof.method"),
+            "初回登録 by face is for cards issued without a PIN (顔認証マイナンバーカード); this card has one".into(),
+            "このカードの利用登録は暗証番号で行ってください（顔認証での登録は暗証番号のないカードのみです）。",
+            "Register with the PIN path; the face path registers only cards the card authority issued without a PIN.",
+        )
+    }
+
     pub fn proof_incomplete(detail: &str) -> CenterError {
         error(
             400,

@@ -65,8 +65,9 @@ pub async fn link(client: &CenterClient, cards: &BenchCards) -> anyhow::Result<(
     Ok(())
 }
 
-/// Closed loop of complete card verifications (challenge, card signature, verify) from every
-/// connection; returns (verifications per second, failures).
+/// Closed loop of complete card verifications from every connection: the card signs the
+/// challenge the previous answer carried (the first one is asked for), then one request
+/// verifies. Returns (verifications per second, failures).
 pub async fn throughput(clients: &[CenterClient], cards: &BenchCards, seconds: u64) -> anyhow::Result<(f64, u64)> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -90,7 +91,7 @@ pub async fn throughput(clients: &[CenterClient], cards: &BenchCards, seconds: u
                 let outcome = match proof(&client, &mut mine[index], Purpose::Verify, &details).await {
                     Ok(proof) => {
                         let request = VerifyCard { proof, date_of_care: None, consent, chosen_at: None };
-                        client.post_json::<_, serde_json::Value>("/verify/card", &request).await.is_ok()
+                        flow::send_verify(&client, &request).await.is_ok()
                     }
                     Err(_) => false,
                 };

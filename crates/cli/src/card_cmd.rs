@@ -64,11 +64,14 @@ pub enum CardCommand {
         center: CenterArgs,
         #[command(flatten)]
         reader: ReaderArgs,
-        #[arg(long, required_unless_present = "phone")]
+        #[arg(long, required_unless_present_any = ["phone", "face"])]
         pin: Option<String>,
         /// An iPhone: its owner confirms with Face ID / Touch ID on the phone.
         #[arg(long, conflicts_with = "pin")]
         phone: bool,
+        /// By face at the reader: only for a card issued without a PIN (顔認証マイナンバーカード).
+        #[arg(long, value_enum, conflicts_with_all = ["pin", "phone"])]
+        face: Option<FaceArg>,
     },
     /// Verify by card: PIN, face, or visual mode (staff, facility password).
     Verify {
@@ -241,12 +244,21 @@ fn print_answer(answer: &CardAnswer) {
 pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime()?;
     match command {
-        CardCommand::Link { center, reader, pin, phone } => {
+        CardCommand::Link { center, reader, pin, phone, face } => {
             let client = center.client()?;
             let mut any = reader_with_card(&reader)?;
-            let how = match (pin.as_deref(), phone) {
-                (Some(pin), _) => How::Pin(pin),
-                (None, _) => How::Phone,
+            let how = match (pin.as_deref(), phone, face) {
+                (Some(pin), _, _) => How::Pin(pin),
+                (None, true, _) => How::Phone,
+                (None, false, face) => {
+                    if let (AnyReader::Simulated(simulated), Some(face)) = (&mut any, face) {
+                        simulated.present_face(match face {
+                            FaceArg::Holder => Face::Holder,
+                            FaceArg::Stranger => Face::Stranger,
+                        });
+                    }
+                    How::Face
+                }
             };
             let linked = runtime.block_on(flow::link_by(&client, any.reader(), how)).map_err(explain_flow)?;
             println!("利用登録しました: 証明書 {} ({})", linked.serial, linked.linked_at);

@@ -37,6 +37,8 @@ pub struct SingleResult<'a> {
 pub const CODE_CACHED: &str = "ONSHI-GW-CACHED";
 pub const CODE_QUEUED: &str = "ONSHI-GW-QUEUED";
 pub const CODE_CHANGED: &str = "ONSHI-GW-CHANGED";
+/// A card whose certificate ends soon ("更新のご案内") or has ended (eligibility only).
+pub const CODE_CERTIFICATE: &str = "ONSHI-GW-CERTIFICATE";
 
 pub fn single(result: &SingleResult<'_>) -> Vec<u8> {
     let mut w = XmlWriter::new(result.charset);
@@ -130,7 +132,15 @@ fn processing_note(r: &SingleResult<'_>, answer: &VerifyAnswer) -> Option<(Strin
     if !r.changes.is_empty() {
         return Some((CODE_CHANGED.to_string(), format!("{}から変更があります: {}", r.changes_against, r.changes.join("、"))));
     }
-    answer.notice.as_ref().map(|n| (n.code.clone(), n.reception_ja.clone()))
+    let certificate = match r.outcome {
+        Outcome::Answered { certificate: Some(notice), .. } => Some(notice),
+        _ => None,
+    };
+    match (certificate, &answer.notice) {
+        (Some(c), Some(n)) => Some((CODE_CERTIFICATE.to_string(), format!("{} {}", c.reception_ja, n.reception_ja))),
+        (Some(c), None) => Some((CODE_CERTIFICATE.to_string(), c.reception_ja.clone())),
+        (None, notice) => notice.as_ref().map(|n| (n.code.clone(), n.reception_ja.clone())),
+    }
 }
 
 pub fn write_search(w: &mut XmlWriter, s: &SearchInfo) {
@@ -347,6 +357,56 @@ mod tests {
         assert!(message.starts_with("保険者番号が正しくありません。検証番号（最後の桁）が合いません。"), "{message}");
         assert!(message.contains("the last digit should be 8"), "{message}");
         assert_eq!(refusal_message(&refused(None, "anything")), "保険者番号が正しくありません。", "no field: the action alone");
+    }
+
+    #[test]
+    fn a_card_result_carries_the_certificate_notice_before_the_centers_own() {
+        let answer = VerifyAnswer {
+            validity: onshi_api::verify::CodeLabel { code: "1".into(), label: "有効".into() },
+            notice: Some(onshi_api::verify::Notice {
+                code: "PENDING".into(),
+                reception_ja: "来月から負担割合が変わります。".into(),
+                operator_en: String::new(),
+            }),
+            date_of_care: "20261204".into(),
+            coverage: None,
+            newer_coverage: None,
+            pending: vec![],
+            as_of: None,
+            insurer_lag: None,
+            answered_at: "20261204090000".into(),
+        };
+        let notice = onshi_api::card::CertificateNotice {
+            state: "expiring".into(),
+            expires_on: "20270201".into(),
+            grace_until: None,
+            consent_refused: false,
+            reception_ja: "更新のご案内: 電子証明書は2027年2月1日に有効期限を迎えます。".into(),
+        };
+        let header = Header::default();
+        let write = |outcome: &Outcome| {
+            let result = SingleResult {
+                header: &header,
+                search: None,
+                outcome,
+                reference: Reference::Card,
+                changes: &[],
+                changes_against: "",
+                now: "20261204090000",
+                institution_code: "1311234569",
+                charset: Charset::Utf8,
+            };
+            String::from_utf8(single(&result)).unwrap()
+        };
+        let with = write(&Outcome::Answered { answer: answer.clone(), consents: None, certificate: Some(notice) });
+        assert!(with.contains("<ProcessingResultCode>ONSHI-GW-CERTIFICATE</ProcessingResultCode>"), "{with}");
+        assert!(
+            with.contains("<ProcessingResultMessage>更新のご案内: 電子証明書は2027年2月1日に有効期限を迎えます。 来月から負担割合が変わります。</ProcessingResultMessage>"),
+            "both notices, the card's first: {with}"
+        );
+        let without = write(&Outcome::Answered { answer, consents: None, certificate: None });
+        assert!(without.contains("<ProcessingResultCode>PENDING</ProcessingResultCode>"), "{without}");
+        assert!(!without.contains("更新のご案内"));
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub async fn answer_waiting(gateway: &Gateway, progress: Option<&(dyn Fn(usize, 
         let entries: Vec<VerifyNumberRequest> = chunk.iter().map(|e| request_of(&e.search, &e.header)).collect();
         let results = match gateway.client.verify_batch(&BatchVerifyRequest { institution_code: None, entries }).await {
             Ok(response) => response.results.into_iter().map(|r| match (r.answer, r.error) {
-                (Some(answer), _) => Outcome::Answered { answer, consents: None },
+                (Some(answer), _) => Outcome::Answered { answer, consents: None, certificate: None },
                 (None, Some(error)) => Outcome::Refused { error },
                 (None, None) => Outcome::Queued { reason: "the center gave no answer for this entry".into() },
             }),

@@ -1,7 +1,7 @@
 //! What a check (資格確認) at the clinic came to, and what changed between two answers.
 //! Pure: no I/O, so the file interface, the page and the queue all speak the same outcome.
 
-use onshi_api::card::{ConsentChoice, Consents};
+use onshi_api::card::{CertificateNotice, ConsentChoice, Consents};
 use onshi_api::verify::{ApiError, VerifyAnswer, VerifyNumberRequest};
 use onshi_domain::ids::to_half_width;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,9 @@ pub enum Outcome {
         answer: VerifyAnswer,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         consents: Option<Consents>,
+        /// A card check: the certificate near or past its end ("更新のご案内", grace).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<CertificateNotice>,
     },
     /// The center refused the request as written (a wrong number, a revoked card, …).
     Refused { error: ApiError },
@@ -45,7 +48,8 @@ impl Outcome {
     /// One line for reception, Japanese first.
     pub fn summary_ja(&self) -> String {
         match self {
-            Outcome::Answered { answer, .. } => validity_sentence(answer),
+            Outcome::Answered { answer, certificate: None, .. } => validity_sentence(answer),
+            Outcome::Answered { answer, certificate: Some(notice), .. } => format!("{}（{}）", validity_sentence(answer), notice.reception_ja),
             Outcome::Refused { error } => format!("照会できませんでした: {}", error.reception_ja),
             // The date of care is stated because the cached answer may be for another day
             // than the one asked about (a copay change or a loss may fall in between).
@@ -225,8 +229,8 @@ mod tests {
 
     #[test]
     fn a_lost_coverage_is_a_change_and_the_same_answer_is_not() {
-        let valid = Outcome::Answered { answer: answer("1", "有効"), consents: None };
-        let lost = Outcome::Answered { answer: answer("2", "無効"), consents: None };
+        let valid = Outcome::Answered { answer: answer("1", "有効"), consents: None, certificate: None };
+        let lost = Outcome::Answered { answer: answer("2", "無効"), consents: None, certificate: None };
         assert_eq!(changes(Some(&valid), &lost), vec!["資格: 有効 → 無効".to_string()]);
         assert!(changes(Some(&valid), &valid).is_empty());
         let queued = Outcome::Queued { reason: "down".into() };

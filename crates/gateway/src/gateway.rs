@@ -245,7 +245,7 @@ impl Gateway {
             Some(Ok(answer)) => {
                 self.note_line(true, None);
                 let cached = serde_json::to_string(&answer).expect("answers serialise");
-                (Outcome::Answered { answer, consents: None }, Some((key.clone(), cached)), None)
+                (Outcome::Answered { answer, consents: None, certificate: None }, Some((key.clone(), cached)), None)
             }
             Some(Err(error)) => match Self::offline_reason(&error) {
                 None => {
@@ -367,7 +367,7 @@ impl Gateway {
         match verified {
             Ok(answer) => {
                 self.note_line(true, None);
-                let outcome = Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) };
+                let outcome = Outcome::Answered { answer: answer.answer, consents: Some(answer.consents), certificate: answer.certificate };
                 Ok(Checked { outcome, changes: Vec::new(), method, subject, queue: None, cache: None })
             }
             Err(FlowError::Reader(e)) => Err(GatewayError::Reader(reader_message(&e))),

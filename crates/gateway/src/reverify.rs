@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use onshi_api::card::{CardAnswer, CardProof, Challenge, Method, VerifyCard};
+use onshi_api::card::{CardProof, Challenge, Method, VerifyCard};
 
 use crate::answer_xml::{self, Reference, SingleResult};
 use crate::check::{self, Job, Outcome};
@@ -91,8 +91,10 @@ async fn ask_again(gateway: &Gateway, job: &QueuedJob) -> Result<Option<Outcome>
                 attestation: Some(attestation),
             };
             let request = VerifyCard { proof, date_of_care: Some(date_of_care.clone()), consent, chosen_at: Some(chosen_at) };
-            match gateway.client.post_json::<_, CardAnswer>("/verify/card", &request).await {
-                Ok(answer) => Ok(Some(Outcome::Answered { answer: answer.answer, consents: Some(answer.consents) })),
+            match onshi_reader::flow::send_verify(&gateway.client, &request).await {
+                Ok(answer) => {
+                    Ok(Some(Outcome::Answered { answer: answer.answer, consents: Some(answer.consents), certificate: answer.certificate }))
+                }
                 Err(e) if Gateway::offline_reason(&e).is_some() => Ok(None),
                 Err(e) => Ok(Some(crate::gateway::refused_outcome(e))),
             }

@@ -102,6 +102,10 @@ pub struct BindingEntry {
     /// (revoking or renewing that one revokes this one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_of: Option<String>,
+    /// A card issued without a PIN (顔認証マイナンバーカード): its holder registers it for
+    /// insurance use by face at the reader, as no card signature can be had (issue and renew).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub face_only: bool,
 }
 
 /// One line of `bindings.jsonl`: the entry's JSON text exactly as signed, and the CA's
@@ -111,6 +115,15 @@ pub struct BindingEntry {
 pub struct SignedBinding {
     pub entry: String,
     pub signature: String,
+}
+
+/// What a feed entry's certificate lives on.
+#[derive(Clone, Copy, Debug)]
+enum Device<'a> {
+    /// A card; `face_only` when issued without a PIN.
+    Card { face_only: bool },
+    /// A smartphone, its certificate issued from the card certificate `of`.
+    Phone { of: &'a str },
 }
 
 /// The binding feed's file name in the CA directory.
@@ -329,7 +342,14 @@ impl CardCa {
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, from, until)?;
         let mut card = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, attributes.clone())?;
         card.set_token(crate::card::TokenType::Card, &self.current_pem)?;
-        self.append_binding(BindingKind::Issue, &serial, &holder_ref, person_ref, Some(attributes), None)?;
+        self.append_binding(
+            BindingKind::Issue,
+            &serial,
+            &holder_ref,
+            person_ref,
+            Some(attributes),
+            Device::Card { face_only: pin.is_none() },
+        )?;
         Ok(card)
     }
 
@@ -350,7 +370,14 @@ impl CardCa {
         card.set_token(card.token(), &self.current_pem)?;
         self.revoke(&old, RevokeReason::Renewed)?;
         if let Some(bound) = bound {
-            self.append_binding(BindingKind::Renew, &serial, &holder_ref, &bound.person_ref, bound.attributes, None)?;
+            self.append_binding(
+                BindingKind::Renew,
+                &serial,
+                &holder_ref,
+                &bound.person_ref,
+                bound.attributes,
+                Device::Card { face_only: bound.face_only },
+            )?;
         }
         Ok(card)
     }
@@ -406,7 +433,7 @@ impl CardCa {
         holder_ref: &str,
         person_ref: &str,
         attributes: Option<CardAttributes>,
-        phone_of: Option<&str>,
+        device: Device<'_>,
     ) -> Result<(), PkiError> {
         use std::io::Write as _;
         // Numbering and appending under one lock: two `onshi jpki` runs at once would otherwise
@@ -428,7 +455,11 @@ impl CardCa {
             person_ref: person_ref.to_string(),
             attributes,
             on: today().yyyymmdd(),
-            phone_of: phone_of.map(str::to_string),
+            phone_of: match device {
+                Device::Phone { of } => Some(of.to_string()),
+                Device::Card { .. } => None,
+            },
+            face_only: matches!(device, Device::Card { face_only: true }),
         };
         let json = |e: serde_json::Error| PkiError::Invalid { what: "a binding entry".into(), detail: e.to_string() };
         let entry = serde_json::to_string(&entry).map_err(json)?;
@@ -468,7 +499,14 @@ impl CardCa {
             if let Some(bound) = bound
                 && (reason != RevokeReason::Renewed || is_phone)
             {
-                self.append_binding(BindingKind::Revoke, serial, &bound.holder_ref, &bound.person_ref, None, None)?;
+                self.append_binding(
+                    BindingKind::Revoke,
+                    serial,
+                    &bound.holder_ref,
+                    &bound.person_ref,
+                    None,
+                    Device::Card { face_only: false },
+                )?;
             }
         }
         let text =
@@ -518,7 +556,14 @@ impl CardCa {
         let (cert_pem, serial) = self.sign_card_certificate(&key, &holder_ref, today(), until)?;
         let mut phone = VirtualCard::create(out, serial.clone(), cert_pem, key.serialize_pem(), pin, card.attributes().clone())?;
         phone.set_token(token, &self.current_pem)?;
-        self.append_binding(BindingKind::Issue, &serial, &holder_ref, &bound.person_ref, bound.attributes, Some(card.serial()))?;
+        self.append_binding(
+            BindingKind::Issue,
+            &serial,
+            &holder_ref,
+            &bound.person_ref,
+            bound.attributes,
+            Device::Phone { of: card.serial() },
+        )?;
         Ok(phone)
     }
 

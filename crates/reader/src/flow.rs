@@ -1,7 +1,9 @@
 //! The card flows against the center: take a challenge, have the card or the reader prove it
 //! for a purpose and with what the patient decided, then link (初回登録), verify, report, or act
-//! as the patient. The challenge is requested right before the proof, as it expires after 60
-//! seconds.
+//! as the patient. A challenge expires 60 seconds after issue: each card check's answer carries
+//! the institution's next one, which the client keeps for half that time, so that a check at
+//! the counter is one request; without a kept one the challenge is requested right before the
+//! proof.
 
 use onshi_api::card::{
     CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Linked, Method, Purpose, ReportFiled, ReportLink, VerifyCard,
@@ -31,6 +33,29 @@ pub enum FlowError {
     Center(#[from] ClientError),
 }
 
+/// Where a proof's challenge came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Kept from an earlier answer: the center may have forgotten it (a restart), so a refusal
+    /// of it is worth one more try with a fresh one.
+    Kept,
+    Fresh,
+}
+
+/// The institution's next challenge: a kept one, or a fresh one from the center.
+async fn institution_challenge(client: &CenterClient, prefer_kept: bool) -> Result<(String, Source), FlowError> {
+    if prefer_kept && let Some(kept) = client.take_kept_challenge() {
+        return Ok((kept.challenge, Source::Kept));
+    }
+    let Challenge { challenge, .. } = client.post_json(INSTITUTION_CHALLENGE, &serde_json::json!({})).await?;
+    Ok((challenge, Source::Fresh))
+}
+
+/// Whether the center refused a proof for its challenge alone (unknown, expired).
+fn challenge_refused(error: &ClientError) -> bool {
+    matches!(error, ClientError::Refused { body, .. } if matches!(body.error.code.as_str(), "CHALLENGE_UNKNOWN" | "CHALLENGE_EXPIRED"))
+}
+
 /// A fresh challenge and the proof for it: the card (PIN) or the reader (face, visual) signs
 /// the purpose, the challenge and `details`.
 pub async fn prove(
@@ -40,11 +65,22 @@ pub async fn prove(
     purpose: Purpose,
     details: &str,
 ) -> Result<CardProof, FlowError> {
+    Ok(prove_from(client, reader, how, purpose, details, false).await?.0)
+}
+
+async fn prove_from(
+    client: &CenterClient,
+    reader: &mut dyn CardReader,
+    how: How<'_>,
+    purpose: Purpose,
+    details: &str,
+    prefer_kept: bool,
+) -> Result<(CardProof, Source), FlowError> {
     let certificate = match how {
         How::Pin(pin) => reader.certificate_with_pin(pin)?,
         _ => reader.certificate()?,
     };
-    let Challenge { challenge, .. } = client.post_json(INSTITUTION_CHALLENGE, &serde_json::json!({})).await?;
+    let (challenge, source) = institution_challenge(client, prefer_kept).await?;
     let mut proof = CardProof { challenge: challenge.clone(), certificate, method: Method::Pin, card_signature: None, attestation: None };
     match how {
         How::Pin(pin) => {
@@ -64,7 +100,7 @@ pub async fn prove(
             proof.attestation = Some(reader.attest_visual(purpose, &challenge, details)?);
         }
     }
-    Ok(proof)
+    Ok((proof, source))
 }
 
 /// The proof of a verification at the counter: the consents travel inside it.
@@ -77,7 +113,8 @@ pub async fn prove_verify(
     prove(client, reader, how, Purpose::Verify, &consent_details(consent, "-")).await
 }
 
-/// Verification by card with the consents chosen on the reader.
+/// Verification by card with the consents chosen on the reader: on the challenge the last
+/// answer carried when there is one (one request), else on a fresh one (two).
 pub async fn verify(
     client: &CenterClient,
     reader: &mut dyn CardReader,
@@ -85,8 +122,25 @@ pub async fn verify(
     consent: ConsentChoice,
     date_of_care: Option<String>,
 ) -> Result<CardAnswer, FlowError> {
-    let proof = prove_verify(client, reader, how, &consent).await?;
-    Ok(client.post_json("/verify/card", &VerifyCard { proof, date_of_care, consent, chosen_at: None }).await?)
+    let details = consent_details(&consent, "-");
+    let (proof, source) = prove_from(client, reader, how, Purpose::Verify, &details, true).await?;
+    let request = VerifyCard { proof, date_of_care, consent, chosen_at: None };
+    match send_verify(client, &request).await {
+        Err(e) if source == Source::Kept && challenge_refused(&e) => {
+            let (proof, _) = prove_from(client, reader, how, Purpose::Verify, &details, false).await?;
+            Ok(send_verify(client, &VerifyCard { proof, ..request }).await?)
+        }
+        answer => Ok(answer?),
+    }
+}
+
+/// Sends a verification by card and keeps the next challenge its answer carries.
+pub async fn send_verify(client: &CenterClient, request: &VerifyCard) -> Result<CardAnswer, ClientError> {
+    let mut answer: CardAnswer = client.post_json("/verify/card", request).await?;
+    if let Some(next) = answer.next_challenge.take() {
+        client.keep_challenge(next);
+    }
+    Ok(answer)
 }
 
 /// 初回登録 on the PIN path: the holder agrees to use the card as an insurance card. Whose
@@ -115,7 +169,11 @@ pub async fn card_pin_proof(
     purpose: Purpose,
     details: &str,
 ) -> Result<CardProof, FlowError> {
-    let Challenge { challenge, .. } = client.post_json(challenge_path, &serde_json::json!({})).await?;
+    // Only an institution's checks carry its next challenge; a holder's own requests ask.
+    let challenge = match client.take_kept_challenge().filter(|_| challenge_path == INSTITUTION_CHALLENGE) {
+        Some(kept) => kept.challenge,
+        None => client.post_json::<_, Challenge>(challenge_path, &serde_json::json!({})).await?.challenge,
+    };
     let signature = card.sign_with_pin(pin, &card_message(purpose, &challenge, details)).map_err(ReaderError::from)?;
     Ok(CardProof {
         challenge,

@@ -93,6 +93,8 @@ pub struct CardBinding {
     pub attributes: BoundAttributes,
     /// `active`, `revoked`, or `disputed` (the insurer confirmed a wrong link from it).
     pub state: String,
+    /// A card without a PIN (顔認証マイナンバーカード): registered by face at the reader.
+    pub face_only: bool,
 }
 
 /// One verified entry of the card authority's binding feed.
@@ -106,6 +108,8 @@ pub struct BindingChange {
     pub person_ref: String,
     /// Issue and renew.
     pub attributes: Option<BoundAttributes>,
+    /// The authority issued the card without a PIN (issue and renew).
+    pub face_only: bool,
 }
 
 /// What applying a feed entry did.

@@ -233,12 +233,14 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
         holder_ref: "holder-9".into(),
         person_ref: "card-p1".into(),
         attributes: (kind != "revoke").then(|| attributes.clone()),
+        face_only: false,
     };
     assert_eq!(register.binding_seq_max().unwrap(), 0);
     assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::Applied { unlinked_person: None });
     assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::AlreadyApplied);
     let bound = register.binding("0c01").unwrap().expect("bound");
     assert_eq!((bound.person_ref.as_str(), &bound.attributes, bound.state.as_str()), ("card-p1", &attributes, "active"));
+    assert!(!bound.face_only);
     assert_eq!(register.person_of_ref("card-p1").unwrap(), Some(person));
     assert_eq!(register.person_of_ref("nobody").unwrap(), None);
 
@@ -297,6 +299,10 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     assert_eq!(renewed.state, LinkState::Flagged);
     register.review_report(flagged, "insurer:x", false, "right link", now()).unwrap().expect("open");
     assert_eq!(register.card_link("0d02").unwrap().map(|l| l.state), Some(LinkState::Active), "the renewed card verifies again");
+
+    // A card without a PIN is bound as such (it registers by face).
+    register.apply_binding(&BindingChange { face_only: true, ..change(6, "issue", "0e01") }, now()).unwrap();
+    assert!(register.binding("0e01").unwrap().expect("bound").face_only);
 
     assert!(register.raise_trust_value("crl", 5).unwrap());
     assert!(register.raise_trust_value("crl", 5).unwrap(), "the same value again");

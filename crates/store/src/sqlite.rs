@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("sqlite/0002_cards.sql")),
     (3, include_str!("sqlite/0003_medical.sql")),
     (4, include_str!("sqlite/0004_trust.sql")),
+    (5, include_str!("sqlite/0005_face_only.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.

@@ -182,6 +182,43 @@ fn ten_failed_faces_lock_face_recognition_for_the_card_until_its_pin() {
     assert_eq!(ok_json(&world.verify(&card, &["--face", "holder"]))["method"], "face", "and unlocked face recognition");
 }
 
+/// A 顔認証マイナンバーカード (issued without a PIN): the PIN path says the card has none;
+/// 初回登録 and checks go by face, or by staff's visual check; a card with a PIN still
+/// registers with its PIN only (a face match is the reader's word, not the holder's signature).
+#[test]
+fn a_card_without_a_pin_registers_and_verifies_by_face_or_visual_check_only() {
+    let world = CardWorld::new();
+    let card = world.path("face-only.card");
+    run_ok(
+        onshi()
+            .args(["jpki", "issue", "--dir"])
+            .arg(world.path("jpki"))
+            .arg("--out")
+            .arg(&card)
+            .args(["--person-ref", PERSON, "--name", NAME, "--kana", "シケン　ハナコ", "--birth", BIRTH, "--sex", "2"])
+            .args(["--address", ADDRESS, "--face-only"]),
+    );
+    let by_pin = world.link(&card);
+    assert!(!by_pin.status.success());
+    assert!(String::from_utf8_lossy(&by_pin.stderr).contains("this card has no PIN"), "{}", String::from_utf8_lossy(&by_pin.stderr));
+    let stranger = world.card("link", &card, "reader-clinic", &["--face", "stranger"]);
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("face does not match"), "a stranger registers nothing");
+    refused(&world.verify(&card, &["--face", "holder"]), "CARD_NOT_LINKED");
+    let linked = world.card("link", &card, "reader-clinic", &["--face", "holder"]);
+    assert!(String::from_utf8_lossy(&linked.stdout).contains("利用登録しました"), "{}", String::from_utf8_lossy(&linked.stderr));
+    let face = ok_json(&world.verify(&card, &["--face", "holder"]));
+    assert_eq!((face["validity"]["code"].as_str(), face["method"].as_str()), (Some("1"), Some("face")));
+    let visual = ok_json(&world.verify(&card, &["--visual", "--facility-password", "pass-1"]));
+    assert_eq!(visual["method"], "visual");
+    let pin = world.verify(&card, &["--pin", "1234"]);
+    assert!(String::from_utf8_lossy(&pin.stderr).contains("this card has no PIN"));
+
+    // A card with a PIN: registering it by face is refused, it stays unlinked.
+    let with_pin = world.issue("with-pin.card", NAME, &[]);
+    refused(&world.card("link", &with_pin, "reader-clinic", &["--face", "holder"]), "CARD_LINK_NEEDS_PIN");
+    refused(&world.verify(&with_pin, &["--face", "holder"]), "CARD_NOT_LINKED");
+}
+
 #[test]
 fn revoked_expired_renewed_and_flagged_cards() {
     let world = CardWorld::new();
@@ -295,6 +332,63 @@ fn a_replayed_challenge_is_refused() {
             }
             other => panic!("a replay must be refused, got {other:?}"),
         }
+    });
+}
+
+/// A check at the counter is one request: the answer carries the clinic's next challenge and
+/// the client keeps it. A center that restarted has forgotten it: the check is refused for the
+/// challenge alone and made again on a fresh one, never shown to reception as a failure.
+#[test]
+fn the_next_challenge_rides_on_the_answer_and_a_restarted_center_costs_one_retry() {
+    use onshi_reader::CardReader as _;
+    let mut world = CardWorld::new();
+    let card = world.issue("kept.card", NAME, &[]);
+    world.link(&card);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut reader = onshi_reader::SimulatedReader::new(onshi_reader::ReaderFile::load(&world.path("reader-clinic")).unwrap());
+    reader.place_card(&card).unwrap();
+    let pin = onshi_reader::flow::How::Pin("1234");
+    let client = world.server.client_at(&world.path("pki"), Some(CLINIC));
+    runtime.block_on(async {
+        let first = onshi_reader::flow::verify(&client, &mut reader, pin, Default::default(), None).await.unwrap();
+        assert_eq!(first.answer.validity.code, "1");
+        // The next check signs the kept challenge and sends one request: the proof and the answer.
+        let kept = client.take_kept_challenge().expect("the answer carried the clinic's next challenge").challenge;
+        let certificate = reader.certificate_with_pin("1234").unwrap();
+        let details = onshi_api::card::consent_details(&Default::default(), "-");
+        let message = onshi_api::card::card_message(onshi_api::card::Purpose::Verify, &kept, &details);
+        let signature = onshi_domain::hex::encode(&reader.sign_with_pin("1234", &message).unwrap());
+        let proof = onshi_api::card::CardProof {
+            challenge: kept,
+            certificate,
+            method: onshi_api::card::Method::Pin,
+            card_signature: Some(signature),
+            attestation: None,
+        };
+        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default(), chosen_at: None };
+        let second = onshi_reader::flow::send_verify(&client, &request).await.unwrap();
+        assert_eq!(second.serial, first.serial);
+        // Another clinic's client never holds this clinic's challenges.
+        let other = world.server.client_at(&world.path("pki"), Some(OTHER_CLINIC));
+        assert!(other.take_kept_challenge().is_none());
+    });
+    // The center restarts on its port; the client still keeps the challenge of the last answer.
+    let addr = world.server.addr.clone();
+    assert!(world.server.terminate().success());
+    let root = world.dir.path().to_path_buf();
+    world.server =
+        Server::start_listening(&root.join("center.sqlite"), &root.join("pki"), &addr, &["--jpki", root.join("jpki").to_str().unwrap()]);
+    // The old client's pooled connection died with the old process; a fresh client (the
+    // gateway's pool would reconnect the same way) takes over the kept challenge.
+    let kept = client.take_kept_challenge().expect("the second answer carried one too");
+    let client = world.server.client_at(&world.path("pki"), Some(CLINIC));
+    client.keep_challenge(kept);
+    runtime.block_on(async {
+        let third = onshi_reader::flow::verify(&client, &mut reader, pin, Default::default(), None).await.unwrap();
+        assert_eq!(third.answer.validity.code, "1", "made again on a fresh challenge");
+        let anonymous = world.server.client_at(&world.path("pki"), None);
+        let (_, metrics) = anonymous.get_raw("/metrics").await.unwrap();
+        assert!(metrics.contains("onshi_errors_total{code=\"CHALLENGE_UNKNOWN\"} 1"), "the kept one was tried first: {metrics}");
     });
 }
 
