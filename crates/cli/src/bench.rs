@@ -465,7 +465,7 @@ fn card_only(
     institution: &onshi_domain::ids::InstitutionCode,
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
 ) -> anyhow::Result<ExitCode> {
-    let bench_cards = crate::bench_card::prepare(&args.dir, events)?;
+    let mut bench_cards = crate::bench_card::prepare(&args.dir, events)?;
     let server = start_server(db, pki, &bench_cards.jpki)?;
     let config = client_config(&server.addr, pki, institution)?;
     let pid = server.child.id();
@@ -474,7 +474,7 @@ fn card_only(
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         throughput(&clients, Endpoint::Trivial, requests, 3).await;
         let trivial = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
-        crate::bench_card::link(&clients[0], &bench_cards).await?;
+        crate::bench_card::link(&clients[0], &mut bench_cards).await?;
         let cards = with_cpu(pid, seconds, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         anyhow::ensure!(cards.failed == 0, "{} card verifications failed", cards.failed);
         let again = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
@@ -555,7 +555,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return hostile(&args, &db, &pki, &institution, &requests);
     }
     let in_process_us = in_process_verify_us(&db, &requests)?;
-    let bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
+    let mut bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
     let server = start_server(&db, &pki, &bench_cards.jpki)?;
     let config = client_config(&server.addr, &pki, &institution)?;
     let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -588,7 +588,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let today = onshi_domain::Date::parse_yyyymmdd(&summary.today).map_err(|e| anyhow::anyhow!("{e}"))?;
         let receipt_seconds = receipt_timing(&clients[0], &institution, &requests, today).await?;
         eprintln!("bench: card verification (PIN signature over the kept challenge, verify)");
-        crate::bench_card::link(&clients[0], &bench_cards).await?;
+        crate::bench_card::link(&clients[0], &mut bench_cards).await?;
         let pid = server.child.id();
         let seconds = args.seconds;
         let cards = with_cpu(pid, seconds, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;

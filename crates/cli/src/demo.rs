@@ -331,6 +331,16 @@ The clinic gateway (configuration {}):",
         crate::demo_cards::DEMO_PIN,
         crate::demo_cards::FACILITY_PASSWORD
     );
+    println!("\nWith a real card reader (PC/SC: any contact or NFC reader the smart-card service sees):");
+    println!("  add  pcsc = \"\"  under [reader] in {} (\"\" takes the first reader, or name it),", gateway.config.display());
+    println!("  remove  simulator = true, and start the gateway again; the page then says カードを置いてください.");
+    println!("  Linux needs pcscd (Debian: apt-get install pcscd); Windows has it built in (the Smart Card service).");
+    println!(
+        "  Without a physical card, a virtual one in the virtual reader of vsmartcard-vpcd (Debian: apt-get install vsmartcard-vpcd):"
+    );
+    if let Some(first) = manifest.cards.cards.first() {
+        println!("    {exe} card insert --card {}    # Ctrl-C takes it away", first.path.display());
+    }
     println!("\nCtrl-C stops the center and the gateway; the data stays in {}.", paths.root.display());
     Ok(())
 }
