@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// Cases taken from each ground-truth category by --check.
     #[arg(long, default_value_t = 25)]
     pub per_category: usize,
+    /// The gateway uses this PC/SC card reader instead of the simulator (no name: the first
+    /// one); needs the smart-card service (pcscd on Linux).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", conflicts_with = "check")]
+    pub pcsc: Option<String>,
 }
 
 /// What a finished set-up wrote; its presence means the directory can be reused.
@@ -190,7 +194,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let institution = client(&paths, center.addr, Some(paths.institution_cert(&manifest.institution_code)))?;
         crate::demo_cards::enroll(&institution, &manifest.cards).await?;
         let page_port = if args.check { 0 } else { args.page_port };
-        let gateway = crate::demo_gateway::start(&paths.root, center.addr, &manifest.institution_code, page_port).await?;
+        let gateway =
+            crate::demo_gateway::start(&paths.root, center.addr, &manifest.institution_code, page_port, args.pcsc.as_deref()).await?;
         let code = if args.check {
             let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
             let anonymous = client(&paths, center.addr, None)?;
@@ -325,15 +330,23 @@ The clinic gateway (configuration {}):",
         println!("  cp {} {}", example.display(), gateway.folder.join("req").display());
     }
     println!("  {exe} doctor --config {}    # which link is broken, if any", gateway.config.display());
-    println!(
-        "  On the page: place a card from {}, verify by face or PIN {}, or visually with the facility password {}.",
-        paths.root.join("cards").display(),
-        crate::demo_cards::DEMO_PIN,
-        crate::demo_cards::FACILITY_PASSWORD
-    );
-    println!("\nWith a real card reader (PC/SC: any contact or NFC reader the smart-card service sees):");
-    println!("  add  pcsc = \"\"  under [reader] in {} (\"\" takes the first reader, or name it),", gateway.config.display());
-    println!("  remove  simulator = true, and start the gateway again; the page then says カードを置いてください.");
+    if gateway.pcsc {
+        println!(
+            "  On the page: place a card on the PC/SC reader and have the patient type the PIN, or check it visually with the facility password {}.",
+            crate::demo_cards::FACILITY_PASSWORD
+        );
+    } else {
+        println!(
+            "  On the page: place a card from {}, verify by face or PIN {}, or visually with the facility password {}.",
+            paths.root.join("cards").display(),
+            crate::demo_cards::DEMO_PIN,
+            crate::demo_cards::FACILITY_PASSWORD
+        );
+    }
+    println!("\nWith a real card reader (PC/SC: any contact or NFC reader the smart-card service sees), run the demo as");
+    println!("  {exe} demo --dir {} --pcsc [NAME]    # the first reader, or the one whose name starts with NAME", paths.root.display());
+    println!("  the page then says カードを置いてください and checks the card with the patient's PIN. A clinic writes");
+    println!("  pcsc = \"\"  under [reader] in its gateway.toml instead of  simulator = true.");
     println!("  Linux needs pcscd (Debian: apt-get install pcscd); Windows has it built in (the Smart Card service).");
     println!(
         "  Without a physical card, a virtual one in the virtual reader of vsmartcard-vpcd (Debian: apt-get install vsmartcard-vpcd):"

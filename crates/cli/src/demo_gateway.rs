@@ -14,19 +14,25 @@ pub struct DemoGateway {
     pub page: SocketAddr,
     pub folder: PathBuf,
     pub config: PathBuf,
+    /// The gateway drives a PC/SC reader (`onshi demo --pcsc`), not the simulator.
+    pub pcsc: bool,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), onshi_gateway::serve::ServeError>>,
 }
 
 /// Writes the gateway's configuration for the center at `center` and starts it; the page on
 /// `page_port` (a busy port falls back to a free one).
-pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16) -> anyhow::Result<DemoGateway> {
+pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, pcsc: Option<&str>) -> anyhow::Result<DemoGateway> {
     let config = root.join("gateway.toml");
-    let text = format!(
-        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{}",
-        config.display(),
-        onshi_gateway::config::standard_text(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "")
-    );
+    let mut standard = onshi_gateway::config::standard_text(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "");
+    if let Some(name) = pcsc {
+        // A real reader instead of the simulator: no card files or camera on the page.
+        let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+        anyhow::ensure!(standard.contains("simulator = true\ncards = \"cards\"\n"), "the standard gateway.toml changed its [reader] lines");
+        standard = standard.replace("simulator = true\ncards = \"cards\"\n", &format!("pcsc = \"{name}\"\n"));
+    }
+    let text =
+        format!("# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{standard}", config.display());
     std::fs::write(&config, text)?;
     let gateway = Arc::new(Gateway::open(GatewayConfig::load(&config)?, system_clock())?);
     let folder = gateway.config.folder.clone();
@@ -49,7 +55,7 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16) 
             _ => anyhow::anyhow!("the demo's gateway did not start"),
         });
     };
-    Ok(DemoGateway { page, folder, config, stop, task })
+    Ok(DemoGateway { page, folder, config, pcsc: pcsc.is_some(), stop, task })
 }
 
 impl DemoGateway {
