@@ -309,6 +309,51 @@ impl Gateway {
         Ok(id)
     }
 
+    /// 初回登録 (利用登録) of the card on the reader, at the counter: the patient agrees with
+    /// the card's PIN (or an iPhone's own confirmation; a card issued without a PIN by face).
+    /// Whose coverage it links to is the card authority's word. Returns what reception reads.
+    pub async fn link_card(&self, how: CardHow) -> Result<String, GatewayError> {
+        let mut guard = self.reader.lock().await;
+        let reader = guard.card_reader().map_err(|e| GatewayError::Reader(reader_message(&e)))?;
+        if matches!(reader.state(), onshi_reader::ReaderState::Empty) {
+            return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into()));
+        }
+        let flow_how = match &how {
+            CardHow::Pin(pin) => How::Pin(pin),
+            CardHow::Phone => How::Phone,
+            CardHow::Face => How::Face,
+            CardHow::Visual => {
+                return Err(GatewayError::Reader(
+                    "利用登録は目視ではできません。暗証番号（顔認証マイナンバーカードは顔認証）で行ってください。".into(),
+                ));
+            }
+        };
+        let linked = flow::link_by(&self.client, reader, flow_how).await;
+        if let Err(FlowError::Reader(e)) = &linked {
+            guard.reset_after(e);
+        }
+        match linked {
+            Ok(linked) => {
+                self.note_line(true, None);
+                Ok(format!("利用登録しました（証明書 {}）。続けて資格確認をしてください。", linked.serial))
+            }
+            Err(FlowError::Reader(e)) => Err(GatewayError::Reader(reader_message(&e))),
+            Err(FlowError::Center(error)) => match Self::offline_reason(&error) {
+                Some(reason) => {
+                    self.note_down(&error);
+                    Err(GatewayError::CardOffline(format!("{reason}。利用登録は回線が戻ってから行ってください。")))
+                }
+                None => {
+                    self.note_line(true, None);
+                    Err(GatewayError::Reader(match error {
+                        ClientError::Refused { body, .. } => format!("利用登録できませんでした: {}", body.error.reception_ja),
+                        other => format!("利用登録できませんでした: {other}"),
+                    }))
+                }
+            },
+        }
+    }
+
     /// A check with the card on the reader. On the PIN and face paths a line failure is an
     /// error telling staff to switch to visual mode; in visual mode it is recorded and queued.
     pub async fn ask_card(&self, how: CardHow, consent: ConsentChoice) -> Result<Checked, GatewayError> {

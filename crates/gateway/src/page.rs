@@ -127,6 +127,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     };
     router
         .route("/reader/verify", post(verify_card))
+        .route("/reader/link", post(link_card))
         .route("/visual", post(visual_check))
         .with_state(page)
         .layer(axum::middleware::from_fn_with_state(access, crate::access::guard))
@@ -269,7 +270,9 @@ fn verify_forms(options: &str) -> String {
          <label>暗証番号 <input type=\"password\" name=\"pin\" id=\"pin\" inputmode=\"numeric\" maxlength=\"4\" autocomplete=\"off\"></label>"
     );
     html.push_str(CONSENT_FIELDS);
-    html.push_str("<button id=\"verify\">資格確認</button></form>");
+    html.push_str("<button id=\"verify\">資格確認</button>");
+    // 初回登録 with the same method and PIN; the consents above are not part of it.
+    html.push_str("<button id=\"link\" formaction=\"/reader/link\">利用登録（初回のみ）</button></form>");
     html.push_str(VISUAL_FORM);
     html.push_str(&number_form());
     html
@@ -627,15 +630,36 @@ async fn verify_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(for
         return forbidden();
     }
     let browser = Browser::of(&headers);
-    let how = match field(&form, "method").as_deref() {
-        Some("pin") => match field(&form, "pin") {
-            Some(pin) => CardHow::Pin(pin),
-            None => return page.say(&browser, false, "暗証番号を入力してください。"),
-        },
-        Some("phone") => CardHow::Phone,
-        _ => CardHow::Face,
+    let how = match card_how(&form) {
+        Ok(how) => how,
+        Err(message) => return page.say(&browser, false, message),
     };
     card_check(&page, &browser, how, consent_of(&form)).await
+}
+
+/// How the patient proves the card at the reader, as the form says.
+fn card_how(form: &HashMap<String, String>) -> Result<CardHow, &'static str> {
+    Ok(match field(form, "method").as_deref() {
+        Some("pin") => CardHow::Pin(field(form, "pin").ok_or("暗証番号を入力してください。")?),
+        Some("phone") => CardHow::Phone,
+        _ => CardHow::Face,
+    })
+}
+
+/// 初回登録 at the counter, for a card that answered 利用登録されていません.
+async fn link_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let browser = Browser::of(&headers);
+    let how = match card_how(&form) {
+        Ok(how) => how,
+        Err(message) => return page.say(&browser, false, message),
+    };
+    match page.gateway.link_card(how).await {
+        Ok(message) => page.say(&browser, true, message),
+        Err(e) => page.say(&browser, false, e.to_string()),
+    }
 }
 
 async fn visual_check(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {

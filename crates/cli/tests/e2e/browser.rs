@@ -257,4 +257,24 @@ fn the_reception_page_with_a_pc_sc_reader_waits_for_the_card_and_checks_it_with_
     // The card leaves the reader; the page asks for the next one.
     inserted.remove();
     wait_for("the page to see the card gone", || browser.text("#reader").contains("カードを置いてください").then_some(()));
+
+    // A new card of the same patient, not yet registered for insurance use: reception
+    // registers it at the counter with the patient's PIN (初回登録), then checks it.
+    let second = world.path("cards/card-2.json");
+    world.issue_card(&second);
+    let inserted = reader.insert(&second, &[]);
+    wait_for("the page to see the new card", || browser.text("#reader").contains("カードあり").then_some(()));
+    browser.type_into("#pin", crate::clinic::PIN);
+    browser.submit("#verify");
+    let flash = browser.text("#flash");
+    assert!(flash.contains("利用登録されていません"), "{flash}");
+    browser.type_into("#pin", crate::clinic::PIN);
+    browser.submit("#link");
+    let flash = browser.text("#flash");
+    assert!(flash.contains("利用登録しました"), "{flash}");
+    browser.type_into("#pin", crate::clinic::PIN);
+    browser.submit("#verify");
+    let flash = browser.text("#flash");
+    assert!(flash.contains("有効"), "{flash}");
+    inserted.remove();
 }

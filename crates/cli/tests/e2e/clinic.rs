@@ -99,10 +99,20 @@ impl ClinicWorld {
         let reader = world.path("reader.json");
         run_ok(onshi().args(["reader", "init", "--id", "reader-1", "--facility-password", FACILITY_PASSWORD, "--out"]).arg(&reader));
         run_ok(onshi().args(["reader", "register", "--reader"]).arg(&reader).args(world.center_args()));
-        let p1 = &members()[0];
         let card = world.path("cards/card-1.json");
         std::fs::create_dir_all(card.parent().unwrap()).unwrap();
-        run_ok(onshi().args(["jpki", "issue", "--dir"]).arg(world.path("jpki")).arg("--out").arg(&card).args([
+        world.issue_card(&card);
+        run_ok(
+            onshi().args(["card", "link", "--card"]).arg(&card).arg("--reader").arg(&reader).args(world.center_args()).args(["--pin", PIN]),
+        );
+        world.write_config(&world.url(), "");
+        world
+    }
+
+    /// Issues a card (PIN [`PIN`]) to the first member from the world's card authority.
+    pub fn issue_card(&self, card: &std::path::Path) {
+        let p1 = &members()[0];
+        run_ok(onshi().args(["jpki", "issue", "--dir"]).arg(self.path("jpki")).arg("--out").arg(card).args([
             "--person-ref",
             p1.person,
             "--name",
@@ -118,11 +128,6 @@ impl ClinicWorld {
             "--pin",
             PIN,
         ]));
-        run_ok(
-            onshi().args(["card", "link", "--card"]).arg(&card).arg("--reader").arg(&reader).args(world.center_args()).args(["--pin", PIN]),
-        );
-        world.write_config(&world.url(), "");
-        world
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
