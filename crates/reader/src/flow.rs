@@ -170,7 +170,8 @@ pub async fn card_pin_proof(
     details: &str,
 ) -> Result<CardProof, FlowError> {
     // Only an institution's checks carry its next challenge; a holder's own requests ask.
-    let challenge = match client.take_kept_challenge().filter(|_| challenge_path == INSTITUTION_CHALLENGE) {
+    let kept = if challenge_path == INSTITUTION_CHALLENGE { client.take_kept_challenge() } else { None };
+    let challenge = match kept {
         Some(kept) => kept.challenge,
         None => client.post_json::<_, Challenge>(challenge_path, &serde_json::json!({})).await?.challenge,
     };
