@@ -568,18 +568,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut trivial = Vec::new();
         let mut verify = Vec::new();
         let mut failures = 0;
+        let pid = server.child.id();
+        let seconds = args.seconds;
         for round in 1..=2 {
             eprintln!("bench: round {round}: trivial endpoint");
-            let (rate, failed) = throughput(&clients, Endpoint::Trivial, &requests, args.seconds).await;
-            trivial.push(rate);
-            failures += failed;
+            let measured = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
+            failures += measured.failed;
+            trivial.push(measured);
             eprintln!("bench: round {round}: verify by number");
-            let (rate, failed) = throughput(&clients, Endpoint::Verify, &requests, args.seconds).await;
-            verify.push(rate);
-            failures += failed;
+            let measured = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Verify, &requests, seconds).await) }).await?;
+            failures += measured.failed;
+            verify.push(measured);
         }
-        let trivial_rate = trivial.iter().sum::<f64>() / trivial.len() as f64;
-        let verify_rate = verify.iter().sum::<f64>() / verify.len() as f64;
+        let mean = |phases: &[Measured], f: fn(&Measured) -> f64| phases.iter().map(f).sum::<f64>() / phases.len() as f64;
+        let trivial_rate = mean(&trivial, |m| m.rate);
+        let verify_rate = mean(&verify, |m| m.rate);
+        let number_cpu = (mean(&verify, |m| m.cpu_us), mean(&trivial, |m| m.cpu_us));
         eprintln!("bench: latency at half load ({:.0}/s)", verify_rate / 2.0);
         let latencies = latency_at(&clients, verify_rate / 2.0, &requests, args.seconds).await;
         eprintln!("bench: batches of {BATCH_ENTRIES_MAX}");
@@ -598,9 +602,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let card = (cards, again);
         eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);
         let files = crate::bench_gateway::file_latencies(&args.dir, &server.addr, &pki, institution.as_str(), &requests).await?;
-        anyhow::Ok((trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, card, files))
+        anyhow::Ok((trivial_rate, verify_rate, number_cpu, failures, latencies, batch_seconds, receipt_seconds, card, files))
     })?;
-    let (trivial_rate, verify_rate, failures, latencies, batch_seconds, receipt_seconds, (cards, again), file_latencies) = report;
+    let (
+        trivial_rate,
+        verify_rate,
+        (verify_cpu_us, trivial_cpu_us),
+        failures,
+        latencies,
+        batch_seconds,
+        receipt_seconds,
+        (cards, again),
+        file_latencies,
+    ) = report;
     let (card_rate, trivial_again) = (cards.rate, again.rate);
     let (total_peak_kib, _) = memory_kib(server.child.id()).unwrap_or((0, 0));
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -629,6 +643,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&format!("| trivial endpoint (/v1/health) | {trivial_rate:.0} req/s | — | — |\n"));
     out.push_str(&format!("| verify by number | {verify_rate:.0} req/s | — | — |\n"));
     out.push_str(&format!("| verify / trivial | {ratio:.2} | ≥ 0.80 | {} |\n", verdict(ratio >= 0.8)));
+    let number_cpu_ratio = verify_cpu_us / trivial_cpu_us;
+    out.push_str(&format!(
+        "| server CPU per verification by number / per trivial request (server's own accounting) | {verify_cpu_us:.1} µs / {trivial_cpu_us:.1} µs = {number_cpu_ratio:.2}× | ≤ 1.25× | {} |\n",
+        verdict(number_cpu_ratio <= 1.25)
+    ));
     out.push_str(&format!(
         "| verify in-process, one thread, no HTTP/TLS (parse + register + answer + JSON) | {in_process_us:.1} µs per call | — | — |\n"
     ));
