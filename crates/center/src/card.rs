@@ -45,6 +45,9 @@ pub const CONSENT_HOURS: i64 = 24;
 /// Open challenges one institution may hold: far more than its readers can use in a minute,
 /// few enough that one clinic cannot fill the table for the others.
 const CHALLENGES_PER_INSTITUTION_MAX: usize = 1_000;
+/// Open challenges an institution may hold for answers to carry one more: a gateway keeps at
+/// most 8, a reader at a time uses one; far under the quota above.
+const ANSWER_CHALLENGES_HELD_MAX: usize = 64;
 /// Open challenges of card holders acting for themselves, all together: that endpoint needs
 /// no certificate, so it has a pool of its own.
 const PATIENT_CHALLENGES_MAX: usize = 10_000;
@@ -121,9 +124,14 @@ impl Challenges {
     }
 
     fn insert(&mut self, challenge: String, owner: &str, now: Timestamp) -> bool {
-        if self.per_owner.get(owner).copied().unwrap_or(0) >= Self::quota(owner) {
+        self.insert_within(challenge, owner, now, Self::quota(owner))
+    }
+
+    /// Inserts while `owner` holds fewer than `limit` open challenges.
+    fn insert_within(&mut self, challenge: String, owner: &str, now: Timestamp, limit: usize) -> bool {
+        if self.per_owner.get(owner).copied().unwrap_or(0) >= limit {
             self.prune(now);
-            if self.per_owner.get(owner).copied().unwrap_or(0) >= Self::quota(owner) {
+            if self.per_owner.get(owner).copied().unwrap_or(0) >= limit {
                 return false;
             }
         }
@@ -409,6 +417,19 @@ impl CardPath {
             return Err(errors::rate_limited(CHALLENGE_SECONDS as u64));
         }
         Ok(Challenge { challenge, expires_at: expires.to_string() })
+    }
+
+    /// The institution's next challenge, carried on a card answer; none while the institution
+    /// already holds [`ANSWER_CHALLENGES_HELD_MAX`] open ones. Answers whose challenge is never
+    /// used (a one-shot CLI, a client that keeps fewer) thus never eat into the quota that the
+    /// institution's own requests for challenges draw on.
+    fn next_challenge(&self, owner: &str, now: Timestamp) -> Option<Challenge> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).ok()?;
+        let challenge = hex(&bytes);
+        let mut open = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        open.insert_within(challenge.clone(), owner, now, ANSWER_CHALLENGES_HELD_MAX)
+            .then(|| Challenge { challenge, expires_at: seconds_later(now, CHALLENGE_SECONDS).to_string() })
     }
 
     /// Uses up a challenge: whatever happens next, it cannot be presented again.
@@ -726,8 +747,9 @@ impl CardPath {
         };
         let answer = verify_number(register, lags, &query, now)?;
         // The reader's next challenge rides on this answer: a check at the counter is then one
-        // request (proof and answer), not two. A full quota only means the next check asks.
-        let next_challenge = self.challenge(institution.as_str(), now).ok();
+        // request (proof and answer), not two. None when the institution already holds many:
+        // the next check then asks for one.
+        let next_challenge = self.next_challenge(institution.as_str(), now);
         let answer =
             CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents, certificate: notice, next_challenge };
         Ok((answer, person))
@@ -1123,6 +1145,16 @@ mod life_tests {
         let request = signed(&mut world, &stale);
         let expired = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, late).unwrap_err();
         assert_eq!(expired.body.code, "CHALLENGE_EXPIRED");
+
+        // An institution holding many open challenges gets no more on its answers (they would
+        // eat into the quota its own requests draw on); its requests still get theirs.
+        let later = Timestamp::from_jst_seconds(late.jst_seconds() + 2 * CHALLENGE_SECONDS);
+        for _ in 0..ANSWER_CHALLENGES_HELD_MAX {
+            world.path.challenge(CLINIC, later).unwrap();
+        }
+        let full = world.verify(ConsentChoice::default(), later).unwrap();
+        assert_eq!(full.next_challenge, None);
+        assert!(world.path.challenge(CLINIC, later).is_ok(), "the quota itself is far from full");
     }
 
     #[test]

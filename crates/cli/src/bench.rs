@@ -473,11 +473,11 @@ fn card_only(
     let (trivial, cards, again) = crate::runtime()?.block_on(async {
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         throughput(&clients, Endpoint::Trivial, requests, 3).await;
-        let trivial = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
+        let trivial = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
         crate::bench_card::link(&clients[0], &mut bench_cards).await?;
-        let cards = with_cpu(pid, seconds, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
+        let cards = with_cpu(pid, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         anyhow::ensure!(cards.failed == 0, "{} card verifications failed", cards.failed);
-        let again = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
+        let again = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
         anyhow::Ok((trivial, cards, again))
     })?;
     println!(
@@ -500,15 +500,16 @@ struct Measured {
     cpu_us: f64,
 }
 
-async fn with_cpu(
-    pid: u32,
-    seconds: u64,
-    phase: impl std::future::Future<Output = anyhow::Result<(f64, u64)>>,
-) -> anyhow::Result<Measured> {
-    let before = cpu_seconds(pid).unwrap_or(f64::NAN);
+async fn with_cpu(pid: u32, phase: impl std::future::Future<Output = anyhow::Result<(f64, u64)>>) -> anyhow::Result<Measured> {
+    let before = cpu_seconds(pid).context("the server's CPU time is not readable from /proc")?;
+    let started = Instant::now();
     let (rate, failed) = phase.await?;
-    let after = cpu_seconds(pid).unwrap_or(f64::NAN);
-    Ok(Measured { rate, failed, cpu_us: (after - before) / (rate * seconds as f64) * 1e6 })
+    let after = cpu_seconds(pid).context("the server's CPU time is not readable from /proc")?;
+    // `rate` was taken over the phase's own elapsed time (a little past `seconds` while the
+    // last requests finish): the same span gives the number answered.
+    let answered = rate * started.elapsed().as_secs_f64();
+    anyhow::ensure!(answered >= 1.0, "nothing was answered in the phase");
+    Ok(Measured { rate, failed, cpu_us: (after - before) / answered * 1e6 })
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -572,11 +573,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let seconds = args.seconds;
         for round in 1..=2 {
             eprintln!("bench: round {round}: trivial endpoint");
-            let measured = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
+            let measured = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
             failures += measured.failed;
             trivial.push(measured);
             eprintln!("bench: round {round}: verify by number");
-            let measured = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Verify, &requests, seconds).await) }).await?;
+            let measured = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Verify, &requests, seconds).await) }).await?;
             failures += measured.failed;
             verify.push(measured);
         }
@@ -593,11 +594,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let receipt_seconds = receipt_timing(&clients[0], &institution, &requests, today).await?;
         eprintln!("bench: card verification (PIN signature over the kept challenge, verify)");
         crate::bench_card::link(&clients[0], &mut bench_cards).await?;
-        let pid = server.child.id();
-        let seconds = args.seconds;
-        let cards = with_cpu(pid, seconds, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
+        let cards = with_cpu(pid, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         eprintln!("bench: trivial endpoint again, for the card ratio");
-        let again = with_cpu(pid, seconds, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
+        let again = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
         failures += again.failed + cards.failed;
         let card = (cards, again);
         eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);

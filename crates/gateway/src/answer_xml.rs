@@ -37,7 +37,8 @@ pub struct SingleResult<'a> {
 pub const CODE_CACHED: &str = "ONSHI-GW-CACHED";
 pub const CODE_QUEUED: &str = "ONSHI-GW-QUEUED";
 pub const CODE_CHANGED: &str = "ONSHI-GW-CHANGED";
-/// A card whose certificate ends soon ("更新のご案内") or has ended (eligibility only).
+/// A card whose certificate ends soon ("更新のご案内") or has ended (eligibility only), when the
+/// center's answer has no notice of its own (else its code stays and the text is added).
 pub const CODE_CERTIFICATE: &str = "ONSHI-GW-CERTIFICATE";
 
 pub fn single(result: &SingleResult<'_>) -> Vec<u8> {
@@ -136,8 +137,10 @@ fn processing_note(r: &SingleResult<'_>, answer: &VerifyAnswer) -> Option<(Strin
         Outcome::Answered { certificate: Some(notice), .. } => Some(notice),
         _ => None,
     };
+    // The center's own code stays (receipt computers act on it); the card's notice is added to
+    // the message after the center's.
     match (certificate, &answer.notice) {
-        (Some(c), Some(n)) => Some((CODE_CERTIFICATE.to_string(), format!("{} {}", c.reception_ja, n.reception_ja))),
+        (Some(c), Some(n)) => Some((n.code.clone(), format!("{} {}", n.reception_ja, c.reception_ja))),
         (Some(c), None) => Some((CODE_CERTIFICATE.to_string(), c.reception_ja.clone())),
         (None, notice) => notice.as_ref().map(|n| (n.code.clone(), n.reception_ja.clone())),
     }
@@ -360,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn a_card_result_carries_the_certificate_notice_before_the_centers_own() {
+    fn a_card_result_carries_the_certificate_notice_after_the_centers_own_code_and_text() {
         let answer = VerifyAnswer {
             validity: onshi_api::verify::CodeLabel { code: "1".into(), label: "有効".into() },
             notice: Some(onshi_api::verify::Notice {
@@ -399,11 +402,24 @@ mod tests {
             String::from_utf8(single(&result)).unwrap()
         };
         let with = write(&Outcome::Answered { answer: answer.clone(), consents: None, certificate: Some(notice) });
-        assert!(with.contains("<ProcessingResultCode>ONSHI-GW-CERTIFICATE</ProcessingResultCode>"), "{with}");
+
+        assert!(with.contains("<ProcessingResultCode>PENDING</ProcessingResultCode>"), "the center's code stays: {with}");
         assert!(
-            with.contains("<ProcessingResultMessage>更新のご案内: 電子証明書は2027年2月1日に有効期限を迎えます。 来月から負担割合が変わります。</ProcessingResultMessage>"),
-            "both notices, the card's first: {with}"
+            with.contains("<ProcessingResultMessage>来月から負担割合が変わります。 更新のご案内: 電子証明書は2027年2月1日に有効期限を迎えます。</ProcessingResultMessage>"),
+            "both notices, the center's first: {with}"
         );
+        let alone = write(&Outcome::Answered {
+            answer: VerifyAnswer { notice: None, ..answer.clone() },
+            consents: None,
+            certificate: Some(onshi_api::card::CertificateNotice {
+                state: "grace".into(),
+                expires_on: "20261101".into(),
+                grace_until: Some("20270228".into()),
+                consent_refused: true,
+                reception_ja: "電子証明書の有効期限が切れています。".into(),
+            }),
+        });
+        assert!(alone.contains("<ProcessingResultCode>ONSHI-GW-CERTIFICATE</ProcessingResultCode>"), "{alone}");
         let without = write(&Outcome::Answered { answer, consents: None, certificate: None });
         assert!(without.contains("<ProcessingResultCode>PENDING</ProcessingResultCode>"), "{without}");
         assert!(!without.contains("更新のご案内"));

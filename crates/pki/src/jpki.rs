@@ -82,8 +82,10 @@ pub enum BindingKind {
 }
 
 /// One entry of the binding feed: a certificate, whose it is, and what the authority attests.
+/// Fields it does not know are passed over, not refused: the entry is read only after its
+/// signature verified, and a center older than its card authority must not stop at a line with
+/// a field added since (the feed waits at a line it refuses, holding back later revocations).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BindingEntry {
     /// 1, 2, 3, … in the order written; the center applies each number once.
     pub seq: u64,
@@ -376,7 +378,7 @@ impl CardCa {
                 &holder_ref,
                 &bound.person_ref,
                 bound.attributes,
-                Device::Card { face_only: bound.face_only },
+                Device::Card { face_only: !card.has_pin() },
             )?;
         }
         Ok(card)
@@ -667,6 +669,13 @@ mod tests {
             .unwrap();
         assert!(!face_only.has_pin());
         assert!(matches!(VirtualCard::load(&dir.path().join("face.json")).unwrap().enter_pin("1234"), Err(CardError::NoPin)));
+        // The feed says so, for the card and for its renewal (registration by face only).
+        let renewed = ca.renew(&dir.path().join("face.json")).unwrap();
+        let feed = ca.bindings().unwrap();
+        for serial in [face_only.serial(), renewed.serial()] {
+            assert!(feed.iter().any(|b| b.serial == serial && b.face_only), "{serial} marked face-only");
+        }
+        assert!(feed.iter().filter(|b| b.kind != BindingKind::Revoke && b.face_only).count() == 2, "no card with a PIN is");
     }
 
     #[test]

@@ -123,7 +123,11 @@ pub async fn verify(
     date_of_care: Option<String>,
 ) -> Result<CardAnswer, FlowError> {
     let details = consent_details(&consent, "-");
-    let (proof, source) = prove_from(client, reader, how, Purpose::Verify, &details, true).await?;
+    // A retry after a forgotten challenge proves again: free for the PIN already typed and for
+    // the face still at the camera, but visual mode ends with its one attestation and an
+    // iPhone would ask its owner twice. Those take a fresh challenge.
+    let prefer_kept = matches!(how, How::Pin(_) | How::Face);
+    let (proof, source) = prove_from(client, reader, how, Purpose::Verify, &details, prefer_kept).await?;
     let request = VerifyCard { proof, date_of_care, consent, chosen_at: None };
     match send_verify(client, &request).await {
         Err(e) if source == Source::Kept && challenge_refused(&e) => {
