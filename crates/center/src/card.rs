@@ -33,7 +33,7 @@ use onshi_store::cards::{
 };
 
 use crate::errors::{self, CenterError, card as refuse};
-use crate::verify::{LagCache, NumberQuery, verify_number};
+use crate::verify::{LagCache, NumberQuery, answer_from_view};
 
 /// The owner of challenges taken by card holders themselves (no institution certificate).
 pub const PATIENT: &str = "patient";
@@ -705,8 +705,10 @@ impl CardPath {
         };
         let certificate = proven.certificate;
         let person = self.person_of(&certificate, now)?;
-        let coverages = register.coverages_of_person(person).map_err(store_error)?;
-        if coverages.is_empty() {
+        // The person's coverages with their terms, in one read: the card named the person, so
+        // the number path's second lookup (every holder of the card's 番号) is not needed.
+        let view = register.person_view(person).map_err(store_error)?;
+        if view.is_empty() {
             return Err(refuse::no_coverage_for_person());
         }
         // Recorded once the person and a coverage are found, so that a refused check opens no
@@ -734,7 +736,11 @@ impl CardPath {
             lost_on: c.lost_on,
             loss_reason: c.loss_reason,
         };
-        let chosen = coverages.iter().max_by_key(|c| (span(c).covers(on), c.acquired_on)).ok_or_else(refuse::no_coverage_for_person)?;
+        let chosen = view
+            .iter()
+            .map(|v| &v.coverage)
+            .max_by_key(|c| (span(c).covers(on), c.acquired_on))
+            .ok_or_else(refuse::no_coverage_for_person)?;
         // The register's own values: no need to format them and check them again.
         let query = NumberQuery {
             insurer: chosen.insurer.clone(),
@@ -745,7 +751,7 @@ impl CardPath {
             date_of_care: on,
             limit_consent: limit_live,
         };
-        let answer = verify_number(register, lags, &query, now)?;
+        let (answer, _) = answer_from_view(&view, lags.get(register, &query.insurer)?, &query, now);
         // The reader's next challenge rides on this answer: a check at the counter is then one
         // request (proof and answer), not two. None when the institution already holds many:
         // the next check then asks for one.

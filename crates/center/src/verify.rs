@@ -266,7 +266,7 @@ pub struct LagCache {
 }
 
 impl LagCache {
-    fn get(&self, register: &dyn Register, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, CenterError> {
+    pub(crate) fn get(&self, register: &dyn Register, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, CenterError> {
         let fresh = |at: &std::time::Instant| at.elapsed().as_secs() < LAG_CACHE_SECONDS;
         if let Some((at, lag)) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(insurer)
             && fresh(at)
@@ -293,8 +293,20 @@ pub fn verify_number_person(
     query: &NumberQuery,
     now: Timestamp,
 ) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
-    let on = query.date_of_care;
     let lag = lags.get(register, &query.insurer)?;
+    let view = register.card_holders_view(&query.insurer, &query.number).map_err(store_error)?;
+    Ok(answer_from_view(&view, lag, query, now))
+}
+
+/// The answer from `view`, every coverage with its terms of each person the query may mean
+/// (the card's holders, or the one person a card names), with the person the answer is about.
+pub fn answer_from_view(
+    view: &[CoverageWithTerms],
+    lag: Option<InsurerLag>,
+    query: &NumberQuery,
+    now: Timestamp,
+) -> (VerifyAnswer, Option<i64>) {
+    let on = query.date_of_care;
     let mut answer = VerifyAnswer {
         validity: validity(QualificationValidity::NoSuchCoverage),
         notice: None,
@@ -310,7 +322,6 @@ pub fn verify_number_person(
         }),
         answered_at: now.to_string(),
     };
-    let view = register.card_holders_view(&query.insurer, &query.number).map_err(store_error)?;
     let candidates: Vec<&CoverageWithTerms> = view
         .iter()
         .filter(|v| v.coverage.insurer == query.insurer && v.coverage.number == query.number)
@@ -320,16 +331,16 @@ pub fn verify_number_person(
     let chosen = match match_card(&spans, query.branch, query.birth_date, on) {
         CardMatch::NoSuchNumbers => {
             answer.notice = Some(errors::no_such_coverage(lag.map(|l| (l.mean_days, l.max_days))));
-            return Ok((answer, None));
+            return (answer, None);
         }
         CardMatch::BirthDateMismatch => {
             answer.notice = Some(errors::birth_date_mismatch());
-            return Ok((answer, None));
+            return (answer, None);
         }
         CardMatch::SeveralPeople(count) => {
             answer.validity = validity(QualificationValidity::SeveralMatches);
             answer.notice = Some(errors::several_matches(count));
-            return Ok((answer, None));
+            return (answer, None);
         }
         CardMatch::One(chosen) => chosen.coverage_id,
     };
@@ -355,7 +366,7 @@ pub fn verify_number_person(
         }
     }
     answer.as_of = Some(as_of.to_string());
-    Ok((answer, Some(record.person_id)))
+    (answer, Some(record.person_id))
 }
 
 #[cfg(test)]

@@ -124,6 +124,14 @@ fn refuses_contradictions_without_writing(register: &dyn Register) {
     let mut numbers: Vec<&str> = holders.iter().map(|v| v.coverage.number.as_str()).collect();
     numbers.sort_unstable();
     assert_eq!(numbers, ["1001", "1001", "1002"]);
+    // One person's view: exactly that person's coverages with their terms, as the holders'
+    // view has them.
+    let p1 = holders.iter().find(|v| v.coverage.number.as_str() == "1002").expect("P1's other card").coverage.person_id;
+    let mine: Vec<&CoverageWithTerms> = holders.iter().filter(|v| v.coverage.person_id == p1).collect();
+    let view = register.person_view(p1).expect("query");
+    assert_eq!(view.iter().collect::<Vec<_>>(), mine);
+    assert_eq!(view.len(), 2);
+    assert!(register.person_view(-1).expect("query").is_empty());
 }
 
 fn changes_are_dated(register: &dyn Register) {

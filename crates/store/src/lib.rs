@@ -52,6 +52,10 @@ pub trait Register: Send + Sync {
     /// Every coverage of a person.
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError>;
 
+    /// Every coverage of one person with its terms (oldest first), in one statement from one
+    /// snapshot: what a verification by card needs once the card has named the person.
+    fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError>;
+
     /// The dated terms rows of a coverage, oldest first.
     fn terms_of(&self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError>;
 
