@@ -76,6 +76,11 @@ fn take_line(batch: &mut ParsedBatch, options: &ImportOptions, line_number: u64,
     let mut refuse = |event_id: Option<String>, field: String, reason: String| {
         batch.refused.push(Refused { line: line_number, event_id, field, reason });
     };
+    // First: a line cut at the limit by `read_line_bounded` may end inside a character.
+    if bytes.len() > LINE_BYTES_MAX {
+        batch.lines += 1;
+        return refuse(None, "line".into(), format!("is longer than {LINE_BYTES_MAX} bytes"));
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text.trim_start_matches('\u{feff}').trim(),
         Err(e) => {
@@ -87,9 +92,6 @@ fn take_line(batch: &mut ParsedBatch, options: &ImportOptions, line_number: u64,
         return;
     }
     batch.lines += 1;
-    if bytes.len() > LINE_BYTES_MAX {
-        return refuse(None, "line".into(), format!("is longer than {LINE_BYTES_MAX} bytes"));
-    }
     let wire: InsurerEvent = match serde_json::from_str(text) {
         Ok(wire) => wire,
         Err(e) => {
@@ -110,6 +112,39 @@ fn take_line(batch: &mut ParsedBatch, options: &ImportOptions, line_number: u64,
     }
 }
 
+/// Reads one line (through its `\n`) into `line`, keeping at most `max + 1` of its bytes: a
+/// longer line is consumed to its end but never held whole, so that a file of one endless line
+/// cannot exhaust memory, and the caller sees it is too long. Returns the bytes consumed (0 at
+/// the end of the input).
+pub fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    line.clear();
+    let mut consumed = 0;
+    loop {
+        let (used, ended) = {
+            let available = match input.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok(consumed);
+            }
+            let (chunk, ended) = match available.iter().position(|&b| b == b'\n') {
+                Some(end) => (&available[..=end], true),
+                None => (available, false),
+            };
+            let room = (max + 1).saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            (chunk.len(), ended)
+        };
+        input.consume(used);
+        consumed += used;
+        if ended {
+            return Ok(consumed);
+        }
+    }
+}
+
 /// Reads and validates lines, handing over a batch every `batch_events` valid events.
 fn parse_batches(mut input: impl BufRead, options: &ImportOptions, mut hand_over: impl FnMut(Result<ParsedBatch, ImportError>) -> bool) {
     let mut buffer = Vec::with_capacity(1024);
@@ -117,7 +152,7 @@ fn parse_batches(mut input: impl BufRead, options: &ImportOptions, mut hand_over
     let mut batch = ParsedBatch::default();
     loop {
         buffer.clear();
-        let read = match input.read_until(b'\n', &mut buffer) {
+        let read = match read_line_bounded(&mut input, &mut buffer, LINE_BYTES_MAX) {
             Ok(read) => read,
             Err(source) => {
                 hand_over(Err(ImportError::Read { line: line_number, source }));
@@ -247,6 +282,40 @@ mod tests {
 
     fn options() -> ImportOptions {
         ImportOptions { batch_events: 3, only_insurer: None, registered_at: onshi_domain::Timestamp::from_jst_seconds(0) }
+    }
+
+    /// A line too long is consumed to its end but held only up to the limit; the next line is
+    /// read whole; a last line without a newline too.
+    #[test]
+    fn a_line_is_held_only_up_to_the_limit_and_the_next_one_is_read_whole() {
+        let mut input = vec![b'x'; 1_000_000];
+        input.extend_from_slice(b"\nnext line\nlast");
+        // A small buffer, so that the long line arrives in many pieces.
+        let mut reader = std::io::BufReader::with_capacity(4096, input.as_slice());
+        let mut line = Vec::new();
+        assert_eq!(read_line_bounded(&mut reader, &mut line, 100).unwrap(), 1_000_001);
+        assert_eq!(line.len(), 101, "never more than the limit and one byte");
+        assert_eq!(read_line_bounded(&mut reader, &mut line, 100).unwrap(), 10);
+        assert_eq!(line, b"next line\n");
+        assert_eq!(read_line_bounded(&mut reader, &mut line, 100).unwrap(), 4);
+        assert_eq!(line, b"last");
+        assert_eq!(read_line_bounded(&mut reader, &mut line, 100).unwrap(), 0);
+    }
+
+    /// An endless line (here 5 MB, ending inside a multi-byte character at the limit) is
+    /// refused as too long, and the good line after it is applied.
+    #[test]
+    fn a_line_far_over_the_limit_is_refused_and_the_next_one_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap();
+        let mut input = "試".repeat(5_000_000 / 3).into_bytes();
+        input.push(b'\n');
+        input.extend_from_slice(GOOD.as_bytes());
+        input.push(b'\n');
+        let report = import_jsonl(&register, input.as_slice(), &options(), |_| {}).unwrap();
+        assert_eq!((report.applied, report.rejected_total), (1, 1), "{report:?}");
+        assert_eq!(report.rejected[0].line, 1);
+        assert!(report.rejected[0].reason.contains("longer than 65536 bytes"), "{:?}", report.rejected[0]);
     }
 
     proptest! {

@@ -99,12 +99,30 @@ pub fn import_medical(store: &dyn MedicalStore, input: impl BufRead, mut progres
         pending.clear();
         Ok(())
     };
-    for (index, line) in input.lines().enumerate() {
-        let number = index as u64 + 1;
-        let line = match line {
+    let mut input = input;
+    let mut buffer = Vec::with_capacity(1024);
+    let mut number = 0u64;
+    loop {
+        // Bounded: a file of one endless line cannot exhaust memory.
+        match crate::import::read_line_bounded(&mut input, &mut buffer, crate::import::LINE_BYTES_MAX) {
+            Ok(0) => break,
+            Ok(_) => number += 1,
+            Err(e) => {
+                // What was read stays imported; the rest of the file is not read.
+                refuse(&mut report, number + 1, "input".into(), format!("cannot be read any further: {e}"));
+                break;
+            }
+        }
+        if buffer.len() > crate::import::LINE_BYTES_MAX {
+            report.lines += 1;
+            refuse(&mut report, number, "line".into(), format!("is longer than {} bytes", crate::import::LINE_BYTES_MAX));
+            continue;
+        }
+        let line = match std::str::from_utf8(&buffer) {
             Ok(line) => line,
             Err(e) => {
-                refuse(&mut report, number, "line".into(), format!("not readable text: {e}"));
+                report.lines += 1;
+                refuse(&mut report, number, "line".into(), format!("not UTF-8 (byte {}); save the file as UTF-8", e.valid_up_to()));
                 continue;
             }
         };
@@ -112,7 +130,7 @@ pub fn import_medical(store: &dyn MedicalStore, input: impl BufRead, mut progres
             continue;
         }
         report.lines += 1;
-        let record: MedicalRecord = match serde_json::from_str(&line) {
+        let record: MedicalRecord = match serde_json::from_str(line.trim()) {
             Ok(record) => record,
             Err(e) => {
                 // The position and kind of the problem, never the values (they are health data).
@@ -259,4 +277,28 @@ pub fn show(
         })
     })();
     (Some(person), result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+
+    /// An endless line is refused as too long without being held whole; the lines after it are
+    /// still read (here refused for a person nobody registered), and invalid UTF-8 is named.
+    #[test]
+    fn a_line_far_over_the_limit_or_not_utf8_is_refused_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap();
+        let mut input = vec![b'{'; 3_000_000];
+        input.push(b'\n');
+        input.extend_from_slice(b"\xff\xfe\n");
+        input.extend_from_slice(br#"{"kind":"drug","person_ref":"nobody","drug_code":"620004628","drug_name":"x","quantity":1.0,"unit":"x","days":28,"dispensed_on":"20261101","dispensed_by":"1311234569","source":"pharmacy","arrived_on":"20261101"}"#);
+        let report = import_medical(&register, input.as_slice(), |_| {}).unwrap();
+        let refused: Vec<(u64, &str, &str)> =
+            report.rejected.iter().map(|r| (r.line, r.field.as_str(), r.reason.split(' ').next().unwrap_or(""))).collect();
+        assert_eq!(refused, vec![(1, "line", "is"), (2, "line", "not"), (3, "person_ref", "no")], "{report:?}");
+        assert!(report.rejected[0].reason.contains("longer than 65536 bytes"));
+        assert_eq!((report.lines, report.applied), (3, 0));
+    }
 }
