@@ -23,8 +23,9 @@ fn date(text: &str, field: &str) -> Result<Date, (String, String)> {
     Date::parse_yyyymmdd(text).map_err(|e| (field.to_string(), e.reason))
 }
 
-/// Checks one record and turns it into a row (without the person).
-fn row_of(record: &MedicalRecord) -> Result<(&str, MedicalRow), (String, String)> {
+/// Checks one record and turns it into a row (without the person): the import's whole check of
+/// a line before the store is asked (public for the fuzz target).
+pub fn row_of(record: &MedicalRecord) -> Result<(&str, MedicalRow), (String, String)> {
     match record {
         MedicalRecord::Drug { person_ref, drug } => {
             let dispensed_on = date(&drug.dispensed_on, "dispensed_on")?;

@@ -40,7 +40,7 @@ use onshi_gateway::xml;
 pub type Target = fn(&[u8]);
 
 /// Every target by the name its cargo-fuzz binary and its corpus folder carry.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("request_xml", request_xml),
     ("uke", uke),
     ("event_line", event_line),
@@ -49,6 +49,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("gateway_toml", gateway_toml),
     ("appointments_csv", appointments_csv),
     ("card_apdu", card_apdu),
+    ("medical_line", medical_line),
 ];
 
 /// The date of care the checks are made for: fixed, so that a run is reproducible.
@@ -112,6 +113,22 @@ pub fn event_line(data: &[u8]) {
     }
     let Ok(wire) = serde_json::from_str::<InsurerEvent>(text) else { return };
     let _ = onshi_center::validate::coverage_event(&wire);
+}
+
+/// One line of a medical-information file (`onshi center import-medical`): the import's line
+/// path, the bounded read, UTF-8, JSON into `MedicalRecord`, and the record's checks.
+pub fn medical_line(data: &[u8]) {
+    let mut reader = data;
+    let mut line = Vec::new();
+    while onshi_center::import::read_line_bounded(&mut reader, &mut line, onshi_center::import::LINE_BYTES_MAX).unwrap_or(0) > 0 {
+        if line.len() > onshi_center::import::LINE_BYTES_MAX {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&line) else { continue };
+        if let Ok(record) = serde_json::from_str::<onshi_api::medical::MedicalRecord>(text.trim()) {
+            let _ = onshi_center::medical::row_of(&record);
+        }
+    }
 }
 
 /// A JSON body sent to the center, read as every body type the API accepts, with the checks
