@@ -116,6 +116,9 @@ pub struct CardPath {
 struct Challenges {
     open: HashMap<String, (String, Timestamp)>,
     per_owner: HashMap<String, usize>,
+    /// When expired challenges were last forgotten: at most once a second, so that an owner
+    /// at its limit cannot make every request walk the whole table under the lock.
+    pruned_at: Option<Timestamp>,
 }
 
 impl Challenges {
@@ -123,6 +126,7 @@ impl Challenges {
         if owner == PATIENT { PATIENT_CHALLENGES_MAX } else { CHALLENGES_PER_INSTITUTION_MAX }
     }
 
+    #[cfg(test)]
     fn insert(&mut self, challenge: String, owner: &str, now: Timestamp) -> bool {
         self.insert_within(challenge, owner, now, Self::quota(owner))
     }
@@ -130,7 +134,9 @@ impl Challenges {
     /// Inserts while `owner` holds fewer than `limit` open challenges.
     fn insert_within(&mut self, challenge: String, owner: &str, now: Timestamp, limit: usize) -> bool {
         if self.per_owner.get(owner).copied().unwrap_or(0) >= limit {
-            self.prune(now);
+            if self.pruned_at.is_none_or(|at| at.jst_seconds() < now.jst_seconds()) {
+                self.prune(now);
+            }
             if self.per_owner.get(owner).copied().unwrap_or(0) >= limit {
                 return false;
             }
@@ -150,6 +156,7 @@ impl Challenges {
 
     /// Forgets expired challenges (they could not be used any more).
     fn prune(&mut self, now: Timestamp) {
+        self.pruned_at = Some(now);
         self.open.retain(|_, (_, issued)| seconds_later(*issued, CHALLENGE_SECONDS) >= now);
         self.per_owner.clear();
         for (owner, _) in self.open.values() {
@@ -407,16 +414,19 @@ impl CardPath {
     /// A fresh challenge for `owner` (an institution code, or [`PATIENT`]), usable once within
     /// [`CHALLENGE_SECONDS`].
     pub fn challenge(&self, owner: &str, now: Timestamp) -> Result<Challenge, CenterError> {
+        // Each owner has its quota: a flood of patient challenges (no certificate needed) or
+        // one clinic's cannot take the others' challenges away.
+        self.issue(owner, now, Challenges::quota(owner))?.ok_or_else(|| errors::rate_limited(CHALLENGE_SECONDS as u64))
+    }
+
+    /// A fresh challenge for `owner` while it holds fewer than `limit` open ones (`None` at
+    /// the limit).
+    fn issue(&self, owner: &str, now: Timestamp, limit: usize) -> Result<Option<Challenge>, CenterError> {
         let mut bytes = [0u8; 32];
         SystemRandom::new().fill(&mut bytes).map_err(|_| errors::register_unavailable("the random source failed".into()))?;
         let challenge = hex(&bytes);
-        let expires = seconds_later(now, CHALLENGE_SECONDS);
-        // Each owner has its quota: a flood of patient challenges (no certificate needed) or
-        // one clinic's cannot take the others' challenges away.
-        if !self.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert(challenge.clone(), owner, now) {
-            return Err(errors::rate_limited(CHALLENGE_SECONDS as u64));
-        }
-        Ok(Challenge { challenge, expires_at: expires.to_string() })
+        let issued = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert_within(challenge.clone(), owner, now, limit);
+        Ok(issued.then(|| Challenge { challenge, expires_at: seconds_later(now, CHALLENGE_SECONDS).to_string() }))
     }
 
     /// The institution's next challenge, carried on a card answer; none while the institution
@@ -424,12 +434,7 @@ impl CardPath {
     /// used (a one-shot CLI, a client that keeps fewer) thus never eat into the quota that the
     /// institution's own requests for challenges draw on.
     fn next_challenge(&self, owner: &str, now: Timestamp) -> Option<Challenge> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new().fill(&mut bytes).ok()?;
-        let challenge = hex(&bytes);
-        let mut open = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        open.insert_within(challenge.clone(), owner, now, ANSWER_CHALLENGES_HELD_MAX)
-            .then(|| Challenge { challenge, expires_at: seconds_later(now, CHALLENGE_SECONDS).to_string() })
+        self.issue(owner, now, ANSWER_CHALLENGES_HELD_MAX).ok().flatten()
     }
 
     /// Uses up a challenge: whatever happens next, it cannot be presented again.

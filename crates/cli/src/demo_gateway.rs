@@ -24,13 +24,9 @@ pub struct DemoGateway {
 /// `page_port` (a busy port falls back to a free one).
 pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, pcsc: Option<&str>) -> anyhow::Result<DemoGateway> {
     let config = root.join("gateway.toml");
-    let mut standard = onshi_gateway::config::standard_text(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "");
-    if let Some(name) = pcsc {
-        // A real reader instead of the simulator: no card files or camera on the page.
-        let name = name.replace('\\', "\\\\").replace('"', "\\\"");
-        anyhow::ensure!(standard.contains("simulator = true\ncards = \"cards\"\n"), "the standard gateway.toml changed its [reader] lines");
-        standard = standard.replace("simulator = true\ncards = \"cards\"\n", &format!("pcsc = \"{name}\"\n"));
-    }
+    // With `--pcsc`, a real reader instead of the simulator: no card files or camera on the page.
+    let standard =
+        onshi_gateway::config::standard_text_with_reader(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "", pcsc);
     let text =
         format!("# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{standard}", config.display());
     std::fs::write(&config, text)?;

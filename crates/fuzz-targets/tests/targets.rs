@@ -83,5 +83,8 @@ fn medical_line() {
 #[test]
 fn every_target_is_tested_here() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["request_xml", "uke", "event_line", "api_json", "pki", "gateway_toml", "appointments_csv", "card_apdu", "medical_line"]);
+    assert_eq!(
+        names,
+        ["request_xml", "uke", "event_line", "api_json", "pki", "gateway_toml", "appointments_csv", "card_apdu", "medical_line"]
+    );
 }

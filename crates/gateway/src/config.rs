@@ -45,9 +45,19 @@ use crate::xml::Charset;
 /// top-level settings. What the demo writes, and the bench and the tests that drive the
 /// simulator.
 pub fn standard_text(code: &str, center_url: &str, pki: &Path, folder: &str, extra: &str) -> String {
+    standard_text_with_reader(code, center_url, pki, folder, extra, None)
+}
+
+/// As [`standard_text`], with the PC/SC reader `pcsc` (`""`: the first one) instead of the
+/// simulator when given (`onshi demo --pcsc`).
+pub fn standard_text_with_reader(code: &str, center_url: &str, pki: &Path, folder: &str, extra: &str, pcsc: Option<&str>) -> String {
     let file = |name: String| toml_string(&pki.join(name).display().to_string());
+    let reader = match pcsc {
+        None => "simulator = true\ncards = \"cards\"\n".to_string(),
+        Some(name) => format!("pcsc = {}\n", toml_string(name)),
+    };
     format!(
-        "institution_code = \"{code}\"\nfolder = {}\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = {}\nca = {}\ncert = {}\nkey = {}\n\n[reader]\nfile = \"reader.json\"\nsimulator = true\ncards = \"cards\"\n",
+        "institution_code = \"{code}\"\nfolder = {}\nstore = \"gateway.sqlite\"\n{extra}\n\n[center]\nurl = {}\nca = {}\ncert = {}\nkey = {}\n\n[reader]\nfile = \"reader.json\"\n{reader}",
         toml_string(folder),
         toml_string(center_url),
         file("ca.pem".into()),
@@ -354,6 +364,13 @@ file = "reader.json"
         assert_eq!(config.settle, Duration::from_millis(5));
         assert_eq!(config.card_folder, Some(dir.path().join("cards")));
         assert!(config.reader_simulator, "the demo's and the tests' layout drives the simulator");
+        // `onshi demo --pcsc`: the named reader instead, its name quoted as TOML wants.
+        let pcsc =
+            standard_text_with_reader("1311234569", "https://127.0.0.1:8443", Path::new("pki"), "files", "", Some("ACS \"ACR39U\" 00"));
+        std::fs::write(&path, pcsc).unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        assert_eq!(config.reader_pcsc.as_deref(), Some("ACS \"ACR39U\" 00"));
+        assert!(!config.reader_simulator && config.card_folder.is_none(), "no simulator controls with a real reader");
     }
 
     #[test]

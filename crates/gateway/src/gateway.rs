@@ -80,6 +80,28 @@ pub enum CardHow {
     Visual,
 }
 
+impl CardHow {
+    /// How the reader flow proves it.
+    fn flow(&self) -> How<'_> {
+        match self {
+            CardHow::Pin(pin) => How::Pin(pin),
+            CardHow::Phone => How::Phone,
+            CardHow::Face => How::Face,
+            CardHow::Visual => How::Visual,
+        }
+    }
+}
+
+/// The serial of the card (or phone) on the reader, or what staff read when there is none.
+fn placed_serial(reader: &dyn onshi_reader::CardReader) -> Result<String, GatewayError> {
+    match reader.state() {
+        onshi_reader::ReaderState::Empty => {
+            Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into()))
+        }
+        onshi_reader::ReaderState::CardPresent { serial } => Ok(serial),
+    }
+}
+
 pub struct Gateway {
     pub config: GatewayConfig,
     pub store: Store,
@@ -314,21 +336,14 @@ impl Gateway {
     /// Whose coverage it links to is the card authority's word. Returns what reception reads.
     pub async fn link_card(&self, how: CardHow) -> Result<String, GatewayError> {
         let mut guard = self.reader.lock().await;
-        let reader = guard.card_reader().map_err(|e| GatewayError::Reader(reader_message(&e)))?;
-        if matches!(reader.state(), onshi_reader::ReaderState::Empty) {
-            return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into()));
+        if matches!(how, CardHow::Visual) {
+            return Err(GatewayError::Reader(
+                "利用登録は目視ではできません。暗証番号（顔認証マイナンバーカードは顔認証）で行ってください。".into(),
+            ));
         }
-        let flow_how = match &how {
-            CardHow::Pin(pin) => How::Pin(pin),
-            CardHow::Phone => How::Phone,
-            CardHow::Face => How::Face,
-            CardHow::Visual => {
-                return Err(GatewayError::Reader(
-                    "利用登録は目視ではできません。暗証番号（顔認証マイナンバーカードは顔認証）で行ってください。".into(),
-                ));
-            }
-        };
-        let linked = flow::link_by(&self.client, reader, flow_how).await;
+        let reader = guard.card_reader().map_err(|e| GatewayError::Reader(reader_message(&e)))?;
+        placed_serial(reader)?;
+        let linked = flow::link_by(&self.client, reader, how.flow()).await;
         if let Err(FlowError::Reader(e)) = &linked {
             guard.reset_after(e);
         }
@@ -359,24 +374,19 @@ impl Gateway {
     pub async fn ask_card(&self, how: CardHow, consent: ConsentChoice) -> Result<Checked, GatewayError> {
         let mut guard = self.reader.lock().await;
         let reader = guard.card_reader().map_err(|e| GatewayError::Reader(reader_message(&e)))?;
-        let serial = match reader.state() {
-            onshi_reader::ReaderState::Empty => {
-                return Err(GatewayError::Reader("カードリーダーにカードがありません。カードを置いてください。".into()));
-            }
-            onshi_reader::ReaderState::CardPresent { serial } => serial,
-        };
+        let serial = placed_serial(reader)?;
         // The certificate is kept for a visual check, which may have to wait for the line; an
         // Android phone gives it only after its PIN, on the PIN path.
         let certificate = match how {
             CardHow::Visual => reader.certificate().map_err(|e| GatewayError::Reader(reader_message(&e)))?,
             _ => String::new(),
         };
-        let (method, flow_how) = match &how {
-            CardHow::Pin(pin) => ("pin", How::Pin(pin)),
-            CardHow::Phone => ("pin", How::Phone),
-            CardHow::Face => ("face", How::Face),
-            CardHow::Visual => ("visual", How::Visual),
+        let method = match &how {
+            CardHow::Pin(_) | CardHow::Phone => "pin",
+            CardHow::Face => "face",
+            CardHow::Visual => "visual",
         };
+        let flow_how = how.flow();
         // A visual check confirms coverage only: the medical-information consents need the
         // patient's own PIN or face (the center refuses them otherwise).
         let consent = if matches!(how, CardHow::Visual) { consent.for_visual_check() } else { consent };

@@ -626,15 +626,24 @@ fn consent_of(form: &HashMap<String, String>) -> ConsentChoice {
 }
 
 async fn verify_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    let browser = Browser::of(&headers);
-    let how = match card_how(&form) {
-        Ok(how) => how,
-        Err(message) => return page.say(&browser, false, message),
+    let (browser, how) = match reader_form(&page, &headers, &form) {
+        Ok(checked) => checked,
+        Err(response) => return *response,
     };
     card_check(&page, &browser, how, consent_of(&form)).await
+}
+
+/// A reader form's request: refused unless from this page, then the browser and how the
+/// patient proves the card (or the message asking for what is missing).
+fn reader_form(page: &Page, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(Browser, CardHow), Box<Response>> {
+    if !same_origin(headers) {
+        return Err(Box::new(forbidden()));
+    }
+    let browser = Browser::of(headers);
+    match card_how(form) {
+        Ok(how) => Ok((browser, how)),
+        Err(message) => Err(Box::new(page.say(&browser, false, message))),
+    }
 }
 
 /// How the patient proves the card at the reader, as the form says.
@@ -648,13 +657,9 @@ fn card_how(form: &HashMap<String, String>) -> Result<CardHow, &'static str> {
 
 /// 初回登録 at the counter, for a card that answered 利用登録されていません.
 async fn link_card(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    let browser = Browser::of(&headers);
-    let how = match card_how(&form) {
-        Ok(how) => how,
-        Err(message) => return page.say(&browser, false, message),
+    let (browser, how) = match reader_form(&page, &headers, &form) {
+        Ok(checked) => checked,
+        Err(response) => return *response,
     };
     match page.gateway.link_card(how).await {
         Ok(message) => page.say(&browser, true, message),

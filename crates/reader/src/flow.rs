@@ -174,10 +174,10 @@ pub async fn card_pin_proof(
     details: &str,
 ) -> Result<CardProof, FlowError> {
     // Only an institution's checks carry its next challenge; a holder's own requests ask.
-    let kept = if challenge_path == INSTITUTION_CHALLENGE { client.take_kept_challenge() } else { None };
-    let challenge = match kept {
-        Some(kept) => kept.challenge,
-        None => client.post_json::<_, Challenge>(challenge_path, &serde_json::json!({})).await?.challenge,
+    let challenge = if challenge_path == INSTITUTION_CHALLENGE {
+        institution_challenge(client, true).await?.0
+    } else {
+        client.post_json::<_, Challenge>(challenge_path, &serde_json::json!({})).await?.challenge
     };
     let signature = card.sign_with_pin(pin, &card_message(purpose, &challenge, details)).map_err(ReaderError::from)?;
     Ok(CardProof {
