@@ -335,12 +335,28 @@ fn a_replayed_challenge_is_refused() {
     });
 }
 
+/// A verification by PIN on `challenge`, signed by the card on the reader (PIN 1234, no consent).
+fn pin_verify_request(reader: &mut onshi_reader::SimulatedReader, challenge: String) -> onshi_api::card::VerifyCard {
+    use onshi_reader::CardReader as _;
+    let certificate = reader.certificate_with_pin("1234").unwrap();
+    let details = onshi_api::card::consent_details(&Default::default(), "-");
+    let message = onshi_api::card::card_message(onshi_api::card::Purpose::Verify, &challenge, &details);
+    let signature = onshi_domain::hex::encode(&reader.sign_with_pin("1234", &message).unwrap());
+    let proof = onshi_api::card::CardProof {
+        challenge,
+        certificate,
+        method: onshi_api::card::Method::Pin,
+        card_signature: Some(signature),
+        attestation: None,
+    };
+    onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default(), chosen_at: None }
+}
+
 /// A check at the counter is one request: the answer carries the clinic's next challenge and
 /// the client keeps it. A center that restarted has forgotten it: the check is refused for the
 /// challenge alone and made again on a fresh one, never shown to reception as a failure.
 #[test]
 fn the_next_challenge_rides_on_the_answer_and_a_restarted_center_costs_one_retry() {
-    use onshi_reader::CardReader as _;
     let mut world = CardWorld::new();
     let card = world.issue("kept.card", NAME, &[]);
     world.link(&card);
@@ -354,18 +370,7 @@ fn the_next_challenge_rides_on_the_answer_and_a_restarted_center_costs_one_retry
         assert_eq!(first.answer.validity.code, "1");
         // The next check signs the kept challenge and sends one request: the proof and the answer.
         let kept = client.take_kept_challenge().expect("the answer carried the clinic's next challenge").challenge;
-        let certificate = reader.certificate_with_pin("1234").unwrap();
-        let details = onshi_api::card::consent_details(&Default::default(), "-");
-        let message = onshi_api::card::card_message(onshi_api::card::Purpose::Verify, &kept, &details);
-        let signature = onshi_domain::hex::encode(&reader.sign_with_pin("1234", &message).unwrap());
-        let proof = onshi_api::card::CardProof {
-            challenge: kept,
-            certificate,
-            method: onshi_api::card::Method::Pin,
-            card_signature: Some(signature),
-            attestation: None,
-        };
-        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default(), chosen_at: None };
+        let request = pin_verify_request(&mut reader, kept);
         let second = onshi_reader::flow::send_verify(&client, &request).await.unwrap();
         assert_eq!(second.serial, first.serial);
     });
@@ -386,6 +391,18 @@ fn the_next_challenge_rides_on_the_answer_and_a_restarted_center_costs_one_retry
         let anonymous = world.server.client_at(&world.path("pki"), None);
         let (_, metrics) = anonymous.get_raw("/metrics").await.unwrap();
         assert!(metrics.contains("onshi_errors_total{code=\"CHALLENGE_UNKNOWN\"} 1"), "the kept one was tried first: {metrics}");
+
+        // The challenge the last answer carried belongs to this clinic alone: another clinic
+        // that got hold of it (and of the card's signature over it) is refused by the server.
+        let carried = client.take_kept_challenge().expect("the third answer carried one").challenge;
+        let request = pin_verify_request(&mut reader, carried);
+        let other = world.server.client_at(&world.path("pki"), Some(OTHER_CLINIC));
+        match onshi_reader::flow::send_verify(&other, &request).await {
+            Err(onshi_api::client::ClientError::Refused { status, body }) => {
+                assert_eq!((status, body.error.code.as_str()), (409, "CHALLENGE_OTHER_INSTITUTION"))
+            }
+            other => panic!("another clinic must not use this clinic's challenge, got {other:?}"),
+        }
     });
 }
 
