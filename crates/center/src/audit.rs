@@ -1,7 +1,8 @@
 //! Writes the audit log from request handlers: one writer thread commits whatever has queued
-//! up in one transaction (group commit), in arrival order. Views of personal data and card
-//! verifications answer only after their entries are committed ([`AuditSink::record`]);
-//! verifications by number, the high-volume path, answer once their entries are queued
+//! up in one transaction (group commit), in arrival order. Views of personal data,
+//! registrations, flags and uploads answer only after their entries are committed
+//! ([`AuditSink::record`]); verifications, by number or by card, the high-volume paths, answer
+//! once their entries are queued
 //! ([`AuditSink::enqueue`]) and are committed within the next group — and because the queue is
 //! FIFO, any later committed entry proves the earlier ones are in. If the log cannot be written,
 //! accesses are refused (fail closed) until it can.
@@ -14,6 +15,15 @@ use crate::errors::CenterError;
 
 /// Most records committed in one transaction.
 const GROUP_MAX: usize = 1_024;
+/// How long a group that nobody waits for gathers entries before its commit. Entries answered
+/// in this window are lost with the process if it crashes inside it (the verifications' risk,
+/// see above; a stop commits them). A group someone waits for (a view, a stop) commits at
+/// once, or, arriving during a gathering, at its end.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often the person index (what a patient's access log is read by) is brought up to the
+/// newest entry while entries come in, and on every stop. Readers see the newer entries
+/// meanwhile by a range scan (see `onshi_store::audit`).
+const PERSON_INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Commits between two checkpoints of the write-ahead log (done by another thread).
 const CHECKPOINT_EVERY_COMMITS: u32 = 500;
 /// The chain's head is exported (a sealed checkpoint file and a log line) at least this often
@@ -64,11 +74,24 @@ impl AuditSink {
                 let mut commits = 0u32;
                 // The first commit exports at once: a log always has a checkpoint beside it.
                 let mut exported: Option<std::time::Instant> = None;
+                let mut indexed = std::time::Instant::now();
                 while let Ok(first) = jobs.recv() {
                     let mut batch = vec![first];
-                    while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < GROUP_MAX {
+                    let mut count = batch[0].0.len();
+                    // Someone waits (a view, a stop): commit now. Otherwise sleep GATHER and take
+                    // what came meanwhile: a commit costs the same pages whether it carries one
+                    // entry or fifty, and a writer asleep (not blocked in `recv`) costs the
+                    // senders no wake-up per entry.
+                    if batch[0].1.is_none() && !batch[0].0.is_empty() {
+                        std::thread::sleep(GATHER);
+                    }
+                    // Whatever else is already queued goes along.
+                    while count < GROUP_MAX {
                         match jobs.try_recv() {
-                            Ok(job) => batch.push(job),
+                            Ok(job) => {
+                                count += job.0.len();
+                                batch.push(job);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -76,6 +99,10 @@ impl AuditSink {
                     // An empty job is a flush (a stop): the head is exported before it is acked.
                     let flush = batch.iter().any(|(r, _)| r.is_empty());
                     let mut result = log.append(&records).map(|_| ()).map_err(|e| e.to_string());
+                    if result.is_ok() && (flush || indexed.elapsed() >= PERSON_INDEX_EVERY) {
+                        indexed = std::time::Instant::now();
+                        result = log.index_persons().map_err(|e| e.to_string());
+                    }
                     if result.is_ok() && (flush || exported.is_none_or(|at| at.elapsed() >= HEAD_EXPORT_EVERY)) {
                         exported = Some(std::time::Instant::now());
                         let (seq, seal) = log.head();
@@ -119,7 +146,7 @@ impl AuditSink {
         Ok(done)
     }
 
-    /// Queues records without waiting for their commit (the number path). The access is
+    /// Queues records without waiting for their commit (the verifications). The access is
     /// refused when the queue is full or the last write failed; the records are still queued
     /// then, so the writer keeps trying and clears the failure once a write works.
     pub fn enqueue(&self, records: Vec<AuditRecord>) -> Result<(), CenterError> {

@@ -415,7 +415,10 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
     records.push(audit_record(now, actor(&peer), "verify_card", person, object, &code));
-    let audited = state.audit.record(records).await;
+    // Like a verification by number, a card verification answers once its entries are queued
+    // (FIFO: any later committed entry, such as a view's, proves them in). What it opens, the
+    // drug and checkup views, waits for its own commit.
+    let audited = state.audit.enqueue(records);
     let result = audited.and(result).map(|(answer, _)| answer);
     if let Ok(answer) = &result {
         state.metrics.answer(&answer.answer.validity.code);

@@ -83,7 +83,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             );
             let log = open_audit_to_verify(&db, &pki)?;
             let checked = match log.verify()? {
-                Ok(count) => log.check_checkpoint()?.map(|()| count),
+                Ok(count) => log.check_checkpoint()?.and(log.check_person_index()?).map(|()| count),
                 Err(tamper) => Err(tamper),
             };
             match checked {

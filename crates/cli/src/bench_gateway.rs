@@ -20,7 +20,9 @@ pub async fn file_latencies(dir: &Path, center: &str, pki: &Path, code: &str, re
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
     onshi_reader::ReaderFile::create(&root.join("reader.json"), "bench-reader", "bench")?;
-    let config = onshi_gateway::config::standard_text(code, &format!("https://{center}"), pki, "files", "");
+    // The configuration's paths are read relative to its own folder: name the PKI absolutely.
+    let pki = std::path::absolute(pki)?;
+    let config = onshi_gateway::config::standard_text(code, &format!("https://{center}"), &pki, "files", "");
     std::fs::write(root.join("gateway.toml"), config)?;
     let gateway = Arc::new(Gateway::open(GatewayConfig::load(&root.join("gateway.toml"))?, system_clock())?);
     let (req, res) = (gateway.config.req_dir(), gateway.config.res_dir());

@@ -66,6 +66,13 @@ pub enum Tamper {
         "the log has entries but no checkpoint at {0}: it was deleted (with the newest entries, perhaps), or no center of this version ran on this log; compare the head with a copy kept elsewhere"
     )]
     CheckpointMissing(String),
+    /// The chain is intact but the index a patient's access log is read by lists an entry
+    /// under another person, lists one the log does not have, or leaves one out: someone
+    /// edited it to hide (or show) an access.
+    #[error(
+        "entry {seq} is missing from, or wrongly placed in, the index the patients' access logs are read by: it was edited (the chain itself is intact)"
+    )]
+    PersonIndex { seq: i64 },
     /// The checkpoint file itself does not carry the center's seal.
     #[error("the checkpoint file {0} does not carry the center's seal: it was edited")]
     CheckpointUnsealed(String),
@@ -81,11 +88,19 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
     code      TEXT NOT NULL,
     mac       TEXT NOT NULL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS audit_by_person ON audit_log (person_id) WHERE person_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit_meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
-) STRICT;";
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_person (
+    person_id INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (person_id, seq)
+) STRICT, WITHOUT ROWID;";
+
+/// Up to which entry `audit_person` lists the entries about each person. The entries after it
+/// are found by a range scan of the log's newest entries (see [`AuditLog::index_persons`]).
+const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
 
 /// From which entry the seals are length-prefixed (format 2). Earlier entries of a log made
 /// before keep their format-1 seals, which still verify.
@@ -135,18 +150,47 @@ pub fn read_person_entries(path: &Path, person_id: i64) -> Result<Vec<AuditEntry
 /// How many entries one person has, and the newest `limit` of them, oldest first: what a
 /// patient's own request reads (bounded, however long the log).
 pub fn read_newest_person_entries(path: &Path, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
-    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let mut connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
     connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
-    let total: i64 = connection
-        .query_row("SELECT count(*) FROM audit_log WHERE person_id = ?1", [person_id], |r| r.get(0))
-        .map_err(sqlite("counting a person's audit entries"))?;
-    let entries = entries_where(
-        &connection,
-        "WHERE seq IN (SELECT seq FROM audit_log WHERE person_id = ?1 ORDER BY seq DESC LIMIT ?2)",
-        &[&person_id, &limit],
-    )?;
-    Ok((total, entries))
+    newest_person_entries(&mut connection, person_id, limit)
+}
+
+/// One snapshot: the person's indexed entries and those the index does not cover yet.
+fn newest_person_entries(connection: &mut Connection, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
+    let tx = connection.transaction().map_err(sqlite("reading a person's audit entries"))?;
+    let entries = match meta_value(&tx, PERSON_INDEXED_UPTO)? {
+        Some(upto) => {
+            let seqs = "SELECT seq FROM audit_person WHERE person_id = ?1 UNION ALL
+                        SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1";
+            let total: i64 = tx
+                .query_row(&format!("SELECT count(*) FROM ({seqs})"), params![person_id, upto], |r| r.get(0))
+                .map_err(sqlite("counting a person's audit entries"))?;
+            let filter = format!("WHERE seq IN (SELECT seq FROM ({seqs}) ORDER BY seq DESC LIMIT ?3)");
+            (total, entries_where(&tx, &filter, &[&person_id, &upto, &limit])?)
+        }
+        // A log no center of this version has opened yet: its entries carry their own index.
+        None => {
+            let total: i64 = tx
+                .query_row("SELECT count(*) FROM audit_log WHERE person_id = ?1", [person_id], |r| r.get(0))
+                .map_err(sqlite("counting a person's audit entries"))?;
+            let filter = "WHERE seq IN (SELECT seq FROM audit_log WHERE person_id = ?1 ORDER BY seq DESC LIMIT ?2)";
+            (total, entries_where(&tx, filter, &[&person_id, &limit])?)
+        }
+    };
+    tx.commit().map_err(sqlite("reading a person's audit entries"))?;
+    Ok(entries)
+}
+
+/// A value of `audit_meta`; `None` when the log has no such record (or no such table: a log
+/// made by an older version, read without writing).
+fn meta_value(connection: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
+    use rusqlite::OptionalExtension;
+    connection
+        .query_row("SELECT value FROM audit_meta WHERE name = ?1", [name], |r| r.get(0))
+        .optional()
+        .or_else(|e| if e.to_string().contains("no such table") { Ok(None) } else { Err(e) })
+        .map_err(sqlite("reading the audit log's records"))
 }
 
 fn entries_where(connection: &Connection, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
@@ -200,13 +244,23 @@ pub struct AuditLog {
 /// The first entry sealed in format 2; a log without the record (read before this version
 /// wrote to it) has format-1 seals only.
 fn length_prefixed_from(connection: &Connection) -> Result<i64, StoreError> {
-    use rusqlite::OptionalExtension;
-    let value: Option<i64> = connection
-        .query_row("SELECT value FROM audit_meta WHERE name = ?1", [LENGTH_PREFIXED_FROM], |r| r.get(0))
-        .optional()
-        .or_else(|e| if e.to_string().contains("no such table") { Ok(None) } else { Err(e) })
-        .map_err(sqlite("reading the audit seal format"))?;
-    Ok(value.unwrap_or(i64::MAX))
+    Ok(meta_value(connection, LENGTH_PREFIXED_FROM)?.unwrap_or(i64::MAX))
+}
+
+/// Moves a log made before the person index became a table of its own: the index on the log
+/// itself made every group commit write one page per person it touched; the table is filled
+/// in sorted batches instead. The old index's entries are copied, then it is dropped.
+fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
+    let tx = connection.transaction().map_err(sqlite("moving the audit log's person index"))?;
+    if meta_value(&tx, PERSON_INDEXED_UPTO)?.is_none() {
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO audit_person (person_id, seq) SELECT person_id, seq FROM audit_log WHERE person_id IS NOT NULL;
+             INSERT INTO audit_meta (name, value) SELECT 'person_indexed_upto', coalesce(max(seq), 0) FROM audit_log;
+             DROP INDEX IF EXISTS audit_by_person;",
+        )
+        .map_err(sqlite("moving the audit log's person index"))?;
+    }
+    tx.commit().map_err(sqlite("moving the audit log's person index"))
 }
 
 impl AuditLog {
@@ -219,7 +273,9 @@ impl AuditLog {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;",
             )
             .map_err(sqlite("configuring the audit log"))?;
+        let mut connection = connection;
         connection.execute_batch(SCHEMA).map_err(sqlite("creating the audit log"))?;
+        migrate_person_index(&mut connection)?;
         let head: (i64, String) = connection
             .query_row("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap_or((0, GENESIS.to_string()));
@@ -283,13 +339,32 @@ impl AuditLog {
         Ok(sequences)
     }
 
+    /// Brings the person index up to the newest entry: the entries appended since the last
+    /// call, sorted by person, in one transaction. The writer calls it now and then (about once
+    /// a second under load, and on a stop); readers never depend on it being current.
+    pub fn index_persons(&mut self) -> Result<(), StoreError> {
+        let tx = self.connection.transaction().map_err(sqlite("indexing the audit log by person"))?;
+        let upto = meta_value(&tx, PERSON_INDEXED_UPTO)?.unwrap_or(0);
+        if upto < self.head.0 {
+            tx.execute(
+                "INSERT OR IGNORE INTO audit_person (person_id, seq)
+                 SELECT person_id, seq FROM audit_log WHERE seq > ?1 AND seq <= ?2 AND person_id IS NOT NULL ORDER BY person_id, seq",
+                params![upto, self.head.0],
+            )
+            .map_err(sqlite("indexing the audit log by person"))?;
+            tx.execute("UPDATE audit_meta SET value = ?2 WHERE name = ?1", params![PERSON_INDEXED_UPTO, self.head.0])
+                .map_err(sqlite("indexing the audit log by person"))?;
+        }
+        tx.commit().map_err(sqlite("indexing the audit log by person"))
+    }
+
     fn entries_where(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
         entries_where(&self.connection, filter, args)
     }
 
     /// Every entry about one person, oldest first.
-    pub fn entries_for_person(&self, person_id: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        self.entries_where("WHERE person_id = ?1", &[&person_id])
+    pub fn entries_for_person(&mut self, person_id: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(newest_person_entries(&mut self.connection, person_id, i64::MAX)?.1)
     }
 
     /// Walks the whole chain; `Ok(count)` when every entry is intact. Removing the newest
@@ -308,6 +383,32 @@ impl AuditLog {
             previous = (entry.seq, entry.mac.clone());
         }
         Ok(Ok(entries.len()))
+    }
+
+    /// Compares the person index (what a patient's access log is read by) with the log, up to
+    /// where it claims to be complete: the first entry it lists wrongly (under another person,
+    /// or one the log does not have) or leaves out. Run after [`AuditLog::verify`] and
+    /// [`AuditLog::check_checkpoint`], which name a deletion more precisely.
+    pub fn check_person_index(&self) -> Result<Result<(), Tamper>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let Some(upto) = meta_value(&self.connection, PERSON_INDEXED_UPTO)? else { return Ok(Ok(())) };
+        let differs = self
+            .connection
+            .query_row(
+                "SELECT min(seq) FROM (
+                   SELECT p.seq FROM audit_person p LEFT JOIN audit_log l ON l.seq = p.seq
+                    WHERE p.seq > ?1 OR l.person_id IS NOT p.person_id
+                   UNION ALL
+                   SELECT l.seq FROM audit_log l
+                    WHERE l.seq <= ?1 AND l.person_id IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM audit_person p WHERE p.person_id = l.person_id AND p.seq = l.seq))",
+                [upto],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(sqlite("checking the audit log's person index"))?;
+        Ok(differs.map_or(Ok(()), |seq| Err(Tamper::PersonIndex { seq })))
     }
 
     /// The newest entry's sequence number and seal.
@@ -500,6 +601,69 @@ mod tests {
         let edited = std::fs::read_to_string(&path).unwrap().replace("\"seq\":5", "\"seq\":3");
         std::fs::write(&path, edited).unwrap();
         assert!(matches!(reopened.check_checkpoint().unwrap(), Err(Tamper::CheckpointUnsealed(_))));
+    }
+
+    #[test]
+    fn a_person_sees_every_entry_whether_the_person_index_has_caught_up_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let mut log = log_with(dir.path(), 6);
+        // Person 1's entries are 1 and 4 (record(n) is about person n % 3), none indexed yet.
+        let indexed = |log: &AuditLog| -> i64 { log.connection.query_row("SELECT count(*) FROM audit_person", [], |r| r.get(0)).unwrap() };
+        assert_eq!(indexed(&log), 0);
+        assert_eq!(read_person_entries(&path, 1).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 4]);
+        log.index_persons().unwrap();
+        assert_eq!(indexed(&log), 6, "every entry names a person");
+        log.append(&[record(7), record(8)]).unwrap();
+        // 1 and 4 from the index, 7 from the newest entries.
+        assert_eq!(read_person_entries(&path, 1).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 4, 7]);
+        assert_eq!(read_newest_person_entries(&path, 1, 2).unwrap(), (3, log.entries_for_person(1).unwrap()[1..].to_vec()));
+        log.index_persons().unwrap();
+        assert_eq!(indexed(&log), 8);
+        assert_eq!(read_person_entries(&path, 1).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 4, 7]);
+        assert_eq!(log.verify().unwrap(), Ok(8));
+        assert_eq!(log.check_person_index().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn an_access_hidden_from_the_patient_by_editing_the_person_index_is_found() {
+        for (edit, seq) in [
+            ("DELETE FROM audit_person WHERE seq = 4", 4),
+            ("UPDATE audit_person SET person_id = 0 WHERE seq = 5", 5),
+            ("INSERT INTO audit_person VALUES (1, 99)", 99),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = log_with(dir.path(), 6);
+            log.index_persons().unwrap();
+            log.connection.execute_batch(edit).unwrap();
+            assert_eq!(log.verify().unwrap(), Ok(6), "the chain itself is intact");
+            assert_eq!(log.check_person_index().unwrap(), Err(Tamper::PersonIndex { seq }), "{edit}");
+        }
+    }
+
+    #[test]
+    fn a_log_with_the_former_person_index_is_moved_to_the_table_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        drop(log_with(dir.path(), 5));
+        // As the previous version left it: the index on the log itself, no person table.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "DROP TABLE audit_person; DELETE FROM audit_meta WHERE name = 'person_indexed_upto';
+                 CREATE INDEX audit_by_person ON audit_log (person_id) WHERE person_id IS NOT NULL;",
+            )
+            .unwrap();
+        assert_eq!(read_person_entries(&path, 2).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 5], "read as it is");
+        let mut log = AuditLog::open(&path, KEY).unwrap();
+        let old_index: i64 =
+            log.connection.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'audit_by_person'", [], |r| r.get(0)).unwrap();
+        assert_eq!(old_index, 0, "the index on the log is gone");
+        assert_eq!(log.entries_for_person(2).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 5]);
+        log.append(&[record(6)]).unwrap();
+        assert_eq!(read_person_entries(&path, 0).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 6]);
+        assert_eq!(log.verify().unwrap(), Ok(6));
+        assert_eq!(log.check_person_index().unwrap(), Ok(()), "the moved index agrees with the log");
     }
 
     #[test]

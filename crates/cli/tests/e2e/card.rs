@@ -453,8 +453,10 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
     assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stdout));
     assert!(String::from_utf8_lossy(&intact.stdout).contains("intact"));
 
-    let CardWorld { dir, server } = world;
-    drop(server);
+    let CardWorld { dir, mut server } = world;
+    // Stopped as a service manager does: the stop commits the log and brings its person
+    // index up to the newest entry.
+    assert!(server.terminate().success());
     let path = |name: &str| dir.path().join(name);
     let entries: i64 = rusqlite::Connection::open(path("center.audit.sqlite"))
         .unwrap()
@@ -469,6 +471,12 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
             "does not carry",
         ),
         ("delete", "DELETE FROM audit_log WHERE seq = 4", "entries after 3 up to 5 (exclusive) are missing"),
+        // The chain left intact, the look by number hidden from the patient's own access log.
+        (
+            "hide",
+            "DELETE FROM audit_person WHERE seq = (SELECT seq FROM audit_log WHERE action = 'verify_number')",
+            "missing from, or wrongly placed in, the index the patients' access logs are read by",
+        ),
     ] {
         let dir = path(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -480,6 +488,7 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
                 std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
             }
         }
+        std::fs::copy(path("center.audit.checkpoint"), dir.join("center.audit.checkpoint")).unwrap();
         rusqlite::Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
         let caught = verify(&dir.join("center.sqlite"));
         let stdout = String::from_utf8_lossy(&caught.stdout);
