@@ -93,6 +93,7 @@ fn is_idempotent_by_event_id(register: &dyn Register) {
 
 fn refuses_contradictions_without_writing(register: &dyn Register) {
     let before = register.canonical_dump().expect("dump");
+    let counted = register.counts().expect("counts");
     let contradictions = [
         // A change and a loss for numbers nobody holds.
         event("r1", "P9", "9999", 0, "20260101", EventBody::Lose { reason: ReasonOfLoss::Death }),
@@ -103,12 +104,16 @@ fn refuses_contradictions_without_writing(register: &dyn Register) {
         event("r4", "P1", "1001", 0, "20261115", EventBody::Change { holder: None, details: None, terms: None }),
         // The same acquisition under a new event id.
         event("r5", "P1", "1001", 0, "20200401", acquire("19800101", IncomeClass::General)),
+        // A person the register has never seen, taking numbers another person held then:
+        // refused, and not even the person is recorded.
+        event("r6", "P8", "1001", 0, "20200501", acquire("19700101", IncomeClass::General)),
     ];
     let outcomes = register.apply_events(&contradictions, now()).expect("apply");
     for (event, outcome) in contradictions.iter().zip(&outcomes) {
         assert!(matches!(outcome, ApplyOutcome::Rejected { .. }), "{} was {outcome:?}", event.event_id);
     }
     assert_eq!(register.canonical_dump().expect("dump"), before, "a rejected event must not write");
+    assert_eq!(register.counts().expect("counts"), counted, "nor add a person");
     // Another person may take over numbers only once the first holder has lost them.
     let takeover = [
         event("t1", "P2", "1001", 0, "20261001", acquire("19900101", IncomeClass::General)),
@@ -157,6 +162,54 @@ fn changes_are_dated(register: &dyn Register) {
     assert_eq!(dated, vec![(d("20100401"), IncomeClass::General, "試験 花子"), (d("20260801"), IncomeClass::ActiveHigh, "試験 花子")]);
     let counts = register.counts().expect("counts");
     assert_eq!((counts.persons, counts.coverages), (3, 4));
+}
+
+/// A sequence applied as one batch ends exactly as the same events applied one per batch:
+/// the rules see, within a batch, what the batch's earlier events did. Both registers start
+/// empty.
+pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Register) {
+    let moved = MemberDetails {
+        name: "試験 花子".into(),
+        name_kana: "ｼｹﾝ ﾊﾅｺ".into(),
+        address: Some("東京都千代田区".into()),
+        ..Default::default()
+    };
+    let change =
+        |details: Option<MemberDetails>, terms: Option<Terms>, holder: Option<Holder>| EventBody::Change { holder, details, terms };
+    let high = Terms { income: IncomeClass::ActiveHigh, limit: None, specific_diseases: vec![], public_expense: vec![] };
+    let older = Holder {
+        birth_date: d("19790101"),
+        sex: Sex::Female,
+        relationship: Relationship::Insured,
+        card_classification: CardClassification::General,
+    };
+    let events = [
+        event("s1", "P1", "5001", 0, "20200401", acquire("19800101", IncomeClass::General)),
+        // Same date: replaces the acquisition's terms row; later: a row of its own.
+        event("s2", "P1", "5001", 0, "20200401", change(Some(moved.clone()), None, None)),
+        event("s3", "P1", "5001", 0, "20220101", change(None, Some(high), Some(older))),
+        // The same event again, inside the batch.
+        event("s3", "P1", "5001", 0, "20220101", change(None, None, None)),
+        // Another person cannot take the numbers while they are held...
+        event("s4", "P2", "5001", 0, "20230101", acquire("19900101", IncomeClass::General)),
+        event("s5", "P1", "5001", 0, "20240331", EventBody::Lose { reason: ReasonOfLoss::OtherInsuranceAcquired }),
+        event("s6", "P1", "5001", 0, "20240401", EventBody::Lose { reason: ReasonOfLoss::Death }),
+        event("s7", "P1", "5001", 0, "20240401", change(Some(moved), None, None)),
+        // ...but can once they are lost, and a change then refers to the new coverage.
+        event("s8", "P2", "5001", 0, "20240401", acquire("19900101", IncomeClass::General)),
+        event("s9", "P2", "5001", 0, "20240501", change(None, None, Some(older))),
+        event("s10", "P3", "5002", 1, "20240501", acquire("20100101", IncomeClass::General)),
+        event("s11", "P3", "5002", 1, "20240501", EventBody::Lose { reason: ReasonOfLoss::Other }),
+        event("s12", "P3", "5002", 1, "20240601", acquire("20100101", IncomeClass::General)),
+    ];
+    let together = whole.apply_events(&events, now()).expect("apply");
+    let apart: Vec<ApplyOutcome> =
+        events.iter().flat_map(|e| one_by_one.apply_events(std::slice::from_ref(e), now()).expect("apply")).collect();
+    assert_eq!(together, apart);
+    let applied = together.iter().filter(|o| **o == ApplyOutcome::Applied).count();
+    assert_eq!(applied, 9, "s3 repeated; s4, s6 and s7 refused: {together:?}");
+    assert_eq!(whole.canonical_dump().expect("dump"), one_by_one.canonical_dump().expect("dump"));
+    assert_eq!(whole.counts().expect("counts"), one_by_one.counts().expect("counts"));
 }
 
 /// The card-link and reader behaviour every backend must show, on a fresh register.

@@ -21,6 +21,7 @@ use crate::model::*;
 use crate::{Register, StoreError};
 
 /// Schema migrations, applied in order; a version once released is never edited.
+mod apply;
 mod cards;
 mod medical;
 
@@ -436,269 +437,6 @@ struct LagTotals {
     lag_days_max: i64,
 }
 
-fn apply_one(tx: &Transaction<'_>, event: &CoverageEvent, registered_at: Timestamp) -> Result<ApplyOutcome, StoreError> {
-    let seen: Option<i64> = tx
-        .prepare_cached("SELECT 1 FROM insurer_events WHERE insurer_number = ?1 AND event_id = ?2")
-        .map_err(sqlite("preparing the event lookup"))?
-        .query_row(params![event.insurer.as_str(), event.event_id], |row| row.get(0))
-        .optional()
-        .map_err(sqlite("looking up an event id"))?;
-    if seen.is_some() {
-        return Ok(ApplyOutcome::AlreadyApplied);
-    }
-    let registered = registered_at.jst_seconds();
-    let coverage_id = match &event.body {
-        EventBody::Acquire { holder, details, terms } => match acquire(tx, event, holder, details, terms, registered)? {
-            Ok(id) => id,
-            Err(rejection) => return Ok(rejection),
-        },
-        EventBody::Change { holder, details, terms } => {
-            match change(tx, event, holder.as_ref(), details.as_ref(), terms.as_ref(), registered)? {
-                Ok(id) => id,
-                Err(rejection) => return Ok(rejection),
-            }
-        }
-        EventBody::Lose { reason } => match lose(tx, event, *reason, registered)? {
-            Ok(id) => id,
-            Err(rejection) => return Ok(rejection),
-        },
-    };
-    tx.prepare_cached(
-        "INSERT OR FAIL INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .map_err(sqlite("preparing the event insert"))?
-    .execute(params![
-        event.insurer.as_str(),
-        event.event_id,
-        event.body.kind(),
-        coverage_id,
-        day(event.occurred_on),
-        event.notified_at.jst_seconds(),
-        registered
-    ])
-    .map_err(sqlite("recording an event"))?;
-    Ok(ApplyOutcome::Applied)
-}
-
-fn rejected(field: &'static str, reason: impl Into<String>) -> Result<Result<i64, ApplyOutcome>, StoreError> {
-    Ok(Err(ApplyOutcome::Rejected { field, reason: reason.into() }))
-}
-
-fn person_id(tx: &Transaction<'_>, person_ref: &str) -> Result<i64, StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO persons (person_ref) VALUES (?1)
-         ON CONFLICT (person_ref) DO UPDATE SET person_ref = excluded.person_ref RETURNING person_id",
-    )
-    .map_err(sqlite("preparing the person upsert"))?
-    .query_row([person_ref], |row| row.get(0))
-    .map_err(sqlite("finding or adding a person"))
-}
-
-fn existing_person_id(tx: &Transaction<'_>, person_ref: &str) -> Result<Option<i64>, StoreError> {
-    tx.prepare_cached("SELECT person_id FROM persons WHERE person_ref = ?1")
-        .map_err(sqlite("preparing the person lookup"))?
-        .query_row([person_ref], |row| row.get(0))
-        .optional()
-        .map_err(sqlite("looking up a person"))
-}
-
-/// The coverages with the event's numbers and branch.
-fn same_card(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Vec<CoverageRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {COVERAGE_COLUMNS} FROM coverages
-         WHERE insurer_number = ?1 AND card_number = ?2 AND card_symbol = ?3 AND card_branch = ?4"
-    );
-    query_coverages(tx, &sql, params![event.insurer.as_str(), event.number.as_str(), event.symbol.as_str(), event.branch.value()])
-}
-
-fn insert_terms(
-    tx: &Transaction<'_>,
-    coverage_id: i64,
-    from: Date,
-    details: &MemberDetails,
-    terms: &Terms,
-    notified: i64,
-    registered: i64,
-) -> Result<(), StoreError> {
-    let limit = terms.limit.as_ref();
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
-            post_code, income_class, limit_category, limit_classification, limit_valid_from, limit_valid_to,
-            specific_diseases, public_expense, notified_at, registered_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )
-    .map_err(sqlite("preparing the terms insert"))?
-    .execute(params![
-        coverage_id,
-        day(from),
-        details.name,
-        details.name_kana,
-        details.insured_name,
-        details.address,
-        details.post_code,
-        terms.income.code(),
-        limit.map(|l| l.category.code()),
-        limit.map(|l| l.classification.code()),
-        limit.map(|l| day(l.valid_from)),
-        limit.and_then(|l| opt_day(l.valid_to)),
-        diseases_json(&terms.specific_diseases),
-        public_expense_json(&terms.public_expense),
-        notified,
-        registered
-    ])
-    .map_err(sqlite("writing terms"))?;
-    Ok(())
-}
-
-/// (person, acquired, lost) of the coverages with the event's numbers and branch: all an
-/// acquisition needs to check, without decoding whole rows.
-fn same_card_spans(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Vec<(i64, i64, Option<i64>)>, StoreError> {
-    let mut statement = tx
-        .prepare_cached(
-            "SELECT person_id, acquired_on, lost_on FROM coverages
-             WHERE insurer_number = ?1 AND card_number = ?2 AND card_symbol = ?3 AND card_branch = ?4",
-        )
-        .map_err(sqlite("preparing the card check"))?;
-    let rows = statement
-        .query_map(params![event.insurer.as_str(), event.number.as_str(), event.symbol.as_str(), event.branch.value()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .map_err(sqlite("checking the card numbers"))?;
-    rows.collect::<Result<_, _>>().map_err(sqlite("reading the card check"))
-}
-
-fn acquire(
-    tx: &Transaction<'_>,
-    event: &CoverageEvent,
-    holder: &Holder,
-    details: &MemberDetails,
-    terms: &Terms,
-    registered: i64,
-) -> Result<Result<i64, ApplyOutcome>, StoreError> {
-    let person = person_id(tx, &event.person_ref)?;
-    let occurred = day(event.occurred_on);
-    for (holder_id, acquired_on, lost_on) in same_card_spans(tx, event)? {
-        let still_live = lost_on.is_none_or(|lost| lost > occurred);
-        if holder_id != person && still_live {
-            return rejected(
-                "card",
-                "these card numbers and branch belong to another person's coverage that has not been lost; send the loss first or correct the numbers",
-            );
-        }
-        if holder_id == person && acquired_on == occurred {
-            return rejected("occurred_on", "this person already holds this coverage from this date; send a change event instead");
-        }
-    }
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT OR FAIL INTO coverages (person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
-                relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING coverage_id",
-        )
-        .map_err(sqlite("preparing the coverage insert"))?
-        .query_row(
-            params![
-                person,
-                event.insurer.as_str(),
-                event.symbol.as_str(),
-                event.number.as_str(),
-                event.branch.value(),
-                day(holder.birth_date),
-                holder.sex.code(),
-                holder.relationship.code(),
-                holder.card_classification.code(),
-                day(event.occurred_on),
-                event.notified_at.jst_seconds(),
-                registered
-            ],
-            |row| row.get(0),
-        )
-        .map_err(sqlite("adding a coverage"))?;
-    insert_terms(tx, id, event.occurred_on, details, terms, event.notified_at.jst_seconds(), registered)?;
-    Ok(Ok(id))
-}
-
-/// The person's coverage with the event's card numbers that the event can refer to: the latest
-/// acquired on or before the event's date.
-fn target_coverage(tx: &Transaction<'_>, event: &CoverageEvent) -> Result<Option<CoverageRecord>, StoreError> {
-    let Some(person) = existing_person_id(tx, &event.person_ref)? else { return Ok(None) };
-    Ok(same_card(tx, event)?
-        .into_iter()
-        .filter(|c| c.person_id == person && c.acquired_on <= event.occurred_on)
-        .max_by_key(|c| c.acquired_on))
-}
-
-const NO_SUCH_COVERAGE: &str =
-    "no coverage of this person with these card numbers was acquired on or before this date; send the acquisition first";
-
-fn change(
-    tx: &Transaction<'_>,
-    event: &CoverageEvent,
-    holder: Option<&Holder>,
-    details: Option<&MemberDetails>,
-    terms: Option<&Terms>,
-    registered: i64,
-) -> Result<Result<i64, ApplyOutcome>, StoreError> {
-    let Some(coverage) = target_coverage(tx, event)? else { return rejected("card", NO_SUCH_COVERAGE) };
-    if coverage.lost_on.is_some_and(|lost| lost <= event.occurred_on) {
-        return rejected("occurred_on", "the coverage is lost on or before this date; a change cannot take effect after the loss");
-    }
-    let rows = load_terms(tx, coverage.coverage_id)?;
-    let base = rows.iter().rev().find(|row| row.effective_from <= event.occurred_on).or(rows.first());
-    let Some(base) = base else { return Err(StoreError::Corrupt(format!("coverage {} has no terms", coverage.coverage_id))) };
-    let details = details.unwrap_or(&base.details);
-    let terms = terms.unwrap_or(&base.terms);
-    insert_terms(tx, coverage.coverage_id, event.occurred_on, details, terms, event.notified_at.jst_seconds(), registered)?;
-    if let Some(holder) = holder {
-        tx.prepare_cached(
-            "UPDATE coverages SET birth_date = ?2, sex = ?3, relationship = ?4, card_classification = ?5 WHERE coverage_id = ?1",
-        )
-        .map_err(sqlite("preparing the holder update"))?
-        .execute(params![
-            coverage.coverage_id,
-            day(holder.birth_date),
-            holder.sex.code(),
-            holder.relationship.code(),
-            holder.card_classification.code()
-        ])
-        .map_err(sqlite("correcting the holder"))?;
-    }
-    touch(tx, coverage.coverage_id, registered)?;
-    Ok(Ok(coverage.coverage_id))
-}
-
-fn touch(tx: &Transaction<'_>, coverage_id: i64, registered: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE coverages SET updated_at = ?2 WHERE coverage_id = ?1")
-        .map_err(sqlite("preparing the touch"))?
-        .execute(params![coverage_id, registered])
-        .map_err(sqlite("stamping a coverage"))?;
-    Ok(())
-}
-
-fn lose(
-    tx: &Transaction<'_>,
-    event: &CoverageEvent,
-    reason: ReasonOfLoss,
-    registered: i64,
-) -> Result<Result<i64, ApplyOutcome>, StoreError> {
-    // A loss may be dated on the acquisition day itself (a coverage that never took effect).
-    let Some(coverage) = target_coverage(tx, event)? else { return rejected("card", NO_SUCH_COVERAGE) };
-    if let Some(lost) = coverage.lost_on {
-        return rejected(
-            "occurred_on",
-            format!(
-                "the coverage is already lost from {lost}; a second loss is refused (ask the register operator to correct a wrong loss date)"
-            ),
-        );
-    }
-    tx.prepare_cached("UPDATE coverages SET lost_on = ?2, loss_reason = ?3, lost_notified_at = ?4, updated_at = ?5 WHERE coverage_id = ?1")
-        .map_err(sqlite("preparing the loss update"))?
-        .execute(params![coverage.coverage_id, day(event.occurred_on), reason.code(), event.notified_at.jst_seconds(), registered])
-        .map_err(sqlite("recording a loss"))?;
-    Ok(Ok(coverage.coverage_id))
-}
-
 fn write_lag_totals(tx: &Transaction<'_>, totals: &HashMap<String, LagTotals>, registered: i64) -> Result<(), StoreError> {
     let mut statement = tx
         .prepare_cached(
@@ -773,18 +511,16 @@ impl Register for SqliteRegister {
     fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = writer.transaction().map_err(sqlite("starting an import transaction"))?;
-        let mut outcomes = Vec::with_capacity(events.len());
+        let outcomes = apply::apply_batch(&tx, events, registered_at.jst_seconds())?;
         let mut lag: HashMap<String, LagTotals> = HashMap::new();
-        for event in events {
-            let outcome = apply_one(&tx, event, registered_at)?;
-            if outcome == ApplyOutcome::Applied {
+        for (event, outcome) in events.iter().zip(&outcomes) {
+            if *outcome == ApplyOutcome::Applied {
                 let days = (event.notified_at.date().to_days() - event.occurred_on.to_days()).max(0);
                 let totals = lag.entry(event.insurer.as_str().to_string()).or_default();
                 totals.events += 1;
                 totals.lag_days_sum += days;
                 totals.lag_days_max = totals.lag_days_max.max(days);
             }
-            outcomes.push(outcome);
         }
         write_lag_totals(&tx, &lag, registered_at.jst_seconds())?;
         tx.commit().map_err(sqlite("committing an import transaction"))?;
@@ -919,6 +655,14 @@ mod tests {
         crate::conformance::run_all(&register);
         crate::conformance::run_cards(&register);
         crate::conformance::run_medical(&register);
+    }
+
+    #[test]
+    fn a_batch_ends_as_its_events_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = SqliteRegister::open(&dir.path().join("whole.sqlite"), SqliteOptions::SERVER).unwrap();
+        let one_by_one = SqliteRegister::open(&dir.path().join("single.sqlite"), SqliteOptions::SERVER).unwrap();
+        crate::conformance::batches_and_single_events_agree(&whole, &one_by_one);
     }
 
     #[test]
