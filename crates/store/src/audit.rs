@@ -197,23 +197,24 @@ fn entries_where(connection: &Connection, filter: &str, args: &[&dyn rusqlite::T
     let mut statement = connection
         .prepare(&format!("SELECT seq, at, actor, action, person_id, object, code, mac FROM audit_log {filter} ORDER BY seq"))
         .map_err(sqlite("reading the audit log"))?;
-    let rows = statement
-        .query_map(args, |r| {
-            Ok(AuditEntry {
-                seq: r.get(0)?,
-                record: AuditRecord {
-                    at: Timestamp::from_jst_seconds(r.get(1)?),
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    person_id: r.get(4)?,
-                    object: r.get(5)?,
-                    code: r.get(6)?,
-                },
-                mac: r.get(7)?,
-            })
-        })
-        .map_err(sqlite("reading the audit log"))?;
+    let rows = statement.query_map(args, entry_of).map_err(sqlite("reading the audit log"))?;
     rows.collect::<Result<_, _>>().map_err(sqlite("reading the audit log"))
+}
+
+/// An entry from a row of `seq, at, actor, action, person_id, object, code, mac`.
+fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        record: AuditRecord {
+            at: Timestamp::from_jst_seconds(r.get(1)?),
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            person_id: r.get(4)?,
+            object: r.get(5)?,
+            code: r.get(6)?,
+        },
+        mac: r.get(7)?,
+    })
 }
 
 /// Copies the write-ahead log of the audit file at `path` into the file on a connection of its
@@ -358,10 +359,6 @@ impl AuditLog {
         tx.commit().map_err(sqlite("indexing the audit log by person"))
     }
 
-    fn entries_where(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>, StoreError> {
-        entries_where(&self.connection, filter, args)
-    }
-
     /// Every entry about one person, oldest first.
     pub fn entries_for_person(&mut self, person_id: i64) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(newest_person_entries(&mut self.connection, person_id, i64::MAX)?.1)
@@ -370,19 +367,29 @@ impl AuditLog {
     /// Walks the whole chain; `Ok(count)` when every entry is intact. Removing the newest
     /// entries leaves an intact shorter chain: compare the head ([`AuditLog::head`]) with a
     /// copy kept elsewhere to catch that.
+    ///
+    /// The entries are read one at a time, never held together: a log of years verifies in
+    /// the memory of one entry.
     pub fn verify(&self) -> Result<Result<usize, Tamper>, StoreError> {
-        let entries = self.entries_where("", &[])?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT seq, at, actor, action, person_id, object, code, mac FROM audit_log ORDER BY seq")
+            .map_err(sqlite("reading the audit log"))?;
+        let mut rows = statement.query([]).map_err(sqlite("reading the audit log"))?;
         let mut previous = (0, GENESIS.to_string());
-        for entry in &entries {
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(sqlite("reading the audit log"))? {
+            let entry = entry_of(row).map_err(sqlite("reading the audit log"))?;
             if entry.seq != previous.0 + 1 {
                 return Ok(Err(Tamper::Deleted { after: previous.0, seq: entry.seq }));
             }
             if seal(&self.key, &previous.1, entry.seq, &entry.record, entry.seq >= self.length_prefixed_from) != entry.mac {
                 return Ok(Err(Tamper::Unsealed { seq: entry.seq }));
             }
-            previous = (entry.seq, entry.mac.clone());
+            previous = (entry.seq, entry.mac);
+            count += 1;
         }
-        Ok(Ok(entries.len()))
+        Ok(Ok(count))
     }
 
     /// Compares the person index (what a patient's access log is read by) with the log, up to
