@@ -511,7 +511,7 @@ impl Register for SqliteRegister {
     fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = writer.transaction().map_err(sqlite("starting an import transaction"))?;
-        let outcomes = apply::apply_batch(&tx, events, registered_at.jst_seconds())?;
+        let outcomes = apply::apply_batch(&tx, events, registered_at)?;
         let mut lag: HashMap<String, LagTotals> = HashMap::new();
         for (event, outcome) in events.iter().zip(&outcomes) {
             if *outcome == ApplyOutcome::Applied {

@@ -16,12 +16,12 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Transaction, params};
 
-use onshi_domain::Date;
 use onshi_domain::codes::ReasonOfLoss;
+use onshi_domain::{Date, Timestamp};
 
 use super::{day, diseases_json, load_terms, opt_day, public_expense_json, sqlite};
 use crate::StoreError;
-use crate::model::{ApplyOutcome, CoverageEvent, EventBody, Holder, MemberDetails, Terms};
+use crate::model::{ApplyOutcome, CoverageEvent, EventBody, Holder, MemberDetails, Terms, TermsRecord};
 
 /// (insurer, number, symbol, branch): the key every rule of a coverage is checked on.
 type CardKey = (String, String, String, u8);
@@ -56,13 +56,11 @@ struct CoverageUpdate {
     lost: Option<(Date, ReasonOfLoss, i64)>,
 }
 
-/// One dated terms row as the rules need it.
-#[derive(Clone)]
-struct TermsRow {
-    effective_from: Date,
-    details: MemberDetails,
-    terms: Terms,
-    notified_at: i64,
+/// insurer, number, symbol, branch, coverage, person, acquired, lost: a row of the card lookup.
+type CardRow = (String, String, String, i64, i64, i64, i64, Option<i64>);
+
+fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CardRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
 }
 
 const NO_SUCH_COVERAGE: &str =
@@ -75,7 +73,7 @@ fn rejected(field: &'static str, reason: impl Into<String>) -> ApplyOutcome {
 /// The register as far as this batch touches it, and what the batch changes.
 struct Batch<'t, 'c> {
     tx: &'t Transaction<'c>,
-    registered: i64,
+    registered_at: Timestamp,
     seen: HashSet<(String, String)>,
     persons: HashMap<String, i64>,
     new_persons: Vec<(i64, String)>,
@@ -87,14 +85,14 @@ struct Batch<'t, 'c> {
     new_index: HashMap<i64, usize>,
     updates: HashMap<i64, CoverageUpdate>,
     /// Terms rows of the coverages the batch changes, oldest first (read on first use).
-    terms: HashMap<i64, Vec<TermsRow>>,
+    terms: HashMap<i64, Vec<TermsRecord>>,
     /// (coverage, effective_from) of the rows the batch writes.
     dirty_terms: Vec<(i64, Date)>,
     applied: Vec<(usize, i64)>,
 }
 
 impl<'t, 'c> Batch<'t, 'c> {
-    fn read(tx: &'t Transaction<'c>, events: &[CoverageEvent], registered: i64) -> Result<Batch<'t, 'c>, StoreError> {
+    fn read(tx: &'t Transaction<'c>, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Batch<'t, 'c>, StoreError> {
         let ids: Vec<(&str, &str)> = events.iter().map(|e| (e.insurer.as_str(), e.event_id.as_str())).collect();
         let mut seen = HashSet::new();
         {
@@ -137,23 +135,14 @@ impl<'t, 'c> Batch<'t, 'c> {
                 .map_err(sqlite("preparing the batch's card lookup"))?;
             let mut rows = statement.query([json(&keys)?]).map_err(sqlite("looking up the batch's card numbers"))?;
             while let Some(row) = rows.next().map_err(sqlite("looking up the batch's card numbers"))? {
-                let get = |i: usize| row.get_ref(i).map_err(sqlite("reading a coverage"));
-                let text = |i: usize| -> Result<String, StoreError> {
-                    Ok(get(i)?.as_str().map_err(|e| StoreError::Corrupt(format!("coverage column {i}: {e}")))?.to_string())
-                };
-                let int = |i: usize| -> Result<i64, StoreError> {
-                    get(i)?.as_i64().map_err(|e| StoreError::Corrupt(format!("coverage column {i}: {e}")))
-                };
-                let branch = u8::try_from(int(3)?).map_err(|_| StoreError::Corrupt("coverage branch".into()))?;
-                let lost_on = match get(7)?.as_i64_or_null().map_err(|e| StoreError::Corrupt(format!("lost_on: {e}")))? {
-                    Some(lost) => Some(super::to_date(lost)?),
-                    None => None,
-                };
-                cards.entry((text(0)?, text(1)?, text(2)?, branch)).or_default().push(Span {
-                    coverage_id: int(4)?,
-                    person_id: int(5)?,
-                    acquired_on: super::to_date(int(6)?)?,
-                    lost_on,
+                let (insurer, number, symbol, branch, coverage_id, person_id, acquired, lost) =
+                    card_row(row).map_err(sqlite("reading a coverage"))?;
+                let branch = u8::try_from(branch).map_err(|_| StoreError::Corrupt(format!("coverage {coverage_id}: branch {branch}")))?;
+                cards.entry((insurer, number, symbol, branch)).or_default().push(Span {
+                    coverage_id,
+                    person_id,
+                    acquired_on: super::to_date(acquired)?,
+                    lost_on: super::to_opt_date(lost)?,
                 });
             }
         }
@@ -169,7 +158,7 @@ impl<'t, 'c> Batch<'t, 'c> {
             .map_err(sqlite("reading the next ids"))?;
         Ok(Batch {
             tx,
-            registered,
+            registered_at,
             seen,
             persons,
             new_persons: Vec::new(),
@@ -260,11 +249,12 @@ impl<'t, 'c> Batch<'t, 'c> {
         self.terms.insert(coverage_id, Vec::new());
         self.put_terms(
             coverage_id,
-            TermsRow {
+            TermsRecord {
                 effective_from: event.occurred_on,
                 details: details.clone(),
                 terms: terms.clone(),
-                notified_at: event.notified_at.jst_seconds(),
+                notified_at: event.notified_at,
+                registered_at: self.registered_at,
             },
         );
         Ok(Ok(coverage_id))
@@ -299,11 +289,12 @@ impl<'t, 'c> Batch<'t, 'c> {
         let rows = self.terms_of(coverage_id)?;
         let base = rows.iter().rev().find(|row| row.effective_from <= event.occurred_on).or(rows.first());
         let Some(base) = base else { return Err(StoreError::Corrupt(format!("coverage {coverage_id} has no terms"))) };
-        let row = TermsRow {
+        let row = TermsRecord {
             effective_from: event.occurred_on,
             details: details.unwrap_or(&base.details).clone(),
             terms: terms.unwrap_or(&base.terms).clone(),
-            notified_at: event.notified_at.jst_seconds(),
+            notified_at: event.notified_at,
+            registered_at: self.registered_at,
         };
         self.put_terms(coverage_id, row);
         if let Some(holder) = holder {
@@ -340,24 +331,16 @@ impl<'t, 'c> Batch<'t, 'c> {
     }
 
     /// The terms rows of a coverage, oldest first: the batch's own state once it touched them.
-    fn terms_of(&mut self, coverage_id: i64) -> Result<&Vec<TermsRow>, StoreError> {
+    fn terms_of(&mut self, coverage_id: i64) -> Result<&Vec<TermsRecord>, StoreError> {
         if !self.terms.contains_key(&coverage_id) {
-            let stored = load_terms(self.tx, coverage_id)?
-                .into_iter()
-                .map(|t| TermsRow {
-                    effective_from: t.effective_from,
-                    details: t.details,
-                    terms: t.terms,
-                    notified_at: t.notified_at.jst_seconds(),
-                })
-                .collect();
+            let stored = load_terms(self.tx, coverage_id)?;
             self.terms.insert(coverage_id, stored);
         }
         Ok(&self.terms[&coverage_id])
     }
 
     /// A row from its date on; one of the same date is replaced (as `INSERT OR REPLACE`).
-    fn put_terms(&mut self, coverage_id: i64, row: TermsRow) {
+    fn put_terms(&mut self, coverage_id: i64, row: TermsRecord) {
         let rows = self.terms.entry(coverage_id).or_default();
         let from = row.effective_from;
         match rows.binary_search_by_key(&from, |r| r.effective_from) {
@@ -372,7 +355,7 @@ impl<'t, 'c> Batch<'t, 'c> {
     /// array to an `INSERT … SELECT … FROM json_each` was tried: a third slower.)
     fn write(self, events: &[CoverageEvent]) -> Result<(), StoreError> {
         let tx = self.tx;
-        let registered = self.registered;
+        let registered = self.registered_at.jst_seconds();
         {
             let mut insert = tx
                 .prepare_cached("INSERT INTO persons (person_id, person_ref) VALUES (?1, ?2)")
@@ -475,7 +458,7 @@ impl<'t, 'c> Batch<'t, 'c> {
                         limit.and_then(|l| opt_day(l.valid_to)),
                         diseases_json(&row.terms.specific_diseases),
                         public_expense_json(&row.terms.public_expense),
-                        row.notified_at,
+                        row.notified_at.jst_seconds(),
                         registered
                     ])
                     .map_err(sqlite("writing terms"))?;
@@ -510,8 +493,12 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 /// Applies `events` in `tx`, in order; one outcome per event.
-pub(super) fn apply_batch(tx: &Transaction<'_>, events: &[CoverageEvent], registered: i64) -> Result<Vec<ApplyOutcome>, StoreError> {
-    let mut batch = Batch::read(tx, events, registered)?;
+pub(super) fn apply_batch(
+    tx: &Transaction<'_>,
+    events: &[CoverageEvent],
+    registered_at: Timestamp,
+) -> Result<Vec<ApplyOutcome>, StoreError> {
+    let mut batch = Batch::read(tx, events, registered_at)?;
     let outcomes = events.iter().enumerate().map(|(i, event)| batch.apply(i, event)).collect::<Result<Vec<_>, _>>()?;
     batch.write(events)?;
     Ok(outcomes)
