@@ -24,8 +24,13 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// newest entry while entries come in, and on every stop. Readers see the newer entries
 /// meanwhile by a range scan (see `onshi_store::audit`).
 const PERSON_INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-/// Commits between two checkpoints of the write-ahead log (done by another thread).
+/// Commits between two checkpoints of the write-ahead log (done by another thread, or by
+/// the writer when the log has outgrown [`WAL_BOUND`]).
 const CHECKPOINT_EVERY_COMMITS: u32 = 500;
+/// The write-ahead log's size above which the writer checkpoints it completely and truncates
+/// it itself (a pause of its own, absorbed by the queue), instead of asking the passive
+/// checkpointer, which never finishes while entries keep coming.
+pub const WAL_BOUND: u64 = 64 << 20;
 /// The chain's head is exported (a sealed checkpoint file and a log line) at least this often
 /// while entries come in, and on every flush (a stop).
 const HEAD_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -46,7 +51,13 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Starts the writer thread over `log`.
-    pub fn start(mut log: AuditLog) -> AuditSink {
+    pub fn start(log: AuditLog) -> AuditSink {
+        AuditSink::start_bounded(log, WAL_BOUND)
+    }
+
+    /// As [`AuditSink::start`], with the write-ahead log truncated once it exceeds `wal_bound`
+    /// bytes at a checkpoint (tests use a small bound).
+    pub fn start_bounded(mut log: AuditLog, wal_bound: u64) -> AuditSink {
         let path = log.path().to_path_buf();
         let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer_failing = failing.clone();
@@ -55,6 +66,11 @@ impl AuditSink {
         // for the copy and its fsync; a request that finds it busy is simply dropped.
         let (checkpoint_due, checkpoints) = mpsc::sync_channel::<()>(1);
         let checkpoint_path = path.clone();
+        let wal_path = {
+            let mut name = path.clone().into_os_string();
+            name.push("-wal");
+            std::path::PathBuf::from(name)
+        };
         std::thread::Builder::new()
             .name("audit-checkpoint".into())
             .spawn(move || match onshi_store::audit::checkpoint_connection(&checkpoint_path) {
@@ -124,7 +140,16 @@ impl AuditSink {
                     commits += 1;
                     if commits >= CHECKPOINT_EVERY_COMMITS {
                         commits = 0;
-                        let _ = checkpoint_due.try_send(());
+                        let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+                        if wal > wal_bound {
+                            match log.truncate_wal() {
+                                Ok(true) => tracing::debug!(wal, "audit WAL checkpointed and truncated"),
+                                Ok(false) => tracing::info!(wal, "audit WAL not truncated: a reader held it; tried again later"),
+                                Err(e) => tracing::warn!(error = %e, wal, "audit WAL checkpoint failed; tried again later"),
+                            }
+                        } else {
+                            let _ = checkpoint_due.try_send(());
+                        }
                     }
                 }
             })
@@ -183,4 +208,53 @@ impl AuditSink {
 
 fn unavailable(detail: String) -> CenterError {
     crate::errors::audit_unavailable(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_domain::Timestamp;
+
+    fn record(n: u32) -> AuditRecord {
+        AuditRecord {
+            at: Timestamp::from_jst_seconds(1_800_000_000 + i64::from(n)),
+            actor: "1311234569".into(),
+            action: "verify_number".into(),
+            person_id: Some(i64::from(n % 7)),
+            object: "06139999".into(),
+            code: "1".into(),
+        }
+    }
+
+    fn wal_size(path: &std::path::Path) -> u64 {
+        let mut name = path.as_os_str().to_owned();
+        name.push("-wal");
+        std::fs::metadata(std::path::PathBuf::from(name)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The write-ahead log stays bounded while entries keep coming: at every
+    /// CHECKPOINT_EVERY_COMMITS-th commit the writer finds it over the bound and truncates it.
+    /// (Passive checkpoints alone let a bench log grow to 2.9 GB.)
+    #[tokio::test]
+    async fn the_write_ahead_log_is_truncated_once_it_outgrows_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let log = AuditLog::open(&path, b"0123456789abcdef0123456789abcdef").unwrap();
+        let sink = AuditSink::start_bounded(log, 64 << 10);
+        let mut largest = 0;
+        // Each awaited entry is a commit of its own, and the writer takes jobs in order: once the
+        // entry after the checkpointing commit is acknowledged, the truncation is behind it.
+        for n in 0..CHECKPOINT_EVERY_COMMITS {
+            sink.record(vec![record(n)]).await.unwrap();
+            largest = largest.max(wal_size(&path));
+        }
+        sink.record(vec![record(CHECKPOINT_EVERY_COMMITS)]).await.unwrap();
+        let after = wal_size(&path);
+        // Every commit appends at least one page of 4 KiB to the log.
+        assert!(largest >= u64::from(CHECKPOINT_EVERY_COMMITS - 1) * 4096, "the log grew to {largest} bytes");
+        assert!(after <= 64 << 10, "the log was {largest} bytes and is still {after} bytes after the checkpoint");
+        sink.close().await.unwrap();
+        let verified = AuditLog::open_read_only(&path, b"0123456789abcdef0123456789abcdef").unwrap().verify().unwrap();
+        assert_eq!(verified, Ok(CHECKPOINT_EVERY_COMMITS as usize + 1), "every entry is in the chain after the truncations");
+    }
 }
