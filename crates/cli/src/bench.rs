@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// connections (docs/PERFORMANCE.md, "Under attack"), with the server's CPU per request.
     #[arg(long)]
     pub hostile: bool,
+    /// Let the center and the load generator share every core, as before issue 13 (by default
+    /// each gets half of them, see `pinning`).
+    #[arg(long)]
+    pub shared_cores: bool,
 }
 
 /// Distinct verify requests drawn from the population.
@@ -88,14 +92,55 @@ struct ServerProcess {
 }
 
 impl Drop for ServerProcess {
+    /// Stops the center as an operator would (SIGTERM: it drains, commits its audit log and
+    /// exports the chain's head), killing it only if it has not stopped within a minute.
     fn drop(&mut self) {
+        // SAFETY: a plain signal to the child this struct owns (it has not been waited for).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_server(db: &Path, pki: &Path, jpki: &Path) -> anyhow::Result<ServerProcess> {
-    let mut child = Command::new(std::env::current_exe()?)
+/// How the bench places the center and its own load: pinned apart (the default where there
+/// are two CPUs or more) or sharing the cores.
+fn placement(args: &BenchArgs) -> (Option<crate::pinning::Split>, String) {
+    if args.shared_cores {
+        return (None, "center and load generator share every core (--shared-cores)".to_string());
+    }
+    match crate::pinning::split() {
+        Ok(split) => {
+            let described = split.describe();
+            (Some(split), described)
+        }
+        Err(why) => (None, format!("not pinned: {why}")),
+    }
+}
+
+/// Pins this thread, and so the load generator's runtime built after it, to the load half.
+fn pin_load(split: Option<&crate::pinning::Split>) -> anyhow::Result<()> {
+    if let Some(split) = split {
+        crate::pinning::pin_current_thread(&split.load).context("pinning the load generator")?;
+    }
+    Ok(())
+}
+
+fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinning::Split>) -> anyhow::Result<ServerProcess> {
+    let mut command = Command::new(std::env::current_exe()?);
+    if let Some(split) = split {
+        use std::os::unix::process::CommandExt;
+        let cpus = split.server.clone();
+        // SAFETY: runs in the child between fork and exec and only makes the affinity syscall.
+        unsafe { command.pre_exec(move || crate::pinning::pin_current_thread(&cpus)) };
+    }
+    let mut child = command
         .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .arg("--pki")
@@ -400,7 +445,10 @@ fn hostile(
         let ca = onshi_pki::jpki::CardCa::create(&jpki)?;
         ca.publish_crl(30)?;
     }
-    let server = start_server(db, pki, &jpki)?;
+    let (split, placed) = placement(args);
+    eprintln!("bench: {placed}");
+    let server = start_server(db, pki, &jpki, split.as_ref())?;
+    pin_load(split.as_ref())?;
     let pid = server.child.id();
     let config = client_config(&server.addr, pki, institution)?;
     let (calm, attacked, fresh_during) = crate::runtime()?.block_on(async {
@@ -444,7 +492,7 @@ fn hostile(
     row(&mut out, "verify on a new connection, p99", percentile(&calm.fresh, 0.99), percentile(&attacked.fresh, 0.99), "ms");
     row(&mut out, "server CPU per verification (user + system)", calm.cpu_us_per_request, attacked.cpu_us_per_request, "µs");
     out.push_str(&format!(
-        "\n{} connections; {} s per measurement; {fresh_during} sockets held; failed requests: {} without, {} during; new-connection checks answered: {}/50 and {}/50.\n",
+        "\n{placed}; {} connections; {} s per measurement; {fresh_during} sockets held; failed requests: {} without, {} during; new-connection checks answered: {}/50 and {}/50.\n",
         args.connections,
         args.seconds,
         calm.failed,
@@ -466,7 +514,9 @@ fn card_only(
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
 ) -> anyhow::Result<ExitCode> {
     let mut bench_cards = crate::bench_card::prepare(&args.dir, events)?;
-    let server = start_server(db, pki, &bench_cards.jpki)?;
+    let (split, placed) = placement(args);
+    let server = start_server(db, pki, &bench_cards.jpki, split.as_ref())?;
+    pin_load(split.as_ref())?;
     let config = client_config(&server.addr, pki, institution)?;
     let pid = server.child.id();
     let seconds = args.seconds;
@@ -484,6 +534,7 @@ fn card_only(
         "trivial {:.0} req/s ({:.1} µs server CPU each); card verifications {:.0} /s ({:.1} µs each); trivial again {:.0} req/s ({:.1} µs each)",
         trivial.rate, trivial.cpu_us, cards.rate, cards.cpu_us, again.rate, again.cpu_us
     );
+    println!("{placed}");
     println!(
         "card / trivial: throughput {:.3} (against the trivial run after); server CPU {:.2}× (against the mean of both trivial runs)",
         cards.rate / again.rate,
@@ -607,7 +658,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let in_process_us = in_process_verify_us(&db, &requests)?;
     let mut bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
-    let server = start_server(&db, &pki, &bench_cards.jpki)?;
+    let (split, placed) = placement(&args);
+    eprintln!("bench: {placed}");
+    let server = start_server(&db, &pki, &bench_cards.jpki, split.as_ref())?;
+    pin_load(split.as_ref())?;
     let config = client_config(&server.addr, &pki, &institution)?;
     let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_anonymous_peak(server.child.id(), stop_sampling.clone());
@@ -747,7 +801,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         total_peak_kib as f64 / 1024.0
     ));
     out.push_str(&format!(
-        "\nSynthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        "\nPlacement: {placed}. Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
         args.connections,
         args.seconds,
         failures,

@@ -14,6 +14,7 @@ mod gateway_cmd;
 mod insurer_cmd;
 mod jpki_cmd;
 mod medical_cmd;
+mod pinning;
 mod progress;
 mod reader_http;
 mod receipt_cmd;
