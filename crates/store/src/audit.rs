@@ -110,7 +110,7 @@ const LENGTH_PREFIXED_FROM: &str = "length_prefixed_from";
 const GENESIS: &str = "onshi-audit-genesis";
 
 fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sqlite { doing, source }
+    move |source| StoreError::Engine { doing, source: Box::new(source) }
 }
 
 /// The seal of an entry. Format 2 prefixes every field with its length, so that no field's
@@ -151,7 +151,7 @@ pub fn read_person_entries(path: &Path, person_id: i64) -> Result<Vec<AuditEntry
 /// patient's own request reads (bounded, however long the log).
 pub fn read_newest_person_entries(path: &Path, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
     let mut connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        .map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
     connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
     newest_person_entries(&mut connection, person_id, limit)
 }
@@ -226,7 +226,7 @@ pub fn checkpoint(connection: &Connection) -> Result<(), StoreError> {
 
 /// A connection for [`checkpoint`].
 pub fn checkpoint_connection(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+    let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
     connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring the audit checkpointer"))?;
     Ok(connection)
 }
@@ -267,7 +267,7 @@ fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
 impl AuditLog {
     /// Opens (creating if needed) the log at `path`, sealed with `key` (at least 32 bytes).
     pub fn open(path: &Path, key: &[u8]) -> Result<AuditLog, StoreError> {
-        let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
         connection
             // Checkpoints run on their own connection (see `checkpoint`), never on the append path.
             .execute_batch(
@@ -297,7 +297,7 @@ impl AuditLog {
     /// the write-ahead log's settings).
     pub fn open_read_only(path: &Path, key: &[u8]) -> Result<AuditLog, StoreError> {
         let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
         connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
         let head = connection
             .query_row("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cards;
 pub mod medical;
 pub mod model;
+mod rules;
 pub mod sqlite;
 
 pub mod conformance;
@@ -17,15 +18,19 @@ use model::{ApplyOutcome, CoverageEvent, CoverageRecord, CoverageWithTerms, Insu
 use onshi_domain::Timestamp;
 use onshi_domain::ids::{CardNumber, InsurerNumber};
 
+/// An engine's own error (SQLite's, PostgreSQL's), kept as the cause without tying the
+/// register's interface to one engine's type.
+pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A storage failure. Input problems are never errors here: they are [`ApplyOutcome::Rejected`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the register at {path} cannot be opened: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    Open { path: String, source: EngineError },
     #[error("the register's schema version {found} is newer than this program knows ({known}); upgrade onshi")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("register query failed while {doing}: {source}")]
-    Sqlite { doing: &'static str, source: rusqlite::Error },
+    Engine { doing: &'static str, source: EngineError },
     #[error("the register holds a value it cannot read back ({0}); the file may be damaged")]
     Corrupt(String),
     #[error("cannot write {path}: {source}")]

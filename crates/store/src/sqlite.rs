@@ -4,11 +4,10 @@
 //! Concurrency: one writer connection behind a mutex (SQLite allows one writer anyway) and a
 //! small pool of read-only connections, so verifications never wait for an import.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use onshi_domain::codes::{CardClassification, LimitCertificateClassification, ReasonOfLoss, Relationship, Sex, SpecificDisease};
@@ -68,13 +67,13 @@ pub struct SqliteRegister {
 }
 
 fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sqlite { doing, source }
+    move |source| StoreError::Engine { doing, source: Box::new(source) }
 }
 
 impl SqliteRegister {
     /// Opens (creating if needed) the register at `path` and brings its schema up to date.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteRegister, StoreError> {
-        let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
+        let open_error = |source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) };
         // NO_MUTEX: the connection is only ever used under `writer`'s lock, so SQLite's own
         // per-call mutex is pure cost (about 8 % of an import's CPU).
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -104,7 +103,7 @@ impl SqliteRegister {
     fn open_reader(&self) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(&self.path, flags)
-            .map_err(|source| StoreError::Open { path: self.path.display().to_string(), source })?;
+            .map_err(|source| StoreError::Open { path: self.path.display().to_string(), source: Box::new(source) })?;
         connection
             .execute_batch(&format!(
                 "PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{}; PRAGMA mmap_size = {};",
@@ -429,34 +428,6 @@ fn load_terms(connection: &Connection, coverage_id: i64) -> Result<Vec<TermsReco
     Ok(terms)
 }
 
-/// Per-insurer lag totals gathered during one batch, written once at its end.
-#[derive(Default)]
-struct LagTotals {
-    events: i64,
-    lag_days_sum: i64,
-    lag_days_max: i64,
-}
-
-fn write_lag_totals(tx: &Transaction<'_>, totals: &HashMap<String, LagTotals>, registered: i64) -> Result<(), StoreError> {
-    let mut statement = tx
-        .prepare_cached(
-            "INSERT INTO insurer_stats (insurer_number, events, lag_days_sum, lag_days_max, last_registered_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (insurer_number) DO UPDATE SET
-                events = events + excluded.events,
-                lag_days_sum = lag_days_sum + excluded.lag_days_sum,
-                lag_days_max = max(lag_days_max, excluded.lag_days_max),
-                last_registered_at = excluded.last_registered_at",
-        )
-        .map_err(sqlite("preparing the insurer statistics"))?;
-    for (insurer, t) in totals {
-        statement
-            .execute(params![insurer, t.events, t.lag_days_sum, t.lag_days_max, registered])
-            .map_err(sqlite("updating insurer statistics"))?;
-    }
-    Ok(())
-}
-
 /// One person's coverages with their terms. `CAST(?1 AS INTEGER)`, not a bare `?1`: with the
 /// bundled SQLite's STAT4, this join on a bare parameter makes the cached statement re-prepare
 /// at every use (measured: 1,999 re-preparations in 2,000 runs, none with the cast; same plan).
@@ -512,17 +483,6 @@ impl Register for SqliteRegister {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = writer.transaction().map_err(sqlite("starting an import transaction"))?;
         let outcomes = apply::apply_batch(&tx, events, registered_at)?;
-        let mut lag: HashMap<String, LagTotals> = HashMap::new();
-        for (event, outcome) in events.iter().zip(&outcomes) {
-            if *outcome == ApplyOutcome::Applied {
-                let days = (event.notified_at.date().to_days() - event.occurred_on.to_days()).max(0);
-                let totals = lag.entry(event.insurer.as_str().to_string()).or_default();
-                totals.events += 1;
-                totals.lag_days_sum += days;
-                totals.lag_days_max = totals.lag_days_max.max(days);
-            }
-        }
-        write_lag_totals(&tx, &lag, registered_at.jst_seconds())?;
         tx.commit().map_err(sqlite("committing an import transaction"))?;
         Ok(outcomes)
     }
