@@ -226,7 +226,8 @@ pub fn checkpoint(connection: &Connection) -> Result<(), StoreError> {
 
 /// A connection for [`checkpoint`].
 pub fn checkpoint_connection(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
+    let connection =
+        Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
     connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring the audit checkpointer"))?;
     Ok(connection)
 }
@@ -267,7 +268,8 @@ fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
 impl AuditLog {
     /// Opens (creating if needed) the log at `path`, sealed with `key` (at least 32 bytes).
     pub fn open(path: &Path, key: &[u8]) -> Result<AuditLog, StoreError> {
-        let connection = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
+        let connection =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
         connection
             // Checkpoints run on their own connection (see `checkpoint`), never on the append path.
             .execute_batch(

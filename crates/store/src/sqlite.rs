@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
 
-use onshi_domain::codes::{CardClassification, LimitCertificateClassification, ReasonOfLoss, Relationship, Sex, SpecificDisease};
-use onshi_domain::copay::IncomeClass;
-use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InsurerNumber, PublicPayerNumber, RecipientNumber};
-use onshi_domain::limit::LimitCategory;
-use onshi_domain::{Date, Timestamp};
+use onshi_domain::Timestamp;
+use onshi_domain::ids::{CardNumber, InsurerNumber};
+
+use crate::rows::{
+    COVERAGE_COLUMNS, RawCoverage, RawTerms, TERMS_COLUMNS, coverage_record, day, diseases_json, group_view, opt_day, public_expense_json,
+    terms_record, to_date, to_opt_date,
+};
 
 use crate::model::*;
 use crate::{Register, StoreError};
@@ -151,115 +152,6 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn day(date: Date) -> i64 {
-    i64::from(date.year()) * 10_000 + i64::from(date.month()) * 100 + i64::from(date.day())
-}
-
-fn opt_day(date: Option<Date>) -> Option<i64> {
-    date.map(day)
-}
-
-fn to_date(value: i64) -> Result<Date, StoreError> {
-    let (year, month, day) = (value / 10_000, value / 100 % 100, value % 100);
-    u16::try_from(year)
-        .ok()
-        .and_then(|year| Date::new(year, month as u8, day as u8))
-        .ok_or_else(|| StoreError::Corrupt(format!("date {value}")))
-}
-
-fn to_opt_date(value: Option<i64>) -> Result<Option<Date>, StoreError> {
-    value.map(to_date).transpose()
-}
-
-fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
-    move |e| StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-/// The lists are stored as compact JSON in one column each: they are read whole, never queried.
-#[derive(Serialize, Deserialize)]
-struct StoredDisease {
-    c: String,
-    f: i64,
-    #[serde(default)]
-    t: Option<i64>,
-    y: u32,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredPublicExpense {
-    p: String,
-    r: String,
-    f: i64,
-    #[serde(default)]
-    t: Option<i64>,
-}
-
-fn diseases_json(list: &[SpecificDiseaseCertificate]) -> Option<String> {
-    if list.is_empty() {
-        return None;
-    }
-    let stored: Vec<StoredDisease> = list
-        .iter()
-        .map(|d| StoredDisease { c: d.disease.code().into(), f: day(d.valid_from), t: opt_day(d.valid_to), y: d.self_pay_yen })
-        .collect();
-    Some(serde_json::to_string(&stored).expect("plain data serialises"))
-}
-
-fn public_expense_json(list: &[PublicExpenseCertificate]) -> Option<String> {
-    if list.is_empty() {
-        return None;
-    }
-    let stored: Vec<StoredPublicExpense> = list
-        .iter()
-        .map(|p| StoredPublicExpense {
-            p: p.payer.as_str().into(),
-            r: p.recipient.as_str().into(),
-            f: day(p.valid_from),
-            t: opt_day(p.valid_to),
-        })
-        .collect();
-    Some(serde_json::to_string(&stored).expect("plain data serialises"))
-}
-
-fn parse_diseases(json: Option<String>) -> Result<Vec<SpecificDiseaseCertificate>, StoreError> {
-    let Some(json) = json else { return Ok(Vec::new()) };
-    let stored: Vec<StoredDisease> = serde_json::from_str(&json).map_err(corrupt("specific_diseases"))?;
-    stored
-        .into_iter()
-        .map(|d| {
-            Ok(SpecificDiseaseCertificate {
-                disease: SpecificDisease::parse(&d.c).map_err(corrupt("disease"))?,
-                valid_from: to_date(d.f)?,
-                valid_to: to_opt_date(d.t)?,
-                self_pay_yen: d.y,
-            })
-        })
-        .collect()
-}
-
-fn parse_public_expense(json: Option<String>) -> Result<Vec<PublicExpenseCertificate>, StoreError> {
-    let Some(json) = json else { return Ok(Vec::new()) };
-    let stored: Vec<StoredPublicExpense> = serde_json::from_str(&json).map_err(corrupt("public_expense"))?;
-    stored
-        .into_iter()
-        .map(|p| {
-            Ok(PublicExpenseCertificate {
-                payer: PublicPayerNumber::parse(&p.p).map_err(corrupt("payer"))?,
-                recipient: RecipientNumber::parse(&p.r).map_err(corrupt("recipient"))?,
-                valid_from: to_date(p.f)?,
-                valid_to: to_opt_date(p.t)?,
-            })
-        })
-        .collect()
-}
-
-const COVERAGE_COLUMNS: &str = "coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, \
-     birth_date, sex, relationship, card_classification, acquired_on, lost_on, loss_reason, updated_at";
-
-/// Raw column values of a coverage row; converted outside rusqlite's row closure so that a
-/// damaged value becomes a [`StoreError::Corrupt`] rather than a panic.
-struct RawCoverage(i64, i64, String, String, String, i64, i64, String, String, String, i64, Option<i64>, Option<String>, i64);
-
 fn raw_coverage(row: &Row<'_>) -> rusqlite::Result<RawCoverage> {
     Ok(RawCoverage(
         row.get(0)?,
@@ -279,43 +171,6 @@ fn raw_coverage(row: &Row<'_>) -> rusqlite::Result<RawCoverage> {
     ))
 }
 
-fn coverage_record(raw: RawCoverage) -> Result<CoverageRecord, StoreError> {
-    let RawCoverage(
-        coverage_id,
-        person_id,
-        insurer,
-        symbol,
-        number,
-        branch,
-        birth,
-        sex,
-        relationship,
-        class,
-        acquired,
-        lost,
-        reason,
-        updated,
-    ) = raw;
-    Ok(CoverageRecord {
-        coverage_id,
-        person_id,
-        insurer: InsurerNumber::parse(&insurer).map_err(corrupt("insurer_number"))?,
-        symbol: CardSymbol::parse(&symbol).map_err(corrupt("card_symbol"))?,
-        number: CardNumber::parse(&number).map_err(corrupt("card_number"))?,
-        branch: u8::try_from(branch).ok().and_then(CardBranch::new).ok_or_else(|| StoreError::Corrupt(format!("branch {branch}")))?,
-        holder: Holder {
-            birth_date: to_date(birth)?,
-            sex: Sex::parse(&sex).map_err(corrupt("sex"))?,
-            relationship: Relationship::parse(&relationship).map_err(corrupt("relationship"))?,
-            card_classification: CardClassification::parse(&class).map_err(corrupt("card_classification"))?,
-        },
-        acquired_on: to_date(acquired)?,
-        lost_on: to_opt_date(lost)?,
-        loss_reason: reason.map(|r| ReasonOfLoss::parse(&r)).transpose().map_err(corrupt("loss_reason"))?,
-        updated_at: Timestamp::from_jst_seconds(updated),
-    })
-}
-
 fn query_coverages(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<CoverageRecord>, StoreError> {
     let mut statement = connection.prepare_cached(sql).map_err(sqlite("preparing a coverage query"))?;
     let raws = statement
@@ -325,28 +180,6 @@ fn query_coverages(connection: &Connection, sql: &str, params: impl rusqlite::Pa
         .map_err(sqlite("reading coverages"))?;
     raws.into_iter().map(coverage_record).collect()
 }
-
-const TERMS_COLUMNS: &str = "effective_from, name, name_kana, insured_name, address, post_code, income_class, \
-     limit_category, limit_classification, limit_valid_from, limit_valid_to, specific_diseases, public_expense, \
-     notified_at, registered_at";
-
-struct RawTerms(
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-);
 
 fn raw_terms(row: &Row<'_>) -> rusqlite::Result<RawTerms> {
     raw_terms_at(row, 0)
@@ -371,47 +204,6 @@ fn raw_terms_at(row: &Row<'_>, at: usize) -> rusqlite::Result<RawTerms> {
         row.get(at + 13)?,
         row.get(at + 14)?,
     ))
-}
-
-fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
-    let RawTerms(
-        from,
-        name,
-        kana,
-        insured,
-        address,
-        post,
-        income,
-        category,
-        class,
-        limit_from,
-        limit_to,
-        diseases,
-        public,
-        notified,
-        registered,
-    ) = raw;
-    let limit = match (category, class, limit_from) {
-        (Some(category), Some(class), Some(limit_from)) => Some(LimitCertificate {
-            category: LimitCategory::parse(&category).map_err(corrupt("limit_category"))?,
-            classification: LimitCertificateClassification::parse(&class).map_err(corrupt("limit_classification"))?,
-            valid_from: to_date(limit_from)?,
-            valid_to: to_opt_date(limit_to)?,
-        }),
-        _ => None,
-    };
-    Ok(TermsRecord {
-        effective_from: to_date(from)?,
-        details: MemberDetails { name, name_kana: kana, insured_name: insured, address, post_code: post },
-        terms: Terms {
-            income: IncomeClass::parse(&income).map_err(corrupt("income_class"))?,
-            limit,
-            specific_diseases: parse_diseases(diseases)?,
-            public_expense: parse_public_expense(public)?,
-        },
-        notified_at: Timestamp::from_jst_seconds(notified),
-        registered_at: Timestamp::from_jst_seconds(registered),
-    })
 }
 
 fn load_terms(connection: &Connection, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
@@ -463,19 +255,7 @@ fn read_view(connection: &Connection, sql: &str, params: impl rusqlite::Params) 
         .map_err(sqlite("querying the card view"))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sqlite("reading the card view"))?;
-    let mut view: Vec<CoverageWithTerms> = Vec::new();
-    for (raw_coverage, raw_terms) in raws {
-        let terms = terms_record(raw_terms)?;
-        match view.iter_mut().find(|v| v.coverage.coverage_id == raw_coverage.0) {
-            Some(known) => known.terms.push(terms),
-            None => view.push(CoverageWithTerms { coverage: coverage_record(raw_coverage)?, terms: vec![terms] }),
-        }
-    }
-    view.sort_by_key(|v| v.coverage.coverage_id);
-    for v in &mut view {
-        v.terms.sort_by_key(|t| t.effective_from);
-    }
-    Ok(view)
+    group_view(raws)
 }
 
 impl Register for SqliteRegister {
