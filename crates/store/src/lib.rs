@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cards;
 pub mod medical;
 pub mod model;
+pub mod postgres;
 mod rows;
 mod rules;
 pub mod sqlite;

@@ -255,3 +255,40 @@ pub(crate) fn group_view(rows: Vec<(RawCoverage, RawTerms)>) -> Result<Vec<Cover
     }
     Ok(view)
 }
+
+/// A value of the canonical dump, whichever engine read it.
+pub(crate) enum DumpValue {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+/// One line of the canonical dump: the same text from every engine for the same register.
+pub(crate) fn dump_line(values: &[DumpValue]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            DumpValue::Int(n) => n.to_string(),
+            DumpValue::Text(t) => format!("{t:?}"),
+            DumpValue::Null => "NULL".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// The canonical dump's queries, by natural keys and without registration times (which differ
+/// between two imports of the same data); valid SQL on every engine.
+pub(crate) const DUMP_QUERIES: [&str; 4] = [
+    "SELECT 'coverage', p.person_ref, c.insurer_number, c.card_symbol, c.card_number, c.card_branch, c.birth_date,
+            c.sex, c.relationship, c.card_classification, c.acquired_on, c.lost_on, c.loss_reason,
+            c.acquired_notified_at, c.lost_notified_at
+     FROM coverages c JOIN persons p USING (person_id)",
+    "SELECT 'terms', p.person_ref, c.insurer_number, c.card_number, c.card_branch, c.acquired_on, t.effective_from,
+            t.name, t.name_kana, t.insured_name, t.address, t.post_code, t.income_class, t.limit_category,
+            t.limit_classification, t.limit_valid_from, t.limit_valid_to, t.specific_diseases,
+            t.public_expense, t.notified_at
+     FROM coverage_terms t JOIN coverages c USING (coverage_id) JOIN persons p USING (person_id)",
+    "SELECT 'event', e.insurer_number, e.event_id, e.kind, c.card_number, c.card_branch, e.occurred_on, e.notified_at
+     FROM insurer_events e JOIN coverages c USING (coverage_id)",
+    "SELECT 'insurer', insurer_number, events, lag_days_sum, lag_days_max FROM insurer_stats",
+];

@@ -13,8 +13,8 @@ use onshi_domain::Timestamp;
 use onshi_domain::ids::{CardNumber, InsurerNumber};
 
 use crate::rows::{
-    COVERAGE_COLUMNS, RawCoverage, RawTerms, TERMS_COLUMNS, coverage_record, day, diseases_json, group_view, opt_day, public_expense_json,
-    terms_record, to_date, to_opt_date,
+    COVERAGE_COLUMNS, DUMP_QUERIES, DumpValue, RawCoverage, RawTerms, TERMS_COLUMNS, coverage_record, day, diseases_json, dump_line,
+    group_view, opt_day, public_expense_json, terms_record, to_date, to_opt_date,
 };
 
 use crate::model::*;
@@ -325,32 +325,21 @@ impl Register for SqliteRegister {
     fn canonical_dump(&self) -> Result<String, StoreError> {
         self.read(|c| {
             let mut lines = Vec::new();
-            let queries = [
-                "SELECT 'coverage', p.person_ref, c.insurer_number, c.card_symbol, c.card_number, c.card_branch, c.birth_date,
-                        c.sex, c.relationship, c.card_classification, c.acquired_on, c.lost_on, c.loss_reason,
-                        c.acquired_notified_at, c.lost_notified_at
-                 FROM coverages c JOIN persons p USING (person_id)",
-                "SELECT 'terms', p.person_ref, c.insurer_number, c.card_number, c.card_branch, c.acquired_on, t.effective_from,
-                        t.name, t.name_kana, t.insured_name, t.address, t.post_code, t.income_class, t.limit_category,
-                        t.limit_classification, t.limit_valid_from, t.limit_valid_to, t.specific_diseases,
-                        t.public_expense, t.notified_at
-                 FROM coverage_terms t JOIN coverages c USING (coverage_id) JOIN persons p USING (person_id)",
-                "SELECT 'event', e.insurer_number, e.event_id, e.kind, c.card_number, c.card_branch, e.occurred_on, e.notified_at
-                 FROM insurer_events e JOIN coverages c USING (coverage_id)",
-                "SELECT 'insurer', insurer_number, events, lag_days_sum, lag_days_max FROM insurer_stats",
-            ];
-            for sql in queries {
+            for sql in DUMP_QUERIES {
                 let mut statement = c.prepare(sql).map_err(sqlite("preparing the dump"))?;
                 let width = statement.column_count();
                 let mut rows = statement.query([]).map_err(sqlite("dumping"))?;
                 while let Some(row) = rows.next().map_err(sqlite("dumping"))? {
-                    let fields: Vec<String> = (0..width)
-                        .map(|i| match row.get_ref(i) {
-                            Ok(value) => format!("{value:?}"),
-                            Err(e) => format!("<{e}>"),
-                        })
-                        .collect();
-                    lines.push(fields.join("|"));
+                    let mut values = Vec::with_capacity(width);
+                    for i in 0..width {
+                        values.push(match row.get_ref(i).map_err(sqlite("dumping"))? {
+                            rusqlite::types::ValueRef::Integer(n) => DumpValue::Int(n),
+                            rusqlite::types::ValueRef::Text(t) => DumpValue::Text(String::from_utf8_lossy(t).into_owned()),
+                            rusqlite::types::ValueRef::Null => DumpValue::Null,
+                            other => return Err(StoreError::Corrupt(format!("unexpected value in the register: {other:?}"))),
+                        });
+                    }
+                    lines.push(dump_line(&values));
                 }
             }
             lines.sort();

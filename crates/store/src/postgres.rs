@@ -1,0 +1,557 @@
+//! The register on PostgreSQL, for an operator who outgrows one machine (issue 14): the same
+//! tables as the SQLite engine, the same rules (`crate::rules`), the same decoding
+//! (`crate::rows`); only the reading and writing differ. A batch is applied in one transaction
+//! that first takes a transaction-scoped advisory lock, so that any number of center processes
+//! on one cluster apply batches one after another (the rules read, decide, then write; two at
+//! once could both take the same card numbers); verifications read without it. The rows a
+//! batch decided go in by binary `COPY` (persons, coverages, events), by `COPY` into a
+//! temporary table and one upsert (terms), and by one `UPDATE … FROM unnest(…)` (the coverages
+//! it changed).
+//!
+//! The client is the synchronous `postgres` crate (a thin layer over tokio-postgres with a
+//! small runtime per connection), so that the engine fits the register's synchronous trait.
+//! Connections here are plain TCP: run the cluster on this machine or a private network (the
+//! center's own clients are what mutual TLS protects).
+
+pub mod cluster;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Row, Transaction};
+
+use onshi_domain::Timestamp;
+use onshi_domain::ids::{CardNumber, InsurerNumber};
+
+use crate::model::*;
+use crate::rows::{
+    COVERAGE_COLUMNS, DUMP_QUERIES, DumpValue, RawCoverage, RawTerms, TERMS_COLUMNS, coverage_record, day, diseases_json, dump_line,
+    group_view, opt_day, public_expense_json, terms_record, to_date, to_opt_date,
+};
+use crate::rules::{CardKey, Decision, RegisterReads, Span, decide};
+use crate::{Register, StoreError};
+
+/// Schema migrations, applied in order; a version once released is never edited.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_register.sql"))];
+
+/// The advisory lock every batch and every migration takes (one number for the register).
+const APPLY_LOCK: i64 = 0x6f6e_7368_6901;
+
+/// Read connections kept open; more are opened on demand and closed when returned.
+const READERS_KEPT_MAX: usize = 16;
+
+fn pg(doing: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
+    move |source| StoreError::Engine { doing, source: Box::new(source) }
+}
+
+pub struct PgRegister {
+    url: String,
+    writer: Mutex<Client>,
+    readers: Mutex<Vec<Client>>,
+}
+
+fn connect(url: &str) -> Result<Client, StoreError> {
+    Client::connect(url, NoTls).map_err(|source| StoreError::Open { path: redacted(url), source: Box::new(source) })
+}
+
+/// The connection string without a password, for messages.
+fn redacted(url: &str) -> String {
+    url.split_whitespace().map(|part| if part.starts_with("password=") { "password=…" } else { part }).collect::<Vec<_>>().join(" ")
+}
+
+impl PgRegister {
+    /// Connects to the database `url` names (a libpq key=value string or a `postgres://` URL)
+    /// and brings its schema up to date.
+    pub fn open(url: &str) -> Result<PgRegister, StoreError> {
+        let mut writer = connect(url)?;
+        migrate(&mut writer)?;
+        Ok(PgRegister { url: url.to_string(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut client = match pooled {
+            Some(client) if !client.is_closed() => client,
+            _ => connect(&self.url)?,
+        };
+        let result = f(&mut client);
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < READERS_KEPT_MAX && !client.is_closed() {
+            readers.push(client);
+        }
+        result
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(pg("starting a migration"))?;
+    // Two processes opening one new database at once: one migrates, the other then finds it done.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLY_LOCK]).map_err(pg("locking for a migration"))?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .map_err(pg("creating the migrations table"))?;
+    let current: i64 =
+        tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[]).map_err(pg("reading the schema version"))?.get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql).map_err(pg("migrating the schema"))?;
+        tx.execute("INSERT INTO schema_migrations VALUES ($1, extract(epoch FROM now())::bigint)", &[version])
+            .map_err(pg("recording a migration"))?;
+    }
+    tx.commit().map_err(pg("committing a migration"))
+}
+
+fn raw_coverage(row: &Row, at: usize) -> Result<RawCoverage, StoreError> {
+    let get = |i: usize| row.try_get::<_, i64>(at + i).map_err(pg("reading a coverage"));
+    let text = |i: usize| row.try_get::<_, String>(at + i).map_err(pg("reading a coverage"));
+    Ok(RawCoverage(
+        get(0)?,
+        get(1)?,
+        text(2)?,
+        text(3)?,
+        text(4)?,
+        get(5)?,
+        get(6)?,
+        text(7)?,
+        text(8)?,
+        text(9)?,
+        get(10)?,
+        row.try_get(at + 11).map_err(pg("reading a coverage"))?,
+        row.try_get(at + 12).map_err(pg("reading a coverage"))?,
+        get(13)?,
+    ))
+}
+
+fn raw_terms(row: &Row, at: usize) -> Result<RawTerms, StoreError> {
+    let e = || pg("reading terms");
+    Ok(RawTerms(
+        row.try_get(at).map_err(e())?,
+        row.try_get(at + 1).map_err(e())?,
+        row.try_get(at + 2).map_err(e())?,
+        row.try_get(at + 3).map_err(e())?,
+        row.try_get(at + 4).map_err(e())?,
+        row.try_get(at + 5).map_err(e())?,
+        row.try_get(at + 6).map_err(e())?,
+        row.try_get(at + 7).map_err(e())?,
+        row.try_get(at + 8).map_err(e())?,
+        row.try_get(at + 9).map_err(e())?,
+        row.try_get(at + 10).map_err(e())?,
+        row.try_get(at + 11).map_err(e())?,
+        row.try_get(at + 12).map_err(e())?,
+        row.try_get(at + 13).map_err(e())?,
+        row.try_get(at + 14).map_err(e())?,
+    ))
+}
+
+fn view_sql(filter: &str) -> String {
+    let coverage_columns: String = COVERAGE_COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let terms_columns: String = TERMS_COLUMNS.split(", ").map(|c| format!("t.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {coverage_columns}, {terms_columns} FROM coverages c JOIN coverage_terms t ON t.coverage_id = c.coverage_id WHERE {filter}"
+    )
+}
+
+fn read_view(client: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageWithTerms>, StoreError> {
+    let width = COVERAGE_COLUMNS.split(", ").count();
+    let rows = client.query(sql, params).map_err(pg("querying the card view"))?;
+    let raws = rows.iter().map(|row| Ok((raw_coverage(row, 0)?, raw_terms(row, width)?))).collect::<Result<Vec<_>, StoreError>>()?;
+    group_view(raws)
+}
+
+fn query_coverages(client: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageRecord>, StoreError> {
+    let rows = client.query(sql, params).map_err(pg("querying coverages"))?;
+    rows.iter().map(|row| coverage_record(raw_coverage(row, 0)?)).collect()
+}
+
+/// The rules' reads, inside the batch's transaction (which holds the advisory lock).
+struct PgReads<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+}
+
+impl RegisterReads for PgReads<'_, '_> {
+    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError> {
+        let insurers: Vec<&str> = ids.iter().map(|(i, _)| *i).collect();
+        let events: Vec<&str> = ids.iter().map(|(_, e)| *e).collect();
+        let rows = self
+            .tx
+            .query(
+                "SELECT e.insurer_number, e.event_id FROM unnest($1::text[], $2::text[]) AS k (insurer, event)
+                 JOIN insurer_events e ON e.insurer_number = k.insurer AND e.event_id = k.event",
+                &[&insurers, &events],
+            )
+            .map_err(pg("looking up the batch's event ids"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn persons(&mut self, refs: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = self
+            .tx
+            .query("SELECT person_ref, person_id FROM persons WHERE person_ref = ANY($1::text[])", &[&refs])
+            .map_err(pg("looking up the batch's persons"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn cards(&mut self, keys: &[CardKey]) -> Result<Vec<(CardKey, Span)>, StoreError> {
+        let insurers: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let numbers: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let symbols: Vec<&str> = keys.iter().map(|k| k.2.as_str()).collect();
+        let branches: Vec<i64> = keys.iter().map(|k| i64::from(k.3)).collect();
+        let rows = self
+            .tx
+            .query(
+                "SELECT c.insurer_number, c.card_number, c.card_symbol, c.card_branch, c.coverage_id, c.person_id, c.acquired_on, c.lost_on
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS k (insurer, number, symbol, branch)
+                 JOIN coverages c ON c.insurer_number = k.insurer AND c.card_number = k.number
+                                 AND c.card_symbol = k.symbol AND c.card_branch = k.branch",
+                &[&insurers, &numbers, &symbols, &branches],
+            )
+            .map_err(pg("looking up the batch's card numbers"))?;
+        rows.iter()
+            .map(|r| {
+                let coverage_id: i64 = r.get(4);
+                let branch: i64 = r.get(3);
+                let branch = u8::try_from(branch).map_err(|_| StoreError::Corrupt(format!("coverage {coverage_id}: branch {branch}")))?;
+                Ok((
+                    (r.get(0), r.get(1), r.get(2), branch),
+                    Span { coverage_id, person_id: r.get(5), acquired_on: to_date(r.get(6))?, lost_on: to_opt_date(r.get(7))? },
+                ))
+            })
+            .collect()
+    }
+
+    fn terms(&mut self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
+        let rows = self
+            .tx
+            .query(&format!("SELECT {TERMS_COLUMNS} FROM coverage_terms WHERE coverage_id = $1"), &[&coverage_id])
+            .map_err(pg("reading terms"))?;
+        rows.iter().map(|row| terms_record(raw_terms(row, 0)?)).collect()
+    }
+
+    fn next_ids(&mut self) -> Result<(i64, i64), StoreError> {
+        let row = self
+            .tx
+            .query_one(
+                "SELECT (SELECT coalesce(max(person_id), 0) + 1 FROM persons), (SELECT coalesce(max(coverage_id), 0) + 1 FROM coverages)",
+                &[],
+            )
+            .map_err(pg("reading the next ids"))?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// The column types of a binary `COPY`, one letter per column: `i` BIGINT, `t` TEXT.
+fn copy_types(spec: &str) -> Vec<Type> {
+    spec.chars().map(|c| if c == 'i' { Type::INT8 } else { Type::TEXT }).collect()
+}
+
+/// Writes a batch's decided rows inside its transaction.
+fn write(tx: &mut Transaction<'_>, decision: &Decision, events: &[CoverageEvent], registered_at: Timestamp) -> Result<(), StoreError> {
+    let registered = registered_at.jst_seconds();
+    if !decision.new_persons.is_empty() {
+        let sink = tx.copy_in("COPY persons (person_id, person_ref) FROM STDIN BINARY").map_err(pg("copying persons"))?;
+        let mut writer = BinaryCopyInWriter::new(sink, &copy_types("it"));
+        for (id, person_ref) in &decision.new_persons {
+            writer.write(&[id, person_ref]).map_err(pg("copying a person"))?;
+        }
+        writer.finish().map_err(pg("copying persons"))?;
+    }
+    if !decision.new_coverages.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
+                    relationship, card_classification, acquired_on, lost_on, loss_reason, acquired_notified_at, lost_notified_at, updated_at)
+                 FROM STDIN BINARY",
+            )
+            .map_err(pg("copying coverages"))?;
+        let types = copy_types("iitttiitttiitiii");
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        for c in &decision.new_coverages {
+            let (insurer, number, symbol, branch) = &c.key;
+            let branch = i64::from(*branch);
+            let lost_on = opt_day(c.lost.map(|l| l.0));
+            let loss_reason = c.lost.map(|l| l.1.code());
+            let lost_notified = c.lost.map(|l| l.2);
+            writer
+                .write(&[
+                    &c.coverage_id,
+                    &c.person_id,
+                    insurer,
+                    symbol,
+                    number,
+                    &branch,
+                    &day(c.holder.birth_date),
+                    &c.holder.sex.code(),
+                    &c.holder.relationship.code(),
+                    &c.holder.card_classification.code(),
+                    &day(c.acquired_on),
+                    &lost_on,
+                    &loss_reason,
+                    &c.acquired_notified_at,
+                    &lost_notified,
+                    &registered,
+                ])
+                .map_err(pg("copying a coverage"))?;
+        }
+        writer.finish().map_err(pg("copying coverages"))?;
+    }
+    if !decision.updates.is_empty() {
+        let mut ids = Vec::new();
+        let (mut births, mut sexes, mut relationships, mut classes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut lost_on, mut reasons, mut lost_notified) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, u) in &decision.updates {
+            let h = u.holder.as_ref();
+            ids.push(*id);
+            births.push(h.map(|h| day(h.birth_date)));
+            sexes.push(h.map(|h| h.sex.code()));
+            relationships.push(h.map(|h| h.relationship.code()));
+            classes.push(h.map(|h| h.card_classification.code()));
+            lost_on.push(opt_day(u.lost.map(|l| l.0)));
+            reasons.push(u.lost.map(|l| l.1.code()));
+            lost_notified.push(u.lost.map(|l| l.2));
+        }
+        tx.execute(
+            "UPDATE coverages c SET
+                birth_date = coalesce(u.birth, c.birth_date), sex = coalesce(u.sex, c.sex),
+                relationship = coalesce(u.relationship, c.relationship),
+                card_classification = coalesce(u.class, c.card_classification),
+                lost_on = coalesce(u.lost_on, c.lost_on), loss_reason = coalesce(u.reason, c.loss_reason),
+                lost_notified_at = coalesce(u.lost_notified, c.lost_notified_at), updated_at = $9
+             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::int8[])
+                  AS u (id, birth, sex, relationship, class, lost_on, reason, lost_notified)
+             WHERE c.coverage_id = u.id",
+            &[&ids, &births, &sexes, &relationships, &classes, &lost_on, &reasons, &lost_notified, &registered],
+        )
+        .map_err(pg("updating coverages"))?;
+    }
+    if !decision.terms.is_empty() {
+        // A change may replace a row of the same date (as SQLite's INSERT OR REPLACE): staged,
+        // then one upsert.
+        tx.batch_execute("CREATE TEMPORARY TABLE IF NOT EXISTS staged_terms (LIKE coverage_terms) ON COMMIT DELETE ROWS;")
+            .map_err(pg("staging terms"))?;
+        let sink = tx
+            .copy_in(
+                "COPY staged_terms (coverage_id, effective_from, name, name_kana, insured_name, address, post_code, income_class,
+                    limit_category, limit_classification, limit_valid_from, limit_valid_to, specific_diseases, public_expense,
+                    notified_at, registered_at)
+                 FROM STDIN BINARY",
+            )
+            .map_err(pg("copying terms"))?;
+        let types = copy_types("iittttttttiittii");
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        for (coverage_id, row) in &decision.terms {
+            let limit = row.terms.limit.as_ref();
+            writer
+                .write(&[
+                    coverage_id,
+                    &day(row.effective_from),
+                    &row.details.name,
+                    &row.details.name_kana,
+                    &row.details.insured_name,
+                    &row.details.address,
+                    &row.details.post_code,
+                    &row.terms.income.code(),
+                    &limit.map(|l| l.category.code()),
+                    &limit.map(|l| l.classification.code()),
+                    &limit.map(|l| day(l.valid_from)),
+                    &limit.and_then(|l| opt_day(l.valid_to)),
+                    &diseases_json(&row.terms.specific_diseases),
+                    &public_expense_json(&row.terms.public_expense),
+                    &row.notified_at.jst_seconds(),
+                    &registered,
+                ])
+                .map_err(pg("copying a terms row"))?;
+        }
+        writer.finish().map_err(pg("copying terms"))?;
+        tx.execute(
+            "INSERT INTO coverage_terms SELECT * FROM staged_terms
+             ON CONFLICT (coverage_id, effective_from) DO UPDATE SET
+                name = excluded.name, name_kana = excluded.name_kana, insured_name = excluded.insured_name,
+                address = excluded.address, post_code = excluded.post_code, income_class = excluded.income_class,
+                limit_category = excluded.limit_category, limit_classification = excluded.limit_classification,
+                limit_valid_from = excluded.limit_valid_from, limit_valid_to = excluded.limit_valid_to,
+                specific_diseases = excluded.specific_diseases, public_expense = excluded.public_expense,
+                notified_at = excluded.notified_at, registered_at = excluded.registered_at",
+            &[],
+        )
+        .map_err(pg("writing terms"))?;
+    }
+    if !decision.applied.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at) FROM STDIN BINARY",
+            )
+            .map_err(pg("recording events"))?;
+        let mut writer = BinaryCopyInWriter::new(sink, &copy_types("tttiiii"));
+        for (index, coverage_id) in &decision.applied {
+            let event = &events[*index];
+            writer
+                .write(&[
+                    &event.insurer.as_str(),
+                    &event.event_id,
+                    &event.body.kind(),
+                    coverage_id,
+                    &day(event.occurred_on),
+                    &event.notified_at.jst_seconds(),
+                    &registered,
+                ])
+                .map_err(pg("recording an event"))?;
+        }
+        writer.finish().map_err(pg("recording events"))?;
+    }
+    for (insurer, t) in &decision.lag {
+        tx.execute(
+            "INSERT INTO insurer_stats (insurer_number, events, lag_days_sum, lag_days_max, last_registered_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (insurer_number) DO UPDATE SET
+                events = insurer_stats.events + excluded.events,
+                lag_days_sum = insurer_stats.lag_days_sum + excluded.lag_days_sum,
+                lag_days_max = greatest(insurer_stats.lag_days_max, excluded.lag_days_max),
+                last_registered_at = excluded.last_registered_at",
+            &[insurer, &t.events, &t.lag_days_sum, &t.lag_days_max, &registered],
+        )
+        .map_err(pg("updating insurer statistics"))?;
+    }
+    Ok(())
+}
+
+impl Register for PgRegister {
+    fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tx = writer.transaction().map_err(pg("starting an import transaction"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLY_LOCK]).map_err(pg("waiting for other imports"))?;
+        let decision = decide(&mut PgReads { tx: &mut tx }, events, registered_at)?;
+        write(&mut tx, &decision, events, registered_at)?;
+        tx.commit().map_err(pg("committing an import transaction"))?;
+        Ok(decision.outcomes)
+    }
+
+    fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
+        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = $1 AND card_number = $2");
+        self.read(|c| query_coverages(c, &sql, &[&insurer.as_str(), &number.as_str()]))
+    }
+
+    fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        let sql = view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)");
+        self.read(|c| read_view(c, &sql, &[&insurer.as_str(), &number.as_str()]))
+    }
+
+    fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        self.read(|c| read_view(c, &view_sql("c.person_id = $1"), &[&person_id]))
+    }
+
+    fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {
+        let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE person_id = $1");
+        self.read(|c| query_coverages(c, &sql, &[&person_id]))
+    }
+
+    fn terms_of(&self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
+        self.read(|c| {
+            let rows = c
+                .query(&format!("SELECT {TERMS_COLUMNS} FROM coverage_terms WHERE coverage_id = $1"), &[&coverage_id])
+                .map_err(pg("reading terms"))?;
+            let mut terms = rows.iter().map(|row| terms_record(raw_terms(row, 0)?)).collect::<Result<Vec<_>, StoreError>>()?;
+            terms.sort_by_key(|t| t.effective_from);
+            Ok(terms)
+        })
+    }
+
+    fn insurer_lag(&self, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_opt("SELECT events, lag_days_sum, lag_days_max FROM insurer_stats WHERE insurer_number = $1", &[&insurer.as_str()])
+                .map_err(pg("reading insurer statistics"))?;
+            Ok(row.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))).filter(|(events, _, _)| *events > 0).map(
+                |(events, sum, max)| InsurerLag {
+                    events: events as u64,
+                    mean_days: sum as f64 / events as f64,
+                    max_days: max.clamp(0, i64::from(u32::MAX)) as u32,
+                },
+            ))
+        })
+    }
+
+    fn counts(&self) -> Result<RegisterCounts, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_one(
+                    "SELECT (SELECT count(*) FROM persons), (SELECT count(*) FROM coverages), (SELECT count(*) FROM insurer_events)",
+                    &[],
+                )
+                .map_err(pg("counting"))?;
+            Ok(RegisterCounts {
+                persons: row.get::<_, i64>(0) as u64,
+                coverages: row.get::<_, i64>(1) as u64,
+                events: row.get::<_, i64>(2) as u64,
+            })
+        })
+    }
+
+    fn canonical_dump(&self) -> Result<String, StoreError> {
+        self.read(|c| {
+            let mut lines = Vec::new();
+            for sql in DUMP_QUERIES {
+                for row in c.query(sql, &[]).map_err(pg("dumping"))? {
+                    let mut values = Vec::with_capacity(row.len());
+                    for (i, column) in row.columns().iter().enumerate() {
+                        let value = if *column.type_() == Type::INT8 {
+                            row.try_get::<_, Option<i64>>(i).map_err(pg("dumping"))?.map_or(DumpValue::Null, DumpValue::Int)
+                        } else {
+                            row.try_get::<_, Option<String>>(i).map_err(pg("dumping"))?.map_or(DumpValue::Null, DumpValue::Text)
+                        };
+                        values.push(value);
+                    }
+                    lines.push(dump_line(&values));
+                }
+            }
+            lines.sort();
+            Ok(lines.join("\n"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register() -> PgRegister {
+        let url = cluster::test_database().unwrap_or_else(|e| panic!("a PostgreSQL cluster for the tests: {e}"));
+        PgRegister::open(&url).expect("the register opens")
+    }
+
+    #[test]
+    fn conformance() {
+        crate::conformance::run_all(&register());
+    }
+
+    #[test]
+    fn a_batch_ends_as_its_events_one_by_one() {
+        crate::conformance::batches_and_single_events_agree(&register(), &register());
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_a_newer_schema_is_refused() {
+        let url = cluster::test_database().expect("a cluster");
+        crate::conformance::run_all(&PgRegister::open(&url).unwrap());
+        let register = PgRegister::open(&url).unwrap();
+        assert_eq!(register.counts().unwrap().persons, 3);
+        register.writer.lock().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
+        assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));
+    }
+
+    /// The same events give the same register on both engines, to the character of the dump.
+    #[test]
+    fn both_engines_end_with_the_same_register() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::sqlite::SqliteRegister::open(&dir.path().join("r.sqlite"), crate::sqlite::SqliteOptions::SERVER).unwrap();
+        let postgres = register();
+        crate::conformance::run_all(&sqlite);
+        crate::conformance::run_all(&postgres);
+        let (a, b) = (sqlite.canonical_dump().unwrap(), postgres.canonical_dump().unwrap());
+        assert!(a.lines().count() > 10, "the dump holds the register: {a}");
+        assert_eq!(a, b);
+    }
+}
