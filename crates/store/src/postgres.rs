@@ -13,7 +13,9 @@
 //! Connections here are plain TCP: run the cluster on this machine or a private network (the
 //! center's own clients are what mutual TLS protects).
 
+mod cards;
 pub mod cluster;
+mod medical;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -34,7 +36,7 @@ use crate::rules::{CardKey, Decision, RegisterReads, Span, decide};
 use crate::{Register, StoreError};
 
 /// Schema migrations, applied in order; a version once released is never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_register.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_register.sql")), (2, include_str!("postgres/0002_cards_medical.sql"))];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
 const APPLY_LOCK: i64 = 0x6f6e_7368_6901;
@@ -68,6 +70,24 @@ impl PgRegister {
         let mut writer = connect(url)?;
         migrate(&mut writer)?;
         Ok(PgRegister { url: url.to_string(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    /// Runs `f` in a transaction on the writer connection and commits it.
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tx = writer.transaction().map_err(pg("starting a transaction"))?;
+        let result = f(&mut tx)?;
+        tx.commit().map_err(pg("committing"))?;
+        Ok(result)
+    }
+
+    /// The register's person with this pseudonymous reference.
+    fn person_by_ref(&self, person_ref: &str) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_opt("SELECT person_id FROM persons WHERE person_ref = $1", &[&person_ref])
+                .map_err(pg("finding a person"))?
+                .map(|r| r.get(0)))
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -524,7 +544,10 @@ mod tests {
 
     #[test]
     fn conformance() {
-        crate::conformance::run_all(&register());
+        let register = register();
+        crate::conformance::run_all(&register);
+        crate::conformance::run_cards(&register);
+        crate::conformance::run_medical(&register);
     }
 
     #[test]
