@@ -21,6 +21,9 @@ pub enum AuditCommand {
         /// The PKI directory holding `audit.key`.
         #[arg(long, default_value = "onshi-pki")]
         pki: PathBuf,
+        /// The audit log, when the center was given one with `--audit`.
+        #[arg(long)]
+        audit: Option<PathBuf>,
     },
     /// As a patient: report that my card seems linked to someone else (my own card, PIN).
     FlagLink {
@@ -75,13 +78,14 @@ pub struct PatientArgs {
 
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { db, pki } => {
+        AuditCommand::Verify { db, pki, audit } => {
+            let audit = audit.unwrap_or_else(|| audit_path(&db));
             anyhow::ensure!(
-                audit_path(&db).exists(),
-                "no audit log at {}; the center writes it beside the register",
-                audit_path(&db).display()
+                audit.exists(),
+                "no audit log at {}; the center writes it beside the register or where --audit says",
+                audit.display()
             );
-            let log = open_audit_to_verify(&db, &pki)?;
+            let log = open_audit_to_verify(&audit, &pki)?;
             let checked = match log.verify()? {
                 Ok(count) => log.check_checkpoint()?.and(log.check_person_index()?).map(|()| count),
                 Err(tamper) => Err(tamper),

@@ -13,6 +13,9 @@ use onshi_center::server::{CenterState, RunningCenter, serve_with_revocation, sy
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
 use onshi_store::Register;
+use onshi_store::cards::CardRegistry;
+use onshi_store::medical::MedicalStore;
+use onshi_store::postgres::PgRegister;
 use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 
 use crate::progress::Progress;
@@ -21,7 +24,8 @@ use crate::progress::Progress;
 pub enum CenterCommand {
     /// Import insurer event files (JSON Lines) into the register.
     Import {
-        /// The register file (created if missing).
+        /// The register: a SQLite file (created if missing) or a PostgreSQL database
+        /// (`postgres://user@host:port/dbname`).
         #[arg(long, default_value = "onshi-center.sqlite")]
         db: PathBuf,
         /// Events per transaction.
@@ -41,6 +45,7 @@ pub enum CenterCommand {
     },
     /// Serve the center API over HTTPS with mutual TLS.
     Serve {
+        /// The register: a SQLite file or a PostgreSQL database (`postgres://…`).
         #[arg(long, default_value = "onshi-center.sqlite")]
         db: PathBuf,
         /// The PKI directory made by `onshi center pki init`.
@@ -56,12 +61,39 @@ pub enum CenterCommand {
         /// twice that); more are answered 429 with Retry-After. 0 turns the limit off.
         #[arg(long, default_value_t = onshi_center::rate::DEFAULT_PER_SECOND)]
         rate_limit: u32,
+        /// The audit log file (default: beside a SQLite register, `X.audit.sqlite`; for a
+        /// register on PostgreSQL, onshi-center.audit.sqlite here).
+        #[arg(long)]
+        audit: Option<PathBuf>,
     },
     /// Certificates: the center CA, institution and insurer certificates.
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// A local PostgreSQL cluster for a trial of the center on PostgreSQL, made and run with the
+    /// server binaries on this machine.
+    Pg {
+        #[command(subcommand)]
+        command: PgCommand,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PgCommand {
+    /// Make a cluster in DIR, start it, and print the `--db` value for `onshi center serve` and
+    /// `onshi center import`. It listens on 127.0.0.1 only and trusts local connections: for
+    /// a trial, not for patients' data on a shared machine.
+    Init {
+        dir: PathBuf,
+        /// TCP port (a free one when not given).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Start a cluster made by `init` again.
+    Start { dir: PathBuf },
+    /// Stop it (a clean shutdown).
+    Stop { dir: PathBuf },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -153,6 +185,33 @@ impl From<RevokeReasonArg> for onshi_pki::revocation::CenterRevokeReason {
     }
 }
 
+/// Where the register is: a SQLite file (the default), or a PostgreSQL database named by a
+/// `postgres://` URL or a libpq `host=… dbname=…` string in `--db`.
+pub fn postgres_url(db: &Path) -> Option<&str> {
+    let text = db.to_str()?;
+    (text.starts_with("postgres://") || text.starts_with("postgresql://") || text.contains("dbname=") || text.starts_with("host="))
+        .then_some(text)
+}
+
+/// The register's three faces, from one engine.
+pub struct Stores {
+    pub register: Arc<dyn Register>,
+    pub cards: Arc<dyn CardRegistry>,
+    pub medical: Arc<dyn MedicalStore>,
+}
+
+fn stores<T: Register + CardRegistry + MedicalStore + 'static>(engine: Arc<T>) -> Stores {
+    Stores { register: engine.clone(), cards: engine.clone(), medical: engine }
+}
+
+/// Opens the register `db` names, on its engine; `options` tunes SQLite.
+pub fn open_stores(db: &Path, options: SqliteOptions) -> anyhow::Result<Stores> {
+    Ok(match postgres_url(db) {
+        Some(url) => stores(Arc::new(PgRegister::open(url).context("cannot open the register on PostgreSQL")?)),
+        None => stores(Arc::new(SqliteRegister::open(db, options).with_context(|| format!("cannot open the register {}", db.display()))?)),
+    })
+}
+
 /// Totals of an import of several files.
 #[derive(Debug, Default)]
 pub struct ImportTotals {
@@ -221,7 +280,7 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
 /// Starts the center on `listen` with the register at `db` and the PKI in `pki`.
 /// Imports medical-information files with progress; prints a summary and the refused lines.
 /// Returns how many lines were refused.
-pub fn import_medical_files(register: &SqliteRegister, files: &[PathBuf]) -> anyhow::Result<u64> {
+pub fn import_medical_files(register: &dyn MedicalStore, files: &[PathBuf]) -> anyhow::Result<u64> {
     let mut refused = 0;
     for file in files {
         let input = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
@@ -244,22 +303,27 @@ pub fn import_medical_files(register: &SqliteRegister, files: &[PathBuf]) -> any
     Ok(refused)
 }
 
-/// The audit log beside the register (`X.sqlite` → `X.audit.sqlite`).
+/// The audit log beside the register (`X.sqlite` → `X.audit.sqlite`); for a register on
+/// PostgreSQL, `onshi-center.audit.sqlite` in the working directory (one center process; the
+/// log moves into PostgreSQL with several, issue 14).
 pub fn audit_path(db: &Path) -> PathBuf {
+    if postgres_url(db).is_some() {
+        return PathBuf::from("onshi-center.audit.sqlite");
+    }
     db.with_extension("audit.sqlite")
 }
 
 /// The audit key in the PKI directory. Made on first use only when there is no audit log
 /// yet: a log without its key could not be verified, and a new key would silently start a
 /// second chain that hides the first (restore the key from the backup instead).
-pub fn audit_key(pki: &Path, db: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn audit_key(pki: &Path, audit: &Path) -> anyhow::Result<Vec<u8>> {
     let path = pki.join("audit.key");
     if !path.exists() {
         anyhow::ensure!(
-            !audit_path(db).exists(),
+            !audit.exists(),
             "the audit log {} exists but its key {} does not: restore audit.key from the backup of the PKI directory; \
              a new key would make every existing entry unverifiable",
-            audit_path(db).display(),
+            audit.display(),
             path.display()
         );
         let key = onshi_pki::random_hex(32)?;
@@ -278,29 +342,28 @@ fn read_audit_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(key.trim().as_bytes().to_vec())
 }
 
-pub fn open_audit(db: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
-    let path = audit_path(db);
-    onshi_store::audit::AuditLog::open(&path, &audit_key(pki, db)?).with_context(|| format!("cannot open the audit log {}", path.display()))
+pub fn open_audit(audit: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
+    onshi_store::audit::AuditLog::open(audit, &audit_key(pki, audit)?)
+        .with_context(|| format!("cannot open the audit log {}", audit.display()))
 }
 
 /// Opens the audit log to check it: read-only, with the existing key only.
-pub fn open_audit_to_verify(db: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
-    let path = audit_path(db);
+pub fn open_audit_to_verify(path: &Path, pki: &Path) -> anyhow::Result<onshi_store::audit::AuditLog> {
     let key = read_audit_key(&pki.join("audit.key"))?;
-    onshi_store::audit::AuditLog::open_read_only(&path, &key).with_context(|| format!("cannot open the audit log {}", path.display()))
+    onshi_store::audit::AuditLog::open_read_only(path, &key).with_context(|| format!("cannot open the audit log {}", path.display()))
 }
 
 pub async fn start_center(
     db: &Path,
+    audit: &Path,
     pki: &Path,
     jpki: Option<&Path>,
     listen: SocketAddr,
     rate_limit: u32,
 ) -> anyhow::Result<RunningCenter> {
-    let register =
-        Arc::new(SqliteRegister::open(db, SqliteOptions::SERVER).with_context(|| format!("cannot open the register {}", db.display()))?);
-    let card = onshi_center::card::CardPath::new(register.clone(), jpki)?;
-    let audit = onshi_center::audit::AuditSink::start(open_audit(db, pki)?);
+    let Stores { register, cards, medical } = open_stores(db, SqliteOptions::SERVER)?;
+    let card = onshi_center::card::CardPath::new(cards, jpki)?;
+    let audit = onshi_center::audit::AuditSink::start(open_audit(audit, pki)?);
     let read = |name: &str| {
         let path = pki.join(name);
         std::fs::read_to_string(&path)
@@ -318,7 +381,7 @@ pub async fn start_center(
     let state = Arc::new(CenterState {
         card,
         audit,
-        medical: register.clone(),
+        medical,
         register,
         lags: Default::default(),
         metrics: Default::default(),
@@ -349,20 +412,21 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
     match command {
         CenterCommand::Import { db, batch, files } => {
             anyhow::ensure!(batch > 0, "--batch must be at least 1");
-            let register = SqliteRegister::open(&db, SqliteOptions::IMPORT)?;
-            let totals = import_files(&register, &files, batch)?;
+            let stores = open_stores(&db, SqliteOptions::IMPORT)?;
+            let totals = import_files(stores.register.as_ref(), &files, batch)?;
             // Some lines refused: the good ones are in; say so in the exit code for pipelines.
             Ok(if totals.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         CenterCommand::ImportMedical { db, files } => {
-            let register = SqliteRegister::open(&db, SqliteOptions::IMPORT)?;
-            let refused = import_medical_files(&register, &files)?;
+            let stores = open_stores(&db, SqliteOptions::IMPORT)?;
+            let refused = import_medical_files(stores.medical.as_ref(), &files)?;
             Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen, jpki, rate_limit } => {
+        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, audit } => {
+            let audit = audit.unwrap_or_else(|| audit_path(&db));
             let runtime = crate::runtime()?;
             let stopped = runtime.block_on(async {
-                let center = start_center(&db, &pki, jpki.as_deref(), listen, rate_limit).await?;
+                let center = start_center(&db, &audit, &pki, jpki.as_deref(), listen, rate_limit).await?;
                 eprintln!("onshi center listening on https://{} (Ctrl-C or SIGTERM to stop)", center.addr);
                 println!("listening {}", center.addr);
                 stop_signal().await?;
@@ -377,7 +441,44 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CenterCommand::Pki { command } => pki(command),
+        CenterCommand::Pg { command } => pg(command),
     }
+}
+
+fn pg(command: PgCommand) -> anyhow::Result<ExitCode> {
+    use onshi_store::postgres::cluster::{Binaries, Cluster, free_port};
+    let binaries = Binaries::find()?;
+    match command {
+        PgCommand::Init { dir, port } => {
+            anyhow::ensure!(!dir.join("data").exists(), "{} already holds a cluster; start it with `onshi center pg start`", dir.display());
+            let port = match port {
+                Some(port) => port,
+                None => free_port()?,
+            };
+            let mut cluster = Cluster::init(&dir, &binaries, port)?;
+            cluster.start()?;
+            println!("PostgreSQL {} running in {} on 127.0.0.1:{port}", binaries.version()?, dir.display());
+            println!(
+                "--db 'postgres://{}@127.0.0.1:{port}/{}'",
+                onshi_store::postgres::cluster::USER,
+                onshi_store::postgres::cluster::DATABASE
+            );
+            cluster.leave_running();
+        }
+        PgCommand::Start { dir } => {
+            let mut cluster = Cluster::existing(&dir, &binaries)?;
+            cluster.start()?;
+            println!("running on 127.0.0.1:{}", cluster.port());
+            cluster.leave_running();
+        }
+        PgCommand::Stop { dir } => {
+            let mut cluster = Cluster::existing(&dir, &binaries)?;
+            cluster.mark_running();
+            cluster.stop(false)?;
+            println!("stopped");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pki(command: PkiCommand) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,8 @@
-//! The qualification register (資格情報) behind one interface, [`Register`], with the embedded
-//! SQLite backend ([`sqlite::SqliteRegister`]). A PostgreSQL backend implements the same trait
-//! and must pass the same conformance tests (`conformance`).
+//! The qualification register (資格情報) behind one interface, [`Register`] (with
+//! [`cards::CardRegistry`] and [`medical::MedicalStore`]), on two engines: the embedded SQLite
+//! default ([`sqlite::SqliteRegister`]) and PostgreSQL ([`postgres::PgRegister`]). The rules of
+//! applying insurer events live once, in `rules`; both engines pass the same conformance tests
+//! (`conformance`).
 //!
 //! Architecture invariant: the register stores an opaque person reference, never a My Number;
 //! there is no column that could hold one.

@@ -10,6 +10,9 @@
 //!
 //! The client is the synchronous `postgres` crate (a thin layer over tokio-postgres with a
 //! small runtime per connection), so that the engine fits the register's synchronous trait.
+//! Blocking on that runtime from a tokio worker thread would panic (the center's handlers call
+//! the register from async code): every call therefore runs in [`blocking`], which hands the
+//! worker's other tasks to the rest of the pool for its duration.
 //! Connections here are plain TCP: run the cluster on this machine or a private network (the
 //! center's own clients are what mutual TLS protects).
 
@@ -50,8 +53,31 @@ fn pg(doing: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
 
 pub struct PgRegister {
     url: String,
-    writer: Mutex<Client>,
+    /// `None` only while being dropped.
+    writer: Mutex<Option<Client>>,
     readers: Mutex<Vec<Client>>,
+}
+
+impl Drop for PgRegister {
+    /// Closing a connection blocks on its runtime too.
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        blocking(move || {
+            drop(writer);
+            drop(readers);
+        });
+    }
+}
+
+/// Runs `f`, which blocks on a connection's own runtime, so that it may be called from a tokio
+/// worker: there it runs under `block_in_place` (the multi-threaded runtime moves the worker's
+/// queued tasks elsewhere meanwhile). Elsewhere it runs as it is.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn connect(url: &str) -> Result<Client, StoreError> {
@@ -67,18 +93,27 @@ impl PgRegister {
     /// Connects to the database `url` names (a libpq key=value string or a `postgres://` URL)
     /// and brings its schema up to date.
     pub fn open(url: &str) -> Result<PgRegister, StoreError> {
-        let mut writer = connect(url)?;
-        migrate(&mut writer)?;
-        Ok(PgRegister { url: url.to_string(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        blocking(|| {
+            let mut writer = connect(url)?;
+            migrate(&mut writer)?;
+            Ok(PgRegister { url: url.to_string(), writer: Mutex::new(Some(writer)), readers: Mutex::new(Vec::new()) })
+        })
     }
 
     /// Runs `f` in a transaction on the writer connection and commits it.
     fn with_writer<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut tx = writer.transaction().map_err(pg("starting a transaction"))?;
-        let result = f(&mut tx)?;
-        tx.commit().map_err(pg("committing"))?;
-        Ok(result)
+        blocking(|| {
+            let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let client = writer.as_mut().ok_or_else(|| StoreError::Corrupt("the register is closing".into()))?;
+            if client.is_closed() {
+                // The server restarted or the connection broke: one new attempt per call.
+                *client = connect(&self.url)?;
+            }
+            let mut tx = client.transaction().map_err(pg("starting a transaction"))?;
+            let result = f(&mut tx)?;
+            tx.commit().map_err(pg("committing"))?;
+            Ok(result)
+        })
     }
 
     /// The register's person with this pseudonymous reference.
@@ -91,17 +126,19 @@ impl PgRegister {
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut client = match pooled {
-            Some(client) if !client.is_closed() => client,
-            _ => connect(&self.url)?,
-        };
-        let result = f(&mut client);
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if readers.len() < READERS_KEPT_MAX && !client.is_closed() {
-            readers.push(client);
-        }
-        result
+        blocking(|| {
+            let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut client = match pooled {
+                Some(client) if !client.is_closed() => client,
+                _ => connect(&self.url)?,
+            };
+            let result = f(&mut client);
+            let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if readers.len() < READERS_KEPT_MAX && !client.is_closed() {
+                readers.push(client);
+            }
+            result
+        })
     }
 }
 
@@ -440,13 +477,12 @@ fn write(tx: &mut Transaction<'_>, decision: &Decision, events: &[CoverageEvent]
 
 impl Register for PgRegister {
     fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
-        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut tx = writer.transaction().map_err(pg("starting an import transaction"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLY_LOCK]).map_err(pg("waiting for other imports"))?;
-        let decision = decide(&mut PgReads { tx: &mut tx }, events, registered_at)?;
-        write(&mut tx, &decision, events, registered_at)?;
-        tx.commit().map_err(pg("committing an import transaction"))?;
-        Ok(decision.outcomes)
+        self.with_writer(|tx| {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLY_LOCK]).map_err(pg("waiting for other imports"))?;
+            let decision = decide(&mut PgReads { tx }, events, registered_at)?;
+            write(tx, &decision, events, registered_at)?;
+            Ok(decision.outcomes)
+        })
     }
 
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
@@ -561,7 +597,7 @@ mod tests {
         crate::conformance::run_all(&PgRegister::open(&url).unwrap());
         let register = PgRegister::open(&url).unwrap();
         assert_eq!(register.counts().unwrap().persons, 3);
-        register.writer.lock().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
+        register.writer.lock().unwrap().as_mut().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
         assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));
     }
 

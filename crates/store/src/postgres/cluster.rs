@@ -72,10 +72,11 @@ impl Binaries {
         &self.dir
     }
 
-    /// The server's major version, from `pg_ctl --version` ("pg_ctl (PostgreSQL) 15.10").
+    /// The server's version, from `pg_ctl --version` ("pg_ctl (PostgreSQL) 15.18 (Debian …)" → "15.18").
     pub fn version(&self) -> Result<String, ClusterError> {
         let output = run(Command::new(self.dir.join("pg_ctl")).arg("--version"), "pg_ctl --version")?;
-        Ok(String::from_utf8_lossy(&output.stdout).trim().rsplit(' ').next().unwrap_or_default().to_string())
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        Ok(text.split("(PostgreSQL)").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or(text.trim()).to_string())
     }
 }
 
@@ -235,6 +236,17 @@ impl Cluster {
         self.command("pg_ctl", &["-D", &self.data().display().to_string(), "-m", mode, "-w", "-t", "120", "stop"])?;
         self.running = false;
         Ok(())
+    }
+
+    /// Takes a cluster found by [`Cluster::existing`] as running (to stop it).
+    pub fn mark_running(&mut self) {
+        self.running = true;
+    }
+
+    /// Lets the server run on after this value is gone (a trial cluster started from the
+    /// command line, stopped later with `onshi center pg stop`).
+    pub fn leave_running(mut self) {
+        self.running = false;
     }
 
     /// The postmaster's process id (the first line of `postmaster.pid`), while it runs.
