@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::json;
 
-use crate::common::{CLINIC, OTHER_CLINIC, Server, onshi, run_ok};
+use crate::common::{CLINIC, Engine, OTHER_CLINIC, Server, onshi, run_ok};
 use crate::pcsc::VirtualReader;
 
 const INSURER: &str = "06130488";
@@ -20,12 +20,20 @@ const PERSON: &str = "card-person-1";
 struct CardWorld {
     dir: tempfile::TempDir,
     server: Server,
+    /// The register's `--db` value.
+    db: PathBuf,
 }
 
 impl CardWorld {
     fn new() -> CardWorld {
+        CardWorld::on(Engine::Sqlite)
+    }
+
+    /// As [`CardWorld::new`], with the register on `engine`.
+    fn on(engine: Engine) -> CardWorld {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
+        let db = engine.new_register(root, "center");
         let event = json!({
             "event_id": "e1", "kind": "acquire", "insurer_number": INSURER, "person_ref": PERSON,
             "card": {"symbol": "12", "number": "345", "branch": "00"},
@@ -35,15 +43,15 @@ impl CardWorld {
             "terms": {"income_class": "general"}
         });
         std::fs::write(root.join("events.jsonl"), format!("{event}\n")).expect("events");
-        run_ok(onshi().args(["center", "import", "--db"]).arg(root.join("center.sqlite")).arg(root.join("events.jsonl")));
+        run_ok(onshi().args(["center", "import", "--db"]).arg(&db).arg(root.join("events.jsonl")));
         run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(root.join("pki")));
         for code in [CLINIC, OTHER_CLINIC] {
             run_ok(onshi().args(["center", "pki", "issue-institution", "--code", code, "--dir"]).arg(root.join("pki")));
         }
         run_ok(onshi().args(["jpki", "init", "--dir"]).arg(root.join("jpki")));
         run_ok(onshi().args(["jpki", "crl", "--dir"]).arg(root.join("jpki")));
-        let server = Server::start_with(&root.join("center.sqlite"), &root.join("pki"), &["--jpki", root.join("jpki").to_str().unwrap()]);
-        let world = CardWorld { dir, server };
+        let server = Server::start_with(&db, &root.join("pki"), &["--jpki", root.join("jpki").to_str().unwrap()]);
+        let world = CardWorld { dir, server, db };
         for (reader, code) in [("reader-clinic", CLINIC), ("reader-other", OTHER_CLINIC)] {
             run_ok(onshi().args(["reader", "init", "--id", reader, "--facility-password", "pass-1", "--out"]).arg(world.path(reader)));
             run_ok(onshi().args(["reader", "register", "--reader"]).arg(world.path(reader)).args(world.center_args(code)));
@@ -124,7 +132,16 @@ fn refused(output: &Output, code: &str) -> String {
 
 #[test]
 fn pin_face_and_visual_paths_verify_a_linked_card() {
-    let world = CardWorld::new();
+    pin_face_and_visual_paths_verify_a_linked_card_on(Engine::Sqlite);
+}
+
+#[test]
+fn pin_face_and_visual_paths_verify_a_linked_card_on_postgres() {
+    pin_face_and_visual_paths_verify_a_linked_card_on(Engine::Postgres);
+}
+
+fn pin_face_and_visual_paths_verify_a_linked_card_on(engine: Engine) {
+    let world = CardWorld::on(engine);
     let card = world.issue("hanako.card", NAME, &[]);
     let unlinked = world.verify(&card, &["--pin", "1234"]);
     refused(&unlinked, "CARD_NOT_LINKED");
@@ -221,7 +238,16 @@ fn a_card_without_a_pin_registers_and_verifies_by_face_or_visual_check_only() {
 
 #[test]
 fn revoked_expired_renewed_and_flagged_cards() {
-    let world = CardWorld::new();
+    revoked_expired_renewed_and_flagged_cards_on(Engine::Sqlite);
+}
+
+#[test]
+fn revoked_expired_renewed_and_flagged_cards_on_postgres() {
+    revoked_expired_renewed_and_flagged_cards_on(Engine::Postgres);
+}
+
+fn revoked_expired_renewed_and_flagged_cards_on(engine: Engine) {
+    let world = CardWorld::on(engine);
     let lost = world.issue("lost.card", NAME, &[]);
     world.link(&lost);
     assert_eq!(ok_json(&world.verify(&lost, &["--pin", "1234"]))["validity"]["code"], "1");
@@ -378,8 +404,7 @@ fn the_next_challenge_rides_on_the_answer_and_a_restarted_center_costs_one_retry
     let addr = world.server.addr.clone();
     assert!(world.server.terminate().success());
     let root = world.dir.path().to_path_buf();
-    world.server =
-        Server::start_listening(&root.join("center.sqlite"), &root.join("pki"), &addr, &["--jpki", root.join("jpki").to_str().unwrap()]);
+    world.server = Server::start_listening(&world.db, &root.join("pki"), &addr, &["--jpki", root.join("jpki").to_str().unwrap()]);
     // The old client's pooled connection died with the old process; a fresh client (the
     // gateway's pool would reconnect the same way) takes over the kept challenge.
     let kept = client.take_kept_challenge().expect("the second answer carried one too");
@@ -453,7 +478,7 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
     assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stdout));
     assert!(String::from_utf8_lossy(&intact.stdout).contains("intact"));
 
-    let CardWorld { dir, mut server } = world;
+    let CardWorld { dir, mut server, .. } = world;
     // Stopped as a service manager does: the stop commits the log and brings its person
     // index up to the newest entry.
     assert!(server.terminate().success());

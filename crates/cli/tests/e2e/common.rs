@@ -51,19 +51,60 @@ pub fn institution_args(url: &str, pki: &Path, code: &str) -> Vec<String> {
 pub const CLINIC: &str = "1311234569";
 pub const OTHER_CLINIC: &str = "2711234563";
 
+/// The register's engine a test runs on: the tests that matter run on both (issue 14), each
+/// with the same body and the engine as its parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The `--db` value for a new, empty register: a file in `dir`, or a database of its own on
+    /// the test process's throwaway PostgreSQL cluster.
+    pub fn new_register(self, dir: &Path, name: &str) -> PathBuf {
+        match self {
+            Engine::Sqlite => dir.join(format!("{name}.sqlite")),
+            Engine::Postgres => PathBuf::from(
+                onshi_store::postgres::cluster::test_database().unwrap_or_else(|e| panic!("a PostgreSQL cluster for the test: {e}")),
+            ),
+        }
+    }
+}
+
+/// The register `db` names (a file or a PostgreSQL database), opened in this process.
+pub fn open_register(db: &Path) -> Box<dyn onshi_store::Register> {
+    if open_register_is_postgres(db) {
+        Box::new(onshi_store::postgres::PgRegister::open(db.to_str().expect("UTF-8")).expect("the register opens"))
+    } else {
+        Box::new(onshi_store::sqlite::SqliteRegister::open(db, onshi_store::sqlite::SqliteOptions::SERVER).expect("the register opens"))
+    }
+}
+
+fn open_register_is_postgres(db: &Path) -> bool {
+    db.to_str().is_some_and(|t| t.contains("dbname=") || t.starts_with("postgres"))
+}
+
 /// A population generated, imported and given certificates, in a temporary directory.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub insurer: String,
+    db: PathBuf,
 }
 
 impl Fixture {
     pub fn new(persons: u64) -> Fixture {
+        Fixture::on(Engine::Sqlite, persons)
+    }
+
+    /// As [`Fixture::new`], with the register on `engine`.
+    pub fn on(engine: Engine, persons: u64) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
+        let db = engine.new_register(root, "center");
         run_ok(onshi().args(["synth", "--persons", &persons.to_string(), "--seed", "11", "--out"]).arg(root.join("synth")));
         let mut import = onshi();
-        import.args(["center", "import", "--db"]).arg(root.join("center.sqlite"));
+        import.args(["center", "import", "--db"]).arg(&db);
         for file in event_files(&root.join("synth")) {
             import.arg(file);
         }
@@ -76,15 +117,16 @@ impl Fixture {
         let insurers = std::fs::read_to_string(root.join("synth/insurers.tsv")).expect("insurers");
         let insurer = insurers.lines().next().and_then(|l| l.split('\t').next()).expect("an insurer").to_string();
         run_ok(onshi().args(["center", "pki", "issue-insurer", "--number", &insurer, "--dir"]).arg(&pki));
-        Fixture { dir, insurer }
+        Fixture { dir, insurer, db }
     }
 
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The register's `--db` value.
     pub fn db(&self) -> PathBuf {
-        self.root().join("center.sqlite")
+        self.db.clone()
     }
 
     pub fn pki(&self) -> PathBuf {
@@ -141,6 +183,11 @@ impl Server {
     pub fn start_listening(db: &Path, pki: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut command = onshi();
         command.args(["center", "serve", "--listen", listen, "--db"]).arg(db).arg("--pki").arg(pki).args(extra);
+        // A register on PostgreSQL has no file to keep the audit log beside: it goes beside the
+        // test's certificates (its default, the working directory, is the source tree here).
+        if open_register_is_postgres(db) && !extra.contains(&"--audit") {
+            command.arg("--audit").arg(pki.with_file_name("center.audit.sqlite"));
+        }
         // These tests send hundreds of requests a second from one certificate to compare
         // answers; the per-caller limit is tested on its own (hostile.rs), with it on.
         if !extra.contains(&"--rate-limit") {

@@ -3,13 +3,10 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use onshi_store::Register;
-use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use crate::common::{Engine, event_files, onshi, open_register, run_ok};
 
-use crate::common::{event_files, onshi, run_ok};
-
-fn dump(path: &std::path::Path) -> String {
-    SqliteRegister::open(path, SqliteOptions::SERVER).unwrap().canonical_dump().unwrap()
+fn dump(db: &std::path::Path) -> String {
+    open_register(db).canonical_dump().unwrap()
 }
 
 fn import(db: &std::path::Path, files: &[std::path::PathBuf], batch: &str) -> std::process::Output {
@@ -18,13 +15,22 @@ fn import(db: &std::path::Path, files: &[std::path::PathBuf], batch: &str) -> st
 
 #[test]
 fn twice_and_after_sigkill_the_register_equals_one_clean_import() {
+    twice_and_after_sigkill_on(Engine::Sqlite);
+}
+
+#[test]
+fn twice_and_after_sigkill_the_register_equals_one_clean_import_on_postgres() {
+    twice_and_after_sigkill_on(Engine::Postgres);
+}
+
+fn twice_and_after_sigkill_on(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let synth = dir.path().join("synth");
     run_ok(onshi().args(["synth", "--persons", "40000", "--seed", "5", "--out"]).arg(&synth));
     let files = event_files(&synth);
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
 
-    let clean = dir.path().join("clean.sqlite");
+    let clean = engine.new_register(dir.path(), "clean");
     import(&clean, &files, "20000");
     let clean_dump = dump(&clean);
     assert!(clean_dump.lines().count() > 40_000);
@@ -36,7 +42,7 @@ fn twice_and_after_sigkill_the_register_equals_one_clean_import() {
     assert_eq!(dump(&clean), clean_dump);
 
     // Kill an import with SIGKILL once it has committed half of the bytes, then run it again.
-    let killed = dir.path().join("killed.sqlite");
+    let killed = engine.new_register(dir.path(), "killed");
     let mut child = onshi()
         .env("ONSHI_PROGRESS", "every")
         .args(["center", "import", "--batch", "200", "--db"])
@@ -58,8 +64,8 @@ fn twice_and_after_sigkill_the_register_equals_one_clean_import() {
     }
     let status = child.wait().unwrap();
     assert!(!status.success(), "the import was killed, not finished");
-    let partial = SqliteRegister::open(&killed, SqliteOptions::SERVER).unwrap().counts().unwrap();
-    let full = SqliteRegister::open(&clean, SqliteOptions::SERVER).unwrap().counts().unwrap();
+    let partial = open_register(&killed).counts().unwrap();
+    let full = open_register(&clean).counts().unwrap();
     assert!(partial.events > 0 && partial.events < full.events, "killed halfway: {partial:?} of {full:?}");
 
     import(&killed, &files, "200");
@@ -100,6 +106,6 @@ fn bad_lines_are_reported_and_good_lines_apply() {
     ] {
         assert!(stderr.contains(&expected), "missing {expected:?} in\n{stderr}");
     }
-    let counts = SqliteRegister::open(&db, SqliteOptions::SERVER).unwrap().counts().unwrap();
+    let counts = open_register(&db).counts().unwrap();
     assert_eq!((counts.coverages, counts.events), (2, 3));
 }

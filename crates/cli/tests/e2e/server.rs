@@ -4,7 +4,7 @@
 use onshi_api::client::ClientError;
 use onshi_api::verify::{BatchVerifyRequest, VerifyNumberRequest};
 
-use crate::common::{CLINIC, Fixture, OTHER_CLINIC, Server, onshi, run_ok};
+use crate::common::{CLINIC, Engine, Fixture, OTHER_CLINIC, Server, onshi, run_ok};
 
 fn clinic() -> String {
     format!("institutions/{CLINIC}")
@@ -18,7 +18,16 @@ async fn stats(client: &onshi_api::client::CenterClient) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_center_answers_and_refuses_as_specified() {
-    let fixture = Fixture::new(6_000);
+    answers_and_refusals_on(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_center_answers_and_refuses_as_specified_on_postgres() {
+    answers_and_refusals_on(Engine::Postgres).await;
+}
+
+async fn answers_and_refusals_on(engine: Engine) {
+    let fixture = Fixture::on(engine, 6_000);
     let server = Server::start(&fixture);
     let client = server.client(&fixture, Some(&clinic()));
     let truth = fixture.truth();
