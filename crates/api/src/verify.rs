@@ -74,6 +74,11 @@ pub struct VerifyAnswer {
     pub insurer_lag: Option<InsurerLag>,
     /// When the center answered, `YYYYMMDDHHmmss`.
     pub answered_at: String,
+    /// Present when the answer was read from a read replica of the register: the time of the
+    /// last change the replica had applied, `YYYYMMDDHHmmss`. Registrations after it are not in
+    /// this answer (a 該当資格なし may be one of them: ask again later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_as_of: Option<String>,
 }
 
 /// A coverage as reception needs it, with copay and limit ready for the counter.

@@ -294,8 +294,10 @@ pub fn verify_number_person(
     now: Timestamp,
 ) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
     let lag = lags.get(register, &query.insurer)?;
-    let view = register.card_holders_view(&query.insurer, &query.number).map_err(store_error)?;
-    Ok(answer_from_view(&view, lag, query, now))
+    let (view, replica_as_of) = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
+    let (mut answer, person) = answer_from_view(&view, lag, query, now);
+    answer.replica_as_of = replica_as_of.map(|at| at.to_string());
+    Ok((answer, person))
 }
 
 /// The answer from `view`, every coverage with its terms of each person the query may mean
@@ -321,6 +323,7 @@ pub fn answer_from_view(
             max_days: l.max_days,
         }),
         answered_at: now.to_string(),
+        replica_as_of: None,
     };
     let candidates: Vec<&CoverageWithTerms> = view
         .iter()

@@ -65,6 +65,10 @@ pub enum CenterCommand {
         /// register on PostgreSQL, onshi-center.audit.sqlite here).
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// A streaming replica of the PostgreSQL register for verification reads
+        /// (`postgres://…`); answers read there carry `replica_as_of`.
+        #[arg(long)]
+        read_db: Option<String>,
     },
     /// Certificates: the center CA, institution and insurer certificates.
     Pki {
@@ -206,9 +210,20 @@ fn stores<T: Register + CardRegistry + MedicalStore + 'static>(engine: Arc<T>) -
 
 /// Opens the register `db` names, on its engine; `options` tunes SQLite.
 pub fn open_stores(db: &Path, options: SqliteOptions) -> anyhow::Result<Stores> {
-    Ok(match postgres_url(db) {
-        Some(url) => stores(Arc::new(PgRegister::open(url).context("cannot open the register on PostgreSQL")?)),
-        None => stores(Arc::new(SqliteRegister::open(db, options).with_context(|| format!("cannot open the register {}", db.display()))?)),
+    open_stores_reading(db, None, options)
+}
+
+/// As [`open_stores`], with verification reads from the read replica `read_db` (PostgreSQL).
+pub fn open_stores_reading(db: &Path, read_db: Option<&str>, options: SqliteOptions) -> anyhow::Result<Stores> {
+    Ok(match (postgres_url(db), read_db) {
+        (Some(url), None) => stores(Arc::new(PgRegister::open(url).context("cannot open the register on PostgreSQL")?)),
+        (Some(url), Some(replica)) => stores(Arc::new(
+            PgRegister::open_with_replica(url, replica).context("cannot open the register on PostgreSQL with its read replica")?,
+        )),
+        (None, Some(_)) => anyhow::bail!("--read-db names a PostgreSQL replica; a SQLite register (--db a file) has none"),
+        (None, None) => {
+            stores(Arc::new(SqliteRegister::open(db, options).with_context(|| format!("cannot open the register {}", db.display()))?))
+        }
     })
 }
 
@@ -355,13 +370,14 @@ pub fn open_audit_to_verify(path: &Path, pki: &Path) -> anyhow::Result<onshi_sto
 
 pub async fn start_center(
     db: &Path,
+    read_db: Option<&str>,
     audit: &Path,
     pki: &Path,
     jpki: Option<&Path>,
     listen: SocketAddr,
     rate_limit: u32,
 ) -> anyhow::Result<RunningCenter> {
-    let Stores { register, cards, medical } = open_stores(db, SqliteOptions::SERVER)?;
+    let Stores { register, cards, medical } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
     let audit = onshi_center::audit::AuditSink::start(open_audit(audit, pki)?);
     let read = |name: &str| {
@@ -422,11 +438,11 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let refused = import_medical_files(stores.medical.as_ref(), &files)?;
             Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, audit } => {
+        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, audit, read_db } => {
             let audit = audit.unwrap_or_else(|| audit_path(&db));
             let runtime = crate::runtime()?;
             let stopped = runtime.block_on(async {
-                let center = start_center(&db, &audit, &pki, jpki.as_deref(), listen, rate_limit).await?;
+                let center = start_center(&db, read_db.as_deref(), &audit, &pki, jpki.as_deref(), listen, rate_limit).await?;
                 eprintln!("onshi center listening on https://{} (Ctrl-C or SIGTERM to stop)", center.addr);
                 println!("listening {}", center.addr);
                 stop_signal().await?;

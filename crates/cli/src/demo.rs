@@ -162,12 +162,15 @@ const DEMO_RATE_LIMIT: u32 = 0;
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
     let wanted: SocketAddr = ([127, 0, 0, 1], port).into();
     let jpki = paths.root.join("jpki");
-    match start_center(&paths.db(), &crate::center_cmd::audit_path(&paths.db()), &paths.pki(), Some(&jpki), wanted, DEMO_RATE_LIMIT).await {
+    match start_center(&paths.db(), None, &crate::center_cmd::audit_path(&paths.db()), &paths.pki(), Some(&jpki), wanted, DEMO_RATE_LIMIT)
+        .await
+    {
         Ok(center) => Ok(center),
         Err(e) if port != 0 => {
             eprintln!("demo: port {port} unavailable ({e:#}); using a free port");
             start_center(
                 &paths.db(),
+                None,
                 &crate::center_cmd::audit_path(&paths.db()),
                 &paths.pki(),
                 Some(&jpki),

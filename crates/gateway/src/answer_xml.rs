@@ -378,6 +378,7 @@ mod tests {
             as_of: None,
             insurer_lag: None,
             answered_at: "20261204090000".into(),
+            replica_as_of: None,
         };
         let notice = onshi_api::card::CertificateNotice {
             state: "expiring".into(),

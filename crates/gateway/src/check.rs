@@ -224,6 +224,7 @@ mod tests {
             as_of: None,
             insurer_lag: None,
             answered_at: "20261125090000".into(),
+            replica_as_of: None,
         }
     }
 

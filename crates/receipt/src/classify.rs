@@ -470,6 +470,7 @@ mod tests {
             as_of: None,
             insurer_lag: lag.map(|max_days| InsurerLag { events: 10, mean_days: 3.0, max_days }),
             answered_at: String::new(),
+            replica_as_of: None,
         })
     }
 

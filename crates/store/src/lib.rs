@@ -58,6 +58,17 @@ pub trait Register: Send + Sync {
     /// path uses this alone.
     fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError>;
 
+    /// As [`Register::card_holders_view`], with where the view was read: `None` from the
+    /// register itself (current), or the commit time of the last change a read replica had
+    /// applied when it was read (changes registered after it are not in the view).
+    fn card_holders_view_at(
+        &self,
+        insurer: &InsurerNumber,
+        number: &CardNumber,
+    ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
+        Ok((self.card_holders_view(insurer, number)?, None))
+    }
+
     /// Every coverage of a person.
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError>;
 

@@ -44,6 +44,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_register.sq
 /// The advisory lock every batch and every migration takes (one number for the register).
 const APPLY_LOCK: i64 = 0x6f6e_7368_6901;
 
+/// Japan time is UTC+9 without daylight saving; the register's times are Japan-time seconds.
+const JST_OFFSET_SECONDS: i64 = 9 * 3600;
+
 /// Read connections kept open; more are opened on demand and closed when returned.
 const READERS_KEPT_MAX: usize = 16;
 
@@ -56,6 +59,9 @@ pub struct PgRegister {
     /// `None` only while being dropped.
     writer: Mutex<Option<Client>>,
     readers: Mutex<Vec<Client>>,
+    /// A streaming replica the verification reads go to, when given: its connection string
+    /// and pooled connections.
+    replica: Option<(String, Mutex<Vec<Client>>)>,
 }
 
 impl Drop for PgRegister {
@@ -63,9 +69,11 @@ impl Drop for PgRegister {
     fn drop(&mut self) {
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let replica = self.replica.as_mut().map(|(_, pool)| std::mem::take(pool.get_mut().unwrap_or_else(|p| p.into_inner())));
         blocking(move || {
             drop(writer);
             drop(readers);
+            drop(replica);
         });
     }
 }
@@ -96,8 +104,19 @@ impl PgRegister {
         blocking(|| {
             let mut writer = connect(url)?;
             migrate(&mut writer)?;
-            Ok(PgRegister { url: url.to_string(), writer: Mutex::new(Some(writer)), readers: Mutex::new(Vec::new()) })
+            Ok(PgRegister { url: url.to_string(), writer: Mutex::new(Some(writer)), readers: Mutex::new(Vec::new()), replica: None })
         })
+    }
+
+    /// As [`PgRegister::open`], with the verification reads (the card's holders, a person's
+    /// coverages, the insurer's lag) sent to the streaming replica `replica_url`; writes, and the
+    /// card registry's reads (a link or consent just written must be seen), go to `url`.
+    pub fn open_with_replica(url: &str, replica_url: &str) -> Result<PgRegister, StoreError> {
+        let mut register = PgRegister::open(url)?;
+        // Reached now, so that a wrong address stops the start; closed inside `blocking` too.
+        blocking(|| connect(replica_url).map(drop))?;
+        register.replica = Some((replica_url.to_string(), Mutex::new(Vec::new())));
+        Ok(register)
     }
 
     /// Runs `f` in a transaction on the writer connection and commits it.
@@ -126,20 +145,34 @@ impl PgRegister {
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        blocking(|| {
-            let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut client = match pooled {
-                Some(client) if !client.is_closed() => client,
-                _ => connect(&self.url)?,
-            };
-            let result = f(&mut client);
-            let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if readers.len() < READERS_KEPT_MAX && !client.is_closed() {
-                readers.push(client);
-            }
-            result
-        })
+        read_pooled(&self.url, &self.readers, f)
     }
+
+    /// A verification read: on the replica when there is one.
+    fn read_for_verification<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.replica {
+            Some((url, pool)) => read_pooled(url, pool, f),
+            None => self.read(f),
+        }
+    }
+}
+
+/// Runs `f` on a pooled connection to `url` (a new one when the pool is empty or the pooled one
+/// broke), and keeps the connection for the next read.
+fn read_pooled<T>(url: &str, pool: &Mutex<Vec<Client>>, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    blocking(|| {
+        let pooled = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut client = match pooled {
+            Some(client) if !client.is_closed() => client,
+            _ => connect(url)?,
+        };
+        let result = f(&mut client);
+        let mut kept = pool.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < READERS_KEPT_MAX && !client.is_closed() {
+            kept.push(client);
+        }
+        result
+    })
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
@@ -236,8 +269,11 @@ impl RegisterReads for PgReads<'_, '_> {
         let rows = self
             .tx
             .query(
+                // LATERAL: one index probe per key, whatever the planner estimates for a batch of
+                // 100,000 keys (a hash join would read the whole table at every batch).
                 "SELECT e.insurer_number, e.event_id FROM unnest($1::text[], $2::text[]) AS k (insurer, event)
-                 JOIN insurer_events e ON e.insurer_number = k.insurer AND e.event_id = k.event",
+                 CROSS JOIN LATERAL (SELECT insurer_number, event_id FROM insurer_events
+                                     WHERE insurer_number = k.insurer AND event_id = k.event) e",
                 &[&insurers, &events],
             )
             .map_err(pg("looking up the batch's event ids"))?;
@@ -262,8 +298,9 @@ impl RegisterReads for PgReads<'_, '_> {
             .query(
                 "SELECT c.insurer_number, c.card_number, c.card_symbol, c.card_branch, c.coverage_id, c.person_id, c.acquired_on, c.lost_on
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS k (insurer, number, symbol, branch)
-                 JOIN coverages c ON c.insurer_number = k.insurer AND c.card_number = k.number
-                                 AND c.card_symbol = k.symbol AND c.card_branch = k.branch",
+                 CROSS JOIN LATERAL (SELECT * FROM coverages
+                                     WHERE insurer_number = k.insurer AND card_number = k.number
+                                       AND card_symbol = k.symbol AND card_branch = k.branch) c",
                 &[&insurers, &numbers, &symbols, &branches],
             )
             .map_err(pg("looking up the batch's card numbers"))?;
@@ -487,12 +524,40 @@ impl Register for PgRegister {
 
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
         let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = $1 AND card_number = $2");
-        self.read(|c| query_coverages(c, &sql, &[&insurer.as_str(), &number.as_str()]))
+        self.read_for_verification(|c| query_coverages(c, &sql, &[&insurer.as_str(), &number.as_str()]))
     }
 
     fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        self.card_holders_view_at(insurer, number).map(|(view, _)| view)
+    }
+
+    fn card_holders_view_at(
+        &self,
+        insurer: &InsurerNumber,
+        number: &CardNumber,
+    ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
         let sql = view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)");
-        self.read(|c| read_view(c, &sql, &[&insurer.as_str(), &number.as_str()]))
+        let params: [&(dyn ToSql + Sync); 2] = [&insurer.as_str(), &number.as_str()];
+        if let Some((url, pool)) = &self.replica {
+            // The replica's position first, then the view on the same connection: replay only
+            // moves forward, so the view holds at least every change up to that time.
+            let read = read_pooled(url, pool, |c| {
+                let position: Option<i64> = c
+                    .query_one("SELECT floor(extract(epoch FROM pg_last_xact_replay_timestamp()))::bigint", &[])
+                    .map_err(pg("reading the replica's position"))?
+                    .get(0);
+                match position {
+                    Some(utc) => Ok(Some((read_view(c, &sql, &params)?, Some(Timestamp::from_jst_seconds(utc + JST_OFFSET_SECONDS))))),
+                    None => Ok(None),
+                }
+            })?;
+            // A replica that has replayed nothing since it started cannot say how current it
+            // is: the primary answers instead.
+            if let Some(read) = read {
+                return Ok(read);
+            }
+        }
+        Ok((self.read(|c| read_view(c, &sql, &params))?, None))
     }
 
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
@@ -516,7 +581,7 @@ impl Register for PgRegister {
     }
 
     fn insurer_lag(&self, insurer: &InsurerNumber) -> Result<Option<InsurerLag>, StoreError> {
-        self.read(|c| {
+        self.read_for_verification(|c| {
             let row = c
                 .query_opt("SELECT events, lag_days_sum, lag_days_max FROM insurer_stats WHERE insurer_number = $1", &[&insurer.as_str()])
                 .map_err(pg("reading insurer statistics"))?;

@@ -81,7 +81,7 @@ pub fn open_register(db: &Path) -> Box<dyn onshi_store::Register> {
     }
 }
 
-fn open_register_is_postgres(db: &Path) -> bool {
+pub fn open_register_is_postgres(db: &Path) -> bool {
     db.to_str().is_some_and(|t| t.contains("dbname=") || t.starts_with("postgres"))
 }
 
@@ -100,8 +100,17 @@ impl Fixture {
     /// As [`Fixture::new`], with the register on `engine`.
     pub fn on(engine: Engine, persons: u64) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
+        let db = engine.new_register(dir.path(), "center");
+        Fixture::build(dir, db, persons)
+    }
+
+    /// As [`Fixture::new`], with the register in the (empty) database `db`.
+    pub fn at(db: PathBuf, persons: u64) -> Fixture {
+        Fixture::build(tempfile::tempdir().expect("temp dir"), db, persons)
+    }
+
+    fn build(dir: tempfile::TempDir, db: PathBuf, persons: u64) -> Fixture {
         let root = dir.path();
-        let db = engine.new_register(root, "center");
         run_ok(onshi().args(["synth", "--persons", &persons.to_string(), "--seed", "11", "--out"]).arg(root.join("synth")));
         let mut import = onshi();
         import.args(["center", "import", "--db"]).arg(&db);

@@ -16,6 +16,7 @@ mod page_isolation;
 mod pcsc;
 mod reader_secrets;
 mod receipt;
+mod replicas;
 mod revocation;
 mod server;
 mod trust;

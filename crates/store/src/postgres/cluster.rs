@@ -158,6 +158,95 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Makes a streaming replica of `primary` (running) in `dir`: `pg_basebackup -R` copies
+    /// the primary and writes the standby settings; the replica listens on `port`. Not started.
+    /// `name` is how the primary sees it (for `synchronous_standby_names`).
+    pub fn replica_of(primary: &Cluster, dir: &Path, port: u16, name: &str) -> Result<Cluster, ClusterError> {
+        std::fs::create_dir_all(dir.join("socket")).map_err(io(dir))?;
+        if let Some(user) = &primary.run_as {
+            run(Command::new("chown").arg("-R").arg(format!("{user}:")).arg(dir), "chown")?;
+        }
+        let replica = Cluster {
+            dir: dir.to_path_buf(),
+            binaries: primary.binaries.clone(),
+            port,
+            run_as: primary.run_as.clone(),
+            running: false,
+            remove_after_stop: None,
+        };
+        let data = replica.data();
+        replica.command(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                USER,
+                "-D",
+                &data.display().to_string(),
+                "-R",
+                "-X",
+                "stream",
+                // An immediate checkpoint on the primary: the default spreads it over minutes.
+                "-c",
+                "fast",
+                "-d",
+                &format!("host=127.0.0.1 port={} user={USER} application_name={name}", primary.port),
+            ],
+        )?;
+        // The copy carries the primary's settings; later lines win.
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(io(&conf))?;
+        text.push_str(&format!(
+            "\n# onshi replica\nport = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            dir.join("socket").display()
+        ));
+        std::fs::write(&conf, text).map_err(io(&conf))?;
+        Ok(replica)
+    }
+
+    /// Adds settings to the cluster's configuration (they take effect at the next start, or at
+    /// once for those a reload applies: see [`Cluster::reload`]).
+    pub fn configure(&self, settings: &str) -> Result<(), ClusterError> {
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(io(&conf))?;
+        text.push('\n');
+        text.push_str(settings);
+        text.push('\n');
+        std::fs::write(&conf, text).map_err(io(&conf))
+    }
+
+    /// Runs one SQL statement with `psql` on the onshi database and returns its output (rows
+    /// one per line, columns separated by `|`): for operators' checks and tests.
+    pub fn sql(&self, statement: &str) -> Result<String, ClusterError> {
+        let port = self.port.to_string();
+        let output = self.command("psql", &["-h", "127.0.0.1", "-p", &port, "-U", USER, "-d", DATABASE, "-tAc", statement])?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Makes the running server read its configuration again.
+    pub fn reload(&self) -> Result<(), ClusterError> {
+        self.command("pg_ctl", &["-D", &self.data().display().to_string(), "reload"]).map(|_| ())
+    }
+
+    /// Promotes a replica to a primary and waits until it accepts writes.
+    pub fn promote(&self) -> Result<(), ClusterError> {
+        self.command("pg_ctl", &["-D", &self.data().display().to_string(), "-w", "-t", "120", "promote"]).map(|_| ())
+    }
+
+    /// Kills the server's postmaster with SIGKILL (a crash, for failover tests); its children
+    /// end by themselves once they find it gone.
+    pub fn kill(&mut self) -> Result<(), ClusterError> {
+        if let Some(pid) = self.pid() {
+            // SAFETY: a plain signal to a process id read from the cluster's own pid file.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        self.running = false;
+        Ok(())
+    }
+
     /// A cluster made before in `dir` (by [`Cluster::init`]), not started.
     pub fn existing(dir: &Path, binaries: &Binaries) -> Result<Cluster, ClusterError> {
         let conf = dir.join("data").join("postgresql.conf");
@@ -206,6 +295,10 @@ impl Cluster {
         let log = self.dir.join("server.log").display().to_string();
         self.command("pg_ctl", &["-D", &self.data().display().to_string(), "-l", &log, "-w", "-t", "120", "start"])?;
         self.running = true;
+        if self.data().join("standby.signal").exists() {
+            // A replica is read-only: its databases are the primary's.
+            return Ok(());
+        }
         let created = self.command(
             "psql",
             &[
