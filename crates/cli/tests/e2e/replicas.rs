@@ -62,3 +62,94 @@ async fn a_replica_answers_what_the_primary_registered_and_says_how_current_it_i
     let case = &fixture.truth()[0];
     assert_eq!(client.verify_number(&case.request).await.unwrap().replica_as_of, None);
 }
+
+/// One acquisition for the fixture's insurer, numbered `i`.
+fn acquisition(insurer: &str, i: u32) -> String {
+    format!(
+        r#"{{"event_id":"failover-{i}","kind":"acquire","insurer_number":"{insurer}","person_ref":"failover-person-{i}","card":{{"symbol":"88","number":"{}","branch":"00"}},"occurred_on":"20261101","notified_at":"20261102090000","member":{{"relationship":"1","card_classification":"01","name":"試験 一郎","name_kana":"ｼｹﾝ ｲﾁﾛｳ","sex":"1","birth_date":"19850505"}},"terms":{{"income_class":"general"}}}}"#,
+        880_000 + i
+    )
+}
+
+fn request(insurer: &str, i: u32) -> onshi_api::verify::VerifyNumberRequest {
+    onshi_api::verify::VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: insurer.to_string(),
+        symbol: Some("88".into()),
+        number: (880_000 + i).to_string(),
+        branch: Some("00".into()),
+        birth_date: "19850505".into(),
+        date_of_care: Some("20261125".into()),
+        limit_consent: false,
+    }
+}
+
+/// Either the right answer (valid coverage) or the refusal that says to try again: never a
+/// wrong answer. Returns whether it was answered.
+fn answered_or_unavailable(result: Result<onshi_api::verify::VerifyAnswer, onshi_api::client::ClientError>, what: &str) -> bool {
+    match result {
+        Ok(answer) => {
+            assert_eq!(answer.validity.code, "1", "{what}: a coverage the insurer was told is registered answers valid");
+            true
+        }
+        Err(onshi_api::client::ClientError::Refused { status, body }) => {
+            assert_eq!((status, body.error.code.as_str()), (503, "REGISTER_UNAVAILABLE"), "{what}");
+            false
+        }
+        Err(other) => panic!("{what}: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_primary_dies_the_promoted_replica_holds_every_acknowledged_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut primary, replica) = primary_and_replica(dir.path());
+    // The center follows whichever of the two accepts writes.
+    let both = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=onshi dbname=onshi target_session_attrs=read-write",
+        primary.port(),
+        replica.port()
+    );
+    let fixture = Fixture::at(PathBuf::from(&both), 500);
+    let server = Server::start(&fixture);
+    let insurer = server.client(&fixture, Some(&format!("insurers/{}", fixture.insurer)));
+    let clinic = server.client(&fixture, Some(&format!("institutions/{CLINIC}")));
+
+    const UPLOADS: u32 = 40;
+    for i in 0..UPLOADS {
+        let report = insurer.upload_events(acquisition(&fixture.insurer, i)).await.unwrap();
+        assert_eq!(report.applied, 1, "upload {i} acknowledged: {report:?}");
+    }
+
+    primary.kill().unwrap();
+    // While no server accepts writes: the right answer or "try again", never a wrong one.
+    answered_or_unavailable(clinic.verify_number(&request(&fixture.insurer, 0)).await, "during the switch");
+    let refused = insurer.upload_events(acquisition(&fixture.insurer, UPLOADS)).await;
+    assert!(
+        matches!(&refused, Err(onshi_api::client::ClientError::Refused { status: 503, .. })),
+        "an upload with no primary is refused, not half-applied: {refused:?}"
+    );
+
+    replica.promote().unwrap();
+    // Each request is its own attempt: the center reconnects to the promoted server on the next
+    // use of a connection that broke; a few attempts cover the connections the kill broke.
+    for i in 0..UPLOADS {
+        let mut answered = false;
+        for _ in 0..5 {
+            if answered_or_unavailable(clinic.verify_number(&request(&fixture.insurer, i)).await, "after the promotion") {
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "acknowledged upload {i} answers from the promoted replica");
+    }
+    let mut report = None;
+    for _ in 0..5 {
+        if let Ok(done) = insurer.upload_events(acquisition(&fixture.insurer, UPLOADS)).await {
+            report = Some(done);
+            break;
+        }
+    }
+    assert_eq!(report.expect("uploads work again").applied, 1, "the refused upload applies on the new primary");
+    assert_eq!(replica.sql("SELECT pg_is_in_recovery()").unwrap(), "f", "the replica is the primary now");
+}
