@@ -104,12 +104,19 @@ pub struct CardPath {
     trust_problem: RwLock<Option<String>>,
     source: Option<Source>,
     /// Open challenges: the owner (an institution code, or [`PATIENT`]) and when issued; and
-    /// how many each owner holds.
-    challenges: Mutex<Challenges>,
+    /// how many each owner holds. In this process's memory, or in the register when several
+    /// center processes share it (a challenge one issued must be accepted once by any).
+    challenges: ChallengeStore,
     /// Certificates already checked against the current CA and CRL, by the SHA-256 of their
     /// DER: a returning card costs no signature check. Emptied when a new CRL is loaded.
     checked: Mutex<HashMap<[u8; 32], CardCertificate>>,
     cards: Arc<dyn CardRegistry>,
+}
+
+enum ChallengeStore {
+    Memory(Mutex<Challenges>),
+    /// In the card registry ([`CardRegistry::shares_challenges`]).
+    Shared,
 }
 
 #[derive(Default)]
@@ -260,7 +267,11 @@ impl CardPath {
             trust: RwLock::new(None),
             trust_problem: RwLock::new(None),
             source: jpki.map(|dir| Source { dir: dir.to_path_buf(), crl_seen: Mutex::new(None), feed_seen: Mutex::new(None) }),
-            challenges: Mutex::new(Challenges::default()),
+            challenges: if cards.shares_challenges() {
+                ChallengeStore::Shared
+            } else {
+                ChallengeStore::Memory(Mutex::new(Challenges::default()))
+            },
             checked: Mutex::new(HashMap::new()),
             cards,
         })
@@ -425,7 +436,15 @@ impl CardPath {
         let mut bytes = [0u8; 32];
         SystemRandom::new().fill(&mut bytes).map_err(|_| errors::register_unavailable("the random source failed".into()))?;
         let challenge = hex(&bytes);
-        let issued = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert_within(challenge.clone(), owner, now, limit);
+        let issued = match &self.challenges {
+            ChallengeStore::Memory(open) => {
+                open.lock().unwrap_or_else(|p| p.into_inner()).insert_within(challenge.clone(), owner, now, limit)
+            }
+            ChallengeStore::Shared => {
+                let live_from = Timestamp::from_jst_seconds(now.jst_seconds() - CHALLENGE_SECONDS);
+                self.cards.issue_challenge(&challenge, owner, now, live_from, limit).map_err(store_error)?
+            }
+        };
         Ok(issued.then(|| Challenge { challenge, expires_at: seconds_later(now, CHALLENGE_SECONDS).to_string() }))
     }
 
@@ -439,7 +458,10 @@ impl CardPath {
 
     /// Uses up a challenge: whatever happens next, it cannot be presented again.
     fn take_challenge(&self, challenge: &str, owner: &str, now: Timestamp) -> Result<(), CenterError> {
-        let taken = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(challenge);
+        let taken = match &self.challenges {
+            ChallengeStore::Memory(open) => open.lock().unwrap_or_else(|p| p.into_inner()).take(challenge),
+            ChallengeStore::Shared => self.cards.take_challenge(challenge).map_err(store_error)?,
+        };
         let (issued_to, issued) = taken.ok_or_else(refuse::challenge_unknown)?;
         if issued_to != owner {
             return Err(refuse::challenge_other_institution());

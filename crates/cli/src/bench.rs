@@ -16,7 +16,7 @@ use onshi_api::client::{CenterClient, ClientConfig};
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_api::verify::VerifyNumberRequest;
 use onshi_pki::CenterCa;
-use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use onshi_store::sqlite::SqliteOptions;
 use onshi_synth::SynthOptions;
 
 use crate::center_cmd::import_files;
@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// each gets half of them, see `pinning`).
     #[arg(long)]
     pub shared_cores: bool,
+    /// The register on PostgreSQL instead of `DIR/center.sqlite`: a `postgres://…` database,
+    /// empty unless `--skip-import` (issue 14's side-by-side measurement).
+    #[arg(long)]
+    pub db: Option<String>,
 }
 
 /// Distinct verify requests drawn from the population.
@@ -143,6 +147,8 @@ fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinnin
     let mut child = command
         .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
+        .arg("--audit")
+        .arg(pki.with_file_name("center.audit.sqlite"))
         .arg("--pki")
         .arg(pki)
         .arg("--jpki")
@@ -163,7 +169,8 @@ fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinnin
 /// much of a verification's cost is the register and the answer itself.
 fn in_process_verify_us(db: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
     use onshi_center::verify::{LagCache, parse_request, verify_number};
-    let register = SqliteRegister::open(db, SqliteOptions::SERVER)?;
+    let stores = crate::center_cmd::open_stores(db, SqliteOptions::SERVER)?;
+    let register = stores.register.as_ref();
     let lags = LagCache::default();
     let now = onshi_domain::Timestamp::parse("20261125100000").expect("constant");
     let requests: Vec<VerifyNumberRequest> = bodies.iter().map(|b| serde_json::from_slice(b)).collect::<Result<_, _>>()?;
@@ -171,13 +178,13 @@ fn in_process_verify_us(db: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
     // Warm the page cache and the statement cache first, then time.
     for request in requests.iter().take(rounds) {
         let query = parse_request(request, now.date()).map_err(|e| anyhow::anyhow!(e.body.detail))?;
-        verify_number(&register, &lags, &query, now).map_err(|e| anyhow::anyhow!(e.body.detail))?;
+        verify_number(register, &lags, &query, now).map_err(|e| anyhow::anyhow!(e.body.detail))?;
     }
     let started = Instant::now();
     let mut bytes = 0usize;
     for request in requests.iter().take(rounds) {
         let query = parse_request(request, now.date()).map_err(|e| anyhow::anyhow!(e.body.detail))?;
-        let answer = verify_number(&register, &lags, &query, now).map_err(|e| anyhow::anyhow!(e.body.detail))?;
+        let answer = verify_number(register, &lags, &query, now).map_err(|e| anyhow::anyhow!(e.body.detail))?;
         bytes += serde_json::to_vec(&answer)?.len();
     }
     let per_call = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
@@ -622,20 +629,34 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let synth_seconds = synth_started.elapsed().as_secs_f64();
     let files: Vec<PathBuf> = summary.event_files.iter().map(|f| synth_dir.join(f)).collect();
-    let db = args.dir.join("center.sqlite");
+    let db = match &args.db {
+        Some(url) => {
+            anyhow::ensure!(crate::center_cmd::postgres_url(Path::new(url)).is_some(), "--db names a PostgreSQL database (postgres://…)");
+            PathBuf::from(url)
+        }
+        None => args.dir.join("center.sqlite"),
+    };
+    let on_postgres = args.db.is_some();
     let mut import_rate = None;
     let mut day_rate = None;
-    if !args.skip_import || !db.exists() {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    if !args.skip_import || !(on_postgres || db.exists()) {
+        if !on_postgres {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
         }
-        let register = SqliteRegister::open(&db, SqliteOptions::IMPORT)?;
-        let totals = import_files(&register, &files, onshi_center::import::BATCH_EVENTS_DEFAULT)?;
+        let stores = crate::center_cmd::open_stores(&db, SqliteOptions::IMPORT)?;
+        let register = stores.register.as_ref();
+        anyhow::ensure!(
+            register.counts()?.events == 0,
+            "the register at --db is not empty: give an empty database, or --skip-import to measure on what it holds"
+        );
+        let totals = import_files(register, &files, onshi_center::import::BATCH_EVENTS_DEFAULT)?;
         import_rate = Some((totals.applied as f64 / totals.seconds, totals.applied, totals.seconds));
         eprintln!("bench: a day's changes into the full register");
         let day = args.dir.join("day-of-changes.jsonl");
         let (changes, late) = day_of_changes(&files, &synth_dir.join("late").join("late-events.jsonl"), &summary.today, &day)?;
-        let totals = import_files(&register, std::slice::from_ref(&day), onshi_center::import::BATCH_EVENTS_DEFAULT)?;
+        let totals = import_files(register, std::slice::from_ref(&day), onshi_center::import::BATCH_EVENTS_DEFAULT)?;
         day_rate = Some((totals.applied as f64 / totals.seconds, totals.applied, totals.lines, changes, late, totals.seconds));
     }
     let pki = args.dir.join("pki");
@@ -723,18 +744,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
     let anonymous_peak_kib = sampler.join().unwrap_or(0);
     drop(server);
-    let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let db_bytes = if on_postgres { 0 } else { std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) };
     let ratio = verify_rate / trivial_rate;
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let mut out = String::new();
     out.push_str(&format!(
-        "Population: {} persons, {} events ({} late, not imported); register file {:.2} GiB\n\n",
+        "Population: {} persons, {} events ({} late, not imported); register {}\n\n",
         summary.persons,
         summary.events,
         summary.late_events,
-        db_bytes as f64 / (1u64 << 30) as f64
+        if on_postgres { "on PostgreSQL".to_string() } else { format!("file {:.2} GiB", db_bytes as f64 / (1u64 << 30) as f64) }
     ));
     out.push_str("| measure | result | target | verdict |\n|---|---|---|---|\n");
     if let Some((rate, events, seconds)) = import_rate {

@@ -231,6 +231,41 @@ pub trait CardRegistry: Send + Sync {
         at: Timestamp,
     ) -> Result<Option<LinkReportRow>, StoreError>;
 
+    /// Whether several center processes share this registry, so that the card path's
+    /// single-use challenges must live here rather than in one process's memory (PostgreSQL).
+    /// An engine that says no is never asked the three challenge methods below.
+    fn shares_challenges(&self) -> bool {
+        false
+    }
+
+    /// Records a challenge issued to `owner` at `issued_at` while the owner holds fewer than
+    /// `limit` challenges issued at or after `live_from` (older ones are forgotten meanwhile);
+    /// `false` (nothing recorded) at the limit.
+    fn issue_challenge(
+        &self,
+        challenge: &str,
+        owner: &str,
+        issued_at: Timestamp,
+        live_from: Timestamp,
+        limit: usize,
+    ) -> Result<bool, StoreError> {
+        let _ = (challenge, owner, issued_at, live_from, limit);
+        Err(StoreError::Corrupt("this register keeps no challenges".into()))
+    }
+
+    /// Uses up a challenge, once across every process: its owner and issue time, or `None` when
+    /// it was never issued or already used.
+    fn take_challenge(&self, challenge: &str) -> Result<Option<(String, Timestamp)>, StoreError> {
+        let _ = challenge;
+        Err(StoreError::Corrupt("this register keeps no challenges".into()))
+    }
+
+    /// How many live challenges `owner` holds (issued at or after `live_from`).
+    fn challenges_held(&self, owner: &str, live_from: Timestamp) -> Result<usize, StoreError> {
+        let _ = (owner, live_from);
+        Err(StoreError::Corrupt("this register keeps no challenges".into()))
+    }
+
     /// A value that only goes up (the card CRL number): the stored one.
     fn trust_value(&self, name: &str) -> Result<Option<i64>, StoreError>;
 

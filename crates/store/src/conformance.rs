@@ -452,3 +452,23 @@ pub fn run_medical<R: Register + crate::medical::MedicalStore>(register: &R) {
     assert_eq!(register.checkups_of(person).unwrap(), [checkup]);
     assert!(register.drugs_of(person + 1000).unwrap().is_empty());
 }
+
+/// The card path's shared single-use challenges, for an engine that keeps them
+/// ([`crate::cards::CardRegistry::shares_challenges`]): issued within the owner's limit, used once,
+/// expired ones forgotten.
+pub fn run_challenges<R: crate::cards::CardRegistry>(registry: &R) {
+    assert!(registry.shares_challenges());
+    let at = |s: i64| Timestamp::from_jst_seconds(1_800_000_000 + s);
+    assert!(registry.issue_challenge("c1", "1311234569", at(0), at(-60), 2).unwrap());
+    assert!(registry.issue_challenge("c2", "1311234569", at(1), at(-59), 2).unwrap());
+    assert!(!registry.issue_challenge("c3", "1311234569", at(2), at(-58), 2).unwrap(), "the owner's limit holds");
+    assert!(registry.issue_challenge("p1", "patient", at(2), at(-58), 2).unwrap(), "another owner has its own");
+    assert_eq!(registry.challenges_held("1311234569", at(-58)).unwrap(), 2);
+    assert_eq!(registry.take_challenge("c1").unwrap(), Some(("1311234569".to_string(), at(0))));
+    assert_eq!(registry.take_challenge("c1").unwrap(), None, "used once");
+    assert_eq!(registry.take_challenge("never").unwrap(), None);
+    // A minute later c2 has expired: it no longer counts, and it is forgotten.
+    assert!(registry.issue_challenge("c4", "1311234569", at(70), at(10), 1).unwrap());
+    assert_eq!(registry.take_challenge("c2").unwrap(), None, "an expired challenge is gone");
+    assert_eq!(registry.challenges_held("1311234569", at(10)).unwrap(), 1);
+}

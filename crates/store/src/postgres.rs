@@ -39,7 +39,11 @@ use crate::rules::{CardKey, Decision, RegisterReads, Span, decide};
 use crate::{Register, StoreError};
 
 /// Schema migrations, applied in order; a version once released is never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_register.sql")), (2, include_str!("postgres/0002_cards_medical.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("postgres/0001_register.sql")),
+    (2, include_str!("postgres/0002_cards_medical.sql")),
+    (3, include_str!("postgres/0003_challenges.sql")),
+];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
 const APPLY_LOCK: i64 = 0x6f6e_7368_6901;
@@ -58,10 +62,10 @@ pub struct PgRegister {
     url: String,
     /// `None` only while being dropped.
     writer: Mutex<Option<Client>>,
-    readers: Mutex<Vec<Client>>,
+    readers: Mutex<Vec<Conn>>,
     /// A streaming replica the verification reads go to, when given: its connection string
     /// and pooled connections.
-    replica: Option<(String, Mutex<Vec<Client>>)>,
+    replica: Option<(String, Mutex<Vec<Conn>>)>,
 }
 
 impl Drop for PgRegister {
@@ -85,6 +89,39 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// A read connection with the statements it has prepared: preparing costs a round trip, so each
+/// read statement (a fixed, small set) is prepared once per connection.
+pub(crate) struct Conn {
+    client: Client,
+    prepared: HashMap<String, postgres::Statement>,
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    pub(crate) fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    pub(crate) fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
     }
 }
 
@@ -144,12 +181,12 @@ impl PgRegister {
         })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         read_pooled(&self.url, &self.readers, f)
     }
 
     /// A verification read: on the replica when there is one.
-    fn read_for_verification<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read_for_verification<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         match &self.replica {
             Some((url, pool)) => read_pooled(url, pool, f),
             None => self.read(f),
@@ -159,17 +196,17 @@ impl PgRegister {
 
 /// Runs `f` on a pooled connection to `url` (a new one when the pool is empty or the pooled one
 /// broke), and keeps the connection for the next read.
-fn read_pooled<T>(url: &str, pool: &Mutex<Vec<Client>>, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn read_pooled<T>(url: &str, pool: &Mutex<Vec<Conn>>, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
     blocking(|| {
         let pooled = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut client = match pooled {
-            Some(client) if !client.is_closed() => client,
-            _ => connect(url)?,
+        let mut conn = match pooled {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => Conn { client: connect(url)?, prepared: HashMap::new() },
         };
-        let result = f(&mut client);
+        let result = f(&mut conn);
         let mut kept = pool.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < READERS_KEPT_MAX && !client.is_closed() {
-            kept.push(client);
+        if kept.len() < READERS_KEPT_MAX && !conn.client.is_closed() {
+            kept.push(conn);
         }
         result
     })
@@ -245,14 +282,14 @@ fn view_sql(filter: &str) -> String {
     )
 }
 
-fn read_view(client: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageWithTerms>, StoreError> {
+fn read_view(client: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageWithTerms>, StoreError> {
     let width = COVERAGE_COLUMNS.split(", ").count();
     let rows = client.query(sql, params).map_err(pg("querying the card view"))?;
     let raws = rows.iter().map(|row| Ok((raw_coverage(row, 0)?, raw_terms(row, width)?))).collect::<Result<Vec<_>, StoreError>>()?;
     group_view(raws)
 }
 
-fn query_coverages(client: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageRecord>, StoreError> {
+fn query_coverages(client: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageRecord>, StoreError> {
     let rows = client.query(sql, params).map_err(pg("querying coverages"))?;
     rows.iter().map(|row| coverage_record(raw_coverage(row, 0)?)).collect()
 }
@@ -536,7 +573,9 @@ impl Register for PgRegister {
         insurer: &InsurerNumber,
         number: &CardNumber,
     ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
-        let sql = view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)");
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql =
+            SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)"));
         let params: [&(dyn ToSql + Sync); 2] = [&insurer.as_str(), &number.as_str()];
         if let Some((url, pool)) = &self.replica {
             // The replica's position first, then the view on the same connection: replay only
@@ -547,7 +586,7 @@ impl Register for PgRegister {
                     .map_err(pg("reading the replica's position"))?
                     .get(0);
                 match position {
-                    Some(utc) => Ok(Some((read_view(c, &sql, &params)?, Some(Timestamp::from_jst_seconds(utc + JST_OFFSET_SECONDS))))),
+                    Some(utc) => Ok(Some((read_view(c, sql, &params)?, Some(Timestamp::from_jst_seconds(utc + JST_OFFSET_SECONDS))))),
                     None => Ok(None),
                 }
             })?;
@@ -557,11 +596,12 @@ impl Register for PgRegister {
                 return Ok(read);
             }
         }
-        Ok((self.read(|c| read_view(c, &sql, &params))?, None))
+        Ok((self.read(|c| read_view(c, sql, &params))?, None))
     }
 
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
-        self.read(|c| read_view(c, &view_sql("c.person_id = $1"), &[&person_id]))
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        self.read(|c| read_view(c, SQL.get_or_init(|| view_sql("c.person_id = $1")), &[&person_id]))
     }
 
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {
@@ -649,6 +689,7 @@ mod tests {
         crate::conformance::run_all(&register);
         crate::conformance::run_cards(&register);
         crate::conformance::run_medical(&register);
+        crate::conformance::run_challenges(&register);
     }
 
     #[test]

@@ -697,3 +697,52 @@ fn a_card_pulled_away_during_the_check_gives_a_clear_message_and_no_answer() {
     assert!(stderr.contains("カード"), "a message reception can act on: {stderr}");
     assert_eq!(onshi_pki::card::VirtualCard::load(&card).unwrap().pin_retries_left(), Some(3), "no PIN try spent");
 }
+
+/// Two center processes on one PostgreSQL register (issue 14): a challenge one issued is
+/// accepted once by the other and never again by either; links and verifications made through
+/// either are seen by both.
+#[test]
+fn two_centers_on_one_register_share_the_single_use_challenges() {
+    let world = CardWorld::on(Engine::Postgres);
+    let card = world.issue("shared.card", NAME, &[]);
+    world.link(&card);
+    let root = world.dir.path();
+    let second = Server::start_with(
+        &world.db,
+        &root.join("pki"),
+        &["--jpki", root.join("jpki").to_str().unwrap(), "--audit", root.join("second.audit.sqlite").to_str().unwrap()],
+    );
+    let first_client = world.server.client_at(&world.path("pki"), Some(CLINIC));
+    let second_client = second.client_at(&world.path("pki"), Some(CLINIC));
+    let mut reader = onshi_reader::SimulatedReader::new(onshi_reader::ReaderFile::load(&world.path("reader-clinic")).unwrap());
+    reader.place_card(&card).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        // The challenge comes from the first center, the proof goes to the second.
+        let proof = onshi_reader::flow::prove_verify(&first_client, &mut reader, onshi_reader::flow::How::Pin("1234"), &Default::default())
+            .await
+            .unwrap();
+        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default(), chosen_at: None };
+        let answer: onshi_api::card::CardAnswer =
+            second_client.post_json("/verify/card", &request).await.expect("accepted by the other center");
+        assert_eq!(answer.answer.validity.code, "1");
+        for (which, client) in [("first", &first_client), ("second", &second_client)] {
+            let again: Result<onshi_api::card::CardAnswer, _> = client.post_json("/verify/card", &request).await;
+            match again {
+                Err(onshi_api::client::ClientError::Refused { status, body }) => {
+                    assert_eq!((status, body.error.code.as_str()), (409, "CHALLENGE_UNKNOWN"), "replayed to the {which}")
+                }
+                other => panic!("a replay to the {which} center must be refused, got {other:?}"),
+            }
+        }
+        // And the other way round: a challenge from the second, verified at the first.
+        let proof =
+            onshi_reader::flow::prove_verify(&second_client, &mut reader, onshi_reader::flow::How::Pin("1234"), &Default::default())
+                .await
+                .unwrap();
+        let request = onshi_api::card::VerifyCard { proof, date_of_care: None, consent: Default::default(), chosen_at: None };
+        let answer: onshi_api::card::CardAnswer =
+            first_client.post_json("/verify/card", &request).await.expect("accepted by the first center");
+        assert_eq!(answer.answer.validity.code, "1");
+    });
+}

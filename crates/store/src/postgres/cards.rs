@@ -392,6 +392,55 @@ impl CardRegistry for PgRegister {
         })
     }
 
+    fn shares_challenges(&self) -> bool {
+        true
+    }
+
+    fn issue_challenge(
+        &self,
+        challenge: &str,
+        owner: &str,
+        issued_at: Timestamp,
+        live_from: Timestamp,
+        limit: usize,
+    ) -> Result<bool, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            c.query("DELETE FROM card_challenges WHERE owner = $1 AND issued_at < $2", &[&owner, &live_from.jst_seconds()])
+                .map_err(pg("forgetting expired challenges"))?;
+            // The count and the insert in one statement; two processes at once may pass the
+            // quota by one each (it bounds a flood, it is not a security property).
+            let inserted = c
+                .query(
+                    "INSERT INTO card_challenges (challenge, owner, issued_at)
+                     SELECT $1, $2, $3 WHERE (SELECT count(*) FROM card_challenges WHERE owner = $2 AND issued_at >= $4) < $5
+                     RETURNING 1",
+                    &[&challenge, &owner, &issued_at.jst_seconds(), &live_from.jst_seconds(), &limit],
+                )
+                .map_err(pg("recording a challenge"))?;
+            Ok(!inserted.is_empty())
+        })
+    }
+
+    fn take_challenge(&self, challenge: &str) -> Result<Option<(String, Timestamp)>, StoreError> {
+        // One statement: of two processes presented the same challenge, one deletes the row.
+        self.read(|c| {
+            Ok(c.query_opt("DELETE FROM card_challenges WHERE challenge = $1 RETURNING owner, issued_at", &[&challenge])
+                .map_err(pg("using up a challenge"))?
+                .map(|r| (r.get(0), Timestamp::from_jst_seconds(r.get(1)))))
+        })
+    }
+
+    fn challenges_held(&self, owner: &str, live_from: Timestamp) -> Result<usize, StoreError> {
+        self.read(|c| {
+            let held: i64 = c
+                .query_one("SELECT count(*) FROM card_challenges WHERE owner = $1 AND issued_at >= $2", &[&owner, &live_from.jst_seconds()])
+                .map_err(pg("counting challenges"))?
+                .get(0);
+            Ok(held as usize)
+        })
+    }
+
     fn trust_value(&self, name: &str) -> Result<Option<i64>, StoreError> {
         self.read(|c| {
             Ok(c.query_opt("SELECT value FROM trust_state WHERE name = $1", &[&name]).map_err(pg("reading trust state"))?.map(|r| r.get(0)))
