@@ -9,7 +9,8 @@
 
 use std::sync::mpsc;
 
-use onshi_store::audit::{AuditLog, AuditRecord};
+use onshi_store::audit::{AuditEntry, AuditLog, AuditRecord};
+use onshi_store::postgres::audit::{PgAuditLog, PgAuditReader};
 
 use crate::errors::CenterError;
 
@@ -38,10 +39,80 @@ const HEAD_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10
 /// Where to say that a job was committed; `None` for jobs nobody waits for.
 type Ack = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
+/// Records to commit, and what their commit means to the sender.
+struct Job {
+    records: Vec<AuditRecord>,
+    ack: Ack,
+    /// Answered before its commit (a verification queued while the log worked): its records
+    /// are kept and written again until a write works, never dropped.
+    answered: bool,
+}
+
+/// How often records of answered accesses that could not be written are tried again while
+/// nothing else arrives (the log's database switching to a replica, a full disk cleared).
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The log the writer appends to: the center's own file, or the chain in PostgreSQL that every
+/// center process on the cluster shares.
+enum Log {
+    File(Box<AuditLog>),
+    Postgres(Box<PgAuditLog>),
+}
+
+impl Log {
+    fn append(&mut self, records: &[AuditRecord]) -> Result<(), String> {
+        match self {
+            Log::File(log) => log.append(records).map(|_| ()),
+            Log::Postgres(log) => log.append(records).map(|_| ()),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// The file log's person index (PostgreSQL's log is indexed by person as it is written).
+    fn index_persons(&mut self) -> Result<(), String> {
+        match self {
+            Log::File(log) => log.index_persons().map_err(|e| e.to_string()),
+            Log::Postgres(_) => Ok(()),
+        }
+    }
+
+    fn head(&self) -> (i64, String) {
+        match self {
+            Log::File(log) => log.head(),
+            Log::Postgres(log) => log.head(),
+        }
+    }
+
+    fn write_checkpoint(&self, at: onshi_domain::Timestamp) -> Result<(), String> {
+        match self {
+            Log::File(log) => log.write_checkpoint(at),
+            Log::Postgres(log) => log.write_checkpoint(at),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Where a patient's access log is read from.
+#[derive(Clone)]
+pub enum AuditReader {
+    File(std::path::PathBuf),
+    Postgres(std::sync::Arc<PgAuditReader>),
+}
+
+impl AuditReader {
+    /// How many entries one person has, and the newest `limit` of them, oldest first.
+    pub fn newest_person_entries(&self, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), onshi_store::StoreError> {
+        match self {
+            AuditReader::File(path) => onshi_store::audit::read_newest_person_entries(path, person_id, limit),
+            AuditReader::Postgres(reader) => reader.newest_person_entries(person_id, limit),
+        }
+    }
+}
+
 /// The handle handlers write through.
 pub struct AuditSink {
-    queue: mpsc::SyncSender<(Vec<AuditRecord>, Ack)>,
-    path: std::path::PathBuf,
+    queue: mpsc::SyncSender<Job>,
+    reader: AuditReader,
     /// Set while the last write failed: even un-awaited accesses are refused then.
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Set on a stop, after the drain: nothing more is accepted, so nothing can be answered
@@ -55,35 +126,50 @@ impl AuditSink {
         AuditSink::start_bounded(log, WAL_BOUND)
     }
 
+    /// Starts the writer thread over the shared log in PostgreSQL.
+    pub fn start_postgres(log: PgAuditLog, reader: PgAuditReader) -> AuditSink {
+        AuditSink::start_log(Log::Postgres(Box::new(log)), AuditReader::Postgres(std::sync::Arc::new(reader)), WAL_BOUND)
+    }
+
     /// As [`AuditSink::start`], with the write-ahead log truncated once it exceeds `wal_bound`
     /// bytes at a checkpoint (tests use a small bound).
-    pub fn start_bounded(mut log: AuditLog, wal_bound: u64) -> AuditSink {
+    pub fn start_bounded(log: AuditLog, wal_bound: u64) -> AuditSink {
         let path = log.path().to_path_buf();
+        AuditSink::start_log(Log::File(Box::new(log)), AuditReader::File(path), wal_bound)
+    }
+
+    fn start_log(mut log: Log, reader: AuditReader, wal_bound: u64) -> AuditSink {
         let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer_failing = failing.clone();
-        let (queue, jobs) = mpsc::sync_channel::<(Vec<AuditRecord>, Ack)>(8_192);
+        let (queue, jobs) = mpsc::sync_channel::<Job>(8_192);
         // The checkpointer copies the WAL into the file when asked, so that no answer waits
-        // for the copy and its fsync; a request that finds it busy is simply dropped.
+        // for the copy and its fsync; a request that finds it busy is simply dropped. (The file
+        // log only: PostgreSQL checkpoints by itself.)
         let (checkpoint_due, checkpoints) = mpsc::sync_channel::<()>(1);
-        let checkpoint_path = path.clone();
-        let wal_path = {
+        let file = match &log {
+            Log::File(file) => Some(file.path().to_path_buf()),
+            Log::Postgres(_) => None,
+        };
+        let wal_path = file.as_ref().map(|path| {
             let mut name = path.clone().into_os_string();
             name.push("-wal");
             std::path::PathBuf::from(name)
-        };
-        std::thread::Builder::new()
-            .name("audit-checkpoint".into())
-            .spawn(move || match onshi_store::audit::checkpoint_connection(&checkpoint_path) {
-                Ok(connection) => {
-                    while checkpoints.recv().is_ok() {
-                        if let Err(e) = onshi_store::audit::checkpoint(&connection) {
-                            tracing::warn!(error = %e, "audit checkpoint failed; the WAL grows until the next one");
+        });
+        if let Some(checkpoint_path) = file {
+            std::thread::Builder::new()
+                .name("audit-checkpoint".into())
+                .spawn(move || match onshi_store::audit::checkpoint_connection(&checkpoint_path) {
+                    Ok(connection) => {
+                        while checkpoints.recv().is_ok() {
+                            if let Err(e) = onshi_store::audit::checkpoint(&connection) {
+                                tracing::warn!(error = %e, "audit checkpoint failed; the WAL grows until the next one");
+                            }
                         }
                     }
-                }
-                Err(e) => tracing::error!(error = %e, "the audit checkpointer cannot open the log; the WAL will grow"),
-            })
-            .expect("the audit checkpoint thread starts");
+                    Err(e) => tracing::error!(error = %e, "the audit checkpointer cannot open the log; the WAL will grow"),
+                })
+                .expect("the audit checkpoint thread starts");
+        }
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
@@ -91,33 +177,63 @@ impl AuditSink {
                 // The first commit exports at once: a log always has a checkpoint beside it.
                 let mut exported: Option<std::time::Instant> = None;
                 let mut indexed = std::time::Instant::now();
-                while let Ok(first) = jobs.recv() {
-                    let mut batch = vec![first];
-                    let mut count = batch[0].0.len();
+                // Records of answered accesses whose write failed: written first, with the next
+                // group, until a write works (bounded: once a write fails, no access is answered
+                // before its records are committed).
+                let mut retained: Vec<AuditRecord> = Vec::new();
+                loop {
+                    let first = if retained.is_empty() {
+                        match jobs.recv() {
+                            Ok(job) => Some(job),
+                            Err(_) => break,
+                        }
+                    } else {
+                        match jobs.recv_timeout(RETRY_EVERY) {
+                            Ok(job) => Some(job),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                                if let Err(e) = log.append(&retained) {
+                                    tracing::error!(error = %e, lost = retained.len(), "audit records of answered accesses could not be written before the stop");
+                                }
+                                break;
+                            }
+                        }
+                    };
+                    let mut batch: Vec<Job> = first.into_iter().collect();
+                    let mut count = batch.first().map_or(0, |job| job.records.len());
                     // Someone waits (a view, a stop): commit now. Otherwise sleep GATHER and take
                     // what came meanwhile: a commit costs the same pages whether it carries one
                     // entry or fifty, and a writer asleep (not blocked in `recv`) costs the
                     // senders no wake-up per entry.
-                    if batch[0].1.is_none() && !batch[0].0.is_empty() {
+                    if batch.first().is_some_and(|job| job.ack.is_none() && !job.records.is_empty()) {
                         std::thread::sleep(GATHER);
                     }
                     // Whatever else is already queued goes along.
                     while count < GROUP_MAX {
                         match jobs.try_recv() {
                             Ok(job) => {
-                                count += job.0.len();
+                                count += job.records.len();
                                 batch.push(job);
                             }
                             Err(_) => break,
                         }
                     }
-                    let records: Vec<AuditRecord> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+                    let carried = std::mem::take(&mut retained);
+                    let records: Vec<AuditRecord> =
+                        carried.iter().cloned().chain(batch.iter().flat_map(|job| job.records.iter().cloned())).collect();
                     // An empty job is a flush (a stop): the head is exported before it is acked.
-                    let flush = batch.iter().any(|(r, _)| r.is_empty());
-                    let mut result = log.append(&records).map(|_| ()).map_err(|e| e.to_string());
+                    let flush = batch.iter().any(|job| job.records.is_empty() && job.ack.is_some());
+                    let appended = log.append(&records);
+                    let append_failed = appended.is_err();
+                    if let Err(e) = &appended {
+                        retained = carried;
+                        retained.extend(batch.iter().filter(|job| job.answered && job.ack.is_none()).flat_map(|job| job.records.iter().cloned()));
+                        tracing::error!(error = %e, kept = retained.len(), "audit log write failed; accesses are refused until it works again, answered ones are written then");
+                    }
+                    let mut result = appended;
                     if result.is_ok() && (flush || indexed.elapsed() >= PERSON_INDEX_EVERY) {
                         indexed = std::time::Instant::now();
-                        result = log.index_persons().map_err(|e| e.to_string());
+                        result = log.index_persons();
                     }
                     if result.is_ok() && (flush || exported.is_none_or(|at| at.elapsed() >= HEAD_EXPORT_EVERY)) {
                         exported = Some(std::time::Instant::now());
@@ -125,24 +241,28 @@ impl AuditSink {
                         // Also a log line, so that a copy of the head lands outside the center's files.
                         tracing::info!(seq, seal = %seal, "audit checkpoint");
                         if let Err(e) = log.write_checkpoint(onshi_pki::now()) {
-                            result = Err(e.to_string());
+                            result = Err(e);
                         }
                     }
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "audit log write failed; accesses are refused until it works again");
+                    if let Err(e) = &result
+                        && !append_failed
+                    {
+                        tracing::error!(error = %e, "audit log upkeep (person index or checkpoint) failed; accesses are refused until it works again");
                     }
                     writer_failing.store(result.is_err(), std::sync::atomic::Ordering::SeqCst);
-                    for (_, ack) in batch {
-                        if let Some(ack) = ack {
+                    for job in batch {
+                        if let Some(ack) = job.ack {
                             let _ = ack.send(result.clone());
                         }
                     }
-                    commits += 1;
-                    if commits >= CHECKPOINT_EVERY_COMMITS {
+                    commits = commits.saturating_add(1);
+                    if let (Log::File(file), Some(wal_path)) = (&log, &wal_path)
+                        && commits >= CHECKPOINT_EVERY_COMMITS
+                    {
                         commits = 0;
-                        let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+                        let wal = std::fs::metadata(wal_path).map(|m| m.len()).unwrap_or(0);
                         if wal > wal_bound {
-                            match log.truncate_wal() {
+                            match file.truncate_wal() {
                                 Ok(true) => tracing::debug!(wal, "audit WAL checkpointed and truncated"),
                                 Ok(false) => tracing::info!(wal, "audit WAL not truncated: a reader held it; tried again later"),
                                 Err(e) => tracing::warn!(error = %e, wal, "audit WAL checkpoint failed; tried again later"),
@@ -154,12 +274,12 @@ impl AuditSink {
                 }
             })
             .expect("the audit writer thread starts");
-        AuditSink { queue, path, failing, closed: std::sync::atomic::AtomicBool::new(false) }
+        AuditSink { queue, reader, failing, closed: std::sync::atomic::AtomicBool::new(false) }
     }
 
-    /// The audit log file, for readers.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
+    /// Where a patient's access log is read from.
+    pub fn reader(&self) -> AuditReader {
+        self.reader.clone()
     }
 
     fn submit(&self, records: Vec<AuditRecord>) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, CenterError> {
@@ -167,7 +287,9 @@ impl AuditSink {
             return Err(unavailable("the center is stopping".into()));
         }
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.queue.try_send((records, Some(ack))).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
+        self.queue
+            .try_send(Job { records, ack: Some(ack), answered: false })
+            .map_err(|_| unavailable("the audit queue is full or closed".into()))?;
         Ok(done)
     }
 
@@ -178,8 +300,10 @@ impl AuditSink {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(unavailable("the center is stopping".into()));
         }
-        self.queue.try_send((records, None)).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+        // Answered only while the log works: then its records are kept until written.
+        let answered = !self.failing.load(std::sync::atomic::Ordering::SeqCst);
+        self.queue.try_send(Job { records, ack: None, answered }).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
+        if !answered {
             return Err(unavailable("the audit log's last write failed".into()));
         }
         Ok(())
@@ -192,7 +316,7 @@ impl AuditSink {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let (ack, done) = tokio::sync::oneshot::channel();
         let queue = self.queue.clone();
-        tokio::task::spawn_blocking(move || queue.send((Vec::new(), Some(ack))))
+        tokio::task::spawn_blocking(move || queue.send(Job { records: Vec::new(), ack: Some(ack), answered: false }))
             .await
             .map_err(|e| unavailable(format!("the audit flush failed: {e}")))?
             .map_err(|_| unavailable("the audit writer stopped".into()))?;

@@ -334,9 +334,9 @@ async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -
         let (person, serial) = state.card.holder(&proof, onshi_api::card::Purpose::AccessLog, "", now)?;
         records.push(audit_record(now, crate::card::PATIENT.into(), "access_log", Some(person), serial, "ok"));
         state.audit.record(std::mem::take(&mut records)).await?;
-        let path = state.audit.path().to_path_buf();
+        let reader = state.audit.reader();
         let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
-        let (total, entries) = tokio::task::spawn_blocking(move || onshi_store::audit::read_newest_person_entries(&path, person, limit))
+        let (total, entries) = tokio::task::spawn_blocking(move || reader.newest_person_entries(person, limit))
             .await
             .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
             .map_err(|e| errors::audit_unavailable(e.to_string()))?;

@@ -80,6 +80,9 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { db, pki, audit } => {
             let audit = audit.unwrap_or_else(|| audit_path(&db));
+            if let Some(url) = crate::center_cmd::postgres_url(&db) {
+                return verify_postgres(url, &audit, &pki);
+            }
             anyhow::ensure!(
                 audit.exists(),
                 "no audit log at {}; the center writes it beside the register or where --audit says",
@@ -150,6 +153,32 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `onshi audit verify` for the chain in PostgreSQL that every center process appends to,
+/// against the checkpoint that the center given `audit` exports.
+fn verify_postgres(url: &str, audit: &std::path::Path, pki: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let key = std::fs::read_to_string(pki.join("audit.key")).with_context(|| format!("cannot read {}", pki.join("audit.key").display()))?;
+    let checkpoint = onshi_store::audit::checkpoint_path(audit);
+    let mut log = onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, key.trim().as_bytes())?;
+    let checked = match log.verify()? {
+        Ok(count) => log.check_checkpoint()?.map(|()| count),
+        Err(tamper) => Err(tamper),
+    };
+    match checked {
+        Ok(count) => {
+            let (seq, seal) = log.head();
+            println!("audit log in PostgreSQL: {count} entries, every seal and link intact");
+            println!("head: entry {seq}, seal {seal}");
+            println!("(compared with the checkpoint {}; each center process exports its own)", checkpoint.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(tamper) => {
+            println!("audit log in PostgreSQL: TAMPERED: {tamper}");
+            Ok(ExitCode::from(2))
         }
     }
 }

@@ -318,9 +318,9 @@ pub fn import_medical_files(register: &dyn MedicalStore, files: &[PathBuf]) -> a
     Ok(refused)
 }
 
-/// The audit log beside the register (`X.sqlite` → `X.audit.sqlite`); for a register on
-/// PostgreSQL, `onshi-center.audit.sqlite` in the working directory (one center process; the
-/// log moves into PostgreSQL with several, issue 14).
+/// The audit log beside the register (`X.sqlite` → `X.audit.sqlite`). A register on
+/// PostgreSQL keeps its audit log in the same database; this path then only names where the
+/// process exports the chain's head (`onshi-center.audit.checkpoint` in the working directory).
 pub fn audit_path(db: &Path) -> PathBuf {
     if postgres_url(db).is_some() {
         return PathBuf::from("onshi-center.audit.sqlite");
@@ -379,7 +379,20 @@ pub async fn start_center(
 ) -> anyhow::Result<RunningCenter> {
     let Stores { register, cards, medical } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
-    let audit = onshi_center::audit::AuditSink::start(open_audit(audit, pki)?);
+    let audit = match postgres_url(db) {
+        // One chain for every center process on the cluster; this process's checkpoint file is
+        // where --audit points.
+        Some(url) => {
+            let checkpoint = onshi_store::audit::checkpoint_path(audit);
+            let key = audit_key(pki, &checkpoint)?;
+            onshi_center::audit::AuditSink::start_postgres(
+                onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, &key)
+                    .context("cannot open the audit log in PostgreSQL")?,
+                onshi_store::postgres::audit::PgAuditReader::new(url),
+            )
+        }
+        None => onshi_center::audit::AuditSink::start(open_audit(audit, pki)?),
+    };
     let read = |name: &str| {
         let path = pki.join(name);
         std::fs::read_to_string(&path)

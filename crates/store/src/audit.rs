@@ -107,7 +107,7 @@ const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
 const LENGTH_PREFIXED_FROM: &str = "length_prefixed_from";
 
 /// The seal of the first entry's predecessor.
-const GENESIS: &str = "onshi-audit-genesis";
+pub(crate) const GENESIS: &str = "onshi-audit-genesis";
 
 fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Engine { doing, source: Box::new(source) }
@@ -116,7 +116,7 @@ fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 /// The seal of an entry. Format 2 prefixes every field with its length, so that no field's
 /// content can move a boundary between fields (format 1 joined them with U+001F, which a
 /// field could contain: an entry re-split across its fields kept its seal).
-fn seal(key: &hmac::Key, previous: &str, seq: i64, r: &AuditRecord, length_prefixed: bool) -> String {
+pub(crate) fn seal(key: &hmac::Key, previous: &str, seq: i64, r: &AuditRecord, length_prefixed: bool) -> String {
     let person = r.person_id.map_or(String::new(), |p| p.to_string());
     let fields = [previous, &seq.to_string(), &r.at.jst_seconds().to_string(), &r.actor, &r.action, &person, &r.object, &r.code];
     let bytes = if length_prefixed {
@@ -450,60 +450,75 @@ impl AuditLog {
     /// entries leaves an intact shorter chain; the checkpoint, kept elsewhere too (it is also
     /// logged), shows that entries up to it existed.
     pub fn write_checkpoint(&self, at: Timestamp) -> Result<(), StoreError> {
-        let (seq, seal) = &self.head;
-        let text = format!(
-            "{{\"seq\":{seq},\"seal\":\"{seal}\",\"at\":{},\"mac\":\"{}\"}}\n",
-            at.jst_seconds(),
-            checkpoint_seal(&self.key, *seq, seal, at.jst_seconds())
-        );
-        let path = checkpoint_path(&self.path);
-        let partial = path.with_extension("checkpoint.partial");
-        let io = |source: std::io::Error| StoreError::Write { path: path.display().to_string(), source };
-        std::fs::write(&partial, text).map_err(io)?;
-        std::fs::rename(&partial, &path).map_err(io)
+        write_checkpoint_file(&checkpoint_path(&self.path), &self.key, &self.head, at)
     }
 
     /// Compares the log with its last checkpoint, when there is one.
     pub fn check_checkpoint(&self) -> Result<Result<(), Tamper>, StoreError> {
-        let path = checkpoint_path(&self.path);
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(if self.head.0 == 0 { Ok(()) } else { Err(Tamper::CheckpointMissing(path.display().to_string())) });
-        };
-        let unsealed = || Ok(Err(Tamper::CheckpointUnsealed(path.display().to_string())));
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return unsealed() };
-        let (Some(seq), Some(seal), Some(at), Some(mac)) =
-            (value["seq"].as_i64(), value["seal"].as_str(), value["at"].as_i64(), value["mac"].as_str())
-        else {
-            return unsealed();
-        };
-        if checkpoint_seal(&self.key, seq, seal, at) != mac {
-            return unsealed();
-        }
-        if seq == 0 {
-            return Ok(Ok(()));
-        }
-        let found: Option<String> = {
+        check_checkpoint_file(&checkpoint_path(&self.path), &self.key, self.head.0, |seq| {
             use rusqlite::OptionalExtension;
             self.connection
                 .query_row("SELECT mac FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0))
                 .optional()
-                .map_err(sqlite("reading the audit log"))?
-        };
-        if found.as_deref() == Some(seal) {
-            Ok(Ok(()))
-        } else {
-            Ok(Err(Tamper::Truncated { checkpoint: seq, seal: seal.to_string(), head: self.head.0 }))
-        }
+                .map_err(sqlite("reading the audit log"))
+        })
+    }
+}
+
+/// Writes the chain's head `(seq, seal)` to the checkpoint file `path`, sealed with `key`
+/// (written aside and renamed: a crash leaves the old one or the new one).
+pub(crate) fn write_checkpoint_file(path: &Path, key: &hmac::Key, head: &(i64, String), at: Timestamp) -> Result<(), StoreError> {
+    let (seq, seal) = head;
+    let text = format!(
+        "{{\"seq\":{seq},\"seal\":\"{seal}\",\"at\":{},\"mac\":\"{}\"}}\n",
+        at.jst_seconds(),
+        checkpoint_seal(key, *seq, seal, at.jst_seconds())
+    );
+    let partial = path.with_extension("checkpoint.partial");
+    let io = |source: std::io::Error| StoreError::Write { path: path.display().to_string(), source };
+    std::fs::write(&partial, text).map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)
+}
+
+/// Compares a log whose newest entry is `head` with the checkpoint file at `path`; `seal_of`
+/// reads the seal of one entry of the log.
+pub(crate) fn check_checkpoint_file(
+    path: &Path,
+    key: &hmac::Key,
+    head: i64,
+    seal_of: impl FnOnce(i64) -> Result<Option<String>, StoreError>,
+) -> Result<Result<(), Tamper>, StoreError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(if head == 0 { Ok(()) } else { Err(Tamper::CheckpointMissing(path.display().to_string())) });
+    };
+    let unsealed = || Ok(Err(Tamper::CheckpointUnsealed(path.display().to_string())));
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return unsealed() };
+    let (Some(seq), Some(seal), Some(at), Some(mac)) =
+        (value["seq"].as_i64(), value["seal"].as_str(), value["at"].as_i64(), value["mac"].as_str())
+    else {
+        return unsealed();
+    };
+    if checkpoint_seal(key, seq, seal, at) != mac {
+        return unsealed();
+    }
+    if seq == 0 {
+        return Ok(Ok(()));
+    }
+    if seal_of(seq)?.as_deref() == Some(seal) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(Tamper::Truncated { checkpoint: seq, seal: seal.to_string(), head }))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    pub(crate) const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    fn record(n: i64) -> AuditRecord {
+    /// Entry `n` of the test logs: person `n % 3`.
+    pub(crate) fn record(n: i64) -> AuditRecord {
         AuditRecord {
             at: Timestamp::from_jst_seconds(1_800_000_000 + n),
             actor: "1311234569".into(),

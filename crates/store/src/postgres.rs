@@ -16,6 +16,7 @@
 //! Connections here are plain TCP: run the cluster on this machine or a private network (the
 //! center's own clients are what mutual TLS protects).
 
+pub mod audit;
 mod cards;
 pub mod cluster;
 mod medical;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("postgres/0001_register.sql")),
     (2, include_str!("postgres/0002_cards_medical.sql")),
     (3, include_str!("postgres/0003_challenges.sql")),
+    (4, include_str!("postgres/0004_audit.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).

@@ -27,6 +27,10 @@ pub enum ClusterError {
     Io { path: String, source: std::io::Error },
     #[error("no free TCP port on 127.0.0.1: {0}")]
     NoPort(std::io::Error),
+    #[error(
+        "the postgres user cannot reach {0} (a parent folder is private to root): choose a folder such as /var/lib/onshi-pg or one under /tmp"
+    )]
+    Unreachable(String),
 }
 
 /// Where `initdb` and `pg_ctl` live.
@@ -136,6 +140,9 @@ impl Cluster {
             let user = "postgres";
             run(Command::new("id").arg("-u").arg(user), "id postgres").map_err(|_| ClusterError::NoServerUser)?;
             run(Command::new("chown").arg("-R").arg(format!("{user}:")).arg(dir), "chown")?;
+            // Its parent folders must let that user through (root's home, for one, does not).
+            run(Command::new("runuser").args(["-u", user, "--", "test", "-w"]).arg(dir), "the postgres user's access")
+                .map_err(|_| ClusterError::Unreachable(dir.display().to_string()))?;
             Some(user.to_string())
         } else {
             None

@@ -1,0 +1,284 @@
+//! The audit log in PostgreSQL (issue 14): one chain for every center process on the cluster.
+//! An append takes a transaction-scoped advisory lock, reads the chain's head *in the
+//! database* (another process may have appended since), seals each entry over its predecessor
+//! exactly as the SQLite log does (`crate::audit::seal`, format 2), and inserts; so the entries
+//! of all processes form one sequence that `onshi audit verify` walks. Each process exports the
+//! head it last wrote to its own checkpoint file (and its log), which shows that entries up to
+//! it existed, as with the file log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use aws_lc_rs::hmac;
+use postgres::Client;
+
+use onshi_domain::Timestamp;
+
+use super::{blocking, connect, pg};
+use crate::StoreError;
+use crate::audit::{AuditEntry, AuditRecord, GENESIS, Tamper, check_checkpoint_file, seal, write_checkpoint_file};
+
+/// The advisory lock every append takes (one number for the log).
+const APPEND_LOCK: i64 = 0x6f6e_7368_6902;
+
+const ENTRY_COLUMNS: &str = "seq, at, actor, action, person_id, object, code, mac";
+
+fn entry_of(row: &postgres::Row) -> AuditEntry {
+    AuditEntry {
+        seq: row.get(0),
+        record: AuditRecord {
+            at: Timestamp::from_jst_seconds(row.get(1)),
+            actor: row.get(2),
+            action: row.get(3),
+            person_id: row.get(4),
+            object: row.get(5),
+            code: row.get(6),
+        },
+        mac: row.get(7),
+    }
+}
+
+/// The chain's newest entry, read in the database.
+fn head_of(client: &mut impl postgres::GenericClient) -> Result<(i64, String), StoreError> {
+    Ok(client
+        .query_opt("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1", &[])
+        .map_err(pg("reading the audit log's head"))?
+        .map_or((0, GENESIS.to_string()), |r| (r.get(0), r.get(1))))
+}
+
+/// A walk of the chain: its verdict, and the last entry found intact.
+type Walked = (Result<usize, Tamper>, (i64, String));
+
+/// One process's writer of the shared log.
+pub struct PgAuditLog {
+    url: String,
+    client: Option<Client>,
+    key: hmac::Key,
+    /// The head this process last wrote (for its checkpoint).
+    head: (i64, String),
+    checkpoint: PathBuf,
+}
+
+impl Drop for PgAuditLog {
+    fn drop(&mut self) {
+        let client = self.client.take();
+        blocking(move || drop(client));
+    }
+}
+
+impl PgAuditLog {
+    /// Connects to the register's database `url` (the schema is the register's, see
+    /// `PgRegister::open`), sealing with `key`; this process's checkpoint goes to `checkpoint`.
+    pub fn open(url: &str, checkpoint: &Path, key: &[u8]) -> Result<PgAuditLog, StoreError> {
+        blocking(|| {
+            let mut client = connect(url)?;
+            let head = head_of(&mut client)?;
+            Ok(PgAuditLog {
+                url: url.to_string(),
+                client: Some(client),
+                key: hmac::Key::new(hmac::HMAC_SHA256, key),
+                head,
+                checkpoint: checkpoint.to_path_buf(),
+            })
+        })
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        let broken = self.client.as_ref().is_none_or(Client::is_closed);
+        if broken {
+            self.client = Some(connect(&self.url)?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+
+    /// Appends records in one transaction after whatever any process appended before;
+    /// returns their sequence numbers.
+    pub fn append(&mut self, records: &[AuditRecord]) -> Result<Vec<i64>, StoreError> {
+        blocking(|| {
+            let key = self.key.clone();
+            let client = self.client()?;
+            let mut tx = client.transaction().map_err(pg("starting an audit append"))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).map_err(pg("waiting for other appenders"))?;
+            let (mut seq, mut previous) = head_of(&mut tx)?;
+            let statement = tx
+                .prepare(
+                    "INSERT INTO audit_log (seq, at, actor, action, person_id, object, code, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .map_err(pg("preparing an audit append"))?;
+            let mut sequences = Vec::with_capacity(records.len());
+            for record in records {
+                seq += 1;
+                let mac = seal(&key, &previous, seq, record, true);
+                tx.execute(
+                    &statement,
+                    &[&seq, &record.at.jst_seconds(), &record.actor, &record.action, &record.person_id, &record.object, &record.code, &mac],
+                )
+                .map_err(pg("appending to the audit log"))?;
+                previous = mac;
+                sequences.push(seq);
+            }
+            tx.commit().map_err(pg("committing to the audit log"))?;
+            self.head = (seq, previous);
+            Ok(sequences)
+        })
+    }
+
+    /// The head this process last wrote.
+    pub fn head(&self) -> (i64, String) {
+        self.head.clone()
+    }
+
+    /// Exports the head this process last wrote to its checkpoint file.
+    pub fn write_checkpoint(&self, at: Timestamp) -> Result<(), StoreError> {
+        write_checkpoint_file(&self.checkpoint, &self.key, &self.head, at)
+    }
+
+    /// Walks the whole chain, one entry at a time (see `AuditLog::verify`).
+    pub fn verify(&mut self) -> Result<Result<usize, Tamper>, StoreError> {
+        let key = self.key.clone();
+        let (outcome, head) = blocking(|| -> Result<Walked, StoreError> {
+            let client = self.client()?;
+            let mut tx = client.transaction().map_err(pg("reading the audit log"))?;
+            let portal =
+                tx.bind(&format!("SELECT {ENTRY_COLUMNS} FROM audit_log ORDER BY seq"), &[]).map_err(pg("reading the audit log"))?;
+            let mut previous = (0, GENESIS.to_string());
+            let mut count = 0;
+            loop {
+                let rows = tx.query_portal(&portal, 10_000).map_err(pg("reading the audit log"))?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    let entry = entry_of(row);
+                    if entry.seq != previous.0 + 1 {
+                        return Ok((Err(Tamper::Deleted { after: previous.0, seq: entry.seq }), previous));
+                    }
+                    if seal(&key, &previous.1, entry.seq, &entry.record, true) != entry.mac {
+                        return Ok((Err(Tamper::Unsealed { seq: entry.seq }), previous));
+                    }
+                    previous = (entry.seq, entry.mac);
+                    count += 1;
+                }
+            }
+            Ok((Ok(count), previous))
+        })?;
+        // The head as found, for the checkpoint comparison that follows.
+        self.head = head;
+        Ok(outcome)
+    }
+
+    /// Compares the log with the checkpoint file (run after [`PgAuditLog::verify`]).
+    pub fn check_checkpoint(&mut self) -> Result<Result<(), Tamper>, StoreError> {
+        let head = self.head.0;
+        let checkpoint = self.checkpoint.clone();
+        let key = self.key.clone();
+        blocking(|| {
+            let client = self.client()?;
+            check_checkpoint_file(&checkpoint, &key, head, |seq| {
+                Ok(client
+                    .query_opt("SELECT mac FROM audit_log WHERE seq = $1", &[&seq])
+                    .map_err(pg("reading the audit log"))?
+                    .map(|r| r.get(0)))
+            })
+        })
+    }
+}
+
+/// Reads a patient's access log from the shared log, on pooled connections.
+pub struct PgAuditReader {
+    url: String,
+    pool: Mutex<Vec<Client>>,
+}
+
+impl Drop for PgAuditReader {
+    fn drop(&mut self) {
+        let pool = std::mem::take(self.pool.get_mut().unwrap_or_else(|p| p.into_inner()));
+        blocking(move || drop(pool));
+    }
+}
+
+impl PgAuditReader {
+    pub fn new(url: &str) -> PgAuditReader {
+        PgAuditReader { url: url.to_string(), pool: Mutex::new(Vec::new()) }
+    }
+
+    /// How many entries one person has, and the newest `limit` of them, oldest first.
+    pub fn newest_person_entries(&self, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
+        blocking(|| {
+            let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut client = match pooled {
+                Some(client) if !client.is_closed() => client,
+                _ => connect(&self.url)?,
+            };
+            let read = (|| {
+                let mut tx = client.build_transaction().read_only(true).start().map_err(pg("reading a person's audit entries"))?;
+                let total: i64 = tx
+                    .query_one("SELECT count(*) FROM audit_log WHERE person_id = $1", &[&person_id])
+                    .map_err(pg("counting a person's audit entries"))?
+                    .get(0);
+                let mut entries: Vec<AuditEntry> = tx
+                    .query(
+                        &format!("SELECT {ENTRY_COLUMNS} FROM audit_log WHERE person_id = $1 ORDER BY seq DESC LIMIT $2"),
+                        &[&person_id, &limit],
+                    )
+                    .map_err(pg("reading a person's audit entries"))?
+                    .iter()
+                    .map(entry_of)
+                    .collect();
+                tx.commit().map_err(pg("reading a person's audit entries"))?;
+                entries.reverse();
+                Ok((total, entries))
+            })();
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 8 && !client.is_closed() {
+                pool.push(client);
+            }
+            read
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::tests::{KEY, record};
+
+    fn execute(url: &str, sql: &str) {
+        blocking(|| connect(url).unwrap().batch_execute(sql).unwrap());
+    }
+
+    /// Two processes' writers append in turns: one chain, every entry in order, each patient's
+    /// entries found; an edited entry, and the newest ones deleted, are named.
+    #[test]
+    fn two_writers_make_one_chain_and_tampering_is_located() {
+        let url = crate::postgres::cluster::test_database().expect("a cluster");
+        drop(crate::postgres::PgRegister::open(&url).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = PgAuditLog::open(&url, &dir.path().join("first.checkpoint"), KEY).unwrap();
+        let mut second = PgAuditLog::open(&url, &dir.path().join("second.checkpoint"), KEY).unwrap();
+        for n in 1..=10 {
+            let writer = if n % 2 == 0 { &mut second } else { &mut first };
+            assert_eq!(writer.append(&[record(n)]).unwrap(), vec![n], "entry {n} follows the other writer's");
+        }
+        first.write_checkpoint(Timestamp::from_jst_seconds(1_800_000_100)).unwrap();
+        second.write_checkpoint(Timestamp::from_jst_seconds(1_800_000_100)).unwrap();
+        let mut checker = PgAuditLog::open(&url, &dir.path().join("second.checkpoint"), KEY).unwrap();
+        assert_eq!(checker.verify().unwrap(), Ok(10));
+        assert_eq!(checker.check_checkpoint().unwrap(), Ok(()));
+
+        // Person 1 is in entries 1, 4, 7, 10 (n % 3 == 1); the newest two, oldest first.
+        let reader = PgAuditReader::new(&url);
+        let (total, newest) = reader.newest_person_entries(1, 2).unwrap();
+        assert_eq!((total, newest.iter().map(|e| e.seq).collect::<Vec<_>>()), (4, vec![7, 10]));
+
+        execute(&url, "UPDATE audit_log SET code = '4' WHERE seq = 6");
+        assert_eq!(checker.verify().unwrap(), Err(Tamper::Unsealed { seq: 6 }));
+        execute(&url, "UPDATE audit_log SET code = '1' WHERE seq = 6");
+        execute(&url, "DELETE FROM audit_log WHERE seq >= 9");
+        assert_eq!(checker.verify().unwrap(), Ok(8), "a shorter chain is intact by itself");
+        assert!(
+            matches!(checker.check_checkpoint().unwrap(), Err(Tamper::Truncated { checkpoint: 10, head: 8, .. })),
+            "the second writer's checkpoint names entry 10"
+        );
+    }
+}
