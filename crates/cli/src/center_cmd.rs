@@ -86,8 +86,8 @@ pub enum CenterCommand {
 #[derive(clap::Subcommand, Debug)]
 pub enum PgCommand {
     /// Make a cluster in DIR, start it, and print the `--db` value for `onshi center serve` and
-    /// `onshi center import`. It listens on 127.0.0.1 only and trusts local connections: for
-    /// a trial, not for patients' data on a shared machine.
+    /// `onshi center import`. It listens on 127.0.0.1 only; every connection proves a password
+    /// made for it (in DIR/password, readable by its owner only).
     Init {
         dir: PathBuf,
         /// TCP port (a free one when not given).
@@ -488,9 +488,11 @@ fn pg(command: PgCommand) -> anyhow::Result<ExitCode> {
             cluster.start()?;
             println!("PostgreSQL {} running in {} on 127.0.0.1:{port}", binaries.version()?, dir.display());
             println!(
-                "--db 'postgres://{}@127.0.0.1:{port}/{}'",
+                "--db 'postgres://{}:{}@127.0.0.1:{port}/{}'   (the password is in {})",
                 onshi_store::postgres::cluster::USER,
-                onshi_store::postgres::cluster::DATABASE
+                cluster.password(),
+                onshi_store::postgres::cluster::DATABASE,
+                dir.join("password").display()
             );
             cluster.leave_running();
         }

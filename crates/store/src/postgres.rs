@@ -133,6 +133,13 @@ fn connect(url: &str) -> Result<Client, StoreError> {
 
 /// The connection string without a password, for messages.
 fn redacted(url: &str) -> String {
+    // postgres://user:password@host/…
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:…@{host}");
+    }
     url.split_whitespace().map(|part| if part.starts_with("password=") { "password=…" } else { part }).collect::<Vec<_>>().join(" ")
 }
 
@@ -709,6 +716,21 @@ mod tests {
         assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));
     }
 
+    /// Another user of the machine, without the cluster's password, is refused (SCRAM on every
+    /// connection, by TCP and by the socket).
+    #[test]
+    fn a_connection_without_the_password_is_refused() {
+        let url = cluster::test_database().expect("a cluster");
+        assert!(PgRegister::open(&url).is_ok());
+        let without: String = url.split_whitespace().filter(|part| !part.starts_with("password=")).collect::<Vec<_>>().join(" ");
+        let guessed = url.replace("password=", "password=x");
+        let secret = url.split_whitespace().find_map(|part| part.strip_prefix("password=")).expect("the test URL carries it").to_string();
+        for attempt in [without, guessed] {
+            let refused = PgRegister::open(&attempt).err().map(|e| format!("{e} {e:?}")).expect("refused");
+            assert!(!refused.contains(&secret), "the message carries no password: {refused}");
+        }
+    }
+
     /// The same events give the same register on both engines, to the character of the dump.
     #[test]
     fn both_engines_end_with_the_same_register() {
@@ -720,5 +742,15 @@ mod tests {
         let (a, b) = (sqlite.canonical_dump().unwrap(), postgres.canonical_dump().unwrap());
         assert!(a.lines().count() > 10, "the dump holds the register: {a}");
         assert_eq!(a, b);
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(super::redacted("host=h port=1 user=onshi password=s3cret dbname=d"), "host=h port=1 user=onshi password=… dbname=d");
+        assert_eq!(super::redacted("postgres://onshi:s3cret@127.0.0.1:5432/onshi"), "postgres://onshi:…@127.0.0.1:5432/onshi");
+        assert_eq!(super::redacted("postgres://onshi@127.0.0.1/onshi"), "postgres://onshi@127.0.0.1/onshi");
     }
 }

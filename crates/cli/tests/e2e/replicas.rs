@@ -112,9 +112,10 @@ async fn after_the_primary_dies_the_promoted_replica_holds_every_acknowledged_up
     let (mut primary, replica) = primary_and_replica(dir.path());
     // The center follows whichever of the two accepts writes.
     let both = format!(
-        "host=127.0.0.1,127.0.0.1 port={},{} user=onshi dbname=onshi target_session_attrs=read-write",
+        "host=127.0.0.1,127.0.0.1 port={},{} user=onshi password={} dbname=onshi target_session_attrs=read-write",
         primary.port(),
-        replica.port()
+        replica.port(),
+        primary.password()
     );
     let fixture = Fixture::at(PathBuf::from(&both), 500);
     let server = Server::start(&fixture);

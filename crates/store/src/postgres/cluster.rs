@@ -99,6 +99,29 @@ pub struct Cluster {
     running: bool,
     /// A throwaway cluster's directory, removed by the watchdog once the server stopped.
     remove_after_stop: Option<PathBuf>,
+    /// The superuser's password (in `DIR/password`, readable by its owner only): every
+    /// connection, local or by TCP, proves it (SCRAM), so that other users of the machine cannot
+    /// read the register.
+    password: String,
+}
+
+/// A random password: 32 hex digits from the system's random source.
+fn new_password() -> Result<String, ClusterError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ClusterError::Io { path: "the system random source".into(), source: std::io::Error::other("no random bytes") })?;
+    Ok(onshi_domain::hex::encode(&bytes))
+}
+
+/// Writes `text` to `path` readable by its owner only (`user`'s when given, as root).
+fn write_private(path: &Path, text: &str, user: Option<&str>) -> Result<(), ClusterError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(path))?;
+    if let Some(user) = user {
+        run(Command::new("chown").arg(format!("{user}:")).arg(path), "chown")?;
+    }
+    Ok(())
 }
 
 fn is_root() -> bool {
@@ -147,11 +170,28 @@ impl Cluster {
         } else {
             None
         };
-        let cluster = Cluster { dir: dir.to_path_buf(), binaries: binaries.clone(), port, run_as, running: false, remove_after_stop: None };
+        let password = new_password()?;
+        let password_file = dir.join("password");
+        write_private(&password_file, &password, run_as.as_deref())?;
+        let cluster =
+            Cluster { dir: dir.to_path_buf(), binaries: binaries.clone(), port, run_as, running: false, remove_after_stop: None, password };
         let data = cluster.data();
         cluster.command(
             "initdb",
-            &["-D", &data.display().to_string(), "-U", USER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-instructions"],
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                USER,
+                "-A",
+                "scram-sha-256",
+                "--pwfile",
+                &password_file.display().to_string(),
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
         )?;
         // The settings the register relies on, written once into the cluster's own file.
         let settings = format!(
@@ -180,7 +220,9 @@ impl Cluster {
             run_as: primary.run_as.clone(),
             running: false,
             remove_after_stop: None,
+            password: primary.password.clone(),
         };
+        write_private(&dir.join("password"), &primary.password, primary.run_as.as_deref())?;
         let data = replica.data();
         replica.command(
             "pg_basebackup",
@@ -200,7 +242,8 @@ impl Cluster {
                 "-c",
                 "fast",
                 "-d",
-                &format!("host=127.0.0.1 port={} user={USER} application_name={name}", primary.port),
+                // With the password, so that -R writes it into the replica's primary_conninfo.
+                &format!("host=127.0.0.1 port={} user={USER} password={} application_name={name}", primary.port, primary.password),
             ],
         )?;
         // The copy carries the primary's settings; later lines win.
@@ -263,6 +306,8 @@ impl Cluster {
             .rev()
             .find_map(|line| line.strip_prefix("port = ")?.trim().parse().ok())
             .ok_or_else(|| ClusterError::Io { path: conf.display().to_string(), source: std::io::Error::other("no port setting") })?;
+        let password_file = dir.join("password");
+        let password = std::fs::read_to_string(&password_file).map_err(io(&password_file))?.trim().to_string();
         Ok(Cluster {
             dir: dir.to_path_buf(),
             binaries: binaries.clone(),
@@ -270,6 +315,7 @@ impl Cluster {
             run_as: is_root().then(|| "postgres".to_string()),
             running: false,
             remove_after_stop: None,
+            password,
         })
     }
 
@@ -292,7 +338,7 @@ impl Cluster {
             }
             None => Command::new(&program),
         };
-        command.args(args).current_dir(&self.dir);
+        command.args(args).current_dir(&self.dir).env("PGPASSWORD", &self.password);
         run(&mut command, binary)
     }
 
@@ -361,7 +407,12 @@ impl Cluster {
 
     /// A connection string for another database of this cluster.
     pub fn url_of(&self, database: &str) -> String {
-        format!("host=127.0.0.1 port={} user={USER} dbname={database}", self.port)
+        format!("host=127.0.0.1 port={} user={USER} password={} dbname={database}", self.port, self.password)
+    }
+
+    /// The superuser's password (for a connection string naming several servers).
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Creates an empty database (a test's own, beside the others on one cluster); returns its
