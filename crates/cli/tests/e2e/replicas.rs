@@ -24,8 +24,10 @@ fn primary_and_replica(dir: &std::path::Path) -> (Cluster, Cluster) {
     let binaries = binaries_installing().expect("PostgreSQL server binaries");
     let mut primary = Cluster::init(&dir.join("primary"), &binaries, free_port().unwrap()).expect("primary made");
     primary.start().expect("primary starts");
+    primary.stop_with_this_process().unwrap();
     let mut replica = Cluster::replica_of(&primary, &dir.join("replica"), free_port().unwrap(), "replica1").expect("replica made");
     replica.start().expect("replica starts");
+    replica.stop_with_this_process().unwrap();
     // Synchronous only now: set before the replica exists, the primary's own first commits
     // would wait for it.
     primary.configure("synchronous_standby_names = 'replica1'\nsynchronous_commit = remote_apply").unwrap();

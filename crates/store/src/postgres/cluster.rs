@@ -99,6 +99,8 @@ pub struct Cluster {
     running: bool,
     /// A throwaway cluster's directory, removed by the watchdog once the server stopped.
     remove_after_stop: Option<PathBuf>,
+    /// The watchdog of [`Cluster::stop_with_this_process`], while there is one.
+    watchdog: Option<std::process::Child>,
     /// The superuser's password (in `DIR/password`, readable by its owner only): every
     /// connection, local or by TCP, proves it (SCRAM), so that other users of the machine cannot
     /// read the register.
@@ -173,8 +175,16 @@ impl Cluster {
         let password = new_password()?;
         let password_file = dir.join("password");
         write_private(&password_file, &password, run_as.as_deref())?;
-        let cluster =
-            Cluster { dir: dir.to_path_buf(), binaries: binaries.clone(), port, run_as, running: false, remove_after_stop: None, password };
+        let cluster = Cluster {
+            dir: dir.to_path_buf(),
+            binaries: binaries.clone(),
+            port,
+            run_as,
+            running: false,
+            remove_after_stop: None,
+            watchdog: None,
+            password,
+        };
         let data = cluster.data();
         cluster.command(
             "initdb",
@@ -220,6 +230,7 @@ impl Cluster {
             run_as: primary.run_as.clone(),
             running: false,
             remove_after_stop: None,
+            watchdog: None,
             password: primary.password.clone(),
         };
         write_private(&dir.join("password"), &primary.password, primary.run_as.as_deref())?;
@@ -315,6 +326,7 @@ impl Cluster {
             run_as: is_root().then(|| "postgres".to_string()),
             running: false,
             remove_after_stop: None,
+            watchdog: None,
             password,
         })
     }
@@ -420,6 +432,15 @@ impl Cluster {
     pub fn create_database(&self, name: &str) -> Result<String, ClusterError> {
         self.command("createdb", &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, name])?;
         Ok(self.url_of(name))
+    }
+
+    /// Stops the server when this process ends, however it ends (killed too), as well as when
+    /// this value is dropped: for a cluster a test owns.
+    pub fn stop_with_this_process(&mut self) -> Result<(), ClusterError> {
+        let running = self.running;
+        self.watchdog = Some(self.stop_when_this_process_exits()?);
+        self.running = running;
+        Ok(())
     }
 
     /// Makes sure the server stops when this process ends, however it ends (a test binary's
