@@ -452,9 +452,16 @@ fn read_head(path: &Path) -> Charset {
 /// Handles one request file end to end (answer recorded, request removed, answer written),
 /// or leaves it for a later pass; `watched` remembers it between passes.
 pub async fn handle(gateway: &Gateway, watched: &mut Watched, path: &Path) -> Result<Handled, GatewayError> {
+    // When the レセコン wrote the request: the result file's wait is counted from there.
+    let written = std::fs::symlink_metadata(path).and_then(|m| m.modified()).ok();
     let handled = look_and_handle(gateway, watched, path, Instant::now()).await?;
     if handled != Handled::NotYet {
         flush(&gateway.store)?;
+    }
+    if handled == Handled::Answered
+        && let Some(waited) = written.and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
+    {
+        gateway.metrics.file_answered(waited);
     }
     Ok(handled)
 }

@@ -114,6 +114,8 @@ pub struct Gateway {
     pub line_changed: Notify,
     line: Mutex<Line>,
     diagnosis: Mutex<Option<LineDiagnosis>>,
+    /// Counts for `/metrics`.
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 /// What `onshi doctor`'s checks found while the line was down, for the page: the first broken
@@ -163,6 +165,7 @@ impl Gateway {
             line_changed: Notify::new(),
             line: Mutex::new(Line::default()),
             diagnosis: Mutex::new(None),
+            metrics: Default::default(),
         })
     }
 
@@ -325,6 +328,7 @@ impl Gateway {
             cache: checked.cache.as_ref().map(|(k, a)| (k.as_str(), a.as_str())),
         };
         let id = self.store.record(&new, request, files)?;
+        self.metrics.check(source, &checked.outcome);
         if checked.queue.is_some() {
             self.wake.notify_one();
         }

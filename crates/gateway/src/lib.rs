@@ -22,6 +22,7 @@ pub mod doctor;
 pub mod files;
 pub mod gateway;
 pub mod medical;
+pub mod metrics;
 pub mod page;
 pub mod request;
 pub mod reverify;

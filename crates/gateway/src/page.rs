@@ -113,8 +113,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let access = Arc::new(gateway.config.page_access.clone());
     let simulator = gateway.config.reader_simulator;
     let page = Arc::new(Page { gateway, flash: Mutex::new(Flashes::default()) });
-    let router =
-        Router::new().route("/", get(index)).route("/live", get(live)).route("/status", get(status)).route("/check", post(check_number));
+    let router = Router::new()
+        .route("/", get(index))
+        .route("/live", get(live))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/check", post(check_number));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
@@ -222,6 +226,14 @@ async fn status(State(page): State<Arc<Page>>) -> Response {
     let line = page.gateway.line();
     let waiting = page.gateway.store.waiting().map(|w| w.len()).unwrap_or(0);
     Json(serde_json::json!({ "line_up": line.up, "since": line.since, "waiting": waiting })).into_response()
+}
+
+/// The gateway's figures in Prometheus text (counts only, no personal data), for this PC and
+/// the PCs the page allows.
+async fn metrics(State(page): State<Arc<Page>>) -> Response {
+    let waiting = page.gateway.store.waiting().map(|w| w.len()).unwrap_or(0);
+    let text = page.gateway.metrics.render(waiting, page.gateway.line().up);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 fn card_files(gateway: &Gateway) -> Vec<String> {

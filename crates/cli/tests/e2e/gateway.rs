@@ -67,6 +67,21 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     assert_eq!(element(&face_xml, "SegmentOfResult").as_deref(), Some("2"));
     assert_eq!(element(&face_xml, "ReferenceClassification").as_deref(), Some("1"));
     assert_eq!(gateway.status()["waiting"], 4, "P2, P4, P3 and the card wait (P2 was answered from the cache but is re-verified)");
+    // The gateway's figures say the same, counted from the story above.
+    let metrics = gateway.get("/metrics");
+    for line in [
+        r#"onshi_gateway_checks_total{source="file",outcome="answered"} 1"#,
+        r#"onshi_gateway_checks_total{source="file",outcome="offline_cached"} 1"#,
+        r#"onshi_gateway_checks_total{source="file",outcome="offline_queued"} 1"#,
+        r#"onshi_gateway_checks_total{source="page",outcome="offline_queued"} 1"#,
+        r#"onshi_gateway_checks_total{source="reader",outcome="offline_queued"} 1"#,
+        "onshi_gateway_queue_waiting 4",
+        "onshi_gateway_line_up 0",
+        "onshi_gateway_file_seconds_count 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(!metrics.contains(p2.name) && !metrics.contains(p2.number), "counts only, nobody's name or numbers");
 
     // SIGKILL; a request arrives while the gateway is down; the gateway restarts offline.
     gateway.kill();
