@@ -28,4 +28,5 @@ pub mod request;
 pub mod reverify;
 pub mod serve;
 pub mod store;
+pub mod usage;
 pub mod xml;

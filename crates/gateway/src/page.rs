@@ -213,12 +213,47 @@ async fn index(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
         let _ = write!(html, "<div id=\"flash\" class=\"flash {class}\">{}</div>", esc(&message));
     }
     html.push_str(&forms(&page.gateway));
+    html.push_str(&usage_section(&page.gateway));
     let _ = write!(html, "<div id=\"live\">{live}</div><script>{REFRESH}</script></body></html>");
     browser.finish(Html(html).into_response())
 }
 
 async fn live(State(page): State<Arc<Page>>) -> Response {
     Html(render_live(&page.gateway).await).into_response()
+}
+
+/// This month's マイナ保険証 利用率 on MHLW's basis, against the 加算's threshold, with the days
+/// behind it and how each case was counted (`crate::usage`).
+fn usage_section(gateway: &Gateway) -> String {
+    let today = gateway.now().to_string();
+    let month = &today[..6];
+    let rows = gateway.store.checks_since(&format!("{month}01000000")).unwrap_or_default();
+    let usage = crate::usage::month_usage(month, &crate::usage::counted(&rows));
+    let mut html =
+        format!("<section id=\"usage\"><h2>今月のマイナ保険証利用率（{}年{}月）</h2>", &month[..4], month[4..].trim_start_matches('0'));
+    match usage.percent() {
+        Some(percent) => {
+            let verdict = if usage.meets_threshold() { "達成" } else { "未達" };
+            let _ = write!(
+                html,
+                "<p id=\"usage-rate\"><strong>{percent:.1} %</strong>（マイナ保険証 {} 件／オンライン資格確認 {} 件）　加算の基準 {:.0} %: {verdict}</p>",
+                usage.card_checks,
+                usage.all_checks,
+                crate::usage::THRESHOLD_PERCENT
+            );
+            html.push_str("<table><tr><th>日</th><th>マイナ保険証</th><th>照会</th></tr>");
+            for (day, card, all) in &usage.days {
+                let _ = write!(html, "<tr><td>{day}日</td><td>{card}</td><td>{all}</td></tr>");
+            }
+            html.push_str("</table>");
+        }
+        None => html.push_str("<p id=\"usage-rate\">今月の照会はまだありません。</p>"),
+    }
+    html.push_str(
+        "<p class=\"note\">数え方: 厚生労働省の基準（マイナ保険証での確認 ÷ オンライン資格確認の全件）。暗証番号・顔認証・目視確認（カード提示）はマイナ保険証として数えます。\
+         回線不通中の確認は行った時に1件（後の再照会は数えません）。センターが断った確認も1件。一括照会は数えません。</p></section>",
+    );
+    html
 }
 
 /// A small JSON status for scripts and `onshi doctor`.

@@ -129,6 +129,13 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     wait_for("the line to be seen up", || (gateway.status()["line_up"] == true).then_some(()));
     let page = gateway.get("/");
     assert!(page.contains("再照会で判明: 資格: 有効 → 無効"), "the change is flagged for staff");
+    // This month's 利用率 from the story: one check with the card (the visual check) among six
+    // (four request files, the page, the card); the re-verifications are the same checks.
+    // (Unless the month turned during the test, near midnight at a month's end.)
+    if today_plus(0)[..6] == today[..6] {
+        assert!(page.contains("<strong>16.7 %</strong>（マイナ保険証 1 件／オンライン資格確認 6 件）"), "the month's rate");
+        assert!(page.contains("加算の基準 30 %: 未達") && page.contains("数え方"), "against the threshold, and how it was counted");
+    }
     assert!(page.contains("回線: 正常") && !page.contains("故障箇所"));
     let store = rusqlite::Connection::open(world.path("gateway.sqlite")).unwrap();
     let (queued, done): (i64, i64) =
