@@ -118,6 +118,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/live", get(live))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/report/{month}", get(report))
         .route("/check", post(check_number));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
@@ -223,14 +224,21 @@ async fn live(State(page): State<Arc<Page>>) -> Response {
 }
 
 /// This month's マイナ保険証 利用率 on MHLW's basis, against the 加算's threshold, with the days
-/// behind it and how each case was counted (`crate::usage`).
+/// behind it and how each case was counted (`crate::usage`), and a link to its printable report.
 fn usage_section(gateway: &Gateway) -> String {
     let today = gateway.now().to_string();
     let month = &today[..6];
+    format!(
+        "<section id=\"usage\">{}<p><a href=\"/report/{month}\" id=\"usage-report\">今月の報告書（印刷・保存用）</a></p></section>",
+        usage_html(gateway, month)
+    )
+}
+
+/// The month `yyyymm`'s rate, days and counting rules.
+fn usage_html(gateway: &Gateway, month: &str) -> String {
     let rows = gateway.store.checks_since(&format!("{month}01000000")).unwrap_or_default();
     let usage = crate::usage::month_usage(month, &crate::usage::counted(&rows));
-    let mut html =
-        format!("<section id=\"usage\"><h2>今月のマイナ保険証利用率（{}年{}月）</h2>", &month[..4], month[4..].trim_start_matches('0'));
+    let mut html = format!("<h2>マイナ保険証利用率（{}年{}月）</h2>", &month[..4], month[4..].trim_start_matches('0'));
     match usage.percent() {
         Some(percent) => {
             let verdict = if usage.meets_threshold() { "達成" } else { "未達" };
@@ -247,13 +255,32 @@ fn usage_section(gateway: &Gateway) -> String {
             }
             html.push_str("</table>");
         }
-        None => html.push_str("<p id=\"usage-rate\">今月の照会はまだありません。</p>"),
+        None => html.push_str("<p id=\"usage-rate\">この月の照会はありません（記録は設定の keep_days 日分です）。</p>"),
     }
     html.push_str(
         "<p class=\"note\">数え方: 厚生労働省の基準（マイナ保険証での確認 ÷ オンライン資格確認の全件）。暗証番号・顔認証・目視確認（カード提示）はマイナ保険証として数えます。\
-         回線不通中の確認は行った時に1件（後の再照会は数えません）。センターが断った確認も1件。一括照会は数えません。</p></section>",
+         回線不通中の確認は行った時に1件（後の再照会は数えません）。センターが断った確認も1件。一括照会は数えません。</p>",
     );
     html
+}
+
+/// The printable monthly report of `/report/YYYYMM` (print or save it as PDF from the browser).
+async fn report(State(page): State<Arc<Page>>, axum::extract::Path(month): axum::extract::Path<String>) -> Response {
+    let valid =
+        month.len() == 6 && month.bytes().all(|b| b.is_ascii_digit()) && month[4..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
+    if !valid {
+        return (StatusCode::NOT_FOUND, Html("<p>月は /report/202612 のように年4桁と月2桁で指定してください。</p>")).into_response();
+    }
+    let code = esc(&page.gateway.config.institution_code);
+    let printed = time_ja(&page.gateway.now().to_string());
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>マイナ保険証利用率 {month} — onshi</title>\
+         <style>{STYLE}@media print{{a{{display:none}}}}</style></head><body>\
+         <h1>マイナ保険証利用率の報告（医療機関コード {code}）</h1>{}<p>作成: {printed}（onshi ゲートウェイの記録から）</p>\
+         <p><a href=\"/\">受付画面へ戻る</a></p></body></html>",
+        usage_html(&page.gateway, &month)
+    ))
+    .into_response()
 }
 
 /// A small JSON status for scripts and `onshi doctor`.

@@ -135,7 +135,15 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     if today_plus(0)[..6] == today[..6] {
         assert!(page.contains("<strong>16.7 %</strong>（マイナ保険証 1 件／オンライン資格確認 6 件）"), "the month's rate");
         assert!(page.contains("加算の基準 30 %: 未達") && page.contains("数え方"), "against the threshold, and how it was counted");
+        let report = gateway.get(&format!("/report/{}", &today[..6]));
+        assert!(
+            report.contains("マイナ保険証利用率の報告") && report.contains("（マイナ保険証 1 件／オンライン資格確認 6 件）"),
+            "{report}"
+        );
     }
+    // A month with no checks says so; a malformed month is not found.
+    assert!(gateway.get("/report/200001").contains("この月の照会はありません"));
+    assert!(gateway.get("/report/2026-1").contains("年4桁と月2桁"));
     assert!(page.contains("回線: 正常") && !page.contains("故障箇所"));
     let store = rusqlite::Connection::open(world.path("gateway.sqlite")).unwrap();
     let (queued, done): (i64, i64) =
