@@ -384,6 +384,19 @@ pub async fn start_center(
         // where --audit points.
         Some(url) => {
             let checkpoint = onshi_store::audit::checkpoint_path(audit);
+            // The chain is in the database, not beside this process: ask it whether it has
+            // entries before a missing key is made anew (a new key would leave them unverifiable).
+            if !pki.join("audit.key").exists() {
+                let probe = onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, b"the head is read without the key")
+                    .context("cannot open the audit log in PostgreSQL")?;
+                anyhow::ensure!(
+                    probe.head().0 == 0,
+                    "the audit log in PostgreSQL has {} entries but the key {} does not exist: restore audit.key from the backup of the PKI directory; \
+                     a new key would make every existing entry unverifiable",
+                    probe.head().0,
+                    pki.join("audit.key").display()
+                );
+            }
             let key = audit_key(pki, &checkpoint)?;
             onshi_center::audit::AuditSink::start_postgres(
                 onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, &key)

@@ -762,4 +762,27 @@ fn two_centers_on_one_register_share_the_single_use_challenges_and_one_audit_cha
         // at least, written by two processes.
         assert!(stdout.contains("every seal and link intact") && entries >= 7, "{stdout}");
     }
+    // A center on a new machine without the audit key (and without any checkpoint file) must
+    // not start a new key on the chain the database holds.
+    std::fs::rename(root.join("pki/audit.key"), root.join("audit.key.elsewhere")).unwrap();
+    let mut center = onshi()
+        .args(["center", "serve", "--listen", "127.0.0.1:0", "--db", world.db.to_str().unwrap(), "--pki"])
+        .arg(root.join("pki"))
+        .arg("--audit")
+        .arg(root.join("new-machine.audit.sqlite"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A center that starts says where it listens on its first line; one that refuses says nothing.
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(center.stdout.take().unwrap()), &mut first).unwrap();
+    if !first.is_empty() {
+        let _ = center.kill();
+        panic!("the center started on the chain with a new key: {first}");
+    }
+    let refused = center.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("restore audit.key"), "{stderr}");
+    assert!(!root.join("pki/audit.key").exists(), "no new key was made");
 }
