@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// empty unless `--skip-import` (issue 14's side-by-side measurement).
     #[arg(long)]
     pub db: Option<String>,
+    /// Center processes serving the register, the load generator's connections spread over
+    /// them (above 1 only with `--db postgres://…`: a SQLite register has one process).
+    #[arg(long, default_value_t = 1)]
+    pub centers: usize,
 }
 
 /// Distinct verify requests drawn from the population.
@@ -137,6 +141,11 @@ fn pin_load(split: Option<&crate::pinning::Split>) -> anyhow::Result<()> {
 }
 
 fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinning::Split>) -> anyhow::Result<ServerProcess> {
+    start_server_logging(db, pki, jpki, split, &pki.with_file_name("center.audit.sqlite"))
+}
+
+/// As [`start_server`], with the audit log (or, on PostgreSQL, its checkpoint) at `audit`.
+fn start_server_logging(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinning::Split>, audit: &Path) -> anyhow::Result<ServerProcess> {
     let mut command = Command::new(std::env::current_exe()?);
     if let Some(split) = split {
         use std::os::unix::process::CommandExt;
@@ -148,7 +157,7 @@ fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinnin
         .args(["center", "serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .arg("--audit")
-        .arg(pki.with_file_name("center.audit.sqlite"))
+        .arg(audit)
         .arg("--pki")
         .arg(pki)
         .arg("--jpki")
@@ -559,10 +568,18 @@ struct Measured {
 }
 
 async fn with_cpu(pid: u32, phase: impl std::future::Future<Output = anyhow::Result<(f64, u64)>>) -> anyhow::Result<Measured> {
-    let before = cpu_seconds(pid).context("the server's CPU time is not readable from /proc")?;
+    with_cpu_of(&[pid], phase).await
+}
+
+/// As [`with_cpu`], summed over the center processes `pids`.
+async fn with_cpu_of(pids: &[u32], phase: impl std::future::Future<Output = anyhow::Result<(f64, u64)>>) -> anyhow::Result<Measured> {
+    let cpu = || -> anyhow::Result<f64> {
+        pids.iter().map(|pid| cpu_seconds(*pid).context("the server's CPU time is not readable from /proc")).sum()
+    };
+    let before = cpu()?;
     let started = Instant::now();
     let (rate, failed) = phase.await?;
-    let after = cpu_seconds(pid).context("the server's CPU time is not readable from /proc")?;
+    let after = cpu()?;
     // `rate` was taken over the phase's own elapsed time (a little past `seconds` while the
     // last requests finish): the same span gives the number answered.
     let answered = rate * started.elapsed().as_secs_f64();
@@ -681,28 +698,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut bench_cards = crate::bench_card::prepare(&args.dir, &files[0])?;
     let (split, placed) = placement(&args);
     eprintln!("bench: {placed}");
-    let server = start_server(&db, &pki, &bench_cards.jpki, split.as_ref())?;
+    anyhow::ensure!(args.centers >= 1, "--centers must be at least 1");
+    anyhow::ensure!(args.centers == 1 || on_postgres, "--centers above 1 needs --db postgres://…: a SQLite register is served by one process");
+    let servers: Vec<ServerProcess> = (0..args.centers)
+        .map(|i| {
+            let audit = if i == 0 { "center.audit.sqlite".to_string() } else { format!("center{i}.audit.sqlite") };
+            start_server_logging(&db, &pki, &bench_cards.jpki, split.as_ref(), &args.dir.join(audit))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let server = &servers[0];
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
     pin_load(split.as_ref())?;
-    let config = client_config(&server.addr, &pki, &institution)?;
+    let configs: Vec<ClientConfig> = servers.iter().map(|s| client_config(&s.addr, &pki, &institution)).collect::<anyhow::Result<_>>()?;
     let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_anonymous_peak(server.child.id(), stop_sampling.clone());
     let runtime = crate::runtime()?;
     let report = runtime.block_on(async {
-        let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
+        // Connection i goes to center i mod N.
+        let clients: Vec<CenterClient> =
+            (0..args.connections).map(|i| CenterClient::new(configs[i % configs.len()].clone())).collect::<Result<_, _>>()?;
         eprintln!("bench: warming up");
         throughput(&clients, Endpoint::Verify, &requests, 3).await;
         let mut trivial = Vec::new();
         let mut verify = Vec::new();
         let mut failures = 0;
-        let pid = server.child.id();
         let seconds = args.seconds;
         for round in 1..=2 {
             eprintln!("bench: round {round}: trivial endpoint");
-            let measured = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
+            let measured = with_cpu_of(&pids, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
             failures += measured.failed;
             trivial.push(measured);
             eprintln!("bench: round {round}: verify by number");
-            let measured = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Verify, &requests, seconds).await) }).await?;
+            let measured = with_cpu_of(&pids, async { Ok(throughput(&clients, Endpoint::Verify, &requests, seconds).await) }).await?;
             failures += measured.failed;
             verify.push(measured);
         }
@@ -719,9 +746,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let receipt_seconds = receipt_timing(&clients[0], &institution, &requests, today).await?;
         eprintln!("bench: card verification (PIN signature over the kept challenge, verify)");
         crate::bench_card::link(&clients[0], &mut bench_cards).await?;
-        let cards = with_cpu(pid, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
+        let cards = with_cpu_of(&pids, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         eprintln!("bench: trivial endpoint again, for the card ratio");
-        let again = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
+        let again = with_cpu_of(&pids, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
         failures += again.failed + cards.failed;
         let card = (cards, again);
         eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);
@@ -743,7 +770,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (total_peak_kib, _) = memory_kib(server.child.id()).unwrap_or((0, 0));
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
     let anonymous_peak_kib = sampler.join().unwrap_or(0);
-    drop(server);
+    drop(servers);
     let db_bytes = if on_postgres { 0 } else { std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) };
     let ratio = verify_rate / trivial_rate;
     let p50 = percentile(&latencies, 0.50);
@@ -822,7 +849,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         total_peak_kib as f64 / 1024.0
     ));
     out.push_str(&format!(
-        "\nPlacement: {placed}. Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        "\nPlacement: {placed}; {} center process(es). Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        args.centers,
         args.connections,
         args.seconds,
         failures,
