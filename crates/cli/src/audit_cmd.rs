@@ -160,10 +160,9 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
 /// `onshi audit verify` for the chain in PostgreSQL that every center process appends to,
 /// against the checkpoint that the center given `audit` exports.
 fn verify_postgres(url: &str, audit: &std::path::Path, pki: &std::path::Path) -> anyhow::Result<ExitCode> {
-    use anyhow::Context as _;
-    let key = std::fs::read_to_string(pki.join("audit.key")).with_context(|| format!("cannot read {}", pki.join("audit.key").display()))?;
+    let key = crate::center_cmd::read_audit_key(&pki.join("audit.key"))?;
     let checkpoint = onshi_store::audit::checkpoint_path(audit);
-    let mut log = onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, key.trim().as_bytes())?;
+    let mut log = onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, &key)?;
     let checked = match log.verify()? {
         Ok(count) => log.check_checkpoint()?.map(|()| count),
         Err(tamper) => Err(tamper),

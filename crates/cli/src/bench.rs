@@ -145,7 +145,13 @@ fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinnin
 }
 
 /// As [`start_server`], with the audit log (or, on PostgreSQL, its checkpoint) at `audit`.
-fn start_server_logging(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinning::Split>, audit: &Path) -> anyhow::Result<ServerProcess> {
+fn start_server_logging(
+    db: &Path,
+    pki: &Path,
+    jpki: &Path,
+    split: Option<&crate::pinning::Split>,
+    audit: &Path,
+) -> anyhow::Result<ServerProcess> {
     let mut command = Command::new(std::env::current_exe()?);
     if let Some(split) = split {
         use std::os::unix::process::CommandExt;
@@ -699,7 +705,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (split, placed) = placement(&args);
     eprintln!("bench: {placed}");
     anyhow::ensure!(args.centers >= 1, "--centers must be at least 1");
-    anyhow::ensure!(args.centers == 1 || on_postgres, "--centers above 1 needs --db postgres://…: a SQLite register is served by one process");
+    anyhow::ensure!(
+        args.centers == 1 || on_postgres,
+        "--centers above 1 needs --db postgres://…: a SQLite register is served by one process"
+    );
     let servers: Vec<ServerProcess> = (0..args.centers)
         .map(|i| {
             let audit = if i == 0 { "center.audit.sqlite".to_string() } else { format!("center{i}.audit.sqlite") };

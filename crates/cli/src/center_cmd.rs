@@ -351,7 +351,7 @@ pub fn audit_key(pki: &Path, audit: &Path) -> anyhow::Result<Vec<u8>> {
     read_audit_key(&path)
 }
 
-fn read_audit_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_audit_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     let key = std::fs::read_to_string(path).with_context(|| format!("cannot read the audit key {}", path.display()))?;
     anyhow::ensure!(key.trim().len() >= 64, "{} is not an audit key (64 hex digits); restore it from the backup", path.display());
     Ok(key.trim().as_bytes().to_vec())

@@ -65,6 +65,18 @@ async fn a_replica_answers_what_the_primary_registered_and_says_how_current_it_i
     assert_eq!(client.verify_number(&case.request).await.unwrap().replica_as_of, None);
 }
 
+/// Asks again while `attempt` gives nothing, as a gateway retries a 503, until a deadline.
+async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut attempt: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// One acquisition for the fixture's insurer, numbered `i`.
 fn acquisition(insurer: &str, i: u32) -> String {
     format!(
@@ -145,30 +157,14 @@ async fn after_the_primary_dies_the_promoted_replica_holds_every_acknowledged_up
     // a connection the kill broke, and accepts accesses again once its audit writer has
     // written the records it kept.
     for i in 0..UPLOADS {
-        let mut found = false;
-        for attempt in 0..100 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            if answered_or_unavailable(clinic.verify_number(&request(&fixture.insurer, i)).await, "after the promotion") {
-                found = true;
-                answered += 1;
-                break;
-            }
-        }
-        assert!(found, "acknowledged upload {i} answers from the promoted replica");
+        until(&format!("acknowledged upload {i} answers from the promoted replica"), || async {
+            answered_or_unavailable(clinic.verify_number(&request(&fixture.insurer, i)).await, "after the promotion").then_some(())
+        })
+        .await;
+        answered += 1;
     }
-    let mut report = None;
-    for attempt in 0..100 {
-        if attempt > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        if let Ok(done) = insurer.upload_events(acquisition(&fixture.insurer, UPLOADS)).await {
-            report = Some(done);
-            break;
-        }
-    }
-    assert_eq!(report.expect("uploads work again").applied, 1, "the refused upload applies on the new primary");
+    let report = until("uploads work again", || async { insurer.upload_events(acquisition(&fixture.insurer, UPLOADS)).await.ok() }).await;
+    assert_eq!(report.applied, 1, "the refused upload applies on the new primary");
     assert_eq!(replica.sql("SELECT pg_is_in_recovery()").unwrap(), "f", "the replica is the primary now");
     // Every verification that was answered is in the audit chain, on the new primary.
     let mut server = server;
