@@ -42,6 +42,53 @@ pub struct AuditEntry {
     pub mac: String,
 }
 
+/// How many entries of one kind an actor left on one Japan day, with one outcome code: what
+/// the operator's dashboard and `/metrics` count from. Derived from the sealed entries only
+/// (see [`tally_kinds`]), so a recount of the log must give the same figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    /// Japan day, `YYYYMMDD` as a number.
+    pub day: u32,
+    pub actor: String,
+    pub kind: String,
+    pub code: String,
+    pub count: u64,
+}
+
+/// The tallies being summed, by (day, actor, kind, code).
+pub type TallyMap = std::collections::BTreeMap<(u32, String, String, String), u64>;
+
+/// What an entry counts as: its action, except that a card verification counts by its method
+/// (`verify_card:pin`, `:face`, `:visual`, from the object `method:serial[:scopes]`) and once
+/// more for each consent scope given with it (`consent:drug`, …). One rule, used when entries
+/// are tallied, when a tally is read with the entries not tallied yet, and by a recount.
+pub fn tally_kinds(record: &AuditRecord) -> Vec<String> {
+    if record.action != "verify_card" {
+        return vec![record.action.clone()];
+    }
+    let mut parts = record.object.splitn(3, ':');
+    let method = parts.next().filter(|m| !m.is_empty() && record.object.contains(':')).unwrap_or("unknown");
+    let mut kinds = vec![format!("verify_card:{method}")];
+    if let Some(scopes) = parts.nth(1) {
+        kinds.extend(scopes.split(',').filter(|s| !s.is_empty()).map(|scope| format!("consent:{scope}")));
+    }
+    kinds
+}
+
+/// Adds one entry to `tallies`.
+pub fn tally_into(tallies: &mut TallyMap, record: &AuditRecord) {
+    let day = record.at.date();
+    let day = u32::from(day.year()) * 10_000 + u32::from(day.month()) * 100 + u32::from(day.day());
+    for kind in tally_kinds(record) {
+        *tallies.entry((day, record.actor.clone(), kind, record.code.clone())).or_default() += 1;
+    }
+}
+
+/// The tallies as rows, in key order.
+pub fn tally_rows(tallies: TallyMap) -> Vec<Tally> {
+    tallies.into_iter().map(|((day, actor, kind, code), count)| Tally { day, actor, kind, code, count }).collect()
+}
+
 /// Where the chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Tamper {
@@ -73,6 +120,11 @@ pub enum Tamper {
         "entry {seq} is missing from, or wrongly placed in, the index the patients' access logs are read by: it was edited (the chain itself is intact)"
     )]
     PersonIndex { seq: i64 },
+    /// The tallies the dashboard shows differ from a recount of the (intact) log.
+    #[error(
+        "the tally of {kind} by {actor} on {day} with outcome {code} differs from a recount of the log: the tallies were edited (the chain itself is intact)"
+    )]
+    Tally { day: u32, actor: String, kind: String, code: String },
     /// The checkpoint file itself does not carry the center's seal.
     #[error("the checkpoint file {0} does not carry the center's seal: it was edited")]
     CheckpointUnsealed(String),
@@ -96,7 +148,18 @@ CREATE TABLE IF NOT EXISTS audit_person (
     person_id INTEGER NOT NULL,
     seq       INTEGER NOT NULL,
     PRIMARY KEY (person_id, seq)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_tally (
+    day    INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    kind   TEXT NOT NULL,
+    code   TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (day, actor, kind, code)
 ) STRICT, WITHOUT ROWID;";
+
+/// Up to which entry `audit_tally` counts the log; the entries after it are counted when read.
+const TALLIED_UPTO: &str = "tallied_upto";
 
 /// Up to which entry `audit_person` lists the entries about each person. The entries after it
 /// are found by a range scan of the log's newest entries (see [`AuditLog::index_persons`]).
@@ -180,6 +243,72 @@ fn newest_person_entries(connection: &mut Connection, person_id: i64, limit: i64
     };
     tx.commit().map_err(sqlite("reading a person's audit entries"))?;
     Ok(entries)
+}
+
+/// Tallies of the days `from..=to`: the table, plus the entries it does not count yet, in
+/// one snapshot.
+fn tallies_between(connection: &mut Connection, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
+    let tx = connection.transaction().map_err(sqlite("reading the audit tallies"))?;
+    let mut tallies = TallyMap::new();
+    let tallied = match meta_value(&tx, TALLIED_UPTO)? {
+        Some(upto) => {
+            let mut statement = tx
+                .prepare("SELECT day, actor, kind, code, n FROM audit_tally WHERE day BETWEEN ?1 AND ?2")
+                .map_err(sqlite("reading the audit tallies"))?;
+            let mut rows = statement.query(params![from, to]).map_err(sqlite("reading the audit tallies"))?;
+            while let Some(r) = rows.next().map_err(sqlite("reading the audit tallies"))? {
+                let key = (
+                    r.get(0).map_err(sqlite("reading the audit tallies"))?,
+                    r.get(1).map_err(sqlite("reading the audit tallies"))?,
+                    r.get(2).map_err(sqlite("reading the audit tallies"))?,
+                    r.get(3).map_err(sqlite("reading the audit tallies"))?,
+                );
+                *tallies.entry(key).or_default() += r.get::<_, i64>(4).map_err(sqlite("reading the audit tallies"))?.max(0) as u64;
+            }
+            upto
+        }
+        None => 0,
+    };
+    for_each_entry(&tx, tallied, i64::MAX, |entry| tally_into(&mut tallies, &entry.record))?;
+    tallies.retain(|(day, ..), _| (from..=to).contains(day));
+    drop(tx);
+    Ok(tally_rows(tallies))
+}
+
+/// The first key where a recount and the stored tallies differ.
+pub(crate) fn compare_tallies(recount: TallyMap, stored: Vec<Tally>) -> Result<(), Tamper> {
+    let stored: TallyMap = stored.into_iter().map(|t| ((t.day, t.actor, t.kind, t.code), t.count)).collect();
+    let differs = recount
+        .iter()
+        .find(|(key, count)| stored.get(*key) != Some(count))
+        .map(|(key, _)| key.clone())
+        .or_else(|| stored.keys().find(|key| !recount.contains_key(*key)).cloned());
+    match differs {
+        Some((day, actor, kind, code)) => Err(Tamper::Tally { day, actor, kind, code }),
+        None => Ok(()),
+    }
+}
+
+/// Calls `each` with every entry after `after` up to `upto`, oldest first, one at a time.
+fn for_each_entry(connection: &Connection, after: i64, upto: i64, mut each: impl FnMut(AuditEntry)) -> Result<(), StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT seq, at, actor, action, person_id, object, code, mac FROM audit_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        )
+        .map_err(sqlite("reading the audit log"))?;
+    let mut rows = statement.query(params![after, upto]).map_err(sqlite("reading the audit log"))?;
+    while let Some(row) = rows.next().map_err(sqlite("reading the audit log"))? {
+        each(entry_of(row).map_err(sqlite("reading the audit log"))?);
+    }
+    Ok(())
+}
+
+/// The tallies of the log at `path` for the days `from..=to`, read-only beside the writer.
+pub fn read_tallies(path: &Path, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
+    let mut connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) })?;
+    connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("configuring an audit reader"))?;
+    tallies_between(&mut connection, from, to)
 }
 
 /// A value of `audit_meta`; `None` when the log has no such record (or no such table: a log
@@ -363,7 +492,41 @@ impl AuditLog {
             tx.execute("UPDATE audit_meta SET value = ?2 WHERE name = ?1", params![PERSON_INDEXED_UPTO, self.head.0])
                 .map_err(sqlite("indexing the audit log by person"))?;
         }
+        // The tallies, in the same transaction: entries up to the head counted once. A log
+        // made before tallies existed is counted from its first entry the first time.
+        let tallied = meta_value(&tx, TALLIED_UPTO)?.unwrap_or(0);
+        if tallied < self.head.0 {
+            let mut tallies = TallyMap::new();
+            for_each_entry(&tx, tallied, self.head.0, |entry| tally_into(&mut tallies, &entry.record))?;
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO audit_tally (day, actor, kind, code, n) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (day, actor, kind, code) DO UPDATE SET n = n + excluded.n",
+                )
+                .map_err(sqlite("tallying the audit log"))?;
+            for ((day, actor, kind, code), count) in tallies {
+                upsert.execute(params![day, actor, kind, code, count as i64]).map_err(sqlite("tallying the audit log"))?;
+            }
+            drop(upsert);
+            tx.execute("INSERT OR REPLACE INTO audit_meta (name, value) VALUES (?1, ?2)", params![TALLIED_UPTO, self.head.0])
+                .map_err(sqlite("tallying the audit log"))?;
+        }
         tx.commit().map_err(sqlite("indexing the audit log by person"))
+    }
+
+    /// The tallies of the Japan days `from..=to` (`YYYYMMDD`), exact to the newest entry.
+    pub fn tallies(&mut self, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
+        tallies_between(&mut self.connection, from, to)
+    }
+
+    /// Recounts the whole log and compares the count with the tallies: the first (day, actor,
+    /// kind, code) whose tally differs, when one does (someone edited the tallies to change
+    /// what the dashboard shows).
+    pub fn check_tallies(&mut self) -> Result<Result<(), Tamper>, StoreError> {
+        let mut recount = TallyMap::new();
+        for_each_entry(&self.connection, 0, i64::MAX, |entry| tally_into(&mut recount, &entry.record))?;
+        let stored = tallies_between(&mut self.connection, 0, u32::MAX)?;
+        Ok(compare_tallies(recount, stored))
     }
 
     /// Every entry about one person, oldest first.
@@ -540,6 +703,59 @@ pub(crate) mod tests {
     fn tamper(dir: &Path, sql: &str) -> Result<usize, Tamper> {
         Connection::open(dir.join("audit.sqlite")).unwrap().execute_batch(sql).unwrap();
         AuditLog::open(&dir.join("audit.sqlite"), KEY).unwrap().verify().unwrap()
+    }
+
+    #[test]
+    fn tallies_count_each_entry_once_whether_tallied_yet_or_not_and_an_edit_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let mut log = AuditLog::open(&path, KEY).unwrap();
+        // A Japan midnight and the day after it.
+        let day1 = Timestamp::from_jst_seconds(1_800_000_000 - 1_800_000_000 % 86_400);
+        let day1_text = day1.date().yyyymmdd();
+        let at = |days: i64| Timestamp::from_jst_seconds(day1.jst_seconds() + days * 86_400 + 3_600);
+        let entry = |days, action: &str, object: &str, code: &str| AuditRecord {
+            at: at(days),
+            actor: "1311234569".into(),
+            action: action.into(),
+            person_id: Some(1),
+            object: object.into(),
+            code: code.into(),
+        };
+        log.append(&[
+            entry(0, "verify_card", "pin:0A:drug,checkup", "1"),
+            entry(0, "verify_card", "face:0B:", "1"),
+            entry(0, "verify_number", "06139999", "1"),
+        ])
+        .unwrap();
+        log.index_persons().unwrap();
+        // Not tallied yet: read from the entries themselves.
+        log.append(&[entry(1, "verify_card", "pin:0C:drug", "1"), entry(1, "verify_number", "06139999", "CARD_UNKNOWN")]).unwrap();
+        let day1: u32 = day1_text.parse().unwrap();
+        let day2 = day1 + 1;
+        let expected: Vec<(u32, &str, &str, u64)> = vec![
+            (day1, "consent:checkup", "1", 1),
+            (day1, "consent:drug", "1", 1),
+            (day1, "verify_card:face", "1", 1),
+            (day1, "verify_card:pin", "1", 1),
+            (day1, "verify_number", "1", 1),
+            (day2, "consent:drug", "1", 1),
+            (day2, "verify_card:pin", "1", 1),
+            (day2, "verify_number", "CARD_UNKNOWN", 1),
+        ];
+        let shown = |tallies: Vec<Tally>| -> Vec<(u32, String, String, u64)> {
+            tallies.into_iter().map(|t| (t.day, t.kind, t.code, t.count)).collect()
+        };
+        let expected: Vec<_> = expected.into_iter().map(|(d, k, c, n)| (d, k.to_string(), c.to_string(), n)).collect();
+        assert_eq!(shown(log.tallies(0, u32::MAX).unwrap()), expected);
+        assert_eq!(shown(read_tallies(&path, day2, day2).unwrap()), expected[5..].to_vec());
+        log.index_persons().unwrap();
+        assert_eq!(shown(log.tallies(0, u32::MAX).unwrap()), expected);
+        assert_eq!(log.check_tallies().unwrap(), Ok(()));
+        // Someone lowers a refusal count to hide it.
+        Connection::open(&path).unwrap().execute_batch("UPDATE audit_tally SET n = 0 WHERE code = 'CARD_UNKNOWN'").unwrap();
+        let found = log.check_tallies().unwrap();
+        assert!(matches!(&found, Err(Tamper::Tally { day, code, .. }) if *day == day2 && code == "CARD_UNKNOWN"), "{found:?}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("postgres/0002_cards_medical.sql")),
     (3, include_str!("postgres/0003_challenges.sql")),
     (4, include_str!("postgres/0004_audit.sql")),
+    (5, include_str!("postgres/0005_audit_tally.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).

@@ -16,7 +16,10 @@ use onshi_domain::Timestamp;
 
 use super::{blocking, connect, pg};
 use crate::StoreError;
-use crate::audit::{AuditEntry, AuditRecord, GENESIS, Tamper, check_checkpoint_file, seal, write_checkpoint_file};
+use crate::audit::{
+    AuditEntry, AuditRecord, GENESIS, Tally, TallyMap, Tamper, check_checkpoint_file, compare_tallies, seal, tally_into, tally_rows,
+    write_checkpoint_file,
+};
 
 /// The advisory lock every append takes (one number for the log).
 const APPEND_LOCK: i64 = 0x6f6e_7368_6902;
@@ -46,6 +49,71 @@ fn head_of(client: &mut impl postgres::GenericClient) -> Result<(i64, String), S
         .map_or((0, GENESIS.to_string()), |r| (r.get(0), r.get(1))))
 }
 
+/// Adds counted entries to the tallies and records the last entry counted.
+fn add_tallies(tx: &mut postgres::Transaction<'_>, tallies: TallyMap, upto: i64) -> Result<(), StoreError> {
+    let rows = tally_rows(tallies);
+    let days: Vec<i32> = rows.iter().map(|t| t.day as i32).collect();
+    let actors: Vec<&str> = rows.iter().map(|t| t.actor.as_str()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|t| t.kind.as_str()).collect();
+    let codes: Vec<&str> = rows.iter().map(|t| t.code.as_str()).collect();
+    let counts: Vec<i64> = rows.iter().map(|t| t.count as i64).collect();
+    tx.execute(
+        "INSERT INTO audit_tally (day, actor, kind, code, n)
+         SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::int8[])
+         ON CONFLICT (day, actor, kind, code) DO UPDATE SET n = audit_tally.n + excluded.n",
+        &[&days, &actors, &kinds, &codes, &counts],
+    )
+    .map_err(pg("tallying the audit log"))?;
+    tx.execute("UPDATE audit_tally_state SET tallied_upto = $1", &[&upto]).map_err(pg("tallying the audit log"))?;
+    Ok(())
+}
+
+/// Counts the entries a center of an older version appended without tallying them (under
+/// the append lock, so no entry is counted twice).
+fn catch_up_tallies(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(pg("tallying the audit log"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).map_err(pg("waiting for other appenders"))?;
+    let upto: i64 = tx.query_one("SELECT tallied_upto FROM audit_tally_state", &[]).map_err(pg("tallying the audit log"))?.get(0);
+    let head = head_of(&mut tx)?.0;
+    if upto < head {
+        let mut tallies = TallyMap::new();
+        for_each_entry(&mut tx, upto, |entry| tally_into(&mut tallies, &entry.record))?;
+        add_tallies(&mut tx, tallies, head)?;
+    }
+    tx.commit().map_err(pg("tallying the audit log"))
+}
+
+/// Calls `each` with every entry after `after`, oldest first, read in portions.
+fn for_each_entry(tx: &mut postgres::Transaction<'_>, after: i64, mut each: impl FnMut(AuditEntry)) -> Result<(), StoreError> {
+    let portal = tx
+        .bind(&format!("SELECT {ENTRY_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq"), &[&after])
+        .map_err(pg("reading the audit log"))?;
+    loop {
+        let rows = tx.query_portal(&portal, 10_000).map_err(pg("reading the audit log"))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        rows.iter().map(entry_of).for_each(&mut each);
+    }
+}
+
+/// The tallies of the days `from..=to`.
+fn tallies_between(client: &mut impl postgres::GenericClient, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
+    let (from, to) = (from.min(i32::MAX as u32) as i32, to.min(i32::MAX as u32) as i32);
+    Ok(client
+        .query("SELECT day, actor, kind, code, n FROM audit_tally WHERE day BETWEEN $1 AND $2 ORDER BY 1, 2, 3, 4", &[&from, &to])
+        .map_err(pg("reading the audit tallies"))?
+        .iter()
+        .map(|r| Tally {
+            day: r.get::<_, i32>(0) as u32,
+            actor: r.get(1),
+            kind: r.get(2),
+            code: r.get(3),
+            count: r.get::<_, i64>(4).max(0) as u64,
+        })
+        .collect())
+}
+
 /// A walk of the chain: its verdict, and the last entry found intact.
 type Walked = (Result<usize, Tamper>, (i64, String));
 
@@ -72,6 +140,7 @@ impl PgAuditLog {
     pub fn open(url: &str, checkpoint: &Path, key: &[u8]) -> Result<PgAuditLog, StoreError> {
         blocking(|| {
             let mut client = connect(url)?;
+            catch_up_tallies(&mut client)?;
             let head = head_of(&mut client)?;
             Ok(PgAuditLog {
                 url: url.to_string(),
@@ -122,6 +191,11 @@ impl PgAuditLog {
                 &[&seqs, &ats, &actors, &actions, &persons, &objects, &codes, &macs],
             )
             .map_err(pg("appending to the audit log"))?;
+            let mut tallies = TallyMap::new();
+            for record in records {
+                tally_into(&mut tallies, record);
+            }
+            add_tallies(&mut tx, tallies, seq)?;
             tx.commit().map_err(pg("committing to the audit log"))?;
             self.head = (seq, previous);
             Ok(seqs)
@@ -189,6 +263,25 @@ impl PgAuditLog {
     }
 }
 
+impl PgAuditLog {
+    /// Recounts the whole chain and compares it with the tallies (see `AuditLog::check_tallies`).
+    pub fn check_tallies(&mut self) -> Result<Result<(), Tamper>, StoreError> {
+        blocking(|| {
+            let client = self.client()?;
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()
+                .map_err(pg("reading the audit log"))?;
+            let mut recount = TallyMap::new();
+            for_each_entry(&mut tx, 0, |entry| tally_into(&mut recount, &entry.record))?;
+            let stored = tallies_between(&mut tx, 0, u32::MAX)?;
+            tx.commit().map_err(pg("reading the audit log"))?;
+            Ok(compare_tallies(recount, stored))
+        })
+    }
+}
+
 /// Reads a patient's access log from the shared log, on pooled connections.
 pub struct PgAuditReader {
     url: String,
@@ -207,14 +300,31 @@ impl PgAuditReader {
         PgAuditReader { url: url.to_string(), pool: Mutex::new(Vec::new()) }
     }
 
-    /// How many entries one person has, and the newest `limit` of them, oldest first.
-    pub fn newest_person_entries(&self, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
+    /// The tallies of the days `from..=to` (`YYYYMMDD`).
+    pub fn tallies(&self, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
+        self.with_client(|client| tallies_between(client, from, to))
+    }
+
+    /// Runs `read` on a pooled connection.
+    fn with_client<T>(&self, read: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
         blocking(|| {
             let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let mut client = match pooled {
                 Some(client) if !client.is_closed() => client,
                 _ => connect(&self.url)?,
             };
+            let result = read(&mut client);
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 8 && !client.is_closed() {
+                pool.push(client);
+            }
+            result
+        })
+    }
+
+    /// How many entries one person has, and the newest `limit` of them, oldest first.
+    pub fn newest_person_entries(&self, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
+        self.with_client(|client| {
             let read = (|| {
                 let mut tx = client.build_transaction().read_only(true).start().map_err(pg("reading a person's audit entries"))?;
                 let total: i64 = tx
@@ -234,10 +344,6 @@ impl PgAuditReader {
                 entries.reverse();
                 Ok((total, entries))
             })();
-            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < 8 && !client.is_closed() {
-                pool.push(client);
-            }
             read
         })
     }
@@ -275,6 +381,17 @@ mod tests {
         let reader = PgAuditReader::new(&url);
         let (total, newest) = reader.newest_person_entries(1, 2).unwrap();
         assert_eq!((total, newest.iter().map(|e| e.seq).collect::<Vec<_>>()), (4, vec![7, 10]));
+
+        // Ten card verifications on one day (objects without a method), counted by both writers.
+        let tallies = reader.tallies(0, u32::MAX).unwrap();
+        assert_eq!(
+            tallies.iter().map(|t| (t.kind.as_str(), t.code.as_str(), t.count)).collect::<Vec<_>>(),
+            vec![("verify_card:unknown", "1", 10)]
+        );
+        assert_eq!(checker.check_tallies().unwrap(), Ok(()));
+        execute(&url, "UPDATE audit_tally SET n = 9");
+        assert!(matches!(checker.check_tallies().unwrap(), Err(Tamper::Tally { .. })), "an edited tally is found");
+        execute(&url, "UPDATE audit_tally SET n = 10");
 
         execute(&url, "UPDATE audit_log SET code = '4' WHERE seq = 6");
         assert_eq!(checker.verify().unwrap(), Err(Tamper::Unsealed { seq: 6 }));
