@@ -187,6 +187,21 @@ pub struct ConsentChoice {
 impl ConsentChoice {
     /// Whether any medical-information scope (drugs, checkups, diagnoses) is chosen: those need
     /// the patient's own PIN or face, never a visual check by staff.
+    /// The scopes given, by their codes (`drug`, `checkup`, `diagnosis`, `limit`,
+    /// `specific_disease`), in that order.
+    pub fn scope_codes(&self) -> Vec<&'static str> {
+        [
+            (self.drug, "drug"),
+            (self.checkup, "checkup"),
+            (self.diagnosis, "diagnosis"),
+            (self.limit, "limit"),
+            (self.specific_disease, "specific_disease"),
+        ]
+        .into_iter()
+        .filter_map(|(given, code)| given.then_some(code))
+        .collect()
+    }
+
     pub fn opens_medical_information(&self) -> bool {
         self.drug || self.checkup || self.diagnosis
     }

@@ -29,6 +29,10 @@ pub struct VerifyNumberRequest {
     /// returned.
     #[serde(default)]
     pub limit_consent: bool,
+    /// The gateway asks again about a check it answered offline (再照会 after an outage):
+    /// audited as `reverify_number`, so that the operator's dashboard counts it as such.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverification: bool,
 }
 
 /// A code with the label staff read.

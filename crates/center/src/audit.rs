@@ -107,6 +107,14 @@ impl AuditReader {
             AuditReader::Postgres(reader) => reader.newest_person_entries(person_id, limit),
         }
     }
+
+    /// The tallies of the Japan days `from..=to` (`YYYYMMDD`), exact to the newest entry.
+    pub fn tallies(&self, from: u32, to: u32) -> Result<Vec<onshi_store::audit::Tally>, onshi_store::StoreError> {
+        match self {
+            AuditReader::File(path) => onshi_store::audit::read_tallies(path, from, to),
+            AuditReader::Postgres(reader) => reader.tallies(from, to),
+        }
+    }
 }
 
 /// The handle handlers write through.

@@ -176,10 +176,12 @@ async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     let started = Instant::now();
     let now = (state.clock)();
     let mut object = "-".to_string();
+    let mut reverification = false;
     let result = async {
         let certified = institution(&peer)?;
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: VerifyNumberRequest = parse_json(&bytes)?;
+        reverification = request.reverification;
         check_institution(request.institution_code.as_deref(), certified)?;
         let query = parse_request(&request, now.date())?;
         object = query.insurer.as_str().to_string();
@@ -188,7 +190,8 @@ async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     .await;
     let person = result.as_ref().ok().and_then(|(_, person)| *person);
     let code = outcome(&result, |(answer, _)| answer.validity.code.clone());
-    let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), "verify_number", person, object, &code)]);
+    let action = if reverification { "reverify_number" } else { "verify_number" };
+    let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), action, person, object, &code)]);
     let result = audited.and(result).map(|(answer, _)| answer);
     match result {
         Ok(answer) => {
@@ -403,18 +406,29 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
     let now = (state.clock)();
     let mut records = card_sync(&state, now);
     let mut certificate = None;
+    let mut consent = None;
+    let mut recorded = false;
     let result = async {
         let (code, request): (_, onshi_api::card::VerifyCard) = card_request(&peer, body).await?;
         certificate = Some(request.proof.certificate.clone());
+        consent = Some(request.consent);
+        recorded = request.chosen_at.is_some();
         state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
     }
     .await;
     let code = outcome(&result, |(answer, _)| answer.answer.validity.code.clone());
     let (person, object) = match &result {
-        Ok((answer, person)) => (Some(*person), format!("{}:{}", answer.method.code(), answer.serial)),
+        // The method, the serial and the consent scopes given, which the dashboard counts
+        // (`onshi_store::audit::tally_kinds`).
+        Ok((answer, person)) => {
+            let scopes = consent.as_ref().map(|c| c.scope_codes().join(",")).unwrap_or_default();
+            (Some(*person), format!("{}:{}:{scopes}", answer.method.code(), answer.serial))
+        }
         Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
-    records.push(audit_record(now, actor(&peer), "verify_card", person, object, &code));
+    // A recorded visual check asked again after an outage (it carries its counter time).
+    let action = if recorded { "reverify_card" } else { "verify_card" };
+    records.push(audit_record(now, actor(&peer), action, person, object, &code));
     // Like a verification by number, a card verification answers once its entries are queued
     // (FIFO: any later committed entry, such as a view's, proves them in). What it opens, the
     // drug and checkup views, waits for its own commit.

@@ -88,9 +88,9 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 "no audit log at {}; the center writes it beside the register or where --audit says",
                 audit.display()
             );
-            let log = open_audit_to_verify(&audit, &pki)?;
+            let mut log = open_audit_to_verify(&audit, &pki)?;
             let checked = match log.verify()? {
-                Ok(count) => log.check_checkpoint()?.and(log.check_person_index()?).map(|()| count),
+                Ok(count) => log.check_checkpoint()?.and(log.check_person_index()?).and(log.check_tallies()?).map(|()| count),
                 Err(tamper) => Err(tamper),
             };
             match checked {
@@ -164,7 +164,7 @@ fn verify_postgres(url: &str, audit: &std::path::Path, pki: &std::path::Path) ->
     let checkpoint = onshi_store::audit::checkpoint_path(audit);
     let mut log = onshi_store::postgres::audit::PgAuditLog::open(url, &checkpoint, &key)?;
     let checked = match log.verify()? {
-        Ok(count) => log.check_checkpoint()?.map(|()| count),
+        Ok(count) => log.check_checkpoint()?.and(log.check_tallies()?).map(|()| count),
         Err(tamper) => Err(tamper),
     };
     match checked {

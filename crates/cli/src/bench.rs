@@ -87,6 +87,7 @@ fn sample_requests(files: &[PathBuf], persons: u64, today: &str) -> anyhow::Resu
                 birth_date: member.birth_date,
                 date_of_care: Some(today.to_string()),
                 limit_consent: true,
+                reverification: false,
             });
         }
     }

@@ -128,6 +128,7 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         birth_date: birth,
         date_of_care: date,
         limit_consent,
+        reverification: false,
     };
     let runtime = crate::runtime()?;
     match runtime.block_on(client.verify_number(&request)) {

@@ -633,6 +633,7 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
         birth_date,
         date_of_care: None,
         limit_consent: checked(&form, "limit_consent"),
+        reverification: false,
     };
     let result = async {
         let checked = page.gateway.ask_number(&request, None).await?;

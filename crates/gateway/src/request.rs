@@ -112,6 +112,7 @@ impl SearchInfo {
             birth_date: self.birth_date.clone(),
             date_of_care: date_of_care.map(str::to_string),
             limit_consent: self.limit_consent,
+            reverification: false,
         }
     }
 }

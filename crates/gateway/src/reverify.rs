@@ -61,7 +61,8 @@ pub async fn run_once(gateway: &Gateway) -> Result<Pass, GatewayError> {
 async fn ask_again(gateway: &Gateway, job: &QueuedJob) -> Result<Option<Outcome>, GatewayError> {
     match &job.job {
         Job::Number { request, .. } => {
-            let checked = gateway.ask_number(request, None).await?;
+            let again = onshi_api::verify::VerifyNumberRequest { reverification: true, ..request.clone() };
+            let checked = gateway.ask_number(&again, None).await?;
             Ok((!checked.queued()).then_some(checked.outcome))
         }
         Job::CardVisual { certificate, consent, date_of_care, .. } => {

@@ -122,6 +122,7 @@ pub fn requests(claim: &Claim, without_branch: bool) -> Option<Vec<VerifyNumberR
         birth_date: birth_date.yyyymmdd(),
         date_of_care: Some(date.yyyymmdd()),
         limit_consent: false,
+        reverification: false,
     };
     let mut asked = vec![request(first)];
     if last != first {

@@ -58,17 +58,18 @@ pub struct Tally {
 /// The tallies being summed, by (day, actor, kind, code).
 pub type TallyMap = std::collections::BTreeMap<(u32, String, String, String), u64>;
 
-/// What an entry counts as: its action, except that a card verification counts by its method
-/// (`verify_card:pin`, `:face`, `:visual`, from the object `method:serial[:scopes]`) and once
+/// What an entry counts as: its action, except that a card verification (and a recorded one
+/// asked again after an outage, `reverify_card`) counts by its method (`verify_card:pin`,
+/// `:face`, `:visual`, from the object `method:serial[:scopes]`) and once
 /// more for each consent scope given with it (`consent:drug`, …). One rule, used when entries
 /// are tallied, when a tally is read with the entries not tallied yet, and by a recount.
 pub fn tally_kinds(record: &AuditRecord) -> Vec<String> {
-    if record.action != "verify_card" {
+    if record.action != "verify_card" && record.action != "reverify_card" {
         return vec![record.action.clone()];
     }
     let mut parts = record.object.splitn(3, ':');
     let method = parts.next().filter(|m| !m.is_empty() && record.object.contains(':')).unwrap_or("unknown");
-    let mut kinds = vec![format!("verify_card:{method}")];
+    let mut kinds = vec![format!("{}:{method}", record.action)];
     if let Some(scopes) = parts.nth(1) {
         kinds.extend(scopes.split(',').filter(|s| !s.is_empty()).map(|scope| format!("consent:{scope}")));
     }

@@ -191,6 +191,17 @@ pub trait CardRegistry: Send + Sync {
     /// Withdraws a consent; `false` when there was none.
     fn withdraw_consent(&self, person_id: i64, institution: &str, scope: &str) -> Result<bool, StoreError>;
 
+    /// Every consent a person gave, with the institution it was given to, by institution and
+    /// scope: what the patient's own page lists.
+    fn consents_of_person(&self, person_id: i64) -> Result<Vec<(String, Consent)>, StoreError>;
+
+    /// The wrong-link reports about a person's cards, oldest first: the patient sees what
+    /// became of a flag they filed (and of a clinic's report about them).
+    fn reports_of_person(&self, person_id: i64) -> Result<Vec<LinkReportRow>, StoreError>;
+
+    /// How many wrong-link reports are in each review state (`open`, `confirmed`, `cleared`).
+    fn report_states(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Applies one verified feed entry, once by its number; a revocation undoes the link of
     /// the certificate in the same transaction.
     fn apply_binding(&self, change: &BindingChange, at: Timestamp) -> Result<BindingApplied, StoreError>;

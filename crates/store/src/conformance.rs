@@ -54,6 +54,35 @@ pub fn run_all(register: &dyn Register) {
     is_idempotent_by_event_id(register);
     refuses_contradictions_without_writing(register);
     changes_are_dated(register);
+    lag_is_profiled_by_month(register);
+}
+
+/// Each insurer's registrations by the month they reached the register, with their lag
+/// (notification day minus event day) counted into buckets, worked out by hand.
+fn lag_is_profiled_by_month(register: &dyn Register) {
+    let late = |id: &str, person: &str, number: &str, on: &str, notified_after: i64| CoverageEvent {
+        notified_at: Timestamp::at_start_of(d(on).add_days(notified_after)),
+        ..event(id, person, number, 0, on, acquire("19700101", IncomeClass::General))
+    };
+    let registered = Timestamp::at_start_of(d("20270115"));
+    let events = [
+        late("lag-1", "LAG1", "7001", "20261201", 3),
+        late("lag-2", "LAG2", "7002", "20261201", 20),
+        late("lag-3", "LAG3", "7003", "20261120", 45),
+    ];
+    assert_eq!(register.apply_events(&events, registered).unwrap(), vec![ApplyOutcome::Applied; 3]);
+    let january: Vec<_> = register.lag_by_month().unwrap().into_iter().filter(|m| m.month == 202701).collect();
+    assert_eq!(
+        january,
+        vec![crate::model::LagMonth {
+            insurer: insurer().as_str().to_string(),
+            month: 202701,
+            events: 3,
+            lag_days_sum: 3 + 20 + 45,
+            lag_days_max: 45,
+            by_lag: [1, 0, 0, 1, 1],
+        }]
+    );
 }
 
 fn applies_and_reads_back(register: &dyn Register) {
@@ -316,6 +345,13 @@ pub fn run_cards<R: Register + crate::cards::CardRegistry>(register: &R) {
     assert!(register.withdraw_consent(person, "1311234569", "drug").unwrap());
     assert!(!register.withdraw_consent(person, "1311234569", "drug").unwrap(), "nothing left to withdraw");
     assert_eq!(register.consents(person, "1311234569").unwrap(), [consent("checkup", 0)]);
+    register.record_consent(person, "2711234563", &consent("limit", 1)).unwrap();
+    assert_eq!(
+        register.consents_of_person(person).unwrap(),
+        [("1311234569".to_string(), consent("checkup", 0)), ("2711234563".to_string(), consent("limit", 1))],
+        "every institution's, for the patient's own page"
+    );
+    assert_eq!(register.consents_of_person(person + 1_000).unwrap(), [], "nobody else's");
 
     run_trust(register, person);
 }
@@ -387,6 +423,25 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     register.review_report(wrong, "insurer:x", true, "wrong person", now()).unwrap().expect("open");
     assert_eq!(register.card_link("0c02").unwrap().map(|l| l.state), Some(LinkState::Unlinked));
     assert_eq!(register.report(wrong).unwrap().map(|r| r.state), Some("confirmed".to_string()));
+    let about_0c02: Vec<_> = register
+        .reports_of_person(person)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.serial == "0c02")
+        .map(|r| (r.report_id, r.reporter, r.state))
+        .collect();
+    assert_eq!(
+        about_0c02,
+        [
+            (clinic, "1311234569".to_string(), "cleared".to_string()),
+            (holder, "patient".to_string(), "cleared".to_string()),
+            (wrong, "patient".to_string(), "confirmed".to_string())
+        ]
+    );
+    assert!(register.reports_of_person(person + 1_000).unwrap().is_empty());
+    let states = register.report_states().unwrap();
+    let state = |name: &str| states.iter().find(|(s, _)| s == name).map_or(0, |(_, n)| *n);
+    assert_eq!((state("cleared"), state("confirmed")), (2, 1), "{states:?}");
     assert_eq!(register.binding("0c02").unwrap().map(|b| b.state), Some("disputed".to_string()), "no new link from it");
     // A corrected binding from the card authority makes it usable again; linked again, an
     // undone link is active again.

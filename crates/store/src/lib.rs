@@ -83,6 +83,10 @@ pub trait Register: Send + Sync {
 
     fn counts(&self) -> Result<RegisterCounts, StoreError>;
 
+    /// Every insurer's registrations by month with their lag (the operator's dashboard: the
+    /// seed's 該当資格なし complaint made visible). Reads every event: callers cache it.
+    fn lag_by_month(&self) -> Result<Vec<model::LagMonth>, StoreError>;
+
     /// A canonical text dump of everything the register knows, by natural keys and without
     /// registration times (which differ between two imports of the same data), sorted. Two
     /// registers with equal dumps answer every query alike.

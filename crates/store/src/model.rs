@@ -151,6 +151,23 @@ pub struct InsurerLag {
     pub max_days: u32,
 }
 
+/// An insurer's registrations of one month (by the month they reached the register): how
+/// many, how late (notification day minus event day, as [`InsurerLag`]), and how many by lag.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct LagMonth {
+    pub insurer: String,
+    /// `YYYYMM` of registration (Japan time).
+    pub month: u32,
+    pub events: u64,
+    pub lag_days_sum: u64,
+    pub lag_days_max: u32,
+    /// Events by lag: 0–3 days, 4–7, 8–14, 15–30, over 30 (see [`LAG_BUCKETS`]).
+    pub by_lag: [u64; 5],
+}
+
+/// The upper bounds (days, inclusive) of [`LagMonth::by_lag`]'s buckets; the last is open.
+pub const LAG_BUCKETS: [u32; 4] = [3, 7, 14, 30];
+
 /// Counts for health and statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RegisterCounts {

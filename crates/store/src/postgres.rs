@@ -645,6 +645,30 @@ impl Register for PgRegister {
         })
     }
 
+    fn lag_by_month(&self) -> Result<Vec<crate::model::LagMonth>, StoreError> {
+        self.read(|c| {
+            let mut tx = c.client.build_transaction().read_only(true).start().map_err(pg("reading the registration lag"))?;
+            let portal = tx
+                .bind("SELECT insurer_number, occurred_on, notified_at, registered_at FROM insurer_events", &[])
+                .map_err(pg("reading the registration lag"))?;
+            let mut profile = crate::rules::LagProfile::default();
+            loop {
+                let rows = tx.query_portal(&portal, 10_000).map_err(pg("reading the registration lag"))?;
+                if rows.is_empty() {
+                    break;
+                }
+                for r in &rows {
+                    let occurred = crate::rows::to_date(r.get::<_, i64>(1))?;
+                    let notified = Timestamp::from_jst_seconds(r.get(2));
+                    let registered = Timestamp::from_jst_seconds(r.get(3));
+                    profile.add(r.get(0), occurred, notified, registered);
+                }
+            }
+            tx.commit().map_err(pg("reading the registration lag"))?;
+            Ok(profile.months())
+        })
+    }
+
     fn counts(&self) -> Result<RegisterCounts, StoreError> {
         self.read(|c| {
             let row = c
@@ -712,7 +736,7 @@ mod tests {
         let url = cluster::test_database().expect("a cluster");
         crate::conformance::run_all(&PgRegister::open(&url).unwrap());
         let register = PgRegister::open(&url).unwrap();
-        assert_eq!(register.counts().unwrap().persons, 3);
+        assert_eq!(register.counts().unwrap().persons, 6, "three persons of the conformance run and three of its lag check");
         register.writer.lock().unwrap().as_mut().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
         assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));
     }

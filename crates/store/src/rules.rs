@@ -348,7 +348,7 @@ impl<'r> Batch<'r> {
         let mut lag: HashMap<String, LagTotals> = HashMap::new();
         for (index, _) in &self.applied {
             let event = &events[*index];
-            let days = (event.notified_at.date().to_days() - event.occurred_on.to_days()).max(0);
+            let days = lag_days(event.occurred_on, event.notified_at);
             let totals = lag.entry(event.insurer.as_str().to_string()).or_default();
             totals.events += 1;
             totals.lag_days_sum += days;
@@ -365,4 +365,40 @@ pub(crate) fn decide(reads: &mut dyn RegisterReads, events: &[CoverageEvent], re
     let mut batch = Batch::read(reads, events, registered_at)?;
     let outcomes = events.iter().enumerate().map(|(i, event)| batch.apply(i, event)).collect::<Result<Vec<_>, _>>()?;
     Ok(batch.finish(events, outcomes))
+}
+
+/// An event's registration lag: the day the insurer notified it minus the day it happened,
+/// never negative. One rule for the per-insurer totals kept at import and the monthly profile.
+pub(crate) fn lag_days(occurred_on: Date, notified_at: Timestamp) -> i64 {
+    (notified_at.date().to_days() - occurred_on.to_days()).max(0)
+}
+
+/// Folds events, read by an engine as (insurer, event day, notification time, registration
+/// time), into each insurer's months.
+#[derive(Default)]
+pub(crate) struct LagProfile {
+    months: std::collections::BTreeMap<(String, u32), crate::model::LagMonth>,
+}
+
+impl LagProfile {
+    pub(crate) fn add(&mut self, insurer: &str, occurred_on: Date, notified_at: Timestamp, registered_at: Timestamp) {
+        let registered = registered_at.date();
+        let month = u32::from(registered.year()) * 100 + u32::from(registered.month());
+        let days = lag_days(occurred_on, notified_at);
+        let entry = self.months.entry((insurer.to_string(), month)).or_insert_with(|| crate::model::LagMonth {
+            insurer: insurer.to_string(),
+            month,
+            ..Default::default()
+        });
+        entry.events += 1;
+        entry.lag_days_sum += days as u64;
+        entry.lag_days_max = entry.lag_days_max.max(days.min(i64::from(u32::MAX)) as u32);
+        let bucket =
+            crate::model::LAG_BUCKETS.iter().position(|bound| days <= i64::from(*bound)).unwrap_or(crate::model::LAG_BUCKETS.len());
+        entry.by_lag[bucket] += 1;
+    }
+
+    pub(crate) fn months(self) -> Vec<crate::model::LagMonth> {
+        self.months.into_values().collect()
+    }
 }

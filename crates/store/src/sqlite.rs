@@ -309,6 +309,24 @@ impl Register for SqliteRegister {
         })
     }
 
+    fn lag_by_month(&self) -> Result<Vec<crate::model::LagMonth>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare("SELECT insurer_number, occurred_on, notified_at, registered_at FROM insurer_events")
+                .map_err(sqlite("reading the registration lag"))?;
+            let mut rows = statement.query([]).map_err(sqlite("reading the registration lag"))?;
+            let mut profile = crate::rules::LagProfile::default();
+            while let Some(r) = rows.next().map_err(sqlite("reading the registration lag"))? {
+                let insurer: String = r.get(0).map_err(sqlite("reading the registration lag"))?;
+                let occurred = crate::rows::to_date(r.get(1).map_err(sqlite("reading the registration lag"))?)?;
+                let notified = Timestamp::from_jst_seconds(r.get(2).map_err(sqlite("reading the registration lag"))?);
+                let registered = Timestamp::from_jst_seconds(r.get(3).map_err(sqlite("reading the registration lag"))?);
+                profile.add(&insurer, occurred, notified, registered);
+            }
+            Ok(profile.months())
+        })
+    }
+
     fn counts(&self) -> Result<RegisterCounts, StoreError> {
         self.read(|c| {
             let count = |sql: &str| -> Result<u64, StoreError> {
@@ -403,7 +421,7 @@ mod tests {
             crate::conformance::run_all(&register);
         }
         let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
-        assert_eq!(register.counts().unwrap().persons, 3);
+        assert_eq!(register.counts().unwrap().persons, 6, "three persons of the conformance run and three of its lag check");
         let version: i64 =
             register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.last().map(|m| m.0).unwrap());

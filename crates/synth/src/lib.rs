@@ -558,6 +558,7 @@ impl Generator {
             birth_date: person.birth.to_string(),
             date_of_care: Some(on.to_string()),
             limit_consent: consent,
+            reverification: false,
         }
     }
 

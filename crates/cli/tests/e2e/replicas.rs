@@ -95,6 +95,7 @@ fn request(insurer: &str, i: u32) -> onshi_api::verify::VerifyNumberRequest {
         birth_date: "19850505".into(),
         date_of_care: Some("20261125".into()),
         limit_consent: false,
+        reverification: false,
     }
 }
 

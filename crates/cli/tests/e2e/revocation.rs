@@ -57,6 +57,7 @@ fn a_revoked_clinic_is_refused_at_the_handshake_without_restarting_the_center() 
         birth_date: p1.birth.into(),
         date_of_care: None,
         limit_consent: false,
+        reverification: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let kept_alive = world.server.as_ref().unwrap().client_at(&pki, Some(CLINIC));

@@ -227,6 +227,7 @@ async fn an_insurer_uploads_only_its_own_members() {
         birth_date: "19850505".into(),
         date_of_care: Some("20261125".into()),
         limit_consent: false,
+        reverification: false,
     };
     assert_eq!(clinic.verify_number(&request).await.unwrap().validity.code, "1");
     let again = insurer.upload_events(body).await.unwrap();

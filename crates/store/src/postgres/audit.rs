@@ -325,26 +325,23 @@ impl PgAuditReader {
     /// How many entries one person has, and the newest `limit` of them, oldest first.
     pub fn newest_person_entries(&self, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
         self.with_client(|client| {
-            let read = (|| {
-                let mut tx = client.build_transaction().read_only(true).start().map_err(pg("reading a person's audit entries"))?;
-                let total: i64 = tx
-                    .query_one("SELECT count(*) FROM audit_log WHERE person_id = $1", &[&person_id])
-                    .map_err(pg("counting a person's audit entries"))?
-                    .get(0);
-                let mut entries: Vec<AuditEntry> = tx
-                    .query(
-                        &format!("SELECT {ENTRY_COLUMNS} FROM audit_log WHERE person_id = $1 ORDER BY seq DESC LIMIT $2"),
-                        &[&person_id, &limit],
-                    )
-                    .map_err(pg("reading a person's audit entries"))?
-                    .iter()
-                    .map(entry_of)
-                    .collect();
-                tx.commit().map_err(pg("reading a person's audit entries"))?;
-                entries.reverse();
-                Ok((total, entries))
-            })();
-            read
+            let mut tx = client.build_transaction().read_only(true).start().map_err(pg("reading a person's audit entries"))?;
+            let total: i64 = tx
+                .query_one("SELECT count(*) FROM audit_log WHERE person_id = $1", &[&person_id])
+                .map_err(pg("counting a person's audit entries"))?
+                .get(0);
+            let mut entries: Vec<AuditEntry> = tx
+                .query(
+                    &format!("SELECT {ENTRY_COLUMNS} FROM audit_log WHERE person_id = $1 ORDER BY seq DESC LIMIT $2"),
+                    &[&person_id, &limit],
+                )
+                .map_err(pg("reading a person's audit entries"))?
+                .iter()
+                .map(entry_of)
+                .collect();
+            tx.commit().map_err(pg("reading a person's audit entries"))?;
+            entries.reverse();
+            Ok((total, entries))
         })
     }
 }

@@ -176,6 +176,50 @@ impl CardRegistry for PgRegister {
         })
     }
 
+    fn consents_of_person(&self, person_id: i64) -> Result<Vec<(String, Consent)>, StoreError> {
+        self.read(|c| {
+            let rows = c
+                .query(
+                    "SELECT institution, scope, given_at, available_until FROM consents WHERE person_id = $1 ORDER BY institution, scope",
+                    &[&person_id],
+                )
+                .map_err(pg("reading a person's consents"))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        Consent {
+                            scope: r.get(1),
+                            given_at: Timestamp::from_jst_seconds(r.get(2)),
+                            available_until: Timestamp::from_jst_seconds(r.get(3)),
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+
+    fn reports_of_person(&self, person_id: i64) -> Result<Vec<LinkReportRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.query(&format!("SELECT {REPORT_COLUMNS} FROM link_reports r WHERE r.person_id = $1 ORDER BY r.report_id"), &[&person_id])
+                .map_err(pg("reading a person's reports"))?
+                .iter()
+                .map(report_of)
+                .collect())
+        })
+    }
+
+    fn report_states(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            Ok(c.query("SELECT state, count(*) FROM link_reports GROUP BY state ORDER BY state", &[])
+                .map_err(pg("counting reports"))?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect())
+        })
+    }
+
     fn withdraw_consent(&self, person_id: i64, institution: &str, scope: &str) -> Result<bool, StoreError> {
         self.with_writer(|tx| {
             let deleted = tx

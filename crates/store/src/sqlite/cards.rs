@@ -191,6 +191,50 @@ impl CardRegistry for SqliteRegister {
         })
     }
 
+    fn consents_of_person(&self, person_id: i64) -> Result<Vec<(String, Consent)>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT institution, scope, given_at, available_until FROM consents WHERE person_id = ?1 ORDER BY institution, scope",
+                )
+                .map_err(sqlite("reading a person's consents"))?;
+            let rows = statement
+                .query_map([person_id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Consent {
+                            scope: r.get(1)?,
+                            given_at: Timestamp::from_jst_seconds(r.get(2)?),
+                            available_until: Timestamp::from_jst_seconds(r.get(3)?),
+                        },
+                    ))
+                })
+                .map_err(sqlite("reading a person's consents"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite("reading a person's consents"))
+        })
+    }
+
+    fn reports_of_person(&self, person_id: i64) -> Result<Vec<LinkReportRow>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare_cached(&format!("SELECT {REPORT_COLUMNS} FROM link_reports r WHERE r.person_id = ?1 ORDER BY r.report_id"))
+                .map_err(sqlite("reading a person's reports"))?;
+            let rows = statement.query_map([person_id], report_of).map_err(sqlite("reading a person's reports"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite("reading a person's reports"))
+        })
+    }
+
+    fn report_states(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare_cached("SELECT state, count(*) FROM link_reports GROUP BY state ORDER BY state")
+                .map_err(sqlite("counting reports"))?;
+            let rows =
+                statement.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))).map_err(sqlite("counting reports"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite("counting reports"))
+        })
+    }
+
     fn withdraw_consent(&self, person_id: i64, institution: &str, scope: &str) -> Result<bool, StoreError> {
         self.with_writer(|tx| {
             let deleted = tx
