@@ -79,6 +79,8 @@ pub enum Purpose {
     Flag,
     /// The holder withdraws a consent.
     Withdraw,
+    /// The holder reads their own record: coverage, consents, reports, access log.
+    Record,
 }
 
 impl Purpose {
@@ -90,6 +92,7 @@ impl Purpose {
             Purpose::AccessLog => "access_log",
             Purpose::Flag => "flag",
             Purpose::Withdraw => "withdraw",
+            Purpose::Record => "record",
         }
     }
 }
@@ -429,4 +432,47 @@ mod tests {
             assert_eq!(purpose.code(), code);
         }
     }
+}
+
+/// A consent as the patient sees it on their own page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientConsent {
+    /// The 医療機関コード it was given to.
+    pub institution_code: String,
+    /// `drug`, `checkup`, `diagnosis`, `limit`, `specific_disease`.
+    pub scope: String,
+    /// `YYYYMMDDHHmmss`.
+    pub given_at: String,
+    /// The viewing deadline (閲覧有効期限), `YYYYMMDDHHmmss`.
+    pub available_until: String,
+    /// Whether the deadline is still ahead.
+    pub in_force: bool,
+}
+
+/// A wrong-link report about one of the patient's cards, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientReport {
+    pub report_id: i64,
+    /// The card certificate's serial.
+    pub serial: String,
+    /// `patient` (the holder flagged it) or the 医療機関コード of the clinic that reported it.
+    pub reporter: String,
+    pub reason: String,
+    /// `YYYYMMDDHHmmss`.
+    pub filed_at: String,
+    /// `open` (the insurer has not reviewed it yet), `confirmed` (the link was wrong and is
+    /// undone), `cleared` (the link was right).
+    pub state: String,
+}
+
+/// The patient's own record, read with their card (PIN, [`Purpose::Record`]): their coverage
+/// as registered, the consents they gave, the reports about their cards, and who looked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatientRecord {
+    /// One answer per coverage the register holds for the patient, as a clinic would be
+    /// answered on its date: today for a coverage in force, else its last covered day.
+    pub coverages: Vec<crate::verify::VerifyAnswer>,
+    pub consents: Vec<PatientConsent>,
+    pub reports: Vec<PatientReport>,
+    pub access_log: AccessLog,
 }

@@ -18,8 +18,8 @@ use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use onshi_api::card::{
     CardAnswer, CardProof, CertificateNotice, Challenge, ConsentChoice, ConsentState, Consents, LINK_DETAILS, LinkCard, LinkReport,
-    LinkReports, Linked, Method, Purpose, RegisterReader, ReviewLink, VerifyCard, WithdrawConsent, attestation_message, card_message,
-    consent_details, withdraw_details,
+    LinkReports, Linked, Method, PatientConsent, PatientRecord, PatientReport, Purpose, RegisterReader, ReviewLink, VerifyCard,
+    WithdrawConsent, attestation_message, card_message, consent_details, withdraw_details,
 };
 use onshi_domain::certificate::{self, Standing};
 use onshi_domain::eligibility::CoverageSpan;
@@ -835,6 +835,87 @@ impl CardPath {
         }
         let certificate = self.check_proof(proof, PATIENT, purpose, details, now)?.certificate;
         Ok((self.person_of(&certificate, now)?, certificate.serial))
+    }
+
+    /// The holder's own record, with their card's PIN signature: every coverage as a clinic
+    /// would be answered (today, or the coverage's last covered day), the consents they gave
+    /// and the reports about their cards. A card blocked by a flag still reads it: its holder
+    /// must see what became of the flag. Returns the person and the card's serial with it; the
+    /// access log is the audit log's to fill.
+    pub fn record(
+        &self,
+        register: &dyn Register,
+        lags: &LagCache,
+        proof: &CardProof,
+        now: Timestamp,
+    ) -> Result<(i64, String, PatientRecord), CenterError> {
+        if proof.method != Method::Pin {
+            return Err(refuse::proof_incomplete("the patient's own requests need the card's signature (the PIN path)"));
+        }
+        let certificate = self.check_proof(proof, PATIENT, Purpose::Record, "", now)?.certificate;
+        let person = match self.person_of(&certificate, now) {
+            Ok(person) => person,
+            Err(refused) => match self.cards.card_link(&certificate.serial).map_err(store_error)? {
+                Some(link) if link.state == LinkState::Flagged => link.person_id,
+                _ => return Err(refused),
+            },
+        };
+        let view = register.person_view(person).map_err(store_error)?;
+        let today = now.date();
+        let mut coverages = Vec::with_capacity(view.len());
+        for held in &view {
+            let c = &held.coverage;
+            let on = match c.lost_on {
+                _ if today < c.acquired_on => c.acquired_on,
+                Some(lost) if lost <= today => lost.add_days(-1).max(c.acquired_on),
+                _ => today,
+            };
+            // The patient's own data: the limit category is theirs to see.
+            let query = NumberQuery {
+                insurer: c.insurer.clone(),
+                symbol: c.symbol.clone(),
+                number: c.number.clone(),
+                branch: Some(c.branch),
+                birth_date: c.holder.birth_date,
+                date_of_care: on,
+                limit_consent: true,
+            };
+            coverages.push(answer_from_view(&view, lags.get(register, &c.insurer)?, &query, now).0);
+        }
+        let consents = self
+            .cards
+            .consents_of_person(person)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|(institution_code, c)| PatientConsent {
+                institution_code,
+                scope: c.scope,
+                given_at: c.given_at.to_string(),
+                available_until: c.available_until.to_string(),
+                in_force: c.available_until > now,
+            })
+            .collect();
+        let reports = self
+            .cards
+            .reports_of_person(person)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|r| PatientReport {
+                report_id: r.report_id,
+                serial: r.serial,
+                reporter: r.reporter,
+                reason: r.reason,
+                filed_at: r.filed_at.to_string(),
+                state: r.state,
+            })
+            .collect();
+        let access_log = onshi_api::card::AccessLog { entries: Vec::new(), total: 0 };
+        Ok((person, certificate.serial, PatientRecord { coverages, consents, reports, access_log }))
+    }
+
+    /// The card registry behind this path (the dashboard counts its reports).
+    pub fn registry(&self) -> &Arc<dyn CardRegistry> {
+        &self.cards
     }
 
     /// The link of a certificate whatever its state, and its person (a report must be

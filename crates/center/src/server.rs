@@ -361,6 +361,49 @@ async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -
     card_response(&state, result)
 }
 
+/// The holder's own record (coverage, consents, reports, access log) with their card: what
+/// the patient's page shows. Sealed in the log like an access-log read, before it is read.
+async fn record_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut records = card_sync(&state, now);
+    let result = async {
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let proof: onshi_api::card::CardProof = parse_json(&bytes)?;
+        let worker = state.clone();
+        let (person, serial, mut record) =
+            tokio::task::spawn_blocking(move || worker.card.record(worker.register.as_ref(), &worker.lags, &proof, now))
+                .await
+                .map_err(|e| errors::register_unavailable(format!("record worker failed: {e}")))??;
+        records.push(audit_record(now, crate::card::PATIENT.into(), "view_own_record", Some(person), serial, "ok"));
+        state.audit.record(std::mem::take(&mut records)).await?;
+        let reader = state.audit.reader();
+        let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
+        let (total, entries) = tokio::task::spawn_blocking(move || reader.newest_person_entries(person, limit))
+            .await
+            .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
+            .map_err(|e| errors::audit_unavailable(e.to_string()))?;
+        let entries = entries
+            .into_iter()
+            .map(|e| onshi_api::card::AccessLogEntry {
+                at: e.record.at.to_string(),
+                by: e.record.actor,
+                action: e.record.action,
+                code: e.record.code,
+            })
+            .collect();
+        record.access_log = onshi_api::card::AccessLog { entries, total: total.max(0) as u64 };
+        Ok(record)
+    }
+    .await;
+    if result.is_err() {
+        state.metrics.unauthenticated("PATIENT_PROOF_REFUSED");
+    }
+    if !records.is_empty() {
+        let _ = state.audit.record(records).await;
+    }
+    card_response(&state, result)
+}
+
 async fn reader_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let now = (state.clock)();
     let mut object = "-".to_string();
@@ -683,6 +726,7 @@ pub fn router(state: Arc<CenterState>) -> Router {
     let patients = Router::new()
         .route("/v1/patient/challenge", post(patient_challenge_handler))
         .route("/v1/patient/access-log", post(access_log_handler))
+        .route("/v1/patient/record", post(record_handler))
         .route("/v1/patient/flag", post(patient_flag_handler))
         .route("/v1/patient/consent/withdraw", post(withdraw_handler))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), patient_rate));

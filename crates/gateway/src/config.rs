@@ -28,6 +28,10 @@
 //! listen = "127.0.0.1:8080"     # "0.0.0.0:8080" to open it from the reception PCs too
 //! allow = ["192.168.1.20"]      # those PCs (addresses or networks); this PC always may
 //! hosts = ["uketsuke.local"]    # names typed to open it, besides addresses and localhost
+//!
+//! [patient]                     # the patients' own page (a kiosk with the reader); off unless set
+//! listen = "127.0.0.1:8081"     # an address of its own: a kiosk never reaches the reception page
+//! allow = ["192.168.1.30"]      # the kiosk PC, when it is not this one
 //! ```
 
 use std::net::SocketAddr;
@@ -104,6 +108,8 @@ struct RawConfig {
     reader: RawReader,
     #[serde(default)]
     page: RawPage,
+    #[serde(default)]
+    patient: Option<RawPatient>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +144,16 @@ struct RawReader {
 #[serde(deny_unknown_fields)]
 struct RawPage {
     #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatient {
     listen: SocketAddr,
     #[serde(default)]
     allow: Vec<String>,
@@ -195,6 +211,8 @@ pub struct GatewayConfig {
     pub face_charset: Charset,
     /// Who may open the page besides this PC, and under which names.
     pub page_access: Access,
+    /// The patients' own page (`[patient]`): its address and who may open it; `None`: off.
+    pub patient: Option<(SocketAddr, Access)>,
 }
 
 /// A configuration problem: which setting, what is wrong, what to do.
@@ -269,7 +287,22 @@ impl GatewayConfig {
         }
         let allow =
             raw.page.allow.iter().map(|a| Network::parse(a)).collect::<Result<Vec<_>, _>>().map_err(|e| setting("page.allow", e))?;
+        let patient = match raw.patient {
+            None => None,
+            Some(p) => {
+                let allow =
+                    p.allow.iter().map(|a| Network::parse(a)).collect::<Result<Vec<_>, _>>().map_err(|e| setting("patient.allow", e))?;
+                if p.listen == raw.page.listen {
+                    return Err(setting(
+                        "patient.listen",
+                        "is the reception page's address; the patients' page needs one of its own (a kiosk must not reach the reception page), e.g. 127.0.0.1:8081".into(),
+                    ));
+                }
+                Some((p.listen, Access { allow, hosts: p.hosts }))
+            }
+        };
         Ok(GatewayConfig {
+            patient,
             source: path.to_path_buf(),
             institution_code: raw.institution_code,
             folder: abs(&raw.folder),

@@ -461,7 +461,7 @@ pub fn refused_outcome(error: ClientError) -> Outcome {
 }
 
 /// What staff read when the reader or card fails (PIN errors, lock, face mismatch).
-fn reader_message(error: &onshi_reader::ReaderError) -> String {
+pub(crate) fn reader_message(error: &onshi_reader::ReaderError) -> String {
     use onshi_pki::card::CardError;
     use onshi_reader::ReaderError;
     match error {

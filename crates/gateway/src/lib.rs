@@ -7,7 +7,7 @@
 //!   when the line is down; [`reverify`] asks again by itself when it is back;
 //! - [`batch`]: 一括照会 ahead of the day, and what changed since;
 //! - [`page`]: the reception page, [`access`]: who may open it; [`doctor`]: which link of the
-//!   chain is broken;
+//!   chain is broken; [`patient`]: the patients' own page (a kiosk with the reader);
 //! - [`store`]: the gateway's own SQLite file, the durable part of all of the above.
 //!
 //! [`check`] is the pure core: outcomes and what changed between two answers.
@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod medical;
 pub mod metrics;
 pub mod page;
+pub mod patient;
 pub mod request;
 pub mod reverify;
 pub mod serve;

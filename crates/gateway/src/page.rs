@@ -73,15 +73,15 @@ impl Flashes {
 }
 
 /// Who is asking: the browser's id from its cookie, or a new one to set.
-struct Browser {
+pub(crate) struct Browser {
     /// `None` only if the system's random source failed: then no message is kept.
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     /// The id was made for this request and goes out in `Set-Cookie`.
     new: bool,
 }
 
 impl Browser {
-    fn of(headers: &HeaderMap) -> Browser {
+    pub(crate) fn of(headers: &HeaderMap) -> Browser {
         let sent = headers
             .get_all(header::COOKIE)
             .iter()
@@ -97,7 +97,7 @@ impl Browser {
 
     /// Adds `Set-Cookie` for a new id. HttpOnly: no script reads it; SameSite=Strict: another
     /// site's form does not carry it. No Secure flag, since the page is plain HTTP on the LAN.
-    fn finish(&self, mut response: Response) -> Response {
+    pub(crate) fn finish(&self, mut response: Response) -> Response {
         if let (true, Some(id)) = (self.new, &self.id)
             && let Ok(value) = header::HeaderValue::from_str(&format!("{BROWSER_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"))
         {
@@ -173,7 +173,7 @@ async fn no_simulator() -> Response {
 
 /// Refuses a form posted from another site (a page on the internet cannot drive the
 /// reception PC's gateway through the browser).
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     match (headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()), host) {
         (None, _) => true,
@@ -298,7 +298,7 @@ async fn metrics(State(page): State<Arc<Page>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-fn card_files(gateway: &Gateway) -> Vec<String> {
+pub(crate) fn card_files(gateway: &Gateway) -> Vec<String> {
     let Some(dir) = &gateway.config.card_folder else { return Vec::new() };
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {

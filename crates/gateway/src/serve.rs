@@ -24,10 +24,12 @@ pub enum ServeError {
     AlreadyServing(PathBuf),
     #[error("cannot lock {path}: {source}; check that the folder is writable")]
     Lock { path: PathBuf, source: std::io::Error },
-    #[error("the reception page cannot listen on {address}: {source}; if another program uses that port, stop it or set [page] listen")]
+    #[error("cannot listen on {address}: {source}; if another program uses that port, stop it or set [page] listen (or [patient] listen)")]
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("the reception page stopped: {0}")]
     Page(std::io::Error),
+    #[error("the patients' page cannot start: {0}")]
+    Patient(String),
 }
 
 /// Held while serving: one file lock beside the store (one queue to re-verify) and one in
@@ -83,6 +85,27 @@ pub async fn serve(
     let address = listen.unwrap_or(gateway.config.page_listen);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ServeError::Listen { address, source })?;
     bound(listener.local_addr().map_err(|source| ServeError::Listen { address, source })?);
+    // The patients' page, on its own address when configured.
+    let patient = match gateway.config.patient.clone() {
+        None => None,
+        Some((address, access)) => {
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ServeError::Listen { address, source })?;
+            let router = crate::patient::router(gateway.clone(), access).map_err(|e| ServeError::Patient(e.to_string()))?;
+            tracing::info!(%address, "the patients' page is served");
+            let mut until = stop.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<crate::access::Peer>())
+                    .with_graceful_shutdown(async move {
+                        while !*until.borrow() {
+                            if until.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .await
+            }))
+        }
+    };
     let watcher = tokio::spawn(crate::files::watch(gateway.clone(), POLL, stop.clone()));
     let reverifier = tokio::spawn(crate::reverify::run(gateway.clone(), retry, stop.clone()));
     let diagnoser = tokio::spawn(crate::doctor::watch_line(gateway.clone(), stop.clone()));
@@ -101,6 +124,11 @@ pub async fn serve(
         tracing::warn!(error = %e, "the file watcher stopped");
     }
     let _ = reverifier.await;
+    if let Some(patient) = patient
+        && let Ok(Err(e)) = patient.await
+    {
+        tracing::warn!(error = %e, "the patients' page stopped");
+    }
     let _ = diagnoser.await;
     Ok(())
 }

@@ -6,8 +6,8 @@
 //! proof.
 
 use onshi_api::card::{
-    CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Linked, Method, Purpose, ReportFiled, ReportLink, VerifyCard,
-    WithdrawConsent, card_message, consent_details, withdraw_details,
+    CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Linked, Method, PatientRecord, Purpose, ReportFiled,
+    ReportLink, VerifyCard, WithdrawConsent, card_message, consent_details, withdraw_details,
 };
 use onshi_api::client::{CenterClient, ClientError};
 
@@ -187,6 +187,52 @@ pub async fn card_pin_proof(
         card_signature: Some(onshi_domain::hex::encode(&signature)),
         attestation: None,
     })
+}
+
+/// A holder's own proof on a reader (the patient's page at a kiosk or at home): a patient
+/// challenge, and the card's signature after the PIN over the purpose and `details`.
+pub async fn holder_proof(
+    client: &CenterClient,
+    reader: &mut dyn CardReader,
+    pin: &str,
+    purpose: Purpose,
+    details: &str,
+) -> Result<CardProof, FlowError> {
+    let certificate = reader.certificate_with_pin(pin)?;
+    let challenge = client.post_json::<_, Challenge>(PATIENT_CHALLENGE, &serde_json::json!({})).await?.challenge;
+    let signature = reader.sign_with_pin(pin, &card_message(purpose, &challenge, details))?;
+    Ok(CardProof {
+        challenge,
+        certificate,
+        method: Method::Pin,
+        card_signature: Some(onshi_domain::hex::encode(&signature)),
+        attestation: None,
+    })
+}
+
+/// The holder's own record (coverage, consents, reports, access log), with the card on a reader.
+pub async fn own_record(client: &CenterClient, reader: &mut dyn CardReader, pin: &str) -> Result<PatientRecord, FlowError> {
+    let proof = holder_proof(client, reader, pin, Purpose::Record, "").await?;
+    Ok(client.post_json("/patient/record", &proof).await?)
+}
+
+/// The holder withdraws consents they gave an institution, with the card on a reader.
+pub async fn withdraw_on_reader(
+    client: &CenterClient,
+    reader: &mut dyn CardReader,
+    pin: &str,
+    institution_code: &str,
+    scopes: Vec<String>,
+) -> Result<serde_json::Value, FlowError> {
+    let proof = holder_proof(client, reader, pin, Purpose::Withdraw, &withdraw_details(institution_code, &scopes)).await?;
+    let request = WithdrawConsent { proof, institution_code: institution_code.to_string(), scopes };
+    Ok(client.post_json("/patient/consent/withdraw", &request).await?)
+}
+
+/// The holder flags their card's link as wrong, with the card on a reader.
+pub async fn flag_on_reader(client: &CenterClient, reader: &mut dyn CardReader, pin: &str, reason: &str) -> Result<ReportFiled, FlowError> {
+    let proof = holder_proof(client, reader, pin, Purpose::Flag, reason).await?;
+    Ok(client.post_json("/patient/flag", &onshi_api::card::PatientFlag { proof, reason: reason.to_string() }).await?)
 }
 
 /// The patient's own access log, with their card's PIN signature.

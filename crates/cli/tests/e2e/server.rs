@@ -180,6 +180,7 @@ async fn answers_and_refusals_on(engine: Engine) {
         "/v1/medical/checkups",
         "/v1/patient/challenge",
         "/v1/patient/access-log",
+        "/v1/patient/record",
     ] {
         assert!(document["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }

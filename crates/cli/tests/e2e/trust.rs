@@ -513,3 +513,49 @@ fn an_older_card_revocation_list_played_back_is_refused_even_across_a_restart() 
     run_ok(onshi().args(["jpki", "crl", "--dir"]).arg(world.path("jpki")));
     assert_eq!(ok_json(&world.verify(&card, &["--pin", PIN]))["validity"]["code"], "1", "a newer list brings it back, no restart");
 }
+
+#[test]
+fn a_patients_record_is_the_card_holders_own_and_nobody_elses() {
+    let world = World::new();
+    let card_a = world.issue("a.card", &A, &A);
+    let card_b = world.issue("b.card", &B, &B);
+    world.link(&card_a);
+    world.link(&card_b);
+    ok_json(&world.verify(&card_a, &["--pin", PIN, "--consent", "drug"]));
+    // The patient's page asks without a clinic certificate.
+    let anonymous = world.server().client_at(&world.path("pki"), None);
+    let mut a = onshi_pki::card::VirtualCard::load(&card_a).unwrap();
+    let mut b = onshi_pki::card::VirtualCard::load(&card_b).unwrap();
+    let proof = |card: &mut onshi_pki::card::VirtualCard, purpose| {
+        world.runtime.block_on(flow::card_pin_proof(&anonymous, flow::PATIENT_CHALLENGE, card, PIN, purpose, "")).unwrap()
+    };
+    let read = |proof: &CardProof| world.runtime.block_on(anonymous.post_json::<_, Value>("/patient/record", proof));
+
+    // A reads her own record: her coverage, the consent she gave at the clinic, who looked.
+    let honest = proof(&mut a, Purpose::Record);
+    let record = read(&honest).expect("A's record");
+    let numbers: Vec<&str> = record["coverages"].as_array().unwrap().iter().filter_map(|c| c["coverage"]["number"].as_str()).collect();
+    assert_eq!(numbers, [A.number], "{record}");
+    assert_eq!(record["coverages"][0]["coverage"]["name"], A.name);
+    let consents = record["consents"].as_array().unwrap();
+    assert!(consents.iter().any(|c| c["institution_code"] == CLINIC && c["scope"] == "drug" && c["in_force"] == true), "{record}");
+    let log = record["access_log"]["entries"].as_array().unwrap();
+    assert!(log.iter().any(|e| e["by"] == CLINIC && e["action"] == "verify_card" && e["code"] == "1"), "{record}");
+    assert!(log.iter().any(|e| e["by"] == "patient" && e["action"] == "view_own_record"), "the read itself is recorded: {record}");
+
+    // The same proof again: the challenge was used.
+    assert_eq!(refusal(read(&honest)), "CHALLENGE_UNKNOWN");
+    // B's card signs, A's public certificate is sent: whose record it is cannot be chosen.
+    let mut forged = proof(&mut b, Purpose::Record);
+    forged.certificate = a.certificate_pem().to_string();
+    assert_eq!(refusal(read(&forged)), "CARD_SIGNATURE_INVALID");
+    // A signature A gave for another purpose (reading her access log) does not open the record.
+    let other_purpose = proof(&mut a, Purpose::AccessLog);
+    assert_eq!(refusal(read(&other_purpose)), "CARD_SIGNATURE_INVALID");
+    // B reads his own, and sees none of A's.
+    let record_b = read(&proof(&mut b, Purpose::Record)).expect("B's record");
+    assert_eq!(record_b["coverages"][0]["coverage"]["number"], B.number);
+    assert!(record_b["consents"].as_array().unwrap().is_empty(), "{record_b}");
+    let log_b = record_b["access_log"]["entries"].as_array().unwrap();
+    assert!(!log_b.iter().any(|e| e["action"] == "verify_card"), "A's check is not in B's log: {record_b}");
+}
