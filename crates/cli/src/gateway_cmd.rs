@@ -50,6 +50,7 @@ fn open(config: &std::path::Path) -> anyhow::Result<Gateway> {
 fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let gateway = Arc::new(open(&config)?);
     let folder = gateway.config.folder.clone();
+    let patient = gateway.config.patient.as_ref().map(|(address, _)| *address);
     crate::runtime()?.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -63,6 +64,9 @@ fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode
             |addr| {
                 println!("listening {addr}");
                 eprintln!("onshi gateway: reception page http://{addr}/ ; requests into {}", folder.join("req").display());
+                if let Some(patient) = patient {
+                    eprintln!("onshi gateway: patients' page (for the kiosk) http://{patient}/");
+                }
             },
             stop,
         )

@@ -84,8 +84,8 @@ pub async fn serve(
     let _lock = serve_lock(&gateway.config)?;
     let address = listen.unwrap_or(gateway.config.page_listen);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ServeError::Listen { address, source })?;
-    bound(listener.local_addr().map_err(|source| ServeError::Listen { address, source })?);
-    // The patients' page, on its own address when configured.
+    // The patients' page, on its own address when configured; bound before the reception
+    // page is reported ready, so that both answer once it is.
     let patient = match gateway.config.patient.clone() {
         None => None,
         Some((address, access)) => {
@@ -106,6 +106,7 @@ pub async fn serve(
             }))
         }
     };
+    bound(listener.local_addr().map_err(|source| ServeError::Listen { address, source })?);
     let watcher = tokio::spawn(crate::files::watch(gateway.clone(), POLL, stop.clone()));
     let reverifier = tokio::spawn(crate::reverify::run(gateway.clone(), retry, stop.clone()));
     let diagnoser = tokio::spawn(crate::doctor::watch_line(gateway.clone(), stop.clone()));

@@ -154,6 +154,47 @@ impl Browser {
     fn page_text(&self) -> String {
         self.text("body")
     }
+
+    /// A screenshot of the window as PNG, checked to be one. With `ONSHI_SCREENSHOTS=DIR` it
+    /// is also saved there as `NAME.png` (how the pictures in docs/screenshots are made:
+    /// `ONSHI_SCREENSHOTS=docs/screenshots cargo test -p onshi --test e2e browser`).
+    fn screenshot(&self, name: &str) {
+        // The whole page, not just the first screen: the window is made as tall as the page.
+        let height = self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": "return document.documentElement.scrollHeight;", "args": []})),
+        );
+        let height = height.as_u64().unwrap_or(900).clamp(600, 4000);
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 1200, "height": height + 120})));
+        let encoded = self.call(reqwest::Method::GET, "/screenshot", None);
+        let png = base64_decode(encoded.as_str().expect("a base64 screenshot"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{name}: not a picture of a page ({} bytes)", png.len());
+        if let Some(dir) = std::env::var_os("ONSHI_SCREENSHOTS") {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+        }
+    }
+}
+
+/// Standard base64 (WebDriver's screenshots).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        other => panic!("not base64: {other}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | u32::from(*d) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }
 
 impl Drop for Browser {
@@ -277,4 +318,65 @@ fn the_reception_page_with_a_pc_sc_reader_waits_for_the_card_and_checks_it_with_
     let flash = browser.text("#flash");
     assert!(flash.contains("有効"), "{flash}");
     inserted.remove();
+}
+
+#[test]
+fn the_patients_page_shows_the_holders_record_and_withdraws_and_flags_with_the_pin() {
+    let world = ClinicWorld::new();
+    let p1 = &members()[0];
+    // The patients' page on an address of its own (a free port, released just before).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let config = world.path("gateway.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[patient]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    let gateway = GatewayProcess::start(&world);
+    // At the counter: the patient's card check, with consent to the drug information.
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let flash = gateway.post("/reader/verify", &[("method", "pin"), ("pin", crate::clinic::PIN), ("drug", "1")]);
+    assert!(flash.contains("有効"), "{flash}");
+    // The reception page is not on the patients' address.
+    let browser = Browser::start();
+    let kiosk = format!("http://127.0.0.1:{port}");
+    browser.open(&format!("{kiosk}/live"));
+    assert!(!browser.page_text().contains(p1.name), "the kiosk does not reach today's checks");
+
+    browser.open(&format!("{kiosk}/"));
+    assert!(browser.text("#reader").contains("カードを確認しました"), "the card is still on the reader: {}", browser.text("#reader"));
+    // A wrong PIN: the card counts it, the page says how many tries are left and shows nothing.
+    browser.type_into("#pin", "9999");
+    browser.submit("#open");
+    let flash = browser.text("#flash");
+    assert!(flash.contains("暗証番号が違います") && flash.contains('2'), "{flash}");
+    assert!(!browser.page_text().contains(p1.name));
+
+    browser.type_into("#pin", crate::clinic::PIN);
+    browser.submit("#open");
+    let coverages = browser.text("#coverages");
+    assert!(coverages.contains(p1.name) && coverages.contains(p1.number) && coverages.contains("有効"), "{coverages}");
+    let consents = browser.text("#consents");
+    assert!(consents.contains(crate::common::CLINIC) && consents.contains("薬剤情報"), "{consents}");
+    let log = browser.text("#access-log");
+    assert!(log.contains("マイナ保険証で資格を確認") && log.contains(crate::common::CLINIC), "{log}");
+    browser.screenshot("patient-page");
+
+    // The patient withdraws the consent with the PIN: the fresh record no longer has it.
+    browser.type_into(".withdraw-pin", crate::clinic::PIN);
+    browser.submit(".withdraw");
+    assert!(browser.text("#flash").contains("同意を取り消しました"), "{}", browser.text("#flash"));
+    assert!(browser.text("#consents").contains("同意した記録はありません"), "{}", browser.text("#consents"));
+    assert!(browser.text("#access-log").contains("同意を取り消し"));
+
+    // The patient flags the link; the report shows as being reviewed.
+    browser.type_into("#reason", "自分の保険ではない");
+    browser.type_into("#flag-pin", crate::clinic::PIN);
+    browser.submit("#flag");
+    assert!(browser.text("#flash").contains("届け出ました"), "{}", browser.text("#flash"));
+    let reports = browser.text("#reports");
+    assert!(reports.contains("自分の保険ではない") && reports.contains("保険者が確認中です") && reports.contains("ご本人"), "{reports}");
+
+    // The card leaves the reader: the record leaves the screen.
+    browser.submit("#remove");
+    let page = browser.page_text();
+    assert!(page.contains("カードをカードリーダーに置いてください") && !page.contains(p1.name), "{page}");
 }
