@@ -9,12 +9,14 @@
 //! - [`medical`]: medical information: import, and views under a live consent.
 //! - [`errors`]: the catalogue of stable codes with reception (Japanese) and operator actions.
 //! - [`server`]: HTTPS with mutual TLS, the API router, and [`metrics`].
+//! - [`dashboard`]: the operator's page and CSV tables, from the audit log's tallies.
 //!
 //! Architecture invariant: the institution code and insurer number of a caller come from its
 //! client certificate only.
 
 pub mod audit;
 pub mod card;
+pub mod dashboard;
 pub mod errors;
 pub mod import;
 pub mod medical;

@@ -98,11 +98,13 @@ pub struct CenterState {
     pub rate: crate::rate::RateLimiter,
     /// Requests per second per address to the patients' endpoints (no certificate there).
     pub patient_rate: crate::rate::RateLimiter,
+    /// What the operator's dashboard reads seldom (the registration lag profile).
+    pub dashboard: crate::dashboard::DashboardCache,
 }
 
 /// The address a request came from (set by the accept loop).
 #[derive(Clone, Copy, Debug)]
-struct Remote(std::net::IpAddr);
+pub(crate) struct Remote(pub(crate) std::net::IpAddr);
 
 fn actor(peer: &Peer) -> String {
     match peer {
@@ -652,7 +654,27 @@ async fn stats_handler(State(state): State<Arc<CenterState>>) -> Response {
 }
 
 async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    // The checks this month, from the audit log's tallies: the dashboard's own figures.
+    let reader = state.clone();
+    text.push_str(&tokio::task::spawn_blocking(move || crate::dashboard::metrics_text(&reader)).await.unwrap_or_default());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The operator's pages answer a browser on this machine only (an operator comes through an
+/// SSH tunnel); they name institutions and insurers.
+async fn operator_only(request: Request, next: axum::middleware::Next) -> Response {
+    let local = request.extensions().get::<Remote>().is_some_and(|remote| remote.0.is_loopback());
+    if !local {
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "運用者ダッシュボードはセンターのマシン上（127.0.0.1）からだけ開けます。SSH のトンネルを使ってください。\n\
+             the operator's dashboard answers loopback only; reach it through an SSH tunnel",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn openapi_handler() -> Response {
@@ -723,6 +745,10 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/medical/drugs", post(drugs_handler))
         .route("/v1/medical/checkups", post(checkups_handler))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), certified_only));
+    let operator = Router::new()
+        .route("/dashboard", get(crate::dashboard::page_handler))
+        .route("/dashboard/{table}", get(crate::dashboard::csv_handler))
+        .route_layer(axum::middleware::from_fn(operator_only));
     let patients = Router::new()
         .route("/v1/patient/challenge", post(patient_challenge_handler))
         .route("/v1/patient/access-log", post(access_log_handler))
@@ -736,6 +762,7 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/stats", get(stats_handler))
         .route("/metrics", get(metrics_handler))
         .merge(patients)
+        .merge(operator)
         .merge(certified)
         .fallback(fallback)
         .with_state(state)

@@ -10,11 +10,13 @@
 //! - [`limit`]: 限度額 categories and the monthly caps, as dated rows.
 //! - [`eligibility`]: the QualificationValidity decision.
 //! - [`certificate`]: a card certificate's life at the counter (renewal notice, eligibility-only grace).
+//! - [`chart`]: the pages' charts as inline SVG (pure text, like [`markup`]).
 //!
 //! Architecture invariant: this crate does no I/O, knows nothing of storage, HTTP or JSON, and
 //! has no way to represent a My Number.
 
 pub mod certificate;
+pub mod chart;
 pub mod check_digit;
 pub mod codes;
 pub mod copay;
