@@ -78,10 +78,11 @@ pub fn is_card_use(kind: &str) -> bool {
     kind.starts_with("verify_card:") || kind.starts_with("reverify_card:")
 }
 
-/// Whether an outcome code is an answer (a validity, or a completed action) rather than a
-/// refusal.
+/// Whether an outcome code is an answer (a validity, `ok`, or what an action did, such as a
+/// reader's `registered`) rather than a refusal: refusals carry the catalogue's stable codes,
+/// which are upper case (`CARD_NOT_LINKED`); nothing else is.
 pub fn is_answer(code: &str) -> bool {
-    matches!(code, "1" | "2" | "3" | "4" | "5" | "ok" | "none_in_force" | "cleared" | "confirmed" | "revoked")
+    !code.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// The figures of one month, from the tallies of that month (and of the months before it for
@@ -586,14 +587,17 @@ fn page_html(reading: &Reading, month: u32) -> String {
     let bars: Vec<Vec<u64>> = distribution.iter().map(|n| vec![*n]).collect();
     html.push_str(&chart::stacked_bars("chart-lag", "届出までの日数の分布（全保険者）", &bucket_labels, &["届出件数"], &bars));
     let late: Vec<&InsurerLagRow> = rows.iter().filter(|r| r.mean_days > LATE_MEAN_DAYS).collect();
-    let _ =
-        write!(html, "<p id=\"late-insurers\">平均 {LATE_MEAN_DAYS:.0} 日を超えて遅れている保険者: <strong>{}</strong></p>", late.len());
+    let _ = write!(
+        html,
+        "<p id=\"late-insurers\">平均 {LATE_MEAN_DAYS:.0} 日を超えて遅れている保険者: <strong>{}</strong>（遅れの大きい順に20保険者。全保険者は CSV）</p>",
+        late.len()
+    );
     html.push_str("<table id=\"insurer-lag\"><tr><th>保険者番号</th><th>届出</th><th>平均（日）</th><th>最大（日）</th>");
     for label in &bucket_labels {
         let _ = write!(html, "<th>{label}</th>");
     }
     html.push_str("</tr>");
-    for row in rows.iter().take(50) {
+    for row in rows.iter().take(20) {
         let class = if row.mean_days > LATE_MEAN_DAYS { " class=\"bad\"" } else { "" };
         let _ = write!(
             html,
@@ -673,6 +677,8 @@ mod tests {
             tally(20261203, "A", "view_drug", "ok", 2),
             tally(20261204, "B", "verify_number", "1", 4),
             tally(20261204, "B", "view_drug", "CONSENT_REQUIRED", 1),
+            // What an action did is not a refusal.
+            tally(20261204, "B", "register_reader", "registered", 1),
         ];
         let f = Figures::from_tallies(&tallies, 202612);
         // Paths: pin 2, face 1, visual 0, number 2 + 4, re-verified 2, batch 10.

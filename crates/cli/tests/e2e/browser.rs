@@ -69,7 +69,8 @@ impl Browser {
             (status["value"]["ready"] == true).then_some(())
         });
         let http = reqwest::Client::new();
-        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+        // The center's pages are HTTPS under the demo's own CA, which this browser does not know.
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "acceptInsecureCerts": true, "goog:chromeOptions": {
             "binary": chromium(),
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--lang=ja"]
         }}}});
@@ -379,4 +380,113 @@ fn the_patients_page_shows_the_holders_record_and_withdraws_and_flags_with_the_p
     browser.submit("#remove");
     let page = browser.page_text();
     assert!(page.contains("カードをカードリーダーに置いてください") && !page.contains(p1.name), "{page}");
+}
+
+/// Counts a client reads over HTTPS from the center, trusting its CA (no client certificate).
+fn center_get(url: &str, ca: &std::path::Path) -> (u16, String) {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    blocking(async {
+        let response = client.get(url).send().await.expect("the center answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+/// The paths of the dashboard, counted independently from the sealed audit entries of `month`
+/// (`YYYYMM`) with the rules written out: a card check by its method (the object's prefix), a
+/// check by numbers, a re-verification, a batch entry.
+fn counted_from_the_audit_log(audit: &std::path::Path, month: &str) -> Vec<(String, u64)> {
+    let connection = rusqlite::Connection::open_with_flags(audit, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let (year, m): (i32, u32) = (month[..4].parse().unwrap(), month[4..].parse().unwrap());
+    // Japan-time seconds at the month's start and the next month's (days from the epoch by
+    // the civil calendar, written out).
+    let days = |y: i32, m: u32| {
+        let (y, m) = if m > 12 { (y + 1, 1) } else { (y, m) };
+        let (y2, m2) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
+        i64::from(365 * y2 + y2 / 4 - y2 / 100 + y2 / 400) + i64::from((153 * (m2 - 3) + 2) / 5) + 1 - 719_469
+    };
+    let (from, to) = (days(year, m) * 86_400, days(year, m + 1) * 86_400);
+    let count = |filter: &str| -> u64 {
+        connection
+            .query_row(&format!("SELECT count(*) FROM audit_log WHERE at >= ?1 AND at < ?2 AND ({filter})"), [from, to], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64
+    };
+    vec![
+        ("card_pin".into(), count("action = 'verify_card' AND object LIKE 'pin:%'")),
+        ("card_face".into(), count("action = 'verify_card' AND object LIKE 'face:%'")),
+        ("card_visual".into(), count("action = 'verify_card' AND object LIKE 'visual:%'")),
+        ("number".into(), count("action = 'verify_number'")),
+        ("reverify".into(), count("action IN ('reverify_number', 'reverify_card')")),
+        ("batch".into(), count("action = 'verify_number_batch'")),
+    ]
+}
+
+#[test]
+fn the_operators_dashboard_shows_the_demos_morning_as_metrics_and_the_audit_log_count_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    let demo = crate::common::onshi().args(["demo", "--check", "--persons", "3000", "--dir"]).arg(&root).output().unwrap();
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    // The demo's center again, on its register and audit log, reachable from other hosts too.
+    let server = crate::common::Server::start_listening(&root.join("center.sqlite"), &root.join("pki"), "0.0.0.0:0", &[]);
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let ca = root.join("pki/ca.pem");
+    let base = format!("https://127.0.0.1:{port}");
+
+    // Three counts of this month's checks by path: the dashboard's CSV, /metrics, and the
+    // audit log counted here by its own rules.
+    let (status, csv) = center_get(&format!("{base}/dashboard/checks-by-month.csv"), &ca);
+    assert_eq!(status, 200, "{csv}");
+    // The table's last row is this month (Japan time).
+    let month = csv.lines().last().unwrap().split(',').next().unwrap().to_string();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    let from_csv: Vec<(String, u64)> =
+        header[1..7].iter().zip(&row[1..7]).map(|(path, n)| (path.to_string(), n.parse().unwrap())).collect();
+    let (_, metrics) = center_get(&format!("{base}/metrics"), &ca);
+    let from_metrics: Vec<(String, u64)> = from_csv
+        .iter()
+        .map(|(path, _)| {
+            let key = format!("onshi_checks_month{{month=\"{month}\",path=\"{path}\"}} ");
+            let line = metrics.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("{key} in {metrics}"));
+            (path.clone(), line[key.len()..].parse().unwrap())
+        })
+        .collect();
+    let from_audit = counted_from_the_audit_log(&root.join("center.audit.sqlite"), &month);
+    assert_eq!(from_csv, from_audit, "the dashboard against the audit log");
+    assert_eq!(from_metrics, from_audit, "/metrics against the audit log");
+    let total = |counts: &[(String, u64)], path: &str| counts.iter().find(|(p, _)| p == path).map_or(0, |(_, n)| *n);
+    assert!(total(&from_audit, "number") > 0 && total(&from_audit, "card_pin") > 0, "the demo's morning is there: {from_audit:?}");
+    // The 利用率 as the CSV says it, worked from its own counts.
+    let card = total(&from_audit, "card_pin") + total(&from_audit, "card_face") + total(&from_audit, "card_visual");
+    let counter = card + total(&from_audit, "number") + total(&from_audit, "reverify");
+    assert_eq!((row[7].parse::<u64>().unwrap(), row[8].parse::<u64>().unwrap()), (card, counter), "{csv}");
+
+    // The page in the browser: the same figures, charts drawn, a CSV link per table.
+    let browser = Browser::start();
+    browser.open(&format!("{base}/dashboard"));
+    let usage = browser.text("#national-usage");
+    let expected = format!("{:.1} %", card as f64 * 100.0 / counter as f64);
+    assert!(usage.contains(&expected), "{usage} shows {expected}");
+    let paths = browser.text("#checks-by-path");
+    assert!(paths.contains(&format!("保険者番号等 {}", total(&from_audit, "number"))), "{paths}");
+    for chart in ["#chart-usage", "#chart-days", "#chart-months", "#chart-lag"] {
+        browser.find(chart);
+    }
+    let lag = browser.text("#insurer-lag");
+    assert!(lag.lines().count() > 1, "the insurers' lag from the register: {lag}");
+    browser.screenshot("operator-dashboard");
+
+    // From another host the page is refused (it names institutions and insurers).
+    let outside = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .expect("a non-loopback address of this machine");
+    assert!(!outside.is_loopback(), "{outside}");
+    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let refused = blocking(async { client.get(format!("https://{outside}:{port}/dashboard")).send().await.unwrap().status().as_u16() });
+    assert_eq!(refused, 403, "the dashboard from {outside}");
 }
