@@ -48,6 +48,10 @@ pub struct CheckArgs {
     /// coverage may still be registered.
     #[arg(long, value_name = "YYYYMMDD")]
     pub today: Option<String>,
+    /// Also tell the clinic's gateway (its gateway.toml) how many claims each treatment month
+    /// of the file has: the reception page then shows the 利用率 on the claims basis too.
+    #[arg(long, value_name = "gateway.toml")]
+    pub gateway: Option<PathBuf>,
 }
 
 pub fn run(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
@@ -68,6 +72,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let file = uke::read(&bytes).with_context(|| format!("{} cannot be read as a claim file", args.file.display()))?;
     for diagnostic in &file.diagnostics {
         eprintln!("{}: {diagnostic}", args.file.display());
+    }
+    if let Some(config) = &args.gateway {
+        record_claims(config, &args.file, &file)?;
     }
     let client = args.center.client()?;
     let assessments = crate::runtime()?.block_on(assess_all(&client, &file, today))?;
@@ -97,6 +104,27 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let attention = assessments.iter().any(|a| !matches!(a.class, Class::Ok | Class::NotChecked));
     let file_errors = file.diagnostics.iter().any(|d| d.severity == Severity::Error);
     Ok(if attention || file_errors { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Writes the number of claims per treatment month into the gateway's store (the claims
+/// basis of the 利用率 on its reception page).
+fn record_claims(config: &Path, path: &Path, file: &UkeFile) -> anyhow::Result<()> {
+    let config = onshi_gateway::config::GatewayConfig::load(config)?;
+    let store = onshi_gateway::store::Store::open(&config.store)
+        .with_context(|| format!("the gateway's store {} (from {})", config.store.display(), config.source.display()))?;
+    let mut months: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for claim in &file.claims {
+        if let Some(month) = claim.treatment_month {
+            *months.entry(format!("{:04}{:02}", month.year, month.month)).or_default() += 1;
+        }
+    }
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let now = onshi_pki::now().to_string();
+    for (month, claims) in &months {
+        store.record_claims(month, *claims, &name, &now)?;
+        println!("ゲートウェイに記録しました: 診療年月 {month} のレセプト {claims} 件（利用率のレセプト件数の基準）");
+    }
+    Ok(())
 }
 
 /// The corrected copy must never overwrite the claim file it was made from.

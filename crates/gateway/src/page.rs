@@ -237,29 +237,91 @@ fn usage_section(gateway: &Gateway) -> String {
 /// The month `yyyymm`'s rate, days and counting rules.
 fn usage_html(gateway: &Gateway, month: &str) -> String {
     let rows = gateway.store.checks_since(&format!("{month}01000000")).unwrap_or_default();
-    let usage = crate::usage::month_usage(month, &crate::usage::counted(&rows));
+    let counted = crate::usage::counted(&rows);
+    let usage = crate::usage::month_usage(month, &counted);
+    let persons = crate::usage::persons_usage(month, &counted);
+    let claims = gateway.store.claims_of(month).ok().flatten();
+    let threshold = crate::usage::THRESHOLD_PERCENT;
     let mut html = format!("<h2>マイナ保険証利用率（{}年{}月）</h2>", &month[..4], month[4..].trim_start_matches('0'));
-    match usage.percent() {
-        Some(percent) => {
-            let verdict = if usage.meets_threshold() { "達成" } else { "未達" };
+    let rate = |percent: Option<f64>| match percent {
+        Some(p) => format!("<strong class=\"{}\">{p:.1} %</strong>", if p >= threshold { "ok" } else { "bad" }),
+        None => "—".to_string(),
+    };
+    let verdict = if usage.meets_threshold() { "達成" } else { "未達" };
+    let _ = write!(
+        html,
+        "<p id=\"usage-rate\">{}（マイナ保険証 {} 件／オンライン資格確認 {} 件）　加算の基準 {threshold:.0} %: {verdict}（厚生労働省の基準）</p>",
+        rate(usage.percent()),
+        usage.card_checks,
+        usage.all_checks
+    );
+    html.push_str("<table id=\"usage-bases\"><tr><th>基準</th><th>利用率</th><th>分子</th><th>分母</th></tr>");
+    let _ = write!(
+        html,
+        "<tr><td>件数（厚生労働省の基準）</td><td>{}</td><td>マイナ保険証での確認 {} 件</td><td>確認 {} 件</td></tr>",
+        rate(usage.percent()),
+        usage.card_checks,
+        usage.all_checks
+    );
+    let _ = write!(
+        html,
+        "<tr><td>人数</td><td>{}</td><td>マイナ保険証を使った患者 {} 人</td><td>確認した患者 {} 人</td></tr>",
+        rate(crate::usage::percent(u64::from(persons.card_persons), u64::from(persons.persons))),
+        persons.card_persons,
+        persons.persons
+    );
+    match &claims {
+        Some((count, file, at)) => {
             let _ = write!(
                 html,
-                "<p id=\"usage-rate\"><strong>{percent:.1} %</strong>（マイナ保険証 {} 件／オンライン資格確認 {} 件）　加算の基準 {:.0} %: {verdict}</p>",
-                usage.card_checks,
-                usage.all_checks,
-                crate::usage::THRESHOLD_PERCENT
+                "<tr><td>レセプト件数</td><td>{}</td><td>マイナ保険証を使った患者 {} 人</td><td>レセプト {count} 件（{}、{}）</td></tr>",
+                rate(crate::usage::percent(u64::from(persons.card_persons), *count)),
+                persons.card_persons,
+                esc(file),
+                esc(&time_ja(at))
             );
-            html.push_str("<table><tr><th>日</th><th>マイナ保険証</th><th>照会</th></tr>");
-            for (day, card, all) in &usage.days {
-                let _ = write!(html, "<tr><td>{day}日</td><td>{card}</td><td>{all}</td></tr>");
-            }
-            html.push_str("</table>");
         }
-        None => html.push_str("<p id=\"usage-rate\">この月の照会はありません（記録は設定の keep_days 日分です）。</p>"),
+        None => html.push_str(
+            "<tr><td>レセプト件数</td><td>—</td><td colspan=\"2\">この月の請求ファイルは未確認です（<code>onshi receipt check RECEIPTC.UKE --gateway gateway.toml</code> で表示されます）</td></tr>",
+        ),
+    }
+    html.push_str("</table>");
+    if usage.all_checks > 0 {
+        let labels: Vec<String> = usage.days.iter().map(|(day, _, _)| day.to_string()).collect();
+        let values: Vec<Vec<u64>> = usage.days.iter().map(|(_, card, all)| vec![u64::from(*card), u64::from(all - card)]).collect();
+        html.push_str(&onshi_domain::chart::stacked_bars(
+            "chart-usage-days",
+            "日別の確認件数",
+            &labels,
+            &["マイナ保険証", "保険者番号等"],
+            &values,
+        ));
+        html.push_str("<table id=\"usage-days\"><tr><th>日</th><th>マイナ保険証</th><th>照会</th></tr>");
+        for (day, card, all) in &usage.days {
+            let _ = write!(html, "<tr><td>{day}日</td><td>{card}</td><td>{all}</td></tr>");
+        }
+        html.push_str("</table>");
+        html.push_str("<table id=\"usage-methods\"><tr><th>経路</th><th>件数</th></tr>");
+        for (method, n) in crate::usage::by_method(month, &counted) {
+            let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", method_ja(&method));
+        }
+        html.push_str("</table>");
+        let reverified: Vec<&CheckRow> =
+            rows.iter().filter(|r| r.at.starts_with(month) && r.requeued.as_ref().is_some_and(|q| q.done)).collect();
+        let changed = reverified.iter().filter(|r| r.requeued.as_ref().is_some_and(|q| !q.changes.is_empty())).count();
+        let _ = write!(
+            html,
+            "<p id=\"usage-reverified\">回線不通中の確認の再照会: {} 件（うち答えが変わったもの {changed} 件。変わったものは下の「再照会で変わった答え」に出ます）</p>",
+            reverified.len()
+        );
+    } else {
+        html.push_str("<p>この月の照会はありません（記録は設定の keep_days 日分です）。</p>");
     }
     html.push_str(
         "<p class=\"note\">数え方: 厚生労働省の基準（マイナ保険証での確認 ÷ オンライン資格確認の全件）。暗証番号・顔認証・目視確認（カード提示）はマイナ保険証として数えます。\
-         回線不通中の確認は行った時に1件（後の再照会は数えません）。センターが断った確認も1件。一括照会は数えません。</p>",
+         回線不通中の確認は行った時に1件（後の再照会は数えません）。センターが断った確認も1件。一括照会は数えません。\
+         人数の基準は同じ患者（保険者番号・記号・番号・枝番）を1人と数え、一度でもマイナ保険証を使えば利用者です。\
+         レセプト件数の基準の分母は、請求ファイルのこの診療年月のレセプトの件数です。</p>",
     );
     html
 }

@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS requests (
     answered_at TEXT NOT NULL,
     PRIMARY KEY (name, digest)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS claim_months (
+    month TEXT PRIMARY KEY,
+    claims INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -225,6 +231,30 @@ impl Store {
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut conn).map_err(|source| StoreError::Sqlite { path: self.path.clone(), source })
+    }
+
+    /// Records how many claims (レセプト) of the treatment month `month` (`YYYYMM`) the claim
+    /// file `file` holds, as `onshi receipt check --gateway` read it: the 利用率's claims basis.
+    /// A later file for the same month replaces the count (a corrected file is sent whole).
+    pub fn record_claims(&self, month: &str, claims: u64, file: &str, at: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO claim_months (month, claims, file, recorded_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (month) DO UPDATE SET claims = excluded.claims, file = excluded.file, recorded_at = excluded.recorded_at",
+                params![month, claims as i64, file, at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The claims recorded for `month`: (count, file name, when).
+    pub fn claims_of(&self, month: &str) -> Result<Option<(u64, String, String)>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT claims, file, recorded_at FROM claim_months WHERE month = ?1", [month], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
     }
 
     /// Whether this request file (by name and content digest) has been answered already.

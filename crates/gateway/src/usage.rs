@@ -12,6 +12,12 @@
 //!   the patient was checked;
 //! - 一括照会 (batch checks the day before, of appointment lists) does not count: nobody
 //!   presented anything at the counter.
+//!
+//! The other two bases the sources name: persons (patients who used the card at least once
+//! this month ÷ patients checked this month) and claims (patients who used the card ÷ the
+//! claims of the treatment month in the claim file `onshi receipt check --gateway` read). A
+//! patient is the coverage the answer named (insurer, 記号, 番号, 枝番), or, without an answer,
+//! what was asked.
 
 use crate::store::CheckRow;
 
@@ -38,15 +44,57 @@ impl MonthUsage {
     }
 }
 
+/// One check as the bases count it: when (`YYYYMMDDHHmmss`), how, and whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub at: String,
+    /// `number`, `pin`, `face` or `visual`.
+    pub method: String,
+    /// The patient: the coverage the answer named, or what was asked.
+    pub person: String,
+}
+
+/// A month's figures on the persons basis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersonsUsage {
+    /// Patients who used the card at least once this month.
+    pub card_persons: u32,
+    /// Patients checked this month.
+    pub persons: u32,
+}
+
+/// The persons basis of `yyyymm`.
+pub fn persons_usage(yyyymm: &str, checks: &[Counted]) -> PersonsUsage {
+    let mut persons: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    for check in checks.iter().filter(|c| c.at.starts_with(yyyymm)) {
+        *persons.entry(&check.person).or_default() |= is_card(&check.method);
+    }
+    PersonsUsage { card_persons: persons.values().filter(|card| **card).count() as u32, persons: persons.len() as u32 }
+}
+
+/// A rate in percent, `None` without a denominator.
+pub fn percent(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
+}
+
+/// This month's checks by method (`number`, `pin`, `face`, `visual`).
+pub fn by_method(yyyymm: &str, checks: &[Counted]) -> std::collections::BTreeMap<String, u32> {
+    let mut methods = std::collections::BTreeMap::new();
+    for check in checks.iter().filter(|c| c.at.starts_with(yyyymm)) {
+        *methods.entry(check.method.clone()).or_default() += 1;
+    }
+    methods
+}
+
 /// Whether a check's method is the card's.
 pub fn is_card(method: &str) -> bool {
     matches!(method, "pin" | "face" | "visual")
 }
 
 /// The figures of the month `yyyymm` (e.g. `202612`) from the checks recorded in it.
-pub fn month_usage(yyyymm: &str, checks: &[(String, String)]) -> MonthUsage {
+pub fn month_usage(yyyymm: &str, checks: &[Counted]) -> MonthUsage {
     let mut usage = MonthUsage { card_checks: 0, all_checks: 0, days: Vec::new() };
-    for (at, method) in checks.iter().filter(|(at, _)| at.starts_with(yyyymm)) {
+    for Counted { at, method, .. } in checks.iter().filter(|c| c.at.starts_with(yyyymm)) {
         let Some(day) = at.get(6..8).and_then(|d| d.parse::<u8>().ok()) else { continue };
         let card = u32::from(is_card(method));
         usage.card_checks += card;
@@ -63,17 +111,64 @@ pub fn month_usage(yyyymm: &str, checks: &[(String, String)]) -> MonthUsage {
     usage
 }
 
-/// The (time, method) pairs [`month_usage`] counts, from the store's check rows.
-pub fn counted(rows: &[CheckRow]) -> Vec<(String, String)> {
-    rows.iter().map(|row| (row.at.clone(), row.method.clone())).collect()
+/// The checks the bases count, from the store's check rows. The patient is taken from the
+/// last answer (a re-verified check's, when it was queued).
+pub fn counted(rows: &[CheckRow]) -> Vec<Counted> {
+    rows.iter().map(|row| Counted { at: row.at.clone(), method: row.method.clone(), person: person_of(row) }).collect()
+}
+
+fn person_of(row: &CheckRow) -> String {
+    use crate::check::Outcome;
+    let latest = row.requeued.as_ref().and_then(|q| q.outcome.as_ref()).unwrap_or(&row.outcome);
+    let coverage = match latest {
+        Outcome::Answered { answer, .. } | Outcome::Cached { answer, .. } => answer.coverage.as_ref(),
+        Outcome::Refused { .. } | Outcome::Queued { .. } => None,
+    };
+    match coverage {
+        Some(c) => format!("{}:{}:{}:{}", c.insurer_number, c.symbol.as_deref().unwrap_or(""), c.number, c.branch),
+        None => format!("asked:{}", row.subject),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn checks(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(at, method)| (at.to_string(), method.to_string())).collect()
+    fn checks(list: &[(&str, &str)]) -> Vec<Counted> {
+        list.iter()
+            .enumerate()
+            .map(|(i, (at, method))| Counted { at: at.to_string(), method: method.to_string(), person: format!("p{i}") })
+            .collect()
+    }
+
+    fn of(list: &[(&str, &str, &str)]) -> Vec<Counted> {
+        list.iter()
+            .map(|(at, method, person)| Counted { at: at.to_string(), method: method.to_string(), person: person.to_string() })
+            .collect()
+    }
+
+    /// Persons by hand: A comes three times (numbers twice, the card once), B twice by numbers,
+    /// C once by face, D by PIN in November only. This month: A and C used the card, of A, B,
+    /// C: 2 of 3 persons (66.7 %), while the checks basis says 2 of 6 (33.3 %). With 5 claims
+    /// in the claim file, the claims basis is 2 of 5 (40 %).
+    #[test]
+    fn the_persons_and_claims_bases() {
+        let month = of(&[
+            ("20261130090000", "pin", "D"),
+            ("20261201090000", "number", "A"),
+            ("20261202090000", "number", "A"),
+            ("20261203090000", "pin", "A"),
+            ("20261203091000", "number", "B"),
+            ("20261210090000", "number", "B"),
+            ("20261211090000", "face", "C"),
+        ]);
+        assert_eq!(persons_usage("202612", &month), PersonsUsage { card_persons: 2, persons: 3 });
+        let checks = month_usage("202612", &month);
+        assert_eq!((checks.card_checks, checks.all_checks), (2, 6));
+        assert_eq!(percent(2, 5), Some(40.0));
+        assert_eq!(percent(2, 0), None);
+        let methods: Vec<(String, u32)> = by_method("202612", &month).into_iter().collect();
+        assert_eq!(methods, vec![("face".to_string(), 1), ("number".to_string(), 4), ("pin".to_string(), 1)]);
     }
 
     /// A month worked by hand: 3 card checks (PIN, face, visual) of 8 checks = 37.5 %, over the

@@ -490,3 +490,76 @@ fn the_operators_dashboard_shows_the_demos_morning_as_metrics_and_the_audit_log_
     let refused = blocking(async { client.get(format!("https://{outside}:{port}/dashboard")).send().await.unwrap().status().as_u16() });
     assert_eq!(refused, 403, "the dashboard from {outside}");
 }
+
+/// The clinic's own figures on the reception page, worked by hand: P1 checked once with the
+/// card, P1 once and P2 twice by numbers: 1 card check of 4 (25 %), 1 card patient of 2
+/// (50 %); the month's claim file has 3 claims: 1 of 3 (33.3 %).
+#[test]
+fn the_reception_page_shows_this_months_usage_on_each_basis_with_the_claims_from_the_claim_file() {
+    let world = ClinicWorld::new();
+    let [p1, p2, ..] = <[_; 4]>::try_from(members()).unwrap();
+    let gateway = GatewayProcess::start(&world);
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let flash = gateway.post("/reader/verify", &[("method", "pin"), ("pin", crate::clinic::PIN)]);
+    assert!(flash.contains("有効"), "{flash}");
+    let by_numbers = |m: &crate::clinic::Member| {
+        let page = gateway.post(
+            "/check",
+            &[("insurer_number", &m.insurer), ("symbol", m.symbol), ("number", m.number), ("branch", m.branch), ("birth_date", m.birth)],
+        );
+        assert!(page.contains("class=\"flash ok\""), "{page}");
+    };
+    by_numbers(&p1);
+    by_numbers(&p2);
+    by_numbers(&p2);
+
+    // The month's claim file, as the receipt computer writes it, checked with --gateway.
+    let today = crate::clinic::today_plus(0);
+    let month = onshi_receipt::uke::YearMonth::parse(&today[..6]).unwrap();
+    let claim = |m: &crate::clinic::Member| onshi_receipt::sample::ClaimSpec {
+        insurer: m.insurer.clone(),
+        symbol: m.symbol.into(),
+        number: m.number.into(),
+        branch: Some(m.branch.into()),
+        birth_date: onshi_domain::Date::parse_yyyymmdd(m.birth).unwrap(),
+        sex: "2".into(),
+        care_days: vec![1],
+        points: 100,
+    };
+    let members = members();
+    let institution = onshi_domain::ids::InstitutionCode::parse(crate::common::CLINIC).unwrap();
+    let file = world.path("RECEIPTC.UKE");
+    std::fs::write(
+        &file,
+        onshi_receipt::sample::claim_file(&institution, month, &[claim(&members[0]), claim(&members[1]), claim(&members[3])]),
+    )
+    .unwrap();
+    let output = crate::common::onshi()
+        .args(["receipt", "check"])
+        .arg(&file)
+        .arg("--gateway")
+        .arg(world.path("gateway.toml"))
+        .args(world.center_args())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(&format!("診療年月 {} のレセプト 3 件", &today[..6])), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+
+    let browser = Browser::start();
+    browser.open(&format!("{}/", gateway.page));
+    // (Unless the month turned during the test, near midnight at a month's end.)
+    if crate::clinic::today_plus(0)[..6] == today[..6] {
+        let bases = browser.text("#usage-bases");
+        let row = |name: &str| bases.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {bases}")).to_string();
+        assert!(row("件数").contains("25.0 %") && row("件数").contains("1 件") && row("件数").contains("4 件"), "{bases}");
+        assert!(row("人数").contains("50.0 %") && row("人数").contains("1 人") && row("人数").contains("2 人"), "{bases}");
+        assert!(row("レセプト件数").contains("33.3 %") && row("レセプト件数").contains("レセプト 3 件"), "{bases}");
+        let methods = browser.text("#usage-methods");
+        assert!(methods.contains("保険証・資格確認書 3") && methods.contains("マイナ保険証（暗証番号） 1"), "{methods}");
+        browser.find("#chart-usage-days");
+    }
+    browser.screenshot("reception-page");
+    browser.open(&format!("{}/report/{}", gateway.page, &today[..6]));
+    assert!(browser.page_text().contains("マイナ保険証利用率の報告"));
+    browser.screenshot("clinic-report");
+}

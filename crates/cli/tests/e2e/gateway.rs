@@ -133,7 +133,7 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     // (four request files, the page, the card); the re-verifications are the same checks.
     // (Unless the month turned during the test, near midnight at a month's end.)
     if today_plus(0)[..6] == today[..6] {
-        assert!(page.contains("<strong>16.7 %</strong>（マイナ保険証 1 件／オンライン資格確認 6 件）"), "the month's rate");
+        assert!(page.contains("16.7 %</strong>（マイナ保険証 1 件／オンライン資格確認 6 件）"), "the month's rate");
         assert!(page.contains("加算の基準 30 %: 未達") && page.contains("数え方"), "against the threshold, and how it was counted");
         let report = gateway.get(&format!("/report/{}", &today[..6]));
         assert!(
@@ -206,7 +206,7 @@ fn a_batch_ahead_of_the_day_flags_what_changed_since() {
     // (Unless the month turned during the test.)
     if today_plus(0)[..6] == month {
         let usage = gateway.get(&format!("/report/{month}"));
-        assert!(usage.contains("<strong>0.0 %</strong>（マイナ保険証 0 件／オンライン資格確認 1 件）"), "{usage}");
+        assert!(usage.contains("0.0 %</strong>（マイナ保険証 0 件／オンライン資格確認 1 件）"), "{usage}");
     }
 
     // A list with a bad line is refused with the line named.
