@@ -312,6 +312,10 @@ fn print_try_next(paths: &DemoPaths, manifest: &DemoManifest, addr: SocketAddr) 
     println!("\nAdd --json for the full answer. Also:");
     println!("  curl --cacert {} https://{addr}/v1/health", ca.display());
     println!("  curl --cacert {} https://{addr}/metrics", ca.display());
+    println!(
+        "  https://{addr}/dashboard    # the operator's dashboard, in a browser on this PC (it trusts the demo CA {} or you accept it)",
+        ca.display()
+    );
     println!("  curl --cacert {} https://{addr}/v1/openapi.json", ca.display());
     println!("  {exe} demo --check --dir {}    # the scripted morning against the ground truth", paths.root.display());
     Ok(())
@@ -335,6 +339,10 @@ The clinic gateway (configuration {}):",
         gateway.config.display()
     );
     println!("  reception page (受付画面):  http://{}/", gateway.page);
+    println!(
+        "  patients' page (kiosk, 患者さん用):  http://{}/   (the patient's card and PIN: coverage, consents, who looked)",
+        gateway.patient
+    );
     println!("  drop request files into:   {}   (answers in res/, card results in face/)", gateway.folder.join("req").display());
     if let Some(case) = cases.iter().find(|c| c.category == "valid") {
         let example = crate::demo_gateway::write_example(&paths.root, case, &manifest.institution_code)?;

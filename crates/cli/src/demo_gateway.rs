@@ -12,6 +12,8 @@ use onshi_synth::TruthCase;
 
 pub struct DemoGateway {
     pub page: SocketAddr,
+    /// The patients' page (a kiosk with the reader).
+    pub patient: SocketAddr,
     pub folder: PathBuf,
     pub config: PathBuf,
     /// The gateway drives a PC/SC reader (`onshi demo --pcsc`), not the simulator.
@@ -27,8 +29,15 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, 
     // With `--pcsc`, a real reader instead of the simulator: no card files or camera on the page.
     let standard =
         onshi_gateway::config::standard_text_with_reader(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "", pcsc);
-    let text =
-        format!("# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{standard}", config.display());
+    // The patients' page on a port of its own: the one after the page's when free.
+    let patient_port = [page_port.saturating_add(1), 0]
+        .into_iter()
+        .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok().and_then(|l| l.local_addr().ok()))
+        .ok_or_else(|| anyhow::anyhow!("no free port on 127.0.0.1 for the patients' page"))?;
+    let text = format!(
+        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{standard}\n[patient]\nlisten = \"{patient_port}\"\n",
+        config.display()
+    );
     std::fs::write(&config, text)?;
     let gateway = Arc::new(Gateway::open(GatewayConfig::load(&config)?, system_clock())?);
     let folder = gateway.config.folder.clone();
@@ -51,7 +60,7 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, 
             _ => anyhow::anyhow!("the demo's gateway did not start"),
         });
     };
-    Ok(DemoGateway { page, folder, config, pcsc: pcsc.is_some(), stop, task })
+    Ok(DemoGateway { page, patient: patient_port, folder, config, pcsc: pcsc.is_some(), stop, task })
 }
 
 impl DemoGateway {

@@ -117,6 +117,10 @@ impl PatientDesk {
             onshi_reader::ReaderState::CardPresent { serial } => serial,
             onshi_reader::ReaderState::Empty => return Err("カードリーダーにカードを置いてください。".into()),
         };
+        let action_kind = match &action {
+            Action::Open => ActionKind::Open,
+            _ => ActionKind::Change,
+        };
         let done = match action {
             Action::Open => "あなたの情報を表示しました。".to_string(),
             Action::Withdraw { institution, scope } => {
@@ -137,7 +141,12 @@ impl PatientDesk {
                 )
             }
         };
-        let record = flow::own_record(&self.client, reader, pin).await.map_err(flow_message)?;
+        // The action is done even when the fresh record cannot be read: say both.
+        let record = match flow::own_record(&self.client, reader, pin).await {
+            Ok(record) => record,
+            Err(e) if matches!(action_kind, ActionKind::Open) => return Err(flow_message(e)),
+            Err(e) => return Err(format!("{done}（ただし、最新の内容を表示できませんでした: {}）", flow_message(e))),
+        };
         drop(guard);
         if let Some(id) = &browser.id {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,6 +158,12 @@ impl PatientDesk {
         }
         Ok(done)
     }
+}
+
+#[derive(Clone, Copy)]
+enum ActionKind {
+    Open,
+    Change,
 }
 
 enum Action {

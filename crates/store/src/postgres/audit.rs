@@ -57,14 +57,17 @@ fn add_tallies(tx: &mut postgres::Transaction<'_>, tallies: TallyMap, upto: i64)
     let kinds: Vec<&str> = rows.iter().map(|t| t.kind.as_str()).collect();
     let codes: Vec<&str> = rows.iter().map(|t| t.code.as_str()).collect();
     let counts: Vec<i64> = rows.iter().map(|t| t.count as i64).collect();
+    // One statement (one round trip on the append path): the counts, then the position.
     tx.execute(
-        "INSERT INTO audit_tally (day, actor, kind, code, n)
-         SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::int8[])
-         ON CONFLICT (day, actor, kind, code) DO UPDATE SET n = audit_tally.n + excluded.n",
-        &[&days, &actors, &kinds, &codes, &counts],
+        "WITH added AS (
+            INSERT INTO audit_tally (day, actor, kind, code, n)
+            SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::int8[])
+            ON CONFLICT (day, actor, kind, code) DO UPDATE SET n = audit_tally.n + excluded.n
+            RETURNING 1)
+         UPDATE audit_tally_state SET tallied_upto = $6",
+        &[&days, &actors, &kinds, &codes, &counts, &upto],
     )
     .map_err(pg("tallying the audit log"))?;
-    tx.execute("UPDATE audit_tally_state SET tallied_upto = $1", &[&upto]).map_err(pg("tallying the audit log"))?;
     Ok(())
 }
 
