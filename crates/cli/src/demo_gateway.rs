@@ -29,8 +29,10 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, 
     // With `--pcsc`, a real reader instead of the simulator: no card files or camera on the page.
     let standard =
         onshi_gateway::config::standard_text_with_reader(code, &format!("https://{center}"), Path::new("pki"), "clinic-files", "", pcsc);
-    // The patients' page on a port of its own: the one after the page's when free.
-    let patient_port = [page_port.saturating_add(1), 0]
+    // The patients' page on a port of its own: the one after the page's when free (any free
+    // one when the page's is picked by the system).
+    let next = if page_port == 0 { 0 } else { page_port.saturating_add(1) };
+    let patient_port = [next, 0]
         .into_iter()
         .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok().and_then(|l| l.local_addr().ok()))
         .ok_or_else(|| anyhow::anyhow!("no free port on 127.0.0.1 for the patients' page"))?;

@@ -311,9 +311,18 @@ fn usage_html(gateway: &Gateway, month: &str) -> String {
         let changed = reverified.iter().filter(|r| r.requeued.as_ref().is_some_and(|q| !q.changes.is_empty())).count();
         let _ = write!(
             html,
-            "<p id=\"usage-reverified\">回線不通中の確認の再照会: {} 件（うち答えが変わったもの {changed} 件。変わったものは下の「再照会で変わった答え」に出ます）</p>",
+            "<p id=\"usage-reverified\">回線不通中の確認の再照会: {} 件（うち答えが変わったもの {changed} 件）</p>",
             reverified.len()
         );
+        if changed > 0 {
+            html.push_str("<table id=\"usage-changes\"><tr><th>確認した時刻</th><th>照会</th><th>再照会で変わったこと</th></tr>");
+            for row in reverified.iter().filter(|r| r.requeued.as_ref().is_some_and(|q| !q.changes.is_empty())) {
+                let changes = row.requeued.as_ref().map(|q| q.changes.join("、")).unwrap_or_default();
+                let _ =
+                    write!(html, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&time_ja(&row.at)), esc(&row.subject), esc(&changes));
+            }
+            html.push_str("</table>");
+        }
     } else {
         html.push_str("<p>この月の照会はありません（記録は設定の keep_days 日分です）。</p>");
     }

@@ -563,3 +563,71 @@ fn the_reception_page_shows_this_months_usage_on_each_basis_with_the_claims_from
     assert!(browser.page_text().contains("マイナ保険証利用率の報告"));
     browser.screenshot("clinic-report");
 }
+
+/// `onshi demo` as a user runs it: its reception page checks a demo card by PIN with a consent,
+/// its patients' page shows that card's holder the check and the consent, and its center's
+/// dashboard counts the check; Ctrl-C stops it.
+#[test]
+fn the_demo_serves_the_reception_page_the_patients_page_and_the_dashboard_with_its_own_data() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    let mut demo = crate::common::onshi()
+        .args(["demo", "--persons", "3000", "--port", "0", "--page-port", "0", "--dir"])
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = demo.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut center, mut reception, mut kiosk) = (None, None, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let url_after = |line: &str, marker: &str| line.split_once(marker).map(|(_, rest)| rest.split_whitespace().next().unwrap().to_string());
+    while center.is_none() || reception.is_none() || kiosk.is_none() {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines.recv_timeout(wait).expect("the demo prints its addresses");
+        center = center.or_else(|| url_after(&line, "onshi demo center: "));
+        reception = reception.or_else(|| url_after(&line, "reception page (受付画面): "));
+        kiosk = kiosk.or_else(|| url_after(&line, "patients' page (kiosk, 患者さん用): "));
+    }
+    let (center, reception, kiosk) = (center.unwrap(), reception.unwrap(), kiosk.unwrap());
+
+    let browser = Browser::start();
+    browser.open(&reception);
+    browser.submit("#place");
+    browser.click("#method option[value=pin]");
+    browser.type_into("#pin", "1234");
+    browser.click("input[name=drug]");
+    browser.submit("#verify");
+    assert!(browser.text("#flash").contains("有効"), "{}", browser.text("#flash"));
+
+    browser.open(&kiosk);
+    browser.type_into("#pin", "1234");
+    browser.submit("#open");
+    let consents = browser.text("#consents");
+    assert!(consents.contains("薬剤情報"), "{consents}");
+    let log = browser.text("#access-log");
+    assert!(log.contains("マイナ保険証で資格を確認"), "{log}");
+    let coverages = browser.text("#coverages");
+    assert!(coverages.contains("有効"), "{coverages}");
+
+    browser.open(&format!("{}/dashboard", center.trim_end_matches('/')));
+    let paths = browser.text("#checks-by-path");
+    let pin_row = paths.lines().find(|l| l.starts_with("マイナ保険証（暗証番号）")).unwrap_or_default().to_string();
+    let pin_checks: u64 = pin_row.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0);
+    assert!(pin_checks >= 1, "the reception's check is counted: {paths}");
+    let consents = browser.text("#consents");
+    assert!(consents.lines().any(|l| l.starts_with("薬剤情報") && !l.starts_with("薬剤情報 0")), "{consents}");
+
+    let stopped = Command::new("kill").args(["-INT", &demo.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(demo.wait().unwrap().success(), "Ctrl-C stops the demo cleanly");
+}

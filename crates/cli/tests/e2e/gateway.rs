@@ -140,6 +140,8 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
             report.contains("マイナ保険証利用率の報告") && report.contains("（マイナ保険証 1 件／オンライン資格確認 6 件）"),
             "{report}"
         );
+        // The re-verifications after the outage, and the one whose answer changed, with what.
+        assert!(report.contains("うち答えが変わったもの 1 件") && report.contains("資格: 有効 → 無効"), "{report}");
     }
     // A month with no checks says so; a malformed month is not found.
     assert!(gateway.get("/report/200001").contains("この月の照会はありません"));
