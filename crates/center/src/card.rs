@@ -403,6 +403,7 @@ impl CardPath {
                     address: a.address,
                 }),
                 face_only: entry.face_only,
+                phone_of: entry.phone_of,
             };
             match self.cards.apply_binding(&change, now) {
                 Ok(BindingApplied::Applied { unlinked_person: Some(person) }) => {
@@ -662,9 +663,16 @@ impl CardPath {
     /// Finds the person of a verified certificate, moving the link when the certificate is a
     /// renewal of a linked one.
     fn person_of(&self, certificate: &CardCertificate, now: Timestamp) -> Result<i64, CenterError> {
+        self.holder_of(certificate, now).map(|(person, _)| person)
+    }
+
+    /// As [`CardPath::person_of`], with whether the certificate is a smartphone's (the card
+    /// authority's feed says which card certificate it was issued from).
+    fn holder_of(&self, certificate: &CardCertificate, now: Timestamp) -> Result<(i64, bool), CenterError> {
         // The card authority's word comes first: a certificate it revoked (a lost renewed card
         // before the next CRL) or whose binding was confirmed wrong is never used.
         let binding = self.cards.binding(&certificate.serial).map_err(store_error)?;
+        let smartphone = binding.as_ref().is_some_and(|b| b.phone_of.is_some());
         match binding.as_ref().map(|b| b.state.as_str()) {
             Some("revoked") => return Err(refuse::certificate_revoked("revoked by the card authority")),
             Some("disputed") => return Err(refuse::not_linked()),
@@ -690,7 +698,7 @@ impl CardPath {
         };
         let link = link.ok_or_else(refuse::not_linked)?;
         match link.state {
-            LinkState::Active => Ok(link.person_id),
+            LinkState::Active => Ok((link.person_id, smartphone)),
             LinkState::Flagged => Err(refuse::link_flagged()),
             LinkState::Unlinked => Err(refuse::not_linked()),
             // A moved link's certificate was renewed and is revoked; the CRL check refuses it
@@ -709,7 +717,7 @@ impl CardPath {
         request: &VerifyCard,
         institution: &InstitutionCode,
         now: Timestamp,
-    ) -> Result<(CardAnswer, i64), CenterError> {
+    ) -> Result<(CardAnswer, i64, bool), CenterError> {
         let details = consent_details(&request.consent, request.chosen_at.as_deref().unwrap_or("-"));
         let proven = self.check_proof(&request.proof, institution.as_str(), Purpose::Verify, &details, now)?;
         if request.proof.method == Method::Visual && request.consent.opens_medical_information() {
@@ -731,7 +739,7 @@ impl CardPath {
             }
         };
         let certificate = proven.certificate;
-        let person = self.person_of(&certificate, now)?;
+        let (person, smartphone) = self.holder_of(&certificate, now)?;
         // The person's coverages with their terms, in one read: the card named the person, so
         // the number path's second lookup (every holder of the card's 番号) is not needed.
         let view = register.person_view(person).map_err(store_error)?;
@@ -785,7 +793,7 @@ impl CardPath {
         let next_challenge = self.next_challenge(institution.as_str(), now);
         let answer =
             CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents, certificate: notice, next_challenge };
-        Ok((answer, person))
+        Ok((answer, person, smartphone))
     }
 
     fn record_consents(
@@ -1212,7 +1220,7 @@ mod life_tests {
             let proof = self.proof(Purpose::Verify, &consent_details(&consent, "-"), now);
             let request = VerifyCard { proof, date_of_care: None, consent, chosen_at: None };
             let clinic = InstitutionCode::parse(CLINIC).unwrap();
-            self.path.verify(self.register.as_ref(), &LagCache::default(), &request, &clinic, now).map(|(answer, _)| answer)
+            self.path.verify(self.register.as_ref(), &LagCache::default(), &request, &clinic, now).map(|(answer, _, _)| answer)
         }
     }
 

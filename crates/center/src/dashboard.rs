@@ -20,8 +20,9 @@
 //!   asks again: it is counted once, then, on the path "再照会", and as a card use when it was
 //!   a recorded visual check of the card;
 //! - a refused check still counts (the patient was checked);
-//! - a smartphone's マイナ保険証 signs like the card, so the center counts it with the card by
-//!   PIN: it cannot tell them apart.
+//! - a smartphone's マイナ保険証 is told from the card by its certificate (the card authority's
+//!   feed binds it as issued from a card certificate), whatever the phone's own check (PIN on
+//!   Android, Face ID on an iPhone).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,14 +41,18 @@ use onshi_store::model::{LAG_BUCKETS, LagMonth};
 use crate::server::CenterState;
 
 /// The paths a check takes, in the order the page lists them: (id, Japanese label).
-pub const PATHS: [(&str, &str); 6] = [
+pub const PATHS: [(&str, &str); 7] = [
     ("card_pin", "マイナ保険証（暗証番号）"),
     ("card_face", "マイナ保険証（顔認証）"),
     ("card_visual", "マイナ保険証（目視）"),
+    ("smartphone", "スマートフォンのマイナ保険証"),
     ("number", "保険者番号等"),
     ("reverify", "再照会（回線復旧後）"),
     ("batch", "一括照会"),
 ];
+
+/// The batch path's index in [`PATHS`]: not a check at the counter.
+const BATCH: usize = 6;
 
 /// The consent scopes, as audited, with their Japanese names.
 pub const SCOPES: [(&str, &str); 5] =
@@ -65,10 +70,11 @@ pub fn path_of(kind: &str) -> Option<usize> {
         "verify_card:pin" => Some(0),
         "verify_card:face" => Some(1),
         "verify_card:visual" => Some(2),
-        "verify_number" => Some(3),
-        "reverify_number" => Some(4),
-        k if k.starts_with("reverify_card:") => Some(4),
-        "verify_number_batch" => Some(5),
+        "verify_card:smartphone" => Some(3),
+        "verify_number" => Some(4),
+        "reverify_number" => Some(5),
+        k if k.starts_with("reverify_card:") => Some(5),
+        "verify_number_batch" => Some(BATCH),
         _ => None,
     }
 }
@@ -116,7 +122,7 @@ impl Figures {
             let this_month = t_month == month;
             if let Some(path) = path_of(&t.kind) {
                 figures.months.entry(t_month).or_default()[path] += t.count;
-                if path != 5 {
+                if path != BATCH {
                     let usage = figures.usage_by_month.entry(t_month).or_default();
                     usage.1 += t.count;
                     if is_card_use(&t.kind) {
@@ -125,7 +131,7 @@ impl Figures {
                 }
                 if this_month {
                     figures.days.entry(t.day % 100).or_default()[path] += t.count;
-                    if path != 5 {
+                    if path != BATCH {
                         let institution = figures.institutions.entry(t.actor.clone()).or_default();
                         institution.1 += t.count;
                         if is_card_use(&t.kind) {
@@ -644,7 +650,7 @@ fn page_html(reading: &Reading, month: u32) -> String {
          <li>利用率は厚生労働省の基準: マイナ保険証での確認（暗証番号・顔認証・券面の目視）÷ 窓口での確認の全件。一括照会は窓口での確認ではないので数えません。</li>\
          <li>回線不通中の確認はセンターに届かず、回線復旧後の再照会で1件として数えます（目視の記録はマイナ保険証の利用として）。</li>\
          <li>センターが断った確認も1件です（患者さんは確認を受けました）。</li>\
-         <li>スマートフォンのマイナ保険証はカードと同じ署名で届くため、センターでは「暗証番号」に含まれます（区別できません）。</li>\
+         <li>スマートフォンのマイナ保険証は、その電子証明書（カードから発行されたもの）で見分けます。</li>\
          <li>すべての数は監査ログ（改ざん検知つき）の集計から。/metrics も同じ集計です。</li></ul></body></html>",
     );
     html
@@ -658,8 +664,8 @@ mod tests {
         Tally { day, actor: actor.into(), kind: kind.into(), code: code.into(), count }
     }
 
-    /// A month worked by hand: clinic A checks 3 by card (PIN 2, face 1 refused) and 2 by
-    /// number, re-verifies 1 number after an outage and 1 recorded visual check, and batches 10;
+    /// A month worked by hand: clinic A checks 3 by card (PIN 2, face 1 refused), 1 with a
+    /// smartphone and 2 by number, re-verifies 1 number after an outage and 1 recorded visual check, and batches 10;
     /// clinic B checks 4 by number. The month before, A had 1 card check.
     #[test]
     fn a_month_counted_by_hand() {
@@ -669,6 +675,7 @@ mod tests {
             tally(20261201, "A", "consent:drug", "1", 2),
             tally(20261201, "A", "consent:checkup", "1", 1),
             tally(20261202, "A", "verify_card:face", "CARD_NOT_LINKED", 1),
+            tally(20261202, "A", "verify_card:smartphone", "1", 1),
             tally(20261202, "A", "verify_number", "1", 1),
             tally(20261202, "A", "verify_number", "4", 1),
             tally(20261203, "A", "reverify_number", "1", 1),
@@ -681,23 +688,24 @@ mod tests {
             tally(20261204, "B", "register_reader", "registered", 1),
         ];
         let f = Figures::from_tallies(&tallies, 202612);
-        // Paths: pin 2, face 1, visual 0, number 2 + 4, re-verified 2, batch 10.
-        assert_eq!(f.month_checks(), [2, 1, 0, 6, 2, 10]);
-        // Card uses: 2 PIN + 1 face (refused, still a check) + 1 recorded visual = 4, of
-        // 2 + 1 + 6 + 2 = 11 checks at the counter (batch excluded).
-        assert_eq!(f.month_usage(), (4, 11));
+        // Paths: pin 2, face 1, visual 0, smartphone 1, number 2 + 4, re-verified 2, batch 10.
+        assert_eq!(f.month_checks(), [2, 1, 0, 1, 6, 2, 10]);
+        // Card uses: 2 PIN + 1 face (refused, still a check) + 1 smartphone + 1 recorded
+        // visual = 5, of 2 + 1 + 1 + 6 + 2 = 12 checks at the counter (batch excluded).
+        assert_eq!(f.month_usage(), (5, 12));
         assert_eq!(f.usage_by_month.get(&202611), Some(&(1, 1)));
-        assert_eq!(f.institutions.get("A"), Some(&(4, 7)));
+        assert_eq!(f.institutions.get("A"), Some(&(5, 8)));
         assert_eq!(f.institutions.get("B"), Some(&(0, 4)));
-        // Consents over the card checks answered (2 PIN + 1 visual; the refused face is not).
+        // Consents over the card checks answered (2 PIN + 1 smartphone + 1 visual; the refused
+        // face is not).
         assert_eq!(f.consents, [2, 1, 0, 0, 0]);
-        assert_eq!(f.card_answers, 3);
+        assert_eq!(f.card_answers, 4);
         assert_eq!(
             f.refusals.into_iter().collect::<Vec<_>>(),
             vec![("CARD_NOT_LINKED".to_string(), 1), ("CONSENT_REQUIRED".to_string(), 1)]
         );
-        assert_eq!(f.days.get(&1), Some(&[2, 0, 0, 0, 0, 0]));
-        assert_eq!(f.days.get(&3), Some(&[0, 0, 0, 0, 2, 10]));
+        assert_eq!(f.days.get(&1), Some(&[2, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(f.days.get(&3), Some(&[0, 0, 0, 0, 0, 2, 10]));
     }
 
     #[test]

@@ -461,13 +461,15 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
     }
     .await;
-    let code = outcome(&result, |(answer, _)| answer.answer.validity.code.clone());
+    let code = outcome(&result, |(answer, _, _)| answer.answer.validity.code.clone());
     let (person, object) = match &result {
         // The method, the serial and the consent scopes given, which the dashboard counts
         // (`onshi_store::audit::tally_kinds`).
-        Ok((answer, person)) => {
+        // A smartphone's マイナ保険証 signs as the card does: its certificate says it is a phone.
+        Ok((answer, person, smartphone)) => {
             let scopes = consent.as_ref().map(|c| c.scope_codes().join(",")).unwrap_or_default();
-            (Some(*person), format!("{}:{}:{scopes}", answer.method.code(), answer.serial))
+            let method = if *smartphone { "smartphone" } else { answer.method.code() };
+            (Some(*person), format!("{method}:{}:{scopes}", answer.serial))
         }
         Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
     };
@@ -478,7 +480,7 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
     // (FIFO: any later committed entry, such as a view's, proves them in). What it opens, the
     // drug and checkup views, waits for its own commit.
     let audited = state.audit.enqueue(records);
-    let result = audited.and(result).map(|(answer, _)| answer);
+    let result = audited.and(result).map(|(answer, _, _)| answer);
     if let Ok(answer) = &result {
         state.metrics.answer(&answer.answer.validity.code);
         state.metrics.verify_latency(started.elapsed());

@@ -95,6 +95,8 @@ pub struct CardBinding {
     pub state: String,
     /// A card without a PIN (顔認証マイナンバーカード): registered by face at the reader.
     pub face_only: bool,
+    /// A smartphone's certificate: the serial of the card certificate it was issued from.
+    pub phone_of: Option<String>,
 }
 
 /// One verified entry of the card authority's binding feed.
@@ -110,6 +112,8 @@ pub struct BindingChange {
     pub attributes: Option<BoundAttributes>,
     /// The authority issued the card without a PIN (issue and renew).
     pub face_only: bool,
+    /// A smartphone's certificate, issued from this card certificate (issue).
+    pub phone_of: Option<String>,
 }
 
 /// What applying a feed entry did.

@@ -375,6 +375,7 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
         person_ref: "card-p1".into(),
         attributes: (kind != "revoke").then(|| attributes.clone()),
         face_only: false,
+        phone_of: None,
     };
     assert_eq!(register.binding_seq_max().unwrap(), 0);
     assert_eq!(register.apply_binding(&change(1, "issue", "0c01"), now()).unwrap(), BindingApplied::Applied { unlinked_person: None });
@@ -463,6 +464,10 @@ fn run_trust<R: Register + crate::cards::CardRegistry>(register: &R, person: i64
     // A card without a PIN is bound as such (it registers by face).
     register.apply_binding(&BindingChange { face_only: true, ..change(6, "issue", "0e01") }, now()).unwrap();
     assert!(register.binding("0e01").unwrap().expect("bound").face_only);
+    // A smartphone's certificate is bound with the card certificate it was issued from.
+    register.apply_binding(&BindingChange { phone_of: Some("0e01".into()), ..change(7, "issue", "0f01") }, now()).unwrap();
+    assert_eq!(register.binding("0f01").unwrap().expect("bound").phone_of.as_deref(), Some("0e01"));
+    assert_eq!(register.binding("0e01").unwrap().expect("bound").phone_of, None);
 
     assert!(register.raise_trust_value("crl", 5).unwrap());
     assert!(register.raise_trust_value("crl", 5).unwrap(), "the same value again");

@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("postgres/0003_challenges.sql")),
     (4, include_str!("postgres/0004_audit.sql")),
     (5, include_str!("postgres/0005_audit_tally.sql")),
+    (6, include_str!("postgres/0006_phone.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).

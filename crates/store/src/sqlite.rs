@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("sqlite/0003_medical.sql")),
     (4, include_str!("sqlite/0004_trust.sql")),
     (5, include_str!("sqlite/0005_face_only.sql")),
+    (6, include_str!("sqlite/0006_phone.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.

@@ -417,6 +417,7 @@ fn counted_from_the_audit_log(audit: &std::path::Path, month: &str) -> Vec<(Stri
         ("card_pin".into(), count("action = 'verify_card' AND object LIKE 'pin:%'")),
         ("card_face".into(), count("action = 'verify_card' AND object LIKE 'face:%'")),
         ("card_visual".into(), count("action = 'verify_card' AND object LIKE 'visual:%'")),
+        ("smartphone".into(), count("action = 'verify_card' AND object LIKE 'smartphone:%'")),
         ("number".into(), count("action = 'verify_number'")),
         ("reverify".into(), count("action IN ('reverify_number', 'reverify_card')")),
         ("batch".into(), count("action = 'verify_number_batch'")),
@@ -444,7 +445,7 @@ fn the_operators_dashboard_shows_the_demos_morning_as_metrics_and_the_audit_log_
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
     let from_csv: Vec<(String, u64)> =
-        header[1..7].iter().zip(&row[1..7]).map(|(path, n)| (path.to_string(), n.parse().unwrap())).collect();
+        header[1..8].iter().zip(&row[1..8]).map(|(path, n)| (path.to_string(), n.parse().unwrap())).collect();
     let (_, metrics) = center_get(&format!("{base}/metrics"), &ca);
     let from_metrics: Vec<(String, u64)> = from_csv
         .iter()
@@ -460,9 +461,9 @@ fn the_operators_dashboard_shows_the_demos_morning_as_metrics_and_the_audit_log_
     let total = |counts: &[(String, u64)], path: &str| counts.iter().find(|(p, _)| p == path).map_or(0, |(_, n)| *n);
     assert!(total(&from_audit, "number") > 0 && total(&from_audit, "card_pin") > 0, "the demo's morning is there: {from_audit:?}");
     // The 利用率 as the CSV says it, worked from its own counts.
-    let card = total(&from_audit, "card_pin") + total(&from_audit, "card_face") + total(&from_audit, "card_visual");
+    let card = ["card_pin", "card_face", "card_visual", "smartphone"].iter().map(|path| total(&from_audit, path)).sum::<u64>();
     let counter = card + total(&from_audit, "number") + total(&from_audit, "reverify");
-    assert_eq!((row[7].parse::<u64>().unwrap(), row[8].parse::<u64>().unwrap()), (card, counter), "{csv}");
+    assert_eq!((row[8].parse::<u64>().unwrap(), row[9].parse::<u64>().unwrap()), (card, counter), "{csv}");
 
     // The page in the browser: the same figures, charts drawn, a CSV link per table.
     let browser = Browser::start();

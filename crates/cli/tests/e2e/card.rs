@@ -675,6 +675,16 @@ fn phones_on_a_pc_sc_reader_android_reads_after_its_pin_and_an_iphone_signs_for_
     assert!(linked.status.success(), "{}", stderr_of(&linked));
     let answer = ok_json(&world.pcsc("verify", &reader.name, &["--json", "--phone"]));
     assert_eq!((answer["validity"]["code"].as_str(), answer["method"].as_str()), (Some("1"), Some("pin")));
+    // Both phones signed as a card does; the center tells them from the card by their
+    // certificates (the feed binds each as issued from the card's) and audits them as such.
+    let audit =
+        rusqlite::Connection::open_with_flags(world.db.with_extension("audit.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let count = |like: &str| -> i64 {
+        audit.query_row("SELECT count(*) FROM audit_log WHERE action = 'verify_card' AND object LIKE ?1", [like], |r| r.get(0)).unwrap()
+    };
+    // (A check answers once its entry is queued; the entry is committed right after.)
+    crate::clinic::wait_for("the second phone check in the audit log", || (count("smartphone:%") == 2).then_some(()));
+    assert_eq!(count("pin:%"), 0, "two checks with phones, none with the card");
     // The card's certificate revoked (lost): the phones' go with it.
     world.jpki(&["revoke", "--card", card.to_str().unwrap(), "--reason", "lost"]);
     world.jpki(&["crl"]);

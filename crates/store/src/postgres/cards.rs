@@ -246,11 +246,11 @@ impl CardRegistry for PgRegister {
             match (change.kind.as_str(), &change.attributes) {
                 ("issue" | "renew", Some(a)) => {
                     tx.execute(
-                        "INSERT INTO card_bindings (serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, seq, face_only)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10)
+                        "INSERT INTO card_bindings (serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, seq, face_only, phone_of)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11)
                          ON CONFLICT (serial) DO UPDATE SET holder_ref = excluded.holder_ref, person_ref = excluded.person_ref,
                          name = excluded.name, name_kana = excluded.name_kana, birth_date = excluded.birth_date, sex = excluded.sex,
-                         address = excluded.address, seq = excluded.seq, state = 'active', face_only = excluded.face_only",
+                         address = excluded.address, seq = excluded.seq, state = 'active', face_only = excluded.face_only, phone_of = excluded.phone_of",
                         &[
                             &change.serial,
                             &change.holder_ref,
@@ -262,6 +262,7 @@ impl CardRegistry for PgRegister {
                             &a.address,
                             &change.seq,
                             &change.face_only,
+                            &change.phone_of,
                         ],
                     )
                     .map_err(pg("recording a card binding"))?;
@@ -294,7 +295,7 @@ impl CardRegistry for PgRegister {
     fn binding(&self, serial: &str) -> Result<Option<CardBinding>, StoreError> {
         self.read(|c| {
             Ok(c.query_opt(
-                "SELECT serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, face_only FROM card_bindings WHERE serial = $1",
+                "SELECT serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, face_only, phone_of FROM card_bindings WHERE serial = $1",
                 &[&serial],
             )
             .map_err(pg("reading a card binding"))?
@@ -305,6 +306,7 @@ impl CardRegistry for PgRegister {
                 attributes: BoundAttributes { name: r.get(3), name_kana: r.get(4), birth_date: r.get(5), sex: r.get(6), address: r.get(7) },
                 state: r.get(8),
                 face_only: r.get(9),
+                phone_of: r.get(10),
             }))
         })
     }

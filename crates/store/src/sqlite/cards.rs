@@ -261,11 +261,11 @@ impl CardRegistry for SqliteRegister {
             match (change.kind.as_str(), &change.attributes) {
                 ("issue" | "renew", Some(a)) => {
                     tx.execute(
-                        "INSERT INTO card_bindings (serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, seq, face_only)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, ?10)
+                        "INSERT INTO card_bindings (serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, seq, face_only, phone_of)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, ?10, ?11)
                          ON CONFLICT (serial) DO UPDATE SET holder_ref = excluded.holder_ref, person_ref = excluded.person_ref,
                          name = excluded.name, name_kana = excluded.name_kana, birth_date = excluded.birth_date, sex = excluded.sex,
-                         address = excluded.address, seq = excluded.seq, state = 'active', face_only = excluded.face_only",
+                         address = excluded.address, seq = excluded.seq, state = 'active', face_only = excluded.face_only, phone_of = excluded.phone_of",
                         params![
                             change.serial,
                             change.holder_ref,
@@ -276,7 +276,8 @@ impl CardRegistry for SqliteRegister {
                             a.sex,
                             a.address,
                             change.seq,
-                            change.face_only
+                            change.face_only,
+                            change.phone_of
                         ],
                     )
                     .map_err(sqlite("recording a card binding"))?;
@@ -313,7 +314,7 @@ impl CardRegistry for SqliteRegister {
     fn binding(&self, serial: &str) -> Result<Option<CardBinding>, StoreError> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, face_only FROM card_bindings WHERE serial = ?1",
+                "SELECT serial, holder_ref, person_ref, name, name_kana, birth_date, sex, address, state, face_only, phone_of FROM card_bindings WHERE serial = ?1",
             )
             .and_then(|mut s| {
                 s.query_row([serial], |r| {
@@ -330,6 +331,7 @@ impl CardRegistry for SqliteRegister {
                         },
                         state: r.get(8)?,
                         face_only: r.get(9)?,
+                        phone_of: r.get(10)?,
                     })
                 })
                 .optional()
