@@ -9,9 +9,9 @@
 //! `/metrics` renders the same [`Figures`] (see [`metrics_text`]), so the page and the scrape
 //! cannot disagree; `onshi audit verify` recounts the tallies from the sealed entries.
 //!
-//! Who may open it: a browser on the center's own machine (loopback), as an operator reaches
-//! it through an SSH tunnel. Institutions and insurers hold certificates that open the API, not
-//! this page: it names institutions and insurers.
+//! Who may open it: an operator's certificate (`urn:onshi:operator:NAME`, which opens nothing
+//! of the API), or a browser on the center's own machine (loopback). Institutions' and
+//! insurers' certificates open the API, not this page: it names institutions and insurers.
 //!
 //! How each case is counted, where the sources leave it open (the page says so too):
 //! - 利用率 on MHLW's basis: checks with the card (PIN, face, a visual check of the card) ÷

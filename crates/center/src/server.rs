@@ -110,6 +110,7 @@ fn actor(peer: &Peer) -> String {
     match peer {
         Peer::Known(PeerIdentity::Institution(code)) => code.as_str().to_string(),
         Peer::Known(PeerIdentity::Insurer(number)) => format!("insurer:{number}"),
+        Peer::Known(PeerIdentity::Operator(name)) => format!("operator:{name}"),
         Peer::Unusable(_) | Peer::Anonymous => "-".into(),
     }
 }
@@ -151,7 +152,7 @@ fn refuse(state: &CenterState, error: CenterError) -> Response {
 fn institution(peer: &Peer) -> Result<&InstitutionCode, CenterError> {
     match peer {
         Peer::Known(PeerIdentity::Institution(code)) => Ok(code),
-        Peer::Known(PeerIdentity::Insurer(_)) => Err(errors::wrong_role("medical-institution")),
+        Peer::Known(PeerIdentity::Insurer(_) | PeerIdentity::Operator(_)) => Err(errors::wrong_role("medical-institution")),
         Peer::Unusable(detail) => Err(errors::wrong_role(&format!("medical-institution ({detail})"))),
         Peer::Anonymous => Err(errors::certificate_required()),
     }
@@ -269,7 +270,7 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     let result = async {
         let insurer = match &peer {
             Peer::Known(PeerIdentity::Insurer(number)) => number.clone(),
-            Peer::Known(PeerIdentity::Institution(_)) => return Err(errors::wrong_role("insurer")),
+            Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Operator(_)) => return Err(errors::wrong_role("insurer")),
             Peer::Unusable(detail) => return Err(errors::wrong_role(&format!("insurer ({detail})"))),
             Peer::Anonymous => return Err(errors::certificate_required()),
         };
@@ -589,7 +590,7 @@ async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> 
 fn insurer_of(peer: &Peer) -> Result<onshi_domain::ids::InsurerNumber, CenterError> {
     match peer {
         Peer::Known(PeerIdentity::Insurer(number)) => Ok(number.clone()),
-        Peer::Known(PeerIdentity::Institution(_)) => Err(errors::wrong_role("insurer")),
+        Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Operator(_)) => Err(errors::wrong_role("insurer")),
         Peer::Unusable(detail) => Err(errors::wrong_role(&format!("insurer ({detail})"))),
         Peer::Anonymous => Err(errors::certificate_required()),
     }
@@ -663,16 +664,17 @@ async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// The operator's pages answer a browser on this machine only (an operator comes through an
-/// SSH tunnel); they name institutions and insurers.
+/// The operator's pages answer an operator's certificate, or a browser on this machine (an
+/// operator without one comes through an SSH tunnel); they name institutions and insurers.
 async fn operator_only(request: Request, next: axum::middleware::Next) -> Response {
     let local = request.extensions().get::<Remote>().is_some_and(|remote| remote.0.is_loopback());
-    if !local {
+    let operator = matches!(request.extensions().get::<Peer>(), Some(Peer::Known(PeerIdentity::Operator(_))));
+    if !local && !operator {
         return (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "運用者ダッシュボードはセンターのマシン上（127.0.0.1）からだけ開けます。SSH のトンネルを使ってください。\n\
-             the operator's dashboard answers loopback only; reach it through an SSH tunnel",
+            "運用者ダッシュボードは、運用者の証明書か、センターのマシン上（127.0.0.1）からだけ開けます。\n\
+             the operator's dashboard answers an operator certificate (onshi center pki issue-operator) or loopback only",
         )
             .into_response();
     }
@@ -704,6 +706,11 @@ async fn certified_only(State(state): State<Arc<CenterState>>, request: Request,
     let caller = match request.extensions().get::<Peer>() {
         Some(Peer::Known(PeerIdentity::Institution(code))) => code.as_str().to_string(),
         Some(Peer::Known(PeerIdentity::Insurer(number))) => format!("insurer:{number}"),
+        // An operator's certificate opens the dashboard, not the API.
+        Some(Peer::Known(PeerIdentity::Operator(_))) => {
+            state.metrics.unauthenticated("OPERATOR_ON_THE_API");
+            return errors::wrong_role("medical-institution or insurer (an operator's certificate opens /dashboard only)").into_response();
+        }
         Some(Peer::Unusable(detail)) => {
             state.metrics.unauthenticated("CERTIFICATE_WITHOUT_ROLE");
             return errors::wrong_role(&format!("a certified one ({detail})")).into_response();

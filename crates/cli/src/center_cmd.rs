@@ -151,6 +151,17 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = onshi_pki::revocation::CRL_NEXT_UPDATE_DAYS)]
         next_update_days: u32,
     },
+    /// Issue a certificate to one of the center's operators: it opens the operator's
+    /// dashboard (/dashboard) from any host, and nothing of the API.
+    IssueOperator {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        /// The operator's name (a-z, 0-9, -).
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+        days: u32,
+    },
     /// Issue a certificate to an insurer, which may then upload events for its own number.
     IssueInsurer {
         #[arg(long, default_value = "onshi-pki")]
@@ -574,6 +585,10 @@ fn pki(command: PkiCommand) -> anyhow::Result<ExitCode> {
                 crl.revoked_count,
                 crl.next_update
             );
+        }
+        PkiCommand::IssueOperator { dir, name, days } => {
+            let issued = CenterCa::load(&dir)?.issue_operator(&name, days)?;
+            println!("{}\n{}", issued.cert_path.display(), issued.key_path.display());
         }
         PkiCommand::IssueInsurer { dir, number, name, days } => {
             let number = InsurerNumber::parse(&number).map_err(|e| anyhow::anyhow!("--number: the value {e}"))?;

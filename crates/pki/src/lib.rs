@@ -54,10 +54,18 @@ pub enum PeerIdentity {
     Institution(InstitutionCode),
     /// An insurer (保険者), which may write only its own members.
     Insurer(InsurerNumber),
+    /// The center's operator (by name): opens the operator's dashboard, nothing of the API.
+    Operator(String),
 }
 
 const INSTITUTION_URI: &str = "urn:onshi:institution:";
 const INSURER_URI: &str = "urn:onshi:insurer:";
+const OPERATOR_URI: &str = "urn:onshi:operator:";
+
+/// Whether an operator's name is usable: 1–64 lower-case ASCII letters, digits and `-`.
+pub fn valid_operator_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// Reads the role from a certificate (DER) that TLS has already verified against the CA.
 pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, PkiError> {
@@ -78,6 +86,13 @@ pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, PkiError> {
                 return InsurerNumber::parse(number)
                     .map(PeerIdentity::Insurer)
                     .map_err(|e| PkiError::BadNumber { role: "insurer", detail: e.to_string() });
+            }
+            if let Some(name) = uri.strip_prefix(OPERATOR_URI) {
+                return if valid_operator_name(name) {
+                    Ok(PeerIdentity::Operator(name.to_string()))
+                } else {
+                    Err(PkiError::BadNumber { role: "operator", detail: format!("the name {name:?} is not 1–64 of a-z, 0-9, -") })
+                };
             }
         }
     }
@@ -259,6 +274,17 @@ impl CenterCa {
         self.issue(params, days, &Path::new("institutions").join(code.as_str()), revocation::holder_of_uri(&uri))
     }
 
+    /// A certificate for one of the center's operators: it opens the operator's dashboard
+    /// from any host, and nothing of the API.
+    pub fn issue_operator(&self, name: &str, days: u32) -> Result<IssuedPem, PkiError> {
+        if !valid_operator_name(name) {
+            return Err(PkiError::Invalid { what: format!("the operator name {name:?}"), detail: "use 1–64 of a-z, 0-9 and -".into() });
+        }
+        let uri = format!("{OPERATOR_URI}{name}");
+        let params = self.client_params(uri.clone(), name)?;
+        self.issue(params, days, &Path::new("operators").join(name), revocation::holder_of_uri(&uri))
+    }
+
     /// A certificate for an insurer (it may upload events for this number only).
     pub fn issue_insurer(&self, number: &InsurerNumber, name: &str, days: u32) -> Result<IssuedPem, PkiError> {
         let uri = format!("{INSURER_URI}{number}");
@@ -337,6 +363,10 @@ mod tests {
         let issued = ca.issue_insurer(&insurer, "test insurer", 30).unwrap();
         let der: rustls::pki_types::CertificateDer = rustls::pki_types::pem::PemObject::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
         assert_eq!(peer_identity(&der).unwrap(), PeerIdentity::Insurer(insurer));
+        let issued = ca.issue_operator("ops-1", 30).unwrap();
+        let der: rustls::pki_types::CertificateDer = rustls::pki_types::pem::PemObject::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        assert_eq!(peer_identity(&der).unwrap(), PeerIdentity::Operator("ops-1".into()));
+        assert!(ca.issue_operator("Ops/../x", 30).is_err(), "a name is a file name and a URI part: refused");
         let server = ca.issue_server(&["localhost".into(), "127.0.0.1".into()]).unwrap();
         let der: rustls::pki_types::CertificateDer = rustls::pki_types::pem::PemObject::from_pem_slice(server.cert_pem.as_bytes()).unwrap();
         assert!(matches!(peer_identity(&der), Err(PkiError::NoRole)));
