@@ -51,6 +51,8 @@ pub const PATHS: [(&str, &str); 7] = [
     ("batch", "一括照会"),
 ];
 
+/// The re-verification path's index in [`PATHS`].
+const REVERIFY: usize = 5;
 /// The batch path's index in [`PATHS`]: not a check at the counter.
 const BATCH: usize = 6;
 
@@ -72,8 +74,8 @@ pub fn path_of(kind: &str) -> Option<usize> {
         "verify_card:visual" => Some(2),
         "verify_card:smartphone" => Some(3),
         "verify_number" => Some(4),
-        "reverify_number" => Some(5),
-        k if k.starts_with("reverify_card:") => Some(5),
+        "reverify_number" => Some(REVERIFY),
+        k if k.starts_with("reverify_card:") => Some(REVERIFY),
         "verify_number_batch" => Some(BATCH),
         _ => None,
     }
@@ -111,6 +113,9 @@ pub struct Figures {
     pub card_answers: u64,
     /// Refusals this month by code.
     pub refusals: BTreeMap<String, u64>,
+    /// 医療機関コード → checks re-verified after an outage this month (what the center sees of
+    /// the gateways' outages).
+    pub reverified: BTreeMap<String, u64>,
 }
 
 impl Figures {
@@ -131,6 +136,9 @@ impl Figures {
                 }
                 if this_month {
                     figures.days.entry(t.day % 100).or_default()[path] += t.count;
+                    if path == REVERIFY {
+                        *figures.reverified.entry(t.actor.clone()).or_default() += t.count;
+                    }
                     if path != BATCH {
                         let institution = figures.institutions.entry(t.actor.clone()).or_default();
                         institution.1 += t.count;
@@ -414,6 +422,18 @@ fn csv(reading: &Reading, table: &str) -> String {
                     writeln!(out, "{},{},{:.1},{},{}", csv_field(&row.insurer), row.events, row.mean_days, row.max_days, join(&row.by_lag));
             }
         }
+        "lag-trend" => {
+            out.push_str("month,mean_lag_days\n");
+            for (month, mean) in lag_rows(&reading.lag).1 {
+                let _ = writeln!(out, "{month},{mean:.1}");
+            }
+        }
+        "reverifications" => {
+            out.push_str("institution,reverified\n");
+            for (institution, n) in &f.reverified {
+                let _ = writeln!(out, "{},{n}", csv_field(institution));
+            }
+        }
         "link-reports" => {
             out.push_str("state,count\n");
             for (state, n) in &reading.reports {
@@ -622,6 +642,9 @@ fn page_html(reading: &Reading, month: u32) -> String {
     let trend_months: Vec<u32> = trend.keys().copied().collect();
     if !trend_months.is_empty() {
         let labels: Vec<String> = trend_months.iter().map(|m| month_ja(*m)).collect();
+        let _ = write!(html, "<h3>遅れの推移（登録月別の平均）{}</h3>", csv_link("lag-trend", month));
+        let bars: Vec<Vec<u64>> = trend_months.iter().map(|m| vec![trend[m].round() as u64]).collect();
+        html.push_str(&chart::stacked_bars("chart-lag-trend", "登録月別の平均の遅れ（日）", &labels, &["平均の遅れ（日）"], &bars));
         html.push_str("<table id=\"lag-trend\"><tr><th>登録月</th><th>平均の遅れ（日）</th></tr>");
         for (label, m) in labels.iter().zip(&trend_months) {
             let _ = write!(html, "<tr><td>{label}</td><td>{:.1}</td></tr>", trend[m]);
@@ -643,9 +666,24 @@ fn page_html(reading: &Reading, month: u32) -> String {
     }
     html.push_str("</table>");
 
+    let _ = write!(
+        html,
+        "<h2>回線断の影響（医療機関別の再照会、この月）{}</h2><table id=\"reverifications\"><tr><th>医療機関コード</th><th>再照会</th></tr>",
+        csv_link("reverifications", month)
+    );
+    if f.reverified.is_empty() {
+        html.push_str("<tr><td colspan=\"2\">ありません。</td></tr>");
+    }
+    let mut reverified: Vec<_> = f.reverified.iter().collect();
+    reverified.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    for (code, n) in reverified.iter().take(50) {
+        let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", esc(code));
+    }
+    html.push_str("</table>");
     html.push_str(
-        "<h2>ゲートウェイ</h2><p class=\"note\">各医療機関のゲートウェイは、待ち行列・回線の状態・確認件数を自分の /metrics（Prometheus 形式）で公開します。\
-         センターに届くのは回線復旧後の再照会で、上の「再照会（回線復旧後）」が回線断の影響の件数です。</p>\
+        "<h2>ゲートウェイ</h2><p class=\"note\">回線が切れている間、ゲートウェイは受付を続け、確認を待ち行列に入れて、復旧後に自分で再照会します。\
+         センターに見えるのはその再照会（上の表）で、待ち行列の長さや回線の状態は各ゲートウェイが自分の /metrics（Prometheus 形式: onshi_gateway_queue_waiting、onshi_gateway_line_up）で公開します。\
+         センターへの報告はまだありません。</p>\
          <h2>数え方</h2><ul class=\"note\">\
          <li>利用率は厚生労働省の基準: マイナ保険証での確認（暗証番号・顔認証・券面の目視）÷ 窓口での確認の全件。一括照会は窓口での確認ではないので数えません。</li>\
          <li>回線不通中の確認はセンターに届かず、回線復旧後の再照会で1件として数えます（目視の記録はマイナ保険証の利用として）。</li>\
@@ -706,6 +744,7 @@ mod tests {
         );
         assert_eq!(f.days.get(&1), Some(&[2, 0, 0, 0, 0, 0, 0]));
         assert_eq!(f.days.get(&3), Some(&[0, 0, 0, 0, 0, 2, 10]));
+        assert_eq!(f.reverified.into_iter().collect::<Vec<_>>(), vec![("A".to_string(), 2)]);
     }
 
     #[test]

@@ -151,6 +151,14 @@ fn reception_goes_on_through_an_outage_and_every_queued_check_is_reverified_once
     let (queued, done): (i64, i64) =
         store.query_row("SELECT count(*), count(done_at) FROM queue", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((queued, done), (5, 5));
+    // The center counts the five re-verifications as such, for this clinic, on the dashboard's
+    // figures (the outage seen from the center); none of the checks made while it was up.
+    if today_plus(0)[..6] == today[..6] {
+        let client = world.server.as_ref().unwrap().client_with_ca(&world.path("pki/ca.pem"), None);
+        let (_, metrics) = crate::clinic::blocking(client.get_raw("/metrics")).unwrap();
+        let line = format!("onshi_checks_month{{month=\"{}\",path=\"reverify\"}} 5", &today[..6]);
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 /// 一括照会 from an appointment list the day before; the insurer reports a loss; on the day
