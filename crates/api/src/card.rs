@@ -475,4 +475,9 @@ pub struct PatientRecord {
     pub consents: Vec<PatientConsent>,
     pub reports: Vec<PatientReport>,
     pub access_log: AccessLog,
+    /// The card's link is blocked by a wrong-link report until the insurer reviews it: the
+    /// record then holds the reports about this card only, nothing of the person it is linked
+    /// to (the card may be someone else's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
 }

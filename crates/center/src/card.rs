@@ -848,25 +848,46 @@ impl CardPath {
     /// The holder's own record, with their card's PIN signature: every coverage as a clinic
     /// would be answered (today, or the coverage's last covered day), the consents they gave
     /// and the reports about their cards. A card blocked by a flag still reads it: its holder
-    /// must see what became of the flag. Returns the person and the card's serial with it; the
-    /// access log is the audit log's to fill.
+    /// must see what became of the flag, but only that: the reports about this card, none of
+    /// the linked person's data. Returns the person and the card's serial with it, and whether
+    /// the whole record was given (then the access log is the audit log's to fill).
     pub fn record(
         &self,
         register: &dyn Register,
         lags: &LagCache,
         proof: &CardProof,
         now: Timestamp,
-    ) -> Result<(i64, String, PatientRecord), CenterError> {
+    ) -> Result<(i64, String, PatientRecord, bool), CenterError> {
         if proof.method != Method::Pin {
             return Err(refuse::proof_incomplete("the patient's own requests need the card's signature (the PIN path)"));
         }
         let certificate = self.check_proof(proof, PATIENT, Purpose::Record, "", now)?.certificate;
         let person = match self.person_of(&certificate, now) {
             Ok(person) => person,
-            Err(refused) => match self.cards.card_link(&certificate.serial).map_err(store_error)? {
-                Some(link) if link.state == LinkState::Flagged => link.person_id,
-                _ => return Err(refused),
-            },
+            // A card whose link is flagged may be someone else's card: its holder sees what
+            // became of the reports about this card, and nothing of the linked person.
+            Err(refused) => {
+                let binding = self.cards.binding(&certificate.serial).map_err(store_error)?;
+                if binding.is_some_and(|b| b.state != "active") {
+                    return Err(refused);
+                }
+                return match self.cards.card_link(&certificate.serial).map_err(store_error)? {
+                    Some(link) if link.state == LinkState::Flagged => {
+                        let reports = self
+                            .cards
+                            .reports_of_person(link.person_id)
+                            .map_err(store_error)?
+                            .into_iter()
+                            .filter(|r| r.serial == certificate.serial)
+                            .map(patient_report)
+                            .collect();
+                        let access_log = onshi_api::card::AccessLog { entries: Vec::new(), total: 0 };
+                        let record = PatientRecord { coverages: Vec::new(), consents: Vec::new(), reports, access_log, blocked: true };
+                        Ok((link.person_id, certificate.serial, record, false))
+                    }
+                    _ => Err(refused),
+                };
+            }
         };
         let view = register.person_view(person).map_err(store_error)?;
         let today = now.date();
@@ -903,22 +924,9 @@ impl CardPath {
                 in_force: c.available_until > now,
             })
             .collect();
-        let reports = self
-            .cards
-            .reports_of_person(person)
-            .map_err(store_error)?
-            .into_iter()
-            .map(|r| PatientReport {
-                report_id: r.report_id,
-                serial: r.serial,
-                reporter: r.reporter,
-                reason: r.reason,
-                filed_at: r.filed_at.to_string(),
-                state: r.state,
-            })
-            .collect();
+        let reports = self.cards.reports_of_person(person).map_err(store_error)?.into_iter().map(patient_report).collect();
         let access_log = onshi_api::card::AccessLog { entries: Vec::new(), total: 0 };
-        Ok((person, certificate.serial, PatientRecord { coverages, consents, reports, access_log }))
+        Ok((person, certificate.serial, PatientRecord { coverages, consents, reports, access_log, blocked: false }, true))
     }
 
     /// The card registry behind this path (the dashboard counts its reports).
@@ -1322,5 +1330,16 @@ mod life_tests {
         // Day 200: past the grace, refused.
         let late = world.verify(ConsentChoice::default(), days_later(issued, 200)).unwrap_err();
         assert_eq!(late.body.code, "CARD_CERTIFICATE_EXPIRED");
+    }
+}
+
+fn patient_report(r: onshi_store::cards::LinkReportRow) -> PatientReport {
+    PatientReport {
+        report_id: r.report_id,
+        serial: r.serial,
+        reporter: r.reporter,
+        reason: r.reason,
+        filed_at: r.filed_at.to_string(),
+        state: r.state,
     }
 }

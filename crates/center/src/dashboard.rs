@@ -373,8 +373,17 @@ pub async fn csv_handler(State(state): State<Arc<CenterState>>, Path(table): Pat
 }
 
 /// The tables with a CSV download.
-pub const TABLES: [&str; 7] =
-    ["checks-by-day", "checks-by-month", "usage-by-institution", "consents", "refusals", "insurer-lag", "link-reports"];
+pub const TABLES: [&str; 9] = [
+    "checks-by-day",
+    "checks-by-month",
+    "usage-by-institution",
+    "consents",
+    "refusals",
+    "insurer-lag",
+    "lag-trend",
+    "link-reports",
+    "reverifications",
+];
 
 /// A table as CSV (UTF-8, header row, no personal data: codes and counts only).
 fn csv(reading: &Reading, table: &str) -> String {
@@ -456,7 +465,7 @@ fn percent_text(usage: (u64, u64)) -> String {
 /// A CSV field: quoted when it holds a separator, a quote or a line break; a leading
 /// formula character is neutralised (a spreadsheet must not run it).
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_string() };
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 

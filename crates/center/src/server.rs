@@ -373,12 +373,22 @@ async fn record_handler(State(state): State<Arc<CenterState>>, body: Body) -> Re
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let proof: onshi_api::card::CardProof = parse_json(&bytes)?;
         let worker = state.clone();
-        let (person, serial, mut record) =
+        let (person, serial, mut record, whole) =
             tokio::task::spawn_blocking(move || worker.card.record(worker.register.as_ref(), &worker.lags, &proof, now))
                 .await
                 .map_err(|e| errors::register_unavailable(format!("record worker failed: {e}")))??;
-        records.push(audit_record(now, crate::card::PATIENT.into(), "view_own_record", Some(person), serial, "ok"));
+        records.push(audit_record(
+            now,
+            crate::card::PATIENT.into(),
+            "view_own_record",
+            Some(person),
+            serial,
+            if whole { "ok" } else { "flagged" },
+        ));
         state.audit.record(std::mem::take(&mut records)).await?;
+        if !whole {
+            return Ok(record);
+        }
         let reader = state.audit.reader();
         let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
         let (total, entries) = tokio::task::spawn_blocking(move || reader.newest_person_entries(person, limit))
@@ -454,10 +464,12 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
     let mut certificate = None;
     let mut consent = None;
     let mut recorded = false;
+    let mut method = None;
     let result = async {
         let (code, request): (_, onshi_api::card::VerifyCard) = card_request(&peer, body).await?;
         certificate = Some(request.proof.certificate.clone());
         consent = Some(request.consent);
+        method = Some(request.proof.method);
         recorded = request.chosen_at.is_some();
         state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
     }
@@ -472,7 +484,9 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
             let method = if *smartphone { "smartphone" } else { answer.method.code() };
             (Some(*person), format!("{method}:{}:{scopes}", answer.serial))
         }
-        Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), "-".into()),
+        // A refused check still counts, by the method it came with (a body the center could
+        // not read has none, and is not a check).
+        Err(_) => (certificate.and_then(|c| state.card.person_hint(&c)), method.map_or_else(|| "-".into(), |m| format!("{}:-:", m.code()))),
     };
     // A recorded visual check asked again after an outage (it carries its counter time).
     let action = if recorded { "reverify_card" } else { "verify_card" };

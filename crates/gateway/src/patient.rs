@@ -251,6 +251,14 @@ fn simulator_forms(gateway: &Gateway, placed: bool) -> String {
 fn record_html(record: &PatientRecord) -> String {
     let mut html = String::new();
     html.push_str("<form method=\"post\" action=\"/close\"><button id=\"close\">終わる（画面から消す）</button></form>");
+    if record.blocked {
+        html.push_str(
+            "<p id=\"blocked\" class=\"bad\">このカードは、登録（ひも付け）の誤りの届け出があったため、保険者が確認するまで保険証として使えません。\
+             確認が終わるまでは、届け出の状況だけを表示します。受付では資格確認書か、保険者番号などで確認します。</p>",
+        );
+        html.push_str(&reports_html(record));
+        return html;
+    }
     html.push_str("<h2>あなたの保険資格（登録されている内容）</h2><table id=\"coverages\"><tr><th>保険者番号</th><th>記号・番号・枝番</th><th>お名前</th><th>期間</th><th>負担割合</th><th>状態</th></tr>");
     if record.coverages.is_empty() {
         html.push_str(
@@ -335,6 +343,19 @@ fn record_html(record: &PatientRecord) -> String {
     }
     html.push_str("</table>");
 
+    html.push_str(&reports_html(record));
+    html.push_str(
+        "<p>上の保険資格が自分のものでないときは、届け出てください。保険者が確認するまで、このカードは保険証として使えなくなります。</p>\
+         <form method=\"post\" action=\"/flag\" id=\"flag-form\"><label>理由 <input type=\"text\" name=\"reason\" id=\"reason\" maxlength=\"200\" size=\"30\"></label>\
+         <label>暗証番号 <input type=\"password\" name=\"pin\" id=\"flag-pin\" inputmode=\"numeric\" maxlength=\"4\" autocomplete=\"off\" size=\"4\"></label>\
+         <button id=\"flag\">届け出る</button></form>",
+    );
+    html
+}
+
+/// The reports about the patient's cards and their review state.
+fn reports_html(record: &PatientRecord) -> String {
+    let mut html = String::new();
     html.push_str("<h2>カードの登録（ひも付け）の誤りの届け出</h2><table id=\"reports\"><tr><th>報告番号</th><th>届け出た人</th><th>日時</th><th>理由</th><th>状況</th></tr>");
     if record.reports.is_empty() {
         html.push_str("<tr><td colspan=\"5\">届け出はありません。</td></tr>");
@@ -356,12 +377,7 @@ fn record_html(record: &PatientRecord) -> String {
             esc(&r.reason)
         );
     }
-    html.push_str(
-        "</table><p>上の保険資格が自分のものでないときは、届け出てください。保険者が確認するまで、このカードは保険証として使えなくなります。</p>\
-         <form method=\"post\" action=\"/flag\" id=\"flag-form\"><label>理由 <input type=\"text\" name=\"reason\" id=\"reason\" maxlength=\"200\" size=\"30\"></label>\
-         <label>暗証番号 <input type=\"password\" name=\"pin\" id=\"flag-pin\" inputmode=\"numeric\" maxlength=\"4\" autocomplete=\"off\" size=\"4\"></label>\
-         <button id=\"flag\">届け出る</button></form>",
-    );
+    html.push_str("</table>");
     html
 }
 

@@ -250,6 +250,13 @@ fn newest_person_entries(connection: &mut Connection, person_id: i64, limit: i64
 /// one snapshot.
 fn tallies_between(connection: &mut Connection, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
     let tx = connection.transaction().map_err(sqlite("reading the audit tallies"))?;
+    let tallies = tallies_in(&tx, from, to)?;
+    drop(tx);
+    Ok(tallies)
+}
+
+/// [`tallies_between`] inside a transaction the caller holds.
+fn tallies_in(tx: &Connection, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
     let mut tallies = TallyMap::new();
     let tallied = match meta_value(&tx, TALLIED_UPTO)? {
         Some(upto) => {
@@ -270,9 +277,8 @@ fn tallies_between(connection: &mut Connection, from: u32, to: u32) -> Result<Ve
         }
         None => 0,
     };
-    for_each_entry(&tx, tallied, i64::MAX, |entry| tally_into(&mut tallies, &entry.record))?;
+    for_each_entry(tx, tallied, i64::MAX, |entry| tally_into(&mut tallies, &entry.record))?;
     tallies.retain(|(day, ..), _| (from..=to).contains(day));
-    drop(tx);
     Ok(tally_rows(tallies))
 }
 
@@ -524,9 +530,12 @@ impl AuditLog {
     /// kind, code) whose tally differs, when one does (someone edited the tallies to change
     /// what the dashboard shows).
     pub fn check_tallies(&mut self) -> Result<Result<(), Tamper>, StoreError> {
+        // One snapshot for both: a center appending meanwhile must not look like an edit.
+        let tx = self.connection.transaction().map_err(sqlite("reading the audit log"))?;
         let mut recount = TallyMap::new();
-        for_each_entry(&self.connection, 0, i64::MAX, |entry| tally_into(&mut recount, &entry.record))?;
-        let stored = tallies_between(&mut self.connection, 0, u32::MAX)?;
+        for_each_entry(&tx, 0, i64::MAX, |entry| tally_into(&mut recount, &entry.record))?;
+        let stored = tallies_in(&tx, 0, u32::MAX)?;
+        drop(tx);
         Ok(compare_tallies(recount, stored))
     }
 

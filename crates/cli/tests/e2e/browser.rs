@@ -359,7 +359,6 @@ fn the_patients_page_shows_the_holders_record_and_withdraws_and_flags_with_the_p
     assert!(consents.contains(crate::common::CLINIC) && consents.contains("薬剤情報"), "{consents}");
     let log = browser.text("#access-log");
     assert!(log.contains("マイナ保険証で資格を確認") && log.contains(crate::common::CLINIC), "{log}");
-    browser.screenshot("patient-page");
 
     // The patient withdraws the consent with the PIN: the fresh record no longer has it.
     browser.type_into(".withdraw-pin", crate::clinic::PIN);
@@ -375,6 +374,9 @@ fn the_patients_page_shows_the_holders_record_and_withdraws_and_flags_with_the_p
     assert!(browser.text("#flash").contains("届け出ました"), "{}", browser.text("#flash"));
     let reports = browser.text("#reports");
     assert!(reports.contains("自分の保険ではない") && reports.contains("保険者が確認中です") && reports.contains("ご本人"), "{reports}");
+    // The card is now blocked: the page shows the flag's state, nothing of the linked person.
+    assert!(browser.text("#blocked").contains("保険者が確認するまで"));
+    assert!(!browser.page_text().contains(p1.name), "{}", browser.page_text());
 
     // The card leaves the reader: the record leaves the screen.
     browser.submit("#remove");
@@ -638,6 +640,7 @@ fn the_demo_serves_the_reception_page_the_patients_page_and_the_dashboard_with_i
     assert!(log.contains("マイナ保険証で資格を確認"), "{log}");
     let coverages = browser.text("#coverages");
     assert!(coverages.contains("有効"), "{coverages}");
+    browser.screenshot("patient-page");
 
     browser.open(&format!("{}/dashboard", center.trim_end_matches('/')));
     let paths = browser.text("#checks-by-path");
