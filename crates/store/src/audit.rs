@@ -258,7 +258,7 @@ fn tallies_between(connection: &mut Connection, from: u32, to: u32) -> Result<Ve
 /// [`tallies_between`] inside a transaction the caller holds.
 fn tallies_in(tx: &Connection, from: u32, to: u32) -> Result<Vec<Tally>, StoreError> {
     let mut tallies = TallyMap::new();
-    let tallied = match meta_value(&tx, TALLIED_UPTO)? {
+    let tallied = match meta_value(tx, TALLIED_UPTO)? {
         Some(upto) => {
             let mut statement = tx
                 .prepare("SELECT day, actor, kind, code, n FROM audit_tally WHERE day BETWEEN ?1 AND ?2")
