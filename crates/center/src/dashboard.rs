@@ -237,15 +237,38 @@ pub fn lag_rows(profile: &[LagMonth]) -> (Vec<InsurerLagRow>, BTreeMap<u32, f64>
     (rows, trend)
 }
 
-/// The lag profile, read from the register at most once a minute (it reads every event).
+/// What the page and `/metrics` read seldom: the lag profile at most once a minute (it reads
+/// every event), each month's figures at most every few seconds (a scrape needs no login, so
+/// its cost must not grow with how often it is asked). Both then show the same figures.
 #[derive(Default)]
 pub struct DashboardCache {
     lag: Mutex<Option<(Instant, Arc<Vec<LagMonth>>)>>,
+    figures: Mutex<BTreeMap<u32, (Instant, Arc<Figures>)>>,
 }
 
 const LAG_PROFILE_FRESH: Duration = Duration::from_secs(60);
+/// How long a month's figures are served before they are counted again.
+pub const FIGURES_FRESH: Duration = Duration::from_secs(5);
+/// Months whose figures are kept at once (a bound against asking for every month).
+const FIGURES_KEPT: usize = 24;
 
 impl DashboardCache {
+    fn figures(&self, month: u32, count: impl FnOnce() -> Result<Figures, String>) -> Result<Arc<Figures>, String> {
+        if let Some((at, figures)) = self.figures.lock().unwrap_or_else(|p| p.into_inner()).get(&month)
+            && at.elapsed() < FIGURES_FRESH
+        {
+            return Ok(figures.clone());
+        }
+        let figures = Arc::new(count()?);
+        let mut kept = self.figures.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, (at, _)| at.elapsed() < FIGURES_FRESH);
+        if kept.len() >= FIGURES_KEPT {
+            kept.clear();
+        }
+        kept.insert(month, (Instant::now(), figures.clone()));
+        Ok(figures)
+    }
+
     fn lag_profile(&self, register: &dyn onshi_store::Register) -> Result<Arc<Vec<LagMonth>>, onshi_store::StoreError> {
         if let Some((at, profile)) = &*self.lag.lock().unwrap_or_else(|p| p.into_inner())
             && at.elapsed() < LAG_PROFILE_FRESH
@@ -260,16 +283,18 @@ impl DashboardCache {
 
 /// Everything the page shows, read in one go (blocking: the stores).
 struct Reading {
-    figures: Figures,
+    figures: Arc<Figures>,
     lag: Arc<Vec<LagMonth>>,
     reports: Vec<(String, u64)>,
 }
 
-/// This month's figures, from the tallies of the year up to it.
-fn figures_of(state: &CenterState, month: u32) -> Result<Figures, String> {
-    let first = year_up_to(month)[0];
-    let tallies = state.audit.reader().tallies(first * 100 + 1, month * 100 + 31).map_err(|e| e.to_string())?;
-    Ok(Figures::from_tallies(&tallies, month))
+/// A month's figures, from the tallies of the year up to it (counted again every few seconds).
+fn figures_of(state: &CenterState, month: u32) -> Result<Arc<Figures>, String> {
+    state.dashboard.figures(month, || {
+        let first = year_up_to(month)[0];
+        let tallies = state.audit.reader().tallies(first * 100 + 1, month * 100 + 31).map_err(|e| e.to_string())?;
+        Ok(Figures::from_tallies(&tallies, month))
+    })
 }
 
 fn read(state: &CenterState, month: u32) -> Result<Reading, String> {

@@ -681,7 +681,7 @@ async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
 /// The operator's pages answer an operator's certificate, or a browser on this machine (an
 /// operator without one comes through an SSH tunnel); they name institutions and insurers.
 async fn operator_only(request: Request, next: axum::middleware::Next) -> Response {
-    let local = request.extensions().get::<Remote>().is_some_and(|remote| remote.0.is_loopback());
+    let local = request.extensions().get::<Remote>().is_some_and(|remote| remote.0.to_canonical().is_loopback());
     let operator = matches!(request.extensions().get::<Peer>(), Some(Peer::Known(PeerIdentity::Operator(_))));
     if !local && !operator {
         return (

@@ -76,10 +76,11 @@ CREATE TABLE IF NOT EXISTS requests (
     PRIMARY KEY (name, digest)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS claim_months (
-    month TEXT PRIMARY KEY,
-    claims INTEGER NOT NULL,
+    month TEXT NOT NULL,
     file TEXT NOT NULL,
-    recorded_at TEXT NOT NULL
+    claims INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (month, file)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -235,24 +236,30 @@ impl Store {
 
     /// Records how many claims (レセプト) of the treatment month `month` (`YYYYMM`) the claim
     /// file `file` holds, as `onshi receipt check --gateway` read it: the 利用率's claims basis.
-    /// A later file for the same month replaces the count (a corrected file is sent whole).
+    /// Files add up (社保 and 国保 are separate files, and a late claim of an earlier month
+    /// comes in a later file); the same file name again replaces its count (a corrected file
+    /// is sent whole).
     pub fn record_claims(&self, month: &str, claims: u64, file: &str, at: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO claim_months (month, claims, file, recorded_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (month) DO UPDATE SET claims = excluded.claims, file = excluded.file, recorded_at = excluded.recorded_at",
-                params![month, claims as i64, file, at],
+                "INSERT INTO claim_months (month, file, claims, recorded_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (month, file) DO UPDATE SET claims = excluded.claims, recorded_at = excluded.recorded_at",
+                params![month, file, claims as i64, at],
             )
             .map(|_| ())
         })
     }
 
-    /// The claims recorded for `month`: (count, file name, when).
+    /// The claims recorded for `month`: the count over every file, the files' names, and when
+    /// the last was recorded.
     pub fn claims_of(&self, month: &str) -> Result<Option<(u64, String, String)>, StoreError> {
         self.with(|c| {
-            c.query_row("SELECT claims, file, recorded_at FROM claim_months WHERE month = ?1", [month], |r| {
-                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?, r.get(2)?))
-            })
+            c.query_row(
+                "SELECT sum(claims), group_concat(file, '・'), max(recorded_at) FROM (SELECT * FROM claim_months WHERE month = ?1 ORDER BY file)
+                 HAVING count(*) > 0",
+                [month],
+                |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?, r.get(2)?)),
+            )
             .optional()
         })
     }
@@ -648,6 +655,23 @@ mod tests {
             cache: Some(("k", "{}")),
         };
         store.record(&new, Some((at, "digest")), &[]).unwrap()
+    }
+
+    /// 社保 and 国保 files add up; a corrected 社保 file replaces its own count; a late claim of
+    /// November in December's file counts for November.
+    #[test]
+    fn claims_add_up_over_the_files_of_a_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.sqlite")).unwrap();
+        assert_eq!(store.claims_of("202612").unwrap(), None);
+        store.record_claims("202612", 10, "SHAHO.UKE", "20270105090000").unwrap();
+        store.record_claims("202612", 5, "KOKUHO.UKE", "20270105091000").unwrap();
+        assert_eq!(store.claims_of("202612").unwrap(), Some((15, "KOKUHO.UKE・SHAHO.UKE".into(), "20270105091000".into())));
+        store.record_claims("202612", 12, "SHAHO.UKE", "20270106090000").unwrap();
+        assert_eq!(store.claims_of("202612").unwrap().map(|c| c.0), Some(17));
+        store.record_claims("202611", 1, "SHAHO.UKE", "20270106090000").unwrap();
+        assert_eq!(store.claims_of("202611").unwrap().map(|c| c.0), Some(1));
+        assert_eq!(store.claims_of("202612").unwrap().map(|c| c.0), Some(17));
     }
 
     #[test]
