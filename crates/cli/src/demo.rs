@@ -339,10 +339,11 @@ The clinic gateway (configuration {}):",
         gateway.config.display()
     );
     println!("  reception page (受付画面):  http://{}/", gateway.page);
-    println!(
-        "  patients' page (kiosk, 患者さん用):  http://{}/   (the patient's card and PIN: coverage, consents, who looked)",
-        gateway.patient
-    );
+    if let Some(kiosk) = gateway.patient {
+        println!(
+            "  patients' page (kiosk, 患者さん用):  http://{kiosk}/   (its own reader: the patient's card and PIN; coverage, consents, who looked)"
+        );
+    }
     println!("  drop request files into:   {}   (answers in res/, card results in face/)", gateway.folder.join("req").display());
     if let Some(case) = cases.iter().find(|c| c.category == "valid") {
         let example = crate::demo_gateway::write_example(&paths.root, case, &manifest.institution_code)?;

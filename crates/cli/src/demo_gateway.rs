@@ -12,8 +12,8 @@ use onshi_synth::TruthCase;
 
 pub struct DemoGateway {
     pub page: SocketAddr,
-    /// The patients' page (a kiosk with the reader).
-    pub patient: SocketAddr,
+    /// The patients' page (a kiosk with a simulated reader of its own); none with `--pcsc`.
+    pub patient: Option<SocketAddr>,
     pub folder: PathBuf,
     pub config: PathBuf,
     /// The gateway drives a PC/SC reader (`onshi demo --pcsc`), not the simulator.
@@ -36,8 +36,11 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, 
         .into_iter()
         .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok().and_then(|l| l.local_addr().ok()))
         .ok_or_else(|| anyhow::anyhow!("no free port on 127.0.0.1 for the patients' page"))?;
+    // The kiosk has a reader of its own: a second simulated one (with --pcsc, none: one real
+    // reader is reception's, so the demo serves no kiosk then).
+    let kiosk = if pcsc.is_none() { format!("\n[patient]\nlisten = \"{patient_port}\"\nsimulator = true\n") } else { String::new() };
     let text = format!(
-        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{standard}\n[patient]\nlisten = \"{patient_port}\"\n",
+        "# Written by `onshi demo` for the center it started; `onshi doctor --config {}` checks it.\n{standard}{kiosk}",
         config.display()
     );
     std::fs::write(&config, text)?;
@@ -62,7 +65,7 @@ pub async fn start(root: &Path, center: SocketAddr, code: &str, page_port: u16, 
             _ => anyhow::anyhow!("the demo's gateway did not start"),
         });
     };
-    Ok(DemoGateway { page, patient: patient_port, folder, config, pcsc: pcsc.is_some(), stop, task })
+    Ok(DemoGateway { page, patient: pcsc.is_none().then_some(patient_port), folder, config, pcsc: pcsc.is_some(), stop, task })
 }
 
 impl DemoGateway {

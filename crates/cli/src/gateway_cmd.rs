@@ -50,7 +50,7 @@ fn open(config: &std::path::Path) -> anyhow::Result<Gateway> {
 fn serve(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let gateway = Arc::new(open(&config)?);
     let folder = gateway.config.folder.clone();
-    let patient = gateway.config.patient.as_ref().map(|(address, _)| *address);
+    let patient = gateway.config.patient.as_ref().map(|kiosk| kiosk.listen);
     crate::runtime()?.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -67,6 +67,11 @@ impl Network {
         Ok(Network { address: canonical, prefix })
     }
 
+    /// Whether two networks share an address (one holds the other's base address).
+    pub fn overlaps(&self, other: &Network) -> bool {
+        self.contains(other.address) || other.contains(self.address)
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (ours, theirs, bits) = match (self.address, ip.to_canonical()) {
             (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32),

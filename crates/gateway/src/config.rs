@@ -29,9 +29,11 @@
 //! allow = ["192.168.1.20"]      # those PCs (addresses or networks); this PC always may
 //! hosts = ["uketsuke.local"]    # names typed to open it, besides addresses and localhost
 //!
-//! [patient]                     # the patients' own page (a kiosk with the reader); off unless set
-//! listen = "127.0.0.1:8081"     # an address of its own: a kiosk never reaches the reception page
-//! allow = ["192.168.1.30"]      # the kiosk PC, when it is not this one
+//! [patient]                     # the patients' own page (a kiosk PC in the waiting room); off unless set
+//! listen = "0.0.0.0:8081"       # an address of its own, never the reception page's
+//! allow = ["192.168.1.30"]      # the kiosk PC; not one [page] allows (it would see the reception page)
+//! pcsc = "Kiosk Reader"         # a card reader of its own, by (the start of) its name;
+//!                               # simulator = true for a trial
 //! ```
 
 use std::net::SocketAddr;
@@ -159,6 +161,22 @@ struct RawPatient {
     allow: Vec<String>,
     #[serde(default)]
     hosts: Vec<String>,
+    #[serde(default)]
+    pcsc: Option<String>,
+    #[serde(default)]
+    simulator: bool,
+}
+
+/// The patients' own page (`[patient]`).
+#[derive(Clone, Debug)]
+pub struct PatientPage {
+    pub listen: SocketAddr,
+    /// Who may open it besides this PC.
+    pub access: Access,
+    /// Its own PC/SC reader (never reception's: the patient's PIN goes into the kiosk's).
+    pub pcsc: Option<String>,
+    /// Its own simulated reader, for a trial (the demo).
+    pub simulator: bool,
 }
 
 impl Default for RawPage {
@@ -211,8 +229,8 @@ pub struct GatewayConfig {
     pub face_charset: Charset,
     /// Who may open the page besides this PC, and under which names.
     pub page_access: Access,
-    /// The patients' own page (`[patient]`): its address and who may open it; `None`: off.
-    pub patient: Option<(SocketAddr, Access)>,
+    /// The patients' own page (`[patient]`); `None`: off.
+    pub patient: Option<PatientPage>,
 }
 
 /// A configuration problem: which setting, what is wrong, what to do.
@@ -295,10 +313,41 @@ impl GatewayConfig {
                 if p.listen == raw.page.listen {
                     return Err(setting(
                         "patient.listen",
-                        "is the reception page's address; the patients' page needs one of its own (a kiosk must not reach the reception page), e.g. 127.0.0.1:8081".into(),
+                        "is the reception page's address; the patients' page needs one of its own (a kiosk must not reach the reception page), e.g. 0.0.0.0:8081".into(),
                     ));
                 }
-                Some((p.listen, Access { allow, hosts: p.hosts }))
+                // A kiosk the reception page admits could open it (today's patients, by name).
+                let page_allow: Vec<Network> = raw.page.allow.iter().filter_map(|a| Network::parse(a).ok()).collect();
+                if let Some(shared) =
+                    p.allow.iter().zip(&allow).find(|(_, n)| page_allow.iter().any(|m| m.overlaps(n))).map(|(text, _)| text)
+                {
+                    return Err(setting(
+                        "patient.allow",
+                        format!(
+                            "admits {shared}, which [page] allow admits too: the kiosk would reach the reception page; allow the kiosk here only"
+                        ),
+                    ));
+                }
+                match (&p.pcsc, p.simulator) {
+                    (None, false) => {
+                        return Err(setting(
+                            "patient",
+                            "has no card reader: give the kiosk one of its own (pcsc = \"its name\"), or simulator = true for a trial; reception's reader stays reception's".into(),
+                        ));
+                    }
+                    (Some(_), true) => return Err(setting("patient", "names both pcsc and simulator; choose one".into())),
+                    (Some(name), false) if name.trim().is_empty() => {
+                        return Err(setting(
+                            "patient.pcsc",
+                            "is empty; name the kiosk's own reader (the first reader may be reception's)".into(),
+                        ));
+                    }
+                    (Some(name), false) if raw.reader.pcsc.as_deref() == Some(name.as_str()) => {
+                        return Err(setting("patient.pcsc", format!("is {name:?}, reception's reader; the kiosk needs one of its own")));
+                    }
+                    _ => {}
+                }
+                Some(PatientPage { listen: p.listen, access: Access { allow, hosts: p.hosts }, pcsc: p.pcsc, simulator: p.simulator })
             }
         };
         Ok(GatewayConfig {
@@ -435,5 +484,31 @@ file = "reader.json"
         assert!(e.contains("`face_encoding`") && e.contains("Shift_JIS"), "{e}");
         let unknown = format!("{GOOD}\n[extra]\nx = 1\n");
         assert!(GatewayConfig::load(&write_setup(dir.path(), &unknown)).unwrap_err().to_string().contains("extra"));
+    }
+
+    /// The kiosk gets a reader and an address of its own, and no PC the reception page admits.
+    #[test]
+    fn the_patients_page_needs_its_own_reader_and_address_and_no_pc_of_reception() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |extra: &str| GatewayConfig::load(&write_setup(dir.path(), &format!("{GOOD}\n{extra}")));
+        let kiosk = load("[patient]\nlisten = \"0.0.0.0:8081\"\nallow = [\"192.168.1.30\"]\npcsc = \"Kiosk\"\n").unwrap();
+        let page = kiosk.patient.expect("the kiosk is on");
+        assert_eq!((page.listen.port(), page.pcsc.as_deref(), page.simulator), (8081, Some("Kiosk"), false));
+        let e = load("[patient]\nlisten = \"0.0.0.0:8081\"\n").unwrap_err().to_string();
+        assert!(e.contains("`patient`") && e.contains("reader"), "{e}");
+        let e = load("[patient]\nlisten = \"0.0.0.0:8081\"\npcsc = \"\"\n").unwrap_err().to_string();
+        assert!(e.contains("`patient.pcsc`"), "{e}");
+        let e = load("[patient]\nlisten = \"127.0.0.1:8080\"\nsimulator = true\n").unwrap_err().to_string();
+        assert!(e.contains("`patient.listen`"), "{e}");
+        let e = load("[page]\nlisten = \"0.0.0.0:8080\"\nallow = [\"192.168.1.0/24\"]\n[patient]\nlisten = \"0.0.0.0:8081\"\nallow = [\"192.168.1.30\"]\nsimulator = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`patient.allow`") && e.contains("192.168.1.30"), "{e}");
+        let shared = GOOD.replace("[reader]", "[reader]\npcsc = \"Desk\"");
+        let e =
+            GatewayConfig::load(&write_setup(dir.path(), &format!("{shared}\n[patient]\nlisten = \"0.0.0.0:8081\"\npcsc = \"Desk\"\n")))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("reception's reader"), "{e}");
     }
 }

@@ -30,7 +30,9 @@ use onshi_domain::markup::escape as esc;
 use onshi_reader::CardReader;
 use onshi_reader::flow::{self, FlowError};
 
+use crate::card_reader::GatewayReader;
 use crate::check::time_ja;
+use crate::config::PatientPage;
 use crate::gateway::{Gateway, GatewayError};
 use crate::page::{Browser, same_origin};
 
@@ -51,6 +53,8 @@ struct Session {
 /// The patient page's state.
 pub struct PatientDesk {
     gateway: Arc<Gateway>,
+    /// The kiosk's own card reader: the patient's PIN never goes into reception's.
+    reader: tokio::sync::Mutex<GatewayReader>,
     /// The center without a clinic certificate: the card holder proves themselves.
     client: CenterClient,
     sessions: Mutex<HashMap<String, Session>>,
@@ -67,19 +71,43 @@ pub fn holder_client(gateway: &Gateway) -> Result<CenterClient, GatewayError> {
         .map_err(|e| GatewayError::Client(e.to_string()))
 }
 
-/// The patient page's routes, behind `access` (the kiosk's address).
-pub fn router(gateway: Arc<Gateway>, access: crate::access::Access) -> Result<Router, GatewayError> {
+/// The patient page's routes, behind the kiosk's access list, with the kiosk's own reader.
+pub fn router(gateway: Arc<Gateway>, kiosk: &PatientPage) -> Result<Router, GatewayError> {
     let client = holder_client(&gateway)?;
-    let simulator = gateway.config.reader_simulator;
-    let desk = Arc::new(PatientDesk { gateway, client, sessions: Mutex::new(HashMap::new()), messages: Mutex::new(HashMap::new()) });
+    let simulator = kiosk.simulator;
+    // The reader's device key is the gateway's (the kiosk only carries the card's own PIN
+    // signatures; it attests nothing).
+    let file = onshi_reader::ReaderFile::load(&gateway.config.reader_file).map_err(|e| GatewayError::Reader(e.to_string()))?;
+    let reader = match &kiosk.pcsc {
+        Some(name) => GatewayReader::pcsc(file, name),
+        None => GatewayReader::simulated(file),
+    };
+    let desk = Arc::new(PatientDesk {
+        gateway,
+        reader: tokio::sync::Mutex::new(reader),
+        client,
+        sessions: Mutex::new(HashMap::new()),
+        messages: Mutex::new(HashMap::new()),
+    });
     let router = Router::new()
         .route("/", get(index))
+        .route("/present", get(present))
         .route("/open", post(open))
         .route("/withdraw", post(withdraw))
         .route("/flag", post(flag))
         .route("/close", post(close));
     let router = if simulator { router.route("/place", post(place)).route("/remove", post(remove)) } else { router };
-    Ok(router.with_state(desk).layer(axum::middleware::from_fn_with_state(Arc::new(access), crate::access::guard)))
+    Ok(router
+        .with_state(desk)
+        .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(kiosk.access.clone()), crate::access::guard)))
+}
+
+/// Nothing of a patient's record is kept by the browser (the Back button after 終わる, the
+/// next patient at the same kiosk).
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
 }
 
 impl PatientDesk {
@@ -102,7 +130,7 @@ impl PatientDesk {
 
     /// The card on the reader now, if any (its serial).
     async fn card_on_reader(&self) -> Option<String> {
-        match self.gateway.reader.lock().await.view() {
+        match self.reader.lock().await.view() {
             crate::card_reader::ReaderView::CardPresent { serial } => Some(serial),
             _ => None,
         }
@@ -111,7 +139,7 @@ impl PatientDesk {
     /// Reads the record with the card on the reader, after `action` (if any) on the same
     /// PIN entry; keeps it for this browser.
     async fn read(&self, browser: &Browser, pin: &str, action: Action) -> Result<String, String> {
-        let mut guard = self.gateway.reader.lock().await;
+        let mut guard = self.reader.lock().await;
         let reader = guard.card_reader().map_err(|e| crate::gateway::reader_message(&e))?;
         let serial = match reader.state() {
             onshi_reader::ReaderState::CardPresent { serial } => serial,
@@ -188,12 +216,36 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid
 form{margin:.6rem 0}button{font-size:1.35rem;padding:.6rem 1.4rem;margin:.3rem}input,select{font-size:1.35rem;padding:.4rem}
 .note{font-size:1.1rem;color:#444}";
 
-fn page(title: &str, body: &str) -> Response {
+fn page(title: &str, head: &str, body: &str) -> Response {
     Html(format!(
         "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title} — onshi</title><style>{STYLE}</style></head><body>{body}</body></html>"
+         <title>{title} — onshi</title><style>{STYLE}</style>{head}</head><body>{body}</body></html>"
     ))
     .into_response()
+}
+
+/// While a record is shown: the page leaves it as soon as the card leaves the reader (asked
+/// every two seconds), and without script when the session's idle time is up.
+fn watch_head() -> String {
+    format!(
+        "<meta http-equiv=\"refresh\" content=\"{}\"><script>setInterval(function(){{fetch('/present').then(function(r){{return r.text()}})\
+         .then(function(t){{if(t!=='1'){{location.replace('/')}}}}).catch(function(){{location.replace('/')}})}},2000);</script>",
+        SESSION_IDLE.as_secs()
+    )
+}
+
+/// Whether this browser's record may stay on the screen: its card is still on the reader and
+/// the session is not idle. A record that may not is forgotten here.
+async fn present(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Response {
+    let browser = Browser::of(&headers);
+    let on_reader = desk.card_on_reader().await;
+    let Some(id) = &browser.id else { return "0".into_response() };
+    let mut sessions = desk.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    let keep = sessions.get(id).is_some_and(|s| s.touched.elapsed() < SESSION_IDLE && on_reader.as_deref() == Some(&s.serial));
+    if !keep {
+        sessions.remove(id);
+    }
+    if keep { "1" } else { "0" }.into_response()
 }
 
 async fn index(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Response {
@@ -210,9 +262,10 @@ async fn index(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Resp
     if let Some((class, text)) = message {
         let _ = write!(html, "<div id=\"flash\" class=\"flash {class}\">{}</div>", esc(&text));
     }
-    if desk.gateway.config.reader_simulator {
+    if desk.reader.lock().await.is_simulator() {
         html.push_str(&simulator_forms(&desk.gateway, on_reader.is_some()));
     }
+    let head = if record.is_some() { watch_head() } else { String::new() };
     match record {
         None => {
             let _ = write!(
@@ -231,7 +284,7 @@ async fn index(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Resp
         }
         Some(record) => html.push_str(&record_html(&record)),
     }
-    browser.finish(page("ご自身の情報の確認", &html))
+    browser.finish(page("ご自身の情報の確認", &head, &html))
 }
 
 fn simulator_forms(gateway: &Gateway, placed: bool) -> String {
@@ -490,7 +543,7 @@ async fn place(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap, Form(fo
     if card.contains(['/', '\\']) || card.starts_with('.') {
         return desk.say(&browser, false, "カードの名前が正しくありません。");
     }
-    let placed = desk.gateway.reader.lock().await.simulator().map(|simulator| simulator.place_card(&dir.join(&card)));
+    let placed = desk.reader.lock().await.simulator().map(|simulator| simulator.place_card(&dir.join(&card)));
     match placed {
         Some(Ok(())) => desk.say(&browser, true, "カードを置きました。"),
         Some(Err(e)) => desk.say(&browser, false, format!("カードを読めませんでした: {e}")),
@@ -503,7 +556,7 @@ async fn remove(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Res
         return refused_cross_site();
     }
     let browser = Browser::of(&headers);
-    if let Some(simulator) = desk.gateway.reader.lock().await.simulator() {
+    if let Some(simulator) = desk.reader.lock().await.simulator() {
         simulator.remove_card();
     }
     desk.forget(&browser);

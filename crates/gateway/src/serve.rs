@@ -88,9 +88,10 @@ pub async fn serve(
     // page is reported ready, so that both answer once it is.
     let patient = match gateway.config.patient.clone() {
         None => None,
-        Some((address, access)) => {
+        Some(kiosk) => {
+            let address = kiosk.listen;
             let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ServeError::Listen { address, source })?;
-            let router = crate::patient::router(gateway.clone(), access).map_err(|e| ServeError::Patient(e.to_string()))?;
+            let router = crate::patient::router(gateway.clone(), &kiosk).map_err(|e| ServeError::Patient(e.to_string()))?;
             tracing::info!(%address, "the patients' page is served");
             let mut until = stop.clone();
             Some(tokio::spawn(async move {
