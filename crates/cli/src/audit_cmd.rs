@@ -76,6 +76,60 @@ pub struct PatientArgs {
     pin: String,
 }
 
+/// `onshi patient …`: the patient's own tools.
+#[derive(clap::Subcommand, Debug)]
+pub enum PatientCommand {
+    /// The patients' page on this PC, with this PC's card reader: my coverage as registered,
+    /// who looked at my records, my consents (withdraw one), a wrong link flagged — with my
+    /// card and PIN, no clinic certificate. Open it in this PC's browser.
+    Page {
+        #[arg(long, env = "ONSHI_CENTER", default_value = "https://127.0.0.1:8443")]
+        center: String,
+        #[arg(long, env = "ONSHI_CA")]
+        ca: PathBuf,
+        /// The PC/SC reader, by (the start of) its name; "" the first one.
+        #[arg(long, conflicts_with = "cards")]
+        pcsc: Option<String>,
+        /// A trial without a reader: the simulated reader, with the card files in this folder.
+        #[arg(long)]
+        cards: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+pub fn run_patient(command: PatientCommand) -> anyhow::Result<ExitCode> {
+    let PatientCommand::Page { center, ca, pcsc, cards, listen } = command;
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "--listen {listen}: the patients' page on a patient's own PC answers this PC only; use 127.0.0.1"
+    );
+    let client = anonymous_client(center, &ca)?;
+    let file = onshi_reader::ReaderFile::ephemeral("patient-pc")?;
+    let reader = match (&pcsc, &cards) {
+        (Some(name), _) => onshi_gateway::card_reader::GatewayReader::pcsc(file, name),
+        (None, Some(_)) => onshi_gateway::card_reader::GatewayReader::simulated(file),
+        (None, None) => {
+            anyhow::bail!("name the card reader: --pcsc NAME (\"\" for the first one), or --cards DIR for a trial with card files")
+        }
+    };
+    let router = onshi_gateway::patient::own_pc_router(client, reader, cards);
+    crate::runtime()?.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}; give another --listen"))?;
+        let address = listener.local_addr()?;
+        println!("listening {address}");
+        eprintln!("onshi: ご自身の情報の確認 http://{address}/ (カードをカードリーダーに置いて、このPCのブラウザで開いてください)");
+        axum::serve(listener, router.into_make_service_with_connect_info::<onshi_gateway::access::Peer>())
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { db, pki, audit } => {

@@ -68,6 +68,12 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// The patient's own page on their PC with a card reader (coverage, who looked, consents,
+    /// a wrong link flagged), with their own card and PIN.
+    Patient {
+        #[command(subcommand)]
+        command: audit_cmd::PatientCommand,
+    },
     /// Medical information under the patient's consent: dispensed drugs, checkup results.
     Medical {
         #[command(subcommand)]
@@ -116,6 +122,7 @@ fn main() -> ExitCode {
         Command::Card { command } => card_cmd::run_card(command),
         Command::Insurer { command } => insurer_cmd::run(command),
         Command::Audit { command } => audit_cmd::run(command),
+        Command::Patient { command } => audit_cmd::run_patient(command),
         Command::Medical { command } => medical_cmd::run(command),
         Command::Gateway { command } => gateway_cmd::run(command),
         Command::Doctor(args) => doctor_cmd::run(args),

@@ -369,8 +369,13 @@ async fn metrics(State(page): State<Arc<Page>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-pub(crate) fn card_files(gateway: &Gateway) -> Vec<String> {
-    let Some(dir) = &gateway.config.card_folder else { return Vec::new() };
+fn card_files(gateway: &Gateway) -> Vec<String> {
+    card_files_in(gateway.config.card_folder.as_deref())
+}
+
+/// The card files (`*.json`) in the simulator's card folder, by name.
+pub(crate) fn card_files_in(dir: Option<&std::path::Path>) -> Vec<String> {
+    let Some(dir) = dir else { return Vec::new() };
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -52,9 +52,10 @@ struct Session {
 
 /// The patient page's state.
 pub struct PatientDesk {
-    gateway: Arc<Gateway>,
     /// The kiosk's own card reader: the patient's PIN never goes into reception's.
     reader: tokio::sync::Mutex<GatewayReader>,
+    /// Where the simulated reader's card files are (a trial).
+    card_folder: Option<std::path::PathBuf>,
     /// The center without a clinic certificate: the card holder proves themselves.
     client: CenterClient,
     sessions: Mutex<HashMap<String, Session>>,
@@ -74,7 +75,6 @@ pub fn holder_client(gateway: &Gateway) -> Result<CenterClient, GatewayError> {
 /// The patient page's routes, behind the kiosk's access list, with the kiosk's own reader.
 pub fn router(gateway: Arc<Gateway>, kiosk: &PatientPage) -> Result<Router, GatewayError> {
     let client = holder_client(&gateway)?;
-    let simulator = kiosk.simulator;
     // The reader's device key is the gateway's (the kiosk only carries the card's own PIN
     // signatures; it attests nothing).
     let file = onshi_reader::ReaderFile::load(&gateway.config.reader_file).map_err(|e| GatewayError::Reader(e.to_string()))?;
@@ -82,9 +82,20 @@ pub fn router(gateway: Arc<Gateway>, kiosk: &PatientPage) -> Result<Router, Gate
         Some(name) => GatewayReader::pcsc(file, name),
         None => GatewayReader::simulated(file),
     };
+    Ok(routes(client, reader, gateway.config.card_folder.clone(), kiosk.access.clone()))
+}
+
+/// The patients' page on the patient's own PC (`onshi patient page`): their reader, the center
+/// asked without any certificate, this PC only.
+pub fn own_pc_router(client: CenterClient, reader: GatewayReader, card_folder: Option<std::path::PathBuf>) -> Router {
+    routes(client, reader, card_folder, crate::access::Access::default())
+}
+
+fn routes(client: CenterClient, reader: GatewayReader, card_folder: Option<std::path::PathBuf>, access: crate::access::Access) -> Router {
+    let simulator = reader.is_simulator();
     let desk = Arc::new(PatientDesk {
-        gateway,
         reader: tokio::sync::Mutex::new(reader),
+        card_folder,
         client,
         sessions: Mutex::new(HashMap::new()),
         messages: Mutex::new(HashMap::new()),
@@ -97,10 +108,10 @@ pub fn router(gateway: Arc<Gateway>, kiosk: &PatientPage) -> Result<Router, Gate
         .route("/flag", post(flag))
         .route("/close", post(close));
     let router = if simulator { router.route("/place", post(place)).route("/remove", post(remove)) } else { router };
-    Ok(router
+    router
         .with_state(desk)
         .layer(axum::middleware::map_response(no_store))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(kiosk.access.clone()), crate::access::guard)))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access), crate::access::guard))
 }
 
 /// Nothing of a patient's record is kept by the browser (the Back button after 終わる, the
@@ -263,7 +274,7 @@ async fn index(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Resp
         let _ = write!(html, "<div id=\"flash\" class=\"flash {class}\">{}</div>", esc(&text));
     }
     if desk.reader.lock().await.is_simulator() {
-        html.push_str(&simulator_forms(&desk.gateway, on_reader.is_some()));
+        html.push_str(&simulator_forms(desk.card_folder.as_deref(), on_reader.is_some()));
     }
     let head = if record.is_some() { watch_head() } else { String::new() };
     match record {
@@ -287,8 +298,8 @@ async fn index(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap) -> Resp
     browser.finish(page("ご自身の情報の確認", &head, &html))
 }
 
-fn simulator_forms(gateway: &Gateway, placed: bool) -> String {
-    let cards = crate::page::card_files(gateway);
+fn simulator_forms(card_folder: Option<&std::path::Path>, placed: bool) -> String {
+    let cards = crate::page::card_files_in(card_folder);
     let options: String = cards.iter().map(|c| format!("<option>{}</option>", esc(c))).collect();
     let mut html = format!(
         "<form method=\"post\" action=\"/place\" class=\"note\">（シミュレーター）<select name=\"card\" id=\"card\">{options}</select>\
@@ -537,7 +548,7 @@ async fn place(State(desk): State<Arc<PatientDesk>>, headers: HeaderMap, Form(fo
         return refused_cross_site();
     }
     let browser = Browser::of(&headers);
-    let (Some(dir), Some(card)) = (&desk.gateway.config.card_folder, field(&form, "card")) else {
+    let (Some(dir), Some(card)) = (&desk.card_folder, field(&form, "card")) else {
         return desk.say(&browser, false, "カードを選んでください。");
     };
     if card.contains(['/', '\\']) || card.starts_with('.') {

@@ -229,6 +229,21 @@ impl ReaderFile {
         Ok(file)
     }
 
+    /// A reader kept in memory only, for a patient's own PC: it carries the card's own PIN
+    /// signatures and attests nothing (no registration, a facility password nobody knows).
+    pub fn ephemeral(reader_id: &str) -> Result<ReaderFile, ReaderError> {
+        let unusable = |detail: String| ReaderError::File { path: PathBuf::new(), detail };
+        let key = rcgen::KeyPair::generate().map_err(|e| unusable(e.to_string()))?;
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| unusable("the system random source failed".into()))?;
+        Ok(ReaderFile {
+            reader_id: reader_id.to_string(),
+            device_key_pem: key.serialize_pem(),
+            facility_password: PasswordHash::new(&onshi_domain::hex::encode(&secret))?,
+        })
+    }
+
     /// Reads a reader file. A file of an older onshi (a fast SHA-256 of the facility
     /// password) is refused with what to do: it is not migrated here, because only
     /// `onshi reader init` is given the password to hash again.

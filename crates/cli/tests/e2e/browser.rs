@@ -696,3 +696,38 @@ fn a_non_loopback_address() -> std::net::IpAddr {
     }
     panic!("this machine has no address but loopback: the refusal from another host cannot be tried here")
 }
+
+/// `onshi patient page` on a patient's own PC: their reader (here the simulated one with their
+/// card file), the center asked with no certificate, this PC only.
+#[test]
+fn a_patient_reads_their_record_on_their_own_pc() {
+    let world = ClinicWorld::new();
+    let p1 = &members()[0];
+    let refused = crate::common::onshi()
+        .args(["patient", "page", "--center", &world.url(), "--ca"])
+        .arg(world.path("pki/ca.pem"))
+        .arg("--cards")
+        .arg(world.path("cards"))
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("127.0.0.1"), "this PC only");
+    let (mut page, addr) = crate::common::spawn_listening(
+        crate::common::onshi()
+            .args(["patient", "page", "--center", &world.url(), "--ca"])
+            .arg(world.path("pki/ca.pem"))
+            .arg("--cards")
+            .arg(world.path("cards"))
+            .args(["--listen", "127.0.0.1:0"]),
+    );
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+    browser.submit("#place");
+    browser.type_into("#pin", crate::clinic::PIN);
+    browser.submit("#open");
+    let coverages = browser.text("#coverages");
+    assert!(coverages.contains(p1.name) && coverages.contains("有効"), "{coverages}");
+    assert!(browser.text("#access-log").contains("ご自身の情報を確認"));
+    let _ = page.kill();
+    let _ = page.wait();
+}
