@@ -62,7 +62,16 @@ fn today() -> Date {
 /// (the wire request it sends, the `.err` charset, the redaction of a My Number) is done too.
 pub fn request_xml(data: &[u8]) {
     let _ = xml::err_charset(data);
-    for kind in [Kind::Single, Kind::BulkUpload, Kind::BulkDownload, Kind::Drugs, Kind::Checkups] {
+    for kind in [
+        Kind::Single,
+        Kind::BulkUpload,
+        Kind::BulkDownload,
+        Kind::Drugs,
+        Kind::Checkups,
+        Kind::RegisterReference,
+        Kind::RegisterReferences,
+        Kind::RegisteredReferences,
+    ] {
         match request::read(kind, data) {
             Ok((request, _charset)) => {
                 let header = request.header();
@@ -76,7 +85,14 @@ pub fn request_xml(data: &[u8]) {
                             let _ = entry.to_request(header.confirmation_date.as_deref());
                         }
                     }
-                    Request::BulkDownload { .. } | Request::Medical { .. } => {}
+                    Request::Register { entries, .. } => {
+                        // What the gateway decides for each against what it has seen (nobody here).
+                        for entry in entries {
+                            let people = onshi_gateway::reference::people_in(&[], entry);
+                            let _ = onshi_gateway::reference::decide(entry, &people);
+                        }
+                    }
+                    Request::BulkDownload { .. } | Request::Medical { .. } | Request::Registered { .. } => {}
                 }
             }
             Err(error) => {

@@ -6,6 +6,7 @@ use onshi_api::card::{ConsentState, Consents};
 use onshi_api::verify::{Coverage, VerifyAnswer};
 
 use crate::check::Outcome;
+use crate::reference::{Found, Judged};
 use crate::request::{Header, SearchInfo};
 use crate::xml::{Charset, XmlWriter};
 
@@ -31,6 +32,8 @@ pub struct SingleResult<'a> {
     /// The clinic's code, written when the request did not carry one.
     pub institution_code: &'a str,
     pub charset: Charset,
+    /// The 照会番号 registered for the answer's coverages ([`crate::reference::find`]).
+    pub references: &'a Found,
 }
 
 /// Codes this gateway puts in ErrorCode / ProcessingResultCode for what it says itself.
@@ -40,6 +43,9 @@ pub const CODE_CHANGED: &str = "ONSHI-GW-CHANGED";
 /// A card whose certificate ends soon ("更新のご案内") or has ended (eligibility only), when the
 /// center's answer has no notice of its own (else its code stays and the text is added).
 pub const CODE_CERTIFICATE: &str = "ONSHI-GW-CERTIFICATE";
+/// Characters of a name, kana or address that Shift_JIS cannot hold were replaced by the rule
+/// of [`crate::names`]; the message lists each one.
+pub const CODE_CHARACTERS: &str = "ONSHI-GW-CHARACTERS";
 
 pub fn single(result: &SingleResult<'_>) -> Vec<u8> {
     let mut w = XmlWriter::new(result.charset);
@@ -84,7 +90,9 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
         Outcome::Queued { .. } => {}
         Outcome::Answered { answer, .. } | Outcome::Cached { answer, .. } => {
             w.leaf("ProcessingResultStatus", "1");
-            if let Some((code, message)) = processing_note(r, answer) {
+            let coverages: Vec<&Coverage> = answer.coverage.iter().chain(answer.newer_coverage.iter()).collect();
+            let withheld = r.references.notes(&coverages);
+            if let Some((code, message)) = with_notes(processing_note(r, answer), &coverages, r.charset, &withheld) {
                 w.leaf("ProcessingResultCode", &code);
                 w.leaf("ProcessingResultMessage", &message);
             }
@@ -104,7 +112,8 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
         if !coverages.is_empty() {
             w.open("ResultList");
             for coverage in coverages {
-                write_coverage(w, coverage, consents, limit_consent);
+                let reference = reference_of(r.references, coverage);
+                write_coverage(w, coverage, consents, limit_consent, r.charset, reference.as_deref());
             }
             w.close();
         }
@@ -146,6 +155,69 @@ fn processing_note(r: &SingleResult<'_>, answer: &VerifyAnswer) -> Option<(Strin
     }
 }
 
+/// The fields whose text comes from the insurer as a person wrote it, with the name staff know
+/// them by.
+fn insurer_texts(c: &Coverage) -> [(&'static str, Option<&str>); 4] {
+    [("氏名", Some(&c.name)), ("カナ氏名", Some(&c.name_kana)), ("被保険者氏名", c.insured_name.as_deref()), ("住所", c.address.as_deref())]
+}
+
+/// `text` as the answer carries it: unchanged in UTF-8, fitted to CP932 in Shift_JIS.
+fn carried(text: &str, charset: Charset) -> std::borrow::Cow<'_, str> {
+    match charset {
+        Charset::Utf8 => std::borrow::Cow::Borrowed(text),
+        Charset::ShiftJis => std::borrow::Cow::Owned(crate::names::fit_cp932(text).text),
+    }
+}
+
+/// Every replacement a Shift_JIS answer makes in these coverages, described for staff
+/// (`氏名 1文字目 U+20BB7→吉`); empty in UTF-8, which carries every character.
+pub fn replacements(coverages: &[&Coverage], charset: Charset) -> Vec<String> {
+    if charset == Charset::Utf8 {
+        return Vec::new();
+    }
+    let mut said = Vec::new();
+    for coverage in coverages {
+        for (label, text) in insurer_texts(coverage) {
+            for replaced in text.map(|t| crate::names::fit_cp932(t).replaced).unwrap_or_default() {
+                let line = format!("{label} {}", replaced.describe());
+                if !said.contains(&line) {
+                    said.push(line);
+                }
+            }
+        }
+    }
+    said
+}
+
+/// The note with the replacements added (the receipt computer is told which characters are
+/// not as registered, so that it keeps the spelling it has instead of overwriting it), and
+/// the 照会番号 withheld from a person other than the one registered.
+fn with_notes(note: Option<(String, String)>, coverages: &[&Coverage], charset: Charset, withheld: &[String]) -> Option<(String, String)> {
+    let replaced = replacements(coverages, charset);
+    let mut said: Vec<(&str, String)> = Vec::new();
+    if !replaced.is_empty() {
+        let text = format!(
+            "Shift_JISで表せない文字を置き換えました（{}）。レセコンに登録済みの表記はそのままにしてください。",
+            replaced.join("、")
+        );
+        said.push((CODE_CHARACTERS, text));
+    }
+    said.extend(withheld.iter().map(|w| (crate::reference::CODE_WITHHELD, w.clone())));
+    let (code, mut message) = match note {
+        Some(note) => note,
+        None if said.is_empty() => return None,
+        None => {
+            let (code, text) = said.remove(0);
+            (code.to_string(), text)
+        }
+    };
+    for (_, text) in said {
+        message.push(' ');
+        message.push_str(&text);
+    }
+    Some((code, message))
+}
+
 pub fn write_search(w: &mut XmlWriter, s: &SearchInfo) {
     w.open("QualificationConfirmSearchInfo");
     w.leaf("InsurerNumber", &s.insurer_number);
@@ -163,7 +235,25 @@ fn insurer_number_8(number: &str) -> String {
     format!("{number:>8}")
 }
 
-fn write_coverage(w: &mut XmlWriter, c: &Coverage, consents: Option<&Consents>, limit_consent: Option<bool>) {
+/// The 照会番号 a coverage's answer carries, if one is registered for it and the person is the
+/// one registered.
+fn reference_of(references: &Found, coverage: &Coverage) -> Option<String> {
+    match references.for_coverage(coverage) {
+        Some(Judged::Carried(number)) => Some(number),
+        _ => None,
+    }
+}
+
+/// One `ResultOfQualificationConfirmation`; `reference` is its 照会番号, written as the last
+/// child, where public clients read it (OQS-2024.md §9).
+fn write_coverage(
+    w: &mut XmlWriter,
+    c: &Coverage,
+    consents: Option<&Consents>,
+    limit_consent: Option<bool>,
+    charset: Charset,
+    reference: Option<&str>,
+) {
     w.open("ResultOfQualificationConfirmation");
     w.leaf("InsuredCardClassification", &c.card_classification.code);
     w.leaf("InsurerNumber", &insurer_number_8(&c.insurer_number));
@@ -171,12 +261,12 @@ fn write_coverage(w: &mut XmlWriter, c: &Coverage, consents: Option<&Consents>, 
     w.leaf("InsuredIdentificationNumber", &c.number);
     w.leaf("InsuredBranchNumber", &c.branch);
     w.leaf("PersonalFamilyClassification", &c.relationship.code);
-    w.opt("InsuredName", c.insured_name.as_deref());
-    w.leaf("Name", &c.name);
-    w.leaf("NameKana", &c.name_kana);
+    w.opt("InsuredName", c.insured_name.as_deref().map(|n| carried(n, charset)).as_deref());
+    w.leaf("Name", &carried(&c.name, charset));
+    w.leaf("NameKana", &carried(&c.name_kana, charset));
     w.leaf("Sex1", &c.sex.code);
     w.leaf("Birthdate", &c.birth_date);
-    w.opt("Address", c.address.as_deref());
+    w.opt("Address", c.address.as_deref().map(|a| carried(a, charset)).as_deref());
     w.opt("PostNumber", c.post_code.as_deref());
     w.leaf("QualificationDate", &c.acquired_on);
     w.opt("DisqualificationDate", c.lost_on.as_deref());
@@ -210,6 +300,7 @@ fn write_coverage(w: &mut XmlWriter, c: &Coverage, consents: Option<&Consents>, 
         w.opt("LimitApplicationCertificateValidEndDate", limit.valid_to.as_deref());
         w.close();
     }
+    w.opt("ReferenceNumber", reference);
     w.close();
 }
 
@@ -261,6 +352,7 @@ pub fn bulk_results(
     now: &str,
     institution_code: &str,
     charset: Charset,
+    references: &Found,
 ) -> Vec<u8> {
     let mut w = XmlWriter::new(charset);
     w.open("XmlMsg").open("MessageHeader");
@@ -299,14 +391,19 @@ pub fn bulk_results(
             }
             Some(outcome) => {
                 w.leaf("ProcessingResultStatus", "1");
-                if !unit.changes.is_empty() {
-                    w.leaf("ProcessingResultCode", CODE_CHANGED);
-                    w.leaf("ProcessingResultMessage", &format!("前回の一括照会から変更: {}", unit.changes.join("、")));
+                let changed = (!unit.changes.is_empty())
+                    .then(|| (CODE_CHANGED.to_string(), format!("前回の一括照会から変更: {}", unit.changes.join("、"))));
+                let coverages: Vec<&Coverage> = outcome.answer().and_then(|a| a.coverage.as_ref()).into_iter().collect();
+                if let Some((code, message)) = with_notes(changed, &coverages, charset, &references.notes(&coverages)) {
+                    w.leaf("ProcessingResultCode", &code);
+                    w.leaf("ProcessingResultMessage", &message);
                 }
                 if let Some(answer) = outcome.answer() {
                     w.leaf("QualificationValidity", &answer.validity.code);
                     if let Some(coverage) = &answer.coverage {
-                        write_coverage(&mut w, coverage, None, Some(unit.search.limit_consent));
+                        write_coverage(&mut w, coverage, None, Some(unit.search.limit_consent), charset, None);
+                        // In a bulk answer the 照会番号 is a child of the unit (OQS-2024.md §9).
+                        w.opt("ReferenceNumber", reference_of(references, coverage).as_deref());
                     }
                 }
             }
@@ -399,6 +496,7 @@ mod tests {
                 now: "20261204090000",
                 institution_code: "1311234569",
                 charset: Charset::Utf8,
+                references: &Found::none(),
             };
             String::from_utf8(single(&result)).unwrap()
         };

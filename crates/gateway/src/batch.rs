@@ -106,11 +106,12 @@ pub fn results_file(
 ) -> Result<Vec<u8>, GatewayError> {
     let code = &gateway.config.institution_code;
     let Some((_, entries)) = gateway.store.batch(reception_number)? else {
-        return Ok(answer_xml::bulk_results(header, reception_number, None, now, code, charset));
+        return Ok(answer_xml::bulk_results(header, reception_number, None, now, code, charset, &crate::reference::Found::none()));
     };
     let units: Vec<BulkUnit<'_>> =
         entries.iter().map(|(_, search, outcome, changes)| BulkUnit { search, outcome: outcome.as_ref(), changes }).collect();
-    Ok(answer_xml::bulk_results(header, reception_number, Some(&units), now, code, charset))
+    let references = crate::reference::for_outcomes(&gateway.store, entries.iter().filter_map(|(_, _, outcome, _)| outcome.as_ref()));
+    Ok(answer_xml::bulk_results(header, reception_number, Some(&units), now, code, charset, &references))
 }
 
 /// One appointment: a row of the CSV.

@@ -687,6 +687,7 @@ async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, reques
                 now: &now,
                 institution_code: &code,
                 charset,
+                references: &crate::reference::for_outcome(&gateway.store, &checked.outcome),
             });
             let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
             gateway.record(&checked, crate::check::Source::File, Some((name, digest)), &[file])?;
@@ -701,6 +702,28 @@ async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, reques
         }
         Request::BulkDownload { header, reception_number } => {
             let bytes = crate::batch::results_file(gateway, &header, &reception_number, &now, charset)?;
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            gateway.store.answer_request(name, digest, &now, &[file])?;
+        }
+        Request::Register { header, entries, bulk } => {
+            let (units, rows) = crate::reference::decide_all(&gateway.store, &entries)?;
+            if bulk {
+                let reception_number = crate::batch::reception_number(gateway);
+                let bytes = answer_xml::bulk_accepted(&header, &reception_number, &now, &code, charset);
+                let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+                gateway.store.register_references(&rows, Some((&reception_number, &header, &units)), (name, digest), &now, &[file])?;
+            } else {
+                let bytes = crate::reference::single_answer(&header, &units[0], &now, &code, charset);
+                let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+                gateway.store.register_references(&rows, None, (name, digest), &now, &[file])?;
+            }
+        }
+        Request::Registered { header, reception_number } => {
+            let batch = gateway.store.reference_batch(&reception_number)?;
+            let bytes = match &batch {
+                Some((first, units)) => crate::reference::bulk_answer(Some(first), &reception_number, Some(units), &now, &code, charset),
+                None => crate::reference::bulk_answer(Some(&header), &reception_number, None, &now, &code, charset),
+            };
             let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
             gateway.store.answer_request(name, digest, &now, &[file])?;
         }
@@ -727,6 +750,7 @@ pub fn face_file(gateway: &Gateway, outcome: &Outcome, changes: &[String], chang
         now: &now,
         institution_code: &gateway.config.institution_code,
         charset: gateway.config.face_charset,
+        references: &crate::reference::for_outcome(&gateway.store, outcome),
     });
     // The check's id is not known before it is recorded (in the same transaction), so a random
     // tail keeps two checks within one second apart.

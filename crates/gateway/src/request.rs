@@ -20,15 +20,24 @@ pub enum Kind {
     Drugs,
     /// `TKKsiquc01req_`: 特定健診.
     Checkups,
+    /// `OQSsiimm01req_`: register one 照会番号.
+    RegisterReference,
+    /// `OQSmuimm01req_`: register 照会番号 in bulk, answered with a ReceptionNumber.
+    RegisterReferences,
+    /// `OQSmuimm02req_`: the bulk registration's results by ReceptionNumber.
+    RegisteredReferences,
 }
 
 impl Kind {
-    const ALL: [(Kind, &'static str); 5] = [
+    const ALL: [(Kind, &'static str); 8] = [
         (Kind::Single, "OQSsiquc01req_"),
         (Kind::BulkUpload, "OQSmuquc01req_"),
         (Kind::BulkDownload, "OQSmuquc02req_"),
         (Kind::Drugs, "YZKsiquc01req_"),
         (Kind::Checkups, "TKKsiquc01req_"),
+        (Kind::RegisterReference, "OQSsiimm01req_"),
+        (Kind::RegisterReferences, "OQSmuimm01req_"),
+        (Kind::RegisteredReferences, "OQSmuimm02req_"),
     ];
 
     /// The kind of a request file name (`….xml`), `None` for other files.
@@ -39,8 +48,8 @@ impl Kind {
         Kind::ALL.iter().find(|(_, prefix)| name.starts_with(prefix)).map(|(kind, _)| *kind)
     }
 
-    /// The prefix of a request of the interface that this gateway does not answer (照会番号
-    /// registration `OQSsiimm01`, the 医療扶助/訪問診療/オンライン診療 bulk kinds, …): ten letters
+    /// The prefix of a request of the interface that this gateway does not answer (the
+    /// 医療扶助/訪問診療/オンライン診療 bulk kinds, …): ten letters
     /// and digits, then `req_`, then a name ending `.xml`. Such a file gets an `.err` rather
     /// than lying in `req/` with its sender waiting.
     pub fn unsupported(name: &str) -> Option<&str> {
@@ -131,10 +140,34 @@ pub struct MedicalRequest {
 /// A request read from a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Single { header: Header, search: SearchInfo },
-    BulkUpload { header: Header, entries: Vec<SearchInfo> },
-    BulkDownload { header: Header, reception_number: String },
-    Medical { header: Header, kind: Kind, patient: MedicalRequest },
+    Single {
+        header: Header,
+        search: SearchInfo,
+    },
+    BulkUpload {
+        header: Header,
+        entries: Vec<SearchInfo>,
+    },
+    BulkDownload {
+        header: Header,
+        reception_number: String,
+    },
+    Medical {
+        header: Header,
+        kind: Kind,
+        patient: MedicalRequest,
+    },
+    /// 照会番号 registrations: one (`OQSsiimm01`) or a bulk file (`OQSmuimm01`).
+    Register {
+        header: Header,
+        entries: Vec<crate::reference::Registration>,
+        bulk: bool,
+    },
+    /// The results of a bulk registration (`OQSmuimm02`).
+    Registered {
+        header: Header,
+        reception_number: String,
+    },
 }
 
 impl Request {
@@ -143,7 +176,9 @@ impl Request {
             Request::Single { header, .. }
             | Request::BulkUpload { header, .. }
             | Request::BulkDownload { header, .. }
-            | Request::Medical { header, .. } => header,
+            | Request::Medical { header, .. }
+            | Request::Register { header, .. }
+            | Request::Registered { header, .. } => header,
         }
     }
 }
@@ -168,8 +203,8 @@ pub enum RequestError {
     )]
     NoBranch,
     /// A problem in one entry of a 一括照会 upload, counted from 1 so that staff can find it.
-    #[error("QualificationConfirmSearchInfo number {index} of the file: {source}")]
-    InEntry { index: usize, source: Box<RequestError> },
+    #[error("{entry} number {index} of the file: {source}")]
+    InEntry { entry: &'static str, index: usize, source: Box<RequestError> },
 }
 
 impl RequestError {
@@ -209,7 +244,13 @@ pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError
             let entries = body
                 .children_named("QualificationConfirmSearchInfo")
                 .enumerate()
-                .map(|(i, info)| read_search(info).map_err(|e| RequestError::InEntry { index: i + 1, source: Box::new(e) }))
+                .map(|(i, info)| {
+                    read_search(info).map_err(|e| RequestError::InEntry {
+                        entry: "QualificationConfirmSearchInfo",
+                        index: i + 1,
+                        source: Box::new(e),
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if entries.is_empty() {
                 return Err(RequestError::Missing("QualificationConfirmSearchInfo"));
@@ -221,6 +262,38 @@ pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError
             Request::BulkDownload { header, reception_number }
         }
         Kind::Drugs | Kind::Checkups => Request::Medical { header, kind, patient: read_medical(header_element)? },
+        Kind::RegisterReference | Kind::RegisterReferences => {
+            let bulk = kind == Kind::RegisterReferences;
+            let entries = body
+                .children_named("ReferenceNumberRegistrationInfo")
+                .enumerate()
+                .map(|(i, info)| {
+                    crate::reference::read_registration(info).map_err(|e| {
+                        if bulk {
+                            RequestError::InEntry { entry: "ReferenceNumberRegistrationInfo", index: i + 1, source: Box::new(e) }
+                        } else {
+                            e
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            match entries.len() {
+                0 => return Err(RequestError::Missing("ReferenceNumberRegistrationInfo")),
+                1 => {}
+                n if !bulk => {
+                    return Err(RequestError::Invalid {
+                        element: "ReferenceNumberRegistrationInfo",
+                        detail: format!("occurs {n} times; OQSsiimm01 registers one patient (send several in OQSmuimm01)"),
+                    });
+                }
+                _ => {}
+            }
+            Request::Register { header, entries, bulk }
+        }
+        Kind::RegisteredReferences => {
+            let reception_number = body.value("ReceptionNumber").ok_or(RequestError::Missing("ReceptionNumber"))?.to_string();
+            Request::Registered { header, reception_number }
+        }
     };
     Ok((request, charset))
 }
@@ -373,13 +446,18 @@ mod tests {
         assert_eq!(Kind::of_file_name("OQSmuquc02req_x.XML"), Some(Kind::BulkDownload));
         assert_eq!(Kind::of_file_name("OQSsiquc01req_0001.xml.tmp"), None);
         assert_eq!(Kind::of_file_name("notes.xml"), None);
-        assert_eq!(Kind::unsupported("OQSsiimm01req_2021081611906.xml"), Some("OQSsiimm01"));
+        assert_eq!(Kind::of_file_name("OQSsiimm01req_2021081611906.xml"), Some(Kind::RegisterReference));
+        assert_eq!(Kind::of_file_name("OQSmuimm02req_202612040001.xml"), Some(Kind::RegisteredReferences));
+        assert_eq!(Kind::unsupported("OQSmutic01req_2021081611906.xml"), Some("OQSmutic01"));
         assert_eq!(Kind::unsupported("OQSmuhvq01req_x.XML"), Some("OQSmuhvq01"));
         for not_unsupported in ["OQSsiquc01req_1.xml", "notes.xml", "OQSsiimm01req_1.xml.part", "OQS-iimm01req_1.xml", "短い.xml"] {
             assert_eq!(Kind::unsupported(not_unsupported), None, "{not_unsupported}");
         }
         assert!(Kind::ALL.iter().all(|(_, prefix)| Kind::is_request_name(&format!("{prefix}1.xml"))), "every answered kind has the shape");
-        assert!(Kind::unsupported_message("OQSsiimm01").contains("OQSsiquc01, OQSmuquc01, OQSmuquc02, YZKsiquc01, TKKsiquc01"));
+        assert!(
+            Kind::unsupported_message("OQSmutic01")
+                .contains("OQSsiquc01, OQSmuquc01, OQSmuquc02, YZKsiquc01, TKKsiquc01, OQSsiimm01, OQSmuimm01, OQSmuimm02")
+        );
         assert_eq!(Kind::answer_name("OQSsiquc01req_0001.xml"), "OQSsiquc01res_0001.xml");
     }
 

@@ -122,6 +122,7 @@ fn answer_files(gateway: &Gateway, job: &QueuedJob, outcome: &Outcome, changes: 
                 now: &now,
                 institution_code: &gateway.config.institution_code,
                 charset: reply.charset,
+                references: &crate::reference::for_outcome(&gateway.store, outcome),
             });
             vec![OutFile { path: gateway.config.res_dir().join(format!("{stem}_reverified.xml")), bytes, remove_after: None }]
         }

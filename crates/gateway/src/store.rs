@@ -82,6 +82,21 @@ CREATE TABLE IF NOT EXISTS claim_months (
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (month, file)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS reference_numbers (
+    numbers TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    reference_number TEXT NOT NULL,
+    birth_date TEXT,
+    sex TEXT,
+    registered_at TEXT NOT NULL,
+    PRIMARY KEY (numbers, branch)
+) STRICT;
+CREATE TABLE IF NOT EXISTS reference_batches (
+    reception_number TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    header TEXT NOT NULL,
+    units TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -299,6 +314,100 @@ impl Store {
     /// The last answer the center gave for these numbers, with when it was fetched.
     pub fn cached(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
         self.with(|c| c.query_row("SELECT answer, fetched_at FROM cache WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+    }
+
+    /// The answers cached for these numbers (a [`crate::reference::numbers_key`]), any 枝番 and
+    /// birth date, newest first: who the gateway has seen under them.
+    pub fn cached_under(&self, numbers: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{numbers}|");
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT answer FROM cache WHERE substr(key, 1, ?2) = ?1 ORDER BY fetched_at DESC LIMIT 50")?;
+            let rows = statement.query_map(params![prefix, prefix.chars().count() as i64], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Records 照会番号 registrations (a later one for the same numbers and 枝番 replaces the
+    /// earlier), with the request's journal row, its answer files and, for a bulk file, the
+    /// results its ReceptionNumber fetches, in one transaction.
+    pub fn register_references(
+        &self,
+        registered: &[crate::reference::Registered],
+        batch: Option<(&str, &crate::request::Header, &[crate::reference::Unit])>,
+        request: (&str, &str),
+        at: &str,
+        files: &[OutFile],
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for r in registered {
+                tx.execute(
+                    "INSERT INTO reference_numbers (numbers, branch, reference_number, birth_date, sex, registered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (numbers, branch) DO UPDATE SET reference_number = excluded.reference_number,
+                       birth_date = excluded.birth_date, sex = excluded.sex, registered_at = excluded.registered_at",
+                    params![r.numbers, r.branch, r.reference_number, r.birth_date, r.sex, at],
+                )?;
+            }
+            if let Some((reception_number, header, units)) = batch {
+                tx.execute(
+                    "INSERT INTO reference_batches (reception_number, created_at, header, units) VALUES (?1, ?2, ?3, ?4)",
+                    params![reception_number, at, json(header), json(&units)],
+                )?;
+            }
+            journal(&tx, request.0, request.1, at)?;
+            queue_files(&tx, files)?;
+            tx.commit()
+        })
+    }
+
+    /// The registrations for these numbers (any 枝番).
+    pub fn references_for(&self, numbers: &[String]) -> Result<Vec<crate::reference::Registered>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare_cached("SELECT numbers, branch, reference_number, birth_date, sex FROM reference_numbers WHERE numbers = ?1")?;
+            let mut found = Vec::new();
+            for numbers in numbers {
+                let rows = statement.query_map([numbers], |r| {
+                    Ok(crate::reference::Registered {
+                        numbers: r.get(0)?,
+                        branch: r.get(1)?,
+                        reference_number: r.get(2)?,
+                        birth_date: r.get(3)?,
+                        sex: r.get(4)?,
+                    })
+                })?;
+                for row in rows {
+                    found.push(row?);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// Gives a registration made before anyone was seen under its numbers the person the first
+    /// answer after it showed.
+    pub fn settle_reference(&self, numbers: &str, branch: &str, birth_date: &str, sex: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE reference_numbers SET birth_date = ?3, sex = ?4 WHERE numbers = ?1 AND branch = ?2 AND birth_date IS NULL AND sex IS NULL",
+                params![numbers, branch, birth_date, sex],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A bulk registration's header and results, by its ReceptionNumber.
+    pub fn reference_batch(
+        &self,
+        reception_number: &str,
+    ) -> Result<Option<(crate::request::Header, Vec<crate::reference::Unit>)>, StoreError> {
+        let row: Option<(String, String)> = self.with(|c| {
+            c.query_row("SELECT header, units FROM reference_batches WHERE reception_number = ?1", [reception_number], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })?;
+        row.map(|(header, units)| Ok((parse(&header)?, parse(&units)?))).transpose()
     }
 
     /// The newest batch answer for these numbers; with `before`, only from batches stored
@@ -586,6 +695,8 @@ impl Store {
                 [cutoff],
             )?;
             tx.execute("DELETE FROM cache WHERE fetched_at < ?1", [cutoff])?;
+            // The results of a bulk registration; the registrations themselves stay.
+            tx.execute("DELETE FROM reference_batches WHERE created_at < ?1", [cutoff])?;
             tx.execute("DELETE FROM requests WHERE answered_at < ?1", [cutoff])?;
             tx.commit()?;
             Ok(checks)

@@ -114,6 +114,13 @@ pub struct Expectation {
     /// A public-expense payer that must be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_payer: Option<String>,
+    /// The name exactly as the insurer wrote it (JIS X 0213 characters, variation sequences),
+    /// for the cases that check that it arrives unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The same name as a Shift_JIS answer carries it, by the written rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_shift_jis: Option<String>,
 }
 
 struct Insurer {
@@ -158,6 +165,8 @@ struct Card {
 struct Person {
     reference: String,
     name: String,
+    /// The name in CP932 when its family name is one of [`names::RARE_FAMILY`].
+    name_cp932: Option<String>,
     kana: String,
     sex: Sex,
     birth: Date,
@@ -352,6 +361,7 @@ impl Generator {
         Ok(Person {
             reference,
             name: format!("{}　{}", family_name.0, given.0),
+            name_cp932: names::cp932_form(family_name.0).map(|family| format!("{family}　{}", given.0)),
             kana: format!("{} {}", family_name.1, given.1),
             sex,
             birth,
@@ -652,12 +662,21 @@ impl Generator {
             newer_insurer_number: newer,
             pending,
             public_payer: public.map(|p| p.payer_number.clone()),
+            name: person.name_cp932.as_ref().map(|_| person.name.clone()),
+            name_shift_jis: person.name_cp932.clone(),
         }
     }
 
     /// Truth cases for an ordinary, currently valid coverage.
     fn ordinary_cases(&mut self, held: &Held, person: &Person, terms: &Terms, twins: bool) -> Result<(), SynthError> {
         let today = self.today;
+        // Every rare name is a case (no draw from the generator, so the population stays as
+        // it was for a seed).
+        if let Some(cp932) = &person.name_cp932 {
+            let expect = self.valid_expectation(held, person, terms, person.income, today, false);
+            debug_assert_eq!(expect.name_shift_jis.as_ref(), Some(cp932));
+            self.case("name_as_written", self.request(held, person, today, false), expect)?;
+        }
         let sample = self.rng.below(VALID_SAMPLE_EVERY) == 0;
         if !sample && !twins {
             return Ok(());
@@ -720,7 +739,11 @@ impl Generator {
     fn household(&mut self) -> Result<u64, SynthError> {
         let draw = self.rng.below(100);
         let pref = 1 + self.rng.below(47) as u8;
-        let family_name = *self.rng.pick(names::FAMILY);
+        let mut family_name = *self.rng.pick(names::FAMILY);
+        if self.summary.households % names::RARE_EVERY == names::RARE_EVERY - 1 {
+            let (written, _, kana) = names::RARE_FAMILY[(self.summary.households / names::RARE_EVERY) as usize % names::RARE_FAMILY.len()];
+            family_name = (written, kana);
+        }
         self.summary.households += 1;
         if draw < 16 {
             self.elderly_household(pref, family_name)
@@ -1067,6 +1090,12 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
     let payers: Vec<&str> = coverage.map(|c| c.public_expense.iter().map(|p| p.payer_number.as_str()).collect()).unwrap_or_default();
     if payers != expect.public_payer.iter().map(String::as_str).collect::<Vec<_>>() {
         problems.push(format!("public expense {payers:?} (expected {:?})", expect.public_payer));
+    }
+    if let Some(name) = &expect.name {
+        let got = coverage.map(|c| c.name.as_str());
+        if got != Some(name.as_str()) {
+            problems.push(format!("name {got:?} (expected {name:?} as the insurer wrote it)"));
+        }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }

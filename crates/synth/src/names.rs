@@ -19,6 +19,29 @@ pub const FAMILY: &[(&str, &str)] = &[
     ("松本", "ﾏﾂﾓﾄ"),
 ];
 
+/// Family names as they are written where the everyday form differs or an extension of CP932
+/// holds them, with the form a Shift_JIS (CP932) answer carries by the gateway's written rule
+/// (`onshi_gateway::names`): JIS X 0213 characters become their everyday form, a variation
+/// selector is dropped, and the NEC/IBM extensions (髙, 﨑) are CP932 already. About one
+/// household in [`RARE_EVERY`] carries one, so every run has some.
+pub const RARE_FAMILY: &[(&str, &str, &str)] = &[
+    ("𠮷田", "吉田", "ﾖｼﾀﾞ"),
+    ("𡈽屋", "土屋", "ﾂﾁﾔ"),
+    ("葛\u{E0100}城", "葛城", "ｶﾂﾗｷﾞ"),
+    ("髙橋", "髙橋", "ﾀｶﾊｼ"),
+    ("山﨑", "山﨑", "ﾔﾏｻﾞｷ"),
+    ("辻\u{E0101}本", "辻本", "ﾂｼﾞﾓﾄ"),
+    ("森鷗", "森鴎", "ﾓﾘｵｳ"),
+];
+
+/// One household in this many gets a name of [`RARE_FAMILY`].
+pub const RARE_EVERY: u64 = 50;
+
+/// The CP932 form of a family name of [`RARE_FAMILY`], `None` for an ordinary one.
+pub fn cp932_form(family: &str) -> Option<&'static str> {
+    RARE_FAMILY.iter().find(|(written, _, _)| *written == family).map(|(_, cp932, _)| *cp932)
+}
+
 pub const GIVEN_MALE: &[(&str, &str)] = &[
     ("太郎", "ﾀﾛｳ"),
     ("健", "ｹﾝ"),

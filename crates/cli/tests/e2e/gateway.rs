@@ -2,8 +2,8 @@
 //! processes beside a real center over mutual TLS, fed through the req/ folder and the page.
 
 use crate::clinic::{
-    ClinicWorld, FACILITY_PASSWORD, GatewayProcess, PIN, drop_request, element, members, names_in, read_answer, single_request, today_plus,
-    wait_for,
+    ClinicWorld, FACILITY_PASSWORD, GatewayProcess, Member, PIN, drop_request, element, members, names_in, read_answer, single_request,
+    today_plus, wait_for,
 };
 use std::io::Write as _;
 
@@ -326,22 +326,38 @@ fn the_file_interface_answers_requests_as_public_clients_write_them() {
         })
         .collect();
     assert!(cases.len() >= 40, "enough cases: {}", cases.len());
-    let padded = cases.iter().enumerate().filter(|(i, c)| i % 3 == 2 && c.request.insurer_number.len() == 6).count();
-    let sjis = cases.iter().enumerate().filter(|(i, _)| i % 3 == 1).count();
+    // Each case in one of three ways (below); the rare names alternate Shift_JIS and UTF-8, so
+    // that both the substitution and the name as written are seen.
+    let mut rare = 0;
+    let variants: Vec<usize> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.category != "name_as_written" {
+                return i % 3;
+            }
+            rare += 1;
+            if rare % 2 == 1 { 1 } else { 0 }
+        })
+        .collect();
+    let padded = cases.iter().zip(&variants).filter(|(c, v)| **v == 2 && c.request.insurer_number.len() == 6).count();
+    let sjis = variants.iter().filter(|v| **v == 1).count();
     assert!(padded >= 3 && sjis >= 10, "the variants cover space-padded 国保 numbers ({padded}) and Shift_JIS ({sjis})");
     for (i, case) in cases.iter().enumerate() {
-        drop_request(&req, &format!("OQSsiquc01req_{i:04}.xml"), &truth_request(case, &format!("id-{i}"), i % 3));
+        drop_request(&req, &format!("OQSsiquc01req_{i:04}.xml"), &truth_request(case, &format!("id-{i}"), variants[i]));
     }
     let center = server.client_at(&fixture.pki(), Some(CLINIC));
+    let mut replaced_for_shift_jis = 0;
     for (i, case) in cases.iter().enumerate() {
         let path = res.join(format!("OQSsiquc01res_{i:04}.xml"));
         let bytes = wait_for(&path.display().to_string(), || std::fs::read(&path).ok());
         let (xml, charset) = onshi_gateway::xml::decode(&bytes).expect("answer decodes");
-        let what = format!("{} ({}, variant {})", case.case, case.category, i % 3);
-        let expected_charset = if i % 3 == 1 { onshi_gateway::xml::Charset::ShiftJis } else { onshi_gateway::xml::Charset::Utf8 };
+        let variant = variants[i];
+        let what = format!("{} ({}, variant {variant})", case.case, case.category);
+        let expected_charset = if variant == 1 { onshi_gateway::xml::Charset::ShiftJis } else { onshi_gateway::xml::Charset::Utf8 };
         assert_eq!(charset, expected_charset, "{what}: written in the encoding asked for");
         assert_eq!(element(&xml, "QualificationValidity").as_deref(), Some(case.expect.validity.as_str()), "{what}");
-        if i % 3 != 2 {
+        if variant != 2 {
             assert_eq!(element(&xml, "ArbitraryFileIdentifier"), Some(format!("id-{i}")), "{what}");
         }
         if let Some(ratio) = case.expect.copay_ratio_percent {
@@ -349,11 +365,36 @@ fn the_file_interface_answers_requests_as_public_clients_write_them() {
         }
         assert_eq!(element(&xml, "LimitApplicationCertificateClassificationFlag"), case.expect.limit_category.clone(), "{what}");
         let truth = crate::clinic::blocking(center.verify_number(&case.request)).expect("the center answers");
-        assert_eq!(element(&xml, "Name"), truth.coverage.as_ref().map(|c| c.name.clone()), "{what}: as the center says");
+        let name = truth.coverage.as_ref().map(|c| c.name.clone());
+        if let Some(written) = &case.expect.name {
+            assert_eq!(name.as_ref(), Some(written), "{what}: the center keeps the name as the insurer wrote it");
+        }
+        match (&case.expect.name_shift_jis, variant == 1) {
+            // A Shift_JIS client gets the name by the written rule (the synthetic world's own
+            // table of each rare name's CP932 form), and is told what was replaced.
+            (Some(cp932), true) => {
+                assert_eq!(element(&xml, "Name").as_ref(), Some(cp932), "{what}: the CP932 form");
+                let message = element(&xml, "ProcessingResultMessage").unwrap_or_default();
+                if Some(cp932) != case.expect.name.as_ref() {
+                    replaced_for_shift_jis += 1;
+                    assert_eq!(element(&xml, "ProcessingResultCode").as_deref(), Some("ONSHI-GW-CHARACTERS"), "{what}");
+                    assert!(message.contains("氏名 ") && message.contains("U+"), "{what}: {message}");
+                } else {
+                    assert!(!message.contains("U+"), "{what}: nothing replaced, nothing said: {message}");
+                }
+            }
+            _ => assert_eq!(element(&xml, "Name"), name, "{what}: as the center says"),
+        }
         if let Some(c) = &truth.coverage {
             assert_eq!(element(&xml, "InsurerNumber").map(|n| n.trim().to_string()), Some(c.insurer_number.clone()), "{what}");
         }
     }
+
+    let written_as_is = cases.iter().filter(|c| c.category == "name_as_written").count();
+    assert!(
+        written_as_is >= 3 && replaced_for_shift_jis >= 1,
+        "rare names: {written_as_is} cases, {replaced_for_shift_jis} replaced for Shift_JIS"
+    );
 
     // Refused files: a DTD (XXE), a missing required element, another document.
     let good = truth_request(&cases[0], "x", 0);
@@ -653,7 +694,7 @@ fn a_second_gateway_on_the_same_folder_or_store_refuses_to_start() {
     assert_eq!(again.status()["waiting"], 0, "a gateway starts once the first is gone");
 }
 
-/// A request of a kind of the interface that the gateway does not answer (照会番号 registration)
+/// A request of a kind of the interface that the gateway does not answer (医療扶助's monthly bulk)
 /// gets an `.err` naming what it does answer, instead of lying in `req/` with its sender
 /// waiting; other files in `req/` are left alone.
 #[test]
@@ -664,12 +705,12 @@ fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode></MessageHeader><MessageBody/></XmlMsg>",
         crate::common::CLINIC
     );
-    drop_request(&world.req(), "OQSsiimm01req_2026120212345.xml", text.as_bytes());
+    drop_request(&world.req(), "OQSmutic01req_202612020001.xml", text.as_bytes());
     drop_request(&world.req(), "notes.xml", b"kept");
-    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsiimm01req_2026120212345.err")).ok());
-    assert!(err.contains("OQSsiimm01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
+    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSmutic01req_202612020001.err")).ok());
+    assert!(err.contains("OQSmutic01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
     assert!(err.starts_with("この種類の照会にはこのゲートウェイは答えません"), "Japanese first: {err}");
-    assert!(world.res().join("OQSsiimm01req_2026120212345.xml").exists(), "the request sits beside its .err");
+    assert!(world.res().join("OQSmutic01req_202612020001.xml").exists(), "the request sits beside its .err");
     assert_eq!(names_in(&world.req()), ["notes.xml"], "only the request was taken");
     assert_eq!(gateway.status()["waiting"], 0);
 }
@@ -767,4 +808,112 @@ fn a_hanging_center_costs_one_timeout_not_one_per_check() {
     let not_sent = reasons.iter().filter(|r| r.as_str() == onshi_gateway::gateway::NOT_SENT_WHILE_HANGING).count();
     // The first check may have waited for the timeout, or the probe at start ran into it first.
     assert!(not_sent >= people.len() - 1, "after the first timeout the checks did not wait for the center: {reasons:?}");
+}
+
+/// An `OQSsiimm01`/`OQSmuimm01` registration request in Shift_JIS as [MYNA] writes it (insurer
+/// number padded with spaces), for `m`, with the receipt computer's own facts when given.
+fn registration_request(kind: &str, people: &[(&Member, &str, &str)]) -> Vec<u8> {
+    let infos: String = people
+        .iter()
+        .map(|(m, reference, extra)| {
+            format!(
+                "<ReferenceNumberRegistrationInfo><ReferenceNumber>{reference}</ReferenceNumber><InsurerNumber>{:>8}</InsurerNumber><InsuredCardSymbol>{}</InsuredCardSymbol><InsuredIdentificationNumber>{}</InsuredIdentificationNumber><InsuredBranchNumber>{}</InsuredBranchNumber>{extra}</ReferenceNumberRegistrationInfo>",
+                m.insurer, m.symbol, m.number, m.branch
+            )
+        })
+        .collect();
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"shift_jis\" standalone=\"no\"?>\r\n<XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode><ArbitraryFileIdentifier>{kind}-afi</ArbitraryFileIdentifier></MessageHeader><MessageBody>{infos}</MessageBody></XmlMsg>",
+        crate::common::CLINIC
+    );
+    encoding_rs::SHIFT_JIS.encode(&text).0.into_owned()
+}
+
+/// 照会番号 (issue 15, item 7): the receipt computer registers its patient number against a
+/// coverage (one at a time, and in bulk in two phases), and later answers for that patient —
+/// by numbers in `res/`, and the card check's file in `face/` — carry it; a registration whose
+/// birth date differs from what the gateway's answers showed is refused, and an answer for a
+/// person other than the one registered does not carry the number and says why.
+#[test]
+fn a_reference_number_comes_back_in_later_answers_for_the_patient_registered_and_nobody_else() {
+    let world = ClinicWorld::new();
+    let gateway = GatewayProcess::start(&world);
+    let [p1, p2, p3, p4] = <[Member; 4]>::try_from(members()).unwrap();
+    let today = today_plus(0);
+    let ask = |m: &Member, id: &str| {
+        drop_request(&world.req(), &format!("OQSsiquc01req_{id}.xml"), &single_request(m, id, &today, false));
+        read_answer(&world.res().join(format!("OQSsiquc01res_{id}.xml")))
+    };
+    let register = |people: &[(&Member, &str, &str)], id: &str| {
+        drop_request(&world.req(), &format!("OQSsiimm01req_{id}.xml"), &registration_request("si", people));
+        read_answer(&world.res().join(format!("OQSsiimm01res_{id}.xml")))
+    };
+
+    // The gateway has answered for p1 once; the registration takes p1 as the person.
+    let first = ask(&p1, "0001");
+    assert_eq!(element(&first, "ReferenceNumber"), None, "nothing registered yet");
+    let registered = register(&[(&p1, "24434", "")], "202612040001");
+    assert_eq!(element(&registered, "SegmentOfResult").as_deref(), Some("1"), "{registered}");
+    assert_eq!(element(&registered, "ProcessingResultStatus").as_deref(), Some("1"), "{registered}");
+    assert_eq!(element(&registered, "ReferenceNumber").as_deref(), Some("24434"), "echoed");
+    assert_eq!(element(&registered, "ArbitraryFileIdentifier").as_deref(), Some("si-afi"), "echoed");
+    assert_eq!(element(&registered, "MedicalInstitutionCode").as_deref(), Some(crate::common::CLINIC));
+    assert_eq!(element(&registered, "ProcessingResultCode"), None, "nothing to say on success");
+
+    // Every later answer for p1 carries it: by numbers, and the card's face/ file.
+    let again = ask(&p1, "0002");
+    assert_eq!(element(&again, "ReferenceNumber").as_deref(), Some("24434"), "{again}");
+    let root = onshi_gateway::xml::parse(&again).unwrap();
+    let result = root.find("ResultOfQualificationConfirmation").unwrap();
+    assert_eq!(result.children.last().map(|c| c.name.as_str()), Some("ReferenceNumber"), "the result's last child");
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+    assert!(page.contains("有効"), "the card check answered");
+    let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
+    let face_xml = read_answer(&world.face().join(face));
+    assert_eq!(element(&face_xml, "ReferenceNumber").as_deref(), Some("24434"), "{face_xml}");
+    // Another patient's answer carries nothing.
+    assert_eq!(element(&ask(&p2, "0003"), "ReferenceNumber"), None);
+
+    // The receipt computer's birth date for p1's numbers is not p1's: refused, saying what.
+    let wrong = register(&[(&p1, "55555", "<Birthdate>19800102</Birthdate>")], "202612040002");
+    assert_eq!(element(&wrong, "ProcessingResultStatus").as_deref(), Some("2"), "{wrong}");
+    assert!(element(&wrong, "ProcessingResultMessage").unwrap().contains("生年月日"), "{wrong}");
+    assert_eq!(element(&ask(&p1, "0004"), "ReferenceNumber").as_deref(), Some("24434"), "the earlier registration stands");
+
+    // Nobody seen yet under p4's numbers: the receipt computer's record (a wrong birth date)
+    // stands, and p4's answer then withholds the number and says why.
+    let unseen = register(&[(&p4, "777", "<Birthdate>19990101</Birthdate><Sex1>2</Sex1>")], "202612040003");
+    assert_eq!(element(&unseen, "ProcessingResultStatus").as_deref(), Some("1"), "{unseen}");
+    let withheld = ask(&p4, "0005");
+    assert_eq!(element(&withheld, "ReferenceNumber"), None, "{withheld}");
+    assert_eq!(element(&withheld, "ProcessingResultCode").as_deref(), Some("ONSHI-GW-REFERENCE-WITHHELD"), "{withheld}");
+    assert!(element(&withheld, "ProcessingResultMessage").unwrap().contains("照会番号 777"), "{withheld}");
+
+    // In bulk, two phases: p2 and p3 (a 国保 number, padded); the results by ReceptionNumber.
+    drop_request(&world.req(), "OQSmuimm01req_202612040001.xml", &registration_request("mu", &[(&p2, "100", ""), (&p3, "200", "")]));
+    let accepted = read_answer(&world.res().join("OQSmuimm01res_202612040001.xml"));
+    let reception = element(&accepted, "ReceptionNumber").expect("a reception number");
+    let download = |reception: &str, suffix: &str| {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode></MessageHeader><MessageBody><ReceptionNumber>{reception}</ReceptionNumber></MessageBody></XmlMsg>",
+            crate::common::CLINIC
+        );
+        drop_request(&world.req(), &format!("OQSmuimm02req_{suffix}.xml"), &encoding_rs::SHIFT_JIS.encode(&text).0);
+        read_answer(&world.res().join(format!("OQSmuimm02res_{suffix}.xml")))
+    };
+    let results = download(&reception, "202612040002");
+    assert_eq!(element(&results, "ArbitraryFileIdentifier").as_deref(), Some("mu-afi"), "the 01 request's");
+    let root = onshi_gateway::xml::parse(&results).unwrap();
+    let units: Vec<_> = root.child("MessageBody").unwrap().children_named("BulkRegistrationUnit").collect();
+    assert_eq!(units.len(), 2, "{results}");
+    for (unit, number) in units.iter().zip(["100", "200"]) {
+        assert_eq!(unit.value("ProcessingResultStatus"), Some("1"), "{results}");
+        assert_eq!(unit.child("ReferenceNumberRegistrationInfo").and_then(|i| i.value("ReferenceNumber")), Some(number));
+    }
+    assert_eq!(element(&ask(&p3, "0006"), "ReferenceNumber").as_deref(), Some("200"));
+    assert_eq!(element(&ask(&p2, "0007"), "ReferenceNumber").as_deref(), Some("100"));
+    let unknown = download("NO-SUCH", "202612040003");
+    assert_eq!(element(&unknown, "SegmentOfResult").as_deref(), Some("9"), "{unknown}");
+    assert_eq!(gateway.status()["waiting"], 0);
 }
