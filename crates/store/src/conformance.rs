@@ -55,6 +55,32 @@ pub fn run_all(register: &dyn Register) {
     refuses_contradictions_without_writing(register);
     changes_are_dated(register);
     lag_is_profiled_by_month(register);
+    born_on_finds_everyone_born_that_day_with_that_sex(register);
+}
+
+/// `born_on`: every coverage of each person with a coverage of that birth date and sex (their
+/// other coverages too), and nobody else.
+fn born_on_finds_everyone_born_that_day_with_that_sex(register: &dyn Register) {
+    let with_sex = |birth: &str, sex: Sex| match acquire(birth, IncomeClass::General) {
+        EventBody::Acquire { holder, details, terms } => EventBody::Acquire { holder: Holder { sex, ..holder }, details, terms },
+        other => other,
+    };
+    let events = [
+        event("born-1", "BORN1", "8001", 0, "20200401", with_sex("19610707", Sex::Female)),
+        event("born-2", "BORN1", "8001", 0, "20250401", EventBody::Lose { reason: ReasonOfLoss::OtherInsuranceAcquired }),
+        event("born-3", "BORN1", "8002", 0, "20250401", with_sex("19610707", Sex::Female)),
+        event("born-4", "BORN2", "8003", 0, "20200401", with_sex("19610707", Sex::Male)),
+        event("born-5", "BORN3", "8004", 0, "20200401", with_sex("19610708", Sex::Female)),
+    ];
+    assert_eq!(register.apply_events(&events, now()).unwrap(), vec![ApplyOutcome::Applied; 5]);
+    let mut numbers: Vec<String> =
+        register.born_on(d("19610707"), Sex::Female).unwrap().iter().map(|v| v.coverage.number.as_str().to_string()).collect();
+    numbers.sort();
+    assert_eq!(numbers, ["8001", "8002"], "both coverages of the one woman born that day");
+    let men = register.born_on(d("19610707"), Sex::Male).unwrap();
+    assert_eq!(men.len(), 1);
+    assert_eq!(men[0].terms.len(), 1, "with its terms");
+    assert!(register.born_on(d("19610706"), Sex::Female).unwrap().is_empty());
 }
 
 /// Each insurer's registrations by the month they reached the register, with their lag

@@ -20,6 +20,8 @@ pub mod conformance;
 
 use model::{ApplyOutcome, CoverageEvent, CoverageRecord, CoverageWithTerms, InsurerLag, RegisterCounts, TermsRecord};
 use onshi_domain::Timestamp;
+use onshi_domain::codes::Sex;
+use onshi_domain::date::Date;
 use onshi_domain::ids::{CardNumber, InsurerNumber};
 
 /// An engine's own error (SQLite's, PostgreSQL's), kept as the cause without tying the
@@ -68,6 +70,11 @@ pub trait Register: Send + Sync {
     ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
         Ok((self.card_holders_view(insurer, number)?, None))
     }
+
+    /// Every coverage, with its terms, of everyone holding a coverage with this birth date and
+    /// sex: the candidates when a patient is known only by their attributes (a claim billed as
+    /// 不詳). The caller compares names; the register never searches by name.
+    fn born_on(&self, birth_date: Date, sex: Sex) -> Result<Vec<CoverageWithTerms>, StoreError>;
 
     /// Every coverage of a person.
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError>;

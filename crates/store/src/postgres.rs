@@ -29,6 +29,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row, Transaction};
 
 use onshi_domain::Timestamp;
+use onshi_domain::codes::Sex;
+use onshi_domain::date::Date;
 use onshi_domain::ids::{CardNumber, InsurerNumber};
 
 use crate::model::*;
@@ -47,6 +49,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("postgres/0004_audit.sql")),
     (5, include_str!("postgres/0005_audit_tally.sql")),
     (6, include_str!("postgres/0006_phone.sql")),
+    (7, include_str!("postgres/0007_born_on.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
@@ -615,6 +618,14 @@ impl Register for PgRegister {
         self.read(|c| read_view(c, SQL.get_or_init(|| view_sql("c.person_id = $1")), &[&person_id]))
     }
 
+    fn born_on(&self, birth_date: Date, sex: Sex) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE birth_date = $1 AND sex = $2)"));
+        let day = crate::rows::day(birth_date);
+        let sex = sex.code();
+        self.read(|c| read_view(c, sql, &[&day, &sex]))
+    }
+
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {
         let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE person_id = $1");
         self.read(|c| query_coverages(c, &sql, &[&person_id]))
@@ -737,7 +748,11 @@ mod tests {
         let url = cluster::test_database().expect("a cluster");
         crate::conformance::run_all(&PgRegister::open(&url).unwrap());
         let register = PgRegister::open(&url).unwrap();
-        assert_eq!(register.counts().unwrap().persons, 6, "three persons of the conformance run and three of its lag check");
+        assert_eq!(
+            register.counts().unwrap().persons,
+            9,
+            "three persons of the conformance run, three of its lag check and three of born_on"
+        );
         register.writer.lock().unwrap().as_mut().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
         assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));
     }

@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use onshi_domain::Timestamp;
+use onshi_domain::codes::Sex;
+use onshi_domain::date::Date;
 use onshi_domain::ids::{CardNumber, InsurerNumber};
 
 use crate::rows::{
@@ -32,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("sqlite/0004_trust.sql")),
     (5, include_str!("sqlite/0005_face_only.sql")),
     (6, include_str!("sqlite/0006_phone.sql")),
+    (7, include_str!("sqlite/0007_born_on.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.
@@ -284,6 +287,12 @@ impl Register for SqliteRegister {
         self.read(|connection| read_view(connection, person_view_sql(), params![person_id]))
     }
 
+    fn born_on(&self, birth_date: Date, sex: Sex) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE birth_date = ?1 AND sex = ?2)"));
+        self.read(|connection| read_view(connection, sql, params![crate::rows::day(birth_date), sex.code()]))
+    }
+
     fn coverages_of_person(&self, person_id: i64) -> Result<Vec<CoverageRecord>, StoreError> {
         let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE person_id = ?1");
         self.read(|c| query_coverages(c, &sql, [person_id]))
@@ -422,7 +431,11 @@ mod tests {
             crate::conformance::run_all(&register);
         }
         let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
-        assert_eq!(register.counts().unwrap().persons, 6, "three persons of the conformance run and three of its lag check");
+        assert_eq!(
+            register.counts().unwrap().persons,
+            9,
+            "three persons of the conformance run, three of its lag check and three of born_on"
+        );
         let version: i64 =
             register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.last().map(|m| m.0).unwrap());
