@@ -113,6 +113,13 @@ impl CenterClient {
         self.decode(&url, response).await
     }
 
+    /// Asks by attributes (a claim billed as 不詳); see [`crate::verify::VerifyAttributesRequest`].
+    pub async fn verify_attributes(&self, request: &crate::verify::VerifyAttributesRequest) -> Result<VerifyAnswer, ClientError> {
+        let url = self.url("/verify/attributes");
+        let response = self.http.post(&url).json(request).send().await;
+        self.decode(&url, response).await
+    }
+
     pub async fn verify_batch(&self, request: &BatchVerifyRequest) -> Result<BatchVerifyResponse, ClientError> {
         let url = self.url("/verify/number/batch");
         let response = self.http.post(&url).json(request).send().await;

@@ -35,6 +35,30 @@ pub struct VerifyNumberRequest {
     pub reverification: bool,
 }
 
+/// "Who covers this patient?" when the card's numbers are not known: a claim billed as 不詳
+/// (保険者番号 77777777) on the patient's 被保険者資格申立書, asked again by the attributes the
+/// claim carries. The center answers only when exactly one person has them, and audits the
+/// search where the patient sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyAttributesRequest {
+    /// 医療機関コード, optional; as in [`VerifyNumberRequest`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub institution_code: Option<String>,
+    /// カナ氏名 (half- or full-width katakana, or hiragana; spaces ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_kana: Option<String>,
+    /// 氏名, compared when no kana is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// 1 男, 2 女.
+    pub sex: String,
+    /// 診療日 `YYYYMMDD`.
+    pub date_of_care: String,
+}
+
 /// A code with the label staff read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeLabel {

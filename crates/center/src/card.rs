@@ -776,16 +776,7 @@ impl CardPath {
             .map(|v| &v.coverage)
             .max_by_key(|c| (span(c).covers(on), c.acquired_on))
             .ok_or_else(refuse::no_coverage_for_person)?;
-        // The register's own values: no need to format them and check them again.
-        let query = NumberQuery {
-            insurer: chosen.insurer.clone(),
-            symbol: chosen.symbol.clone(),
-            number: chosen.number.clone(),
-            branch: Some(chosen.branch),
-            birth_date: chosen.holder.birth_date,
-            date_of_care: on,
-            limit_consent: limit_live,
-        };
+        let query = NumberQuery::for_coverage(chosen, on, limit_live);
         let (answer, _) = answer_from_view(&view, lags.get(register, &query.insurer)?, &query, now);
         // The reader's next challenge rides on this answer: a check at the counter is then one
         // request (proof and answer), not two. None when the institution already holds many:
@@ -900,15 +891,7 @@ impl CardPath {
                 _ => today,
             };
             // The patient's own data: the limit category is theirs to see.
-            let query = NumberQuery {
-                insurer: c.insurer.clone(),
-                symbol: c.symbol.clone(),
-                number: c.number.clone(),
-                branch: Some(c.branch),
-                birth_date: c.holder.birth_date,
-                date_of_care: on,
-                limit_consent: true,
-            };
+            let query = NumberQuery::for_coverage(c, on, true);
             coverages.push(answer_from_view(&view, lags.get(register, &c.insurer)?, &query, now).0);
         }
         let consents = self
@@ -1086,7 +1069,7 @@ const HALF_KANA: &str = "ヲァィゥェォャュョッーアイウエオカキ�
 
 /// A kana reading as compared at 初回登録: full-width katakana, voiced marks joined, no spaces.
 /// Insurers send half-width (ｼｹﾝ ﾊﾅｺ), cards print full-width; both must compare equal.
-fn kana_comparable(text: &str) -> String {
+pub(crate) fn kana_comparable(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
         match c {
@@ -1120,7 +1103,7 @@ fn kana_comparable(text: &str) -> String {
 }
 
 /// A name or address as compared at 初回登録: half-width, without spaces, one hyphen.
-fn comparable(text: &str) -> String {
+pub(crate) fn comparable(text: &str) -> String {
     to_half_width(text)
         .chars()
         .filter(|c| !c.is_whitespace())

@@ -54,6 +54,18 @@ pub fn invalid_field(field: &str, problem: &FieldError) -> CenterError {
     )
 }
 
+/// The institution has made its day's searches by attributes.
+pub fn attribute_quota(per_day: u32) -> CenterError {
+    error(
+        429,
+        "ATTRIBUTE_QUOTA_EXCEEDED",
+        None,
+        format!("this institution has made its {per_day} searches by attributes of today (Japan time)"),
+        "本日の属性（氏名・生年月日・性別）による照会の上限に達しました。明日もう一度点検してください。件数が足りない場合は運用者に連絡してください。",
+        "Searches by attributes are limited per institution and day; try again tomorrow, or ask the operator if the limit is too low for this institution.",
+    )
+}
+
 pub fn malformed_body(detail: String) -> CenterError {
     error(
         400,

@@ -14,6 +14,7 @@
 //! Architecture invariant: the institution code and insurer number of a caller come from its
 //! client certificate only.
 
+pub mod attributes;
 pub mod audit;
 pub mod card;
 pub mod dashboard;

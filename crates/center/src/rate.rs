@@ -59,6 +59,41 @@ impl RateLimiter {
     }
 }
 
+/// The day's requests are used up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaUsed;
+
+/// A number of requests per caller per day (Japan time), for what a caller needs a few of and
+/// should never be able to run through (searches by attributes).
+pub struct DailyQuota {
+    per_day: u32,
+    used: Mutex<HashMap<String, (onshi_domain::Date, u32)>>,
+}
+
+impl DailyQuota {
+    pub fn new(per_day: u32) -> DailyQuota {
+        DailyQuota { per_day, used: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one of `caller`'s requests of `day`: `Ok`, or `Err(QuotaUsed)` when the day's are
+    /// used up.
+    pub fn take(&self, caller: &str, day: onshi_domain::Date) -> Result<(), QuotaUsed> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if used.len() >= CALLERS_MAX {
+            used.retain(|_, (d, _)| *d == day);
+        }
+        let entry = used.entry(caller.to_string()).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        if entry.1 >= self.per_day {
+            return Err(QuotaUsed);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +115,15 @@ mod tests {
         }
         assert!(limiter.take("1311234569", later).is_err());
         assert!(RateLimiter::new(0).take("x", start).is_ok(), "zero is off");
+    }
+
+    #[test]
+    fn a_daily_quota_is_per_caller_and_per_day() {
+        let day = onshi_domain::Date::new(2026, 12, 4).unwrap();
+        let quota = DailyQuota::new(2);
+        assert!(quota.take("a", day).is_ok() && quota.take("a", day).is_ok());
+        assert!(quota.take("a", day).is_err(), "the third of the day is refused");
+        assert!(quota.take("b", day).is_ok(), "another caller has its own");
+        assert!(quota.take("a", day.add_days(1)).is_ok(), "a new day, a new quota");
     }
 }

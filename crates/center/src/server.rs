@@ -98,6 +98,8 @@ pub struct CenterState {
     pub rate: crate::rate::RateLimiter,
     /// Requests per second per address to the patients' endpoints (no certificate there).
     pub patient_rate: crate::rate::RateLimiter,
+    /// Searches by attributes per institution per day ([`crate::attributes`]).
+    pub attribute_quota: crate::rate::DailyQuota,
     /// What the operator's dashboard reads seldom (the registration lag profile).
     pub dashboard: crate::dashboard::DashboardCache,
 }
@@ -200,6 +202,38 @@ async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
         Ok(answer) => {
             state.metrics.answer(&answer.validity.code);
             state.metrics.verify_latency(started.elapsed());
+            Json(answer).into_response()
+        }
+        Err(error) => refuse(&state, error),
+    }
+}
+
+/// A search by attributes (a claim billed as 不詳): institution certificate, a daily quota per
+/// institution, audited as `verify_attributes` with the person found.
+async fn attributes_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let result = async {
+        let certified = institution(&peer)?;
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::verify::VerifyAttributesRequest = parse_json(&bytes)?;
+        check_institution(request.institution_code.as_deref(), certified)?;
+        let query = crate::attributes::parse_attributes(&request)?;
+        state
+            .attribute_quota
+            .take(certified.as_str(), now.date())
+            .map_err(|_| errors::attribute_quota(crate::attributes::ATTRIBUTE_SEARCHES_PER_DAY))?;
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || crate::attributes::verify_attributes(worker.register.as_ref(), &worker.lags, &query, now))
+            .await
+            .map_err(|e| errors::register_unavailable(format!("attribute search failed: {e}")))?
+    }
+    .await;
+    let person = result.as_ref().ok().and_then(|(_, person)| *person);
+    let code = outcome(&result, |(answer, _)| answer.validity.code.clone());
+    let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), "verify_attributes", person, "-".into(), &code)]);
+    match audited.and(result).map(|(answer, _)| answer) {
+        Ok(answer) => {
+            state.metrics.answer(&answer.validity.code);
             Json(answer).into_response()
         }
         Err(error) => refuse(&state, error),
@@ -757,6 +791,7 @@ pub fn router(state: Arc<CenterState>) -> Router {
     let certified = Router::new()
         .route("/v1/verify/number", post(verify_handler))
         .route("/v1/verify/number/batch", post(batch_handler))
+        .route("/v1/verify/attributes", post(attributes_handler))
         .route("/v1/insurer/events", post(upload_handler))
         .route("/v1/card/challenge", post(challenge_handler))
         .route("/v1/readers", post(reader_handler))

@@ -25,6 +25,22 @@ pub struct NumberQuery {
     pub limit_consent: bool,
 }
 
+impl NumberQuery {
+    /// The query that names exactly this coverage of the register (its own values, no need to
+    /// format and check them again), for a person already identified (by card or attributes).
+    pub fn for_coverage(c: &onshi_store::model::CoverageRecord, date_of_care: Date, limit_consent: bool) -> NumberQuery {
+        NumberQuery {
+            insurer: c.insurer.clone(),
+            symbol: c.symbol.clone(),
+            number: c.number.clone(),
+            branch: Some(c.branch),
+            birth_date: c.holder.birth_date,
+            date_of_care,
+            limit_consent,
+        }
+    }
+}
+
 /// The numbers printed on a card, checked: what 初回登録 and the medical views are asked with.
 #[derive(Clone, Debug)]
 pub struct CardNumbers {
@@ -114,7 +130,7 @@ fn code_label(code: &str, label: &str) -> CodeLabel {
     CodeLabel { code: code.to_string(), label: label.to_string() }
 }
 
-fn store_error(e: onshi_store::StoreError) -> CenterError {
+pub(crate) fn store_error(e: onshi_store::StoreError) -> CenterError {
     errors::register_unavailable(e.to_string())
 }
 
@@ -251,7 +267,7 @@ fn pending_changes(record: &CoverageRecord, rows: &[TermsRecord], person: &[&Cov
     pending
 }
 
-fn validity(value: QualificationValidity) -> CodeLabel {
+pub(crate) fn validity(value: QualificationValidity) -> CodeLabel {
     code_label(value.code(), value.label_ja())
 }
 

@@ -442,6 +442,7 @@ pub async fn start_center(
         started: Instant::now(),
         rate: onshi_center::rate::RateLimiter::new(rate_limit),
         patient_rate: onshi_center::rate::RateLimiter::new(onshi_center::server::PATIENT_REQUESTS_PER_SECOND),
+        attribute_quota: onshi_center::rate::DailyQuota::new(onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY),
         dashboard: Default::default(),
     });
     Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)

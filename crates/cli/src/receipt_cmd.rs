@@ -152,16 +152,50 @@ pub(crate) async fn assess_all(client: &CenterClient, file: &UkeFile, today: Dat
         .map(|(claim, replies)| if classify::needs_retry_without_branch(claim, replies) { classify::requests(claim, true) } else { None })
         .collect();
     let mut without_branch = ask(client, institution.as_deref(), retry, "re-asking").await?;
+    let mut by_attributes = ask_by_attributes(client, institution.as_deref(), file).await?;
     Ok(file
         .claims
         .iter()
         .enumerate()
         .map(|(i, claim)| {
-            let replies =
-                Replies { with_numbers: std::mem::take(&mut with_numbers[i]), without_branch: std::mem::take(&mut without_branch[i]) };
+            let replies = Replies {
+                with_numbers: std::mem::take(&mut with_numbers[i]),
+                without_branch: std::mem::take(&mut without_branch[i]),
+                by_attributes: std::mem::take(&mut by_attributes[i]),
+            };
             classify::assess(claim, &file.institution, &replies, today)
         })
         .collect())
+}
+
+/// Asks again about each claim billed as 不詳, by the patient's attributes, one search at a time
+/// (a month holds a handful; the center limits them per day). A refusal of one search (the day's
+/// quota) is that claim's reply; a failure to reach the center stops the check.
+async fn ask_by_attributes(client: &CenterClient, institution: Option<&str>, file: &UkeFile) -> anyhow::Result<Vec<Vec<Reply>>> {
+    let mut replies: Vec<Vec<Reply>> = vec![Vec::new(); file.claims.len()];
+    let asked: Vec<(usize, Vec<onshi_api::verify::VerifyAttributesRequest>)> =
+        file.claims.iter().enumerate().filter_map(|(i, c)| classify::attribute_requests(c).map(|r| (i, r))).collect();
+    if asked.is_empty() {
+        return Ok(replies);
+    }
+    let total: usize = asked.iter().map(|(_, r)| r.len()).sum();
+    let mut progress = Progress::new("asking about 不詳 claims", "searches", Some(total as u64));
+    let mut done = 0;
+    for (claim, requests) in asked {
+        for mut request in requests {
+            request.institution_code = institution.map(str::to_string);
+            let reply = match client.verify_attributes(&request).await {
+                Ok(answer) => Ok(answer),
+                Err(ClientError::Refused { body, .. }) => Err(body.error),
+                Err(other) => return Err(explain(other)),
+            };
+            replies[claim].push(reply);
+            done += 1;
+            progress.set(done);
+        }
+    }
+    progress.finish();
+    Ok(replies)
 }
 
 /// Sends the requests of every claim in batches and hands back the replies per claim.

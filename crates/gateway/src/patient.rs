@@ -464,6 +464,7 @@ fn action_ja(action: &str) -> &'static str {
         "verify_card" => "マイナ保険証で資格を確認",
         "reverify_card" => "回線の復旧後にマイナ保険証の確認を再確認",
         "verify_number_batch" => "予約の事前確認（一括照会）",
+        "verify_attributes" => "保険証の番号が分からない請求のため、氏名・生年月日・性別で資格を照会",
         "view_drug" => "薬剤情報を閲覧",
         "view_checkup" => "健診結果を閲覧",
         "link_card" => "マイナ保険証の利用登録",

@@ -6,7 +6,7 @@
 //! days, so the ends decide the whole span). When a recorded 枝番 finds nothing, the caller asks
 //! once more without it to tell a wrong 枝番 from a missing coverage.
 
-use onshi_api::verify::{ApiError, Coverage, VerifyAnswer, VerifyNumberRequest};
+use onshi_api::verify::{ApiError, Coverage, VerifyAnswer, VerifyAttributesRequest, VerifyNumberRequest};
 use onshi_domain::Date;
 use onshi_domain::date::japanese_text as date_ja;
 use onshi_domain::ids::{InsurerKind, InsurerNumber};
@@ -97,6 +97,8 @@ pub struct Replies {
     pub with_numbers: Vec<Reply>,
     /// The same days asked without the recorded 枝番 (only when it found nothing).
     pub without_branch: Vec<Reply>,
+    /// For a claim billed as 不詳: the same days asked by the patient's attributes.
+    pub by_attributes: Vec<Reply>,
 }
 
 /// Default days an insurer may take to register a coverage (employer → insurer → register,
@@ -108,7 +110,7 @@ pub fn requests(claim: &Claim, without_branch: bool) -> Option<Vec<VerifyNumberR
     if !claim.unreadable.is_empty() {
         return None;
     }
-    let insurance = claim.insurance.as_ref()?;
+    let insurance = claim.insurance.as_ref().filter(|i| !i.unknown)?;
     let insurer = insurance.insurer.as_ref().ok()?;
     let birth_date = claim.birth_date?;
     let (first, last) = claim.care_span()?;
@@ -123,6 +125,34 @@ pub fn requests(claim: &Claim, without_branch: bool) -> Option<Vec<VerifyNumberR
         date_of_care: Some(date.yyyymmdd()),
         limit_consent: false,
         reverification: false,
+    };
+    let mut asked = vec![request(first)];
+    if last != first {
+        asked.push(request(last));
+    }
+    Some(asked)
+}
+
+/// For a claim billed as 不詳, the searches by attributes (カナ氏名, else 氏名; birth date; sex)
+/// for its first and last day of care; `None` for any other claim or one that lacks them.
+pub fn attribute_requests(claim: &Claim) -> Option<Vec<VerifyAttributesRequest>> {
+    if !claim.unreadable.is_empty() || !claim.insurance.as_ref().is_some_and(|i| i.unknown) {
+        return None;
+    }
+    let birth_date = claim.birth_date?;
+    let (first, last) = claim.care_span()?;
+    let text = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+    let (name_kana, name) = (text(&claim.name_kana), text(&claim.name));
+    if name_kana.is_none() && name.is_none() {
+        return None;
+    }
+    let request = |date: Date| VerifyAttributesRequest {
+        institution_code: None,
+        name_kana: name_kana.clone(),
+        name: name.clone(),
+        birth_date: birth_date.yyyymmdd(),
+        sex: claim.sex.trim().to_string(),
+        date_of_care: date.yyyymmdd(),
     };
     let mut asked = vec![request(first)];
     if last != first {
@@ -219,6 +249,11 @@ pub fn assess(claim: &Claim, institution: &Institution, replies: &Replies, today
             "公費単独のレセプトです。医療保険の資格確認の対象外です。",
             "公費の受給者証の有効期間を確認してください。",
         )),
+        Some(insurance) if insurance.unknown => {
+            if claim.unreadable.is_empty() {
+                judge_unknown(claim, institution, replies, &mut assessment);
+            }
+        }
         Some(insurance) => match &insurance.insurer {
             Err(e) => assessment.findings.push(finding(
                 Class::Bounce,
@@ -235,6 +270,93 @@ pub fn assess(claim: &Claim, institution: &Institution, replies: &Replies, today
         assessment.findings.push(finding(Class::Ok, "OK", "診療日の資格が確認できました。", "このまま請求できます。"));
     }
     assessment
+}
+
+/// The 摘要 a 不詳 claim must carry (MHLW 2023-07), named for staff.
+const UNKNOWN_NOTE_JA: &str = "カナ氏名・保険の種類・事業所名・住所・連絡先・患者に連絡した日";
+
+/// A claim billed as 不詳: asked again by the patient's attributes. Coverage registered since
+/// on every day of care turns it into a 振替 to that insurer; otherwise it stays 不詳, which
+/// needs its 摘要.
+fn judge_unknown(claim: &Claim, institution: &Institution, replies: &Replies, out: &mut Assessment) {
+    let states: Vec<State> = replies.by_attributes.iter().map(state).collect();
+    let found = match (states.first().copied(), states.last().copied()) {
+        (Some(State::Valid(first)), Some(State::Valid(last))) if same_coverage(first, last) => Some(first),
+        _ => None,
+    };
+    if let Some(coverage) = found {
+        out.newer = Some(coverage.clone());
+        let (fixable, why_not) = unknown_fixable(claim, coverage, institution);
+        out.findings.push(finding(
+            Class::Reroute,
+            "UNKNOWN_NOW_REGISTERED",
+            format!(
+                "不詳（保険者番号 {}）で請求していますが、診療日の資格が登録されました（保険者番号 {}、記号 {}、番号 {}、枝番 {}）。",
+                claim.insurance.as_ref().map_or("", |i| i.insurer_text.trim()),
+                coverage.insurer_number,
+                coverage.symbol.as_deref().unwrap_or("-"),
+                coverage.number,
+                coverage.branch
+            ),
+            if fixable {
+                "この資格の保険者に請求してください（--fix で自動修正できます）。".to_string()
+            } else {
+                format!("この資格の保険者に請求してください。{why_not}ため自動修正はできません。レセコンで保険を登録してください。")
+            },
+        ));
+        if fixable {
+            out.fix = Some(Fix::Reroute { coverage: Box::new(coverage.clone()) });
+        }
+        return;
+    }
+    let several = states.iter().any(|s| matches!(s, State::Several));
+    let refused = states.iter().find_map(|s| match s {
+        State::Refused(error) => Some(error.reception_ja.clone()),
+        _ => None,
+    });
+    let (class, code, detail, action) = match (refused, several) {
+        (Some(reason), _) => (Class::Pending, "UNKNOWN_NOT_ASKED", "不詳の請求をセンターに照会できませんでした。".to_string(), reason),
+        (None, _) if replies.by_attributes.is_empty() => (
+            Class::Pending,
+            "UNKNOWN_NOT_ASKED",
+            "不詳の請求ですが、カナ氏名・氏名が記録されていないため照会していません。".to_string(),
+            "レセコンで患者のカナ氏名を登録してから、もう一度点検してください。".to_string(),
+        ),
+        (None, true) => (
+            Class::Pending,
+            "UNKNOWN_SEVERAL",
+            "不詳の請求ですが、同じ氏名・生年月日・性別の方が複数登録されていて特定できません。".to_string(),
+            "患者に連絡して保険証・資格確認書の番号を確かめてください。".to_string(),
+        ),
+        (None, false) if claim.comments == 0 => (
+            Class::Bounce,
+            "UNKNOWN_WITHOUT_NOTE",
+            "不詳の請求で、資格はまだ登録されていません。摘要（コメント）がありません。".to_string(),
+            format!("摘要欄に被保険者資格申立書の内容（{UNKNOWN_NOTE_JA}）を記載してください。"),
+        ),
+        (None, false) => (
+            Class::Pending,
+            "UNKNOWN_NOT_REGISTERED",
+            "不詳の請求で、資格はまだ登録されていません。".to_string(),
+            format!("摘要（{UNKNOWN_NOTE_JA}）のとおり不詳で請求できます。来月の点検でもう一度照会します。"),
+        ),
+    };
+    out.findings.push(finding(class, code, detail, action));
+}
+
+/// Whether a 不詳 claim can be moved to the coverage found by rewriting its numbers alone:
+/// the same review body as the file, and a レセプト種別 whose 本人・家族 digit agrees with the
+/// coverage (1 本人, 2/4/6 家族; any other, such as 高齢受給者, is left to the receipt computer).
+fn unknown_fixable(claim: &Claim, coverage: &Coverage, institution: &Institution) -> (bool, &'static str) {
+    if review_body_of(&coverage.insurer_number) != Some(institution.review_body.as_str()) {
+        return (false, "登録された保険者の請求先（支払基金・国保連）がこのファイルと違う");
+    }
+    let person_digit = claim.claim_kind.chars().nth(2);
+    let agrees = matches!((person_digit, coverage.relationship.code.as_str()), (Some('1'), "1") | (Some('2' | '4' | '6'), "2"));
+    if !agrees {
+        return (false, "レセプト種別（本人・家族の別）を確かめる必要がある");
+    }
+    (true, "")
 }
 
 fn public_expense_findings(claim: &Claim, findings: &mut Vec<Finding>) {
@@ -477,7 +599,7 @@ mod tests {
 
     fn judge_one(branch: Option<&str>, with_numbers: Vec<Reply>, without_branch: Vec<Reply>) -> Assessment {
         let file = file(&[("06130488", branch)]);
-        let replies = Replies { with_numbers, without_branch };
+        let replies = Replies { with_numbers, without_branch, by_attributes: Vec::new() };
         assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
     }
 

@@ -196,6 +196,11 @@ impl fmt::Display for YearMonth {
     }
 }
 
+/// The insurer numbers of a claim billed as 不詳 (coverage unknown at the counter, on the
+/// patient's 被保険者資格申立書; MHLW 2023-07): 77777777, or 77777779 for a receipt computer
+/// that checks the check digit.
+pub const UNKNOWN_INSURERS: [&str; 2] = ["77777777", "77777779"];
+
 /// 保険者レコード (HO): the health-insurance coverage the claim is billed to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Insurance {
@@ -211,6 +216,8 @@ pub struct Insurance {
     pub number: String,
     /// 合計点数.
     pub points: u64,
+    /// Billed as 不詳 ([`UNKNOWN_INSURERS`]): no 記号・番号 are expected.
+    pub unknown: bool,
 }
 
 /// 公費レコード (KO).
@@ -250,6 +257,10 @@ pub struct Claim {
     pub treatment_month: Option<YearMonth>,
     /// 氏名 as written.
     pub name: String,
+    /// カタカナ氏名 (RE column 36), as written; empty in files made before the column existed.
+    pub name_kana: String,
+    /// Comment records (CO) in the claim: where its 摘要 is written.
+    pub comments: usize,
     /// 男女区分.
     pub sex: String,
     /// 生年月日; `None` when unreadable (reported).
@@ -536,6 +547,8 @@ impl Parser {
             claim_kind: record.field(2).to_string(),
             treatment_month,
             name: record.field(4).to_string(),
+            name_kana: record.field(36).to_string(),
+            comments: 0,
             sex: record.field(5).to_string(),
             birth_date,
             chart_number: record.field(13).to_string(),
@@ -582,16 +595,25 @@ impl Parser {
                 }
                 let insurer_text = record.field(1).to_string();
                 let insurer = InsurerNumber::parse(&insurer_text);
-                if let Err(e) = &insurer {
+                // A 不詳 claim is written so on purpose, without 記号・番号.
+                let unknown = UNKNOWN_INSURERS.contains(&to_half_width(insurer_text.trim()).as_str());
+                if let (Err(e), false) = (&insurer, unknown) {
                     self.error(record, Some(2), format!("保険者番号 {insurer_text:?} cannot be right: it {}", e.reason));
                 }
                 let number = to_half_width(record.field(3));
-                if number.is_empty() {
+                if number.is_empty() && !unknown {
                     self.error(record, Some(4), "番号 is empty");
                 }
                 let points = self.number(record, 5, "合計点数").unwrap_or(0);
-                claim.insurance =
-                    Some(Insurance { record: index, insurer_text, insurer, symbol: to_half_width(record.field(2)), number, points });
+                claim.insurance = Some(Insurance {
+                    record: index,
+                    insurer_text,
+                    insurer,
+                    symbol: to_half_width(record.field(2)),
+                    number,
+                    points,
+                    unknown,
+                });
             }
             "KO" => {
                 let payer_text = record.field(1).to_string();
@@ -620,6 +642,7 @@ impl Parser {
                 claim.care_days_from_jd = true;
             }
             "SI" | "IY" => self.care_days(claim, record, 13),
+            "CO" => claim.comments += 1,
             "TO" => self.care_days(claim, record, 17),
             _ => {}
         }

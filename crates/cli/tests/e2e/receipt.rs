@@ -328,3 +328,80 @@ fn a_file_of_another_institution_is_refused_by_the_center() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("INSTITUTION_MISMATCH"), "{stderr}");
 }
+
+/// An acquisition for a person known by name, kana, birth date and sex (the claims below).
+fn acquire_named(id: &str, person: &str, insurer: &str, card: (&str, &str, &str), who: (&str, &str, &str, &str), on: &str) -> String {
+    let (symbol, number, branch) = card;
+    let (name, kana, birth, sex) = who;
+    json!({
+        "event_id": id, "kind": "acquire", "insurer_number": insurer, "person_ref": person,
+        "card": {"symbol": symbol, "number": number, "branch": branch},
+        "occurred_on": on, "notified_at": notified(on, 0),
+        "member": {"relationship": "1", "card_classification": "01", "name": name, "name_kana": kana, "sex": sex, "birth_date": birth},
+        "terms": {"income_class": "general"}
+    })
+    .to_string()
+}
+
+/// Claims billed as 不詳 (issue 15, item 5): the pre-check asks the register again by the
+/// patient's attributes. One whose coverage has been registered since becomes a fixable 振替
+/// to that insurer (the --fix copy bills it); one still unregistered keeps its 摘要 and waits,
+/// or bounces without one; one whose attributes two people share cannot be decided.
+#[test]
+fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered() {
+    // Registered since the visit: a 健保組合 member (paid by the 支払基金, as this file).
+    let mut seed = Seed::default();
+    seed.lines.push(acquire_named("u1", "pu1", SOCIETY, ("77", "9", "00"), ("不詳　一郎", "ﾌｼｮｳ ｲﾁﾛｳ", "19700707", "1"), "20210401"));
+    // Two people with one name, birth date and sex.
+    seed.lines.push(acquire_named("u4a", "pu4a", PROMPT, ("1", "41", "00"), ("双子　太郎", "ﾌﾀｺﾞ ﾀﾛｳ", "20100101", "1"), "20150401"));
+    seed.lines.push(acquire_named("u4b", "pu4b", OTHER, ("5", "42", "00"), ("双子　太郎", "ﾌﾀｺﾞ ﾀﾛｳ", "20100101", "1"), "20150401"));
+    let setup = Setup::new(&seed);
+    let re = |n: usize, name: &str, sex: &str, birth: &str, kana: &str| {
+        format!("RE,{n},1112,202110,{name},{sex},{birth},,,,,,,{n:08},,,,,,,,,,,,,,,,,,,,,,,{kana},\r\n")
+    };
+    let ho = |insurer: &str| format!("HO,{insurer},,,1,300,,,,,,,,,\r\nSI,11,1,111000110,,300,1,,,,,1\r\n");
+    let note = "CO,11,1,810000001,不詳（被保険者資格申立書）カナ氏名 ミトウ ジロウ 健保 事業所 オンシ商事 住所 東京都 連絡先 0300000000 連絡日 20211020\r\n";
+    let mut text = format!("IR,1,{},{},{},,オンシ医院,202111,00,0312345678\r\n", &CLINIC[..2], &CLINIC[2..3], &CLINIC[3..]);
+    text += &re(1, "不詳　一郎", "1", "19700707", "フショウ　イチロウ");
+    text += &ho("77777777");
+    text += &re(2, "未登　次郎", "1", "19650505", "ミトウ　ジロウ");
+    text += &ho("77777779");
+    text += note;
+    text += &re(3, "未登　三郎", "1", "19650506", "ミトウ　サブロウ");
+    text += &ho("77777777");
+    text += &re(4, "双子　太郎", "1", "20100101", "フタゴ　タロウ");
+    text += &ho("77777777");
+    text += "GO,4,1200,99\r\n";
+    let path = setup.path("FUSHO.UKE");
+    std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&text).0).expect("write");
+    let (csv, fixed) = (setup.path("fusho.csv"), setup.path("FUSHO-FIXED.UKE"));
+    let output = setup.check(&path, &["--csv", csv.to_str().unwrap(), "--fix", fixed.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("cannot be right") && !stderr.contains("番号 is empty"), "a 不詳 claim is written so on purpose: {stderr}");
+    let verdicts = read_verdicts(&std::fs::read_to_string(&csv).expect("csv"));
+    let expect = |receipt: &str, class: &str, reason: &str| {
+        let (got_class, got_reasons) = &verdicts[receipt];
+        assert_eq!((got_class.as_str(), got_reasons.as_str()), (class, reason), "No.{receipt}\n{stdout}\n{stderr}");
+    };
+    expect("1", "reroute", "UNKNOWN_NOW_REGISTERED");
+    expect("2", "pending", "UNKNOWN_NOT_REGISTERED");
+    expect("3", "bounce", "UNKNOWN_WITHOUT_NOTE");
+    expect("4", "pending", "UNKNOWN_SEVERAL");
+
+    // The corrected copy bills No.1 to the insurer found, and leaves the others as they are.
+    let before = uke::read(&std::fs::read(&path).unwrap()).expect("reads");
+    let after = uke::read(&std::fs::read(&fixed).expect("the fixed copy")).expect("the copy reads");
+    let numbers = |file: &UkeFile, n: &str| {
+        let claim = file.claims.iter().find(|c| c.receipt_number == n).expect("claim");
+        (claim.insurance.as_ref().map(|h| (h.insurer_text.clone(), h.symbol.clone(), h.number.clone())), claim.branch().map(str::to_string))
+    };
+    assert_eq!(numbers(&after, "1"), (Some((SOCIETY.into(), "77".into(), "9".into())), Some("00".into())));
+    for n in ["2", "3", "4"] {
+        assert_eq!(numbers(&after, n), numbers(&before, n), "No.{n} unchanged");
+    }
+    // Checked again, the 振替 claim is an ordinary one the register confirms.
+    setup.check(&fixed, &["--csv", setup.path("again.csv").to_str().unwrap()]);
+    let again = read_verdicts(&std::fs::read_to_string(setup.path("again.csv")).expect("csv"));
+    assert_eq!(again["1"].0, "ok", "{:?}", again["1"]);
+}
