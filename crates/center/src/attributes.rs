@@ -68,7 +68,13 @@ pub fn parse_attributes(request: &VerifyAttributesRequest) -> Result<AttributeQu
         kana,
         name,
         birth_date: Date::parse_yyyymmdd(&request.birth_date).map_err(field("birth_date"))?,
-        sex: Sex::parse(&request.sex).map_err(field("sex"))?,
+        sex: match Sex::parse(&request.sex).map_err(field("sex"))? {
+            // A search needs a sex the register can hold for the patient: 男 or 女.
+            Sex::Unset => {
+                return Err(errors::invalid_field("sex", &onshi_domain::FieldError::new("must be 1 (男) or 2 (女)", &request.sex)));
+            }
+            sex => sex,
+        },
         date_of_care: Date::parse_yyyymmdd(&request.date_of_care).map_err(field("date_of_care"))?,
     })
 }

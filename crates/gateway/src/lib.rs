@@ -18,6 +18,7 @@ pub mod batch;
 pub mod card_reader;
 pub mod check;
 pub mod config;
+pub mod declaration;
 pub mod doctor;
 pub mod files;
 pub mod gateway;

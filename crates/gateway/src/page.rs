@@ -119,7 +119,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/report/{month}", get(report))
-        .route("/check", post(check_number));
+        .route("/check", post(check_number))
+        .route("/declaration", post(record_declaration));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
@@ -214,6 +215,7 @@ async fn index(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
         let _ = write!(html, "<div id=\"flash\" class=\"flash {class}\">{}</div>", esc(&message));
     }
     html.push_str(&forms(&page.gateway));
+    html.push_str(&declaration_section(&page.gateway));
     html.push_str(&usage_section(&page.gateway));
     let _ = write!(html, "<div id=\"live\">{live}</div><script>{REFRESH}</script></body></html>");
     browser.finish(Html(html).into_response())
@@ -625,7 +627,10 @@ fn action(outcome: &Outcome) -> (&'static str, &'static str) {
         Outcome::Answered { answer, .. } => match answer.validity.code.as_str() {
             "1" => ("ok", "受付を続けてください。"),
             "3" => ("warn", "新しい資格で受け付けてください（振替）。"),
-            "4" => ("warn", "保険者の登録遅れの場合があります。保険証・資格確認書を確認し、確認できれば受付を続けてください。"),
+            "4" => (
+                "warn",
+                "保険者の登録遅れの場合があります。保険証・資格確認書を確認し、確認できれば受付を続けてください。確認できないときは下の「資格が確認できないとき」の順に進めてください（10割負担にはしません）。",
+            ),
             "5" => ("warn", "枝番を確認して照会し直してください。"),
             _ => ("bad", "資格が無効です。新しい保険証・資格確認書をお持ちでないか確認してください。"),
         },
@@ -672,6 +677,82 @@ fn checks_section(checks: &[CheckRow]) -> String {
     }
     html.push_str("</table>");
     html
+}
+
+/// When the line cannot confirm a patient: MHLW's chain, the 被保険者資格申立書 form, and the
+/// declarations of today with what the patient pays and the 摘要 to bill with
+/// (`crate::declaration`).
+fn declaration_section(gateway: &Gateway) -> String {
+    let mut html = String::from(
+        "<h2 id=\"unconfirmed\">資格が確認できないとき</h2><ol id=\"chain\">\
+         <li>今の保険証・資格確認書（または資格情報のお知らせ）の番号で照会する（上）。</li>\
+         <li>確認できなければ、以前の保険の番号で照会し、有効ならその保険で請求する。</li>\
+         <li>それでも確認できなければ、患者さんに被保険者資格申立書を書いてもらい、下に記録する。\
+         窓口負担は通常の割合で受け付け、<strong>10割（全額）にはしません</strong>。レセプトは不詳（保険者番号 77777777）で請求し、\
+         レセプト点検（onshi receipt check）が毎月センターに照会し直して、登録されれば振替にします。</li></ol>\
+         <form method=\"post\" action=\"/declaration\" id=\"declaration-form\">\
+         <label>カナ氏名 <input type=\"text\" name=\"name_kana\" id=\"decl-kana\" required></label>\
+         <label>生年月日 <input type=\"text\" name=\"birth_date\" id=\"decl-birth\" placeholder=\"19800101\" required></label>\
+         <label>性別 <select name=\"sex\" id=\"decl-sex\"><option value=\"1\">男</option><option value=\"2\">女</option></select></label>\
+         <label>保険の種類 <select name=\"kind\" id=\"decl-kind\">",
+    );
+    for (key, ja) in crate::declaration::KINDS {
+        let _ = write!(html, "<option value=\"{key}\">{ja}</option>");
+    }
+    html.push_str(
+        "</select></label><label>事業所名 <input type=\"text\" name=\"employer\" id=\"decl-employer\"></label>\
+         <label>住所 <input type=\"text\" name=\"address\" id=\"decl-address\"></label>\
+         <label>連絡先 <input type=\"text\" name=\"contact\" id=\"decl-contact\"></label>\
+         <button id=\"declare\">申立書を記録</button></form>",
+    );
+    let today = gateway.now().date();
+    let since = onshi_domain::date::Timestamp::at_start_of(today).to_string();
+    let declarations = gateway.store.declarations_since(&since).unwrap_or_default();
+    if declarations.is_empty() {
+        return html;
+    }
+    html.push_str("<table id=\"declarations\"><tr><th>時刻</th><th>申立書</th><th>窓口負担</th><th>摘要（レセプトに記載）</th></tr>");
+    for (at, d) in &declarations {
+        let _ = write!(
+            html,
+            "<tr class=\"declaration\"><td>{}</td><td>{}（{}生・{}）</td><td class=\"share\">{}割</td><td class=\"note\">{}</td></tr>",
+            esc(&time_ja(at)),
+            esc(&d.name_kana),
+            esc(&d.birth_date.japanese()),
+            esc(crate::declaration::kind_ja(&d.kind)),
+            crate::declaration::counter_share(d, today) / 10,
+            esc(&crate::declaration::note(d))
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+async fn record_declaration(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let browser = Browser::of(&headers);
+    let text = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let now = page.gateway.now();
+    let typed = crate::declaration::Typed {
+        name_kana: text("name_kana"),
+        birth_date: text("birth_date"),
+        sex: text("sex"),
+        kind: text("kind"),
+        employer: text("employer"),
+        address: text("address"),
+        contact: text("contact"),
+    };
+    let checked = crate::declaration::check(typed, now.date());
+    let declaration = match checked {
+        Ok(declaration) => declaration,
+        Err(problem) => return page.say(&browser, false, problem.to_string()),
+    };
+    if let Err(e) = page.gateway.store.record_declaration(&now.to_string(), &declaration) {
+        return page.say(&browser, false, format!("申立書を記録できませんでした: {e}"));
+    }
+    page.say_as(&browser, "warn", format!("被保険者資格申立書を記録しました。{}", crate::declaration::counter_ja(&declaration, now.date())))
 }
 
 fn checked(form: &HashMap<String, String>, name: &str) -> bool {

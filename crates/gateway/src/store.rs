@@ -97,6 +97,19 @@ CREATE TABLE IF NOT EXISTS reference_batches (
     header TEXT NOT NULL,
     units TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS declarations (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    name_kana TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    employer TEXT NOT NULL,
+    address TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    declared_on TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS declarations_at ON declarations(at);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -314,6 +327,59 @@ impl Store {
     /// The last answer the center gave for these numbers, with when it was fetched.
     pub fn cached(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
         self.with(|c| c.query_row("SELECT answer, fetched_at FROM cache WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+    }
+
+    /// Records a 被保険者資格申立書 (`at` is `YYYYMMDDHHmmss`).
+    pub fn record_declaration(&self, at: &str, d: &crate::declaration::Declaration) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO declarations (at, name_kana, birth_date, sex, kind, employer, address, contact, declared_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    at,
+                    d.name_kana,
+                    d.birth_date.yyyymmdd(),
+                    d.sex.code(),
+                    d.kind,
+                    d.employer,
+                    d.address,
+                    d.contact,
+                    d.declared_on.yyyymmdd()
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The declarations recorded since `since` (`YYYYMMDDHHmmss`), newest first.
+    pub fn declarations_since(&self, since: &str) -> Result<Vec<(String, crate::declaration::Declaration)>, StoreError> {
+        let rows: Vec<[String; 9]> = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT at, name_kana, birth_date, sex, kind, employer, address, contact, declared_on FROM declarations
+                 WHERE at >= ?1 ORDER BY at DESC, id DESC",
+            )?;
+            let rows = statement.query_map([since], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?])
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|[at, name_kana, birth, sex, kind, employer, address, contact, declared]| {
+                let date = |t: &str| onshi_domain::date::Date::parse_yyyymmdd(t).map_err(|e| StoreError::Corrupt(e.to_string()));
+                let sex = onshi_domain::codes::Sex::parse(&sex).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let declaration = crate::declaration::Declaration {
+                    name_kana,
+                    birth_date: date(&birth)?,
+                    sex,
+                    kind,
+                    employer,
+                    address,
+                    contact,
+                    declared_on: date(&declared)?,
+                };
+                Ok((at, declaration))
+            })
+            .collect()
     }
 
     /// The answers cached for these numbers (a [`crate::reference::numbers_key`]), any 枝番 and
@@ -695,6 +761,8 @@ impl Store {
                 [cutoff],
             )?;
             tx.execute("DELETE FROM cache WHERE fetched_at < ?1", [cutoff])?;
+            // A declaration holds a name and an address: kept no longer than the checks.
+            tx.execute("DELETE FROM declarations WHERE at < ?1", [cutoff])?;
             // The results of a bulk registration; the registrations themselves stay.
             tx.execute("DELETE FROM reference_batches WHERE created_at < ?1", [cutoff])?;
             tx.execute("DELETE FROM requests WHERE answered_at < ?1", [cutoff])?;

@@ -917,3 +917,57 @@ fn a_reference_number_comes_back_in_later_answers_for_the_patient_registered_and
     assert_eq!(element(&unknown, "SegmentOfResult").as_deref(), Some("9"), "{unknown}");
     assert_eq!(gateway.status()["waiting"], 0);
 }
+
+/// When the line cannot confirm a patient (issue 15, item 5, the counter's side): the page
+/// answers 該当なし with the official chain, records the patient's 被保険者資格申立書, says what
+/// the patient pays (the usual share for the age, never 10割) and writes the 摘要 the 不詳 claim
+/// must carry; a declaration missing what the insurer needs to reach the patient is refused.
+#[test]
+fn a_patient_the_line_cannot_confirm_is_received_on_their_declaration_at_the_usual_share() {
+    let world = ClinicWorld::new();
+    let gateway = GatewayProcess::start(&world);
+    // 71 or 72 years old today, whatever the year the test runs in: 70–74.
+    let today = today_plus(0);
+    let birth = format!("{}1010", today[..4].parse::<u32>().unwrap() - 72);
+    // Numbers nobody registered: 該当なし, and the page says what to do next.
+    let page = gateway
+        .post("/check", &[("insurer_number", crate::clinic::KYOKAI), ("symbol", "12"), ("number", "999"), ("birth_date", birth.as_str())]);
+    assert!(page.contains("資格が確認できないとき") && page.contains("10割負担にはしません"), "{page}");
+    assert!(page.contains("以前の保険の番号で照会"), "the chain, step 2");
+
+    let refused = gateway.post(
+        "/declaration",
+        &[
+            ("name_kana", "ミトウ　ジロウ"),
+            ("birth_date", birth.as_str()),
+            ("sex", "1"),
+            ("kind", "kyokai"),
+            ("address", ""),
+            ("contact", ""),
+        ],
+    );
+    assert!(refused.contains("住所か連絡先のどちらかを入力してください"), "{refused}");
+    assert!(!refused.contains("class=\"declaration\""), "nothing recorded");
+
+    let recorded = gateway.post(
+        "/declaration",
+        &[
+            ("name_kana", "ミトウ　ジロウ"),
+            ("birth_date", birth.as_str()),
+            ("sex", "1"),
+            ("kind", "kyokai"),
+            ("employer", "オンシ商事"),
+            ("address", "東京都千代田区"),
+            ("contact", "03-0000-0000"),
+        ],
+    );
+    // 2割 for 70–74 (一般), from the rules written out, not 10割.
+    assert!(recorded.contains("通常の2割"), "{recorded}");
+    let row = recorded.split("<tr class=\"declaration\">").nth(1).expect("the declaration is listed");
+    assert!(row.contains("<td class=\"share\">2割</td>"), "{row}");
+    for piece in
+        ["被保険者資格申立書による", "ミトウ　ジロウ", "協会けんぽ", "オンシ商事", "東京都千代田区", "03-0000-0000", today.as_str()]
+    {
+        assert!(row.contains(piece), "the 摘要 names {piece}: {row}");
+    }
+}
