@@ -256,6 +256,7 @@ async fn receipt_timing(
             sex: "1".into(),
             care_days: vec![5, 20],
             points: 300,
+            name: None,
         });
     }
     let bytes = claim_file(institution, treatment_month, &claims);

@@ -414,6 +414,22 @@ fn write_demo_claims(paths: &DemoPaths, manifest: &DemoManifest, cases: &[onshi_
             sex: "1".into(),
             care_days: vec![day],
             points: 288,
+            name: None,
+        });
+    }
+    // A patient the line could not confirm, billed as 不詳 on their declaration: the check asks
+    // by name, birth date and sex and finds the coverage registered since (振替).
+    if let Some(attributes) = cases.iter().filter_map(|c| c.attributes.as_ref()).find(|a| a.date_of_care[..6] == manifest.today[..6]) {
+        claims.push(ClaimSpec {
+            insurer: "77777777".into(),
+            symbol: String::new(),
+            number: String::new(),
+            branch: None,
+            birth_date: onshi_domain::Date::parse_yyyymmdd(&attributes.birth_date).map_err(|e| anyhow::anyhow!("ground truth: {e}"))?,
+            sex: attributes.sex.clone(),
+            care_days: vec![attributes.date_of_care[6..8].parse().unwrap_or(1)],
+            points: 288,
+            name: Some((attributes.name.clone().unwrap_or_default(), attributes.name_kana.clone().unwrap_or_default())),
         });
     }
     let institution = onshi_domain::ids::InstitutionCode::parse(&manifest.institution_code).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -561,6 +577,16 @@ async fn morning(
     }
     for (case, _) in chosen.iter().zip(&done).filter(|(_, done)| !**done) {
         report.record(&case.category, Err(format!("{} lost: its request task ended without an answer", case.case)));
+    }
+    // Claims billed as 不詳: the same patients asked by name, birth date and sex must be found
+    // on the coverage the ground truth knows, with the same answer.
+    for case in chosen.iter().filter(|c| c.attributes.is_some()) {
+        let attributes = case.attributes.as_ref().expect("filtered");
+        let result = match institution.verify_attributes(attributes).await {
+            Ok(answer) => check_answer(&answer, &case.expect).map_err(|why| format!("{} by attributes: {why}", case.case)),
+            Err(e) => Err(format!("{} search by attributes failed: {e}", case.case)),
+        };
+        report.record("unknown_claim_by_attributes", result);
     }
     // Every result code must have been seen.
     for code in ["1", "2", "3", "4", "5"] {

@@ -452,6 +452,7 @@ fn generated_claim_file() -> Vec<u8> {
         sex: "1".into(),
         care_days: vec![1, 15, 30],
         points,
+        name: None,
     };
     let claims = [claim("06130488", "1234", Some("00"), 512), claim("138057", "1", None, 90), claim("39131011", "00012345", Some("01"), 1)];
     claim_file(&institution, onshi_receipt::uke::YearMonth { year: 2026, month: 11 }, &claims)

@@ -20,6 +20,8 @@ pub struct ClaimSpec {
     /// Days of care in the treatment month.
     pub care_days: Vec<u8>,
     pub points: u64,
+    /// 氏名 and カタカナ氏名; `None` writes a placeholder patient name.
+    pub name: Option<(String, String)>,
 }
 
 /// A complete claim file for `institution`, billed in the month after `treatment_month`.
@@ -29,8 +31,9 @@ pub fn claim_file(institution: &InstitutionCode, treatment_month: YearMonth, cla
     let mut text = format!("IR,1,{},{},{},,オンシ医院,{billing},00,0312345678\r\n", &code[..2], &code[2..3], &code[3..]);
     for (n, claim) in claims.iter().enumerate() {
         let number = n + 1;
+        let (name, kana) = claim.name.clone().unwrap_or_else(|| ("シケン　カンジャ".into(), "シケン　カンジャ".into()));
         text.push_str(&format!(
-            "RE,{number},1112,{treatment_month},シケン　カンジャ,{},{},,,,,,,{number:08},,,,,,,,,,,,,,,,,,,,,,,シケン　カンジャ,\r\n",
+            "RE,{number},1112,{treatment_month},{name},{},{},,,,,,,{number:08},,,,,,,,,,,,,,,,,,,,,,,{kana},\r\n",
             claim.sex,
             claim.birth_date.yyyymmdd()
         ));
@@ -68,6 +71,7 @@ mod tests {
             sex: "2".into(),
             care_days: vec![3, 17],
             points: 250,
+            name: None,
         };
         let month = YearMonth::parse("202610").unwrap();
         let bytes = claim_file(&institution, month, &[spec("06130488", Some("01")), spec("138057", None)]);

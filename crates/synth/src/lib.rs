@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use onshi_api::events::{
     CardFields, EventKind, InsurerEvent, LimitCertificate, Member, PublicExpenseCertificate, SpecificDiseaseCertificate, Terms,
 };
-use onshi_api::verify::VerifyNumberRequest;
+use onshi_api::verify::{VerifyAttributesRequest, VerifyNumberRequest};
 use onshi_domain::codes::Sex;
 use onshi_domain::copay::IncomeClass;
 use onshi_domain::ids::{InsurerNumber, PublicPayerNumber, RecipientNumber};
@@ -90,6 +90,10 @@ pub struct TruthCase {
     pub category: String,
     pub request: VerifyNumberRequest,
     pub expect: Expectation,
+    /// For a claim billed as 不詳: the same person asked by attributes (カナ氏名, birth date,
+    /// sex), which must give the same answer as `request` (address aside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<VerifyAttributesRequest>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -114,6 +118,9 @@ pub struct Expectation {
     /// A public-expense payer that must be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_payer: Option<String>,
+    /// The insurer number of the coverage the answer is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer_number: Option<String>,
     /// The name exactly as the insurer wrote it (JIS X 0213 characters, variation sequences),
     /// for the cases that check that it arrives unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,7 +369,11 @@ impl Generator {
             reference,
             name: format!("{}　{}", family_name.0, given.0),
             name_cp932: names::cp932_form(family_name.0).map(|family| format!("{family}　{}", given.0)),
-            kana: format!("{} {}", family_name.1, given.1),
+            kana: if family_name == names::UNKNOWN_FAMILY {
+                format!("{} {}", family_name.1, names::kana_serial(index))
+            } else {
+                format!("{} {}", family_name.1, given.1)
+            },
             sex,
             birth,
             income,
@@ -573,13 +584,24 @@ impl Generator {
     }
 
     fn case(&mut self, category: &str, request: VerifyNumberRequest, expect: Expectation) -> Result<(), SynthError> {
+        self.case_with(category, request, expect, None)
+    }
+
+    fn case_with(
+        &mut self,
+        category: &str,
+        request: VerifyNumberRequest,
+        expect: Expectation,
+        attributes: Option<VerifyAttributesRequest>,
+    ) -> Result<(), SynthError> {
         let count = self.summary.cases_by_category.entry(category.to_string()).or_default();
         if *count >= CASES_PER_CATEGORY_MAX {
             return Ok(());
         }
         *count += 1;
         self.summary.truth_cases += 1;
-        let case = TruthCase { case: format!("c{:07}", self.summary.truth_cases), category: category.to_string(), request, expect };
+        let case =
+            TruthCase { case: format!("c{:07}", self.summary.truth_cases), category: category.to_string(), request, expect, attributes };
         self.truth.line(&case)
     }
 
@@ -664,6 +686,7 @@ impl Generator {
             public_payer: public.map(|p| p.payer_number.clone()),
             name: person.name_cp932.as_ref().map(|_| person.name.clone()),
             name_shift_jis: person.name_cp932.clone(),
+            insurer_number: None,
         }
     }
 
@@ -676,6 +699,23 @@ impl Generator {
             let expect = self.valid_expectation(held, person, terms, person.income, today, false);
             debug_assert_eq!(expect.name_shift_jis.as_ref(), Some(cp932));
             self.case("name_as_written", self.request(held, person, today, false), expect)?;
+        }
+        // Every member of a 不詳 household is a case: billed as 不詳 today, asked again by
+        // attributes, which must find this coverage (no draw from the generator either).
+        if person.kana.starts_with(names::UNKNOWN_FAMILY.1) && self.room("unknown_claim") {
+            let expect = Expectation {
+                insurer_number: Some(self.insurers[held.card.insurer].number.as_str().to_string()),
+                ..self.valid_expectation(held, person, terms, person.income, today, false)
+            };
+            let attributes = VerifyAttributesRequest {
+                institution_code: None,
+                name_kana: Some(person.kana.clone()),
+                name: Some(person.name.clone()),
+                birth_date: person.birth.to_string(),
+                sex: person.sex.code().to_string(),
+                date_of_care: today.to_string(),
+            };
+            self.case_with("unknown_claim", self.request(held, person, today, false), expect, Some(attributes))?;
         }
         let sample = self.rng.below(VALID_SAMPLE_EVERY) == 0;
         if !sample && !twins {
@@ -743,6 +783,9 @@ impl Generator {
         if self.summary.households % names::RARE_EVERY == names::RARE_EVERY - 1 {
             let (written, _, kana) = names::RARE_FAMILY[(self.summary.households / names::RARE_EVERY) as usize % names::RARE_FAMILY.len()];
             family_name = (written, kana);
+        }
+        if self.summary.households % names::UNKNOWN_EVERY == names::UNKNOWN_EVERY - 1 {
+            family_name = names::UNKNOWN_FAMILY;
         }
         self.summary.households += 1;
         if draw < 16 {
@@ -1090,6 +1133,12 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
     let payers: Vec<&str> = coverage.map(|c| c.public_expense.iter().map(|p| p.payer_number.as_str()).collect()).unwrap_or_default();
     if payers != expect.public_payer.iter().map(String::as_str).collect::<Vec<_>>() {
         problems.push(format!("public expense {payers:?} (expected {:?})", expect.public_payer));
+    }
+    if let Some(insurer) = &expect.insurer_number {
+        let got = coverage.map(|c| c.insurer_number.as_str());
+        if got != Some(insurer.as_str()) {
+            problems.push(format!("coverage of insurer {got:?} (expected {insurer})"));
+        }
     }
     if let Some(name) = &expect.name {
         let got = coverage.map(|c| c.name.as_str());

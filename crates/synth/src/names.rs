@@ -42,6 +42,21 @@ pub fn cp932_form(family: &str) -> Option<&'static str> {
     RARE_FAMILY.iter().find(|(written, _, _)| *written == family).map(|(_, cp932, _)| *cp932)
 }
 
+/// The family name of the households whose members are billed as 不詳 in the ground truth (one
+/// household in [`UNKNOWN_EVERY`]): a kana reading nobody else in the world has, made unique per
+/// person by [`kana_serial`], so that a search by name, birth date and sex names exactly them.
+pub const UNKNOWN_FAMILY: (&str, &str) = ("符生", "ﾌｼｮｳ");
+
+/// One household in this many is billed as 不詳 in the ground truth.
+pub const UNKNOWN_EVERY: u64 = 97;
+
+/// A person's serial as a kana reading of fixed length (eight digits, each one syllable), so
+/// that no two people share one: 1234 → ﾚｲﾚｲﾚｲﾚｲｲﾁﾆｻﾝﾖﾝ.
+pub fn kana_serial(serial: u64) -> String {
+    const DIGITS: [&str; 10] = ["ﾚｲ", "ｲﾁ", "ﾆ", "ｻﾝ", "ﾖﾝ", "ｺﾞ", "ﾛｸ", "ﾅﾅ", "ﾊﾁ", "ｷｭｳ"];
+    format!("{:08}", serial % 100_000_000).bytes().map(|b| DIGITS[usize::from(b - b'0')]).collect()
+}
+
 pub const GIVEN_MALE: &[(&str, &str)] = &[
     ("太郎", "ﾀﾛｳ"),
     ("健", "ｹﾝ"),

@@ -562,6 +562,7 @@ fn the_reception_page_shows_this_months_usage_on_each_basis_with_the_claims_from
         sex: "2".into(),
         care_days: vec![1],
         points: 100,
+        name: None,
     };
     let members = members();
     let institution = onshi_domain::ids::InstitutionCode::parse(crate::common::CLINIC).unwrap();
