@@ -33,6 +33,11 @@ pub struct VerifyNumberRequest {
     /// audited as `reverify_number`, so that the operator's dashboard counts it as such.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reverification: bool,
+    /// The paper the numbers were read from: `qualification_certificate` (資格確認書),
+    /// `insurance_card` (the old 保険証), `qualification_notice` (資格情報のお知らせ). The answer
+    /// then says what that paper is worth on the date of care.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
 }
 
 /// "Who covers this patient?" when the card's numbers are not known: a claim billed as 不詳
@@ -107,6 +112,21 @@ pub struct VerifyAnswer {
     /// this answer (a 該当資格なし may be one of them: ask again later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_as_of: Option<String>,
+    /// What the paper the numbers came from is worth on the date of care, when the request
+    /// named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentNote>,
+}
+
+/// What a paper is worth on the date of care (`onshi_domain::documents`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentNote {
+    /// The paper, as the request named it, with its Japanese name.
+    pub document: CodeLabel,
+    /// `accepted`, `accepted_with_confirmation` (the transition until 2026-03-31) or
+    /// `not_alone` (not accepted on its own on that day).
+    pub worth: String,
+    pub reception_ja: String,
 }
 
 /// A coverage as reception needs it, with copay and limit ready for the counter.

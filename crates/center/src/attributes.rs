@@ -122,6 +122,7 @@ pub fn verify_attributes(
         insurer_lag: None,
         answered_at: now.to_string(),
         replica_as_of: None,
+        document: None,
     };
     let person = match matching.as_slice() {
         [] => return Ok((empty(None), None)),

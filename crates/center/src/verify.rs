@@ -23,6 +23,8 @@ pub struct NumberQuery {
     pub birth_date: Date,
     pub date_of_care: Date,
     pub limit_consent: bool,
+    /// The paper the numbers were read from, when the request named it.
+    pub document: Option<onshi_domain::documents::Document>,
 }
 
 impl NumberQuery {
@@ -37,6 +39,7 @@ impl NumberQuery {
             birth_date: c.holder.birth_date,
             date_of_care,
             limit_consent,
+            document: None,
         }
     }
 }
@@ -93,7 +96,67 @@ pub fn parse_request(request: &VerifyNumberRequest, today: Date) -> Result<Numbe
             None => today,
         },
         limit_consent: request.limit_consent,
+        document: match &request.document {
+            None => None,
+            Some(code) => Some(onshi_domain::documents::Document::parse(code).ok_or_else(|| {
+                errors::invalid_field(
+                    "document",
+                    &onshi_domain::FieldError::new("is not qualification_certificate, insurance_card or qualification_notice", code),
+                )
+            })?),
+        },
     })
+}
+
+/// What the paper the numbers came from is worth on the date of care, for the answer about
+/// `coverage` (`onshi_domain::documents`): the transition's end for the old 保険証 and the
+/// お知らせ, the 高齢受給者 part and the 後期高齢 issuance rule for the 資格確認書.
+pub fn document_note(document: onshi_domain::documents::Document, coverage: &wire::Coverage, on: Date) -> wire::DocumentNote {
+    use onshi_domain::documents::{self, Document, Worth};
+    use onshi_domain::ids::InsurerKind;
+    let kind = InsurerNumber::parse(&coverage.insurer_number).ok().map(|n| n.kind());
+    let late_elderly = kind == Some(InsurerKind::LateElderly);
+    let regional = late_elderly || kind == Some(InsurerKind::NationalHealthInsurance);
+    let worth = documents::worth(document, on, regional);
+    let label = document.label_ja();
+    let mut text = match worth {
+        Worth::Accepted if document == Document::QualificationCertificate => {
+            "資格確認書で確認しました。券面の有効期限（保険者が定める、最長5年）を確かめてください。".to_string()
+        }
+        Worth::Accepted => format!("{label}（有効期限内）で確認しました。"),
+        Worth::AcceptedWithConfirmation => format!(
+            "{label}は、オン資でこの番号の資格が確認できたため受付できます（{}までの特例）。",
+            documents::transition_last_day().japanese()
+        ),
+        Worth::NotAlone => format!(
+            "{label}だけでの受付は{}で終わりました。オン資ではこの番号の資格を確認できています。マイナ保険証か資格確認書の提示をお願いし、お持ちでなければ保険者への資格確認書の交付申請をご案内ください。",
+            documents::transition_last_day().japanese()
+        ),
+    };
+    if document == Document::QualificationCertificate {
+        if coverage.elderly_recipient
+            && let Some(ratio) = coverage.copay_ratio_percent
+        {
+            text.push_str(&format!("70〜74歳の方の資格確認書には高齢受給者証の内容（負担割合{}割）が記載されています。", ratio / 10));
+        }
+        if late_elderly && let Ok(birth) = Date::parse_yyyymmdd(&coverage.birth_date) {
+            text.push_str(if documents::late_elderly_certificate_without_application(birth, on) {
+                "後期高齢者のこの方には資格確認書が申請なしで交付されています。"
+            } else {
+                "2026年8月以降、85歳未満の後期高齢者の資格確認書は申請による交付です。お持ちでなければ広域連合への申請をご案内ください。"
+            });
+        }
+    }
+    let worth = match worth {
+        Worth::Accepted => "accepted",
+        Worth::AcceptedWithConfirmation => "accepted_with_confirmation",
+        Worth::NotAlone => "not_alone",
+    };
+    wire::DocumentNote {
+        document: wire::CodeLabel { code: document.code().to_string(), label: label.to_string() },
+        worth: worth.to_string(),
+        reception_ja: text,
+    }
 }
 
 /// The institution code a request names, if any, must be the certificate's.
@@ -313,6 +376,9 @@ pub fn verify_number_person(
     let (view, replica_as_of) = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
     let (mut answer, person) = answer_from_view(&view, lag, query, now);
     answer.replica_as_of = replica_as_of.map(|at| at.to_string());
+    if let (Some(document), Some(coverage)) = (query.document, &answer.coverage) {
+        answer.document = Some(document_note(document, coverage, query.date_of_care));
+    }
     Ok((answer, person))
 }
 
@@ -340,6 +406,7 @@ pub fn answer_from_view(
         }),
         answered_at: now.to_string(),
         replica_as_of: None,
+        document: None,
     };
     let candidates: Vec<&CoverageWithTerms> = view
         .iter()

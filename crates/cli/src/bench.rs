@@ -88,6 +88,7 @@ fn sample_requests(files: &[PathBuf], persons: u64, today: &str) -> anyhow::Resu
                 date_of_care: Some(today.to_string()),
                 limit_consent: true,
                 reverification: false,
+                document: None,
             });
         }
     }

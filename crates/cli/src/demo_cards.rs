@@ -192,7 +192,8 @@ pub async fn check(
         }
         match &card.expect {
             Some(expect) => {
-                let expect = onshi_synth::Expectation { limit_category: None, ..expect.clone() };
+                // A card names no paper, so nothing is said about one.
+                let expect = onshi_synth::Expectation { limit_category: None, document_worth: None, ..expect.clone() };
                 onshi_synth::check_answer(&answer.answer, &expect)
             }
             None if answer.answer.validity.code == "1" => Ok(()),

@@ -129,6 +129,7 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         date_of_care: date,
         limit_consent,
         reverification: false,
+        document: None,
     };
     let runtime = crate::runtime()?;
     match runtime.block_on(client.verify_number(&request)) {

@@ -21,6 +21,7 @@ pub mod check_digit;
 pub mod codes;
 pub mod copay;
 pub mod date;
+pub mod documents;
 pub mod eligibility;
 pub mod error;
 pub mod hex;

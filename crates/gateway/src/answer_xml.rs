@@ -476,6 +476,7 @@ mod tests {
             insurer_lag: None,
             answered_at: "20261204090000".into(),
             replica_as_of: None,
+            document: None,
         };
         let notice = onshi_api::card::CertificateNotice {
             state: "expiring".into(),

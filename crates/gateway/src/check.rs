@@ -225,6 +225,7 @@ mod tests {
             insurer_lag: None,
             answered_at: "20261125090000".into(),
             replica_as_of: None,
+            document: None,
         }
     }
 

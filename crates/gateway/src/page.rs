@@ -150,7 +150,9 @@ impl Page {
     /// action for reception.
     fn say_outcome(&self, browser: &Browser, outcome: &Outcome) -> Response {
         let (class, what_to_do) = action(outcome);
-        self.say_as(browser, class, format!("{} {what_to_do}", outcome.summary_ja()))
+        // What the paper the numbers came from is worth today, when staff named it.
+        let paper = outcome.answer().and_then(|a| a.document.as_ref()).map(|d| format!(" {}", d.reception_ja)).unwrap_or_default();
+        self.say_as(browser, class, format!("{} {what_to_do}{paper}", outcome.summary_ja()))
     }
 
     /// Leaves the message for `browser`'s next page and sends it there.
@@ -470,6 +472,9 @@ fn number_form() -> String {
          <label>番号 <input type=\"text\" name=\"number\" id=\"number\" required></label>\
          <label>枝番 <input type=\"text\" name=\"branch\" id=\"branch\" maxlength=\"2\"></label>\
          <label>生年月日 <input type=\"text\" name=\"birth_date\" id=\"birth\" placeholder=\"19800101\" required></label>\
+         <label>提示された書類 <select name=\"document\" id=\"document\"><option value=\"\">—</option>\
+         <option value=\"qualification_certificate\">資格確認書</option><option value=\"qualification_notice\">資格情報のお知らせ</option>\
+         <option value=\"insurance_card\">健康保険証（旧）</option></select></label>\
          <label><input type=\"checkbox\" name=\"limit_consent\" value=\"1\">限度額情報の提供に口頭で同意</label>\
          <button id=\"check\">照会</button></form>",
     )
@@ -791,6 +796,7 @@ async fn check_number(State(page): State<Arc<Page>>, headers: HeaderMap, Form(fo
         date_of_care: None,
         limit_consent: checked(&form, "limit_consent"),
         reverification: false,
+        document: field(&form, "document"),
     };
     let result = async {
         let checked = page.gateway.ask_number(&request, None).await?;

@@ -122,6 +122,7 @@ impl SearchInfo {
             date_of_care: date_of_care.map(str::to_string),
             limit_consent: self.limit_consent,
             reverification: false,
+            document: None,
         }
     }
 }

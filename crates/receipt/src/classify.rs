@@ -125,6 +125,7 @@ pub fn requests(claim: &Claim, without_branch: bool) -> Option<Vec<VerifyNumberR
         date_of_care: Some(date.yyyymmdd()),
         limit_consent: false,
         reverification: false,
+        document: None,
     };
     let mut asked = vec![request(first)];
     if last != first {
@@ -594,6 +595,7 @@ mod tests {
             insurer_lag: lag.map(|max_days| InsurerLag { events: 10, mean_days: 3.0, max_days }),
             answered_at: String::new(),
             replica_as_of: None,
+            document: None,
         })
     }
 

@@ -118,6 +118,10 @@ pub struct Expectation {
     /// A public-expense payer that must be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_payer: Option<String>,
+    /// What the paper named in the request is worth (`accepted`, `accepted_with_confirmation`,
+    /// `not_alone`), when the request names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_worth: Option<String>,
     /// The insurer number of the coverage the answer is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insurer_number: Option<String>,
@@ -580,6 +584,7 @@ impl Generator {
             date_of_care: Some(on.to_string()),
             limit_consent: consent,
             reverification: false,
+            document: None,
         }
     }
 
@@ -687,6 +692,7 @@ impl Generator {
             name: person.name_cp932.as_ref().map(|_| person.name.clone()),
             name_shift_jis: person.name_cp932.clone(),
             insurer_number: None,
+            document_worth: None,
         }
     }
 
@@ -772,7 +778,19 @@ impl Generator {
                 let expect = Expectation { validity: "4".into(), notice: Some("NO_SUCH_COVERAGE".into()), ..Expectation::default() };
                 self.case("unknown_number", request, expect)
             }
-            _ => self.case("valid", self.request(held, person, today, consent), expect),
+            _ => {
+                // One in three names the paper the numbers were read from (no draw: by the
+                // case count), and the answer must say what it is worth today.
+                let mut request = self.request(held, person, today, consent);
+                let mut expect = expect;
+                let documents = [None, Some("qualification_certificate"), Some("qualification_notice"), Some("insurance_card")];
+                if let Some(document) = documents[(self.summary.truth_cases % 4) as usize] {
+                    let regional = matches!(held.card.family, Family::Kokuho | Family::Kouki);
+                    request.document = Some(document.to_string());
+                    expect.document_worth = Some(rules::document_worth(document, today, regional).to_string());
+                }
+                self.case("valid", request, expect)
+            }
         }
     }
 
@@ -1133,6 +1151,10 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
     let payers: Vec<&str> = coverage.map(|c| c.public_expense.iter().map(|p| p.payer_number.as_str()).collect()).unwrap_or_default();
     if payers != expect.public_payer.iter().map(String::as_str).collect::<Vec<_>>() {
         problems.push(format!("public expense {payers:?} (expected {:?})", expect.public_payer));
+    }
+    let worth = answer.document.as_ref().map(|d| d.worth.as_str());
+    if worth != expect.document_worth.as_deref() {
+        problems.push(format!("document {worth:?} (expected {:?})", expect.document_worth));
     }
     if let Some(insurer) = &expect.insurer_number {
         let got = coverage.map(|c| c.insurer_number.as_str());

@@ -65,6 +65,21 @@ pub fn copay_percent(birth: Date, on: Date, income: IncomeClass, late: bool) -> 
     if on < school_entry(birth) { 20 } else { 30 }
 }
 
+/// What the paper a patient shows is worth on `on`, written out from the notices
+/// (DOMAIN-2026.md): a 資格確認書 is accepted; the old 保険証 until its end (国保・後期
+/// 2025-07-31, 被用者 2025-12-01), then, like the 資格情報のお知らせ alone, only with an
+/// オン資 confirmation until 2026-03-31; after that not alone.
+pub fn document_worth(document: &str, on: Date, regional: bool) -> &'static str {
+    let ymd = |y, m, d| Date::new(y, m, d).expect("a valid date");
+    let card_end = if regional { ymd(2025, 7, 31) } else { ymd(2025, 12, 1) };
+    match document {
+        "qualification_certificate" => "accepted",
+        "insurance_card" if on <= card_end => "accepted",
+        _ if on <= ymd(2026, 3, 31) => "accepted_with_confirmation",
+        _ => "not_alone",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

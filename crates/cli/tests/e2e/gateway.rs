@@ -935,6 +935,33 @@ fn a_patient_the_line_cannot_confirm_is_received_on_their_declaration_at_the_usu
     assert!(page.contains("資格が確認できないとき") && page.contains("10割負担にはしません"), "{page}");
     assert!(page.contains("以前の保険の番号で照会"), "the chain, step 2");
 
+    // The paper the numbers came from (issue 15, item 4): what it is worth today, by the dates
+    // of the notices (a 資格情報のお知らせ alone until 2026-03-31, not after).
+    let p1 = &members()[0];
+    let shown = |document: &str| {
+        gateway.post(
+            "/check",
+            &[
+                ("insurer_number", p1.insurer.as_str()),
+                ("symbol", p1.symbol),
+                ("number", p1.number),
+                ("branch", p1.branch),
+                ("birth_date", p1.birth),
+                ("document", document),
+            ],
+        )
+    };
+    let notice = shown("qualification_notice");
+    if today.as_str() > "20260331" {
+        assert!(
+            notice.contains("資格情報のお知らせだけでの受付は2026年3月31日で終わりました") && notice.contains("資格確認書の交付申請"),
+            "{notice}"
+        );
+    } else {
+        assert!(notice.contains("特例"), "{notice}");
+    }
+    assert!(shown("qualification_certificate").contains("資格確認書で確認しました"));
+
     let refused = gateway.post(
         "/declaration",
         &[

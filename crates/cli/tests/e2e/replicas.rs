@@ -96,6 +96,7 @@ fn request(insurer: &str, i: u32) -> onshi_api::verify::VerifyNumberRequest {
         date_of_care: Some("20261125".into()),
         limit_consent: false,
         reverification: false,
+        document: None,
     }
 }
 

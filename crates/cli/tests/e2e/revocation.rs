@@ -58,6 +58,7 @@ fn a_revoked_clinic_is_refused_at_the_handshake_without_restarting_the_center() 
         date_of_care: None,
         limit_consent: false,
         reverification: false,
+        document: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let kept_alive = world.server.as_ref().unwrap().client_at(&pki, Some(CLINIC));

@@ -229,6 +229,7 @@ async fn an_insurer_uploads_only_its_own_members() {
         date_of_care: Some("20261125".into()),
         limit_consent: false,
         reverification: false,
+        document: None,
     };
     assert_eq!(clinic.verify_number(&request).await.unwrap().validity.code, "1");
     let again = insurer.upload_events(body).await.unwrap();
