@@ -7,13 +7,17 @@
 //! - the register is read by birth date and sex only (`Register::born_on`); the name is
 //!   compared here, exactly (kana readings across widths and scripts, or the kanji name with
 //!   spaces and widths aside), never searched;
-//! - an answer names a coverage only when exactly one person has all three; two or more answer
-//!   複数該当 with no coverage, none answers 該当なし;
+//! - an answer names a coverage only when exactly one person has all three and that coverage
+//!   covers the date of care; two or more answer 複数該当 (without saying how many), none
+//!   answers 該当なし; the date of care is at most [`LOOKBACK_DAYS`] back and not ahead;
 //! - each institution has a small daily quota ([`ATTRIBUTE_SEARCHES_PER_DAY`]): a month's 不詳
 //!   claims, not a directory;
 //! - every search is audited as `verify_attributes` and the patient sees it in their access log.
 //!
-//! The limit category is never shown (no consent can be asked), nor the registered address.
+//! The answer holds what a claim needs (validity, the coverage's numbers and dates, copay), not
+//! the address, the insured person's name, the 公費 the insurer reported, the limit category
+//! or pending changes. The numbers it gives open the ordinary number path like a card's would;
+//! that path is audited in its turn.
 
 use onshi_api::verify::{VerifyAnswer, VerifyAttributesRequest};
 use onshi_domain::codes::Sex;
@@ -28,6 +32,10 @@ use crate::verify::{LagCache, NumberQuery, answer_from_view};
 /// Searches by attributes an institution may make per day (Japan time). A clinic bills a
 /// handful of 不詳 claims a month; a large hospital perhaps a hundred.
 pub const ATTRIBUTE_SEARCHES_PER_DAY: u32 = 200;
+
+/// How far back a date of care may be: claims are billed within a year (and returned ones
+/// billed again a little later); nothing older needs asking.
+pub const LOOKBACK_DAYS: i64 = 400;
 
 /// What the search compares, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,9 +53,9 @@ fn field(name: &'static str) -> impl Fn(onshi_domain::FieldError) -> CenterError
     move |e| errors::invalid_field(name, &e)
 }
 
-/// Checks a request: a birth date, a sex, a date of care, and a name (kana or kanji) that is
-/// not blank.
-pub fn parse_attributes(request: &VerifyAttributesRequest) -> Result<AttributeQuery, CenterError> {
+/// Checks a request: a birth date, a sex, a date of care within [`LOOKBACK_DAYS`] of `today`,
+/// and a name (kana or kanji) that is not blank.
+pub fn parse_attributes(request: &VerifyAttributesRequest, today: Date) -> Result<AttributeQuery, CenterError> {
     let kana = request.name_kana.as_deref().map(kana_comparable).filter(|k| !k.is_empty());
     let name = request.name.as_deref().map(comparable).filter(|n| !n.is_empty());
     if kana.is_none() && name.is_none() {
@@ -64,6 +72,16 @@ pub fn parse_attributes(request: &VerifyAttributesRequest) -> Result<AttributeQu
             ));
         }
     }
+    let date_of_care = Date::parse_yyyymmdd(&request.date_of_care).map_err(field("date_of_care"))?;
+    if date_of_care > today || date_of_care < today.add_days(-LOOKBACK_DAYS) {
+        return Err(errors::invalid_field(
+            "date_of_care",
+            &onshi_domain::FieldError::new(
+                format!("is not within the last {LOOKBACK_DAYS} days; a search by attributes is for claims of this year"),
+                &request.date_of_care,
+            ),
+        ));
+    }
     Ok(AttributeQuery {
         kana,
         name,
@@ -75,7 +93,7 @@ pub fn parse_attributes(request: &VerifyAttributesRequest) -> Result<AttributeQu
             }
             sex => sex,
         },
-        date_of_care: Date::parse_yyyymmdd(&request.date_of_care).map_err(field("date_of_care"))?,
+        date_of_care,
     })
 }
 
@@ -127,22 +145,25 @@ pub fn verify_attributes(
     let person = match matching.as_slice() {
         [] => return Ok((empty(None), None)),
         [one] => *one,
-        several => return Ok((empty(Some(errors::several_matches(several.len()))), None)),
+        _several => return Ok((empty(Some(errors::several_with_these_attributes())), None)),
     };
     let theirs: Vec<CoverageWithTerms> = view.into_iter().filter(|v| v.coverage.person_id == person).collect();
     let on = query.date_of_care;
-    let chosen = theirs
-        .iter()
-        .map(|v| &v.coverage)
-        .max_by_key(|c| (c.acquired_on <= on && c.lost_on.is_none_or(|lost| on < lost), c.acquired_on))
-        .expect("a person found has a coverage");
+    // Only the coverage of the date of care: the search is not a way to read someone's history.
+    let Some(chosen) = theirs.iter().map(|v| &v.coverage).find(|c| c.acquired_on <= on && c.lost_on.is_none_or(|lost| on < lost)) else {
+        return Ok((empty(None), Some(person)));
+    };
     let number_query = NumberQuery::for_coverage(chosen, on, false);
     let (mut answer, _) = answer_from_view(&theirs, lags.get(register, &number_query.insurer)?, &number_query, now);
-    // What a claim needs is the numbers; the address the insurer registered is not given to
-    // someone who knew only a name and a birth date.
-    for coverage in answer.coverage.iter_mut().chain(answer.newer_coverage.iter_mut()) {
+    // What a claim needs, and nothing more (see the module's comment).
+    answer.pending.clear();
+    answer.newer_coverage = None;
+    for coverage in answer.coverage.iter_mut() {
         coverage.address = None;
         coverage.post_code = None;
+        coverage.insured_name = None;
+        coverage.public_expense.clear();
+        coverage.limit = None;
     }
     Ok((answer, Some(person)))
 }
@@ -164,6 +185,8 @@ mod tests {
 
     #[test]
     fn a_search_needs_a_name_and_compares_kana_across_widths() {
+        let today = Date::parse_yyyymmdd("20261204").unwrap();
+        let parse_attributes = |r: &VerifyAttributesRequest| super::parse_attributes(r, today);
         assert_eq!(parse_attributes(&request(None, None)).unwrap_err().body.field.as_deref(), Some("name_kana"));
         assert_eq!(parse_attributes(&request(Some("  "), None)).unwrap_err().body.field.as_deref(), Some("name_kana"));
         let half = parse_attributes(&request(Some("ｼｹﾝ ﾊﾅｺ"), None)).unwrap();
@@ -171,5 +194,9 @@ mod tests {
         assert_eq!(half.kana, full.kana);
         let bad_sex = VerifyAttributesRequest { sex: "3".into(), ..request(Some("ｼｹﾝ"), None) };
         assert_eq!(parse_attributes(&bad_sex).unwrap_err().body.field.as_deref(), Some("sex"));
+        for (date, ok) in [("20261204", true), ("20251030", true), ("20251029", false), ("20261205", false)] {
+            let r = VerifyAttributesRequest { date_of_care: date.into(), ..request(Some("ｼｹﾝ"), None) };
+            assert_eq!(parse_attributes(&r).is_ok(), ok, "{date}: within 400 days back, not ahead");
+        }
     }
 }

@@ -228,6 +228,15 @@ pub fn several_matches(count: usize) -> Notice {
     )
 }
 
+/// A search by attributes that fits more than one person: how many is not said.
+pub fn several_with_these_attributes() -> Notice {
+    notice(
+        "SEVERAL_MATCHES",
+        "同じ氏名・生年月日・性別の方が複数登録されていて、特定できません。患者さんに保険証・資格確認書の番号を確かめてください。".into(),
+        "More than one person has these attributes; ask the patient for the card's numbers.".into(),
+    )
+}
+
 pub fn coverage_lost(lost_on: Date) -> Notice {
     notice(
         "COVERAGE_LOST",

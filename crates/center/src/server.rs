@@ -217,7 +217,7 @@ async fn attributes_handler(State(state): State<Arc<CenterState>>, Extension(pee
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::verify::VerifyAttributesRequest = parse_json(&bytes)?;
         check_institution(request.institution_code.as_deref(), certified)?;
-        let query = crate::attributes::parse_attributes(&request)?;
+        let query = crate::attributes::parse_attributes(&request, now.date())?;
         state
             .attribute_quota
             .take(certified.as_str(), now.date())

@@ -376,7 +376,8 @@ pub fn verify_number_person(
     let (view, replica_as_of) = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
     let (mut answer, person) = answer_from_view(&view, lag, query, now);
     answer.replica_as_of = replica_as_of.map(|at| at.to_string());
-    if let (Some(document), Some(coverage)) = (query.document, &answer.coverage) {
+    // Only beside a valid coverage: for a lost one the validity says what matters.
+    if let (Some(document), Some(coverage), "1") = (query.document, &answer.coverage, answer.validity.code.as_str()) {
         answer.document = Some(document_note(document, coverage, query.date_of_care));
     }
     Ok((answer, person))

@@ -112,7 +112,9 @@ pub fn kind_ja(kind: &str) -> &'static str {
 /// age with the general income class (the class is not known without the coverage), 後期高齢
 /// from 75 whatever was declared. Never 100.
 pub fn counter_share(d: &Declaration, on: Date) -> u8 {
-    let late = d.kind == "kouki";
+    // 後期高齢 before 75 only for some from 65 (障害認定); a younger person declaring it is
+    // mistaken, and pays the share of their age.
+    let late = d.kind == "kouki" && d.birth_date.age_on(on) >= 65;
     onshi_domain::copay::copay_ratio_percent(d.birth_date, on, IncomeClass::General, late)
         .or_else(|| onshi_domain::copay::copay_ratio_percent(d.birth_date, on, IncomeClass::General, !late))
         .unwrap_or(30)
@@ -169,6 +171,7 @@ mod tests {
         assert_eq!(counter_share(&declared("19450101", "kouki"), d("20261204")), 10);
         assert_eq!(counter_share(&declared("19450101", "unknown"), d("20261204")), 10, "75 and over is 後期 whatever was declared");
         assert_eq!(counter_share(&declared("20230101", "kumiai"), d("20261204")), 20);
+        assert_eq!(counter_share(&declared("19960101", "kouki"), d("20261204")), 30, "後期 declared at 30: the share of 30");
         assert!(counter_ja(&declared("19800101", "kyokai"), d("20261204")).contains("通常の3割"));
     }
 

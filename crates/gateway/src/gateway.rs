@@ -295,7 +295,12 @@ impl Gateway {
     fn offline_outcome(&self, key: &str, limit_consent: bool, reason: String) -> Result<Outcome, GatewayError> {
         Ok(match self.store.cached(key)? {
             Some((answer, fetched_at)) => match serde_json::from_str::<VerifyAnswer>(&answer) {
-                Ok(answer) => Outcome::Cached { answer: check::as_consented(answer, limit_consent), fetched_at, reason },
+                // What an earlier request's paper was worth is not this request's.
+                Ok(answer) => Outcome::Cached {
+                    answer: VerifyAnswer { document: None, ..check::as_consented(answer, limit_consent) },
+                    fetched_at,
+                    reason,
+                },
                 Err(_) => Outcome::Queued { reason },
             },
             None => Outcome::Queued { reason },

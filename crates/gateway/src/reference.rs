@@ -14,8 +14,9 @@
 //! - a registration whose birth date or sex differs from the answer the gateway knows is
 //!   refused (status 2) with what differs; a differing name is said but does not refuse (names
 //!   change on marriage, and spellings differ by character set);
-//! - a registration without 枝番 for numbers several people share is refused: the 記号・番号
-//!   name the whole family;
+//! - a registration without 枝番 is refused unless it says whom it means (Birthdate, Sex1) or
+//!   the numbers are a person's own (後期高齢者医療): the 記号・番号 name the whole family;
+//! - a registration for another person under numbers and 枝番 already registered is refused;
 //! - a later answer whose birth date or sex differs from the registration's does not carry the
 //!   number, and says why (the numbers were given to someone else, or the 枝番 was left out).
 //!
@@ -190,38 +191,54 @@ pub enum Verdict {
 }
 
 /// Decides a registration from what the receipt computer sent and the people the gateway's
-/// answers show under those numbers.
+/// answers show under those numbers (and its 枝番, when given).
+///
+/// Without a 枝番 the 記号・番号 name a whole family, so the receipt computer must say whom it
+/// means (Birthdate and Sex1), except for 後期高齢者医療, whose numbers are each person's own.
 pub fn decide(registration: &Registration, people: &[Shown]) -> Verdict {
-    let refuse = |message: String| Verdict::Refused { message };
-    let distinct: Vec<&Shown> = people.iter().fold(Vec::new(), |mut seen, p| {
-        if !seen.iter().any(|s: &&Shown| s.birth_date == p.birth_date && s.sex == p.sex) {
-            seen.push(p);
+    let refuse = |message: &str| Verdict::Refused { message: message.to_string() };
+    let own_numbers =
+        InsurerNumber::parse(&registration.insurer_number).is_ok_and(|n| n.kind() == onshi_domain::ids::InsurerKind::LateElderly);
+    let facts_given = registration.birth_date.is_some() && registration.sex.is_some();
+    if registration.branch.is_none() && !own_numbers && !facts_given {
+        return refuse(
+            "枝番がありません。家族で同じ記号・番号を使う保険では、枝番（2桁）を付けて登録し直してください（照会番号が別の方のカルテに付かないように）。",
+        );
+    }
+    let mut distinct: Vec<&Shown> = Vec::new();
+    for p in people {
+        if !distinct.iter().any(|s| s.birth_date == p.birth_date && s.sex == p.sex) {
+            distinct.push(p);
         }
-        seen
-    });
-    if registration.branch.is_none() && distinct.len() > 1 {
-        return refuse(format!(
-            "この記号・番号には{}人の方がいます。枝番を付けて登録し直してください（照会番号が別の方のカルテに付かないように）。",
-            distinct.len()
-        ));
     }
-    let Some(known) = distinct.first() else {
-        // Nobody known yet: what the receipt computer says stands until the first answer.
-        return Verdict::Registered { birth_date: registration.birth_date.clone(), sex: registration.sex.clone(), note: None };
+    // Whom the receipt computer means: the person with its birth date and sex, when it says.
+    let meant: Vec<&Shown> = distinct
+        .iter()
+        .copied()
+        .filter(|p| registration.birth_date.as_ref().is_none_or(|b| *b == p.birth_date))
+        .filter(|p| registration.sex.as_ref().is_none_or(|s| *s == p.sex))
+        .collect();
+    let known = match (distinct.len(), meant.as_slice()) {
+        // Nobody seen yet: what the receipt computer says stands (the first answer settles it
+        // when it says nothing, which only a 枝番 or a 後期 number allows).
+        (0, _) => {
+            return Verdict::Registered { birth_date: registration.birth_date.clone(), sex: registration.sex.clone(), note: None };
+        }
+        (_, [one]) => *one,
+        (_, []) => {
+            return refuse(
+                "レセコンの生年月日・性別が、この記号・番号の資格情報の方と異なります。別の方の保険証の番号ではないか確かめてから登録し直してください。",
+            );
+        }
+        (_, several) => {
+            return Verdict::Refused {
+                message: format!(
+                    "この記号・番号には{}人の方がいます。枝番を付けて登録し直してください（照会番号が別の方のカルテに付かないように）。",
+                    several.len()
+                ),
+            };
+        }
     };
-    let mut differs = Vec::new();
-    if registration.birth_date.as_ref().is_some_and(|b| *b != known.birth_date) {
-        differs.push("生年月日");
-    }
-    if registration.sex.as_ref().is_some_and(|s| *s != known.sex) {
-        differs.push("性別");
-    }
-    if !differs.is_empty() {
-        return refuse(format!(
-            "レセコンの{}が、この記号・番号の資格情報と異なります。別の方の保険証の番号ではないか確かめてから登録し直してください。",
-            differs.join("・")
-        ));
-    }
     let note = registration.name.as_ref().filter(|name| !same_name(name, &known.name)).map(|_| {
         "レセコンの氏名が資格情報の氏名と異なります（改姓や文字の違いの可能性）。登録はしました。氏名を確かめてください。".to_string()
     });
@@ -300,17 +317,32 @@ pub fn decide_all(store: &crate::store::Store, entries: &[Registration]) -> Resu
         let numbers = numbers_key(&registration.insurer_number, registration.symbol.as_deref(), &registration.number);
         let cached: Vec<VerifyAnswer> =
             store.cached_under(&numbers)?.iter().filter_map(|text| serde_json::from_str::<VerifyAnswer>(text).ok()).collect();
-        let verdict = decide(registration, &people_in(&cached, registration));
+        let branch = branch_key(registration.branch.as_deref());
+        let mut verdict = decide(registration, &people_in(&cached, registration));
+        // A registration for another person under the same numbers and 枝番 is not replaced
+        // (renumbering the same patient is).
+        if let Verdict::Registered { birth_date: Some(birth), sex: Some(sex), .. } = &verdict
+            && let Some(earlier) = store.references_for(std::slice::from_ref(&numbers))?.into_iter().find(|r| r.branch == branch)
+            && (earlier.birth_date.as_ref().is_some_and(|b| b != birth) || earlier.sex.as_ref().is_some_and(|s| s != sex))
+        {
+            verdict = Verdict::Refused {
+                message: format!(
+                    "この記号・番号・枝番には別の方の照会番号（{}）が登録されています。患者さんを取り違えていないか確かめてください。",
+                    earlier.reference_number
+                ),
+            };
+        }
         if let Verdict::Registered { birth_date, sex, .. } = &verdict {
             rows.push(Registered {
                 numbers,
-                branch: branch_key(registration.branch.as_deref()),
+                branch,
                 reference_number: registration.reference_number.clone(),
                 birth_date: birth_date.clone(),
                 sex: sex.clone(),
             });
         }
-        units.push(Unit { registration: registration.clone(), verdict });
+        // The name was only compared: a registration keeps no name.
+        units.push(Unit { registration: Registration { name: None, ..registration.clone() }, verdict });
     }
     Ok((units, rows))
 }
@@ -329,7 +361,14 @@ pub fn find(store: &crate::store::Store, coverages: &[&Coverage]) -> Result<Foun
                 && (registered.branch.is_empty() || branch_key(Some(&c.branch)) == registered.branch)
         });
         if let Some(coverage) = mine {
-            store.settle_reference(&registered.numbers, &registered.branch, &coverage.birth_date, &coverage.sex.code)?;
+            if !store.settle_reference(&registered.numbers, &registered.branch, &coverage.birth_date, &coverage.sex.code)? {
+                // Another answer settled it first: its person stands.
+                let again = store.references_for(std::slice::from_ref(&registered.numbers))?;
+                if let Some(settled) = again.into_iter().find(|r| r.branch == registered.branch) {
+                    *registered = settled;
+                }
+                continue;
+            }
             registered.birth_date = Some(coverage.birth_date.clone());
             registered.sex = Some(coverage.sex.code.clone());
         }
@@ -495,9 +534,19 @@ mod tests {
             decide(&registration(Some("01")), &people),
             Verdict::Registered { birth_date: Some("20100505".into()), sex: Some("1".into()), note: None }
         );
-        // Without 枝番 the numbers name two people: refused.
+        // Without 枝番 the numbers name a family: refused unless the receipt computer says whom
+        // it means, and then that person (the child here) is taken.
         let people = people_in(&known, &registration(None));
-        assert!(matches!(decide(&registration(None), &people), Verdict::Refused { message } if message.contains("2人")));
+        assert!(matches!(decide(&registration(None), &people), Verdict::Refused { message } if message.contains("枝番")));
+        let the_child = Registration { birth_date: Some("20100505".into()), sex: Some("1".into()), ..registration(None) };
+        assert_eq!(
+            decide(&the_child, &people_in(&known, &the_child)),
+            Verdict::Registered { birth_date: Some("20100505".into()), sex: Some("1".into()), note: None }
+        );
+        // 後期高齢者医療 numbers are each person's own: no 枝番 needed.
+        let kouki_number = InsurerNumber::with_check_digit("3913101").unwrap().as_str().to_string();
+        let kouki = Registration { insurer_number: kouki_number, ..registration(None) };
+        assert!(matches!(decide(&kouki, &[]), Verdict::Registered { birth_date: None, .. }));
         // The receipt computer's birth date differs from the answer's: refused, saying what.
         let with_birth = Registration { birth_date: Some("19800102".into()), ..registration(Some("00")) };
         let people = people_in(&known, &with_birth);
@@ -508,8 +557,8 @@ mod tests {
         let renamed = Registration { name: Some("山田　花子".into()), ..registration(Some("00")) };
         assert!(matches!(decide(&renamed, &people_in(&known, &renamed)), Verdict::Registered { note: Some(_), .. }));
         // Nobody known: the receipt computer's facts stand.
-        let unknown = Registration { birth_date: Some("19990101".into()), ..registration(None) };
-        assert_eq!(decide(&unknown, &[]), Verdict::Registered { birth_date: Some("19990101".into()), sex: None, note: None });
+        let unknown = Registration { birth_date: Some("19990101".into()), sex: Some("2".into()), ..registration(None) };
+        assert_eq!(decide(&unknown, &[]), Verdict::Registered { birth_date: Some("19990101".into()), sex: Some("2".into()), note: None });
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Kind {
     /// What a request file of this kind may hold (see [`xml::Limits`]).
     pub fn limits(self) -> xml::Limits {
         match self {
-            Kind::BulkUpload => xml::Limits::BULK_UPLOAD,
+            Kind::BulkUpload | Kind::RegisterReferences => xml::Limits::BULK_UPLOAD,
             _ => xml::Limits::REQUEST,
         }
     }

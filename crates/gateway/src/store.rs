@@ -385,10 +385,11 @@ impl Store {
     /// The answers cached for these numbers (a [`crate::reference::numbers_key`]), any 枝番 and
     /// birth date, newest first: who the gateway has seen under them.
     pub fn cached_under(&self, numbers: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = format!("{numbers}|");
+        // The keys from `numbers|` up to `numbers}` ('}' follows '|'): a range on the primary key.
+        let (from, to) = (format!("{numbers}|"), format!("{numbers}}}"));
         self.with(|c| {
-            let mut statement = c.prepare("SELECT answer FROM cache WHERE substr(key, 1, ?2) = ?1 ORDER BY fetched_at DESC LIMIT 50")?;
-            let rows = statement.query_map(params![prefix, prefix.chars().count() as i64], |r| r.get(0))?;
+            let mut statement = c.prepare("SELECT answer FROM cache WHERE key >= ?1 AND key < ?2 ORDER BY fetched_at DESC LIMIT 50")?;
+            let rows = statement.query_map(params![from, to], |r| r.get(0))?;
             rows.collect()
         })
     }
@@ -451,14 +452,14 @@ impl Store {
     }
 
     /// Gives a registration made before anyone was seen under its numbers the person the first
-    /// answer after it showed.
-    pub fn settle_reference(&self, numbers: &str, branch: &str, birth_date: &str, sex: &str) -> Result<(), StoreError> {
+    /// answer after it showed. Returns whether it did (another answer may have settled it first).
+    pub fn settle_reference(&self, numbers: &str, branch: &str, birth_date: &str, sex: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE reference_numbers SET birth_date = ?3, sex = ?4 WHERE numbers = ?1 AND branch = ?2 AND birth_date IS NULL AND sex IS NULL",
                 params![numbers, branch, birth_date, sex],
             )
-            .map(|_| ())
+            .map(|changed| changed == 1)
         })
     }
 

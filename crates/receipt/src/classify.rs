@@ -299,10 +299,11 @@ fn judge_unknown(claim: &Claim, institution: &Institution, replies: &Replies, ou
                 coverage.number,
                 coverage.branch
             ),
+            // Found by name, birth date and sex, not by a card: staff confirm it is the patient.
             if fixable {
-                "この資格の保険者に請求してください（--fix で自動修正できます）。".to_string()
+                "カナ氏名・生年月日・性別の一致した方の資格です。患者さんご本人の資格か確かめて、この保険者に請求してください（--fix で自動修正できます）。".to_string()
             } else {
-                format!("この資格の保険者に請求してください。{why_not}ため自動修正はできません。レセコンで保険を登録してください。")
+                format!("カナ氏名・生年月日・性別の一致した方の資格です。患者さんご本人の資格か確かめて、この保険者に請求してください。{why_not}ため自動修正はできません。レセコンで保険を登録してください。")
             },
         ));
         if fixable {
@@ -311,6 +312,16 @@ fn judge_unknown(claim: &Claim, institution: &Institution, replies: &Replies, ou
         return;
     }
     let several = states.iter().any(|s| matches!(s, State::Several));
+    if states.iter().any(|s| matches!(s, State::Valid(_))) {
+        // Found on one end of the care span only: the coverage began or ended within it.
+        out.findings.push(finding(
+            Class::Pending,
+            "UNKNOWN_PARTLY_REGISTERED",
+            "不詳の請求ですが、氏名・生年月日・性別の一致する方の資格が診療期間の一部にしかありません。",
+            "月の途中で資格が変わった可能性があります。レセコンで資格を確かめ、分割請求か振替かを判断してください。",
+        ));
+        return;
+    }
     let refused = states.iter().find_map(|s| match s {
         State::Refused(error) => Some(error.reception_ja.clone()),
         _ => None,
@@ -345,17 +356,28 @@ fn judge_unknown(claim: &Claim, institution: &Institution, replies: &Replies, ou
     out.findings.push(finding(class, code, detail, action));
 }
 
-/// Whether a 不詳 claim can be moved to the coverage found by rewriting its numbers alone:
-/// the same review body as the file, and a レセプト種別 whose 本人・家族 digit agrees with the
-/// coverage (1 本人, 2/4/6 家族; any other, such as 高齢受給者, is left to the receipt computer).
+/// Whether a 不詳 claim can be moved to the coverage found by rewriting its numbers alone: the
+/// same review body as the file, a レセプト種別 (別表5: 医科 1, then 医保 1 or 後期 3, the
+/// number of payers, and the person: 1/2 本人, 3/4 未就学者, 5/6 家族, 7–0 高齢受給者) whose
+/// kind of insurance and person agree with the coverage; a 高齢受給者's claim (its share
+/// depends on the income class) is left to the receipt computer.
 fn unknown_fixable(claim: &Claim, coverage: &Coverage, institution: &Institution) -> (bool, &'static str) {
     if review_body_of(&coverage.insurer_number) != Some(institution.review_body.as_str()) {
         return (false, "登録された保険者の請求先（支払基金・国保連）がこのファイルと違う");
     }
-    let person_digit = claim.claim_kind.chars().nth(2);
-    let agrees = matches!((person_digit, coverage.relationship.code.as_str()), (Some('1'), "1") | (Some('2' | '4' | '6'), "2"));
-    if !agrees {
-        return (false, "レセプト種別（本人・家族の別）を確かめる必要がある");
+    let digits: Vec<char> = claim.claim_kind.trim().chars().collect();
+    let late = InsurerNumber::parse(&coverage.insurer_number).is_ok_and(|n| n.kind() == InsurerKind::LateElderly);
+    let insurance_agrees = match digits.get(1) {
+        Some('1') => !late,
+        Some('3') => late,
+        _ => false,
+    };
+    if digits.len() != 4 || !insurance_agrees {
+        return (false, "レセプト種別（医保・後期の別）を確かめる必要がある");
+    }
+    let person_agrees = matches!((digits[3], coverage.relationship.code.as_str()), ('1' | '2', "1") | ('3' | '4' | '5' | '6', "2"));
+    if !person_agrees || coverage.elderly_recipient {
+        return (false, "レセプト種別（本人・家族・高齢受給者の別）を確かめる必要がある");
     }
     (true, "")
 }

@@ -132,11 +132,15 @@ impl Setup {
     }
 
     fn check(&self, file: &Path, extra: &[&str]) -> std::process::Output {
+        self.check_on(TODAY, file, extra)
+    }
+
+    fn check_on(&self, today: &str, file: &Path, extra: &[&str]) -> std::process::Output {
         let pki = self.path("pki");
         onshi()
             .args(["receipt", "check"])
             .arg(file)
-            .args(["--today", TODAY, "--center", &self.server.url(), "--ca"])
+            .args(["--today", today, "--center", &self.server.url(), "--ca"])
             .arg(pki.join("ca.pem"))
             .arg("--cert")
             .arg(pki.join(format!("institutions/{CLINIC}.pem")))
@@ -356,12 +360,17 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
     seed.lines.push(acquire_named("u4a", "pu4a", PROMPT, ("1", "41", "00"), ("双子　太郎", "ﾌﾀｺﾞ ﾀﾛｳ", "20100101", "1"), "20150401"));
     seed.lines.push(acquire_named("u4b", "pu4b", OTHER, ("5", "42", "00"), ("双子　太郎", "ﾌﾀｺﾞ ﾀﾛｳ", "20100101", "1"), "20150401"));
     let setup = Setup::new(&seed);
+    // Last month's claims, checked today: the center answers searches by attributes only for
+    // dates of care of the last 400 days (its own clock).
+    let today = onshi_pki::now().date();
+    let month = onshi_receipt::uke::YearMonth::from_date(today.first_of_month().add_days(-1));
+    let billing = onshi_receipt::uke::YearMonth::from_date(today);
     let re = |n: usize, name: &str, sex: &str, birth: &str, kana: &str| {
-        format!("RE,{n},1112,202110,{name},{sex},{birth},,,,,,,{n:08},,,,,,,,,,,,,,,,,,,,,,,{kana},\r\n")
+        format!("RE,{n},1112,{month},{name},{sex},{birth},,,,,,,{n:08},,,,,,,,,,,,,,,,,,,,,,,{kana},\r\n")
     };
     let ho = |insurer: &str| format!("HO,{insurer},,,1,300,,,,,,,,,\r\nSI,11,1,111000110,,300,1,,,,,1\r\n");
     let note = "CO,11,1,810000001,不詳（被保険者資格申立書）カナ氏名 ミトウ ジロウ 健保 事業所 オンシ商事 住所 東京都 連絡先 0300000000 連絡日 20211020\r\n";
-    let mut text = format!("IR,1,{},{},{},,オンシ医院,202111,00,0312345678\r\n", &CLINIC[..2], &CLINIC[2..3], &CLINIC[3..]);
+    let mut text = format!("IR,1,{},{},{},,オンシ医院,{billing},00,0312345678\r\n", &CLINIC[..2], &CLINIC[2..3], &CLINIC[3..]);
     text += &re(1, "不詳　一郎", "1", "19700707", "フショウ　イチロウ");
     text += &ho("77777777");
     text += &re(2, "未登　次郎", "1", "19650505", "ミトウ　ジロウ");
@@ -375,7 +384,8 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
     let path = setup.path("FUSHO.UKE");
     std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&text).0).expect("write");
     let (csv, fixed) = (setup.path("fusho.csv"), setup.path("FUSHO-FIXED.UKE"));
-    let output = setup.check(&path, &["--csv", csv.to_str().unwrap(), "--fix", fixed.to_str().unwrap()]);
+    let today = today.yyyymmdd();
+    let output = setup.check_on(&today, &path, &["--csv", csv.to_str().unwrap(), "--fix", fixed.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("cannot be right") && !stderr.contains("番号 is empty"), "a 不詳 claim is written so on purpose: {stderr}");
@@ -401,7 +411,7 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
         assert_eq!(numbers(&after, n), numbers(&before, n), "No.{n} unchanged");
     }
     // Checked again, the 振替 claim is an ordinary one the register confirms.
-    setup.check(&fixed, &["--csv", setup.path("again.csv").to_str().unwrap()]);
+    setup.check_on(&today, &fixed, &["--csv", setup.path("again.csv").to_str().unwrap()]);
     let again = read_verdicts(&std::fs::read_to_string(setup.path("again.csv")).expect("csv"));
     assert_eq!(again["1"].0, "ok", "{:?}", again["1"]);
 }
