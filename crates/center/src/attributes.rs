@@ -25,9 +25,10 @@ use onshi_domain::{Date, Timestamp};
 use onshi_store::Register;
 use onshi_store::model::CoverageWithTerms;
 
-use crate::card::{comparable, kana_comparable};
+use crate::card::comparable;
 use crate::errors::{self, CenterError};
 use crate::verify::{LagCache, NumberQuery, answer_from_view};
+use onshi_domain::kana::reading as kana_comparable;
 
 /// Searches by attributes an institution may make per day (Japan time). A clinic bills a
 /// handful of 不詳 claims a month; a large hospital perhaps a hundred.

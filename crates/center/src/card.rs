@@ -1046,7 +1046,7 @@ fn attributes_differ(
     if details.is_none_or(|d| comparable(&d.name) != comparable(&attested.name)) {
         differ.push("name");
     }
-    if details.is_none_or(|d| kana_comparable(&d.name_kana) != kana_comparable(&attested.name_kana)) {
+    if details.is_none_or(|d| onshi_domain::kana::reading(&d.name_kana) != onshi_domain::kana::reading(&attested.name_kana)) {
         differ.push("name_kana");
     }
     if coverage.holder.birth_date.yyyymmdd() != attested.birth_date {
@@ -1064,44 +1064,6 @@ fn attributes_differ(
     differ
 }
 
-/// Half-width katakana (U+FF66–U+FF9D) in their full-width order.
-const HALF_KANA: &str = "ヲァィゥェォャュョッーアイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワン";
-
-/// A kana reading as compared at 初回登録: full-width katakana, voiced marks joined, no spaces.
-/// Insurers send half-width (ｼｹﾝ ﾊﾅｺ), cards print full-width; both must compare equal.
-pub(crate) fn kana_comparable(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        match c {
-            '\u{FF66}'..='\u{FF9D}' => out.push(HALF_KANA.chars().nth(c as usize - 0xFF66).unwrap_or(c)),
-            // Voiced and semi-voiced marks join the previous kana: カ + ﾞ → ガ, ハ + ﾟ → パ.
-            '\u{FF9E}' | '\u{309B}' | '\u{3099}' => {
-                if let Some(last) = out.pop() {
-                    out.push(
-                        char::from_u32(last as u32 + 1)
-                            .filter(|_| "カキクケコサシスセソタチツテトハヒフヘホ".contains(last))
-                            .unwrap_or(last),
-                    );
-                    if last == 'ウ' {
-                        out.pop();
-                        out.push('ヴ');
-                    }
-                }
-            }
-            '\u{FF9F}' | '\u{309C}' | '\u{309A}' => {
-                if let Some(last) = out.pop() {
-                    out.push(char::from_u32(last as u32 + 2).filter(|_| "ハヒフヘホ".contains(last)).unwrap_or(last));
-                }
-            }
-            // Hiragana to katakana.
-            '\u{3041}'..='\u{3096}' => out.push(char::from_u32(c as u32 + 0x60).unwrap_or(c)),
-            c if c.is_whitespace() || c == '\u{3000}' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A name or address as compared at 初回登録: half-width, without spaces, one hyphen.
 pub(crate) fn comparable(text: &str) -> String {
     to_half_width(text)
@@ -1116,12 +1078,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kana_readings_compare_across_widths_scripts_and_spaces() {
-        assert_eq!(kana_comparable("ｼｹﾝ ﾊﾅｺ"), "シケンハナコ");
-        assert_eq!(kana_comparable("シケン　ハナコ"), "シケンハナコ");
-        assert_eq!(kana_comparable("しけん はなこ"), "シケンハナコ");
-        assert_eq!(kana_comparable("ｶﾞｯｺｳ ﾊﾟﾝ ｳﾞｨ"), "ガッコウパンヴィ");
-        assert_ne!(kana_comparable("ｼｹﾝ ﾀﾛｳ"), kana_comparable("シケン　ハナコ"));
+    fn names_and_addresses_compare_across_widths_and_hyphens() {
         assert_eq!(comparable("東京都千代田区霞が関１－２－２"), comparable("東京都千代田区霞が関1-2-2"));
     }
 

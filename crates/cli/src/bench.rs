@@ -265,7 +265,7 @@ async fn receipt_timing(
     for _ in 0..3 {
         let started = Instant::now();
         let file = uke::read(&bytes)?;
-        let assessments = crate::receipt_cmd::assess_all(client, &file, today).await?;
+        let assessments = crate::receipt_cmd::assess_all(client, &file, today, &[]).await?;
         let report =
             onshi_receipt::report::Report { source: "bench", file: &file, assessments: &assessments, changes: &[], checked_on: today };
         let csv = report.csv();

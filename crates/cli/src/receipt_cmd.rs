@@ -76,8 +76,12 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(config) = &args.gateway {
         record_claims(config, &args.file, &file)?;
     }
+    let declarations = match &args.gateway {
+        Some(config) => declarations(config, today)?,
+        None => Vec::new(),
+    };
     let client = args.center.client()?;
-    let assessments = crate::runtime()?.block_on(assess_all(&client, &file, today))?;
+    let assessments = crate::runtime()?.block_on(assess_all(&client, &file, today, &declarations))?;
 
     let changes = match &args.fix {
         Some(out) => write_fixed(&file, &assessments, out)?,
@@ -104,6 +108,20 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let attention = assessments.iter().any(|a| !matches!(a.class, Class::Ok | Class::NotChecked));
     let file_errors = file.diagnostics.iter().any(|d| d.severity == Severity::Error);
     Ok(if attention || file_errors { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// The 被保険者資格申立書 the gateway recorded within a year before `today`: (カナ reading,
+/// birth date, the 摘要 to write).
+fn declarations(config: &Path, today: Date) -> anyhow::Result<Vec<(String, Date, String)>> {
+    let config = onshi_gateway::config::GatewayConfig::load(config)?;
+    let store = onshi_gateway::store::Store::open(&config.store)
+        .with_context(|| format!("the gateway's store {} (from {})", config.store.display(), config.source.display()))?;
+    let since = onshi_domain::Timestamp::at_start_of(today.add_days(-400)).to_string();
+    Ok(store
+        .declarations_since(&since)?
+        .into_iter()
+        .map(|(_, d)| (onshi_domain::kana::reading(&d.name_kana), d.birth_date, onshi_gateway::declaration::note(&d)))
+        .collect())
 }
 
 /// Writes the number of claims per treatment month into the gateway's store (the claims
@@ -141,7 +159,12 @@ fn refuse_same_file(input: &Path, out: &Path) -> anyhow::Result<()> {
 
 /// Asks the center about every claim: first with the recorded numbers, then once more without
 /// the 枝番 for the claims whose 枝番 found nothing.
-pub(crate) async fn assess_all(client: &CenterClient, file: &UkeFile, today: Date) -> anyhow::Result<Vec<Assessment>> {
+pub(crate) async fn assess_all(
+    client: &CenterClient,
+    file: &UkeFile,
+    today: Date,
+    declarations: &[(String, Date, String)],
+) -> anyhow::Result<Vec<Assessment>> {
     let institution = file.institution.code.as_ref().map(|c| c.as_str().to_string());
     let first: Vec<Option<Vec<VerifyNumberRequest>>> = file.claims.iter().map(|c| classify::requests(c, false)).collect();
     let mut with_numbers = ask(client, institution.as_deref(), first, "checking").await?;
@@ -162,6 +185,14 @@ pub(crate) async fn assess_all(client: &CenterClient, file: &UkeFile, today: Dat
                 with_numbers: std::mem::take(&mut with_numbers[i]),
                 without_branch: std::mem::take(&mut without_branch[i]),
                 by_attributes: std::mem::take(&mut by_attributes[i]),
+                // The declaration recorded for a 不詳 claim's patient (newest first).
+                declaration: claim.insurance.as_ref().filter(|h| h.unknown).and_then(|_| {
+                    let reading = onshi_domain::kana::reading(&claim.name_kana);
+                    declarations
+                        .iter()
+                        .find(|(kana, birth, _)| !reading.is_empty() && *kana == reading && Some(*birth) == claim.birth_date)
+                        .map(|(_, _, note)| note.clone())
+                }),
             };
             classify::assess(claim, &file.institution, &replies, today)
         })

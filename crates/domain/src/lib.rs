@@ -26,6 +26,7 @@ pub mod eligibility;
 pub mod error;
 pub mod hex;
 pub mod ids;
+pub mod kana;
 pub mod limit;
 pub mod markup;
 

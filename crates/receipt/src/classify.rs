@@ -99,6 +99,9 @@ pub struct Replies {
     pub without_branch: Vec<Reply>,
     /// For a claim billed as 不詳: the same days asked by the patient's attributes.
     pub by_attributes: Vec<Reply>,
+    /// For a claim billed as 不詳: the 摘要 of the 被保険者資格申立書 the clinic's gateway
+    /// recorded for this patient (same カナ氏名 and birth date), when it was given one.
+    pub declaration: Option<String>,
 }
 
 /// Default days an insurer may take to register a coverage (employer → insurer → register,
@@ -344,7 +347,12 @@ fn judge_unknown(claim: &Claim, institution: &Institution, replies: &Replies, ou
             Class::Bounce,
             "UNKNOWN_WITHOUT_NOTE",
             "不詳の請求で、資格はまだ登録されていません。摘要（コメント）がありません。".to_string(),
-            format!("摘要欄に被保険者資格申立書の内容（{UNKNOWN_NOTE_JA}）を記載してください。"),
+            match &replies.declaration {
+                Some(note) => format!("受付で記録した被保険者資格申立書の内容を摘要欄に記載してください: {note}"),
+                None => format!(
+                    "摘要欄に被保険者資格申立書の内容（{UNKNOWN_NOTE_JA}）を記載してください。申立書は受付画面の「資格が確認できないとき」で記録できます。"
+                ),
+            },
         ),
         (None, false) => (
             Class::Pending,
@@ -623,7 +631,7 @@ mod tests {
 
     fn judge_one(branch: Option<&str>, with_numbers: Vec<Reply>, without_branch: Vec<Reply>) -> Assessment {
         let file = file(&[("06130488", branch)]);
-        let replies = Replies { with_numbers, without_branch, by_attributes: Vec::new() };
+        let replies = Replies { with_numbers, without_branch, by_attributes: Vec::new(), declaration: None };
         assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
     }
 

@@ -383,9 +383,30 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
     text += "GO,4,1200,99\r\n";
     let path = setup.path("FUSHO.UKE");
     std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&text).0).expect("write");
+    // No.3's patient filled in a 被保険者資格申立書 at reception, recorded by the gateway.
+    run_ok(onshi().args(["reader", "init", "--id", "reader-1", "--facility-password", "x", "--out"]).arg(setup.path("reader.json")));
+    let config = crate::clinic::write_gateway_config(setup.dir.path(), &setup.server.url(), "");
+    let store =
+        onshi_gateway::store::Store::open(&onshi_gateway::config::GatewayConfig::load(&config).expect("config").store).expect("store");
+    let typed = onshi_gateway::declaration::Typed {
+        name_kana: "ﾐﾄｳ ｻﾌﾞﾛｳ",
+        birth_date: "19650506",
+        sex: "1",
+        kind: "kokuho",
+        employer: "",
+        address: "東京都千代田区",
+        contact: "03-0000-0000",
+    };
+    let declared = onshi_gateway::declaration::check(typed, today).expect("a declaration");
+    store.record_declaration(&onshi_pki::now().to_string(), &declared).expect("recorded");
+    drop(store);
     let (csv, fixed) = (setup.path("fusho.csv"), setup.path("FUSHO-FIXED.UKE"));
     let today = today.yyyymmdd();
-    let output = setup.check_on(&today, &path, &["--csv", csv.to_str().unwrap(), "--fix", fixed.to_str().unwrap()]);
+    let output = setup.check_on(
+        &today,
+        &path,
+        &["--csv", csv.to_str().unwrap(), "--fix", fixed.to_str().unwrap(), "--gateway", config.to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("cannot be right") && !stderr.contains("番号 is empty"), "a 不詳 claim is written so on purpose: {stderr}");
@@ -397,6 +418,8 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
     expect("1", "reroute", "UNKNOWN_NOW_REGISTERED");
     expect("2", "pending", "UNKNOWN_NOT_REGISTERED");
     expect("3", "bounce", "UNKNOWN_WITHOUT_NOTE");
+    let note = onshi_gateway::declaration::note(&declared);
+    assert!(stdout.contains(&note), "No.3's action gives the 摘要 of the declaration recorded at reception ({note}):\n{stdout}");
     expect("4", "pending", "UNKNOWN_SEVERAL");
 
     // The corrected copy bills No.1 to the insurer found, and leaves the others as they are.
