@@ -155,6 +155,10 @@ pub fn api_json(data: &[u8]) {
         let _ = onshi_center::verify::check_institution(request.institution_code.as_deref(), &certified);
         let _ = onshi_center::verify::parse_request(&request, today());
     }
+    if let Ok(search) = serde_json::from_slice::<onshi_api::verify::VerifyAttributesRequest>(data) {
+        let _ = onshi_center::verify::check_institution(search.institution_code.as_deref(), &certified);
+        let _ = onshi_center::attributes::parse_attributes(&search, today());
+    }
     if let Ok(batch) = serde_json::from_slice::<BatchVerifyRequest>(data) {
         let _ = onshi_center::verify::check_institution(batch.institution_code.as_deref(), &certified);
         for entry in &batch.entries {
