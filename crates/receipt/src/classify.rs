@@ -390,6 +390,29 @@ fn unknown_fixable(claim: &Claim, coverage: &Coverage, institution: &Institution
     (true, "")
 }
 
+/// The claim's 公費 (KO) against the 公費 the register holds for its coverage on the date of
+/// care: the same 公費負担者番号 with another 受給者番号 will come back. A 公費 the register does
+/// not list says nothing (payers do not register their recipients with the register yet).
+fn registered_public_findings(claim: &Claim, coverage: &Coverage, findings: &mut Vec<Finding>) {
+    for public in &claim.public_expenses {
+        let (Ok(payer), Some(Ok(recipient))) = (&public.payer, &public.recipient) else { continue };
+        let Some(registered) = coverage.public_expense.iter().find(|p| p.payer_number == payer.as_str()) else { continue };
+        if registered.recipient_number != recipient.as_str() {
+            findings.push(finding(
+                Class::Bounce,
+                "PUBLIC_RECIPIENT_DIFFERS",
+                format!(
+                    "公費負担者番号 {} の受給者番号が、登録されている {} と違います（レセプトは {}）。",
+                    payer.as_str(),
+                    registered.recipient_number,
+                    recipient.as_str()
+                ),
+                "受給者証の受給者番号を確かめて、レセコンの登録を直してください。",
+            ));
+        }
+    }
+}
+
 fn public_expense_findings(claim: &Claim, findings: &mut Vec<Finding>) {
     for public in &claim.public_expenses {
         if let Err(e) = &public.payer {
@@ -432,6 +455,7 @@ fn judge(claim: &Claim, institution: &Institution, replies: &Replies, today: Dat
         )),
         (State::Valid(coverage), State::Valid(_)) => {
             out.coverage = Some(coverage.clone());
+            registered_public_findings(claim, coverage, findings);
             if claim.branch().is_none() {
                 findings.push(finding(
                     Class::Bounce,
@@ -637,6 +661,47 @@ mod tests {
 
     fn codes(assessment: &Assessment) -> Vec<&'static str> {
         assessment.findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn a_public_expense_is_checked_against_the_one_registered_for_the_coverage() {
+        // 公費 51 (特定疾患) with recipient numbers that pass their check digits.
+        let payer = onshi_domain::ids::PublicPayerNumber::with_check_digit("5113100").unwrap();
+        let (ours, other) = (
+            onshi_domain::ids::RecipientNumber::with_check_digit("123456").unwrap(),
+            onshi_domain::ids::RecipientNumber::with_check_digit("654321").unwrap(),
+        );
+        let text = format!(
+            "IR,1,13,1,1234569,,テスト医院,202111,00,0312345678\r\nRE,1,1122,202110,テスト　太郎,1,19800101,,,,,,,001\r\n\
+             HO,06130488,１２,３４,2,100\r\nKO,{},{},,2,100\r\nSN,1,01,,,,01,,\r\nSI,11,1,111000110,,288,2,,,,,,,,,,,1\r\nGO,1,100,99\r\n",
+            payer.as_str(),
+            other.as_str()
+        );
+        let file = uke::read(&uke::encode_line(&text, TextEncoding::Cp932).unwrap()).expect("reads");
+        let with_public = |recipient: &str| {
+            let mut c = coverage("06130488", "01", "20200101", None);
+            c.public_expense = vec![onshi_api::verify::PublicExpense {
+                payer_number: payer.as_str().into(),
+                recipient_number: recipient.into(),
+                valid_from: "20200101".into(),
+                valid_to: None,
+            }];
+            answer("1", None, Some(c), None, Some(5))
+        };
+        let judged = |recipient: &str| {
+            let replies = Replies {
+                with_numbers: vec![with_public(recipient), with_public(recipient)],
+                without_branch: vec![],
+                by_attributes: vec![],
+                declaration: None,
+            };
+            assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
+        };
+        let differs = judged(ours.as_str());
+        assert_eq!((differs.class, codes(&differs)), (Class::Bounce, vec!["PUBLIC_RECIPIENT_DIFFERS"]));
+        assert!(differs.findings[0].detail_ja.contains(ours.as_str()) && differs.findings[0].detail_ja.contains(other.as_str()));
+        let same = judged(other.as_str());
+        assert_eq!((same.class, codes(&same)), (Class::Ok, vec!["OK"]));
     }
 
     #[test]
