@@ -98,6 +98,17 @@ pub struct Terms {
     /// 公費 recipient certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_expense: Vec<PublicExpenseCertificate>,
+    /// The 資格確認書 the insurer issued to this member, with its printed validity (the
+    /// insurer's, at most five years).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification_certificate: Option<QualificationCertificate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualificationCertificate {
+    pub valid_from: String,
+    pub valid_to: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

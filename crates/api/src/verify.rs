@@ -167,6 +167,16 @@ pub struct Coverage {
     /// 公費 certificates valid on the date of care.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_expense: Vec<PublicExpense>,
+    /// The 資格確認書 the insurer issued, with its printed validity, when it registered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification_certificate: Option<Validity>,
+}
+
+/// A paper's printed validity, `YYYYMMDD`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validity {
+    pub valid_from: String,
+    pub valid_to: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -149,7 +149,30 @@ fn terms(terms: &wire::Terms, birth: Option<Date>) -> Checked<Terms> {
             })
         })
         .collect::<Checked<Vec<_>>>()?;
-    Ok(Terms { income: at("terms.income_class", IncomeClass::parse(&terms.income_class))?, limit, specific_diseases, public_expense })
+    let qualification_certificate = match &terms.qualification_certificate {
+        None => None,
+        Some(c) => {
+            let valid_from = date("terms.qualification_certificate.valid_from", &c.valid_from)?;
+            let valid_to = date("terms.qualification_certificate.valid_to", &c.valid_to)?;
+            let longest = onshi_domain::documents::CERTIFICATE_YEARS_MAX;
+            let latest = Date::new(valid_from.year() + longest, valid_from.month(), 1)
+                .map_or(valid_from, |first| first.add_days(i64::from(valid_from.day()) - 1));
+            if valid_to < valid_from || valid_to > latest {
+                return refuse(
+                    "terms.qualification_certificate.valid_to",
+                    &format!("must be on or after valid_from and at most {longest} years after it (the longest validity of a 資格確認書)"),
+                );
+            }
+            Some(onshi_store::model::QualificationCertificate { valid_from, valid_to })
+        }
+    };
+    Ok(Terms {
+        income: at("terms.income_class", IncomeClass::parse(&terms.income_class))?,
+        limit,
+        specific_diseases,
+        public_expense,
+        qualification_certificate,
+    })
 }
 
 /// Checks every field of a wire event and builds the register event.

@@ -117,12 +117,18 @@ pub fn document_note(document: onshi_domain::documents::Document, coverage: &wir
     let kind = InsurerNumber::parse(&coverage.insurer_number).ok().map(|n| n.kind());
     let late_elderly = kind == Some(InsurerKind::LateElderly);
     let regional = late_elderly || kind == Some(InsurerKind::NationalHealthInsurance);
-    let worth = documents::worth(document, on, regional);
+    let certificate_to = coverage.qualification_certificate.as_ref().and_then(|c| Date::parse_yyyymmdd(&c.valid_to).ok());
+    let worth = documents::worth(document, on, regional, certificate_to);
     let label = document.label_ja();
     let mut text = match worth {
-        Worth::Accepted if document == Document::QualificationCertificate => {
-            "資格確認書で確認しました。券面の有効期限（保険者が定める、最長5年）を確かめてください。".to_string()
-        }
+        Worth::Accepted if document == Document::QualificationCertificate => match certificate_to {
+            Some(to) => format!("資格確認書で確認しました（保険者が登録した有効期限 {}）。", to.japanese()),
+            None => "資格確認書で確認しました。券面の有効期限（保険者が定める、最長5年）を確かめてください。".to_string(),
+        },
+        Worth::Expired { valid_to } => format!(
+            "この資格確認書の有効期限（{}）は過ぎています。オン資ではこの番号の資格を確認できています。保険者から新しい資格確認書が届いていないか確かめ、届いていなければ保険者への交付申請をご案内ください。",
+            valid_to.japanese()
+        ),
         Worth::Accepted => format!("{label}（有効期限内）で確認しました。"),
         Worth::AcceptedWithConfirmation => format!(
             "{label}は、オン資でこの番号の資格が確認できたため受付できます（{}までの特例）。",
@@ -151,6 +157,7 @@ pub fn document_note(document: onshi_domain::documents::Document, coverage: &wir
         Worth::Accepted => "accepted",
         Worth::AcceptedWithConfirmation => "accepted_with_confirmation",
         Worth::NotAlone => "not_alone",
+        Worth::Expired { .. } => "expired",
     };
     wire::DocumentNote {
         document: wire::CodeLabel { code: document.code().to_string(), label: label.to_string() },
@@ -251,6 +258,10 @@ fn coverage_on(record: &CoverageRecord, rows: &[TermsRecord], on: Date, limit_co
         elderly_recipient: covered && band == AgeBand::SeventyToSeventyFour,
         limit,
         public_expense,
+        qualification_certificate: row
+            .terms
+            .qualification_certificate
+            .map(|c| wire::Validity { valid_from: c.valid_from.to_string(), valid_to: c.valid_to.to_string() }),
     })
 }
 

@@ -81,13 +81,19 @@ pub enum Worth {
     AcceptedWithConfirmation,
     /// Not accepted on its own on this day.
     NotAlone,
+    /// A 資格確認書 past the validity its insurer registered (the coverage may still be valid).
+    Expired { valid_to: Date },
 }
 
 /// What `document` is worth on `on`; `regional` is a 国保 or 後期高齢 coverage (their old
-/// 保険証 ended earlier).
-pub fn worth(document: Document, on: Date, regional: bool) -> Worth {
+/// 保険証 ended earlier); `certificate_to` is the last day of the 資格確認書 the insurer
+/// registered, when it did.
+pub fn worth(document: Document, on: Date, regional: bool, certificate_to: Option<Date>) -> Worth {
     match document {
-        Document::QualificationCertificate => Worth::Accepted,
+        Document::QualificationCertificate => match certificate_to {
+            Some(valid_to) if on > valid_to => Worth::Expired { valid_to },
+            _ => Worth::Accepted,
+        },
         Document::InsuranceCard if on <= insurance_card_last_day(regional) => Worth::Accepted,
         Document::InsuranceCard | Document::QualificationNotice if on <= transition_last_day() => Worth::AcceptedWithConfirmation,
         Document::InsuranceCard | Document::QualificationNotice => Worth::NotAlone,
@@ -107,17 +113,21 @@ mod tests {
         use Document::*;
         // The old card: valid to its end (国保/後期 2025-07-31, 被用者 2025-12-01), then with an
         // オン資 confirmation until 2026-03-31, then not alone.
-        assert_eq!(worth(InsuranceCard, d(2025, 7, 31), true), Worth::Accepted);
-        assert_eq!(worth(InsuranceCard, d(2025, 8, 1), true), Worth::AcceptedWithConfirmation);
-        assert_eq!(worth(InsuranceCard, d(2025, 12, 1), false), Worth::Accepted);
-        assert_eq!(worth(InsuranceCard, d(2025, 12, 2), false), Worth::AcceptedWithConfirmation);
-        assert_eq!(worth(InsuranceCard, d(2026, 3, 31), false), Worth::AcceptedWithConfirmation);
-        assert_eq!(worth(InsuranceCard, d(2026, 4, 1), false), Worth::NotAlone);
+        assert_eq!(worth(InsuranceCard, d(2025, 7, 31), true, None), Worth::Accepted);
+        assert_eq!(worth(InsuranceCard, d(2025, 8, 1), true, None), Worth::AcceptedWithConfirmation);
+        assert_eq!(worth(InsuranceCard, d(2025, 12, 1), false, None), Worth::Accepted);
+        assert_eq!(worth(InsuranceCard, d(2025, 12, 2), false, None), Worth::AcceptedWithConfirmation);
+        assert_eq!(worth(InsuranceCard, d(2026, 3, 31), false, None), Worth::AcceptedWithConfirmation);
+        assert_eq!(worth(InsuranceCard, d(2026, 4, 1), false, None), Worth::NotAlone);
         // The お知らせ alone: only in the transition.
-        assert_eq!(worth(QualificationNotice, d(2026, 3, 31), true), Worth::AcceptedWithConfirmation);
-        assert_eq!(worth(QualificationNotice, d(2026, 4, 1), true), Worth::NotAlone);
+        assert_eq!(worth(QualificationNotice, d(2026, 3, 31), true, None), Worth::AcceptedWithConfirmation);
+        assert_eq!(worth(QualificationNotice, d(2026, 4, 1), true, None), Worth::NotAlone);
         // The 資格確認書: always (its own printed validity is the staff's to read).
-        assert_eq!(worth(QualificationCertificate, d(2030, 1, 1), false), Worth::Accepted);
+        assert_eq!(worth(QualificationCertificate, d(2030, 1, 1), false, None), Worth::Accepted);
+        // Its own registered validity: through its last day, not after.
+        let to = Some(d(2026, 7, 31));
+        assert_eq!(worth(QualificationCertificate, d(2026, 7, 31), true, to), Worth::Accepted);
+        assert_eq!(worth(QualificationCertificate, d(2026, 8, 1), true, to), Worth::Expired { valid_to: d(2026, 7, 31) });
         assert_eq!(Document::parse("qualification_notice"), Some(QualificationNotice));
         assert_eq!(Document::parse("card"), None);
     }

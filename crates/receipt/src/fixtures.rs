@@ -68,5 +68,6 @@ pub(crate) fn coverage(
         elderly_recipient: false,
         limit: None,
         public_expense: Vec::new(),
+        qualification_certificate: None,
     }
 }

@@ -40,7 +40,7 @@ fn acquire(birth: &str, income: IncomeClass) -> EventBody {
             card_classification: CardClassification::General,
         },
         details: MemberDetails { name: "試験 花子".into(), name_kana: "ｼｹﾝ ﾊﾅｺ".into(), ..MemberDetails::default() },
-        terms: Terms { income, limit: None, specific_diseases: vec![], public_expense: vec![] },
+        terms: Terms { income, limit: None, specific_diseases: vec![], public_expense: vec![], qualification_certificate: None },
     }
 }
 
@@ -56,6 +56,21 @@ pub fn run_all(register: &dyn Register) {
     changes_are_dated(register);
     lag_is_profiled_by_month(register);
     born_on_finds_everyone_born_that_day_with_that_sex(register);
+    a_qualification_certificate_reads_back(register);
+}
+
+/// The 資格確認書's registered validity is stored with the terms and read back as it came.
+fn a_qualification_certificate_reads_back(register: &dyn Register) {
+    let certificate = crate::model::QualificationCertificate { valid_from: d("20250801"), valid_to: d("20260731") };
+    let body = match acquire("19450505", IncomeClass::General) {
+        EventBody::Acquire { holder, details, terms } => {
+            EventBody::Acquire { holder, details, terms: Terms { qualification_certificate: Some(certificate), ..terms } }
+        }
+        other => other,
+    };
+    assert_eq!(register.apply_events(&[event("qc-1", "QC1", "9601", 0, "20250801", body)], now()).unwrap(), vec![ApplyOutcome::Applied]);
+    let view = register.card_holders_view(&insurer(), &CardNumber::parse("9601").unwrap()).unwrap();
+    assert_eq!(view[0].terms[0].terms.qualification_certificate, Some(certificate));
 }
 
 /// `born_on`: every coverage of each person with a coverage of that birth date and sex (their
@@ -206,7 +221,13 @@ fn changes_are_dated(register: &dyn Register) {
             EventBody::Change {
                 holder: None,
                 details: None,
-                terms: Some(Terms { income: IncomeClass::ActiveHigh, limit: None, specific_diseases: vec![], public_expense: vec![] }),
+                terms: Some(Terms {
+                    income: IncomeClass::ActiveHigh,
+                    limit: None,
+                    specific_diseases: vec![],
+                    public_expense: vec![],
+                    qualification_certificate: None,
+                }),
             },
         ),
     ];
@@ -231,7 +252,13 @@ pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Re
     };
     let change =
         |details: Option<MemberDetails>, terms: Option<Terms>, holder: Option<Holder>| EventBody::Change { holder, details, terms };
-    let high = Terms { income: IncomeClass::ActiveHigh, limit: None, specific_diseases: vec![], public_expense: vec![] };
+    let high = Terms {
+        income: IncomeClass::ActiveHigh,
+        limit: None,
+        specific_diseases: vec![],
+        public_expense: vec![],
+        qualification_certificate: None,
+    };
     let older = Holder {
         birth_date: d("19790101"),
         sex: Sex::Female,

@@ -65,6 +65,15 @@ pub struct Terms {
     pub limit: Option<LimitCertificate>,
     pub specific_diseases: Vec<SpecificDiseaseCertificate>,
     pub public_expense: Vec<PublicExpenseCertificate>,
+    /// The 資格確認書 issued to the member, with its printed validity.
+    pub qualification_certificate: Option<QualificationCertificate>,
+}
+
+/// A 資格確認書's printed validity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QualificationCertificate {
+    pub valid_from: Date,
+    pub valid_to: Date,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("postgres/0005_audit_tally.sql")),
     (6, include_str!("postgres/0006_phone.sql")),
     (7, include_str!("postgres/0007_born_on.sql")),
+    (8, include_str!("postgres/0008_qualification_certificate.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
@@ -285,6 +286,7 @@ fn raw_terms(row: &Row, at: usize) -> Result<RawTerms, StoreError> {
         row.try_get(at + 12).map_err(e())?,
         row.try_get(at + 13).map_err(e())?,
         row.try_get(at + 14).map_err(e())?,
+        row.try_get(at + 15).map_err(e())?,
     ))
 }
 
@@ -481,11 +483,11 @@ fn write(tx: &mut Transaction<'_>, decision: &Decision, events: &[CoverageEvent]
             .copy_in(
                 "COPY staged_terms (coverage_id, effective_from, name, name_kana, insured_name, address, post_code, income_class,
                     limit_category, limit_classification, limit_valid_from, limit_valid_to, specific_diseases, public_expense,
-                    notified_at, registered_at)
+                    notified_at, registered_at, qualification_certificate)
                  FROM STDIN BINARY",
             )
             .map_err(pg("copying terms"))?;
-        let types = copy_types("iittttttttiittii");
+        let types = copy_types("iittttttttiittiit");
         let mut writer = BinaryCopyInWriter::new(sink, &types);
         for (coverage_id, row) in &decision.terms {
             let limit = row.terms.limit.as_ref();
@@ -507,6 +509,7 @@ fn write(tx: &mut Transaction<'_>, decision: &Decision, events: &[CoverageEvent]
                     &public_expense_json(&row.terms.public_expense),
                     &row.notified_at.jst_seconds(),
                     &registered,
+                    &crate::rows::qualification_certificate_text(row.terms.qualification_certificate.as_ref()),
                 ])
                 .map_err(pg("copying a terms row"))?;
         }
@@ -519,7 +522,8 @@ fn write(tx: &mut Transaction<'_>, decision: &Decision, events: &[CoverageEvent]
                 limit_category = excluded.limit_category, limit_classification = excluded.limit_classification,
                 limit_valid_from = excluded.limit_valid_from, limit_valid_to = excluded.limit_valid_to,
                 specific_diseases = excluded.specific_diseases, public_expense = excluded.public_expense,
-                notified_at = excluded.notified_at, registered_at = excluded.registered_at",
+                notified_at = excluded.notified_at, registered_at = excluded.registered_at,
+                qualification_certificate = excluded.qualification_certificate",
             &[],
         )
         .map_err(pg("writing terms"))?;
@@ -750,8 +754,8 @@ mod tests {
         let register = PgRegister::open(&url).unwrap();
         assert_eq!(
             register.counts().unwrap().persons,
-            9,
-            "three persons of the conformance run, three of its lag check and three of born_on"
+            10,
+            "three persons of the conformance run, three of its lag check, three of born_on, one with a 資格確認書"
         );
         register.writer.lock().unwrap().as_mut().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
         assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));

@@ -175,9 +175,21 @@ pub(crate) fn coverage_record(raw: RawCoverage) -> Result<CoverageRecord, StoreE
     })
 }
 
+/// A 資格確認書's validity as stored: `YYYYMMDD-YYYYMMDD`.
+pub(crate) fn qualification_certificate_text(c: Option<&QualificationCertificate>) -> Option<String> {
+    c.map(|c| format!("{}-{}", c.valid_from.yyyymmdd(), c.valid_to.yyyymmdd()))
+}
+
+fn parse_qualification_certificate(text: Option<String>) -> Result<Option<QualificationCertificate>, StoreError> {
+    let Some(text) = text else { return Ok(None) };
+    let parse = |part: Option<&str>| Date::parse_yyyymmdd(part.unwrap_or_default()).map_err(corrupt("qualification_certificate"));
+    let mut parts = text.split('-');
+    Ok(Some(QualificationCertificate { valid_from: parse(parts.next())?, valid_to: parse(parts.next())? }))
+}
+
 pub(crate) const TERMS_COLUMNS: &str = "effective_from, name, name_kana, insured_name, address, post_code, income_class, \
      limit_category, limit_classification, limit_valid_from, limit_valid_to, specific_diseases, public_expense, \
-     notified_at, registered_at";
+     notified_at, registered_at, qualification_certificate";
 
 pub(crate) struct RawTerms(
     pub i64,
@@ -195,6 +207,7 @@ pub(crate) struct RawTerms(
     pub Option<String>,
     pub i64,
     pub i64,
+    pub Option<String>,
 );
 
 pub(crate) fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
@@ -214,6 +227,7 @@ pub(crate) fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
         public,
         notified,
         registered,
+        certificate,
     ) = raw;
     let limit = match (category, class, limit_from) {
         (Some(category), Some(class), Some(limit_from)) => Some(LimitCertificate {
@@ -232,6 +246,7 @@ pub(crate) fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
             limit,
             specific_diseases: parse_diseases(diseases)?,
             public_expense: parse_public_expense(public)?,
+            qualification_certificate: parse_qualification_certificate(certificate)?,
         },
         notified_at: Timestamp::from_jst_seconds(notified),
         registered_at: Timestamp::from_jst_seconds(registered),
@@ -286,7 +301,7 @@ pub(crate) const DUMP_QUERIES: [&str; 4] = [
     "SELECT 'terms', p.person_ref, c.insurer_number, c.card_number, c.card_branch, c.acquired_on, t.effective_from,
             t.name, t.name_kana, t.insured_name, t.address, t.post_code, t.income_class, t.limit_category,
             t.limit_classification, t.limit_valid_from, t.limit_valid_to, t.specific_diseases,
-            t.public_expense, t.notified_at
+            t.public_expense, t.notified_at, t.qualification_certificate
      FROM coverage_terms t JOIN coverages c USING (coverage_id) JOIN persons p USING (person_id)",
     "SELECT 'event', e.insurer_number, e.event_id, e.kind, c.card_number, c.card_branch, e.occurred_on, e.notified_at
      FROM insurer_events e JOIN coverages c USING (coverage_id)",

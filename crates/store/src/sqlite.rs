@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("sqlite/0005_face_only.sql")),
     (6, include_str!("sqlite/0006_phone.sql")),
     (7, include_str!("sqlite/0007_born_on.sql")),
+    (8, include_str!("sqlite/0008_qualification_certificate.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.
@@ -207,6 +208,7 @@ fn raw_terms_at(row: &Row<'_>, at: usize) -> rusqlite::Result<RawTerms> {
         row.get(at + 12)?,
         row.get(at + 13)?,
         row.get(at + 14)?,
+        row.get(at + 15)?,
     ))
 }
 
@@ -433,8 +435,8 @@ mod tests {
         let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
         assert_eq!(
             register.counts().unwrap().persons,
-            9,
-            "three persons of the conformance run, three of its lag check and three of born_on"
+            10,
+            "three persons of the conformance run, three of its lag check, three of born_on, one with a 資格確認書"
         );
         let version: i64 =
             register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();

@@ -489,7 +489,10 @@ impl Generator {
         on: Date,
         lag: i64,
     ) -> Result<(bool, Terms), SynthError> {
-        let terms = self.terms(person, on, pref);
+        let mut terms = self.terms(person, on, pref);
+        if card.family == Family::Kouki {
+            terms.qualification_certificate = Some(rules::late_elderly_certificate(person.birth));
+        }
         let notified = self.notified(on, lag);
         let mut event = self.skeleton(EventKind::Acquire, card, branch, person, on, notified);
         event.member = Some(Member {
@@ -723,6 +726,19 @@ impl Generator {
             };
             self.case_with("unknown_claim", self.request(held, person, today, false), expect, Some(attributes))?;
         }
+        // Every 後期高齢者 shows the 資格確認書 its insurer registered: what it is worth today
+        // follows from its validity (rules::late_elderly_certificate), no draw either.
+        if let (Family::Kouki, Some(certificate)) = (held.card.family, &terms.qualification_certificate)
+            && self.room("late_elderly_certificate")
+        {
+            let mut request = self.request(held, person, today, false);
+            request.document = Some("qualification_certificate".into());
+            let expect = Expectation {
+                document_worth: Some(rules::certificate_worth(&certificate.valid_to, today).to_string()),
+                ..self.valid_expectation(held, person, terms, person.income, today, false)
+            };
+            self.case("late_elderly_certificate", request, expect)?;
+        }
         let sample = self.rng.below(VALID_SAMPLE_EVERY) == 0;
         if !sample && !twins {
             return Ok(());
@@ -786,8 +802,15 @@ impl Generator {
                 let documents = [None, Some("qualification_certificate"), Some("qualification_notice"), Some("insurance_card")];
                 if let Some(document) = documents[(self.summary.truth_cases % 4) as usize] {
                     let regional = matches!(held.card.family, Family::Kokuho | Family::Kouki);
+                    // A 後期高齢者 shows the 資格確認書 the insurer registered (see
+                    // rules::late_elderly_certificate): most of them ended on 2026-07-31.
+                    let document = if held.card.family == Family::Kouki { "qualification_certificate" } else { document };
                     request.document = Some(document.to_string());
-                    expect.document_worth = Some(rules::document_worth(document, today, regional).to_string());
+                    let worth = match (&terms.qualification_certificate, document) {
+                        (Some(c), "qualification_certificate") => rules::certificate_worth(&c.valid_to, today),
+                        _ => rules::document_worth(document, today, regional),
+                    };
+                    expect.document_worth = Some(worth.to_string());
                 }
                 self.case("valid", request, expect)
             }

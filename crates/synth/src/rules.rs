@@ -80,6 +80,24 @@ pub fn document_worth(document: &str, on: Date, regional: bool) -> &'static str 
     }
 }
 
+/// The 資格確認書 a 後期高齢 insurer registered for a member, written out from the notices
+/// (DOMAIN-2026.md): everyone received one valid until 2026-07-31 without applying; from
+/// 2026-08-01 only those 85 or over on that day received a new one (a year, to 2027-07-31), so
+/// the others' registered certificate is the one that ended on 2026-07-31.
+pub fn late_elderly_certificate(birth: Date) -> onshi_api::events::QualificationCertificate {
+    let ymd = |y, m, d| Date::new(y, m, d).expect("a valid date");
+    let turn = ymd(2026, 8, 1);
+    let eighty_five_by_then = birthday(birth, 85) <= turn;
+    let (from, to) = if eighty_five_by_then { (turn, ymd(2027, 7, 31)) } else { (ymd(2025, 8, 1), ymd(2026, 7, 31)) };
+    onshi_api::events::QualificationCertificate { valid_from: from.to_string(), valid_to: to.to_string() }
+}
+
+/// What a 資格確認書 is worth on `on` with the validity the insurer registered: expired after its
+/// last day.
+pub fn certificate_worth(valid_to: &str, on: Date) -> &'static str {
+    if on.to_string().as_str() > valid_to { "expired" } else { "accepted" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,9 @@ async fn answers_and_refusals_on(engine: Engine) {
         seen.insert(answer.validity.code.clone());
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2", "3", "4", "5"], "every result code occurs");
+    // What a paper is worth occurs in every kind the ground truth writes out (issue 15, item 4).
+    let worths: std::collections::BTreeSet<&str> = truth.iter().filter_map(|c| c.expect.document_worth.as_deref()).collect();
+    assert_eq!(worths.into_iter().collect::<Vec<_>>(), ["accepted", "expired", "not_alone"], "the papers' worths occur");
 
     // The consent flag decides whether the limit category is shown.
     let with_limit = truth.iter().find(|c| c.category == "limit_with_consent").expect("a limit case");

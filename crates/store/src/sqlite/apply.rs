@@ -174,8 +174,8 @@ fn write(tx: &Transaction<'_>, decision: &Decision, events: &[CoverageEvent], re
             .prepare_cached(
                 "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
                     post_code, income_class, limit_category, limit_classification, limit_valid_from, limit_valid_to,
-                    specific_diseases, public_expense, notified_at, registered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    specific_diseases, public_expense, notified_at, registered_at, qualification_certificate)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )
             .map_err(sqlite("preparing the terms insert"))?;
         for (coverage_id, row) in &decision.terms {
@@ -198,7 +198,8 @@ fn write(tx: &Transaction<'_>, decision: &Decision, events: &[CoverageEvent], re
                     diseases_json(&row.terms.specific_diseases),
                     public_expense_json(&row.terms.public_expense),
                     row.notified_at.jst_seconds(),
-                    registered
+                    registered,
+                    crate::rows::qualification_certificate_text(row.terms.qualification_certificate.as_ref())
                 ])
                 .map_err(sqlite("writing terms"))?;
         }
