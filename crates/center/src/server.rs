@@ -374,28 +374,34 @@ async fn access_log_handler(State(state): State<Arc<CenterState>>, body: Body) -
         let (person, serial) = state.card.holder(&proof, onshi_api::card::Purpose::AccessLog, "", now)?;
         records.push(audit_record(now, crate::card::PATIENT.into(), "access_log", Some(person), serial, "ok"));
         state.audit.record(std::mem::take(&mut records)).await?;
-        let reader = state.audit.reader();
-        let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
-        let (total, entries) = tokio::task::spawn_blocking(move || reader.newest_person_entries(person, limit))
-            .await
-            .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
-            .map_err(|e| errors::audit_unavailable(e.to_string()))?;
-        let entries: Vec<onshi_api::card::AccessLogEntry> = entries
-            .into_iter()
-            .map(|e| onshi_api::card::AccessLogEntry {
-                at: e.record.at.to_string(),
-                by: e.record.actor,
-                action: e.record.action,
-                code: e.record.code,
-            })
-            .collect();
-        Ok(onshi_api::card::AccessLog { entries, total: total.max(0) as u64 })
+        access_log_of(&state, person).await
     }
     .await;
     if !records.is_empty() {
         let _ = state.audit.record(records).await;
     }
     card_response(&state, result)
+}
+
+/// The newest entries of a person's access log (at most `ACCESS_LOG_ENTRIES_MAX`) and their
+/// total: what the patient reads, by the access-log request or on their own record.
+async fn access_log_of(state: &CenterState, person: i64) -> Result<onshi_api::card::AccessLog, CenterError> {
+    let reader = state.audit.reader();
+    let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
+    let (total, entries) = tokio::task::spawn_blocking(move || reader.newest_person_entries(person, limit))
+        .await
+        .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
+        .map_err(|e| errors::audit_unavailable(e.to_string()))?;
+    let entries = entries
+        .into_iter()
+        .map(|e| onshi_api::card::AccessLogEntry {
+            at: e.record.at.to_string(),
+            by: e.record.actor,
+            action: e.record.action,
+            code: e.record.code,
+        })
+        .collect();
+    Ok(onshi_api::card::AccessLog { entries, total: total.max(0) as u64 })
 }
 
 /// The holder's own record (coverage, consents, reports, access log) with their card: what
@@ -423,22 +429,7 @@ async fn record_handler(State(state): State<Arc<CenterState>>, body: Body) -> Re
         if !whole {
             return Ok(record);
         }
-        let reader = state.audit.reader();
-        let limit = onshi_api::card::ACCESS_LOG_ENTRIES_MAX as i64;
-        let (total, entries) = tokio::task::spawn_blocking(move || reader.newest_person_entries(person, limit))
-            .await
-            .map_err(|e| errors::register_unavailable(format!("audit reader failed: {e}")))?
-            .map_err(|e| errors::audit_unavailable(e.to_string()))?;
-        let entries = entries
-            .into_iter()
-            .map(|e| onshi_api::card::AccessLogEntry {
-                at: e.record.at.to_string(),
-                by: e.record.actor,
-                action: e.record.action,
-                code: e.record.code,
-            })
-            .collect();
-        record.access_log = onshi_api::card::AccessLog { entries, total: total.max(0) as u64 };
+        record.access_log = access_log_of(&state, person).await?;
         Ok(record)
     }
     .await;

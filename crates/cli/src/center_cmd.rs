@@ -61,6 +61,10 @@ pub enum CenterCommand {
         /// twice that); more are answered 429 with Retry-After. 0 turns the limit off.
         #[arg(long, default_value_t = onshi_center::rate::DEFAULT_PER_SECOND)]
         rate_limit: u32,
+        /// Searches by attributes (for claims billed as 不詳) each institution may make per
+        /// day (Japan time); more are answered 429 ATTRIBUTE_QUOTA_EXCEEDED.
+        #[arg(long, default_value_t = onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY)]
+        attribute_searches_per_day: u32,
         /// The audit log file (default: beside a SQLite register, `X.audit.sqlite`; for a
         /// register on PostgreSQL, onshi-center.audit.sqlite here).
         #[arg(long)]
@@ -379,6 +383,15 @@ pub fn open_audit_to_verify(path: &Path, pki: &Path) -> anyhow::Result<onshi_sto
     onshi_store::audit::AuditLog::open_read_only(path, &key).with_context(|| format!("cannot open the audit log {}", path.display()))
 }
 
+/// What a center process lets each caller do.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests per second per certified caller (0: no limit).
+    pub rate_per_second: u32,
+    /// Searches by attributes per institution per day.
+    pub attribute_searches_per_day: u32,
+}
+
 pub async fn start_center(
     db: &Path,
     read_db: Option<&str>,
@@ -386,7 +399,7 @@ pub async fn start_center(
     pki: &Path,
     jpki: Option<&Path>,
     listen: SocketAddr,
-    rate_limit: u32,
+    limits: Limits,
 ) -> anyhow::Result<RunningCenter> {
     let Stores { register, cards, medical } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
@@ -440,9 +453,9 @@ pub async fn start_center(
         metrics: Default::default(),
         clock: system_clock(),
         started: Instant::now(),
-        rate: onshi_center::rate::RateLimiter::new(rate_limit),
+        rate: onshi_center::rate::RateLimiter::new(limits.rate_per_second),
         patient_rate: onshi_center::rate::RateLimiter::new(onshi_center::server::PATIENT_REQUESTS_PER_SECOND),
-        attribute_quota: onshi_center::rate::DailyQuota::new(onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY),
+        attribute_quota: onshi_center::rate::DailyQuota::new(limits.attribute_searches_per_day),
         dashboard: Default::default(),
     });
     Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)
@@ -477,11 +490,12 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let refused = import_medical_files(stores.medical.as_ref(), &files)?;
             Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, audit, read_db } => {
+        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, attribute_searches_per_day, audit, read_db } => {
+            let limits = Limits { rate_per_second: rate_limit, attribute_searches_per_day };
             let audit = audit.unwrap_or_else(|| audit_path(&db));
             let runtime = crate::runtime()?;
             let stopped = runtime.block_on(async {
-                let center = start_center(&db, read_db.as_deref(), &audit, &pki, jpki.as_deref(), listen, rate_limit).await?;
+                let center = start_center(&db, read_db.as_deref(), &audit, &pki, jpki.as_deref(), listen, limits).await?;
                 eprintln!("onshi center listening on https://{} (Ctrl-C or SIGTERM to stop)", center.addr);
                 println!("listening {}", center.addr);
                 stop_signal().await?;

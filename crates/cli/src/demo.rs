@@ -157,13 +157,13 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
 
 /// The demo's one clinic runs the scripted morning (thousands of checks in seconds) against its
 /// own center on loopback: the per-caller limit, meant for many clinics sharing one center, is off.
-const DEMO_RATE_LIMIT: u32 = 0;
+const DEMO_LIMITS: crate::center_cmd::Limits =
+    crate::center_cmd::Limits { rate_per_second: 0, attribute_searches_per_day: onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY };
 
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
     let wanted: SocketAddr = ([127, 0, 0, 1], port).into();
     let jpki = paths.root.join("jpki");
-    match start_center(&paths.db(), None, &crate::center_cmd::audit_path(&paths.db()), &paths.pki(), Some(&jpki), wanted, DEMO_RATE_LIMIT)
-        .await
+    match start_center(&paths.db(), None, &crate::center_cmd::audit_path(&paths.db()), &paths.pki(), Some(&jpki), wanted, DEMO_LIMITS).await
     {
         Ok(center) => Ok(center),
         Err(e) if port != 0 => {
@@ -175,7 +175,7 @@ async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::ser
                 &paths.pki(),
                 Some(&jpki),
                 ([127, 0, 0, 1], 0).into(),
-                DEMO_RATE_LIMIT,
+                DEMO_LIMITS,
             )
             .await
         }

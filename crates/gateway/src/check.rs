@@ -3,7 +3,6 @@
 
 use onshi_api::card::{CertificateNotice, ConsentChoice, Consents};
 use onshi_api::verify::{ApiError, VerifyAnswer, VerifyNumberRequest};
-use onshi_domain::ids::to_half_width;
 use serde::{Deserialize, Serialize};
 
 use crate::request::{Header, SearchInfo};
@@ -109,14 +108,12 @@ pub fn time_ja(stamp: &str) -> String {
 /// The numbers that identify a patient's coverage, normalised so that a request written with
 /// full-width digits or a padded 国保 number finds the same cache entry and batch answer.
 pub fn patient_key(request: &VerifyNumberRequest) -> String {
-    let norm = |s: &str| to_half_width(s.trim()).trim_start_matches('0').to_string();
+    use crate::reference::{branch_key, numbers_key};
     format!(
-        "{}|{}|{}|{}|{}",
-        norm(&request.insurer_number),
-        request.symbol.as_deref().map(to_half_width).unwrap_or_default().trim(),
-        to_half_width(&request.number).trim(),
+        "{}|{}|{}",
+        numbers_key(&request.insurer_number, request.symbol.as_deref(), &request.number),
         // "00" stays distinct from no 枝番 (which may match several family members).
-        request.branch.as_deref().map(|b| format!("{:0>2}", to_half_width(b.trim()))).unwrap_or_default(),
+        branch_key(request.branch.as_deref()),
         request.birth_date.trim()
     )
 }

@@ -106,7 +106,8 @@ pub fn read_registration(info: &Element) -> Result<Registration, RequestError> {
 }
 
 /// The coverage's numbers without the 枝番, as the gateway compares them (width, padding and
-/// leading zeros of the insurer number aside): the same normalisation as the answer cache's key.
+/// leading zeros of the insurer number aside): the start of the answer cache's key
+/// (`check::patient_key`), so that `Store::cached_under` finds a patient's answers by it.
 pub fn numbers_key(insurer_number: &str, symbol: Option<&str>, number: &str) -> String {
     format!(
         "{}|{}|{}",

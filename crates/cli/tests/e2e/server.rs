@@ -299,3 +299,46 @@ fn verify_number_prints_japanese_and_json() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("INVALID_INSURER_NUMBER") && text.contains("保険者番号"), "{text}");
 }
+
+/// The search by attributes (issue 15, claims billed as 不詳) attacked through the real server as
+/// a clinic that would use it as a directory: another sex or a date long past names nobody; an
+/// insurer's certificate or none is refused; the answer carries no address, relative's name or
+/// 公費; and each institution's day of searches runs out (another clinic keeps its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_search_by_attributes_answers_a_claim_and_nothing_more() {
+    use onshi_api::verify::VerifyAttributesRequest;
+    let fixture = Fixture::new(2_000);
+    let server = Server::start_with(&fixture.db(), &fixture.pki(), &["--attribute-searches-per-day", "3"]);
+    let client = server.client(&fixture, Some(&clinic()));
+    let truth = fixture.truth();
+    let case = truth.iter().find(|c| c.attributes.is_some()).expect("a patient billed as 不詳 in the ground truth");
+    let search = case.attributes.clone().unwrap();
+    let refused = |result: Result<onshi_api::verify::VerifyAnswer, ClientError>| match result {
+        Err(ClientError::Refused { status, body }) => (status, body.error.code),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+
+    // Found: the coverage the ground truth knows, with what a claim needs only.
+    let found = client.verify_attributes(&search).await.expect("an answer");
+    let coverage = found.coverage.as_ref().expect("the one person's coverage");
+    assert_eq!(Some(&coverage.insurer_number), case.expect.insurer_number.as_ref());
+    assert!(coverage.address.is_none() && coverage.post_code.is_none() && coverage.insured_name.is_none());
+    assert!(coverage.public_expense.is_empty() && coverage.limit.is_none() && found.pending.is_empty());
+    // The same name and birth date with the other sex: nobody.
+    let other_sex = VerifyAttributesRequest { sex: if search.sex == "1" { "2".into() } else { "1".into() }, ..search.clone() };
+    let nobody = client.verify_attributes(&other_sex).await.expect("an answer");
+    assert_eq!((nobody.validity.code.as_str(), nobody.coverage.is_none()), ("4", true));
+    // A date of care two years back: refused before anything is read (and no search used up).
+    let long_ago = VerifyAttributesRequest { date_of_care: "20241110".into(), ..search.clone() };
+    assert_eq!(refused(client.verify_attributes(&long_ago).await), (400, "INVALID_DATE_OF_CARE".to_string()));
+    // Not a clinic: an insurer's certificate, or none.
+    let insurer = server.client(&fixture, Some(&format!("insurers/{}", fixture.insurer)));
+    assert_eq!(refused(insurer.verify_attributes(&search).await).0, 403);
+    let anonymous = server.client(&fixture, None);
+    assert_eq!(refused(anonymous.verify_attributes(&search).await).0, 401);
+    // The third search of the day is the last.
+    client.verify_attributes(&search).await.expect("the third search");
+    assert_eq!(refused(client.verify_attributes(&search).await), (429, "ATTRIBUTE_QUOTA_EXCEEDED".to_string()));
+    let other_clinic = server.client(&fixture, Some(&format!("institutions/{OTHER_CLINIC}")));
+    assert!(other_clinic.verify_attributes(&search).await.expect("another clinic's own day").coverage.is_some());
+}
