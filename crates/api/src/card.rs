@@ -114,12 +114,13 @@ pub fn attestation_message(purpose: Purpose, challenge: &str, certificate_sha256
 pub fn consent_details(choice: &ConsentChoice, chosen_at: &str) -> String {
     let bit = |b: bool| if b { '1' } else { '0' };
     format!(
-        "drug={} checkup={} diagnosis={} limit={} specific_disease={} chosen_at={chosen_at}",
+        "drug={} checkup={} diagnosis={} limit={} specific_disease={} subsidy={} chosen_at={chosen_at}",
         bit(choice.drug),
         bit(choice.checkup),
         bit(choice.diagnosis),
         bit(choice.limit),
-        bit(choice.specific_disease)
+        bit(choice.specific_disease),
+        bit(choice.subsidy)
     )
 }
 
@@ -185,6 +186,10 @@ pub struct ConsentChoice {
     /// 特定疾病療養受療証.
     #[serde(default)]
     pub specific_disease: bool,
+    /// 「医療費助成の各種受給者証を利用しますか」: the patient's 公費 and local subsidies are
+    /// shown with this one answer (nothing is kept for later checks).
+    #[serde(default)]
+    pub subsidy: bool,
 }
 
 impl ConsentChoice {

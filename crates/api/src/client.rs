@@ -133,6 +133,23 @@ impl CenterClient {
         self.decode(&url, response).await
     }
 
+    /// Uploads a 公費 payer's events as JSON Lines (payer certificate required).
+    pub async fn upload_subsidy_events(&self, jsonl: String) -> Result<ImportReport, ClientError> {
+        let url = self.url("/payer/events");
+        let response = self.http.post(&url).header("content-type", "application/x-ndjson").body(jsonl).send().await;
+        self.decode(&url, response).await
+    }
+
+    /// Asks about one 受給者証 by its numbers and the patient's birth date.
+    pub async fn verify_subsidy(
+        &self,
+        request: &crate::subsidy::VerifySubsidyRequest,
+    ) -> Result<crate::subsidy::SubsidyAnswer, ClientError> {
+        let url = self.url("/verify/subsidy");
+        let response = self.http.post(&url).json(request).send().await;
+        self.decode(&url, response).await
+    }
+
     /// A POST of a JSON body to an API path (`/card/challenge`, …), decoded as `T`.
     pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let url = self.url(path);

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`events`]: insurer coverage events (acquire / change / lose), one JSON object per line.
 //! - [`verify`]: verify-by-number requests and answers, batch, errors.
+//! - [`subsidy`]: 公費 payers' recipient events and what a clinic is told of them.
 //! - [`card`]: the マイナ保険証 path: challenges, readers, 初回登録, verify by card, consent.
 //! - [`client`]: an HTTPS client that presents a client certificate (institution or insurer).
 //!
@@ -13,6 +14,7 @@ pub mod card;
 pub mod client;
 pub mod events;
 pub mod medical;
+pub mod subsidy;
 pub mod verify;
 
 /// The path prefix of this API version.

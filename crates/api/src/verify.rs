@@ -116,6 +116,10 @@ pub struct VerifyAnswer {
     /// named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<DocumentNote>,
+    /// The patient's 公費 and local subsidies valid on the date of care: on the card path only,
+    /// and only when the patient said yes at the reader to showing them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsidies: Vec<crate::subsidy::Subsidy>,
 }
 
 /// What a paper is worth on the date of care (`onshi_domain::documents`).

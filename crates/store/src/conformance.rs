@@ -566,6 +566,61 @@ pub fn run_medical<R: Register + crate::medical::MedicalStore>(register: &R) {
     assert!(register.drugs_of(person + 1000).unwrap().is_empty());
 }
 
+/// The 公費 register's behaviour every backend must show, on a fresh register: a payer's
+/// events applied once, dated certificates read back exactly, by person and by number, refusals
+/// writing nothing, and whether a payer registers at all.
+pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical::MedicalStore>(register: &R) {
+    use crate::subsidy::{SubsidyChange, SubsidyEventRecord, SubsidyTerms};
+    use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
+    register.apply_events(&[event("sub-e1", "sub-p1", "9201", 0, "20200401", acquire("20150601", IncomeClass::General))], now()).unwrap();
+    let person = register.person_id("sub-p1").unwrap().expect("known");
+    let payer = PublicPayerNumber::with_check_digit("8813001").unwrap();
+    let other_payer = PublicPayerNumber::with_check_digit("5413001").unwrap();
+    let recipient = RecipientNumber::with_check_digit("000123").unwrap();
+    let terms = |cap: u32, withheld: bool| SubsidyTerms {
+        name: "子ども医療費受給者証".into(),
+        valid_to: Some(d("20270331")),
+        self_pay_cap_yen: Some(cap),
+        income_segment: Some("一般".into()),
+        designated_institutions: vec!["1312345678".into(), "1312345679".into()],
+        withheld,
+    };
+    let event = |id: &str, person_ref: &str, on: &str, change: SubsidyChange| SubsidyEventRecord {
+        event_id: id.into(),
+        payer: payer.clone(),
+        recipient: recipient.clone(),
+        person_ref: person_ref.into(),
+        occurred_on: d(on),
+        notified_at: Timestamp::at_start_of(d(on)),
+        change,
+    };
+    assert!(!register.payer_registers(&payer).unwrap(), "nothing registered yet");
+    let first = [
+        event("s1", "sub-p1", "20260401", SubsidyChange::Grant(terms(500, false))),
+        event("s2", "sub-p1", "20261001", SubsidyChange::Grant(terms(0, true))),
+    ];
+    assert_eq!(register.apply_subsidy_events(&first, now()).unwrap(), [ApplyOutcome::Applied, ApplyOutcome::Applied]);
+    assert_eq!(register.apply_subsidy_events(&first, now()).unwrap(), [ApplyOutcome::AlreadyApplied, ApplyOutcome::AlreadyApplied]);
+    assert!(register.payer_registers(&payer).unwrap());
+    assert!(!register.payer_registers(&other_payer).unwrap());
+    let rows = register.subsidies_of_recipient(&payer, &recipient).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].valid_from, rows[0].terms.valid_to), (d("20260401"), Some(d("20260930"))), "closed by the new terms");
+    assert_eq!(rows[1].terms, terms(0, true), "read back exactly, designated institutions and the withheld mark included");
+    assert_eq!(rows[1].person_ref, "sub-p1");
+    assert_eq!(register.subsidies_of_person(person).unwrap(), rows);
+    assert!(register.subsidies_of_person(person + 1000).unwrap().is_empty());
+    // Another person on the same number: refused, and nothing written (not even the event id).
+    let moved = [event("s3", "sub-p2", "20261101", SubsidyChange::Grant(terms(0, false)))];
+    assert!(matches!(register.apply_subsidy_events(&moved, now()).unwrap()[0], ApplyOutcome::Rejected { field: "person_ref", .. }));
+    assert_eq!(register.subsidies_of_recipient(&payer, &recipient).unwrap(), rows);
+    let ended = [event("s4", "sub-p1", "20261201", SubsidyChange::End)];
+    assert_eq!(register.apply_subsidy_events(&ended, now()).unwrap(), [ApplyOutcome::Applied]);
+    let rows = register.subsidies_of_recipient(&payer, &recipient).unwrap();
+    assert_eq!(rows[1].terms.valid_to, Some(d("20261130")));
+    assert!(rows.iter().all(|r| !r.covers(d("20261201"))));
+}
+
 /// The card path's shared single-use challenges, for an engine that keeps them
 /// ([`crate::cards::CardRegistry::shares_challenges`]): issued within the owner's limit, used once,
 /// expired ones forgotten.

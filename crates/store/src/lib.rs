@@ -1,5 +1,5 @@
 //! The qualification register (資格情報) behind one interface, [`Register`] (with
-//! [`cards::CardRegistry`] and [`medical::MedicalStore`]), on two engines: the embedded SQLite
+//! [`cards::CardRegistry`], [`medical::MedicalStore`] and [`subsidy::SubsidyStore`]), on two engines: the embedded SQLite
 //! default ([`sqlite::SqliteRegister`]) and PostgreSQL ([`postgres::PgRegister`]). The rules of
 //! applying insurer events live once, in `rules`; both engines pass the same conformance tests
 //! (`conformance`).
@@ -15,6 +15,7 @@ pub mod postgres;
 mod rows;
 mod rules;
 pub mod sqlite;
+pub mod subsidy;
 
 pub mod conformance;
 

@@ -20,6 +20,7 @@ pub mod audit;
 mod cards;
 pub mod cluster;
 mod medical;
+mod subsidy;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("postgres/0006_phone.sql")),
     (7, include_str!("postgres/0007_born_on.sql")),
     (8, include_str!("postgres/0008_qualification_certificate.sql")),
+    (9, include_str!("postgres/0009_subsidies.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
@@ -739,6 +741,7 @@ mod tests {
         crate::conformance::run_all(&register);
         crate::conformance::run_cards(&register);
         crate::conformance::run_medical(&register);
+        crate::conformance::run_subsidies(&register);
         crate::conformance::run_challenges(&register);
     }
 

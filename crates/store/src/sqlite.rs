@@ -26,6 +26,7 @@ use crate::{Register, StoreError};
 mod apply;
 mod cards;
 mod medical;
+mod subsidy;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_register.sql")),
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("sqlite/0006_phone.sql")),
     (7, include_str!("sqlite/0007_born_on.sql")),
     (8, include_str!("sqlite/0008_qualification_certificate.sql")),
+    (9, include_str!("sqlite/0009_subsidies.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.
@@ -414,6 +416,7 @@ mod tests {
         crate::conformance::run_all(&register);
         crate::conformance::run_cards(&register);
         crate::conformance::run_medical(&register);
+        crate::conformance::run_subsidies(&register);
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! [`SubsidyStore`] on SQLite.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteRegister, sqlite};
+use crate::StoreError;
+use crate::model::ApplyOutcome;
+use crate::rows::{day, opt_day};
+use crate::subsidy::{COLUMNS, RawSubsidy, SubsidyEventRecord, SubsidyRow, SubsidyStore, decide, designated_text, subsidy_row};
+use onshi_domain::Timestamp;
+use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSubsidy> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+    ))
+}
+
+fn rows_of(c: &rusqlite::Connection, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Vec<SubsidyRow>, StoreError> {
+    let mut statement = c.prepare_cached(sql).map_err(sqlite("reading subsidies"))?;
+    let raws: Vec<RawSubsidy> = statement
+        .query_map(key, raw)
+        .map_err(sqlite("reading subsidies"))?
+        .collect::<Result<_, _>>()
+        .map_err(sqlite("reading subsidies"))?;
+    raws.into_iter().map(subsidy_row).collect()
+}
+
+impl SubsidyStore for SqliteRegister {
+    fn apply_subsidy_events(&self, events: &[SubsidyEventRecord], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let by_recipient = format!("SELECT {COLUMNS} FROM subsidies WHERE payer_number = ?1 AND recipient_number = ?2 ORDER BY valid_from");
+        self.with_writer(|tx| {
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                let seen: Option<i64> = tx
+                    .prepare_cached("SELECT 1 FROM subsidy_events WHERE payer_number = ?1 AND event_id = ?2")
+                    .and_then(|mut s| s.query_row(params![event.payer.as_str(), event.event_id], |r| r.get(0)).optional())
+                    .map_err(sqlite("reading applied payer events"))?;
+                if seen.is_some() {
+                    outcomes.push(ApplyOutcome::AlreadyApplied);
+                    continue;
+                }
+                let existing = rows_of(tx, &by_recipient, &[&event.payer.as_str(), &event.recipient.as_str()])?;
+                let rows = match decide(&existing, event, registered_at) {
+                    Ok(rows) => rows,
+                    Err(refused) => {
+                        outcomes.push(refused);
+                        continue;
+                    }
+                };
+                tx.execute(
+                    "DELETE FROM subsidies WHERE payer_number = ?1 AND recipient_number = ?2",
+                    params![event.payer.as_str(), event.recipient.as_str()],
+                )
+                .map_err(sqlite("replacing a recipient's certificates"))?;
+                for row in &rows {
+                    tx.prepare_cached(&format!(
+                        "INSERT INTO subsidies ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                    ))
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            row.payer.as_str(),
+                            row.recipient.as_str(),
+                            row.person_ref,
+                            day(row.valid_from),
+                            opt_day(row.terms.valid_to),
+                            row.terms.name,
+                            row.terms.self_pay_cap_yen.map(i64::from),
+                            row.terms.income_segment,
+                            designated_text(&row.terms.designated_institutions),
+                            i64::from(row.terms.withheld),
+                            row.notified_at.jst_seconds(),
+                            row.registered_at.jst_seconds(),
+                        ])
+                    })
+                    .map_err(sqlite("writing a recipient's certificate"))?;
+                }
+                tx.execute(
+                    "INSERT INTO subsidy_events (payer_number, event_id, registered_at) VALUES (?1, ?2, ?3)",
+                    params![event.payer.as_str(), event.event_id, registered_at.jst_seconds()],
+                )
+                .map_err(sqlite("recording a payer event"))?;
+                outcomes.push(ApplyOutcome::Applied);
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn subsidies_of_person(&self, person_id: i64) -> Result<Vec<SubsidyRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subsidies WHERE person_ref = (SELECT person_ref FROM persons WHERE person_id = ?1)
+             ORDER BY payer_number, recipient_number, valid_from"
+        );
+        self.read(|c| rows_of(c, &sql, &[&person_id]))
+    }
+
+    fn subsidies_of_recipient(&self, payer: &PublicPayerNumber, recipient: &RecipientNumber) -> Result<Vec<SubsidyRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM subsidies WHERE payer_number = ?1 AND recipient_number = ?2 ORDER BY valid_from");
+        self.read(|c| rows_of(c, &sql, &[&payer.as_str(), &recipient.as_str()]))
+    }
+
+    fn payer_registers(&self, payer: &PublicPayerNumber) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM subsidy_events WHERE payer_number = ?1 LIMIT 1")
+                .and_then(|mut s| s.query_row([payer.as_str()], |r| r.get::<_, i64>(0)).optional())
+                .map(|found| found.is_some())
+                .map_err(sqlite("reading whether a payer registers"))
+        })
+    }
+}
