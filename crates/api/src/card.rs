@@ -196,7 +196,7 @@ impl ConsentChoice {
     /// Whether any medical-information scope (drugs, checkups, diagnoses) is chosen: those need
     /// the patient's own PIN or face, never a visual check by staff.
     /// The scopes given, by their codes (`drug`, `checkup`, `diagnosis`, `limit`,
-    /// `specific_disease`), in that order.
+    /// `specific_disease`, `subsidy`), in that order.
     pub fn scope_codes(&self) -> Vec<&'static str> {
         [
             (self.drug, "drug"),
@@ -204,6 +204,7 @@ impl ConsentChoice {
             (self.diagnosis, "diagnosis"),
             (self.limit, "limit"),
             (self.specific_disease, "specific_disease"),
+            (self.subsidy, "subsidy"),
         ]
         .into_iter()
         .filter_map(|(given, code)| given.then_some(code))
@@ -414,11 +415,11 @@ mod tests {
     /// a change that dropped a scope or the purpose from what is signed fails this.
     #[test]
     fn the_signed_messages_are_fixed_byte_for_byte() {
-        let consent = ConsentChoice { drug: true, checkup: false, diagnosis: false, limit: true, specific_disease: false };
-        assert_eq!(consent_details(&consent, "-"), "drug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 chosen_at=-");
+        let consent = ConsentChoice { drug: true, checkup: false, diagnosis: false, limit: true, specific_disease: false, subsidy: true };
+        assert_eq!(consent_details(&consent, "-"), "drug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 subsidy=1 chosen_at=-");
         assert_eq!(
             card_message(Purpose::Verify, "c0ffee", &consent_details(&consent, "-")),
-            b"onshi-card/2\nverify\nc0ffee\ndrug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 chosen_at=-".to_vec()
+            b"onshi-card/2\nverify\nc0ffee\ndrug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 subsidy=1 chosen_at=-".to_vec()
         );
         assert_eq!(
             attestation_message(Purpose::Report, "c0ffee", "ab12", "face_match", "another name shown"),

@@ -142,6 +142,7 @@ pub fn verify_attributes(
         answered_at: now.to_string(),
         replica_as_of: None,
         document: None,
+        subsidies: Vec::new(),
     };
     let person = match matching.as_slice() {
         [] => return Ok((empty(None), None)),

@@ -24,5 +24,6 @@ pub mod medical;
 pub mod metrics;
 pub mod rate;
 pub mod server;
+pub mod subsidy;
 pub mod validate;
 pub mod verify;

@@ -17,8 +17,8 @@ use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use onshi_api::BATCH_ENTRIES_MAX;
 use onshi_api::verify::{BatchResult, BatchVerifyRequest, BatchVerifyResponse, ErrorBody, VerifyNumberRequest};
-use onshi_domain::Timestamp;
 use onshi_domain::ids::InstitutionCode;
+use onshi_domain::{Date, Timestamp};
 use onshi_pki::PeerIdentity;
 use onshi_store::Register;
 use tokio::net::TcpListener;
@@ -94,6 +94,8 @@ pub struct CenterState {
     pub audit: crate::audit::AuditSink,
     /// Dispensed drugs and checkup results, shown under a live consent.
     pub medical: Arc<dyn onshi_store::medical::MedicalStore>,
+    /// 公費 payers' recipients ([`crate::subsidy`]).
+    pub subsidies: Arc<dyn onshi_store::subsidy::SubsidyStore>,
     /// Requests per second per certified caller.
     pub rate: crate::rate::RateLimiter,
     /// Requests per second per address to the patients' endpoints (no certificate there).
@@ -113,6 +115,7 @@ fn actor(peer: &Peer) -> String {
         Peer::Known(PeerIdentity::Institution(code)) => code.as_str().to_string(),
         Peer::Known(PeerIdentity::Insurer(number)) => format!("insurer:{number}"),
         Peer::Known(PeerIdentity::Operator(name)) => format!("operator:{name}"),
+        Peer::Known(PeerIdentity::Payer(number)) => format!("payer:{}", number.as_str()),
         Peer::Unusable(_) | Peer::Anonymous => "-".into(),
     }
 }
@@ -154,7 +157,9 @@ fn refuse(state: &CenterState, error: CenterError) -> Response {
 fn institution(peer: &Peer) -> Result<&InstitutionCode, CenterError> {
     match peer {
         Peer::Known(PeerIdentity::Institution(code)) => Ok(code),
-        Peer::Known(PeerIdentity::Insurer(_) | PeerIdentity::Operator(_)) => Err(errors::wrong_role("medical-institution")),
+        Peer::Known(PeerIdentity::Insurer(_) | PeerIdentity::Operator(_) | PeerIdentity::Payer(_)) => {
+            Err(errors::wrong_role("medical-institution"))
+        }
         Peer::Unusable(detail) => Err(errors::wrong_role(&format!("medical-institution ({detail})"))),
         Peer::Anonymous => Err(errors::certificate_required()),
     }
@@ -240,6 +245,77 @@ async fn attributes_handler(State(state): State<Arc<CenterState>>, Extension(pee
     }
 }
 
+/// Staff ask about a 受給者証 by its numbers and the patient's birth date (or the receipt
+/// pre-check about a claim's KO line): institution certificate, audited as `verify_subsidy` with
+/// the person when one was found.
+async fn subsidy_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut object = "-".to_string();
+    let result = async {
+        let certified = institution(&peer)?.clone();
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::subsidy::VerifySubsidyRequest = parse_json(&bytes)?;
+        check_institution(request.institution_code.as_deref(), &certified)?;
+        let query = crate::subsidy::parse_query(&request)?;
+        object = format!("payer:{}", query.payer.as_str());
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::subsidy::verify_subsidy(
+                worker.subsidies.as_ref(),
+                worker.medical.as_ref(),
+                worker.register.as_ref(),
+                &query,
+                &certified,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("subsidy check failed: {e}")))?
+    }
+    .await;
+    let person = result.as_ref().ok().and_then(|(_, person)| *person);
+    let code = outcome(&result, |(answer, _)| answer.state.clone());
+    let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), "verify_subsidy", person, object, &code)]);
+    match audited.and(result).map(|(answer, _)| answer) {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => refuse(&state, error),
+    }
+}
+
+/// A 公費 payer uploads its recipients' events (JSON Lines): payer certificate, its own number
+/// only, audited as `payer_upload`.
+async fn payer_upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let result = async {
+        let payer = match &peer {
+            Peer::Known(PeerIdentity::Payer(number)) => number.clone(),
+            Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Insurer(_) | PeerIdentity::Operator(_)) => {
+                return Err(errors::wrong_role("public-expense payer"));
+            }
+            Peer::Unusable(detail) => return Err(errors::wrong_role(&format!("public-expense payer ({detail})"))),
+            Peer::Anonymous => return Err(errors::certificate_required()),
+        };
+        let bytes = read_body_within(body, UPLOAD_BODY_BYTES_MAX, UPLOAD_BODY_TIMEOUT).await?;
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::subsidy::import_subsidy_jsonl(worker.subsidies.as_ref(), &bytes[..], Some(&payer), (worker.clock)())
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("import worker failed: {e}")))?
+        .map_err(|e| errors::register_unavailable(e.to_string()))
+    }
+    .await;
+    let code = outcome(&result, |report| format!("applied:{} refused:{}", report.applied, report.rejected_total));
+    let result = state.audit.record(vec![audit_record(now, actor(&peer), "payer_upload", None, "-".into(), &code)]).await.and(result);
+    match result {
+        Ok(report) => {
+            tracing::info!(applied = report.applied, already = report.already_applied, rejected = report.rejected_total, "payer upload");
+            Json(report).into_response()
+        }
+        Err(error) => refuse(&state, error),
+    }
+}
+
 async fn batch_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
     let result = async {
         let certified = institution(&peer)?.clone();
@@ -304,7 +380,9 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
     let result = async {
         let insurer = match &peer {
             Peer::Known(PeerIdentity::Insurer(number)) => number.clone(),
-            Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Operator(_)) => return Err(errors::wrong_role("insurer")),
+            Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Operator(_) | PeerIdentity::Payer(_)) => {
+                return Err(errors::wrong_role("insurer"));
+            }
             Peer::Unusable(detail) => return Err(errors::wrong_role(&format!("insurer ({detail})"))),
             Peer::Anonymous => return Err(errors::certificate_required()),
         };
@@ -496,7 +574,15 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         consent = Some(request.consent);
         method = Some(request.proof.method);
         recorded = request.chosen_at.is_some();
-        state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)
+        let (mut answer, person, smartphone) = state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)?;
+        // 「医療費助成の各種受給者証を利用しますか」: yes in the signed consent shows the
+        // certificates valid on the date of care, for this answer only.
+        if request.consent.subsidy {
+            let on = Date::parse_yyyymmdd(&answer.answer.date_of_care).map_err(|e| errors::invalid_field("date_of_care", &e))?;
+            let rows = state.subsidies.subsidies_of_person(person).map_err(|e| errors::register_unavailable(e.to_string()))?;
+            answer.answer.subsidies = crate::subsidy::shown_on(&rows, &code, on);
+        }
+        Ok((answer, person, smartphone))
     }
     .await;
     let code = outcome(&result, |(answer, _, _)| answer.answer.validity.code.clone());
@@ -629,7 +715,9 @@ async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> 
 fn insurer_of(peer: &Peer) -> Result<onshi_domain::ids::InsurerNumber, CenterError> {
     match peer {
         Peer::Known(PeerIdentity::Insurer(number)) => Ok(number.clone()),
-        Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Operator(_)) => Err(errors::wrong_role("insurer")),
+        Peer::Known(PeerIdentity::Institution(_) | PeerIdentity::Operator(_) | PeerIdentity::Payer(_)) => {
+            Err(errors::wrong_role("insurer"))
+        }
         Peer::Unusable(detail) => Err(errors::wrong_role(&format!("insurer ({detail})"))),
         Peer::Anonymous => Err(errors::certificate_required()),
     }
@@ -745,6 +833,7 @@ async fn certified_only(State(state): State<Arc<CenterState>>, request: Request,
     let caller = match request.extensions().get::<Peer>() {
         Some(Peer::Known(PeerIdentity::Institution(code))) => code.as_str().to_string(),
         Some(Peer::Known(PeerIdentity::Insurer(number))) => format!("insurer:{number}"),
+        Some(Peer::Known(PeerIdentity::Payer(number))) => format!("payer:{}", number.as_str()),
         // An operator's certificate opens the dashboard, not the API.
         Some(Peer::Known(PeerIdentity::Operator(_))) => {
             state.metrics.unauthenticated("OPERATOR_ON_THE_API");
@@ -784,6 +873,8 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/verify/number/batch", post(batch_handler))
         .route("/v1/verify/attributes", post(attributes_handler))
         .route("/v1/insurer/events", post(upload_handler))
+        .route("/v1/payer/events", post(payer_upload_handler))
+        .route("/v1/verify/subsidy", post(subsidy_handler))
         .route("/v1/card/challenge", post(challenge_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))

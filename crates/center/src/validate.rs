@@ -226,6 +226,52 @@ pub fn coverage_event(event: &InsurerEvent) -> Checked<CoverageEvent> {
     Ok(CoverageEvent { event_id, insurer, person_ref, symbol, number, branch, occurred_on, notified_at, body })
 }
 
+/// Longest 受給者証名 and 所得区分 accepted, and most designated institutions on one certificate.
+const DESIGNATED_MAX: usize = 50;
+
+/// A 公費 payer's event, checked field by field like an insurer's.
+pub fn subsidy_event(event: &onshi_api::subsidy::SubsidyEvent) -> Checked<onshi_store::subsidy::SubsidyEventRecord> {
+    use onshi_api::subsidy::SubsidyEventKind;
+    use onshi_store::subsidy::{SubsidyChange, SubsidyEventRecord, SubsidyTerms};
+    let event_id = identifier("event_id", &event.event_id)?;
+    let person_ref = identifier("person_ref", &event.person_ref)?;
+    let payer = at("payer_number", PublicPayerNumber::parse(&event.payer_number))?;
+    let recipient = at("recipient_number", RecipientNumber::parse(&event.recipient_number))?;
+    let occurred_on = date("occurred_on", &event.occurred_on)?;
+    let notified_at = at("notified_at", Timestamp::parse(&event.notified_at))?;
+    let change = match (event.kind, &event.certificate) {
+        (SubsidyEventKind::Grant, None) => return refuse("certificate", "is required for a grant"),
+        (SubsidyEventKind::End, Some(_)) => return refuse("certificate", "an end carries no certificate"),
+        (SubsidyEventKind::End, None) => SubsidyChange::End,
+        (SubsidyEventKind::Grant, Some(c)) => {
+            let valid_to = opt_date("certificate.valid_to", c.valid_to.as_ref())?;
+            if valid_to.is_some_and(|to| to < occurred_on) {
+                return refuse("certificate.valid_to", "is before the certificate's first day (occurred_on)");
+            }
+            if c.designated_institutions.len() > DESIGNATED_MAX {
+                return refuse("certificate.designated_institutions", &format!("lists more than {DESIGNATED_MAX} institutions"));
+            }
+            let designated_institutions = c
+                .designated_institutions
+                .iter()
+                .map(|code| {
+                    at("certificate.designated_institutions", onshi_domain::ids::InstitutionCode::parse(code))
+                        .map(|c| c.as_str().to_string())
+                })
+                .collect::<Checked<Vec<_>>>()?;
+            SubsidyChange::Grant(SubsidyTerms {
+                name: bounded_text("certificate.name", &c.name, true)?,
+                valid_to,
+                self_pay_cap_yen: c.self_pay_cap_yen,
+                income_segment: c.income_segment.as_deref().map(|t| bounded_text("certificate.income_segment", t, true)).transpose()?,
+                designated_institutions,
+                withheld: c.withheld,
+            })
+        }
+    };
+    Ok(SubsidyEventRecord { event_id, payer, recipient, person_ref, occurred_on, notified_at, change })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -419,6 +419,7 @@ pub fn answer_from_view(
         answered_at: now.to_string(),
         replica_as_of: None,
         document: None,
+        subsidies: Vec::new(),
     };
     let candidates: Vec<&CoverageWithTerms> = view
         .iter()

@@ -17,6 +17,7 @@ use onshi_store::cards::CardRegistry;
 use onshi_store::medical::MedicalStore;
 use onshi_store::postgres::PgRegister;
 use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
+use onshi_store::subsidy::SubsidyStore;
 
 use crate::progress::Progress;
 
@@ -38,6 +39,14 @@ pub enum CenterCommand {
     /// Import medical information (dispensed drugs, 特定健診 results; JSON Lines) for persons
     /// already in the register.
     ImportMedical {
+        #[arg(long, default_value = "onshi-center.sqlite")]
+        db: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Import 公費 payers' recipient events (JSON Lines, as `onshi synth` writes them under
+    /// subsidies/) on the operator's side; a payer uploads its own with `onshi payer upload`.
+    ImportSubsidies {
         #[arg(long, default_value = "onshi-center.sqlite")]
         db: PathBuf,
         #[arg(required = true)]
@@ -166,6 +175,19 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
         days: u32,
     },
+    /// Issue a certificate to a 公費 payer (公費負担者), which may then register recipients for
+    /// its own number only.
+    IssuePayer {
+        #[arg(long, default_value = "onshi-pki")]
+        dir: PathBuf,
+        /// The 公費負担者番号 (8 digits with its check digit).
+        #[arg(long)]
+        number: String,
+        #[arg(long, default_value = "payer")]
+        name: String,
+        #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+        days: u32,
+    },
     /// Issue a certificate to an insurer, which may then upload events for its own number.
     IssueInsurer {
         #[arg(long, default_value = "onshi-pki")]
@@ -217,10 +239,11 @@ pub struct Stores {
     pub register: Arc<dyn Register>,
     pub cards: Arc<dyn CardRegistry>,
     pub medical: Arc<dyn MedicalStore>,
+    pub subsidies: Arc<dyn SubsidyStore>,
 }
 
-fn stores<T: Register + CardRegistry + MedicalStore + 'static>(engine: Arc<T>) -> Stores {
-    Stores { register: engine.clone(), cards: engine.clone(), medical: engine }
+fn stores<T: Register + CardRegistry + MedicalStore + SubsidyStore + 'static>(engine: Arc<T>) -> Stores {
+    Stores { register: engine.clone(), cards: engine.clone(), medical: engine.clone(), subsidies: engine }
 }
 
 /// Opens the register `db` names, on its engine; `options` tunes SQLite.
@@ -307,7 +330,29 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
     Ok(totals)
 }
 
-/// Starts the center on `listen` with the register at `db` and the PKI in `pki`.
+/// Imports 公費 payers' event files; prints a summary and the refused lines. Returns how many
+/// lines were refused.
+pub fn import_subsidy_files(subsidies: &dyn SubsidyStore, files: &[PathBuf]) -> anyhow::Result<u64> {
+    let mut refused = 0;
+    for file in files {
+        let input = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
+        let report = onshi_center::subsidy::import_subsidy_jsonl(subsidies, input, None, onshi_pki::now())?;
+        eprintln!(
+            "{}: {} lines, {} applied, {} already applied, {} refused",
+            file.display(),
+            report.lines,
+            report.applied,
+            report.already_applied,
+            report.rejected_total
+        );
+        for line in &report.rejected {
+            eprintln!("  line {}: {}: {}", line.line, line.field, line.reason);
+        }
+        refused += report.rejected_total;
+    }
+    Ok(refused)
+}
+
 /// Imports medical-information files with progress; prints a summary and the refused lines.
 /// Returns how many lines were refused.
 pub fn import_medical_files(register: &dyn MedicalStore, files: &[PathBuf]) -> anyhow::Result<u64> {
@@ -401,7 +446,7 @@ pub async fn start_center(
     listen: SocketAddr,
     limits: Limits,
 ) -> anyhow::Result<RunningCenter> {
-    let Stores { register, cards, medical } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
+    let Stores { register, cards, medical, subsidies } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
     let audit = match postgres_url(db) {
         // One chain for every center process on the cluster; this process's checkpoint file is
@@ -448,6 +493,7 @@ pub async fn start_center(
         card,
         audit,
         medical,
+        subsidies,
         register,
         lags: Default::default(),
         metrics: Default::default(),
@@ -484,6 +530,11 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let totals = import_files(stores.register.as_ref(), &files, batch)?;
             // Some lines refused: the good ones are in; say so in the exit code for pipelines.
             Ok(if totals.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+        }
+        CenterCommand::ImportSubsidies { db, files } => {
+            let stores = open_stores(&db, SqliteOptions::IMPORT)?;
+            let refused = import_subsidy_files(stores.subsidies.as_ref(), &files)?;
+            Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         CenterCommand::ImportMedical { db, files } => {
             let stores = open_stores(&db, SqliteOptions::IMPORT)?;
@@ -603,6 +654,11 @@ fn pki(command: PkiCommand) -> anyhow::Result<ExitCode> {
         }
         PkiCommand::IssueOperator { dir, name, days } => {
             let issued = CenterCa::load(&dir)?.issue_operator(&name, days)?;
+            println!("{}\n{}", issued.cert_path.display(), issued.key_path.display());
+        }
+        PkiCommand::IssuePayer { dir, number, name, days } => {
+            let number = onshi_domain::ids::PublicPayerNumber::parse(&number).map_err(|e| anyhow::anyhow!("--number: the value {e}"))?;
+            let issued = CenterCa::load(&dir)?.issue_payer(&number, &name, days)?;
             println!("{}\n{}", issued.cert_path.display(), issued.key_path.display());
         }
         PkiCommand::IssueInsurer { dir, number, name, days } => {

@@ -63,7 +63,7 @@ struct DemoManifest {
 }
 
 /// Bumped whenever the set-up writes something new (2: card path and medical information).
-const DEMO_VERSION: u32 = 2;
+const DEMO_VERSION: u32 = 3;
 
 /// The demo clinic: 東京都 (13), 医科 (1), 郡市区 12, number 3456, with its check digit.
 pub(crate) fn demo_institution() -> InstitutionCode {
@@ -131,6 +131,9 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
     let medical_file = paths.synth().join(onshi_synth::MEDICAL_FILE);
     // Records of people whose coverage is still only in late/ are refused: they are not in the register yet.
     crate::center_cmd::import_medical_files(&register, std::slice::from_ref(&medical_file))?;
+    let subsidy_files: Vec<PathBuf> = summary.subsidy_files.iter().map(|f| paths.synth().join(f)).collect();
+    let refused = crate::center_cmd::import_subsidy_files(&register, &subsidy_files)?;
+    anyhow::ensure!(refused == 0, "the synthetic 公費 payers had {refused} refused events; this is a bug in onshi synth");
     drop(register);
     let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
     let cards = crate::demo_cards::prepare(&paths.root, &files, &medical_file, &cases, &wanted_today)?;
@@ -211,6 +214,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
             let anonymous = client(&paths, center.addr, None)?;
             let mut report = morning(&institution, &anonymous, &manifest, &cases, args.per_category).await;
+            subsidies(&institution, &paths, args.per_category, &mut report).await?;
             crate::demo_cards::check(&institution, &manifest.cards, &paths.root, &manifest.today, |category, outcome| {
                 report.record(category, outcome)
             })
@@ -536,6 +540,32 @@ fn malformed_requests(manifest: &DemoManifest) -> Vec<(&'static str, String, u16
             "",
         ),
     ]
+}
+
+/// 受給者証 asked by their numbers: each answer against the payers' own timeline (valid with the
+/// cap in force, ended, withheld, a wrong birth date, a payer that registers nothing).
+async fn subsidies(institution: &CenterClient, paths: &DemoPaths, per_category: usize, report: &mut MorningReport) -> anyhow::Result<()> {
+    let cases =
+        onshi_synth::read_subsidy_truth(&paths.synth().join(onshi_synth::subsidy::SUBSIDY_TRUTH_FILE)).map_err(anyhow::Error::msg)?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for case in &cases {
+        let count = counts.entry(case.category.as_str()).or_default();
+        if *count >= per_category {
+            continue;
+        }
+        *count += 1;
+        let outcome = match institution.verify_subsidy(&case.request).await {
+            Ok(answer) => onshi_synth::subsidy::check_subsidy(&answer, case),
+            Err(e) => Err(format!("{} request failed: {e}", case.case)),
+        };
+        report.record(&case.category, outcome);
+    }
+    for category in ["subsidy_valid", "subsidy_withheld", "subsidy_ended", "subsidy_payer_not_connected", "subsidy_wrong_birth_date"] {
+        if !counts.contains_key(category) {
+            report.record(category, Err(format!("the synthetic world has no {category} case")));
+        }
+    }
+    Ok(())
 }
 
 async fn morning(

@@ -14,6 +14,7 @@ mod gateway_cmd;
 mod insurer_cmd;
 mod jpki_cmd;
 mod medical_cmd;
+mod payer_cmd;
 mod pinning;
 mod progress;
 mod reader_http;
@@ -74,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::PatientCommand,
     },
+    /// 公費 and local subsidies: a payer uploads its recipients; staff check a 受給者証.
+    Payer {
+        #[command(subcommand)]
+        command: payer_cmd::PayerCommand,
+    },
     /// Medical information under the patient's consent: dispensed drugs, checkup results.
     Medical {
         #[command(subcommand)]
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
         Command::Audit { command } => audit_cmd::run(command),
         Command::Patient { command } => audit_cmd::run_patient(command),
         Command::Medical { command } => medical_cmd::run(command),
+        Command::Payer { command } => payer_cmd::run(command),
         Command::Gateway { command } => gateway_cmd::run(command),
         Command::Doctor(args) => doctor_cmd::run(args),
         Command::Synth(args) => synth_cmd::run(args),

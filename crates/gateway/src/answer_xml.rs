@@ -477,6 +477,7 @@ mod tests {
             answered_at: "20261204090000".into(),
             replica_as_of: None,
             document: None,
+            subsidies: Vec::new(),
         };
         let notice = onshi_api::card::CertificateNotice {
             state: "expiring".into(),

@@ -87,7 +87,33 @@ fn validity_sentence(answer: &VerifyAnswer) -> String {
     if let Some(notice) = &answer.notice {
         text.push_str(&format!("。{}", notice.reception_ja));
     }
+    for subsidy in &answer.subsidies {
+        text.push_str(&subsidy_sentence(subsidy));
+    }
     text
+}
+
+/// One 受給者証 the patient chose to show at the reader, as reception reads it: programme,
+/// numbers for the claim's KO line, the monthly cap, and whether this clinic may use it.
+pub fn subsidy_sentence(s: &onshi_api::subsidy::Subsidy) -> String {
+    let cap = match s.self_pay_cap_yen {
+        Some(0) => "自己負担なし".to_string(),
+        Some(yen) => format!("自己負担上限 月{yen}円"),
+        None => "上限の定めなし".to_string(),
+    };
+    let place = match s.designated {
+        Some(false) => "。当院はこの受給者証の指定医療機関ではありません（助成は使えません）",
+        _ => "",
+    };
+    format!(
+        "。医療費助成: {}（{}）公費負担者番号 {} 受給者番号 {}・{}・有効期限 {}{place}",
+        s.law.label,
+        s.name,
+        s.payer_number,
+        s.recipient_number,
+        cap,
+        s.valid_to.as_deref().map_or_else(|| "定めなし".to_string(), onshi_domain::date::japanese_text)
+    )
 }
 
 /// `YYYYMMDDHHmmss` as `2026年11月25日 09:30`.
@@ -223,6 +249,7 @@ mod tests {
             answered_at: "20261125090000".into(),
             replica_as_of: None,
             document: None,
+            subsidies: Vec::new(),
         }
     }
 

@@ -399,7 +399,8 @@ const CONSENT_FIELDS: &str = "<fieldset><legend>同意（患者さんが選ん�
      <label><input type=\"checkbox\" name=\"checkup\" value=\"1\">特定健診</label>\
      <label><input type=\"checkbox\" name=\"diagnosis\" value=\"1\">診療・手術</label>\
      <label><input type=\"checkbox\" name=\"limit\" value=\"1\">限度額情報</label>\
-     <label><input type=\"checkbox\" name=\"specific_disease\" value=\"1\">特定疾病</label></fieldset>";
+     <label><input type=\"checkbox\" name=\"specific_disease\" value=\"1\">特定疾病</label>\
+     <label><input type=\"checkbox\" name=\"subsidy\" value=\"1\">医療費助成の受給者証を利用する</label></fieldset>";
 
 const VISUAL_FORM: &str = "<h2>目視確認</h2><p>顔認証・暗証番号ができないとき、回線が不通のときは、職員が券面の写真で本人確認します。施設パスワードで目視モードにします（記録され、この患者さんの確認が終わると自動で戻ります）。</p>\
      <form method=\"post\" action=\"/visual\" id=\"visual-form\"><label>施設パスワード <input type=\"password\" name=\"facility_password\" id=\"facility-password\"></label>\
@@ -860,6 +861,7 @@ fn consent_of(form: &HashMap<String, String>) -> ConsentChoice {
         diagnosis: checked(form, "diagnosis"),
         limit: checked(form, "limit"),
         specific_disease: checked(form, "specific_disease"),
+        subsidy: checked(form, "subsidy"),
     }
 }
 

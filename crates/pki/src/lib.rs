@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use onshi_domain::ids::{InstitutionCode, InsurerNumber};
+use onshi_domain::ids::{InstitutionCode, InsurerNumber, PublicPayerNumber};
 use onshi_domain::{Date, Timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -56,11 +56,15 @@ pub enum PeerIdentity {
     Insurer(InsurerNumber),
     /// The center's operator (by name): opens the operator's dashboard, nothing of the API.
     Operator(String),
+    /// A 公費 payer (公費負担者: a prefecture's or a city's programme, a welfare office), which
+    /// may register only its own recipients.
+    Payer(PublicPayerNumber),
 }
 
 const INSTITUTION_URI: &str = "urn:onshi:institution:";
 const INSURER_URI: &str = "urn:onshi:insurer:";
 const OPERATOR_URI: &str = "urn:onshi:operator:";
+const PAYER_URI: &str = "urn:onshi:payer:";
 
 /// Whether an operator's name is usable: 1–64 lower-case ASCII letters, digits and `-`.
 pub fn valid_operator_name(name: &str) -> bool {
@@ -86,6 +90,11 @@ pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, PkiError> {
                 return InsurerNumber::parse(number)
                     .map(PeerIdentity::Insurer)
                     .map_err(|e| PkiError::BadNumber { role: "insurer", detail: e.to_string() });
+            }
+            if let Some(number) = uri.strip_prefix(PAYER_URI) {
+                return PublicPayerNumber::parse(number)
+                    .map(PeerIdentity::Payer)
+                    .map_err(|e| PkiError::BadNumber { role: "payer", detail: e.to_string() });
             }
             if let Some(name) = uri.strip_prefix(OPERATOR_URI) {
                 return if valid_operator_name(name) {
@@ -283,6 +292,13 @@ impl CenterCa {
         let uri = format!("{OPERATOR_URI}{name}");
         let params = self.client_params(uri.clone(), name)?;
         self.issue(params, days, &Path::new("operators").join(name), revocation::holder_of_uri(&uri))
+    }
+
+    /// A certificate for a 公費 payer (it may register recipients for this number only).
+    pub fn issue_payer(&self, number: &PublicPayerNumber, name: &str, days: u32) -> Result<IssuedPem, PkiError> {
+        let uri = format!("{PAYER_URI}{}", number.as_str());
+        let params = self.client_params(uri.clone(), name)?;
+        self.issue(params, days, &Path::new("payers").join(number.as_str()), revocation::holder_of_uri(&uri))
     }
 
     /// A certificate for an insurer (it may upload events for this number only).

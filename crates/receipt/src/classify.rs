@@ -650,6 +650,7 @@ mod tests {
             answered_at: String::new(),
             replica_as_of: None,
             document: None,
+            subsidies: Vec::new(),
         })
     }
 

@@ -17,6 +17,7 @@ pub mod medical;
 mod names;
 pub mod rng;
 mod rules;
+pub mod subsidy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -78,6 +79,11 @@ pub struct SynthSummary {
     /// Medical-information records written to [`MEDICAL_FILE`].
     #[serde(default)]
     pub medical_records: u64,
+    /// 公費 payers' events, and the files they are in ([`subsidy::SUBSIDY_FILE`]).
+    #[serde(default)]
+    pub subsidy_events: u64,
+    #[serde(default)]
+    pub subsidy_files: Vec<String>,
 }
 
 /// Where the medical information goes, under the output directory.
@@ -1094,7 +1100,42 @@ impl Generator {
         Ok(people.len() as u64)
     }
 
+    /// The 公費 payers' recipients, among the persons the register will know by today (their
+    /// birth date is what a by-numbers question is checked against), in a fixed order.
+    fn subsidies(&mut self, out: &Path) -> Result<(), SynthError> {
+        let mut events = Writer::create(out.join(subsidy::SUBSIDY_FILE))?;
+        let mut truth = Writer::create(out.join(subsidy::SUBSIDY_TRUTH_FILE))?;
+        let mut known: Vec<(String, Date)> = self
+            .coverages_of
+            .iter()
+            .filter_map(|(reference, held)| held.first().and_then(|key| self.timeline.get(key)).map(|c| (reference.clone(), c.birth)))
+            .collect();
+        known.sort();
+        let mut payers = subsidy::Payers::new();
+        for (reference, birth) in &known {
+            let prefecture = 1 + self.rng.below(47) as u8;
+            let resident = subsidy::Resident { reference, birth: *birth, prefecture };
+            let outcome = payers.person(&mut self.rng, &resident, self.today);
+            for event in &outcome.events {
+                events.line(event)?;
+                self.summary.subsidy_events += 1;
+            }
+            for case in outcome.cases {
+                let count = self.summary.cases_by_category.entry(case.category.clone()).or_default();
+                if *count < CASES_PER_CATEGORY_MAX {
+                    *count += 1;
+                    self.summary.truth_cases += 1;
+                    truth.line(&case)?;
+                }
+            }
+        }
+        events.finish()?;
+        truth.finish()
+    }
+
     fn finish(mut self, out: &Path) -> Result<SynthSummary, SynthError> {
+        self.subsidies(out)?;
+        self.summary.subsidy_files = vec![subsidy::SUBSIDY_FILE.to_string()];
         for (_, writer) in std::mem::take(&mut self.files) {
             writer.finish()?;
         }
@@ -1195,6 +1236,16 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
 }
 
 /// Reads the ground truth written by [`generate`].
+/// Reads the by-numbers 公費 ground truth ([`subsidy::SUBSIDY_TRUTH_FILE`]).
+pub fn read_subsidy_truth(path: &Path) -> Result<Vec<subsidy::SubsidyCase>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1)))
+        .collect()
+}
+
 pub fn read_truth(path: &Path) -> Result<Vec<TruthCase>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     text.lines()

@@ -76,6 +76,7 @@ impl World {
             card: onshi_center::card::CardPath::new(register.clone(), Some(&root.join("jpki"))).unwrap(),
             audit: onshi_center::audit::AuditSink::start(audit),
             medical: register.clone(),
+            subsidies: register.clone(),
             register,
             lags: Default::default(),
             metrics: Default::default(),

@@ -1,0 +1,234 @@
+//! 公費 and local subsidies (医療費助成): a payer's uploads, and what a clinic is told.
+//!
+//! What a clinic may see, and when, is decided here once:
+//! - on the card path, the certificates valid on the date of care, when the patient said yes at
+//!   the reader (「医療費助成の各種受給者証を利用しますか」) in the signed consent;
+//! - by the numbers printed on a 受給者証 with the patient's birth date, as the number path asks
+//!   for coverage: a wrong birth date is answered exactly as a number never registered, so the
+//!   numbers alone do not reveal who holds them;
+//! - a certificate its payer marked `withheld` (DV and abuse cases) is never shown on either
+//!   path, and its absence looks like any other.
+
+use std::io::BufRead;
+
+use onshi_api::events::{ImportReport, REJECTED_LISTED_MAX, RejectedLine};
+use onshi_api::subsidy::{Subsidy, SubsidyAnswer, SubsidyEvent, VerifySubsidyRequest, state};
+use onshi_api::verify::CodeLabel;
+use onshi_domain::ids::{InstitutionCode, PublicPayerNumber, RecipientNumber};
+use onshi_domain::{Date, Timestamp};
+use onshi_store::Register;
+use onshi_store::medical::MedicalStore;
+use onshi_store::model::ApplyOutcome;
+use onshi_store::subsidy::{SubsidyEventRecord, SubsidyRow, SubsidyStore};
+
+use crate::errors::{self, CenterError};
+use crate::import::{LINE_BYTES_MAX, read_line_bounded};
+use crate::validate::subsidy_event;
+
+/// Events applied per transaction in a payer's upload.
+const SUBSIDY_BATCH_EVENTS: usize = 10_000;
+
+/// The programme a 法別番号 names, for the label staff read. 地方単独 numbers are assigned by
+/// each prefecture (commonly in the 80s and 90s), so they are labelled as local subsidies.
+pub fn law_label(law: &str) -> &'static str {
+    match law {
+        "10" => "感染症（結核患者の適正医療）",
+        "11" => "感染症（結核患者の入院）",
+        "12" => "生活保護（医療扶助）",
+        "15" => "自立支援医療（更生医療）",
+        "16" => "自立支援医療（育成医療）",
+        "17" => "児童福祉法（療育の給付）",
+        "19" => "原爆被爆者（認定疾病）",
+        "21" => "自立支援医療（精神通院医療）",
+        "22" => "精神保健福祉法（措置入院）",
+        "51" => "特定疾患治療研究事業",
+        "52" => "小児慢性特定疾病医療支援",
+        "53" => "児童福祉施設措置医療",
+        "54" => "難病医療（指定難病）",
+        "79" => "障害者総合支援法（療養介護医療）",
+        l if l.starts_with('8') || l.starts_with('9') => "地方単独医療費助成",
+        _ => "公費負担医療",
+    }
+}
+
+fn shown(row: &SubsidyRow, institution: &InstitutionCode) -> Subsidy {
+    let law = row.payer.as_str()[..2].to_string();
+    Subsidy {
+        payer_number: row.payer.as_str().to_string(),
+        recipient_number: row.recipient.as_str().to_string(),
+        law: CodeLabel { label: law_label(&law).to_string(), code: law },
+        name: row.terms.name.clone(),
+        valid_from: row.valid_from.to_string(),
+        valid_to: row.terms.valid_to.map(|d| d.to_string()),
+        self_pay_cap_yen: row.terms.self_pay_cap_yen,
+        income_segment: row.terms.income_segment.clone(),
+        designated: (!row.terms.designated_institutions.is_empty())
+            .then(|| row.terms.designated_institutions.iter().any(|c| c == institution.as_str())),
+    }
+}
+
+/// The certificates of a person a clinic may see on `on`: valid that day and not withheld.
+pub fn shown_on(rows: &[SubsidyRow], institution: &InstitutionCode, on: Date) -> Vec<Subsidy> {
+    rows.iter().filter(|r| !r.terms.withheld && r.covers(on)).map(|r| shown(r, institution)).collect()
+}
+
+/// A checked by-numbers question.
+#[derive(Clone, Debug)]
+pub struct SubsidyQuery {
+    pub payer: PublicPayerNumber,
+    pub recipient: RecipientNumber,
+    pub birth_date: Date,
+    pub date_of_care: Date,
+}
+
+pub fn parse_query(request: &VerifySubsidyRequest) -> Result<SubsidyQuery, CenterError> {
+    let field = |name: &'static str| move |e: onshi_domain::FieldError| errors::invalid_field(name, &e);
+    Ok(SubsidyQuery {
+        payer: PublicPayerNumber::parse(&request.payer_number).map_err(field("payer_number"))?,
+        recipient: RecipientNumber::parse(&request.recipient_number).map_err(field("recipient_number"))?,
+        birth_date: Date::parse_yyyymmdd(&request.birth_date).map_err(field("birth_date"))?,
+        date_of_care: Date::parse_yyyymmdd(&request.date_of_care).map_err(field("date_of_care"))?,
+    })
+}
+
+fn reception(state: &str) -> &'static str {
+    match state {
+        state::VALID => "受給者証は診療日に有効です。自己負担上限額と指定医療機関を確認してください。",
+        state::NOT_VALID_ON_DATE => {
+            "受給者証は登録されていますが、診療日には有効ではありません。有効期間を患者さんの受給者証で確認してください。"
+        }
+        state::NOT_REGISTERED => {
+            "この番号と生年月日の受給者証は登録されていません。受給者証の番号と生年月日を確認し、記載どおりなら実施機関（自治体）に問い合わせてください。"
+        }
+        _ => "この実施機関は受給者情報を登録していません。紙の受給者証で確認してください（有効・無効のどちらとも言えません）。",
+    }
+}
+
+/// The answer by numbers, and the person it was about (for the audit log) when one was found.
+pub fn verify_subsidy(
+    subsidies: &dyn SubsidyStore,
+    persons: &dyn MedicalStore,
+    register: &dyn Register,
+    query: &SubsidyQuery,
+    institution: &InstitutionCode,
+    now: Timestamp,
+) -> Result<(SubsidyAnswer, Option<i64>), CenterError> {
+    let store = |e: onshi_store::StoreError| errors::register_unavailable(e.to_string());
+    let answer = |state: &str, subsidy: Option<Subsidy>| SubsidyAnswer {
+        state: state.to_string(),
+        reception_ja: reception(state).to_string(),
+        subsidy,
+        date_of_care: query.date_of_care.to_string(),
+        answered_at: now.to_string(),
+    };
+    let rows: Vec<SubsidyRow> = subsidies
+        .subsidies_of_recipient(&query.payer, &query.recipient)
+        .map_err(store)?
+        .into_iter()
+        .filter(|r| !r.terms.withheld)
+        .collect();
+    if rows.is_empty() {
+        let connected = subsidies.payer_registers(&query.payer).map_err(store)?;
+        return Ok((answer(if connected { state::NOT_REGISTERED } else { state::PAYER_NOT_CONNECTED }, None), None));
+    }
+    // The birth date must be the holder's, as the register's coverages record it: without it,
+    // the numbers printed on someone else's certificate would open it.
+    let person = persons.person_id(&rows[0].person_ref).map_err(store)?;
+    let born_so = match person {
+        Some(id) => register.person_view(id).map_err(store)?.iter().any(|v| v.coverage.holder.birth_date == query.birth_date),
+        None => false,
+    };
+    if !born_so {
+        return Ok((answer(state::NOT_REGISTERED, None), None));
+    }
+    let on = query.date_of_care;
+    Ok(match rows.iter().find(|r| r.covers(on)) {
+        Some(row) => (answer(state::VALID, Some(shown(row, institution))), person),
+        None => {
+            // The nearest period: the latest that began before the date, else the first.
+            let nearest = rows.iter().rev().find(|r| r.valid_from <= on).or(rows.first()).expect("rows is not empty");
+            (answer(state::NOT_VALID_ON_DATE, Some(shown(nearest, institution))), person)
+        }
+    })
+}
+
+/// Imports a payer's JSON Lines: each line checked (a line for another payer than `only_payer`
+/// is refused), applied in transactions of bounded size, refusals reported by line.
+pub fn import_subsidy_jsonl(
+    subsidies: &dyn SubsidyStore,
+    mut input: impl BufRead,
+    only_payer: Option<&PublicPayerNumber>,
+    registered_at: Timestamp,
+) -> Result<ImportReport, crate::import::ImportError> {
+    let mut report = ImportReport::default();
+    let mut pending: Vec<(u64, SubsidyEventRecord)> = Vec::new();
+    fn refuse(report: &mut ImportReport, line: u64, event_id: Option<String>, field: &str, reason: String) {
+        report.rejected_total += 1;
+        if report.rejected.len() < REJECTED_LISTED_MAX {
+            report.rejected.push(RejectedLine { line, event_id, field: field.to_string(), reason });
+        }
+    }
+    let flush = |report: &mut ImportReport, pending: &mut Vec<(u64, SubsidyEventRecord)>| -> Result<(), crate::import::ImportError> {
+        let events: Vec<SubsidyEventRecord> = pending.iter().map(|(_, e)| e.clone()).collect();
+        let outcomes = subsidies.apply_subsidy_events(&events, registered_at)?;
+        for ((line, event), outcome) in pending.drain(..).zip(outcomes) {
+            match outcome {
+                ApplyOutcome::Applied => report.applied += 1,
+                ApplyOutcome::AlreadyApplied => report.already_applied += 1,
+                ApplyOutcome::Rejected { field, reason } => refuse(report, line, Some(event.event_id), field, reason),
+            }
+        }
+        Ok(())
+    };
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        let read = read_line_bounded(&mut input, &mut line, LINE_BYTES_MAX)
+            .map_err(|source| crate::import::ImportError::Read { line: number, source })?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        report.lines += 1;
+        if line.len() > LINE_BYTES_MAX {
+            refuse(&mut report, number, None, "line", format!("is longer than {LINE_BYTES_MAX} bytes"));
+            continue;
+        }
+        let parsed: SubsidyEvent = match serde_json::from_slice(&line) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                // serde may quote a value; only the position and the kind of problem are kept.
+                let reason = if e.to_string().contains("unknown field") {
+                    "holds a field that is not part of a payer event (a My Number is never accepted)".to_string()
+                } else {
+                    format!("is not a valid payer event (column {}: {:?})", e.column(), e.classify())
+                };
+                refuse(&mut report, number, None, "line", reason);
+                continue;
+            }
+        };
+        match subsidy_event(&parsed) {
+            Ok(event) if only_payer.is_some_and(|p| *p != event.payer) => {
+                let certified = only_payer.map(|p| p.as_str().to_string()).unwrap_or_default();
+                refuse(
+                    &mut report,
+                    number,
+                    Some(event.event_id),
+                    "payer_number",
+                    format!("is not {certified}, the payer named by your certificate"),
+                );
+            }
+            Ok(event) => pending.push((number, event)),
+            Err(refusal) => refuse(&mut report, number, Some(parsed.event_id.chars().take(64).collect()), &refusal.field, refusal.reason),
+        }
+        if pending.len() >= SUBSIDY_BATCH_EVENTS {
+            flush(&mut report, &mut pending)?;
+        }
+    }
+    flush(&mut report, &mut pending)?;
+    report.rejected.sort_by_key(|r| r.line);
+    Ok(report)
+}

@@ -1,0 +1,203 @@
+//! 公費 payers' recipients for the synthetic world, with their ground truth.
+//!
+//! Who gets what (written out here, not derived from the center):
+//! - a child under 15 gets the city's 子ども医療費助成 (地方単独, 法別 88) two times in five; only
+//!   the pilot prefectures (codes 1–23) register their recipients with the center, the others
+//!   hand out paper only;
+//! - one person of 15 or over in fifty gets a 指定難病 certificate (法別 54) from the prefecture;
+//! - of those, one in twenty is withheld (DV), one in twenty ended thirty days before today, one
+//!   in twenty had its monthly cap lowered sixty days before today.
+//!
+//! The truth asks the by-numbers question on today (the world's date of care) and expects, from
+//! this timeline alone: `valid` with the cap in force, `not_valid_on_date` for an ended one,
+//! `not_registered` for a withheld one and for a wrong birth date, and `payer_not_connected` for
+//! a programme that registers nothing.
+
+use onshi_api::subsidy::{SubsidyCertificate, SubsidyEvent, SubsidyEventKind, VerifySubsidyRequest, state};
+use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
+use onshi_domain::{Date, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// Where the payers' events go, under the output directory.
+pub const SUBSIDY_FILE: &str = "subsidies/subsidies.jsonl";
+/// Where the by-numbers ground truth goes.
+pub const SUBSIDY_TRUTH_FILE: &str = "subsidy-truth.jsonl";
+
+/// Prefectures (by code) whose programmes register recipients with the center.
+const PILOT_PREFECTURES: u8 = 23;
+
+/// One by-numbers question and what its answer must say.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubsidyCase {
+    pub case: String,
+    pub category: String,
+    pub request: VerifySubsidyRequest,
+    /// `valid`, `not_valid_on_date`, `not_registered` or `payer_not_connected`.
+    pub state: String,
+    /// The monthly cap in force on the date of care, for a `valid` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_pay_cap_yen: Option<u32>,
+}
+
+/// Checks an answer against a case: the state, and for a valid certificate its numbers and cap.
+pub fn check_subsidy(answer: &onshi_api::subsidy::SubsidyAnswer, case: &SubsidyCase) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if answer.state != case.state {
+        problems.push(format!("state {} (expected {})", answer.state, case.state));
+    }
+    let shown = answer.subsidy.as_ref();
+    match case.state.as_str() {
+        state::VALID => match shown {
+            Some(s) => {
+                if s.recipient_number != case.request.recipient_number || s.payer_number != case.request.payer_number {
+                    problems.push(format!("numbers {}/{} (expected the ones asked)", s.payer_number, s.recipient_number));
+                }
+                if s.self_pay_cap_yen != case.self_pay_cap_yen {
+                    problems.push(format!("cap {:?} (expected {:?})", s.self_pay_cap_yen, case.self_pay_cap_yen));
+                }
+            }
+            None => problems.push("no certificate shown".into()),
+        },
+        // Nothing may be shown of a withheld certificate, a wrong birth date or an unknown payer.
+        state::NOT_REGISTERED | state::PAYER_NOT_CONNECTED if shown.is_some() => problems.push("a certificate was shown".into()),
+        _ => {}
+    }
+    if problems.is_empty() { Ok(()) } else { Err(format!("{}: {}", case.case, problems.join("; "))) }
+}
+
+/// A person the world knows: reference, birth date, and the prefecture they live in.
+pub(crate) struct Resident<'a> {
+    pub reference: &'a str,
+    pub birth: Date,
+    pub prefecture: u8,
+}
+
+/// What one person's certificates came to.
+pub(crate) struct Outcome {
+    pub events: Vec<SubsidyEvent>,
+    pub cases: Vec<SubsidyCase>,
+}
+
+pub(crate) struct Payers {
+    next_recipient: std::collections::HashMap<String, u32>,
+    next_event: u64,
+    next_case: u64,
+}
+
+fn d(y: u16, m: u8, day: u8) -> Date {
+    Date::new(y, m, day).expect("generator dates are valid")
+}
+
+impl Payers {
+    pub(crate) fn new() -> Payers {
+        Payers { next_recipient: Default::default(), next_event: 1, next_case: 1 }
+    }
+
+    fn recipient(&mut self, payer: &PublicPayerNumber) -> RecipientNumber {
+        let next = self.next_recipient.entry(payer.as_str().to_string()).or_insert(1);
+        let number = RecipientNumber::with_check_digit(&format!("{:06}", *next)).expect("valid body");
+        *next += 1;
+        number
+    }
+
+    fn event(
+        &mut self,
+        kind: SubsidyEventKind,
+        payer: &PublicPayerNumber,
+        recipient: &RecipientNumber,
+        who: &Resident,
+        on: Date,
+    ) -> SubsidyEvent {
+        let id = self.next_event;
+        self.next_event += 1;
+        SubsidyEvent {
+            event_id: format!("sub{id:09}"),
+            kind,
+            payer_number: payer.as_str().to_string(),
+            recipient_number: recipient.as_str().to_string(),
+            person_ref: who.reference.to_string(),
+            occurred_on: on.to_string(),
+            // Registered on its first day, at ten in the morning.
+            notified_at: Timestamp::from_jst_seconds(Timestamp::at_start_of(on).jst_seconds() + 10 * 3600).to_string(),
+            certificate: None,
+        }
+    }
+
+    fn case(&mut self, category: &str, request: VerifySubsidyRequest, state: &str, cap: Option<u32>) -> SubsidyCase {
+        let id = self.next_case;
+        self.next_case += 1;
+        SubsidyCase { case: format!("s{id:07}"), category: category.into(), request, state: state.into(), self_pay_cap_yen: cap }
+    }
+
+    /// The certificates of one person, their events and the questions to ask about them.
+    pub(crate) fn person(&mut self, rng: &mut Rng, who: &Resident, today: Date) -> Outcome {
+        let mut out = Outcome { events: Vec::new(), cases: Vec::new() };
+        let age = who.birth.age_on(today);
+        let fiscal_start = if today.month() >= 4 { d(today.year(), 4, 1) } else { d(today.year() - 1, 4, 1) };
+        let ask = |payer: &PublicPayerNumber, recipient: &RecipientNumber, birth: Date| VerifySubsidyRequest {
+            institution_code: None,
+            payer_number: payer.as_str().to_string(),
+            recipient_number: recipient.as_str().to_string(),
+            birth_date: birth.to_string(),
+            date_of_care: today.to_string(),
+        };
+        let (payer, name, from, to, caps): (PublicPayerNumber, &str, Date, Date, &[u32]) = if age < 15 {
+            if rng.below(5) >= 2 {
+                return out;
+            }
+            let payer = PublicPayerNumber::with_check_digit(&format!("88{:02}001", who.prefecture)).expect("valid body");
+            (payer, "子ども医療費受給者証", fiscal_start.max(who.birth), d(fiscal_start.year() + 1, 3, 31), &[0, 200, 500])
+        } else {
+            if rng.below(50) != 0 {
+                return out;
+            }
+            let payer = PublicPayerNumber::with_check_digit(&format!("54{:02}001", who.prefecture)).expect("valid body");
+            let from = d(today.year(), 1, 1);
+            (payer, "特定医療費（指定難病）受給者証", from, d(today.year(), 12, 31), &[2_500, 5_000, 10_000, 20_000])
+        };
+        let recipient = self.recipient(&payer);
+        if who.prefecture > PILOT_PREFECTURES {
+            // Paper only: nothing registered, and the answer must say the register cannot tell.
+            out.cases.push(self.case("subsidy_payer_not_connected", ask(&payer, &recipient, who.birth), state::PAYER_NOT_CONNECTED, None));
+            return out;
+        }
+        let cap = *rng.pick(caps);
+        let variant = rng.below(20);
+        let mut grant = self.event(SubsidyEventKind::Grant, &payer, &recipient, who, from);
+        grant.certificate = Some(SubsidyCertificate {
+            name: name.into(),
+            valid_to: Some(to.to_string()),
+            self_pay_cap_yen: Some(cap),
+            income_segment: (age >= 15).then(|| "一般所得Ⅰ".to_string()),
+            designated_institutions: Vec::new(),
+            withheld: variant == 0,
+        });
+        out.events.push(grant.clone());
+        let (category, expected, cap_then) = match variant {
+            0 => ("subsidy_withheld", state::NOT_REGISTERED, None),
+            1 if today.add_days(-30) > from => {
+                out.events.push(self.event(SubsidyEventKind::End, &payer, &recipient, who, today.add_days(-30)));
+                ("subsidy_ended", state::NOT_VALID_ON_DATE, None)
+            }
+            2 if today.add_days(-60) > from => {
+                let lowered = cap / 2;
+                let mut change = self.event(SubsidyEventKind::Grant, &payer, &recipient, who, today.add_days(-60));
+                let mut certificate = grant.certificate.clone().expect("set above");
+                certificate.self_pay_cap_yen = Some(lowered);
+                change.certificate = Some(certificate);
+                out.events.push(change);
+                ("subsidy_cap_changed", state::VALID, Some(lowered))
+            }
+            _ => ("subsidy_valid", state::VALID, Some(cap)),
+        };
+        out.cases.push(self.case(category, ask(&payer, &recipient, who.birth), expected, cap_then));
+        if variant == 3 {
+            // The same numbers with another birth date: nothing shown, as if never registered.
+            let other = if who.birth.day() < 28 { who.birth.add_days(1) } else { who.birth.add_days(-1) };
+            out.cases.push(self.case("subsidy_wrong_birth_date", ask(&payer, &recipient, other), state::NOT_REGISTERED, None));
+        }
+        out
+    }
+}
