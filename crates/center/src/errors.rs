@@ -39,6 +39,12 @@ pub fn invalid_field(field: &str, problem: &FieldError) -> CenterError {
         "branch" => ("INVALID_BRANCH", "枝番が正しくありません。保険証の枝番（2桁の数字）を確かめて入力し直してください。"),
         "birth_date" => ("INVALID_BIRTH_DATE", "生年月日が正しくありません。西暦8桁（例: 19800401）で入力し直してください。"),
         "date_of_care" => ("INVALID_DATE_OF_CARE", "診療日が正しくありません。西暦8桁で入力し直してください。"),
+        "payer_number" => {
+            ("INVALID_PAYER_NUMBER", "公費負担者番号が正しくありません。受給者証の公費負担者番号（8桁）を確かめて入力し直してください。")
+        }
+        "recipient_number" => {
+            ("INVALID_RECIPIENT_NUMBER", "公費受給者番号が正しくありません。受給者証の受給者番号（7桁）を確かめて入力し直してください。")
+        }
         "institution_code" => {
             ("INVALID_INSTITUTION_CODE", "医療機関コードの設定が正しくありません。レセコンの設定を業者に確認してください。")
         }

@@ -225,8 +225,9 @@ impl Applier<'_> {
     }
 }
 
-/// Turns a serde_json error into (field, reason) that a person at an insurer can act on.
-fn describe_json_error(error: &serde_json::Error) -> (String, String) {
+/// Turns a serde_json error into (field, reason) that a person at an insurer or a payer can act
+/// on, without echoing a value.
+pub(crate) fn describe_json_error(error: &serde_json::Error) -> (String, String) {
     let message = error.to_string();
     let quoted = |prefix: &str| -> Option<String> {
         let start = message.find(prefix)? + prefix.len();
@@ -237,7 +238,7 @@ fn describe_json_error(error: &serde_json::Error) -> (String, String) {
         return (field, "is missing".into());
     }
     if let Some(field) = quoted("unknown field `") {
-        return (field, "is not a field of an insurer event (check the spelling; a My Number is never accepted)".into());
+        return (field, "is not a field of this event (check the spelling; a My Number is never accepted)".into());
     }
     // serde quotes the offending value ("invalid type: string \"19800101\", expected …"); it
     // may be a birth date or a name, so only what was expected is reported.

@@ -200,13 +200,8 @@ pub fn import_subsidy_jsonl(
         let parsed: SubsidyEvent = match serde_json::from_slice(&line) {
             Ok(parsed) => parsed,
             Err(e) => {
-                // serde may quote a value; only the position and the kind of problem are kept.
-                let reason = if e.to_string().contains("unknown field") {
-                    "holds a field that is not part of a payer event (a My Number is never accepted)".to_string()
-                } else {
-                    format!("is not a valid payer event (column {}: {:?})", e.column(), e.classify())
-                };
-                refuse(&mut report, number, None, "line", reason);
+                let (field, reason) = crate::import::describe_json_error(&e);
+                refuse(&mut report, number, None, &field, reason);
                 continue;
             }
         };

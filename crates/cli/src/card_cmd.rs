@@ -93,7 +93,8 @@ pub enum CardCommand {
         visual: bool,
         #[arg(long)]
         facility_password: Option<String>,
-        /// Consents chosen on the reader: drug, checkup, diagnosis, limit, specific_disease.
+        /// Consents chosen on the reader: drug, checkup, diagnosis, limit, specific_disease, and
+        /// subsidy (「医療費助成の各種受給者証を利用しますか」: yes).
         #[arg(long, value_delimiter = ',')]
         consent: Vec<String>,
         /// 診療日 YYYYMMDD (today when absent).
@@ -207,7 +208,8 @@ fn consent_choice(scopes: &[String]) -> anyhow::Result<ConsentChoice> {
             "diagnosis" => choice.diagnosis = true,
             "limit" => choice.limit = true,
             "specific_disease" => choice.specific_disease = true,
-            other => anyhow::bail!("--consent {other:?}: the scopes are drug, checkup, diagnosis, limit, specific_disease"),
+            "subsidy" => choice.subsidy = true,
+            other => anyhow::bail!("--consent {other:?}: the scopes are drug, checkup, diagnosis, limit, specific_disease, subsidy"),
         }
     }
     Ok(choice)
@@ -224,6 +226,9 @@ fn print_answer(answer: &CardAnswer) {
     }
     if let Some(certificate) = &answer.certificate {
         println!("  {}", certificate.reception_ja);
+    }
+    for subsidy in &a.subsidies {
+        println!("  {}", onshi_gateway::check::subsidy_sentence(subsidy).trim_start_matches('。'));
     }
     let c = &answer.consents;
     for (label, state) in [

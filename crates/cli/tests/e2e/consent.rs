@@ -22,6 +22,9 @@ struct World {
 }
 
 const PERSON: &str = "consent-person-1";
+/// 法別 54 (指定難病), 東京都 (13), and a recipient number, each with its check digit.
+const NANBYO_PAYER: &str = "54136015";
+const NANBYO_RECIPIENT: &str = "0000026";
 
 impl World {
     fn new() -> World {
@@ -56,6 +59,20 @@ impl World {
             .unwrap();
         assert_eq!(imported.status.code(), Some(3), "the unknown person's line is refused, the rest added");
         assert!(String::from_utf8_lossy(&imported.stderr).contains("3 added, 0 already present, 1 refused"));
+        // Two 受給者証 from two payers: a 指定難病 one the clinic may see, and a 自立支援 one its
+        // payer withheld (DV): never shown.
+        let grant = |id: &str, payer: &str, recipient: &str, name: &str, withheld: bool| {
+            json!({"event_id": id, "kind": "grant", "payer_number": payer, "recipient_number": recipient, "person_ref": PERSON,
+                   "occurred_on": "20260101", "notified_at": "20260105100000",
+                   "certificate": {"name": name, "valid_to": "20301231", "self_pay_cap_yen": 10000,
+                                   "designated_institutions": [CLINIC], "withheld": withheld}})
+        };
+        let lines = [
+            grant("s1", NANBYO_PAYER, NANBYO_RECIPIENT, "特定医療費（指定難病）受給者証", false),
+            grant("s2", "21136015", "0000018", "自立支援医療受給者証（精神通院）", true),
+        ];
+        std::fs::write(root.join("subsidies.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        run_ok(onshi().args(["center", "import-subsidies", "--db"]).arg(root.join("center.sqlite")).arg(root.join("subsidies.jsonl")));
 
         run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(root.join("pki")));
         for code in [CLINIC, OTHER_CLINIC] {
@@ -278,4 +295,29 @@ fn a_card_revocation_list_past_its_next_update_trusts_no_card_until_a_new_one_is
     assert!(String::from_utf8_lossy(&stale.stderr).contains("stale"), "{}", String::from_utf8_lossy(&stale.stderr));
     run_ok(onshi().args(["jpki", "crl", "--days", "5", "--dir"]).arg(world.path("jpki")));
     assert_eq!(world.verify("")["validity"]["code"], "1", "a current list is taken without a restart");
+}
+
+/// 「医療費助成の各種受給者証を利用しますか」 through the real server: no answer shows a 受給者証
+/// unless the patient said yes in the signed consent; a yes shows the one the clinic may use and
+/// never the one its payer withheld; the yes is not kept for the next check; and a yes added to
+/// the request after the card signed is refused as a forged consent.
+#[test]
+fn a_subsidy_is_shown_only_when_the_patient_says_yes_at_the_reader() {
+    let world = World::new();
+    let _keep = &world.runtime;
+    let shown = |answer: &serde_json::Value| -> Vec<String> {
+        answer["subsidies"]
+            .as_array()
+            .map(|list| list.iter().map(|s| s["recipient_number"].as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    assert!(shown(&world.verify("")).is_empty(), "no yes at the reader: nothing shown");
+    let yes = world.verify("subsidy");
+    assert_eq!(shown(&yes), [NANBYO_RECIPIENT], "the one the clinic may see, not the withheld one");
+    let subsidy = &yes["subsidies"][0];
+    assert_eq!(subsidy["payer_number"], NANBYO_PAYER);
+    assert_eq!(subsidy["law"]["code"], "54");
+    assert_eq!(subsidy["self_pay_cap_yen"], 10000);
+    assert_eq!(subsidy["designated"], true, "this clinic is the designated one");
+    assert!(shown(&world.verify("drug")).is_empty(), "a yes is for that check only");
 }

@@ -19,4 +19,5 @@ mod receipt;
 mod replicas;
 mod revocation;
 mod server;
+mod subsidy;
 mod trust;

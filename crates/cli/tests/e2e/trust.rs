@@ -316,6 +316,14 @@ fn consent_is_what_the_patient_signed_and_a_visual_check_never_opens_medical_inf
     assert_eq!(refusal(pin), "CARD_SIGNATURE_INVALID");
     assert_eq!(refusal(face), "CARD_SIGNATURE_INVALID");
     refused(&world.drugs(CLINIC), "CONSENT_NOT_GIVEN");
+    // Nor can a clinic add the patient's yes to showing their 受給者証 (公費) after the card signed.
+    let subsidy = world.runtime.block_on(async {
+        let proof = flow::prove_verify(&client, &mut reader, How::Pin(PIN), &ConsentChoice::default()).await.unwrap();
+        let claimed =
+            VerifyCard { proof, date_of_care: None, consent: ConsentChoice { subsidy: true, ..ConsentChoice::default() }, chosen_at: None };
+        client.post_json::<_, CardAnswer>("/verify/card", &claimed).await
+    });
+    assert_eq!(refusal(subsidy), "CARD_SIGNATURE_INVALID");
 
     // A visual check by staff confirms coverage, never opens medical information.
     refused(&world.verify(&card, &["--visual", "--facility-password", "pass-1", "--consent", "drug"]), "CONSENT_NEEDS_CARD");
