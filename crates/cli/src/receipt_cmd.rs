@@ -176,6 +176,7 @@ pub(crate) async fn assess_all(
         .collect();
     let mut without_branch = ask(client, institution.as_deref(), retry, "re-asking").await?;
     let mut by_attributes = ask_by_attributes(client, institution.as_deref(), file).await?;
+    let mut subsidies = ask_subsidies(client, institution.as_deref(), file).await?;
     Ok(file
         .claims
         .iter()
@@ -185,6 +186,7 @@ pub(crate) async fn assess_all(
                 with_numbers: std::mem::take(&mut with_numbers[i]),
                 without_branch: std::mem::take(&mut without_branch[i]),
                 by_attributes: std::mem::take(&mut by_attributes[i]),
+                subsidies: std::mem::take(&mut subsidies[i]),
                 // The declaration recorded for a 不詳 claim's patient (newest first).
                 declaration: claim.insurance.as_ref().filter(|h| h.unknown).and_then(|_| {
                     let reading = onshi_domain::kana::reading(&claim.name_kana);
@@ -216,6 +218,39 @@ async fn ask_by_attributes(client: &CenterClient, institution: Option<&str>, fil
         for mut request in requests {
             request.institution_code = institution.map(str::to_string);
             let reply = match client.verify_attributes(&request).await {
+                Ok(answer) => Ok(answer),
+                Err(ClientError::Refused { body, .. }) => Err(body.error),
+                Err(other) => return Err(explain(other)),
+            };
+            replies[claim].push(reply);
+            done += 1;
+            progress.set(done);
+        }
+    }
+    progress.finish();
+    Ok(replies)
+}
+
+/// Asks about every claim's 公費 (KO lines) by their numbers and the patient's birth date, one
+/// question at a time. A refusal of one question is that line's reply; a failure to reach the
+/// center stops the check.
+async fn ask_subsidies(
+    client: &CenterClient,
+    institution: Option<&str>,
+    file: &UkeFile,
+) -> anyhow::Result<Vec<Vec<Result<onshi_api::subsidy::SubsidyAnswer, onshi_api::verify::ApiError>>>> {
+    let asked: Vec<Vec<onshi_api::subsidy::VerifySubsidyRequest>> = file.claims.iter().map(classify::subsidy_requests).collect();
+    let total: usize = asked.iter().map(Vec::len).sum();
+    let mut replies = vec![Vec::new(); file.claims.len()];
+    if total == 0 {
+        return Ok(replies);
+    }
+    let mut progress = Progress::new("checking 公費", "questions", Some(total as u64));
+    let mut done = 0;
+    for (claim, requests) in asked.into_iter().enumerate() {
+        for mut request in requests {
+            request.institution_code = institution.map(str::to_string);
+            let reply = match client.verify_subsidy(&request).await {
                 Ok(answer) => Ok(answer),
                 Err(ClientError::Refused { body, .. }) => Err(body.error),
                 Err(other) => return Err(explain(other)),

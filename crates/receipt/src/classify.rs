@@ -6,6 +6,7 @@
 //! days, so the ends decide the whole span). When a recorded 枝番 finds nothing, the caller asks
 //! once more without it to tell a wrong 枝番 from a missing coverage.
 
+use onshi_api::subsidy::{SubsidyAnswer, VerifySubsidyRequest, state as subsidy_state};
 use onshi_api::verify::{ApiError, Coverage, VerifyAnswer, VerifyAttributesRequest, VerifyNumberRequest};
 use onshi_domain::Date;
 use onshi_domain::date::japanese_text as date_ja;
@@ -102,6 +103,8 @@ pub struct Replies {
     /// For a claim billed as 不詳: the 摘要 of the 被保険者資格申立書 the clinic's gateway
     /// recorded for this patient (same カナ氏名 and birth date), when it was given one.
     pub declaration: Option<String>,
+    /// The answers about the claim's KO lines, in the order of [`subsidy_requests`].
+    pub subsidies: Vec<Result<SubsidyAnswer, ApiError>>,
 }
 
 /// Default days an insurer may take to register a coverage (employer → insurer → register,
@@ -163,6 +166,92 @@ pub fn attribute_requests(claim: &Claim) -> Option<Vec<VerifyAttributesRequest>>
         asked.push(request(last));
     }
     Some(asked)
+}
+
+/// The questions about a claim's 公費 (KO lines): each readable 公費負担者番号 and 受給者番号 with
+/// the patient's birth date, on the first and, when it differs, the last day of care, in KO
+/// order. Empty when the claim has none or lacks the birth date.
+pub fn subsidy_requests(claim: &Claim) -> Vec<VerifySubsidyRequest> {
+    let (Some(birth_date), Some((first, last))) = (claim.birth_date, claim.care_span()) else { return Vec::new() };
+    let mut asked = Vec::new();
+    for public in &claim.public_expenses {
+        let (Ok(payer), Some(Ok(recipient))) = (&public.payer, &public.recipient) else { continue };
+        for day in if first == last { vec![first] } else { vec![first, last] } {
+            asked.push(VerifySubsidyRequest {
+                institution_code: None,
+                payer_number: payer.as_str().to_string(),
+                recipient_number: recipient.as_str().to_string(),
+                birth_date: birth_date.yyyymmdd(),
+                date_of_care: day.yyyymmdd(),
+            });
+        }
+    }
+    asked
+}
+
+/// The claim's KO lines against what their payers registered: a certificate not valid on a day
+/// of care, or one that does not name this clinic among its designated institutions, will come
+/// back; a recipient the payer does not have (for this birth date) is to be confirmed first (a
+/// late registration and a certificate the payer withholds look the same, on purpose). A payer that registers
+/// nothing says nothing either way (the paper certificate is all there is). Returns whether
+/// every KO line was confirmed valid on every day asked.
+fn subsidy_findings(claim: &Claim, replies: &[Result<SubsidyAnswer, ApiError>], findings: &mut Vec<Finding>) -> bool {
+    let asked = subsidy_requests(claim);
+    if asked.is_empty() || asked.len() != replies.len() {
+        return false;
+    }
+    let mut all_valid = true;
+    let mut said: Vec<(String, &'static str)> = Vec::new();
+    for (request, reply) in asked.iter().zip(replies) {
+        let numbers = format!("公費負担者番号 {} 受給者番号 {}", request.payer_number, request.recipient_number);
+        let Ok(answer) = reply else {
+            all_valid = false;
+            continue;
+        };
+        if answer.state != subsidy_state::VALID || answer.subsidy.as_ref().is_some_and(|s| s.designated == Some(false)) {
+            all_valid = false;
+        }
+        let found = match answer.state.as_str() {
+            subsidy_state::NOT_REGISTERED => Some((
+                Class::Pending,
+                "PUBLIC_NOT_REGISTERED",
+                format!(
+                    "{numbers} は、この生年月日の方の受給者証として実施機関に登録されていません（登録の遅れ、または実施機関が表示しない受給者証のこともあります）。"
+                ),
+                "受給者証の番号・生年月日・有効期間を原本で確かめ、記載どおりなら実施機関（自治体）に問い合わせてから請求してください。",
+            )),
+            subsidy_state::NOT_VALID_ON_DATE => {
+                let period = answer.subsidy.as_ref().map_or_else(String::new, |s| {
+                    format!(
+                        "（登録されている有効期間 {}〜{}）",
+                        date_ja(&s.valid_from),
+                        s.valid_to.as_deref().map(date_ja).unwrap_or_default()
+                    )
+                });
+                Some((
+                    Class::Bounce,
+                    "PUBLIC_NOT_VALID_ON_DATE",
+                    format!("{numbers} の受給者証は、診療日 {} に有効ではありません{period}。", date_ja(&request.date_of_care)),
+                    "受給者証の有効期間を確かめ、期間外の日は公費なしで請求してください。",
+                ))
+            }
+            subsidy_state::VALID if answer.subsidy.as_ref().is_some_and(|s| s.designated == Some(false)) => Some((
+                Class::Bounce,
+                "PUBLIC_NOT_DESIGNATED",
+                format!("{numbers} の受給者証の指定医療機関に当院が含まれていません。"),
+                "受給者証の指定医療機関を確かめ、実施機関（自治体）に問い合わせてください。",
+            )),
+            _ => None,
+        };
+        // One finding per KO line and kind, not one per day asked.
+        if let Some((class, code, detail, action)) = found
+            && !said.iter().any(|(n, c)| *n == numbers && *c == code)
+        {
+            said.push((numbers, code));
+            findings.push(finding(class, code, detail, action));
+        }
+    }
+    all_valid
 }
 
 /// Whether the recorded 枝番 found nothing, so that asking without it tells more.
@@ -246,7 +335,14 @@ pub fn assess(claim: &Claim, institution: &Institution, replies: &Replies, today
         ));
     }
     public_expense_findings(claim, &mut assessment.findings);
+    let subsidies_confirmed = subsidy_findings(claim, &replies.subsidies, &mut assessment.findings);
     match &claim.insurance {
+        None if subsidies_confirmed => assessment.findings.push(finding(
+            Class::Ok,
+            "PUBLIC_CONFIRMED",
+            "公費単独のレセプトです。受給者証は診療日に有効と実施機関が登録しています。",
+            "このまま請求できます。",
+        )),
         None => assessment.findings.push(finding(
             Class::NotChecked,
             "PUBLIC_ONLY",
@@ -656,12 +752,61 @@ mod tests {
 
     fn judge_one(branch: Option<&str>, with_numbers: Vec<Reply>, without_branch: Vec<Reply>) -> Assessment {
         let file = file(&[("06130488", branch)]);
-        let replies = Replies { with_numbers, without_branch, by_attributes: Vec::new(), declaration: None };
+        let replies = Replies { with_numbers, without_branch, by_attributes: Vec::new(), declaration: None, subsidies: Vec::new() };
         assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
     }
 
     fn codes(assessment: &Assessment) -> Vec<&'static str> {
         assessment.findings.iter().map(|f| f.code).collect()
+    }
+
+    /// A 公費単独 claim's KO line against what its payer registered: confirmed, not registered
+    /// for this birth date, not valid on the day, this clinic not designated, or a payer that
+    /// registers nothing (no finding: nothing is known either way). Expected codes written out.
+    #[test]
+    fn a_claims_public_expense_is_checked_against_what_its_payer_registered() {
+        let payer = onshi_domain::ids::PublicPayerNumber::with_check_digit("5413100").unwrap();
+        let recipient = onshi_domain::ids::RecipientNumber::with_check_digit("123456").unwrap();
+        let text = format!(
+            "IR,1,13,1,1234569,,テスト医院,202111,00,0312345678\r\nRE,1,1122,202110,テスト　太郎,1,19800101,,,,,,,001\r\n\
+             KO,{},{},,2,100\r\nSI,11,1,111000110,,288,2,,,,,,,,,,,1\r\nGO,1,100,99\r\n",
+            payer.as_str(),
+            recipient.as_str()
+        );
+        let file = uke::read(&uke::encode_line(&text, TextEncoding::Cp932).unwrap()).expect("reads");
+        let claim = &file.claims[0];
+        let asked = subsidy_requests(claim);
+        assert!(!asked.is_empty() && asked.iter().all(|r| r.birth_date == "19800101" && r.payer_number == payer.as_str()));
+        let subsidy = |designated: Option<bool>| onshi_api::subsidy::Subsidy {
+            payer_number: payer.as_str().into(),
+            recipient_number: recipient.as_str().into(),
+            law: onshi_api::verify::CodeLabel { code: "54".into(), label: "難病医療（指定難病）".into() },
+            name: "特定医療費（指定難病）受給者証".into(),
+            valid_from: "20210401".into(),
+            valid_to: Some("20220331".into()),
+            self_pay_cap_yen: Some(10_000),
+            income_segment: None,
+            designated,
+        };
+        let judged = |state: &str, shown: Option<onshi_api::subsidy::Subsidy>| {
+            let reply = onshi_api::subsidy::SubsidyAnswer {
+                state: state.into(),
+                reception_ja: String::new(),
+                subsidy: shown,
+                date_of_care: "20211001".into(),
+                answered_at: "20211101090000".into(),
+            };
+            let replies = Replies { subsidies: vec![Ok(reply); asked.len()], ..Replies::default() };
+            let judged = assess(claim, &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap());
+            (judged.class, codes(&judged))
+        };
+        assert_eq!(judged("valid", Some(subsidy(None))), (Class::Ok, vec!["PUBLIC_CONFIRMED"]));
+        assert_eq!(judged("valid", Some(subsidy(Some(false)))), (Class::Bounce, vec!["PUBLIC_NOT_DESIGNATED", "PUBLIC_ONLY"]));
+        // Not registered may be a late registration or a certificate its payer does not show:
+        // confirm before billing, not a certain bounce.
+        assert_eq!(judged("not_registered", None), (Class::Pending, vec!["PUBLIC_NOT_REGISTERED", "PUBLIC_ONLY"]));
+        assert_eq!(judged("not_valid_on_date", Some(subsidy(None))), (Class::Bounce, vec!["PUBLIC_NOT_VALID_ON_DATE", "PUBLIC_ONLY"]));
+        assert_eq!(judged("payer_not_connected", None), (Class::NotChecked, vec!["PUBLIC_ONLY"]));
     }
 
     #[test]
@@ -695,6 +840,7 @@ mod tests {
                 without_branch: vec![],
                 by_attributes: vec![],
                 declaration: None,
+                subsidies: vec![],
             };
             assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
         };

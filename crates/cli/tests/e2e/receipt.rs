@@ -117,10 +117,16 @@ struct Setup {
 
 impl Setup {
     fn new(seed: &Seed) -> Setup {
+        Setup::new_with(seed, |_| {})
+    }
+
+    /// As [`Setup::new`], with `more` done to the register (its path) before the center starts.
+    fn new_with(seed: &Seed, more: impl FnOnce(&Path)) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         std::fs::write(root.join("events.jsonl"), seed.lines.join("\n") + "\n").expect("events");
         run_ok(onshi().args(["center", "import", "--db"]).arg(root.join("center.sqlite")).arg(root.join("events.jsonl")));
+        more(&root.join("center.sqlite"));
         run_ok(onshi().args(["center", "pki", "init", "--dir"]).arg(root.join("pki")));
         run_ok(onshi().args(["center", "pki", "issue-institution", "--code", CLINIC, "--dir"]).arg(root.join("pki")));
         let server = Server::start_at(&root.join("center.sqlite"), &root.join("pki"));
@@ -441,4 +447,68 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
     setup.check_on(&today, &fixed, &["--csv", setup.path("again.csv").to_str().unwrap()]);
     let again = read_verdicts(&std::fs::read_to_string(setup.path("again.csv")).expect("csv"));
     assert_eq!(again["1"].0, "ok", "{:?}", again["1"]);
+}
+
+/// The claims' 公費 (KO lines) against what their payers registered (issue 15, item 1): a
+/// certificate valid in the month passes, also on a 公費単独 claim; one ended before the visit
+/// bounces; a recipient its payer does not have is to be confirmed; a programme that registers
+/// nothing says nothing either way. Expected verdicts written out from the payers' events here.
+#[test]
+fn a_claims_public_expense_is_checked_against_what_its_payer_registered() {
+    const NANBYO: &str = "54136015"; // 法別 54, 東京都, registers its recipients
+    const CHILDREN: &str = "88136015"; // a 地方単独 programme that registers nothing
+    let mut seed = Seed::default();
+    let people =
+        [("k1", "19800101", "11"), ("k2", "19900202", "12"), ("k3", "19750303", "13"), ("k4", "19850404", "14"), ("k5", "20150305", "15")];
+    for (person, birth, number) in people {
+        let h = Holder { person, insurer: PROMPT, symbol: "1", number, branch: "00", birth, relationship: "1" };
+        seed.acquire(&h, "20150401", 0);
+    }
+    let grant = |id: &str, person: &str, recipient: &str, from: &str| {
+        json!({"event_id": id, "kind": "grant", "payer_number": NANBYO, "recipient_number": recipient, "person_ref": person,
+               "occurred_on": from, "notified_at": notified(from, 0),
+               "certificate": {"name": "特定医療費（指定難病）受給者証", "valid_to": "20220331", "self_pay_cap_yen": 5000}})
+        .to_string()
+    };
+    let ended = json!({"event_id": "s4e", "kind": "end", "payer_number": NANBYO, "recipient_number": "0000042", "person_ref": "k4",
+                       "occurred_on": "20211001", "notified_at": notified("20211001", 0)})
+    .to_string();
+    let subsidies = [
+        grant("s1", "k1", "0000018", "20210401"),
+        grant("s2", "k2", "0000026", "20210401"),
+        grant("s4", "k4", "0000042", "20210401"),
+        ended,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("subsidies.jsonl"), subsidies.join("\n") + "\n").unwrap();
+    let setup = Setup::new_with(&seed, |db| {
+        run_ok(onshi().args(["center", "import-subsidies", "--db"]).arg(db).arg(dir.path().join("subsidies.jsonl")));
+    });
+    let re = |n: usize, kind: &str, birth: &str| format!("RE,{n},{kind},202110,試験　患者,1,{birth},,,,,,,{n:08}\r\n");
+    let ho = |number: &str| format!("HO,{PROMPT},１,{number},1,300\r\n");
+    let ko = |payer: &str, recipient: &str| format!("KO,{payer},{recipient},,1,300\r\n");
+    let si = "SN,1,01,,,,00,,\r\nSI,11,1,111000110,,300,1,,,,,1\r\n";
+    let mut text = format!("IR,1,{},{},{},,オンシ医院,202111,00,0312345678\r\n", &CLINIC[..2], &CLINIC[2..3], &CLINIC[3..]);
+    text += &(re(1, "1122", "19800101") + &ho("11") + &ko(NANBYO, "0000018") + si);
+    text += &(re(2, "1212", "19900202") + &ko(NANBYO, "0000026") + "SI,11,1,111000110,,300,1,,,,,1\r\n");
+    text += &(re(3, "1122", "19750303") + &ho("13") + &ko(NANBYO, "0000034") + si);
+    text += &(re(4, "1122", "19850404") + &ho("14") + &ko(NANBYO, "0000042") + si);
+    text += &(re(5, "1122", "20150305") + &ho("15") + &ko(CHILDREN, "0000059") + si);
+    text += "GO,5,1500,99\r\n";
+    let path = setup.path("KOHI.UKE");
+    std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&text).0).expect("write");
+    let csv = setup.path("kohi.csv");
+    let output = setup.check(&path, &["--csv", csv.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let verdicts = read_verdicts(&std::fs::read_to_string(&csv).unwrap_or_else(|_| panic!("csv\n{stdout}\n{stderr}")));
+    let expect = |receipt: &str, class: &str, reasons: &str| {
+        let (got_class, got_reasons) = &verdicts[receipt];
+        assert_eq!((got_class.as_str(), got_reasons.as_str()), (class, reasons), "No.{receipt}\n{stdout}\n{stderr}");
+    };
+    expect("1", "ok", "OK");
+    expect("2", "ok", "PUBLIC_CONFIRMED");
+    expect("3", "pending", "PUBLIC_NOT_REGISTERED");
+    expect("4", "bounce", "PUBLIC_NOT_VALID_ON_DATE");
+    expect("5", "ok", "OK");
+    assert!(stdout.contains("2021年9月30日"), "the registered end of No.4's certificate is quoted:\n{stdout}");
 }
