@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh all [SECONDS]        every target in turn, SECONDS each
 #   scripts/fuzz.sh seeds                only (re)write the seed corpus
 #
-# Targets: request_xml uke event_line api_json pki gateway_toml appointments_csv card_apdu medical_line (their bodies
+# Targets: request_xml uke event_line api_json pki gateway_toml appointments_csv card_apdu medical_line subsidy_line (their bodies
 # are in crates/fuzz-targets; docs/FUZZING.md says what each covers). Before a run the corpus
 # folder fuzz/corpus/TARGET gets the seeds: the small inputs committed in
 # crates/fuzz-targets/seeds/, certificates and CRLs made by the project's own CAs, and the
@@ -19,7 +19,7 @@
 # input past -timeout) libFuzzer catches without one, and it runs faster without.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-targets=(request_xml uke event_line api_json pki gateway_toml appointments_csv card_apdu medical_line)
+targets=(request_xml uke event_line api_json pki gateway_toml appointments_csv card_apdu medical_line subsidy_line)
 what="${1:-}"
 seconds="${2:-300}"
 if [ -z "$what" ]; then

@@ -13,6 +13,7 @@
 //! - [`pki`]: certificates, CRLs and binding-feed lines (the card CA's and the center CA's).
 //! - [`gateway_toml`]: the gateway's configuration file.
 //! - [`appointments_csv`]: an appointment list for 一括照会.
+//! - [`subsidy_line`]: a 公費 payer's upload (JSON Lines), line by line as the center reads it.
 //! - [`card_apdu`]: the card path's APDUs, both ways (commands to the virtual card, responses
 //!   a card sends the gateway), and the framing of vpcd's socket.
 //!
@@ -40,7 +41,7 @@ use onshi_gateway::xml;
 pub type Target = fn(&[u8]);
 
 /// Every target by the name its cargo-fuzz binary and its corpus folder carry.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("request_xml", request_xml),
     ("uke", uke),
     ("event_line", event_line),
@@ -50,6 +51,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("appointments_csv", appointments_csv),
     ("card_apdu", card_apdu),
     ("medical_line", medical_line),
+    ("subsidy_line", subsidy_line),
 ];
 
 /// The date of care the checks are made for: fixed, so that a run is reproducible.
@@ -147,6 +149,22 @@ pub fn medical_line(data: &[u8]) {
     }
 }
 
+/// A 公費 payer's upload (`/v1/payer/events`): the bounded line read, UTF-8, JSON into the wire
+/// event, and the event's checks (as `onshi_center::subsidy::import_subsidy_jsonl` does before
+/// the register is written).
+pub fn subsidy_line(data: &[u8]) {
+    let mut reader = data;
+    let mut line = Vec::new();
+    while onshi_center::import::read_line_bounded(&mut reader, &mut line, onshi_center::import::LINE_BYTES_MAX).unwrap_or(0) > 0 {
+        if line.len() > onshi_center::import::LINE_BYTES_MAX {
+            continue;
+        }
+        if let Ok(event) = serde_json::from_slice::<onshi_api::subsidy::SubsidyEvent>(&line) {
+            let _ = onshi_center::validate::subsidy_event(&event);
+        }
+    }
+}
+
 /// A JSON body sent to the center, read as every body type the API accepts, with the checks
 /// the center makes on it before the register is asked.
 pub fn api_json(data: &[u8]) {
@@ -158,6 +176,10 @@ pub fn api_json(data: &[u8]) {
     if let Ok(search) = serde_json::from_slice::<onshi_api::verify::VerifyAttributesRequest>(data) {
         let _ = onshi_center::verify::check_institution(search.institution_code.as_deref(), &certified);
         let _ = onshi_center::attributes::parse_attributes(&search, today());
+    }
+    if let Ok(question) = serde_json::from_slice::<onshi_api::subsidy::VerifySubsidyRequest>(data) {
+        let _ = onshi_center::verify::check_institution(question.institution_code.as_deref(), &certified);
+        let _ = onshi_center::subsidy::parse_query(&question);
     }
     if let Ok(batch) = serde_json::from_slice::<BatchVerifyRequest>(data) {
         let _ = onshi_center::verify::check_institution(batch.institution_code.as_deref(), &certified);

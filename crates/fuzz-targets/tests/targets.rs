@@ -81,10 +81,26 @@ fn medical_line() {
 }
 
 #[test]
+fn subsidy_line() {
+    check("subsidy_line");
+}
+
+#[test]
 fn every_target_is_tested_here() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
-        ["request_xml", "uke", "event_line", "api_json", "pki", "gateway_toml", "appointments_csv", "card_apdu", "medical_line"]
+        [
+            "request_xml",
+            "uke",
+            "event_line",
+            "api_json",
+            "pki",
+            "gateway_toml",
+            "appointments_csv",
+            "card_apdu",
+            "medical_line",
+            "subsidy_line"
+        ]
     );
 }
