@@ -120,7 +120,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/metrics", get(metrics))
         .route("/report/{month}", get(report))
         .route("/check", post(check_number))
-        .route("/declaration", post(record_declaration));
+        .route("/declaration", post(record_declaration))
+        .route("/subsidy", post(check_subsidy));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
@@ -478,7 +479,46 @@ fn number_form() -> String {
          <option value=\"insurance_card\">健康保険証（旧）</option></select></label>\
          <label><input type=\"checkbox\" name=\"limit_consent\" value=\"1\">限度額情報の提供に口頭で同意</label>\
          <button id=\"check\">照会</button></form>",
-    )
+    ) + SUBSIDY_FORM
+}
+
+/// 受給者証 (公費・医療費助成) asked by the numbers printed on it, as staff do when the patient
+/// shows the paper certificate (or did not say yes at the reader).
+const SUBSIDY_FORM: &str = "<h2>受給者証（公費・医療費助成）で照会</h2><form method=\"post\" action=\"/subsidy\" id=\"subsidy-form\">\
+     <label>公費負担者番号 <input type=\"text\" name=\"payer_number\" id=\"payer\" maxlength=\"8\" required></label>\
+     <label>受給者番号 <input type=\"text\" name=\"recipient_number\" id=\"recipient\" maxlength=\"7\" required></label>\
+     <label>生年月日 <input type=\"text\" name=\"birth_date\" id=\"subsidy-birth\" placeholder=\"19800101\" required></label>\
+     <button id=\"check-subsidy\">受給者証を照会</button></form>";
+
+async fn check_subsidy(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let browser = Browser::of(&headers);
+    let request = onshi_api::subsidy::VerifySubsidyRequest {
+        institution_code: Some(page.gateway.config.institution_code.as_str().to_string()),
+        payer_number: field(&form, "payer_number").unwrap_or_default(),
+        recipient_number: field(&form, "recipient_number").unwrap_or_default(),
+        birth_date: field(&form, "birth_date").unwrap_or_default(),
+        date_of_care: page.gateway.now().date().yyyymmdd(),
+    };
+    match page.gateway.client.verify_subsidy(&request).await {
+        Ok(answer) => {
+            let class = match answer.state.as_str() {
+                onshi_api::subsidy::state::VALID if answer.subsidy.as_ref().is_some_and(|s| s.designated != Some(false)) => "ok",
+                onshi_api::subsidy::state::PAYER_NOT_CONNECTED => "warn",
+                _ => "bad",
+            };
+            let shown = answer.subsidy.as_ref().map(crate::check::subsidy_sentence).unwrap_or_default();
+            page.say_as(&browser, class, format!("{}{shown}", answer.reception_ja))
+        }
+        Err(onshi_api::client::ClientError::Refused { body, .. }) => page.say(&browser, false, body.error.reception_ja),
+        Err(e) => page.say(
+            &browser,
+            false,
+            format!("センターに接続できません（{e}）。紙の受給者証の有効期間・自己負担上限額を確認して受け付けてください。"),
+        ),
+    }
 }
 
 /// Which link the background diagnosis found broken while the line is down.

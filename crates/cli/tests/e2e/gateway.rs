@@ -998,3 +998,50 @@ fn a_patient_the_line_cannot_confirm_is_received_on_their_declaration_at_the_usu
         assert!(row.contains(piece), "the 摘要 names {piece}: {row}");
     }
 }
+
+/// 公費 and local subsidies at the counter (issue 15, item 1): the patient's yes at the reader
+/// shows their 受給者証 with the verification on the page (cap, numbers for the claim, whether
+/// this clinic is designated), and nothing without it; staff ask by the numbers on a paper
+/// 受給者証 and the birth date; a programme that registers nothing is said to be unknown, not
+/// invalid.
+#[test]
+fn the_page_shows_a_patients_subsidy_on_their_yes_and_by_the_certificates_numbers() {
+    let world = ClinicWorld::new();
+    let p1 = &members()[0];
+    // 法別 54 (指定難病) of 東京都 and a 地方単独 programme that registers nothing, with check digits.
+    let (nanbyo, recipient, unconnected) = ("54136015", "0000018", "88136015");
+    let grant = format!(
+        r#"{{"event_id":"g1","kind":"grant","payer_number":"{nanbyo}","recipient_number":"{recipient}","person_ref":"{}","occurred_on":"20260101","notified_at":"20260105100000","certificate":{{"name":"特定医療費（指定難病）受給者証","valid_to":"20301231","self_pay_cap_yen":5000}}}}"#,
+        p1.person
+    );
+    std::fs::write(world.path("subsidies.jsonl"), grant + "\n").unwrap();
+    crate::common::run_ok(
+        onshi().args(["center", "import-subsidies", "--db"]).arg(world.path("center.sqlite")).arg(world.path("subsidies.jsonl")),
+    );
+    let gateway = GatewayProcess::start(&world);
+
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let without = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+    assert!(without.contains("有効") && !without.contains("医療費助成:"), "no yes at the reader, no 受給者証: {without}");
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let with = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN), ("subsidy", "1")]);
+    for piece in ["医療費助成: 難病医療（指定難病）", nanbyo, recipient, "自己負担上限 月5000円"] {
+        assert!(with.contains(piece), "the yes at the reader shows {piece}: {with}");
+    }
+
+    // The message the page shows for the question (the day's checks listed below carry the card
+    // check's 受給者証 too).
+    let ask = |payer: &str, birth: &str| {
+        let page = gateway.post("/subsidy", &[("payer_number", payer), ("recipient_number", recipient), ("birth_date", birth)]);
+        let flash = page.split("<div id=\"flash\"").nth(1).and_then(|rest| rest.split("</div>").next()).map(str::to_string);
+        flash.unwrap_or_else(|| panic!("a message: {page}"))
+    };
+    let valid = ask(nanbyo, p1.birth);
+    assert!(valid.contains("受給者証は診療日に有効です") && valid.contains("自己負担上限 月5000円"), "{valid}");
+    let wrong_birth = ask(nanbyo, "19800102");
+    assert!(wrong_birth.contains("登録されていません") && !wrong_birth.contains("5000円"), "nothing of it shown: {wrong_birth}");
+    let paper_only = ask(unconnected, p1.birth);
+    assert!(paper_only.contains("受給者情報を登録していません") && paper_only.contains("紙の受給者証で確認"), "{paper_only}");
+    let impossible = ask("54136016", p1.birth);
+    assert!(impossible.contains("公費負担者番号が正しくありません"), "a wrong check digit is named: {impossible}");
+}
