@@ -72,6 +72,18 @@ pub fn attribute_quota(per_day: u32) -> CenterError {
     )
 }
 
+/// The institution's by-numbers 受給者証 questions that found nothing are used up for today.
+pub fn subsidy_misses(per_day: u32) -> CenterError {
+    error(
+        429,
+        "SUBSIDY_MISSES_EXCEEDED",
+        None,
+        format!("this institution has had {per_day} 受給者証 questions answered not_registered today (Japan time)"),
+        "本日、登録のない受給者証の照会が上限に達しました。受給者証の番号・生年月日を原本で確かめ、明日もう一度照会してください。",
+        "By-numbers 受給者証 questions that find nothing are limited per institution and day (guessing birth dates); try again tomorrow, or ask the operator.",
+    )
+}
+
 pub fn malformed_body(detail: String) -> CenterError {
     error(
         400,

@@ -92,6 +92,13 @@ impl DailyQuota {
         entry.1 += 1;
         Ok(())
     }
+
+    /// Whether `caller` has any of `day`'s left, without taking one (for a quota counted only
+    /// on some outcomes, taken once the outcome is known).
+    pub fn has_left(&self, caller: &str, day: onshi_domain::Date) -> bool {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.get(caller).is_none_or(|(d, n)| *d != day || *n < self.per_day)
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +132,10 @@ mod tests {
         assert!(quota.take("a", day).is_err(), "the third of the day is refused");
         assert!(quota.take("b", day).is_ok(), "another caller has its own");
         assert!(quota.take("a", day.add_days(1)).is_ok(), "a new day, a new quota");
+        // Looking does not take one.
+        let misses = DailyQuota::new(1);
+        assert!(misses.has_left("a", day) && misses.has_left("a", day), "nothing taken by looking");
+        misses.take("a", day).unwrap();
+        assert!(!misses.has_left("a", day) && misses.has_left("b", day) && misses.has_left("a", day.add_days(1)));
     }
 }

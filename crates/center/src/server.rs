@@ -102,6 +102,9 @@ pub struct CenterState {
     pub patient_rate: crate::rate::RateLimiter,
     /// Searches by attributes per institution per day ([`crate::attributes`]).
     pub attribute_quota: crate::rate::DailyQuota,
+    /// By-numbers 受給者証 questions answered `not_registered` per institution per day
+    /// ([`crate::subsidy::SUBSIDY_MISSES_PER_DAY`]).
+    pub subsidy_misses: crate::rate::DailyQuota,
     /// What the operator's dashboard reads seldom (the registration lag profile).
     pub dashboard: crate::dashboard::DashboardCache,
 }
@@ -258,8 +261,12 @@ async fn subsidy_handler(State(state): State<Arc<CenterState>>, Extension(peer):
         check_institution(request.institution_code.as_deref(), &certified)?;
         let query = crate::subsidy::parse_query(&request)?;
         object = format!("payer:{}", query.payer.as_str());
+        if !state.subsidy_misses.has_left(certified.as_str(), now.date()) {
+            return Err(errors::subsidy_misses(crate::subsidy::SUBSIDY_MISSES_PER_DAY));
+        }
         let worker = state.clone();
-        tokio::task::spawn_blocking(move || {
+        let asked_by = certified.as_str().to_string();
+        let answered = tokio::task::spawn_blocking(move || {
             crate::subsidy::verify_subsidy(
                 worker.subsidies.as_ref(),
                 worker.medical.as_ref(),
@@ -270,7 +277,11 @@ async fn subsidy_handler(State(state): State<Arc<CenterState>>, Extension(peer):
             )
         })
         .await
-        .map_err(|e| errors::register_unavailable(format!("subsidy check failed: {e}")))?
+        .map_err(|e| errors::register_unavailable(format!("subsidy check failed: {e}")))??;
+        if answered.0.state == onshi_api::subsidy::state::NOT_REGISTERED {
+            let _ = state.subsidy_misses.take(&asked_by, now.date());
+        }
+        Ok(answered)
     }
     .await;
     let person = result.as_ref().ok().and_then(|(_, person)| *person);

@@ -25,6 +25,12 @@ use crate::errors::{self, CenterError};
 use crate::import::{LINE_BYTES_MAX, read_line_bounded};
 use crate::validate::subsidy_event;
 
+/// By-numbers questions a clinic may have answered `not_registered` per day (Japan time)
+/// before its further questions that day are refused: the answer needs the holder's birth date,
+/// and this keeps a clinic holding someone's 受給者証 numbers from trying birth dates until one
+/// answers. A month's receipt pre-check asks far fewer that miss.
+pub const SUBSIDY_MISSES_PER_DAY: u32 = 100;
+
 /// Events applied per transaction in a payer's upload.
 const SUBSIDY_BATCH_EVENTS: usize = 10_000;
 

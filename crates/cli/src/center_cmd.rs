@@ -74,6 +74,10 @@ pub enum CenterCommand {
         /// day (Japan time); more are answered 429 ATTRIBUTE_QUOTA_EXCEEDED.
         #[arg(long, default_value_t = onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY)]
         attribute_searches_per_day: u32,
+        /// By-numbers 受給者証 questions answered not_registered each institution may have per
+        /// day; then its questions are answered 429 SUBSIDY_MISSES_EXCEEDED until tomorrow.
+        #[arg(long, default_value_t = onshi_center::subsidy::SUBSIDY_MISSES_PER_DAY)]
+        subsidy_misses_per_day: u32,
         /// The audit log file (default: beside a SQLite register, `X.audit.sqlite`; for a
         /// register on PostgreSQL, onshi-center.audit.sqlite here).
         #[arg(long)]
@@ -435,6 +439,8 @@ pub struct Limits {
     pub rate_per_second: u32,
     /// Searches by attributes per institution per day.
     pub attribute_searches_per_day: u32,
+    /// By-numbers 受給者証 questions answered not_registered per institution per day.
+    pub subsidy_misses_per_day: u32,
 }
 
 pub async fn start_center(
@@ -502,6 +508,7 @@ pub async fn start_center(
         rate: onshi_center::rate::RateLimiter::new(limits.rate_per_second),
         patient_rate: onshi_center::rate::RateLimiter::new(onshi_center::server::PATIENT_REQUESTS_PER_SECOND),
         attribute_quota: onshi_center::rate::DailyQuota::new(limits.attribute_searches_per_day),
+        subsidy_misses: onshi_center::rate::DailyQuota::new(limits.subsidy_misses_per_day),
         dashboard: Default::default(),
     });
     Ok(serve_with_revocation(listener, tls, Some(revocation), state)?)
@@ -541,8 +548,8 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let refused = import_medical_files(stores.medical.as_ref(), &files)?;
             Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, attribute_searches_per_day, audit, read_db } => {
-            let limits = Limits { rate_per_second: rate_limit, attribute_searches_per_day };
+        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, attribute_searches_per_day, subsidy_misses_per_day, audit, read_db } => {
+            let limits = Limits { rate_per_second: rate_limit, attribute_searches_per_day, subsidy_misses_per_day };
             let audit = audit.unwrap_or_else(|| audit_path(&db));
             let runtime = crate::runtime()?;
             let stopped = runtime.block_on(async {

@@ -160,8 +160,12 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
 
 /// The demo's one clinic runs the scripted morning (thousands of checks in seconds) against its
 /// own center on loopback: the per-caller limit, meant for many clinics sharing one center, is off.
-const DEMO_LIMITS: crate::center_cmd::Limits =
-    crate::center_cmd::Limits { rate_per_second: 0, attribute_searches_per_day: onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY };
+/// Its questions about withheld and mistyped 受給者証 (the ground truth's) are not a clinic guessing.
+const DEMO_LIMITS: crate::center_cmd::Limits = crate::center_cmd::Limits {
+    rate_per_second: 0,
+    attribute_searches_per_day: onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY,
+    subsidy_misses_per_day: u32::MAX,
+};
 
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
     let wanted: SocketAddr = ([127, 0, 0, 1], port).into();

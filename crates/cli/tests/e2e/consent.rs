@@ -102,6 +102,7 @@ impl World {
             rate: onshi_center::rate::RateLimiter::new(onshi_center::rate::DEFAULT_PER_SECOND),
             patient_rate: onshi_center::rate::RateLimiter::new(onshi_center::server::PATIENT_REQUESTS_PER_SECOND),
             attribute_quota: onshi_center::rate::DailyQuota::new(onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY),
+            subsidy_misses: onshi_center::rate::DailyQuota::new(onshi_center::subsidy::SUBSIDY_MISSES_PER_DAY),
             dashboard: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -97,3 +97,28 @@ async fn a_payer_registers_only_its_own_recipients_and_a_clinic_sees_only_what_i
     let (status, code) = refusal(clinic.verify_subsidy(&bad).await);
     assert_eq!((status, code.as_str()), (400, "INVALID_RECIPIENT_NUMBER"), "a recipient number with a wrong check digit");
 }
+
+/// Trying birth dates against the numbers of someone's 受給者証: the clinic's questions that
+/// found nothing run out for the day (`--subsidy-misses-per-day`), after which even a right
+/// guess is refused; questions that found the certificate do not count; another clinic keeps
+/// its own day.
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_birth_dates_for_a_subsidy_runs_out_for_the_day() {
+    let fixture = Fixture::new(2_000);
+    let synth = fixture.root().join("synth");
+    run_ok(onshi().args(["center", "import-subsidies", "--db"]).arg(fixture.db()).arg(synth.join(SUBSIDY_FILE)));
+    let server = Server::start_with(&fixture.db(), &fixture.pki(), &["--subsidy-misses-per-day", "2"]);
+    let clinic = server.client(&fixture, Some(&format!("institutions/{CLINIC}")));
+    let cases = onshi_synth::read_subsidy_truth(&synth.join(SUBSIDY_TRUTH_FILE)).unwrap();
+    let valid = cases.iter().find(|c| c.state == state::VALID).expect("a valid 受給者証").request.clone();
+    let guess = |day: u32| VerifySubsidyRequest { birth_date: format!("1900010{day}"), ..valid.clone() };
+    for _ in 0..3 {
+        assert_eq!(clinic.verify_subsidy(&valid).await.unwrap().state, state::VALID, "found: not a miss");
+    }
+    assert_eq!(clinic.verify_subsidy(&guess(1)).await.unwrap().state, state::NOT_REGISTERED);
+    assert_eq!(clinic.verify_subsidy(&guess(2)).await.unwrap().state, state::NOT_REGISTERED);
+    assert_eq!(refusal(clinic.verify_subsidy(&guess(3)).await), (429, "SUBSIDY_MISSES_EXCEEDED".into()));
+    assert_eq!(refusal(clinic.verify_subsidy(&valid).await), (429, "SUBSIDY_MISSES_EXCEEDED".into()), "the right guess too");
+    let other = server.client(&fixture, Some(&format!("institutions/{}", crate::common::OTHER_CLINIC)));
+    assert_eq!(other.verify_subsidy(&valid).await.unwrap().state, state::VALID, "another clinic's own day");
+}
