@@ -150,6 +150,16 @@ impl CenterClient {
         self.decode(&url, response).await
     }
 
+    /// The month's 医療扶助 recipients at this institution (`OQSmutic01/02`).
+    pub async fn welfare_month(
+        &self,
+        request: &crate::subsidy::WelfareMonthRequest,
+    ) -> Result<crate::subsidy::WelfareMonthAnswer, ClientError> {
+        let url = self.url("/verify/welfare-month");
+        let response = self.http.post(&url).json(request).send().await;
+        self.decode(&url, response).await
+    }
+
     /// A POST of a JSON body to an API path (`/card/challenge`, …), decoded as `T`.
     pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let url = self.url(path);

@@ -21,6 +21,10 @@ pub enum SubsidyEventKind {
     Grant,
     /// The certificate ends: `occurred_on` is the first day it is no longer valid.
     End,
+    /// 医療扶助 only (法別 12, a welfare office): a 医療券 or 調剤券 for one month and one
+    /// institution, in `ticket`; the recipient must have been granted before. A ticket for the
+    /// same month, institution and type again replaces it (a correction).
+    Ticket,
 }
 
 /// One payer event, one JSON object per line.
@@ -40,9 +44,91 @@ pub struct SubsidyEvent {
     pub occurred_on: String,
     /// When the payer notified it, `YYYYMMDDHHmmss` (Japan time).
     pub notified_at: String,
-    /// Required for `grant`.
+    /// Required for `grant`. For 医療扶助 (法別 12) its `name` is the welfare office's name
+    /// (福祉事務所名), which answers carry as the InsurerName.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<SubsidyCertificate>,
+    /// Required for `ticket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<MedicalTicket>,
+}
+
+/// 医療券・調剤券: what a welfare office issues a 生活保護 recipient for one month's care at one
+/// designated institution (the structure of the national system's MedicalTicketInfo).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MedicalTicket {
+    /// OQSCD018: `01` 医療券, `02` 調剤券.
+    pub ticket_type: String,
+    /// 有効開始年月日 / 有効終了年月日, `YYYYMMDD`.
+    pub valid_from: String,
+    pub valid_to: String,
+    /// 交付番号.
+    pub issue_number: String,
+    /// 診療年月, `YYYYMM`.
+    pub month: String,
+    /// 指定医療機関コード (10 digits) and its name.
+    pub institution_code: String,
+    pub institution_name: String,
+    /// 傷病名, at most three.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injuries: Vec<String>,
+    /// OQSCD019: `01` 入院, `02` 入院外, `03` 歯科, `04` 調剤, `05` 訪問看護.
+    pub treatment_type: String,
+    /// 本人支払額 (自己負担額), yen.
+    pub self_pay_yen: u32,
+    /// 単独・併用別: false 単独 (01), true 併用 (02, with health insurance).
+    #[serde(default)]
+    pub combined: bool,
+}
+
+/// The 医療扶助 recipients of one month at the asking institution (`OQSmutic01/02`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WelfareMonthRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub institution_code: Option<String>,
+    /// 診療年月, `YYYYMM`.
+    pub month: String,
+}
+
+/// One 医療扶助 recipient of the month.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelfareRecipient {
+    /// QualificationValidity: `1` 有効 (a ticket names this institution for the month), `6`
+    /// 有効（未登録） (the office designated this institution but registered no ticket yet).
+    pub validity: CodeLabel,
+    /// 公費負担者番号 (法別 12) and 受給者番号.
+    pub payer_number: String,
+    pub recipient_number: String,
+    /// 福祉事務所名.
+    pub office_name: String,
+    /// 生活保護 start (or restart) date, and its stop or abolition date when registered.
+    pub qualification_date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disqualification_date: Option<String>,
+    /// The recipient as the register's coverages record them (absent for someone no insurer
+    /// ever registered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_kana: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    /// OQSCD007.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    /// The month's tickets naming this institution.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<MedicalTicket>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelfareMonthAnswer {
+    pub month: String,
+    pub recipients: Vec<WelfareRecipient>,
+    /// `YYYYMMDDHHmmss`.
+    pub answered_at: String,
 }
 
 /// The terms printed on a 受給者証.

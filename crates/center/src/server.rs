@@ -293,6 +293,46 @@ async fn subsidy_handler(State(state): State<Arc<CenterState>>, Extension(peer):
     }
 }
 
+/// 医療扶助: the month's recipients at the asking institution (`OQSmutic`), institution
+/// certificate; every recipient listed gets an entry `verify_welfare` in their access log.
+async fn welfare_month_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut object = "-".to_string();
+    let result = async {
+        let certified = institution(&peer)?.clone();
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::subsidy::WelfareMonthRequest = parse_json(&bytes)?;
+        check_institution(request.institution_code.as_deref(), &certified)?;
+        let month = crate::subsidy::parse_month(&request.month)?;
+        object = format!("month:{month}");
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::subsidy::welfare_month(
+                worker.subsidies.as_ref(),
+                worker.medical.as_ref(),
+                worker.register.as_ref(),
+                &certified,
+                month,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("welfare month failed: {e}")))?
+    }
+    .await;
+    let records = match &result {
+        Ok((_, listed)) if !listed.is_empty() => {
+            listed.iter().map(|person| audit_record(now, actor(&peer), "verify_welfare", Some(*person), object.clone(), "ok")).collect()
+        }
+        _ => vec![audit_record(now, actor(&peer), "verify_welfare", None, object.clone(), &outcome(&result, |_| "ok".into()))],
+    };
+    let audited = state.audit.enqueue(records);
+    match audited.and(result).map(|(answer, _)| answer) {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => refuse(&state, error),
+    }
+}
+
 /// A 公費 payer uploads its recipients' events (JSON Lines): payer certificate, its own number
 /// only, audited as `payer_upload`.
 async fn payer_upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
@@ -886,6 +926,7 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/insurer/events", post(upload_handler))
         .route("/v1/payer/events", post(payer_upload_handler))
         .route("/v1/verify/subsidy", post(subsidy_handler))
+        .route("/v1/verify/welfare-month", post(welfare_month_handler))
         .route("/v1/card/challenge", post(challenge_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))

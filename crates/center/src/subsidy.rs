@@ -233,3 +233,110 @@ pub fn import_subsidy_jsonl(
     report.rejected.sort_by_key(|r| r.line);
     Ok(report)
 }
+
+/// 医療扶助 (生活保護): the recipients of one month at the asking institution, as `OQSmutic`
+/// answers them. A recipient is listed with `1` 有効 when a 医療券・調剤券 of that month names the
+/// institution (with those tickets), or with `6` 有効（未登録） when their welfare office
+/// designated the institution and the recipient is granted in that month but no ticket is
+/// registered yet. A recipient whose office withheld them (DV) is never listed. Returns the
+/// answer and the persons listed (for the audit log, each patient's own entry).
+pub fn welfare_month(
+    subsidies: &dyn SubsidyStore,
+    persons: &dyn MedicalStore,
+    register: &dyn Register,
+    institution: &InstitutionCode,
+    month: u32,
+    now: Timestamp,
+) -> Result<(onshi_api::subsidy::WelfareMonthAnswer, Vec<i64>), CenterError> {
+    use onshi_api::subsidy::{WelfareMonthAnswer, WelfareRecipient};
+    use onshi_domain::codes::QualificationValidity;
+    let store = |e: onshi_store::StoreError| errors::register_unavailable(e.to_string());
+    let first = Date::new((month / 100) as u16, (month % 100) as u8, 1)
+        .ok_or_else(|| errors::invalid_field("month", &onshi_domain::FieldError::new("is not a month (YYYYMM)", &month.to_string())))?;
+    let last = first.add_days(40).first_of_month().add_days(-1);
+    let mut tickets: std::collections::BTreeMap<(String, String), Vec<onshi_store::subsidy::MedicalTicketRecord>> = Default::default();
+    for row in subsidies.tickets_at(institution.as_str(), month).map_err(store)? {
+        tickets.entry((row.payer.as_str().to_string(), row.recipient.as_str().to_string())).or_default().push(row.ticket);
+    }
+    let mut keys: Vec<(String, String, bool)> = tickets.keys().map(|(p, r)| (p.clone(), r.clone(), true)).collect();
+    for row in subsidies.welfare_designating(institution.as_str()).map_err(store)? {
+        let key = (row.payer.as_str().to_string(), row.recipient.as_str().to_string());
+        if !tickets.contains_key(&key) && !keys.iter().any(|(p, r, _)| *p == key.0 && *r == key.1) {
+            keys.push((key.0, key.1, false));
+        }
+    }
+    let mut answer = WelfareMonthAnswer { month: month.to_string(), recipients: Vec::new(), answered_at: now.to_string() };
+    let mut listed = Vec::new();
+    for (payer, recipient, ticketed) in keys {
+        let (Ok(payer_number), Ok(recipient_number)) = (PublicPayerNumber::parse(&payer), RecipientNumber::parse(&recipient)) else {
+            continue;
+        };
+        let rows = subsidies.subsidies_of_recipient(&payer_number, &recipient_number).map_err(store)?;
+        // Withheld once, withheld: the office's DV mark hides every ticket and period.
+        if rows.is_empty() || rows.iter().any(|r| r.terms.withheld) {
+            continue;
+        }
+        let in_month = |r: &&SubsidyRow| r.valid_from <= last && r.terms.valid_to.is_none_or(|to| to >= first);
+        let Some(period) = rows.iter().rev().find(in_month) else { continue };
+        let validity = if ticketed { QualificationValidity::Valid } else { QualificationValidity::ValidUnregistered };
+        if !ticketed && !period.terms.designated_institutions.iter().any(|c| c == institution.as_str()) {
+            continue;
+        }
+        let started = rows.iter().map(|r| r.valid_from).min().expect("rows is not empty");
+        let stopped = rows.last().and_then(|r| r.terms.valid_to).map(|to| to.add_days(1));
+        let person = persons.person_id(&period.person_ref).map_err(store)?;
+        let mut shown = WelfareRecipient {
+            validity: CodeLabel { code: validity.code().to_string(), label: validity.label_ja().to_string() },
+            payer_number: payer,
+            recipient_number: recipient,
+            office_name: period.terms.name.clone(),
+            qualification_date: started.to_string(),
+            disqualification_date: stopped.map(|d| d.to_string()),
+            name: None,
+            name_kana: None,
+            birth_date: None,
+            sex: None,
+            tickets: Vec::new(),
+        };
+        if let Some(id) = person {
+            listed.push(id);
+            let view = register.person_view(id).map_err(store)?;
+            if let Some(latest) = view.iter().max_by_key(|v| v.coverage.acquired_on) {
+                shown.birth_date = Some(latest.coverage.holder.birth_date.to_string());
+                shown.sex = Some(latest.coverage.holder.sex.code().to_string());
+                if let Some(terms) = latest.terms.last() {
+                    shown.name = Some(terms.details.name.clone());
+                    shown.name_kana = Some(terms.details.name_kana.clone());
+                }
+            }
+        }
+        shown.tickets = tickets
+            .remove(&(shown.payer_number.clone(), shown.recipient_number.clone()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| onshi_api::subsidy::MedicalTicket {
+                ticket_type: t.ticket_type,
+                valid_from: t.valid_from.to_string(),
+                valid_to: t.valid_to.to_string(),
+                issue_number: t.issue_number,
+                month: t.month.to_string(),
+                institution_code: t.institution_code,
+                institution_name: t.institution_name,
+                injuries: t.injuries,
+                treatment_type: t.treatment_type,
+                self_pay_yen: t.self_pay_yen,
+                combined: t.combined,
+            })
+            .collect();
+        answer.recipients.push(shown);
+    }
+    Ok((answer, listed))
+}
+
+/// A month as `YYYYMM`, checked.
+pub fn parse_month(text: &str) -> Result<u32, CenterError> {
+    match (text.len(), text.parse::<u32>()) {
+        (6, Ok(m)) if (1..=12).contains(&(m % 100)) && m / 100 >= 1900 => Ok(m),
+        _ => Err(errors::invalid_field("month", &onshi_domain::FieldError::new("must be the 診療年月 as YYYYMM", text))),
+    }
+}

@@ -226,6 +226,41 @@ pub fn coverage_event(event: &InsurerEvent) -> Checked<CoverageEvent> {
     Ok(CoverageEvent { event_id, insurer, person_ref, symbol, number, branch, occurred_on, notified_at, body })
 }
 
+/// A 医療券・調剤券, field by field.
+fn medical_ticket(t: &onshi_api::subsidy::MedicalTicket) -> Checked<onshi_store::subsidy::MedicalTicketRecord> {
+    let code = |field: &str, text: &str, allowed: &[&str]| -> Checked<String> {
+        if allowed.contains(&text) { Ok(text.to_string()) } else { refuse(field, &format!("must be one of {}", allowed.join(", "))) }
+    };
+    let valid_from = date("ticket.valid_from", &t.valid_from)?;
+    let valid_to = date("ticket.valid_to", &t.valid_to)?;
+    if valid_to < valid_from {
+        return refuse("ticket.valid_to", "is before ticket.valid_from");
+    }
+    let month = match (t.month.len(), t.month.parse::<u32>()) {
+        (6, Ok(m)) if (1..=12).contains(&(m % 100)) && m / 100 >= 1900 => m,
+        _ => return refuse("ticket.month", "must be the 診療年月 as YYYYMM"),
+    };
+    if t.injuries.len() > 3 {
+        return refuse("ticket.injuries", "lists more than three 傷病名");
+    }
+    let injuries = t.injuries.iter().map(|i| bounded_text("ticket.injuries", i, true)).collect::<Checked<Vec<_>>>()?;
+    Ok(onshi_store::subsidy::MedicalTicketRecord {
+        ticket_type: code("ticket.ticket_type", &t.ticket_type, &["01", "02"])?,
+        valid_from,
+        valid_to,
+        issue_number: bounded_text("ticket.issue_number", &t.issue_number, true)?,
+        month,
+        institution_code: at("ticket.institution_code", onshi_domain::ids::InstitutionCode::parse(&t.institution_code))?
+            .as_str()
+            .to_string(),
+        institution_name: bounded_text("ticket.institution_name", &t.institution_name, true)?,
+        injuries,
+        treatment_type: code("ticket.treatment_type", &t.treatment_type, &["01", "02", "03", "04", "05"])?,
+        self_pay_yen: t.self_pay_yen,
+        combined: t.combined,
+    })
+}
+
 /// Longest 受給者証名 and 所得区分 accepted, and most designated institutions on one certificate.
 const DESIGNATED_MAX: usize = 50;
 
@@ -239,10 +274,17 @@ pub fn subsidy_event(event: &onshi_api::subsidy::SubsidyEvent) -> Checked<onshi_
     let recipient = at("recipient_number", RecipientNumber::parse(&event.recipient_number))?;
     let occurred_on = date("occurred_on", &event.occurred_on)?;
     let notified_at = at("notified_at", Timestamp::parse(&event.notified_at))?;
+    if event.ticket.is_some() && event.kind != SubsidyEventKind::Ticket {
+        return refuse("ticket", "belongs only to a ticket event");
+    }
     let change = match (event.kind, &event.certificate) {
         (SubsidyEventKind::Grant, None) => return refuse("certificate", "is required for a grant"),
-        (SubsidyEventKind::End, Some(_)) => return refuse("certificate", "an end carries no certificate"),
+        (SubsidyEventKind::End | SubsidyEventKind::Ticket, Some(_)) => return refuse("certificate", "only a grant carries a certificate"),
         (SubsidyEventKind::End, None) => SubsidyChange::End,
+        (SubsidyEventKind::Ticket, None) => {
+            let Some(t) = &event.ticket else { return refuse("ticket", "is required for a ticket event") };
+            SubsidyChange::Ticket(medical_ticket(t)?)
+        }
         (SubsidyEventKind::Grant, Some(c)) => {
             let valid_to = opt_date("certificate.valid_to", c.valid_to.as_ref())?;
             if valid_to.is_some_and(|to| to < occurred_on) {

@@ -57,6 +57,9 @@ code_table! {
         NoSuchCoverage = "4", "該当資格なし";
         /// 複数該当: the numbers fit several people (the branch was not given).
         SeveralMatches = "5", "複数該当";
+        /// 有効（未登録）: 医療扶助 only — a valid recipient whose welfare office designated the
+        /// institution but has not registered the month's 医療券 yet.
+        ValidUnregistered = "6", "有効（未登録）";
     }
 }
 
@@ -144,7 +147,7 @@ mod tests {
         for value in QualificationValidity::ALL {
             assert_eq!(QualificationValidity::parse(value.code()).unwrap(), *value);
         }
-        let refusal = QualificationValidity::parse("6").unwrap_err();
+        let refusal = QualificationValidity::parse("7").unwrap_err();
         assert!(refusal.reason.contains("OQSCD006"), "{refusal}");
         assert_eq!(CardClassification::parse("05").unwrap().label_ja(), "被保険者資格証明書");
         assert!(ReasonOfLoss::parse("3").is_err(), "codes are two digits");

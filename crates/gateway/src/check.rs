@@ -69,6 +69,9 @@ impl Outcome {
 /// without it, no coverage carries its 限度額 category (the center gives it only with consent,
 /// and a cached answer may have been fetched for a request that had it).
 pub fn as_consented(mut answer: VerifyAnswer, limit_consent: bool) -> VerifyAnswer {
+    // A 受給者証 is shown on the patient's yes at the reader, for that check only: never again
+    // from a cache.
+    answer.subsidies.clear();
     if !limit_consent {
         for coverage in answer.coverage.iter_mut().chain(answer.newer_coverage.iter_mut()) {
             coverage.limit = None;

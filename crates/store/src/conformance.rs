@@ -619,6 +619,62 @@ pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical
     let rows = register.subsidies_of_recipient(&payer, &recipient).unwrap();
     assert_eq!(rows[1].terms.valid_to, Some(d("20261130")));
     assert!(rows.iter().all(|r| !r.covers(d("20261201"))));
+
+    // 医療扶助: a welfare office (法別 12) grants, designates an institution, issues a ticket.
+    use crate::subsidy::MedicalTicketRecord;
+    let office = PublicPayerNumber::with_check_digit("1213001").unwrap();
+    let welfare = RecipientNumber::with_check_digit("000777").unwrap();
+    let ticket = MedicalTicketRecord {
+        ticket_type: "01".into(),
+        valid_from: d("20261101"),
+        valid_to: d("20261130"),
+        issue_number: "K-0001".into(),
+        month: 202611,
+        institution_code: "1312345678".into(),
+        institution_name: "オンシ医院".into(),
+        injuries: vec!["高血圧症".into(), "糖尿病".into()],
+        treatment_type: "02".into(),
+        self_pay_yen: 1200,
+        combined: false,
+    };
+    let by_office = |id: &str, on: &str, change: SubsidyChange| SubsidyEventRecord {
+        payer: office.clone(),
+        recipient: welfare.clone(),
+        ..event(id, "sub-p1", on, change)
+    };
+    let ticket_event = by_office("w0", "20261101", SubsidyChange::Ticket(ticket.clone()));
+    assert!(
+        matches!(
+            register.apply_subsidy_events(&[ticket_event.clone()], now()).unwrap()[0],
+            ApplyOutcome::Rejected { field: "recipient_number", .. }
+        ),
+        "no ticket before a grant"
+    );
+    let office_terms = SubsidyTerms {
+        name: "千代田区福祉事務所".into(),
+        valid_to: None,
+        self_pay_cap_yen: None,
+        income_segment: None,
+        designated_institutions: vec!["1312345678".into()],
+        withheld: false,
+    };
+    let welfare_events =
+        [by_office("w1", "20260601", SubsidyChange::Grant(office_terms)), SubsidyEventRecord { event_id: "w2".into(), ..ticket_event }];
+    assert_eq!(register.apply_subsidy_events(&welfare_events, now()).unwrap(), [ApplyOutcome::Applied, ApplyOutcome::Applied]);
+    let at = register.tickets_at("1312345678", 202611).unwrap();
+    assert_eq!(at.len(), 1);
+    assert_eq!((&at[0].payer, &at[0].recipient, &at[0].ticket), (&office, &welfare, &ticket), "read back exactly, injuries included");
+    assert!(register.tickets_at("1312345678", 202610).unwrap().is_empty() && register.tickets_at("1312345679", 202611).unwrap().is_empty());
+    let designating = register.welfare_designating("1312345678").unwrap();
+    assert_eq!(
+        designating.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>(),
+        [welfare.as_str()],
+        "only the welfare office's, not the 公費 one naming it too"
+    );
+    assert!(register.welfare_designating("131234567").unwrap().is_empty(), "a whole code, not a prefix");
+    // A ticket from a payer that is not a welfare office.
+    let not_welfare = SubsidyEventRecord { event_id: "w3".into(), ..event("w3", "sub-p1", "20261101", SubsidyChange::Ticket(ticket)) };
+    assert!(matches!(register.apply_subsidy_events(&[not_welfare], now()).unwrap()[0], ApplyOutcome::Rejected { field: "kind", .. }));
 }
 
 /// The card path's shared single-use challenges, for an engine that keeps them

@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("postgres/0007_born_on.sql")),
     (8, include_str!("postgres/0008_qualification_certificate.sql")),
     (9, include_str!("postgres/0009_subsidies.sql")),
+    (10, include_str!("postgres/0010_medical_tickets.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("sqlite/0007_born_on.sql")),
     (8, include_str!("sqlite/0008_qualification_certificate.sql")),
     (9, include_str!("sqlite/0009_subsidies.sql")),
+    (10, include_str!("sqlite/0010_medical_tickets.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.

@@ -35,6 +35,35 @@ pub enum SubsidyChange {
     Grant(SubsidyTerms),
     /// The certificate ends: the event's day is the first day not valid.
     End,
+    /// 医療扶助: a 医療券・調剤券 for a month and an institution.
+    Ticket(MedicalTicketRecord),
+}
+
+/// 医療券・調剤券 as stored (see `onshi_api::subsidy::MedicalTicket`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MedicalTicketRecord {
+    /// OQSCD018 `01` / `02`.
+    pub ticket_type: String,
+    pub valid_from: Date,
+    pub valid_to: Date,
+    pub issue_number: String,
+    /// 診療年月 as `YYYYMM`.
+    pub month: u32,
+    pub institution_code: String,
+    pub institution_name: String,
+    pub injuries: Vec<String>,
+    /// OQSCD019 `01`–`05`.
+    pub treatment_type: String,
+    pub self_pay_yen: u32,
+    pub combined: bool,
+}
+
+/// A stored ticket with whose it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketRow {
+    pub payer: PublicPayerNumber,
+    pub recipient: RecipientNumber,
+    pub ticket: MedicalTicketRecord,
 }
 
 /// A payer event after validation.
@@ -83,6 +112,81 @@ pub trait SubsidyStore: Send + Sync {
     /// Whether this payer has registered anything: if not, the register knows nothing of its
     /// recipients either way, and a missing certificate means nothing.
     fn payer_registers(&self, payer: &PublicPayerNumber) -> Result<bool, StoreError>;
+
+    /// 医療扶助: every ticket of month `month` (`YYYYMM`) naming this institution, withheld
+    /// recipients' included (the caller decides what may be shown).
+    fn tickets_at(&self, institution: &str, month: u32) -> Result<Vec<TicketRow>, StoreError>;
+
+    /// 医療扶助: every certificate period of a welfare office (法別 12) that names this
+    /// institution among its designated ones.
+    fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError>;
+}
+
+/// The rule for a ticket: only a welfare office (法別 12) issues them, for a recipient it has
+/// granted, under the same person.
+pub fn check_ticket(existing: &[SubsidyRow], event: &SubsidyEventRecord) -> Result<(), ApplyOutcome> {
+    let reject = |field, reason: String| ApplyOutcome::Rejected { field, reason };
+    if !event.payer.as_str().starts_with("12") {
+        return Err(reject("kind", "only a welfare office (法別 12, 医療扶助) issues 医療券・調剤券".into()));
+    }
+    if existing.is_empty() {
+        return Err(reject(
+            "recipient_number",
+            format!("no grant of recipient {} is registered; grant before issuing tickets", event.recipient.as_str()),
+        ));
+    }
+    if existing.iter().any(|r| r.person_ref != event.person_ref) {
+        return Err(reject("person_ref", format!("recipient number {} is registered for another person", event.recipient.as_str())));
+    }
+    Ok(())
+}
+
+/// Tickets' columns, in this order (both engines).
+pub(crate) const TICKET_COLUMNS: &str = "payer_number, recipient_number, month, institution_code, ticket_type, valid_from, valid_to, \
+     issue_number, institution_name, injuries, treatment_type, self_pay_yen, combined";
+
+/// A stored ticket as either engine reads it, in [`TICKET_COLUMNS`] order.
+pub(crate) type RawTicket = (String, String, i64, String, String, i64, i64, String, String, String, String, i64, i64);
+
+pub(crate) fn ticket_row(raw: RawTicket) -> Result<TicketRow, StoreError> {
+    let (
+        payer,
+        recipient,
+        month,
+        institution_code,
+        ticket_type,
+        from,
+        to,
+        issue_number,
+        institution_name,
+        injuries,
+        treatment,
+        pay,
+        combined,
+    ) = raw;
+    let corrupt = |what: &str, detail: String| StoreError::Corrupt(format!("ticket {what}: {detail}"));
+    Ok(TicketRow {
+        payer: PublicPayerNumber::parse(&payer).map_err(|e| corrupt("payer number", e.to_string()))?,
+        recipient: RecipientNumber::parse(&recipient).map_err(|e| corrupt("recipient number", e.to_string()))?,
+        ticket: MedicalTicketRecord {
+            ticket_type,
+            valid_from: crate::rows::to_date(from)?,
+            valid_to: crate::rows::to_date(to)?,
+            issue_number,
+            month: u32::try_from(month).map_err(|_| corrupt("month", month.to_string()))?,
+            institution_code,
+            institution_name,
+            injuries: injuries.split('\n').filter(|i| !i.is_empty()).map(str::to_string).collect(),
+            treatment_type: treatment,
+            self_pay_yen: u32::try_from(pay).map_err(|_| corrupt("self pay", pay.to_string()))?,
+            combined: combined != 0,
+        },
+    })
+}
+
+/// The injuries as stored: joined by a newline (a name holds none; validation refuses one).
+pub(crate) fn injuries_text(injuries: &[String]) -> String {
+    injuries.join("\n")
 }
 
 /// The rules: one recipient's certificate periods before an event (all of this payer and
@@ -138,6 +242,10 @@ pub fn decide(existing: &[SubsidyRow], event: &SubsidyEventRecord, registered_at
                 notified_at: event.notified_at,
                 registered_at,
             });
+        }
+        SubsidyChange::Ticket(_) => {
+            check_ticket(existing, event)?;
+            rows.extend(existing.iter().cloned());
         }
         SubsidyChange::End => {
             if existing.is_empty() {

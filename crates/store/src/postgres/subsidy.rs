@@ -5,7 +5,11 @@ use super::{PgRegister, pg};
 use crate::StoreError;
 use crate::model::ApplyOutcome;
 use crate::rows::{day, opt_day};
-use crate::subsidy::{COLUMNS, RawSubsidy, SubsidyEventRecord, SubsidyRow, SubsidyStore, decide, designated_text, subsidy_row};
+use crate::subsidy::RawSubsidy;
+use crate::subsidy::{
+    COLUMNS, SubsidyChange, SubsidyEventRecord, SubsidyRow, SubsidyStore, TICKET_COLUMNS, TicketRow, decide, designated_text,
+    injuries_text, subsidy_row, ticket_row,
+};
 use onshi_domain::Timestamp;
 use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
 
@@ -50,6 +54,36 @@ impl SubsidyStore for PgRegister {
                         continue;
                     }
                 };
+                if let SubsidyChange::Ticket(t) = &event.change {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO medical_tickets ({TICKET_COLUMNS}, registered_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                             ON CONFLICT (payer_number, recipient_number, month, institution_code, ticket_type) DO UPDATE SET
+                             valid_from = excluded.valid_from, valid_to = excluded.valid_to, issue_number = excluded.issue_number,
+                             institution_name = excluded.institution_name, injuries = excluded.injuries,
+                             treatment_type = excluded.treatment_type, self_pay_yen = excluded.self_pay_yen,
+                             combined = excluded.combined, registered_at = excluded.registered_at"
+                        ),
+                        &[
+                            &event.payer.as_str(),
+                            &event.recipient.as_str(),
+                            &i64::from(t.month),
+                            &t.institution_code,
+                            &t.ticket_type,
+                            &day(t.valid_from),
+                            &day(t.valid_to),
+                            &t.issue_number,
+                            &t.institution_name,
+                            &injuries_text(&t.injuries),
+                            &t.treatment_type,
+                            &i64::from(t.self_pay_yen),
+                            &i64::from(t.combined),
+                            &registered_at.jst_seconds(),
+                        ],
+                    )
+                    .map_err(pg("writing a medical ticket"))?;
+                }
                 tx.execute(
                     "DELETE FROM subsidies WHERE payer_number = $1 AND recipient_number = $2",
                     &[&event.payer.as_str(), &event.recipient.as_str()],
@@ -97,6 +131,44 @@ impl SubsidyStore for PgRegister {
     fn subsidies_of_recipient(&self, payer: &PublicPayerNumber, recipient: &RecipientNumber) -> Result<Vec<SubsidyRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM subsidies WHERE payer_number = $1 AND recipient_number = $2 ORDER BY valid_from");
         self.read(|c| rows(&c.query(&sql, &[&payer.as_str(), &recipient.as_str()]).map_err(pg("reading subsidies"))?))
+    }
+
+    fn tickets_at(&self, institution: &str, month: u32) -> Result<Vec<TicketRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM medical_tickets WHERE institution_code = $1 AND month = $2
+             ORDER BY payer_number, recipient_number, ticket_type"
+        );
+        self.read(|c| {
+            c.query(&sql, &[&institution, &i64::from(month)])
+                .map_err(pg("reading medical tickets"))?
+                .iter()
+                .map(|r| {
+                    ticket_row((
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                        r.get(8),
+                        r.get(9),
+                        r.get(10),
+                        r.get(11),
+                        r.get(12),
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subsidies WHERE payer_number LIKE '12%' AND position(',' || $1 || ',' in ',' || designated || ',') > 0
+             ORDER BY payer_number, recipient_number, valid_from"
+        );
+        self.read(|c| rows(&c.query(&sql, &[&institution]).map_err(pg("reading designated recipients"))?))
     }
 
     fn payer_registers(&self, payer: &PublicPayerNumber) -> Result<bool, StoreError> {

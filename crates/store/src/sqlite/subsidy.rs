@@ -6,7 +6,10 @@ use super::{SqliteRegister, sqlite};
 use crate::StoreError;
 use crate::model::ApplyOutcome;
 use crate::rows::{day, opt_day};
-use crate::subsidy::{COLUMNS, RawSubsidy, SubsidyEventRecord, SubsidyRow, SubsidyStore, decide, designated_text, subsidy_row};
+use crate::subsidy::{
+    COLUMNS, RawSubsidy, RawTicket, SubsidyChange, SubsidyEventRecord, SubsidyRow, SubsidyStore, TICKET_COLUMNS, TicketRow, decide,
+    designated_text, injuries_text, subsidy_row, ticket_row,
+};
 use onshi_domain::Timestamp;
 use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
 
@@ -59,6 +62,31 @@ impl SubsidyStore for SqliteRegister {
                         continue;
                     }
                 };
+                if let SubsidyChange::Ticket(t) = &event.change {
+                    tx.prepare_cached(&format!(
+                        "INSERT OR REPLACE INTO medical_tickets ({TICKET_COLUMNS}, registered_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                    ))
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            event.payer.as_str(),
+                            event.recipient.as_str(),
+                            i64::from(t.month),
+                            t.institution_code,
+                            t.ticket_type,
+                            day(t.valid_from),
+                            day(t.valid_to),
+                            t.issue_number,
+                            t.institution_name,
+                            injuries_text(&t.injuries),
+                            t.treatment_type,
+                            i64::from(t.self_pay_yen),
+                            i64::from(t.combined),
+                            registered_at.jst_seconds(),
+                        ])
+                    })
+                    .map_err(sqlite("writing a medical ticket"))?;
+                }
                 tx.execute(
                     "DELETE FROM subsidies WHERE payer_number = ?1 AND recipient_number = ?2",
                     params![event.payer.as_str(), event.recipient.as_str()],
@@ -108,6 +136,46 @@ impl SubsidyStore for SqliteRegister {
     fn subsidies_of_recipient(&self, payer: &PublicPayerNumber, recipient: &RecipientNumber) -> Result<Vec<SubsidyRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM subsidies WHERE payer_number = ?1 AND recipient_number = ?2 ORDER BY valid_from");
         self.read(|c| rows_of(c, &sql, &[&payer.as_str(), &recipient.as_str()]))
+    }
+
+    fn tickets_at(&self, institution: &str, month: u32) -> Result<Vec<TicketRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM medical_tickets WHERE institution_code = ?1 AND month = ?2
+             ORDER BY payer_number, recipient_number, ticket_type"
+        );
+        self.read(|c| {
+            let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading medical tickets"))?;
+            let raws: Vec<RawTicket> = statement
+                .query_map(params![institution, i64::from(month)], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                    ))
+                })
+                .map_err(sqlite("reading medical tickets"))?
+                .collect::<Result<_, _>>()
+                .map_err(sqlite("reading medical tickets"))?;
+            raws.into_iter().map(ticket_row).collect()
+        })
+    }
+
+    fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subsidies WHERE payer_number LIKE '12%' AND instr(',' || designated || ',', ',' || ?1 || ',') > 0
+             ORDER BY payer_number, recipient_number, valid_from"
+        );
+        self.read(|c| rows_of(c, &sql, &[&institution]))
     }
 
     fn payer_registers(&self, payer: &PublicPayerNumber) -> Result<bool, StoreError> {
