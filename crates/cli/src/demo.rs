@@ -569,6 +569,36 @@ async fn subsidies(institution: &CenterClient, paths: &DemoPaths, per_category: 
             report.record(category, Err(format!("the synthetic world has no {category} case")));
         }
     }
+    // 医療扶助: this clinic's month, asked once per month the truth names, each case against it.
+    let welfare =
+        onshi_synth::read_welfare_truth(&paths.synth().join(onshi_synth::subsidy::WELFARE_TRUTH_FILE)).map_err(anyhow::Error::msg)?;
+    let ours: Vec<&onshi_synth::subsidy::WelfareCase> = welfare.iter().filter(|c| c.institution == demo_institution().as_str()).collect();
+    let months: std::collections::BTreeSet<&str> = ours.iter().map(|c| c.month.as_str()).collect();
+    for month in months {
+        let request = onshi_api::subsidy::WelfareMonthRequest { institution_code: None, month: month.to_string() };
+        match institution.welfare_month(&request).await {
+            Ok(answer) => {
+                for case in ours.iter().filter(|c| c.month == month) {
+                    report.record(&case.category, onshi_synth::subsidy::check_welfare(&answer, case));
+                }
+                // Nobody listed whom the truth does not know (another clinic's, a withheld one).
+                let known = |r: &onshi_api::subsidy::WelfareRecipient| {
+                    ours.iter().any(|c| c.listed && c.payer_number == r.payer_number && c.recipient_number == r.recipient_number)
+                };
+                let strangers = answer.recipients.iter().filter(|r| !known(r)).count();
+                report.record(
+                    "welfare_nobody_else",
+                    if strangers == 0 { Ok(()) } else { Err(format!("{strangers} recipients listed that the truth does not list")) },
+                );
+            }
+            Err(e) => report.record("welfare_ticket", Err(format!("month {month}: {e}"))),
+        }
+    }
+    for category in ["welfare_ticket", "welfare_unregistered", "welfare_withheld", "welfare_stopped"] {
+        if !ours.iter().any(|c| c.category == category) {
+            report.record(category, Err(format!("the synthetic world has no {category} case at this clinic")));
+        }
+    }
     Ok(())
 }
 

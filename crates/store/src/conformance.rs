@@ -645,7 +645,7 @@ pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical
     let ticket_event = by_office("w0", "20261101", SubsidyChange::Ticket(ticket.clone()));
     assert!(
         matches!(
-            register.apply_subsidy_events(&[ticket_event.clone()], now()).unwrap()[0],
+            register.apply_subsidy_events(std::slice::from_ref(&ticket_event), now()).unwrap()[0],
             ApplyOutcome::Rejected { field: "recipient_number", .. }
         ),
         "no ticket before a grant"

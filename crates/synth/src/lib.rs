@@ -1105,6 +1105,7 @@ impl Generator {
     fn subsidies(&mut self, out: &Path) -> Result<(), SynthError> {
         let mut events = Writer::create(out.join(subsidy::SUBSIDY_FILE))?;
         let mut truth = Writer::create(out.join(subsidy::SUBSIDY_TRUTH_FILE))?;
+        let mut welfare = Writer::create(out.join(subsidy::WELFARE_TRUTH_FILE))?;
         let mut known: Vec<(String, Date)> = self
             .coverages_of
             .iter()
@@ -1128,8 +1129,16 @@ impl Generator {
                     truth.line(&case)?;
                 }
             }
+            // Every 医療扶助 case is kept: a month's answer lists them all, and the check compares
+            // the whole list.
+            for case in outcome.welfare {
+                *self.summary.cases_by_category.entry(case.category.clone()).or_default() += 1;
+                self.summary.truth_cases += 1;
+                welfare.line(&case)?;
+            }
         }
         events.finish()?;
+        welfare.finish()?;
         truth.finish()
     }
 
@@ -1236,6 +1245,16 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
 }
 
 /// Reads the ground truth written by [`generate`].
+/// Reads the 医療扶助 ground truth ([`subsidy::WELFARE_TRUTH_FILE`]).
+pub fn read_welfare_truth(path: &Path) -> Result<Vec<subsidy::WelfareCase>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1)))
+        .collect()
+}
+
 /// Reads the by-numbers 公費 ground truth ([`subsidy::SUBSIDY_TRUTH_FILE`]).
 pub fn read_subsidy_truth(path: &Path) -> Result<Vec<subsidy::SubsidyCase>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -78,12 +78,70 @@ pub(crate) struct Resident<'a> {
 pub(crate) struct Outcome {
     pub events: Vec<SubsidyEvent>,
     pub cases: Vec<SubsidyCase>,
+    pub welfare: Vec<WelfareCase>,
+}
+
+/// The institutions 医療扶助 recipients are designated to: the demo's clinic and the tests'
+/// other clinic.
+pub const WELFARE_CLINICS: [&str; 2] = ["1311234569", "2711234563"];
+
+/// Where the 医療扶助 ground truth goes.
+pub const WELFARE_TRUTH_FILE: &str = "welfare-truth.jsonl";
+
+/// One 医療扶助 recipient as an institution's month (`OQSmutic`) must show them, or not.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WelfareCase {
+    pub case: String,
+    pub category: String,
+    pub institution: String,
+    /// `YYYYMM`.
+    pub month: String,
+    pub payer_number: String,
+    pub recipient_number: String,
+    /// Whether the month's answer lists the recipient at all.
+    pub listed: bool,
+    /// `1` or `6` when listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<String>,
+    /// The ticket's 交付番号, when one is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_number: Option<String>,
+    pub birth_date: String,
+}
+
+/// Checks a month's answer against the cases of that institution and month.
+pub fn check_welfare(answer: &onshi_api::subsidy::WelfareMonthAnswer, case: &WelfareCase) -> Result<(), String> {
+    let found = answer.recipients.iter().find(|r| r.payer_number == case.payer_number && r.recipient_number == case.recipient_number);
+    let problem = match (found, case.listed) {
+        (None, false) => None,
+        (Some(_), false) => Some("listed, but must not be".to_string()),
+        (None, true) => Some("not listed".to_string()),
+        (Some(r), true) => {
+            let mut problems = Vec::new();
+            if Some(&r.validity.code) != case.validity.as_ref() {
+                problems.push(format!("validity {} (expected {:?})", r.validity.code, case.validity));
+            }
+            let issued: Vec<&str> = r.tickets.iter().map(|t| t.issue_number.as_str()).collect();
+            if issued != case.issue_number.iter().map(String::as_str).collect::<Vec<_>>() {
+                problems.push(format!("tickets {issued:?} (expected {:?})", case.issue_number));
+            }
+            if r.birth_date.as_deref() != Some(case.birth_date.as_str()) {
+                problems.push(format!("birth date {:?}", r.birth_date));
+            }
+            (!problems.is_empty()).then(|| problems.join("; "))
+        }
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(format!("{}: {p}", case.case)),
+    }
 }
 
 pub(crate) struct Payers {
     next_recipient: std::collections::HashMap<String, u32>,
     next_event: u64,
     next_case: u64,
+    next_welfare: u64,
 }
 
 fn d(y: u16, m: u8, day: u8) -> Date {
@@ -92,7 +150,7 @@ fn d(y: u16, m: u8, day: u8) -> Date {
 
 impl Payers {
     pub(crate) fn new() -> Payers {
-        Payers { next_recipient: Default::default(), next_event: 1, next_case: 1 }
+        Payers { next_recipient: Default::default(), next_event: 1, next_case: 1, next_welfare: 0 }
     }
 
     fn recipient(&mut self, payer: &PublicPayerNumber) -> RecipientNumber {
@@ -122,6 +180,7 @@ impl Payers {
             // Registered on its first day, at ten in the morning.
             notified_at: Timestamp::from_jst_seconds(Timestamp::at_start_of(on).jst_seconds() + 10 * 3600).to_string(),
             certificate: None,
+            ticket: None,
         }
     }
 
@@ -131,10 +190,94 @@ impl Payers {
         SubsidyCase { case: format!("s{id:07}"), category: category.into(), request, state: state.into(), self_pay_cap_yen: cap }
     }
 
+    /// A 生活保護 recipient (one adult in twenty-five): the office's grant designating one of
+    /// [`WELFARE_CLINICS`] in turn, and this month's 医療券 for it — or, in turn per clinic, two
+    /// in ten none yet (`6`), one in ten withheld (never listed), one in ten stopped at the start
+    /// of this month (not listed).
+    fn welfare(&mut self, rng: &mut Rng, who: &Resident, today: Date, out: &mut Outcome) {
+        let office = PublicPayerNumber::with_check_digit(&format!("12{:02}001", who.prefecture)).expect("valid body");
+        let recipient = self.recipient(&office);
+        let turn = self.next_welfare;
+        self.next_welfare += 1;
+        let clinic = WELFARE_CLINICS[(turn % WELFARE_CLINICS.len() as u64) as usize];
+        let month_start = today.first_of_month();
+        let month = format!("{:04}{:02}", today.year(), today.month());
+        let started = month_start.add_days(-rng.between(60, 900));
+        let variant = (turn / WELFARE_CLINICS.len() as u64) % 10;
+        let mut grant = self.event(SubsidyEventKind::Grant, &office, &recipient, who, started);
+        grant.certificate = Some(SubsidyCertificate {
+            name: format!("{}第一福祉事務所", crate::names::PREFECTURES[who.prefecture as usize - 1]),
+            designated_institutions: vec![clinic.to_string()],
+            withheld: variant == 0,
+            ..SubsidyCertificate::default()
+        });
+        out.events.push(grant);
+        let mut case = WelfareCase {
+            case: String::new(),
+            category: String::new(),
+            institution: clinic.to_string(),
+            month: month.clone(),
+            payer_number: office.as_str().to_string(),
+            recipient_number: recipient.as_str().to_string(),
+            listed: true,
+            validity: Some("1".into()),
+            issue_number: None,
+            birth_date: who.birth.to_string(),
+        };
+        let (category, ticket) = match variant {
+            0 => {
+                case.listed = false;
+                case.validity = None;
+                ("welfare_withheld", true)
+            }
+            1 => {
+                out.events.push(self.event(SubsidyEventKind::End, &office, &recipient, who, month_start));
+                case.listed = false;
+                case.validity = None;
+                ("welfare_stopped", false)
+            }
+            2 | 3 => {
+                case.validity = Some("6".into());
+                ("welfare_unregistered", false)
+            }
+            _ => ("welfare_ticket", true),
+        };
+        if ticket {
+            let issue_number = format!("{}-{}", month, recipient.as_str());
+            let mut issued = self.event(SubsidyEventKind::Ticket, &office, &recipient, who, month_start);
+            issued.ticket = Some(onshi_api::subsidy::MedicalTicket {
+                ticket_type: "01".into(),
+                valid_from: month_start.to_string(),
+                valid_to: month_start.add_days(40).first_of_month().add_days(-1).to_string(),
+                issue_number: issue_number.clone(),
+                month: month.clone(),
+                institution_code: clinic.to_string(),
+                institution_name: "オンシ医院".into(),
+                injuries: vec![rng.pick(&["高血圧症", "2型糖尿病", "腰痛症", "気管支喘息"]).to_string()],
+                treatment_type: "02".into(),
+                self_pay_yen: *rng.pick(&[0, 0, 0, 1_200]),
+                combined: false,
+            });
+            out.events.push(issued);
+            if case.listed {
+                case.issue_number = Some(issue_number);
+            }
+        }
+        let id = self.next_case;
+        self.next_case += 1;
+        case.case = format!("w{id:07}");
+        case.category = category.to_string();
+        out.welfare.push(case);
+    }
+
     /// The certificates of one person, their events and the questions to ask about them.
     pub(crate) fn person(&mut self, rng: &mut Rng, who: &Resident, today: Date) -> Outcome {
-        let mut out = Outcome { events: Vec::new(), cases: Vec::new() };
+        let mut out = Outcome { events: Vec::new(), cases: Vec::new(), welfare: Vec::new() };
         let age = who.birth.age_on(today);
+        if age >= 20 && rng.below(25) == 0 {
+            self.welfare(rng, who, today, &mut out);
+            return out;
+        }
         let fiscal_start = if today.month() >= 4 { d(today.year(), 4, 1) } else { d(today.year() - 1, 4, 1) };
         let ask = |payer: &PublicPayerNumber, recipient: &RecipientNumber, birth: Date| VerifySubsidyRequest {
             institution_code: None,
