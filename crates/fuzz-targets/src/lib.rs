@@ -73,6 +73,8 @@ pub fn request_xml(data: &[u8]) {
         Kind::RegisterReference,
         Kind::RegisterReferences,
         Kind::RegisteredReferences,
+        Kind::WelfareMonth,
+        Kind::WelfareResults,
     ] {
         match request::read(kind, data) {
             Ok((request, _charset)) => {
@@ -94,7 +96,14 @@ pub fn request_xml(data: &[u8]) {
                             let _ = onshi_gateway::reference::decide(entry, &people);
                         }
                     }
-                    Request::BulkDownload { .. } | Request::Medical { .. } | Request::Registered { .. } => {}
+                    // The month as the center reads it.
+                    Request::WelfareMonth { month, .. } => {
+                        let _ = onshi_center::subsidy::parse_month(month);
+                    }
+                    Request::BulkDownload { .. }
+                    | Request::Medical { .. }
+                    | Request::Registered { .. }
+                    | Request::WelfareResults { .. } => {}
                 }
             }
             Err(error) => {
@@ -176,6 +185,10 @@ pub fn api_json(data: &[u8]) {
     if let Ok(search) = serde_json::from_slice::<onshi_api::verify::VerifyAttributesRequest>(data) {
         let _ = onshi_center::verify::check_institution(search.institution_code.as_deref(), &certified);
         let _ = onshi_center::attributes::parse_attributes(&search, today());
+    }
+    if let Ok(month) = serde_json::from_slice::<onshi_api::subsidy::WelfareMonthRequest>(data) {
+        let _ = onshi_center::verify::check_institution(month.institution_code.as_deref(), &certified);
+        let _ = onshi_center::subsidy::parse_month(&month.month);
     }
     if let Ok(question) = serde_json::from_slice::<onshi_api::subsidy::VerifySubsidyRequest>(data) {
         let _ = onshi_center::verify::check_institution(question.institution_code.as_deref(), &certified);

@@ -727,6 +727,30 @@ async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, reques
             let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
             gateway.store.answer_request(name, digest, &now, &[file])?;
         }
+        Request::WelfareMonth { header, month } => {
+            let request = onshi_api::subsidy::WelfareMonthRequest { institution_code: Some(code.clone()), month };
+            match gateway.client.welfare_month(&request).await {
+                Ok(list) => {
+                    let reception_number = crate::batch::reception_number(gateway);
+                    let bytes = answer_xml::bulk_accepted(&header, &reception_number, &now, &code, charset);
+                    let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+                    gateway.store.record_welfare(&reception_number, &header, &list, (name, digest), &now, &[file])?;
+                }
+                Err(onshi_api::client::ClientError::Refused { body, .. }) => {
+                    let problem = format!("{}: {}", body.error.code, body.error.operator_en);
+                    refuse(gateway, path, name, digest, None, (&body.error.reception_ja, &problem), charset)?;
+                }
+                // A month's list cannot come from a cache: the request waits in req/ and is
+                // asked again on the next pass, once the line is back.
+                Err(e) => return Err(GatewayError::Client(format!("医療扶助の照会はセンターにつながるまで待ちます: {e}"))),
+            }
+        }
+        Request::WelfareResults { header, reception_number } => {
+            let stored = gateway.store.welfare_batch(&reception_number)?;
+            let bytes = crate::welfare::results(&header, &reception_number, stored.as_ref(), &now, &code, charset);
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            gateway.store.answer_request(name, digest, &now, &[file])?;
+        }
         Request::Medical { header, kind, patient } => {
             let bytes = crate::medical::answer(gateway, &header, kind, &patient, &now, charset).await;
             let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };

@@ -33,4 +33,5 @@ pub mod reverify;
 pub mod serve;
 pub mod store;
 pub mod usage;
+pub mod welfare;
 pub mod xml;

@@ -26,10 +26,14 @@ pub enum Kind {
     RegisterReferences,
     /// `OQSmuimm02req_`: the bulk registration's results by ReceptionNumber.
     RegisteredReferences,
+    /// `OQSmutic01req_`: 医療扶助, one month's recipients at this institution.
+    WelfareMonth,
+    /// `OQSmutic02req_`: that month's list by ReceptionNumber.
+    WelfareResults,
 }
 
 impl Kind {
-    const ALL: [(Kind, &'static str); 8] = [
+    const ALL: [(Kind, &'static str); 10] = [
         (Kind::Single, "OQSsiquc01req_"),
         (Kind::BulkUpload, "OQSmuquc01req_"),
         (Kind::BulkDownload, "OQSmuquc02req_"),
@@ -38,6 +42,8 @@ impl Kind {
         (Kind::RegisterReference, "OQSsiimm01req_"),
         (Kind::RegisterReferences, "OQSmuimm01req_"),
         (Kind::RegisteredReferences, "OQSmuimm02req_"),
+        (Kind::WelfareMonth, "OQSmutic01req_"),
+        (Kind::WelfareResults, "OQSmutic02req_"),
     ];
 
     /// The kind of a request file name (`….xml`), `None` for other files.
@@ -169,6 +175,16 @@ pub enum Request {
         header: Header,
         reception_number: String,
     },
+    /// 医療扶助: one month's recipients (`OQSmutic01`).
+    WelfareMonth {
+        header: Header,
+        month: String,
+    },
+    /// 医療扶助: that month's list by ReceptionNumber (`OQSmutic02`).
+    WelfareResults {
+        header: Header,
+        reception_number: String,
+    },
 }
 
 impl Request {
@@ -179,7 +195,9 @@ impl Request {
             | Request::BulkDownload { header, .. }
             | Request::Medical { header, .. }
             | Request::Register { header, .. }
-            | Request::Registered { header, .. } => header,
+            | Request::Registered { header, .. }
+            | Request::WelfareMonth { header, .. }
+            | Request::WelfareResults { header, .. } => header,
         }
     }
 }
@@ -294,6 +312,11 @@ pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError
         Kind::RegisteredReferences => {
             let reception_number = body.value("ReceptionNumber").ok_or(RequestError::Missing("ReceptionNumber"))?.to_string();
             Request::Registered { header, reception_number }
+        }
+        Kind::WelfareMonth => Request::WelfareMonth { header, month: crate::welfare::read_month(body)? },
+        Kind::WelfareResults => {
+            let reception_number = body.value("ReceptionNumber").ok_or(RequestError::Missing("ReceptionNumber"))?.to_string();
+            Request::WelfareResults { header, reception_number }
         }
     };
     Ok((request, charset))
@@ -449,14 +472,15 @@ mod tests {
         assert_eq!(Kind::of_file_name("notes.xml"), None);
         assert_eq!(Kind::of_file_name("OQSsiimm01req_2021081611906.xml"), Some(Kind::RegisterReference));
         assert_eq!(Kind::of_file_name("OQSmuimm02req_202612040001.xml"), Some(Kind::RegisteredReferences));
-        assert_eq!(Kind::unsupported("OQSmutic01req_2021081611906.xml"), Some("OQSmutic01"));
+        assert_eq!(Kind::unsupported("OQSmutic01req_2021081611906.xml"), None, "answered since issue 15");
+        assert_eq!(Kind::of_file_name("OQSmutic02req_202612040001.xml"), Some(Kind::WelfareResults));
         assert_eq!(Kind::unsupported("OQSmuhvq01req_x.XML"), Some("OQSmuhvq01"));
         for not_unsupported in ["OQSsiquc01req_1.xml", "notes.xml", "OQSsiimm01req_1.xml.part", "OQS-iimm01req_1.xml", "短い.xml"] {
             assert_eq!(Kind::unsupported(not_unsupported), None, "{not_unsupported}");
         }
         assert!(Kind::ALL.iter().all(|(_, prefix)| Kind::is_request_name(&format!("{prefix}1.xml"))), "every answered kind has the shape");
         assert!(
-            Kind::unsupported_message("OQSmutic01")
+            Kind::unsupported_message("OQSmuhvq01")
                 .contains("OQSsiquc01, OQSmuquc01, OQSmuquc02, YZKsiquc01, TKKsiquc01, OQSsiimm01, OQSmuimm01, OQSmuimm02")
         );
         assert_eq!(Kind::answer_name("OQSsiquc01req_0001.xml"), "OQSsiquc01res_0001.xml");

@@ -97,6 +97,12 @@ CREATE TABLE IF NOT EXISTS reference_batches (
     header TEXT NOT NULL,
     units TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS welfare_batches (
+    reception_number TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    header TEXT NOT NULL,
+    answer TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS declarations (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -463,6 +469,43 @@ impl Store {
         })
     }
 
+    /// A month's 医療扶助 list (`OQSmutic01`) under its ReceptionNumber, with the request's
+    /// journal row and its answer file, in one transaction.
+    pub fn record_welfare(
+        &self,
+        reception_number: &str,
+        header: &crate::request::Header,
+        answer: &onshi_api::subsidy::WelfareMonthAnswer,
+        request: (&str, &str),
+        at: &str,
+        files: &[OutFile],
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO welfare_batches (reception_number, created_at, header, answer) VALUES (?1, ?2, ?3, ?4)",
+                params![reception_number, at, json(header), json(answer)],
+            )?;
+            journal(&tx, request.0, request.1, at)?;
+            queue_files(&tx, files)?;
+            tx.commit()
+        })
+    }
+
+    /// A month's 医療扶助 list by its ReceptionNumber.
+    pub fn welfare_batch(
+        &self,
+        reception_number: &str,
+    ) -> Result<Option<(crate::request::Header, onshi_api::subsidy::WelfareMonthAnswer)>, StoreError> {
+        let row: Option<(String, String)> = self.with(|c| {
+            c.query_row("SELECT header, answer FROM welfare_batches WHERE reception_number = ?1", [reception_number], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })?;
+        row.map(|(header, answer)| Ok((parse(&header)?, parse(&answer)?))).transpose()
+    }
+
     /// A bulk registration's header and results, by its ReceptionNumber.
     pub fn reference_batch(
         &self,
@@ -766,6 +809,8 @@ impl Store {
             tx.execute("DELETE FROM declarations WHERE at < ?1", [cutoff])?;
             // The results of a bulk registration; the registrations themselves stay.
             tx.execute("DELETE FROM reference_batches WHERE created_at < ?1", [cutoff])?;
+            // A month's 医療扶助 list names recipients: kept no longer than the checks.
+            tx.execute("DELETE FROM welfare_batches WHERE created_at < ?1", [cutoff])?;
             tx.execute("DELETE FROM requests WHERE answered_at < ?1", [cutoff])?;
             tx.commit()?;
             Ok(checks)

@@ -694,7 +694,7 @@ fn a_second_gateway_on_the_same_folder_or_store_refuses_to_start() {
     assert_eq!(again.status()["waiting"], 0, "a gateway starts once the first is gone");
 }
 
-/// A request of a kind of the interface that the gateway does not answer (医療扶助's monthly bulk)
+/// A request of a kind of the interface that the gateway does not answer (訪問診療's bulk)
 /// gets an `.err` naming what it does answer, instead of lying in `req/` with its sender
 /// waiting; other files in `req/` are left alone.
 #[test]
@@ -705,12 +705,12 @@ fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode></MessageHeader><MessageBody/></XmlMsg>",
         crate::common::CLINIC
     );
-    drop_request(&world.req(), "OQSmutic01req_202612020001.xml", text.as_bytes());
+    drop_request(&world.req(), "OQSmuhvq01req_202612020001.xml", text.as_bytes());
     drop_request(&world.req(), "notes.xml", b"kept");
-    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSmutic01req_202612020001.err")).ok());
-    assert!(err.contains("OQSmutic01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
+    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSmuhvq01req_202612020001.err")).ok());
+    assert!(err.contains("OQSmuhvq01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
     assert!(err.starts_with("この種類の照会にはこのゲートウェイは答えません"), "Japanese first: {err}");
-    assert!(world.res().join("OQSmutic01req_202612020001.xml").exists(), "the request sits beside its .err");
+    assert!(world.res().join("OQSmuhvq01req_202612020001.xml").exists(), "the request sits beside its .err");
     assert_eq!(names_in(&world.req()), ["notes.xml"], "only the request was taken");
     assert_eq!(gateway.status()["waiting"], 0);
 }
@@ -1044,4 +1044,98 @@ fn the_page_shows_a_patients_subsidy_on_their_yes_and_by_the_certificates_number
     assert!(paper_only.contains("受給者情報を登録していません") && paper_only.contains("紙の受給者証で確認"), "{paper_only}");
     let impossible = ask("54136016", p1.birth);
     assert!(impossible.contains("公費負担者番号が正しくありません"), "a wrong check digit is named: {impossible}");
+}
+
+/// 医療扶助 through the request files (issue 15, item 2): `OQSmutic01req_` for a month answers
+/// with a ReceptionNumber, `OQSmutic02req_` with one unit per recipient: a recipient whose 医療券
+/// names this clinic (validity 1, card classification A1, the ticket's fields), one the office
+/// designated this clinic for without a ticket yet (6 有効（未登録）), and never one the office
+/// withheld (DV), nor another clinic's. Expected values written out from the office's events.
+#[test]
+fn a_months_medical_assistance_recipients_are_answered_through_the_request_files() {
+    let world = ClinicWorld::new();
+    let m = members();
+    let office = "12136016"; // 法別 12, 東京都, with its check digit
+    let grant = |id: &str, person: &str, recipient: &str, clinic: &str, withheld: bool| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"grant","payer_number":"{office}","recipient_number":"{recipient}","person_ref":"{person}","occurred_on":"20260101","notified_at":"20260101100000","certificate":{{"name":"千代田区福祉事務所","designated_institutions":["{clinic}"],"withheld":{withheld}}}}}"#
+        )
+    };
+    let ticket = |id: &str, person: &str, recipient: &str, clinic: &str| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"ticket","payer_number":"{office}","recipient_number":"{recipient}","person_ref":"{person}","occurred_on":"20261201","notified_at":"20261201100000","ticket":{{"ticket_type":"01","valid_from":"20261201","valid_to":"20261231","issue_number":"K-{recipient}","month":"202612","institution_code":"{clinic}","institution_name":"オンシ医院","injuries":["高血圧症","2型糖尿病"],"treatment_type":"02","self_pay_yen":1200}}}}"#
+        )
+    };
+    let clinic = crate::common::CLINIC;
+    let other = crate::common::OTHER_CLINIC;
+    let lines = [
+        grant("w1", m[0].person, "0000018", clinic, false),
+        ticket("w2", m[0].person, "0000018", clinic),
+        grant("w3", m[1].person, "0000026", clinic, false),
+        grant("w4", m[2].person, "0000034", clinic, true),
+        ticket("w5", m[2].person, "0000034", clinic),
+        grant("w6", m[3].person, "0000042", other, false),
+        ticket("w7", m[3].person, "0000042", other),
+    ];
+    std::fs::write(world.path("welfare.jsonl"), lines.join("\n") + "\n").unwrap();
+    crate::common::run_ok(
+        onshi().args(["center", "import-subsidies", "--db"]).arg(world.path("center.sqlite")).arg(world.path("welfare.jsonl")),
+    );
+    let _gateway = GatewayProcess::start(&world);
+    let month = |body: &str| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?>\r\n<XmlMsg><MessageHeader><MedicalInstitutionCode>{clinic}</MedicalInstitutionCode><ArbitraryFileIdentifier>afi-1</ArbitraryFileIdentifier></MessageHeader><MessageBody>{body}</MessageBody></XmlMsg>"
+        )
+    };
+    let first =
+        month("<QualificationConfirmSearchInfo><MedicalTreatmentMonth>202612</MedicalTreatmentMonth></QualificationConfirmSearchInfo>");
+    drop_request(&world.req(), "OQSmutic01req_202612040001.xml", &encoding_rs::SHIFT_JIS.encode(&first).0);
+    let accepted = read_answer(&world.res().join("OQSmutic01res_202612040001.xml"));
+    let reception = element(&accepted, "ReceptionNumber").expect("a ReceptionNumber");
+    assert_eq!(element(&accepted, "ArbitraryFileIdentifier").as_deref(), Some("afi-1"));
+    let second = month(&format!("<ReceptionNumber>{reception}</ReceptionNumber>"));
+    drop_request(&world.req(), "OQSmutic02req_202612040002.xml", &encoding_rs::SHIFT_JIS.encode(&second).0);
+    let list = read_answer(&world.res().join("OQSmutic02res_202612040002.xml"));
+    assert_eq!(element(&list, "SegmentOfResult").as_deref(), Some("1"), "{list}");
+    let units: Vec<&str> = list.split("<BulkConfirmUnit>").skip(1).collect();
+    assert_eq!(units.len(), 2, "the ticketed and the designated recipient only: {list}");
+    let unit = |recipient: &str| {
+        *units
+            .iter()
+            .find(|u| u.contains(&format!("<InsuredIdentificationNumber>{recipient}<")))
+            .unwrap_or_else(|| panic!("{recipient} listed: {list}"))
+    };
+    let ticketed = unit("0000018");
+    for piece in [
+        "<QualificationValidity>1</QualificationValidity>",
+        "<InsuredCardClassification>A1</InsuredCardClassification>",
+        &format!("<InsurerNumber>{office}</InsurerNumber>"),
+        "<InsurerName>千代田区福祉事務所</InsurerName>",
+        &format!("<Name>{}</Name>", m[0].name),
+        &format!("<Birthdate>{}</Birthdate>", m[0].birth),
+        "<QualificationDate>20260101</QualificationDate>",
+        "<IssueNumber>K-0000018</IssueNumber>",
+        "<MedicalTreatmentMonth>202612</MedicalTreatmentMonth>",
+        &format!("<DesignatedMedicalInstitutionCode>{clinic}</DesignatedMedicalInstitutionCode>"),
+        "<DesignatedMedicalInstitutionFlag>0</DesignatedMedicalInstitutionFlag>",
+        "<InjuryName1>高血圧症</InjuryName1>",
+        "<InjuryName2>2型糖尿病</InjuryName2>",
+        "<SelfPayAmount>1200</SelfPayAmount>",
+        "<SingleOrCombinedUse>01</SingleOrCombinedUse>",
+    ] {
+        assert!(ticketed.contains(piece), "{piece} in {ticketed}");
+    }
+    let designated = unit("0000026");
+    assert!(
+        designated.contains("<QualificationValidity>6</QualificationValidity>") && !designated.contains("MedicalTicketInfo"),
+        "{designated}"
+    );
+    assert!(!list.contains("0000034"), "the withheld recipient is never listed");
+    assert!(!list.contains("0000042"), "another clinic's recipient is not this clinic's");
+
+    // An unknown ReceptionNumber: SegmentOfResult 9.
+    let unknown = month("<ReceptionNumber>nothing</ReceptionNumber>");
+    drop_request(&world.req(), "OQSmutic02req_202612040003.xml", unknown.as_bytes());
+    let refused = read_answer(&world.res().join("OQSmutic02res_202612040003.xml"));
+    assert_eq!(element(&refused, "SegmentOfResult").as_deref(), Some("9"));
 }
