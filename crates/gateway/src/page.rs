@@ -121,7 +121,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/report/{month}", get(report))
         .route("/check", post(check_number))
         .route("/declaration", post(record_declaration))
-        .route("/subsidy", post(check_subsidy));
+        .route("/subsidy", post(check_subsidy))
+        .route("/welfare", post(check_welfare));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
@@ -488,7 +489,53 @@ const SUBSIDY_FORM: &str = "<h2>受給者証（公費・医療費助成）で照
      <label>公費負担者番号 <input type=\"text\" name=\"payer_number\" id=\"payer\" maxlength=\"8\" required></label>\
      <label>受給者番号 <input type=\"text\" name=\"recipient_number\" id=\"recipient\" maxlength=\"7\" required></label>\
      <label>生年月日 <input type=\"text\" name=\"birth_date\" id=\"subsidy-birth\" placeholder=\"19800101\" required></label>\
-     <button id=\"check-subsidy\">受給者証を照会</button></form>";
+     <button id=\"check-subsidy\">受給者証を照会</button></form>\
+     <h2>医療扶助（生活保護）</h2><form method=\"post\" action=\"/welfare\" id=\"welfare-form\">\
+     <label>診療年月 <input type=\"text\" name=\"month\" id=\"welfare-month\" placeholder=\"202612\" maxlength=\"6\"></label>\
+     <button id=\"check-welfare\">当院あての医療券を照会</button></form>";
+
+/// 医療扶助: this clinic's recipients of a month (this month when none is typed), as the
+/// welfare offices registered them; a recipient without a ticket yet is named so that staff
+/// call the office before the visit, not after the claim bounces.
+async fn check_welfare(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let browser = Browser::of(&headers);
+    let today = page.gateway.now().date();
+    let month = field(&form, "month").unwrap_or_else(|| format!("{:04}{:02}", today.year(), today.month()));
+    let request = onshi_api::subsidy::WelfareMonthRequest {
+        institution_code: Some(page.gateway.config.institution_code.as_str().to_string()),
+        month: month.clone(),
+    };
+    match page.gateway.client.welfare_month(&request).await {
+        Ok(answer) => {
+            let ticketed: Vec<&onshi_api::subsidy::WelfareRecipient> =
+                answer.recipients.iter().filter(|r| r.validity.code == "1").collect();
+            let waiting: Vec<&onshi_api::subsidy::WelfareRecipient> = answer.recipients.iter().filter(|r| r.validity.code != "1").collect();
+            let who = |r: &onshi_api::subsidy::WelfareRecipient| {
+                format!("{}（受給者番号 {}、{}）", r.name.as_deref().unwrap_or("氏名未登録"), r.recipient_number, r.office_name)
+            };
+            let mut text = format!("{month} の医療扶助: 医療券あり {}名", ticketed.len());
+            for r in &ticketed {
+                let issued: Vec<&str> = r.tickets.iter().map(|t| t.issue_number.as_str()).collect();
+                text.push_str(&format!("。{} 交付番号 {}", who(r), issued.join("・")));
+            }
+            if !waiting.is_empty() {
+                text.push_str(&format!(
+                    "。有効（未登録）{}名: 医療券がまだ登録されていません。受診前に福祉事務所に連絡してください",
+                    waiting.len()
+                ));
+                for r in &waiting {
+                    text.push_str(&format!("。{}", who(r)));
+                }
+            }
+            page.say_as(&browser, if waiting.is_empty() { "ok" } else { "warn" }, text)
+        }
+        Err(onshi_api::client::ClientError::Refused { body, .. }) => page.say(&browser, false, body.error.reception_ja),
+        Err(e) => page.say(&browser, false, format!("センターに接続できません（{e}）。紙の医療券で確認して受け付けてください。")),
+    }
+}
 
 async fn check_subsidy(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     if !same_origin(&headers) {

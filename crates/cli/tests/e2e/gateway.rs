@@ -1050,7 +1050,8 @@ fn the_page_shows_a_patients_subsidy_on_their_yes_and_by_the_certificates_number
 /// with a ReceptionNumber, `OQSmutic02req_` with one unit per recipient: a recipient whose 医療券
 /// names this clinic (validity 1, card classification A1, the ticket's fields), one the office
 /// designated this clinic for without a ticket yet (6 有効（未登録）), and never one the office
-/// withheld (DV), nor another clinic's. Expected values written out from the office's events.
+/// withheld (DV), nor another clinic's; the page lists the same. Expected values written out
+/// from the office's events.
 #[test]
 fn a_months_medical_assistance_recipients_are_answered_through_the_request_files() {
     let world = ClinicWorld::new();
@@ -1081,7 +1082,7 @@ fn a_months_medical_assistance_recipients_are_answered_through_the_request_files
     crate::common::run_ok(
         onshi().args(["center", "import-subsidies", "--db"]).arg(world.path("center.sqlite")).arg(world.path("welfare.jsonl")),
     );
-    let _gateway = GatewayProcess::start(&world);
+    let gateway = GatewayProcess::start(&world);
     let month = |body: &str| {
         format!(
             "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?>\r\n<XmlMsg><MessageHeader><MedicalInstitutionCode>{clinic}</MedicalInstitutionCode><ArbitraryFileIdentifier>afi-1</ArbitraryFileIdentifier></MessageHeader><MessageBody>{body}</MessageBody></XmlMsg>"
@@ -1132,6 +1133,13 @@ fn a_months_medical_assistance_recipients_are_answered_through_the_request_files
     );
     assert!(!list.contains("0000034"), "the withheld recipient is never listed");
     assert!(!list.contains("0000042"), "another clinic's recipient is not this clinic's");
+
+    // The page names the month's recipients, and the one whose ticket is not registered yet.
+    let page = gateway.post("/welfare", &[("month", "202612")]);
+    let flash = page.split("<div id=\"flash\"").nth(1).and_then(|rest| rest.split("</div>").next()).expect("a message").to_string();
+    assert!(flash.contains("医療券あり 1名") && flash.contains("K-0000018") && flash.contains(m[0].name), "{flash}");
+    assert!(flash.contains("有効（未登録）1名") && flash.contains("0000026") && flash.contains("福祉事務所に連絡"), "{flash}");
+    assert!(!flash.contains("0000034") && !flash.contains(m[2].name), "the withheld recipient is not on the page either: {flash}");
 
     // An unknown ReceptionNumber: SegmentOfResult 9.
     let unknown = month("<ReceptionNumber>nothing</ReceptionNumber>");
