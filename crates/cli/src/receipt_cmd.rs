@@ -177,6 +177,7 @@ pub(crate) async fn assess_all(
     let mut without_branch = ask(client, institution.as_deref(), retry, "re-asking").await?;
     let mut by_attributes = ask_by_attributes(client, institution.as_deref(), file).await?;
     let mut subsidies = ask_subsidies(client, institution.as_deref(), file).await?;
+    let welfare = ask_welfare(client, institution.as_deref(), file).await?;
     Ok(file
         .claims
         .iter()
@@ -187,6 +188,7 @@ pub(crate) async fn assess_all(
                 without_branch: std::mem::take(&mut without_branch[i]),
                 by_attributes: std::mem::take(&mut by_attributes[i]),
                 subsidies: std::mem::take(&mut subsidies[i]),
+                welfare: classify::welfare_month(claim).and_then(|month| welfare.get(&month).cloned()),
                 // The declaration recorded for a 不詳 claim's patient (newest first).
                 declaration: claim.insurance.as_ref().filter(|h| h.unknown).and_then(|_| {
                     let reading = onshi_domain::kana::reading(&claim.name_kana);
@@ -262,6 +264,29 @@ async fn ask_subsidies(
     }
     progress.finish();
     Ok(replies)
+}
+
+/// This clinic's 医療扶助 recipients for every month a claim bills 医療扶助 (法別 12), one
+/// question per month. A refused month is left unchecked; a failure to reach the center stops
+/// the check.
+async fn ask_welfare(
+    client: &CenterClient,
+    institution: Option<&str>,
+    file: &UkeFile,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<onshi_api::subsidy::WelfareRecipient>>> {
+    let months: std::collections::BTreeSet<String> = file.claims.iter().filter_map(classify::welfare_month).collect();
+    let mut lists = std::collections::BTreeMap::new();
+    for month in months {
+        let request = onshi_api::subsidy::WelfareMonthRequest { institution_code: institution.map(str::to_string), month: month.clone() };
+        match client.welfare_month(&request).await {
+            Ok(answer) => {
+                lists.insert(month, answer.recipients);
+            }
+            Err(ClientError::Refused { body, .. }) => eprintln!("医療扶助 {month}: {}", body.error.reception_ja),
+            Err(other) => return Err(explain(other)),
+        }
+    }
+    Ok(lists)
 }
 
 /// Sends the requests of every claim in batches and hands back the replies per claim.

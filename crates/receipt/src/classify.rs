@@ -105,6 +105,56 @@ pub struct Replies {
     pub declaration: Option<String>,
     /// The answers about the claim's KO lines, in the order of [`subsidy_requests`].
     pub subsidies: Vec<Result<SubsidyAnswer, ApiError>>,
+    /// For a claim with a 医療扶助 KO line (法別 12): the clinic's 医療扶助 recipients of the
+    /// claim's month as the center lists them (`None` when not asked or not answered).
+    pub welfare: Option<Vec<onshi_api::subsidy::WelfareRecipient>>,
+}
+
+/// The 診療年月 (`YYYYMM`) whose 医療扶助 list a claim needs: one with a readable KO line of
+/// 法別 12.
+pub fn welfare_month(claim: &Claim) -> Option<String> {
+    let month = claim.treatment_month?;
+    claim
+        .public_expenses
+        .iter()
+        .any(|k| k.payer.as_ref().is_ok_and(|p| p.as_str().starts_with("12")) && matches!(k.recipient, Some(Ok(_))))
+        .then(|| month.to_string())
+}
+
+/// A claim's 医療扶助 KO lines against the month's 医療券 for this clinic: a recipient the office
+/// has not issued a ticket to this clinic for the month (or has withheld) is to be confirmed
+/// with the office before billing; one listed as 有効（未登録） waits for the office to register it.
+fn welfare_findings(claim: &Claim, replies: &Replies, findings: &mut Vec<Finding>) {
+    let Some(listed) = replies.welfare.as_deref() else { return };
+    // Only offices that register with the center: of one that does not, the list says nothing.
+    let connected: Vec<String> = subsidy_requests(claim)
+        .into_iter()
+        .zip(&replies.subsidies)
+        .filter(|(_, reply)| reply.as_ref().is_ok_and(|a| a.state != subsidy_state::PAYER_NOT_CONNECTED))
+        .map(|(request, _)| request.payer_number)
+        .collect();
+    for public in &claim.public_expenses {
+        let (Ok(payer), Some(Ok(recipient))) = (&public.payer, &public.recipient) else { continue };
+        if !payer.as_str().starts_with("12") || !connected.iter().any(|c| c == payer.as_str()) {
+            continue;
+        }
+        let numbers = format!("公費負担者番号 {} 受給者番号 {}", payer.as_str(), recipient.as_str());
+        match listed.iter().find(|r| r.payer_number == payer.as_str() && r.recipient_number == recipient.as_str()) {
+            Some(r) if r.validity.code == "1" && !r.tickets.is_empty() => {}
+            Some(_) => findings.push(finding(
+                Class::Pending,
+                "WELFARE_TICKET_NOT_REGISTERED",
+                format!("{numbers} は当院を指定されていますが、この月の医療券がまだ登録されていません（有効（未登録））。"),
+                "福祉事務所に医療券の発行・登録を確認してから請求してください。",
+            )),
+            None => findings.push(finding(
+                Class::Pending,
+                "WELFARE_NO_TICKET",
+                format!("{numbers} の、この月に当院あての医療券が登録されていません。"),
+                "紙の医療券（診療年月・指定医療機関）を確かめ、福祉事務所に確認してから請求してください。",
+            )),
+        }
+    }
 }
 
 /// Default days an insurer may take to register a coverage (employer → insurer → register,
@@ -336,6 +386,8 @@ pub fn assess(claim: &Claim, institution: &Institution, replies: &Replies, today
     }
     public_expense_findings(claim, &mut assessment.findings);
     let subsidies_confirmed = subsidy_findings(claim, &replies.subsidies, &mut assessment.findings);
+    welfare_findings(claim, replies, &mut assessment.findings);
+    let subsidies_confirmed = subsidies_confirmed && !assessment.findings.iter().any(|f| f.code.starts_with("WELFARE_"));
     match &claim.insurance {
         None if subsidies_confirmed => assessment.findings.push(finding(
             Class::Ok,

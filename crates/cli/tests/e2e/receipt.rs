@@ -458,8 +458,16 @@ fn a_claims_public_expense_is_checked_against_what_its_payer_registered() {
     const NANBYO: &str = "54136015"; // 法別 54, 東京都, registers its recipients
     const CHILDREN: &str = "88136015"; // a 地方単独 programme that registers nothing
     let mut seed = Seed::default();
-    let people =
-        [("k1", "19800101", "11"), ("k2", "19900202", "12"), ("k3", "19750303", "13"), ("k4", "19850404", "14"), ("k5", "20150305", "15")];
+    let people = [
+        ("k1", "19800101", "11"),
+        ("k2", "19900202", "12"),
+        ("k3", "19750303", "13"),
+        ("k4", "19850404", "14"),
+        ("k5", "20150305", "15"),
+        ("k6", "19600606", "16"),
+        ("k7", "19610707", "17"),
+        ("k8", "19620808", "18"),
+    ];
     for (person, birth, number) in people {
         let h = Holder { person, insurer: PROMPT, symbol: "1", number, branch: "00", birth, relationship: "1" };
         seed.acquire(&h, "20150401", 0);
@@ -473,11 +481,30 @@ fn a_claims_public_expense_is_checked_against_what_its_payer_registered() {
     let ended = json!({"event_id": "s4e", "kind": "end", "payer_number": NANBYO, "recipient_number": "0000042", "person_ref": "k4",
                        "occurred_on": "20211001", "notified_at": notified("20211001", 0)})
     .to_string();
+    // 医療扶助 (法別 12): k6 has October's 医療券 for this clinic, k7 is designated here without
+    // one yet, k8 has none for this clinic.
+    const OFFICE: &str = "12136016";
+    let welfare = |id: &str, person: &str, recipient: &str, designated: &str| {
+        json!({"event_id": id, "kind": "grant", "payer_number": OFFICE, "recipient_number": recipient, "person_ref": person,
+               "occurred_on": "20210101", "notified_at": notified("20210101", 0),
+               "certificate": {"name": "千代田区福祉事務所", "designated_institutions": [designated]}})
+        .to_string()
+    };
+    let ticket = json!({"event_id": "w6t", "kind": "ticket", "payer_number": OFFICE, "recipient_number": "0000067", "person_ref": "k6",
+                        "occurred_on": "20211001", "notified_at": notified("20211001", 0),
+                        "ticket": {"ticket_type": "01", "valid_from": "20211001", "valid_to": "20211031", "issue_number": "K-6",
+                                   "month": "202110", "institution_code": CLINIC, "institution_name": "オンシ医院",
+                                   "treatment_type": "02", "self_pay_yen": 0}})
+    .to_string();
     let subsidies = [
         grant("s1", "k1", "0000018", "20210401"),
         grant("s2", "k2", "0000026", "20210401"),
         grant("s4", "k4", "0000042", "20210401"),
         ended,
+        welfare("w6", "k6", "0000067", CLINIC),
+        ticket,
+        welfare("w7", "k7", "0000075", CLINIC),
+        welfare("w8", "k8", "0000083", crate::common::OTHER_CLINIC),
     ];
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("subsidies.jsonl"), subsidies.join("\n") + "\n").unwrap();
@@ -494,7 +521,10 @@ fn a_claims_public_expense_is_checked_against_what_its_payer_registered() {
     text += &(re(3, "1122", "19750303") + &ho("13") + &ko(NANBYO, "0000034") + si);
     text += &(re(4, "1122", "19850404") + &ho("14") + &ko(NANBYO, "0000042") + si);
     text += &(re(5, "1122", "20150305") + &ho("15") + &ko(CHILDREN, "0000059") + si);
-    text += "GO,5,1500,99\r\n";
+    text += &(re(6, "1212", "19600606") + &ko(OFFICE, "0000067") + "SI,11,1,111000110,,300,1,,,,,1\r\n");
+    text += &(re(7, "1212", "19610707") + &ko(OFFICE, "0000075") + "SI,11,1,111000110,,300,1,,,,,1\r\n");
+    text += &(re(8, "1212", "19620808") + &ko(OFFICE, "0000083") + "SI,11,1,111000110,,300,1,,,,,1\r\n");
+    text += "GO,8,2400,99\r\n";
     let path = setup.path("KOHI.UKE");
     std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&text).0).expect("write");
     let csv = setup.path("kohi.csv");
@@ -510,5 +540,9 @@ fn a_claims_public_expense_is_checked_against_what_its_payer_registered() {
     expect("3", "pending", "PUBLIC_NOT_REGISTERED");
     expect("4", "bounce", "PUBLIC_NOT_VALID_ON_DATE");
     expect("5", "ok", "OK");
+    expect("6", "ok", "PUBLIC_CONFIRMED");
+    expect("7", "pending", "WELFARE_TICKET_NOT_REGISTERED PUBLIC_ONLY");
+    // Designated to another clinic: the office named someone else (bounce), and no ticket here.
+    expect("8", "bounce", "PUBLIC_NOT_DESIGNATED WELFARE_NO_TICKET PUBLIC_ONLY");
     assert!(stdout.contains("2021年9月30日"), "the registered end of No.4's certificate is quoted:\n{stdout}");
 }
