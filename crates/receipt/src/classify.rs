@@ -804,7 +804,7 @@ mod tests {
 
     fn judge_one(branch: Option<&str>, with_numbers: Vec<Reply>, without_branch: Vec<Reply>) -> Assessment {
         let file = file(&[("06130488", branch)]);
-        let replies = Replies { with_numbers, without_branch, by_attributes: Vec::new(), declaration: None, subsidies: Vec::new() };
+        let replies = Replies { with_numbers, without_branch, ..Replies::default() };
         assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
     }
 
@@ -861,6 +861,54 @@ mod tests {
         assert_eq!(judged("payer_not_connected", None), (Class::NotChecked, vec!["PUBLIC_ONLY"]));
     }
 
+    /// A 医療扶助 KO line (法別 12) against the month's list of this clinic: a ticket here passes,
+    /// 有効（未登録） and no ticket wait for the office; an office that registers nothing says
+    /// nothing (its paper 医療券 is all there is).
+    #[test]
+    fn a_medical_assistance_line_is_checked_against_the_months_tickets() {
+        let office = onshi_domain::ids::PublicPayerNumber::with_check_digit("1213601").unwrap();
+        let recipient = onshi_domain::ids::RecipientNumber::with_check_digit("000006").unwrap();
+        let text = format!(
+            "IR,1,13,1,1234569,,テスト医院,202111,00,0312345678\r\nRE,1,1212,202110,テスト　太郎,1,19600606,,,,,,,001\r\n\
+             KO,{},{},,1,300\r\nSI,11,1,111000110,,300,1,,,,,1\r\nGO,1,300,99\r\n",
+            office.as_str(),
+            recipient.as_str()
+        );
+        let file = uke::read(&uke::encode_line(&text, TextEncoding::Cp932).unwrap()).expect("reads");
+        let claim = &file.claims[0];
+        assert_eq!(welfare_month(claim).as_deref(), Some("202110"));
+        let listed = |validity: &str, tickets: usize| onshi_api::subsidy::WelfareRecipient {
+            validity: onshi_api::verify::CodeLabel { code: validity.into(), label: String::new() },
+            payer_number: office.as_str().into(),
+            recipient_number: recipient.as_str().into(),
+            office_name: "千代田区福祉事務所".into(),
+            qualification_date: "20210101".into(),
+            disqualification_date: None,
+            name: None,
+            name_kana: None,
+            birth_date: None,
+            sex: None,
+            tickets: vec![onshi_api::subsidy::MedicalTicket::default(); tickets],
+        };
+        let judged = |state: &str, welfare: Vec<onshi_api::subsidy::WelfareRecipient>| {
+            let answer = onshi_api::subsidy::SubsidyAnswer {
+                state: state.into(),
+                reception_ja: String::new(),
+                subsidy: None,
+                date_of_care: "20211001".into(),
+                answered_at: "20211101090000".into(),
+            };
+            let replies =
+                Replies { subsidies: vec![Ok(answer); subsidy_requests(claim).len()], welfare: Some(welfare), ..Replies::default() };
+            let judged = assess(claim, &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap());
+            (judged.class, codes(&judged))
+        };
+        assert_eq!(judged("valid", vec![listed("1", 1)]), (Class::Ok, vec!["PUBLIC_CONFIRMED"]));
+        assert_eq!(judged("valid", vec![listed("6", 0)]), (Class::Pending, vec!["WELFARE_TICKET_NOT_REGISTERED", "PUBLIC_ONLY"]));
+        assert_eq!(judged("valid", vec![]), (Class::Pending, vec!["WELFARE_NO_TICKET", "PUBLIC_ONLY"]));
+        assert_eq!(judged("payer_not_connected", vec![]), (Class::NotChecked, vec!["PUBLIC_ONLY"]), "an office that registers nothing");
+    }
+
     #[test]
     fn a_public_expense_is_checked_against_the_one_registered_for_the_coverage() {
         // 公費 51 (特定疾患) with recipient numbers that pass their check digits.
@@ -887,13 +935,7 @@ mod tests {
             answer("1", None, Some(c), None, Some(5))
         };
         let judged = |recipient: &str| {
-            let replies = Replies {
-                with_numbers: vec![with_public(recipient), with_public(recipient)],
-                without_branch: vec![],
-                by_attributes: vec![],
-                declaration: None,
-                subsidies: vec![],
-            };
+            let replies = Replies { with_numbers: vec![with_public(recipient), with_public(recipient)], ..Replies::default() };
             assess(&file.claims[0], &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap())
         };
         let differs = judged(ours.as_str());
