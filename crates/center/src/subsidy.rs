@@ -73,9 +73,15 @@ fn shown(row: &SubsidyRow, institution: &InstitutionCode) -> Subsidy {
     }
 }
 
+/// Whether a recipient's periods are withheld: a payer's DV mark on any period hides them all
+/// (an earlier, unmarked period must not show what the mark hides).
+fn withheld(rows: &[SubsidyRow], payer: &PublicPayerNumber, recipient: &RecipientNumber) -> bool {
+    rows.iter().any(|r| r.terms.withheld && r.payer == *payer && r.recipient == *recipient)
+}
+
 /// The certificates of a person a clinic may see on `on`: valid that day and not withheld.
 pub fn shown_on(rows: &[SubsidyRow], institution: &InstitutionCode, on: Date) -> Vec<Subsidy> {
-    rows.iter().filter(|r| !r.terms.withheld && r.covers(on)).map(|r| shown(r, institution)).collect()
+    rows.iter().filter(|r| r.covers(on) && !withheld(rows, &r.payer, &r.recipient)).map(|r| shown(r, institution)).collect()
 }
 
 /// A checked by-numbers question.
@@ -127,12 +133,10 @@ pub fn verify_subsidy(
         date_of_care: query.date_of_care.to_string(),
         answered_at: now.to_string(),
     };
-    let rows: Vec<SubsidyRow> = subsidies
-        .subsidies_of_recipient(&query.payer, &query.recipient)
-        .map_err(store)?
-        .into_iter()
-        .filter(|r| !r.terms.withheld)
-        .collect();
+    let mut rows: Vec<SubsidyRow> = subsidies.subsidies_of_recipient(&query.payer, &query.recipient).map_err(store)?;
+    if withheld(&rows, &query.payer, &query.recipient) {
+        rows.clear();
+    }
     if rows.is_empty() {
         let connected = subsidies.payer_registers(&query.payer).map_err(store)?;
         return Ok((answer(if connected { state::NOT_REGISTERED } else { state::PAYER_NOT_CONNECTED }, None), None));
@@ -338,5 +342,39 @@ pub fn parse_month(text: &str) -> Result<u32, CenterError> {
     match (text.len(), text.parse::<u32>()) {
         (6, Ok(m)) if (1..=12).contains(&(m % 100)) && m / 100 >= 1900 => Ok(m),
         _ => Err(errors::invalid_field("month", &onshi_domain::FieldError::new("must be the 診療年月 as YYYYMM", text))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_store::subsidy::SubsidyTerms;
+
+    /// A DV mark on a later period hides the earlier, unmarked one too.
+    #[test]
+    fn a_mark_on_any_period_hides_the_recipient() {
+        let d = |t: &str| Date::parse_yyyymmdd(t).unwrap();
+        let row = |from: &str, to: Option<&str>, withheld: bool| SubsidyRow {
+            payer: PublicPayerNumber::with_check_digit("5413601").unwrap(),
+            recipient: RecipientNumber::with_check_digit("000001").unwrap(),
+            person_ref: "p".into(),
+            valid_from: d(from),
+            terms: SubsidyTerms {
+                name: "x".into(),
+                valid_to: to.map(d),
+                self_pay_cap_yen: None,
+                income_segment: None,
+                designated_institutions: vec![],
+                withheld,
+            },
+            notified_at: Timestamp::at_start_of(d(from)),
+            registered_at: Timestamp::at_start_of(d(from)),
+        };
+        let clinic = InstitutionCode::parse("1311234569").unwrap();
+        let open = [row("20260101", Some("20260630"), false)];
+        assert_eq!(shown_on(&open, &clinic, d("20260301")).len(), 1);
+        let marked = [row("20260101", Some("20260630"), false), row("20260701", None, true)];
+        assert!(shown_on(&marked, &clinic, d("20260301")).is_empty(), "the earlier period is hidden too");
+        assert!(shown_on(&marked, &clinic, d("20260801")).is_empty());
     }
 }

@@ -334,6 +334,25 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
     Ok(totals)
 }
 
+/// An import report as operators read it: the totals (`words` name what was applied and what
+/// was there already), then each refused line with its field and reason.
+pub(crate) fn report_text(file: &Path, report: &onshi_api::events::ImportReport, words: (&str, &str)) -> String {
+    let mut text = format!(
+        "{}: {} lines, {} {}, {} {}, {} refused\n",
+        file.display(),
+        report.lines,
+        report.applied,
+        words.0,
+        report.already_applied,
+        words.1,
+        report.rejected_total
+    );
+    for line in &report.rejected {
+        text.push_str(&format!("  line {}: {}: {}\n", line.line, line.field, line.reason));
+    }
+    text
+}
+
 /// Imports 公費 payers' event files; prints a summary and the refused lines. Returns how many
 /// lines were refused.
 pub fn import_subsidy_files(subsidies: &dyn SubsidyStore, files: &[PathBuf]) -> anyhow::Result<u64> {
@@ -341,17 +360,7 @@ pub fn import_subsidy_files(subsidies: &dyn SubsidyStore, files: &[PathBuf]) -> 
     for file in files {
         let input = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
         let report = onshi_center::subsidy::import_subsidy_jsonl(subsidies, input, None, onshi_pki::now())?;
-        eprintln!(
-            "{}: {} lines, {} applied, {} already applied, {} refused",
-            file.display(),
-            report.lines,
-            report.applied,
-            report.already_applied,
-            report.rejected_total
-        );
-        for line in &report.rejected {
-            eprintln!("  line {}: {}: {}", line.line, line.field, line.reason);
-        }
+        eprint!("{}", report_text(file, &report, ("applied", "already applied")));
         refused += report.rejected_total;
     }
     Ok(refused)
@@ -366,17 +375,7 @@ pub fn import_medical_files(register: &dyn MedicalStore, files: &[PathBuf]) -> a
         let mut progress = crate::progress::Progress::new("medical", "lines", None);
         let report = onshi_center::medical::import_medical(register, input, |line| progress.set(line))?;
         progress.finish();
-        eprintln!(
-            "{}: {} lines, {} added, {} already present, {} refused",
-            file.display(),
-            report.lines,
-            report.applied,
-            report.already_applied,
-            report.rejected_total
-        );
-        for line in &report.rejected {
-            eprintln!("  line {}: {}: {}", line.line, line.field, line.reason);
-        }
+        eprint!("{}", report_text(file, &report, ("added", "already present")));
         refused += report.rejected_total;
     }
     Ok(refused)

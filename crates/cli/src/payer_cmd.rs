@@ -50,17 +50,7 @@ pub fn run(command: PayerCommand) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!(
-                    "{}: {} lines, {} applied, {} already applied, {} refused",
-                    file.display(),
-                    report.lines,
-                    report.applied,
-                    report.already_applied,
-                    report.rejected_total
-                );
-                for line in &report.rejected {
-                    println!("  line {}: {}: {}", line.line, line.field, line.reason);
-                }
+                print!("{}", crate::center_cmd::report_text(&file, &report, ("applied", "already applied")));
             }
             Ok(if report.rejected_total > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }

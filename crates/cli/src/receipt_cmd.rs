@@ -203,23 +203,28 @@ pub(crate) async fn assess_all(
         .collect())
 }
 
-/// Asks again about each claim billed as 不詳, by the patient's attributes, one search at a time
-/// (a month holds a handful; the center limits them per day). A refusal of one search (the day's
-/// quota) is that claim's reply; a failure to reach the center stops the check.
-async fn ask_by_attributes(client: &CenterClient, institution: Option<&str>, file: &UkeFile) -> anyhow::Result<Vec<Vec<Reply>>> {
-    let mut replies: Vec<Vec<Reply>> = vec![Vec::new(); file.claims.len()];
-    let asked: Vec<(usize, Vec<onshi_api::verify::VerifyAttributesRequest>)> =
-        file.claims.iter().enumerate().filter_map(|(i, c)| classify::attribute_requests(c).map(|r| (i, r))).collect();
-    if asked.is_empty() {
+/// Asks the center each claim's questions one at a time, with progress: a refusal of one
+/// question (a day's quota) is that question's reply; a failure to reach the center stops the
+/// check.
+async fn ask_one_by_one<Q, A, Fut>(
+    label: &'static str,
+    unit: &'static str,
+    per_claim: Vec<Vec<Q>>,
+    ask: impl Fn(Q) -> Fut,
+) -> anyhow::Result<Vec<Vec<Result<A, onshi_api::verify::ApiError>>>>
+where
+    Fut: std::future::Future<Output = Result<A, ClientError>>,
+{
+    let total: usize = per_claim.iter().map(Vec::len).sum();
+    let mut replies: Vec<Vec<Result<A, onshi_api::verify::ApiError>>> = per_claim.iter().map(|_| Vec::new()).collect();
+    if total == 0 {
         return Ok(replies);
     }
-    let total: usize = asked.iter().map(|(_, r)| r.len()).sum();
-    let mut progress = Progress::new("asking about 不詳 claims", "searches", Some(total as u64));
+    let mut progress = Progress::new(label, unit, Some(total as u64));
     let mut done = 0;
-    for (claim, requests) in asked {
-        for mut request in requests {
-            request.institution_code = institution.map(str::to_string);
-            let reply = match client.verify_attributes(&request).await {
+    for (claim, questions) in per_claim.into_iter().enumerate() {
+        for question in questions {
+            let reply = match ask(question).await {
                 Ok(answer) => Ok(answer),
                 Err(ClientError::Refused { body, .. }) => Err(body.error),
                 Err(other) => return Err(explain(other)),
@@ -233,37 +238,37 @@ async fn ask_by_attributes(client: &CenterClient, institution: Option<&str>, fil
     Ok(replies)
 }
 
-/// Asks about every claim's 公費 (KO lines) by their numbers and the patient's birth date, one
-/// question at a time. A refusal of one question is that line's reply; a failure to reach the
-/// center stops the check.
+/// Asks again about each claim billed as 不詳, by the patient's attributes (a month holds a
+/// handful; the center limits them per day).
+async fn ask_by_attributes(client: &CenterClient, institution: Option<&str>, file: &UkeFile) -> anyhow::Result<Vec<Vec<Reply>>> {
+    let per_claim = file
+        .claims
+        .iter()
+        .map(|c| {
+            let mut asked = classify::attribute_requests(c).unwrap_or_default();
+            asked.iter_mut().for_each(|r| r.institution_code = institution.map(str::to_string));
+            asked
+        })
+        .collect();
+    ask_one_by_one("asking about 不詳 claims", "searches", per_claim, |r| async move { client.verify_attributes(&r).await }).await
+}
+
+/// Asks about every claim's 公費 (KO lines) by their numbers and the patient's birth date.
 async fn ask_subsidies(
     client: &CenterClient,
     institution: Option<&str>,
     file: &UkeFile,
 ) -> anyhow::Result<Vec<Vec<Result<onshi_api::subsidy::SubsidyAnswer, onshi_api::verify::ApiError>>>> {
-    let asked: Vec<Vec<onshi_api::subsidy::VerifySubsidyRequest>> = file.claims.iter().map(classify::subsidy_requests).collect();
-    let total: usize = asked.iter().map(Vec::len).sum();
-    let mut replies = vec![Vec::new(); file.claims.len()];
-    if total == 0 {
-        return Ok(replies);
-    }
-    let mut progress = Progress::new("checking 公費", "questions", Some(total as u64));
-    let mut done = 0;
-    for (claim, requests) in asked.into_iter().enumerate() {
-        for mut request in requests {
-            request.institution_code = institution.map(str::to_string);
-            let reply = match client.verify_subsidy(&request).await {
-                Ok(answer) => Ok(answer),
-                Err(ClientError::Refused { body, .. }) => Err(body.error),
-                Err(other) => return Err(explain(other)),
-            };
-            replies[claim].push(reply);
-            done += 1;
-            progress.set(done);
-        }
-    }
-    progress.finish();
-    Ok(replies)
+    let per_claim = file
+        .claims
+        .iter()
+        .map(|c| {
+            let mut asked = classify::subsidy_requests(c);
+            asked.iter_mut().for_each(|r| r.institution_code = institution.map(str::to_string));
+            asked
+        })
+        .collect();
+    ask_one_by_one("checking 公費", "questions", per_claim, |r| async move { client.verify_subsidy(&r).await }).await
 }
 
 /// This clinic's 医療扶助 recipients for every month a claim bills 医療扶助 (法別 12), one

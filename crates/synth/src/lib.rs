@@ -1244,34 +1244,29 @@ pub fn check_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &Expectati
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
-/// Reads the ground truth written by [`generate`].
-/// Reads the 医療扶助 ground truth ([`subsidy::WELFARE_TRUTH_FILE`]).
-pub fn read_welfare_truth(path: &Path) -> Result<Vec<subsidy::WelfareCase>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1)))
-        .collect()
-}
-
-/// Reads the by-numbers 公費 ground truth ([`subsidy::SUBSIDY_TRUTH_FILE`]).
-pub fn read_subsidy_truth(path: &Path) -> Result<Vec<subsidy::SubsidyCase>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1)))
-        .collect()
-}
-
-pub fn read_truth(path: &Path) -> Result<Vec<TruthCase>, String> {
+/// Reads a JSON Lines truth file, naming the file and line of what it cannot read.
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
         .collect()
+}
+
+/// Reads the ground truth written by [`generate`].
+pub fn read_truth(path: &Path) -> Result<Vec<TruthCase>, String> {
+    read_lines(path)
+}
+
+/// Reads the by-numbers 公費 ground truth ([`subsidy::SUBSIDY_TRUTH_FILE`]).
+pub fn read_subsidy_truth(path: &Path) -> Result<Vec<subsidy::SubsidyCase>, String> {
+    read_lines(path)
+}
+
+/// Reads the 医療扶助 ground truth ([`subsidy::WELFARE_TRUTH_FILE`]).
+pub fn read_welfare_truth(path: &Path) -> Result<Vec<subsidy::WelfareCase>, String> {
+    read_lines(path)
 }
 
 #[cfg(test)]
