@@ -74,6 +74,9 @@ pub enum Fix {
     AddBranch { branch: String },
     /// Bill the newer coverage of the same person: HO numbers and the SN 枝番.
     Reroute { coverage: Box<Coverage> },
+    /// A 不詳 claim without its 摘要: add the 被保険者資格申立書 the clinic recorded at reception
+    /// for this patient, as a free-text comment (CO) at the claim's end.
+    AddNote { text: String },
 }
 
 /// The verdict on one claim.
@@ -509,6 +512,12 @@ fn judge_unknown(claim: &Claim, institution: &Institution, replies: &Replies, ou
             format!("摘要（{UNKNOWN_NOTE_JA}）のとおり不詳で請求できます。来月の点検でもう一度照会します。"),
         ),
     };
+    if code == "UNKNOWN_WITHOUT_NOTE"
+        && let Some(note) = &replies.declaration
+    {
+        // Exactly one right answer: the declaration the patient made for this visit.
+        out.fix = Some(Fix::AddNote { text: note.clone() });
+    }
     out.findings.push(finding(class, code, detail, action));
 }
 

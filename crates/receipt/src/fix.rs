@@ -1,5 +1,6 @@
 //! `--fix`: a corrected copy for the cases with exactly one right answer (a missing 枝番, the
-//! newer coverage of the same person), in the file's own encoding and line endings. Untouched
+//! newer coverage of the same person, the 摘要 of a 不詳 claim from the patient's recorded
+//! 被保険者資格申立書), in the file's own encoding and line endings. Untouched
 //! lines are copied byte for byte; every change is listed.
 
 use std::collections::BTreeMap;
@@ -60,6 +61,9 @@ const SN_FIELDS: usize = 9;
 const PAYER_HEALTH_INSURANCE: &str = "1";
 /// 確認区分 01: confirmed at the counter (here, through the register).
 const CONFIRMED_AT_COUNTER: &str = "01";
+/// The comment record a 摘要 is written in: CO, 診療識別 11, 負担区分 1, and the free-text
+/// comment code (フリーコメント 810000001), the shape `classify` counts as a claim's comment.
+const NOTE_RECORD: [&str; 4] = ["CO", "11", "1", "810000001"];
 
 /// Rewrites `value` in the digit width of `like` (full-width when `like` has full-width
 /// characters), so that a corrected field looks like its neighbours.
@@ -130,6 +134,33 @@ impl<'a> Edits<'a> {
     fn apply(&mut self, claim: &Claim, fix: &Fix) {
         match fix {
             Fix::AddBranch { branch } => self.set_branch(claim, branch),
+            Fix::AddNote { text } => {
+                // A field holds no comma and the record no line break: they would split it.
+                let text: String = text
+                    .chars()
+                    .map(|c| {
+                        if c == ',' {
+                            '、'
+                        } else if c.is_control() {
+                            '　'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                let mut record: Vec<String> = NOTE_RECORD.iter().map(|f| f.to_string()).collect();
+                record.push(text);
+                let after = claim.end - 1;
+                self.changes.push(Change {
+                    receipt_number: claim.receipt_number.clone(),
+                    position: Position::Inserted { after_line: self.file.records[after].line },
+                    record: "CO".into(),
+                    what: "摘要（被保険者資格申立書）".into(),
+                    before: String::new(),
+                    after: record.join(","),
+                });
+                self.inserted.entry(after).or_default().push(record);
+            }
             Fix::Reroute { coverage } => {
                 let Some(insurance) = &claim.insurance else { return };
                 let ho = &self.file.records[insurance.record];
@@ -252,6 +283,22 @@ mod tests {
         assert_eq!(reread.points_total(), file.points_total());
         // Three fields of HO and one insertion for the reroute, one insertion, one field.
         assert_eq!(fixed.changes.len(), 6, "{:#?}", fixed.changes);
+    }
+
+    #[test]
+    fn a_note_is_a_comment_at_the_claims_end_and_cannot_split_the_record() {
+        let (_, file) = sample();
+        let claim = &file.claims[3];
+        let fixed = apply(&file, &[(3, Fix::AddNote { text: "被保険者資格申立書による、ﾐﾄｳ ｼﾞﾛｳ\n東京都".into() })]).expect("writes");
+        let reread = uke::read(&fixed.bytes).expect("the copy reads");
+        assert_eq!(reread.claims[3].comments, claim.comments + 1, "one more comment on that claim");
+        let last = &reread.records[reread.claims[3].end - 1];
+        assert_eq!(last.fields[..4], ["CO", "11", "1", "810000001"]);
+        assert_eq!(last.field(4), "被保険者資格申立書による、ﾐﾄｳ ｼﾞﾛｳ　東京都", "no comma, no line break");
+        assert_eq!(last.fields.len(), 5);
+        let fields: Vec<Vec<String>> = reread.records.iter().map(|r| r.fields.clone()).collect();
+        assert_eq!(fields, with_changes(&file, &fixed.changes));
+        assert_eq!(reread.points_total(), file.points_total());
     }
 
     #[test]

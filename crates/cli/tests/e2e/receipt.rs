@@ -356,7 +356,8 @@ fn acquire_named(id: &str, person: &str, insurer: &str, card: (&str, &str, &str)
 /// Claims billed as 不詳 (issue 15, item 5): the pre-check asks the register again by the
 /// patient's attributes. One whose coverage has been registered since becomes a fixable 振替
 /// to that insurer (the --fix copy bills it); one still unregistered keeps its 摘要 and waits,
-/// or bounces without one; one whose attributes two people share cannot be decided.
+/// or bounces without one (the --fix copy writes it from the declaration recorded at reception);
+/// one whose attributes two people share cannot be decided.
 #[test]
 fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered() {
     // Registered since the visit: a 健保組合 member (paid by the 支払基金, as this file).
@@ -443,10 +444,18 @@ fn a_claim_billed_as_unknown_becomes_a_reroute_once_its_coverage_is_registered()
     for n in ["2", "3", "4"] {
         assert_eq!(numbers(&after, n), numbers(&before, n), "No.{n} unchanged");
     }
-    // Checked again, the 振替 claim is an ordinary one the register confirms.
+    // No.3 gets its 摘要 from the declaration recorded at reception, as a comment at its end.
+    let no3 = |file: &UkeFile| file.claims.iter().find(|c| c.receipt_number == "3").expect("No.3").clone();
+    assert_eq!(no3(&after).comments, no3(&before).comments + 1);
+    let note = after.records[no3(&after).end - 1].fields.join(",");
+    assert!(note.starts_with("CO,") && note.contains("被保険者資格申立書") && note.contains("ﾐﾄｳ ｻﾌﾞﾛｳ"), "{note}");
+    assert!(note.contains("東京都千代田区") && note.contains("03-0000-0000"), "{note}");
+    // Checked again, the 振替 claim is an ordinary one the register confirms, and No.3 is a
+    // 不詳 claim with its 摘要 that waits.
     setup.check_on(&today, &fixed, &["--csv", setup.path("again.csv").to_str().unwrap()]);
     let again = read_verdicts(&std::fs::read_to_string(setup.path("again.csv")).expect("csv"));
     assert_eq!(again["1"].0, "ok", "{:?}", again["1"]);
+    assert_eq!((again["3"].0.as_str(), again["3"].1.as_str()), ("pending", "UNKNOWN_NOT_REGISTERED"));
 }
 
 /// The claims' 公費 (KO lines) against what their payers registered (issue 15, item 1): a
