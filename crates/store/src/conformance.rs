@@ -677,6 +677,36 @@ pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical
     assert!(matches!(register.apply_subsidy_events(&[not_welfare], now()).unwrap()[0], ApplyOutcome::Rejected { field: "kind", .. }));
 }
 
+/// Home-care consents every backend must keep: read back exactly by key, listed by institution,
+/// kind and the day they were given.
+pub fn run_home<R: Register + crate::home::HomeCareStore + crate::medical::MedicalStore>(register: &R) {
+    use crate::home::HomeConsentRow;
+    register.apply_events(&[event("home-e1", "home-p1", "9301", 0, "20200401", acquire("19500101", IncomeClass::General))], now()).unwrap();
+    let person = register.person_id("home-p1").unwrap().expect("known");
+    let consent = |key: &str, kind: &str, given: &str| HomeConsentRow {
+        key: key.into(),
+        person_id: person,
+        institution: "1311234569".into(),
+        kind: kind.into(),
+        valid_from: d(given),
+        valid_to: d("20270331"),
+        given_at: Timestamp::from_jst_seconds(Timestamp::at_start_of(d(given)).jst_seconds() + 10 * 3600),
+    };
+    for (key, kind, given) in [("k1", "visit", "20261201"), ("k2", "visit", "20261203"), ("k3", "online", "20261202")] {
+        register.record_home_consent(&consent(key, kind, given)).unwrap();
+    }
+    assert!(register.record_home_consent(&consent("k1", "visit", "20261201")).is_err(), "a key is given once");
+    assert_eq!(register.home_consent("k2").unwrap(), Some(consent("k2", "visit", "20261203")));
+    assert_eq!(register.home_consent("nothing").unwrap(), None);
+    let listed = |kind: &str, from: &str, to: &str| -> Vec<String> {
+        register.home_consents_given("1311234569", kind, d(from), d(to)).unwrap().into_iter().map(|c| c.key).collect()
+    };
+    assert_eq!(listed("visit", "20261201", "20261203"), ["k1", "k2"], "both ends of the window count");
+    assert_eq!(listed("visit", "20261202", "20261202"), Vec::<String>::new());
+    assert_eq!(listed("online", "20261201", "20261231"), ["k3"]);
+    assert!(register.home_consents_given("2711234563", "visit", d("20261201"), d("20261231")).unwrap().is_empty(), "another clinic's");
+}
+
 /// The card path's shared single-use challenges, for an engine that keeps them
 /// ([`crate::cards::CardRegistry::shares_challenges`]): issued within the owner's limit, used once,
 /// expired ones forgotten.

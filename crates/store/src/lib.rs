@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod cards;
+pub mod home;
 pub mod medical;
 pub mod model;
 pub mod postgres;

@@ -19,6 +19,7 @@
 pub mod audit;
 mod cards;
 pub mod cluster;
+mod home;
 mod medical;
 mod subsidy;
 
@@ -54,6 +55,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("postgres/0008_qualification_certificate.sql")),
     (9, include_str!("postgres/0009_subsidies.sql")),
     (10, include_str!("postgres/0010_medical_tickets.sql")),
+    (11, include_str!("postgres/0011_home_consents.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
@@ -743,6 +745,7 @@ mod tests {
         crate::conformance::run_cards(&register);
         crate::conformance::run_medical(&register);
         crate::conformance::run_subsidies(&register);
+        crate::conformance::run_home(&register);
         crate::conformance::run_challenges(&register);
     }
 

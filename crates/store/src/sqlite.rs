@@ -25,6 +25,7 @@ use crate::{Register, StoreError};
 /// Schema migrations, applied in order; a version once released is never edited.
 mod apply;
 mod cards;
+mod home;
 mod medical;
 mod subsidy;
 
@@ -39,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("sqlite/0008_qualification_certificate.sql")),
     (9, include_str!("sqlite/0009_subsidies.sql")),
     (10, include_str!("sqlite/0010_medical_tickets.sql")),
+    (11, include_str!("sqlite/0011_home_consents.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.
@@ -418,6 +420,7 @@ mod tests {
         crate::conformance::run_cards(&register);
         crate::conformance::run_medical(&register);
         crate::conformance::run_subsidies(&register);
+        crate::conformance::run_home(&register);
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! [`HomeCareStore`] on SQLite.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteRegister, sqlite};
+use crate::StoreError;
+use crate::home::{COLUMNS, HomeCareStore, HomeConsentRow, RawHome, home_row};
+use crate::rows::day;
+use onshi_domain::Date;
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawHome> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+impl HomeCareStore for SqliteRegister {
+    fn record_home_consent(&self, c: &HomeConsentRow) -> Result<(), StoreError> {
+        self.with_writer(|tx| {
+            tx.execute(
+                &format!("INSERT INTO home_consents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![c.key, c.person_id, c.institution, c.kind, day(c.valid_from), day(c.valid_to), c.given_at.jst_seconds()],
+            )
+            .map_err(sqlite("recording a home-care consent"))?;
+            Ok(())
+        })
+    }
+
+    fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE key = ?1");
+        let found = self.read(|c| {
+            c.prepare_cached(&sql).and_then(|mut s| s.query_row([key], raw).optional()).map_err(sqlite("reading a home-care consent"))
+        })?;
+        found.map(home_row).transpose()
+    }
+
+    fn home_consents_given(&self, institution: &str, kind: &str, from: Date, to: Date) -> Result<Vec<HomeConsentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM home_consents WHERE institution = ?1 AND kind = ?2 AND given_at >= ?3 AND given_at < ?4 ORDER BY given_at, key"
+        );
+        let (start, end) =
+            (onshi_domain::Timestamp::at_start_of(from).jst_seconds(), onshi_domain::Timestamp::at_start_of(to.add_days(1)).jst_seconds());
+        let raws: Vec<RawHome> = self.read(|c| {
+            let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading home-care consents"))?;
+            statement
+                .query_map(params![institution, kind, start, end], raw)
+                .map_err(sqlite("reading home-care consents"))?
+                .collect::<Result<_, _>>()
+                .map_err(sqlite("reading home-care consents"))
+        })?;
+        raws.into_iter().map(home_row).collect()
+    }
+}
