@@ -113,8 +113,9 @@ pub fn attestation_message(purpose: Purpose, challenge: &str, certificate_sha256
 /// a recorded visual check (`YYYYMMDDHHmmss`, Japan time), `-` on a live check.
 pub fn consent_details(choice: &ConsentChoice, chosen_at: &str) -> String {
     let bit = |b: bool| if b { '1' } else { '0' };
+    let home = choice.home.map(|h| format!(" home={}:{}", h.kind.code(), h.until)).unwrap_or_default();
     format!(
-        "drug={} checkup={} diagnosis={} limit={} specific_disease={} subsidy={} chosen_at={chosen_at}",
+        "drug={} checkup={} diagnosis={} limit={} specific_disease={} subsidy={}{home} chosen_at={chosen_at}",
         bit(choice.drug),
         bit(choice.checkup),
         bit(choice.diagnosis),
@@ -190,6 +191,78 @@ pub struct ConsentChoice {
     /// shown with this one answer (nothing is kept for later checks).
     #[serde(default)]
     pub subsidy: bool,
+    /// 居宅同意取得型: the patient consents, at home or from their own device, to this
+    /// institution re-confirming their coverage without the card until `until` (再照会).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<HomeCare>,
+}
+
+/// What a home-care consent covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeCare {
+    pub kind: HomeCareKind,
+    /// The last day of the ongoing care, `YYYYMMDD` as a number (the center refuses one that
+    /// is not a date, in the past, or more than a year ahead).
+    pub until: u32,
+}
+
+/// 訪問診療等 or オンライン診療等 (OQSCD028 MedicalTreatmentFlag 2 and 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HomeCareKind {
+    Visit,
+    Online,
+}
+
+impl HomeCareKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            HomeCareKind::Visit => "visit",
+            HomeCareKind::Online => "online",
+        }
+    }
+}
+
+/// A home-care consent as recorded: the key a 再照会 presents, and its period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeConsent {
+    pub key: String,
+    pub kind: HomeCareKind,
+    pub valid_from: String,
+    pub valid_to: String,
+}
+
+/// 再照会: a later visit in the ongoing care, without the card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeReverify {
+    pub key: String,
+    /// `YYYYMMDD`; today when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_care: Option<String>,
+}
+
+/// The batch kinds (`OQSmuhvq` / `OQSmuonq`): the patients who gave this institution a
+/// home-care consent of one kind on the days `from`–`to`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeListRequest {
+    pub kind: HomeCareKind,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeListEntry {
+    pub consent: HomeConsent,
+    /// Their coverage today.
+    pub answer: VerifyAnswer,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeList {
+    pub entries: Vec<HomeListEntry>,
 }
 
 impl ConsentChoice {
@@ -205,6 +278,8 @@ impl ConsentChoice {
             (self.limit, "limit"),
             (self.specific_disease, "specific_disease"),
             (self.subsidy, "subsidy"),
+            (self.home.is_some_and(|h| h.kind == HomeCareKind::Visit), "home_visit"),
+            (self.home.is_some_and(|h| h.kind == HomeCareKind::Online), "home_online"),
         ]
         .into_iter()
         .filter_map(|(given, code)| given.then_some(code))
@@ -286,6 +361,9 @@ pub struct CardAnswer {
     /// request, not two (absent when the institution's quota is full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_challenge: Option<Challenge>,
+    /// The home-care consent this check recorded, with the key later visits present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_consent: Option<HomeConsent>,
 }
 
 /// What reception tells the holder about the card's certificate.
@@ -415,7 +493,13 @@ mod tests {
     /// a change that dropped a scope or the purpose from what is signed fails this.
     #[test]
     fn the_signed_messages_are_fixed_byte_for_byte() {
-        let consent = ConsentChoice { drug: true, checkup: false, diagnosis: false, limit: true, specific_disease: false, subsidy: true };
+        let consent =
+            ConsentChoice { drug: true, checkup: false, diagnosis: false, limit: true, specific_disease: false, subsidy: true, home: None };
+        let home = ConsentChoice { home: Some(HomeCare { kind: HomeCareKind::Visit, until: 20270331 }), ..ConsentChoice::default() };
+        assert_eq!(
+            consent_details(&home, "-"),
+            "drug=0 checkup=0 diagnosis=0 limit=0 specific_disease=0 subsidy=0 home=visit:20270331 chosen_at=-"
+        );
         assert_eq!(consent_details(&consent, "-"), "drug=1 checkup=0 diagnosis=0 limit=1 specific_disease=0 subsidy=1 chosen_at=-");
         assert_eq!(
             card_message(Purpose::Verify, "c0ffee", &consent_details(&consent, "-")),

@@ -160,6 +160,20 @@ impl CenterClient {
         self.decode(&url, response).await
     }
 
+    /// 再照会 under a home-care consent, by its key.
+    pub async fn verify_home(&self, request: &crate::card::HomeReverify) -> Result<VerifyAnswer, ClientError> {
+        let url = self.url("/verify/home");
+        let response = self.http.post(&url).json(request).send().await;
+        self.decode(&url, response).await
+    }
+
+    /// The home-care consents given on some days, with each patient's coverage (`OQSmuhvq/onq`).
+    pub async fn home_list(&self, request: &crate::card::HomeListRequest) -> Result<crate::card::HomeList, ClientError> {
+        let url = self.url("/verify/home-list");
+        let response = self.http.post(&url).json(request).send().await;
+        self.decode(&url, response).await
+    }
+
     /// A POST of a JSON body to an API path (`/card/challenge`, …), decoded as `T`.
     pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let url = self.url(path);

@@ -217,6 +217,31 @@ struct Proven {
 }
 
 /// What reception tells the holder about the certificate, if anything.
+/// A person's answer on `on` from their coverages: the one covering that day (else the latest),
+/// judged as the number path judges it.
+fn answer_for_view(
+    register: &dyn Register,
+    lags: &LagCache,
+    view: &[onshi_store::model::CoverageWithTerms],
+    on: Date,
+    limit_live: bool,
+    now: Timestamp,
+) -> Result<onshi_api::verify::VerifyAnswer, CenterError> {
+    let span = |c: &onshi_store::model::CoverageRecord| CoverageSpan {
+        coverage_id: c.coverage_id,
+        person_id: c.person_id,
+        branch: c.branch,
+        birth_date: c.holder.birth_date,
+        acquired_on: c.acquired_on,
+        lost_on: c.lost_on,
+        loss_reason: c.loss_reason,
+    };
+    let chosen =
+        view.iter().map(|v| &v.coverage).max_by_key(|c| (span(c).covers(on), c.acquired_on)).ok_or_else(refuse::no_coverage_for_person)?;
+    let query = NumberQuery::for_coverage(chosen, on, limit_live);
+    Ok(answer_from_view(view, lags.get(register, &query.insurer)?, &query, now).0)
+}
+
 fn certificate_notice(standing: Standing, consent_chosen: bool) -> Option<CertificateNotice> {
     match standing {
         Standing::ExpiringSoon { expires_on } => Some(CertificateNotice {
@@ -762,29 +787,40 @@ impl CardPath {
             Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
             None => given_at.date(),
         };
-        let span = |c: &onshi_store::model::CoverageRecord| CoverageSpan {
-            coverage_id: c.coverage_id,
-            person_id: c.person_id,
-            branch: c.branch,
-            birth_date: c.holder.birth_date,
-            acquired_on: c.acquired_on,
-            lost_on: c.lost_on,
-            loss_reason: c.loss_reason,
-        };
-        let chosen = view
-            .iter()
-            .map(|v| &v.coverage)
-            .max_by_key(|c| (span(c).covers(on), c.acquired_on))
-            .ok_or_else(refuse::no_coverage_for_person)?;
-        let query = NumberQuery::for_coverage(chosen, on, limit_live);
-        let (answer, _) = answer_from_view(&view, lags.get(register, &query.insurer)?, &query, now);
+        let answer = answer_for_view(register, lags, &view, on, limit_live, now)?;
         // The reader's next challenge rides on this answer: a check at the counter is then one
         // request (proof and answer), not two. None when the institution already holds many:
         // the next check then asks for one.
         let next_challenge = self.next_challenge(institution.as_str(), now);
-        let answer =
-            CardAnswer { answer, method: request.proof.method, serial: certificate.serial, consents, certificate: notice, next_challenge };
+        let answer = CardAnswer {
+            answer,
+            method: request.proof.method,
+            serial: certificate.serial,
+            consents,
+            certificate: notice,
+            next_challenge,
+            home_consent: None,
+        };
         Ok((answer, person, smartphone))
+    }
+
+    /// 再照会 under a home-care consent: the person's coverage on `on` as the card path answers
+    /// it (the 限度額 only under a live consent), without the card.
+    pub fn answer_for_person(
+        &self,
+        register: &dyn Register,
+        lags: &LagCache,
+        person: i64,
+        institution: &InstitutionCode,
+        on: Date,
+        now: Timestamp,
+    ) -> Result<onshi_api::verify::VerifyAnswer, CenterError> {
+        let view = register.person_view(person).map_err(store_error)?;
+        if view.is_empty() {
+            return Err(refuse::no_coverage_for_person());
+        }
+        let limit_live = self.consents(person, institution, now)?.limit_application_certificate_related.flag == "1";
+        answer_for_view(register, lags, &view, on, limit_live, now)
     }
 
     fn record_consents(

@@ -84,6 +84,44 @@ pub fn subsidy_misses(per_day: u32) -> CenterError {
     )
 }
 
+/// A home-care consent the patient cannot give: its last day is not a date, is past, or is
+/// more than a year ahead.
+pub fn home_care_invalid(detail: String) -> CenterError {
+    error(
+        400,
+        "HOME_CARE_INVALID",
+        Some("consent.home"),
+        detail,
+        "在宅・オンライン診療の同意期間が正しくありません。今日から1年以内の最終日を選び直して、もう一度カードで確認してください。",
+        "The home-care consent's last day must be a date from today to a year ahead; nothing was recorded.",
+    )
+}
+
+/// A 再照会 key this institution was never given (another clinic's, or none): said the same
+/// way for both, so that a key proves nothing to anyone else.
+pub fn home_consent_unknown() -> CenterError {
+    error(
+        403,
+        "HOME_CONSENT_UNKNOWN",
+        Some("key"),
+        "no home-care consent with this key was given to this institution".into(),
+        "この在宅・オンライン診療の同意は当院には登録されていません。患者さんのマイナ保険証でもう一度確認してください。",
+        "The key is not one of this institution's home-care consents; verify with the patient's card again.",
+    )
+}
+
+/// A 再照会 outside the consent's period.
+pub fn home_consent_expired(valid_from: &str, valid_to: &str) -> CenterError {
+    error(
+        403,
+        "HOME_CONSENT_EXPIRED",
+        Some("date_of_care"),
+        format!("the home-care consent covers {valid_from} to {valid_to}"),
+        "在宅・オンライン診療の同意期間外です。患者さんのマイナ保険証でもう一度確認し、同意をいただいてください。",
+        "The date of care is outside the consent's period; verify with the patient's card, which records a new consent.",
+    )
+}
+
 pub fn malformed_body(detail: String) -> CenterError {
     error(
         400,

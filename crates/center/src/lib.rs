@@ -19,6 +19,7 @@ pub mod audit;
 pub mod card;
 pub mod dashboard;
 pub mod errors;
+pub mod home;
 pub mod import;
 pub mod medical;
 pub mod metrics;

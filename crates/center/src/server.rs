@@ -96,6 +96,8 @@ pub struct CenterState {
     pub medical: Arc<dyn onshi_store::medical::MedicalStore>,
     /// 公費 payers' recipients ([`crate::subsidy`]).
     pub subsidies: Arc<dyn onshi_store::subsidy::SubsidyStore>,
+    /// Home-care consents ([`crate::home`]).
+    pub home: Arc<dyn onshi_store::home::HomeCareStore>,
     /// Requests per second per certified caller.
     pub rate: crate::rate::RateLimiter,
     /// Requests per second per address to the patients' endpoints (no certificate there).
@@ -289,6 +291,76 @@ async fn subsidy_handler(State(state): State<Arc<CenterState>>, Extension(peer):
     let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), "verify_subsidy", person, object, &code)]);
     match audited.and(result).map(|(answer, _)| answer) {
         Ok(answer) => Json(answer).into_response(),
+        Err(error) => refuse(&state, error),
+    }
+}
+
+/// 再照会 under a home-care consent: institution certificate, the key, audited as
+/// `reverify_home` in the patient's access log.
+async fn home_reverify_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let result = async {
+        let certified = institution(&peer)?.clone();
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::card::HomeReverify = parse_json(&bytes)?;
+        let on = match &request.date_of_care {
+            Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
+            None => now.date(),
+        };
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::home::reverify(
+                worker.home.as_ref(),
+                &worker.card,
+                worker.register.as_ref(),
+                &worker.lags,
+                &request.key,
+                &certified,
+                on,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("home-care check failed: {e}")))?
+    }
+    .await;
+    let person = result.as_ref().ok().map(|(_, person)| *person);
+    let code = outcome(&result, |(answer, _)| answer.validity.code.clone());
+    let audited = state.audit.enqueue(vec![audit_record(now, actor(&peer), "reverify_home", person, "-".into(), &code)]);
+    match audited.and(result).map(|(answer, _)| answer) {
+        Ok(answer) => {
+            state.metrics.answer(&answer.validity.code);
+            Json(answer).into_response()
+        }
+        Err(error) => refuse(&state, error),
+    }
+}
+
+/// The batch list of home-care consents (`OQSmuhvq` / `OQSmuonq`): institution certificate;
+/// every patient listed gets a `verify_home_list` entry in their access log.
+async fn home_list_handler(State(state): State<Arc<CenterState>>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    let now = (state.clock)();
+    let result = async {
+        let certified = institution(&peer)?.clone();
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::card::HomeListRequest = parse_json(&bytes)?;
+        let worker = state.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::home::list(worker.home.as_ref(), &worker.card, worker.register.as_ref(), &worker.lags, &request, &certified, now)
+        })
+        .await
+        .map_err(|e| errors::register_unavailable(format!("home-care list failed: {e}")))?
+    }
+    .await;
+    let records = match &result {
+        Ok((_, persons)) if !persons.is_empty() => {
+            persons.iter().map(|p| audit_record(now, actor(&peer), "verify_home_list", Some(*p), "-".into(), "ok")).collect()
+        }
+        _ => vec![audit_record(now, actor(&peer), "verify_home_list", None, "-".into(), &outcome(&result, |_| "ok".into()))],
+    };
+    let audited = state.audit.enqueue(records);
+    match audited.and(result).map(|(list, _)| list) {
+        Ok(list) => Json(list).into_response(),
         Err(error) => refuse(&state, error),
     }
 }
@@ -625,7 +697,15 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         consent = Some(request.consent);
         method = Some(request.proof.method);
         recorded = request.chosen_at.is_some();
+        // A home-care consent's period is checked before the card check answers: a refused one
+        // records nothing.
+        let home_until = request.consent.home.as_ref().map(|h| crate::home::check(h, now.date())).transpose()?;
         let (mut answer, person, smartphone) = state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)?;
+        // An expired certificate in its grace confirms eligibility only: no consent is taken.
+        let consents_taken = !answer.certificate.as_ref().is_some_and(|c| c.consent_refused);
+        if let (Some(choice), Some(until), true) = (request.consent.home.as_ref(), home_until, consents_taken) {
+            answer.home_consent = Some(crate::home::record(state.home.as_ref(), person, &code, choice, until, now)?);
+        }
         // 「医療費助成の各種受給者証を利用しますか」: yes in the signed consent shows the
         // certificates valid on the date of care, for this answer only.
         if request.consent.subsidy {
@@ -927,6 +1007,8 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/payer/events", post(payer_upload_handler))
         .route("/v1/verify/subsidy", post(subsidy_handler))
         .route("/v1/verify/welfare-month", post(welfare_month_handler))
+        .route("/v1/verify/home", post(home_reverify_handler))
+        .route("/v1/verify/home-list", post(home_list_handler))
         .route("/v1/card/challenge", post(challenge_handler))
         .route("/v1/readers", post(reader_handler))
         .route("/v1/card/link", post(link_handler))

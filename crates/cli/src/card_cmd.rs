@@ -97,6 +97,24 @@ pub enum CardCommand {
         /// subsidy (「医療費助成の各種受給者証を利用しますか」: yes).
         #[arg(long, value_delimiter = ',')]
         consent: Vec<String>,
+        /// 居宅同意取得型: `visit:YYYYMMDD` or `online:YYYYMMDD`, the consent to re-confirm without
+        /// the card (再照会) until that day; the answer gives the key (`onshi card home-reverify`).
+        #[arg(long)]
+        home: Option<String>,
+        /// 診療日 YYYYMMDD (today when absent).
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 再照会: a later visit in the ongoing home or online care, by the key the consenting card
+    /// check gave, without the card.
+    HomeReverify {
+        #[command(flatten)]
+        center: CenterArgs,
+        /// The consent's key.
+        #[arg(long)]
+        consent_key: String,
         /// 診療日 YYYYMMDD (today when absent).
         #[arg(long)]
         date: Option<String>,
@@ -199,6 +217,22 @@ fn reader_with_card(args: &ReaderArgs) -> anyhow::Result<AnyReader> {
     }
 }
 
+/// `visit:YYYYMMDD` / `online:YYYYMMDD` into the consent the card signs.
+fn with_home(mut choice: ConsentChoice, home: Option<&str>) -> anyhow::Result<ConsentChoice> {
+    if let Some(text) = home {
+        let (kind, until) =
+            text.split_once(':').ok_or_else(|| anyhow::anyhow!("--home {text:?}: write visit:YYYYMMDD or online:YYYYMMDD"))?;
+        let kind = match kind {
+            "visit" => onshi_api::card::HomeCareKind::Visit,
+            "online" => onshi_api::card::HomeCareKind::Online,
+            other => anyhow::bail!("--home {other:?}: the kinds are visit and online"),
+        };
+        let until = until.parse().map_err(|_| anyhow::anyhow!("--home: {until:?} is not a day YYYYMMDD"))?;
+        choice.home = Some(onshi_api::card::HomeCare { kind, until });
+    }
+    Ok(choice)
+}
+
 fn consent_choice(scopes: &[String]) -> anyhow::Result<ConsentChoice> {
     let mut choice = ConsentChoice::default();
     for scope in scopes {
@@ -226,6 +260,12 @@ fn print_answer(answer: &CardAnswer) {
     }
     if let Some(certificate) = &answer.certificate {
         println!("  {}", certificate.reception_ja);
+    }
+    if let Some(home) = &answer.home_consent {
+        println!(
+            "  在宅・オンライン診療の同意 {}〜{}（再照会の鍵 {}: onshi card home-reverify --consent-key）",
+            home.valid_from, home.valid_to, home.key
+        );
     }
     for subsidy in &a.subsidies {
         println!("  {}", onshi_gateway::check::subsidy_sentence(subsidy).trim_start_matches('。'));
@@ -268,7 +308,18 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
             let linked = runtime.block_on(flow::link_by(&client, any.reader(), how)).map_err(explain_flow)?;
             println!("利用登録しました: 証明書 {} ({})", linked.serial, linked.linked_at);
         }
-        CardCommand::Verify { center, reader, pin, phone, face, visual, facility_password, consent, date, json } => {
+        CardCommand::HomeReverify { center, consent_key: key, date, json } => {
+            let client = center.client()?;
+            let answer = runtime
+                .block_on(client.verify_home(&onshi_api::card::HomeReverify { key, date_of_care: date }))
+                .map_err(crate::tls_args::explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("資格有効性: {} ({})", answer.validity.label, answer.validity.code);
+            }
+        }
+        CardCommand::Verify { center, reader, pin, phone, face, visual, facility_password, consent, home, date, json } => {
             let client = center.client()?;
             let mut any = reader_with_card(&reader)?;
             let how = match (pin.as_deref(), phone, face, visual) {
@@ -293,8 +344,9 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("choose --pin, --phone (iPhone), --face holder|stranger or --visual with --facility-password"),
             };
-            let answer =
-                runtime.block_on(flow::verify(&client, any.reader(), how, consent_choice(&consent)?, date)).map_err(explain_flow)?;
+            let answer = runtime
+                .block_on(flow::verify(&client, any.reader(), how, with_home(consent_choice(&consent)?, home.as_deref())?, date))
+                .map_err(explain_flow)?;
             any.reader().remove_card();
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);

@@ -244,10 +244,11 @@ pub struct Stores {
     pub cards: Arc<dyn CardRegistry>,
     pub medical: Arc<dyn MedicalStore>,
     pub subsidies: Arc<dyn SubsidyStore>,
+    pub home: Arc<dyn onshi_store::home::HomeCareStore>,
 }
 
-fn stores<T: Register + CardRegistry + MedicalStore + SubsidyStore + 'static>(engine: Arc<T>) -> Stores {
-    Stores { register: engine.clone(), cards: engine.clone(), medical: engine.clone(), subsidies: engine }
+fn stores<T: Register + CardRegistry + MedicalStore + SubsidyStore + onshi_store::home::HomeCareStore + 'static>(engine: Arc<T>) -> Stores {
+    Stores { register: engine.clone(), cards: engine.clone(), medical: engine.clone(), subsidies: engine.clone(), home: engine }
 }
 
 /// Opens the register `db` names, on its engine; `options` tunes SQLite.
@@ -451,7 +452,7 @@ pub async fn start_center(
     listen: SocketAddr,
     limits: Limits,
 ) -> anyhow::Result<RunningCenter> {
-    let Stores { register, cards, medical, subsidies } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
+    let Stores { register, cards, medical, subsidies, home } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
     let audit = match postgres_url(db) {
         // One chain for every center process on the cluster; this process's checkpoint file is
@@ -499,6 +500,7 @@ pub async fn start_center(
         audit,
         medical,
         subsidies,
+        home,
         register,
         lags: Default::default(),
         metrics: Default::default(),

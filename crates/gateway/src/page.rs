@@ -402,7 +402,10 @@ const CONSENT_FIELDS: &str = "<fieldset><legend>同意（患者さんが選ん�
      <label><input type=\"checkbox\" name=\"diagnosis\" value=\"1\">診療・手術</label>\
      <label><input type=\"checkbox\" name=\"limit\" value=\"1\">限度額情報</label>\
      <label><input type=\"checkbox\" name=\"specific_disease\" value=\"1\">特定疾病</label>\
-     <label><input type=\"checkbox\" name=\"subsidy\" value=\"1\">医療費助成の受給者証を利用する</label></fieldset>";
+     <label><input type=\"checkbox\" name=\"subsidy\" value=\"1\">医療費助成の受給者証を利用する</label>\
+     <label>在宅・オンライン診療の同意 <select name=\"home_kind\" id=\"home-kind\"><option value=\"\">—</option>\
+     <option value=\"visit\">訪問診療</option><option value=\"online\">オンライン診療</option></select></label>\
+     <label>同意の最終日 <input type=\"text\" name=\"home_until\" id=\"home-until\" placeholder=\"20270331\" maxlength=\"8\"></label></fieldset>";
 
 const VISUAL_FORM: &str = "<h2>目視確認</h2><p>顔認証・暗証番号ができないとき、回線が不通のときは、職員が券面の写真で本人確認します。施設パスワードで目視モードにします（記録され、この患者さんの確認が終わると自動で戻ります）。</p>\
      <form method=\"post\" action=\"/visual\" id=\"visual-form\"><label>施設パスワード <input type=\"password\" name=\"facility_password\" id=\"facility-password\"></label>\
@@ -949,6 +952,15 @@ fn consent_of(form: &HashMap<String, String>) -> ConsentChoice {
         limit: checked(form, "limit"),
         specific_disease: checked(form, "specific_disease"),
         subsidy: checked(form, "subsidy"),
+        // 居宅同意取得型: the kind and the last day of the ongoing care, both or neither (a
+        // last day that is not a number reaches the center as 0 and is refused there, named).
+        home: match field(form, "home_kind").as_deref() {
+            Some(kind @ ("visit" | "online")) => Some(onshi_api::card::HomeCare {
+                kind: if kind == "visit" { onshi_api::card::HomeCareKind::Visit } else { onshi_api::card::HomeCareKind::Online },
+                until: field(form, "home_until").and_then(|t| t.parse().ok()).unwrap_or(0),
+            }),
+            _ => None,
+        },
     }
 }
 

@@ -94,6 +94,7 @@ impl World {
             audit: onshi_center::audit::AuditSink::start(audit),
             medical: register.clone(),
             subsidies: register.clone(),
+            home: register.clone(),
             register,
             lags: Default::default(),
             metrics: Default::default(),
@@ -321,4 +322,49 @@ fn a_subsidy_is_shown_only_when_the_patient_says_yes_at_the_reader() {
     assert_eq!(subsidy["self_pay_cap_yen"], 10000);
     assert_eq!(subsidy["designated"], true, "this clinic is the designated one");
     assert!(shown(&world.verify("drug")).is_empty(), "a yes is for that check only");
+}
+
+/// 居宅同意取得型 (issue 15, item 3) through the real server with a clock the test moves: the
+/// patient's card check at home carries a consent to re-confirm until a day; later visits
+/// re-confirm (再照会) by its key without the card — for that clinic only, within the period
+/// only; a period past a year is refused before anything is recorded. (A consent added to the
+/// request after the card signed is refused: `trust::consent_is_what_the_patient_signed…`.)
+#[test]
+fn a_home_care_consent_lets_later_visits_reconfirm_without_the_card_within_its_period() {
+    let world = World::new();
+    let _keep = &world.runtime;
+    let today = Timestamp::from_jst_seconds(onshi_pki::now().jst_seconds() + world.offset.load(Ordering::SeqCst)).date();
+    let card_check = |home: &str| {
+        onshi()
+            .args(["card", "verify", "--json", "--pin", "1234", "--card"])
+            .arg(world.path("card.json"))
+            .arg("--reader")
+            .arg(world.path("reader.json"))
+            .args(world.center_args(CLINIC))
+            .args(["--home", home])
+            .output()
+            .unwrap()
+    };
+    refused_with(&card_check(&format!("visit:{}", today.add_days(400).yyyymmdd())), "HOME_CARE_INVALID");
+    let given = card_check(&format!("visit:{}", today.add_days(30).yyyymmdd()));
+    assert!(given.status.success(), "{}", String::from_utf8_lossy(&given.stderr));
+    let given: serde_json::Value = serde_json::from_slice(&given.stdout).unwrap();
+    let consent = &given["home_consent"];
+    assert_eq!(consent["kind"], "visit");
+    assert_eq!(consent["valid_to"].as_str(), Some(today.add_days(30).yyyymmdd().as_str()));
+    let key = consent["key"].as_str().expect("a key").to_string();
+    assert_eq!(key.len(), 32, "sixteen random bytes");
+
+    let reverify = |code: &str| {
+        onshi().args(["card", "home-reverify", "--json", "--consent-key", &key]).args(world.center_args(code)).output().unwrap()
+    };
+    let later = reverify(CLINIC);
+    assert!(later.status.success(), "{}", String::from_utf8_lossy(&later.stderr));
+    let later: serde_json::Value = serde_json::from_slice(&later.stdout).unwrap();
+    assert_eq!((later["validity"]["code"].as_str(), later["coverage"]["number"].as_str()), (Some("1"), Some("345")));
+    refused_with(&reverify(OTHER_CLINIC), "HOME_CONSENT_UNKNOWN");
+    world.advance_hours(20 * 24);
+    assert!(reverify(CLINIC).status.success(), "day 20 of 30");
+    world.advance_hours(11 * 24);
+    refused_with(&reverify(CLINIC), "HOME_CONSENT_EXPIRED");
 }

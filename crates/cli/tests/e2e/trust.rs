@@ -324,6 +324,16 @@ fn consent_is_what_the_patient_signed_and_a_visual_check_never_opens_medical_inf
         client.post_json::<_, CardAnswer>("/verify/card", &claimed).await
     });
     assert_eq!(refusal(subsidy), "CARD_SIGNATURE_INVALID");
+    // Nor a home-care consent (再照会 without the card for months) the patient never gave.
+    let home = world.runtime.block_on(async {
+        let proof = flow::prove_verify(&client, &mut reader, How::Pin(PIN), &ConsentChoice::default()).await.unwrap();
+        let until = onshi_pki::today().add_days(30).yyyymmdd().parse().unwrap();
+        let home = Some(onshi_api::card::HomeCare { kind: onshi_api::card::HomeCareKind::Visit, until });
+        let claimed =
+            VerifyCard { proof, date_of_care: None, consent: ConsentChoice { home, ..ConsentChoice::default() }, chosen_at: None };
+        client.post_json::<_, CardAnswer>("/verify/card", &claimed).await
+    });
+    assert_eq!(refusal(home), "CARD_SIGNATURE_INVALID");
 
     // A visual check by staff confirms coverage, never opens medical information.
     refused(&world.verify(&card, &["--visual", "--facility-password", "pass-1", "--consent", "drug"]), "CONSENT_NEEDS_CARD");
