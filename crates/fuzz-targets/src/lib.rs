@@ -75,6 +75,10 @@ pub fn request_xml(data: &[u8]) {
         Kind::RegisteredReferences,
         Kind::WelfareMonth,
         Kind::WelfareResults,
+        Kind::HomeVisitList,
+        Kind::HomeVisitResults,
+        Kind::OnlineList,
+        Kind::OnlineResults,
     ] {
         match request::read(kind, data) {
             Ok((request, _charset)) => {
@@ -103,7 +107,9 @@ pub fn request_xml(data: &[u8]) {
                     Request::BulkDownload { .. }
                     | Request::Medical { .. }
                     | Request::Registered { .. }
-                    | Request::WelfareResults { .. } => {}
+                    | Request::WelfareResults { .. }
+                    | Request::HomeList { .. }
+                    | Request::HomeResults { .. } => {}
                 }
             }
             Err(error) => {
@@ -186,6 +192,8 @@ pub fn api_json(data: &[u8]) {
         let _ = onshi_center::verify::check_institution(search.institution_code.as_deref(), &certified);
         let _ = onshi_center::attributes::parse_attributes(&search, today());
     }
+    let _ = serde_json::from_slice::<onshi_api::card::HomeReverify>(data);
+    let _ = serde_json::from_slice::<onshi_api::card::HomeListRequest>(data);
     if let Ok(month) = serde_json::from_slice::<onshi_api::subsidy::WelfareMonthRequest>(data) {
         let _ = onshi_center::verify::check_institution(month.institution_code.as_deref(), &certified);
         let _ = onshi_center::subsidy::parse_month(&month.month);

@@ -246,7 +246,7 @@ fn reference_of(references: &Found, coverage: &Coverage) -> Option<String> {
 
 /// One `ResultOfQualificationConfirmation`; `reference` is its 照会番号, written as the last
 /// child, where public clients read it (OQS-2024.md §9).
-fn write_coverage(
+pub(crate) fn write_coverage(
     w: &mut XmlWriter,
     c: &Coverage,
     consents: Option<&Consents>,

@@ -734,7 +734,7 @@ async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, reques
                     let reception_number = crate::batch::reception_number(gateway);
                     let bytes = answer_xml::bulk_accepted(&header, &reception_number, &now, &code, charset);
                     let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
-                    gateway.store.record_welfare(&reception_number, &header, &list, (name, digest), &now, &[file])?;
+                    gateway.store.record_list("welfare", &reception_number, &header, &list, (name, digest), &now, &[file])?;
                 }
                 Err(onshi_api::client::ClientError::Refused { body, .. }) => {
                     let problem = format!("{}: {}", body.error.code, body.error.operator_en);
@@ -746,8 +746,30 @@ async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, reques
             }
         }
         Request::WelfareResults { header, reception_number } => {
-            let stored = gateway.store.welfare_batch(&reception_number)?;
+            let stored = gateway.store.list_batch("welfare", &reception_number)?;
             let bytes = crate::welfare::results(&header, &reception_number, stored.as_ref(), &now, &code, charset);
+            let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+            gateway.store.answer_request(name, digest, &now, &[file])?;
+        }
+        Request::HomeList { header, query } => {
+            let request = onshi_api::card::HomeListRequest { kind: query.kind, from: query.from, to: query.to };
+            match gateway.client.home_list(&request).await {
+                Ok(list) => {
+                    let reception_number = crate::batch::reception_number(gateway);
+                    let bytes = answer_xml::bulk_accepted(&header, &reception_number, &now, &code, charset);
+                    let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
+                    gateway.store.record_list(query.kind.code(), &reception_number, &header, &list, (name, digest), &now, &[file])?;
+                }
+                Err(onshi_api::client::ClientError::Refused { body, .. }) => {
+                    let problem = format!("{}: {}", body.error.code, body.error.operator_en);
+                    refuse(gateway, path, name, digest, None, (&body.error.reception_ja, &problem), charset)?;
+                }
+                Err(e) => return Err(GatewayError::Client(format!("在宅・オンライン診療の照会はセンターにつながるまで待ちます: {e}"))),
+            }
+        }
+        Request::HomeResults { header, kind, reception_number } => {
+            let stored = gateway.store.list_batch(kind.code(), &reception_number)?;
+            let bytes = crate::home::results(&header, &reception_number, stored.as_ref(), &now, &code, charset);
             let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
             gateway.store.answer_request(name, digest, &now, &[file])?;
         }

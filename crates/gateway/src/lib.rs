@@ -22,6 +22,7 @@ pub mod declaration;
 pub mod doctor;
 pub mod files;
 pub mod gateway;
+pub mod home;
 pub mod medical;
 pub mod metrics;
 pub mod names;

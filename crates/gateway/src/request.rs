@@ -30,10 +30,16 @@ pub enum Kind {
     WelfareMonth,
     /// `OQSmutic02req_`: that month's list by ReceptionNumber.
     WelfareResults,
+    /// `OQSmuhvq01req_` / `OQSmuonq01req_`: the home-care consents given on some days.
+    HomeVisitList,
+    OnlineList,
+    /// `OQSmuhvq02req_` / `OQSmuonq02req_`: that list by ReceptionNumber.
+    HomeVisitResults,
+    OnlineResults,
 }
 
 impl Kind {
-    const ALL: [(Kind, &'static str); 10] = [
+    const ALL: [(Kind, &'static str); 14] = [
         (Kind::Single, "OQSsiquc01req_"),
         (Kind::BulkUpload, "OQSmuquc01req_"),
         (Kind::BulkDownload, "OQSmuquc02req_"),
@@ -44,6 +50,10 @@ impl Kind {
         (Kind::RegisteredReferences, "OQSmuimm02req_"),
         (Kind::WelfareMonth, "OQSmutic01req_"),
         (Kind::WelfareResults, "OQSmutic02req_"),
+        (Kind::HomeVisitList, "OQSmuhvq01req_"),
+        (Kind::HomeVisitResults, "OQSmuhvq02req_"),
+        (Kind::OnlineList, "OQSmuonq01req_"),
+        (Kind::OnlineResults, "OQSmuonq02req_"),
     ];
 
     /// The kind of a request file name (`….xml`), `None` for other files.
@@ -185,6 +195,17 @@ pub enum Request {
         header: Header,
         reception_number: String,
     },
+    /// Home-care consents given on some days (`OQSmuhvq01`, `OQSmuonq01`).
+    HomeList {
+        header: Header,
+        query: crate::home::ListQuery,
+    },
+    /// That list by ReceptionNumber (`OQSmuhvq02`, `OQSmuonq02`).
+    HomeResults {
+        header: Header,
+        kind: onshi_api::card::HomeCareKind,
+        reception_number: String,
+    },
 }
 
 impl Request {
@@ -197,7 +218,9 @@ impl Request {
             | Request::Register { header, .. }
             | Request::Registered { header, .. }
             | Request::WelfareMonth { header, .. }
-            | Request::WelfareResults { header, .. } => header,
+            | Request::WelfareResults { header, .. }
+            | Request::HomeList { header, .. }
+            | Request::HomeResults { header, .. } => header,
         }
     }
 }
@@ -317,6 +340,17 @@ pub fn read(kind: Kind, bytes: &[u8]) -> Result<(Request, Charset), RequestError
         Kind::WelfareResults => {
             let reception_number = body.value("ReceptionNumber").ok_or(RequestError::Missing("ReceptionNumber"))?.to_string();
             Request::WelfareResults { header, reception_number }
+        }
+        Kind::HomeVisitList | Kind::OnlineList => {
+            let kind =
+                if kind == Kind::HomeVisitList { onshi_api::card::HomeCareKind::Visit } else { onshi_api::card::HomeCareKind::Online };
+            Request::HomeList { header, query: crate::home::read_query(body, kind)? }
+        }
+        Kind::HomeVisitResults | Kind::OnlineResults => {
+            let kind =
+                if kind == Kind::HomeVisitResults { onshi_api::card::HomeCareKind::Visit } else { onshi_api::card::HomeCareKind::Online };
+            let reception_number = body.value("ReceptionNumber").ok_or(RequestError::Missing("ReceptionNumber"))?.to_string();
+            Request::HomeResults { header, kind, reception_number }
         }
     };
     Ok((request, charset))
@@ -474,13 +508,13 @@ mod tests {
         assert_eq!(Kind::of_file_name("OQSmuimm02req_202612040001.xml"), Some(Kind::RegisteredReferences));
         assert_eq!(Kind::unsupported("OQSmutic01req_2021081611906.xml"), None, "answered since issue 15");
         assert_eq!(Kind::of_file_name("OQSmutic02req_202612040001.xml"), Some(Kind::WelfareResults));
-        assert_eq!(Kind::unsupported("OQSmuhvq01req_x.XML"), Some("OQSmuhvq01"));
+        assert_eq!(Kind::unsupported("OQSsihvq01req_x.XML"), Some("OQSsihvq01"));
         for not_unsupported in ["OQSsiquc01req_1.xml", "notes.xml", "OQSsiimm01req_1.xml.part", "OQS-iimm01req_1.xml", "短い.xml"] {
             assert_eq!(Kind::unsupported(not_unsupported), None, "{not_unsupported}");
         }
         assert!(Kind::ALL.iter().all(|(_, prefix)| Kind::is_request_name(&format!("{prefix}1.xml"))), "every answered kind has the shape");
         assert!(
-            Kind::unsupported_message("OQSmuhvq01")
+            Kind::unsupported_message("OQSsihvq01")
                 .contains("OQSsiquc01, OQSmuquc01, OQSmuquc02, YZKsiquc01, TKKsiquc01, OQSsiimm01, OQSmuimm01, OQSmuimm02")
         );
         assert_eq!(Kind::answer_name("OQSsiquc01req_0001.xml"), "OQSsiquc01res_0001.xml");

@@ -97,8 +97,9 @@ CREATE TABLE IF NOT EXISTS reference_batches (
     header TEXT NOT NULL,
     units TEXT NOT NULL
 ) STRICT;
-CREATE TABLE IF NOT EXISTS welfare_batches (
+CREATE TABLE IF NOT EXISTS list_batches (
     reception_number TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
     created_at TEXT NOT NULL,
     header TEXT NOT NULL,
     answer TEXT NOT NULL
@@ -469,13 +470,16 @@ impl Store {
         })
     }
 
-    /// A month's 医療扶助 list (`OQSmutic01`) under its ReceptionNumber, with the request's
-    /// journal row and its answer file, in one transaction.
-    pub fn record_welfare(
+    /// A list the center answered for a two-phase request (医療扶助's month, the home-care
+    /// consents) under its ReceptionNumber and `kind`, with the request's journal row and its
+    /// answer file, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_list<T: serde::Serialize>(
         &self,
+        kind: &str,
         reception_number: &str,
         header: &crate::request::Header,
-        answer: &onshi_api::subsidy::WelfareMonthAnswer,
+        answer: &T,
         request: (&str, &str),
         at: &str,
         files: &[OutFile],
@@ -483,8 +487,8 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
-                "INSERT INTO welfare_batches (reception_number, created_at, header, answer) VALUES (?1, ?2, ?3, ?4)",
-                params![reception_number, at, json(header), json(answer)],
+                "INSERT INTO list_batches (reception_number, kind, created_at, header, answer) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![reception_number, kind, at, json(header), json(answer)],
             )?;
             journal(&tx, request.0, request.1, at)?;
             queue_files(&tx, files)?;
@@ -492,15 +496,18 @@ impl Store {
         })
     }
 
-    /// A month's 医療扶助 list by its ReceptionNumber.
-    pub fn welfare_batch(
+    /// A list of `kind` by its ReceptionNumber (none for another kind's number).
+    pub fn list_batch<T: serde::de::DeserializeOwned>(
         &self,
+        kind: &str,
         reception_number: &str,
-    ) -> Result<Option<(crate::request::Header, onshi_api::subsidy::WelfareMonthAnswer)>, StoreError> {
+    ) -> Result<Option<(crate::request::Header, T)>, StoreError> {
         let row: Option<(String, String)> = self.with(|c| {
-            c.query_row("SELECT header, answer FROM welfare_batches WHERE reception_number = ?1", [reception_number], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            c.query_row(
+                "SELECT header, answer FROM list_batches WHERE reception_number = ?1 AND kind = ?2",
+                [reception_number, kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
         })?;
         row.map(|(header, answer)| Ok((parse(&header)?, parse(&answer)?))).transpose()
@@ -809,8 +816,8 @@ impl Store {
             tx.execute("DELETE FROM declarations WHERE at < ?1", [cutoff])?;
             // The results of a bulk registration; the registrations themselves stay.
             tx.execute("DELETE FROM reference_batches WHERE created_at < ?1", [cutoff])?;
-            // A month's 医療扶助 list names recipients: kept no longer than the checks.
-            tx.execute("DELETE FROM welfare_batches WHERE created_at < ?1", [cutoff])?;
+            // The lists name patients: kept no longer than the checks.
+            tx.execute("DELETE FROM list_batches WHERE created_at < ?1", [cutoff])?;
             tx.execute("DELETE FROM requests WHERE answered_at < ?1", [cutoff])?;
             tx.commit()?;
             Ok(checks)

@@ -694,7 +694,8 @@ fn a_second_gateway_on_the_same_folder_or_store_refuses_to_start() {
     assert_eq!(again.status()["waiting"], 0, "a gateway starts once the first is gone");
 }
 
-/// A request of a kind of the interface that the gateway does not answer (訪問診療's bulk)
+/// A request of a kind of the interface that the gateway does not answer (a single 訪問診療 kind
+/// whose structure nobody has published)
 /// gets an `.err` naming what it does answer, instead of lying in `req/` with its sender
 /// waiting; other files in `req/` are left alone.
 #[test]
@@ -705,12 +706,12 @@ fn a_request_of_a_kind_the_gateway_does_not_answer_gets_an_err() {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode></MessageHeader><MessageBody/></XmlMsg>",
         crate::common::CLINIC
     );
-    drop_request(&world.req(), "OQSmuhvq01req_202612020001.xml", text.as_bytes());
+    drop_request(&world.req(), "OQSsihvq01req_202612020001.xml", text.as_bytes());
     drop_request(&world.req(), "notes.xml", b"kept");
-    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSmuhvq01req_202612020001.err")).ok());
-    assert!(err.contains("OQSmuhvq01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
+    let err = wait_for("the .err", || std::fs::read_to_string(world.res().join("OQSsihvq01req_202612020001.err")).ok());
+    assert!(err.contains("OQSsihvq01 requests are not answered") && err.contains("OQSsiquc01"), "{err}");
     assert!(err.starts_with("この種類の照会にはこのゲートウェイは答えません"), "Japanese first: {err}");
-    assert!(world.res().join("OQSmuhvq01req_202612020001.xml").exists(), "the request sits beside its .err");
+    assert!(world.res().join("OQSsihvq01req_202612020001.xml").exists(), "the request sits beside its .err");
     assert_eq!(names_in(&world.req()), ["notes.xml"], "only the request was taken");
     assert_eq!(gateway.status()["waiting"], 0);
 }
@@ -1146,4 +1147,58 @@ fn a_months_medical_assistance_recipients_are_answered_through_the_request_files
     drop_request(&world.req(), "OQSmutic02req_202612040003.xml", unknown.as_bytes());
     let refused = read_answer(&world.res().join("OQSmutic02res_202612040003.xml"));
     assert_eq!(element(&refused, "SegmentOfResult").as_deref(), Some("9"));
+}
+
+/// 居宅同意取得型 through the request files (issue 15, item 3): a card check at the patient's
+/// home carrying a 訪問診療 consent (the page's choice, signed by the card), then the receipt
+/// computer's `OQSmuhvq01req_` for the consent days answers with a ReceptionNumber and
+/// `OQSmuhvq02req_` with the patient's qualification; `OQSmuonq` (online care) for the same days
+/// lists nobody, and a flag that is not the kind's is refused with an `.err`.
+#[test]
+fn home_visit_consents_are_listed_through_the_request_files() {
+    let world = ClinicWorld::new();
+    let gateway = GatewayProcess::start(&world);
+    let p1 = &members()[0];
+    let today = today_plus(0);
+    gateway.post("/reader/place", &[("card", "card-1.json")]);
+    let checked =
+        gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN), ("home_kind", "visit"), ("home_until", today_plus(60).as_str())]);
+    assert!(checked.contains("有効"), "the card check at home answered");
+    let request = |name: &str, body: &str| {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"Shift_JIS\" standalone=\"no\"?>\r\n<XmlMsg><MessageHeader><MedicalInstitutionCode>{}</MedicalInstitutionCode><ArbitraryFileIdentifier>afi-h</ArbitraryFileIdentifier></MessageHeader><MessageBody>{body}</MessageBody></XmlMsg>",
+            crate::common::CLINIC
+        );
+        drop_request(&world.req(), name, &encoding_rs::SHIFT_JIS.encode(&text).0);
+    };
+    let window = |flag: &str| {
+        format!(
+            "<QualificationConfirmSearchInfo><ConsentDateFrom>{today}</ConsentDateFrom><ConsentDateTo>{today}</ConsentDateTo><MedicalTreatmentFlag>{flag}</MedicalTreatmentFlag></QualificationConfirmSearchInfo>"
+        )
+    };
+    let listed = |prefix: &str, flag: &str, n: u32| {
+        request(&format!("{prefix}01req_20261204{n:04}.xml"), &window(flag));
+        let accepted = read_answer(&world.res().join(format!("{prefix}01res_20261204{n:04}.xml")));
+        let reception = element(&accepted, "ReceptionNumber").expect("a ReceptionNumber");
+        request(&format!("{prefix}02req_20261204{:04}.xml", n + 1), &format!("<ReceptionNumber>{reception}</ReceptionNumber>"));
+        read_answer(&world.res().join(format!("{prefix}02res_20261204{:04}.xml", n + 1)))
+    };
+    let visits = listed("OQSmuhvq", "2", 1);
+    assert_eq!(element(&visits, "SegmentOfResult").as_deref(), Some("1"), "{visits}");
+    assert_eq!(visits.matches("<BulkConfirmUnit>").count(), 1, "{visits}");
+    for piece in [
+        "<QualificationValidity>1</QualificationValidity>".to_string(),
+        format!("<InsuredIdentificationNumber>{}</InsuredIdentificationNumber>", p1.number),
+        format!("<Birthdate>{}</Birthdate>", p1.birth),
+    ] {
+        assert!(visits.contains(&piece), "{piece} in {visits}");
+    }
+    let online = listed("OQSmuonq", "3", 3);
+    assert_eq!(online.matches("<BulkConfirmUnit>").count(), 0, "no online-care consent: {online}");
+    // 4 (救急時) is no home-visit flag.
+    request("OQSmuhvq01req_202612040005.xml", &window("4"));
+    // The .err is in the request's own character set (Shift_JIS here).
+    let err = wait_for("the .err", || std::fs::read(world.res().join("OQSmuhvq01req_202612040005.err")).ok());
+    let err = encoding_rs::SHIFT_JIS.decode(&err).0.into_owned();
+    assert!(err.contains("MedicalTreatmentFlag"), "{err}");
 }
