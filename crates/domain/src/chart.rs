@@ -27,9 +27,10 @@ pub fn stacked_bars(id: &str, title: &str, labels: &[String], series: &[&str], v
     let mut svg = String::new();
     let _ = write!(
         svg,
-        "<svg id=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{}\" role=\"img\" aria-label=\"{}\" font-size=\"11\">\
+        "<svg id=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{}\" viewBox=\"0 0 {WIDTH} {}\" role=\"img\" aria-label=\"{}\" font-size=\"11\">\
          <title>{}</title>",
         escape(id),
+        HEIGHT + legend_height,
         HEIGHT + legend_height,
         escape(title),
         escape(title)

@@ -378,6 +378,27 @@ impl Gateway {
         }
     }
 
+    /// 再照会: a later visit in ongoing home or online care, by the consent's key, without the
+    /// card. Needs the line (a home visit confirms again once it is back).
+    pub async fn ask_home(&self, key: &str, label: &str) -> Result<Checked, GatewayError> {
+        let request = onshi_api::card::HomeReverify { key: key.to_string(), date_of_care: Some(self.now().date().yyyymmdd()) };
+        let subject = format!("在宅・オンライン診療の再照会（{label}）");
+        match self.client.verify_home(&request).await {
+            Ok(answer) => {
+                self.note_line(true, None);
+                let outcome = Outcome::Answered { answer, consents: None, certificate: None };
+                Ok(Checked { outcome, changes: Vec::new(), method: "home", subject, queue: None, cache: None })
+            }
+            Err(error @ onshi_api::client::ClientError::Refused { .. }) => {
+                self.note_line(true, None);
+                Ok(Checked { outcome: refused_outcome(error), changes: Vec::new(), method: "home", subject, queue: None, cache: None })
+            }
+            Err(e) => Err(GatewayError::CardOffline(format!(
+                "センターに接続できません（{e}）。再照会は回線が戻ってからもう一度行ってください。保険証・資格確認書があれば目視で確認してください。"
+            ))),
+        }
+    }
+
     /// A check with the card on the reader. On the PIN and face paths a line failure is an
     /// error telling staff to switch to visual mode; in visual mode it is recorded and queued.
     pub async fn ask_card(&self, how: CardHow, consent: ConsentChoice) -> Result<Checked, GatewayError> {
@@ -431,6 +452,10 @@ impl Gateway {
         match verified {
             Ok(answer) => {
                 self.note_line(true, None);
+                // A home-care consent: its key stays here for the later visits' 再照会.
+                if let (Some(consent), Some(coverage)) = (&answer.home_consent, &answer.answer.coverage) {
+                    self.store.record_home_key(consent, &coverage.name, &coverage.birth_date, &self.now().to_string())?;
+                }
                 let outcome = Outcome::Answered { answer: answer.answer, consents: Some(answer.consents), certificate: answer.certificate };
                 Ok(Checked { outcome, changes: Vec::new(), method, subject, queue: None, cache: None })
             }

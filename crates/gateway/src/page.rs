@@ -122,7 +122,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/check", post(check_number))
         .route("/declaration", post(record_declaration))
         .route("/subsidy", post(check_subsidy))
-        .route("/welfare", post(check_welfare));
+        .route("/welfare", post(check_welfare))
+        .route("/home/reverify", post(home_reverify));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
@@ -197,7 +198,10 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid
 .ok{color:#075e2b}.bad{color:#a40000;font-weight:bold}.warn{color:#8a5300;font-weight:bold}
 .flash{padding:.6rem;border-radius:4px;margin:.5rem 0}.flash.ok{background:#e4f4e8}.flash.warn{background:#fdf1dc}.flash.bad{background:#fbe5e5}
 form{display:inline-block;margin:.2rem 1rem .2rem 0;padding:.5rem;background:#fff;border:1px solid #ddd}
-label{margin-right:.6rem}input[type=text],input[type=password]{width:8rem}.line{padding:.4rem;display:inline-block}";
+label{margin-right:.6rem}input[type=text],input[type=password]{width:8rem}.line{padding:.4rem;display:inline-block}
+@media (max-width:600px){body{margin:.5rem}form{display:block;margin:.4rem 0}label{display:block;margin:.3rem 0}
+input[type=text],input[type=password],select{width:100%;box-sizing:border-box;font-size:1rem}button{font-size:1rem;padding:.5rem 1rem;margin:.2rem 0}
+table{display:block;overflow-x:auto;font-size:.85rem}svg{max-width:100%;height:auto}}";
 
 const REFRESH: &str = "setInterval(function(){fetch('/live').then(function(r){return r.text()}).then(function(t){document.getElementById('live').innerHTML=t})},3000);";
 
@@ -212,13 +216,14 @@ async fn index(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
     let code = esc(&page.gateway.config.institution_code);
     let _ = write!(
         html,
-        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>受付 — onshi</title><style>{STYLE}</style></head><body>\
+        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>受付 — onshi</title><style>{STYLE}</style></head><body>\
          <h1>オンライン資格確認 受付（医療機関コード {code}）</h1>"
     );
     if let Some((class, message)) = flash {
         let _ = write!(html, "<div id=\"flash\" class=\"flash {class}\">{}</div>", esc(&message));
     }
     html.push_str(&forms(&page.gateway));
+    html.push_str(&home_section(&page.gateway));
     html.push_str(&declaration_section(&page.gateway));
     html.push_str(&usage_section(&page.gateway));
     let _ = write!(html, "<div id=\"live\">{live}</div><script>{REFRESH}</script></body></html>");
@@ -227,6 +232,68 @@ async fn index(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
 
 async fn live(State(page): State<Arc<Page>>) -> Response {
     Html(render_live(&page.gateway).await).into_response()
+}
+
+/// 在宅・オンライン診療: the consents in force that this clinic holds keys for, each with a
+/// button for the later visit's 再照会 without the card (the doctor's phone or tablet at the
+/// patient's home).
+fn home_section(gateway: &Gateway) -> String {
+    let today = gateway.now().date().yyyymmdd();
+    let keys = gateway.store.home_keys(&today).unwrap_or_default();
+    let mut html = String::from("<h2 id=\"home\">在宅・オンライン診療（再照会）</h2>");
+    if keys.is_empty() {
+        html.push_str("<p id=\"home-empty\">同意をいただいている患者さんはいません。初回はマイナ保険証で確認し、上の「在宅・オンライン診療の同意」を選んでください。</p>");
+        return html;
+    }
+    html.push_str("<table id=\"home-keys\"><tr><th>患者さん</th><th>種類</th><th>同意の期間</th><th></th></tr>");
+    for (i, (consent, name, birth)) in keys.iter().enumerate() {
+        let kind = match consent.kind {
+            onshi_api::card::HomeCareKind::Visit => "訪問診療",
+            onshi_api::card::HomeCareKind::Online => "オンライン診療",
+        };
+        let _ = write!(
+            html,
+            "<tr class=\"home-key\"><td>{}<br><small>{}生</small></td><td>{kind}</td><td>{}〜{}</td>\
+             <td><form method=\"post\" action=\"/home/reverify\"><input type=\"hidden\" name=\"key\" value=\"{}\">\
+             <button id=\"home-reverify-{i}\">再照会</button></form></td></tr>",
+            esc(name),
+            esc(&onshi_domain::date::japanese_text(birth)),
+            esc(&onshi_domain::date::japanese_text(&consent.valid_from)),
+            esc(&onshi_domain::date::japanese_text(&consent.valid_to)),
+            esc(&consent.key)
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+async fn home_reverify(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let browser = Browser::of(&headers);
+    let today = page.gateway.now().date().yyyymmdd();
+    let key = field(&form, "key").unwrap_or_default();
+    // Only a key this gateway holds: the page never sends one it was not given.
+    let held = page.gateway.store.home_keys(&today).unwrap_or_default().into_iter().find(|(c, _, _)| c.key == key);
+    let Some((_, name, _)) = held else {
+        return page.say(
+            &browser,
+            false,
+            "この再照会の同意は見つかりません（期間が終わったか、当院の同意ではありません）。マイナ保険証で確認してください。",
+        );
+    };
+    let result = async {
+        let checked = page.gateway.ask_home(&key, &name).await?;
+        page.gateway.record(&checked, Source::Page, None, &[])?;
+        crate::files::flush(&page.gateway.store)?;
+        Ok::<_, GatewayError>(checked)
+    }
+    .await;
+    match result {
+        Ok(checked) => page.say_outcome(&browser, &checked.outcome),
+        Err(e) => page.say(&browser, false, e.to_string()),
+    }
 }
 
 /// This month's マイナ保険証 利用率 on MHLW's basis, against the 加算's threshold, with the days
@@ -702,6 +769,7 @@ fn who(c: &CheckRow) -> String {
 
 fn method_ja(method: &str) -> &'static str {
     match method {
+        "home" => "在宅・オンライン（再照会）",
         "pin" => "マイナ保険証（暗証番号）",
         "face" => "マイナ保険証（顔認証）",
         "visual" => "マイナ保険証（目視）",

@@ -97,6 +97,15 @@ CREATE TABLE IF NOT EXISTS reference_batches (
     header TEXT NOT NULL,
     units TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS home_keys (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_to TEXT NOT NULL,
+    name TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS list_batches (
     reception_number TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -470,6 +479,39 @@ impl Store {
         })
     }
 
+    /// A home-care consent a card check recorded: its key, for the 再照会 of later visits, with
+    /// whom it is for (as the answer named them), kept until its last day.
+    pub fn record_home_key(
+        &self,
+        consent: &onshi_api::card::HomeConsent,
+        name: &str,
+        birth_date: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO home_keys (key, kind, valid_from, valid_to, name, birth_date, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![consent.key, consent.kind.code(), consent.valid_from, consent.valid_to, name, birth_date, at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The home-care consents in force on `today` (`YYYYMMDD`), by name: (consent, name, birth date).
+    pub fn home_keys(&self, today: &str) -> Result<Vec<(onshi_api::card::HomeConsent, String, String)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT key, kind, valid_from, valid_to, name, birth_date FROM home_keys WHERE valid_from <= ?1 AND valid_to >= ?1 ORDER BY name, key",
+            )?;
+            let rows = statement.query_map([today], |r| {
+                let kind: String = r.get(1)?;
+                let kind = if kind == "online" { onshi_api::card::HomeCareKind::Online } else { onshi_api::card::HomeCareKind::Visit };
+                Ok((onshi_api::card::HomeConsent { key: r.get(0)?, kind, valid_from: r.get(2)?, valid_to: r.get(3)? }, r.get(4)?, r.get(5)?))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// A list the center answered for a two-phase request (医療扶助's month, the home-care
     /// consents) under its ReceptionNumber and `kind`, with the request's journal row and its
     /// answer file, in one transaction.
@@ -818,6 +860,8 @@ impl Store {
             tx.execute("DELETE FROM reference_batches WHERE created_at < ?1", [cutoff])?;
             // The lists name patients: kept no longer than the checks.
             tx.execute("DELETE FROM list_batches WHERE created_at < ?1", [cutoff])?;
+            // A home-care key is kept while its consent lasts, not longer.
+            tx.execute("DELETE FROM home_keys WHERE valid_to < substr(?1, 1, 8)", [cutoff])?;
             tx.execute("DELETE FROM requests WHERE answered_at < ?1", [cutoff])?;
             tx.commit()?;
             Ok(checks)

@@ -743,3 +743,57 @@ fn a_patient_reads_their_record_on_their_own_pc() {
     let _ = page.kill();
     let _ = page.wait();
 }
+
+/// A home visit on a phone-sized window (issue 15, item 3): the doctor's phone at the patient's
+/// home shows the reception page without sideways scrolling; the patient's card and PIN confirm
+/// coverage with a 訪問診療 consent until a day; the page then lists the patient, and the next
+/// visit re-confirms (再照会) with one button, without the card.
+#[test]
+fn a_home_visit_is_checked_on_a_phone_sized_window_and_the_next_visit_without_the_card() {
+    let world = ClinicWorld::new();
+    let p1 = &members()[0];
+    let gateway = GatewayProcess::start(&world);
+    let browser = Browser::start();
+    browser.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 390, "height": 844})));
+    browser.open(&format!("{}/", gateway.page));
+    let fits = || {
+        browser.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": "return [document.documentElement.scrollWidth, window.innerWidth];", "args": []})),
+        )
+    };
+    let widths = fits();
+    assert!(widths[0].as_u64() <= widths[1].as_u64() && widths[1].as_u64() <= Some(390), "no sideways scrolling on a phone: {widths}");
+    assert!(browser.page_text().contains("同意をいただいている患者さんはいません"));
+
+    browser.submit("#place");
+    let choose = |css: &str, value: &str| {
+        let script = format!("document.querySelector('{css}').value = '{value}';");
+        browser.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []})));
+    };
+    choose("#method", "pin");
+    browser.type_into("#pin", crate::clinic::PIN);
+    choose("#home-kind", "visit");
+    let until = onshi_pki::today().add_days(60).yyyymmdd();
+    browser.type_into("#home-until", &until);
+    browser.submit("#verify");
+    assert!(browser.text("#flash").contains("有効"), "{}", browser.text("#flash"));
+    let listed = browser.text("#home-keys");
+    assert!(listed.contains(p1.name) && listed.contains("訪問診療"), "{listed}");
+    // What sticks out, if anything (named in the failure).
+    let widest = browser.call(
+        reqwest::Method::POST,
+        "/execute/sync",
+        Some(json!({"script": "var w=[];document.querySelectorAll('body *').forEach(function(e){if(e.getBoundingClientRect().right>window.innerWidth+1){w.push(e.tagName+'#'+e.id)}});return w.slice(0,8);", "args": []})),
+    );
+    let widths = fits();
+    assert!(widths[0].as_u64() <= widths[1].as_u64(), "still no sideways scrolling with the lists and the chart: {widths} {widest}");
+
+    // The next visit: the card stays with the patient; one button on the phone.
+    browser.submit("#remove");
+    browser.submit("#home-reverify-0");
+    assert!(browser.text("#flash").contains("有効"), "{}", browser.text("#flash"));
+    let checks = browser.text("#checks");
+    assert!(checks.contains("在宅・オンライン（再照会）") && checks.contains(p1.name), "{checks}");
+}
