@@ -81,6 +81,9 @@ pub enum Purpose {
     Withdraw,
     /// The holder reads their own record: coverage, consents, reports, access log.
     Record,
+    /// The holder, on their own device, consents to an institution's online care (再照会 without
+    /// the card until a day).
+    OnlineConsent,
 }
 
 impl Purpose {
@@ -93,6 +96,7 @@ impl Purpose {
             Purpose::Flag => "flag",
             Purpose::Withdraw => "withdraw",
             Purpose::Record => "record",
+            Purpose::OnlineConsent => "online_consent",
         }
     }
 }
@@ -123,6 +127,30 @@ pub fn consent_details(choice: &ConsentChoice, chosen_at: &str) -> String {
         bit(choice.specific_disease),
         bit(choice.subsidy)
     )
+}
+
+/// The details of an online-care consent: the institution and the last day.
+pub fn online_consent_details(institution_code: &str, until: &str) -> String {
+    format!("institution={institution_code} online_until={until}")
+}
+
+/// The holder consents, from their own device with their own card and PIN, to an institution's
+/// online care: the consent lands in that institution's list (`OQSmuonq`) with its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GiveOnlineConsent {
+    pub proof: CardProof,
+    pub institution_code: String,
+    /// `YYYYMMDD`.
+    pub until: String,
+}
+
+/// What the holder is told: the period (the key goes to the institution only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineConsentGiven {
+    pub institution_code: String,
+    pub valid_from: String,
+    pub valid_to: String,
 }
 
 /// The details of a withdrawal: the institution and the scopes, in the order given.

@@ -1011,6 +1011,19 @@ impl CardPath {
         Ok((person, withdrawn))
     }
 
+    /// The holder's online-care consent from their own device: the proof covers the institution
+    /// and the last day. Returns the person and the institution.
+    pub fn online_consent(
+        &self,
+        request: &onshi_api::card::GiveOnlineConsent,
+        now: Timestamp,
+    ) -> Result<(i64, InstitutionCode), CenterError> {
+        let institution = InstitutionCode::parse(&request.institution_code).map_err(|e| errors::invalid_field("institution_code", &e))?;
+        let details = onshi_api::card::online_consent_details(&request.institution_code, &request.until);
+        let (person, _) = self.holder(&request.proof, Purpose::OnlineConsent, &details, now)?;
+        Ok((person, institution))
+    }
+
     /// The open reports about an insurer's members, with the numbers it knows them by.
     pub fn reports_for(&self, insurer: &InsurerNumber, today: Date) -> Result<LinkReports, CenterError> {
         let rows = self.cards.open_reports_for_insurer(insurer.as_str(), today).map_err(store_error)?;

@@ -819,6 +819,37 @@ async fn patient_flag_handler(State(state): State<Arc<CenterState>>, body: Body)
     )
 }
 
+/// オンライン診療: the holder consents from their own device with their own card and PIN; the
+/// consent lands in the institution's list (`OQSmuonq`). Audited as `give_online_consent` in
+/// the holder's own log.
+async fn online_consent_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
+    let now = (state.clock)();
+    let mut records = card_sync(&state, now);
+    let result = async {
+        let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
+        let request: onshi_api::card::GiveOnlineConsent = parse_json(&bytes)?;
+        let until = Date::parse_yyyymmdd(&request.until).map_err(|e| errors::invalid_field("until", &e))?;
+        let (person, institution) = state.card.online_consent(&request, now)?;
+        let until_number: u32 = until.yyyymmdd().parse().unwrap_or(0);
+        let choice = onshi_api::card::HomeCare { kind: onshi_api::card::HomeCareKind::Online, until: until_number };
+        let until = crate::home::check(&choice, now.date())?;
+        let consent = crate::home::record(state.home.as_ref(), person, &institution, &choice, until, now)?;
+        let given = onshi_api::card::OnlineConsentGiven {
+            institution_code: institution.as_str().to_string(),
+            valid_from: consent.valid_from,
+            valid_to: consent.valid_to,
+        };
+        Ok::<_, CenterError>((person, given))
+    }
+    .await;
+    let person = result.as_ref().ok().map(|(person, _)| *person);
+    let object = result.as_ref().map(|(_, g)| g.institution_code.clone()).unwrap_or_else(|_| "-".into());
+    let code = outcome(&result, |_| "ok".into());
+    records.push(audit_record(now, crate::card::PATIENT.into(), "give_online_consent", person, object, &code));
+    let audited = state.audit.enqueue(records);
+    card_response(&state, audited.and(result).map(|(_, given)| given))
+}
+
 /// The holder withdraws consents given to an institution, with their own card.
 async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> Response {
     let now = (state.clock)();
@@ -1029,6 +1060,7 @@ pub fn router(state: Arc<CenterState>) -> Router {
         .route("/v1/patient/record", post(record_handler))
         .route("/v1/patient/flag", post(patient_flag_handler))
         .route("/v1/patient/consent/withdraw", post(withdraw_handler))
+        .route("/v1/patient/online-consent", post(online_consent_handler))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), patient_rate));
     Router::new()
         .route("/v1/health", get(health_handler))

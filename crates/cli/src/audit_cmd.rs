@@ -43,6 +43,18 @@ pub enum AuditCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
     },
+    /// As a patient: consent, from my own device, to an institution's online care until a day
+    /// (my own card, PIN); the institution re-confirms my coverage without the card until then.
+    OnlineConsent {
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// The institution's 医療機関コード.
+        #[arg(long)]
+        institution: String,
+        /// The last day, YYYYMMDD.
+        #[arg(long)]
+        until: String,
+    },
     /// As a patient: who looked at my records, with my own card (PIN) — no clinic certificate.
     AccessLog {
         #[command(flatten)]
@@ -188,6 +200,15 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!("医療機関 {institution} への同意を取り消しました: {}", withdrawn.join(", "));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::OnlineConsent { patient: PatientArgs { center, ca, card, pin }, institution, until } => {
+            let client = anonymous_client(center, &ca)?;
+            let mut card = VirtualCard::load(&card)?;
+            let given = crate::runtime()?
+                .block_on(onshi_reader::flow::give_online_consent(&client, &mut card, &pin, &institution, &until))
+                .map_err(explain_flow)?;
+            println!("医療機関 {} のオンライン診療に同意しました（{}〜{}）。", given.institution_code, given.valid_from, given.valid_to);
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::AccessLog { patient: PatientArgs { center, ca, card, pin }, json } => {

@@ -759,6 +759,7 @@ async fn answer(gateway: &Gateway, path: &Path, name: &str, digest: &str, reques
                     let bytes = answer_xml::bulk_accepted(&header, &reception_number, &now, &code, charset);
                     let file = OutFile { path: res_path, bytes, remove_after: Some(path.to_path_buf()) };
                     gateway.store.record_list(query.kind.code(), &reception_number, &header, &list, (name, digest), &now, &[file])?;
+                    crate::home::keep_keys(&gateway.store, &list, &now)?;
                 }
                 Err(onshi_api::client::ClientError::Refused { body, .. }) => {
                     let problem = format!("{}: {}", body.error.code, body.error.operator_en);

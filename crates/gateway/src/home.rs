@@ -57,6 +57,19 @@ pub fn read_query(body: &Element, kind: HomeCareKind) -> Result<ListQuery, Reque
     Ok(ListQuery { kind, from: window.0, to: window.1 })
 }
 
+/// Keeps the keys of a list the center gave (a page fetch, or a `…01req_`), with whom each is
+/// for, for the 再照会 of later visits. Returns how many.
+pub fn keep_keys(store: &crate::store::Store, list: &HomeList, at: &str) -> Result<usize, crate::store::StoreError> {
+    let mut kept = 0;
+    for entry in &list.entries {
+        if let Some(coverage) = &entry.answer.coverage {
+            store.record_home_key(&entry.consent, &coverage.name, &coverage.birth_date, at)?;
+            kept += 1;
+        }
+    }
+    Ok(kept)
+}
+
 /// `…02res_`: the list by its ReceptionNumber (SegmentOfResult 9 for a number never given).
 pub fn results(
     header: &Header,

@@ -123,7 +123,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/declaration", post(record_declaration))
         .route("/subsidy", post(check_subsidy))
         .route("/welfare", post(check_welfare))
-        .route("/home/reverify", post(home_reverify));
+        .route("/home/reverify", post(home_reverify))
+        .route("/home/fetch", post(home_fetch));
     // The simulator's controls stand for a hand placing a card and a face before the camera;
     // with a real reader they must not exist, so their routes answer 404.
     let router = if simulator {
@@ -240,7 +241,10 @@ async fn live(State(page): State<Arc<Page>>) -> Response {
 fn home_section(gateway: &Gateway) -> String {
     let today = gateway.now().date().yyyymmdd();
     let keys = gateway.store.home_keys(&today).unwrap_or_default();
-    let mut html = String::from("<h2 id=\"home\">在宅・オンライン診療（再照会）</h2>");
+    let mut html = String::from(
+        "<h2 id=\"home\">在宅・オンライン診療（再照会）</h2><form method=\"post\" action=\"/home/fetch\" id=\"home-fetch-form\">\
+         <button id=\"home-fetch\">患者さんが自分の端末でした同意を取得（過去30日）</button></form>",
+    );
     if keys.is_empty() {
         html.push_str("<p id=\"home-empty\">同意をいただいている患者さんはいません。初回はマイナ保険証で確認し、上の「在宅・オンライン診療の同意」を選んでください。</p>");
         return html;
@@ -265,6 +269,31 @@ fn home_section(gateway: &Gateway) -> String {
     }
     html.push_str("</table>");
     html
+}
+
+/// The consents patients gave this clinic on their own devices (online care) or at home in the
+/// last 30 days, from the center: their keys are kept here for the 再照会.
+async fn home_fetch(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let browser = Browser::of(&headers);
+    let now = page.gateway.now();
+    let mut kept = 0;
+    for kind in [onshi_api::card::HomeCareKind::Online, onshi_api::card::HomeCareKind::Visit] {
+        let request = onshi_api::card::HomeListRequest { kind, from: now.date().add_days(-30).yyyymmdd(), to: now.date().yyyymmdd() };
+        match page.gateway.client.home_list(&request).await {
+            Ok(list) => match crate::home::keep_keys(&page.gateway.store, &list, &now.to_string()) {
+                Ok(n) => kept += n,
+                Err(e) => return page.say(&browser, false, format!("同意を記録できませんでした: {e}")),
+            },
+            Err(onshi_api::client::ClientError::Refused { body, .. }) => return page.say(&browser, false, body.error.reception_ja),
+            Err(e) => {
+                return page.say(&browser, false, format!("センターに接続できません（{e}）。回線が戻ってからもう一度取得してください。"));
+            }
+        }
+    }
+    page.say(&browser, true, format!("在宅・オンライン診療の同意 {kept}件を取得しました。"))
 }
 
 async fn home_reverify(State(page): State<Arc<Page>>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {

@@ -272,6 +272,21 @@ pub async fn withdraw_consent(
     Ok(client.post_json("/patient/consent/withdraw", &request).await?)
 }
 
+/// The holder consents to an institution's online care from their own device, with their own
+/// card and PIN.
+pub async fn give_online_consent(
+    client: &CenterClient,
+    card: &mut onshi_pki::card::VirtualCard,
+    pin: &str,
+    institution_code: &str,
+    until: &str,
+) -> Result<onshi_api::card::OnlineConsentGiven, FlowError> {
+    let details = onshi_api::card::online_consent_details(institution_code, until);
+    let proof = card_pin_proof(client, PATIENT_CHALLENGE, card, pin, Purpose::OnlineConsent, &details).await?;
+    let request = onshi_api::card::GiveOnlineConsent { proof, institution_code: institution_code.to_string(), until: until.to_string() };
+    Ok(client.post_json("/patient/online-consent", &request).await?)
+}
+
 /// A clinic reports the card on its reader as possibly linked to the wrong person; the proof
 /// (PIN, face or visual) covers the reason.
 pub async fn report(client: &CenterClient, reader: &mut dyn CardReader, how: How<'_>, reason: &str) -> Result<ReportFiled, FlowError> {

@@ -368,3 +368,69 @@ fn a_home_care_consent_lets_later_visits_reconfirm_without_the_card_within_its_p
     world.advance_hours(11 * 24);
     refused_with(&reverify(CLINIC), "HOME_CONSENT_EXPIRED");
 }
+
+/// オンライン診療 (issue 15, item 3): the patient consents on their own device with their own
+/// card and PIN (no clinic certificate); the consent lands in that clinic's list (`OQSmuonq`'s
+/// source) with a key that re-confirms their coverage without the card, and in nobody else's;
+/// the patient's own access log shows both the consent and the clinic's look.
+#[test]
+fn a_patient_consents_to_online_care_from_their_own_device_and_it_lands_in_the_clinics_list() {
+    let world = World::new();
+    let today = Timestamp::from_jst_seconds(onshi_pki::now().jst_seconds() + world.offset.load(Ordering::SeqCst)).date();
+    let patient = |args: &[&str]| {
+        let mut command = onshi();
+        command
+            .args(args)
+            .args(["--pin", "1234", "--center", &world.url, "--ca"])
+            .arg(world.path("pki/ca.pem"))
+            .arg("--card")
+            .arg(world.path("card.json"));
+        command.output().unwrap()
+    };
+    let until = today.add_days(90).yyyymmdd();
+    let given = patient(&["audit", "online-consent", "--institution", CLINIC, "--until", &until]);
+    assert!(given.status.success(), "{}", String::from_utf8_lossy(&given.stderr));
+    assert!(String::from_utf8_lossy(&given.stdout).contains("オンライン診療に同意しました"));
+    refused_with(&patient(&["audit", "online-consent", "--institution", CLINIC, "--until", "20991231"]), "HOME_CARE_INVALID");
+
+    let client = |code: &str| {
+        let pki = world.path("pki");
+        onshi_api::client::CenterClient::new(onshi_api::client::ClientConfig {
+            base_url: world.url.clone(),
+            ca_pem: std::fs::read(pki.join("ca.pem")).unwrap(),
+            identity_pem: Some((
+                std::fs::read(pki.join(format!("institutions/{code}.pem"))).unwrap(),
+                std::fs::read(pki.join(format!("institutions/{code}.key"))).unwrap(),
+            )),
+            timeout: std::time::Duration::from_secs(30),
+        })
+        .unwrap()
+    };
+    let window =
+        onshi_api::card::HomeListRequest { kind: onshi_api::card::HomeCareKind::Online, from: today.yyyymmdd(), to: today.yyyymmdd() };
+    let (ours, theirs) = world
+        .runtime
+        .block_on(async { (client(CLINIC).home_list(&window).await.unwrap(), client(OTHER_CLINIC).home_list(&window).await.unwrap()) });
+    assert_eq!(ours.entries.len(), 1, "{ours:?}");
+    assert!(theirs.entries.is_empty(), "another clinic's list does not have it");
+    let entry = &ours.entries[0];
+    assert_eq!((entry.consent.valid_to.as_str(), entry.answer.validity.code.as_str()), (until.as_str(), "1"));
+    let visits = onshi_api::card::HomeListRequest { kind: onshi_api::card::HomeCareKind::Visit, ..window };
+    assert!(
+        world.runtime.block_on(client(CLINIC).home_list(&visits)).unwrap().entries.is_empty(),
+        "an online consent is not a home visit's"
+    );
+    let reverified = onshi()
+        .args(["card", "home-reverify", "--json", "--consent-key", &entry.consent.key])
+        .args(world.center_args(CLINIC))
+        .output()
+        .unwrap();
+    assert!(reverified.status.success(), "{}", String::from_utf8_lossy(&reverified.stderr));
+
+    let log = patient(&["audit", "access-log", "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for action in ["give_online_consent", "verify_home_list", "reverify_home"] {
+        assert!(actions.contains(&action), "{action} in the patient's own log: {actions:?}");
+    }
+}
