@@ -46,22 +46,26 @@ pub fn check(choice: &HomeCare, today: Date) -> Result<Date, CenterError> {
     Ok(until)
 }
 
-/// Records the consent a card check carried, with a new key.
+/// Records the consent a card check carried, with a new key, from `from` (the check's date of
+/// care: the visit it was given at) to `until`.
 pub fn record(
     home: &dyn HomeCareStore,
     person: i64,
     institution: &InstitutionCode,
     choice: &HomeCare,
-    until: Date,
+    (from, until): (Date, Date),
     now: Timestamp,
 ) -> Result<HomeConsent, CenterError> {
+    if from > until {
+        return Err(errors::home_care_invalid(format!("consent.home.until {until} is before the date of care {from}")));
+    }
     let key = onshi_pki::random_hex(16).map_err(|e| errors::register_unavailable(e.to_string()))?;
     let row = HomeConsentRow {
         key,
         person_id: person,
         institution: institution.as_str().to_string(),
         kind: choice.kind.code().to_string(),
-        valid_from: now.date(),
+        valid_from: from,
         valid_to: until,
         given_at: now,
     };

@@ -704,7 +704,8 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         // An expired certificate in its grace confirms eligibility only: no consent is taken.
         let consents_taken = !answer.certificate.as_ref().is_some_and(|c| c.consent_refused);
         if let (Some(choice), Some(until), true) = (request.consent.home.as_ref(), home_until, consents_taken) {
-            answer.home_consent = Some(crate::home::record(state.home.as_ref(), person, &code, choice, until, now)?);
+            let from = Date::parse_yyyymmdd(&answer.answer.date_of_care).map_err(|e| errors::invalid_field("date_of_care", &e))?;
+            answer.home_consent = Some(crate::home::record(state.home.as_ref(), person, &code, choice, (from, until), now)?);
         }
         // 「医療費助成の各種受給者証を利用しますか」: yes in the signed consent shows the
         // certificates valid on the date of care, for this answer only.
@@ -833,7 +834,7 @@ async fn online_consent_handler(State(state): State<Arc<CenterState>>, body: Bod
         let until_number: u32 = until.yyyymmdd().parse().unwrap_or(0);
         let choice = onshi_api::card::HomeCare { kind: onshi_api::card::HomeCareKind::Online, until: until_number };
         let until = crate::home::check(&choice, now.date())?;
-        let consent = crate::home::record(state.home.as_ref(), person, &institution, &choice, until, now)?;
+        let consent = crate::home::record(state.home.as_ref(), person, &institution, &choice, (now.date(), until), now)?;
         let given = onshi_api::card::OnlineConsentGiven {
             institution_code: institution.as_str().to_string(),
             valid_from: consent.valid_from,

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use onshi_api::card::{CardAnswer, ConsentChoice, VerifyCard};
+use onshi_api::card::{CardAnswer, ConsentChoice, HomeCare, HomeCareKind, HomeListRequest, HomeReverify, VerifyCard};
 use onshi_api::client::{CenterClient, ClientError};
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_api::medical::{Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
@@ -205,6 +205,48 @@ pub async fn check(
     let consent = ConsentChoice { drug: true, ..ConsentChoice::default() };
     let outcome = flow::verify(client, &mut reader, How::Pin(DEMO_PIN), consent, day()).await;
     record("card_pin_with_drug_consent", outcome.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(pin_card, a, "pin")));
+
+    // A home visit (居宅同意取得型): the card check at the patient's home carries a 訪問診療 consent
+    // for thirty days; the next visit re-confirms by its key without the card, with the same
+    // answer the ground truth gives for the card's coverage; the clinic's list of today's
+    // consents holds it.
+    let mut reader = reader_with(cards, &pin_card.path)?;
+    let until = onshi_pki::today().add_days(30).yyyymmdd().parse().expect("eight digits");
+    let home = ConsentChoice { home: Some(HomeCare { kind: HomeCareKind::Visit, until }), ..ConsentChoice::default() };
+    let visit = flow::verify(client, &mut reader, How::Pin(DEMO_PIN), home, day()).await;
+    let key = visit.as_ref().ok().and_then(|a| a.home_consent.as_ref()).map(|c| c.key.clone());
+    record(
+        "home_visit_card",
+        visit.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(pin_card, a, "pin")).and_then(|()| match &key {
+            Some(_) => Ok(()),
+            None => Err("no home-care consent recorded".into()),
+        }),
+    );
+    if let Some(key) = key {
+        let again = client.verify_home(&HomeReverify { key: key.clone(), date_of_care: day() }).await;
+        record(
+            "home_visit_reverify",
+            match (&again, &pin_card.expect) {
+                (Ok(answer), Some(expect)) => {
+                    let expect = onshi_synth::Expectation { limit_category: None, document_worth: None, ..expect.clone() };
+                    onshi_synth::check_answer(answer, &expect)
+                }
+                (Ok(answer), None) if answer.validity.code == "1" => Ok(()),
+                (Ok(answer), None) => Err(format!("validity {}", answer.validity.code)),
+                (Err(e), _) => Err(e.to_string()),
+            },
+        );
+        let real_today = onshi_pki::today().yyyymmdd();
+        let window = HomeListRequest { kind: HomeCareKind::Visit, from: real_today.clone(), to: real_today };
+        record(
+            "home_visit_listed",
+            match client.home_list(&window).await {
+                Ok(list) if list.entries.iter().any(|e| e.consent.key == key) => Ok(()),
+                Ok(list) => Err(format!("today's list of {} consents lacks the one just given", list.entries.len())),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    }
 
     let query = |card: &DemoCard| MedicalQuery {
         insurer_number: card.insurer_number.clone(),
