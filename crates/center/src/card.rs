@@ -61,6 +61,8 @@ const CRL_NUMBER: &str = "card_crl_number";
 
 /// The scopes of a consent, as stored, in the order of the answer.
 const SCOPES: [&str; 5] = ["drug", "checkup", "diagnosis", "limit", "specific_disease"];
+/// The withdrawal scope of a home-care consent.
+pub const HOME_SCOPE: &str = "home";
 
 fn seconds_later(t: Timestamp, seconds: i64) -> Timestamp {
     Timestamp::from_jst_seconds(t.jst_seconds() + seconds)
@@ -997,13 +999,14 @@ impl CardPath {
     /// signed by the card). Returns the person and the scopes that were in force.
     pub fn withdraw(&self, request: &WithdrawConsent, now: Timestamp) -> Result<(i64, Vec<String>), CenterError> {
         let institution = InstitutionCode::parse(&request.institution_code).map_err(|e| errors::invalid_field("institution_code", &e))?;
-        if request.scopes.is_empty() || request.scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
-            return Err(errors::malformed_body(format!("scopes must be some of {}", SCOPES.join(", "))));
+        // `home` is the home-care consent (居宅同意取得型), ended by the caller (its store).
+        if request.scopes.is_empty() || request.scopes.iter().any(|s| !SCOPES.contains(&s.as_str()) && s != HOME_SCOPE) {
+            return Err(errors::malformed_body(format!("scopes must be some of {}, {HOME_SCOPE}", SCOPES.join(", "))));
         }
         let details = withdraw_details(&request.institution_code, &request.scopes);
         let (person, _) = self.holder(&request.proof, Purpose::Withdraw, &details, now)?;
         let mut withdrawn = Vec::new();
-        for scope in &request.scopes {
+        for scope in request.scopes.iter().filter(|s| *s != HOME_SCOPE) {
             if self.cards.withdraw_consent(person, institution.as_str(), scope).map_err(store_error)? {
                 withdrawn.push(scope.clone());
             }

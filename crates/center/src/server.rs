@@ -860,7 +860,18 @@ async fn withdraw_handler(State(state): State<Arc<CenterState>>, body: Body) -> 
         let bytes = read_body(body, VERIFY_BODY_BYTES_MAX).await?;
         let request: onshi_api::card::WithdrawConsent = parse_json(&bytes)?;
         object = format!("{}:{}", request.institution_code.chars().take(10).collect::<String>(), request.scopes.join(","));
-        state.card.withdraw(&request, now)
+        let (person, mut withdrawn) = state.card.withdraw(&request, now)?;
+        // The home-care consent ends today: no 再照会 from today on.
+        if request.scopes.iter().any(|s| s == crate::card::HOME_SCOPE)
+            && state
+                .home
+                .end_home_consents(person, &request.institution_code, now.date())
+                .map_err(|e| errors::register_unavailable(e.to_string()))?
+                > 0
+        {
+            withdrawn.push(crate::card::HOME_SCOPE.to_string());
+        }
+        Ok::<_, CenterError>((person, withdrawn))
     }
     .await;
     let code = outcome(&result, |(_, withdrawn)| if withdrawn.is_empty() { "none_in_force".into() } else { "ok".into() });

@@ -39,7 +39,8 @@ pub enum AuditCommand {
         /// The institution's 医療機関コード.
         #[arg(long)]
         institution: String,
-        /// drug, checkup, diagnosis, limit, specific_disease (comma-separated).
+        /// drug, checkup, diagnosis, limit, specific_disease, home (the home-care consent for
+        /// 再照会), comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
     },

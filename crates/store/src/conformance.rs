@@ -705,6 +705,18 @@ pub fn run_home<R: Register + crate::home::HomeCareStore + crate::medical::Medic
     assert_eq!(listed("visit", "20261202", "20261202"), Vec::<String>::new());
     assert_eq!(listed("online", "20261201", "20261231"), ["k3"]);
     assert!(register.home_consents_given("2711234563", "visit", d("20261201"), d("20261231")).unwrap().is_empty(), "another clinic's");
+    // The holder withdraws on the 10th: the running ones end on the 9th, another clinic's stay.
+    let mut theirs = consent("k4", "visit", "20261201");
+    theirs.institution = "2711234563".into();
+    register.record_home_consent(&theirs).unwrap();
+    assert_eq!(register.end_home_consents(person, "1311234569", d("20261210")).unwrap(), 3);
+    assert_eq!(register.home_consent("k2").unwrap().map(|c| c.valid_to), Some(d("20261209")));
+    assert_eq!(register.home_consent("k4").unwrap(), Some(theirs), "another clinic's consent is untouched");
+    assert_eq!(register.end_home_consents(person, "1311234569", d("20261210")).unwrap(), 0, "nothing left running");
+    // One that had not begun yet is gone.
+    register.record_home_consent(&consent("k5", "online", "20261220")).unwrap();
+    assert_eq!(register.end_home_consents(person, "1311234569", d("20261215")).unwrap(), 1);
+    assert_eq!(register.home_consent("k5").unwrap(), None);
 }
 
 /// The card path's shared single-use challenges, for an engine that keeps them

@@ -27,6 +27,10 @@ pub trait HomeCareStore: Send + Sync {
     /// The consent with this key, if any.
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError>;
 
+    /// The holder withdraws: every consent of `person` to `institution` still running on `on`
+    /// ends the day before (`on` and later are no longer covered). Returns how many ended.
+    fn end_home_consents(&self, person_id: i64, institution: &str, on: Date) -> Result<u64, StoreError>;
+
     /// An institution's consents of one kind given between `from` and `to` (given dates,
     /// inclusive), oldest first: the batch kinds' window.
     fn home_consents_given(&self, institution: &str, kind: &str, from: Date, to: Date) -> Result<Vec<HomeConsentRow>, StoreError>;

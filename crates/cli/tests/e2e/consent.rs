@@ -367,6 +367,28 @@ fn a_home_care_consent_lets_later_visits_reconfirm_without_the_card_within_its_p
     assert!(reverify(CLINIC).status.success(), "day 20 of 30");
     world.advance_hours(11 * 24);
     refused_with(&reverify(CLINIC), "HOME_CONSENT_EXPIRED");
+
+    // A new consent, withdrawn by the patient with their own card: no 再照会 from that day on.
+    // (A month on, the card authority has published its revocation list again.)
+    run_ok(onshi().args(["jpki", "crl", "--days", "60", "--dir"]).arg(world.path("jpki")));
+    let today = Timestamp::from_jst_seconds(onshi_pki::now().jst_seconds() + world.offset.load(Ordering::SeqCst)).date();
+    let given = card_check(&format!("visit:{}", today.add_days(30).yyyymmdd()));
+    assert!(given.status.success(), "{}", String::from_utf8_lossy(&given.stderr));
+    let given: serde_json::Value = serde_json::from_slice(&given.stdout).unwrap();
+    let key = given["home_consent"]["key"].as_str().expect("a key").to_string();
+    let again =
+        || onshi().args(["card", "home-reverify", "--json", "--consent-key", &key]).args(world.center_args(CLINIC)).output().unwrap();
+    assert!(again().status.success());
+    let withdrawn = onshi()
+        .args(["audit", "withdraw-consent", "--institution", CLINIC, "--scope", "home", "--pin", "1234", "--center", &world.url, "--ca"])
+        .arg(world.path("pki/ca.pem"))
+        .arg("--card")
+        .arg(world.path("card.json"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&withdrawn.stdout).contains("home"), "{}", String::from_utf8_lossy(&withdrawn.stderr));
+    // It began today, so nothing of it remains: its key is unknown from now on.
+    refused_with(&again(), "HOME_CONSENT_UNKNOWN");
 }
 
 /// オンライン診療 (issue 15, item 3): the patient consents on their own device with their own

@@ -22,6 +22,24 @@ impl HomeCareStore for PgRegister {
         })
     }
 
+    fn end_home_consents(&self, person_id: i64, institution: &str, on: Date) -> Result<u64, StoreError> {
+        self.with_writer(|tx| {
+            let deleted = tx
+                .execute(
+                    "DELETE FROM home_consents WHERE person_id = $1 AND institution = $2 AND valid_from >= $3",
+                    &[&person_id, &institution, &day(on)],
+                )
+                .map_err(pg("withdrawing home-care consents"))?;
+            let ended = tx
+                .execute(
+                    "UPDATE home_consents SET valid_to = $3 WHERE person_id = $1 AND institution = $2 AND valid_to >= $4",
+                    &[&person_id, &institution, &day(on.add_days(-1)), &day(on)],
+                )
+                .map_err(pg("withdrawing home-care consents"))?;
+            Ok(deleted + ended)
+        })
+    }
+
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE key = $1");
         self.read(|c| Ok(rows(&c.query(&sql, &[&key]).map_err(pg("reading a home-care consent"))?)?.into_iter().next()))

@@ -24,6 +24,27 @@ impl HomeCareStore for SqliteRegister {
         })
     }
 
+    fn end_home_consents(&self, person_id: i64, institution: &str, on: Date) -> Result<u64, StoreError> {
+        // A consent that had not begun by `on` ends before it begins: its period becomes empty
+        // by ending it on its first day minus one is impossible (valid_to >= valid_from), so it
+        // is deleted instead.
+        self.with_writer(|tx| {
+            let deleted = tx
+                .execute(
+                    "DELETE FROM home_consents WHERE person_id = ?1 AND institution = ?2 AND valid_from >= ?3",
+                    params![person_id, institution, day(on)],
+                )
+                .map_err(sqlite("withdrawing home-care consents"))?;
+            let ended = tx
+                .execute(
+                    "UPDATE home_consents SET valid_to = ?3 WHERE person_id = ?1 AND institution = ?2 AND valid_to >= ?4",
+                    params![person_id, institution, day(on.add_days(-1)), day(on)],
+                )
+                .map_err(sqlite("withdrawing home-care consents"))?;
+            Ok((deleted + ended) as u64)
+        })
+    }
+
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE key = ?1");
         let found = self.read(|c| {
