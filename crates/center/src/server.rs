@@ -631,6 +631,16 @@ async fn record_handler(State(state): State<Arc<CenterState>>, body: Body) -> Re
             return Ok(record);
         }
         record.access_log = access_log_of(&state, person).await?;
+        // The home-care consents beside the others (scope `home`, withdrawn the same way); the
+        // key stays with the clinic.
+        let home = state.home.home_consents_of_person(person).map_err(|e| errors::register_unavailable(e.to_string()))?;
+        record.consents.extend(home.into_iter().map(|c| onshi_api::card::PatientConsent {
+            institution_code: c.institution,
+            scope: crate::card::HOME_SCOPE.to_string(),
+            given_at: c.given_at.to_string(),
+            available_until: format!("{}235959", c.valid_to.yyyymmdd()),
+            in_force: c.valid_from <= now.date() && now.date() <= c.valid_to,
+        }));
         Ok(record)
     }
     .await;

@@ -452,6 +452,7 @@ fn scope_ja(scope: &str) -> &'static str {
         "diagnosis" => "診療・手術",
         "limit" => "限度額情報",
         "specific_disease" => "特定疾病",
+        "home" => "在宅・オンライン診療（カードなしの再照会）",
         _ => "その他",
     }
 }
@@ -465,6 +466,11 @@ fn action_ja(action: &str) -> &'static str {
         "reverify_card" => "回線の復旧後にマイナ保険証の確認を再確認",
         "verify_number_batch" => "予約の事前確認（一括照会）",
         "verify_attributes" => "保険証の番号が分からない請求のため、氏名・生年月日・性別で資格を照会",
+        "verify_subsidy" => "受給者証（公費・医療費助成）を番号で照会",
+        "verify_welfare" => "医療扶助の医療券を照会",
+        "reverify_home" => "在宅・オンライン診療でカードなしに資格を再照会",
+        "verify_home_list" => "在宅・オンライン診療の同意者として資格を照会",
+        "give_online_consent" => "オンライン診療に同意",
         "view_drug" => "薬剤情報を閲覧",
         "view_checkup" => "健診結果を閲覧",
         "link_card" => "マイナ保険証の利用登録",

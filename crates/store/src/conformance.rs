@@ -698,6 +698,9 @@ pub fn run_home<R: Register + crate::home::HomeCareStore + crate::medical::Medic
     assert!(register.record_home_consent(&consent("k1", "visit", "20261201")).is_err(), "a key is given once");
     assert_eq!(register.home_consent("k2").unwrap(), Some(consent("k2", "visit", "20261203")));
     assert_eq!(register.home_consent("nothing").unwrap(), None);
+    let keys: Vec<String> = register.home_consents_of_person(person).unwrap().into_iter().map(|c| c.key).collect();
+    assert_eq!(keys, ["k2", "k3", "k1"], "the person's own, newest first");
+    assert!(register.home_consents_of_person(person + 1000).unwrap().is_empty());
     let listed = |kind: &str, from: &str, to: &str| -> Vec<String> {
         register.home_consents_given("1311234569", kind, d(from), d(to)).unwrap().into_iter().map(|c| c.key).collect()
     };

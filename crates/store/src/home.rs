@@ -24,6 +24,9 @@ pub struct HomeConsentRow {
 pub trait HomeCareStore: Send + Sync {
     fn record_home_consent(&self, consent: &HomeConsentRow) -> Result<(), StoreError>;
 
+    /// Every home-care consent of a person, newest first (the patient's own record).
+    fn home_consents_of_person(&self, person_id: i64) -> Result<Vec<HomeConsentRow>, StoreError>;
+
     /// The consent with this key, if any.
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError>;
 

@@ -449,6 +449,25 @@ fn a_patient_consents_to_online_care_from_their_own_device_and_it_lands_in_the_c
         .unwrap();
     assert!(reverified.status.success(), "{}", String::from_utf8_lossy(&reverified.stderr));
 
+    // The patient's own record lists the consent beside the others (scope home, no key).
+    let record = world.runtime.block_on(async {
+        let anonymous = onshi_api::client::CenterClient::new(onshi_api::client::ClientConfig {
+            base_url: world.url.clone(),
+            ca_pem: std::fs::read(world.path("pki/ca.pem")).unwrap(),
+            identity_pem: None,
+            timeout: std::time::Duration::from_secs(30),
+        })
+        .unwrap();
+        let mut reader = onshi_reader::SimulatedReader::new(onshi_reader::ReaderFile::load(&world.path("reader.json")).unwrap());
+        reader.place_card(&world.path("card.json")).unwrap();
+        onshi_reader::flow::own_record(&anonymous, &mut reader, "1234").await.unwrap()
+    });
+    let home: Vec<&onshi_api::card::PatientConsent> = record.consents.iter().filter(|c| c.scope == "home").collect();
+    assert_eq!(home.len(), 1, "{:?}", record.consents);
+    assert_eq!((home[0].institution_code.as_str(), home[0].in_force), (CLINIC, true));
+    assert!(home[0].available_until.starts_with(&until));
+    assert!(!serde_json::to_string(&record).unwrap().contains(&entry.consent.key), "the key stays with the clinic");
+
     let log = patient(&["audit", "access-log", "--json"]);
     let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
     let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();

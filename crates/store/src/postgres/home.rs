@@ -40,6 +40,11 @@ impl HomeCareStore for PgRegister {
         })
     }
 
+    fn home_consents_of_person(&self, person_id: i64) -> Result<Vec<HomeConsentRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE person_id = $1 ORDER BY given_at DESC, key");
+        self.read(|c| rows(&c.query(&sql, &[&person_id]).map_err(pg("reading home-care consents"))?))
+    }
+
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE key = $1");
         self.read(|c| Ok(rows(&c.query(&sql, &[&key]).map_err(pg("reading a home-care consent"))?)?.into_iter().next()))

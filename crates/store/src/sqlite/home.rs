@@ -45,6 +45,19 @@ impl HomeCareStore for SqliteRegister {
         })
     }
 
+    fn home_consents_of_person(&self, person_id: i64) -> Result<Vec<HomeConsentRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE person_id = ?1 ORDER BY given_at DESC, key");
+        let raws: Vec<RawHome> = self.read(|c| {
+            let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading home-care consents"))?;
+            statement
+                .query_map([person_id], raw)
+                .map_err(sqlite("reading home-care consents"))?
+                .collect::<Result<_, _>>()
+                .map_err(sqlite("reading home-care consents"))
+        })?;
+        raws.into_iter().map(home_row).collect()
+    }
+
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE key = ?1");
         let found = self.read(|c| {
