@@ -257,9 +257,22 @@ fn subsidy_findings(claim: &Claim, replies: &[Result<SubsidyAnswer, ApiError>], 
     let mut said: Vec<(String, &'static str)> = Vec::new();
     for (request, reply) in asked.iter().zip(replies) {
         let numbers = format!("公費負担者番号 {} 受給者番号 {}", request.payer_number, request.recipient_number);
-        let Ok(answer) = reply else {
-            all_valid = false;
-            continue;
+        let answer = match reply {
+            Ok(answer) => answer,
+            Err(refused) => {
+                // Not asked (the day's misses used up, a refusal): said, not passed over.
+                all_valid = false;
+                if !said.iter().any(|(n, c)| *n == numbers && *c == "PUBLIC_NOT_ASKED") {
+                    said.push((numbers.clone(), "PUBLIC_NOT_ASKED"));
+                    findings.push(finding(
+                        Class::NotChecked,
+                        "PUBLIC_NOT_ASKED",
+                        format!("{numbers} を照会できませんでした（{}）。", refused.reception_ja),
+                        "時間をおいてもう一度点検してください。",
+                    ));
+                }
+                continue;
+            }
         };
         if answer.state != subsidy_state::VALID || answer.subsidy.as_ref().is_some_and(|s| s.designated == Some(false)) {
             all_valid = false;
@@ -868,6 +881,18 @@ mod tests {
         assert_eq!(judged("not_registered", None), (Class::Pending, vec!["PUBLIC_NOT_REGISTERED", "PUBLIC_ONLY"]));
         assert_eq!(judged("not_valid_on_date", Some(subsidy(None))), (Class::Bounce, vec!["PUBLIC_NOT_VALID_ON_DATE", "PUBLIC_ONLY"]));
         assert_eq!(judged("payer_not_connected", None), (Class::NotChecked, vec!["PUBLIC_ONLY"]));
+        // A question the center refused is said, once per KO line.
+        let refused = onshi_api::verify::ApiError {
+            code: "SUBSIDY_MISSES_EXCEEDED".into(),
+            field: None,
+            detail: String::new(),
+            reception_ja: "本日、登録のない受給者証の照会が上限に達しました。".into(),
+            operator_en: String::new(),
+        };
+        let replies = Replies { subsidies: vec![Err(refused); asked.len()], ..Replies::default() };
+        let judged = assess(claim, &file.institution, &replies, Date::parse_yyyymmdd(TODAY).unwrap());
+        assert_eq!((judged.class, codes(&judged)), (Class::NotChecked, vec!["PUBLIC_NOT_ASKED", "PUBLIC_ONLY"]));
+        assert!(judged.findings[0].detail_ja.contains("上限に達しました"));
     }
 
     /// A 医療扶助 KO line (法別 12) against the month's list of this clinic: a ticket here passes,
