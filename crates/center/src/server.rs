@@ -713,7 +713,7 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         let (mut answer, person, smartphone) = state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)?;
         // An expired certificate in its grace confirms eligibility only: no consent is taken,
         // a home-care one neither.
-        let consents_taken = !answer.certificate.as_ref().is_some_and(|c| c.state == "grace");
+        let consents_taken = answer.certificate.as_ref().is_none_or(|c| c.state != "grace");
         if let (Some(choice), Some(until), true) = (request.consent.home.as_ref(), home_until, consents_taken) {
             let from = Date::parse_yyyymmdd(&answer.answer.date_of_care).map_err(|e| errors::invalid_field("date_of_care", &e))?;
             answer.home_consent = Some(crate::home::record(state.home.as_ref(), person, &code, choice, (from, until), now)?);
