@@ -63,7 +63,7 @@ struct DemoManifest {
 }
 
 /// Bumped whenever the set-up writes something new (2: card path and medical information).
-const DEMO_VERSION: u32 = 3;
+const DEMO_VERSION: u32 = 4;
 
 /// The demo clinic: 東京都 (13), 医科 (1), 郡市区 12, number 3456, with its check digit.
 pub(crate) fn demo_institution() -> InstitutionCode {

@@ -104,12 +104,11 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
     ca.publish_crl(30)?;
     let reader = root.join("reader.json");
     ReaderFile::create(&reader, READER_ID, FACILITY_PASSWORD)?;
-    let valid: Vec<&TruthCase> = cases
-        .iter()
-        .filter(|c| c.category == "valid" && c.request.date_of_care.as_deref().is_none_or(|d| d == today) && c.request.branch.is_some())
-        .take(3)
-        .collect();
+    let usable = |c: &&TruthCase| c.request.date_of_care.as_deref().is_none_or(|d| d == today) && c.request.branch.is_some();
+    let mut valid: Vec<&TruthCase> = cases.iter().filter(|c| c.category == "valid").filter(usable).take(3).collect();
     anyhow::ensure!(valid.len() == 3, "the synthetic population has too few valid cases for the demo cards");
+    // The fourth card: a patient the ground truth has cared for at home (訪問診療).
+    valid.extend(cases.iter().filter(|c| c.category == "home_visit_patient").filter(usable).take(1));
     let events = valid
         .iter()
         .map(|case| member_of(event_files, case)?.context("a demo card's acquisition is not in the event files"))
@@ -137,7 +136,8 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
             symbol: r.symbol.clone(),
             number: r.number.clone(),
             branch: r.branch.clone().unwrap_or_default(),
-            linked: i < 2,
+            // The third card is left unlinked on purpose.
+            linked: i != 2,
             drugs,
             checkups,
             expect: Some(case.expect.clone()),
@@ -210,14 +210,16 @@ pub async fn check(
     // for thirty days; the next visit re-confirms by its key without the card, with the same
     // answer the ground truth gives for the card's coverage; the clinic's list of today's
     // consents holds it.
-    let mut reader = reader_with(cards, &pin_card.path)?;
+    // The ground truth's home-care patient's card (older demo data: the first card).
+    let home_card = cards.cards.get(3).unwrap_or(pin_card);
+    let mut reader = reader_with(cards, &home_card.path)?;
     let until = onshi_pki::today().add_days(30).yyyymmdd().parse().expect("eight digits");
     let home = ConsentChoice { home: Some(HomeCare { kind: HomeCareKind::Visit, until }), ..ConsentChoice::default() };
     let visit = flow::verify(client, &mut reader, How::Pin(DEMO_PIN), home, day()).await;
     let key = visit.as_ref().ok().and_then(|a| a.home_consent.as_ref()).map(|c| c.key.clone());
     record(
         "home_visit_card",
-        visit.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(pin_card, a, "pin")).and_then(|()| match &key {
+        visit.as_ref().map_err(|e| e.to_string()).and_then(|a| valid(home_card, a, "pin")).and_then(|()| match &key {
             Some(_) => Ok(()),
             None => Err("no home-care consent recorded".into()),
         }),
@@ -226,7 +228,7 @@ pub async fn check(
         let again = client.verify_home(&HomeReverify { key: key.clone(), date_of_care: day() }).await;
         record(
             "home_visit_reverify",
-            match (&again, &pin_card.expect) {
+            match (&again, &home_card.expect) {
                 (Ok(answer), Some(expect)) => {
                     let expect = onshi_synth::Expectation { limit_category: None, document_worth: None, ..expect.clone() };
                     onshi_synth::check_answer(answer, &expect)

@@ -801,6 +801,13 @@ impl Generator {
                 self.case("unknown_number", request, expect)
             }
             _ => {
+                // One ordinary person in seven of these is also cared for at home (訪問診療): the
+                // demo checks their card at home with a 居宅同意取得型 consent and re-confirms
+                // without the card (no draw: by the case count, so the world stays the same).
+                if self.summary.truth_cases.is_multiple_of(7) && self.room("home_visit_patient") {
+                    let request = self.request(held, person, today, consent);
+                    self.case("home_visit_patient", request, expect.clone())?;
+                }
                 // One in three names the paper the numbers were read from (no draw: by the
                 // case count), and the answer must say what it is worth today.
                 let mut request = self.request(held, person, today, consent);
