@@ -736,10 +736,12 @@ impl CardPath {
 
     /// Verification by card: the proof (covering the consents and, for a recorded visual
     /// check, the counter time), the person's coverage on the date of care, the consents
-    /// chosen then and those still in force.
+    /// chosen then and those still in force, and a home-care consent with its key when the
+    /// patient gave one (`home` keeps it).
     pub fn verify(
         &self,
         register: &dyn Register,
+        home: &dyn onshi_store::home::HomeCareStore,
         lags: &LagCache,
         request: &VerifyCard,
         institution: &InstitutionCode,
@@ -750,6 +752,8 @@ impl CardPath {
         if request.proof.method == Method::Visual && request.consent.opens_medical_information() {
             return Err(refuse::consent_needs_card());
         }
+        // A home-care consent's last day is checked before anything is recorded.
+        let home_until = request.consent.home.as_ref().map(|h| crate::home::check(h, now.date())).transpose()?;
         let given_at = match (proven.recorded, request.chosen_at.as_deref()) {
             (false, None) => now,
             (false, Some(_)) => return Err(refuse::consent_time_invalid("chosen_at is sent only with a recorded visual check".into())),
@@ -765,6 +769,17 @@ impl CardPath {
                 at
             }
         };
+        let on = match &request.date_of_care {
+            Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
+            None => given_at.date(),
+        };
+        // A home-care consent runs from the visit's date of care to its last day, checked
+        // before anything is recorded.
+        if let (Some(until), Some(_)) = (home_until, request.consent.home.as_ref())
+            && until < on
+        {
+            return Err(errors::home_care_invalid(format!("consent.home.until {until} is before the date of care {on}")));
+        }
         let certificate = proven.certificate;
         let (person, smartphone) = self.holder_of(&certificate, now)?;
         // The person's coverages with their terms, in one read: the card named the person, so
@@ -785,11 +800,13 @@ impl CardPath {
         let chosen_any = request.consent.opens_medical_information() || request.consent.limit || request.consent.specific_disease;
         let notice = certificate_notice(proven.standing, chosen_any);
         let limit_live = consents.limit_application_certificate_related.flag == "1";
-        let on = match &request.date_of_care {
-            Some(text) => Date::parse_yyyymmdd(text).map_err(|e| errors::invalid_field("date_of_care", &e))?,
-            None => given_at.date(),
-        };
         let answer = answer_for_view(register, lags, &view, on, limit_live, now)?;
+        // The home-care consent, like the others, is not taken in the grace period; it runs from
+        // the visit's date of care.
+        let home_consent = match (request.consent.home.as_ref(), home_until) {
+            (Some(choice), Some(until)) if !in_grace => Some(crate::home::record(home, person, institution, choice, (on, until), now)?),
+            _ => None,
+        };
         // The reader's next challenge rides on this answer: a check at the counter is then one
         // request (proof and answer), not two. None when the institution already holds many:
         // the next check then asks for one.
@@ -801,7 +818,7 @@ impl CardPath {
             consents,
             certificate: notice,
             next_challenge,
-            home_consent: None,
+            home_consent,
         };
         Ok((answer, person, smartphone))
     }
@@ -1161,6 +1178,7 @@ mod tests {
 mod life_tests {
     use super::*;
     use crate::import::{ImportOptions, import_jsonl};
+    use onshi_api::card::{HomeCare, HomeCareKind};
     use onshi_pki::card::{CardAttributes, VirtualCard};
     use onshi_pki::jpki::{CardCa, CardValidity};
     use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
@@ -1220,7 +1238,9 @@ mod life_tests {
             let proof = self.proof(Purpose::Verify, &consent_details(&consent, "-"), now);
             let request = VerifyCard { proof, date_of_care: None, consent, chosen_at: None };
             let clinic = InstitutionCode::parse(CLINIC).unwrap();
-            self.path.verify(self.register.as_ref(), &LagCache::default(), &request, &clinic, now).map(|(answer, _, _)| answer)
+            self.path
+                .verify(self.register.as_ref(), self.register.as_ref(), &LagCache::default(), &request, &clinic, now)
+                .map(|(answer, _, _)| answer)
         }
     }
 
@@ -1248,24 +1268,24 @@ mod life_tests {
         let other = InstitutionCode::parse("2711234563").unwrap();
         let lags = LagCache::default();
         let request = signed(&mut world, &next);
-        let stolen = world.path.verify(world.register.as_ref(), &lags, &request, &other, now).unwrap_err();
+        let stolen = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &other, now).unwrap_err();
         assert_eq!(stolen.body.code, "CHALLENGE_OTHER_INSTITUTION", "another clinic cannot use it");
         // Taking it for the wrong owner used it up: the clinic's own next answer brings another.
         let request = signed(&mut world, &next);
-        let again = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
+        let again = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
         assert_eq!(again.body.code, "CHALLENGE_UNKNOWN");
         let second = world.verify(ConsentChoice::default(), now).unwrap();
         let next = second.next_challenge.unwrap().challenge;
         let request = signed(&mut world, &next);
-        let third = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, now).unwrap();
+        let third = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, now).unwrap();
         assert_eq!(third.0.answer.validity.code, "1", "the world's member is covered since 2020 (its acquisition event)");
         let request = signed(&mut world, &next);
-        let replay = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
+        let replay = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
         assert_eq!(replay.body.code, "CHALLENGE_UNKNOWN", "used once");
         let late = Timestamp::from_jst_seconds(now.jst_seconds() + CHALLENGE_SECONDS + 1);
         let stale = third.0.next_challenge.unwrap().challenge;
         let request = signed(&mut world, &stale);
-        let expired = world.path.verify(world.register.as_ref(), &lags, &request, &clinic, late).unwrap_err();
+        let expired = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, late).unwrap_err();
         assert_eq!(expired.body.code, "CHALLENGE_EXPIRED");
 
         // An institution holding many open challenges gets no more on its answers (they would
@@ -1313,6 +1333,14 @@ mod life_tests {
         assert!(notice.consent_refused);
         // The consent given on day 10 has run out (24 hours); none was taken on day 40.
         assert_ne!(grace.consents.pharmacists_info.flag, "1", "no medical information on an expired certificate");
+        // Nor a home-care consent: 再照会 without the card on a certificate past its end.
+        let until = days_later(issued, 60).date().yyyymmdd().parse().unwrap();
+        let home = ConsentChoice { home: Some(HomeCare { kind: HomeCareKind::Visit, until }), ..ConsentChoice::default() };
+        let grace_home = world.verify(home, days_later(issued, 40)).unwrap();
+        assert_eq!(grace_home.home_consent, None, "no home-care consent on an expired certificate");
+        // Within the validity it is taken (day 10 + 1), from the date of care.
+        let taken = world.verify(home, days_later(issued, 11)).unwrap().home_consent.expect("taken before the expiry");
+        assert_eq!(taken.valid_from, days_later(issued, 11).date().yyyymmdd());
         // Nothing else than eligibility: a report needs a valid certificate.
         let now = days_later(issued, 40);
         let proof = world.proof(Purpose::Report, "wrong person", now);

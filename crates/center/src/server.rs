@@ -707,17 +707,8 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         consent = Some(request.consent);
         method = Some(request.proof.method);
         recorded = request.chosen_at.is_some();
-        // A home-care consent's period is checked before the card check answers: a refused one
-        // records nothing.
-        let home_until = request.consent.home.as_ref().map(|h| crate::home::check(h, now.date())).transpose()?;
-        let (mut answer, person, smartphone) = state.card.verify(state.register.as_ref(), &state.lags, &request, &code, now)?;
-        // An expired certificate in its grace confirms eligibility only: no consent is taken,
-        // a home-care one neither.
-        let consents_taken = answer.certificate.as_ref().is_none_or(|c| c.state != "grace");
-        if let (Some(choice), Some(until), true) = (request.consent.home.as_ref(), home_until, consents_taken) {
-            let from = Date::parse_yyyymmdd(&answer.answer.date_of_care).map_err(|e| errors::invalid_field("date_of_care", &e))?;
-            answer.home_consent = Some(crate::home::record(state.home.as_ref(), person, &code, choice, (from, until), now)?);
-        }
+        let (mut answer, person, smartphone) =
+            state.card.verify(state.register.as_ref(), state.home.as_ref(), &state.lags, &request, &code, now)?;
         // 「医療費助成の各種受給者証を利用しますか」: yes in the signed consent shows the
         // certificates valid on the date of care, for this answer only.
         if request.consent.subsidy {

@@ -81,6 +81,28 @@ async fn a_payer_registers_only_its_own_recipients_and_a_clinic_sees_only_what_i
     assert_eq!(clinic.verify_subsidy(&unconnected.request).await.unwrap().state, state::PAYER_NOT_CONNECTED);
     assert_eq!(clinic.verify_subsidy(&valid.request).await.unwrap().state, state::VALID);
 
+    // A programme that is not a welfare office issues a 医療券 for its own recipient: refused,
+    // only 法別 12 issues them.
+    let mut ticket = (*own[0]).clone();
+    ticket.event_id = "attack-ticket".into();
+    ticket.kind = onshi_api::subsidy::SubsidyEventKind::Ticket;
+    ticket.certificate = None;
+    ticket.ticket = Some(onshi_api::subsidy::MedicalTicket {
+        ticket_type: "01".into(),
+        valid_from: valid.request.date_of_care.clone(),
+        valid_to: valid.request.date_of_care.clone(),
+        issue_number: "K-1".into(),
+        month: valid.request.date_of_care[..6].to_string(),
+        institution_code: CLINIC.into(),
+        institution_name: "オンシ医院".into(),
+        injuries: vec![],
+        treatment_type: "02".into(),
+        self_pay_yen: 0,
+        combined: false,
+    });
+    let refused = payer_client.upload_subsidy_events(line(&ticket)).await.unwrap();
+    assert_eq!((refused.applied, refused.rejected.iter().map(|r| r.field.as_str()).collect::<Vec<_>>()), (0, vec!["kind"]), "{refused:?}");
+
     // The wrong certificates, endpoint by endpoint.
     let insurer = server.client(&fixture, Some(&format!("insurers/{}", fixture.insurer)));
     let anonymous = server.client(&fixture, None);
