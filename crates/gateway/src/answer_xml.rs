@@ -335,6 +335,46 @@ pub fn bulk_accepted(header: &Header, reception_number: &str, now: &str, institu
     w.finish()
 }
 
+/// The `…02res_` of a list the center gave for a two-phase request (医療扶助's month, the
+/// home-care consents): the header of the `…01req_` it answers, then one `BulkConfirmUnit` per
+/// item written by `unit`; SegmentOfResult 9 and `unknown_ja` for a number never given.
+#[allow(clippy::too_many_arguments)]
+pub fn list_results<T>(
+    header: &Header,
+    reception_number: &str,
+    stored: Option<(&Header, &[T])>,
+    unknown_ja: &str,
+    now: &str,
+    institution_code: &str,
+    charset: Charset,
+    mut unit: impl FnMut(&mut XmlWriter, &T),
+) -> Vec<u8> {
+    let first = stored.map(|(h, _)| h).unwrap_or(header);
+    let mut w = XmlWriter::new(charset);
+    w.open("XmlMsg").open("MessageHeader");
+    w.leaf("ProcessExecutionTime", now);
+    w.leaf("MedicalInstitutionCode", first.institution_code.as_deref().unwrap_or(institution_code));
+    w.opt("ArbitraryFileIdentifier", first.arbitrary_file_identifier.as_deref());
+    w.leaf("ReceptionNumber", reception_number);
+    w.leaf("CharacterCodeIdentifier", charset.identifier());
+    let Some((_, items)) = stored else {
+        w.leaf("SegmentOfResult", "9");
+        w.leaf("ErrorCode", "ONSHI-GW-RECEPTION-UNKNOWN");
+        w.leaf("ErrorMessage", unknown_ja);
+        return w.finish();
+    };
+    w.leaf("SegmentOfResult", "1");
+    w.leaf("NumberOfProcessingResult", &items.len().to_string());
+    w.close().open("MessageBody");
+    w.leaf("ProcessingResultStatus", "1");
+    for item in items {
+        w.open("BulkConfirmUnit");
+        unit(&mut w, item);
+        w.close();
+    }
+    w.finish()
+}
+
 /// One entry of a 一括照会 result.
 pub struct BulkUnit<'a> {
     pub search: &'a SearchInfo,

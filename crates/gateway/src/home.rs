@@ -10,7 +10,7 @@
 use onshi_api::card::{HomeCareKind, HomeList};
 
 use crate::request::{Header, RequestError};
-use crate::xml::{Charset, Element, XmlWriter};
+use crate::xml::{Charset, Element};
 
 /// What a `…01req_` asks: the kind (from its prefix, checked against its flag) and the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,34 +79,15 @@ pub fn results(
     institution_code: &str,
     charset: Charset,
 ) -> Vec<u8> {
-    let first = stored.map(|(h, _)| h).unwrap_or(header);
-    let mut w = XmlWriter::new(charset);
-    w.open("XmlMsg").open("MessageHeader");
-    w.leaf("ProcessExecutionTime", now);
-    w.leaf("MedicalInstitutionCode", first.institution_code.as_deref().unwrap_or(institution_code));
-    w.opt("ArbitraryFileIdentifier", first.arbitrary_file_identifier.as_deref());
-    w.leaf("ReceptionNumber", reception_number);
-    w.leaf("CharacterCodeIdentifier", charset.identifier());
-    let Some((_, list)) = stored else {
-        w.leaf("SegmentOfResult", "9");
-        w.leaf("ErrorCode", "ONSHI-GW-RECEPTION-UNKNOWN");
-        w.leaf("ErrorMessage", "この受付番号の在宅・オンライン診療の照会はありません。01req で照会し直してください。");
-        return w.finish();
-    };
-    w.leaf("SegmentOfResult", "1");
-    w.leaf("NumberOfProcessingResult", &list.entries.len().to_string());
-    w.close().open("MessageBody");
-    w.leaf("ProcessingResultStatus", "1");
-    for entry in &list.entries {
-        w.open("BulkConfirmUnit");
+    let unknown = "この受付番号の在宅・オンライン診療の照会はありません。01req で照会し直してください。";
+    let stored = stored.map(|(h, list)| (h, list.entries.as_slice()));
+    crate::answer_xml::list_results(header, reception_number, stored, unknown, now, institution_code, charset, |w, entry| {
         w.leaf("QualificationValidity", &entry.answer.validity.code);
         w.leaf("ProcessingResultStatus", "1");
         if let Some(coverage) = &entry.answer.coverage {
-            crate::answer_xml::write_coverage(&mut w, coverage, None, None, charset, None);
+            crate::answer_xml::write_coverage(w, coverage, None, None, charset, None);
         }
-        w.close();
-    }
-    w.finish()
+    })
 }
 
 #[cfg(test)]

@@ -54,8 +54,8 @@ fn ticket(w: &mut XmlWriter, t: &MedicalTicket) {
     w.close();
 }
 
+/// One recipient's `BulkConfirmUnit` content.
 fn recipient(w: &mut XmlWriter, r: &WelfareRecipient) {
-    w.open("BulkConfirmUnit");
     w.leaf("QualificationValidity", &r.validity.code);
     w.leaf("ProcessingResultStatus", "1");
     w.open("ResultOfQualificationConfirmation");
@@ -78,7 +78,6 @@ fn recipient(w: &mut XmlWriter, r: &WelfareRecipient) {
         w.close();
     }
     w.close();
-    w.close();
 }
 
 /// `OQSmutic02res_`: the month's list by its ReceptionNumber (SegmentOfResult 9 for a number
@@ -91,28 +90,9 @@ pub fn results(
     institution_code: &str,
     charset: Charset,
 ) -> Vec<u8> {
-    let first = stored.map(|(h, _)| h).unwrap_or(header);
-    let mut w = XmlWriter::new(charset);
-    w.open("XmlMsg").open("MessageHeader");
-    w.leaf("ProcessExecutionTime", now);
-    w.leaf("MedicalInstitutionCode", first.institution_code.as_deref().unwrap_or(institution_code));
-    w.opt("ArbitraryFileIdentifier", first.arbitrary_file_identifier.as_deref());
-    w.leaf("ReceptionNumber", reception_number);
-    w.leaf("CharacterCodeIdentifier", charset.identifier());
-    let Some((_, answer)) = stored else {
-        w.leaf("SegmentOfResult", "9");
-        w.leaf("ErrorCode", "ONSHI-GW-RECEPTION-UNKNOWN");
-        w.leaf("ErrorMessage", "この受付番号の医療扶助の照会はありません。OQSmutic01req で照会し直してください。");
-        return w.finish();
-    };
-    w.leaf("SegmentOfResult", "1");
-    w.leaf("NumberOfProcessingResult", &answer.recipients.len().to_string());
-    w.close().open("MessageBody");
-    w.leaf("ProcessingResultStatus", "1");
-    for r in &answer.recipients {
-        recipient(&mut w, r);
-    }
-    w.finish()
+    let unknown = "この受付番号の医療扶助の照会はありません。OQSmutic01req で照会し直してください。";
+    let stored = stored.map(|(h, answer)| (h, answer.recipients.as_slice()));
+    crate::answer_xml::list_results(header, reception_number, stored, unknown, now, institution_code, charset, recipient)
 }
 
 #[cfg(test)]
