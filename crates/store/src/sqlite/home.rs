@@ -8,10 +8,6 @@ use crate::home::{COLUMNS, HomeCareStore, HomeConsentRow, RawHome, home_row};
 use crate::rows::day;
 use onshi_domain::Date;
 
-fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawHome> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-}
-
 impl HomeCareStore for SqliteRegister {
     fn record_home_consent(&self, c: &HomeConsentRow) -> Result<(), StoreError> {
         self.with_writer(|tx| {
@@ -50,7 +46,7 @@ impl HomeCareStore for SqliteRegister {
         let raws: Vec<RawHome> = self.read(|c| {
             let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading home-care consents"))?;
             statement
-                .query_map([person_id], raw)
+                .query_map([person_id], |r| RawHome::try_from(r))
                 .map_err(sqlite("reading home-care consents"))?
                 .collect::<Result<_, _>>()
                 .map_err(sqlite("reading home-care consents"))
@@ -61,7 +57,9 @@ impl HomeCareStore for SqliteRegister {
     fn home_consent(&self, key: &str) -> Result<Option<HomeConsentRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM home_consents WHERE key = ?1");
         let found = self.read(|c| {
-            c.prepare_cached(&sql).and_then(|mut s| s.query_row([key], raw).optional()).map_err(sqlite("reading a home-care consent"))
+            c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([key], |r| RawHome::try_from(r)).optional())
+                .map_err(sqlite("reading a home-care consent"))
         })?;
         found.map(home_row).transpose()
     }
@@ -75,7 +73,7 @@ impl HomeCareStore for SqliteRegister {
         let raws: Vec<RawHome> = self.read(|c| {
             let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading home-care consents"))?;
             statement
-                .query_map(params![institution, kind, start, end], raw)
+                .query_map(params![institution, kind, start, end], |r| RawHome::try_from(r))
                 .map_err(sqlite("reading home-care consents"))?
                 .collect::<Result<_, _>>()
                 .map_err(sqlite("reading home-care consents"))

@@ -13,45 +13,10 @@ use crate::subsidy::{
 use onshi_domain::Timestamp;
 use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
 
-fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSubsidy> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
-}
-
-fn raw_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTicket> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-    ))
-}
-
 fn rows_of(c: &rusqlite::Connection, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Vec<SubsidyRow>, StoreError> {
     let mut statement = c.prepare_cached(sql).map_err(sqlite("reading subsidies"))?;
     let raws: Vec<RawSubsidy> = statement
-        .query_map(key, raw)
+        .query_map(key, |r| RawSubsidy::try_from(r))
         .map_err(sqlite("reading subsidies"))?
         .collect::<Result<_, _>>()
         .map_err(sqlite("reading subsidies"))?;
@@ -164,7 +129,7 @@ impl SubsidyStore for SqliteRegister {
         self.read(|c| {
             let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading medical tickets"))?;
             let raws: Vec<RawTicket> = statement
-                .query_map(params![institution, i64::from(month)], raw_ticket)
+                .query_map(params![institution, i64::from(month)], |r| RawTicket::try_from(r))
                 .map_err(sqlite("reading medical tickets"))?
                 .collect::<Result<_, _>>()
                 .map_err(sqlite("reading medical tickets"))?;
