@@ -135,19 +135,16 @@ impl Browser {
     /// The text of an element. The page replaces its live part every few seconds, so an
     /// element found may be gone by the time its text is asked for: then it is found again.
     /// A page that navigates by itself (the kiosk leaving a record) has no document for a moment:
-    /// an element not found then is looked for again, for at most five seconds.
+    /// an element not found then is waited for (`wait_for`'s deadline).
     fn text(&self, css: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let found = self.try_call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})));
-            let id = match found {
-                Ok(found) => found[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {found}")).to_string(),
-                Err(e) if e["error"] == "no such element" && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    continue;
+            let id = wait_for(&format!("the element {css}"), || {
+                match self.try_call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))) {
+                    Ok(found) => Some(found[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {found}")).to_string()),
+                    Err(e) if e["error"] == "no such element" => None,
+                    Err(e) => panic!("/element {css}: {e}"),
                 }
-                Err(e) => panic!("/element {css}: {e}"),
-            };
+            });
             match self.try_call(reqwest::Method::GET, &format!("/element/{id}/text"), None) {
                 Ok(text) => return text.as_str().unwrap_or_default().to_string(),
                 Err(e) if replaced(&e) => continue,

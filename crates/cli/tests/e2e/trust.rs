@@ -545,8 +545,10 @@ fn a_patients_record_is_the_card_holders_own_and_nobody_elses() {
     let mut a = onshi_pki::card::VirtualCard::load(&card_a).unwrap();
     let mut b = onshi_pki::card::VirtualCard::load(&card_b).unwrap();
     // The patients' endpoints take 5 requests a second from one address; this test sends more,
-    // so a request answered 429 is sent again after the Retry-After the center gave (1 s: asking
-    // sooner is refused again and keeps the bucket empty), within a deadline, as any client must.
+    // so a request answered 429 is sent again after the Retry-After the center gave (1 s), within
+    // a deadline, as any client must. The wait is the protocol's (the server's instruction), not
+    // a stand-in for synchronisation: a proof's retry takes a fresh patient challenge, and polling
+    // faster would spend them.
     fn honouring_retry_after<T>(mut call: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
