@@ -92,7 +92,7 @@ pub struct WelfareMonthRequest {
     pub month: String,
 }
 
-/// One 医療扶助 recipient of the month.
+/// One 医療扶助 recipient: of the month's list (`OQSmutic`), or of a card check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WelfareRecipient {
     /// QualificationValidity: `1` 有効 (a ticket names this institution for the month), `6`
@@ -107,6 +107,11 @@ pub struct WelfareRecipient {
     pub qualification_date: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disqualification_date: Option<String>,
+    /// Whether the office designated the asking institution (or a ticket names it). Always
+    /// true in a month's list; on a card check false means: call the welfare office before
+    /// treating under 医療扶助.
+    #[serde(default)]
+    pub designated: bool,
     /// The recipient as the register's coverages record them (absent for someone no insurer
     /// ever registered).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -120,6 +120,11 @@ pub struct VerifyAnswer {
     /// and only when the patient said yes at the reader to showing them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subsidies: Vec<crate::subsidy::Subsidy>,
+    /// 医療扶助 (生活保護) on a card check: the recipient's standing at the asking institution
+    /// on the date of care (InsuredCardClassification A1 in the result files), with the
+    /// month's 医療券・調剤券 naming it. Not kept in a gateway's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welfare: Option<crate::subsidy::WelfareRecipient>,
 }
 
 /// What a paper is worth on the date of care (`onshi_domain::documents`).

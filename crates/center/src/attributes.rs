@@ -143,6 +143,7 @@ pub fn verify_attributes(
         replica_as_of: None,
         document: None,
         subsidies: Vec::new(),
+        welfare: None,
     };
     let person = match matching.as_slice() {
         [] => return Ok((empty(None), None)),

@@ -12,14 +12,15 @@
 use std::io::BufRead;
 
 use onshi_api::events::{ImportReport, REJECTED_LISTED_MAX, RejectedLine};
-use onshi_api::subsidy::{Subsidy, SubsidyAnswer, SubsidyEvent, VerifySubsidyRequest, state};
+use onshi_api::subsidy::{Subsidy, SubsidyAnswer, SubsidyEvent, VerifySubsidyRequest, WelfareRecipient, state};
 use onshi_api::verify::CodeLabel;
+use onshi_domain::codes::QualificationValidity;
 use onshi_domain::ids::{InstitutionCode, PublicPayerNumber, RecipientNumber};
 use onshi_domain::{Date, Timestamp};
 use onshi_store::Register;
 use onshi_store::medical::MedicalStore;
 use onshi_store::model::ApplyOutcome;
-use onshi_store::subsidy::{SubsidyEventRecord, SubsidyRow, SubsidyStore};
+use onshi_store::subsidy::{MedicalTicketRecord, SubsidyEventRecord, SubsidyRow, SubsidyStore};
 
 use crate::errors::{self, CenterError};
 use crate::import::{LINE_BYTES_MAX, read_line_bounded};
@@ -80,8 +81,13 @@ fn withheld(rows: &[SubsidyRow], payer: &PublicPayerNumber, recipient: &Recipien
 }
 
 /// The certificates of a person a clinic may see on `on`: valid that day and not withheld.
+/// 医療扶助 (法別 12) is not among them: a card check answers it on its own
+/// ([`welfare_on_card`]), with the month's tickets, whatever the patient chose.
 pub fn shown_on(rows: &[SubsidyRow], institution: &InstitutionCode, on: Date) -> Vec<Subsidy> {
-    rows.iter().filter(|r| r.covers(on) && !withheld(rows, &r.payer, &r.recipient)).map(|r| shown(r, institution)).collect()
+    rows.iter()
+        .filter(|r| !r.payer.as_str().starts_with("12") && r.covers(on) && !withheld(rows, &r.payer, &r.recipient))
+        .map(|r| shown(r, institution))
+        .collect()
 }
 
 /// A checked by-numbers question.
@@ -252,13 +258,11 @@ pub fn welfare_month(
     month: u32,
     now: Timestamp,
 ) -> Result<(onshi_api::subsidy::WelfareMonthAnswer, Vec<i64>), CenterError> {
-    use onshi_api::subsidy::{WelfareMonthAnswer, WelfareRecipient};
-    use onshi_domain::codes::QualificationValidity;
-    let store = |e: onshi_store::StoreError| errors::register_unavailable(e.to_string());
+    use onshi_api::subsidy::WelfareMonthAnswer;
     let first = Date::new((month / 100) as u16, (month % 100) as u8, 1)
         .ok_or_else(|| errors::invalid_field("month", &onshi_domain::FieldError::new("is not a month (YYYYMM)", &month.to_string())))?;
     let last = first.add_days(40).first_of_month().add_days(-1);
-    let mut tickets: std::collections::BTreeMap<(String, String), Vec<onshi_store::subsidy::MedicalTicketRecord>> = Default::default();
+    let mut tickets: std::collections::BTreeMap<(String, String), Vec<MedicalTicketRecord>> = Default::default();
     for row in subsidies.tickets_at(institution.as_str(), month).map_err(store)? {
         tickets.entry((row.payer.as_str().to_string(), row.recipient.as_str().to_string())).or_default().push(row.ticket);
     }
@@ -286,37 +290,114 @@ pub fn welfare_month(
         if !ticketed && !period.terms.designated_institutions.iter().any(|c| c == institution.as_str()) {
             continue;
         }
-        let started = rows.iter().map(|r| r.valid_from).min().expect("rows is not empty");
-        let stopped = rows.last().and_then(|r| r.terms.valid_to).map(|to| to.add_days(1));
-        let person = persons.person_id(&period.person_ref).map_err(store)?;
-        let mut shown = WelfareRecipient {
-            validity: CodeLabel { code: validity.code().to_string(), label: validity.label_ja().to_string() },
-            payer_number: payer,
-            recipient_number: recipient,
-            office_name: period.terms.name.clone(),
-            qualification_date: started.to_string(),
-            disqualification_date: stopped.map(|d| d.to_string()),
-            name: None,
-            name_kana: None,
-            birth_date: None,
-            sex: None,
-            tickets: Vec::new(),
-        };
-        if let Some(id) = person {
+        let here = tickets.remove(&(payer, recipient)).unwrap_or_default();
+        let mut shown = recipient_shown(&rows, period, validity, true, here);
+        if let Some(id) = persons.person_id(&period.person_ref).map_err(store)? {
             listed.push(id);
-            let view = register.person_view(id).map_err(store)?;
-            if let Some(latest) = view.iter().max_by_key(|v| v.coverage.acquired_on) {
-                shown.birth_date = Some(latest.coverage.holder.birth_date.to_string());
-                shown.sex = Some(latest.coverage.holder.sex.code().to_string());
-                if let Some(terms) = latest.terms.last() {
-                    shown.name = Some(terms.details.name.clone());
-                    shown.name_kana = Some(terms.details.name_kana.clone());
-                }
-            }
+            with_holder(register, id, &mut shown)?;
         }
-        shown.tickets = tickets
-            .remove(&(shown.payer_number.clone(), shown.recipient_number.clone()))
-            .unwrap_or_default()
+        answer.recipients.push(shown);
+    }
+    Ok((answer, listed))
+}
+
+/// What the card path says of a person's 医療扶助 on the date of care, at the asking
+/// institution: `1` 有効 with the tickets of that month naming it; `6` 有効（未登録） when no
+/// ticket names it yet (`designated` says whether the office designated it, so that staff
+/// know to call the office); `2` 無効 with the stop date when the recipient's last period ended
+/// in the month of care or the one before (a patient still holding last month's 医療券); nothing
+/// for a recipient the office withheld (DV), or when the person is no recipient. Other
+/// institutions' tickets are never shown: they carry 傷病名.
+pub fn welfare_on_card(
+    subsidies: &dyn SubsidyStore,
+    register: &dyn Register,
+    rows: &[SubsidyRow],
+    person: i64,
+    institution: &InstitutionCode,
+    on: Date,
+) -> Result<Option<WelfareRecipient>, CenterError> {
+    let welfare: Vec<&SubsidyRow> = rows.iter().filter(|r| r.payer.as_str().starts_with("12")).collect();
+    // The recipient whose period began last (a person moving between offices has one
+    // recipient number per office).
+    let Some(latest) = welfare.iter().max_by_key(|r| r.valid_from) else { return Ok(None) };
+    let recipient: Vec<SubsidyRow> =
+        welfare.iter().filter(|r| r.payer == latest.payer && r.recipient == latest.recipient).map(|r| (*r).clone()).collect();
+    let month = u32::from(on.year()) * 100 + u32::from(on.month());
+    let decided = match welfare_standing(&recipient, on) {
+        None => return Ok(None),
+        Some(WelfareStanding::Ended) => {
+            let last = recipient.last().expect("the recipient has a period");
+            recipient_shown(&recipient, last, QualificationValidity::Invalid, false, Vec::new())
+        }
+        Some(WelfareStanding::Granted(index)) => {
+            let period = &recipient[index];
+            let here: Vec<MedicalTicketRecord> = subsidies
+                .tickets_of_recipient(&period.payer, &period.recipient, month)
+                .map_err(store)?
+                .into_iter()
+                .filter(|t| t.ticket.institution_code == institution.as_str())
+                .map(|t| t.ticket)
+                .collect();
+            let designated = !here.is_empty() || period.terms.designated_institutions.iter().any(|c| c == institution.as_str());
+            let validity = if here.is_empty() { QualificationValidity::ValidUnregistered } else { QualificationValidity::Valid };
+            recipient_shown(&recipient, period, validity, designated, here)
+        }
+    };
+    let mut shown = decided;
+    with_holder(register, person, &mut shown)?;
+    Ok(Some(shown))
+}
+
+/// Where one recipient stands on a date of care (its periods oldest first).
+#[derive(Debug, PartialEq, Eq)]
+enum WelfareStanding {
+    /// The period at this index covers the date.
+    Granted(usize),
+    /// The last period ended in the month of care or the month before.
+    Ended,
+}
+
+fn welfare_standing(periods: &[SubsidyRow], on: Date) -> Option<WelfareStanding> {
+    // Withheld once, withheld (as in the month's list).
+    if periods.is_empty() || periods.iter().any(|r| r.terms.withheld) {
+        return None;
+    }
+    if let Some(index) = periods.iter().rposition(|r| r.covers(on)) {
+        return Some(WelfareStanding::Granted(index));
+    }
+    let last_day = periods.last().and_then(|r| r.terms.valid_to)?;
+    let month_before = on.first_of_month().add_days(-1).first_of_month();
+    (last_day < on && last_day >= month_before).then_some(WelfareStanding::Ended)
+}
+
+fn store(e: onshi_store::StoreError) -> CenterError {
+    errors::register_unavailable(e.to_string())
+}
+
+/// One recipient as answers carry it: the office's numbers and name, the 生活保護 start (the
+/// first period's) and stop, the validity and the tickets given.
+fn recipient_shown(
+    periods: &[SubsidyRow],
+    period: &SubsidyRow,
+    validity: QualificationValidity,
+    designated: bool,
+    tickets: Vec<MedicalTicketRecord>,
+) -> WelfareRecipient {
+    let started = periods.iter().map(|r| r.valid_from).min().unwrap_or(period.valid_from);
+    let stopped = periods.last().and_then(|r| r.terms.valid_to).map(|to| to.add_days(1));
+    WelfareRecipient {
+        validity: CodeLabel { code: validity.code().to_string(), label: validity.label_ja().to_string() },
+        payer_number: period.payer.as_str().to_string(),
+        recipient_number: period.recipient.as_str().to_string(),
+        office_name: period.terms.name.clone(),
+        qualification_date: started.to_string(),
+        disqualification_date: stopped.map(|d| d.to_string()),
+        designated,
+        name: None,
+        name_kana: None,
+        birth_date: None,
+        sex: None,
+        tickets: tickets
             .into_iter()
             .map(|t| onshi_api::subsidy::MedicalTicket {
                 ticket_type: t.ticket_type,
@@ -331,10 +412,23 @@ pub fn welfare_month(
                 self_pay_yen: t.self_pay_yen,
                 combined: t.combined,
             })
-            .collect();
-        answer.recipients.push(shown);
+            .collect(),
     }
-    Ok((answer, listed))
+}
+
+/// The recipient's name, kana, birth date and sex as the register's latest coverage records
+/// them (none for someone no insurer ever registered).
+fn with_holder(register: &dyn Register, person: i64, shown: &mut WelfareRecipient) -> Result<(), CenterError> {
+    let view = register.person_view(person).map_err(store)?;
+    if let Some(latest) = view.iter().max_by_key(|v| v.coverage.acquired_on) {
+        shown.birth_date = Some(latest.coverage.holder.birth_date.to_string());
+        shown.sex = Some(latest.coverage.holder.sex.code().to_string());
+        if let Some(terms) = latest.terms.last() {
+            shown.name = Some(terms.details.name.clone());
+            shown.name_kana = Some(terms.details.name_kana.clone());
+        }
+    }
+    Ok(())
 }
 
 /// A month as `YYYYMM`, checked.
@@ -350,12 +444,14 @@ mod tests {
     use super::*;
     use onshi_store::subsidy::SubsidyTerms;
 
-    /// A DV mark on a later period hides the earlier, unmarked one too.
-    #[test]
-    fn a_mark_on_any_period_hides_the_recipient() {
-        let d = |t: &str| Date::parse_yyyymmdd(t).unwrap();
-        let row = |from: &str, to: Option<&str>, withheld: bool| SubsidyRow {
-            payer: PublicPayerNumber::with_check_digit("5413601").unwrap(),
+    fn d(text: &str) -> Date {
+        Date::parse_yyyymmdd(text).unwrap()
+    }
+
+    /// One certificate period of recipient 0000018 of `payer`.
+    fn period(payer: &str, from: &str, to: Option<&str>, withheld: bool) -> SubsidyRow {
+        SubsidyRow {
+            payer: PublicPayerNumber::with_check_digit(payer).unwrap(),
             recipient: RecipientNumber::with_check_digit("000001").unwrap(),
             person_ref: "p".into(),
             valid_from: d(from),
@@ -369,12 +465,41 @@ mod tests {
             },
             notified_at: Timestamp::at_start_of(d(from)),
             registered_at: Timestamp::at_start_of(d(from)),
-        };
+        }
+    }
+
+    /// A DV mark on a later period hides the earlier, unmarked one too.
+    #[test]
+    fn a_mark_on_any_period_hides_the_recipient() {
+        let row = |from: &str, to: Option<&str>, withheld: bool| period("5413601", from, to, withheld);
         let clinic = InstitutionCode::parse("1311234569").unwrap();
         let open = [row("20260101", Some("20260630"), false)];
         assert_eq!(shown_on(&open, &clinic, d("20260301")).len(), 1);
         let marked = [row("20260101", Some("20260630"), false), row("20260701", None, true)];
         assert!(shown_on(&marked, &clinic, d("20260301")).is_empty(), "the earlier period is hidden too");
         assert!(shown_on(&marked, &clinic, d("20260801")).is_empty());
+    }
+
+    /// The card path's standing of one 医療扶助 recipient, by the rules in the doc of
+    /// [`welfare_on_card`]: granted on the day; ended in the month of care or the month before;
+    /// older stops and withheld recipients not at all.
+    #[test]
+    fn a_welfare_recipient_stands_by_the_day_and_a_recent_stop_is_said() {
+        let period = |from: &str, to: Option<&str>, withheld: bool| period("1213601", from, to, withheld);
+        let two = [period("20250401", Some("20260331"), false), period("20260401", Some("20261015"), false)];
+        assert_eq!(welfare_standing(&two, d("20250501")), Some(WelfareStanding::Granted(0)));
+        assert_eq!(welfare_standing(&two, d("20261015")), Some(WelfareStanding::Granted(1)), "the last day is still covered");
+        assert_eq!(welfare_standing(&two, d("20261016")), Some(WelfareStanding::Ended), "stopped this month");
+        assert_eq!(welfare_standing(&two, d("20261130")), Some(WelfareStanding::Ended), "stopped last month");
+        assert_eq!(welfare_standing(&two, d("20261201")), None, "stopped two months before: no longer said");
+        assert_eq!(welfare_standing(&two, d("20250301")), None, "before the first period");
+        let marked = [period("20250401", Some("20260331"), false), period("20260401", None, true)];
+        assert_eq!(welfare_standing(&marked, d("20250501")), None, "a DV mark on any period hides them all");
+        let shown = recipient_shown(&two, &two[1], QualificationValidity::Invalid, false, Vec::new());
+        assert_eq!(
+            (shown.qualification_date.as_str(), shown.disqualification_date.as_deref()),
+            ("20250401", Some("20261016")),
+            "the first start, and the stop as the first day no longer covered"
+        );
     }
 }

@@ -420,6 +420,7 @@ pub fn answer_from_view(
         replica_as_of: None,
         document: None,
         subsidies: Vec::new(),
+        welfare: None,
     };
     let candidates: Vec<&CoverageWithTerms> = view
         .iter()

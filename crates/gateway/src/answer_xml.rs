@@ -109,11 +109,16 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
         };
         let limit_consent = r.search.map(|s| s.limit_consent);
         let coverages: Vec<&Coverage> = answer.coverage.iter().chain(answer.newer_coverage.iter()).collect();
-        if !coverages.is_empty() {
+        if !coverages.is_empty() || answer.welfare.is_some() {
             w.open("ResultList");
             for coverage in coverages {
                 let reference = reference_of(r.references, coverage);
                 write_coverage(w, coverage, consents, limit_consent, r.charset, reference.as_deref());
+            }
+            // 医療扶助 after the insurance, as its own result (A1), as the public clients read
+            // a unit holding both (OQS-2024.md §3, §5).
+            if let Some(welfare) = &answer.welfare {
+                crate::welfare::write_result(w, welfare, r.charset);
             }
             w.close();
         }
@@ -162,7 +167,7 @@ fn insurer_texts(c: &Coverage) -> [(&'static str, Option<&str>); 4] {
 }
 
 /// `text` as the answer carries it: unchanged in UTF-8, fitted to CP932 in Shift_JIS.
-fn carried(text: &str, charset: Charset) -> std::borrow::Cow<'_, str> {
+pub(crate) fn carried(text: &str, charset: Charset) -> std::borrow::Cow<'_, str> {
     match charset {
         Charset::Utf8 => std::borrow::Cow::Borrowed(text),
         Charset::ShiftJis => std::borrow::Cow::Owned(crate::names::fit_cp932(text).text),
@@ -518,6 +523,7 @@ mod tests {
             replica_as_of: None,
             document: None,
             subsidies: Vec::new(),
+            welfare: None,
         };
         let notice = onshi_api::card::CertificateNotice {
             state: "expiring".into(),

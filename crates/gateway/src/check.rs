@@ -72,6 +72,8 @@ pub fn as_consented(mut answer: VerifyAnswer, limit_consent: bool) -> VerifyAnsw
     // A 受給者証 is shown on the patient's yes at the reader, for that check only: never again
     // from a cache.
     answer.subsidies.clear();
+    // 医療扶助 comes with card checks only, and its 医療券 carry 傷病名: never from a cache.
+    answer.welfare = None;
     if !limit_consent {
         for coverage in answer.coverage.iter_mut().chain(answer.newer_coverage.iter_mut()) {
             coverage.limit = None;
@@ -92,6 +94,39 @@ fn validity_sentence(answer: &VerifyAnswer) -> String {
     }
     for subsidy in &answer.subsidies {
         text.push_str(&subsidy_sentence(subsidy));
+    }
+    if let Some(welfare) = &answer.welfare {
+        text.push_str(&welfare_sentence(welfare));
+    }
+    text
+}
+
+/// The patient's 医療扶助 as reception reads it: the standing, the office, the numbers for the
+/// claim, and what to do when no 医療券 names this clinic.
+pub fn welfare_sentence(r: &onshi_api::subsidy::WelfareRecipient) -> String {
+    let mut text = format!(
+        "。医療扶助（生活保護）: {}・{}・公費負担者番号 {} 受給者番号 {}",
+        r.validity.label, r.office_name, r.payer_number, r.recipient_number
+    );
+    for t in &r.tickets {
+        let kind = if t.ticket_type == "02" { "調剤券" } else { "医療券" };
+        let use_ = if t.combined { "併用" } else { "単独" };
+        text.push_str(&format!(
+            "・{kind} 交付番号 {}（{}〜{}、本人支払額 {}円、{use_}）",
+            t.issue_number,
+            onshi_domain::date::japanese_text(&t.valid_from),
+            onshi_domain::date::japanese_text(&t.valid_to),
+            t.self_pay_yen
+        ));
+    }
+    match (r.validity.code.as_str(), r.designated) {
+        ("6", true) => text.push_str("。今月の医療券は未登録です（福祉事務所が登録すると表示されます）"),
+        ("6", false) => text.push_str("。当院は指定されていません。受診前に福祉事務所へ連絡してください"),
+        ("2", _) => text.push_str(&format!(
+            "。医療扶助は{}に廃止されています。福祉事務所へ確認してください",
+            r.disqualification_date.as_deref().map_or_else(String::new, onshi_domain::date::japanese_text)
+        )),
+        _ => {}
     }
     text
 }
@@ -253,6 +288,7 @@ mod tests {
             replica_as_of: None,
             document: None,
             subsidies: Vec::new(),
+            welfare: None,
         }
     }
 

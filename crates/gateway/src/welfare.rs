@@ -58,17 +58,24 @@ fn ticket(w: &mut XmlWriter, t: &MedicalTicket) {
 fn recipient(w: &mut XmlWriter, r: &WelfareRecipient) {
     w.leaf("QualificationValidity", &r.validity.code);
     w.leaf("ProcessingResultStatus", "1");
+    write_result(w, r, w.charset());
+}
+
+/// The recipient's `ResultOfQualificationConfirmation` (A1): in a month's unit, and in a card
+/// check's `ResultList` after the insurance result.
+pub(crate) fn write_result(w: &mut XmlWriter, r: &WelfareRecipient, charset: Charset) {
+    let carried = |text: Option<&str>| text.map(|t| crate::answer_xml::carried(t, charset).into_owned());
     w.open("ResultOfQualificationConfirmation");
     w.leaf("InsuredCardClassification", "A1");
     w.leaf("InsurerNumber", &r.payer_number);
     w.leaf("InsuredIdentificationNumber", &r.recipient_number);
-    w.opt("Name", r.name.as_deref());
-    w.opt("NameKana", r.name_kana.as_deref());
+    w.opt("Name", carried(r.name.as_deref()).as_deref());
+    w.opt("NameKana", carried(r.name_kana.as_deref()).as_deref());
     w.opt("Sex1", r.sex.as_deref());
     w.opt("Birthdate", r.birth_date.as_deref());
     w.leaf("QualificationDate", &r.qualification_date);
     w.opt("DisqualificationDate", r.disqualification_date.as_deref());
-    w.leaf("InsurerName", &r.office_name);
+    w.leaf("InsurerName", &crate::answer_xml::carried(&r.office_name, charset));
     w.leaf("QualificationValidity", &r.validity.code);
     if !r.tickets.is_empty() {
         w.open("PublicExpenseResultList");

@@ -358,6 +358,11 @@ impl XmlWriter {
         XmlWriter { out, open: Vec::new(), charset }
     }
 
+    /// The charset the file is written in.
+    pub fn charset(&self) -> Charset {
+        self.charset
+    }
+
     pub fn open(&mut self, name: &'static str) -> &mut Self {
         self.indent();
         let _ = writeln!(self.out, "<{name}>");

@@ -821,6 +821,7 @@ mod tests {
             replica_as_of: None,
             document: None,
             subsidies: Vec::new(),
+            welfare: None,
         })
     }
 
@@ -918,6 +919,7 @@ mod tests {
             office_name: "千代田区福祉事務所".into(),
             qualification_date: "20210101".into(),
             disqualification_date: None,
+            designated: true,
             name: None,
             name_kana: None,
             birth_date: None,

@@ -665,6 +665,11 @@ pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical
     assert_eq!(at.len(), 1);
     assert_eq!((&at[0].payer, &at[0].recipient, &at[0].ticket), (&office, &welfare, &ticket), "read back exactly, injuries included");
     assert!(register.tickets_at("1312345678", 202610).unwrap().is_empty() && register.tickets_at("1312345679", 202611).unwrap().is_empty());
+    let of = register.tickets_of_recipient(&office, &welfare, 202611).unwrap();
+    assert_eq!(of.iter().map(|t| &t.ticket).collect::<Vec<_>>(), [&ticket], "the recipient's month, read back exactly");
+    assert!(register.tickets_of_recipient(&office, &welfare, 202612).unwrap().is_empty(), "another month");
+    let other = RecipientNumber::with_check_digit("000099").unwrap();
+    assert!(register.tickets_of_recipient(&office, &other, 202611).unwrap().is_empty(), "another recipient");
     let designating = register.welfare_designating("1312345678").unwrap();
     assert_eq!(
         designating.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>(),

@@ -117,6 +117,15 @@ pub trait SubsidyStore: Send + Sync {
     /// recipients' included (the caller decides what may be shown).
     fn tickets_at(&self, institution: &str, month: u32) -> Result<Vec<TicketRow>, StoreError>;
 
+    /// 医療扶助: every ticket of month `month` (`YYYYMM`) of one recipient, at any institution
+    /// (the card path answers those naming the asking institution).
+    fn tickets_of_recipient(
+        &self,
+        payer: &PublicPayerNumber,
+        recipient: &RecipientNumber,
+        month: u32,
+    ) -> Result<Vec<TicketRow>, StoreError>;
+
     /// 医療扶助: every certificate period of a welfare office (法別 12) that names this
     /// institution among its designated ones.
     fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError>;

@@ -1149,6 +1149,107 @@ fn a_months_medical_assistance_recipients_are_answered_through_the_request_files
     assert_eq!(element(&refused, "SegmentOfResult").as_deref(), Some("9"));
 }
 
+/// 医療扶助 on a card check (issue 15, item 2): the face/ file carries the recipient's own
+/// result (InsuredCardClassification A1, the office's numbers and name) after the insurance
+/// result, with this month's 医療券 naming this clinic; 6 有効（未登録） and whether the clinic
+/// is designated when no ticket names it yet; nothing at all once the office withholds the
+/// recipient (DV). Each step is the welfare office's upload, then the patient's card at the
+/// reader.
+#[test]
+fn a_card_check_answers_medical_assistance_beside_the_insurance() {
+    let world = ClinicWorld::new();
+    let gateway = GatewayProcess::start(&world);
+    let p1 = &members()[0];
+    let office = "12136016";
+    let today = today_plus(0);
+    let month = &today[..6];
+    let clinic = crate::common::CLINIC;
+    let upload = |line: String| {
+        std::fs::write(world.path("welfare.jsonl"), line + "\n").unwrap();
+        crate::common::run_ok(
+            onshi().args(["center", "import-subsidies", "--db"]).arg(world.path("center.sqlite")).arg(world.path("welfare.jsonl")),
+        );
+    };
+    let grant = |id: &str, designated: &str, withheld: bool| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"grant","payer_number":"{office}","recipient_number":"0000018","person_ref":"{}","occurred_on":"20260101","notified_at":"20260101100000","certificate":{{"name":"千代田区福祉事務所","designated_institutions":["{designated}"],"withheld":{withheld}}}}}"#,
+            p1.person
+        )
+    };
+    // The card at the reader, by PIN; the page's message and the face/ file it wrote.
+    let check = || {
+        for name in names_in(&world.face()) {
+            std::fs::remove_file(world.face().join(name)).unwrap();
+        }
+        gateway.post("/reader/place", &[("card", "card-1.json")]);
+        let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+        let flash = page.split("<div id=\"flash\"").nth(1).and_then(|rest| rest.split("</div>").next()).expect("a message").to_string();
+        let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
+        (flash, read_answer(&world.face().join(face)))
+    };
+    let welfare_result = |face: &str| -> Option<String> {
+        face.split("<ResultOfQualificationConfirmation>")
+            .skip(1)
+            .find(|r| r.contains("<InsuredCardClassification>A1</InsuredCardClassification>"))
+            .map(|r| r.split("</ResultOfQualificationConfirmation>").next().unwrap().to_string())
+    };
+
+    // Granted, the office designating another clinic: valid, no ticket here, not designated.
+    upload(grant("w1", crate::common::OTHER_CLINIC, false));
+    let (flash, face) = check();
+    assert_eq!(element(&face, "QualificationValidity").as_deref(), Some("1"), "the insurance stays first: {face}");
+    let a1 = welfare_result(&face).unwrap_or_else(|| panic!("an A1 result: {face}"));
+    for piece in [
+        "<QualificationValidity>6</QualificationValidity>".to_string(),
+        format!("<InsurerNumber>{office}</InsurerNumber>"),
+        "<InsuredIdentificationNumber>0000018</InsuredIdentificationNumber>".into(),
+        "<InsurerName>千代田区福祉事務所</InsurerName>".into(),
+        format!("<Name>{}</Name>", p1.name),
+        format!("<Birthdate>{}</Birthdate>", p1.birth),
+        "<QualificationDate>20260101</QualificationDate>".into(),
+    ] {
+        assert!(a1.contains(&piece), "{piece} in {a1}");
+    }
+    assert!(!a1.contains("MedicalTicketInfo"), "{a1}");
+    assert!(flash.contains("医療扶助") && flash.contains("当院は指定されていません"), "{flash}");
+
+    // The office corrects the grant to designate this clinic: still 6, the ticket not registered.
+    upload(grant("w2", clinic, false));
+    let (flash, face) = check();
+    let a1 = welfare_result(&face).unwrap_or_else(|| panic!("an A1 result: {face}"));
+    assert!(a1.contains("<QualificationValidity>6</QualificationValidity>") && !a1.contains("MedicalTicketInfo"), "{a1}");
+    assert!(flash.contains("今月の医療券は未登録"), "{flash}");
+
+    // This month's 医療券 naming this clinic: 1 with the ticket.
+    upload(format!(
+        r#"{{"event_id":"w3","kind":"ticket","payer_number":"{office}","recipient_number":"0000018","person_ref":"{}","occurred_on":"{month}01","notified_at":"{month}01100000","ticket":{{"ticket_type":"01","valid_from":"{month}01","valid_to":"{month}28","issue_number":"K-0000018","month":"{month}","institution_code":"{clinic}","institution_name":"オンシ医院","injuries":["高血圧症"],"treatment_type":"02","self_pay_yen":1200,"combined":true}}}}"#,
+        p1.person
+    ));
+    let (flash, face) = check();
+    let a1 = welfare_result(&face).unwrap_or_else(|| panic!("an A1 result: {face}"));
+    for piece in [
+        "<QualificationValidity>1</QualificationValidity>".to_string(),
+        "<IssueNumber>K-0000018</IssueNumber>".into(),
+        format!("<MedicalTreatmentMonth>{month}</MedicalTreatmentMonth>"),
+        format!("<DesignatedMedicalInstitutionCode>{clinic}</DesignatedMedicalInstitutionCode>"),
+        "<DesignatedMedicalInstitutionFlag>0</DesignatedMedicalInstitutionFlag>".into(),
+        "<InjuryName1>高血圧症</InjuryName1>".into(),
+        "<SelfPayAmount>1200</SelfPayAmount>".into(),
+        "<SingleOrCombinedUse>02</SingleOrCombinedUse>".into(),
+    ] {
+        assert!(a1.contains(&piece), "{piece} in {a1}");
+    }
+    assert!(flash.contains("交付番号 K-0000018") && flash.contains("本人支払額 1200円"), "{flash}");
+
+    // The office marks the recipient not to be shown (DV): no 医療扶助 at all, the insurance
+    // as before.
+    upload(grant("w4", clinic, true));
+    let (flash, face) = check();
+    assert!(welfare_result(&face).is_none() && !face.contains(office) && !face.contains("K-0000018"), "{face}");
+    assert!(!flash.contains("医療扶助"), "{flash}");
+    assert_eq!(element(&face, "QualificationValidity").as_deref(), Some("1"), "{face}");
+}
+
 /// 居宅同意取得型 through the request files (issue 15, item 3): a card check at the patient's
 /// home carrying a 訪問診療 consent (the page's choice, signed by the card), then the receipt
 /// computer's `OQSmuhvq01req_` for the consent days answers with a ReceptionNumber and

@@ -138,28 +138,22 @@ impl SubsidyStore for PgRegister {
             "SELECT {TICKET_COLUMNS} FROM medical_tickets WHERE institution_code = $1 AND month = $2
              ORDER BY payer_number, recipient_number, ticket_type"
         );
+        self.read(|c| tickets(&c.query(&sql, &[&institution, &i64::from(month)]).map_err(pg("reading medical tickets"))?))
+    }
+
+    fn tickets_of_recipient(
+        &self,
+        payer: &PublicPayerNumber,
+        recipient: &RecipientNumber,
+        month: u32,
+    ) -> Result<Vec<TicketRow>, StoreError> {
+        // The primary key's prefix: (payer, recipient, month).
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM medical_tickets WHERE payer_number = $1 AND recipient_number = $2 AND month = $3
+             ORDER BY institution_code, ticket_type"
+        );
         self.read(|c| {
-            c.query(&sql, &[&institution, &i64::from(month)])
-                .map_err(pg("reading medical tickets"))?
-                .iter()
-                .map(|r| {
-                    ticket_row((
-                        r.get(0),
-                        r.get(1),
-                        r.get(2),
-                        r.get(3),
-                        r.get(4),
-                        r.get(5),
-                        r.get(6),
-                        r.get(7),
-                        r.get(8),
-                        r.get(9),
-                        r.get(10),
-                        r.get(11),
-                        r.get(12),
-                    ))
-                })
-                .collect()
+            tickets(&c.query(&sql, &[&payer.as_str(), &recipient.as_str(), &i64::from(month)]).map_err(pg("reading medical tickets"))?)
         })
     }
 
@@ -178,4 +172,26 @@ impl SubsidyStore for PgRegister {
                 .map_err(pg("reading whether a payer registers"))
         })
     }
+}
+
+fn tickets(rows: &[postgres::Row]) -> Result<Vec<TicketRow>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            ticket_row((
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+                r.get(9),
+                r.get(10),
+                r.get(11),
+                r.get(12),
+            ))
+        })
+        .collect()
 }

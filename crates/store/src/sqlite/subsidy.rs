@@ -126,15 +126,21 @@ impl SubsidyStore for SqliteRegister {
             "SELECT {TICKET_COLUMNS} FROM medical_tickets WHERE institution_code = ?1 AND month = ?2
              ORDER BY payer_number, recipient_number, ticket_type"
         );
-        self.read(|c| {
-            let mut statement = c.prepare_cached(&sql).map_err(sqlite("reading medical tickets"))?;
-            let raws: Vec<RawTicket> = statement
-                .query_map(params![institution, i64::from(month)], |r| RawTicket::try_from(r))
-                .map_err(sqlite("reading medical tickets"))?
-                .collect::<Result<_, _>>()
-                .map_err(sqlite("reading medical tickets"))?;
-            raws.into_iter().map(ticket_row).collect()
-        })
+        self.read(|c| tickets(c, &sql, params![institution, i64::from(month)]))
+    }
+
+    fn tickets_of_recipient(
+        &self,
+        payer: &PublicPayerNumber,
+        recipient: &RecipientNumber,
+        month: u32,
+    ) -> Result<Vec<TicketRow>, StoreError> {
+        // The primary key's prefix: (payer, recipient, month).
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM medical_tickets WHERE payer_number = ?1 AND recipient_number = ?2 AND month = ?3
+             ORDER BY institution_code, ticket_type"
+        );
+        self.read(|c| tickets(c, &sql, params![payer.as_str(), recipient.as_str(), i64::from(month)]))
     }
 
     fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError> {
@@ -153,4 +159,14 @@ impl SubsidyStore for SqliteRegister {
                 .map_err(sqlite("reading whether a payer registers"))
         })
     }
+}
+
+fn tickets(c: &rusqlite::Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<TicketRow>, StoreError> {
+    let mut statement = c.prepare_cached(sql).map_err(sqlite("reading medical tickets"))?;
+    let raws: Vec<RawTicket> = statement
+        .query_map(params, |r| RawTicket::try_from(r))
+        .map_err(sqlite("reading medical tickets"))?
+        .collect::<Result<_, _>>()
+        .map_err(sqlite("reading medical tickets"))?;
+    raws.into_iter().map(ticket_row).collect()
 }
