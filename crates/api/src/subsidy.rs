@@ -159,6 +159,25 @@ pub struct SubsidyCertificate {
     /// reveals it, not even that it exists.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub withheld: bool,
+    /// 医療扶助 only: the recipient as the welfare office records them, for someone no insurer
+    /// registers (most recipients leave 国保 when the assistance begins). 初回登録 of their card
+    /// compares the card authority's attested attributes with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<RecipientRecord>,
+}
+
+/// A 医療扶助 recipient's own record at their welfare office.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientRecord {
+    pub name: String,
+    pub name_kana: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// OQSCD007 `1` 男, `2` 女, `3` 未設定.
+    pub sex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// One certificate as a clinic sees it.

@@ -127,6 +127,24 @@ pub struct VerifyAnswer {
     pub welfare: Option<crate::subsidy::WelfareRecipient>,
 }
 
+impl VerifyAnswer {
+    /// The validity a result file's `QualificationValidity` and reception's headline carry:
+    /// the insurance's, unless it is not valid on the date of care and the patient's 医療扶助 is
+    /// (`1`, or `6` 有効（未登録）). A 生活保護 recipient whose 国保 ended when the assistance
+    /// began must not be shown 無効: they are covered, by the welfare office.
+    pub fn headline_validity(&self) -> &CodeLabel {
+        match &self.welfare {
+            Some(w) if self.covered_by_welfare() => &w.validity,
+            _ => &self.validity,
+        }
+    }
+
+    /// Whether the headline is the 医療扶助's, not the insurance's.
+    pub fn covered_by_welfare(&self) -> bool {
+        self.validity.code != "1" && self.welfare.as_ref().is_some_and(|w| w.validity.code == "1" || w.validity.code == "6")
+    }
+}
+
 /// What a paper is worth on the date of care (`onshi_domain::documents`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentNote {

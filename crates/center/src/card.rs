@@ -31,6 +31,7 @@ use onshi_store::Register;
 use onshi_store::cards::{
     BindingApplied, BindingChange, BoundAttributes, CardRegistry, Consent, LinkReportRow, LinkState, Reader, ReaderRegistration,
 };
+use onshi_store::subsidy::SubsidyStore;
 
 use crate::errors::{self, CenterError, card as refuse};
 use crate::verify::{LagCache, NumberQuery, answer_from_view};
@@ -218,7 +219,6 @@ struct Proven {
     standing: Standing,
 }
 
-/// What reception tells the holder about the certificate, if anything.
 /// A person's answer on `on` from their coverages: the one covering that day (else the latest),
 /// judged as the number path judges it.
 fn answer_for_view(
@@ -244,6 +244,7 @@ fn answer_for_view(
     Ok(answer_from_view(view, lags.get(register, &query.insurer)?, &query, now).0)
 }
 
+/// What reception tells the holder about the certificate, if anything.
 fn certificate_notice(standing: Standing, consent_chosen: bool) -> Option<CertificateNotice> {
     match standing {
         Standing::ExpiringSoon { expires_on } => Some(CertificateNotice {
@@ -279,6 +280,13 @@ fn attestation_fits(method: Method, result: &str) -> Result<bool, CenterError> {
         (Method::Face, "face_mismatch") => Err(refuse::face_mismatch()),
         _ => Err(refuse::proof_incomplete("the attestation's result does not fit the method")),
     }
+}
+
+/// The stores a card verification reads and writes beside the card registry.
+pub struct Stores<'a> {
+    pub register: &'a dyn Register,
+    pub home: &'a dyn onshi_store::home::HomeCareStore,
+    pub subsidies: &'a dyn SubsidyStore,
 }
 
 impl CardPath {
@@ -630,6 +638,7 @@ impl CardPath {
     pub fn link(
         &self,
         register: &dyn Register,
+        subsidies: &dyn SubsidyStore,
         request: &LinkCard,
         institution: &InstitutionCode,
         now: Timestamp,
@@ -658,9 +667,18 @@ impl CardPath {
         let result = (|| {
             let coverages = register.coverages_of_person(person).map_err(store_error)?;
             let span = |c: &onshi_store::model::CoverageRecord| (c.lost_on.is_none_or(|lost| lost > now.date()), c.acquired_on);
-            let coverage = coverages.iter().max_by_key(|c| span(c)).ok_or_else(refuse::person_not_registered)?;
-            let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
-            let differ = attributes_differ(&attributes, coverage, terms.last().map(|t| &t.details));
+            let differ = match coverages.iter().max_by_key(|c| span(c)) {
+                Some(coverage) => {
+                    let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
+                    attributes_differ(&attributes, &Recorded::of_member(coverage, terms.last().map(|t| &t.details)))
+                }
+                // No insurer registers the person: a 生活保護 recipient is compared with their
+                // welfare office's record of them.
+                None => {
+                    let holder = subsidies.welfare_holder(person).map_err(store_error)?.ok_or_else(refuse::person_not_registered)?;
+                    attributes_differ(&attributes, &Recorded::of_welfare(&holder))
+                }
+            };
             if !differ.is_empty() {
                 return Err(refuse::attributes_mismatch(&differ));
             }
@@ -735,13 +753,13 @@ impl CardPath {
     }
 
     /// Verification by card: the proof (covering the consents and, for a recorded visual
-    /// check, the counter time), the person's coverage on the date of care, the consents
-    /// chosen then and those still in force, and a home-care consent with its key when the
-    /// patient gave one (`home` keeps it).
+    /// check, the counter time), the person's coverage on the date of care, their 医療扶助 at
+    /// this institution (a recipient no insurer registers is answered by it alone), the 受給者証
+    /// when the patient said yes to showing them, the consents chosen then and those still in
+    /// force, and a home-care consent with its key when the patient gave one.
     pub fn verify(
         &self,
-        register: &dyn Register,
-        home: &dyn onshi_store::home::HomeCareStore,
+        stores: &Stores<'_>,
         lags: &LagCache,
         request: &VerifyCard,
         institution: &InstitutionCode,
@@ -782,10 +800,14 @@ impl CardPath {
         }
         let certificate = proven.certificate;
         let (person, smartphone) = self.holder_of(&certificate, now)?;
+        let register = stores.register;
         // The person's coverages with their terms, in one read: the card named the person, so
         // the number path's second lookup (every holder of the card's 番号) is not needed.
         let view = register.person_view(person).map_err(store_error)?;
-        if view.is_empty() {
+        // 医療扶助 is part of the qualification answer, as the national system gives it (A1).
+        let subsidies = stores.subsidies.subsidies_of_person(person).map_err(store_error)?;
+        let welfare = crate::subsidy::welfare_on_card(stores.subsidies, &view, &subsidies, person, institution, on)?;
+        if view.is_empty() && welfare.is_none() {
             return Err(refuse::no_coverage_for_person());
         }
         // Recorded once the person and a coverage are found, so that a refused check opens no
@@ -800,11 +822,25 @@ impl CardPath {
         let chosen_any = request.consent.opens_medical_information() || request.consent.limit || request.consent.specific_disease;
         let notice = certificate_notice(proven.standing, chosen_any);
         let limit_live = consents.limit_application_certificate_related.flag == "1";
-        let answer = answer_for_view(register, lags, &view, on, limit_live, now)?;
+        let mut answer = if view.is_empty() {
+            // A 生活保護 recipient no insurer registers: 該当資格なし for insurance, and the
+            // 医療扶助 that covers them.
+            crate::verify::no_coverage_answer(on, now)
+        } else {
+            answer_for_view(register, lags, &view, on, limit_live, now)?
+        };
+        answer.welfare = welfare;
+        // 「医療費助成の各種受給者証を利用しますか」: yes in the signed consent shows the
+        // certificates valid on the date of care, for this answer only.
+        if request.consent.subsidy {
+            answer.subsidies = crate::subsidy::shown_on(&subsidies, institution, on);
+        }
         // The home-care consent, like the others, is not taken in the grace period; it runs from
         // the visit's date of care.
         let home_consent = match (request.consent.home.as_ref(), home_until) {
-            (Some(choice), Some(until)) if !in_grace => Some(crate::home::record(home, person, institution, choice, (on, until), now)?),
+            (Some(choice), Some(until)) if !in_grace => {
+                Some(crate::home::record(stores.home, person, institution, choice, (on, until), now)?)
+            }
             _ => None,
         };
         // The reader's next challenge rides on this answer: a check at the counter is then one
@@ -1105,27 +1141,56 @@ impl CardPath {
     }
 }
 
-/// The fields where the card authority's attested attributes and the insurer's record differ.
-fn attributes_differ(
-    attested: &BoundAttributes,
-    coverage: &onshi_store::model::CoverageRecord,
-    details: Option<&onshi_store::model::MemberDetails>,
-) -> Vec<&'static str> {
+/// What 初回登録 compares the card authority's attested attributes with: the insurer's member
+/// record or, for someone no insurer registers, their welfare office's.
+struct Recorded<'a> {
+    /// None when the insurer sent no names (they then differ).
+    name: Option<&'a str>,
+    name_kana: Option<&'a str>,
+    birth_date: Date,
+    sex: onshi_domain::codes::Sex,
+    /// Insurers do not always register an address; when they do, it must match.
+    address: Option<&'a str>,
+}
+
+impl<'a> Recorded<'a> {
+    fn of_member(coverage: &'a onshi_store::model::CoverageRecord, details: Option<&'a onshi_store::model::MemberDetails>) -> Self {
+        Recorded {
+            name: details.map(|d| d.name.as_str()),
+            name_kana: details.map(|d| d.name_kana.as_str()),
+            birth_date: coverage.holder.birth_date,
+            sex: coverage.holder.sex,
+            address: details.and_then(|d| d.address.as_deref()),
+        }
+    }
+
+    fn of_welfare(holder: &'a onshi_store::subsidy::WelfareHolder) -> Self {
+        Recorded {
+            name: Some(&holder.name),
+            name_kana: Some(&holder.name_kana),
+            birth_date: holder.birth_date,
+            sex: holder.sex,
+            address: holder.address.as_deref(),
+        }
+    }
+}
+
+/// The fields where the card authority's attested attributes and the record differ.
+fn attributes_differ(attested: &BoundAttributes, recorded: &Recorded<'_>) -> Vec<&'static str> {
     let mut differ = Vec::new();
-    if details.is_none_or(|d| comparable(&d.name) != comparable(&attested.name)) {
+    if recorded.name.is_none_or(|name| comparable(name) != comparable(&attested.name)) {
         differ.push("name");
     }
-    if details.is_none_or(|d| onshi_domain::kana::reading(&d.name_kana) != onshi_domain::kana::reading(&attested.name_kana)) {
+    if recorded.name_kana.is_none_or(|kana| onshi_domain::kana::reading(kana) != onshi_domain::kana::reading(&attested.name_kana)) {
         differ.push("name_kana");
     }
-    if coverage.holder.birth_date.yyyymmdd() != attested.birth_date {
+    if recorded.birth_date.yyyymmdd() != attested.birth_date {
         differ.push("birth_date");
     }
-    if coverage.holder.sex.code() != attested.sex {
+    if recorded.sex.code() != attested.sex {
         differ.push("sex");
     }
-    // Insurers do not always register an address; when they do, it must match.
-    if let Some(address) = details.and_then(|d| d.address.as_deref())
+    if let Some(address) = recorded.address
         && comparable(address) != comparable(&attested.address)
     {
         differ.push("address");
@@ -1222,6 +1287,11 @@ mod life_tests {
     }
 
     impl World {
+        fn stores(&self) -> Stores<'_> {
+            let r = self.register.as_ref();
+            Stores { register: r, home: r, subsidies: r }
+        }
+
         fn proof(&mut self, purpose: Purpose, details: &str, now: Timestamp) -> CardProof {
             let challenge = self.path.challenge(CLINIC, now).unwrap().challenge;
             let signature = self.card.sign_with_pin("1234", &card_message(purpose, &challenge, details)).unwrap();
@@ -1238,9 +1308,7 @@ mod life_tests {
             let proof = self.proof(Purpose::Verify, &consent_details(&consent, "-"), now);
             let request = VerifyCard { proof, date_of_care: None, consent, chosen_at: None };
             let clinic = InstitutionCode::parse(CLINIC).unwrap();
-            self.path
-                .verify(self.register.as_ref(), self.register.as_ref(), &LagCache::default(), &request, &clinic, now)
-                .map(|(answer, _, _)| answer)
+            self.path.verify(&self.stores(), &LagCache::default(), &request, &clinic, now).map(|(answer, _, _)| answer)
         }
     }
 
@@ -1250,7 +1318,7 @@ mod life_tests {
         let now = world.issued;
         let clinic = InstitutionCode::parse(CLINIC).unwrap();
         let proof = world.proof(Purpose::Link, LINK_DETAILS, now);
-        world.path.link(world.register.as_ref(), &LinkCard { proof }, &clinic, now).1.unwrap();
+        world.path.link(world.register.as_ref(), world.register.as_ref(), &LinkCard { proof }, &clinic, now).1.unwrap();
         let first = world.verify(ConsentChoice::default(), now).unwrap();
         let next = first.next_challenge.expect("the answer carries the next challenge").challenge;
         let details = consent_details(&ConsentChoice::default(), "-");
@@ -1268,24 +1336,24 @@ mod life_tests {
         let other = InstitutionCode::parse("2711234563").unwrap();
         let lags = LagCache::default();
         let request = signed(&mut world, &next);
-        let stolen = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &other, now).unwrap_err();
+        let stolen = world.path.verify(&world.stores(), &lags, &request, &other, now).unwrap_err();
         assert_eq!(stolen.body.code, "CHALLENGE_OTHER_INSTITUTION", "another clinic cannot use it");
         // Taking it for the wrong owner used it up: the clinic's own next answer brings another.
         let request = signed(&mut world, &next);
-        let again = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
+        let again = world.path.verify(&world.stores(), &lags, &request, &clinic, now).unwrap_err();
         assert_eq!(again.body.code, "CHALLENGE_UNKNOWN");
         let second = world.verify(ConsentChoice::default(), now).unwrap();
         let next = second.next_challenge.unwrap().challenge;
         let request = signed(&mut world, &next);
-        let third = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, now).unwrap();
+        let third = world.path.verify(&world.stores(), &lags, &request, &clinic, now).unwrap();
         assert_eq!(third.0.answer.validity.code, "1", "the world's member is covered since 2020 (its acquisition event)");
         let request = signed(&mut world, &next);
-        let replay = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, now).unwrap_err();
+        let replay = world.path.verify(&world.stores(), &lags, &request, &clinic, now).unwrap_err();
         assert_eq!(replay.body.code, "CHALLENGE_UNKNOWN", "used once");
         let late = Timestamp::from_jst_seconds(now.jst_seconds() + CHALLENGE_SECONDS + 1);
         let stale = third.0.next_challenge.unwrap().challenge;
         let request = signed(&mut world, &stale);
-        let expired = world.path.verify(world.register.as_ref(), world.register.as_ref(), &lags, &request, &clinic, late).unwrap_err();
+        let expired = world.path.verify(&world.stores(), &lags, &request, &clinic, late).unwrap_err();
         assert_eq!(expired.body.code, "CHALLENGE_EXPIRED");
 
         // An institution holding many open challenges gets no more on its answers (they would
@@ -1305,7 +1373,7 @@ mod life_tests {
         let clinic = InstitutionCode::parse(CLINIC).unwrap();
         let issued = world.issued;
         let proof = world.proof(Purpose::Link, LINK_DETAILS, issued);
-        let (_, linked) = world.path.link(world.register.as_ref(), &LinkCard { proof }, &clinic, issued);
+        let (_, linked) = world.path.link(world.register.as_ref(), world.register.as_ref(), &LinkCard { proof }, &clinic, issued);
         linked.unwrap();
         let drug = ConsentChoice { drug: true, ..ConsentChoice::default() };
 

@@ -677,7 +677,7 @@ async fn link_handler(State(state): State<Arc<CenterState>>, Extension(peer): Ex
         Ok((code, request)) => {
             let worker = state.clone();
             tokio::task::spawn_blocking(move || {
-                let (person, result) = worker.card.link(worker.register.as_ref(), &request, &code, now);
+                let (person, result) = worker.card.link(worker.register.as_ref(), worker.subsidies.as_ref(), &request, &code, now);
                 (person.or_else(|| result.is_err().then(|| worker.card.person_hint(&request.proof.certificate)).flatten()), result)
             })
             .await
@@ -707,19 +707,9 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         consent = Some(request.consent);
         method = Some(request.proof.method);
         recorded = request.chosen_at.is_some();
-        let (mut answer, person, smartphone) =
-            state.card.verify(state.register.as_ref(), state.home.as_ref(), &state.lags, &request, &code, now)?;
-        let on = Date::parse_yyyymmdd(&answer.answer.date_of_care).map_err(|e| errors::invalid_field("date_of_care", &e))?;
-        let rows = state.subsidies.subsidies_of_person(person).map_err(|e| errors::register_unavailable(e.to_string()))?;
-        // 「医療費助成の各種受給者証を利用しますか」: yes in the signed consent shows the
-        // certificates valid on the date of care, for this answer only.
-        if request.consent.subsidy {
-            answer.answer.subsidies = crate::subsidy::shown_on(&rows, &code, on);
-        }
-        // 医療扶助 is part of the qualification answer, as the national system gives it (A1).
-        answer.answer.welfare =
-            crate::subsidy::welfare_on_card(state.subsidies.as_ref(), state.register.as_ref(), &rows, person, &code, on)?;
-        Ok((answer, person, smartphone))
+        let stores =
+            crate::card::Stores { register: state.register.as_ref(), home: state.home.as_ref(), subsidies: state.subsidies.as_ref() };
+        state.card.verify(&stores, &state.lags, &request, &code, now)
     }
     .await;
     let code = outcome(&result, |(answer, _, _)| answer.answer.validity.code.clone());

@@ -20,6 +20,7 @@ use onshi_domain::{Date, Timestamp};
 use onshi_store::Register;
 use onshi_store::medical::MedicalStore;
 use onshi_store::model::ApplyOutcome;
+use onshi_store::model::CoverageWithTerms;
 use onshi_store::subsidy::{MedicalTicketRecord, SubsidyEventRecord, SubsidyRow, SubsidyStore};
 
 use crate::errors::{self, CenterError};
@@ -294,7 +295,8 @@ pub fn welfare_month(
         let mut shown = recipient_shown(&rows, period, validity, true, here);
         if let Some(id) = persons.person_id(&period.person_ref).map_err(store)? {
             listed.push(id);
-            with_holder(register, id, &mut shown)?;
+            let view = register.person_view(id).map_err(store)?;
+            with_holder(&view, subsidies, id, &mut shown)?;
         }
         answer.recipients.push(shown);
     }
@@ -310,7 +312,7 @@ pub fn welfare_month(
 /// institutions' tickets are never shown: they carry 傷病名.
 pub fn welfare_on_card(
     subsidies: &dyn SubsidyStore,
-    register: &dyn Register,
+    view: &[CoverageWithTerms],
     rows: &[SubsidyRow],
     person: i64,
     institution: &InstitutionCode,
@@ -344,7 +346,7 @@ pub fn welfare_on_card(
         }
     };
     let mut shown = decided;
-    with_holder(register, person, &mut shown)?;
+    with_holder(view, subsidies, person, &mut shown)?;
     Ok(Some(shown))
 }
 
@@ -417,9 +419,14 @@ fn recipient_shown(
 }
 
 /// The recipient's name, kana, birth date and sex as the register's latest coverage records
-/// them (none for someone no insurer ever registered).
-fn with_holder(register: &dyn Register, person: i64, shown: &mut WelfareRecipient) -> Result<(), CenterError> {
-    let view = register.person_view(person).map_err(store)?;
+/// them (`view`, the person's coverages), else as their welfare office does (for someone no
+/// insurer registers).
+fn with_holder(
+    view: &[CoverageWithTerms],
+    subsidies: &dyn SubsidyStore,
+    person: i64,
+    shown: &mut WelfareRecipient,
+) -> Result<(), CenterError> {
     if let Some(latest) = view.iter().max_by_key(|v| v.coverage.acquired_on) {
         shown.birth_date = Some(latest.coverage.holder.birth_date.to_string());
         shown.sex = Some(latest.coverage.holder.sex.code().to_string());
@@ -427,6 +434,11 @@ fn with_holder(register: &dyn Register, person: i64, shown: &mut WelfareRecipien
             shown.name = Some(terms.details.name.clone());
             shown.name_kana = Some(terms.details.name_kana.clone());
         }
+    } else if let Some(holder) = subsidies.welfare_holder(person).map_err(store)? {
+        shown.birth_date = Some(holder.birth_date.to_string());
+        shown.sex = Some(holder.sex.code().to_string());
+        shown.name = Some(holder.name);
+        shown.name_kana = Some(holder.name_kana);
     }
     Ok(())
 }

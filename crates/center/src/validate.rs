@@ -311,7 +311,25 @@ pub fn subsidy_event(event: &onshi_api::subsidy::SubsidyEvent) -> Checked<onshi_
             })
         }
     };
-    Ok(SubsidyEventRecord { event_id, payer, recipient, person_ref, occurred_on, notified_at, change })
+    let holder = match event.certificate.as_ref().and_then(|c| c.recipient.as_ref()) {
+        None => None,
+        Some(_) if !payer.as_str().starts_with("12") => {
+            return refuse("certificate.recipient", "only a welfare office (法別 12, 医療扶助) sends the recipient's own record");
+        }
+        Some(r) => Some(onshi_store::subsidy::WelfareHolder {
+            name: bounded_text("certificate.recipient.name", &r.name, true)?,
+            name_kana: bounded_text("certificate.recipient.name_kana", &r.name_kana, true)?,
+            birth_date: date("certificate.recipient.birth_date", &r.birth_date)?,
+            sex: at("certificate.recipient.sex", Sex::parse(&r.sex))?,
+            address: r
+                .address
+                .as_deref()
+                .map(|a| bounded_text("certificate.recipient.address", a, false))
+                .transpose()?
+                .filter(|a| !a.is_empty()),
+        }),
+    };
+    Ok(SubsidyEventRecord { event_id, payer, recipient, person_ref, occurred_on, notified_at, change, holder })
 }
 
 #[cfg(test)]

@@ -394,6 +394,25 @@ pub fn verify_number_person(
     Ok((answer, person))
 }
 
+/// 該当資格なし on `on`, before anything is found.
+pub fn no_coverage_answer(on: Date, now: Timestamp) -> VerifyAnswer {
+    VerifyAnswer {
+        validity: validity(QualificationValidity::NoSuchCoverage),
+        notice: None,
+        date_of_care: on.to_string(),
+        coverage: None,
+        newer_coverage: None,
+        pending: Vec::new(),
+        as_of: None,
+        insurer_lag: None,
+        answered_at: now.to_string(),
+        replica_as_of: None,
+        document: None,
+        subsidies: Vec::new(),
+        welfare: None,
+    }
+}
+
 /// The answer from `view`, every coverage with its terms of each person the query may mean
 /// (the card's holders, or the one person a card names), with the person the answer is about.
 pub fn answer_from_view(
@@ -403,25 +422,9 @@ pub fn answer_from_view(
     now: Timestamp,
 ) -> (VerifyAnswer, Option<i64>) {
     let on = query.date_of_care;
-    let mut answer = VerifyAnswer {
-        validity: validity(QualificationValidity::NoSuchCoverage),
-        notice: None,
-        date_of_care: on.to_string(),
-        coverage: None,
-        newer_coverage: None,
-        pending: Vec::new(),
-        as_of: None,
-        insurer_lag: lag.map(|l| wire::InsurerLag {
-            events: l.events,
-            mean_days: (l.mean_days * 10.0).round() / 10.0,
-            max_days: l.max_days,
-        }),
-        answered_at: now.to_string(),
-        replica_as_of: None,
-        document: None,
-        subsidies: Vec::new(),
-        welfare: None,
-    };
+    let mut answer = no_coverage_answer(on, now);
+    answer.insurer_lag =
+        lag.map(|l| wire::InsurerLag { events: l.events, mean_days: (l.mean_days * 10.0).round() / 10.0, max_days: l.max_days });
     let candidates: Vec<&CoverageWithTerms> = view
         .iter()
         .filter(|v| v.coverage.insurer == query.insurer && v.coverage.number == query.number)

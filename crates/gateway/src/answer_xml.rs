@@ -96,7 +96,7 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
                 w.leaf("ProcessingResultCode", &code);
                 w.leaf("ProcessingResultMessage", &message);
             }
-            w.leaf("QualificationValidity", &answer.validity.code);
+            w.leaf("QualificationValidity", &answer.headline_validity().code);
         }
     }
     if let Some(search) = r.search {

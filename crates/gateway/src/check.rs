@@ -83,7 +83,11 @@ pub fn as_consented(mut answer: VerifyAnswer, limit_consent: bool) -> VerifyAnsw
 }
 
 fn validity_sentence(answer: &VerifyAnswer) -> String {
-    let mut text = answer.validity.label.to_string();
+    let mut text = if answer.covered_by_welfare() {
+        format!("{}（医療扶助）・医療保険は{}", answer.headline_validity().label, answer.validity.label)
+    } else {
+        answer.validity.label.to_string()
+    };
     if let Some(coverage) = &answer.coverage
         && let Some(ratio) = coverage.copay_ratio_percent
     {

@@ -817,8 +817,13 @@ fn source_ja(source: Source) -> &'static str {
 /// The class and the action for reception for an outcome.
 fn action(outcome: &Outcome) -> (&'static str, &'static str) {
     match outcome {
-        Outcome::Answered { answer, .. } => match answer.validity.code.as_str() {
+        Outcome::Answered { answer, .. } => match answer.headline_validity().code.as_str() {
+            "1" if answer.covered_by_welfare() => ("ok", "医療扶助で受け付けてください（医療券の内容を確認してください）。"),
             "1" => ("ok", "受付を続けてください。"),
+            "6" => (
+                "warn",
+                "医療扶助の受給者です。当院宛ての今月の医療券がまだ登録されていません。福祉事務所に確認して受け付けてください（10割負担にはしません）。",
+            ),
             "3" => ("warn", "新しい資格で受け付けてください（振替）。"),
             "4" => (
                 "warn",

@@ -593,6 +593,7 @@ pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical
         occurred_on: d(on),
         notified_at: Timestamp::at_start_of(d(on)),
         change,
+        holder: None,
     };
     assert!(!register.payer_registers(&payer).unwrap(), "nothing registered yet");
     let first = [
@@ -680,6 +681,69 @@ pub fn run_subsidies<R: Register + crate::subsidy::SubsidyStore + crate::medical
     // A ticket from a payer that is not a welfare office.
     let not_welfare = SubsidyEventRecord { event_id: "w3".into(), ..event("w3", "sub-p1", "20261101", SubsidyChange::Ticket(ticket)) };
     assert!(matches!(register.apply_subsidy_events(&[not_welfare], now()).unwrap()[0], ApplyOutcome::Rejected { field: "kind", .. }));
+    welfare_recipients_no_insurer_registers(register, &office, &office_terms_for_holders());
+}
+
+fn office_terms_for_holders() -> crate::subsidy::SubsidyTerms {
+    crate::subsidy::SubsidyTerms {
+        name: "千代田区福祉事務所".into(),
+        valid_to: None,
+        self_pay_cap_yen: None,
+        income_segment: None,
+        designated_institutions: vec!["1312345678".into()],
+        withheld: false,
+    }
+}
+
+/// A welfare office's grant carrying the recipient's own record: the person is recorded (the
+/// card authority's binding can name them), the record reads back and a later grant replaces
+/// it; only a welfare office's grant may carry one; an insurer registering the same person
+/// later finds them, not a second one.
+fn welfare_recipients_no_insurer_registers<R: Register + crate::subsidy::SubsidyStore + crate::medical::MedicalStore>(
+    register: &R,
+    office: &onshi_domain::ids::PublicPayerNumber,
+    terms: &crate::subsidy::SubsidyTerms,
+) {
+    use crate::subsidy::{SubsidyChange, SubsidyEventRecord, WelfareHolder};
+    use onshi_domain::codes::Sex;
+    use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
+    let holder = |name: &str| WelfareHolder {
+        name: name.into(),
+        name_kana: "フクシ　タロウ".into(),
+        birth_date: d("19580707"),
+        sex: Sex::Male,
+        address: Some("東京都千代田区一番町1-1".into()),
+    };
+    let grant = |id: &str, payer: &PublicPayerNumber, name: &str| SubsidyEventRecord {
+        event_id: id.into(),
+        payer: payer.clone(),
+        recipient: RecipientNumber::with_check_digit("000555").unwrap(),
+        person_ref: "sub-w9".into(),
+        occurred_on: d("20260501"),
+        notified_at: Timestamp::at_start_of(d("20260501")),
+        change: SubsidyChange::Grant(terms.clone()),
+        holder: Some(holder(name)),
+    };
+    let nanbyo = PublicPayerNumber::with_check_digit("5413001").unwrap();
+    assert!(
+        matches!(
+            register.apply_subsidy_events(&[grant("h0", &nanbyo, "福祉 太郎")], now()).unwrap()[0],
+            ApplyOutcome::Rejected { field: "certificate.recipient", .. }
+        ),
+        "a 難病 payer is no welfare office"
+    );
+    assert_eq!(register.person_id("sub-w9").unwrap(), None, "a refused grant records nobody");
+    assert_eq!(register.apply_subsidy_events(&[grant("h1", office, "福祉 太郎")], now()).unwrap(), [ApplyOutcome::Applied]);
+    let person = register.person_id("sub-w9").unwrap().expect("the recipient is recorded");
+    assert!(register.coverages_of_person(person).unwrap().is_empty(), "no insurer registers them");
+    assert_eq!(register.welfare_holder(person).unwrap(), Some(holder("福祉 太郎")));
+    let later = Timestamp::from_jst_seconds(now().jst_seconds() + 60);
+    assert_eq!(register.apply_subsidy_events(&[grant("h2", office, "福祉 太朗")], later).unwrap(), [ApplyOutcome::Applied]);
+    assert_eq!(register.welfare_holder(person).unwrap(), Some(holder("福祉 太朗")), "the latest record replaces it");
+    // An insurer registering the same person later finds the same person.
+    register.apply_events(&[event("sub-w9e", "sub-w9", "9209", 0, "20260801", acquire("19580707", IncomeClass::General))], later).unwrap();
+    assert_eq!(register.person_id("sub-w9").unwrap(), Some(person));
+    assert_eq!(register.coverages_of_person(person).unwrap().len(), 1);
 }
 
 /// Home-care consents every backend must keep: read back exactly by key, listed by institution,

@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("postgres/0009_subsidies.sql")),
     (10, include_str!("postgres/0010_medical_tickets.sql")),
     (11, include_str!("postgres/0011_home_consents.sql")),
+    (12, include_str!("postgres/0012_welfare_holders.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("sqlite/0009_subsidies.sql")),
     (10, include_str!("sqlite/0010_medical_tickets.sql")),
     (11, include_str!("sqlite/0011_home_consents.sql")),
+    (12, include_str!("sqlite/0012_welfare_holders.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.

@@ -76,6 +76,19 @@ pub struct SubsidyEventRecord {
     pub occurred_on: Date,
     pub notified_at: Timestamp,
     pub change: SubsidyChange,
+    /// 医療扶助 grants only: the recipient as the welfare office records them.
+    pub holder: Option<WelfareHolder>,
+}
+
+/// A 医療扶助 recipient as their welfare office records them: what 初回登録 compares the card
+/// authority's attested attributes with when no insurer registers the person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WelfareHolder {
+    pub name: String,
+    pub name_kana: String,
+    pub birth_date: Date,
+    pub sex: onshi_domain::codes::Sex,
+    pub address: Option<String>,
 }
 
 /// One certificate period as stored.
@@ -129,6 +142,25 @@ pub trait SubsidyStore: Send + Sync {
     /// 医療扶助: every certificate period of a welfare office (法別 12) that names this
     /// institution among its designated ones.
     fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError>;
+
+    /// 医療扶助: the person's own record from their welfare office (the latest registered),
+    /// if an office registered one.
+    fn welfare_holder(&self, person_id: i64) -> Result<Option<WelfareHolder>, StoreError>;
+}
+
+/// The raw columns of `welfare_holders` as both engines read them: name, kana, birth date,
+/// sex, address.
+pub(crate) type RawHolder = (String, String, i64, String, Option<String>);
+
+pub(crate) fn holder_of(raw: RawHolder) -> Result<WelfareHolder, StoreError> {
+    let (name, name_kana, birth, sex, address) = raw;
+    Ok(WelfareHolder {
+        name,
+        name_kana,
+        birth_date: crate::rows::to_date(birth)?,
+        sex: onshi_domain::codes::Sex::parse(&sex).map_err(|e| StoreError::Corrupt(format!("welfare_holders.sex: {e}")))?,
+        address,
+    })
 }
 
 /// The rule for a ticket: only a welfare office (法別 12) issues them, for a recipient it has
@@ -202,6 +234,13 @@ pub(crate) fn injuries_text(injuries: &[String]) -> String {
 /// recipient number) → after it, or why the event is refused.
 pub fn decide(existing: &[SubsidyRow], event: &SubsidyEventRecord, registered_at: Timestamp) -> Result<Vec<SubsidyRow>, ApplyOutcome> {
     let reject = |field, reason: String| ApplyOutcome::Rejected { field, reason };
+    if event.holder.is_some() && !(event.payer.as_str().starts_with("12") && matches!(event.change, SubsidyChange::Grant(_))) {
+        // Only a welfare office stands in for an insurer's member record, on its grant.
+        return Err(reject(
+            "certificate.recipient",
+            "only a welfare office's grant (法別 12, 医療扶助) carries the recipient's own record".into(),
+        ));
+    }
     if existing.iter().any(|r| r.person_ref != event.person_ref) {
         // A recipient number names one person for good; a different person_ref is either a
         // mistake in the payer's file or an attempt to move someone's certificate.
@@ -335,6 +374,7 @@ mod tests {
             occurred_on: d(on),
             notified_at: Timestamp::at_start_of(d(on)),
             change,
+            holder: None,
         }
     }
 

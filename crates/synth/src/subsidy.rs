@@ -316,6 +316,7 @@ impl Payers {
             income_segment: (age >= 15).then(|| "一般所得Ⅰ".to_string()),
             designated_institutions: Vec::new(),
             withheld: variant == 0,
+            recipient: None,
         });
         out.events.push(grant.clone());
         let (category, expected, cap_then) = match variant {

@@ -1250,6 +1250,105 @@ fn a_card_check_answers_medical_assistance_beside_the_insurance() {
     assert_eq!(element(&face, "QualificationValidity").as_deref(), Some("1"), "{face}");
 }
 
+/// A 生活保護 recipient no insurer registers (most leave 国保 when the assistance begins): the
+/// welfare office's grant carries its record of them, 初回登録 compares the card authority's
+/// attested attributes with that record (a record that differs links nothing), and the card
+/// check answers with the 医療扶助 alone — the face/ file's QualificationValidity is the
+/// recipient's, never 該当資格なし. Only a welfare office may send such a record.
+#[test]
+fn a_welfare_recipient_no_insurer_registers_registers_their_card_and_is_answered_by_the_assistance() {
+    let world = ClinicWorld::new();
+    let gateway = GatewayProcess::start(&world);
+    let office = "12136016";
+    let clinic = crate::common::CLINIC;
+    let month = &today_plus(0)[..6];
+    let upload = |lines: &[String]| {
+        std::fs::write(world.path("welfare.jsonl"), lines.join("\n") + "\n").unwrap();
+        onshi()
+            .args(["center", "import-subsidies", "--db"])
+            .arg(world.path("center.sqlite"))
+            .arg(world.path("welfare.jsonl"))
+            .output()
+            .unwrap()
+    };
+    let grant = |id: &str, payer: &str, recipient: &str, person: &str, birth: &str| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"grant","payer_number":"{payer}","recipient_number":"{recipient}","person_ref":"{person}","occurred_on":"20260101","notified_at":"20260101100000","certificate":{{"name":"千代田区福祉事務所","designated_institutions":["{clinic}"],"recipient":{{"name":"福祉 太郎","name_kana":"フクシ　タロウ","birth_date":"{birth}","sex":"1","address":"東京都千代田区一番町1-1"}}}}}}"#
+        )
+    };
+    let ticket = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"ticket","payer_number":"{office}","recipient_number":"0000018","person_ref":"welfare-only-1","occurred_on":"{month}01","notified_at":"{month}01100000","ticket":{{"ticket_type":"01","valid_from":"{month}01","valid_to":"{month}28","issue_number":"K-W1","month":"{month}","institution_code":"{clinic}","institution_name":"オンシ医院","injuries":["腰痛症"],"treatment_type":"02","self_pay_yen":0}}}}"#
+        )
+    };
+    // A 難病 payer may not stand in for an insurer's member record.
+    let refused = upload(&[grant("n1", "54136015", "0000018", "welfare-only-9", "19580707")]);
+    let report = String::from_utf8_lossy(&refused.stdout).into_owned() + &String::from_utf8_lossy(&refused.stderr);
+    assert!(report.contains("certificate.recipient"), "{report}");
+    // Two recipients: one whose office's record matches the card authority's, one whose does not.
+    let applied = upload(&[
+        grant("w1", office, "0000018", "welfare-only-1", "19580707"),
+        ticket("w2"),
+        grant("w3", office, "0000026", "welfare-only-2", "19580708"),
+    ]);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let issue = |card: &str, person: &str| {
+        crate::common::run_ok(onshi().args(["jpki", "issue", "--dir"]).arg(world.path("jpki")).arg("--out").arg(world.path(card)).args([
+            "--person-ref",
+            person,
+            "--name",
+            "福祉 太郎",
+            "--kana",
+            "フクシ　タロウ",
+            "--birth",
+            "19580707",
+            "--sex",
+            "1",
+            "--address",
+            "東京都千代田区一番町1-1",
+            "--pin",
+            PIN,
+        ]))
+    };
+    let link = |card: &str| {
+        onshi()
+            .args(["card", "link", "--card"])
+            .arg(world.path(card))
+            .arg("--reader")
+            .arg(world.path("reader.json"))
+            .args(world.center_args())
+            .args(["--pin", PIN])
+            .output()
+            .unwrap()
+    };
+    issue("cards/welfare-1.json", "welfare-only-1");
+    issue("cards/welfare-2.json", "welfare-only-2");
+    let linked = link("cards/welfare-1.json");
+    assert!(linked.status.success(), "{}", String::from_utf8_lossy(&linked.stderr));
+    let mismatch = link("cards/welfare-2.json");
+    let said = String::from_utf8_lossy(&mismatch.stderr);
+    assert!(!mismatch.status.success() && said.contains("CARD_ATTRIBUTES_MISMATCH") && said.contains("birth_date"), "{said}");
+
+    gateway.post("/reader/place", &[("card", "welfare-1.json")]);
+    let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+    let flash = page.split("<div id=\"flash\"").nth(1).and_then(|rest| rest.split("</div>").next()).expect("a message").to_string();
+    assert!(flash.contains("有効（医療扶助）") && flash.contains("交付番号 K-W1"), "{flash}");
+    let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
+    let face = read_answer(&world.face().join(face));
+    assert_eq!(element(&face, "QualificationValidity").as_deref(), Some("1"), "the recipient's, not 該当資格なし: {face}");
+    assert_eq!(face.matches("<ResultOfQualificationConfirmation>").count(), 1, "the 医療扶助 alone: {face}");
+    for piece in [
+        "<InsuredCardClassification>A1</InsuredCardClassification>",
+        "<InsuredIdentificationNumber>0000018</InsuredIdentificationNumber>",
+        "<Name>福祉 太郎</Name>",
+        "<Birthdate>19580707</Birthdate>",
+        "<Sex1>1</Sex1>",
+        "<IssueNumber>K-W1</IssueNumber>",
+    ] {
+        assert!(face.contains(piece), "{piece} in {face}");
+    }
+}
+
 /// 居宅同意取得型 through the request files (issue 15, item 3): a card check at the patient's
 /// home carrying a 訪問診療 consent (the page's choice, signed by the card), then the receipt
 /// computer's `OQSmuhvq01req_` for the consent days answers with a ReceptionNumber and

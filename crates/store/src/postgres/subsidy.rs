@@ -7,8 +7,8 @@ use crate::model::ApplyOutcome;
 use crate::rows::{day, opt_day};
 use crate::subsidy::RawSubsidy;
 use crate::subsidy::{
-    COLUMNS, SubsidyChange, SubsidyEventRecord, SubsidyRow, SubsidyStore, TICKET_COLUMNS, TicketRow, decide, designated_text,
-    injuries_text, subsidy_row, ticket_row,
+    COLUMNS, SubsidyChange, SubsidyEventRecord, SubsidyRow, SubsidyStore, TICKET_COLUMNS, TicketRow, WelfareHolder, decide,
+    designated_text, holder_of, injuries_text, subsidy_row, ticket_row,
 };
 use onshi_domain::Timestamp;
 use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
@@ -109,6 +109,37 @@ impl SubsidyStore for PgRegister {
                     )
                     .map_err(pg("writing a recipient's certificate"))?;
                 }
+                if let Some(holder) = &event.holder {
+                    tx.execute(
+                        "INSERT INTO welfare_holders (payer_number, recipient_number, person_ref, name, name_kana, birth_date, sex, address, registered_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (payer_number, recipient_number) DO UPDATE SET name = excluded.name,
+                         name_kana = excluded.name_kana, birth_date = excluded.birth_date, sex = excluded.sex,
+                         address = excluded.address, registered_at = excluded.registered_at",
+                        &[
+                            &event.payer.as_str(),
+                            &event.recipient.as_str(),
+                            &event.person_ref,
+                            &holder.name,
+                            &holder.name_kana,
+                            &day(holder.birth_date),
+                            &holder.sex.code(),
+                            &holder.address,
+                            &registered_at.jst_seconds(),
+                        ],
+                    )
+                    .map_err(pg("writing a recipient's own record"))?;
+                    // The person, so that the card authority's binding finds them: ids as the
+                    // register's import gives them, under the register's own lock.
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::APPLY_LOCK]).map_err(pg("waiting for the register's writer"))?;
+                    tx.execute(
+                        "INSERT INTO persons (person_id, person_ref)
+                         SELECT (SELECT coalesce(max(person_id), 0) + 1 FROM persons), $1
+                         WHERE NOT EXISTS (SELECT 1 FROM persons WHERE person_ref = $1)",
+                        &[&event.person_ref],
+                    )
+                    .map_err(pg("recording a welfare recipient"))?;
+                }
                 tx.execute(
                     "INSERT INTO subsidy_events (payer_number, event_id, registered_at) VALUES ($1, $2, $3)",
                     &[&event.payer.as_str(), &event.event_id, &registered_at.jst_seconds()],
@@ -154,6 +185,20 @@ impl SubsidyStore for PgRegister {
         );
         self.read(|c| {
             tickets(&c.query(&sql, &[&payer.as_str(), &recipient.as_str(), &i64::from(month)]).map_err(pg("reading medical tickets"))?)
+        })
+    }
+
+    fn welfare_holder(&self, person_id: i64) -> Result<Option<WelfareHolder>, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_opt(
+                    "SELECT name, name_kana, birth_date, sex, address FROM welfare_holders
+                     WHERE person_ref = (SELECT person_ref FROM persons WHERE person_id = $1)
+                     ORDER BY registered_at DESC, payer_number, recipient_number LIMIT 1",
+                    &[&person_id],
+                )
+                .map_err(pg("reading a recipient's own record"))?;
+            row.map(|r| holder_of((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))).transpose()
         })
     }
 

@@ -7,8 +7,8 @@ use crate::StoreError;
 use crate::model::ApplyOutcome;
 use crate::rows::{day, opt_day};
 use crate::subsidy::{
-    COLUMNS, RawSubsidy, RawTicket, SubsidyChange, SubsidyEventRecord, SubsidyRow, SubsidyStore, TICKET_COLUMNS, TicketRow, decide,
-    designated_text, injuries_text, subsidy_row, ticket_row,
+    COLUMNS, RawHolder, RawSubsidy, RawTicket, SubsidyChange, SubsidyEventRecord, SubsidyRow, SubsidyStore, TICKET_COLUMNS, TicketRow,
+    WelfareHolder, decide, designated_text, holder_of, injuries_text, subsidy_row, ticket_row,
 };
 use onshi_domain::Timestamp;
 use onshi_domain::ids::{PublicPayerNumber, RecipientNumber};
@@ -97,6 +97,38 @@ impl SubsidyStore for SqliteRegister {
                     })
                     .map_err(sqlite("writing a recipient's certificate"))?;
                 }
+                if let Some(holder) = &event.holder {
+                    tx.prepare_cached(
+                        "INSERT INTO welfare_holders (payer_number, recipient_number, person_ref, name, name_kana, birth_date, sex, address, registered_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (payer_number, recipient_number) DO UPDATE SET name = excluded.name,
+                         name_kana = excluded.name_kana, birth_date = excluded.birth_date, sex = excluded.sex,
+                         address = excluded.address, registered_at = excluded.registered_at",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            event.payer.as_str(),
+                            event.recipient.as_str(),
+                            event.person_ref,
+                            holder.name,
+                            holder.name_kana,
+                            day(holder.birth_date),
+                            holder.sex.code(),
+                            holder.address,
+                            registered_at.jst_seconds(),
+                        ])
+                    })
+                    .map_err(sqlite("writing a recipient's own record"))?;
+                    // The person, so that the card authority's binding finds them; ids as the
+                    // register's import gives them (one writer: this transaction).
+                    tx.prepare_cached(
+                        "INSERT INTO persons (person_id, person_ref)
+                         SELECT (SELECT coalesce(max(person_id), 0) + 1 FROM persons), ?1
+                         WHERE NOT EXISTS (SELECT 1 FROM persons WHERE person_ref = ?1)",
+                    )
+                    .and_then(|mut s| s.execute(params![event.person_ref]))
+                    .map_err(sqlite("recording a welfare recipient"))?;
+                }
                 tx.execute(
                     "INSERT INTO subsidy_events (payer_number, event_id, registered_at) VALUES (?1, ?2, ?3)",
                     params![event.payer.as_str(), event.event_id, registered_at.jst_seconds()],
@@ -149,6 +181,20 @@ impl SubsidyStore for SqliteRegister {
              ORDER BY payer_number, recipient_number, valid_from"
         );
         self.read(|c| rows_of(c, &sql, &[&institution]))
+    }
+
+    fn welfare_holder(&self, person_id: i64) -> Result<Option<WelfareHolder>, StoreError> {
+        self.read(|c| {
+            let raw: Option<RawHolder> = c
+                .prepare_cached(
+                    "SELECT name, name_kana, birth_date, sex, address FROM welfare_holders
+                     WHERE person_ref = (SELECT person_ref FROM persons WHERE person_id = ?1)
+                     ORDER BY registered_at DESC, payer_number, recipient_number LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row([person_id], |r| RawHolder::try_from(r)).optional())
+                .map_err(sqlite("reading a recipient's own record"))?;
+            raw.map(holder_of).transpose()
+        })
     }
 
     fn payer_registers(&self, payer: &PublicPayerNumber) -> Result<bool, StoreError> {
