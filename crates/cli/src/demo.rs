@@ -63,7 +63,7 @@ struct DemoManifest {
 }
 
 /// Bumped whenever the set-up writes something new (2: card path and medical information).
-const DEMO_VERSION: u32 = 4;
+const DEMO_VERSION: u32 = 5;
 
 /// The demo clinic: 東京都 (13), 医科 (1), 郡市区 12, number 3456, with its check digit.
 pub(crate) fn demo_institution() -> InstitutionCode {
@@ -136,10 +136,14 @@ fn set_up(paths: &DemoPaths, args: &DemoArgs) -> anyhow::Result<DemoManifest> {
     anyhow::ensure!(refused == 0, "the synthetic 公費 payers had {refused} refused events; this is a bug in onshi synth");
     drop(register);
     let cases = read_truth(&paths.truth()).map_err(anyhow::Error::msg)?;
-    let cards = crate::demo_cards::prepare(&paths.root, &files, &medical_file, &cases, &wanted_today)?;
+    let welfare_cases =
+        onshi_synth::read_welfare_truth(&paths.synth().join(onshi_synth::subsidy::WELFARE_TRUTH_FILE)).map_err(anyhow::Error::msg)?;
+    let institution = demo_institution();
+    let welfare =
+        crate::demo_cards::WelfareSource { subsidy_files: &subsidy_files, cases: &welfare_cases, institution: institution.as_str() };
+    let cards = crate::demo_cards::prepare(&paths.root, &files, &medical_file, &cases, &welfare, &wanted_today)?;
     let ca = CenterCa::create(&paths.pki(), "onshi demo center CA")?;
     ca.issue_server(&["localhost".to_string(), "127.0.0.1".to_string()])?;
-    let institution = demo_institution();
     ca.issue_institution(&institution, "onshi demo clinic", 825)?;
     let insurer_line = std::fs::read_to_string(paths.synth().join("insurers.tsv"))?;
     let insurer = insurer_line.lines().next().and_then(|l| l.split('\t').next()).context("no insurer in the synthetic population")?;
@@ -594,7 +598,14 @@ async fn subsidies(institution: &CenterClient, paths: &DemoPaths, per_category: 
             Err(e) => report.record("welfare_ticket", Err(format!("month {month}: {e}"))),
         }
     }
-    for category in ["welfare_ticket", "welfare_unregistered", "welfare_withheld", "welfare_stopped"] {
+    for category in [
+        "welfare_ticket",
+        "welfare_unregistered",
+        "welfare_withheld",
+        "welfare_stopped",
+        "welfare_only_ticket",
+        "welfare_only_unregistered",
+    ] {
         if !ours.iter().any(|c| c.category == category) {
             report.record(category, Err(format!("the synthetic world has no {category} case at this clinic")));
         }

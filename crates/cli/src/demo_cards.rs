@@ -10,6 +10,7 @@ use onshi_api::card::{CardAnswer, ConsentChoice, HomeCare, HomeCareKind, HomeLis
 use onshi_api::client::{CenterClient, ClientError};
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_api::medical::{Drug, MedicalAnswer, MedicalQuery, MedicalRecord};
+use onshi_api::subsidy::SubsidyEvent;
 use onshi_pki::card::CardAttributes;
 use onshi_pki::jpki::{CardCa, CardValidity};
 use onshi_reader::flow::{self, How};
@@ -47,6 +48,60 @@ pub struct DemoCards {
     pub jpki: PathBuf,
     pub reader: PathBuf,
     pub cards: Vec<DemoCard>,
+    /// The card of a 生活保護 recipient no insurer registers, linked at start against their
+    /// welfare office's record, with the ground truth of their month at the demo clinic.
+    #[serde(default)]
+    pub welfare: Option<WelfareDemoCard>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WelfareDemoCard {
+    pub path: PathBuf,
+    pub expect: onshi_synth::subsidy::WelfareCase,
+}
+
+/// The welfare office's grant that carries a recipient's own record, and whose it is.
+fn welfare_grant(subsidy_files: &[PathBuf], case: &onshi_synth::subsidy::WelfareCase) -> anyhow::Result<Option<SubsidyEvent>> {
+    for file in subsidy_files {
+        let reader = std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
+        for line in reader.lines() {
+            let event: SubsidyEvent = serde_json::from_str(&line?)?;
+            if event.payer_number == case.payer_number
+                && event.recipient_number == case.recipient_number
+                && event.certificate.as_ref().is_some_and(|c| c.recipient.is_some())
+            {
+                return Ok(Some(event));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The card of the first recipient no insurer registers who holds this month's 医療券 at
+/// `institution`, issued with the attributes their welfare office registered.
+fn welfare_card(
+    ca: &CardCa,
+    root: &Path,
+    subsidy_files: &[PathBuf],
+    welfare: &[onshi_synth::subsidy::WelfareCase],
+    institution: &str,
+) -> anyhow::Result<WelfareDemoCard> {
+    let case = welfare
+        .iter()
+        .find(|c| c.category == "welfare_only_ticket" && c.institution == institution)
+        .context("the synthetic world has no 医療扶助 recipient without an insurer at the demo clinic")?;
+    let grant = welfare_grant(subsidy_files, case)?.context("the recipient's grant is not in the payers' files")?;
+    let record = grant.certificate.and_then(|c| c.recipient).expect("found by its record");
+    let path = root.join("cards").join("welfare-1.json");
+    let attributes = CardAttributes {
+        name: record.name,
+        name_kana: record.name_kana,
+        birth_date: record.birth_date,
+        sex: record.sex,
+        address: record.address.unwrap_or_default(),
+    };
+    ca.issue_card(attributes, &grant.person_ref, Some(DEMO_PIN), CardValidity::Statutory { issued_on: onshi_pki::today() }, &path)?;
+    Ok(WelfareDemoCard { path, expect: case.clone() })
 }
 
 /// The member record of the acquisition that gave these card numbers.
@@ -97,8 +152,23 @@ fn medical_counts(path: &Path, people: &[&str]) -> anyhow::Result<Vec<(usize, us
     Ok(counts)
 }
 
+/// The payers' files and 医療扶助 ground truth the demo's welfare card comes from, and the
+/// demo clinic.
+pub struct WelfareSource<'a> {
+    pub subsidy_files: &'a [PathBuf],
+    pub cases: &'a [onshi_synth::subsidy::WelfareCase],
+    pub institution: &'a str,
+}
+
 /// Issues the demo cards and the reader (offline: before the center starts).
-pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases: &[TruthCase], today: &str) -> anyhow::Result<DemoCards> {
+pub fn prepare(
+    root: &Path,
+    event_files: &[PathBuf],
+    medical_file: &Path,
+    cases: &[TruthCase],
+    welfare: &WelfareSource<'_>,
+    today: &str,
+) -> anyhow::Result<DemoCards> {
     let jpki = root.join("jpki");
     let ca = CardCa::create(&jpki)?;
     ca.publish_crl(30)?;
@@ -143,7 +213,8 @@ pub fn prepare(root: &Path, event_files: &[PathBuf], medical_file: &Path, cases:
             expect: Some(case.expect.clone()),
         });
     }
-    Ok(DemoCards { jpki, reader, cards })
+    let welfare = Some(welfare_card(&ca, root, welfare.subsidy_files, welfare.cases, welfare.institution)?);
+    Ok(DemoCards { jpki, reader, cards, welfare })
 }
 
 fn reader_with(cards: &DemoCards, card: &Path) -> anyhow::Result<SimulatedReader> {
@@ -157,9 +228,10 @@ pub async fn enroll(client: &CenterClient, cards: &DemoCards) -> anyhow::Result<
     let file = ReaderFile::load(&cards.reader)?;
     let body = onshi_api::card::RegisterReader { reader_id: file.reader_id.clone(), public_key: file.public_key_hex()? };
     let _: serde_json::Value = client.post_json("/readers", &body).await.map_err(crate::tls_args::explain)?;
-    for card in cards.cards.iter().filter(|c| c.linked) {
-        let mut reader = reader_with(cards, &card.path)?;
-        flow::link(client, &mut reader, DEMO_PIN).await.with_context(|| format!("linking {}", card.path.display()))?;
+    let linked = cards.cards.iter().filter(|c| c.linked).map(|c| &c.path);
+    for path in linked.chain(cards.welfare.iter().map(|w| &w.path)) {
+        let mut reader = reader_with(cards, path)?;
+        flow::link(client, &mut reader, DEMO_PIN).await.with_context(|| format!("linking {}", path.display()))?;
     }
     Ok(())
 }
@@ -250,6 +322,15 @@ pub async fn check(
         );
     }
 
+    // A 生活保護 recipient no insurer registers: their card, linked against the welfare
+    // office's record, answers 該当資格なし for insurance and their 医療扶助 at this clinic as the
+    // ground truth has it (the month's ticket), which is what reception reads as the headline.
+    if let Some(welfare) = &cards.welfare {
+        let mut reader = reader_with(cards, &welfare.path)?;
+        let answer = flow::verify(client, &mut reader, How::Pin(DEMO_PIN), ConsentChoice::default(), day()).await;
+        record("welfare_only_card", answer.map_err(|e| e.to_string()).and_then(|a| welfare_answer(&a.answer, &welfare.expect)));
+    }
+
     let query = |card: &DemoCard| MedicalQuery {
         insurer_number: card.insurer_number.clone(),
         symbol: card.symbol.clone(),
@@ -318,4 +399,22 @@ pub async fn check(
         },
     );
     Ok(())
+}
+
+/// A card answer of a recipient no insurer registers against their ground truth.
+fn welfare_answer(answer: &onshi_api::verify::VerifyAnswer, expect: &onshi_synth::subsidy::WelfareCase) -> Result<(), String> {
+    if answer.validity.code != "4" || answer.coverage.is_some() {
+        return Err(format!("insurance answered {} (expected 該当資格なし: no insurer registers them)", answer.validity.code));
+    }
+    let Some(welfare) = &answer.welfare else { return Err("no 医療扶助 in the answer".into()) };
+    let month = onshi_api::subsidy::WelfareMonthAnswer {
+        month: expect.month.clone(),
+        recipients: vec![welfare.clone()],
+        answered_at: answer.answered_at.clone(),
+    };
+    onshi_synth::subsidy::check_welfare(&month, expect)?;
+    match answer.headline_validity().code.as_str() {
+        "1" => Ok(()),
+        other => Err(format!("headline validity {other} (expected the recipient's 1)")),
+    }
 }

@@ -1144,6 +1144,22 @@ impl Generator {
                 welfare.line(&case)?;
             }
         }
+        // 生活保護 recipients no insurer registers, one in five hundred persons (at least six:
+        // each clinic two with a ticket and one without), after everyone else so that the rest
+        // of the world stays as it was.
+        for index in 0..(self.summary.persons / 500).max(6) {
+            let mut outcome = subsidy::Outcome::default();
+            payers.welfare_only(&mut self.rng, self.seed, index, self.today, &mut outcome);
+            for event in &outcome.events {
+                events.line(event)?;
+                self.summary.subsidy_events += 1;
+            }
+            for case in outcome.welfare {
+                *self.summary.cases_by_category.entry(case.category.clone()).or_default() += 1;
+                self.summary.truth_cases += 1;
+                welfare.line(&case)?;
+            }
+        }
         events.finish()?;
         welfare.finish()?;
         truth.finish()

@@ -75,6 +75,7 @@ pub(crate) struct Resident<'a> {
 }
 
 /// What one person's certificates came to.
+#[derive(Default)]
 pub(crate) struct Outcome {
     pub events: Vec<SubsidyEvent>,
     pub cases: Vec<SubsidyCase>,
@@ -243,21 +244,7 @@ impl Payers {
             _ => ("welfare_ticket", true),
         };
         if ticket {
-            let issue_number = format!("{}-{}", month, recipient.as_str());
-            let mut issued = self.event(SubsidyEventKind::Ticket, &office, &recipient, who, month_start);
-            issued.ticket = Some(onshi_api::subsidy::MedicalTicket {
-                ticket_type: "01".into(),
-                valid_from: month_start.to_string(),
-                valid_to: month_start.add_days(40).first_of_month().add_days(-1).to_string(),
-                issue_number: issue_number.clone(),
-                month: month.clone(),
-                institution_code: clinic.to_string(),
-                institution_name: "オンシ医院".into(),
-                injuries: vec![rng.pick(&["高血圧症", "2型糖尿病", "腰痛症", "気管支喘息"]).to_string()],
-                treatment_type: "02".into(),
-                self_pay_yen: *rng.pick(&[0, 0, 0, 1_200]),
-                combined: false,
-            });
+            let (issued, issue_number) = self.month_ticket(rng, &office, &recipient, who, today, clinic);
             out.events.push(issued);
             if case.listed {
                 case.issue_number = Some(issue_number);
@@ -267,6 +254,92 @@ impl Payers {
         self.next_case += 1;
         case.case = format!("w{id:07}");
         case.category = category.to_string();
+        out.welfare.push(case);
+    }
+
+    /// This month's 医療券 of a recipient for `clinic`, and its 交付番号.
+    fn month_ticket(
+        &mut self,
+        rng: &mut Rng,
+        office: &PublicPayerNumber,
+        recipient: &RecipientNumber,
+        who: &Resident,
+        today: Date,
+        clinic: &str,
+    ) -> (SubsidyEvent, String) {
+        let month_start = today.first_of_month();
+        let month = format!("{:04}{:02}", today.year(), today.month());
+        let issue_number = format!("{}-{}", month, recipient.as_str());
+        let mut issued = self.event(SubsidyEventKind::Ticket, office, recipient, who, month_start);
+        issued.ticket = Some(onshi_api::subsidy::MedicalTicket {
+            ticket_type: "01".into(),
+            valid_from: month_start.to_string(),
+            valid_to: month_start.add_days(40).first_of_month().add_days(-1).to_string(),
+            issue_number: issue_number.clone(),
+            month,
+            institution_code: clinic.to_string(),
+            institution_name: "オンシ医院".into(),
+            injuries: vec![rng.pick(&["高血圧症", "2型糖尿病", "腰痛症", "気管支喘息"]).to_string()],
+            treatment_type: "02".into(),
+            self_pay_yen: *rng.pick(&[0, 0, 0, 1_200]),
+            combined: false,
+        });
+        (issued, issue_number)
+    }
+
+    /// A 生活保護 recipient no insurer registers (they left 国保 when the assistance began):
+    /// the welfare office's grant carries its own record of them — what 初回登録 of their card
+    /// is compared with — designating one of [`WELFARE_CLINICS`] in turn, with this month's
+    /// 医療券 for two in three and none yet (`6`) for the third. `index` numbers them apart
+    /// from the residents insurers register.
+    pub(crate) fn welfare_only(&mut self, rng: &mut Rng, seed: u64, index: u64, today: Date, out: &mut Outcome) {
+        let reference = crate::rng::person_ref(seed, u64::MAX - index);
+        let male = rng.below(2) == 0;
+        let family = *rng.pick(crate::names::FAMILY);
+        let given = *rng.pick(if male { crate::names::GIVEN_MALE } else { crate::names::GIVEN_FEMALE });
+        let birth = today.add_days(-rng.between(25 * 365, 85 * 365));
+        let prefecture = 1 + rng.below(47) as u8;
+        let who = Resident { reference: &reference, birth, prefecture };
+        let office = PublicPayerNumber::with_check_digit(&format!("12{prefecture:02}001")).expect("valid body");
+        let recipient = self.recipient(&office);
+        let clinic = WELFARE_CLINICS[(index % WELFARE_CLINICS.len() as u64) as usize];
+        let ticketed = (index / WELFARE_CLINICS.len() as u64) % 3 != 2;
+        let started = today.first_of_month().add_days(-rng.between(60, 900));
+        let prefecture_name = crate::names::PREFECTURES[prefecture as usize - 1];
+        let mut grant = self.event(SubsidyEventKind::Grant, &office, &recipient, &who, started);
+        grant.certificate = Some(SubsidyCertificate {
+            name: format!("{prefecture_name}第一福祉事務所"),
+            designated_institutions: vec![clinic.to_string()],
+            recipient: Some(onshi_api::subsidy::RecipientRecord {
+                name: format!("{}　{}", family.0, given.0),
+                name_kana: format!("{} {}", family.1, given.1),
+                birth_date: birth.to_string(),
+                sex: if male { "1" } else { "2" }.into(),
+                address: Some(format!("{prefecture_name}中央市{}丁目{}番", 1 + rng.below(9), 1 + rng.below(30))),
+            }),
+            ..SubsidyCertificate::default()
+        });
+        out.events.push(grant);
+        let mut case = WelfareCase {
+            case: String::new(),
+            category: if ticketed { "welfare_only_ticket" } else { "welfare_only_unregistered" }.into(),
+            institution: clinic.to_string(),
+            month: format!("{:04}{:02}", today.year(), today.month()),
+            payer_number: office.as_str().to_string(),
+            recipient_number: recipient.as_str().to_string(),
+            listed: true,
+            validity: Some(if ticketed { "1" } else { "6" }.into()),
+            issue_number: None,
+            birth_date: birth.to_string(),
+        };
+        if ticketed {
+            let (issued, issue_number) = self.month_ticket(rng, &office, &recipient, &who, today, clinic);
+            out.events.push(issued);
+            case.issue_number = Some(issue_number);
+        }
+        let id = self.next_case;
+        self.next_case += 1;
+        case.case = format!("w{id:07}");
         out.welfare.push(case);
     }
 
