@@ -244,7 +244,7 @@ impl Payers {
             _ => ("welfare_ticket", true),
         };
         if ticket {
-            let (issued, issue_number) = self.month_ticket(rng, &office, &recipient, who, today, clinic);
+            let (issued, issue_number) = self.month_ticket(rng, (&office, &recipient), who, today, clinic, true);
             out.events.push(issued);
             if case.listed {
                 case.issue_number = Some(issue_number);
@@ -257,15 +257,16 @@ impl Payers {
         out.welfare.push(case);
     }
 
-    /// This month's 医療券 of a recipient for `clinic`, and its 交付番号.
+    /// This month's 医療券 of a recipient for `clinic`, and its 交付番号: 併用 for someone an
+    /// insurer also covers (`combined`), else 単独.
     fn month_ticket(
         &mut self,
         rng: &mut Rng,
-        office: &PublicPayerNumber,
-        recipient: &RecipientNumber,
+        (office, recipient): (&PublicPayerNumber, &RecipientNumber),
         who: &Resident,
         today: Date,
         clinic: &str,
+        combined: bool,
     ) -> (SubsidyEvent, String) {
         let month_start = today.first_of_month();
         let month = format!("{:04}{:02}", today.year(), today.month());
@@ -282,7 +283,7 @@ impl Payers {
             injuries: vec![rng.pick(&["高血圧症", "2型糖尿病", "腰痛症", "気管支喘息"]).to_string()],
             treatment_type: "02".into(),
             self_pay_yen: *rng.pick(&[0, 0, 0, 1_200]),
-            combined: false,
+            combined,
         });
         (issued, issue_number)
     }
@@ -333,7 +334,7 @@ impl Payers {
             birth_date: birth.to_string(),
         };
         if ticketed {
-            let (issued, issue_number) = self.month_ticket(rng, &office, &recipient, &who, today, clinic);
+            let (issued, issue_number) = self.month_ticket(rng, (&office, &recipient), &who, today, clinic, false);
             out.events.push(issued);
             case.issue_number = Some(issue_number);
         }
