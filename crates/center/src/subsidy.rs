@@ -319,9 +319,9 @@ pub fn welfare_on_card(
     on: Date,
 ) -> Result<Option<WelfareRecipient>, CenterError> {
     let welfare: Vec<&SubsidyRow> = rows.iter().filter(|r| r.payer.as_str().starts_with("12")).collect();
-    // The recipient whose period began last (a person moving between offices has one
-    // recipient number per office).
-    let Some(latest) = welfare.iter().max_by_key(|r| r.valid_from) else { return Ok(None) };
+    // A person moving between offices has one recipient number per office: the one covering
+    // the date of care, else the one whose period began last.
+    let Some(latest) = welfare.iter().max_by_key(|r| (r.covers(on), r.valid_from)) else { return Ok(None) };
     let recipient: Vec<SubsidyRow> =
         welfare.iter().filter(|r| r.payer == latest.payer && r.recipient == latest.recipient).map(|r| (*r).clone()).collect();
     let month = u32::from(on.year()) * 100 + u32::from(on.month());

@@ -92,7 +92,9 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
             w.leaf("ProcessingResultStatus", "1");
             let coverages: Vec<&Coverage> = answer.coverage.iter().chain(answer.newer_coverage.iter()).collect();
             let withheld = r.references.notes(&coverages);
-            if let Some((code, message)) = with_notes(processing_note(r, answer), &coverages, r.charset, &withheld) {
+            if let Some((code, message)) =
+                with_notes(processing_note(r, answer), answer_texts(&coverages, answer.welfare.as_ref()), r.charset, &withheld)
+            {
                 w.leaf("ProcessingResultCode", &code);
                 w.leaf("ProcessingResultMessage", &message);
             }
@@ -118,7 +120,7 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
             // 医療扶助 after the insurance, as its own result (A1), as the public clients read
             // a unit holding both (OQS-2024.md §3, §5).
             if let Some(welfare) = &answer.welfare {
-                crate::welfare::write_result(w, welfare, r.charset);
+                crate::welfare::write_result(w, welfare);
             }
             w.close();
         }
@@ -177,28 +179,54 @@ pub(crate) fn carried(text: &str, charset: Charset) -> std::borrow::Cow<'_, str>
 /// Every replacement a Shift_JIS answer makes in these coverages, described for staff
 /// (`氏名 1文字目 U+20BB7→吉`); empty in UTF-8, which carries every character.
 pub fn replacements(coverages: &[&Coverage], charset: Charset) -> Vec<String> {
+    replacements_in(coverages.iter().flat_map(|c| insurer_texts(c)), charset)
+}
+
+/// The same for any labelled texts (a 医療扶助 result's names and office too).
+fn replacements_in<'a>(texts: impl IntoIterator<Item = (&'static str, Option<&'a str>)>, charset: Charset) -> Vec<String> {
     if charset == Charset::Utf8 {
         return Vec::new();
     }
     let mut said = Vec::new();
-    for coverage in coverages {
-        for (label, text) in insurer_texts(coverage) {
-            for replaced in text.map(|t| crate::names::fit_cp932(t).replaced).unwrap_or_default() {
-                let line = format!("{label} {}", replaced.describe());
-                if !said.contains(&line) {
-                    said.push(line);
-                }
+    for (label, text) in texts {
+        for replaced in text.map(|t| crate::names::fit_cp932(t).replaced).unwrap_or_default() {
+            let line = format!("{label} {}", replaced.describe());
+            if !said.contains(&line) {
+                said.push(line);
             }
         }
     }
     said
 }
 
+/// The texts of an answer a result file carries as registered: its coverages' and its
+/// 医療扶助 result's.
+fn answer_texts<'a>(
+    coverages: &[&'a Coverage],
+    welfare: Option<&'a onshi_api::subsidy::WelfareRecipient>,
+) -> Vec<(&'static str, Option<&'a str>)> {
+    let mut texts: Vec<(&'static str, Option<&str>)> = coverages.iter().flat_map(|c| insurer_texts(c)).collect();
+    if let Some(w) = welfare {
+        texts.extend([("氏名", w.name.as_deref()), ("カナ氏名", w.name_kana.as_deref()), ("福祉事務所名", Some(w.office_name.as_str()))]);
+    }
+    texts
+}
+
+/// A 医療扶助 list unit's note when Shift_JIS could not carry its names as registered.
+pub(crate) fn welfare_note(r: &onshi_api::subsidy::WelfareRecipient, charset: Charset) -> Option<(String, String)> {
+    with_notes(None, answer_texts(&[], Some(r)), charset, &[])
+}
+
 /// The note with the replacements added (the receipt computer is told which characters are
 /// not as registered, so that it keeps the spelling it has instead of overwriting it), and
 /// the 照会番号 withheld from a person other than the one registered.
-fn with_notes(note: Option<(String, String)>, coverages: &[&Coverage], charset: Charset, withheld: &[String]) -> Option<(String, String)> {
-    let replaced = replacements(coverages, charset);
+fn with_notes(
+    note: Option<(String, String)>,
+    texts: Vec<(&'static str, Option<&str>)>,
+    charset: Charset,
+    withheld: &[String],
+) -> Option<(String, String)> {
+    let replaced = replacements_in(texts, charset);
     let mut said: Vec<(&str, String)> = Vec::new();
     if !replaced.is_empty() {
         let text = format!(
@@ -439,7 +467,7 @@ pub fn bulk_results(
                 let changed = (!unit.changes.is_empty())
                     .then(|| (CODE_CHANGED.to_string(), format!("前回の一括照会から変更: {}", unit.changes.join("、"))));
                 let coverages: Vec<&Coverage> = outcome.answer().and_then(|a| a.coverage.as_ref()).into_iter().collect();
-                if let Some((code, message)) = with_notes(changed, &coverages, charset, &references.notes(&coverages)) {
+                if let Some((code, message)) = with_notes(changed, answer_texts(&coverages, None), charset, &references.notes(&coverages)) {
                     w.leaf("ProcessingResultCode", &code);
                     w.leaf("ProcessingResultMessage", &message);
                 }
@@ -570,6 +598,67 @@ mod tests {
         let without = write(&Outcome::Answered { answer, consents: None, certificate: None });
         assert!(without.contains("<ProcessingResultCode>PENDING</ProcessingResultCode>"), "{without}");
         assert!(!without.contains("更新のご案内"));
+    }
+
+    /// A 生活保護 recipient no insurer registers, whose name Shift_JIS cannot carry: the file's
+    /// validity is the 医療扶助's (not 該当資格なし), the A1 result carries the name fitted by
+    /// the documented rule, and the note says which character was replaced.
+    #[test]
+    fn a_welfare_only_card_result_heads_with_the_assistance_and_reports_a_replaced_character() {
+        let code = |code: &str, label: &str| onshi_api::verify::CodeLabel { code: code.into(), label: label.into() };
+        let answer = VerifyAnswer {
+            validity: code("4", "該当資格なし"),
+            notice: None,
+            date_of_care: "20261204".into(),
+            coverage: None,
+            newer_coverage: None,
+            pending: vec![],
+            as_of: None,
+            insurer_lag: None,
+            answered_at: "20261204090000".into(),
+            replica_as_of: None,
+            document: None,
+            subsidies: Vec::new(),
+            welfare: Some(onshi_api::subsidy::WelfareRecipient {
+                validity: code("1", "有効"),
+                payer_number: "12136016".into(),
+                recipient_number: "0000018".into(),
+                office_name: "千代田区福祉事務所".into(),
+                qualification_date: "20260101".into(),
+                disqualification_date: None,
+                designated: true,
+                name: Some("\u{20BB7}田　一郎".into()),
+                name_kana: Some("ﾖｼﾀﾞ ｲﾁﾛｳ".into()),
+                birth_date: Some("19580707".into()),
+                sex: Some("1".into()),
+                tickets: Vec::new(),
+            }),
+        };
+        let header = Header::default();
+        let outcome = Outcome::Answered { answer, consents: None, certificate: None };
+        let result = SingleResult {
+            header: &header,
+            search: None,
+            outcome: &outcome,
+            reference: Reference::Card,
+            changes: &[],
+            changes_against: "",
+            now: "20261204090000",
+            institution_code: "1311234569",
+            charset: Charset::ShiftJis,
+            references: &Found::none(),
+        };
+        let (xml, _) = crate::xml::decode(&single(&result)).unwrap();
+        let body = xml.split("<MessageBody>").nth(1).unwrap();
+        assert!(body.contains("<QualificationValidity>1</QualificationValidity>"), "{body}");
+        assert!(
+            body.contains("<InsuredCardClassification>A1</InsuredCardClassification>") && body.contains("<Name>吉田　一郎</Name>"),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("<ProcessingResultCode>{CODE_CHARACTERS}</ProcessingResultCode>")) && body.contains("U+20BB7"),
+            "{body}"
+        );
     }
 
     #[test]

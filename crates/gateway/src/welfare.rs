@@ -58,12 +58,17 @@ fn ticket(w: &mut XmlWriter, t: &MedicalTicket) {
 fn recipient(w: &mut XmlWriter, r: &WelfareRecipient) {
     w.leaf("QualificationValidity", &r.validity.code);
     w.leaf("ProcessingResultStatus", "1");
-    write_result(w, r, w.charset());
+    if let Some((code, message)) = crate::answer_xml::welfare_note(r, w.charset()) {
+        w.leaf("ProcessingResultCode", &code);
+        w.leaf("ProcessingResultMessage", &message);
+    }
+    write_result(w, r);
 }
 
 /// The recipient's `ResultOfQualificationConfirmation` (A1): in a month's unit, and in a card
 /// check's `ResultList` after the insurance result.
-pub(crate) fn write_result(w: &mut XmlWriter, r: &WelfareRecipient, charset: Charset) {
+pub(crate) fn write_result(w: &mut XmlWriter, r: &WelfareRecipient) {
+    let charset = w.charset();
     let carried = |text: Option<&str>| text.map(|t| crate::answer_xml::carried(t, charset).into_owned());
     w.open("ResultOfQualificationConfirmation");
     w.leaf("InsuredCardClassification", "A1");
