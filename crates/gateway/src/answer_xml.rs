@@ -523,6 +523,22 @@ mod tests {
         }
     }
 
+    /// A card check's result file for `outcome`.
+    fn card_result(outcome: &Outcome, charset: Charset) -> Vec<u8> {
+        single(&SingleResult {
+            header: &Header::default(),
+            search: None,
+            outcome,
+            reference: Reference::Card,
+            changes: &[],
+            changes_against: "",
+            now: "20261204090000",
+            institution_code: "1311234569",
+            charset,
+            references: &Found::none(),
+        })
+    }
+
     #[test]
     fn a_check_digit_refusal_names_the_digit() {
         let detail = "insurer_number: the value fails the insurer number check digit (the last digit should be 8) (given \"06130480\")";
@@ -560,22 +576,7 @@ mod tests {
             consent_refused: false,
             reception_ja: "更新のご案内: 電子証明書は2027年2月1日に有効期限を迎えます。".into(),
         };
-        let header = Header::default();
-        let write = |outcome: &Outcome| {
-            let result = SingleResult {
-                header: &header,
-                search: None,
-                outcome,
-                reference: Reference::Card,
-                changes: &[],
-                changes_against: "",
-                now: "20261204090000",
-                institution_code: "1311234569",
-                charset: Charset::Utf8,
-                references: &Found::none(),
-            };
-            String::from_utf8(single(&result)).unwrap()
-        };
+        let write = |outcome: &Outcome| String::from_utf8(card_result(outcome, Charset::Utf8)).unwrap();
         let with = write(&Outcome::Answered { answer: answer.clone(), consents: None, certificate: Some(notice) });
 
         assert!(with.contains("<ProcessingResultCode>PENDING</ProcessingResultCode>"), "the center's code stays: {with}");
@@ -634,21 +635,8 @@ mod tests {
                 tickets: Vec::new(),
             }),
         };
-        let header = Header::default();
         let outcome = Outcome::Answered { answer, consents: None, certificate: None };
-        let result = SingleResult {
-            header: &header,
-            search: None,
-            outcome: &outcome,
-            reference: Reference::Card,
-            changes: &[],
-            changes_against: "",
-            now: "20261204090000",
-            institution_code: "1311234569",
-            charset: Charset::ShiftJis,
-            references: &Found::none(),
-        };
-        let (xml, _) = crate::xml::decode(&single(&result)).unwrap();
+        let (xml, _) = crate::xml::decode(&card_result(&outcome, Charset::ShiftJis)).unwrap();
         let body = xml.split("<MessageBody>").nth(1).unwrap();
         assert!(body.contains("<QualificationValidity>1</QualificationValidity>"), "{body}");
         assert!(
