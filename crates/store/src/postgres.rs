@@ -21,6 +21,7 @@ mod cards;
 pub mod cluster;
 mod home;
 mod medical;
+mod pool;
 mod subsidy;
 
 use std::collections::{HashMap, HashSet};
@@ -65,9 +66,6 @@ const APPLY_LOCK: i64 = 0x6f6e_7368_6901;
 /// Japan time is UTC+9 without daylight saving; the register's times are Japan-time seconds.
 const JST_OFFSET_SECONDS: i64 = 9 * 3600;
 
-/// Read connections kept open; more are opened on demand and closed when returned.
-const READERS_KEPT_MAX: usize = 16;
-
 fn pg(doing: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
     move |source| StoreError::Engine { doing, source: Box::new(source) }
 }
@@ -76,18 +74,17 @@ pub struct PgRegister {
     url: String,
     /// `None` only while being dropped.
     writer: Mutex<Option<Client>>,
-    readers: Mutex<Vec<Conn>>,
-    /// A streaming replica the verification reads go to, when given: its connection string
-    /// and pooled connections.
-    replica: Option<(String, Mutex<Vec<Conn>>)>,
+    readers: pool::ReadPool,
+    /// A streaming replica the verification reads go to, when given.
+    replica: Option<pool::ReadPool>,
 }
 
 impl Drop for PgRegister {
     /// Closing a connection blocks on its runtime too.
     fn drop(&mut self) {
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner()).take();
-        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
-        let replica = self.replica.as_mut().map(|(_, pool)| std::mem::take(pool.get_mut().unwrap_or_else(|p| p.into_inner())));
+        let readers = self.readers.drain();
+        let replica = self.replica.as_mut().map(pool::ReadPool::drain);
         blocking(move || {
             drop(writer);
             drop(readers);
@@ -114,6 +111,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn { client, prepared: HashMap::new() }
+    }
+
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
@@ -162,7 +163,7 @@ impl PgRegister {
         blocking(|| {
             let mut writer = connect(url)?;
             migrate(&mut writer)?;
-            Ok(PgRegister { url: url.to_string(), writer: Mutex::new(Some(writer)), readers: Mutex::new(Vec::new()), replica: None })
+            Ok(PgRegister { url: url.to_string(), writer: Mutex::new(Some(writer)), readers: pool::ReadPool::new(url), replica: None })
         })
     }
 
@@ -173,7 +174,7 @@ impl PgRegister {
         let mut register = PgRegister::open(url)?;
         // Reached now, so that a wrong address stops the start; closed inside `blocking` too.
         blocking(|| connect(replica_url).map(drop))?;
-        register.replica = Some((replica_url.to_string(), Mutex::new(Vec::new())));
+        register.replica = Some(pool::ReadPool::new(replica_url));
         Ok(register)
     }
 
@@ -203,34 +204,16 @@ impl PgRegister {
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        read_pooled(&self.url, &self.readers, f)
+        self.readers.read(f)
     }
 
     /// A verification read: on the replica when there is one.
     fn read_for_verification<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         match &self.replica {
-            Some((url, pool)) => read_pooled(url, pool, f),
+            Some(replica) => replica.read(f),
             None => self.read(f),
         }
     }
-}
-
-/// Runs `f` on a pooled connection to `url` (a new one when the pool is empty or the pooled one
-/// broke), and keeps the connection for the next read.
-fn read_pooled<T>(url: &str, pool: &Mutex<Vec<Conn>>, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    blocking(|| {
-        let pooled = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(conn) if !conn.client.is_closed() => conn,
-            _ => Conn { client: connect(url)?, prepared: HashMap::new() },
-        };
-        let result = f(&mut conn);
-        let mut kept = pool.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < READERS_KEPT_MAX && !conn.client.is_closed() {
-            kept.push(conn);
-        }
-        result
-    })
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
@@ -601,10 +584,10 @@ impl Register for PgRegister {
         let sql =
             SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)"));
         let params: [&(dyn ToSql + Sync); 2] = [&insurer.as_str(), &number.as_str()];
-        if let Some((url, pool)) = &self.replica {
+        if let Some(replica) = &self.replica {
             // The replica's position first, then the view on the same connection: replay only
             // moves forward, so the view holds at least every change up to that time.
-            let read = read_pooled(url, pool, |c| {
+            let read = replica.read(|c| {
                 let position: Option<i64> = c
                     .query_one("SELECT floor(extract(epoch FROM pg_last_xact_replay_timestamp()))::bigint", &[])
                     .map_err(pg("reading the replica's position"))?
