@@ -200,7 +200,7 @@ async fn verify_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
         check_institution(request.institution_code.as_deref(), certified)?;
         let query = parse_request(&request, now.date())?;
         object = query.insurer.as_str().to_string();
-        verify_number_person(state.register.as_ref(), &state.lags, &query, now)
+        crate::verify::verify_number_person_async(state.register.as_ref(), &state.lags, &query, now).await
     }
     .await;
     let person = result.as_ref().ok().and_then(|(_, person)| *person);

@@ -384,14 +384,36 @@ pub fn verify_number_person(
     now: Timestamp,
 ) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
     let lag = lags.get(register, &query.insurer)?;
-    let (view, replica_as_of) = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
+    let read = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
+    Ok(answer_from_read(read, lag, query, now))
+}
+
+/// As [`verify_number_person`], from an async handler: the register's read waits without
+/// holding a thread where the engine can (PostgreSQL).
+pub async fn verify_number_person_async(
+    register: &dyn Register,
+    lags: &LagCache,
+    query: &NumberQuery,
+    now: Timestamp,
+) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
+    let lag = lags.get(register, &query.insurer)?;
+    let read = register.card_holders_view_async(&query.insurer, &query.number).await.map_err(store_error)?;
+    Ok(answer_from_read(read, lag, query, now))
+}
+
+fn answer_from_read(
+    (view, replica_as_of): (Vec<CoverageWithTerms>, Option<Timestamp>),
+    lag: Option<InsurerLag>,
+    query: &NumberQuery,
+    now: Timestamp,
+) -> (VerifyAnswer, Option<i64>) {
     let (mut answer, person) = answer_from_view(&view, lag, query, now);
     answer.replica_as_of = replica_as_of.map(|at| at.to_string());
     // Only beside a valid coverage: for a lost one the validity says what matters.
     if let (Some(document), Some(coverage), "1") = (query.document, &answer.coverage, answer.validity.code.as_str()) {
         answer.document = Some(document_note(document, coverage, query.date_of_care));
     }
-    Ok((answer, person))
+    (answer, person)
 }
 
 /// 該当資格なし on `on`, before anything is found.

@@ -57,6 +57,28 @@ pub fn run_all(register: &dyn Register) {
     lag_is_profiled_by_month(register);
     born_on_finds_everyone_born_that_day_with_that_sex(register);
     a_qualification_certificate_reads_back(register);
+    the_async_card_view_is_the_synchronous_one(register);
+}
+
+/// The number path's async read answers what the synchronous one does, on a runtime, and
+/// again on a second runtime after the first (which ran an engine's connections) is gone.
+fn the_async_card_view_is_the_synchronous_one(register: &dyn Register) {
+    register.apply_events(&[event("as-1", "as-p1", "9391", 0, "20240401", acquire("19700101", IncomeClass::General))], now()).unwrap();
+    let number = CardNumber::parse("9391").unwrap();
+    let expected = register.card_holders_view_at(&insurer(), &number).unwrap();
+    assert_eq!(expected.0.len(), 1, "the coverage just applied");
+    let nobody = CardNumber::parse("9399").unwrap();
+    // More reads per round than an engine keeps connections, so that the second round uses
+    // connections the first opened on its runtime.
+    for round in 0..2 {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        for i in 0..6 {
+            let read = runtime.block_on(register.card_holders_view_async(&insurer(), &number)).unwrap();
+            assert_eq!(read, expected, "round {round}, read {i}");
+            let none = runtime.block_on(register.card_holders_view_async(&insurer(), &nobody)).unwrap();
+            assert!(none.0.is_empty(), "round {round}, read {i}: nobody holds 9399");
+        }
+    }
 }
 
 /// The 資格確認書's registered validity is stored with the terms and read back as it came.

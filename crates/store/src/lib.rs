@@ -30,6 +30,10 @@ use onshi_domain::ids::{CardNumber, InsurerNumber};
 /// register's interface to one engine's type.
 pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A card view read by [`Register::card_holders_view_async`], with where it was read.
+pub type ViewFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError>> + Send + 'a>>;
+
 /// A storage failure. Input problems are never errors here: they are [`ApplyOutcome::Rejected`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,6 +75,14 @@ pub trait Register: Send + Sync {
         number: &CardNumber,
     ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
         Ok((self.card_holders_view(insurer, number)?, None))
+    }
+
+    /// As [`Register::card_holders_view_at`], for a caller on the async runtime (the number
+    /// path's handler). An engine whose reads wait on the network answers without holding a
+    /// thread meanwhile (PostgreSQL: many verifications in flight on a few connections); the
+    /// default runs the synchronous read (SQLite's is a few microseconds of local work).
+    fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> ViewFuture<'a> {
+        Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)))
     }
 
     /// Every coverage, with its terms, of everyone holding a coverage with this birth date and

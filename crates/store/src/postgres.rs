@@ -21,6 +21,7 @@ mod cards;
 pub mod cluster;
 mod home;
 mod medical;
+mod pipelined;
 mod pool;
 mod subsidy;
 
@@ -77,6 +78,8 @@ pub struct PgRegister {
     readers: pool::ReadPool,
     /// A streaming replica the verification reads go to, when given.
     replica: Option<pool::ReadPool>,
+    /// The number path's read from async callers, without a replica.
+    pipelined: pipelined::Pipelined,
 }
 
 impl Drop for PgRegister {
@@ -163,7 +166,13 @@ impl PgRegister {
         blocking(|| {
             let mut writer = connect(url)?;
             migrate(&mut writer)?;
-            Ok(PgRegister { url: url.to_string(), writer: Mutex::new(Some(writer)), readers: pool::ReadPool::new(url), replica: None })
+            Ok(PgRegister {
+                url: url.to_string(),
+                writer: Mutex::new(Some(writer)),
+                readers: pool::ReadPool::new(url),
+                replica: None,
+                pipelined: pipelined::Pipelined::new(url, card_view_sql()),
+            })
         })
     }
 
@@ -288,10 +297,20 @@ fn view_sql(filter: &str) -> String {
 }
 
 fn read_view(client: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageWithTerms>, StoreError> {
+    view_of_rows(&client.query(sql, params).map_err(pg("querying the card view"))?)
+}
+
+/// The rows of a [`view_sql`] query as coverages with their terms.
+fn view_of_rows(rows: &[Row]) -> Result<Vec<CoverageWithTerms>, StoreError> {
     let width = COVERAGE_COLUMNS.split(", ").count();
-    let rows = client.query(sql, params).map_err(pg("querying the card view"))?;
     let raws = rows.iter().map(|row| Ok((raw_coverage(row, 0)?, raw_terms(row, width)?))).collect::<Result<Vec<_>, StoreError>>()?;
     group_view(raws)
+}
+
+/// The card's holders' view, by insurer number (`$1`) and card number (`$2`).
+fn card_view_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)"))
 }
 
 fn query_coverages(client: &mut Conn, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<CoverageRecord>, StoreError> {
@@ -580,9 +599,7 @@ impl Register for PgRegister {
         insurer: &InsurerNumber,
         number: &CardNumber,
     ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
-        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let sql =
-            SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = $1 AND card_number = $2)"));
+        let sql = card_view_sql();
         let params: [&(dyn ToSql + Sync); 2] = [&insurer.as_str(), &number.as_str()];
         if let Some(replica) = &self.replica {
             // The replica's position first, then the view on the same connection: replay only
@@ -604,6 +621,13 @@ impl Register for PgRegister {
             }
         }
         Ok((self.read(|c| read_view(c, sql, &params))?, None))
+    }
+
+    fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> crate::ViewFuture<'a> {
+        if self.replica.is_some() {
+            return Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)));
+        }
+        Box::pin(async move { Ok((self.pipelined.view(insurer.as_str(), number.as_str()).await?, None)) })
     }
 
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
@@ -745,8 +769,8 @@ mod tests {
         let register = PgRegister::open(&url).unwrap();
         assert_eq!(
             register.counts().unwrap().persons,
-            10,
-            "three persons of the conformance run, three of its lag check, three of born_on, one with a 資格確認書"
+            11,
+            "three persons of the conformance run, three of its lag check, three of born_on, one with a 資格確認書, one of the async read"
         );
         register.writer.lock().unwrap().as_mut().unwrap().execute("INSERT INTO schema_migrations VALUES (99, 0)", &[]).unwrap();
         assert!(matches!(PgRegister::open(&url), Err(StoreError::SchemaTooNew { found: 99, .. })));

@@ -443,8 +443,8 @@ mod tests {
         let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
         assert_eq!(
             register.counts().unwrap().persons,
-            10,
-            "three persons of the conformance run, three of its lag check, three of born_on, one with a 資格確認書"
+            11,
+            "three persons of the conformance run, three of its lag check, three of born_on, one with a 資格確認書, one of the async read"
         );
         let version: i64 =
             register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
