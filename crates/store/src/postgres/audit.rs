@@ -7,7 +7,6 @@
 //! it existed, as with the file log.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use aws_lc_rs::hmac;
 use postgres::Client;
@@ -287,20 +286,22 @@ impl PgAuditLog {
 
 /// Reads a patient's access log from the shared log, on pooled connections.
 pub struct PgAuditReader {
-    url: String,
-    pool: Mutex<Vec<Client>>,
+    pool: super::pool::ReadPool,
 }
 
 impl Drop for PgAuditReader {
     fn drop(&mut self) {
-        let pool = std::mem::take(self.pool.get_mut().unwrap_or_else(|p| p.into_inner()));
-        blocking(move || drop(pool));
+        let idle = self.pool.drain();
+        blocking(move || drop(idle));
     }
 }
 
+/// Connections kept for reading the log (patients' access logs, the dashboard's tallies).
+const AUDIT_READERS_MAX: usize = 8;
+
 impl PgAuditReader {
     pub fn new(url: &str) -> PgAuditReader {
-        PgAuditReader { url: url.to_string(), pool: Mutex::new(Vec::new()) }
+        PgAuditReader { pool: super::pool::ReadPool::with_max(url, AUDIT_READERS_MAX) }
     }
 
     /// The tallies of the days `from..=to` (`YYYYMMDD`).
@@ -310,19 +311,7 @@ impl PgAuditReader {
 
     /// Runs `read` on a pooled connection.
     fn with_client<T>(&self, read: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        blocking(|| {
-            let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut client = match pooled {
-                Some(client) if !client.is_closed() => client,
-                _ => connect(&self.url)?,
-            };
-            let result = read(&mut client);
-            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < 8 && !client.is_closed() {
-                pool.push(client);
-            }
-            result
-        })
+        self.pool.read(|conn| read(conn.client_mut()))
     }
 
     /// How many entries one person has, and the newest `limit` of them, oldest first.

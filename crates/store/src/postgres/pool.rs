@@ -29,13 +29,19 @@ struct State {
 
 pub(crate) struct ReadPool {
     url: String,
+    max: usize,
     state: Mutex<State>,
     returned: Condvar,
 }
 
 impl ReadPool {
     pub(crate) fn new(url: &str) -> ReadPool {
-        ReadPool { url: url.to_string(), state: Mutex::new(State { idle: Vec::new(), open: 0 }), returned: Condvar::new() }
+        ReadPool::with_max(url, READERS_MAX)
+    }
+
+    /// A pool that opens at most `max` connections.
+    pub(crate) fn with_max(url: &str, max: usize) -> ReadPool {
+        ReadPool { url: url.to_string(), max, state: Mutex::new(State { idle: Vec::new(), open: 0 }), returned: Condvar::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -63,7 +69,7 @@ impl ReadPool {
                 // Broken while idle (the server restarted): forget it and look further.
                 state.open -= 1;
             }
-            if state.open < READERS_MAX {
+            if state.open < self.max {
                 state.open += 1;
                 drop(state);
                 return match connect(&self.url) {
@@ -79,7 +85,7 @@ impl ReadPool {
             if now >= deadline {
                 return Err(StoreError::Engine {
                     doing: "waiting for a read connection",
-                    source: format!("all {READERS_MAX} read connections stayed busy for {} s", WAIT_MAX.as_secs()).into(),
+                    source: format!("all {} read connections stayed busy for {} s", self.max, WAIT_MAX.as_secs()).into(),
                 });
             }
             state = self.returned.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
