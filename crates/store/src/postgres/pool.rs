@@ -48,13 +48,12 @@ impl ReadPool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on a connection of the pool and gives it back.
+    /// Runs `f` on a connection of the pool and gives it back (or, should `f` panic, closes
+    /// it and frees its place, so that a bug cannot shrink the pool for good).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         blocking(|| {
-            let mut conn = self.take()?;
-            let result = f(&mut conn);
-            self.give_back(conn);
-            result
+            let mut lent = Lent { pool: self, conn: Some(self.take()?) };
+            f(lent.conn.as_mut().expect("lent until dropped"))
         })
     }
 
@@ -94,7 +93,7 @@ impl ReadPool {
 
     fn give_back(&self, conn: Conn) {
         let mut state = self.lock();
-        if conn.client.is_closed() {
+        if conn.client.is_closed() || std::thread::panicking() {
             state.open -= 1;
         } else {
             state.idle.push(conn);
@@ -108,6 +107,20 @@ impl ReadPool {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         state.open -= state.idle.len();
         std::mem::take(&mut state.idle)
+    }
+}
+
+/// A connection lent out: back to the pool when dropped.
+struct Lent<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Conn>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
+        }
     }
 }
 
@@ -146,5 +159,19 @@ mod tests {
             let pid = backend(&pool);
             assert!(seen.contains(&pid), "a read after the burst opened a new session ({pid})");
         }
+    }
+
+    /// A read that panics gives its place back: a pool of one still serves the next read
+    /// (instead of waiting for a connection nobody will return, then refusing).
+    #[test]
+    fn a_panicking_read_frees_its_place() {
+        let url = super::super::cluster::test_database().unwrap_or_else(|e| panic!("a PostgreSQL cluster for the tests: {e}"));
+        let pool = ReadPool::with_max(&url, 1);
+        let panicked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.read(|_| -> Result<(), StoreError> { panic!("a bug") })));
+        assert!(panicked.is_err());
+        let one: i32 = pool.read(|c| c.client.query_one("SELECT 1", &[]).map(|r| r.get(0)).map_err(super::super::pg("reading"))).unwrap();
+        assert_eq!(one, 1);
+        assert_eq!(pool.lock().open, 1, "the panicked connection was closed, the new one kept");
     }
 }
