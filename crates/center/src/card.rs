@@ -667,17 +667,19 @@ impl CardPath {
         let result = (|| {
             let coverages = register.coverages_of_person(person).map_err(store_error)?;
             let span = |c: &onshi_store::model::CoverageRecord| (c.lost_on.is_none_or(|lost| lost > now.date()), c.acquired_on);
-            let differ = match coverages.iter().max_by_key(|c| span(c)) {
-                Some(coverage) => {
+            let latest = coverages.iter().max_by_key(|c| span(c));
+            let current = latest.is_some_and(|c| span(c).0);
+            // No insurer covers the person now (most 生活保護 recipients left 国保 when the
+            // assistance began): their welfare office's record is the current one, before a
+            // lost coverage's old address.
+            let welfare = if current { None } else { crate::subsidy::welfare_record_for_link(subsidies, person, now.date())? };
+            let differ = match (welfare, latest) {
+                (Some(holder), _) => attributes_differ(&attributes, &Recorded::of_welfare(&holder)),
+                (None, Some(coverage)) => {
                     let terms = register.terms_of(coverage.coverage_id).map_err(store_error)?;
                     attributes_differ(&attributes, &Recorded::of_member(coverage, terms.last().map(|t| &t.details)))
                 }
-                // No insurer registers the person: a 生活保護 recipient is compared with their
-                // welfare office's record of them.
-                None => {
-                    let holder = subsidies.welfare_holder(person).map_err(store_error)?.ok_or_else(refuse::person_not_registered)?;
-                    attributes_differ(&attributes, &Recorded::of_welfare(&holder))
-                }
+                (None, None) => return Err(refuse::person_not_registered()),
             };
             if !differ.is_empty() {
                 return Err(refuse::attributes_mismatch(&differ));
@@ -806,7 +808,7 @@ impl CardPath {
         let view = register.person_view(person).map_err(store_error)?;
         // 医療扶助 is part of the qualification answer, as the national system gives it (A1).
         let subsidies = stores.subsidies.subsidies_of_person(person).map_err(store_error)?;
-        let welfare = crate::subsidy::welfare_on_card(stores.subsidies, &view, &subsidies, person, institution, on)?;
+        let welfare = crate::subsidy::welfare_on_card(stores.subsidies, &view, &subsidies, institution, on)?;
         if view.is_empty() && welfare.is_none() {
             return Err(refuse::no_coverage_for_person());
         }

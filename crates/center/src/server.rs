@@ -712,7 +712,8 @@ async fn verify_card_handler(State(state): State<Arc<CenterState>>, Extension(pe
         state.card.verify(&stores, &state.lags, &request, &code, now)
     }
     .await;
-    let code = outcome(&result, |(answer, _, _)| answer.answer.validity.code.clone());
+    // The headline: a recipient no insurer registers is counted as covered by the 医療扶助.
+    let code = outcome(&result, |(answer, _, _)| answer.answer.headline_validity().code.clone());
     let (person, object) = match &result {
         // The method, the serial and the consent scopes given, which the dashboard counts
         // (`onshi_store::audit::tally_kinds`).

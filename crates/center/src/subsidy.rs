@@ -296,7 +296,7 @@ pub fn welfare_month(
         if let Some(id) = persons.person_id(&period.person_ref).map_err(store)? {
             listed.push(id);
             let view = register.person_view(id).map_err(store)?;
-            with_holder(&view, subsidies, id, &mut shown)?;
+            with_holder(&view, subsidies, &mut shown)?;
         }
         answer.recipients.push(shown);
     }
@@ -304,49 +304,57 @@ pub fn welfare_month(
 }
 
 /// What the card path says of a person's 医療扶助 on the date of care, at the asking
-/// institution: `1` 有効 with the tickets of that month naming it; `6` 有効（未登録） when no
-/// ticket names it yet (`designated` says whether the office designated it, so that staff
-/// know to call the office); `2` 無効 with the stop date when the recipient's last period ended
-/// in the month of care or the one before (a patient still holding last month's 医療券); nothing
-/// for a recipient the office withheld (DV), or when the person is no recipient. Other
-/// institutions' tickets are never shown: they carry 傷病名.
+/// institution: `1` 有効 with the 医療券 valid that day that name it; `6` 有効（未登録） when none
+/// does (`designated` says whether the office designated the institution at all, so that
+/// staff know to call the office); `2` 無効 with the stop date when the recipient's last period
+/// ended in the month of care or the one before (a patient still holding last month's 医療券);
+/// nothing for a recipient the office withheld (DV), or when the person is no recipient. A
+/// person who moved between offices has one recipient number per office: the one granted on
+/// the day, else the one stopped most recently. Other institutions' tickets are never shown:
+/// they carry 傷病名.
 pub fn welfare_on_card(
     subsidies: &dyn SubsidyStore,
     view: &[CoverageWithTerms],
     rows: &[SubsidyRow],
-    person: i64,
     institution: &InstitutionCode,
     on: Date,
 ) -> Result<Option<WelfareRecipient>, CenterError> {
-    let welfare: Vec<&SubsidyRow> = rows.iter().filter(|r| r.payer.as_str().starts_with("12")).collect();
-    // A person moving between offices has one recipient number per office: the one covering
-    // the date of care, else the one whose period began last.
-    let Some(latest) = welfare.iter().max_by_key(|r| (r.covers(on), r.valid_from)) else { return Ok(None) };
-    let recipient: Vec<SubsidyRow> =
-        welfare.iter().filter(|r| r.payer == latest.payer && r.recipient == latest.recipient).map(|r| (*r).clone()).collect();
-    let month = u32::from(on.year()) * 100 + u32::from(on.month());
-    let decided = match welfare_standing(&recipient, on) {
-        None => return Ok(None),
-        Some(WelfareStanding::Ended) => {
-            let last = recipient.last().expect("the recipient has a period");
-            recipient_shown(&recipient, last, QualificationValidity::Invalid, false, Vec::new())
+    let mut recipients: Vec<Vec<SubsidyRow>> = Vec::new();
+    for row in rows.iter().filter(|r| r.payer.as_str().starts_with("12")) {
+        match recipients.iter_mut().find(|g| g[0].payer == row.payer && g[0].recipient == row.recipient) {
+            Some(group) => group.push(row.clone()),
+            None => recipients.push(vec![row.clone()]),
         }
-        Some(WelfareStanding::Granted(index)) => {
+    }
+    // Granted on the day first, then a recent stop; among equals the later period.
+    let chosen = recipients.iter().filter_map(|periods| welfare_standing(periods, on).map(|standing| (standing, periods))).max_by_key(
+        |(standing, periods)| match standing {
+            WelfareStanding::Granted(index) => (1, periods[*index].valid_from),
+            WelfareStanding::Ended => (0, periods.last().map_or(on, |p| p.valid_from)),
+        },
+    );
+    let Some((standing, recipient)) = chosen else { return Ok(None) };
+    let month = u32::from(on.year()) * 100 + u32::from(on.month());
+    let mut shown = match standing {
+        WelfareStanding::Ended => {
+            let last = recipient.last().expect("the recipient has a period");
+            recipient_shown(recipient, last, QualificationValidity::Invalid, false, Vec::new())
+        }
+        WelfareStanding::Granted(index) => {
             let period = &recipient[index];
             let here: Vec<MedicalTicketRecord> = subsidies
                 .tickets_of_recipient(&period.payer, &period.recipient, month)
                 .map_err(store)?
                 .into_iter()
-                .filter(|t| t.ticket.institution_code == institution.as_str())
                 .map(|t| t.ticket)
+                .filter(|t| t.institution_code == institution.as_str() && t.valid_from <= on && on <= t.valid_to)
                 .collect();
             let designated = !here.is_empty() || period.terms.designated_institutions.iter().any(|c| c == institution.as_str());
             let validity = if here.is_empty() { QualificationValidity::ValidUnregistered } else { QualificationValidity::Valid };
-            recipient_shown(&recipient, period, validity, designated, here)
+            recipient_shown(recipient, period, validity, designated, here)
         }
     };
-    let mut shown = decided;
-    with_holder(view, subsidies, person, &mut shown)?;
+    with_holder(view, subsidies, &mut shown)?;
     Ok(Some(shown))
 }
 
@@ -418,29 +426,47 @@ fn recipient_shown(
     }
 }
 
-/// The recipient's name, kana, birth date and sex as the register's latest coverage records
-/// them (`view`, the person's coverages), else as their welfare office does (for someone no
-/// insurer registers).
-fn with_holder(
-    view: &[CoverageWithTerms],
-    subsidies: &dyn SubsidyStore,
-    person: i64,
-    shown: &mut WelfareRecipient,
-) -> Result<(), CenterError> {
-    if let Some(latest) = view.iter().max_by_key(|v| v.coverage.acquired_on) {
+/// The recipient's name, kana, birth date and sex: as their welfare office records them when
+/// it sent a record (the A1 result is that office's), else as the register's latest coverage
+/// does (`view`, the person's coverages).
+fn with_holder(view: &[CoverageWithTerms], subsidies: &dyn SubsidyStore, shown: &mut WelfareRecipient) -> Result<(), CenterError> {
+    if let Some(holder) = subsidies.welfare_holder(&payer_of(shown)?, &recipient_of(shown)?).map_err(store)? {
+        shown.birth_date = Some(holder.birth_date.to_string());
+        shown.sex = Some(holder.sex.code().to_string());
+        shown.name = Some(holder.name);
+        shown.name_kana = Some(holder.name_kana);
+    } else if let Some(latest) = view.iter().max_by_key(|v| v.coverage.acquired_on) {
         shown.birth_date = Some(latest.coverage.holder.birth_date.to_string());
         shown.sex = Some(latest.coverage.holder.sex.code().to_string());
         if let Some(terms) = latest.terms.last() {
             shown.name = Some(terms.details.name.clone());
             shown.name_kana = Some(terms.details.name_kana.clone());
         }
-    } else if let Some(holder) = subsidies.welfare_holder(person).map_err(store)? {
-        shown.birth_date = Some(holder.birth_date.to_string());
-        shown.sex = Some(holder.sex.code().to_string());
-        shown.name = Some(holder.name);
-        shown.name_kana = Some(holder.name_kana);
     }
     Ok(())
+}
+
+fn payer_of(shown: &WelfareRecipient) -> Result<PublicPayerNumber, CenterError> {
+    PublicPayerNumber::parse(&shown.payer_number).map_err(|e| errors::register_unavailable(format!("a stored payer number: {e}")))
+}
+
+fn recipient_of(shown: &WelfareRecipient) -> Result<RecipientNumber, CenterError> {
+    RecipientNumber::parse(&shown.recipient_number).map_err(|e| errors::register_unavailable(format!("a stored recipient number: {e}")))
+}
+
+/// The welfare office's record of the person to compare at 初回登録 when no insurer covers them
+/// now: the record of the recipient covering `today` (else whose period began last) — by
+/// recipient, so one office's record never stands for another's.
+pub fn welfare_record_for_link(
+    subsidies: &dyn SubsidyStore,
+    person: i64,
+    today: Date,
+) -> Result<Option<onshi_store::subsidy::WelfareHolder>, CenterError> {
+    let rows = subsidies.subsidies_of_person(person).map_err(store)?;
+    let Some(latest) = rows.iter().filter(|r| r.payer.as_str().starts_with("12")).max_by_key(|r| (r.covers(today), r.valid_from)) else {
+        return Ok(None);
+    };
+    subsidies.welfare_holder(&latest.payer, &latest.recipient).map_err(store)
 }
 
 /// A month as `YYYYMM`, checked.

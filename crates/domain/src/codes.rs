@@ -57,8 +57,9 @@ code_table! {
         NoSuchCoverage = "4", "該当資格なし";
         /// 複数該当: the numbers fit several people (the branch was not given).
         SeveralMatches = "5", "複数該当";
-        /// 有効（未登録）: 医療扶助 only — a valid recipient whose welfare office designated the
-        /// institution but has not registered the month's 医療券 yet.
+        /// 有効（未登録）: 医療扶助 only — a valid recipient with no 医療券 registered for the
+        /// institution on that day: in a month's list one the office designated; a card check
+        /// also says whether the office designated the institution at all.
         ValidUnregistered = "6", "有効（未登録）";
     }
 }

@@ -113,6 +113,9 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
         let coverages: Vec<&Coverage> = answer.coverage.iter().chain(answer.newer_coverage.iter()).collect();
         if !coverages.is_empty() || answer.welfare.is_some() {
             w.open("ResultList");
+            // The consent flags ride on the insurance result, or on the 医療扶助 one for a
+            // recipient no insurer registers.
+            let welfare_consents = if coverages.is_empty() { consents } else { None };
             for coverage in coverages {
                 let reference = reference_of(r.references, coverage);
                 write_coverage(w, coverage, consents, limit_consent, r.charset, reference.as_deref());
@@ -120,7 +123,7 @@ fn write_body(w: &mut XmlWriter, r: &SingleResult<'_>) {
             // 医療扶助 after the insurance, as its own result (A1), as the public clients read
             // a unit holding both (OQS-2024.md §3, §5).
             if let Some(welfare) = &answer.welfare {
-                crate::welfare::write_result(w, welfare);
+                crate::welfare::write_result(w, welfare, welfare_consents);
             }
             w.close();
         }
@@ -345,7 +348,7 @@ fn write_consent(w: &mut XmlWriter, prefix: &str, state: &ConsentState, with_ava
     }
 }
 
-fn write_consents(w: &mut XmlWriter, c: &Consents) {
+pub(crate) fn write_consents(w: &mut XmlWriter, c: &Consents) {
     write_consent(w, "LimitApplicationCertificateRelated", &c.limit_application_certificate_related, false);
     write_consent(w, "SpecificDiseasesCertificateRelated", &c.specific_diseases_certificate_related, false);
     write_consent(w, "SpecificHealthCheckupsInfo", &c.specific_health_checkups_info, true);

@@ -198,15 +198,17 @@ pub fn changes(before: Option<&Outcome>, after: &Outcome) -> Vec<String> {
     };
     let Some(before_answer) = before.and_then(Outcome::answer) else {
         // A visual check with no answer behind it: only a coverage that is not valid is news.
-        return if after_answer.validity.code == "1" {
+        let headline = after_answer.headline_validity();
+        return if headline.code == "1" {
             Vec::new()
         } else {
-            vec![format!("目視確認で受け付けた資格が「{}」でした", after_answer.validity.label)]
+            vec![format!("目視確認で受け付けた資格が「{}」でした", headline.label)]
         };
     };
     let mut found = Vec::new();
-    if before_answer.validity.code != after_answer.validity.code {
-        found.push(format!("資格: {} → {}", before_answer.validity.label, after_answer.validity.label));
+    let (was, is) = (before_answer.headline_validity(), after_answer.headline_validity());
+    if was.code != is.code {
+        found.push(format!("資格: {} → {}", was.label, is.label));
     }
     let (b, a) = (before_answer.coverage.as_ref(), after_answer.coverage.as_ref());
     if let (Some(b), Some(a)) = (b, a) {

@@ -820,6 +820,10 @@ fn action(outcome: &Outcome) -> (&'static str, &'static str) {
         Outcome::Answered { answer, .. } => match answer.headline_validity().code.as_str() {
             "1" if answer.covered_by_welfare() => ("ok", "医療扶助で受け付けてください（医療券の内容を確認してください）。"),
             "1" => ("ok", "受付を続けてください。"),
+            "6" if answer.welfare.as_ref().is_some_and(|w| !w.designated) => (
+                "warn",
+                "医療扶助の受給者ですが、当院は福祉事務所の指定先ではありません。受診の前に福祉事務所へ連絡し、医療券の発行を依頼してください。",
+            ),
             "6" => (
                 "warn",
                 "医療扶助の受給者です。当院宛ての今月の医療券がまだ登録されていません。福祉事務所に確認して受け付けてください（10割負担にはしません）。",

@@ -62,12 +62,15 @@ fn recipient(w: &mut XmlWriter, r: &WelfareRecipient) {
         w.leaf("ProcessingResultCode", &code);
         w.leaf("ProcessingResultMessage", &message);
     }
-    write_result(w, r);
+    write_result(w, r, None);
 }
 
 /// The recipient's `ResultOfQualificationConfirmation` (A1): in a month's unit, and in a card
 /// check's `ResultList` after the insurance result.
-pub(crate) fn write_result(w: &mut XmlWriter, r: &WelfareRecipient) {
+/// `consents`: the card check's consent flags, for a recipient no insurer registers (they
+/// follow `PublicExpenseResultList`, as `SpecificHealthCheckupsInfoConsFlg` does in the public
+/// clients' field order).
+pub(crate) fn write_result(w: &mut XmlWriter, r: &WelfareRecipient, consents: Option<&onshi_api::card::Consents>) {
     let charset = w.charset();
     let carried = |text: Option<&str>| text.map(|t| crate::answer_xml::carried(t, charset).into_owned());
     w.open("ResultOfQualificationConfirmation");
@@ -88,6 +91,9 @@ pub(crate) fn write_result(w: &mut XmlWriter, r: &WelfareRecipient) {
             ticket(w, t);
         }
         w.close();
+    }
+    if let Some(consents) = consents {
+        crate::answer_xml::write_consents(w, consents);
     }
     w.close();
 }

@@ -758,10 +758,12 @@ fn welfare_recipients_no_insurer_registers<R: Register + crate::subsidy::Subsidy
     assert_eq!(register.apply_subsidy_events(&[grant("h1", office, "福祉 太郎")], now()).unwrap(), [ApplyOutcome::Applied]);
     let person = register.person_id("sub-w9").unwrap().expect("the recipient is recorded");
     assert!(register.coverages_of_person(person).unwrap().is_empty(), "no insurer registers them");
-    assert_eq!(register.welfare_holder(person).unwrap(), Some(holder("福祉 太郎")));
+    let recipient = RecipientNumber::with_check_digit("000555").unwrap();
+    assert_eq!(register.welfare_holder(office, &recipient).unwrap(), Some(holder("福祉 太郎")));
+    assert_eq!(register.welfare_holder(&nanbyo, &recipient).unwrap(), None, "by recipient: another payer's number holds nothing");
     let later = Timestamp::from_jst_seconds(now().jst_seconds() + 60);
     assert_eq!(register.apply_subsidy_events(&[grant("h2", office, "福祉 太朗")], later).unwrap(), [ApplyOutcome::Applied]);
-    assert_eq!(register.welfare_holder(person).unwrap(), Some(holder("福祉 太朗")), "the latest record replaces it");
+    assert_eq!(register.welfare_holder(office, &recipient).unwrap(), Some(holder("福祉 太朗")), "the latest record replaces it");
     // An insurer registering the same person later finds the same person.
     register.apply_events(&[event("sub-w9e", "sub-w9", "9209", 0, "20260801", acquire("19580707", IncomeClass::General))], later).unwrap();
     assert_eq!(register.person_id("sub-w9").unwrap(), Some(person));

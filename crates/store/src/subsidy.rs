@@ -143,9 +143,9 @@ pub trait SubsidyStore: Send + Sync {
     /// institution among its designated ones.
     fn welfare_designating(&self, institution: &str) -> Result<Vec<SubsidyRow>, StoreError>;
 
-    /// 医療扶助: the person's own record from their welfare office (the latest registered),
-    /// if an office registered one.
-    fn welfare_holder(&self, person_id: i64) -> Result<Option<WelfareHolder>, StoreError>;
+    /// 医療扶助: one recipient's own record from their welfare office, if it registered one
+    /// (by recipient, never across offices: another office may have withheld the person).
+    fn welfare_holder(&self, payer: &PublicPayerNumber, recipient: &RecipientNumber) -> Result<Option<WelfareHolder>, StoreError>;
 }
 
 /// The raw columns of `welfare_holders` as both engines read them: name, kana, birth date,

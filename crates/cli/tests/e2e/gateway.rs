@@ -1163,6 +1163,8 @@ fn a_card_check_answers_medical_assistance_beside_the_insurance() {
     let office = "12136016";
     let today = today_plus(0);
     let month = &today[..6];
+    let month_end =
+        onshi_domain::Date::parse_yyyymmdd(&today).unwrap().first_of_month().add_days(40).first_of_month().add_days(-1).yyyymmdd();
     let clinic = crate::common::CLINIC;
     let upload = |line: String| {
         std::fs::write(world.path("welfare.jsonl"), line + "\n").unwrap();
@@ -1220,11 +1222,22 @@ fn a_card_check_answers_medical_assistance_beside_the_insurance() {
     assert!(a1.contains("<QualificationValidity>6</QualificationValidity>") && !a1.contains("MedicalTicketInfo"), "{a1}");
     assert!(flash.contains("今月の医療券は未登録"), "{flash}");
 
+    // A 調剤券 of this month naming another institution (a pharmacy) is not this clinic's: still
+    // 6, and nothing of it (its 傷病名 above all) in the answer.
+    let ticket = |id: &str, kind: &str, number: &str, at: &str, injury: &str| {
+        format!(
+            r#"{{"event_id":"{id}","kind":"ticket","payer_number":"{office}","recipient_number":"0000018","person_ref":"{}","occurred_on":"{month}01","notified_at":"{month}01100000","ticket":{{"ticket_type":"{kind}","valid_from":"{month}01","valid_to":"{month_end}","issue_number":"{number}","month":"{month}","institution_code":"{at}","institution_name":"オンシ医院","injuries":["{injury}"],"treatment_type":"02","self_pay_yen":1200,"combined":true}}}}"#,
+            p1.person
+        )
+    };
+    upload(ticket("w2b", "02", "K-ELSEWHERE", crate::common::OTHER_CLINIC, "気管支喘息"));
+    let (_, face) = check();
+    let a1 = welfare_result(&face).unwrap_or_else(|| panic!("an A1 result: {face}"));
+    assert!(a1.contains("<QualificationValidity>6</QualificationValidity>"), "{a1}");
+    assert!(!face.contains("K-ELSEWHERE") && !face.contains("気管支喘息"), "another institution's ticket: {face}");
+
     // This month's 医療券 naming this clinic: 1 with the ticket.
-    upload(format!(
-        r#"{{"event_id":"w3","kind":"ticket","payer_number":"{office}","recipient_number":"0000018","person_ref":"{}","occurred_on":"{month}01","notified_at":"{month}01100000","ticket":{{"ticket_type":"01","valid_from":"{month}01","valid_to":"{month}28","issue_number":"K-0000018","month":"{month}","institution_code":"{clinic}","institution_name":"オンシ医院","injuries":["高血圧症"],"treatment_type":"02","self_pay_yen":1200,"combined":true}}}}"#,
-        p1.person
-    ));
+    upload(ticket("w3", "01", "K-0000018", clinic, "高血圧症"));
     let (flash, face) = check();
     let a1 = welfare_result(&face).unwrap_or_else(|| panic!("an A1 result: {face}"));
     for piece in [
@@ -1261,7 +1274,10 @@ fn a_welfare_recipient_no_insurer_registers_registers_their_card_and_is_answered
     let gateway = GatewayProcess::start(&world);
     let office = "12136016";
     let clinic = crate::common::CLINIC;
-    let month = &today_plus(0)[..6];
+    let today = today_plus(0);
+    let month = &today[..6];
+    let month_end =
+        onshi_domain::Date::parse_yyyymmdd(&today).unwrap().first_of_month().add_days(40).first_of_month().add_days(-1).yyyymmdd();
     let upload = |lines: &[String]| {
         std::fs::write(world.path("welfare.jsonl"), lines.join("\n") + "\n").unwrap();
         onshi()
@@ -1278,7 +1294,7 @@ fn a_welfare_recipient_no_insurer_registers_registers_their_card_and_is_answered
     };
     let ticket = |id: &str| {
         format!(
-            r#"{{"event_id":"{id}","kind":"ticket","payer_number":"{office}","recipient_number":"0000018","person_ref":"welfare-only-1","occurred_on":"{month}01","notified_at":"{month}01100000","ticket":{{"ticket_type":"01","valid_from":"{month}01","valid_to":"{month}28","issue_number":"K-W1","month":"{month}","institution_code":"{clinic}","institution_name":"オンシ医院","injuries":["腰痛症"],"treatment_type":"02","self_pay_yen":0}}}}"#
+            r#"{{"event_id":"{id}","kind":"ticket","payer_number":"{office}","recipient_number":"0000018","person_ref":"welfare-only-1","occurred_on":"{month}01","notified_at":"{month}01100000","ticket":{{"ticket_type":"01","valid_from":"{month}01","valid_to":"{month_end}","issue_number":"K-W1","month":"{month}","institution_code":"{clinic}","institution_name":"オンシ医院","injuries":["腰痛症"],"treatment_type":"02","self_pay_yen":0}}}}"#
         )
     };
     // A 難病 payer may not stand in for an insurer's member record.
@@ -1330,7 +1346,7 @@ fn a_welfare_recipient_no_insurer_registers_registers_their_card_and_is_answered
     assert!(!mismatch.status.success() && said.contains("CARD_ATTRIBUTES_MISMATCH") && said.contains("birth_date"), "{said}");
 
     gateway.post("/reader/place", &[("card", "welfare-1.json")]);
-    let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+    let page = gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN), ("drug", "1")]);
     let flash = page.split("<div id=\"flash\"").nth(1).and_then(|rest| rest.split("</div>").next()).expect("a message").to_string();
     assert!(flash.contains("有効（医療扶助）") && flash.contains("交付番号 K-W1"), "{flash}");
     let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
@@ -1344,9 +1360,51 @@ fn a_welfare_recipient_no_insurer_registers_registers_their_card_and_is_answered
         "<Birthdate>19580707</Birthdate>",
         "<Sex1>1</Sex1>",
         "<IssueNumber>K-W1</IssueNumber>",
+        // The consent the patient gave rides on the only result there is.
+        "<PharmacistsInfoConsFlg>1</PharmacistsInfoConsFlg>",
     ] {
         assert!(face.contains(piece), "{piece} in {face}");
     }
+
+    // The recipient moves: this office stops the assistance from the first of this month and
+    // another office grants it, withholding the person (DV) and sending a record under another
+    // name. Last month's list at this clinic shows this office's recipient with this office's
+    // record, never the other's; today's card check says the stop (2) and nothing of the
+    // withheld grant.
+    let first = onshi_domain::Date::parse_yyyymmdd(&today).unwrap().first_of_month();
+    let last_month = first.add_days(-1).yyyymmdd()[..6].to_string();
+    let stop = format!(
+        r#"{{"event_id":"w4","kind":"end","payer_number":"{office}","recipient_number":"0000018","person_ref":"welfare-only-1","occurred_on":"{}","notified_at":"{}100000"}}"#,
+        first.yyyymmdd(),
+        first.yyyymmdd()
+    );
+    let elsewhere = format!(
+        r#"{{"event_id":"b1","kind":"grant","payer_number":"12276010","recipient_number":"0000018","person_ref":"welfare-only-1","occurred_on":"{}","notified_at":"{}100000","certificate":{{"name":"大阪市福祉事務所","designated_institutions":["{clinic}"],"withheld":true,"recipient":{{"name":"仮名 花子","name_kana":"カメイ　ハナコ","birth_date":"19580707","sex":"2","address":"大阪府大阪市北区1-1"}}}}}}"#,
+        first.yyyymmdd(),
+        first.yyyymmdd()
+    );
+    let moved = upload(&[stop, elsewhere]);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    let page = gateway.post("/welfare", &[("month", last_month.as_str())]);
+    let listed = page.split("<div id=\"flash\"").nth(1).and_then(|rest| rest.split("</div>").next()).expect("a message").to_string();
+    assert!(listed.contains("福祉 太郎") && listed.contains("0000018"), "{listed}");
+    assert!(
+        !listed.contains("仮名") && !listed.contains("大阪市福祉事務所") && !listed.contains("12276010"),
+        "the withheld office's record: {listed}"
+    );
+    for name in names_in(&world.face()) {
+        std::fs::remove_file(world.face().join(name)).unwrap();
+    }
+    gateway.post("/reader/place", &[("card", "welfare-1.json")]);
+    gateway.post("/reader/verify", &[("method", "pin"), ("pin", PIN)]);
+    let face = wait_for("the card's face file", || names_in(&world.face()).into_iter().next());
+    let face = read_answer(&world.face().join(face));
+    assert!(
+        face.contains("<QualificationValidity>2</QualificationValidity>")
+            && face.contains(&format!("<DisqualificationDate>{}</DisqualificationDate>", first.yyyymmdd())),
+        "{face}"
+    );
+    assert!(face.contains("<Name>福祉 太郎</Name>") && !face.contains("仮名") && !face.contains("12276010"), "{face}");
 }
 
 /// 居宅同意取得型 through the request files (issue 15, item 3): a card check at the patient's

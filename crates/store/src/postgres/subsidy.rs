@@ -188,14 +188,12 @@ impl SubsidyStore for PgRegister {
         })
     }
 
-    fn welfare_holder(&self, person_id: i64) -> Result<Option<WelfareHolder>, StoreError> {
+    fn welfare_holder(&self, payer: &PublicPayerNumber, recipient: &RecipientNumber) -> Result<Option<WelfareHolder>, StoreError> {
         self.read(|c| {
             let row = c
                 .query_opt(
-                    "SELECT name, name_kana, birth_date, sex, address FROM welfare_holders
-                     WHERE person_ref = (SELECT person_ref FROM persons WHERE person_id = $1)
-                     ORDER BY registered_at DESC, payer_number, recipient_number LIMIT 1",
-                    &[&person_id],
+                    "SELECT name, name_kana, birth_date, sex, address FROM welfare_holders WHERE payer_number = $1 AND recipient_number = $2",
+                    &[&payer.as_str(), &recipient.as_str()],
                 )
                 .map_err(pg("reading a recipient's own record"))?;
             row.map(|r| holder_of((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))).transpose()

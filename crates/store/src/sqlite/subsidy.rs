@@ -183,15 +183,13 @@ impl SubsidyStore for SqliteRegister {
         self.read(|c| rows_of(c, &sql, &[&institution]))
     }
 
-    fn welfare_holder(&self, person_id: i64) -> Result<Option<WelfareHolder>, StoreError> {
+    fn welfare_holder(&self, payer: &PublicPayerNumber, recipient: &RecipientNumber) -> Result<Option<WelfareHolder>, StoreError> {
         self.read(|c| {
             let raw: Option<RawHolder> = c
                 .prepare_cached(
-                    "SELECT name, name_kana, birth_date, sex, address FROM welfare_holders
-                     WHERE person_ref = (SELECT person_ref FROM persons WHERE person_id = ?1)
-                     ORDER BY registered_at DESC, payer_number, recipient_number LIMIT 1",
+                    "SELECT name, name_kana, birth_date, sex, address FROM welfare_holders WHERE payer_number = ?1 AND recipient_number = ?2",
                 )
-                .and_then(|mut s| s.query_row([person_id], |r| RawHolder::try_from(r)).optional())
+                .and_then(|mut s| s.query_row(params![payer.as_str(), recipient.as_str()], |r| RawHolder::try_from(r)).optional())
                 .map_err(sqlite("reading a recipient's own record"))?;
             raw.map(holder_of).transpose()
         })
