@@ -1261,17 +1261,23 @@ mod life_tests {
     }
 
     fn world() -> World {
+        world_from(&CardAttributes::fictitious().address, &[])
+    }
+
+    /// The world whose insurer registered the holder at `address`, then `more` events.
+    fn world_from(address: &str, more: &[&str]) -> World {
         let dir = tempfile::tempdir().unwrap();
         let register = Arc::new(SqliteRegister::open(&dir.path().join("r.sqlite"), SqliteOptions::SERVER).unwrap());
         let holder = CardAttributes::fictitious();
         let event = format!(
             r#"{{"event_id":"e1","kind":"acquire","insurer_number":"06130488","person_ref":"p1","card":{{"symbol":"12","number":"345","branch":"00"}},"occurred_on":"20200401","notified_at":"20200402090000","member":{{"relationship":"1","card_classification":"01","name":"{}","name_kana":"{}","sex":"{}","birth_date":"{}","address":"{}"}},"terms":{{"income_class":"general"}}}}"#,
-            holder.name, holder.name_kana, holder.sex, holder.birth_date, holder.address
+            holder.name, holder.name_kana, holder.sex, holder.birth_date, address
         );
+        let events = std::iter::once(event.as_str()).chain(more.iter().copied()).collect::<Vec<_>>().join("\n");
         let issued = onshi_pki::now();
         let options = ImportOptions { batch_events: 10, only_insurer: None, registered_at: issued };
-        let report = import_jsonl(register.as_ref(), event.as_bytes(), &options, |_| {}).unwrap();
-        assert_eq!(report.applied, 1, "{report:?}");
+        let report = import_jsonl(register.as_ref(), events.as_bytes(), &options, |_| {}).unwrap();
+        assert_eq!(report.applied, 1 + more.len() as u64, "{report:?}");
         let ca = CardCa::create(&dir.path().join("jpki")).unwrap();
         let card = ca
             .issue_card(holder, "p1", Some("1234"), CardValidity::Days { from: issued.date(), days: 30 }, &dir.path().join("card.json"))
@@ -1367,6 +1373,56 @@ mod life_tests {
         let full = world.verify(ConsentChoice::default(), later).unwrap();
         assert_eq!(full.next_challenge, None);
         assert!(world.path.challenge(CLINIC, later).is_ok(), "the quota itself is far from full");
+    }
+
+    /// A 生活保護 recipient whose 国保 ended when the assistance began still has that lost
+    /// coverage, with the address of before. 初回登録 compares the card with their welfare
+    /// office's record, the current one, once the office registered it; before, the old
+    /// address refuses the link.
+    #[test]
+    fn a_recipient_whose_insurance_ended_registers_their_card_against_the_welfare_office_record() {
+        use onshi_store::subsidy::{SubsidyChange, SubsidyEventRecord, SubsidyStore, SubsidyTerms, WelfareHolder};
+        let lose = r#"{"event_id":"e2","kind":"lose","insurer_number":"06130488","person_ref":"p1","card":{"symbol":"12","number":"345","branch":"00"},"occurred_on":"20250101","notified_at":"20250105100000","loss_reason":"02"}"#;
+        let mut world = world_from("東京都旧市一丁目1番", &[lose]);
+        let now = world.issued;
+        let clinic = InstitutionCode::parse(CLINIC).unwrap();
+        let link = |world: &mut World| {
+            let proof = world.proof(Purpose::Link, LINK_DETAILS, now);
+            world.path.link(world.register.as_ref(), world.register.as_ref(), &LinkCard { proof }, &clinic, now).1
+        };
+        let refused = link(&mut world).unwrap_err();
+        assert_eq!(refused.body.code, "CARD_ATTRIBUTES_MISMATCH");
+        assert!(refused.body.detail.contains("address"), "{}", refused.body.detail);
+
+        let attested = CardAttributes::fictitious();
+        let grant = SubsidyEventRecord {
+            event_id: "w1".into(),
+            payer: onshi_domain::ids::PublicPayerNumber::parse("12136016").unwrap(),
+            recipient: onshi_domain::ids::RecipientNumber::parse("0000018").unwrap(),
+            person_ref: "p1".into(),
+            occurred_on: Date::parse_yyyymmdd("20250101").unwrap(),
+            notified_at: Timestamp::at_start_of(Date::parse_yyyymmdd("20250101").unwrap()),
+            change: SubsidyChange::Grant(SubsidyTerms {
+                name: "千代田区福祉事務所".into(),
+                valid_to: None,
+                self_pay_cap_yen: None,
+                income_segment: None,
+                designated_institutions: vec![CLINIC.into()],
+                withheld: false,
+            }),
+            holder: Some(WelfareHolder {
+                name: attested.name.clone(),
+                name_kana: attested.name_kana.clone(),
+                birth_date: Date::parse_yyyymmdd(&attested.birth_date).unwrap(),
+                sex: onshi_domain::codes::Sex::parse(&attested.sex).unwrap(),
+                address: Some(attested.address.clone()),
+            }),
+        };
+        assert_eq!(world.register.apply_subsidy_events(&[grant], now).unwrap(), [onshi_store::model::ApplyOutcome::Applied]);
+        link(&mut world).expect("linked against the office's record");
+        let answer = world.verify(ConsentChoice::default(), now).unwrap().answer;
+        assert_eq!(answer.validity.code, "2", "the insurance ended");
+        assert_eq!(answer.headline_validity().code, "6", "covered by the assistance, no ticket yet");
     }
 
     #[test]
