@@ -266,6 +266,105 @@ fn changes_are_dated(register: &dyn Register) {
 /// the rules see, within a batch, what the batch's earlier events did. Both registers start
 /// empty.
 pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Register) {
+    let events = mixed_history();
+    let together = whole.apply_events(&events, now()).expect("apply");
+    let apart: Vec<ApplyOutcome> =
+        events.iter().flat_map(|e| one_by_one.apply_events(std::slice::from_ref(e), now()).expect("apply")).collect();
+    assert_eq!(together, apart);
+    check_mixed_history(whole, one_by_one, &together);
+}
+
+/// A copy of the card view that an engine keeps (its card index) answers exactly what the
+/// engine answers after every commit of another writer: `indexed` reads, `writer` writes and
+/// reads the engine itself. The history moves a card's numbers between persons and gives a
+/// holder a second card (whose coverage then appears in the first card's view). Both start
+/// empty.
+pub fn the_card_index_follows_every_writer(indexed: &dyn Register, writer: &dyn Register) {
+    let mut events = mixed_history().to_vec();
+    events.push(event("x1", "P2", "5003", 0, "20250101", acquire("19900101", IncomeClass::General)));
+    events.push(event(
+        "x2",
+        "P2",
+        "5003",
+        0,
+        "20250201",
+        EventBody::Change {
+            holder: None,
+            details: Some(MemberDetails { name: "試験 花子".into(), name_kana: "ｼｹﾝ ﾊﾅｺ".into(), ..Default::default() }),
+            terms: None,
+        },
+    ));
+    let numbers = ["5001", "5002", "5003", "9999"].map(|n| CardNumber::parse(n).unwrap());
+    let compare = |step: &str| {
+        for number in &numbers {
+            assert_eq!(
+                indexed.card_holders_view(&insurer(), number).expect("indexed view"),
+                writer.card_holders_view(&insurer(), number).expect("engine view"),
+                "the card view of {number:?} after {step}"
+            );
+        }
+        for person in 1..=4 {
+            assert_eq!(
+                indexed.person_view(person).expect("indexed view"),
+                writer.person_view(person).expect("engine view"),
+                "person {person}'s view after {step}"
+            );
+        }
+    };
+    compare("nothing");
+    for e in &events {
+        writer.apply_events(std::slice::from_ref(e), now()).expect("apply");
+        compare(&e.event_id);
+    }
+    // The holder of 5001 since 20240401 holds 5003 too: both coverages are in 5001's view.
+    let view = indexed.card_holders_view(&insurer(), &numbers[0]).expect("view");
+    let held: Vec<&str> = view.iter().map(|v| v.coverage.number.as_str()).collect();
+    assert_eq!(held, ["5001", "5001", "5003"], "P1's lost coverage, then P2's two");
+}
+
+/// Under concurrent readers, a card view read after another writer's commit has returned holds
+/// that commit: readers that find the index behind catch it up or read the engine, never an
+/// older copy. `writer` acquires 200 cards one per transaction while four threads read the card
+/// last acquired; both start empty.
+pub fn the_card_index_is_never_behind_a_finished_commit(indexed: &dyn Register, writer: &dyn Register) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CARDS: usize = 200;
+    let acquired = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut seen = 0;
+                while seen < CARDS {
+                    seen = acquired.load(Ordering::SeqCst);
+                    if seen == 0 {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let number = CardNumber::parse(&format!("{}", 70_000 + seen)).unwrap();
+                    let view = indexed.card_holders_view(&insurer(), &number).expect("view");
+                    assert_eq!(view.len(), 1, "card {seen} was committed before this read began");
+                }
+            });
+        }
+        for card in 1..=CARDS {
+            let e = event(
+                &format!("n{card}"),
+                &format!("N{card}"),
+                &format!("{}", 70_000 + card),
+                0,
+                "20250401",
+                acquire("19900101", IncomeClass::General),
+            );
+            assert_eq!(writer.apply_events(&[e], now()).expect("apply"), [ApplyOutcome::Applied]);
+            acquired.store(card, Ordering::SeqCst);
+        }
+    });
+}
+
+/// Thirteen events over three persons: changes on and after the acquisition's day, an event
+/// again, numbers taken by another person before and after their loss, a coverage lost on its
+/// first day and acquired again.
+fn mixed_history() -> [CoverageEvent; 13] {
     let moved = MemberDetails {
         name: "試験 花子".into(),
         name_kana: "ｼｹﾝ ﾊﾅｺ".into(),
@@ -287,7 +386,7 @@ pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Re
         relationship: Relationship::Insured,
         card_classification: CardClassification::General,
     };
-    let events = [
+    [
         event("s1", "P1", "5001", 0, "20200401", acquire("19800101", IncomeClass::General)),
         // Same date: replaces the acquisition's terms row; later: a row of its own.
         event("s2", "P1", "5001", 0, "20200401", change(Some(moved.clone()), None, None)),
@@ -305,11 +404,10 @@ pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Re
         event("s10", "P3", "5002", 1, "20240501", acquire("20100101", IncomeClass::General)),
         event("s11", "P3", "5002", 1, "20240501", EventBody::Lose { reason: ReasonOfLoss::Other }),
         event("s12", "P3", "5002", 1, "20240601", acquire("20100101", IncomeClass::General)),
-    ];
-    let together = whole.apply_events(&events, now()).expect("apply");
-    let apart: Vec<ApplyOutcome> =
-        events.iter().flat_map(|e| one_by_one.apply_events(std::slice::from_ref(e), now()).expect("apply")).collect();
-    assert_eq!(together, apart);
+    ]
+}
+
+fn check_mixed_history(whole: &dyn Register, one_by_one: &dyn Register, together: &[ApplyOutcome]) {
     // As the rules written above decide them, event by event.
     let kinds: Vec<&str> = together
         .iter()

@@ -8,6 +8,7 @@
 //! there is no column that could hold one.
 
 pub mod audit;
+pub mod card_index;
 pub mod cards;
 pub mod home;
 pub mod medical;
@@ -83,6 +84,20 @@ pub trait Register: Send + Sync {
     /// default runs the synchronous read (SQLite's is a few microseconds of local work).
     fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> ViewFuture<'a> {
         Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)))
+    }
+
+    /// Builds the card index (`card_index`): the card view held in memory and kept exactly in
+    /// step with the register, for registers of at most `max_persons` persons. The default: the
+    /// engine keeps none and every read goes to it.
+    fn build_card_index(&self, max_persons: u64) -> Result<card_index::CardIndexStatus, StoreError> {
+        let _ = max_persons;
+        Ok(card_index::CardIndexStatus::Unsupported)
+    }
+
+    /// How often the card index answered, and how often a read went to the engine because the
+    /// index had not caught up with a commit yet.
+    fn card_index_counts(&self) -> card_index::CardIndexCounts {
+        card_index::CardIndexCounts::default()
     }
 
     /// Every coverage, with its terms, of everyone holding a coverage with this birth date and

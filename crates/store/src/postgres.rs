@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("postgres/0010_medical_tickets.sql")),
     (11, include_str!("postgres/0011_home_consents.sql")),
     (12, include_str!("postgres/0012_welfare_holders.sql")),
+    (13, include_str!("postgres/0013_register_changes.sql")),
 ];
 
 /// The advisory lock every batch and every migration takes (one number for the register).
@@ -575,6 +576,15 @@ fn write(tx: &mut Transaction<'_>, decision: &Decision, events: &[CoverageEvent]
             &[insurer, &t.events, &t.lag_days_sum, &t.lag_days_max, &registered],
         )
         .map_err(pg("updating insurer statistics"))?;
+    }
+    let changed = decision.changed_coverages();
+    if !changed.is_empty() {
+        // Under the apply lock: the sequence's order is the commit order (migration 0013).
+        tx.execute(
+            "INSERT INTO register_changes (committed_at, coverage_ids) VALUES ($1, $2)",
+            &[&registered, &crate::card_index::encode_ids(&changed)],
+        )
+        .map_err(pg("recording the batch in the change log"))?;
     }
     Ok(())
 }

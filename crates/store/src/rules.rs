@@ -90,6 +90,17 @@ pub(crate) struct Decision {
     pub lag: Vec<(String, LagTotals)>,
 }
 
+impl Decision {
+    /// The coverages this batch changes, each once, ascending: what the engine records in the
+    /// change log (`register_changes`) for copies of the register that follow it.
+    pub fn changed_coverages(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.applied.iter().map(|(_, coverage_id)| *coverage_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 const NO_SUCH_COVERAGE: &str =
     "no coverage of this person with these card numbers was acquired on or before this date; send the acquisition first";
 

@@ -26,6 +26,7 @@ use crate::{Register, StoreError};
 mod apply;
 mod cards;
 mod home;
+mod index;
 mod medical;
 mod subsidy;
 
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("sqlite/0010_medical_tickets.sql")),
     (11, include_str!("sqlite/0011_home_consents.sql")),
     (12, include_str!("sqlite/0012_welfare_holders.sql")),
+    (13, include_str!("sqlite/0013_register_changes.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.
@@ -76,6 +78,8 @@ pub struct SqliteRegister {
     options: SqliteOptions,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// The card index, once built (`Register::build_card_index`).
+    index: std::sync::OnceLock<index::IndexHandle>,
 }
 
 fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -105,7 +109,13 @@ impl SqliteRegister {
         // Every statement of an import stays prepared; the default cache of 16 would thrash.
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         migrate(&mut writer)?;
-        Ok(SqliteRegister { path: path.to_path_buf(), options, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteRegister {
+            path: path.to_path_buf(),
+            options,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            index: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -286,13 +296,27 @@ impl Register for SqliteRegister {
 
     fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError> {
         static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        if let Some(view) = self.read_index(|index| index.card_view(insurer.as_str(), number.as_str())) {
+            return Ok(view);
+        }
         let sql =
             SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = ?1 AND card_number = ?2)"));
         self.read(|connection| read_view(connection, sql, params![insurer.as_str(), number.as_str()]))
     }
 
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        if let Some(view) = self.read_index(|index| index.person_view(person_id)) {
+            return Ok(view);
+        }
         self.read(|connection| read_view(connection, person_view_sql(), params![person_id]))
+    }
+
+    fn build_card_index(&self, max_persons: u64) -> Result<crate::card_index::CardIndexStatus, StoreError> {
+        self.build_index(max_persons)
+    }
+
+    fn card_index_counts(&self) -> crate::card_index::CardIndexCounts {
+        self.index_counts()
     }
 
     fn born_on(&self, birth_date: Date, sex: Sex) -> Result<Vec<CoverageWithTerms>, StoreError> {
@@ -411,6 +435,57 @@ mod tests {
             assert!(runs >= 100, "{sql}: the statement was used ({runs} runs)");
             assert!(again <= 1, "{sql}: prepared again {again} times in {runs} runs");
         }
+    }
+
+    /// The card index answers exactly what the engine does after every commit, whether this
+    /// register or another connection to the file wrote it, and a register loaded from a full
+    /// file holds what the engine holds.
+    #[test]
+    fn the_card_index_follows_every_commit_to_the_file() {
+        use crate::card_index::CardIndexStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        let indexed = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        assert_eq!(indexed.build_card_index(10).unwrap(), CardIndexStatus::Built { persons: 0 });
+        let writer = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        crate::conformance::the_card_index_follows_every_writer(&indexed, &writer);
+        let counts = indexed.card_index_counts();
+        assert_eq!(counts.behind, 0, "one thread reads: the index always caught up");
+        // Four card views and four person views after each of the 15 events and before them,
+        // and the last look: every read went through the index.
+        assert_eq!(counts.served, 16 * 8 + 1, "{counts:?}");
+
+        let loaded = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        assert_eq!(loaded.build_card_index(2).unwrap(), CardIndexStatus::TooLarge { persons: 3, max_persons: 2 });
+        assert_eq!(loaded.card_index_counts(), Default::default());
+        assert_eq!(loaded.build_card_index(3).unwrap(), CardIndexStatus::Built { persons: 3 });
+        for number in ["5001", "5002", "5003"] {
+            let number = CardNumber::parse(number).unwrap();
+            let insurer = InsurerNumber::parse("06130488").unwrap();
+            assert_eq!(loaded.card_holders_view(&insurer, &number).unwrap(), writer.card_holders_view(&insurer, &number).unwrap());
+        }
+        assert_eq!(loaded.card_index_counts().served, 3);
+    }
+
+    #[test]
+    fn the_card_index_is_never_behind_under_concurrent_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        let indexed = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        indexed.build_card_index(u64::MAX).unwrap();
+        let writer = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        crate::conformance::the_card_index_is_never_behind_a_finished_commit(&indexed, &writer);
+        assert!(indexed.card_index_counts().served > 0, "{:?}", indexed.card_index_counts());
+    }
+
+    /// The whole conformance suite with every card view read through the index.
+    #[test]
+    fn conformance_through_the_card_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = SqliteRegister::open(&dir.path().join("register.sqlite"), SqliteOptions::SERVER).unwrap();
+        register.build_card_index(u64::MAX).unwrap();
+        crate::conformance::run_all(&register);
+        assert!(register.card_index_counts().served > 0);
     }
 
     #[test]

@@ -251,6 +251,19 @@ fn write_lag_totals(tx: &Transaction<'_>, decision: &Decision, registered: i64) 
     Ok(())
 }
 
+/// One row of the change log for a batch that changed anything (see the migration 0013).
+fn record_changes(tx: &Transaction<'_>, decision: &Decision, registered: i64) -> Result<(), StoreError> {
+    let changed = decision.changed_coverages();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    tx.prepare_cached("INSERT INTO register_changes (committed_at, coverage_ids) VALUES (?1, ?2)")
+        .map_err(sqlite("preparing the change log"))?
+        .execute(params![registered, crate::card_index::encode_ids(&changed)])
+        .map_err(sqlite("recording the batch in the change log"))?;
+    Ok(())
+}
+
 /// Applies `events` in `tx`, in order; one outcome per event.
 pub(super) fn apply_batch(
     tx: &Transaction<'_>,
@@ -260,5 +273,6 @@ pub(super) fn apply_batch(
     let decision = decide(&mut SqliteReads { tx }, events, registered_at)?;
     write(tx, &decision, events, registered_at)?;
     write_lag_totals(tx, &decision, registered_at.jst_seconds())?;
+    record_changes(tx, &decision, registered_at.jst_seconds())?;
     Ok(decision.outcomes)
 }

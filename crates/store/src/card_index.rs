@@ -1,0 +1,143 @@
+//! The card index: the register's card view held in memory, so that a verification by number or
+//! by card finds the holders without reading the engine.
+//!
+//! It is a copy, and a copy is only worth having if it is never wrong. It follows the register by
+//! the change log (`register_changes`, migration 0013): every import transaction records the
+//! coverages it touched, in commit order, and the index re-reads the persons who hold them. Each
+//! engine decides when the copy may answer (SQLite: only when no commit has happened since the
+//! index caught up, by the file's own change counter; see `sqlite::index`). This module only
+//! holds the data and knows nothing of engines.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::StoreError;
+use crate::model::CoverageWithTerms;
+
+/// The change log's list of coverage ids: little-endian 64-bit integers, back to back.
+pub(crate) fn encode_ids(ids: &[i64]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_le_bytes()).collect()
+}
+
+pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(StoreError::Corrupt(format!("a change log entry of {} bytes (not whole ids)", bytes.len())));
+    }
+    Ok(bytes.chunks_exact(8).map(|chunk| i64::from_le_bytes(chunk.try_into().expect("chunks of eight"))).collect())
+}
+
+/// The largest register a center keeps the card index of unless told otherwise: about 2 GB
+/// of memory (measured in docs/PERFORMANCE.md).
+pub const DEFAULT_MAX_PERSONS: u64 = 2_000_000;
+
+/// Why a register serves no card index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardIndexStatus {
+    /// Built: this many persons with coverages held in memory.
+    Built { persons: u64 },
+    /// The register has more persons than the index may hold (its memory is about 1 kB each).
+    TooLarge { persons: u64, max_persons: u64 },
+    /// This engine keeps no index (it answers from the engine).
+    Unsupported,
+}
+
+/// How many answers the index gave, and how many went to the engine because it was behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CardIndexCounts {
+    pub served: u64,
+    pub behind: u64,
+}
+
+/// Each person's coverages with their terms, and which persons hold each card's numbers.
+#[derive(Default)]
+pub(crate) struct CardIndex {
+    /// (insurer number, 番号) → the persons holding a coverage with them, over all periods.
+    holders: HashMap<Box<str>, Vec<i64>>,
+    persons: HashMap<i64, Arc<[CoverageWithTerms]>>,
+    /// The change log's position the index has applied.
+    pub seq: i64,
+}
+
+fn card_key(insurer: &str, number: &str) -> String {
+    let mut key = String::with_capacity(insurer.len() + number.len() + 1);
+    key.push_str(insurer);
+    key.push(' ');
+    key.push_str(number);
+    key
+}
+
+impl CardIndex {
+    pub fn new(seq: i64) -> CardIndex {
+        CardIndex { seq, ..CardIndex::default() }
+    }
+
+    pub fn persons(&self) -> u64 {
+        self.persons.len() as u64
+    }
+
+    /// Replaces what the index holds of a person by `view`, their every coverage with terms as
+    /// the register has it now (empty: the person holds none).
+    pub fn set_person(&mut self, person_id: i64, view: Vec<CoverageWithTerms>) {
+        if let Some(old) = self.persons.remove(&person_id) {
+            for covered in old.iter() {
+                let key = card_key(covered.coverage.insurer.as_str(), covered.coverage.number.as_str());
+                if let Some(holders) = self.holders.get_mut(key.as_str()) {
+                    holders.retain(|p| *p != person_id);
+                    if holders.is_empty() {
+                        self.holders.remove(key.as_str());
+                    }
+                }
+            }
+        }
+        if view.is_empty() {
+            return;
+        }
+        for covered in &view {
+            let holders =
+                self.holders.entry(card_key(covered.coverage.insurer.as_str(), covered.coverage.number.as_str()).into()).or_default();
+            if !holders.contains(&person_id) {
+                holders.push(person_id);
+            }
+        }
+        self.persons.insert(person_id, view.into());
+    }
+
+    /// As `Register::card_holders_view`: every coverage of every person holding a coverage of
+    /// this insurer with this 番号, ordered as the engines order it (by coverage id).
+    pub fn card_view(&self, insurer: &str, number: &str) -> Vec<CoverageWithTerms> {
+        let Some(holders) = self.holders.get(card_key(insurer, number).as_str()) else {
+            return Vec::new();
+        };
+        let mut view: Vec<CoverageWithTerms> =
+            holders.iter().filter_map(|p| self.persons.get(p)).flat_map(|coverages| coverages.iter().cloned()).collect();
+        view.sort_by_key(|v| v.coverage.coverage_id);
+        view
+    }
+
+    /// As `Register::person_view`.
+    pub fn person_view(&self, person_id: i64) -> Vec<CoverageWithTerms> {
+        self.persons.get(&person_id).map(|coverages| coverages.to_vec()).unwrap_or_default()
+    }
+}
+
+/// The views of several persons read together, split by person.
+pub(crate) fn by_person(view: Vec<CoverageWithTerms>) -> HashMap<i64, Vec<CoverageWithTerms>> {
+    let mut persons: HashMap<i64, Vec<CoverageWithTerms>> = HashMap::new();
+    for covered in view {
+        persons.entry(covered.coverage.person_id).or_default().push(covered);
+    }
+    persons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_survive_the_change_log_and_a_torn_entry_is_named() {
+        let ids = [1, 2, 1 << 40, i64::MAX];
+        assert_eq!(decode_ids(&encode_ids(&ids)).unwrap(), ids);
+        let error = decode_ids(&[0; 12]).unwrap_err().to_string();
+        assert!(error.contains("12 bytes"), "{error}");
+    }
+}

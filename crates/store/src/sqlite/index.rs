@@ -1,0 +1,206 @@
+//! The card index on SQLite, and when it may answer.
+//!
+//! SQLite counts the commits other connections make to the file (`PRAGMA data_version`, a
+//! local read of the shared WAL index, no I/O). The index records that count when it has caught
+//! up with the change log; a read answers from memory only while the count is unchanged, so an
+//! answer from the index is exactly what the engine would have said at that moment, whichever
+//! process or connection wrote. When the count has moved, the reading thread catches up (the
+//! change log after the index's position, then the views of the persons it names) unless
+//! another thread is doing so, in which case it reads the engine as before.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use rusqlite::{Connection, params};
+
+use super::{SqliteRegister, read_view, sqlite, view_sql};
+use crate::StoreError;
+use crate::card_index::{CardIndex, CardIndexCounts, CardIndexStatus, by_person, decode_ids};
+
+/// Persons read per statement while loading the index.
+const LOAD_CHUNK: i64 = 20_000;
+
+pub(super) struct IndexHandle {
+    state: RwLock<Current>,
+    /// Runs nothing but `PRAGMA data_version`: its count moves with every other connection's
+    /// commit.
+    checker: Mutex<Connection>,
+    /// Reads the change log and the changed persons when the index catches up.
+    updater: Mutex<Connection>,
+    served: AtomicU64,
+    behind: AtomicU64,
+}
+
+struct Current {
+    index: CardIndex,
+    /// The checker's `data_version` at which the index was known to hold every commit.
+    version: i64,
+}
+
+fn data_version(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+        .map_err(sqlite("reading the file's change counter"))
+}
+
+fn persons_view_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| view_sql("c.person_id IN (SELECT value FROM json_each(?1))"))
+}
+
+fn range_view_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| view_sql("c.person_id BETWEEN ?1 AND ?2"))
+}
+
+impl SqliteRegister {
+    /// Loads the card index (every person's coverages with their terms, about 1 kB per person)
+    /// and answers card views from it from then on, unless the register holds more than
+    /// `max_persons` persons. Reads meanwhile go to the engine.
+    pub(super) fn build_index(&self, max_persons: u64) -> Result<CardIndexStatus, StoreError> {
+        if self.index.get().is_some() {
+            let current = self.index.get().map(|h| h.state.read().unwrap_or_else(|p| p.into_inner()).index.persons()).unwrap_or(0);
+            return Ok(CardIndexStatus::Built { persons: current });
+        }
+        let checker = self.open_reader()?;
+        let loader = self.open_reader()?;
+        let persons: i64 = loader.query_row("SELECT count(*) FROM persons", [], |row| row.get(0)).map_err(sqlite("counting persons"))?;
+        if persons as u64 > max_persons {
+            return Ok(CardIndexStatus::TooLarge { persons: persons as u64, max_persons });
+        }
+        // The counter before the snapshot: the snapshot holds at least every commit it counts.
+        let version = data_version(&checker)?;
+        loader.execute_batch("BEGIN").map_err(sqlite("starting the index's snapshot"))?;
+        let loaded = load(&loader);
+        loader.execute_batch("COMMIT").map_err(sqlite("ending the index's snapshot"))?;
+        let index = loaded?;
+        let persons = index.persons();
+        let handle = IndexHandle {
+            state: RwLock::new(Current { index, version }),
+            checker: Mutex::new(checker),
+            updater: Mutex::new(loader),
+            served: AtomicU64::new(0),
+            behind: AtomicU64::new(0),
+        };
+        let _ = self.index.set(handle);
+        Ok(CardIndexStatus::Built { persons })
+    }
+
+    /// How the index has answered so far.
+    pub(super) fn index_counts(&self) -> CardIndexCounts {
+        self.index
+            .get()
+            .map(|h| CardIndexCounts { served: h.served.load(Ordering::Relaxed), behind: h.behind.load(Ordering::Relaxed) })
+            .unwrap_or_default()
+    }
+
+    /// `f` over the index if it holds every commit made to the file until now, catching up
+    /// first when it can; `None`: read the engine.
+    pub(super) fn read_index<T>(&self, f: impl FnOnce(&CardIndex) -> T) -> Option<T> {
+        let handle = self.index.get()?;
+        let now = {
+            let checker = handle.checker.lock().unwrap_or_else(|p| p.into_inner());
+            data_version(&checker).ok()?
+        };
+        {
+            let current = handle.state.read().unwrap_or_else(|p| p.into_inner());
+            if current.version == now {
+                handle.served.fetch_add(1, Ordering::Relaxed);
+                return Some(f(&current.index));
+            }
+        }
+        if handle.catch_up(now).is_ok() {
+            let current = handle.state.read().unwrap_or_else(|p| p.into_inner());
+            if current.version == now {
+                handle.served.fetch_add(1, Ordering::Relaxed);
+                return Some(f(&current.index));
+            }
+        }
+        handle.behind.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+fn load(connection: &Connection) -> Result<CardIndex, StoreError> {
+    let (seq, max_person): (i64, i64) = connection
+        .query_row(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM register_changes), (SELECT coalesce(max(person_id), 0) FROM persons)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(sqlite("reading the change log's position"))?;
+    let mut index = CardIndex::new(seq);
+    let mut from = 1;
+    while from <= max_person {
+        let to = from.saturating_add(LOAD_CHUNK - 1);
+        for (person, view) in by_person(read_view(connection, range_view_sql(), params![from, to])?) {
+            index.set_person(person, view);
+        }
+        from = to.saturating_add(1);
+    }
+    Ok(index)
+}
+
+impl IndexHandle {
+    /// Brings the index up to the file's commit count `now`, unless another thread is at it.
+    fn catch_up(&self, now: i64) -> Result<(), StoreError> {
+        let Ok(updater) = self.updater.try_lock() else {
+            return Ok(());
+        };
+        let position = {
+            let current = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if current.version == now {
+                return Ok(());
+            }
+            current.index.seq
+        };
+        updater.execute_batch("BEGIN").map_err(sqlite("starting the index's catch-up"))?;
+        let read = changed_views(&updater, position);
+        updater.execute_batch("COMMIT").map_err(sqlite("ending the index's catch-up"))?;
+        let (seq, changed) = read?;
+        let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for (person, view) in changed {
+            current.index.set_person(person, view);
+        }
+        current.index.seq = seq;
+        current.version = now;
+        Ok(())
+    }
+}
+
+/// The change log after `position`: its new position and the view of every person it names.
+#[allow(clippy::type_complexity)]
+fn changed_views(connection: &Connection, position: i64) -> Result<(i64, Vec<(i64, Vec<crate::model::CoverageWithTerms>)>), StoreError> {
+    let mut seq = position;
+    let mut coverages = Vec::new();
+    {
+        let mut statement = connection
+            .prepare_cached("SELECT seq, coverage_ids FROM register_changes WHERE seq > ?1")
+            .map_err(sqlite("preparing the change log's read"))?;
+        let mut rows = statement.query([position]).map_err(sqlite("reading the change log"))?;
+        while let Some(row) = rows.next().map_err(sqlite("reading the change log"))? {
+            seq = seq.max(row.get(0).map_err(sqlite("reading the change log"))?);
+            let ids: Vec<u8> = row.get(1).map_err(sqlite("reading the change log"))?;
+            coverages.extend(decode_ids(&ids)?);
+        }
+    }
+    if coverages.is_empty() {
+        return Ok((seq, Vec::new()));
+    }
+    coverages.sort_unstable();
+    coverages.dedup();
+    let ids = serde_json::to_string(&coverages).map_err(|e| StoreError::Corrupt(format!("coverage ids: {e}")))?;
+    let persons: Vec<i64> = connection
+        .prepare_cached("SELECT DISTINCT person_id FROM coverages WHERE coverage_id IN (SELECT value FROM json_each(?1))")
+        .map_err(sqlite("preparing the changed persons' read"))?
+        .query_map([&ids], |row| row.get(0))
+        .map_err(sqlite("reading the changed persons"))?
+        .collect::<Result<_, _>>()
+        .map_err(sqlite("reading the changed persons"))?;
+    let persons_json = serde_json::to_string(&persons).map_err(|e| StoreError::Corrupt(format!("person ids: {e}")))?;
+    let mut views = by_person(read_view(connection, persons_view_sql(), params![persons_json])?);
+    // A person named by the log keeps at least the coverage that named them; an empty view
+    // would mean their coverages have no terms, which the register never writes.
+    Ok((seq, persons.into_iter().map(|p| (p, views.remove(&p).unwrap_or_default())).collect()))
+}
