@@ -955,6 +955,17 @@ async fn stats_handler(State(state): State<Arc<CenterState>>) -> Response {
 
 async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
     let mut text = state.metrics.render();
+    let index = state.register.card_index_counts();
+    let _ = std::fmt::Write::write_fmt(
+        &mut text,
+        format_args!(
+            "# HELP onshi_card_index_reads_total Card views by where they were read: the card index in memory, or the register because the index had not caught up with a commit yet.\n\
+             # TYPE onshi_card_index_reads_total counter\n\
+             onshi_card_index_reads_total{{from=\"index\"}} {}\n\
+             onshi_card_index_reads_total{{from=\"register\"}} {}\n",
+            index.served, index.behind
+        ),
+    );
     // The checks this month, from the audit log's tallies: the dashboard's own figures.
     let reader = state.clone();
     text.push_str(&tokio::task::spawn_blocking(move || crate::dashboard::metrics_text(&reader)).await.unwrap_or_default());

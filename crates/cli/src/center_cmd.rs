@@ -86,6 +86,10 @@ pub enum CenterCommand {
         /// (`postgres://…`); answers read there carry `replica_as_of`.
         #[arg(long)]
         read_db: Option<String>,
+        /// Keep the card view of a SQLite register of at most this many persons in memory
+        /// (about 1 kB each), exactly in step with every commit; 0 turns it off.
+        #[arg(long, default_value_t = onshi_store::card_index::DEFAULT_MAX_PERSONS)]
+        card_index_max_persons: u64,
     },
     /// Certificates: the center CA, institution and insurer certificates.
     Pki {
@@ -441,6 +445,35 @@ pub struct Limits {
     pub attribute_searches_per_day: u32,
     /// By-numbers 受給者証 questions answered not_registered per institution per day.
     pub subsidy_misses_per_day: u32,
+    /// The largest register whose card view is kept in memory (0: none).
+    pub card_index_max_persons: u64,
+}
+
+/// Loads the card index beside the serving center (reads go to the register until it is
+/// built) and says what became of it.
+fn build_card_index(register: &Arc<dyn Register>, max_persons: u64) {
+    use onshi_store::card_index::CardIndexStatus;
+    if max_persons == 0 {
+        return;
+    }
+    let register = register.clone();
+    let spawned = std::thread::Builder::new().name("card-index".into()).spawn(move || {
+        let started = Instant::now();
+        match register.build_card_index(max_persons) {
+            Ok(CardIndexStatus::Built { persons }) => eprintln!(
+                "card index: {persons} persons' coverages in memory after {:.1} s; card views are answered from it",
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(CardIndexStatus::TooLarge { persons, max_persons }) => eprintln!(
+                "card index: not kept, the register holds {persons} persons (--card-index-max-persons {max_persons}); card views are read from the register"
+            ),
+            Ok(CardIndexStatus::Unsupported) => {}
+            Err(e) => eprintln!("card index: not built ({e}); card views are read from the register"),
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!("card index: not built (no thread: {e}); card views are read from the register");
+    }
 }
 
 pub async fn start_center(
@@ -453,6 +486,7 @@ pub async fn start_center(
     limits: Limits,
 ) -> anyhow::Result<RunningCenter> {
     let Stores { register, cards, medical, subsidies, home } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
+    build_card_index(&register, limits.card_index_max_persons);
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
     let audit = match postgres_url(db) {
         // One chain for every center process on the cluster; this process's checkpoint file is
@@ -549,8 +583,19 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             let refused = import_medical_files(stores.medical.as_ref(), &files)?;
             Ok(if refused > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
-        CenterCommand::Serve { db, pki, listen, jpki, rate_limit, attribute_searches_per_day, subsidy_misses_per_day, audit, read_db } => {
-            let limits = Limits { rate_per_second: rate_limit, attribute_searches_per_day, subsidy_misses_per_day };
+        CenterCommand::Serve {
+            db,
+            pki,
+            listen,
+            jpki,
+            rate_limit,
+            attribute_searches_per_day,
+            subsidy_misses_per_day,
+            audit,
+            read_db,
+            card_index_max_persons,
+        } => {
+            let limits = Limits { rate_per_second: rate_limit, attribute_searches_per_day, subsidy_misses_per_day, card_index_max_persons };
             let audit = audit.unwrap_or_else(|| audit_path(&db));
             let runtime = crate::runtime()?;
             let stopped = runtime.block_on(async {

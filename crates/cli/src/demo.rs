@@ -169,6 +169,7 @@ const DEMO_LIMITS: crate::center_cmd::Limits = crate::center_cmd::Limits {
     rate_per_second: 0,
     attribute_searches_per_day: onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY,
     subsidy_misses_per_day: u32::MAX,
+    card_index_max_persons: onshi_store::card_index::DEFAULT_MAX_PERSONS,
 };
 
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {
