@@ -62,10 +62,17 @@ pub struct BenchArgs {
     /// also used by the in-process measurement: the card index on and off in one binary.
     #[arg(long, default_value_t = onshi_store::card_index::DEFAULT_MAX_PERSONS)]
     pub card_index_max_persons: u64,
+    /// With `--db postgres://…`: the centers keep the card index too (`onshi center serve
+    /// --card-index-on-postgres`).
+    #[arg(long)]
+    pub card_index_on_postgres: bool,
 }
 
 /// `BenchArgs::card_index_max_persons`, for every center this run starts.
 static CARD_INDEX_MAX_PERSONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `BenchArgs::card_index_on_postgres`.
+static CARD_INDEX_ON_POSTGRES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn card_index_max_persons() -> u64 {
     CARD_INDEX_MAX_PERSONS.load(std::sync::atomic::Ordering::Relaxed)
@@ -185,6 +192,7 @@ fn start_server_logging(
         .args(["--rate-limit", "0"])
         .arg("--card-index-max-persons")
         .arg(card_index_max_persons().to_string())
+        .args(CARD_INDEX_ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed).then_some("--card-index-on-postgres"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -201,7 +209,9 @@ fn in_process_verify_us(db: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
     use onshi_center::verify::{LagCache, parse_request, verify_number};
     let stores = crate::center_cmd::open_stores(db, SqliteOptions::SERVER)?;
     let register = stores.register.as_ref();
-    register.build_card_index(card_index_max_persons())?;
+    if crate::center_cmd::postgres_url(db).is_none() || CARD_INDEX_ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+        register.build_card_index(card_index_max_persons())?;
+    }
     let lags = LagCache::default();
     let now = onshi_domain::Timestamp::parse("20261125100000").expect("constant");
     let requests: Vec<VerifyNumberRequest> = bodies.iter().map(|b| serde_json::from_slice(b)).collect::<Result<_, _>>()?;
@@ -656,6 +666,7 @@ fn day_of_changes(files: &[PathBuf], late: &Path, today: &str, out: &Path) -> an
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     CARD_INDEX_MAX_PERSONS.store(args.card_index_max_persons, std::sync::atomic::Ordering::Relaxed);
+    CARD_INDEX_ON_POSTGRES.store(args.card_index_on_postgres, std::sync::atomic::Ordering::Relaxed);
     std::fs::create_dir_all(&args.dir)?;
     let synth_dir = args.dir.join("synth");
     let manifest_path = synth_dir.join("manifest.json");
@@ -876,9 +887,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         total_peak_kib as f64 / 1024.0
     ));
     out.push_str(&format!(
-        "\nPlacement: {placed}; {} center process(es); card index for registers of up to {} persons (0: off; on PostgreSQL none). Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        "\nPlacement: {placed}; {} center process(es); card index for registers of up to {} persons (0: off{}). Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
         args.centers,
         args.card_index_max_persons,
+        if args.card_index_on_postgres { "; on PostgreSQL too, following by polling" } else { "; on PostgreSQL none" },
         args.connections,
         args.seconds,
         failures,

@@ -90,6 +90,11 @@ pub enum CenterCommand {
         /// (about 1 kB each), exactly in step with every commit; 0 turns it off.
         #[arg(long, default_value_t = onshi_store::card_index::DEFAULT_MAX_PERSONS)]
         card_index_max_persons: u64,
+        /// For a register on PostgreSQL, keep the card index too: a copy that follows the
+        /// register every 50 ms; its answers carry `replica_as_of` (every change up to then is
+        /// in them), as a replica's do. Not with --read-db.
+        #[arg(long)]
+        card_index_on_postgres: bool,
     },
     /// Certificates: the center CA, institution and insurer certificates.
     Pki {
@@ -447,6 +452,9 @@ pub struct Limits {
     pub subsidy_misses_per_day: u32,
     /// The largest register whose card view is kept in memory (0: none).
     pub card_index_max_persons: u64,
+    /// Keep it for a register on PostgreSQL too (a copy that follows by polling, whose answers
+    /// carry `replica_as_of`).
+    pub card_index_on_postgres: bool,
 }
 
 /// Loads the card index beside the serving center (reads go to the register until it is
@@ -486,7 +494,9 @@ pub async fn start_center(
     limits: Limits,
 ) -> anyhow::Result<RunningCenter> {
     let Stores { register, cards, medical, subsidies, home } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
-    build_card_index(&register, limits.card_index_max_persons);
+    if postgres_url(db).is_none() || limits.card_index_on_postgres {
+        build_card_index(&register, limits.card_index_max_persons);
+    }
     let card = onshi_center::card::CardPath::new(cards, jpki)?;
     let audit = match postgres_url(db) {
         // One chain for every center process on the cluster; this process's checkpoint file is
@@ -594,8 +604,19 @@ pub fn run(command: CenterCommand) -> anyhow::Result<ExitCode> {
             audit,
             read_db,
             card_index_max_persons,
+            card_index_on_postgres,
         } => {
-            let limits = Limits { rate_per_second: rate_limit, attribute_searches_per_day, subsidy_misses_per_day, card_index_max_persons };
+            anyhow::ensure!(
+                !(card_index_on_postgres && read_db.is_some()),
+                "--card-index-on-postgres and --read-db: choose one (each answers from a copy that says how old it is)"
+            );
+            let limits = Limits {
+                rate_per_second: rate_limit,
+                attribute_searches_per_day,
+                subsidy_misses_per_day,
+                card_index_max_persons,
+                card_index_on_postgres,
+            };
             let audit = audit.unwrap_or_else(|| audit_path(&db));
             let runtime = crate::runtime()?;
             let stopped = runtime.block_on(async {

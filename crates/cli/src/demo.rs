@@ -170,6 +170,7 @@ const DEMO_LIMITS: crate::center_cmd::Limits = crate::center_cmd::Limits {
     attribute_searches_per_day: onshi_center::attributes::ATTRIBUTE_SEARCHES_PER_DAY,
     subsidy_misses_per_day: u32::MAX,
     card_index_max_persons: onshi_store::card_index::DEFAULT_MAX_PERSONS,
+    card_index_on_postgres: false,
 };
 
 async fn start(paths: &DemoPaths, port: u16) -> anyhow::Result<onshi_center::server::RunningCenter> {

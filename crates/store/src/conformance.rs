@@ -278,8 +278,9 @@ pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Re
 /// engine answers after every commit of another writer: `indexed` reads, `writer` writes and
 /// reads the engine itself. The history moves a card's numbers between persons and gives a
 /// holder a second card (whose coverage then appears in the first card's view). Both start
-/// empty.
-pub fn the_card_index_follows_every_writer(indexed: &dyn Register, writer: &dyn Register) {
+/// empty. `settle` returns once the copy holds the writer's last commit (at once where the
+/// engine keeps the copy exact; a copy that follows by polling waits for its follower).
+pub fn the_card_index_follows_every_writer(indexed: &dyn Register, writer: &dyn Register, settle: &dyn Fn()) {
     let mut events = mixed_history().to_vec();
     events.push(event("x1", "P2", "5003", 0, "20250101", acquire("19900101", IncomeClass::General)));
     events.push(event(
@@ -314,6 +315,7 @@ pub fn the_card_index_follows_every_writer(indexed: &dyn Register, writer: &dyn 
     compare("nothing");
     for e in &events {
         writer.apply_events(std::slice::from_ref(e), now()).expect("apply");
+        settle();
         compare(&e.event_id);
     }
     // The holder of 5001 since 20240401 holds 5003 too: both coverages are in 5001's view.

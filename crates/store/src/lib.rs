@@ -86,9 +86,10 @@ pub trait Register: Send + Sync {
         Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)))
     }
 
-    /// Builds the card index (`card_index`): the card view held in memory and kept exactly in
-    /// step with the register, for registers of at most `max_persons` persons. The default: the
-    /// engine keeps none and every read goes to it.
+    /// Builds the card index (`card_index`): the card view held in memory, for registers of at
+    /// most `max_persons` persons. SQLite keeps it exactly in step with every commit;
+    /// PostgreSQL follows by polling and its answers say up to when they hold every commit (as
+    /// a replica's do). The default: the engine keeps none and every read goes to it.
     fn build_card_index(&self, max_persons: u64) -> Result<card_index::CardIndexStatus, StoreError> {
         let _ = max_persons;
         Ok(card_index::CardIndexStatus::Unsupported)

@@ -20,6 +20,7 @@ pub mod audit;
 mod cards;
 pub mod cluster;
 mod home;
+mod index;
 mod medical;
 mod pipelined;
 mod pool;
@@ -81,11 +82,16 @@ pub struct PgRegister {
     replica: Option<pool::ReadPool>,
     /// The number path's read from async callers, without a replica.
     pipelined: pipelined::Pipelined,
+    /// The card index, when the operator asked for it (`Register::build_card_index`).
+    index: std::sync::OnceLock<std::sync::Arc<index::PgIndex>>,
 }
 
 impl Drop for PgRegister {
     /// Closing a connection blocks on its runtime too.
     fn drop(&mut self) {
+        if let Some(index) = self.index.get() {
+            index.stop();
+        }
         let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         let readers = self.readers.drain();
         let replica = self.replica.as_mut().map(pool::ReadPool::drain);
@@ -177,6 +183,7 @@ impl PgRegister {
                 readers: pool::ReadPool::new(url),
                 replica: None,
                 pipelined: pipelined::Pipelined::new(url, card_view_sql()),
+                index: std::sync::OnceLock::new(),
             })
         })
     }
@@ -613,6 +620,9 @@ impl Register for PgRegister {
         insurer: &InsurerNumber,
         number: &CardNumber,
     ) -> Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError> {
+        if let Some((view, as_of)) = self.index.get().and_then(|index| index.card_view(insurer.as_str(), number.as_str())) {
+            return Ok((view, Some(as_of)));
+        }
         let sql = card_view_sql();
         let params: [&(dyn ToSql + Sync); 2] = [&insurer.as_str(), &number.as_str()];
         if let Some(replica) = &self.replica {
@@ -638,15 +648,43 @@ impl Register for PgRegister {
     }
 
     fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> crate::ViewFuture<'a> {
-        if self.replica.is_some() {
+        if self.replica.is_some() || self.index.get().is_some() {
             return Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)));
         }
         Box::pin(async move { Ok((self.pipelined.view(insurer.as_str(), number.as_str()).await?, None)) })
     }
 
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        // Not from the card index: this read's callers (the card path) cannot say how old an
+        // answer is, so it comes from the register.
         static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         self.read(|c| read_view(c, SQL.get_or_init(|| view_sql("c.person_id = $1")), &[&person_id]))
+    }
+
+    /// A copy that follows the register by polling (`postgres::index`); its answers carry the
+    /// time up to which it holds every commit, as a replica's do. Not beside a read replica.
+    fn build_card_index(&self, max_persons: u64) -> Result<crate::card_index::CardIndexStatus, StoreError> {
+        use crate::card_index::CardIndexStatus;
+        if self.replica.is_some() {
+            return Ok(CardIndexStatus::Unsupported);
+        }
+        if let Some(index) = self.index.get() {
+            return Ok(CardIndexStatus::Built { persons: index.persons() });
+        }
+        match blocking(|| index::PgIndex::start(&self.url, max_persons))? {
+            Ok(index) => {
+                let persons = index.persons();
+                if let Err(extra) = self.index.set(index) {
+                    extra.stop();
+                }
+                Ok(CardIndexStatus::Built { persons })
+            }
+            Err(persons) => Ok(CardIndexStatus::TooLarge { persons, max_persons }),
+        }
+    }
+
+    fn card_index_counts(&self) -> crate::card_index::CardIndexCounts {
+        self.index.get().map(|index| index.counts()).unwrap_or_default()
     }
 
     fn born_on(&self, birth_date: Date, sex: Sex) -> Result<Vec<CoverageWithTerms>, StoreError> {
@@ -769,6 +807,48 @@ mod tests {
         crate::conformance::run_subsidies(&register);
         crate::conformance::run_home(&register);
         crate::conformance::run_challenges(&register);
+    }
+
+    /// The copy follows another writer's every commit within its polls, says up to when it
+    /// holds every commit, and answers nothing once its follower has stopped for longer than
+    /// the bound (the register answers instead).
+    #[test]
+    fn the_card_index_follows_the_register_and_says_how_old_it_is() {
+        use crate::card_index::CardIndexStatus;
+        let url = cluster::test_database().expect("a cluster");
+        let indexed = PgRegister::open(&url).unwrap();
+        assert_eq!(indexed.build_card_index(10).unwrap(), CardIndexStatus::Built { persons: 0 });
+        let writer = PgRegister::open(&url).unwrap();
+        let settle = || {
+            let last: i64 =
+                writer.read(|c| Ok(c.query_one("SELECT coalesce(max(seq), 0) FROM register_changes", &[]).unwrap().get(0))).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while indexed.index.get().unwrap().position() < last {
+                assert!(std::time::Instant::now() < deadline, "the copy did not reach change {last} in 30 s");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        let started = Timestamp::from_jst_seconds(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + JST_OFFSET_SECONDS,
+        );
+        crate::conformance::the_card_index_follows_every_writer(&indexed, &writer, &settle);
+        let insurer = InsurerNumber::parse("06130488").unwrap();
+        let number = CardNumber::parse("5001").unwrap();
+        let (view, as_of) = indexed.card_holders_view_at(&insurer, &number).unwrap();
+        assert_eq!(view, writer.card_holders_view(&insurer, &number).unwrap());
+        let as_of = as_of.expect("an answer from the copy says up to when it holds every commit");
+        assert!(as_of.jst_seconds() >= started.jst_seconds() - 1, "{as_of} is from a read after the test began at {started}");
+        let counts = indexed.card_index_counts();
+        assert!(counts.served > 0 && counts.behind == 0, "{counts:?}");
+
+        indexed.index.get().unwrap().stop();
+        let deadline = std::time::Instant::now() + index::MAX_LAG * 10;
+        while indexed.card_holders_view_at(&insurer, &number).unwrap().1.is_some() {
+            assert!(std::time::Instant::now() < deadline, "a copy that stopped following still answers");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(indexed.card_index_counts().behind > 0);
+        assert_eq!(indexed.card_holders_view_at(&insurer, &number).unwrap().0, view, "the register answers instead");
     }
 
     #[test]

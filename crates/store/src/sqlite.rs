@@ -448,7 +448,7 @@ mod tests {
         let indexed = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
         assert_eq!(indexed.build_card_index(10).unwrap(), CardIndexStatus::Built { persons: 0 });
         let writer = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
-        crate::conformance::the_card_index_follows_every_writer(&indexed, &writer);
+        crate::conformance::the_card_index_follows_every_writer(&indexed, &writer, &|| {});
         let counts = indexed.card_index_counts();
         assert_eq!(counts.behind, 0, "one thread reads: the index always caught up");
         // Four card views and four person views after each of the 15 events and before them,

@@ -1,0 +1,202 @@
+//! The card index on PostgreSQL: a copy that follows the register by polling its change log,
+//! and says how old it is.
+//!
+//! Unlike SQLite, PostgreSQL has no local counter of other processes' commits, so the copy
+//! cannot know without a round trip whether it is current. It answers as a streaming replica
+//! does: with the time up to which it holds every commit (`replica_as_of`), a few tens of
+//! milliseconds behind the register. It is built only when the operator asks for it
+//! (`onshi center serve --card-index-on-postgres`), and a copy that has not caught up for
+//! [`MAX_LAG`] (the follower cannot reach the database) answers nothing: reads go to the register
+//! and fail there as they would without it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use postgres::Client;
+
+use onshi_domain::Timestamp;
+
+use super::{JST_OFFSET_SECONDS, connect, pg, view_of_rows, view_sql};
+use crate::StoreError;
+use crate::card_index::{CardIndex, CardIndexCounts, by_person, decode_ids};
+use crate::model::CoverageWithTerms;
+
+/// How often the follower reads the change log.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A copy that has not caught up for this long answers nothing.
+pub(super) const MAX_LAG: Duration = Duration::from_secs(2);
+
+/// Persons read per statement while loading.
+const LOAD_CHUNK: i64 = 20_000;
+
+pub(super) struct PgIndex {
+    state: RwLock<Followed>,
+    stop: AtomicBool,
+    served: AtomicU64,
+    behind: AtomicU64,
+}
+
+struct Followed {
+    index: CardIndex,
+    /// Every change committed up to this time (Japan time, whole seconds) is in the copy.
+    as_of: Timestamp,
+    /// When the follower began the read that `as_of` comes from.
+    caught_up: Instant,
+}
+
+/// The moment just before `now`, to the second, that every commit before `now` is at or before:
+/// the copy read from a snapshot taken after `now` holds them all.
+fn as_of_before(now: SystemTime) -> Timestamp {
+    let utc = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    Timestamp::from_jst_seconds(utc - 1 + JST_OFFSET_SECONDS)
+}
+
+impl PgIndex {
+    /// Loads the copy from one snapshot and starts its follower. `None` when the register holds
+    /// more than `max_persons` persons (with their count).
+    pub(super) fn start(url: &str, max_persons: u64) -> Result<Result<Arc<PgIndex>, u64>, StoreError> {
+        let mut client = connect(url)?;
+        let persons: i64 = client.query_one("SELECT count(*) FROM persons", &[]).map_err(pg("counting persons"))?.get(0);
+        if persons as u64 > max_persons {
+            return Ok(Err(persons as u64));
+        }
+        let (started_wall, started) = (SystemTime::now(), Instant::now());
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg("starting the index's snapshot"))?;
+        let row = tx
+            .query_one(
+                "SELECT (SELECT coalesce(max(seq), 0) FROM register_changes), (SELECT coalesce(max(person_id), 0) FROM persons)",
+                &[],
+            )
+            .map_err(pg("reading the change log's position"))?;
+        let (seq, max_person): (i64, i64) = (row.get(0), row.get(1));
+        let mut index = CardIndex::new(seq);
+        let sql = view_sql("c.person_id BETWEEN $1 AND $2");
+        let mut from = 1i64;
+        while from <= max_person {
+            let to = from.saturating_add(LOAD_CHUNK - 1);
+            let rows = tx.query(&sql, &[&from, &to]).map_err(pg("loading the card index"))?;
+            for (person, view) in by_person(view_of_rows(&rows)?) {
+                index.set_person(person, view);
+            }
+            from = to.saturating_add(1);
+        }
+        tx.commit().map_err(pg("ending the index's snapshot"))?;
+        let shared = Arc::new(PgIndex {
+            state: RwLock::new(Followed { index, as_of: as_of_before(started_wall), caught_up: started }),
+            stop: AtomicBool::new(false),
+            served: AtomicU64::new(0),
+            behind: AtomicU64::new(0),
+        });
+        let follower = shared.clone();
+        let url = url.to_string();
+        std::thread::Builder::new()
+            .name("card-index-follower".into())
+            .spawn(move || follower.follow(&url, client))
+            .map_err(|e| StoreError::Corrupt(format!("no thread for the card index's follower: {e}")))?;
+        Ok(Ok(shared))
+    }
+
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Catches up every [`POLL`] until stopped; reconnects after an error.
+    fn follow(&self, url: &str, client: Client) {
+        let mut client = Some(client);
+        let mut reported = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(POLL);
+            let result = match client.as_mut() {
+                Some(c) if !c.is_closed() => self.catch_up(c),
+                _ => connect(url).and_then(|mut c| {
+                    let caught = self.catch_up(&mut c);
+                    client = Some(c);
+                    caught
+                }),
+            };
+            match result {
+                Ok(()) => reported = false,
+                Err(e) if !reported => {
+                    eprintln!("card index: cannot follow the register ({e}); card views are read from the register until it can");
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn catch_up(&self, client: &mut Client) -> Result<(), StoreError> {
+        let position = self.state.read().unwrap_or_else(|p| p.into_inner()).index.seq;
+        let (started_wall, started) = (SystemTime::now(), Instant::now());
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg("starting the index's catch-up"))?;
+        let mut seq = position;
+        let mut coverages = Vec::new();
+        for row in
+            tx.query("SELECT seq, coverage_ids FROM register_changes WHERE seq > $1", &[&position]).map_err(pg("reading the change log"))?
+        {
+            seq = seq.max(row.get::<_, i64>(0));
+            coverages.extend(decode_ids(row.get::<_, &[u8]>(1))?);
+        }
+        let mut changed: Vec<(i64, Vec<CoverageWithTerms>)> = Vec::new();
+        if !coverages.is_empty() {
+            coverages.sort_unstable();
+            coverages.dedup();
+            let persons: Vec<i64> = tx
+                .query("SELECT DISTINCT person_id FROM coverages WHERE coverage_id = ANY($1)", &[&coverages])
+                .map_err(pg("reading the changed persons"))?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let rows = tx.query(&view_sql("c.person_id = ANY($1)"), &[&persons]).map_err(pg("reading the changed persons' views"))?;
+            let mut views = by_person(view_of_rows(&rows)?);
+            changed = persons.into_iter().map(|p| (p, views.remove(&p).unwrap_or_default())).collect();
+        }
+        tx.commit().map_err(pg("ending the index's catch-up"))?;
+        let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for (person, view) in changed {
+            current.index.set_person(person, view);
+        }
+        current.index.seq = seq;
+        current.as_of = as_of_before(started_wall);
+        current.caught_up = started;
+        Ok(())
+    }
+
+    /// The card view from the copy with the time it holds every commit up to, unless the copy
+    /// has fallen behind.
+    pub(super) fn card_view(&self, insurer: &str, number: &str) -> Option<(Vec<CoverageWithTerms>, Timestamp)> {
+        let current = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if current.caught_up.elapsed() > MAX_LAG {
+            self.behind.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.served.fetch_add(1, Ordering::Relaxed);
+        Some((current.index.card_view(insurer, number), current.as_of))
+    }
+
+    pub(super) fn counts(&self) -> CardIndexCounts {
+        CardIndexCounts { served: self.served.load(Ordering::Relaxed), behind: self.behind.load(Ordering::Relaxed) }
+    }
+
+    pub(super) fn persons(&self) -> u64 {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).index.persons()
+    }
+
+    /// The change log's position the copy has applied.
+    #[cfg(test)]
+    pub(super) fn position(&self) -> i64 {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).index.seq
+    }
+}
