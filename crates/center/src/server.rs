@@ -962,8 +962,11 @@ async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
             "# HELP onshi_card_index_reads_total Card views by where they were read: the card index in memory, or the register because the index had not caught up with a commit yet.\n\
              # TYPE onshi_card_index_reads_total counter\n\
              onshi_card_index_reads_total{{from=\"index\"}} {}\n\
-             onshi_card_index_reads_total{{from=\"register\"}} {}\n",
-            index.served, index.behind
+             onshi_card_index_reads_total{{from=\"register\"}} {}\n\
+             # HELP onshi_card_index_persons Persons whose coverages the card index holds (0: none kept, or not built yet).\n\
+             # TYPE onshi_card_index_persons gauge\n\
+             onshi_card_index_persons {}\n",
+            index.served, index.behind, index.persons
         ),
     );
     // The checks this month, from the audit log's tallies: the dashboard's own figures.

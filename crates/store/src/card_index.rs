@@ -44,6 +44,8 @@ pub enum CardIndexStatus {
 /// How many answers the index gave, and how many went to the engine because it was behind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CardIndexCounts {
+    /// Persons held (0 until the index is built).
+    pub persons: u64,
     pub served: u64,
     pub behind: u64,
 }

@@ -26,6 +26,67 @@ async fn the_center_answers_and_refuses_as_specified_on_postgres() {
     answers_and_refusals_on(Engine::Postgres).await;
 }
 
+/// A counter or gauge of the center's `/metrics`.
+async fn metric(client: &onshi_api::client::CenterClient, name: &str) -> u64 {
+    let (status, text) = client.get_raw("/metrics").await.expect("metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+/// Once the card index is loaded, every verification by number is answered from it, with
+/// exactly the ground truth's answers and no read of the register (SQLite: the index answers
+/// only while nothing has been committed since it caught up; an insurer's upload then moves it
+/// on, and the next answer holds the upload).
+#[tokio::test(flavor = "multi_thread")]
+async fn verifications_are_answered_from_the_card_index_exactly_as_the_register_would() {
+    let fixture = Fixture::on(Engine::Sqlite, 3_000);
+    let server = Server::start(&fixture);
+    let client = server.client(&fixture, Some(&clinic()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&client, "onshi_card_index_persons").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the card index was not built in 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let from_index = r#"onshi_card_index_reads_total{from="index"}"#;
+    let from_register = r#"onshi_card_index_reads_total{from="register"}"#;
+    let (index_before, register_before) = (metric(&client, from_index).await, metric(&client, from_register).await);
+    let truth = fixture.truth();
+    for case in &truth {
+        let answer = client.verify_number(&case.request).await.unwrap_or_else(|e| panic!("{}: {e}", case.case));
+        onshi_synth::check_answer(&answer, &case.expect).unwrap_or_else(|why| panic!("{} ({}): {why}", case.case, case.category));
+        assert_eq!(answer.replica_as_of, None, "the index is never behind the file: nothing to say");
+    }
+    assert_eq!(metric(&client, from_index).await - index_before, truth.len() as u64, "one card view per verification, each from the index");
+    assert_eq!(metric(&client, from_register).await, register_before, "none read from the register");
+
+    // An upload commits to the file; the next answer holds it.
+    let insurer = server.client(&fixture, Some(&format!("insurers/{}", fixture.insurer)));
+    let event = format!(
+        r#"{{"event_id":"index-1","kind":"acquire","insurer_number":"{}","person_ref":"index-person-1","card":{{"symbol":"77","number":"770001","branch":"00"}},"occurred_on":"20261101","notified_at":"20261102090000","member":{{"relationship":"1","card_classification":"01","name":"試験 一郎","name_kana":"ｼｹﾝ ｲﾁﾛｳ","sex":"1","birth_date":"19850505"}},"terms":{{"income_class":"general"}}}}"#,
+        fixture.insurer
+    );
+    let request = VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: fixture.insurer.clone(),
+        symbol: Some("77".into()),
+        number: "770001".into(),
+        branch: Some("00".into()),
+        birth_date: "19850505".into(),
+        date_of_care: Some("20261125".into()),
+        limit_consent: false,
+        reverification: false,
+        document: None,
+    };
+    assert_eq!(client.verify_number(&request).await.unwrap().validity.code, "4", "該当資格なし before the upload");
+    assert_eq!(insurer.upload_events(event).await.unwrap().applied, 1);
+    assert_eq!(client.verify_number(&request).await.unwrap().validity.code, "1", "valid at once after the upload");
+}
+
 async fn answers_and_refusals_on(engine: Engine) {
     let fixture = Fixture::on(engine, 6_000);
     let server = Server::start(&fixture);

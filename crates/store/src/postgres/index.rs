@@ -187,7 +187,11 @@ impl PgIndex {
     }
 
     pub(super) fn counts(&self) -> CardIndexCounts {
-        CardIndexCounts { served: self.served.load(Ordering::Relaxed), behind: self.behind.load(Ordering::Relaxed) }
+        CardIndexCounts {
+            persons: self.persons(),
+            served: self.served.load(Ordering::Relaxed),
+            behind: self.behind.load(Ordering::Relaxed),
+        }
     }
 
     pub(super) fn persons(&self) -> u64 {

@@ -91,7 +91,11 @@ impl SqliteRegister {
     pub(super) fn index_counts(&self) -> CardIndexCounts {
         self.index
             .get()
-            .map(|h| CardIndexCounts { served: h.served.load(Ordering::Relaxed), behind: h.behind.load(Ordering::Relaxed) })
+            .map(|h| CardIndexCounts {
+                persons: h.state.read().unwrap_or_else(|p| p.into_inner()).index.persons(),
+                served: h.served.load(Ordering::Relaxed),
+                behind: h.behind.load(Ordering::Relaxed),
+            })
             .unwrap_or_default()
     }
 
