@@ -244,3 +244,20 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A verification by number for a coverage a test uploaded itself: born 1985-05-05, cared for
+/// on 2026-11-25.
+pub fn number_request(insurer: &str, symbol: &str, number: &str) -> onshi_api::verify::VerifyNumberRequest {
+    onshi_api::verify::VerifyNumberRequest {
+        institution_code: None,
+        insurer_number: insurer.to_string(),
+        symbol: Some(symbol.into()),
+        number: number.into(),
+        branch: Some("00".into()),
+        birth_date: "19850505".into(),
+        date_of_care: Some("20261125".into()),
+        limit_consent: false,
+        reverification: false,
+        document: None,
+    }
+}

@@ -86,18 +86,7 @@ fn acquisition(insurer: &str, i: u32) -> String {
 }
 
 fn request(insurer: &str, i: u32) -> onshi_api::verify::VerifyNumberRequest {
-    onshi_api::verify::VerifyNumberRequest {
-        institution_code: None,
-        insurer_number: insurer.to_string(),
-        symbol: Some("88".into()),
-        number: (880_000 + i).to_string(),
-        branch: Some("00".into()),
-        birth_date: "19850505".into(),
-        date_of_care: Some("20261125".into()),
-        limit_consent: false,
-        reverification: false,
-        document: None,
-    }
+    crate::common::number_request(insurer, "88", &(880_000 + i).to_string())
 }
 
 /// Either the right answer (valid coverage) or the refusal that says to try again: never a

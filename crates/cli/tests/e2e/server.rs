@@ -70,18 +70,7 @@ async fn verifications_are_answered_from_the_card_index_exactly_as_the_register_
         r#"{{"event_id":"index-1","kind":"acquire","insurer_number":"{}","person_ref":"index-person-1","card":{{"symbol":"77","number":"770001","branch":"00"}},"occurred_on":"20261101","notified_at":"20261102090000","member":{{"relationship":"1","card_classification":"01","name":"試験 一郎","name_kana":"ｼｹﾝ ｲﾁﾛｳ","sex":"1","birth_date":"19850505"}},"terms":{{"income_class":"general"}}}}"#,
         fixture.insurer
     );
-    let request = VerifyNumberRequest {
-        institution_code: None,
-        insurer_number: fixture.insurer.clone(),
-        symbol: Some("77".into()),
-        number: "770001".into(),
-        branch: Some("00".into()),
-        birth_date: "19850505".into(),
-        date_of_care: Some("20261125".into()),
-        limit_consent: false,
-        reverification: false,
-        document: None,
-    };
+    let request = crate::common::number_request(&fixture.insurer, "77", "770001");
     assert_eq!(client.verify_number(&request).await.unwrap().validity.code, "4", "該当資格なし before the upload");
     assert_eq!(insurer.upload_events(event).await.unwrap().applied, 1);
     assert_eq!(client.verify_number(&request).await.unwrap().validity.code, "1", "valid at once after the upload");
@@ -283,18 +272,7 @@ async fn an_insurer_uploads_only_its_own_members() {
     assert!(report.rejected[0].reason.contains("only write its own"), "{:?}", report.rejected[0]);
 
     // Uploaded coverage answers at once; the same upload again changes nothing.
-    let request = VerifyNumberRequest {
-        institution_code: None,
-        insurer_number: own.clone(),
-        symbol: Some("77".into()),
-        number: "990001".into(),
-        branch: Some("00".into()),
-        birth_date: "19850505".into(),
-        date_of_care: Some("20261125".into()),
-        limit_consent: false,
-        reverification: false,
-        document: None,
-    };
+    let request = crate::common::number_request(own, "77", "990001");
     assert_eq!(clinic.verify_number(&request).await.unwrap().validity.code, "1");
     let again = insurer.upload_events(body).await.unwrap();
     assert_eq!((again.applied, again.already_applied), (0, 1));

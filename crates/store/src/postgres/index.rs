@@ -53,6 +53,16 @@ fn as_of_before(now: SystemTime) -> Timestamp {
     Timestamp::from_jst_seconds(utc - 1 + JST_OFFSET_SECONDS)
 }
 
+/// A read-only transaction that sees one snapshot throughout, taken at its first statement.
+fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(pg("starting a snapshot of the register for the card index"))
+}
+
 impl PgIndex {
     /// Loads the copy from one snapshot and starts its follower. `None` when the register holds
     /// more than `max_persons` persons (with their count).
@@ -63,12 +73,7 @@ impl PgIndex {
             return Ok(Err(persons as u64));
         }
         let (started_wall, started) = (SystemTime::now(), Instant::now());
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(pg("starting the index's snapshot"))?;
+        let mut tx = snapshot(&mut client)?;
         let row = tx
             .query_one(
                 "SELECT (SELECT coalesce(max(seq), 0) FROM register_changes), (SELECT coalesce(max(person_id), 0) FROM persons)",
@@ -135,12 +140,7 @@ impl PgIndex {
     fn catch_up(&self, client: &mut Client) -> Result<(), StoreError> {
         let position = self.state.read().unwrap_or_else(|p| p.into_inner()).index.seq;
         let (started_wall, started) = (SystemTime::now(), Instant::now());
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(pg("starting the index's catch-up"))?;
+        let mut tx = snapshot(client)?;
         let mut seq = position;
         let mut coverages = Vec::new();
         for row in
