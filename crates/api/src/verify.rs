@@ -107,10 +107,11 @@ pub struct VerifyAnswer {
     pub insurer_lag: Option<InsurerLag>,
     /// When the center answered, `YYYYMMDDHHmmss`.
     pub answered_at: String,
-    /// Present when the answer was read from a copy of the register that follows it (a read
-    /// replica, or the card index of a center on PostgreSQL): the time up to which the copy
-    /// holds every change, `YYYYMMDDHHmmss`. Registrations after it may not be in this answer
-    /// (a 該当資格なし may be one of them: ask again later).
+    /// Present when the answer was read from a copy of the register that follows it,
+    /// `YYYYMMDDHHmmss`: from a read replica, the commit time of the last change it had
+    /// replayed; from the card index of a center on PostgreSQL, a second before it last caught
+    /// up (every change committed by then is in it). Registrations after it may not be in this
+    /// answer (a 該当資格なし may be one of them: ask again later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_as_of: Option<String>,
     /// What the paper the numbers came from is worth on the date of care, when the request

@@ -959,7 +959,7 @@ async fn metrics_handler(State(state): State<Arc<CenterState>>) -> Response {
     let _ = std::fmt::Write::write_fmt(
         &mut text,
         format_args!(
-            "# HELP onshi_card_index_reads_total Card views by where they were read: the card index in memory, or the register because the index had not caught up with a commit yet.\n\
+            "# HELP onshi_card_index_reads_total Card and person views by where they were read: the card index in memory, or the register because the index was behind (or given up).\n\
              # TYPE onshi_card_index_reads_total counter\n\
              onshi_card_index_reads_total{{from=\"index\"}} {}\n\
              onshi_card_index_reads_total{{from=\"register\"}} {}\n\

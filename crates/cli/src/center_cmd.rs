@@ -86,8 +86,9 @@ pub enum CenterCommand {
         /// (`postgres://…`); answers read there carry `replica_as_of`.
         #[arg(long)]
         read_db: Option<String>,
-        /// Keep the card view of a SQLite register of at most this many persons in memory
-        /// (about 1 kB each), exactly in step with every commit; 0 turns it off.
+        /// Keep the card view of a register of at most this many persons in memory (about
+        /// 0.86 kB each; on SQLite exactly in step with every commit, on PostgreSQL only with
+        /// --card-index-on-postgres); given up if the register outgrows it; 0 turns it off.
         #[arg(long, default_value_t = onshi_store::card_index::DEFAULT_MAX_PERSONS)]
         card_index_max_persons: u64,
         /// For a register on PostgreSQL, keep the card index too: a copy that follows the

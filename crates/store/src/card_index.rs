@@ -26,8 +26,8 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
     Ok(bytes.chunks_exact(8).map(|chunk| i64::from_le_bytes(chunk.try_into().expect("chunks of eight"))).collect())
 }
 
-/// The largest register a center keeps the card index of unless told otherwise: about 2 GB
-/// of memory (measured in docs/PERFORMANCE.md).
+/// The largest register a center keeps the card index of unless told otherwise: about 1.7 GB
+/// of memory at 0.86 kB per person (measured in docs/PERFORMANCE.md).
 pub const DEFAULT_MAX_PERSONS: u64 = 2_000_000;
 
 /// Why a register serves no card index.
@@ -134,6 +134,76 @@ pub(crate) fn by_person(view: Vec<CoverageWithTerms>) -> HashMap<i64, Vec<Covera
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{CoverageRecord, Holder, MemberDetails, Terms, TermsRecord};
+    use onshi_domain::codes::{CardClassification, Relationship, Sex};
+    use onshi_domain::copay::IncomeClass;
+    use onshi_domain::ids::{CardBranch, CardNumber, CardSymbol, InsurerNumber};
+    use onshi_domain::{Date, Timestamp};
+
+    fn covered(coverage_id: i64, person_id: i64, number: &str) -> CoverageWithTerms {
+        let day = Date::parse_yyyymmdd("20250401").unwrap();
+        CoverageWithTerms {
+            coverage: CoverageRecord {
+                coverage_id,
+                person_id,
+                insurer: InsurerNumber::parse("06130488").unwrap(),
+                symbol: CardSymbol::parse("12").unwrap(),
+                number: CardNumber::parse(number).unwrap(),
+                branch: CardBranch::new(0).unwrap(),
+                holder: Holder {
+                    birth_date: day,
+                    sex: Sex::Female,
+                    relationship: Relationship::Insured,
+                    card_classification: CardClassification::General,
+                },
+                acquired_on: day,
+                lost_on: None,
+                loss_reason: None,
+                updated_at: Timestamp::at_start_of(day),
+            },
+            terms: vec![TermsRecord {
+                effective_from: day,
+                details: MemberDetails::default(),
+                terms: Terms {
+                    income: IncomeClass::General,
+                    limit: None,
+                    specific_diseases: vec![],
+                    public_expense: vec![],
+                    qualification_certificate: None,
+                },
+                notified_at: Timestamp::at_start_of(day),
+                registered_at: Timestamp::at_start_of(day),
+            }],
+        }
+    }
+
+    fn ids(view: &[CoverageWithTerms]) -> Vec<i64> {
+        view.iter().map(|v| v.coverage.coverage_id).collect()
+    }
+
+    /// What the register's view says, written out: a card's view is every coverage of everyone
+    /// who ever held its numbers, by coverage id; a person's new view replaces the old one in
+    /// every card it touched.
+    #[test]
+    fn a_persons_new_view_replaces_the_old_in_every_card_it_touches() {
+        let mut index = CardIndex::new(0);
+        index.set_person(1, vec![covered(1, 1, "100")]);
+        index.set_person(2, vec![covered(3, 2, "100"), covered(4, 2, "200")]);
+        assert_eq!(ids(&index.card_view("06130488", "100")), [1, 3, 4], "both holders of 100, and 2's other card");
+        assert_eq!(ids(&index.card_view("06130488", "200")), [3, 4]);
+        // Person 2 now holds only 200 (as if 100 had been another's all along): 100 loses them.
+        index.set_person(2, vec![covered(4, 2, "200")]);
+        assert_eq!(ids(&index.card_view("06130488", "100")), [1]);
+        assert_eq!(ids(&index.card_view("06130488", "200")), [4]);
+        // Person 1 gains a second card: both cards show both coverages.
+        index.set_person(1, vec![covered(1, 1, "100"), covered(5, 1, "300")]);
+        assert_eq!(ids(&index.card_view("06130488", "300")), [1, 5]);
+        // A person with nothing left is forgotten, and so are the cards only they held.
+        index.set_person(1, Vec::new());
+        assert!(index.card_view("06130488", "100").is_empty() && index.card_view("06130488", "300").is_empty());
+        assert_eq!((index.persons(), ids(&index.person_view(2))), (1, vec![4]));
+        assert!(index.card_view("06130489", "200").is_empty(), "another insurer's 200 is another card");
+    }
 
     #[test]
     fn ids_survive_the_change_log_and_a_torn_entry_is_named() {

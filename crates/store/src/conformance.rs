@@ -44,6 +44,12 @@ fn acquire(birth: &str, income: IncomeClass) -> EventBody {
     }
 }
 
+/// An acquisition of the conformance insurer's card `number` (symbol 12, branch 0) by a new
+/// person, from 2025-04-01.
+pub fn acquisition(id: &str, person: &str, number: &str) -> CoverageEvent {
+    event(id, person, number, 0, "20250401", acquire("19900101", IncomeClass::General))
+}
+
 fn now() -> Timestamp {
     Timestamp::at_start_of(d("20261125"))
 }

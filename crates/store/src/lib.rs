@@ -68,8 +68,9 @@ pub trait Register: Send + Sync {
     fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError>;
 
     /// As [`Register::card_holders_view`], with where the view was read: `None` from the
-    /// register itself (current), or the commit time of the last change a read replica had
-    /// applied when it was read (changes registered after it are not in the view).
+    /// register itself or a copy exactly in step with it (current); else the time up to which
+    /// the copy it came from holds every change: the commit time of the last change a read
+    /// replica had applied, or a second before PostgreSQL's card index last caught up.
     fn card_holders_view_at(
         &self,
         insurer: &InsurerNumber,

@@ -255,16 +255,18 @@ pub(crate) fn terms_record(raw: RawTerms) -> Result<TermsRecord, StoreError> {
 
 /// Groups the rows of a view (a coverage's columns, then one terms row's) by coverage: coverages
 /// by id, each one's terms oldest first.
-pub(crate) fn group_view(rows: Vec<(RawCoverage, RawTerms)>) -> Result<Vec<CoverageWithTerms>, StoreError> {
+pub(crate) fn group_view(mut rows: Vec<(RawCoverage, RawTerms)>) -> Result<Vec<CoverageWithTerms>, StoreError> {
+    // Sorted by coverage first, then grouped with the neighbour: linear in the rows after the
+    // sort, for a card's handful as for the card index's load of thousands of persons.
+    rows.sort_by_key(|(coverage, _)| coverage.0);
     let mut view: Vec<CoverageWithTerms> = Vec::new();
     for (raw_coverage, raw_terms) in rows {
         let terms = terms_record(raw_terms)?;
-        match view.iter_mut().find(|v| v.coverage.coverage_id == raw_coverage.0) {
-            Some(known) => known.terms.push(terms),
-            None => view.push(CoverageWithTerms { coverage: coverage_record(raw_coverage)?, terms: vec![terms] }),
+        match view.last_mut() {
+            Some(known) if known.coverage.coverage_id == raw_coverage.0 => known.terms.push(terms),
+            _ => view.push(CoverageWithTerms { coverage: coverage_record(raw_coverage)?, terms: vec![terms] }),
         }
     }
-    view.sort_by_key(|v| v.coverage.coverage_id);
     for v in &mut view {
         v.terms.sort_by_key(|t| t.effective_from);
     }

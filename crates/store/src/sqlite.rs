@@ -465,6 +465,21 @@ mod tests {
             assert_eq!(loaded.card_holders_view(&insurer, &number).unwrap(), writer.card_holders_view(&insurer, &number).unwrap());
         }
         assert_eq!(loaded.card_index_counts().served, 3);
+
+        // A fourth person: the register outgrew the bound, the index is given up and every read
+        // goes to the engine (still right).
+        let fourth = crate::conformance::acquisition("grow-1", "P4", "5004");
+        assert_eq!(
+            writer.apply_events(&[fourth], Timestamp::at_start_of(Date::parse_yyyymmdd("20261125").unwrap())).unwrap(),
+            [ApplyOutcome::Applied]
+        );
+        let insurer = InsurerNumber::parse("06130488").unwrap();
+        for _ in 0..2 {
+            let number = CardNumber::parse("5004").unwrap();
+            assert_eq!(loaded.card_holders_view(&insurer, &number).unwrap().len(), 1, "the new person, from the engine");
+        }
+        let counts = loaded.card_index_counts();
+        assert_eq!((counts.served, counts.persons), (3, 0), "given up: nothing more from the index, nothing held: {counts:?}");
     }
 
     #[test]

@@ -172,8 +172,7 @@ async fn after_the_primary_dies_the_promoted_replica_holds_every_acknowledged_up
 /// answers the ground truth from it and says up to when the copy holds every commit; an
 /// insurer's upload through another center process on the same register reaches its answers
 /// once the copy has caught up (seen as the answer's `replica_as_of` passing the upload), and
-/// never a wrong answer meanwhile: before that, the answer is the one from before the upload,
-/// dated before it.
+/// meanwhile the answer is the one from before or from after the upload, never another.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_center_with_its_own_copy_on_postgres_answers_and_says_how_current_it_is() {
     let fixture = crate::common::Fixture::on(crate::common::Engine::Postgres, 3_000);
@@ -183,14 +182,20 @@ async fn a_center_with_its_own_copy_on_postgres_answers_and_says_how_current_it_
     let truth = fixture.truth();
     // The copy is loaded beside serving; until then the register answers, without a position.
     until("the copy answers", || async { clinic.verify_number(&truth[0].request).await.unwrap().replica_as_of }).await;
+    let mut from_copy = 0;
     for case in &truth {
         let answer = clinic.verify_number(&case.request).await.unwrap_or_else(|e| panic!("{}: {e}", case.case));
         onshi_synth::check_answer(&answer, &case.expect).unwrap_or_else(|why| panic!("{} ({}): {why}", case.case, case.category));
-        let as_of = answer.replica_as_of.as_deref().unwrap_or_else(|| panic!("{}: read from the copy, and says so", case.case));
-        // The copy was read after the server started, and its time is a second already past.
-        assert!(as_of >= a_second_before(&started).as_str(), "{as_of}: read before the test began at {started}");
-        assert!(as_of < answer.answered_at.as_str(), "{as_of}: a second already past when answered at {}", answer.answered_at);
+        // Without a position the register answered (a copy more than 2 s behind answers
+        // nothing, which a loaded machine may make happen); with one, the copy did.
+        if let Some(as_of) = answer.replica_as_of.as_deref() {
+            // The copy was read after the server started, and its time is a second already past.
+            assert!(as_of >= a_second_before(&started).as_str(), "{as_of}: read before the test began at {started}");
+            assert!(as_of < answer.answered_at.as_str(), "{as_of}: a second already past when answered at {}", answer.answered_at);
+            from_copy += 1;
+        }
     }
+    assert!(from_copy > 0, "the copy answered");
 
     // Another center process takes an upload; this one answers it once its copy is past it.
     let other = Server::start(&fixture);
@@ -202,9 +207,9 @@ async fn a_center_with_its_own_copy_on_postgres_answers_and_says_how_current_it_
     let acknowledged_at = now_jst();
     let after = until("the copy holds the upload", || async {
         let answer = clinic.verify_number(&request(&fixture.insurer, 1)).await.unwrap();
-        let as_of = answer.replica_as_of.clone().expect("from the copy");
         // Either side of the upload, never anything else.
         assert!(["1", "4"].contains(&answer.validity.code.as_str()), "{}", answer.validity.code);
+        let as_of = answer.replica_as_of.clone()?;
         (as_of.as_str() >= acknowledged_at.as_str()).then_some(answer)
     })
     .await;

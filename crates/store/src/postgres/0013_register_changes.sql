@@ -2,6 +2,6 @@
 -- register's apply lock (an advisory lock held to the commit), so its order is commit order.
 CREATE TABLE register_changes (
     seq          BIGSERIAL PRIMARY KEY,
-    committed_at BIGINT NOT NULL,
+    registered_at BIGINT NOT NULL,
     coverage_ids BYTEA NOT NULL
 );

@@ -33,6 +33,9 @@ const LOAD_CHUNK: i64 = 20_000;
 
 pub(super) struct PgIndex {
     state: RwLock<Followed>,
+    max_persons: u64,
+    /// The register outgrew `max_persons`: the copy is dropped and every read goes to it.
+    given_up: AtomicBool,
     stop: AtomicBool,
     served: AtomicU64,
     behind: AtomicU64,
@@ -53,6 +56,14 @@ fn as_of_before(now: SystemTime) -> Timestamp {
     Timestamp::from_jst_seconds(utc - 1 + JST_OFFSET_SECONDS)
 }
 
+/// The follower's connection: a statement that hangs (a server that stopped answering) ends
+/// after a while, so that the follower retries and a stopped follower ends.
+fn follower_connection(url: &str) -> Result<Client, StoreError> {
+    let mut client = connect(url)?;
+    client.batch_execute("SET statement_timeout = '10s'").map_err(pg("bounding the card index's reads"))?;
+    Ok(client)
+}
+
 /// A read-only transaction that sees one snapshot throughout, taken at its first statement.
 fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>, StoreError> {
     client
@@ -67,7 +78,7 @@ impl PgIndex {
     /// Loads the copy from one snapshot and starts its follower. `None` when the register holds
     /// more than `max_persons` persons (with their count).
     pub(super) fn start(url: &str, max_persons: u64) -> Result<Result<Arc<PgIndex>, u64>, StoreError> {
-        let mut client = connect(url)?;
+        let mut client = follower_connection(url)?;
         let persons: i64 = client.query_one("SELECT count(*) FROM persons", &[]).map_err(pg("counting persons"))?.get(0);
         if persons as u64 > max_persons {
             return Ok(Err(persons as u64));
@@ -95,6 +106,8 @@ impl PgIndex {
         tx.commit().map_err(pg("ending the index's snapshot"))?;
         let shared = Arc::new(PgIndex {
             state: RwLock::new(Followed { index, as_of: as_of_before(started_wall), caught_up: started }),
+            max_persons,
+            given_up: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             served: AtomicU64::new(0),
             behind: AtomicU64::new(0),
@@ -120,7 +133,7 @@ impl PgIndex {
             std::thread::sleep(POLL);
             let result = match client.as_mut() {
                 Some(c) if !c.is_closed() => self.catch_up(c),
-                _ => connect(url).and_then(|mut c| {
+                _ => follower_connection(url).and_then(|mut c| {
                     let caught = self.catch_up(&mut c);
                     client = Some(c);
                     caught
@@ -129,7 +142,7 @@ impl PgIndex {
             match result {
                 Ok(()) => reported = false,
                 Err(e) if !reported => {
-                    eprintln!("card index: cannot follow the register ({e}); card views are read from the register until it can");
+                    tracing::warn!(error = %e, "the card index cannot follow the register; card views are read from the register until it can");
                     reported = true;
                 }
                 Err(_) => {}
@@ -138,6 +151,9 @@ impl PgIndex {
     }
 
     fn catch_up(&self, client: &mut Client) -> Result<(), StoreError> {
+        if self.given_up.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let position = self.state.read().unwrap_or_else(|p| p.into_inner()).index.seq;
         let (started_wall, started) = (SystemTime::now(), Instant::now());
         let mut tx = snapshot(client)?;
@@ -171,12 +187,25 @@ impl PgIndex {
         current.index.seq = seq;
         current.as_of = as_of_before(started_wall);
         current.caught_up = started;
+        if current.index.persons() > self.max_persons {
+            tracing::warn!(
+                persons = current.index.persons(),
+                max_persons = self.max_persons,
+                "the register outgrew the card index; card views are read from the register from now on"
+            );
+            self.given_up.store(true, Ordering::Relaxed);
+            current.index = CardIndex::new(seq);
+            self.stop();
+        }
         Ok(())
     }
 
     /// The card view from the copy with the time it holds every commit up to, unless the copy
     /// has fallen behind.
     pub(super) fn card_view(&self, insurer: &str, number: &str) -> Option<(Vec<CoverageWithTerms>, Timestamp)> {
+        if self.given_up.load(Ordering::Relaxed) {
+            return None;
+        }
         let current = self.state.read().unwrap_or_else(|p| p.into_inner());
         if current.caught_up.elapsed() > MAX_LAG {
             self.behind.fetch_add(1, Ordering::Relaxed);

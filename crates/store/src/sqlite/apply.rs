@@ -257,7 +257,7 @@ fn record_changes(tx: &Transaction<'_>, decision: &Decision, registered: i64) ->
     if changed.is_empty() {
         return Ok(());
     }
-    tx.prepare_cached("INSERT INTO register_changes (committed_at, coverage_ids) VALUES (?1, ?2)")
+    tx.prepare_cached("INSERT INTO register_changes (registered_at, coverage_ids) VALUES (?1, ?2)")
         .map_err(sqlite("preparing the change log"))?
         .execute(params![registered, crate::card_index::encode_ids(&changed)])
         .map_err(sqlite("recording the batch in the change log"))?;

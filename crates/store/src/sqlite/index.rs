@@ -4,11 +4,15 @@
 //! local read of the shared WAL index, no I/O). The index records that count when it has caught
 //! up with the change log; a read answers from memory only while the count is unchanged, so an
 //! answer from the index is exactly what the engine would have said at that moment, whichever
-//! process or connection wrote. When the count has moved, the reading thread catches up (the
+//! process or connection imported. When the count has moved, the reading thread catches up (the
 //! change log after the index's position, then the views of the persons it names) unless
 //! another thread is doing so, in which case it reads the engine as before.
+//!
+//! The register's import is the only writer of coverages and terms, and it writes the change
+//! log in the same transaction. A hand edit of those tables in SQL is not in the log: a running
+//! center sees it after a restart (the index is loaded afresh).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use rusqlite::{Connection, params};
@@ -22,6 +26,12 @@ const LOAD_CHUNK: i64 = 20_000;
 
 pub(super) struct IndexHandle {
     state: RwLock<Current>,
+    /// The index may hold at most this many persons; past it, it is given up.
+    max_persons: u64,
+    /// Given up: the register outgrew `max_persons`. Every read goes to the engine.
+    given_up: AtomicBool,
+    /// A catch-up failed and nothing has been said of it yet.
+    failing: AtomicBool,
     /// Runs nothing but `PRAGMA data_version`: its count moves with every other connection's
     /// commit.
     checker: Mutex<Connection>,
@@ -71,13 +81,13 @@ impl SqliteRegister {
         }
         // The counter before the snapshot: the snapshot holds at least every commit it counts.
         let version = data_version(&checker)?;
-        loader.execute_batch("BEGIN").map_err(sqlite("starting the index's snapshot"))?;
-        let loaded = load(&loader);
-        loader.execute_batch("COMMIT").map_err(sqlite("ending the index's snapshot"))?;
-        let index = loaded?;
+        let index = in_snapshot(&loader, load)?;
         let persons = index.persons();
         let handle = IndexHandle {
             state: RwLock::new(Current { index, version }),
+            max_persons,
+            given_up: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             checker: Mutex::new(checker),
             updater: Mutex::new(loader),
             served: AtomicU64::new(0),
@@ -103,9 +113,16 @@ impl SqliteRegister {
     /// first when it can; `None`: read the engine.
     pub(super) fn read_index<T>(&self, f: impl FnOnce(&CardIndex) -> T) -> Option<T> {
         let handle = self.index.get()?;
-        let now = {
+        if handle.given_up.load(Ordering::Relaxed) {
+            return None;
+        }
+        let counted = {
             let checker = handle.checker.lock().unwrap_or_else(|p| p.into_inner());
-            data_version(&checker).ok()?
+            data_version(&checker)
+        };
+        let Ok(now) = counted else {
+            handle.behind.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
         {
             let current = handle.state.read().unwrap_or_else(|p| p.into_inner());
@@ -114,7 +131,7 @@ impl SqliteRegister {
                 return Some(f(&current.index));
             }
         }
-        if handle.catch_up(now).is_ok() {
+        if handle.catch_up(now) {
             let current = handle.state.read().unwrap_or_else(|p| p.into_inner());
             if current.version == now {
                 handle.served.fetch_add(1, Ordering::Relaxed);
@@ -146,30 +163,62 @@ fn load(connection: &Connection) -> Result<CardIndex, StoreError> {
     Ok(index)
 }
 
+/// `read` inside one read transaction on `connection` (one snapshot), ended whatever happens:
+/// a transaction left open would hold the snapshot and keep the WAL from being checkpointed.
+fn in_snapshot<T>(connection: &Connection, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    connection.execute_batch("BEGIN").map_err(sqlite("starting a snapshot for the card index"))?;
+    let result = read(connection);
+    let ended = connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    if ended.is_err() && !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    let value = result?;
+    ended.map_err(sqlite("ending a snapshot for the card index"))?;
+    Ok(value)
+}
+
 impl IndexHandle {
-    /// Brings the index up to the file's commit count `now`, unless another thread is at it.
-    fn catch_up(&self, now: i64) -> Result<(), StoreError> {
+    /// Brings the index up to the file's commit count `now`, unless another thread is at it
+    /// (then `true`: the caller looks again). `false` when the catch-up failed (said once) or
+    /// the register outgrew the index (said, and the index given up).
+    fn catch_up(&self, now: i64) -> bool {
         let Ok(updater) = self.updater.try_lock() else {
-            return Ok(());
+            return true;
         };
         let position = {
             let current = self.state.read().unwrap_or_else(|p| p.into_inner());
             if current.version == now {
-                return Ok(());
+                return true;
             }
             current.index.seq
         };
-        updater.execute_batch("BEGIN").map_err(sqlite("starting the index's catch-up"))?;
-        let read = changed_views(&updater, position);
-        updater.execute_batch("COMMIT").map_err(sqlite("ending the index's catch-up"))?;
-        let (seq, changed) = read?;
+        let (seq, changed) = match in_snapshot(&updater, |c| changed_views(c, position)) {
+            Ok(read) => read,
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "the card index cannot catch up with the register; card views are read from the register until it can");
+                }
+                return false;
+            }
+        };
+        self.failing.store(false, Ordering::Relaxed);
         let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
         for (person, view) in changed {
             current.index.set_person(person, view);
         }
         current.index.seq = seq;
         current.version = now;
-        Ok(())
+        if current.index.persons() > self.max_persons {
+            self.given_up.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                persons = current.index.persons(),
+                max_persons = self.max_persons,
+                "the register outgrew the card index; card views are read from the register from now on"
+            );
+            current.index = CardIndex::new(seq);
+            return false;
+        }
+        true
     }
 }
 
@@ -204,7 +253,8 @@ fn changed_views(connection: &Connection, position: i64) -> Result<(i64, Vec<(i6
         .map_err(sqlite("reading the changed persons"))?;
     let persons_json = serde_json::to_string(&persons).map_err(|e| StoreError::Corrupt(format!("person ids: {e}")))?;
     let mut views = by_person(read_view(connection, persons_view_sql(), params![persons_json])?);
-    // A person named by the log keeps at least the coverage that named them; an empty view
-    // would mean their coverages have no terms, which the register never writes.
+    // A person named by the log keeps at least the coverage that named them (coverages are
+    // never deleted nor moved to another person); an empty view would mean their coverages
+    // have no terms, which the register never writes.
     Ok((seq, persons.into_iter().map(|p| (p, views.remove(&p).unwrap_or_default())).collect()))
 }
