@@ -233,6 +233,32 @@ fn in_process_verify_us(db: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
     Ok(per_call)
 }
 
+/// Waits until the center that `client` reaches reports its card index loaded (`/metrics`), for at
+/// most a minute plus a second per 20,000 persons; says so if it never is.
+async fn wait_for_card_index(client: &CenterClient, persons: u64) {
+    let started = Instant::now();
+    let deadline = std::time::Duration::from_secs(60 + persons / 20_000);
+    loop {
+        let loaded = match client.get_raw("/metrics").await {
+            Ok((200, text)) => text
+                .lines()
+                .find_map(|line| line.strip_prefix("onshi_card_index_persons "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+            _ => false,
+        };
+        if loaded {
+            eprintln!("bench: card index loaded after {:.1} s", started.elapsed().as_secs_f64());
+            return;
+        }
+        if started.elapsed() > deadline {
+            eprintln!("bench: the card index was not loaded in {} s; measuring without it", deadline.as_secs());
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Seconds for one batch call of the largest size, median of three, each with different members.
 async fn batch_timing(client: &CenterClient, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
     let mut times = Vec::new();
@@ -571,6 +597,9 @@ fn card_only(
     let seconds = args.seconds;
     let (trivial, cards, again) = crate::runtime()?.block_on(async {
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
+        if card_index_max_persons() >= args.persons && args.db.is_none() {
+            wait_for_card_index(&clients[0], args.persons).await;
+        }
         throughput(&clients, Endpoint::Trivial, requests, 3).await;
         let trivial = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
         crate::bench_card::link(&clients[0], &mut bench_cards).await?;
@@ -755,6 +784,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         // Connection i goes to center i mod N.
         let clients: Vec<CenterClient> =
             (0..args.connections).map(|i| CenterClient::new(configs[i % configs.len()].clone())).collect::<Result<_, _>>()?;
+        // A card index is loaded beside serving: measured before it is ready, a phase would
+        // count the load's CPU against its requests.
+        let index_expected = card_index_max_persons() >= summary.persons
+            && (!on_postgres || CARD_INDEX_ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed));
+        if index_expected {
+            for client in clients.iter().take(servers.len()) {
+                wait_for_card_index(client, summary.persons).await;
+            }
+        }
         eprintln!("bench: warming up");
         throughput(&clients, Endpoint::Verify, &requests, 3).await;
         let mut trivial = Vec::new();
