@@ -330,6 +330,78 @@ pub fn the_card_index_follows_every_writer(indexed: &dyn Register, writer: &dyn 
     assert_eq!(held, ["5001", "5001", "5003"], "P1's lost coverage, then P2's two");
 }
 
+/// One step of a random history for [`the_card_index_matches_the_engine_after_any_history`]:
+/// who (one of four persons), which card (one of three numbers, two branches), what (acquire,
+/// change, lose), and on which of forty days.
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryStep {
+    pub person: u8,
+    pub number: u8,
+    pub branch: u8,
+    pub kind: u8,
+    pub day: u8,
+}
+
+/// Whatever the history — most of a random one is refused by the rules, the rest moves numbers
+/// between persons, changes terms and ends coverages — the card index answers every card and
+/// person view exactly as the engine does after each batch. `indexed` reads through its index;
+/// `writer` writes and reads the engine; both start empty; `batch` steps go in per transaction.
+pub fn the_card_index_matches_the_engine_after_any_history(
+    indexed: &dyn Register,
+    writer: &dyn Register,
+    steps: &[HistoryStep],
+    batch: usize,
+) {
+    let numbers = ["6001", "6002", "6003"];
+    let events: Vec<CoverageEvent> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let on = d("20250101").add_days(i64::from(step.day % 40));
+            let body = match step.kind % 3 {
+                0 => acquire("19800101", IncomeClass::General),
+                1 => EventBody::Change {
+                    holder: None,
+                    details: Some(MemberDetails {
+                        name: format!("試験 {i}"),
+                        name_kana: "ｼｹﾝ".into(),
+                        address: Some(format!("{i}番地")),
+                        ..Default::default()
+                    }),
+                    terms: None,
+                },
+                _ => EventBody::Lose { reason: ReasonOfLoss::Other },
+            };
+            let mut e = event(
+                &format!("h{i}"),
+                &format!("H{}", step.person % 4),
+                numbers[usize::from(step.number % 3)],
+                step.branch % 2,
+                "20250101",
+                body,
+            );
+            e.occurred_on = on;
+            e.notified_at = Timestamp::at_start_of(on.add_days(1));
+            e
+        })
+        .collect();
+    for chunk in events.chunks(batch.max(1)) {
+        writer.apply_events(chunk, now()).expect("apply");
+        for number in numbers {
+            let number = CardNumber::parse(number).unwrap();
+            assert_eq!(
+                indexed.card_holders_view(&insurer(), &number).expect("indexed view"),
+                writer.card_holders_view(&insurer(), &number).expect("engine view"),
+                "card {number:?} after {}",
+                chunk.last().map(|e| e.event_id.as_str()).unwrap_or("")
+            );
+        }
+        for person in 1..=5 {
+            assert_eq!(indexed.person_view(person).expect("indexed"), writer.person_view(person).expect("engine"), "person {person}");
+        }
+    }
+}
+
 /// Under concurrent readers, a card view read after another writer's commit has returned holds
 /// that commit: readers that find the index behind catch it up or read the engine, never an
 /// older copy. `writer` acquires 200 cards one per transaction while four threads read the card

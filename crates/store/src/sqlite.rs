@@ -493,6 +493,31 @@ mod tests {
         assert!(indexed.card_index_counts().served > 0, "{:?}", indexed.card_index_counts());
     }
 
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+        /// Random histories, in random transaction sizes: the index never differs from the engine.
+        #[test]
+        fn the_card_index_matches_the_engine_after_any_history(
+            steps in proptest::collection::vec(
+                (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| {
+                    crate::conformance::HistoryStep { person, number, branch, kind, day }
+                }),
+                1..40,
+            ),
+            batch in 1usize..6,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("register.sqlite");
+            let indexed = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+            indexed.build_card_index(u64::MAX).unwrap();
+            let writer = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+            crate::conformance::the_card_index_matches_the_engine_after_any_history(&indexed, &writer, &steps, batch);
+            proptest::prop_assert_eq!(indexed.card_index_counts().behind, 0);
+        }
+    }
+
     /// The whole conformance suite with every card view read through the index.
     #[test]
     fn conformance_through_the_card_index() {
