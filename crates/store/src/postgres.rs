@@ -825,11 +825,10 @@ mod tests {
         let settle = || {
             let last: i64 =
                 writer.read(|c| Ok(c.query_one("SELECT coalesce(max(seq), 0) FROM register_changes", &[]).unwrap().get(0))).unwrap();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while indexed.index.get().unwrap().position() < last {
-                assert!(std::time::Instant::now() < deadline, "the copy did not reach change {last} in 30 s");
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+            assert!(
+                indexed.index.get().unwrap().wait_for_position(last, std::time::Duration::from_secs(30)),
+                "the copy did not reach change {last} in 30 s"
+            );
         };
         let started = Timestamp::from_jst_seconds(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + JST_OFFSET_SECONDS,
@@ -844,12 +843,12 @@ mod tests {
         let counts = indexed.card_index_counts();
         assert!(counts.served > 0 && counts.persons == 3, "P1, P2 and P3 of the history: {counts:?}");
 
-        indexed.index.get().unwrap().stop();
-        let deadline = std::time::Instant::now() + index::MAX_LAG * 10;
-        while indexed.card_holders_view_at(&insurer, &number).unwrap().1.is_some() {
-            assert!(std::time::Instant::now() < deadline, "a copy that stopped following still answers");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let index = indexed.index.get().unwrap();
+        index.stop_and_join();
+        index.age(index::MAX_LAG - std::time::Duration::from_millis(500));
+        assert!(indexed.card_holders_view_at(&insurer, &number).unwrap().1.is_some(), "within the bound the copy still answers");
+        index.age(index::MAX_LAG + std::time::Duration::from_millis(500));
+        assert_eq!(indexed.card_holders_view_at(&insurer, &number).unwrap().1, None, "past the bound the copy answers nothing");
         assert!(indexed.card_index_counts().behind > 0);
         assert_eq!(indexed.card_holders_view_at(&insurer, &number).unwrap().0, view, "the register answers instead");
     }

@@ -261,3 +261,16 @@ pub fn number_request(insurer: &str, symbol: &str, number: &str) -> onshi_api::v
         document: None,
     }
 }
+
+/// Asks again while `attempt` gives nothing, as a gateway retries a 503, until a deadline of
+/// 10 s (then fails the test naming `what`).
+pub async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut attempt: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

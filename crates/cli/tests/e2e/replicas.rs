@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use onshi_store::postgres::cluster::{Cluster, binaries_installing, free_port};
 
-use crate::common::{CLINIC, Fixture, Server};
+use crate::common::{CLINIC, Fixture, Server, until};
 
 /// Now as the register writes times: Japan-time `YYYYMMDDHHmmss`.
 fn now_jst() -> String {
@@ -63,18 +63,6 @@ async fn a_replica_answers_what_the_primary_registered_and_says_how_current_it_i
     let client = server.client(&fixture, Some(&format!("institutions/{CLINIC}")));
     let case = &fixture.truth()[0];
     assert_eq!(client.verify_number(&case.request).await.unwrap().replica_as_of, None);
-}
-
-/// Asks again while `attempt` gives nothing, as a gateway retries a 503, until a deadline.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut attempt: impl FnMut() -> F) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 /// One acquisition for the fixture's insurer, numbered `i`.

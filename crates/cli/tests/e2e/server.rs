@@ -47,11 +47,8 @@ async fn verifications_are_answered_from_the_card_index_exactly_as_the_register_
     let fixture = Fixture::on(Engine::Sqlite, 3_000);
     let server = Server::start(&fixture);
     let client = server.client(&fixture, Some(&clinic()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while metric(&client, "onshi_card_index_persons").await == 0 {
-        assert!(std::time::Instant::now() < deadline, "the card index was not built in 30 s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    crate::common::until("the card index is built", || async { (metric(&client, "onshi_card_index_persons").await > 0).then_some(()) })
+        .await;
     let from_index = r#"onshi_card_index_reads_total{from="index"}"#;
     let from_register = r#"onshi_card_index_reads_total{from="register"}"#;
     let (index_before, register_before) = (metric(&client, from_index).await, metric(&client, from_register).await);

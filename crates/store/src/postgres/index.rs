@@ -10,7 +10,7 @@
 //! and fail there as they would without it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use postgres::Client;
@@ -37,6 +37,10 @@ pub(super) struct PgIndex {
     /// The register outgrew `max_persons`: the copy is dropped and every read goes to it.
     given_up: AtomicBool,
     stop: AtomicBool,
+    /// The change log's position after each catch-up, for whoever waits for one.
+    progress: (Mutex<i64>, Condvar),
+    /// The follower thread, until it is joined.
+    follower: Mutex<Option<std::thread::JoinHandle<()>>>,
     served: AtomicU64,
     behind: AtomicU64,
 }
@@ -109,15 +113,18 @@ impl PgIndex {
             max_persons,
             given_up: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            progress: (Mutex::new(seq), Condvar::new()),
+            follower: Mutex::new(None),
             served: AtomicU64::new(0),
             behind: AtomicU64::new(0),
         });
         let follower = shared.clone();
         let url = url.to_string();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("card-index-follower".into())
             .spawn(move || follower.follow(&url, client))
             .map_err(|e| StoreError::Corrupt(format!("no thread for the card index's follower: {e}")))?;
+        *shared.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(Ok(shared))
     }
 
@@ -187,6 +194,8 @@ impl PgIndex {
         current.index.seq = seq;
         current.as_of = as_of_before(started_wall);
         current.caught_up = started;
+        *self.progress.0.lock().unwrap_or_else(|p| p.into_inner()) = seq;
+        self.progress.1.notify_all();
         if current.index.persons() > self.max_persons {
             tracing::warn!(
                 persons = current.index.persons(),
@@ -227,9 +236,29 @@ impl PgIndex {
         self.state.read().unwrap_or_else(|p| p.into_inner()).index.persons()
     }
 
-    /// The change log's position the copy has applied.
+    /// Waits until the copy has applied the change log up to `seq`, for at most `timeout`;
+    /// whether it has.
     #[cfg(test)]
-    pub(super) fn position(&self) -> i64 {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).index.seq
+    pub(super) fn wait_for_position(&self, seq: i64, timeout: Duration) -> bool {
+        let position = self.progress.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (position, _) = self.progress.1.wait_timeout_while(position, timeout, |at| *at < seq).unwrap_or_else(|p| p.into_inner());
+        *position >= seq
+    }
+
+    /// Stops the follower and waits for its thread to end.
+    #[cfg(test)]
+    pub(super) fn stop_and_join(&self) {
+        self.stop();
+        if let Some(handle) = self.follower.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            handle.join().expect("the follower ends without a panic");
+        }
+    }
+
+    /// Makes the copy's last catch-up `ago` old, as if its follower had not reached the
+    /// register for that long.
+    #[cfg(test)]
+    pub(super) fn age(&self, ago: Duration) {
+        let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
+        current.caught_up = Instant::now().checked_sub(ago).expect("a moment after the machine started");
     }
 }
