@@ -1,6 +1,8 @@
 //! Verification by card numbers: parse the request, ask the register, decide with the domain,
 //! and build the answer with copay, limit, pending changes and `as_of`.
 
+use std::borrow::Borrow;
+
 use onshi_api::verify::{self as wire, CodeLabel, Pending, VerifyAnswer, VerifyNumberRequest};
 use onshi_domain::codes::QualificationValidity;
 use onshi_domain::copay::{self, AgeBand, copay_ratio_percent};
@@ -384,8 +386,8 @@ pub fn verify_number_person(
     now: Timestamp,
 ) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
     let lag = lags.get(register, &query.insurer)?;
-    let read = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
-    Ok(answer_from_read(read, lag, query, now))
+    let (view, replica_as_of) = register.card_holders_view_at(&query.insurer, &query.number).map_err(store_error)?;
+    Ok(answer_from_read(&view, replica_as_of, lag, query, now))
 }
 
 /// As [`verify_number_person`], from an async handler: the register's read waits without
@@ -397,17 +399,18 @@ pub async fn verify_number_person_async(
     now: Timestamp,
 ) -> Result<(VerifyAnswer, Option<i64>), CenterError> {
     let lag = lags.get(register, &query.insurer)?;
-    let read = register.card_holders_view_async(&query.insurer, &query.number).await.map_err(store_error)?;
-    Ok(answer_from_read(read, lag, query, now))
+    let (view, replica_as_of) = register.card_holders_view_async(&query.insurer, &query.number).await.map_err(store_error)?;
+    Ok(answer_from_read(&view, replica_as_of, lag, query, now))
 }
 
-fn answer_from_read(
-    (view, replica_as_of): (Vec<CoverageWithTerms>, Option<Timestamp>),
+fn answer_from_read<V: Borrow<CoverageWithTerms>>(
+    view: &[V],
+    replica_as_of: Option<Timestamp>,
     lag: Option<InsurerLag>,
     query: &NumberQuery,
     now: Timestamp,
 ) -> (VerifyAnswer, Option<i64>) {
-    let (mut answer, person) = answer_from_view(&view, lag, query, now);
+    let (mut answer, person) = answer_from_view(view, lag, query, now);
     answer.replica_as_of = replica_as_of.map(|at| at.to_string());
     // Only beside a valid coverage: for a lost one the validity says what matters.
     if let (Some(document), Some(coverage), "1") = (query.document, &answer.coverage, answer.validity.code.as_str()) {
@@ -437,18 +440,19 @@ pub fn no_coverage_answer(on: Date, now: Timestamp) -> VerifyAnswer {
 
 /// The answer from `view`, every coverage with its terms of each person the query may mean
 /// (the card's holders, or the one person a card names), with the person the answer is about.
-pub fn answer_from_view(
-    view: &[CoverageWithTerms],
+/// The view's coverages are owned or shared with the card index (`Borrow`).
+pub fn answer_from_view<V: Borrow<CoverageWithTerms>>(
+    view: &[V],
     lag: Option<InsurerLag>,
     query: &NumberQuery,
     now: Timestamp,
 ) -> (VerifyAnswer, Option<i64>) {
+    let view = || view.iter().map(Borrow::<CoverageWithTerms>::borrow);
     let on = query.date_of_care;
     let mut answer = no_coverage_answer(on, now);
     answer.insurer_lag =
         lag.map(|l| wire::InsurerLag { events: l.events, mean_days: (l.mean_days * 10.0).round() / 10.0, max_days: l.max_days });
-    let candidates: Vec<&CoverageWithTerms> = view
-        .iter()
+    let candidates: Vec<&CoverageWithTerms> = view()
         .filter(|v| v.coverage.insurer == query.insurer && v.coverage.number == query.number)
         .filter(|v| query.symbol.is_empty() || v.coverage.symbol == query.symbol)
         .collect();
@@ -471,7 +475,7 @@ pub fn answer_from_view(
     };
     let found = *candidates.iter().find(|v| v.coverage.coverage_id == chosen).expect("chosen from these candidates");
     let record = &found.coverage;
-    let person: Vec<&CoverageRecord> = view.iter().filter(|v| v.coverage.person_id == record.person_id).map(|v| &v.coverage).collect();
+    let person: Vec<&CoverageRecord> = view().filter(|v| v.coverage.person_id == record.person_id).map(|v| &v.coverage).collect();
     let person_spans: Vec<CoverageSpan> = person.iter().map(|c| span(c)).collect();
     let judgement = judge(&span(record), &person_spans, on);
     answer.validity = validity(judgement.validity());
@@ -484,7 +488,7 @@ pub fn answer_from_view(
         Judgement::Lost { lost_on } if lawful_span(record).1 => answer.notice = Some(errors::coverage_lost_at_75(lost_on)),
         Judgement::Lost { lost_on } => answer.notice = Some(errors::coverage_lost(lost_on)),
         Judgement::LostNewerExists { lost_on, newer_coverage_id } => {
-            let newer = view.iter().find(|v| v.coverage.coverage_id == newer_coverage_id).expect("judged from these coverages");
+            let newer = view().find(|v| v.coverage.coverage_id == newer_coverage_id).expect("judged from these coverages");
             answer.notice = Some(errors::newer_coverage(lost_on, newer.coverage.insurer.as_str()));
             answer.newer_coverage = coverage_on(&newer.coverage, &newer.terms, on, query.limit_consent);
             as_of = as_of.max(newer.coverage.updated_at);

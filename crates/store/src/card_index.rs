@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::SharedView;
 use crate::StoreError;
 use crate::model::CoverageWithTerms;
 
@@ -55,7 +56,10 @@ pub struct CardIndexCounts {
 pub(crate) struct CardIndex {
     /// (insurer number, 番号) → the persons holding a coverage with them, over all periods.
     holders: HashMap<Box<str>, Vec<i64>>,
-    persons: HashMap<i64, Arc<[CoverageWithTerms]>>,
+    /// Each coverage behind its own `Arc`, so that a verification takes the view by counting
+    /// references instead of copying every name and terms row (a seventh of the number path's
+    /// CPU when copied, measured in docs/PERFORMANCE.md).
+    persons: HashMap<i64, Box<[Arc<CoverageWithTerms>]>>,
     /// The change log's position the index has applied.
     pub seq: i64,
 }
@@ -101,16 +105,21 @@ impl CardIndex {
                 holders.push(person_id);
             }
         }
-        self.persons.insert(person_id, view.into());
+        self.persons.insert(person_id, view.into_iter().map(Arc::new).collect());
     }
 
     /// As `Register::card_holders_view`: every coverage of every person holding a coverage of
     /// this insurer with this 番号, ordered as the engines order it (by coverage id).
     pub fn card_view(&self, insurer: &str, number: &str) -> Vec<CoverageWithTerms> {
+        self.card_view_shared(insurer, number).into_iter().map(Arc::unwrap_or_clone).collect()
+    }
+
+    /// As [`CardIndex::card_view`], sharing the index's coverages instead of copying them.
+    pub fn card_view_shared(&self, insurer: &str, number: &str) -> SharedView {
         let Some(holders) = self.holders.get(card_key(insurer, number).as_str()) else {
             return Vec::new();
         };
-        let mut view: Vec<CoverageWithTerms> =
+        let mut view: SharedView =
             holders.iter().filter_map(|p| self.persons.get(p)).flat_map(|coverages| coverages.iter().cloned()).collect();
         view.sort_by_key(|v| v.coverage.coverage_id);
         view
@@ -118,7 +127,7 @@ impl CardIndex {
 
     /// As `Register::person_view`.
     pub fn person_view(&self, person_id: i64) -> Vec<CoverageWithTerms> {
-        self.persons.get(&person_id).map(|coverages| coverages.to_vec()).unwrap_or_default()
+        self.persons.get(&person_id).map(|coverages| coverages.iter().map(|c| CoverageWithTerms::clone(c)).collect()).unwrap_or_default()
     }
 }
 

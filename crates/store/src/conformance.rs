@@ -79,7 +79,8 @@ fn the_async_card_view_is_the_synchronous_one(register: &dyn Register) {
     for round in 0..2 {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         for i in 0..6 {
-            let read = runtime.block_on(register.card_holders_view_async(&insurer(), &number)).unwrap();
+            let (view, at) = runtime.block_on(register.card_holders_view_async(&insurer(), &number)).unwrap();
+            let read: (Vec<CoverageWithTerms>, _) = (view.into_iter().map(std::sync::Arc::unwrap_or_clone).collect(), at);
             assert_eq!(read, expected, "round {round}, read {i}");
             let none = runtime.block_on(register.card_holders_view_async(&insurer(), &nobody)).unwrap();
             assert!(none.0.is_empty(), "round {round}, read {i}: nobody holds 9399");

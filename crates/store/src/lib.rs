@@ -31,9 +31,18 @@ use onshi_domain::ids::{CardNumber, InsurerNumber};
 /// register's interface to one engine's type.
 pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A card view whose coverages may be shared with the card index (taken by counting references,
+/// not copied): what the number path reads.
+pub type SharedView = Vec<std::sync::Arc<CoverageWithTerms>>;
+
 /// A card view read by [`Register::card_holders_view_async`], with where it was read.
 pub type ViewFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Vec<CoverageWithTerms>, Option<Timestamp>), StoreError>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(SharedView, Option<Timestamp>), StoreError>> + Send + 'a>>;
+
+/// An owned view as a [`SharedView`] (one allocation per coverage, no copy).
+pub fn shared(view: Vec<CoverageWithTerms>) -> SharedView {
+    view.into_iter().map(std::sync::Arc::new).collect()
+}
 
 /// A storage failure. Input problems are never errors here: they are [`ApplyOutcome::Rejected`].
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +93,7 @@ pub trait Register: Send + Sync {
     /// thread meanwhile (PostgreSQL: many verifications in flight on a few connections); the
     /// default runs the synchronous read (SQLite's is a few microseconds of local work).
     fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> ViewFuture<'a> {
-        Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)))
+        Box::pin(std::future::ready(self.card_holders_view_at(insurer, number).map(|(view, at)| (shared(view), at))))
     }
 
     /// Builds the card index (`card_index`): the card view held in memory, for registers of at

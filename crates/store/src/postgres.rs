@@ -648,13 +648,13 @@ impl Register for PgRegister {
     }
 
     fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> crate::ViewFuture<'a> {
-        if let Some((view, as_of)) = self.index.get().and_then(|index| index.card_view(insurer.as_str(), number.as_str())) {
+        if let Some((view, as_of)) = self.index.get().and_then(|index| index.card_view_shared(insurer.as_str(), number.as_str())) {
             return Box::pin(std::future::ready(Ok((view, Some(as_of)))));
         }
         if self.replica.is_some() {
-            return Box::pin(std::future::ready(self.card_holders_view_at(insurer, number)));
+            return Box::pin(std::future::ready(self.card_holders_view_at(insurer, number).map(|(view, at)| (crate::shared(view), at))));
         }
-        Box::pin(async move { Ok((self.pipelined.view(insurer.as_str(), number.as_str()).await?, None)) })
+        Box::pin(async move { Ok((crate::shared(self.pipelined.view(insurer.as_str(), number.as_str()).await?), None)) })
     }
 
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {

@@ -304,6 +304,14 @@ impl Register for SqliteRegister {
         self.read(|connection| read_view(connection, sql, params![insurer.as_str(), number.as_str()]))
     }
 
+    fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> crate::ViewFuture<'a> {
+        let read = match self.read_index(|index| index.card_view_shared(insurer.as_str(), number.as_str())) {
+            Some(view) => Ok((view, None)),
+            None => self.card_holders_view(insurer, number).map(|view| (crate::shared(view), None)),
+        };
+        Box::pin(std::future::ready(read))
+    }
+
     fn person_view(&self, person_id: i64) -> Result<Vec<CoverageWithTerms>, StoreError> {
         if let Some(view) = self.read_index(|index| index.person_view(person_id)) {
             return Ok(view);

@@ -212,6 +212,11 @@ impl PgIndex {
     /// The card view from the copy with the time it holds every commit up to, unless the copy
     /// has fallen behind.
     pub(super) fn card_view(&self, insurer: &str, number: &str) -> Option<(Vec<CoverageWithTerms>, Timestamp)> {
+        self.card_view_shared(insurer, number).map(|(view, as_of)| (view.into_iter().map(std::sync::Arc::unwrap_or_clone).collect(), as_of))
+    }
+
+    /// As [`PgIndex::card_view`], sharing the copy's coverages instead of copying them.
+    pub(super) fn card_view_shared(&self, insurer: &str, number: &str) -> Option<(crate::SharedView, Timestamp)> {
         if self.given_up.load(Ordering::Relaxed) {
             return None;
         }
@@ -221,7 +226,7 @@ impl PgIndex {
             return None;
         }
         self.served.fetch_add(1, Ordering::Relaxed);
-        Some((current.index.card_view(insurer, number), current.as_of))
+        Some((current.index.card_view_shared(insurer, number), current.as_of))
     }
 
     pub(super) fn counts(&self) -> CardIndexCounts {
