@@ -395,6 +395,36 @@ async fn throughput(clients: &[CenterClient], endpoint: Endpoint, requests: &std
 
 /// Open loop at `rate` per second: latencies (µs) measured from each request's intended start.
 async fn latency_at(clients: &[CenterClient], rate: f64, requests: &std::sync::Arc<Vec<Vec<u8>>>, seconds: u64) -> Vec<u64> {
+    open_loop(clients, Endpoint::Verify, rate, requests, seconds).await
+}
+
+/// The trivial endpoint at `rate` per second (open loop), with the server's CPU per request: the
+/// cost of one request at the load the card verifications ran at, where each request wakes the
+/// server on its own instead of sharing a wake-up with others as at full load.
+async fn trivial_at(
+    pids: &[u32],
+    clients: &[CenterClient],
+    rate: f64,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    seconds: u64,
+) -> anyhow::Result<Measured> {
+    with_cpu_of(pids, async {
+        let started = Instant::now();
+        let answered = open_loop(clients, Endpoint::Trivial, rate, requests, seconds).await.len();
+        Ok((answered as f64 / started.elapsed().as_secs_f64(), 0))
+    })
+    .await
+}
+
+/// Open loop at `rate` per second on `endpoint`: the latencies (µs) of the requests answered,
+/// measured from each request's intended start.
+async fn open_loop(
+    clients: &[CenterClient],
+    endpoint: Endpoint,
+    rate: f64,
+    requests: &std::sync::Arc<Vec<Vec<u8>>>,
+    seconds: u64,
+) -> Vec<u64> {
     let interval = Duration::from_secs_f64(clients.len() as f64 / rate);
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs(seconds);
@@ -410,7 +440,7 @@ async fn latency_at(clients: &[CenterClient], rate: f64, requests: &std::sync::A
             while intended < end {
                 tokio::time::sleep_until(intended.into()).await;
                 index = (index + 1) % requests.len();
-                if one(&client, Endpoint::Verify, &requests[index]).await {
+                if one(&client, endpoint, &requests[index]).await {
                     latencies.push(intended.elapsed().as_micros() as u64);
                 }
                 intended += interval;
@@ -595,7 +625,7 @@ fn card_only(
     let config = client_config(&server.addr, pki, institution)?;
     let pid = server.child.id();
     let seconds = args.seconds;
-    let (trivial, cards, again) = crate::runtime()?.block_on(async {
+    let (trivial, cards, again, paced) = crate::runtime()?.block_on(async {
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         if card_index_max_persons() >= args.persons && args.db.is_none() {
             wait_for_card_index(&clients[0], args.persons).await;
@@ -606,17 +636,22 @@ fn card_only(
         let cards = with_cpu(pid, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         anyhow::ensure!(cards.failed == 0, "{} card verifications failed", cards.failed);
         let again = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
-        anyhow::Ok((trivial, cards, again))
+        let paced = trivial_at(&[pid], &clients, cards.rate, requests, seconds).await?;
+        anyhow::Ok((trivial, cards, again, paced))
     })?;
+    let signature_us = crate::bench_card::signature_check_us(&bench_cards)?;
     println!(
-        "trivial {:.0} req/s ({:.1} µs server CPU each); card verifications {:.0} /s ({:.1} µs each); trivial again {:.0} req/s ({:.1} µs each)",
-        trivial.rate, trivial.cpu_us, cards.rate, cards.cpu_us, again.rate, again.cpu_us
+        "trivial {:.0} req/s ({:.1} µs server CPU each); card verifications {:.0} /s ({:.1} µs each); trivial again {:.0} req/s ({:.1} µs each); trivial at the cards' rate {:.0} req/s ({:.1} µs each); one RSA-2048 signature check {signature_us:.1} µs",
+        trivial.rate, trivial.cpu_us, cards.rate, cards.cpu_us, again.rate, again.cpu_us, paced.rate, paced.cpu_us
     );
     println!("{placed}");
+    let trivial_cpu = (trivial.cpu_us + again.cpu_us) / 2.0;
     println!(
-        "card / trivial: throughput {:.3} (against the trivial run after); server CPU {:.2}× (against the mean of both trivial runs)",
+        "card / trivial: throughput {:.3} (against the trivial run after); server CPU {:.2}× (against the mean of both trivial runs), {:.2}× (against the trivial endpoint at the cards' rate); floor (one trivial request + one signature check) {:.2}×",
         cards.rate / again.rate,
-        cards.cpu_us / ((trivial.cpu_us + again.cpu_us) / 2.0)
+        cards.cpu_us / trivial_cpu,
+        cards.cpu_us / paced.cpu_us,
+        (trivial_cpu + signature_us) / trivial_cpu
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -826,7 +861,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: trivial endpoint again, for the card ratio");
         let again = with_cpu_of(&pids, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
         failures += again.failed + cards.failed;
-        let card = (cards, again);
+        eprintln!("bench: trivial endpoint at the card verifications' rate ({:.0}/s)", cards.rate);
+        let paced = trivial_at(&pids, &clients, cards.rate, &requests, seconds).await?;
+        let card = (cards, again, paced);
         eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);
         let files = crate::bench_gateway::file_latencies(&args.dir, &server.addr, &pki, institution.as_str(), &requests).await?;
         anyhow::Ok((trivial_rate, verify_rate, number_cpu, failures, latencies, batch_seconds, receipt_seconds, card, files))
@@ -839,9 +876,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         latencies,
         batch_seconds,
         receipt_seconds,
-        (cards, again),
+        (cards, again, paced),
         file_latencies,
     ) = report;
+    let signature_us = crate::bench_card::signature_check_us(&bench_cards)?;
     let (card_rate, trivial_again) = (cards.rate, again.rate);
     let (total_peak_kib, _) = memory_kib(server.child.id()).unwrap_or((0, 0));
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -902,6 +940,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         cards.cpu_us,
         again.cpu_us,
         verdict(cpu_ratio <= 2.5)
+    ));
+    out.push_str(&format!(
+        "| the same against the trivial endpoint at the card verifications' rate ({:.0} req/s, open loop: each request wakes the server alone, as the cards' do) | {:.0} µs / {:.0} µs = {:.2}× | — | — |\n",
+        paced.rate,
+        cards.cpu_us,
+        paced.cpu_us,
+        cards.cpu_us / paced.cpu_us
+    ));
+    out.push_str(&format!(
+        "| floor of a card verification: one trivial request + one RSA-2048 signature check (in-process, as the center checks it: {signature_us:.1} µs) | {:.2}× the trivial request | — | — |\n",
+        (again.cpu_us + signature_us) / again.cpu_us
     ));
     out.push_str(&format!(
         "| receipt pre-check of a {RECEIPT_CLAIMS}-claim UKE file (read, 2 batch phases, classify, CSV; median of 3) | {receipt_seconds:.2} s | < 2 s | {} |\n",

@@ -119,3 +119,31 @@ pub async fn throughput(clients: &[CenterClient], cards: &BenchCards, seconds: u
     }
     Ok((done as f64 / started.elapsed().as_secs_f64(), failed))
 }
+
+/// The part of a card verification no design can remove on this machine: one check of a card's
+/// RSA-2048 signature, made as the center makes it (`PublicKey::verify` with the key of a bench
+/// card's certificate, checked against the bench card CA), in µs per check, the fastest of
+/// three rounds of 2,000 in this process.
+pub fn signature_check_us(cards: &BenchCards) -> anyhow::Result<f64> {
+    let (path, _) = cards.cards.first().context("no bench card")?;
+    let mut card = VirtualCard::load(path)?;
+    let message = onshi_api::card::card_message(Purpose::Verify, "bench-floor-challenge", "-");
+    let signature = card.sign_with_pin(PIN, &message).map_err(|e| anyhow::anyhow!("the bench card does not sign: {e}"))?;
+    let read =
+        |name: &str| std::fs::read_to_string(cards.jpki.join(name)).with_context(|| format!("cannot read the bench card CA's {name}"));
+    let trust = onshi_pki::verify::CardTrust::load(&read("ca.pem")?, &read("crl.pem")?)?;
+    let key = trust
+        .check(&card.certificate_der()?, onshi_pki::today())
+        .map_err(|e| anyhow::anyhow!("the bench card does not check: {e}"))?
+        .public_key;
+    const CHECKS: u32 = 2_000;
+    let mut fastest = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        for _ in 0..CHECKS {
+            anyhow::ensure!(key.verify(&message, &signature), "the bench card's signature does not verify");
+        }
+        fastest = fastest.min(started.elapsed().as_secs_f64() * 1e6 / f64::from(CHECKS));
+    }
+    Ok(fastest)
+}
