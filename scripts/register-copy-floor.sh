@@ -2,7 +2,8 @@
 # The storage floor of an import on PostgreSQL: how fast the server alone takes the rows an
 # import produced, through binary COPY, with nothing of onshi's in the way.
 #
-# Exports persons, coverages, dated terms and events from a register an import filled (binary
+# Exports persons, coverages, dated terms and events (the four main tables an import fills; its
+# statistics and change log rows are left out) from a register an import filled (binary
 # COPY to files), then loads them into a scratch database with the same tables, indexes and
 # foreign keys, in one transaction (fsync and synchronous commit as the cluster has them):
 #   kept   - indexes and foreign keys in place while the rows go in (an import into a register
@@ -17,6 +18,12 @@
 set -euo pipefail
 source_url=$1
 work=${2:-$(mktemp -d)}
+# The scratch database is named by replacing the URL's last path segment: a URL with
+# parameters after it, or naming the scratch database itself, is refused rather than mangled.
+case "$source_url" in
+  *\?*) echo "give the database URL without ?parameters (put them in PGSSLMODE and the like)" >&2; exit 2 ;;
+  */copy_floor) echo "the source database must not be called copy_floor (this script drops that one)" >&2; exit 2 ;;
+esac
 mkdir -p "$work"
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 psql() { "$bin/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -42,7 +49,7 @@ load() { # $1: kept or after
   {
     echo "BEGIN;"
     for t in "${tables[@]}"; do echo "\\copy $t FROM '$work/$t.bin' (FORMAT binary)"; done
-    if [ "$1" = after ]; then grep -v '^SET \|^SELECT pg_catalog' "$work/post.sql"; fi
+    if [ "$1" = after ]; then cat "$work/post.sql"; fi
     echo "COMMIT;"
   } >"$work/load-$1.sql"
   local ticks=$(getconf CLK_TCK) before after started ended

@@ -110,10 +110,9 @@ pub struct CardPath {
     /// how many each owner holds. In this process's memory, or in the register when several
     /// center processes share it (a challenge one issued must be accepted once by any).
     challenges: ChallengeStore,
-    /// Certificates already checked against the current CA and CRL, by the SHA-256 of the PEM
-    /// text they came in, with the SHA-256 of their DER: a returning card costs neither the
-    /// PEM's decoding nor a signature check. Emptied when a new CRL is loaded.
-    checked: Mutex<CheckedCertificates>,
+    /// Certificates already checked against the current CA and CRL, by the SHA-256 of their
+    /// DER: a returning card costs no signature check. Emptied when a new CRL is loaded.
+    checked: Mutex<HashMap<[u8; 32], CardCertificate>>,
     cards: Arc<dyn CardRegistry>,
 }
 
@@ -175,10 +174,6 @@ impl Challenges {
         }
     }
 }
-
-/// Checked certificates by the SHA-256 of their PEM text: the SHA-256 of their DER, and what the
-/// check found.
-type CheckedCertificates = HashMap<[u8; 32], ([u8; 32], CardCertificate)>;
 
 /// Most checked certificates remembered; the cache is emptied when full.
 const CHECKED_MAX: usize = 200_000;
@@ -515,8 +510,7 @@ impl CardPath {
 
     /// Checks a card certificate for `purpose`: an expired one still confirms eligibility (and
     /// nothing else) for a while, as the real system does ([`certificate::standing`]).
-    /// The certificate checked, with the SHA-256 of its DER, and where it stands in its life.
-    fn check_certificate(&self, pem: &str, today: Date, purpose: Purpose) -> Result<([u8; 32], CardCertificate, Standing), CenterError> {
+    fn check_certificate(&self, pem: &str, today: Date, purpose: Purpose) -> Result<(Vec<u8>, CardCertificate, Standing), CenterError> {
         let (der, checked) = self.check_certificate_any_end(pem, today)?;
         let standing = certificate::standing(checked.not_after, today);
         match standing {
@@ -528,8 +522,11 @@ impl CardPath {
         }
     }
 
-    fn check_certificate_any_end(&self, pem: &str, today: Date) -> Result<([u8; 32], CardCertificate), CenterError> {
+    fn check_certificate_any_end(&self, pem: &str, today: Date) -> Result<(Vec<u8>, CardCertificate), CenterError> {
         use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?
+            .to_vec();
         let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
         let Some(trust) = trust.as_ref() else {
             let problem = self.trust_problem.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -543,23 +540,18 @@ impl CardPath {
                 "the card revocation list is stale (next update was due {next}); publish a new one"
             )));
         }
-        let sha256 = |bytes: &[u8]| -> [u8; 32] { digest(&SHA256, bytes).as_ref().try_into().expect("SHA-256 is 32 bytes") };
-        // The same text always decodes to the same DER, so the text's hash can stand for it.
-        let text = sha256(pem.as_bytes());
-        let remembered = self.checked.lock().unwrap_or_else(|p| p.into_inner()).get(&text).cloned();
-        if let Some((fingerprint, certificate)) = remembered.filter(|(_, c)| today <= c.not_after) {
-            return Ok((fingerprint, certificate));
+        let fingerprint: [u8; 32] = digest(&SHA256, &der).as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let remembered = self.checked.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned();
+        if let Some(certificate) = remembered.filter(|c| today <= c.not_after) {
+            return Ok((der, certificate));
         }
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?;
         let checked = trust.check_any_end(&der, today).map_err(certificate_refusal)?;
-        let fingerprint = sha256(&der);
         let mut cache = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CHECKED_MAX {
             cache.clear();
         }
-        cache.insert(text, (fingerprint, checked.clone()));
-        Ok((fingerprint, checked))
+        cache.insert(fingerprint, checked.clone());
+        Ok((der, checked))
     }
 
     /// Checks a proof: the challenge (single use, this owner, in time), the certificate, and
@@ -568,7 +560,7 @@ impl CardPath {
     /// other details does not verify.
     fn check_proof(&self, proof: &CardProof, owner: &str, purpose: Purpose, details: &str, now: Timestamp) -> Result<Proven, CenterError> {
         self.take_challenge(&proof.challenge, owner, now)?;
-        let (fingerprint, certificate, standing) = self.check_certificate(&proof.certificate, now.date(), purpose)?;
+        let (der, certificate, standing) = self.check_certificate(&proof.certificate, now.date(), purpose)?;
         let recorded = match proof.method {
             Method::Pin => {
                 let signature =
@@ -588,7 +580,8 @@ impl CardPath {
                     .ok_or_else(|| refuse::reader_not_registered(&attestation.reader_id))?;
                 let signature =
                     unhex(&attestation.signature).ok_or_else(|| refuse::proof_incomplete("the attestation signature is not hex"))?;
-                let message = attestation_message(purpose, &proof.challenge, &hex(&fingerprint), &attestation.result, details);
+                let fingerprint = hex(digest(&SHA256, &der).as_ref());
+                let message = attestation_message(purpose, &proof.challenge, &fingerprint, &attestation.result, details);
                 if !signature_valid(&reader.public_key, &message, &signature) {
                     return Err(refuse::signature_invalid("reader's attestation"));
                 }

@@ -28,7 +28,8 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
 }
 
 /// The largest register a center keeps the card index of unless told otherwise: about 1.7 GB
-/// of memory at 0.86 kB per person (measured in docs/PERFORMANCE.md).
+/// of memory at 0.86 kB per person (measured in docs/PERFORMANCE.md before each coverage got
+/// its own reference count, which adds a few tens of bytes per coverage).
 pub const DEFAULT_MAX_PERSONS: u64 = 2_000_000;
 
 /// Why a register serves no card index.

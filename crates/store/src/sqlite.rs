@@ -87,6 +87,14 @@ fn sqlite(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 }
 
 impl SqliteRegister {
+    /// The card view read from the file itself (the card index behind or not kept).
+    fn card_holders_view_from_file(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError> {
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql =
+            SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = ?1 AND card_number = ?2)"));
+        self.read(|connection| read_view(connection, sql, params![insurer.as_str(), number.as_str()]))
+    }
+
     /// Opens (creating if needed) the register at `path` and brings its schema up to date.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteRegister, StoreError> {
         let open_error = |source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) };
@@ -295,19 +303,16 @@ impl Register for SqliteRegister {
     }
 
     fn card_holders_view(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageWithTerms>, StoreError> {
-        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         if let Some(view) = self.read_index(|index| index.card_view(insurer.as_str(), number.as_str())) {
             return Ok(view);
         }
-        let sql =
-            SQL.get_or_init(|| view_sql("c.person_id IN (SELECT person_id FROM coverages WHERE insurer_number = ?1 AND card_number = ?2)"));
-        self.read(|connection| read_view(connection, sql, params![insurer.as_str(), number.as_str()]))
+        self.card_holders_view_from_file(insurer, number)
     }
 
     fn card_holders_view_async<'a>(&'a self, insurer: &'a InsurerNumber, number: &'a CardNumber) -> crate::ViewFuture<'a> {
         let read = match self.read_index(|index| index.card_view_shared(insurer.as_str(), number.as_str())) {
             Some(view) => Ok((view, None)),
-            None => self.card_holders_view(insurer, number).map(|view| (crate::shared(view), None)),
+            None => self.card_holders_view_from_file(insurer, number).map(|view| (crate::shared(view), None)),
         };
         Box::pin(std::future::ready(read))
     }
