@@ -32,6 +32,9 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
 /// its own reference count, which adds a few tens of bytes per coverage).
 pub const DEFAULT_MAX_PERSONS: u64 = 2_000_000;
 
+/// Persons read per statement while an engine loads the index.
+pub(crate) const LOAD_CHUNK: i64 = 20_000;
+
 /// Why a register serves no card index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CardIndexStatus {

@@ -19,7 +19,7 @@ use onshi_domain::Timestamp;
 
 use super::{JST_OFFSET_SECONDS, connect, pg, view_of_rows, view_sql};
 use crate::StoreError;
-use crate::card_index::{CardIndex, CardIndexCounts, by_person, decode_ids};
+use crate::card_index::{CardIndex, CardIndexCounts, LOAD_CHUNK, by_person, decode_ids};
 use crate::model::CoverageWithTerms;
 
 /// How often the follower reads the change log.
@@ -28,15 +28,14 @@ const POLL: Duration = Duration::from_millis(50);
 /// A copy that has not caught up for this long answers nothing.
 pub(super) const MAX_LAG: Duration = Duration::from_secs(2);
 
-/// Persons read per statement while loading.
-const LOAD_CHUNK: i64 = 20_000;
-
 pub(super) struct PgIndex {
     state: RwLock<Followed>,
     max_persons: u64,
     /// The register outgrew `max_persons`: the copy is dropped and every read goes to it.
     given_up: AtomicBool,
-    stop: AtomicBool,
+    /// Set to stop the follower, which waits on it between its reads (so a stop ends the
+    /// follower at once, not after its pause).
+    stop: (Mutex<bool>, Condvar),
     /// The change log's position after each catch-up, for whoever waits for one.
     progress: (Mutex<i64>, Condvar),
     /// The follower thread, until it is joined.
@@ -112,7 +111,7 @@ impl PgIndex {
             state: RwLock::new(Followed { index, as_of: as_of_before(started_wall), caught_up: started }),
             max_persons,
             given_up: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
+            stop: (Mutex::new(false), Condvar::new()),
             progress: (Mutex::new(seq), Condvar::new()),
             follower: Mutex::new(None),
             served: AtomicU64::new(0),
@@ -129,15 +128,22 @@ impl PgIndex {
     }
 
     pub(super) fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+    }
+
+    /// Waits [`POLL`] unless stopped meanwhile; whether the follower should go on.
+    fn pause(&self) -> bool {
+        let stopped = self.stop.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopped, _) = self.stop.1.wait_timeout_while(stopped, POLL, |stopped| !*stopped).unwrap_or_else(|p| p.into_inner());
+        !*stopped
     }
 
     /// Catches up every [`POLL`] until stopped; reconnects after an error.
     fn follow(&self, url: &str, client: Client) {
         let mut client = Some(client);
         let mut reported = false;
-        while !self.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(POLL);
+        while self.pause() {
             let result = match client.as_mut() {
                 Some(c) if !c.is_closed() => self.catch_up(c),
                 _ => follower_connection(url).and_then(|mut c| {

@@ -19,10 +19,7 @@ use rusqlite::{Connection, params};
 
 use super::{SqliteRegister, read_view, sqlite, view_sql};
 use crate::StoreError;
-use crate::card_index::{CardIndex, CardIndexCounts, CardIndexStatus, by_person, decode_ids};
-
-/// Persons read per statement while loading the index.
-const LOAD_CHUNK: i64 = 20_000;
+use crate::card_index::{CardIndex, CardIndexCounts, CardIndexStatus, LOAD_CHUNK, by_person, decode_ids};
 
 pub(super) struct IndexHandle {
     state: RwLock<Current>,
