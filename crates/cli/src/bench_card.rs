@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use onshi_api::card::{CardProof, ConsentChoice, LINK_DETAILS, LinkCard, Purpose, VerifyCard, consent_details};
-use onshi_api::client::CenterClient;
+use onshi_api::card::{
+    CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Method, Purpose, VerifyCard, card_message, consent_details,
+};
+use onshi_api::client::{CenterClient, ClientConfig};
 use onshi_api::events::{EventKind, InsurerEvent};
+use onshi_domain::ids::InstitutionCode;
 use onshi_pki::card::VirtualCard;
 use onshi_pki::jpki::{CardCa, CardValidity};
 use onshi_reader::flow;
@@ -146,4 +149,136 @@ pub fn signature_check_us(cards: &BenchCards) -> anyhow::Result<f64> {
         fastest = fastest.min(started.elapsed().as_secs_f64() * 1e6 / f64::from(CHECKS));
     }
     Ok(fastest)
+}
+
+/// Proofs each institution has signed ahead in the full-load phase: fewer than the 64 open
+/// challenges below which the center puts the institution's next one on every answer, so each
+/// answer in the phase issues one, as at a counter.
+const AHEAD: usize = 24;
+
+/// What [`full_load`] measured.
+pub struct FullLoad {
+    /// Verifications per second over the whole phase, signing rounds included (the span the
+    /// server's CPU time is taken over).
+    pub rate: f64,
+    /// Verifications per second while the signed proofs were being sent.
+    pub burst_rate: f64,
+    pub failed: u64,
+}
+
+/// Clients of the full-load phase: one per connection, each as its own institution with its
+/// own client certificate (issued once into the bench's PKI), so that no institution holds
+/// more open challenges than a busy clinic would.
+pub fn institution_clients(pki: &Path, base: &ClientConfig, count: usize) -> anyhow::Result<Vec<CenterClient>> {
+    let ca = onshi_pki::CenterCa::load(pki)?;
+    (0..count)
+        .map(|i| {
+            let code = InstitutionCode::with_check_digit(&format!("13190{i:04}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let file = |ext: &str| pki.join("institutions").join(format!("{code}.{ext}"));
+            if !file("pem").exists() {
+                ca.issue_institution(&code, &format!("bench clinic {i}"), 30)?;
+            }
+            let identity = (std::fs::read(file("pem"))?, std::fs::read(file("key"))?);
+            Ok(CenterClient::new(ClientConfig { identity_pem: Some(identity), ..base.clone() })?)
+        })
+        .collect()
+}
+
+/// Each client's first [`AHEAD`] challenges, asked for before the phase (and outside its
+/// measurement): later ones come on the answers.
+pub async fn first_challenges(clients: &[CenterClient]) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut all = Vec::with_capacity(clients.len());
+    for client in clients {
+        let mut mine = Vec::with_capacity(AHEAD);
+        for _ in 0..AHEAD {
+            let issued: Challenge =
+                client.post_json(flow::INSTITUTION_CHALLENGE, &serde_json::json!({})).await.map_err(crate::tls_args::explain)?;
+            mine.push(issued.challenge);
+        }
+        all.push(mine);
+    }
+    Ok(all)
+}
+
+/// Card verifications at full load, which the closed loop of [`throughput`] cannot reach: there
+/// the load generator's core signs each proof (RSA-2048 on the card's side, about 260 µs) and
+/// holds the center to about a third of one core. Here the cards sign every open challenge
+/// first (the center idles meanwhile), then every connection sends its signed proofs as fast
+/// as answers come, each answer bringing that institution's next challenge; and again, until
+/// `seconds` have passed. The server does nothing else in the phase, so its CPU time over the
+/// whole phase is the verifications' own; they are real ones (a fresh single-use challenge, a
+/// real signature the center checks, the audit record), only signed ahead: pre-signed
+/// challenges, which issue 12 allows.
+pub async fn full_load(
+    clients: &[CenterClient],
+    cards: &BenchCards,
+    mut challenges: Vec<Vec<String>>,
+    seconds: u64,
+) -> anyhow::Result<FullLoad> {
+    let mut signers: Vec<VirtualCard> = cards.cards.iter().map(|(path, _)| VirtualCard::load(path)).collect::<Result<_, _>>()?;
+    anyhow::ensure!(!signers.is_empty(), "no bench card");
+    let consent = ConsentChoice::default();
+    let details = consent_details(&consent, "-");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let (mut done, mut failed, mut sending) = (0u64, 0u64, Duration::ZERO);
+    let mut next_card = 0;
+    while Instant::now() < deadline {
+        let mut signed: Vec<Vec<VerifyCard>> = Vec::with_capacity(clients.len());
+        for open in &challenges {
+            let mut requests = Vec::with_capacity(open.len());
+            for challenge in open {
+                let card = &mut signers[next_card];
+                next_card = (next_card + 1) % cards.cards.len();
+                let signature = card
+                    .sign_with_pin(PIN, &card_message(Purpose::Verify, challenge, &details))
+                    .map_err(|e| anyhow::anyhow!("a bench card does not sign: {e}"))?;
+                let proof = CardProof {
+                    challenge: challenge.clone(),
+                    certificate: card.certificate_pem().to_string(),
+                    method: Method::Pin,
+                    card_signature: Some(onshi_domain::hex::encode(&signature)),
+                    attestation: None,
+                };
+                requests.push(VerifyCard { proof, date_of_care: None, consent: consent.clone(), chosen_at: None });
+            }
+            signed.push(requests);
+        }
+        let burst = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for (slot, (client, requests)) in clients.iter().zip(signed).enumerate() {
+            let client = client.clone();
+            set.spawn(async move {
+                let (mut next, mut done, mut failed, mut uncarried) = (Vec::with_capacity(requests.len()), 0u64, 0u64, 0u64);
+                for request in requests {
+                    match client.post_json::<_, CardAnswer>("/verify/card", &request).await {
+                        Ok(answer) => {
+                            done += 1;
+                            match answer.next_challenge {
+                                Some(challenge) => next.push(challenge.challenge),
+                                None => uncarried += 1,
+                            }
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (slot, next, done, failed, uncarried)
+            });
+        }
+        let mut uncarried_total = 0;
+        while let Some(joined) = set.join_next().await {
+            let (slot, next, d, f, uncarried) = joined?;
+            challenges[slot] = next;
+            done += d;
+            failed += f;
+            uncarried_total += uncarried;
+        }
+        sending += burst.elapsed();
+        // Each institution holds fewer than 64 open challenges, so every answer must carry
+        // its next one: if not, the phase would measure answers cheaper than a counter's.
+        anyhow::ensure!(uncarried_total == 0, "{uncarried_total} card answers carried no next challenge");
+        anyhow::ensure!(challenges.iter().any(|open| !open.is_empty()), "every full-load verification failed");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(FullLoad { rate: done as f64 / elapsed, burst_rate: done as f64 / sending.as_secs_f64().max(1e-9), failed })
 }
