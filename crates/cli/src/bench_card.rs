@@ -240,7 +240,7 @@ pub async fn full_load(
                     card_signature: Some(onshi_domain::hex::encode(&signature)),
                     attestation: None,
                 };
-                requests.push(VerifyCard { proof, date_of_care: None, consent: consent.clone(), chosen_at: None });
+                requests.push(VerifyCard { proof, date_of_care: None, consent, chosen_at: None });
             }
             signed.push(requests);
         }
