@@ -145,11 +145,6 @@ CREATE TABLE IF NOT EXISTS audit_meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) STRICT;
-CREATE TABLE IF NOT EXISTS audit_person (
-    person_id INTEGER NOT NULL,
-    seq       INTEGER NOT NULL,
-    PRIMARY KEY (person_id, seq)
-) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_tally (
     day    INTEGER NOT NULL,
     actor  TEXT NOT NULL,
@@ -159,12 +154,68 @@ CREATE TABLE IF NOT EXISTS audit_tally (
     PRIMARY KEY (day, actor, kind, code)
 ) STRICT, WITHOUT ROWID;";
 
+/// The person index (see [`PERSON_CHUNK_BITS`]), created apart from [`SCHEMA`] so that a log
+/// with the former layout is first moved (`migrate_person_index`).
+const PERSON_TABLE: &str = "CREATE TABLE IF NOT EXISTS audit_person (
+    chunk     INTEGER NOT NULL,
+    person_id INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (chunk, person_id, seq)
+) STRICT, WITHOUT ROWID;";
+
 /// Up to which entry `audit_tally` counts the log; the entries after it are counted when read.
 const TALLIED_UPTO: &str = "tallied_upto";
 
 /// Up to which entry `audit_person` lists the entries about each person. The entries after it
 /// are found by a range scan of the log's newest entries (see [`AuditLog::index_persons`]).
 const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
+
+/// The person index is keyed by the chunk of the log an entry falls in (`seq >>` this), then
+/// the person: each second's entries go into the newest chunk's small subtree. Keyed by person
+/// alone, they landed on random pages of one tree as large as the log's history, and at 8 M
+/// entries each second's sorted insert rewrote most of that tree: the writer fell behind,
+/// its queue filled, and verifications were refused (`AUDIT_UNAVAILABLE`). A person's entries
+/// are read with one seek per chunk: 2^18 entries each, about 7,000 seeks for a year of a
+/// national center's log. The unit tests use chunks of four entries, so every read in them
+/// crosses chunks.
+const PERSON_CHUNK_BITS: u32 = if cfg!(test) { 2 } else { 18 };
+
+/// The seqs of one person (`?1`) that the person index lists, up to entry `?2` (where it is
+/// complete): one seek per chunk, chunk by chunk.
+fn indexed_seqs_sql(connection: &Connection) -> Result<String, StoreError> {
+    Ok(if person_index_layout(connection)? == Some(PersonIndex::Chunked) {
+        format!(
+            "SELECT p.seq FROM (WITH RECURSIVE chunks(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM chunks WHERE n < (?2 >> {PERSON_CHUNK_BITS}))
+               SELECT n FROM chunks) AS c CROSS JOIN audit_person p ON p.chunk = c.n AND p.person_id = ?1"
+        )
+    } else {
+        // A log made before the chunks, read without writing: keyed by person.
+        "SELECT seq FROM audit_person WHERE person_id = ?1".to_string()
+    })
+}
+
+/// The layouts of the person table a log may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PersonIndex {
+    /// Keyed by person alone (a log this version has not opened for writing yet).
+    ByPerson,
+    /// Keyed by chunk, then person ([`PERSON_CHUNK_BITS`]).
+    Chunked,
+}
+
+/// The person table's layout; `None` when the log has none (made before it existed).
+fn person_index_layout(connection: &Connection) -> Result<Option<PersonIndex>, StoreError> {
+    let (columns, chunk): (i64, i64) = connection
+        .query_row("SELECT count(*), count(*) FILTER (WHERE name = 'chunk') FROM pragma_table_info('audit_person')", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(sqlite("reading the audit log's person index"))?;
+    Ok(match (columns, chunk) {
+        (0, _) => None,
+        (_, 0) => Some(PersonIndex::ByPerson),
+        _ => Some(PersonIndex::Chunked),
+    })
+}
 
 /// From which entry the seals are length-prefixed (format 2). Earlier entries of a log made
 /// before keep their format-1 seals, which still verify.
@@ -225,8 +276,8 @@ fn newest_person_entries(connection: &mut Connection, person_id: i64, limit: i64
     let tx = connection.transaction().map_err(sqlite("reading a person's audit entries"))?;
     let entries = match meta_value(&tx, PERSON_INDEXED_UPTO)? {
         Some(upto) => {
-            let seqs = "SELECT seq FROM audit_person WHERE person_id = ?1 UNION ALL
-                        SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1";
+            let seqs =
+                format!("{} UNION ALL SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1", indexed_seqs_sql(&tx)?);
             let total: i64 = tx
                 .query_row(&format!("SELECT count(*) FROM ({seqs})"), params![person_id, upto], |r| r.get(0))
                 .map_err(sqlite("counting a person's audit entries"))?;
@@ -390,12 +441,27 @@ fn length_prefixed_from(connection: &Connection) -> Result<i64, StoreError> {
 /// in sorted batches instead. The old index's entries are copied, then it is dropped.
 fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
     let tx = connection.transaction().map_err(sqlite("moving the audit log's person index"))?;
+    // A person table keyed by person alone (the version before the chunks): rebuilt in chunks,
+    // sorted once.
+    if person_index_layout(&tx)? == Some(PersonIndex::ByPerson) {
+        tx.execute_batch(&format!(
+            "ALTER TABLE audit_person RENAME TO audit_person_by_person;
+             {PERSON_TABLE}
+             INSERT INTO audit_person (chunk, person_id, seq)
+               SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_person_by_person ORDER BY 1, 2, 3;
+             DROP TABLE audit_person_by_person;"
+        ))
+        .map_err(sqlite("moving the audit log's person index into chunks"))?;
+    }
+    // A new log, or one from before the person table.
+    tx.execute_batch(PERSON_TABLE).map_err(sqlite("creating the audit log's person index"))?;
     if meta_value(&tx, PERSON_INDEXED_UPTO)?.is_none() {
-        tx.execute_batch(
-            "INSERT OR IGNORE INTO audit_person (person_id, seq) SELECT person_id, seq FROM audit_log WHERE person_id IS NOT NULL;
+        tx.execute_batch(&format!(
+            "INSERT OR IGNORE INTO audit_person (chunk, person_id, seq)
+               SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_log WHERE person_id IS NOT NULL ORDER BY 1, 2, 3;
              INSERT INTO audit_meta (name, value) SELECT 'person_indexed_upto', coalesce(max(seq), 0) FROM audit_log;
-             DROP INDEX IF EXISTS audit_by_person;",
-        )
+             DROP INDEX IF EXISTS audit_by_person;"
+        ))
         .map_err(sqlite("moving the audit log's person index"))?;
     }
     tx.commit().map_err(sqlite("moving the audit log's person index"))
@@ -490,11 +556,12 @@ impl AuditLog {
         let tx = self.connection.transaction().map_err(sqlite("indexing the audit log by person"))?;
         let upto = meta_value(&tx, PERSON_INDEXED_UPTO)?.unwrap_or(0);
         if upto < self.head.0 {
-            tx.execute(
-                "INSERT OR IGNORE INTO audit_person (person_id, seq)
-                 SELECT person_id, seq FROM audit_log WHERE seq > ?1 AND seq <= ?2 AND person_id IS NOT NULL ORDER BY person_id, seq",
-                params![upto, self.head.0],
-            )
+            tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO audit_person (chunk, person_id, seq)
+                 SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_log
+                  WHERE seq > ?1 AND seq <= ?2 AND person_id IS NOT NULL ORDER BY 1, 2, 3"
+            ))
+            .and_then(|mut insert| insert.execute(params![upto, self.head.0]))
             .map_err(sqlite("indexing the audit log by person"))?;
             tx.execute("UPDATE audit_meta SET value = ?2 WHERE name = ?1", params![PERSON_INDEXED_UPTO, self.head.0])
                 .map_err(sqlite("indexing the audit log by person"))?;
@@ -581,14 +648,19 @@ impl AuditLog {
         let Some(upto) = meta_value(&self.connection, PERSON_INDEXED_UPTO)? else { return Ok(Ok(())) };
         let differs = self
             .connection
+            // An index row in another chunk than its entry's is as good as missing: the reader
+            // looks for each entry in its own chunk.
             .query_row(
-                "SELECT min(seq) FROM (
+                &format!(
+                    "SELECT min(seq) FROM (
                    SELECT p.seq FROM audit_person p LEFT JOIN audit_log l ON l.seq = p.seq
-                    WHERE p.seq > ?1 OR l.person_id IS NOT p.person_id
+                    WHERE p.seq > ?1 OR l.person_id IS NOT p.person_id OR p.chunk IS NOT (p.seq >> {PERSON_CHUNK_BITS})
                    UNION ALL
                    SELECT l.seq FROM audit_log l
                     WHERE l.seq <= ?1 AND l.person_id IS NOT NULL
-                      AND NOT EXISTS (SELECT 1 FROM audit_person p WHERE p.person_id = l.person_id AND p.seq = l.seq))",
+                      AND NOT EXISTS (SELECT 1 FROM audit_person p
+                                       WHERE p.chunk = (l.seq >> {PERSON_CHUNK_BITS}) AND p.person_id = l.person_id AND p.seq = l.seq))"
+                ),
                 [upto],
                 |r| r.get::<_, Option<i64>>(0),
             )
@@ -902,7 +974,10 @@ pub(crate) mod tests {
         for (edit, seq) in [
             ("DELETE FROM audit_person WHERE seq = 4", 4),
             ("UPDATE audit_person SET person_id = 0 WHERE seq = 5", 5),
-            ("INSERT INTO audit_person VALUES (1, 99)", 99),
+            ("INSERT INTO audit_person VALUES (24, 1, 99)", 99),
+            // Moved to another chunk: the reader, which looks in the entry's own chunk, would
+            // not find it.
+            ("UPDATE audit_person SET chunk = chunk + 1 WHERE seq = 5", 5),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let mut log = log_with(dir.path(), 6);
@@ -935,6 +1010,38 @@ pub(crate) mod tests {
         log.append(&[record(6)]).unwrap();
         assert_eq!(read_person_entries(&path, 0).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 6]);
         assert_eq!(log.verify().unwrap(), Ok(6));
+        assert_eq!(log.check_person_index().unwrap(), Ok(()), "the moved index agrees with the log");
+    }
+
+    #[test]
+    fn a_log_with_the_person_index_keyed_by_person_alone_is_moved_into_chunks_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let mut log = log_with(dir.path(), 9);
+        log.index_persons().unwrap();
+        drop(log);
+        // As the version before the chunks left it: the same rows, keyed by person alone.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE by_person (person_id INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (person_id, seq)) STRICT, WITHOUT ROWID;
+                 INSERT INTO by_person SELECT person_id, seq FROM audit_person;
+                 DROP TABLE audit_person; ALTER TABLE by_person RENAME TO audit_person;",
+            )
+            .unwrap();
+        // Person 2's entries are 2, 5 and 8 (record(n) is about person n % 3).
+        let seqs = |entries: Vec<AuditEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(read_person_entries(&path, 2).unwrap()), [2, 5, 8], "read as it is, without writing");
+        let mut log = AuditLog::open(&path, KEY).unwrap();
+        assert_eq!(person_index_layout(&log.connection).unwrap(), Some(PersonIndex::Chunked));
+        let chunks: i64 = log.connection.query_row("SELECT count(DISTINCT chunk) FROM audit_person", [], |r| r.get(0)).unwrap();
+        assert_eq!(chunks, 3, "nine entries in chunks of four: 1–3, 4–7, 8–9");
+        assert_eq!(seqs(log.entries_for_person(2).unwrap()), [2, 5, 8]);
+        // Entry 10, about person 2 (11 % 3), in the third chunk.
+        log.append(&[record(11)]).unwrap();
+        log.index_persons().unwrap();
+        assert_eq!(seqs(read_person_entries(&path, 2).unwrap()), [2, 5, 8, 10]);
+        assert_eq!(log.verify().unwrap(), Ok(10));
         assert_eq!(log.check_person_index().unwrap(), Ok(()), "the moved index agrees with the log");
     }
 
