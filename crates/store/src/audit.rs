@@ -276,8 +276,7 @@ fn newest_person_entries(connection: &mut Connection, person_id: i64, limit: i64
     let tx = connection.transaction().map_err(sqlite("reading a person's audit entries"))?;
     let entries = match meta_value(&tx, PERSON_INDEXED_UPTO)? {
         Some(upto) => {
-            let seqs =
-                format!("{} UNION ALL SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1", indexed_seqs_sql(&tx)?);
+            let seqs = format!("{} UNION ALL SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1", indexed_seqs_sql(&tx)?);
             let total: i64 = tx
                 .query_row(&format!("SELECT count(*) FROM ({seqs})"), params![person_id, upto], |r| r.get(0))
                 .map_err(sqlite("counting a person's audit entries"))?;
