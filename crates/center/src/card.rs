@@ -523,10 +523,10 @@ impl CardPath {
     }
 
     fn check_certificate_any_end(&self, pem: &str, today: Date) -> Result<(Vec<u8>, CardCertificate), CenterError> {
-        let der = onshi_pki::card::certificate_der(pem).map_err(|e| match e {
-            onshi_pki::PkiError::Invalid { detail, .. } => refuse::certificate_malformed(format!("not a PEM certificate: {detail}")),
-            other => refuse::certificate_malformed(other.to_string()),
-        })?;
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| refuse::certificate_malformed(format!("not a PEM certificate: {e}")))?
+            .to_vec();
         let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
         let Some(trust) = trust.as_ref() else {
             let problem = self.trust_problem.read().unwrap_or_else(|p| p.into_inner()).clone();

@@ -215,11 +215,12 @@ pub async fn full_load(
     mut challenges: Vec<Vec<String>>,
     seconds: u64,
 ) -> anyhow::Result<FullLoad> {
+    // The rate is taken over the same span as the caller's CPU window: loading included.
+    let started = Instant::now();
     let mut signers: Vec<VirtualCard> = cards.cards.iter().map(|(path, _)| VirtualCard::load(path)).collect::<Result<_, _>>()?;
     anyhow::ensure!(!signers.is_empty(), "no bench card");
     let consent = ConsentChoice::default();
     let details = consent_details(&consent, "-");
-    let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let (mut done, mut failed, mut sending) = (0u64, 0u64, Duration::ZERO);
     let mut next_card = 0;

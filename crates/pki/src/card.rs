@@ -149,21 +149,9 @@ fn valid_pin(pin: &str) -> bool {
     pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The DER of a card certificate given as PEM (the first `CERTIFICATE` block).
-///
-/// Every card request carries its certificate as PEM. rustls' PEM decoder is constant-time,
-/// as it must be for private keys, and took a tenth of the card path's own work; a
-/// certificate is public, so the plain decoder of the `pem` crate reads it first. Whatever that
-/// one does not take as a certificate (another block first, a lax encoding) goes to rustls',
-/// whose answer and error stand as before: the DER, which is what gets checked and is the
-/// key of the center's certificate cache, is the same either way.
+/// The DER of a card certificate given as PEM.
 pub fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     use rustls::pki_types::pem::PemObject;
-    if let Ok(block) = pem::parse(pem.as_bytes())
-        && block.tag() == "CERTIFICATE"
-    {
-        return Ok(block.into_contents());
-    }
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
         .map(|d| d.to_vec())
         .map_err(|e| PkiError::Invalid { what: "the card certificate".into(), detail: e.to_string() })
@@ -453,41 +441,4 @@ pub fn sign_pem(private_key_pem: &str, message: &[u8]) -> Result<Vec<u8>, PkiErr
     let bad = |detail: String| PkiError::Invalid { what: "a private key".into(), detail };
     let key = rcgen::KeyPair::from_pem(private_key_pem).map_err(|e| bad(e.to_string()))?;
     key.sign(message).map_err(|e| bad(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::certificate_der;
-
-    /// rustls' decoder is the reference: the fast path must give exactly its DER, and leave
-    /// what it does not take to it.
-    fn by_rustls(pem: &str) -> Option<Vec<u8>> {
-        use rustls::pki_types::pem::PemObject;
-        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok().map(|d| d.to_vec())
-    }
-
-    #[test]
-    fn a_certificate_reads_as_rustls_reads_it_in_every_layout() {
-        let issued = rcgen::generate_simple_self_signed(vec!["card.example".to_string()]).unwrap();
-        let pem = issued.cert.pem();
-        let key = issued.signing_key.serialize_pem();
-        let der = issued.cert.der().to_vec();
-        let layouts = [
-            pem.clone(),
-            pem.replace('\n', "\r\n"),
-            format!("a note before the block\n{pem}"),
-            format!("{key}{pem}"),
-            format!("{pem}{key}"),
-        ];
-        for text in &layouts {
-            assert_eq!(certificate_der(text).unwrap(), der, "{text}");
-            assert_eq!(by_rustls(text).unwrap(), der, "{text}");
-        }
-        // Not a certificate: refused by both, with rustls' reason.
-        for text in [key.as_str(), "", "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"] {
-            assert!(by_rustls(text).is_none());
-            let refused = certificate_der(text).unwrap_err().to_string();
-            assert!(refused.contains("the card certificate"), "{refused}");
-        }
-    }
 }

@@ -181,11 +181,13 @@ const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
 const PERSON_CHUNK_BITS: u32 = if cfg!(test) { 2 } else { 18 };
 
 /// The seqs of one person (`?1`) that the person index lists, up to entry `?2` (where it is
-/// complete): one seek per chunk, chunk by chunk.
+/// complete): one seek per chunk, chunk by chunk, never past the log's newest entry (whatever
+/// `audit_meta` claims).
 fn indexed_seqs_sql(connection: &Connection) -> Result<String, StoreError> {
     Ok(if person_index_layout(connection)? == Some(PersonIndex::Chunked) {
         format!(
-            "SELECT p.seq FROM (WITH RECURSIVE chunks(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM chunks WHERE n < (?2 >> {PERSON_CHUNK_BITS}))
+            "SELECT p.seq FROM (WITH RECURSIVE chunks(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM chunks
+                 WHERE n < (min(?2, (SELECT coalesce(max(seq), 0) FROM audit_log)) >> {PERSON_CHUNK_BITS}))
                SELECT n FROM chunks) AS c CROSS JOIN audit_person p ON p.chunk = c.n AND p.person_id = ?1"
         )
     } else {
@@ -645,20 +647,39 @@ impl AuditLog {
     pub fn check_person_index(&self) -> Result<Result<(), Tamper>, StoreError> {
         use rusqlite::OptionalExtension;
         let Some(upto) = meta_value(&self.connection, PERSON_INDEXED_UPTO)? else { return Ok(Ok(())) };
+        // Claiming more than the log holds would make every reader walk chunks that cannot
+        // exist (and none of the newest entries would be read by the range scan).
+        let newest: i64 = self
+            .connection
+            .query_row("SELECT coalesce(max(seq), 0) FROM audit_log", [], |r| r.get(0))
+            .map_err(sqlite("checking the audit log's person index"))?;
+        if upto > newest {
+            return Ok(Err(Tamper::PersonIndex { seq: upto }));
+        }
+        // A row stored as text reads as its number when compared with the log's column, but not
+        // when the reader binds the person: only integers count. A row in another chunk than
+        // its entry's is as good as missing: the reader looks for each entry in its own chunk.
+        let (same_chunk, find) = match person_index_layout(&self.connection)? {
+            Some(PersonIndex::Chunked) => (
+                format!("typeof(p.chunk) = 'integer' AND p.chunk = (p.seq >> {PERSON_CHUNK_BITS})"),
+                format!("p.chunk = (l.seq >> {PERSON_CHUNK_BITS}) AND p.person_id = l.person_id AND p.seq = l.seq"),
+            ),
+            // A log this version has not opened for writing (`onshi audit verify` of a copy).
+            Some(PersonIndex::ByPerson) => ("1".to_string(), "p.person_id = l.person_id AND p.seq = l.seq".to_string()),
+            None => return Ok(Ok(())),
+        };
         let differs = self
             .connection
-            // An index row in another chunk than its entry's is as good as missing: the reader
-            // looks for each entry in its own chunk.
             .query_row(
                 &format!(
                     "SELECT min(seq) FROM (
-                   SELECT p.seq FROM audit_person p LEFT JOIN audit_log l ON l.seq = p.seq
-                    WHERE p.seq > ?1 OR l.person_id IS NOT p.person_id OR p.chunk IS NOT (p.seq >> {PERSON_CHUNK_BITS})
+                   SELECT CAST(p.seq AS INTEGER) AS seq FROM audit_person p LEFT JOIN audit_log l ON l.seq = p.seq
+                    WHERE p.seq > ?1 OR l.person_id IS NOT p.person_id
+                       OR typeof(p.person_id) <> 'integer' OR typeof(p.seq) <> 'integer' OR NOT ({same_chunk})
                    UNION ALL
                    SELECT l.seq FROM audit_log l
                     WHERE l.seq <= ?1 AND l.person_id IS NOT NULL
-                      AND NOT EXISTS (SELECT 1 FROM audit_person p
-                                       WHERE p.chunk = (l.seq >> {PERSON_CHUNK_BITS}) AND p.person_id = l.person_id AND p.seq = l.seq))"
+                      AND NOT EXISTS (SELECT 1 FROM audit_person p WHERE {find}))"
                 ),
                 [upto],
                 |r| r.get::<_, Option<i64>>(0),
@@ -977,6 +998,16 @@ pub(crate) mod tests {
             // Moved to another chunk: the reader, which looks in the entry's own chunk, would
             // not find it.
             ("UPDATE audit_person SET chunk = chunk + 1 WHERE seq = 5", 5),
+            // Rebuilt without types, one person stored as text: compared with the log's
+            // column it still reads as the number, but the reader, binding the number, misses it.
+            (
+                "CREATE TABLE loose (chunk, person_id, seq, PRIMARY KEY (chunk, person_id, seq)) WITHOUT ROWID;
+                 INSERT INTO loose SELECT chunk, CASE WHEN seq = 5 THEN CAST(person_id AS TEXT) ELSE person_id END, seq FROM audit_person;
+                 DROP TABLE audit_person; ALTER TABLE loose RENAME TO audit_person;",
+                5,
+            ),
+            // Complete beyond the log's end: readers would walk chunks that cannot exist.
+            ("UPDATE audit_meta SET value = 1000000 WHERE name = 'person_indexed_upto'", 1_000_000),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let mut log = log_with(dir.path(), 6);
@@ -1031,6 +1062,7 @@ pub(crate) mod tests {
         // Person 2's entries are 2, 5 and 8 (record(n) is about person n % 3).
         let seqs = |entries: Vec<AuditEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
         assert_eq!(seqs(read_person_entries(&path, 2).unwrap()), [2, 5, 8], "read as it is, without writing");
+        assert_eq!(AuditLog::open_read_only(&path, KEY).unwrap().check_person_index().unwrap(), Ok(()), "and checked as it is");
         let mut log = AuditLog::open(&path, KEY).unwrap();
         assert_eq!(person_index_layout(&log.connection).unwrap(), Some(PersonIndex::Chunked));
         let chunks: i64 = log.connection.query_row("SELECT count(DISTINCT chunk) FROM audit_person", [], |r| r.get(0)).unwrap();
