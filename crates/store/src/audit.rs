@@ -1076,6 +1076,46 @@ pub(crate) mod tests {
         assert_eq!(log.check_person_index().unwrap(), Ok(()), "the moved index agrees with the log");
     }
 
+    /// The frames an index run wrote to the (freshly truncated) write-ahead log.
+    fn wal_frames(connection: &Connection) -> i64 {
+        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1)).unwrap()
+    }
+
+    /// The bug this layout fixed: keyed by person, each second's batch rewrote most of an index
+    /// as large as the log's history. A batch of 1,000 entries about random persons, indexed
+    /// after 50,000 others, must write about the pages of the newest chunks only; the same rows
+    /// keyed by person alone, for contrast, touch page after page of the whole table.
+    #[test]
+    fn each_batch_of_the_person_index_writes_the_newest_chunks_not_the_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(&dir.path().join("audit.sqlite"), KEY).unwrap();
+        let about = |n: i64| AuditRecord { person_id: Some(n.wrapping_mul(2_654_435_761) % 10_007), ..record(n) };
+        log.append(&(1..=50_000).map(about).collect::<Vec<_>>()).unwrap();
+        log.index_persons().unwrap();
+        log.append(&(50_001..=51_000).map(about).collect::<Vec<_>>()).unwrap();
+        assert!(log.truncate_wal().unwrap());
+        log.index_persons().unwrap();
+        let chunked = wal_frames(&log.connection);
+        // The same 51,000 rows keyed by person alone, the last 1,000 inserted in one sorted
+        // batch, as the former layout did.
+        let pages = |c: &Connection| -> i64 { c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap() };
+        let before = pages(&log.connection);
+        log.connection
+            .execute_batch(
+                "CREATE TABLE by_person (person_id INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (person_id, seq)) STRICT, WITHOUT ROWID;
+                 INSERT INTO by_person SELECT person_id, seq FROM audit_person WHERE seq <= 50000 ORDER BY 1, 2;",
+            )
+            .unwrap();
+        let table_pages = pages(&log.connection) - before;
+        assert!(log.truncate_wal().unwrap());
+        log.connection
+            .execute("INSERT INTO by_person SELECT person_id, seq FROM audit_person WHERE seq > 50000 ORDER BY 1, 2", [])
+            .unwrap();
+        let by_person = wal_frames(&log.connection);
+        assert!(chunked <= 40, "an index batch of 1,000 entries wrote {chunked} pages (keyed by person: {by_person}, table {table_pages})");
+        assert!(by_person >= 4 * chunked && by_person >= table_pages / 2, "keyed by person: {by_person} pages against {chunked}");
+    }
+
     #[test]
     fn a_person_reads_the_newest_entries_and_how_many_there_are() {
         let dir = tempfile::tempdir().unwrap();
