@@ -713,7 +713,7 @@ fn card_only(
     let pid = server.child.id();
     let seconds = args.seconds;
     let institutions = crate::bench_card::institution_clients(pki, &config, args.connections)?;
-    let (trivial, cards, again, paced, (full, burst_rate)) = crate::runtime()?.block_on(async {
+    let (trivial, cards, again, paced, (full, (burst_rate, busy))) = crate::runtime()?.block_on(async {
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         if card_index_max_persons() >= args.persons && args.db.is_none() {
             wait_for_card_index(&clients[0], args.persons).await;
@@ -744,7 +744,8 @@ fn card_only(
         (paced.cpu_us + signature_us) / paced.cpu_us
     );
     println!(
-        "card verifications at full load (proofs signed ahead, {AHEAD_NOTE}): {burst_rate:.0} /s while sending, {:.1} µs server CPU each: {:.2}× the mean of both trivial runs (floor {:.2}×)",
+        "card verifications at full load (proofs signed ahead, {AHEAD_NOTE}): {burst_rate:.0} /s while sending, the center busy {:.0} % of a core then; {:.1} µs server CPU each: {:.2}× the mean of both trivial runs (floor {:.2}×)",
+        busy * 100.0,
         full.cpu_us,
         full.cpu_us / trivial_cpu,
         (trivial_cpu + signature_us) / trivial_cpu
@@ -756,23 +757,26 @@ fn card_only(
 const AHEAD_NOTE: &str = "one institution per connection, each answer carrying that institution's next challenge";
 
 /// The full-load card phase ([`crate::bench_card::full_load`]) with the centers' CPU over it:
-/// the measurement and the rate while the signed proofs were sent.
+/// the measurement, and the rate and the centers' busy share while the signed proofs were sent.
 async fn card_full_load(
     pids: &[u32],
     institutions: &[CenterClient],
     cards: &crate::bench_card::BenchCards,
     seconds: u64,
-) -> anyhow::Result<(Measured, f64)> {
+) -> anyhow::Result<(Measured, (f64, f64))> {
     let open = crate::bench_card::first_challenges(institutions).await?;
-    let mut burst_rate = 0.0;
+    let mut sending = (0.0, 0.0);
+    let server_cpu = || -> anyhow::Result<f64> {
+        pids.iter().map(|pid| cpu_seconds(*pid).context("the server's CPU time is not readable from /proc")).sum()
+    };
     let measured = with_cpu_of(pids, async {
-        let full = crate::bench_card::full_load(institutions, cards, open, seconds).await?;
-        burst_rate = full.burst_rate;
+        let full = crate::bench_card::full_load(institutions, cards, open, seconds, server_cpu).await?;
+        sending = (full.burst_rate, full.busy_while_sending);
         Ok((full.rate, full.failed))
     })
     .await?;
     anyhow::ensure!(measured.failed == 0, "{} card verifications at full load failed", measured.failed);
-    Ok((measured, burst_rate))
+    Ok((measured, sending))
 }
 
 /// A closed-loop phase with the server's CPU time over it.
@@ -996,8 +1000,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: trivial endpoint at the card verifications' rate ({:.0}/s)", cards.rate);
         let paced = trivial_at(&pids, &clients, cards.rate, &requests, seconds).await?;
         eprintln!("bench: card verifications at full load, proofs signed ahead");
-        let (full, burst_rate) = card_full_load(&pids, &institutions, &bench_cards, seconds).await?;
-        let card = (cards, again, paced, full, burst_rate);
+        let (full, sending) = card_full_load(&pids, &institutions, &bench_cards, seconds).await?;
+        let card = (cards, again, paced, full, sending);
         eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);
         let files = crate::bench_gateway::file_latencies(&args.dir, &server.addr, &pki, institution.as_str(), &requests).await?;
         anyhow::Ok((
@@ -1020,7 +1024,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (OpenLoop { latencies, timer_late, .. }, OpenLoop { latencies: trivial_latencies, .. }),
         batch_seconds,
         receipt_seconds,
-        (cards, again, paced, full, burst_rate),
+        (cards, again, paced, full, (burst_rate, busy)),
         file_latencies,
     ) = report;
     let signature_us = crate::bench_card::signature_check_us(&bench_cards)?;
@@ -1128,7 +1132,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (paced.cpu_us + signature_us) / paced.cpu_us
     ));
     out.push_str(&format!(
-        "| card verifications at full load, proofs signed ahead ({AHEAD_NOTE}): {burst_rate:.0} /s while sending | {:.0} µs / {:.0} µs = {:.2}× | ≤ 2.5× | {} |\n",
+        "| card verifications at full load, proofs signed ahead ({AHEAD_NOTE}): {burst_rate:.0} /s while sending, the center's cores {:.0} % busy then | {:.0} µs / {:.0} µs = {:.2}× | ≤ 2.5× | {} |\n",
+        busy * 100.0 / server_cores as f64,
         full.cpu_us,
         again.cpu_us,
         full.cpu_us / again.cpu_us,

@@ -163,6 +163,10 @@ pub struct FullLoad {
     pub rate: f64,
     /// Verifications per second while the signed proofs were being sent.
     pub burst_rate: f64,
+    /// The share of the centers' cores busy while the proofs were being sent (their CPU time
+    /// over the sending spans, from `/proc` ticks), which says whether the phase was at full
+    /// load: about 1.0 per core the centers run on.
+    pub busy_while_sending: f64,
     pub failed: u64,
 }
 
@@ -214,6 +218,7 @@ pub async fn full_load(
     cards: &BenchCards,
     mut challenges: Vec<Vec<String>>,
     seconds: u64,
+    server_cpu: impl Fn() -> anyhow::Result<f64>,
 ) -> anyhow::Result<FullLoad> {
     // The rate is taken over the same span as the caller's CPU window: loading included.
     let started = Instant::now();
@@ -222,7 +227,7 @@ pub async fn full_load(
     let consent = ConsentChoice::default();
     let details = consent_details(&consent, "-");
     let deadline = started + Duration::from_secs(seconds);
-    let (mut done, mut failed, mut sending) = (0u64, 0u64, Duration::ZERO);
+    let (mut done, mut failed, mut sending, mut busy) = (0u64, 0u64, Duration::ZERO, 0.0);
     let mut next_card = 0;
     while Instant::now() < deadline {
         let mut signed: Vec<Vec<VerifyCard>> = Vec::with_capacity(clients.len());
@@ -245,7 +250,7 @@ pub async fn full_load(
             }
             signed.push(requests);
         }
-        let burst = Instant::now();
+        let (burst, cpu_before) = (Instant::now(), server_cpu()?);
         let mut set = tokio::task::JoinSet::new();
         for (slot, (client, requests)) in clients.iter().zip(signed).enumerate() {
             let client = client.clone();
@@ -275,11 +280,13 @@ pub async fn full_load(
             uncarried_total += uncarried;
         }
         sending += burst.elapsed();
+        busy += server_cpu()? - cpu_before;
         // Each institution holds fewer than 64 open challenges, so every answer must carry
         // its next one: if not, the phase would measure answers cheaper than a counter's.
         anyhow::ensure!(uncarried_total == 0, "{uncarried_total} card answers carried no next challenge");
         anyhow::ensure!(challenges.iter().any(|open| !open.is_empty()), "every full-load verification failed");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(FullLoad { rate: done as f64 / elapsed, burst_rate: done as f64 / sending.as_secs_f64().max(1e-9), failed })
+    let sent = sending.as_secs_f64().max(1e-9);
+    Ok(FullLoad { rate: done as f64 / elapsed, burst_rate: done as f64 / sent, busy_while_sending: busy / sent, failed })
 }
