@@ -180,14 +180,23 @@ const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
 /// crosses chunks.
 const PERSON_CHUNK_BITS: u32 = if cfg!(test) { 2 } else { 18 };
 
+/// Where the chunk size the person index was built with is recorded: a log is read with its
+/// own, and a center whose [`PERSON_CHUNK_BITS`] differs rebuilds the index on opening.
+const PERSON_CHUNK_BITS_KEY: &str = "person_chunk_bits";
+
+/// The chunk size a log's person index was built with (the current one if it says none).
+fn chunk_bits(connection: &Connection) -> Result<u32, StoreError> {
+    Ok(meta_value(connection, PERSON_CHUNK_BITS_KEY)?.and_then(|bits| u32::try_from(bits).ok()).unwrap_or(PERSON_CHUNK_BITS).min(62))
+}
+
 /// The seqs of one person (`?1`) that the person index lists, up to entry `?2` (where it is
-/// complete): one seek per chunk, chunk by chunk, never past the log's newest entry (whatever
-/// `audit_meta` claims).
+/// complete, and never past the log's newest entry): one seek per chunk, chunk by chunk.
 fn indexed_seqs_sql(connection: &Connection) -> Result<String, StoreError> {
     Ok(if person_index_layout(connection)? == Some(PersonIndex::Chunked) {
+        let bits = chunk_bits(connection)?;
         format!(
             "SELECT p.seq FROM (WITH RECURSIVE chunks(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM chunks
-                 WHERE n < (min(?2, (SELECT coalesce(max(seq), 0) FROM audit_log)) >> {PERSON_CHUNK_BITS}))
+                 WHERE n < (min(?2, (SELECT coalesce(max(seq), 0) FROM audit_log)) >> {bits}))
                SELECT n FROM chunks) AS c CROSS JOIN audit_person p ON p.chunk = c.n AND p.person_id = ?1"
         )
     } else {
@@ -276,16 +285,23 @@ pub fn read_newest_person_entries(path: &Path, person_id: i64, limit: i64) -> Re
 /// One snapshot: the person's indexed entries and those the index does not cover yet.
 fn newest_person_entries(connection: &mut Connection, person_id: i64, limit: i64) -> Result<(i64, Vec<AuditEntry>), StoreError> {
     let tx = connection.transaction().map_err(sqlite("reading a person's audit entries"))?;
-    let entries = match meta_value(&tx, PERSON_INDEXED_UPTO)? {
+    // An index claimed complete past the log's end cannot be right (an edit; the writer indexes
+    // again from the start at its next step): the log itself is read then, as for a log
+    // without the index.
+    let newest: i64 =
+        tx.query_row("SELECT coalesce(max(seq), 0) FROM audit_log", [], |r| r.get(0)).map_err(sqlite("reading the audit log"))?;
+    let entries = match meta_value(&tx, PERSON_INDEXED_UPTO)?.filter(|upto| *upto <= newest) {
         Some(upto) => {
-            let seqs = format!("{} UNION ALL SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1", indexed_seqs_sql(&tx)?);
+            // UNION, so that a row copied in the index cannot take a place among the newest.
+            let seqs = format!("{} UNION SELECT seq FROM audit_log WHERE seq > ?2 AND person_id = ?1", indexed_seqs_sql(&tx)?);
             let total: i64 = tx
                 .query_row(&format!("SELECT count(*) FROM ({seqs})"), params![person_id, upto], |r| r.get(0))
                 .map_err(sqlite("counting a person's audit entries"))?;
             let filter = format!("WHERE seq IN (SELECT seq FROM ({seqs}) ORDER BY seq DESC LIMIT ?3)");
             (total, entries_where(&tx, &filter, &[&person_id, &upto, &limit])?)
         }
-        // A log no center of this version has opened yet: its entries carry their own index.
+        // A log no center of this version has opened yet (its entries carry their own index),
+        // or one whose index claims too much (a scan of the log).
         None => {
             let total: i64 = tx
                 .query_row("SELECT count(*) FROM audit_log WHERE person_id = ?1", [person_id], |r| r.get(0))
@@ -444,6 +460,18 @@ fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
     let tx = connection.transaction().map_err(sqlite("moving the audit log's person index"))?;
     // A person table keyed by person alone (the version before the chunks): rebuilt in chunks,
     // sorted once.
+    // Chunked with another size than this version's: rebuilt the same way.
+    let resized = person_index_layout(&tx)? == Some(PersonIndex::Chunked) && chunk_bits(&tx)? != PERSON_CHUNK_BITS;
+    if resized {
+        tx.execute_batch(&format!(
+            "ALTER TABLE audit_person RENAME TO audit_person_resized;
+             {PERSON_TABLE}
+             INSERT INTO audit_person (chunk, person_id, seq)
+               SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_person_resized ORDER BY 1, 2, 3;
+             DROP TABLE audit_person_resized;"
+        ))
+        .map_err(sqlite("rebuilding the audit log's person index in chunks of this version's size"))?;
+    }
     if person_index_layout(&tx)? == Some(PersonIndex::ByPerson) {
         tx.execute_batch(&format!(
             "ALTER TABLE audit_person RENAME TO audit_person_by_person;
@@ -456,6 +484,8 @@ fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
     }
     // A new log, or one from before the person table.
     tx.execute_batch(PERSON_TABLE).map_err(sqlite("creating the audit log's person index"))?;
+    tx.execute("INSERT OR REPLACE INTO audit_meta (name, value) VALUES (?1, ?2)", params![PERSON_CHUNK_BITS_KEY, PERSON_CHUNK_BITS])
+        .map_err(sqlite("recording the audit log's person index chunk size"))?;
     if meta_value(&tx, PERSON_INDEXED_UPTO)?.is_none() {
         tx.execute_batch(&format!(
             "INSERT OR IGNORE INTO audit_person (chunk, person_id, seq)
@@ -555,7 +585,17 @@ impl AuditLog {
     /// a second under load, and on a stop); readers never depend on it being current.
     pub fn index_persons(&mut self) -> Result<(), StoreError> {
         let tx = self.connection.transaction().map_err(sqlite("indexing the audit log by person"))?;
-        let upto = meta_value(&tx, PERSON_INDEXED_UPTO)?.unwrap_or(0);
+        let mut upto = meta_value(&tx, PERSON_INDEXED_UPTO)?.unwrap_or(0);
+        if upto > self.head.0 {
+            // Claimed beyond the log (an edit): indexed again from the start, so that no new
+            // entry is left out (the rows already there are kept, the insert ignores them).
+            tracing::warn!(
+                claimed = upto,
+                head = self.head.0,
+                "the audit person index claimed entries the log does not have; indexing again"
+            );
+            upto = 0;
+        }
         if upto < self.head.0 {
             tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO audit_person (chunk, person_id, seq)
@@ -646,36 +686,40 @@ impl AuditLog {
     /// [`AuditLog::check_checkpoint`], which name a deletion more precisely.
     pub fn check_person_index(&self) -> Result<Result<(), Tamper>, StoreError> {
         use rusqlite::OptionalExtension;
-        let Some(upto) = meta_value(&self.connection, PERSON_INDEXED_UPTO)? else { return Ok(Ok(())) };
-        // Claiming more than the log holds would make every reader walk chunks that cannot
-        // exist (and none of the newest entries would be read by the range scan).
-        let newest: i64 = self
-            .connection
+        // One snapshot: a center indexing meanwhile must not look like an edit.
+        let tx = self.connection.unchecked_transaction().map_err(sqlite("checking the audit log's person index"))?;
+        let Some(upto) = meta_value(&tx, PERSON_INDEXED_UPTO)? else { return Ok(Ok(())) };
+        // Claiming more than the log holds is an edit (the writer indexes again from the start
+        // when it sees one; readers stop at the log's end).
+        let newest: i64 = tx
             .query_row("SELECT coalesce(max(seq), 0) FROM audit_log", [], |r| r.get(0))
             .map_err(sqlite("checking the audit log's person index"))?;
         if upto > newest {
             return Ok(Err(Tamper::PersonIndex { seq: upto }));
         }
+        let bits = chunk_bits(&tx)?;
         // A row stored as text reads as its number when compared with the log's column, but not
         // when the reader binds the person: only integers count. A row in another chunk than
         // its entry's is as good as missing: the reader looks for each entry in its own chunk.
-        let (same_chunk, find) = match person_index_layout(&self.connection)? {
+        let (same_chunk, find) = match person_index_layout(&tx)? {
             Some(PersonIndex::Chunked) => (
-                format!("typeof(p.chunk) = 'integer' AND p.chunk = (p.seq >> {PERSON_CHUNK_BITS})"),
-                format!("p.chunk = (l.seq >> {PERSON_CHUNK_BITS}) AND p.person_id = l.person_id AND p.seq = l.seq"),
+                format!("typeof(p.chunk) = 'integer' AND p.chunk = (p.seq >> {bits})"),
+                format!("p.chunk = (l.seq >> {bits}) AND p.person_id = l.person_id AND p.seq = l.seq"),
             ),
             // A log this version has not opened for writing (`onshi audit verify` of a copy).
             Some(PersonIndex::ByPerson) => ("1".to_string(), "p.person_id = l.person_id AND p.seq = l.seq".to_string()),
             None => return Ok(Ok(())),
         };
-        let differs = self
-            .connection
+        // A row listed twice (a table rebuilt without its key) is an edit too.
+        let differs = tx
             .query_row(
                 &format!(
                     "SELECT min(seq) FROM (
                    SELECT CAST(p.seq AS INTEGER) AS seq FROM audit_person p LEFT JOIN audit_log l ON l.seq = p.seq
                     WHERE p.seq > ?1 OR l.person_id IS NOT p.person_id
                        OR typeof(p.person_id) <> 'integer' OR typeof(p.seq) <> 'integer' OR NOT ({same_chunk})
+                   UNION ALL
+                   SELECT CAST(seq AS INTEGER) FROM audit_person GROUP BY person_id, seq HAVING count(*) > 1
                    UNION ALL
                    SELECT l.seq FROM audit_log l
                     WHERE l.seq <= ?1 AND l.person_id IS NOT NULL
@@ -1006,8 +1050,17 @@ pub(crate) mod tests {
                  DROP TABLE audit_person; ALTER TABLE loose RENAME TO audit_person;",
                 5,
             ),
-            // Complete beyond the log's end: readers would walk chunks that cannot exist.
+            // Complete beyond the log's end: the newest entries would fall between the index
+            // and the range scan.
             ("UPDATE audit_meta SET value = 1000000 WHERE name = 'person_indexed_upto'", 1_000_000),
+            // Rebuilt without its key, one row copied: the copy would take a place among a
+            // person's newest entries.
+            (
+                "CREATE TABLE keyless (chunk INTEGER NOT NULL, person_id INTEGER NOT NULL, seq INTEGER NOT NULL) STRICT;
+                 INSERT INTO keyless SELECT * FROM audit_person; INSERT INTO keyless SELECT * FROM audit_person WHERE seq = 6;
+                 DROP TABLE audit_person; ALTER TABLE keyless RENAME TO audit_person;",
+                6,
+            ),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let mut log = log_with(dir.path(), 6);
@@ -1114,6 +1167,33 @@ pub(crate) mod tests {
         let by_person = wal_frames(&log.connection);
         assert!(chunked <= 40, "an index batch of 1,000 entries wrote {chunked} pages (keyed by person: {by_person}, table {table_pages})");
         assert!(by_person >= 4 * chunked && by_person >= table_pages / 2, "keyed by person: {by_person} pages against {chunked}");
+    }
+
+    /// Edits of `audit_meta` a reader must not follow: an index claimed complete past the log's
+    /// end, and another chunk size than the one the index was built with.
+    #[test]
+    fn a_person_sees_every_entry_whatever_the_index_s_records_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let mut log = log_with(dir.path(), 9);
+        log.index_persons().unwrap();
+        let seqs = |entries: Vec<AuditEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+        log.connection.execute("UPDATE audit_meta SET value = 1000 WHERE name = 'person_indexed_upto'", []).unwrap();
+        // Entry 10, about person 2 (11 % 3), after the edit: not in the index yet.
+        log.append(&[record(11)]).unwrap();
+        assert_eq!(seqs(read_person_entries(&path, 2).unwrap()), [2, 5, 8, 10], "the range scan starts at the log's end at the latest");
+        let (total, newest) = read_newest_person_entries(&path, 2, 1).unwrap();
+        assert_eq!((total, seqs(newest)), (4, vec![10]));
+        // The writer indexes from the start again.
+        log.index_persons().unwrap();
+        assert_eq!(log.check_person_index().unwrap(), Ok(()));
+        // Another chunk size recorded: the next center rebuilds the index with its own.
+        drop(log);
+        Connection::open(&path).unwrap().execute("UPDATE audit_meta SET value = 5 WHERE name = 'person_chunk_bits'", []).unwrap();
+        let log = AuditLog::open(&path, KEY).unwrap();
+        assert_eq!(chunk_bits(&log.connection).unwrap(), PERSON_CHUNK_BITS);
+        assert_eq!(log.check_person_index().unwrap(), Ok(()));
+        assert_eq!(seqs(read_person_entries(&path, 2).unwrap()), [2, 5, 8, 10]);
     }
 
     #[test]
