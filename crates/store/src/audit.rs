@@ -453,32 +453,28 @@ fn length_prefixed_from(connection: &Connection) -> Result<i64, StoreError> {
     Ok(meta_value(connection, LENGTH_PREFIXED_FROM)?.unwrap_or(i64::MAX))
 }
 
-/// Moves a log made before the person index became a table of its own: the index on the log
-/// itself made every group commit write one page per person it touched; the table is filled
-/// in sorted batches instead. The old index's entries are copied, then it is dropped.
+/// Brings a log's person index to this version's layout, in one transaction before anything is
+/// served: a log made before the index became a table of its own (the index on the log itself
+/// made every group commit write one page per person it touched; the table is filled in sorted
+/// batches instead), and one whose table is keyed by person alone or chunked by another size
+/// ([`PERSON_CHUNK_BITS`]). One way: an older binary cannot write the chunked table.
 fn migrate_person_index(connection: &mut Connection) -> Result<(), StoreError> {
     let tx = connection.transaction().map_err(sqlite("moving the audit log's person index"))?;
-    // A person table keyed by person alone (the version before the chunks): rebuilt in chunks,
-    // sorted once.
-    // Chunked with another size than this version's: rebuilt the same way.
-    let resized = person_index_layout(&tx)? == Some(PersonIndex::Chunked) && chunk_bits(&tx)? != PERSON_CHUNK_BITS;
-    if resized {
+    // A person table keyed by person alone (the version before the chunks), or in chunks of
+    // another size than this version's: rebuilt in this version's chunks, sorted once. Both
+    // carry the person and the seq, which is all the rebuild reads.
+    let rebuild = match person_index_layout(&tx)? {
+        Some(PersonIndex::ByPerson) => true,
+        Some(PersonIndex::Chunked) => chunk_bits(&tx)? != PERSON_CHUNK_BITS,
+        None => false,
+    };
+    if rebuild {
         tx.execute_batch(&format!(
-            "ALTER TABLE audit_person RENAME TO audit_person_resized;
+            "ALTER TABLE audit_person RENAME TO audit_person_before;
              {PERSON_TABLE}
              INSERT INTO audit_person (chunk, person_id, seq)
-               SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_person_resized ORDER BY 1, 2, 3;
-             DROP TABLE audit_person_resized;"
-        ))
-        .map_err(sqlite("rebuilding the audit log's person index in chunks of this version's size"))?;
-    }
-    if person_index_layout(&tx)? == Some(PersonIndex::ByPerson) {
-        tx.execute_batch(&format!(
-            "ALTER TABLE audit_person RENAME TO audit_person_by_person;
-             {PERSON_TABLE}
-             INSERT INTO audit_person (chunk, person_id, seq)
-               SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_person_by_person ORDER BY 1, 2, 3;
-             DROP TABLE audit_person_by_person;"
+               SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_person_before ORDER BY 1, 2, 3;
+             DROP TABLE audit_person_before;"
         ))
         .map_err(sqlite("moving the audit log's person index into chunks"))?;
     }
