@@ -13,14 +13,20 @@ use onshi_reader::pcsc::{Context, Slot};
 
 use crate::common::onshi;
 
-/// vpcd's port: the Debian default, so that a pcscd already running with the packaged
-/// configuration serves as well as the one started here.
-pub const VPCD_PORT: u16 = 35963;
+/// vpcd's port in the pcscd started here: below Linux's ephemeral range (32768–60999), so
+/// that no outgoing connection of the tests running beside can hold it when vpcd binds it.
+/// (The packaged default, 35963, is inside that range: a CI run lost the reader that way.)
+const OWN_VPCD_PORT: u16 = 29_563;
+/// vpcd's port in a pcscd already running with the packaged configuration, which serves as
+/// well as the one started here.
+const PACKAGED_VPCD_PORT: u16 = 35963;
 const DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
 
 /// The reader for one test at a time.
 pub struct VirtualReader {
     pub name: String,
+    /// Where vpcd takes the virtual card's connection.
+    port: u16,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -45,7 +51,7 @@ fn install() {
     );
 }
 
-/// The name of vpcd's first slot (port [`VPCD_PORT`]) among the readers, if pcscd has it.
+/// The name of vpcd's first slot among the readers, if pcscd has it.
 fn vpcd_reader() -> Option<String> {
     let context = Context::establish().ok()?;
     context
@@ -55,54 +61,55 @@ fn vpcd_reader() -> Option<String> {
         .find(|name| name.ends_with(" 00 00") && (name.contains("onshi vpcd") || name.contains("Virtual PCD")))
 }
 
-/// Starts pcscd unless one with the virtual reader runs; returns the reader's name.
-fn daemon() -> &'static str {
-    static DAEMON: OnceLock<(String, Option<Child>, Option<tempfile::TempDir>)> = OnceLock::new();
-    &DAEMON
-        .get_or_init(|| {
-            install();
+/// Starts pcscd unless one with the virtual reader runs; returns the reader's name and vpcd's
+/// port.
+fn daemon() -> (&'static str, u16) {
+    static DAEMON: OnceLock<(String, u16, Option<Child>, Option<tempfile::TempDir>)> = OnceLock::new();
+    let (name, port, ..) = DAEMON.get_or_init(|| {
+        install();
+        if let Some(name) = vpcd_reader() {
+            let port = if name.contains("onshi vpcd") { OWN_VPCD_PORT } else { PACKAGED_VPCD_PORT };
+            return (name, port, None, None);
+        }
+        let config = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            config.path().join("vpcd"),
+            format!("FRIENDLYNAME \"onshi vpcd\"\nDEVICENAME /dev/null:{OWN_VPCD_PORT}\nLIBPATH {DRIVER}\nCHANNELID {OWN_VPCD_PORT}\n"),
+        )
+        .expect("vpcd configuration");
+        // pcscd in the foreground under a shell that kills it when this test binary exits
+        // (its stdin, held by the binary, closes), so that no daemon outlives the tests.
+        let script = format!(
+            "pcscd --foreground --config {} >/dev/null 2>&1 & daemon=$!; read _; kill $daemon; wait $daemon",
+            config.path().display()
+        );
+        let child = Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().expect("pcscd starts");
+        // Wait until the service lists the reader: connecting is the synchronisation.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let name = loop {
             if let Some(name) = vpcd_reader() {
-                return (name, None, None);
+                break name;
             }
-            let config = tempfile::tempdir().expect("temp dir");
-            std::fs::write(
-                config.path().join("vpcd"),
-                format!("FRIENDLYNAME \"onshi vpcd\"\nDEVICENAME /dev/null:{VPCD_PORT}\nLIBPATH {DRIVER}\nCHANNELID {VPCD_PORT}\n"),
-            )
-            .expect("vpcd configuration");
-            // pcscd in the foreground under a shell that kills it when this test binary exits
-            // (its stdin, held by the binary, closes), so that no daemon outlives the tests.
-            let script = format!(
-                "pcscd --foreground --config {} >/dev/null 2>&1 & daemon=$!; read _; kill $daemon; wait $daemon",
-                config.path().display()
-            );
-            let child = Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().expect("pcscd starts");
-            // Wait until the service lists the reader: connecting is the synchronisation.
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            let name = loop {
-                if let Some(name) = vpcd_reader() {
-                    break name;
-                }
-                assert!(std::time::Instant::now() < deadline, "pcscd did not list the vpcd reader within 20 s");
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            (name, Some(child), Some(config))
-        })
-        .0
+            assert!(std::time::Instant::now() < deadline, "pcscd did not list the vpcd reader within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (name, OWN_VPCD_PORT, Some(child), Some(config))
+    });
+    (name.as_str(), *port)
 }
 
 impl VirtualReader {
     pub fn take() -> VirtualReader {
         static TURN: Mutex<()> = Mutex::new(());
-        let name = daemon().to_string();
+        let (name, port) = daemon();
         let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-        VirtualReader { name, _turn: turn }
+        VirtualReader { name: name.to_string(), port, _turn: turn }
     }
 
     /// Puts the card (or phone) file into the reader; `extra` adds `onshi card insert` flags.
     pub fn insert(&self, card: &Path, extra: &[&str]) -> Inserted {
         let mut child = onshi()
-            .args(["card", "insert", "--vpcd", &format!("127.0.0.1:{VPCD_PORT}"), "--card"])
+            .args(["card", "insert", "--vpcd", &format!("127.0.0.1:{}", self.port), "--card"])
             .arg(card)
             .args(extra)
             .stdout(Stdio::piped())
