@@ -526,10 +526,16 @@ async fn open_loop(
         });
     }
     let mut outcome = OpenLoop { latencies: Vec::new(), timer_late: Vec::new(), failed: 0 };
-    while let Some(Ok((latencies, late, failed))) = set.join_next().await {
-        outcome.latencies.extend(latencies);
-        outcome.timer_late.extend(late);
-        outcome.failed += failed;
+    // A connection's task that did not finish counts as one failure; the others still count.
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((latencies, late, failed)) => {
+                outcome.latencies.extend(latencies);
+                outcome.timer_late.extend(late);
+                outcome.failed += failed;
+            }
+            Err(_) => outcome.failed += 1,
+        }
     }
     outcome.latencies.sort_unstable();
     outcome.timer_late.sort_unstable();
