@@ -466,9 +466,7 @@ async fn trivial_at(
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
     seconds: u64,
 ) -> anyhow::Result<Measured> {
-    let cpu = || -> anyhow::Result<f64> {
-        pids.iter().map(|pid| cpu_seconds(*pid).context("the server's CPU time is not readable from /proc")).sum()
-    };
+    let cpu = || cpu_of(pids);
     let before = cpu()?;
     let OpenLoop { latencies, failed, .. } = open_loop(clients, Endpoint::Trivial, rate, requests, seconds).await;
     let after = cpu()?;
@@ -567,6 +565,11 @@ fn client_config(addr: &str, pki: &Path, institution: &onshi_domain::ids::Instit
         identity_pem: Some((file("pem")?, file("key")?)),
         timeout: Duration::from_secs(30),
     })
+}
+
+/// CPU seconds the center processes `pids` have used together.
+fn cpu_of(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter().map(|pid| cpu_seconds(*pid).context("the server's CPU time is not readable from /proc")).sum()
 }
 
 /// CPU seconds (user + system) a process has used, from /proc (Linux; 100 ticks per second).
@@ -773,9 +776,7 @@ async fn card_full_load(
 ) -> anyhow::Result<(Measured, (f64, f64))> {
     let open = crate::bench_card::first_challenges(institutions).await?;
     let mut sending = (0.0, 0.0);
-    let server_cpu = || -> anyhow::Result<f64> {
-        pids.iter().map(|pid| cpu_seconds(*pid).context("the server's CPU time is not readable from /proc")).sum()
-    };
+    let server_cpu = || cpu_of(pids);
     let measured = with_cpu_of(pids, async {
         let full = crate::bench_card::full_load(institutions, cards, open, seconds, server_cpu).await?;
         sending = (full.burst_rate, full.busy_while_sending);
@@ -800,9 +801,7 @@ async fn with_cpu(pid: u32, phase: impl std::future::Future<Output = anyhow::Res
 
 /// As [`with_cpu`], summed over the center processes `pids`.
 async fn with_cpu_of(pids: &[u32], phase: impl std::future::Future<Output = anyhow::Result<(f64, u64)>>) -> anyhow::Result<Measured> {
-    let cpu = || -> anyhow::Result<f64> {
-        pids.iter().map(|pid| cpu_seconds(*pid).context("the server's CPU time is not readable from /proc")).sum()
-    };
+    let cpu = || cpu_of(pids);
     let before = cpu()?;
     let started = Instant::now();
     let (rate, failed) = phase.await?;

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use onshi_api::card::{
-    CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Method, Purpose, VerifyCard, card_message, consent_details,
-};
+use onshi_api::card::{CardAnswer, CardProof, Challenge, ConsentChoice, LINK_DETAILS, LinkCard, Purpose, VerifyCard, consent_details};
 use onshi_api::client::{CenterClient, ClientConfig};
 use onshi_api::events::{EventKind, InsurerEvent};
 use onshi_domain::ids::InstitutionCode;
@@ -236,16 +234,8 @@ pub async fn full_load(
             for challenge in open {
                 let card = &mut signers[next_card];
                 next_card = (next_card + 1) % cards.cards.len();
-                let signature = card
-                    .sign_with_pin(PIN, &card_message(Purpose::Verify, challenge, &details))
+                let proof = flow::signed_pin_proof(card, PIN, Purpose::Verify, challenge.clone(), &details)
                     .map_err(|e| anyhow::anyhow!("a bench card does not sign: {e}"))?;
-                let proof = CardProof {
-                    challenge: challenge.clone(),
-                    certificate: card.certificate_pem().to_string(),
-                    method: Method::Pin,
-                    card_signature: Some(onshi_domain::hex::encode(&signature)),
-                    attestation: None,
-                };
                 requests.push(VerifyCard { proof, date_of_care: None, consent, chosen_at: None });
             }
             signed.push(requests);

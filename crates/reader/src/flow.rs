@@ -179,6 +179,17 @@ pub async fn card_pin_proof(
     } else {
         client.post_json::<_, Challenge>(challenge_path, &serde_json::json!({})).await?.challenge
     };
+    signed_pin_proof(card, pin, purpose, challenge, details)
+}
+
+/// The card's PIN proof over a challenge already in hand (the bench signs challenges ahead).
+pub fn signed_pin_proof(
+    card: &mut onshi_pki::card::VirtualCard,
+    pin: &str,
+    purpose: Purpose,
+    challenge: String,
+    details: &str,
+) -> Result<CardProof, FlowError> {
     let signature = card.sign_with_pin(pin, &card_message(purpose, &challenge, details)).map_err(ReaderError::from)?;
     Ok(CardProof {
         challenge,

@@ -175,9 +175,9 @@ const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
 /// alone, they landed on random pages of one tree as large as the log's history, and at 8 M
 /// entries each second's sorted insert rewrote most of that tree: the writer fell behind,
 /// its queue filled, and verifications were refused (`AUDIT_UNAVAILABLE`). A person's entries
-/// are read with one seek per chunk: 2^18 entries each, about 7,000 seeks for a year of a
-/// national center's log. The unit tests use chunks of four entries, so every read in them
-/// crosses chunks.
+/// are read with one seek per chunk of 2^18 entries (entries ÷ 2^18 seeks per statement: about
+/// 3,800 for a log of a billion). The unit tests use chunks of four entries, so every read in
+/// them crosses chunks.
 const PERSON_CHUNK_BITS: u32 = if cfg!(test) { 2 } else { 18 };
 
 /// Where the chunk size the person index was built with is recorded: a log is read with its

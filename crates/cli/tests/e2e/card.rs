@@ -502,6 +502,23 @@ fn every_look_is_audited_the_patient_sees_it_and_tampering_is_located() {
             "DELETE FROM audit_person WHERE seq = (SELECT seq FROM audit_log WHERE action = 'verify_number')",
             "missing from, or wrongly placed in, the index the patients' access logs are read by",
         ),
+        // The index rebuilt without its key and a row copied: the copy would take a place
+        // among the patient's newest entries.
+        (
+            "copy",
+            "CREATE TABLE keyless (chunk INTEGER NOT NULL, person_id INTEGER NOT NULL, seq INTEGER NOT NULL) STRICT;
+             INSERT INTO keyless SELECT * FROM audit_person;
+             INSERT INTO keyless SELECT * FROM audit_person WHERE seq = (SELECT max(seq) FROM audit_person);
+             DROP TABLE audit_person; ALTER TABLE keyless RENAME TO audit_person;",
+            "missing from, or wrongly placed in, the index the patients' access logs are read by",
+        ),
+        // The index claimed complete past the log's end, so that later entries would be in
+        // neither the index nor the range after it.
+        (
+            "claim",
+            "UPDATE audit_meta SET value = 1000000 WHERE name = 'person_indexed_upto'",
+            "missing from, or wrongly placed in, the index the patients' access logs are read by",
+        ),
     ] {
         let dir = path(name);
         std::fs::create_dir_all(&dir).unwrap();

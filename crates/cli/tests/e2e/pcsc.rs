@@ -64,37 +64,41 @@ fn vpcd_reader() -> Option<String> {
 /// Starts pcscd unless one with the virtual reader runs; returns the reader's name and vpcd's
 /// port.
 fn daemon() -> (&'static str, u16) {
-    static DAEMON: OnceLock<(String, u16, Option<Child>, Option<tempfile::TempDir>)> = OnceLock::new();
-    let (name, port, ..) = DAEMON.get_or_init(|| {
-        install();
-        if let Some(name) = vpcd_reader() {
-            let port = if name.contains("onshi vpcd") { OWN_VPCD_PORT } else { PACKAGED_VPCD_PORT };
-            return (name, port, None, None);
-        }
-        let config = tempfile::tempdir().expect("temp dir");
-        std::fs::write(
-            config.path().join("vpcd"),
-            format!("FRIENDLYNAME \"onshi vpcd\"\nDEVICENAME /dev/null:{OWN_VPCD_PORT}\nLIBPATH {DRIVER}\nCHANNELID {OWN_VPCD_PORT}\n"),
-        )
-        .expect("vpcd configuration");
-        // pcscd in the foreground under a shell that kills it when this test binary exits
-        // (its stdin, held by the binary, closes), so that no daemon outlives the tests.
-        let script = format!(
-            "pcscd --foreground --config {} >/dev/null 2>&1 & daemon=$!; read _; kill $daemon; wait $daemon",
-            config.path().display()
-        );
-        let child = Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().expect("pcscd starts");
-        // Wait until the service lists the reader: connecting is the synchronisation.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let name = loop {
+    /// The reader's name and vpcd's port, and the pcscd started here with its configuration.
+    type Daemon = ((String, u16), Option<Child>, Option<tempfile::TempDir>);
+    static DAEMON: OnceLock<Daemon> = OnceLock::new();
+    let (name, port) = &DAEMON
+        .get_or_init(|| {
+            install();
             if let Some(name) = vpcd_reader() {
-                break name;
+                let port = if name.contains("onshi vpcd") { OWN_VPCD_PORT } else { PACKAGED_VPCD_PORT };
+                return ((name, port), None, None);
             }
-            assert!(std::time::Instant::now() < deadline, "pcscd did not list the vpcd reader within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        (name, OWN_VPCD_PORT, Some(child), Some(config))
-    });
+            let config = tempfile::tempdir().expect("temp dir");
+            std::fs::write(
+                config.path().join("vpcd"),
+                format!("FRIENDLYNAME \"onshi vpcd\"\nDEVICENAME /dev/null:{OWN_VPCD_PORT}\nLIBPATH {DRIVER}\nCHANNELID {OWN_VPCD_PORT}\n"),
+            )
+            .expect("vpcd configuration");
+            // pcscd in the foreground under a shell that kills it when this test binary exits
+            // (its stdin, held by the binary, closes), so that no daemon outlives the tests.
+            let script = format!(
+                "pcscd --foreground --config {} >/dev/null 2>&1 & daemon=$!; read _; kill $daemon; wait $daemon",
+                config.path().display()
+            );
+            let child = Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().expect("pcscd starts");
+            // Wait until the service lists the reader: connecting is the synchronisation.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let name = loop {
+                if let Some(name) = vpcd_reader() {
+                    break name;
+                }
+                assert!(std::time::Instant::now() < deadline, "pcscd did not list the vpcd reader within 20 s");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            ((name, OWN_VPCD_PORT), Some(child), Some(config))
+        })
+        .0;
     (name.as_str(), *port)
 }
 
