@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// each gets half of them, see `pinning`).
     #[arg(long)]
     pub shared_cores: bool,
+    /// Let the load generator sleep while it waits for answers, as before 2026-12-05: the
+    /// center then pays for waking it at each answer (see `keep_polling`). By default it polls.
+    #[arg(long)]
+    pub load_cpus_may_halt: bool,
     /// The register on PostgreSQL instead of `DIR/center.sqlite`: a `postgres://…` database,
     /// empty unless `--skip-import` (issue 14's side-by-side measurement).
     #[arg(long)]
@@ -158,6 +162,51 @@ fn pin_load(split: Option<&crate::pinning::Split>) -> anyhow::Result<()> {
         crate::pinning::pin_current_thread(&split.load).context("pinning the load generator")?;
     }
     Ok(())
+}
+
+/// Keeps the load generator's runtime polling instead of sleeping while it waits for answers,
+/// until dropped (unless `--load-cpus-may-halt`). Call inside the runtime.
+///
+/// Why: the loopback delivers an answer in the sender's context, so a load generator asleep in
+/// `epoll_wait` is woken by the center, and on a virtual machine waking a thread on another vCPU
+/// is an inter-processor interrupt that exits to the host (measured here: about 20 µs of the
+/// center's CPU per answer). The trivial endpoint never pays it, because there the generator is
+/// the bottleneck and never waits; verifications pay it whenever the center is the bottleneck;
+/// a client on another machine never puts it on the center. A task that only yields keeps one
+/// worker of the generator busy, so its I/O driver is polled without blocking and nobody sleeps
+/// on the sockets to be woken. (A spinner at `SCHED_IDLE` priority on the generator's CPU was
+/// tried first: the wake-up then still needs an interrupt to preempt it, and cost the same.)
+fn keep_polling(args: &BenchArgs) -> Option<AbortOnDrop> {
+    (!args.load_cpus_may_halt).then(polling)
+}
+
+/// The task behind [`keep_polling`]; call inside the runtime.
+fn polling() -> AbortOnDrop {
+    {
+        AbortOnDrop(tokio::spawn(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        }))
+    }
+}
+
+/// How the CPU phases' load generator waited, for the reports.
+fn waiting_note(args: &BenchArgs) -> &'static str {
+    if args.load_cpus_may_halt {
+        "the load generator slept while it waited for answers (--load-cpus-may-halt: each answer then pays the center's CPU for waking it)"
+    } else {
+        "in the phases compared by server CPU, the load generator polled instead of sleeping while it waited for answers (asleep, each answer pays the center's CPU for waking it on another vCPU, a cost no remote client puts on the center; --load-cpus-may-halt measures that way)"
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinning::Split>) -> anyhow::Result<ServerProcess> {
@@ -724,6 +773,7 @@ fn card_only(
     let seconds = args.seconds;
     let institutions = crate::bench_card::institution_clients(pki, &config, args.connections)?;
     let (trivial, cards, again, paced, (full, (burst_rate, busy))) = crate::runtime()?.block_on(async {
+        let _polling = keep_polling(args);
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         if card_index_max_persons() >= args.persons && args.db.is_none() {
             wait_for_card_index(&clients[0], args.persons).await;
@@ -743,7 +793,7 @@ fn card_only(
         "trivial {:.0} req/s ({:.1} µs server CPU each); card verifications {:.0} /s ({:.1} µs each); trivial again {:.0} req/s ({:.1} µs each); trivial at the cards' rate {:.0} req/s ({:.1} µs each); one RSA-2048 signature check {signature_us:.1} µs",
         trivial.rate, trivial.cpu_us, cards.rate, cards.cpu_us, again.rate, again.cpu_us, paced.rate, paced.cpu_us
     );
-    println!("{placed}");
+    println!("{placed}; {}", waiting_note(args));
     let trivial_cpu = (trivial.cpu_us + again.cpu_us) / 2.0;
     println!(
         "card / trivial: throughput {:.3} (against the trivial run after); server CPU {:.2}× against the mean of both trivial runs (floor: one such request + one signature check, {:.2}×), {:.2}× against the trivial endpoint at the cards' rate (floor {:.2}×)",
@@ -961,6 +1011,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 wait_for_card_index(client, summary.persons).await;
             }
         }
+        // The phases whose server CPU per request is compared run with the load generator
+        // polling; the latency phases, the batch, the receipt check and the gateway as before.
+        let polling = keep_polling(&args);
         eprintln!("bench: warming up");
         throughput(&clients, Endpoint::Verify, &requests, 3).await;
         let mut trivial = Vec::new();
@@ -987,6 +1040,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: trivial endpoint at the verify phase's rate ({verify_rate:.0}/s)");
         let trivial_paced = trivial_at(&pids, &clients, verify_rate, &requests, seconds).await?;
         let number_cpu = (mean(&verify, |m| m.cpu_us), mean(&trivial, |m| m.cpu_us), trivial_paced.cpu_us);
+        drop(polling);
         eprintln!("bench: latency at half load ({:.0}/s)", verify_rate / 2.0);
         let verify_loop = open_loop(&clients, Endpoint::Verify, verify_rate / 2.0, &requests, args.seconds).await;
         failures += verify_loop.failed;
@@ -999,6 +1053,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let today = onshi_domain::Date::parse_yyyymmdd(&summary.today).map_err(|e| anyhow::anyhow!("{e}"))?;
         let receipt_seconds = receipt_timing(&clients[0], &institution, &requests, today).await?;
         eprintln!("bench: card verification (PIN signature over the kept challenge, verify)");
+        let polling = keep_polling(&args);
         crate::bench_card::link(&clients[0], &mut bench_cards).await?;
         let cards = with_cpu_of(&pids, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         eprintln!("bench: trivial endpoint again, for the card ratio");
@@ -1009,6 +1064,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: card verifications at full load, proofs signed ahead");
         let (full, sending) = card_full_load(&pids, &institutions, &bench_cards, seconds).await?;
         let card = (cards, again, paced, full, sending);
+        drop(polling);
         eprintln!("bench: gateway, request file → result file ({} files)", crate::bench_gateway::FILES);
         let files = crate::bench_gateway::file_latencies(&args.dir, &server.addr, &pki, institution.as_str(), &requests).await?;
         anyhow::Ok((
@@ -1168,7 +1224,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         total_peak_kib as f64 / 1024.0
     ));
     out.push_str(&format!(
-        "\nPlacement: {placed}; {} center process(es); card index for registers of up to {} persons (0: off{}). Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        "\nPlacement: {placed}; {}; {} center process(es); card index for registers of up to {} persons (0: off{}). Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
+        waiting_note(&args),
         args.centers,
         args.card_index_max_persons,
         if args.card_index_on_postgres { "; on PostgreSQL too, following by polling" } else { "; on PostgreSQL none" },
@@ -1180,4 +1237,82 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!("{out}");
     std::fs::write(args.dir.join("bench-report.md"), &out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    /// How many times the runtime's one worker went to sleep while it answered `rounds` pings
+    /// from a peer thread on loopback (its voluntary context switches), with the polling task
+    /// or without.
+    fn worker_sleeps(with_polling: bool, rounds: usize) -> u64 {
+        let name = format!("poll-test-{with_polling}");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(name.clone()).enable_all().build().expect("runtime");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let peer = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            let mut byte = [0u8; 1];
+            for _ in 0..rounds {
+                stream.write_all(b"p").expect("ping");
+                stream.read_exact(&mut byte).expect("pong");
+            }
+        });
+        let (stream, _) = listener.accept().expect("accept");
+        stream.set_nonblocking(true).expect("non-blocking");
+        let switches = || -> u64 {
+            let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
+            tasks
+                .filter_map(Result::ok)
+                .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+                .map(|t| {
+                    let status = std::fs::read_to_string(t.path().join("status")).expect("status");
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                        .expect("field")
+                        .trim()
+                        .parse::<u64>()
+                        .expect("count")
+                })
+                .sum()
+        };
+        let slept = runtime.block_on(async {
+            let guard = with_polling.then(super::polling);
+            let mut stream = tokio::net::TcpStream::from_std(stream).expect("tokio stream");
+            // The worker exists once the runtime has run something.
+            tokio::task::yield_now().await;
+            let before = switches();
+            let echo = tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut byte = [0u8; 1];
+                for _ in 0..rounds {
+                    stream.read_exact(&mut byte).await.expect("ping");
+                    stream.write_all(&byte).await.expect("pong");
+                }
+            });
+            echo.await.expect("echo task");
+            let after = switches();
+            drop(guard);
+            after - before
+        });
+        peer.join().expect("peer");
+        slept
+    }
+
+    /// The property the CPU phases rely on: with the polling task the generator's worker does
+    /// not sleep while it waits for an answer, so no answer has to wake it; without it the
+    /// worker sleeps about once per answer.
+    #[test]
+    fn with_the_polling_task_the_worker_waits_for_answers_without_sleeping() {
+        // Not every round sleeps without it (an answer may come before the worker has gone to
+        // sleep: 156 of 400 on the project's machine), so the bounds are far apart.
+        let rounds = 1_000;
+        let without = worker_sleeps(false, rounds);
+        let with = worker_sleeps(true, rounds);
+        assert!(without >= rounds as u64 / 10, "without polling the worker sleeps while it waits: {without} sleeps in {rounds} rounds");
+        assert!(with <= rounds as u64 / 100, "with polling the worker does not sleep: {with} sleeps in {rounds} rounds");
+    }
 }
