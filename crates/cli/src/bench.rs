@@ -172,40 +172,52 @@ fn pin_load(split: Option<&crate::pinning::Split>) -> anyhow::Result<()> {
 /// is an inter-processor interrupt that exits to the host (measured here: about 20 µs of the
 /// center's CPU per answer). The trivial endpoint never pays it, because there the generator is
 /// the bottleneck and never waits; verifications pay it whenever the center is the bottleneck;
-/// a client on another machine never puts it on the center. A task that only yields keeps one
+/// a client on another machine never puts it on the center. A task that only yields keeps a
 /// worker of the generator busy, so its I/O driver is polled without blocking and nobody sleeps
-/// on the sockets to be woken. (A spinner at `SCHED_IDLE` priority on the generator's CPU was
-/// tried first: the wake-up then still needs an interrupt to preempt it, and cost the same.)
-fn keep_polling(args: &BenchArgs) -> Option<AbortOnDrop> {
-    (!args.load_cpus_may_halt).then(polling)
-}
-
-/// The task behind [`keep_polling`]; call inside the runtime.
-fn polling() -> AbortOnDrop {
-    {
-        AbortOnDrop(tokio::spawn(async {
-            loop {
-                tokio::task::yield_now().await;
-            }
-        }))
-    }
+/// on the sockets to be woken; there is one such task per worker, since an idle worker would
+/// take the driver and sleep in it (idle workers steal the spare tasks, so each gets one).
+/// Only when the generator has CPUs of its own: on the center's cores the tasks would take the
+/// center's CPU. (A spinner at `SCHED_IDLE` priority on the generator's CPU was tried first:
+/// the wake-up then still needs an interrupt to preempt it, and cost the same.)
+fn keep_polling(args: &BenchArgs, split: Option<&crate::pinning::Split>) -> Option<Polling> {
+    (split.is_some() && !args.load_cpus_may_halt).then(Polling::start)
 }
 
 /// How the CPU phases' load generator waited, for the reports.
-fn waiting_note(args: &BenchArgs) -> &'static str {
-    if args.load_cpus_may_halt {
-        "the load generator slept while it waited for answers (--load-cpus-may-halt: each answer then pays the center's CPU for waking it)"
-    } else {
-        "in the phases compared by server CPU, the load generator polled instead of sleeping while it waited for answers (asleep, each answer pays the center's CPU for waking it on another vCPU, a cost no remote client puts on the center; --load-cpus-may-halt measures that way)"
+fn waiting_note(args: &BenchArgs, split: Option<&crate::pinning::Split>) -> String {
+    match (split, args.load_cpus_may_halt) {
+        (None, _) => "the load generator slept while it waited for answers (not on CPUs of its own: polling would take the center's)".into(),
+        (Some(_), true) => "the load generator slept while it waited for answers (--load-cpus-may-halt: each answer then pays the center's CPU for waking it)".into(),
+        (Some(split), false) => format!(
+            "in the phases compared by server CPU, the load generator polled instead of sleeping while it waited for answers (one polling task per worker of its runtime, on its {} CPU(s); asleep, each answer pays the center's CPU for waking it on another vCPU, a cost no remote client puts on the center; --load-cpus-may-halt measures that way)",
+            split.load.len()
+        ),
     }
 }
 
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The tasks behind [`keep_polling`], aborted when dropped.
+struct Polling(Vec<tokio::task::JoinHandle<()>>);
 
-impl Drop for AbortOnDrop {
+impl Polling {
+    /// One yielding task per worker of the current runtime; call inside it.
+    fn start() -> Polling {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let spin = || {
+            tokio::spawn(async {
+                loop {
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        Polling((0..workers).map(|_| spin()).collect())
+    }
+}
+
+impl Drop for Polling {
     fn drop(&mut self) {
-        self.0.abort();
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -773,7 +785,7 @@ fn card_only(
     let seconds = args.seconds;
     let institutions = crate::bench_card::institution_clients(pki, &config, args.connections)?;
     let (trivial, cards, again, paced, (full, (burst_rate, busy))) = crate::runtime()?.block_on(async {
-        let _polling = keep_polling(args);
+        let _polling = keep_polling(args, split.as_ref());
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         if card_index_max_persons() >= args.persons && args.db.is_none() {
             wait_for_card_index(&clients[0], args.persons).await;
@@ -793,7 +805,7 @@ fn card_only(
         "trivial {:.0} req/s ({:.1} µs server CPU each); card verifications {:.0} /s ({:.1} µs each); trivial again {:.0} req/s ({:.1} µs each); trivial at the cards' rate {:.0} req/s ({:.1} µs each); one RSA-2048 signature check {signature_us:.1} µs",
         trivial.rate, trivial.cpu_us, cards.rate, cards.cpu_us, again.rate, again.cpu_us, paced.rate, paced.cpu_us
     );
-    println!("{placed}; {}", waiting_note(args));
+    println!("{placed}; {}", waiting_note(args, split.as_ref()));
     let trivial_cpu = (trivial.cpu_us + again.cpu_us) / 2.0;
     println!(
         "card / trivial: throughput {:.3} (against the trivial run after); server CPU {:.2}× against the mean of both trivial runs (floor: one such request + one signature check, {:.2}×), {:.2}× against the trivial endpoint at the cards' rate (floor {:.2}×)",
@@ -1013,7 +1025,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         // The phases whose server CPU per request is compared run with the load generator
         // polling; the latency phases, the batch, the receipt check and the gateway as before.
-        let polling = keep_polling(&args);
+        let polling = keep_polling(&args, split.as_ref());
         eprintln!("bench: warming up");
         throughput(&clients, Endpoint::Verify, &requests, 3).await;
         let mut trivial = Vec::new();
@@ -1035,8 +1047,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let verify_rate = mean(&verify, |m| m.rate);
         // The verify phase runs at a fraction of the trivial one's rate: the trivial endpoint at
         // the verify phase's own rate says what a request costs the center at that pace (its
-        // wake-ups, and the loopback's delivery to a load generator that may idle between
-        // answers), beside the full-load figure.
+        // own wake-ups between requests), beside the full-load figure.
         eprintln!("bench: trivial endpoint at the verify phase's rate ({verify_rate:.0}/s)");
         let trivial_paced = trivial_at(&pids, &clients, verify_rate, &requests, seconds).await?;
         let number_cpu = (mean(&verify, |m| m.cpu_us), mean(&trivial, |m| m.cpu_us), trivial_paced.cpu_us);
@@ -1053,7 +1064,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let today = onshi_domain::Date::parse_yyyymmdd(&summary.today).map_err(|e| anyhow::anyhow!("{e}"))?;
         let receipt_seconds = receipt_timing(&clients[0], &institution, &requests, today).await?;
         eprintln!("bench: card verification (PIN signature over the kept challenge, verify)");
-        let polling = keep_polling(&args);
+        let polling = keep_polling(&args, split.as_ref());
         crate::bench_card::link(&clients[0], &mut bench_cards).await?;
         let cards = with_cpu_of(&pids, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         eprintln!("bench: trivial endpoint again, for the card ratio");
@@ -1225,7 +1236,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     ));
     out.push_str(&format!(
         "\nPlacement: {placed}; {}; {} center process(es); card index for registers of up to {} persons (0: off{}). Synthesis took {synth_seconds:.1} s; {} connections; {} s per measurement; {} failed requests; {} latency samples.\n",
-        waiting_note(&args),
+        waiting_note(&args, split.as_ref()),
         args.centers,
         args.card_index_max_persons,
         if args.card_index_on_postgres { "; on PostgreSQL too, following by polling" } else { "; on PostgreSQL none" },
@@ -1243,48 +1254,52 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use std::io::{Read, Write};
 
+    /// Whether the runtime under test keeps its polling tasks.
+    #[derive(Clone, Copy, Debug)]
+    enum Waiting {
+        Sleeps,
+        Polls,
+    }
+
     /// How many times the runtime's one worker went to sleep while it answered `rounds` pings
-    /// from a peer thread on loopback (its voluntary context switches), with the polling task
-    /// or without.
-    fn worker_sleeps(with_polling: bool, rounds: usize) -> u64 {
-        let name = format!("poll-test-{with_polling}");
+    /// from a peer thread on loopback (its voluntary context switches).
+    fn worker_sleeps(waiting: Waiting, rounds: usize) -> u64 {
+        // At most 15 characters: the kernel cuts a thread's name there.
+        let name = format!("poll-test-{}", matches!(waiting, Waiting::Polls) as u8);
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(name.clone()).enable_all().build().expect("runtime");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("address");
-        let peer = std::thread::spawn(move || {
-            let mut stream = std::net::TcpStream::connect(address).expect("connect");
-            let mut byte = [0u8; 1];
-            for _ in 0..rounds {
-                stream.write_all(b"p").expect("ping");
-                stream.read_exact(&mut byte).expect("pong");
-            }
-        });
+        // Connected before the peer thread starts: a failure here cannot leave accept waiting.
+        let mut peer_stream = std::net::TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
         let (stream, _) = listener.accept().expect("accept");
         stream.set_nonblocking(true).expect("non-blocking");
         let switches = || -> u64 {
             let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
-            tasks
+            let counts: Vec<u64> = tasks
                 .filter_map(Result::ok)
                 .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
                 .map(|t| {
                     let status = std::fs::read_to_string(t.path().join("status")).expect("status");
-                    status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                        .expect("field")
-                        .trim()
-                        .parse::<u64>()
-                        .expect("count")
+                    let field = status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).expect("field");
+                    field.trim().parse::<u64>().expect("count")
                 })
-                .sum()
+                .collect();
+            assert_eq!(counts.len(), 1, "the runtime's one worker, named {name}, is found");
+            counts[0]
         };
-        let slept = runtime.block_on(async {
-            let guard = with_polling.then(super::polling);
+        runtime.block_on(async {
+            let polling = matches!(waiting, Waiting::Polls).then(super::Polling::start);
             let mut stream = tokio::net::TcpStream::from_std(stream).expect("tokio stream");
-            // The worker exists once the runtime has run something.
-            tokio::task::yield_now().await;
+            // A task run to its end: the worker has started and named itself.
+            tokio::spawn(async {}).await.expect("a first task");
             let before = switches();
+            let peer = std::thread::spawn(move || {
+                let mut byte = [0u8; 1];
+                for _ in 0..rounds {
+                    peer_stream.write_all(b"p").expect("ping");
+                    peer_stream.read_exact(&mut byte).expect("pong");
+                }
+            });
             let echo = tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut byte = [0u8; 1];
@@ -1295,24 +1310,23 @@ mod tests {
             });
             echo.await.expect("echo task");
             let after = switches();
-            drop(guard);
+            drop(polling);
+            peer.join().expect("peer");
             after - before
-        });
-        peer.join().expect("peer");
-        slept
+        })
     }
 
-    /// The property the CPU phases rely on: with the polling task the generator's worker does
-    /// not sleep while it waits for an answer, so no answer has to wake it; without it the
-    /// worker sleeps about once per answer.
+    /// The property the CPU phases rely on: with the polling tasks the generator's worker does
+    /// not sleep while it waits for an answer, so no answer has to wake it; without them the
+    /// worker sleeps on many of the answers.
     #[test]
     fn with_the_polling_task_the_worker_waits_for_answers_without_sleeping() {
-        // Not every round sleeps without it (an answer may come before the worker has gone to
-        // sleep: 156 of 400 on the project's machine), so the bounds are far apart.
+        // Not every round sleeps without it (a ping may come before the worker has gone to
+        // sleep: 156 of 400 in one run on the project's machine), so the bounds are far apart.
         let rounds = 1_000;
-        let without = worker_sleeps(false, rounds);
-        let with = worker_sleeps(true, rounds);
-        assert!(without >= rounds as u64 / 10, "without polling the worker sleeps while it waits: {without} sleeps in {rounds} rounds");
+        let without = worker_sleeps(Waiting::Sleeps, rounds);
+        let with = worker_sleeps(Waiting::Polls, rounds);
+        assert!(without >= rounds as u64 / 20, "without polling the worker sleeps while it waits: {without} sleeps in {rounds} rounds");
         assert!(with <= rounds as u64 / 100, "with polling the worker does not sleep: {with} sleeps in {rounds} rounds");
     }
 }
