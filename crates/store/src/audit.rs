@@ -170,6 +170,10 @@ const TALLIED_UPTO: &str = "tallied_upto";
 /// are found by a range scan of the log's newest entries (see [`AuditLog::index_persons`]).
 const PERSON_INDEXED_UPTO: &str = "person_indexed_upto";
 
+/// Entries indexed and tallied per transaction of [`AuditLog::index_persons`]: well under a
+/// millisecond of the writer's CPU each.
+const INDEX_STEP_ENTRIES: i64 = 2_048;
+
 /// The person index is keyed by the chunk of the log an entry falls in (`seq >>` this), then
 /// the person: each second's entries go into the newest chunk's small subtree. Keyed by person
 /// alone, they landed on random pages of one tree as large as the log's history, and at 8 M
@@ -580,35 +584,48 @@ impl AuditLog {
     /// call, sorted by person, in one transaction. The writer calls it now and then (about once
     /// a second under load, and on a stop); readers never depend on it being current.
     pub fn index_persons(&mut self) -> Result<(), StoreError> {
+        // In pieces, each its own transaction with its progress, and a yield between them: one
+        // transaction for a second of entries held the center's one core for 2–5 ms while the
+        // requests queued behind it (docs/PERFORMANCE.md, the latency tail).
+        while !self.index_persons_step(INDEX_STEP_ENTRIES)? {
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    /// Indexes and tallies at most `most` entries past what is done; true once both reach the
+    /// head.
+    fn index_persons_step(&mut self, most: i64) -> Result<bool, StoreError> {
+        let head = self.head.0;
         let tx = self.connection.transaction().map_err(sqlite("indexing the audit log by person"))?;
         let mut upto = meta_value(&tx, PERSON_INDEXED_UPTO)?.unwrap_or(0);
-        if upto > self.head.0 {
+        if upto > head {
             // Claimed beyond the log (an edit): indexed again from the start, so that no new
             // entry is left out (the rows already there are kept, the insert ignores them).
-            tracing::warn!(
-                claimed = upto,
-                head = self.head.0,
-                "the audit person index claimed entries the log does not have; indexing again"
-            );
+            tracing::warn!(claimed = upto, head, "the audit person index claimed entries the log does not have; indexing again");
             upto = 0;
         }
-        if upto < self.head.0 {
+        let indexed_to = head.min(upto.saturating_add(most));
+        if upto < indexed_to {
             tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO audit_person (chunk, person_id, seq)
                  SELECT seq >> {PERSON_CHUNK_BITS}, person_id, seq FROM audit_log
                   WHERE seq > ?1 AND seq <= ?2 AND person_id IS NOT NULL ORDER BY 1, 2, 3"
             ))
-            .and_then(|mut insert| insert.execute(params![upto, self.head.0]))
+            .and_then(|mut insert| insert.execute(params![upto, indexed_to]))
             .map_err(sqlite("indexing the audit log by person"))?;
-            tx.execute("UPDATE audit_meta SET value = ?2 WHERE name = ?1", params![PERSON_INDEXED_UPTO, self.head.0])
+        }
+        if upto != indexed_to {
+            tx.execute("UPDATE audit_meta SET value = ?2 WHERE name = ?1", params![PERSON_INDEXED_UPTO, indexed_to])
                 .map_err(sqlite("indexing the audit log by person"))?;
         }
         // The tallies, in the same transaction: entries up to the head counted once. A log
         // made before tallies existed is counted from its first entry the first time.
         let tallied = meta_value(&tx, TALLIED_UPTO)?.unwrap_or(0);
-        if tallied < self.head.0 {
+        let tallied_to = head.min(tallied.saturating_add(most));
+        if tallied < tallied_to {
             let mut tallies = TallyMap::new();
-            for_each_entry(&tx, tallied, self.head.0, |entry| tally_into(&mut tallies, &entry.record))?;
+            for_each_entry(&tx, tallied, tallied_to, |entry| tally_into(&mut tallies, &entry.record))?;
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO audit_tally (day, actor, kind, code, n) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -619,10 +636,11 @@ impl AuditLog {
                 upsert.execute(params![day, actor, kind, code, count as i64]).map_err(sqlite("tallying the audit log"))?;
             }
             drop(upsert);
-            tx.execute("INSERT OR REPLACE INTO audit_meta (name, value) VALUES (?1, ?2)", params![TALLIED_UPTO, self.head.0])
+            tx.execute("INSERT OR REPLACE INTO audit_meta (name, value) VALUES (?1, ?2)", params![TALLIED_UPTO, tallied_to])
                 .map_err(sqlite("tallying the audit log"))?;
         }
-        tx.commit().map_err(sqlite("indexing the audit log by person"))
+        tx.commit().map_err(sqlite("indexing the audit log by person"))?;
+        Ok(indexed_to >= head && tallied_to >= head)
     }
 
     /// The tallies of the Japan days `from..=to` (`YYYYMMDD`), exact to the newest entry.
@@ -1163,6 +1181,42 @@ pub(crate) mod tests {
         let by_person = wal_frames(&log.connection);
         assert!(chunked <= 40, "an index batch of 1,000 entries wrote {chunked} pages (keyed by person: {by_person}, table {table_pages})");
         assert!(by_person >= 4 * chunked && by_person >= table_pages / 2, "keyed by person: {by_person} pages against {chunked}");
+    }
+
+    /// The index and the tallies are made in pieces, each its own transaction with its
+    /// progress: after each piece the progress recorded is exactly what that piece covered, a
+    /// patient reads every entry indexed so far, and the pieces together make what one pass
+    /// makes.
+    #[test]
+    fn the_person_index_is_made_in_pieces_each_committed_with_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let mut log = AuditLog::open(&path, KEY).unwrap();
+        let about = |n: i64| AuditRecord { person_id: Some(n % 3), ..record(n) };
+        log.append(&(1..=10).map(about).collect::<Vec<_>>()).unwrap();
+        let progress = |log: &AuditLog| {
+            (meta_value(&log.connection, PERSON_INDEXED_UPTO).unwrap(), meta_value(&log.connection, TALLIED_UPTO).unwrap())
+        };
+        let mut pieces = Vec::new();
+        loop {
+            let done = log.index_persons_step(4).unwrap();
+            pieces.push(progress(&log));
+            if done {
+                break;
+            }
+        }
+        assert_eq!(pieces, [(Some(4), Some(4)), (Some(8), Some(8)), (Some(10), Some(10))]);
+        // Person 1 holds seqs 1, 4, 7, 10 (n % 3 == 1).
+        let seqs: Vec<i64> = read_person_entries(&path, 1).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 4, 7, 10]);
+        assert_eq!(log.check_person_index().unwrap(), Ok(()));
+        let in_pieces = log.tallies(0, 99_999_999).unwrap();
+        // One pass over the same entries in another log counts the same.
+        let other_path = dir.path().join("other.sqlite");
+        let mut other = AuditLog::open(&other_path, KEY).unwrap();
+        other.append(&(1..=10).map(about).collect::<Vec<_>>()).unwrap();
+        assert!(other.index_persons_step(100).unwrap(), "one piece covers ten entries");
+        assert_eq!(other.tallies(0, 99_999_999).unwrap(), in_pieces);
     }
 
     /// Edits of `audit_meta` a reader must not follow: an index claimed complete past the log's
