@@ -1191,9 +1191,7 @@ pub(crate) mod tests {
     fn the_person_index_is_made_in_pieces_each_committed_with_its_progress() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.sqlite");
-        let mut log = AuditLog::open(&path, KEY).unwrap();
-        let about = |n: i64| AuditRecord { person_id: Some(n % 3), ..record(n) };
-        log.append(&(1..=10).map(about).collect::<Vec<_>>()).unwrap();
+        let mut log = log_with(dir.path(), 10);
         let progress = |log: &AuditLog| {
             (meta_value(&log.connection, PERSON_INDEXED_UPTO).unwrap(), meta_value(&log.connection, TALLIED_UPTO).unwrap())
         };
@@ -1206,15 +1204,15 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(pieces, [(Some(4), Some(4)), (Some(8), Some(8)), (Some(10), Some(10))]);
-        // Person 1 holds seqs 1, 4, 7, 10 (n % 3 == 1).
+        // Person 1 holds seqs 1, 4, 7, 10 (`record` gives entry n to person n % 3).
         let seqs: Vec<i64> = read_person_entries(&path, 1).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 4, 7, 10]);
         assert_eq!(log.check_person_index().unwrap(), Ok(()));
         let in_pieces = log.tallies(0, 99_999_999).unwrap();
+        assert_eq!(in_pieces.iter().map(|t| t.count).sum::<u64>(), 10, "each of the ten entries counted once");
         // One pass over the same entries in another log counts the same.
-        let other_path = dir.path().join("other.sqlite");
-        let mut other = AuditLog::open(&other_path, KEY).unwrap();
-        other.append(&(1..=10).map(about).collect::<Vec<_>>()).unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = log_with(other_dir.path(), 10);
         assert!(other.index_persons_step(100).unwrap(), "one piece covers ten entries");
         assert_eq!(other.tallies(0, 99_999_999).unwrap(), in_pieces);
     }
