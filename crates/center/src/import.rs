@@ -9,7 +9,7 @@ use onshi_api::events::{ImportReport, InsurerEvent, REJECTED_LISTED_MAX, Rejecte
 use onshi_domain::Timestamp;
 use onshi_domain::ids::InsurerNumber;
 use onshi_store::model::{ApplyOutcome, CoverageEvent};
-use onshi_store::{Register, StoreError};
+use onshi_store::{Direct, EventSink, Register, StoreError};
 
 use crate::validate::coverage_event;
 
@@ -177,7 +177,7 @@ fn parse_batches(mut input: impl BufRead, options: &ImportOptions, mut hand_over
 
 /// Applies parsed batches to the register and keeps the report.
 struct Applier<'a> {
-    register: &'a dyn Register,
+    sink: &'a mut dyn EventSink,
     options: &'a ImportOptions,
     report: ImportReport,
     progress: ImportProgress,
@@ -204,7 +204,7 @@ impl Applier<'_> {
             return Ok(());
         }
         let (lines, events): (Vec<u64>, Vec<CoverageEvent>) = batch.events.into_iter().map(|p| (p.line, p.event)).unzip();
-        let outcomes = self.register.apply_events(&events, self.options.registered_at)?;
+        let outcomes = self.sink.apply_events(&events, self.options.registered_at)?;
         debug_assert_eq!(outcomes.len(), events.len());
         for ((line, event), outcome) in lines.into_iter().zip(events).zip(outcomes) {
             match outcome {
@@ -257,10 +257,21 @@ pub fn import_jsonl(
     register: &dyn Register,
     input: impl BufRead + Send,
     options: &ImportOptions,
+    on_progress: impl FnMut(&ImportProgress),
+) -> Result<ImportReport, ImportError> {
+    import_jsonl_into(&mut Direct(register), input, options, on_progress)
+}
+
+/// [`import_jsonl`] into any [`EventSink`]: the register, or a load of an empty register
+/// ([`Register::begin_load`]) that spans several files.
+pub fn import_jsonl_into(
+    sink: &mut dyn EventSink,
+    input: impl BufRead + Send,
+    options: &ImportOptions,
     mut on_progress: impl FnMut(&ImportProgress),
 ) -> Result<ImportReport, ImportError> {
     assert!(options.batch_events > 0, "a batch holds at least one event");
-    let mut applier = Applier { register, options, report: ImportReport::default(), progress: ImportProgress::default() };
+    let mut applier = Applier { sink, options, report: ImportReport::default(), progress: ImportProgress::default() };
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<ParsedBatch, ImportError>>(2);
         scope.spawn(move || parse_batches(input, options, |batch| sender.send(batch).is_ok()));

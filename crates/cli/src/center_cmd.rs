@@ -8,16 +8,16 @@ use std::time::Instant;
 
 use anyhow::Context;
 use onshi_api::events::ImportReport;
-use onshi_center::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl};
+use onshi_center::import::{BATCH_EVENTS_DEFAULT, ImportOptions, import_jsonl_into};
 use onshi_center::server::{CenterState, RunningCenter, serve_with_revocation, system_clock};
 use onshi_domain::ids::{InstitutionCode, InsurerNumber};
 use onshi_pki::{CenterCa, DEFAULT_VALIDITY_DAYS};
-use onshi_store::Register;
 use onshi_store::cards::CardRegistry;
 use onshi_store::medical::MedicalStore;
 use onshi_store::postgres::PgRegister;
 use onshi_store::sqlite::{SqliteOptions, SqliteRegister};
 use onshi_store::subsidy::SubsidyStore;
+use onshi_store::{Direct, EventSink, Register};
 
 use crate::progress::Progress;
 
@@ -303,11 +303,22 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
     let mut totals = ImportTotals::default();
     let mut done_bytes = 0u64;
     let mut reports: Vec<(PathBuf, ImportReport)> = Vec::new();
+    // An empty register (or one whose load was interrupted) is loaded with its secondary
+    // indexes built once at the end; any other imports batch by batch.
+    let mut load = register.begin_load().context("cannot start the import")?;
+    if load.is_some() {
+        eprintln!("import: the register is empty (or its first load was interrupted): loading, the card-number indexes built at the end");
+    }
+    let mut direct = Direct(register);
     for path in files {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let options = ImportOptions { batch_events: batch, only_insurer: None, registered_at: now() };
         let base = done_bytes;
-        let report = import_jsonl(register, BufReader::with_capacity(1 << 20, file), &options, |p| progress.set(base + p.bytes_read))
+        let sink: &mut dyn EventSink = match load.as_mut() {
+            Some(load) => load.as_mut(),
+            None => &mut direct,
+        };
+        let report = import_jsonl_into(sink, BufReader::with_capacity(1 << 20, file), &options, |p| progress.set(base + p.bytes_read))
             .with_context(|| format!("import of {} stopped; what was committed stays, re-run to continue", path.display()))?;
         done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         totals.applied += report.applied;
@@ -317,6 +328,12 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
         reports.push((path.clone(), report));
     }
     progress.finish();
+    if let Some(load) = load {
+        let building = Instant::now();
+        eprintln!("import: building the register's indexes…");
+        load.finish().context("the import's rows are committed but its indexes were not built; re-run the import to build them")?;
+        eprintln!("import: indexes built in {:.1} s", building.elapsed().as_secs_f64());
+    }
     totals.seconds = started.elapsed().as_secs_f64();
     for (path, report) in &reports {
         eprintln!(

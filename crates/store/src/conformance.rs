@@ -354,38 +354,7 @@ pub fn the_card_index_matches_the_engine_after_any_history(
     batch: usize,
 ) {
     let numbers = ["6001", "6002", "6003"];
-    let events: Vec<CoverageEvent> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, step)| {
-            let on = d("20250101").add_days(i64::from(step.day % 40));
-            let body = match step.kind % 3 {
-                0 => acquire("19800101", IncomeClass::General),
-                1 => EventBody::Change {
-                    holder: None,
-                    details: Some(MemberDetails {
-                        name: format!("試験 {i}"),
-                        name_kana: "ｼｹﾝ".into(),
-                        address: Some(format!("{i}番地")),
-                        ..Default::default()
-                    }),
-                    terms: None,
-                },
-                _ => EventBody::Lose { reason: ReasonOfLoss::Other },
-            };
-            let mut e = event(
-                &format!("h{i}"),
-                &format!("H{}", step.person % 4),
-                numbers[usize::from(step.number % 3)],
-                step.branch % 2,
-                "20250101",
-                body,
-            );
-            e.occurred_on = on;
-            e.notified_at = Timestamp::at_start_of(on.add_days(1));
-            e
-        })
-        .collect();
+    let events = history_events(steps);
     for chunk in events.chunks(batch.max(1)) {
         writer.apply_events(chunk, now()).expect("apply");
         for number in numbers {
@@ -445,6 +414,70 @@ pub fn the_card_index_is_never_behind_a_finished_commit(indexed: &dyn Register, 
 /// Thirteen events over three persons: changes on and after the acquisition's day, an event
 /// again, numbers taken by another person before and after their loss, a coverage lost on its
 /// first day and acquired again.
+/// A random history's events: most are refused by the rules, the rest move numbers 6001–6003
+/// between persons H0–H3, change terms and end coverages.
+fn history_events(steps: &[HistoryStep]) -> Vec<CoverageEvent> {
+    let numbers = ["6001", "6002", "6003"];
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let on = d("20250101").add_days(i64::from(step.day % 40));
+            let body = match step.kind % 3 {
+                0 => acquire("19800101", IncomeClass::General),
+                1 => EventBody::Change {
+                    holder: None,
+                    details: Some(MemberDetails {
+                        name: format!("試験 {i}"),
+                        name_kana: "ｼｹﾝ".into(),
+                        address: Some(format!("{i}番地")),
+                        ..Default::default()
+                    }),
+                    terms: None,
+                },
+                _ => EventBody::Lose { reason: ReasonOfLoss::Other },
+            };
+            let mut e = event(
+                &format!("h{i}"),
+                &format!("H{}", step.person % 4),
+                numbers[usize::from(step.number % 3)],
+                step.branch % 2,
+                "20250101",
+                body,
+            );
+            e.occurred_on = on;
+            e.notified_at = Timestamp::at_start_of(on.add_days(1));
+            e
+        })
+        .collect()
+}
+
+/// A load of an empty register ([`Register::begin_load`]) ends exactly as the same events
+/// imported batch by batch ([`Register::apply_events`]): the same outcome for every event, the
+/// same rows, the same card views. The history is the mixed one (every rule, an event id
+/// repeated) followed by a random one; `batch` events go in per transaction, so the load's
+/// memory is read across batches. Both registers start empty; `loaded`'s engine must load.
+pub fn a_load_ends_as_batch_imports(loaded: &dyn Register, imported: &dyn Register, steps: &[HistoryStep], batch: usize) {
+    let mut events = mixed_history().to_vec();
+    events.extend(history_events(steps));
+    let mut load = loaded.begin_load().expect("begin a load").expect("an empty register is loaded");
+    for chunk in events.chunks(batch.max(1)) {
+        let by_load = load.apply_events(chunk, now()).expect("load a batch");
+        let by_import = imported.apply_events(chunk, now()).expect("import a batch");
+        assert_eq!(by_load, by_import, "batch ending with {}", chunk.last().map(|e| e.event_id.as_str()).unwrap_or(""));
+    }
+    load.finish().expect("finish the load");
+    assert_eq!(loaded.canonical_dump().expect("dump"), imported.canonical_dump().expect("dump"));
+    for number in ["5001", "5002", "6001", "6002", "6003"] {
+        let number = CardNumber::parse(number).unwrap();
+        assert_eq!(
+            loaded.card_holders_view(&insurer(), &number).expect("loaded view"),
+            imported.card_holders_view(&insurer(), &number).expect("imported view"),
+            "card {number:?}"
+        );
+    }
+}
+
 fn mixed_history() -> [CoverageEvent; 13] {
     let moved = MemberDetails {
         name: "試験 花子".into(),

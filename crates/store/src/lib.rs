@@ -57,6 +57,38 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
+    #[error(
+        "the register is being loaded by `onshi center import` (started {started_at}, Japan time); let that import finish, or run it again to finish it, before importing anything else"
+    )]
+    Loading { started_at: String },
+    #[error("another `onshi center import` took over this load of the register; this one stops (what it committed stays)")]
+    LoadTakenOver,
+}
+
+/// Where an import's batches go: the register itself ([`Register::apply_events`]) or a load of
+/// an empty register ([`Register::begin_load`]).
+pub trait EventSink {
+    /// Applies events in order, in one transaction, with the rules of [`Register::apply_events`].
+    fn apply_events(&mut self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError>;
+}
+
+/// The register itself as an [`EventSink`].
+pub struct Direct<'r>(pub &'r dyn Register);
+
+impl EventSink for Direct<'_> {
+    fn apply_events(&mut self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
+        self.0.apply_events(events, registered_at)
+    }
+}
+
+/// A load of an empty register: batches applied and committed one by one as by
+/// [`Register::apply_events`], with the rules' reads answered from memory and the secondary
+/// indexes built once at [`RegisterLoad::finish`]. Until then the register refuses other
+/// imports, and a crash leaves a load that the next [`Register::begin_load`] continues.
+pub trait RegisterLoad: EventSink {
+    /// Builds the indexes and ends the load; the register is then as if every batch had been
+    /// applied by [`Register::apply_events`].
+    fn finish(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// The register's interface. Implementations are safe to share between threads; reads run
@@ -65,6 +97,13 @@ pub trait Register: Send + Sync {
     /// Applies events in order, in one transaction: all outcomes are committed together or,
     /// on a storage error, none. Events already applied are skipped (idempotence).
     fn apply_events(&self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError>;
+
+    /// A load into this register if it holds no persons, coverages or events (or a load left
+    /// unfinished, which this one continues); `None` when the register is not empty or the
+    /// engine loads as it imports (PostgreSQL's `COPY`).
+    fn begin_load(&self) -> Result<Option<Box<dyn RegisterLoad + '_>>, StoreError> {
+        Ok(None)
+    }
 
     /// Every coverage of this insurer carrying this 番号, whatever its 記号 and 枝番, over all
     /// periods. The caller narrows by symbol, branch and birth date.

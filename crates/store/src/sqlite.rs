@@ -27,6 +27,7 @@ mod apply;
 mod cards;
 mod home;
 mod index;
+mod load;
 mod medical;
 mod subsidy;
 
@@ -44,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("sqlite/0011_home_consents.sql")),
     (12, include_str!("sqlite/0012_welfare_holders.sql")),
     (13, include_str!("sqlite/0013_register_changes.sql")),
+    (14, include_str!("sqlite/0014_register_load.sql")),
 ];
 
 /// Prepared statements kept per connection: more than the register ever uses.
@@ -295,6 +297,10 @@ impl Register for SqliteRegister {
         let outcomes = apply::apply_batch(&tx, events, registered_at)?;
         tx.commit().map_err(sqlite("committing an import transaction"))?;
         Ok(outcomes)
+    }
+
+    fn begin_load(&self) -> Result<Option<Box<dyn crate::RegisterLoad + '_>>, StoreError> {
+        Ok(self.begin_sqlite_load()?.map(|load| Box::new(load) as Box<dyn crate::RegisterLoad + '_>))
     }
 
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {

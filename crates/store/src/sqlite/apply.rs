@@ -16,9 +16,9 @@ use crate::model::{ApplyOutcome, CoverageEvent, TermsRecord};
 use crate::rules::{CardKey, Decision, RegisterReads, Span, decide};
 
 /// insurer, number, symbol, branch, coverage, person, acquired, lost: a row of the card lookup.
-type CardRow = (String, String, String, i64, i64, i64, i64, Option<i64>);
+pub(super) type CardRow = (String, String, String, i64, i64, i64, i64, Option<i64>);
 
-fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CardRow> {
+pub(super) fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CardRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
 }
 
@@ -270,9 +270,21 @@ pub(super) fn apply_batch(
     events: &[CoverageEvent],
     registered_at: Timestamp,
 ) -> Result<Vec<ApplyOutcome>, StoreError> {
-    let decision = decide(&mut SqliteReads { tx }, events, registered_at)?;
+    super::load::refuse_while_loading(tx)?;
+    Ok(decide_and_write(tx, &mut SqliteReads { tx }, events, registered_at)?.outcomes)
+}
+
+/// Decides `events` over what `reads` returns and writes the result in `tx`: the one way a
+/// batch reaches the file, whether read from the file (above) or from a load's memory.
+pub(super) fn decide_and_write(
+    tx: &Transaction<'_>,
+    reads: &mut dyn RegisterReads,
+    events: &[CoverageEvent],
+    registered_at: Timestamp,
+) -> Result<Decision, StoreError> {
+    let decision = decide(reads, events, registered_at)?;
     write(tx, &decision, events, registered_at)?;
     write_lag_totals(tx, &decision, registered_at.jst_seconds())?;
     record_changes(tx, &decision, registered_at.jst_seconds())?;
-    Ok(decision.outcomes)
+    Ok(decision)
 }

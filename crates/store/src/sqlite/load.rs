@@ -1,0 +1,572 @@
+//! A load into an empty register: the first import of a whole population.
+//!
+//! Imported batch by batch into a register of millions, each event pays for the rules' reads
+//! (three set-based lookups through the random-keyed indexes) and for inserting into those
+//! indexes at random places (docs/PERFORMANCE.md, issue 13: at 10 M persons the index descents
+//! alone were a fifth of the import's CPU). When the register starts empty, everything the
+//! rules need to read is what this load itself wrote, so it is kept here in memory, and the
+//! coverages' secondary indexes are dropped at the start and built once at the end, where
+//! SQLite sorts instead of inserting at random.
+//!
+//! What does not change: every batch is decided by the same rules (`crate::rules`) and written
+//! by the same statements (`super::apply`) in its own transaction under `synchronous = FULL`,
+//! so a crash keeps every committed batch and a re-run skips them by event id. The load is a
+//! row in `register_load` (migration 0014), committed with the dropped indexes' own CREATE
+//! statements in the first transaction and deleted in the one that builds them again: a crash
+//! in between leaves that row, and the next load continues from what was committed (its state
+//! read back from the tables) before building the indexes. While the row exists every other
+//! import is refused (`StoreError::Loading`), so the state in memory stays the register's.
+//! Reads meanwhile are answered, slowly (no index on card numbers): nobody should verify
+//! against a register that is still being loaded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::MutexGuard;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use onshi_domain::{Date, Timestamp};
+
+use super::{SqliteRegister, load_terms, sqlite, to_date, to_opt_date};
+use crate::model::{ApplyOutcome, CoverageEvent, TermsRecord};
+use crate::rules::{CardKey, Decision, RegisterReads, Span};
+use crate::{EventSink, RegisterLoad, StoreError};
+
+/// The tables whose explicit (named) indexes wait until the end of a load. Their rows are
+/// appended in id order, so only the secondary indexes are written at random.
+const DEFERRED_INDEX_TABLES: &str = "'coverages', 'persons'";
+
+/// Writes an exact key of several texts into `key`: each part with its length in front, so
+/// that no two different keys share an encoding whatever characters the parts hold.
+fn pack_into<'k>(key: &'k mut Vec<u8>, parts: &[&[u8]]) -> &'k [u8] {
+    key.clear();
+    for part in parts {
+        key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+fn card_into<'k>(key: &'k mut Vec<u8>, insurer: &str, number: &str, symbol: &str, branch: u8) -> &'k [u8] {
+    pack_into(key, &[insurer.as_bytes(), number.as_bytes(), symbol.as_bytes(), &[branch]])
+}
+
+fn event_into<'k>(key: &'k mut Vec<u8>, insurer: &str, event_id: &str) -> &'k [u8] {
+    pack_into(key, &[insurer.as_bytes(), event_id.as_bytes()])
+}
+
+/// Keys packed back to back in one buffer, found through an open-addressing table of entry
+/// numbers: no allocation per key. A load keeps three such maps of ten million keys each;
+/// one boxed key per entry made the allocator the largest cost of the load (a heap of tens of
+/// millions of small blocks: `malloc_consolidate` and `_int_malloc` were a fifth of its CPU).
+struct PackedMap<V> {
+    bytes: Vec<u8>,
+    /// (start in `bytes`, length, value), in insertion order.
+    entries: Vec<(usize, u32, V)>,
+    /// Entry number + 1, or 0 for an empty slot; the length is a power of two, at most half full.
+    slots: Vec<u32>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<V: Copy> PackedMap<V> {
+    fn new() -> PackedMap<V> {
+        PackedMap { bytes: Vec::new(), entries: Vec::new(), slots: vec![0; 16], hasher: Default::default() }
+    }
+
+    fn hash(&self, key: &[u8]) -> usize {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key) as usize
+    }
+
+    fn key(&self, entry: usize) -> &[u8] {
+        let (start, len, _) = self.entries[entry];
+        &self.bytes[start..start + len as usize]
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go.
+    fn slot(&self, key: &[u8]) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut slot = self.hash(key) & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return slot,
+                n if self.key(n as usize - 1) == key => return slot,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<V> {
+        match self.slots[self.slot(key)] {
+            0 => None,
+            n => Some(self.entries[n as usize - 1].2),
+        }
+    }
+
+    /// Sets `key` to `value`; the value it had, if any.
+    fn insert(&mut self, key: &[u8], value: V) -> Result<Option<V>, StoreError> {
+        let slot = self.slot(key);
+        if let n @ 1.. = self.slots[slot] {
+            return Ok(Some(std::mem::replace(&mut self.entries[n as usize - 1].2, value)));
+        }
+        let number = u32::try_from(self.entries.len() + 1)
+            .map_err(|_| StoreError::Corrupt("more than 4 billion keys in one load of the register".into()))?;
+        self.entries.push((self.bytes.len(), key.len() as u32, value));
+        self.bytes.extend_from_slice(key);
+        self.slots[slot] = number;
+        if self.entries.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        Ok(None)
+    }
+
+    fn grow(&mut self) {
+        let mut slots = vec![0u32; self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for entry in 0..self.entries.len() {
+            let mut slot = self.hash(self.key(entry)) & mask;
+            while slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            slots[slot] = entry as u32 + 1;
+        }
+        self.slots = slots;
+    }
+}
+
+/// A coverage as the rules read it back, kept by id.
+#[derive(Clone, Copy)]
+struct Held {
+    person_id: i64,
+    acquired_on: Date,
+    lost_on: Option<Date>,
+    /// The coverage with the same card key written before this one (its id), 0 for none.
+    previous_same_card: i64,
+}
+
+/// What the register holds, as far as the rules read it: everything this load wrote.
+struct LoadState {
+    applied: PackedMap<()>,
+    persons: PackedMap<i64>,
+    next_person_id: i64,
+    /// The newest coverage id for each card key.
+    cards: PackedMap<i64>,
+    /// Coverage `id` at index `id - 1`: a load into an empty register numbers them densely.
+    coverages: Vec<Held>,
+    /// A key being packed.
+    scratch: Vec<u8>,
+}
+
+impl LoadState {
+    fn new() -> LoadState {
+        LoadState {
+            applied: PackedMap::new(),
+            persons: PackedMap::new(),
+            next_person_id: 1,
+            cards: PackedMap::new(),
+            coverages: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn add_person(&mut self, person_id: i64, person_ref: &str) -> Result<(), StoreError> {
+        self.persons.insert(person_ref.as_bytes(), person_id)?;
+        self.next_person_id = self.next_person_id.max(person_id + 1);
+        Ok(())
+    }
+
+    fn add_coverage(
+        &mut self,
+        coverage_id: i64,
+        (insurer, number, symbol, branch): (&str, &str, &str, u8),
+        held: Held,
+    ) -> Result<(), StoreError> {
+        if coverage_id != self.coverages.len() as i64 + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "coverage {coverage_id} follows {} in a load into an empty register; the ids should run without gaps",
+                self.coverages.len()
+            )));
+        }
+        let key = card_into(&mut self.scratch, insurer, number, symbol, branch);
+        let previous_same_card = self.cards.insert(key, coverage_id)?.unwrap_or(0);
+        self.coverages.push(Held { previous_same_card, ..held });
+        Ok(())
+    }
+
+    fn add_event(&mut self, insurer: &str, event_id: &str) -> Result<(), StoreError> {
+        let key = event_into(&mut self.scratch, insurer, event_id);
+        self.applied.insert(key, ())?;
+        Ok(())
+    }
+
+    fn held_mut(&mut self, coverage_id: i64) -> Result<&mut Held, StoreError> {
+        let index = usize::try_from(coverage_id - 1).ok().filter(|i| *i < self.coverages.len());
+        match index {
+            Some(i) => Ok(&mut self.coverages[i]),
+            None => Err(StoreError::Corrupt(format!("coverage {coverage_id} changed by a batch of the load is not among its coverages"))),
+        }
+    }
+
+    /// Takes in what a committed batch wrote.
+    fn absorb(&mut self, decision: &Decision, events: &[CoverageEvent]) -> Result<(), StoreError> {
+        for (person_id, person_ref) in &decision.new_persons {
+            self.add_person(*person_id, person_ref)?;
+        }
+        for c in &decision.new_coverages {
+            let (insurer, number, symbol, branch) = &c.key;
+            let held = Held { person_id: c.person_id, acquired_on: c.acquired_on, lost_on: c.lost.map(|l| l.0), previous_same_card: 0 };
+            self.add_coverage(c.coverage_id, (insurer, number, symbol, *branch), held)?;
+        }
+        for (coverage_id, update) in &decision.updates {
+            if let Some((lost_on, _, _)) = update.lost {
+                self.held_mut(*coverage_id)?.lost_on = Some(lost_on);
+            }
+        }
+        for (index, _) in &decision.applied {
+            let event = &events[*index];
+            self.add_event(event.insurer.as_str(), &event.event_id)?;
+        }
+        Ok(())
+    }
+
+    /// The state of a load left unfinished, read back from its tables.
+    fn read_back(tx: &Transaction<'_>) -> Result<LoadState, StoreError> {
+        let mut state = LoadState::new();
+        let mut persons =
+            tx.prepare("SELECT person_id, person_ref FROM persons").map_err(sqlite("preparing to read the loaded persons"))?;
+        let mut rows = persons.query([]).map_err(sqlite("reading the loaded persons"))?;
+        while let Some(row) = rows.next().map_err(sqlite("reading the loaded persons"))? {
+            let person_ref: String = row.get(1).map_err(sqlite("reading a loaded person"))?;
+            state.add_person(row.get(0).map_err(sqlite("reading a loaded person"))?, &person_ref)?;
+        }
+        let mut coverages = tx
+            .prepare(
+                "SELECT insurer_number, card_number, card_symbol, card_branch, coverage_id, person_id, acquired_on, lost_on
+                 FROM coverages ORDER BY coverage_id",
+            )
+            .map_err(sqlite("preparing to read the loaded coverages"))?;
+        let mut rows = coverages.query([]).map_err(sqlite("reading the loaded coverages"))?;
+        while let Some(row) = rows.next().map_err(sqlite("reading the loaded coverages"))? {
+            let (insurer, number, symbol, branch, coverage_id, person_id, acquired, lost) =
+                super::apply::card_row(row).map_err(sqlite("reading a loaded coverage"))?;
+            let branch = u8::try_from(branch).map_err(|_| StoreError::Corrupt(format!("coverage {coverage_id}: branch {branch}")))?;
+            let held = Held { person_id, acquired_on: to_date(acquired)?, lost_on: to_opt_date(lost)?, previous_same_card: 0 };
+            state.add_coverage(coverage_id, (&insurer, &number, &symbol, branch), held)?;
+        }
+        let mut events =
+            tx.prepare("SELECT insurer_number, event_id FROM insurer_events").map_err(sqlite("preparing to read the loaded events"))?;
+        let mut rows = events.query([]).map_err(sqlite("reading the loaded events"))?;
+        while let Some(row) = rows.next().map_err(sqlite("reading the loaded events"))? {
+            let insurer: String = row.get(0).map_err(sqlite("reading a loaded event"))?;
+            let event_id: String = row.get(1).map_err(sqlite("reading a loaded event"))?;
+            state.add_event(&insurer, &event_id)?;
+        }
+        Ok(state)
+    }
+}
+
+/// The rules' reads during a load: from memory, and a coverage's terms (rare: a change to a
+/// coverage of an earlier batch) from its table, whose primary key the load keeps.
+struct LoadReads<'s, 't, 'c> {
+    state: &'s LoadState,
+    tx: &'t Transaction<'c>,
+    scratch: Vec<u8>,
+}
+
+impl RegisterReads for LoadReads<'_, '_, '_> {
+    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError> {
+        let mut seen = HashSet::new();
+        for (insurer, event_id) in ids {
+            if self.state.applied.get(event_into(&mut self.scratch, insurer, event_id)).is_some() {
+                seen.insert((insurer.to_string(), event_id.to_string()));
+            }
+        }
+        Ok(seen)
+    }
+
+    fn persons(&mut self, refs: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
+        Ok(refs.iter().filter_map(|r| self.state.persons.get(r.as_bytes()).map(|id| (r.to_string(), id))).collect())
+    }
+
+    fn cards(&mut self, keys: &[CardKey]) -> Result<Vec<(CardKey, Span)>, StoreError> {
+        let mut found = Vec::new();
+        for key in keys {
+            let (insurer, number, symbol, branch) = key;
+            let mut coverage_id = self.state.cards.get(card_into(&mut self.scratch, insurer, number, symbol, *branch)).unwrap_or(0);
+            while coverage_id > 0 {
+                let held = self.state.coverages[(coverage_id - 1) as usize];
+                found.push((
+                    key.clone(),
+                    Span { coverage_id, person_id: held.person_id, acquired_on: held.acquired_on, lost_on: held.lost_on },
+                ));
+                coverage_id = held.previous_same_card;
+            }
+        }
+        Ok(found)
+    }
+
+    fn terms(&mut self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
+        load_terms(self.tx, coverage_id)
+    }
+
+    fn next_ids(&mut self) -> Result<(i64, i64), StoreError> {
+        Ok((self.state.next_person_id, self.state.coverages.len() as i64 + 1))
+    }
+}
+
+/// A load in progress, holding the register's writer until it finishes.
+pub(super) struct SqliteLoad<'r> {
+    writer: MutexGuard<'r, Connection>,
+    token: String,
+    state: LoadState,
+}
+
+/// The load under way, if any: (token, started at, the dropped indexes' statements).
+fn current_load(tx: &Transaction<'_>) -> Result<Option<(String, i64, String)>, StoreError> {
+    tx.query_row("SELECT token, started_at, indexes FROM register_load", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()
+        .map_err(sqlite("reading whether the register is being loaded"))
+}
+
+/// Refuses an ordinary import while a load runs (its state in memory would miss the import).
+pub(super) fn refuse_while_loading(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    match current_load(tx)? {
+        Some((_, started_at, _)) => Err(StoreError::Loading { started_at: Timestamp::from_unix(started_at).to_string() }),
+        None => Ok(()),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl SqliteRegister {
+    pub(super) fn begin_sqlite_load(&self) -> Result<Option<SqliteLoad<'_>>, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Unique among loads that could meet on this file: this process, this instant.
+        let token = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        let tx = writer.transaction().map_err(sqlite("starting a load"))?;
+        let state = match current_load(&tx)? {
+            Some(_) => {
+                // An unfinished load: take it over and go on from what it committed.
+                tx.execute("UPDATE register_load SET token = ?1", [&token]).map_err(sqlite("taking over an unfinished load"))?;
+                LoadState::read_back(&tx)?
+            }
+            None => {
+                let empty: bool = tx
+                    .query_row(
+                        "SELECT NOT EXISTS (SELECT 1 FROM persons) AND NOT EXISTS (SELECT 1 FROM coverages)
+                            AND NOT EXISTS (SELECT 1 FROM insurer_events)",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .map_err(sqlite("checking whether the register is empty"))?;
+                if !empty {
+                    return Ok(None);
+                }
+                let indexes: Vec<(String, String)> = {
+                    let mut statement = tx
+                        .prepare(&format!(
+                            "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({DEFERRED_INDEX_TABLES}) ORDER BY name"
+                        ))
+                        .map_err(sqlite("listing the indexes a load builds at its end"))?;
+                    statement
+                        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .map_err(sqlite("listing the indexes a load builds at its end"))?
+                        .collect::<Result<_, _>>()
+                        .map_err(sqlite("listing the indexes a load builds at its end"))?
+                };
+                for (name, _) in &indexes {
+                    tx.execute_batch(&format!("DROP INDEX \"{name}\"")).map_err(sqlite("dropping an index until the load's end"))?;
+                }
+                let statements: Vec<&str> = indexes.iter().map(|(_, sql)| sql.as_str()).collect();
+                let statements = serde_json::to_string(&statements).map_err(|e| StoreError::Corrupt(format!("index statements: {e}")))?;
+                tx.execute(
+                    "INSERT INTO register_load (id, token, started_at, indexes) VALUES (1, ?1, ?2, ?3)",
+                    params![token, unix_now(), statements],
+                )
+                .map_err(sqlite("recording the load"))?;
+                LoadState::new()
+            }
+        };
+        tx.commit().map_err(sqlite("committing the start of a load"))?;
+        Ok(Some(SqliteLoad { writer, token, state }))
+    }
+}
+
+/// The dropped indexes' statements, unless another load took this one (`token`) over.
+fn still_ours(tx: &Transaction<'_>, token: &str) -> Result<String, StoreError> {
+    match current_load(tx)? {
+        Some((current, _, indexes)) if current == token => Ok(indexes),
+        _ => Err(StoreError::LoadTakenOver),
+    }
+}
+
+impl EventSink for SqliteLoad<'_> {
+    fn apply_events(&mut self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let tx = self.writer.transaction().map_err(sqlite("starting a load transaction"))?;
+        still_ours(&tx, &self.token)?;
+        let mut decision = super::apply::decide_and_write(
+            &tx,
+            &mut LoadReads { state: &self.state, tx: &tx, scratch: Vec::new() },
+            events,
+            registered_at,
+        )?;
+        tx.commit().map_err(sqlite("committing a load transaction"))?;
+        self.state.absorb(&decision, events)?;
+        Ok(std::mem::take(&mut decision.outcomes))
+    }
+}
+
+impl RegisterLoad for SqliteLoad<'_> {
+    fn finish(mut self: Box<Self>) -> Result<(), StoreError> {
+        let tx = self.writer.transaction().map_err(sqlite("starting the end of a load"))?;
+        let indexes = still_ours(&tx, &self.token)?;
+        let statements: Vec<String> =
+            serde_json::from_str(&indexes).map_err(|e| StoreError::Corrupt(format!("the load's index statements: {e}")))?;
+        for statement in &statements {
+            tx.execute_batch(statement).map_err(sqlite("building an index at the end of a load"))?;
+        }
+        tx.execute("DELETE FROM register_load", []).map_err(sqlite("ending the load"))?;
+        tx.commit().map_err(sqlite("committing the end of a load"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Register;
+    use crate::conformance::{HistoryStep, acquisition};
+    use crate::sqlite::SqliteOptions;
+    use proptest::strategy::Strategy as _;
+
+    fn open(path: &std::path::Path) -> SqliteRegister {
+        SqliteRegister::open(path, SqliteOptions::SERVER).unwrap()
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_jst_seconds(1_750_000_000)
+    }
+
+    /// Read on a connection of its own: a load holds the register's writer.
+    fn schema(register: &SqliteRegister) -> Vec<(String, String, Option<String>)> {
+        let connection = Connection::open(register.path()).unwrap();
+        let mut statement = connection.prepare("SELECT type, name, sql FROM sqlite_schema ORDER BY type, name").unwrap();
+        statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+        /// Random histories in random transaction sizes: the load ends as ordinary imports do.
+        #[test]
+        fn a_load_ends_as_batch_imports_after_any_history(
+            steps in proptest::collection::vec(
+                (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| {
+                    HistoryStep { person, number, branch, kind, day }
+                }),
+                0..40,
+            ),
+            batch in 1usize..8,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let loaded = open(&dir.path().join("loaded.sqlite"));
+            let imported = open(&dir.path().join("imported.sqlite"));
+            crate::conformance::a_load_ends_as_batch_imports(&loaded, &imported, &steps, batch);
+        }
+    }
+
+    /// The indexes dropped for the load come back exactly as the migrations made them, and
+    /// nothing of the load is left in the file.
+    #[test]
+    fn after_a_load_the_schema_is_the_migrations_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = open(&dir.path().join("loaded.sqlite"));
+        let fresh = open(&dir.path().join("fresh.sqlite"));
+        let before = schema(&loaded);
+        assert!(before.iter().any(|(_, name, _)| name == "coverages_by_card"), "the migrations index card numbers: {before:?}");
+        let mut load = loaded.begin_load().unwrap().expect("an empty register is loaded");
+        let during = schema(&loaded);
+        assert!(!during.iter().any(|(_, name, _)| name == "coverages_by_card"), "dropped while loading");
+        load.apply_events(&[acquisition("l1", "L1", "7001")], now()).unwrap();
+        load.finish().unwrap();
+        assert_eq!(schema(&loaded), schema(&fresh));
+        let left: i64 = loaded.writer.lock().unwrap().query_row("SELECT count(*) FROM register_load", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0);
+    }
+
+    /// A register that holds anything is imported batch by batch, not loaded.
+    #[test]
+    fn a_register_that_is_not_empty_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = open(&dir.path().join("register.sqlite"));
+        register.apply_events(&[acquisition("n1", "N1", "7001")], now()).unwrap();
+        assert!(register.begin_load().unwrap().is_none());
+    }
+
+    /// A load cut off after some batches (its session dropped unfinished, as by a crash):
+    /// ordinary imports are refused while it stands, the next load takes it over from what was
+    /// committed (the first one's next batch is then refused), and the register ends as one
+    /// batch-by-batch import of the same events.
+    #[test]
+    fn an_interrupted_load_refuses_other_imports_and_is_continued_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loaded.sqlite");
+        let events: Vec<CoverageEvent> =
+            (0..30).map(|i| acquisition(&format!("i{i}"), &format!("I{}", i % 7), &format!("{}", 8000 + i % 11))).collect();
+        let imported = open(&dir.path().join("imported.sqlite"));
+        let mut expected = Vec::new();
+        for chunk in events.chunks(4) {
+            expected.extend(imported.apply_events(chunk, now()).unwrap());
+        }
+
+        let first = open(&path);
+        let mut interrupted = first.begin_load().unwrap().expect("loaded");
+        let mut outcomes = Vec::new();
+        for chunk in events[..12].chunks(4) {
+            outcomes.extend(interrupted.apply_events(chunk, now()).unwrap());
+        }
+        let other = open(&path);
+        let refused = other.apply_events(&events[12..16], now());
+        assert!(matches!(refused, Err(StoreError::Loading { .. })), "{refused:?}");
+        assert!(refused.unwrap_err().to_string().contains("run it again to finish it"));
+
+        let second = open(&path);
+        let mut continued = second.begin_load().unwrap().expect("an unfinished load is continued");
+        assert!(matches!(interrupted.apply_events(&events[12..16], now()), Err(StoreError::LoadTakenOver)));
+        drop(interrupted);
+        // The first 12 again: those applied are already applied, those refused refused again;
+        // the rest as the batch import decided them.
+        let again = continued.apply_events(&events[..12], now()).unwrap();
+        let as_rerun: Vec<ApplyOutcome> =
+            expected[..12].iter().map(|o| if *o == ApplyOutcome::Applied { ApplyOutcome::AlreadyApplied } else { o.clone() }).collect();
+        assert_eq!(again, as_rerun);
+        assert!(as_rerun.contains(&ApplyOutcome::AlreadyApplied));
+        for chunk in events[12..].chunks(4) {
+            outcomes.extend(continued.apply_events(chunk, now()).unwrap());
+        }
+        continued.finish().unwrap();
+        assert_eq!(outcomes, expected);
+        assert_eq!(second.canonical_dump().unwrap(), imported.canonical_dump().unwrap());
+        other.apply_events(&[acquisition("after", "A1", "9001")], now()).expect("imports go on after the load");
+    }
+
+    #[test]
+    fn packed_keys_are_exact_whatever_the_parts_hold() {
+        let mut map = PackedMap::new();
+        let mut key = Vec::new();
+        assert_eq!(map.insert(pack_into(&mut key, &[b"ab", b"c"]), 1).unwrap(), None);
+        assert_eq!(map.insert(pack_into(&mut key, &[b"a", b"bc"]), 2).unwrap(), None, "the same bytes split elsewhere are another key");
+        for i in 0..10_000i64 {
+            map.insert(pack_into(&mut key, &[i.to_string().as_bytes()]), i).unwrap();
+        }
+        assert_eq!(map.get(pack_into(&mut key, &[b"ab", b"c"])), Some(1));
+        assert_eq!(map.get(pack_into(&mut key, &[b"a", b"bc"])), Some(2));
+        assert_eq!(map.insert(pack_into(&mut key, &[b"a", b"bc"]), 3).unwrap(), Some(2));
+        assert!((0..10_000i64).all(|i| map.get(pack_into(&mut key, &[i.to_string().as_bytes()])) == Some(i)));
+        assert_eq!(map.get(pack_into(&mut key, &[b"10000"])), None);
+    }
+}
