@@ -81,10 +81,12 @@ impl EventSink for Direct<'_> {
     }
 }
 
-/// A load of an empty register: batches applied and committed one by one as by
-/// [`Register::apply_events`], with the rules' reads answered from memory and the secondary
-/// indexes built once at [`RegisterLoad::finish`]. Until then the register refuses other
-/// imports, and a crash leaves a load that the next [`Register::begin_load`] continues.
+/// A load of an empty register: batches decided by the rules of [`Register::apply_events`] and
+/// committed one by one, with the rules' reads answered from memory and the secondary indexes
+/// built once at [`RegisterLoad::finish`]. A batch may still be committing when its outcomes
+/// are returned (the next call or `finish` says if it failed); the load is acknowledged when
+/// `finish` returns. Until then the register refuses other imports, and a crash leaves a load
+/// that the next [`Register::begin_load`] continues from what was committed.
 pub trait RegisterLoad: EventSink {
     /// Builds the indexes and ends the load; the register is then as if every batch had been
     /// applied by [`Register::apply_events`].

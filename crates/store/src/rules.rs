@@ -108,11 +108,16 @@ fn rejected(field: &'static str, reason: impl Into<String>) -> ApplyOutcome {
     ApplyOutcome::Rejected { field, reason: reason.into() }
 }
 
+fn was_applied(seen: &HashMap<String, HashSet<String>>, event: &CoverageEvent) -> bool {
+    seen.get(event.insurer.as_str()).is_some_and(|ids| ids.contains(&event.event_id))
+}
+
 /// The register as far as this batch touches it, and what the batch changes.
 struct Batch<'r> {
     reads: &'r mut dyn RegisterReads,
     registered_at: Timestamp,
-    seen: HashSet<(String, String)>,
+    /// Event ids applied, by insurer: looked up by `&str` without building a key per event.
+    seen: HashMap<String, HashSet<String>>,
     persons: HashMap<String, i64>,
     new_persons: Vec<(i64, String)>,
     next_person_id: i64,
@@ -132,10 +137,12 @@ struct Batch<'r> {
 impl<'r> Batch<'r> {
     fn read(reads: &'r mut dyn RegisterReads, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Batch<'r>, StoreError> {
         let ids: Vec<(&str, &str)> = events.iter().map(|e| (e.insurer.as_str(), e.event_id.as_str())).collect();
-        let seen = reads.applied(&ids)?;
+        let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
+        for (insurer, event_id) in reads.applied(&ids)? {
+            seen.entry(insurer).or_default().insert(event_id);
+        }
         // Only what the events not yet applied can touch (a re-run reads nothing more).
-        let fresh: Vec<&CoverageEvent> =
-            events.iter().filter(|e| !seen.contains(&(e.insurer.as_str().to_string(), e.event_id.clone()))).collect();
+        let fresh: Vec<&CoverageEvent> = events.iter().filter(|e| !was_applied(&seen, e)).collect();
         let refs: Vec<&str> = fresh.iter().map(|e| e.person_ref.as_str()).collect::<HashSet<_>>().into_iter().collect();
         let persons = reads.persons(&refs)?;
         let keys: Vec<CardKey> = fresh.iter().map(|e| card_key(e)).collect::<HashSet<_>>().into_iter().collect();
@@ -167,8 +174,7 @@ impl<'r> Batch<'r> {
     }
 
     fn apply(&mut self, index: usize, event: &CoverageEvent) -> Result<ApplyOutcome, StoreError> {
-        let id = (event.insurer.as_str().to_string(), event.event_id.clone());
-        if self.seen.contains(&id) {
+        if was_applied(&self.seen, event) {
             return Ok(ApplyOutcome::AlreadyApplied);
         }
         let outcome = match &event.body {
@@ -178,7 +184,10 @@ impl<'r> Batch<'r> {
         };
         match outcome {
             Ok(coverage_id) => {
-                self.seen.insert(id);
+                match self.seen.get_mut(event.insurer.as_str()) {
+                    Some(ids) => ids.insert(event.event_id.clone()),
+                    None => self.seen.entry(event.insurer.as_str().to_string()).or_default().insert(event.event_id.clone()),
+                };
                 self.applied.push((index, coverage_id));
                 Ok(ApplyOutcome::Applied)
             }
@@ -347,14 +356,14 @@ impl<'r> Batch<'r> {
     fn finish(mut self, events: &[CoverageEvent], outcomes: Vec<ApplyOutcome>) -> Decision {
         let mut updates: Vec<(i64, CoverageUpdate)> = self.updates.drain().collect();
         updates.sort_by_key(|(id, _)| *id);
-        let mut written = HashSet::new();
-        let mut terms = Vec::new();
+        // Each dirty row moved out once (the batch's rows are not needed after this), in the
+        // order first written; a row written twice was replaced in place and is taken once.
+        let mut terms = Vec::with_capacity(self.dirty_terms.len());
         for (coverage_id, from) in &self.dirty_terms {
-            if !written.insert((*coverage_id, *from)) {
-                continue;
+            let Some(rows) = self.terms.get_mut(coverage_id) else { continue };
+            if let Some(at) = rows.iter().position(|r| r.effective_from == *from) {
+                terms.push((*coverage_id, rows.swap_remove(at)));
             }
-            let row = self.terms[coverage_id].iter().find(|r| r.effective_from == *from).expect("a dirty row is kept");
-            terms.push((*coverage_id, row.clone()));
         }
         let mut lag: HashMap<String, LagTotals> = HashMap::new();
         for (index, _) in &self.applied {

@@ -99,25 +99,7 @@ impl SqliteRegister {
 
     /// Opens (creating if needed) the register at `path` and brings its schema up to date.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteRegister, StoreError> {
-        let open_error = |source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) };
-        // NO_MUTEX: the connection is only ever used under `writer`'s lock, so SQLite's own
-        // per-call mutex is pure cost (about 8 % of an import's CPU).
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut writer = Connection::open_with_flags(path, flags).map_err(open_error)?;
-        // Explicit settings rather than defaults: durability first.
-        writer
-            .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = 10000;
-                 PRAGMA temp_store = MEMORY;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -{};",
-                options.writer_cache_kib
-            ))
-            .map_err(open_error)?;
-        // Every statement of an import stays prepared; the default cache of 16 would thrash.
-        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        let mut writer = open_writer(path, options)?;
         migrate(&mut writer)?;
         Ok(SqliteRegister {
             path: path.to_path_buf(),
@@ -160,6 +142,31 @@ impl SqliteRegister {
         }
         result
     }
+}
+
+/// A connection that writes the register, with the settings every writer uses.
+fn open_writer(path: &Path, options: SqliteOptions) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open { path: path.display().to_string(), source: Box::new(source) };
+    // NO_MUTEX: a writer is only ever used by one thread at a time (under `writer`'s lock, or
+    // by a load's own writing thread), so SQLite's own per-call mutex is pure cost (about 8 %
+    // of an import's CPU).
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let writer = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    // Explicit settings rather than defaults: durability first.
+    writer
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 10000;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -{};",
+            options.writer_cache_kib
+        ))
+        .map_err(open_error)?;
+    // Every statement of an import stays prepared; the default cache of 16 would thrash.
+    writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    Ok(writer)
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

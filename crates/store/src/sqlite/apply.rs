@@ -99,7 +99,7 @@ impl RegisterReads for SqliteReads<'_, '_> {
 /// Writes what the batch changed: persons, coverages, stamps, terms, then the events, one
 /// prepared statement per table executed per row. (Passing each table's rows as one JSON
 /// array to an `INSERT … SELECT … FROM json_each` was tried: a third slower.)
-fn write(tx: &Transaction<'_>, decision: &Decision, events: &[CoverageEvent], registered_at: Timestamp) -> Result<(), StoreError> {
+fn write(tx: &Transaction<'_>, decision: &Decision, applied: &[EventRow], registered_at: Timestamp) -> Result<(), StoreError> {
     let registered = registered_at.jst_seconds();
     {
         let mut insert = tx
@@ -210,14 +210,13 @@ fn write(tx: &Transaction<'_>, decision: &Decision, events: &[CoverageEvent], re
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(sqlite("preparing the event insert"))?;
-    for (index, coverage_id) in &decision.applied {
-        let event = &events[*index];
+    for event in applied {
         insert
             .execute(params![
-                event.insurer.as_str(),
+                event.insurer,
                 event.event_id,
-                event.body.kind(),
-                coverage_id,
+                event.kind,
+                event.coverage_id,
                 day(event.occurred_on),
                 event.notified_at.jst_seconds(),
                 registered
@@ -225,6 +224,36 @@ fn write(tx: &Transaction<'_>, decision: &Decision, events: &[CoverageEvent], re
             .map_err(sqlite("recording an event"))?;
     }
     Ok(())
+}
+
+/// An applied event's row of `insurer_events`, owned: a load writes its batches on a thread of
+/// their own, after the events themselves have gone back to the import.
+pub(super) struct EventRow {
+    insurer: String,
+    event_id: String,
+    kind: &'static str,
+    coverage_id: i64,
+    occurred_on: onshi_domain::Date,
+    notified_at: Timestamp,
+}
+
+/// The rows of the events `decision` applied, in the order it applied them.
+pub(super) fn event_rows(decision: &Decision, events: &[CoverageEvent]) -> Vec<EventRow> {
+    decision
+        .applied
+        .iter()
+        .map(|(index, coverage_id)| {
+            let event = &events[*index];
+            EventRow {
+                insurer: event.insurer.as_str().to_string(),
+                event_id: event.event_id.clone(),
+                kind: event.body.kind(),
+                coverage_id: *coverage_id,
+                occurred_on: event.occurred_on,
+                notified_at: event.notified_at,
+            }
+        })
+        .collect()
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -283,8 +312,18 @@ pub(super) fn decide_and_write(
     registered_at: Timestamp,
 ) -> Result<Decision, StoreError> {
     let decision = decide(reads, events, registered_at)?;
-    write(tx, &decision, events, registered_at)?;
-    write_lag_totals(tx, &decision, registered_at.jst_seconds())?;
-    record_changes(tx, &decision, registered_at.jst_seconds())?;
+    write_decision(tx, &decision, &event_rows(&decision, events), registered_at)?;
     Ok(decision)
+}
+
+/// Writes what `decision` changed, its events' rows, the insurers' lag totals and the change log.
+pub(super) fn write_decision(
+    tx: &Transaction<'_>,
+    decision: &Decision,
+    applied: &[EventRow],
+    registered_at: Timestamp,
+) -> Result<(), StoreError> {
+    write(tx, decision, applied, registered_at)?;
+    write_lag_totals(tx, decision, registered_at.jst_seconds())?;
+    record_changes(tx, decision, registered_at.jst_seconds())
 }
