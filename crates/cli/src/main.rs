@@ -1,5 +1,12 @@
 //! `onshi`: the one binary. Each subcommand is glue over the library crates.
 
+/// mimalloc instead of glibc's allocator: the register's import and its rules make and free
+/// millions of small strings per batch, and glibc's slow paths (`malloc_consolidate`,
+/// `_int_malloc` splitting and unlinking chunks) were 40 % of the deciding thread's time in a
+/// load (docs/PERFORMANCE.md, issue 13).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit_cmd;
 mod bench;
 mod bench_card;
