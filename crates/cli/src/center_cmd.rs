@@ -305,13 +305,17 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
     let mut reports: Vec<(PathBuf, ImportReport)> = Vec::new();
     // An empty register (or one whose load was interrupted) is loaded with its secondary
     // indexes built once at the end; any other imports batch by batch.
+    // Every file opened before a load starts: a wrong path must not leave a load begun.
+    let mut opened = Vec::with_capacity(files.len());
+    for path in files {
+        opened.push(File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
+    }
     let mut load = register.begin_load().context("cannot start the import")?;
     if load.is_some() {
         eprintln!("import: the register is empty (or its first load was interrupted): loading, the card-number indexes built at the end");
     }
     let mut direct = Direct(register);
-    for path in files {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    for (path, file) in files.iter().zip(opened) {
         let options = ImportOptions { batch_events: batch, only_insurer: None, registered_at: now() };
         let base = done_bytes;
         let sink: &mut dyn EventSink = match load.as_mut() {
@@ -331,7 +335,7 @@ pub fn import_files(register: &dyn Register, files: &[PathBuf], batch: usize) ->
     if let Some(load) = load {
         let building = Instant::now();
         eprintln!("import: building the register's indexes…");
-        load.finish().context("the import's rows are committed but its indexes were not built; re-run the import to build them")?;
+        load.finish().context("the import stopped before its end (its last batch or the indexes); what was committed stays: run the import again to finish it")?;
         eprintln!("import: indexes built in {:.1} s", building.elapsed().as_secs_f64());
     }
     totals.seconds = started.elapsed().as_secs_f64();

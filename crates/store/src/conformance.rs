@@ -452,14 +452,20 @@ fn history_events(steps: &[HistoryStep]) -> Vec<CoverageEvent> {
         .collect()
 }
 
+/// The mixed history (every rule, an event id repeated) followed by a random one.
+pub fn load_history(steps: &[HistoryStep]) -> Vec<CoverageEvent> {
+    let mut events = mixed_history().to_vec();
+    events.extend(history_events(steps));
+    events
+}
+
 /// A load of an empty register ([`Register::begin_load`]) ends exactly as the same events
 /// imported batch by batch ([`Register::apply_events`]): the same outcome for every event, the
 /// same rows, the same card views. The history is the mixed one (every rule, an event id
 /// repeated) followed by a random one; `batch` events go in per transaction, so the load's
 /// memory is read across batches. Both registers start empty; `loaded`'s engine must load.
 pub fn a_load_ends_as_batch_imports(loaded: &dyn Register, imported: &dyn Register, steps: &[HistoryStep], batch: usize) {
-    let mut events = mixed_history().to_vec();
-    events.extend(history_events(steps));
+    let events = load_history(steps);
     let mut load = loaded.begin_load().expect("begin a load").expect("an empty register is loaded");
     for chunk in events.chunks(batch.max(1)) {
         let by_load = load.apply_events(chunk, now()).expect("load a batch");

@@ -61,8 +61,12 @@ pub enum StoreError {
         "the register is being loaded by `onshi center import` (started {started_at}, Japan time); let that import finish, or run it again to finish it, before importing anything else"
     )]
     Loading { started_at: String },
-    #[error("another `onshi center import` took over this load of the register; this one stops (what it committed stays)")]
+    #[error(
+        "another `onshi center import` took over this load of the register; this one stops (what it committed stays): wait for the other import to finish, then run this one again to import the rest of its files"
+    )]
     LoadTakenOver,
+    #[error("another `onshi center import` is loading this register right now; wait for it to finish, then run this import again")]
+    LoadRunning,
 }
 
 /// Where an import's batches go: the register itself ([`Register::apply_events`]) or a load of
@@ -102,7 +106,9 @@ pub trait Register: Send + Sync {
 
     /// A load into this register if it holds no persons, coverages or events (or a load left
     /// unfinished, which this one continues); `None` when the register is not empty or the
-    /// engine loads as it imports (PostgreSQL's `COPY`).
+    /// engine loads as it imports (PostgreSQL's `COPY`). The load holds the register's writer
+    /// until it ends: in the same process, other writes wait for it (call them from another
+    /// thread, or not at all, while it runs).
     fn begin_load(&self) -> Result<Option<Box<dyn RegisterLoad + '_>>, StoreError> {
         Ok(None)
     }

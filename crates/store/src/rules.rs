@@ -365,6 +365,7 @@ impl<'r> Batch<'r> {
                 terms.push((*coverage_id, rows.swap_remove(at)));
             }
         }
+        debug_assert_eq!(terms.len(), self.dirty_terms.iter().collect::<HashSet<_>>().len(), "every dirty terms row is written once");
         let mut lag: HashMap<String, LagTotals> = HashMap::new();
         for (index, _) in &self.applied {
             let event = &events[*index];

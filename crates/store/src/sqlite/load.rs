@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard, mpsc};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use onshi_domain::{Date, Timestamp};
 
@@ -337,7 +337,6 @@ impl RegisterReads for LoadReads<'_> {
 /// batch-by-batch import would. The register's own writer stays locked until the load ends,
 /// so that nothing else in this process writes the register meanwhile.
 pub(super) struct SqliteLoad<'r> {
-    _writer: MutexGuard<'r, Connection>,
     state: LoadState,
     /// Reads the terms of committed batches.
     reader: Connection,
@@ -347,6 +346,11 @@ pub(super) struct SqliteLoad<'r> {
     /// A batch failed: the state in memory may be ahead of the file, so the load goes no
     /// further (a new load continues from what was committed).
     broken: bool,
+    // Released last (fields drop in order): the writing thread is joined first.
+    _writer: MutexGuard<'r, Connection>,
+    /// Held (`File::try_lock`) while this load runs: a load is taken over only when no live
+    /// process holds it, so a second import never steals a load that is still running.
+    _running: std::fs::File,
 }
 
 /// What the writing thread is given.
@@ -428,14 +432,14 @@ fn write_batch(
     rows: &[EventRow],
     registered_at: Timestamp,
 ) -> Result<(), StoreError> {
-    let tx = connection.transaction().map_err(sqlite("starting a load transaction"))?;
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite("starting a load transaction"))?;
     still_ours(&tx, token)?;
     super::apply::write_decision(&tx, decision, rows, registered_at)?;
     tx.commit().map_err(sqlite("committing a load transaction"))
 }
 
 fn build_indexes(connection: &mut Connection, token: &str) -> Result<(), StoreError> {
-    let tx = connection.transaction().map_err(sqlite("starting the end of a load"))?;
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite("starting the end of a load"))?;
     let indexes = still_ours(&tx, token)?;
     let statements: Vec<String> =
         serde_json::from_str(&indexes).map_err(|e| StoreError::Corrupt(format!("the load's index statements: {e}")))?;
@@ -453,11 +457,34 @@ fn current_load(tx: &Transaction<'_>) -> Result<Option<(String, i64, String)>, S
         .map_err(sqlite("reading whether the register is being loaded"))
 }
 
+/// `2026-12-05 21:03`, Japan time.
+fn readable_time(at: Timestamp) -> String {
+    let date = at.date();
+    let minutes = at.jst_seconds().rem_euclid(86_400) / 60;
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", date.year(), date.month(), date.day(), minutes / 60, minutes % 60)
+}
+
 /// Refuses an ordinary import while a load runs (its state in memory would miss the import).
 pub(super) fn refuse_while_loading(tx: &Transaction<'_>) -> Result<(), StoreError> {
     match current_load(tx)? {
-        Some((_, started_at, _)) => Err(StoreError::Loading { started_at: Timestamp::from_unix(started_at).to_string() }),
+        Some((_, started_at, _)) => Err(StoreError::Loading { started_at: readable_time(Timestamp::from_unix(started_at)) }),
         None => Ok(()),
+    }
+}
+
+/// The lock a running load holds: `<register>-load.lock` beside the file, locked for as long as
+/// the load's session lives (the operating system releases it when the process ends, however
+/// it ends). Any import that finds it held is refused.
+fn running_lock(register: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let mut path = register.as_os_str().to_owned();
+    path.push("-load.lock");
+    let path = std::path::PathBuf::from(path);
+    let cannot = |source| StoreError::Write { path: path.display().to_string(), source };
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(cannot)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::LoadRunning),
+        Err(std::fs::TryLockError::Error(e)) => Err(cannot(e)),
     }
 }
 
@@ -468,13 +495,27 @@ fn unix_now() -> i64 {
 impl SqliteRegister {
     pub(super) fn begin_sqlite_load(&self) -> Result<Option<SqliteLoad<'_>>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A register with data and no load under way imports batch by batch: said without
+        // taking the load's lock (nor leaving its file beside every register).
+        let candidate: bool = writer
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM register_load) OR (NOT EXISTS (SELECT 1 FROM persons)
+                    AND NOT EXISTS (SELECT 1 FROM coverages) AND NOT EXISTS (SELECT 1 FROM insurer_events))",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sqlite("checking whether the register is empty"))?;
+        if !candidate {
+            return Ok(None);
+        }
+        let running = running_lock(&self.path)?;
         // Unique among loads that could meet on this file: this process, this instant.
         let token = format!(
             "{}-{}",
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         );
-        let tx = writer.transaction().map_err(sqlite("starting a load"))?;
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite("starting a load"))?;
         let state = match current_load(&tx)? {
             Some(_) => {
                 // An unfinished load: take it over and go on from what it committed.
@@ -520,7 +561,15 @@ impl SqliteRegister {
         };
         tx.commit().map_err(sqlite("committing the start of a load"))?;
         let worker = Worker::start(super::open_writer(&self.path, self.options)?, token)?;
-        Ok(Some(SqliteLoad { _writer: writer, state, reader: self.open_reader()?, pending: None, worker, broken: false }))
+        Ok(Some(SqliteLoad {
+            state,
+            reader: self.open_reader()?,
+            pending: None,
+            worker,
+            broken: false,
+            _writer: writer,
+            _running: running,
+        }))
     }
 }
 
@@ -653,56 +702,95 @@ mod tests {
         assert!(register.begin_load().unwrap().is_none());
     }
 
-    /// A load cut off after some batches (its session dropped unfinished, as by a crash):
-    /// ordinary imports are refused while it stands, the next load takes it over from what was
-    /// committed (the first one's next batch is then refused), and the register ends as one
-    /// batch-by-batch import of the same events.
+    /// While a load runs, another load is refused (`LoadRunning`) and so is an ordinary import
+    /// (`Loading`); once it is cut off (its session dropped unfinished, as by a crash; batches
+    /// it had handed over may or may not have committed), the next load continues it from what
+    /// was committed and the register ends as batch-by-batch imports of the same events did.
     #[test]
-    fn an_interrupted_load_refuses_other_imports_and_is_continued_by_the_next() {
+    fn a_running_load_is_not_taken_over_and_an_interrupted_one_is_continued() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("loaded.sqlite");
-        let events: Vec<CoverageEvent> =
-            (0..30).map(|i| acquisition(&format!("i{i}"), &format!("I{}", i % 7), &format!("{}", 8000 + i % 11))).collect();
+        // Seven persons holding thirty cards; every fifth event is an acquisition of a card
+        // another person holds, refused.
+        let events: Vec<CoverageEvent> = (0..30)
+            .map(|i| {
+                let number = if i % 5 == 4 { 8000 + i - 1 } else { 8000 + i };
+                acquisition(&format!("i{i}"), &format!("I{}", i % 7), &number.to_string())
+            })
+            .collect();
         let imported = open(&dir.path().join("imported.sqlite"));
-        let mut expected = Vec::new();
-        for chunk in events.chunks(4) {
-            expected.extend(imported.apply_events(chunk, now()).unwrap());
+        for chunk in events[..12].chunks(4) {
+            imported.apply_events(chunk, now()).unwrap();
         }
 
         let first = open(&path);
         let mut interrupted = first.begin_load().unwrap().expect("loaded");
-        let mut outcomes = Vec::new();
         for chunk in events[..12].chunks(4) {
-            outcomes.extend(interrupted.apply_events(chunk, now()).unwrap());
+            interrupted.apply_events(chunk, now()).unwrap();
         }
         let other = open(&path);
         let refused = other.apply_events(&events[12..16], now());
         assert!(matches!(refused, Err(StoreError::Loading { .. })), "{refused:?}");
         assert!(refused.unwrap_err().to_string().contains("run it again to finish it"));
-
-        // The first load's batches so far are known committed once a batch after them has
-        // been handed over (an empty one: it writes nothing).
-        interrupted.apply_events(&[], now()).unwrap();
         let second = open(&path);
+        assert!(matches!(second.begin_load().map(|l| l.is_some()), Err(StoreError::LoadRunning)));
+        drop(interrupted);
+        drop(first);
+
         let mut continued = second.begin_load().unwrap().expect("an unfinished load is continued");
-        // The first load's next batch is refused when it is written: by the time it finishes.
-        let next = interrupted.apply_events(&events[12..16], now());
-        let end = interrupted.finish();
-        assert!(matches!(next, Err(StoreError::LoadTakenOver)) || matches!(end, Err(StoreError::LoadTakenOver)), "{next:?} {end:?}");
-        // The first 12 again: those applied are already applied, those refused refused again;
-        // the rest as the batch import decided them.
-        let again = continued.apply_events(&events[..12], now()).unwrap();
-        let as_rerun: Vec<ApplyOutcome> =
-            expected[..12].iter().map(|o| if *o == ApplyOutcome::Applied { ApplyOutcome::AlreadyApplied } else { o.clone() }).collect();
-        assert_eq!(again, as_rerun);
-        assert!(as_rerun.contains(&ApplyOutcome::AlreadyApplied));
-        for chunk in events[12..].chunks(4) {
-            outcomes.extend(continued.apply_events(chunk, now()).unwrap());
+        // Everything again, as a re-run of the import sends it, on both sides.
+        let mut by_load = Vec::new();
+        let mut by_import = Vec::new();
+        for chunk in events.chunks(4) {
+            by_load.extend(continued.apply_events(chunk, now()).unwrap());
+            by_import.extend(imported.apply_events(chunk, now()).unwrap());
         }
         continued.finish().unwrap();
-        assert_eq!(outcomes, expected);
+        assert_eq!(by_load, by_import);
+        assert!(by_load[..12].contains(&ApplyOutcome::AlreadyApplied) && by_load[12..].contains(&ApplyOutcome::Applied), "{by_load:?}");
+        assert!(by_load.iter().any(|o| matches!(o, ApplyOutcome::Rejected { field: "card", .. })), "{by_load:?}");
         assert_eq!(second.canonical_dump().unwrap(), imported.canonical_dump().unwrap());
         other.apply_events(&[acquisition("after", "A1", "9001")], now()).expect("imports go on after the load");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+        /// A load of a random history cut off after a random batch and continued by a load of a
+        /// fresh register handle (the file read back) ends as batch imports that ran the same
+        /// way (the first batches, then everything again), schema included.
+        #[test]
+        fn a_load_cut_off_anywhere_and_continued_ends_as_batch_imports(
+            steps in proptest::collection::vec(
+                (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| {
+                    HistoryStep { person, number, branch, kind, day }
+                }),
+                0..40,
+            ),
+            batch in 1usize..8,
+            cut in 0usize..8,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("loaded.sqlite");
+            let events = crate::conformance::load_history(&steps);
+            let chunks: Vec<&[CoverageEvent]> = events.chunks(batch).collect();
+            let cut = cut.min(chunks.len());
+            let imported = open(&dir.path().join("imported.sqlite"));
+            {
+                let first = open(&path);
+                let mut load = first.begin_load().unwrap().expect("an empty register is loaded");
+                for chunk in &chunks[..cut] {
+                    proptest::prop_assert_eq!(load.apply_events(chunk, now()).unwrap(), imported.apply_events(chunk, now()).unwrap());
+                }
+            }
+            let loaded = open(&path);
+            let mut load = loaded.begin_load().unwrap().expect("the load is continued");
+            for chunk in &chunks {
+                proptest::prop_assert_eq!(load.apply_events(chunk, now()).unwrap(), imported.apply_events(chunk, now()).unwrap());
+            }
+            load.finish().unwrap();
+            proptest::prop_assert_eq!(loaded.canonical_dump().unwrap(), imported.canonical_dump().unwrap());
+            proptest::prop_assert_eq!(schema(&loaded), schema(&open(&dir.path().join("fresh.sqlite"))));
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ impl SubsidyStore for SqliteRegister {
     fn apply_subsidy_events(&self, events: &[SubsidyEventRecord], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
         let by_recipient = format!("SELECT {COLUMNS} FROM subsidies WHERE payer_number = ?1 AND recipient_number = ?2 ORDER BY valid_from");
         self.with_writer(|tx| {
+            // It may add persons, which a load of the register numbers itself.
+            super::load::refuse_while_loading(tx)?;
             let mut outcomes = Vec::with_capacity(events.len());
             for event in events {
                 let seen: Option<i64> = tx
