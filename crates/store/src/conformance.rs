@@ -452,6 +452,22 @@ fn history_events(steps: &[HistoryStep]) -> Vec<CoverageEvent> {
         .collect()
 }
 
+/// Random histories of up to 40 steps, for the property tests over [`HistoryStep`]s.
+#[cfg(test)]
+pub(crate) fn history_steps(min: usize) -> impl proptest::strategy::Strategy<Value = Vec<HistoryStep>> {
+    use proptest::strategy::Strategy as _;
+    proptest::collection::vec(
+        (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| HistoryStep {
+            person,
+            number,
+            branch,
+            kind,
+            day,
+        }),
+        min..40,
+    )
+}
+
 /// The mixed history (every rule, an event id repeated) followed by a random one.
 pub fn load_history(steps: &[HistoryStep]) -> Vec<CoverageEvent> {
     let mut events = mixed_history().to_vec();

@@ -519,19 +519,12 @@ mod tests {
         assert!(indexed.card_index_counts().served > 0, "{:?}", indexed.card_index_counts());
     }
 
-    use proptest::strategy::Strategy as _;
-
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
         /// Random histories, in random transaction sizes: the index never differs from the engine.
         #[test]
         fn the_card_index_matches_the_engine_after_any_history(
-            steps in proptest::collection::vec(
-                (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| {
-                    crate::conformance::HistoryStep { person, number, branch, kind, day }
-                }),
-                1..40,
-            ),
+            steps in crate::conformance::history_steps(1),
             batch in 1usize..6,
         ) {
             let dir = tempfile::tempdir().unwrap();

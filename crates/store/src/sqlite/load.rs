@@ -635,9 +635,8 @@ impl RegisterLoad for SqliteLoad<'_> {
 mod tests {
     use super::*;
     use crate::Register;
-    use crate::conformance::{HistoryStep, acquisition};
+    use crate::conformance::acquisition;
     use crate::sqlite::SqliteOptions;
-    use proptest::strategy::Strategy as _;
 
     fn open(path: &std::path::Path) -> SqliteRegister {
         SqliteRegister::open(path, SqliteOptions::SERVER).unwrap()
@@ -659,12 +658,7 @@ mod tests {
         /// Random histories in random transaction sizes: the load ends as ordinary imports do.
         #[test]
         fn a_load_ends_as_batch_imports_after_any_history(
-            steps in proptest::collection::vec(
-                (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| {
-                    HistoryStep { person, number, branch, kind, day }
-                }),
-                0..40,
-            ),
+            steps in crate::conformance::history_steps(0),
             batch in 1usize..8,
         ) {
             let dir = tempfile::tempdir().unwrap();
@@ -760,12 +754,7 @@ mod tests {
         /// way (the first batches, then everything again), schema included.
         #[test]
         fn a_load_cut_off_anywhere_and_continued_ends_as_batch_imports(
-            steps in proptest::collection::vec(
-                (0u8..4, 0u8..3, 0u8..2, 0u8..3, 0u8..40).prop_map(|(person, number, branch, kind, day)| {
-                    HistoryStep { person, number, branch, kind, day }
-                }),
-                0..40,
-            ),
+            steps in crate::conformance::history_steps(0),
             batch in 1usize..8,
             cut in 0usize..8,
         ) {
