@@ -516,6 +516,12 @@ pub async fn start_center(
     limits: Limits,
 ) -> anyhow::Result<RunningCenter> {
     let Stores { register, cards, medical, subsidies, home } = open_stores_reading(db, read_db, SqliteOptions::SERVER)?;
+    if let Some(started) = register.unfinished_load().context("cannot read the register's state")? {
+        eprintln!(
+            "warning: the register's first load (started {started}) has not finished: insurers' uploads are refused and verifications are slow until `onshi center import` is run again with its files to finish it"
+        );
+        tracing::warn!(started = %started, "the register's first load has not finished");
+    }
     if postgres_url(db).is_none() || limits.card_index_on_postgres {
         build_card_index(&register, limits.card_index_max_persons);
     }

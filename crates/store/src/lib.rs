@@ -113,6 +113,12 @@ pub trait Register: Send + Sync {
         Ok(None)
     }
 
+    /// When a load of this register was started and has not finished (Japan time, as text):
+    /// until it does, imports are refused and reads by card number scan the table.
+    fn unfinished_load(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Every coverage of this insurer carrying this 番号, whatever its 記号 and 枝番, over all
     /// periods. The caller narrows by symbol, branch and birth date.
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError>;

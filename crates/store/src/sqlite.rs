@@ -310,6 +310,10 @@ impl Register for SqliteRegister {
         Ok(self.begin_sqlite_load()?.map(|load| Box::new(load) as Box<dyn crate::RegisterLoad + '_>))
     }
 
+    fn unfinished_load(&self) -> Result<Option<String>, StoreError> {
+        self.read(load::unfinished)
+    }
+
     fn coverages_by_number(&self, insurer: &InsurerNumber, number: &CardNumber) -> Result<Vec<CoverageRecord>, StoreError> {
         let sql = format!("SELECT {COVERAGE_COLUMNS} FROM coverages WHERE insurer_number = ?1 AND card_number = ?2");
         self.read(|c| query_coverages(c, &sql, params![insurer.as_str(), number.as_str()]))

@@ -464,6 +464,15 @@ fn readable_time(at: Timestamp) -> String {
     format!("{:04}-{:02}-{:02} {:02}:{:02}", date.year(), date.month(), date.day(), minutes / 60, minutes % 60)
 }
 
+/// When the load under way started, if one is.
+pub(super) fn unfinished(connection: &Connection) -> Result<Option<String>, StoreError> {
+    let started: Option<i64> = connection
+        .query_row("SELECT started_at FROM register_load", [], |row| row.get(0))
+        .optional()
+        .map_err(sqlite("reading whether the register is being loaded"))?;
+    Ok(started.map(|at| readable_time(Timestamp::from_unix(at))))
+}
+
 /// Refuses an ordinary import while a load runs (its state in memory would miss the import).
 pub(super) fn refuse_while_loading(tx: &Transaction<'_>) -> Result<(), StoreError> {
     match current_load(tx)? {
@@ -728,6 +737,7 @@ mod tests {
         assert!(refused.unwrap_err().to_string().contains("run it again to finish it"));
         let second = open(&path);
         assert!(matches!(second.begin_load().map(|l| l.is_some()), Err(StoreError::LoadRunning)));
+        assert!(second.unfinished_load().unwrap().is_some(), "a center opened now would say so");
         drop(interrupted);
         drop(first);
 
@@ -745,6 +755,7 @@ mod tests {
         assert!(by_load.iter().any(|o| matches!(o, ApplyOutcome::Rejected { field: "card", .. })), "{by_load:?}");
         assert_eq!(second.canonical_dump().unwrap(), imported.canonical_dump().unwrap());
         other.apply_events(&[acquisition("after", "A1", "9001")], now()).expect("imports go on after the load");
+        assert_eq!(other.unfinished_load().unwrap(), None);
     }
 
     proptest::proptest! {
