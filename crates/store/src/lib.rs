@@ -67,6 +67,10 @@ pub enum StoreError {
     LoadTakenOver,
     #[error("another `onshi center import` is loading this register right now; wait for it to finish, then run this import again")]
     LoadRunning,
+    #[error(
+        "the register's first load (started {started_at}, Japan time) has not finished; finish it with the onshi that started it (`onshi center import` with its files) before upgrading"
+    )]
+    LoadBeforeUpgrade { started_at: String },
 }
 
 /// Where an import's batches go: the register itself ([`Register::apply_events`]) or a load of

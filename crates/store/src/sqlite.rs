@@ -170,17 +170,33 @@ fn open_writer(path: &Path, options: SqliteOptions) -> Result<Connection, StoreE
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(connection, MIGRATIONS)
+}
+
+/// The migration of version 14 made `register_load`, whose row keeps the CREATE statements of
+/// the indexes an unfinished load dropped.
+const LOAD_TABLE_VERSION: i64 = 14;
+
+fn migrate_with(connection: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
     connection
         .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT;")
         .map_err(sqlite("creating the migrations table"))?;
     let current: i64 = connection
         .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
         .map_err(sqlite("reading the schema version"))?;
-    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    let known = migrations.last().map_or(0, |(version, _)| *version);
     if current > known {
         return Err(StoreError::SchemaTooNew { found: current, known });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+    // A load replays its dropped indexes' statements when it ends: a migration in between
+    // could change those indexes under it. The load is finished first, by the program that
+    // started it.
+    if current >= LOAD_TABLE_VERSION && known > current {
+        if let Some(started_at) = load::unfinished(connection)? {
+            return Err(StoreError::LoadBeforeUpgrade { started_at });
+        }
+    }
+    for (version, sql) in migrations.iter().filter(|(version, _)| *version > current) {
         let tx = connection.transaction().map_err(sqlite("starting a migration"))?;
         tx.execute_batch(sql).map_err(sqlite("applying a migration"))?;
         tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])
@@ -587,6 +603,28 @@ mod tests {
         let version: i64 =
             register.writer.lock().unwrap().query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.last().map(|m| m.0).unwrap());
+    }
+
+    /// A register whose first load has not finished is not migrated: the load's stored index
+    /// statements must be replayed on the schema they came from.
+    #[test]
+    fn an_unfinished_load_is_finished_before_the_schema_moves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        drop(register.begin_load().unwrap().expect("an empty register is loaded"));
+        drop(register);
+        let mut newer = MIGRATIONS.to_vec();
+        newer.push((99, "CREATE TABLE later (x INTEGER) STRICT;"));
+        let mut connection = Connection::open(&path).unwrap();
+        let refused = migrate_with(&mut connection, &newer);
+        assert!(matches!(&refused, Err(StoreError::LoadBeforeUpgrade { .. })), "{refused:?}");
+        assert!(refused.unwrap_err().to_string().contains("before upgrading"));
+        // Finished by the program that started it, the upgrade goes on.
+        let register = SqliteRegister::open(&path, SqliteOptions::SERVER).unwrap();
+        register.begin_load().unwrap().expect("continued").finish().unwrap();
+        drop(register);
+        migrate_with(&mut connection, &newer).expect("migrated after the load");
     }
 
     #[test]
