@@ -191,10 +191,11 @@ fn migrate_with(connection: &mut Connection, migrations: &[(i64, &str)]) -> Resu
     // A load replays its dropped indexes' statements when it ends: a migration in between
     // could change those indexes under it. The load is finished first, by the program that
     // started it.
-    if current >= LOAD_TABLE_VERSION && known > current {
-        if let Some(started_at) = load::unfinished(connection)? {
-            return Err(StoreError::LoadBeforeUpgrade { started_at });
-        }
+    if current >= LOAD_TABLE_VERSION
+        && known > current
+        && let Some(started_at) = load::unfinished(connection)?
+    {
+        return Err(StoreError::LoadBeforeUpgrade { started_at });
     }
     for (version, sql) in migrations.iter().filter(|(version, _)| *version > current) {
         let tx = connection.transaction().map_err(sqlite("starting a migration"))?;
