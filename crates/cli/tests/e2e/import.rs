@@ -13,6 +13,32 @@ fn import(db: &std::path::Path, files: &[std::path::PathBuf], batch: &str) -> st
     run_ok(onshi().args(["center", "import", "--batch", batch, "--db"]).arg(db).args(files))
 }
 
+/// Runs `onshi center import` and kills it (SIGKILL) at the first progress report, after a
+/// committed batch, whose bytes done satisfy `stop`; the import must not have finished.
+fn kill_import_at(db: &std::path::Path, files: &[std::path::PathBuf], batch: &str, stop: impl Fn(u64) -> bool) {
+    let mut child = onshi()
+        .env("ONSHI_PROGRESS", "every")
+        .args(["center", "import", "--batch", batch, "--db"])
+        .arg(db)
+        .args(files)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let Some(progress) = line.strip_prefix("progress: import ") else { continue };
+        let done: u64 = progress.split('/').next().unwrap().parse().unwrap();
+        if stop(done) {
+            child.kill().unwrap(); // SIGKILL on Unix
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the import was killed, not finished");
+}
+
 #[test]
 fn twice_and_after_sigkill_the_register_equals_one_clean_import() {
     twice_and_after_sigkill_on(Engine::Sqlite);
@@ -44,27 +70,7 @@ fn twice_and_after_sigkill_on(engine: Engine) {
 
     // Kill an import with SIGKILL once it has committed half of the bytes, then run it again.
     let killed = engine.new_register(dir.path(), "killed");
-    let mut child = onshi()
-        .env("ONSHI_PROGRESS", "every")
-        .args(["center", "import", "--batch", "200", "--db"])
-        .arg(&killed)
-        .args(&files)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        let Some(progress) = line.strip_prefix("progress: import ") else { continue };
-        let done: u64 = progress.split('/').next().unwrap().parse().unwrap();
-        if done * 2 >= total_bytes {
-            child.kill().unwrap(); // SIGKILL on Unix
-            break;
-        }
-    }
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "the import was killed, not finished");
+    kill_import_at(&killed, &files, "200", |done| done * 2 >= total_bytes);
     let partial = open_register(&killed).counts().unwrap();
     let full = open_register(&clean).counts().unwrap();
     assert!(partial.events > 0 && partial.events < full.events, "killed halfway: {partial:?} of {full:?}");
@@ -115,4 +121,42 @@ fn bad_lines_are_reported_and_good_lines_apply() {
     }
     let counts = open_register(&db).counts().unwrap();
     assert_eq!((counts.coverages, counts.events), (2, 3));
+}
+
+/// A register whose first load was killed early: the center serving it refuses an insurer's
+/// upload (503, the load named) rather than apply it beside a load whose state would miss it;
+/// once the import is run again and the load ends, the same upload applies.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfinished_load_refuses_uploads_through_the_server_until_it_is_run_again() {
+    use crate::common::{Fixture, Server};
+    let fixture = Fixture::new(1_500);
+    let files = event_files(&fixture.root().join("synth"));
+    let db = fixture.root().join("loading.sqlite");
+    // One event per transaction: the load is far from its end at its first committed batch.
+    kill_import_at(&db, &files, "1", |_| true);
+
+    let own = &fixture.insurer;
+    let upload = format!(
+        r#"{{"event_id":"late-1","kind":"acquire","insurer_number":"{own}","person_ref":"late-p1","card":{{"symbol":"77","number":"990101","branch":"00"}},"occurred_on":"20261101","notified_at":"20261102090000","member":{{"relationship":"1","card_classification":"01","name":"試験 一郎","name_kana":"ｼｹﾝ ｲﾁﾛｳ","sex":"1","birth_date":"19850505"}},"terms":{{"income_class":"general"}}}}"#
+    );
+    let mut server = Server::start_at(&db, &fixture.pki());
+    let insurer = server.client(&fixture, Some(&format!("insurers/{own}")));
+    match insurer.upload_events(upload.clone()).await {
+        Err(onshi_api::client::ClientError::Refused { status: 503, body }) => {
+            assert_eq!(body.error.code, "REGISTER_UNAVAILABLE");
+            assert!(body.error.detail.contains("being loaded"), "{:?}", body.error);
+        }
+        other => panic!("an upload during an unfinished load: {other:?}"),
+    }
+    server.terminate();
+    let refused = open_register(&db).counts().unwrap();
+
+    let output = import(&db, &files, "20000");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("indexes built"));
+    let loaded = open_register(&db).counts().unwrap();
+    assert!(loaded.events > refused.events, "the re-run finished the load: {refused:?} then {loaded:?}");
+    let server = Server::start_at(&db, &fixture.pki());
+    let insurer = server.client(&fixture, Some(&format!("insurers/{own}")));
+    let report = insurer.upload_events(upload).await.expect("an upload once the load has ended");
+    assert_eq!(report.applied, 1, "{report:?}");
 }

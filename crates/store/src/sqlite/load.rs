@@ -39,6 +39,10 @@ use crate::{EventSink, RegisterLoad, StoreError};
 /// appended in id order, so only the secondary indexes are written at random.
 const DEFERRED_INDEX_TABLES: &str = "'coverages', 'persons'";
 
+/// True of a register a load may start on: nothing imported into it yet.
+const EMPTY: &str =
+    "NOT EXISTS (SELECT 1 FROM persons) AND NOT EXISTS (SELECT 1 FROM coverages) AND NOT EXISTS (SELECT 1 FROM insurer_events)";
+
 /// Writes an exact key of several texts into `key`: each part with its length in front, so
 /// that no two different keys share an encoding whatever characters the parts hold.
 fn pack_into<'k>(key: &'k mut Vec<u8>, parts: &[&[u8]]) -> &'k [u8] {
@@ -283,6 +287,9 @@ struct LoadReads<'s> {
     /// Sees every batch before `pending` committed.
     reader: &'s Connection,
     pending: Option<&'s Decision>,
+    /// Where each coverage's rows are in `pending.terms`, made at the first terms read: one
+    /// pass over the batch in flight, not one per change that reads terms.
+    pending_terms: Option<HashMap<i64, Vec<usize>>>,
     scratch: Vec<u8>,
 }
 
@@ -320,9 +327,17 @@ impl RegisterReads for LoadReads<'_> {
 
     fn terms(&mut self, coverage_id: i64) -> Result<Vec<TermsRecord>, StoreError> {
         let mut rows = load_terms(self.reader, coverage_id)?;
+        let Some(pending) = self.pending else { return Ok(rows) };
+        let index = self.pending_terms.get_or_insert_with(|| {
+            let mut index: HashMap<i64, Vec<usize>> = HashMap::new();
+            for (at, (id, _)) in pending.terms.iter().enumerate() {
+                index.entry(*id).or_default().push(at);
+            }
+            index
+        });
         // The batch being written replaces or adds rows by date (as its `INSERT OR REPLACE`);
         // laid over rows it may already have committed, it changes nothing.
-        for (_, row) in self.pending.into_iter().flat_map(|d| d.terms.iter()).filter(|(id, _)| *id == coverage_id) {
+        for row in index.get(&coverage_id).into_iter().flatten().map(|at| &pending.terms[*at].1) {
             match rows.iter_mut().find(|r| r.effective_from == row.effective_from) {
                 Some(held) => *held = row.clone(),
                 None => rows.push(row.clone()),
@@ -482,8 +497,8 @@ pub(super) fn unfinished(connection: &Connection) -> Result<Option<String>, Stor
 
 /// Refuses an ordinary import while a load runs (its state in memory would miss the import).
 pub(super) fn refuse_while_loading(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    match current_load(tx)? {
-        Some((_, started_at, _)) => Err(StoreError::Loading { started_at: readable_time(Timestamp::from_unix(started_at)) }),
+    match unfinished(tx)? {
+        Some(started_at) => Err(StoreError::Loading { started_at }),
         None => Ok(()),
     }
 }
@@ -514,12 +529,7 @@ impl SqliteRegister {
         // A register with data and no load under way imports batch by batch: said without
         // taking the load's lock (nor leaving its file beside every register).
         let candidate: bool = writer
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM register_load) OR (NOT EXISTS (SELECT 1 FROM persons)
-                    AND NOT EXISTS (SELECT 1 FROM coverages) AND NOT EXISTS (SELECT 1 FROM insurer_events))",
-                [],
-                |row| row.get(0),
-            )
+            .query_row(&format!("SELECT EXISTS (SELECT 1 FROM register_load) OR ({EMPTY})"), [], |row| row.get(0))
             .map_err(sqlite("checking whether the register is empty"))?;
         if !candidate {
             return Ok(None);
@@ -540,12 +550,7 @@ impl SqliteRegister {
             }
             None => {
                 let empty: bool = tx
-                    .query_row(
-                        "SELECT NOT EXISTS (SELECT 1 FROM persons) AND NOT EXISTS (SELECT 1 FROM coverages)
-                            AND NOT EXISTS (SELECT 1 FROM insurer_events)",
-                        [],
-                        |row| row.get(0),
-                    )
+                    .query_row(&format!("SELECT {EMPTY}"), [], |row| row.get(0))
                     .map_err(sqlite("checking whether the register is empty"))?;
                 if !empty {
                     return Ok(None);
@@ -601,7 +606,13 @@ impl SqliteLoad<'_> {
     fn apply(&mut self, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Vec<ApplyOutcome>, StoreError> {
         // Every batch before `pending` is committed (waited for below, one call ago), so the
         // reader and `pending` together hold every row the rules may read.
-        let mut reads = LoadReads { state: &self.state, reader: &self.reader, pending: self.pending.as_deref(), scratch: Vec::new() };
+        let mut reads = LoadReads {
+            state: &self.state,
+            reader: &self.reader,
+            pending: self.pending.as_deref(),
+            pending_terms: None,
+            scratch: Vec::new(),
+        };
         let mut decision = decide(&mut reads, events, registered_at)?;
         // The batch being written is not read again: the writing thread frees it.
         self.pending = None;
