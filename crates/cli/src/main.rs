@@ -119,6 +119,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    onshi_store::sqlite::configure_process();
     // The server logs each refusal at info; a scripted check makes many on purpose.
     let quiet = matches!(&cli.command, Command::Demo(args) if args.check) || matches!(&cli.command, Command::Bench(_));
     let default_filter = if quiet { "warn" } else { "warn,onshi_center=info,onshi_gateway=info" };

@@ -48,6 +48,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("sqlite/0014_register_load.sql")),
 ];
 
+/// Process-wide SQLite settings, taken before the first connection opens (SQLite accepts them
+/// only then; later they are refused and the defaults stay, which is correct, only slower).
+///
+/// Memory statistics off: with them on, SQLite takes a global mutex around every allocation
+/// and free to keep `sqlite3_memory_used` current, which nothing here reads (no soft heap
+/// limit is set). That mutex was 6 % of a load's writing thread (docs/PERFORMANCE.md).
+pub fn configure_process() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` is safe to call before `sqlite3_initialize` with no
+        // connection open; called later it only returns SQLITE_MISUSE and changes nothing.
+        let code = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
+        if code != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(code, "SQLite was already initialised: its memory statistics stay on");
+        }
+    });
+}
+
 /// Prepared statements kept per connection: more than the register ever uses.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
