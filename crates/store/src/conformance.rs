@@ -281,6 +281,52 @@ pub fn batches_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Re
     check_mixed_history(whole, one_by_one, &together);
 }
 
+/// A batch large enough that an engine writes its rows several to a statement (a hundred
+/// acquisitions, half of them changed and a fifth lost again, then the mixed history) ends as
+/// the same events applied one at a time: the same outcomes and the same rows.
+pub fn a_large_batch_and_single_events_agree(whole: &dyn Register, one_by_one: &dyn Register) {
+    let events = large_batch();
+    let together = whole.apply_events(&events, now()).expect("apply");
+    a_large_batch_ends_as_single_events(whole, one_by_one, &events, &together);
+}
+
+/// What [`a_large_batch_and_single_events_agree`] applies in one batch.
+pub fn large_batch() -> Vec<CoverageEvent> {
+    let mut events: Vec<CoverageEvent> = (0..100)
+        .map(|i| {
+            event(&format!("m{i}"), &format!("M{i}"), &(7000 + i).to_string(), 0, "20240401", acquire("19800101", IncomeClass::General))
+        })
+        .collect();
+    for i in (0..100).step_by(2) {
+        let details = MemberDetails { name: format!("試験 {i}"), name_kana: "ｼｹﾝ".into(), ..Default::default() };
+        let body = EventBody::Change { holder: None, details: Some(details), terms: None };
+        let on = if i % 4 == 0 { "20240401" } else { "20240501" };
+        events.push(event(&format!("c{i}"), &format!("M{i}"), &(7000 + i).to_string(), 0, on, body));
+    }
+    for i in (0..100).step_by(5) {
+        let body = EventBody::Lose { reason: ReasonOfLoss::Other };
+        events.push(event(&format!("l{i}"), &format!("M{i}"), &(7000 + i).to_string(), 0, "20240601", body));
+    }
+    events.extend(mixed_history());
+    events
+}
+
+/// `whole` took [`large_batch`] in one batch with the outcomes `together`; `one_by_one` (empty)
+/// takes it one event at a time and must end the same.
+pub fn a_large_batch_ends_as_single_events(
+    whole: &dyn Register,
+    one_by_one: &dyn Register,
+    events: &[CoverageEvent],
+    together: &[ApplyOutcome],
+) {
+    let apart: Vec<ApplyOutcome> =
+        events.iter().flat_map(|e| one_by_one.apply_events(std::slice::from_ref(e), now()).expect("apply")).collect();
+    assert_eq!(together, apart);
+    // The hundred acquisitions, fifty changes and twenty losses are each valid by the rules.
+    assert!(together[..170].iter().all(|o| matches!(o, ApplyOutcome::Applied)), "{together:?}");
+    assert_eq!(whole.canonical_dump().expect("dump"), one_by_one.canonical_dump().expect("dump"));
+}
+
 /// A copy of the card view that an engine keeps (its card index) answers exactly what the
 /// engine answers after every commit of another writer: `indexed` reads, `writer` writes and
 /// reads the engine itself. The history moves a card's numbers between persons and gives a

@@ -26,7 +26,7 @@ mod pipelined;
 mod pool;
 mod subsidy;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -336,7 +336,7 @@ struct PgReads<'a, 't> {
 }
 
 impl RegisterReads for PgReads<'_, '_> {
-    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError> {
+    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<crate::rules::Set<(String, String)>, StoreError> {
         let insurers: Vec<&str> = ids.iter().map(|(i, _)| *i).collect();
         let events: Vec<&str> = ids.iter().map(|(_, e)| *e).collect();
         let rows = self
@@ -353,7 +353,7 @@ impl RegisterReads for PgReads<'_, '_> {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    fn persons(&mut self, refs: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
+    fn persons(&mut self, refs: &[&str]) -> Result<crate::rules::Map<String, i64>, StoreError> {
         let rows = self
             .tx
             .query("SELECT person_ref, person_id FROM persons WHERE person_ref = ANY($1::text[])", &[&refs])
@@ -856,6 +856,11 @@ mod tests {
     #[test]
     fn a_batch_ends_as_its_events_one_by_one() {
         crate::conformance::batches_and_single_events_agree(&register(), &register());
+    }
+
+    #[test]
+    fn a_large_batch_ends_as_its_events_one_by_one() {
+        crate::conformance::a_large_batch_and_single_events_agree(&register(), &register());
     }
 
     #[test]

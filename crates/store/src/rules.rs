@@ -14,6 +14,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// The hasher of the rules' maps and the load's tables: foldhash, seeded at random per map (so
+/// that an insurer cannot choose keys that collide), instead of the standard library's SipHash,
+/// which was a tenth of a load's deciding thread (docs/PERFORMANCE.md, issue 13).
+pub(crate) type FastHasher = foldhash::fast::RandomState;
+pub(crate) type Map<K, V> = HashMap<K, V, FastHasher>;
+pub(crate) type Set<K> = HashSet<K, FastHasher>;
+
 use onshi_domain::codes::ReasonOfLoss;
 use onshi_domain::{Date, Timestamp};
 
@@ -64,9 +71,9 @@ pub(crate) struct LagTotals {
 /// What an engine reads for the rules. Each set-based read takes the whole batch's keys.
 pub(crate) trait RegisterReads {
     /// Which of these (insurer, event id) pairs are already applied.
-    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError>;
+    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<Set<(String, String)>, StoreError>;
     /// The ids of the persons with these references that the register holds.
-    fn persons(&mut self, refs: &[&str]) -> Result<HashMap<String, i64>, StoreError>;
+    fn persons(&mut self, refs: &[&str]) -> Result<Map<String, i64>, StoreError>;
     /// Every coverage with one of these card keys, in any order.
     fn cards(&mut self, keys: &[CardKey]) -> Result<Vec<(CardKey, Span)>, StoreError>;
     /// A coverage's dated terms rows, in any order.
@@ -108,7 +115,7 @@ fn rejected(field: &'static str, reason: impl Into<String>) -> ApplyOutcome {
     ApplyOutcome::Rejected { field, reason: reason.into() }
 }
 
-fn was_applied(seen: &HashMap<String, HashSet<String>>, event: &CoverageEvent) -> bool {
+fn was_applied(seen: &Map<String, Set<String>>, event: &CoverageEvent) -> bool {
     seen.get(event.insurer.as_str()).is_some_and(|ids| ids.contains(&event.event_id))
 }
 
@@ -117,18 +124,18 @@ struct Batch<'r> {
     reads: &'r mut dyn RegisterReads,
     registered_at: Timestamp,
     /// Event ids applied, by insurer: looked up by `&str` without building a key per event.
-    seen: HashMap<String, HashSet<String>>,
-    persons: HashMap<String, i64>,
+    seen: Map<String, Set<String>>,
+    persons: Map<String, i64>,
     new_persons: Vec<(i64, String)>,
     next_person_id: i64,
-    cards: HashMap<CardKey, Vec<Span>>,
+    cards: Map<CardKey, Vec<Span>>,
     next_coverage_id: i64,
     new_coverages: Vec<NewCoverage>,
     /// Index into `new_coverages` by id.
-    new_index: HashMap<i64, usize>,
-    updates: HashMap<i64, CoverageUpdate>,
+    new_index: Map<i64, usize>,
+    updates: Map<i64, CoverageUpdate>,
     /// Terms rows of the coverages the batch changes, oldest first (read on first use).
-    terms: HashMap<i64, Vec<TermsRecord>>,
+    terms: Map<i64, Vec<TermsRecord>>,
     /// (coverage, effective_from) of the rows the batch writes.
     dirty_terms: Vec<(i64, Date)>,
     applied: Vec<(usize, i64)>,
@@ -137,16 +144,16 @@ struct Batch<'r> {
 impl<'r> Batch<'r> {
     fn read(reads: &'r mut dyn RegisterReads, events: &[CoverageEvent], registered_at: Timestamp) -> Result<Batch<'r>, StoreError> {
         let ids: Vec<(&str, &str)> = events.iter().map(|e| (e.insurer.as_str(), e.event_id.as_str())).collect();
-        let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut seen: Map<String, Set<String>> = Map::default();
         for (insurer, event_id) in reads.applied(&ids)? {
             seen.entry(insurer).or_default().insert(event_id);
         }
         // Only what the events not yet applied can touch (a re-run reads nothing more).
         let fresh: Vec<&CoverageEvent> = events.iter().filter(|e| !was_applied(&seen, e)).collect();
-        let refs: Vec<&str> = fresh.iter().map(|e| e.person_ref.as_str()).collect::<HashSet<_>>().into_iter().collect();
+        let refs: Vec<&str> = fresh.iter().map(|e| e.person_ref.as_str()).collect::<Set<_>>().into_iter().collect();
         let persons = reads.persons(&refs)?;
-        let keys: Vec<CardKey> = fresh.iter().map(|e| card_key(e)).collect::<HashSet<_>>().into_iter().collect();
-        let mut cards: HashMap<CardKey, Vec<Span>> = HashMap::new();
+        let keys: Vec<CardKey> = fresh.iter().map(|e| card_key(e)).collect::<Set<_>>().into_iter().collect();
+        let mut cards: Map<CardKey, Vec<Span>> = Map::default();
         for (key, span) in reads.cards(&keys)? {
             cards.entry(key).or_default().push(span);
         }
@@ -165,9 +172,9 @@ impl<'r> Batch<'r> {
             cards,
             next_coverage_id,
             new_coverages: Vec::new(),
-            new_index: HashMap::new(),
-            updates: HashMap::new(),
-            terms: HashMap::new(),
+            new_index: Map::default(),
+            updates: Map::default(),
+            terms: Map::default(),
             dirty_terms: Vec::new(),
             applied: Vec::new(),
         })
@@ -366,7 +373,7 @@ impl<'r> Batch<'r> {
             }
         }
         debug_assert_eq!(terms.len(), self.dirty_terms.iter().collect::<HashSet<_>>().len(), "every dirty terms row is written once");
-        let mut lag: HashMap<String, LagTotals> = HashMap::new();
+        let mut lag: Map<String, LagTotals> = Map::default();
         for (index, _) in &self.applied {
             let event = &events[*index];
             let days = lag_days(event.occurred_on, event.notified_at);

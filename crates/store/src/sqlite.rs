@@ -605,6 +605,15 @@ mod tests {
         crate::conformance::batches_and_single_events_agree(&whole, &one_by_one);
     }
 
+    /// Large enough that rows go several to a statement (`apply::insert_rows`).
+    #[test]
+    fn a_large_batch_ends_as_its_events_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = SqliteRegister::open(&dir.path().join("whole.sqlite"), SqliteOptions::SERVER).unwrap();
+        let one_by_one = SqliteRegister::open(&dir.path().join("single.sqlite"), SqliteOptions::SERVER).unwrap();
+        crate::conformance::a_large_batch_and_single_events_agree(&whole, &one_by_one);
+    }
+
     #[test]
     fn reopening_keeps_data_and_schema() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,9 @@
 //! The SQLite side of applying a batch of insurer events in one transaction: what the batch
 //! touches is read in one set-based statement per kind (`json_each` over the batch's keys), the
 //! register's rules decide in memory (`crate::rules`, shared with every engine), and the result
-//! is written with one prepared statement per table, executed per row. (Passing each table's
-//! rows as one JSON array to an `INSERT … SELECT … FROM json_each` was tried: a third slower.)
-
-use std::collections::{HashMap, HashSet};
+//! is written with one prepared statement per table, appended rows several to a statement.
+//! (Passing each table's rows as one JSON array to an `INSERT … SELECT … FROM json_each` was
+//! tried: a third slower.)
 
 use rusqlite::{Transaction, params};
 
@@ -28,8 +27,8 @@ struct SqliteReads<'t, 'c> {
 }
 
 impl RegisterReads for SqliteReads<'_, '_> {
-    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError> {
-        let mut seen = HashSet::new();
+    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<crate::rules::Set<(String, String)>, StoreError> {
+        let mut seen = crate::rules::Set::default();
         let mut statement = self
             .tx
             .prepare_cached(
@@ -44,8 +43,8 @@ impl RegisterReads for SqliteReads<'_, '_> {
         Ok(seen)
     }
 
-    fn persons(&mut self, refs: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
-        let mut persons = HashMap::new();
+    fn persons(&mut self, refs: &[&str]) -> Result<crate::rules::Map<String, i64>, StoreError> {
+        let mut persons = crate::rules::Map::default();
         let mut statement = self
             .tx
             .prepare_cached("SELECT p.person_ref, p.person_id FROM json_each(?1) j JOIN persons p ON p.person_ref = j.value")
@@ -96,51 +95,95 @@ impl RegisterReads for SqliteReads<'_, '_> {
     }
 }
 
-/// Writes what the batch changed: persons, coverages, stamps, terms, then the events, one
-/// prepared statement per table executed per row. (Passing each table's rows as one JSON
-/// array to an `INSERT … SELECT … FROM json_each` was tried: a third slower.)
+/// Rows per multi-row INSERT. A statement's fixed cost (opening and closing its cursors,
+/// halting its program) is paid once per this many rows instead of once per row: about a
+/// tenth of a load's writing thread (docs/PERFORMANCE.md, issue 13). 32 rows of the widest
+/// table are 544 parameters, far below SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 32;
+
+/// `head VALUES (?, …), …` for `rows` rows of `columns` columns.
+fn values_sql(head: &str, columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("{head} VALUES {}", vec![row; rows].join(", "))
+}
+
+/// Inserts `rows` by `head` (`INSERT … INTO table (columns)`), [`ROWS_PER_STATEMENT`] at a
+/// time, the rest one by one; `bind` binds one row's `columns` values from a parameter index
+/// on. Rows go in the order given, so a later row meets an earlier one exactly as it would
+/// one statement later (`OR REPLACE` replaces it, a constraint fails the batch).
+fn insert_rows<R>(
+    tx: &Transaction<'_>,
+    head: &str,
+    columns: usize,
+    rows: &[R],
+    doing: &'static str,
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
+    if rows.len() >= ROWS_PER_STATEMENT {
+        let mut statement = tx.prepare_cached(&values_sql(head, columns, ROWS_PER_STATEMENT)).map_err(sqlite(doing))?;
+        for chunk in &mut chunks {
+            for (i, row) in chunk.iter().enumerate() {
+                bind(&mut statement, 1 + i * columns, row).map_err(sqlite(doing))?;
+            }
+            statement.raw_execute().map_err(sqlite(doing))?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut statement = tx.prepare_cached(&values_sql(head, columns, 1)).map_err(sqlite(doing))?;
+        for row in rest {
+            bind(&mut statement, 1, row).map_err(sqlite(doing))?;
+            statement.raw_execute().map_err(sqlite(doing))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes what the batch changed: persons, coverages, stamps, terms, then the events; the
+/// appended rows by multi-row statements ([`insert_rows`]), the updates one by one. (Passing
+/// each table's rows as one JSON array to an `INSERT … SELECT … FROM json_each` was tried: a
+/// third slower.)
 fn write(tx: &Transaction<'_>, decision: &Decision, applied: &[EventRow], registered_at: Timestamp) -> Result<(), StoreError> {
     let registered = registered_at.jst_seconds();
-    {
-        let mut insert = tx
-            .prepare_cached("INSERT INTO persons (person_id, person_ref) VALUES (?1, ?2)")
-            .map_err(sqlite("preparing the person insert"))?;
-        for (id, person_ref) in &decision.new_persons {
-            insert.execute(params![id, person_ref]).map_err(sqlite("adding a person"))?;
-        }
-    }
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
-                    relationship, card_classification, acquired_on, lost_on, loss_reason, acquired_notified_at, lost_notified_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )
-            .map_err(sqlite("preparing the coverage insert"))?;
-        for c in &decision.new_coverages {
+    insert_rows(
+        tx,
+        "INSERT INTO persons (person_id, person_ref)",
+        2,
+        &decision.new_persons,
+        "adding a person",
+        |s, at, (id, person_ref)| {
+            s.raw_bind_parameter(at, id)?;
+            s.raw_bind_parameter(at + 1, person_ref)
+        },
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
+            relationship, card_classification, acquired_on, lost_on, loss_reason, acquired_notified_at, lost_notified_at, updated_at)",
+        16,
+        &decision.new_coverages,
+        "adding a coverage",
+        |s, at, c| {
             let (insurer, number, symbol, branch) = &c.key;
-            insert
-                .execute(params![
-                    c.coverage_id,
-                    c.person_id,
-                    insurer,
-                    symbol,
-                    number,
-                    branch,
-                    day(c.holder.birth_date),
-                    c.holder.sex.code(),
-                    c.holder.relationship.code(),
-                    c.holder.card_classification.code(),
-                    day(c.acquired_on),
-                    opt_day(c.lost.map(|l| l.0)),
-                    c.lost.map(|l| l.1.code()),
-                    c.acquired_notified_at,
-                    c.lost.map(|l| l.2),
-                    registered
-                ])
-                .map_err(sqlite("adding a coverage"))?;
-        }
-    }
+            s.raw_bind_parameter(at, c.coverage_id)?;
+            s.raw_bind_parameter(at + 1, c.person_id)?;
+            s.raw_bind_parameter(at + 2, insurer)?;
+            s.raw_bind_parameter(at + 3, symbol)?;
+            s.raw_bind_parameter(at + 4, number)?;
+            s.raw_bind_parameter(at + 5, branch)?;
+            s.raw_bind_parameter(at + 6, day(c.holder.birth_date))?;
+            s.raw_bind_parameter(at + 7, c.holder.sex.code())?;
+            s.raw_bind_parameter(at + 8, c.holder.relationship.code())?;
+            s.raw_bind_parameter(at + 9, c.holder.card_classification.code())?;
+            s.raw_bind_parameter(at + 10, day(c.acquired_on))?;
+            s.raw_bind_parameter(at + 11, opt_day(c.lost.map(|l| l.0)))?;
+            s.raw_bind_parameter(at + 12, c.lost.map(|l| l.1.code()))?;
+            s.raw_bind_parameter(at + 13, c.acquired_notified_at)?;
+            s.raw_bind_parameter(at + 14, c.lost.map(|l| l.2))?;
+            s.raw_bind_parameter(at + 15, registered)
+        },
+    )?;
     {
         let mut update = tx
             .prepare_cached(
@@ -169,61 +212,51 @@ fn write(tx: &Transaction<'_>, decision: &Decision, applied: &[EventRow], regist
                 .map_err(sqlite("updating a coverage"))?;
         }
     }
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
-                    post_code, income_class, limit_category, limit_classification, limit_valid_from, limit_valid_to,
-                    specific_diseases, public_expense, notified_at, registered_at, qualification_certificate)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )
-            .map_err(sqlite("preparing the terms insert"))?;
-        for (coverage_id, row) in &decision.terms {
-            let from = &row.effective_from;
+    insert_rows(
+        tx,
+        "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
+            post_code, income_class, limit_category, limit_classification, limit_valid_from, limit_valid_to,
+            specific_diseases, public_expense, notified_at, registered_at, qualification_certificate)",
+        17,
+        &decision.terms,
+        "writing terms",
+        |s, at, (coverage_id, row)| {
             let limit = row.terms.limit.as_ref();
-            insert
-                .execute(params![
-                    coverage_id,
-                    day(*from),
-                    row.details.name,
-                    row.details.name_kana,
-                    row.details.insured_name,
-                    row.details.address,
-                    row.details.post_code,
-                    row.terms.income.code(),
-                    limit.map(|l| l.category.code()),
-                    limit.map(|l| l.classification.code()),
-                    limit.map(|l| day(l.valid_from)),
-                    limit.and_then(|l| opt_day(l.valid_to)),
-                    diseases_json(&row.terms.specific_diseases),
-                    public_expense_json(&row.terms.public_expense),
-                    row.notified_at.jst_seconds(),
-                    registered,
-                    crate::rows::qualification_certificate_text(row.terms.qualification_certificate.as_ref())
-                ])
-                .map_err(sqlite("writing terms"))?;
-        }
-    }
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT OR FAIL INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(sqlite("preparing the event insert"))?;
-    for event in applied {
-        insert
-            .execute(params![
-                event.insurer,
-                event.event_id,
-                event.kind,
-                event.coverage_id,
-                day(event.occurred_on),
-                event.notified_at.jst_seconds(),
-                registered
-            ])
-            .map_err(sqlite("recording an event"))?;
-    }
-    Ok(())
+            s.raw_bind_parameter(at, coverage_id)?;
+            s.raw_bind_parameter(at + 1, day(row.effective_from))?;
+            s.raw_bind_parameter(at + 2, &row.details.name)?;
+            s.raw_bind_parameter(at + 3, &row.details.name_kana)?;
+            s.raw_bind_parameter(at + 4, &row.details.insured_name)?;
+            s.raw_bind_parameter(at + 5, &row.details.address)?;
+            s.raw_bind_parameter(at + 6, &row.details.post_code)?;
+            s.raw_bind_parameter(at + 7, row.terms.income.code())?;
+            s.raw_bind_parameter(at + 8, limit.map(|l| l.category.code()))?;
+            s.raw_bind_parameter(at + 9, limit.map(|l| l.classification.code()))?;
+            s.raw_bind_parameter(at + 10, limit.map(|l| day(l.valid_from)))?;
+            s.raw_bind_parameter(at + 11, limit.and_then(|l| opt_day(l.valid_to)))?;
+            s.raw_bind_parameter(at + 12, diseases_json(&row.terms.specific_diseases))?;
+            s.raw_bind_parameter(at + 13, public_expense_json(&row.terms.public_expense))?;
+            s.raw_bind_parameter(at + 14, row.notified_at.jst_seconds())?;
+            s.raw_bind_parameter(at + 15, registered)?;
+            s.raw_bind_parameter(at + 16, crate::rows::qualification_certificate_text(row.terms.qualification_certificate.as_ref()))
+        },
+    )?;
+    insert_rows(
+        tx,
+        "INSERT OR FAIL INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)",
+        7,
+        applied,
+        "recording an event",
+        |s, at, event| {
+            s.raw_bind_parameter(at, &event.insurer)?;
+            s.raw_bind_parameter(at + 1, &event.event_id)?;
+            s.raw_bind_parameter(at + 2, event.kind)?;
+            s.raw_bind_parameter(at + 3, event.coverage_id)?;
+            s.raw_bind_parameter(at + 4, day(event.occurred_on))?;
+            s.raw_bind_parameter(at + 5, event.notified_at.jst_seconds())?;
+            s.raw_bind_parameter(at + 6, registered)
+        },
+    )
 }
 
 /// An applied event's row of `insurer_events`, owned: a load writes its batches on a thread of

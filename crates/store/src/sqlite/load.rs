@@ -22,7 +22,7 @@
 //! Reads meanwhile are answered, slowly (no index on card numbers): nobody should verify
 //! against a register that is still being loaded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard, mpsc};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -74,7 +74,7 @@ struct PackedMap<V> {
     /// the high half: a probe passes other keys' slots without reading their entries and bytes
     /// (two cache misses each in tables of ten million). A power of two long, at most half full.
     slots: Vec<u64>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: crate::rules::FastHasher,
 }
 
 impl<V: Copy> PackedMap<V> {
@@ -294,8 +294,8 @@ struct LoadReads<'s> {
 }
 
 impl RegisterReads for LoadReads<'_> {
-    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError> {
-        let mut seen = HashSet::new();
+    fn applied(&mut self, ids: &[(&str, &str)]) -> Result<crate::rules::Set<(String, String)>, StoreError> {
+        let mut seen = crate::rules::Set::default();
         for (insurer, event_id) in ids {
             if self.state.applied.get(event_into(&mut self.scratch, insurer, event_id)).is_some() {
                 seen.insert((insurer.to_string(), event_id.to_string()));
@@ -304,7 +304,7 @@ impl RegisterReads for LoadReads<'_> {
         Ok(seen)
     }
 
-    fn persons(&mut self, refs: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
+    fn persons(&mut self, refs: &[&str]) -> Result<crate::rules::Map<String, i64>, StoreError> {
         Ok(refs.iter().filter_map(|r| self.state.persons.get(r.as_bytes()).map(|id| (r.to_string(), id))).collect())
     }
 
@@ -721,6 +721,20 @@ mod tests {
             let imported = open(&dir.path().join("imported.sqlite"));
             crate::conformance::a_load_ends_as_batch_imports(&loaded, &imported, &steps, batch);
         }
+    }
+
+    /// A load's batch large enough that its rows go several to a statement ends as the same
+    /// events imported one at a time.
+    #[test]
+    fn a_large_loaded_batch_ends_as_its_events_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = open(&dir.path().join("loaded.sqlite"));
+        let imported = open(&dir.path().join("imported.sqlite"));
+        let events = crate::conformance::large_batch();
+        let mut load = loaded.begin_load().unwrap().expect("an empty register is loaded");
+        let together = load.apply_events(&events, now()).unwrap();
+        load.finish().unwrap();
+        crate::conformance::a_large_batch_ends_as_single_events(&loaded, &imported, &events, &together);
     }
 
     /// The indexes dropped for the load come back exactly as the migrations made them, and
