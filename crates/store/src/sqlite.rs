@@ -46,7 +46,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("sqlite/0012_welfare_holders.sql")),
     (13, include_str!("sqlite/0013_register_changes.sql")),
     (14, include_str!("sqlite/0014_register_load.sql")),
+    (15, include_str!("sqlite/0015_persons_index.sql")),
 ];
+
+/// Migrations that rebuild a table other tables refer to: SQLite's procedure wants foreign
+/// keys off while the old table is dropped and the new one renamed into its place, and every
+/// reference checked before the commit.
+const REBUILDS: &[i64] = &[15];
 
 /// Process-wide SQLite settings, taken before the first connection opens (SQLite accepts them
 /// only then; later they are refused and the defaults stay, which is correct, only slower).
@@ -216,13 +222,37 @@ fn migrate_with(connection: &mut Connection, migrations: &[(i64, &str)]) -> Resu
         return Err(StoreError::LoadBeforeUpgrade { started_at });
     }
     for (version, sql) in migrations.iter().filter(|(version, _)| *version > current) {
-        let tx = connection.transaction().map_err(sqlite("starting a migration"))?;
-        tx.execute_batch(sql).map_err(sqlite("applying a migration"))?;
-        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])
-            .map_err(sqlite("recording a migration"))?;
-        tx.commit().map_err(sqlite("committing a migration"))?;
+        let rebuild = REBUILDS.contains(version);
+        if rebuild {
+            // Outside the transaction: inside one SQLite ignores this pragma.
+            connection.execute_batch("PRAGMA foreign_keys = OFF").map_err(sqlite("preparing a table rebuild"))?;
+        }
+        let applied = apply_migration(connection, *version, sql, rebuild);
+        if rebuild {
+            connection.execute_batch("PRAGMA foreign_keys = ON").map_err(sqlite("ending a table rebuild"))?;
+        }
+        applied?;
     }
     Ok(())
+}
+
+fn apply_migration(connection: &mut Connection, version: i64, sql: &str, rebuild: bool) -> Result<(), StoreError> {
+    let tx = connection.transaction().map_err(sqlite("starting a migration"))?;
+    tx.execute_batch(sql).map_err(sqlite("applying a migration"))?;
+    if rebuild {
+        let dangling: Option<String> = tx
+            .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |row| row.get(0))
+            .optional()
+            .map_err(sqlite("checking references after a table rebuild"))?;
+        if let Some(table) = dangling {
+            return Err(StoreError::Corrupt(format!(
+                "migration {version}: a row of {table} refers to a row that does not exist; the migration was not applied"
+            )));
+        }
+    }
+    tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])
+        .map_err(sqlite("recording a migration"))?;
+    tx.commit().map_err(sqlite("committing a migration"))
 }
 
 fn raw_coverage(row: &Row<'_>) -> rusqlite::Result<RawCoverage> {
@@ -653,6 +683,51 @@ mod tests {
         register.begin_load().unwrap().expect("continued").finish().unwrap();
         drop(register);
         migrate_with(&mut connection, &newer).expect("migrated after the load");
+    }
+
+    /// Migration 15 rebuilds `persons` under the tables that refer to it: a register holding
+    /// persons and coverages at version 14 keeps every row, the references still hold and are
+    /// still enforced, and a person's reference is still unique.
+    #[test]
+    fn the_persons_rebuild_keeps_rows_references_and_uniqueness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        let mut connection = Connection::open(&path).unwrap();
+        migrate_with(&mut connection, &MIGRATIONS[..14]).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO persons (person_id, person_ref) VALUES (1, 'P1'), (2, 'P2'), (5, 'P5');
+                 INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date,
+                     sex, relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
+                 VALUES (10, 2, '06130488', '12', '7001', 0, 19800101, '1', '1', '01', 20240401, 0, 0),
+                        (11, 5, '06130488', '12', '7002', 0, 19800101, '2', '1', '01', 20240401, 0, 0);",
+            )
+            .unwrap();
+        migrate_with(&mut connection, MIGRATIONS).unwrap();
+        let persons: Vec<(i64, String)> = connection
+            .prepare("SELECT person_id, person_ref FROM persons ORDER BY person_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(persons, vec![(1, "P1".to_string()), (2, "P2".to_string()), (5, "P5".to_string())]);
+        let held: i64 =
+            connection.query_row("SELECT count(*) FROM coverages c JOIN persons p ON p.person_id = c.person_id", [], |r| r.get(0)).unwrap();
+        assert_eq!(held, 2);
+        let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(foreign_keys, 1, "enforced again after the rebuild");
+        let dangling = connection.execute(
+            "INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date,
+                 sex, relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
+             VALUES (12, 9, '06130488', '12', '7003', 0, 19800101, '1', '1', '01', 20240401, 0, 0)",
+            [],
+        );
+        assert!(dangling.is_err(), "a coverage of no person is refused");
+        assert!(connection.execute("INSERT INTO persons (person_id, person_ref) VALUES (6, 'P2')", []).is_err(), "P2 is taken");
+        let index: String =
+            connection.query_row("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'persons'", [], |r| r.get(0)).unwrap();
+        assert_eq!(index, "persons_by_ref");
     }
 
     #[test]
