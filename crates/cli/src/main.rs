@@ -119,7 +119,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    onshi_store::sqlite::configure_process();
     // The server logs each refusal at info; a scripted check makes many on purpose.
     let quiet = matches!(&cli.command, Command::Demo(args) if args.check) || matches!(&cli.command, Command::Bench(_));
     let default_filter = if quiet { "warn" } else { "warn,onshi_center=info,onshi_gateway=info" };
@@ -128,6 +127,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Before any SQLite connection opens, after the log can say if it was too late.
+    onshi_store::sqlite::configure_process();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Center { command } => center_cmd::run(command),

@@ -14,9 +14,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// The hasher of the rules' maps and the load's tables: foldhash, seeded at random per map (so
-/// that an insurer cannot choose keys that collide), instead of the standard library's SipHash,
-/// which was a tenth of a load's deciding thread (docs/PERFORMANCE.md, issue 13).
+/// The hasher of the rules' maps and the load's tables: foldhash, seeded at random per map,
+/// instead of the standard library's SipHash, which was a tenth of a load's deciding thread
+/// (docs/PERFORMANCE.md, issue 13). foldhash claims only minimal resistance to chosen
+/// collisions: enough here, where the keys come from authenticated insurers' uploads, each
+/// map lives for one batch (or one load) and its seed is never seen outside the process.
 pub(crate) type FastHasher = foldhash::fast::RandomState;
 pub(crate) type Map<K, V> = HashMap<K, V, FastHasher>;
 pub(crate) type Set<K> = HashSet<K, FastHasher>;

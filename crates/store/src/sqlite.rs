@@ -49,10 +49,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("sqlite/0015_persons_index.sql")),
 ];
 
-/// Migrations that rebuild a table other tables refer to: SQLite's procedure wants foreign
-/// keys off while the old table is dropped and the new one renamed into its place, and every
-/// reference checked before the commit.
-const REBUILDS: &[i64] = &[15];
+/// Migrations that rebuild a table other tables refer to, and that table: SQLite's procedure
+/// wants foreign keys off while the old table is dropped and the new one renamed into its
+/// place, and the references to it checked before the commit. Migration 15 copies every person
+/// and sorts their references into the new index: a one-time cost of about half a minute at
+/// 10 M persons, at the first open by the new version.
+const REBUILDS: &[(i64, &str)] = &[(15, "persons")];
 
 /// Process-wide SQLite settings, taken before the first connection opens (SQLite accepts them
 /// only then; later they are refused and the defaults stay, which is correct, only slower).
@@ -222,32 +224,53 @@ fn migrate_with(connection: &mut Connection, migrations: &[(i64, &str)]) -> Resu
         return Err(StoreError::LoadBeforeUpgrade { started_at });
     }
     for (version, sql) in migrations.iter().filter(|(version, _)| *version > current) {
-        let rebuild = REBUILDS.contains(version);
-        if rebuild {
-            // Outside the transaction: inside one SQLite ignores this pragma.
-            connection.execute_batch("PRAGMA foreign_keys = OFF").map_err(sqlite("preparing a table rebuild"))?;
-        }
-        let applied = apply_migration(connection, *version, sql, rebuild);
-        if rebuild {
-            connection.execute_batch("PRAGMA foreign_keys = ON").map_err(sqlite("ending a table rebuild"))?;
-        }
+        let rebuilt = REBUILDS.iter().find(|(v, _)| v == version).map(|(_, table)| *table);
+        let Some(table) = rebuilt else {
+            apply_migration(connection, *version, sql, None)?;
+            continue;
+        };
+        let enforced: i64 =
+            connection.query_row("PRAGMA foreign_keys", [], |row| row.get(0)).map_err(sqlite("preparing a table rebuild"))?;
+        // Outside the transaction: inside one SQLite ignores this pragma.
+        connection.execute_batch("PRAGMA foreign_keys = OFF").map_err(sqlite("preparing a table rebuild"))?;
+        let applied = apply_migration(connection, *version, sql, Some(table));
+        let restored = connection
+            .execute_batch(&format!("PRAGMA foreign_keys = {enforced}"))
+            .map_err(sqlite("enforcing foreign keys again after a table rebuild"));
         applied?;
+        restored?;
     }
     Ok(())
 }
 
-fn apply_migration(connection: &mut Connection, version: i64, sql: &str, rebuild: bool) -> Result<(), StoreError> {
+/// Applies one migration in its own transaction; for one that rebuilt `rebuilt`, the rows that
+/// refer to it are checked before the commit (and the migration is not applied if one names
+/// a row that is not there).
+fn apply_migration(connection: &mut Connection, version: i64, sql: &str, rebuilt: Option<&str>) -> Result<(), StoreError> {
     let tx = connection.transaction().map_err(sqlite("starting a migration"))?;
     tx.execute_batch(sql).map_err(sqlite("applying a migration"))?;
-    if rebuild {
-        let dangling: Option<String> = tx
-            .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |row| row.get(0))
-            .optional()
-            .map_err(sqlite("checking references after a table rebuild"))?;
-        if let Some(table) = dangling {
-            return Err(StoreError::Corrupt(format!(
-                "migration {version}: a row of {table} refers to a row that does not exist; the migration was not applied"
-            )));
+    if let Some(parent) = rebuilt {
+        let children: Vec<String> = tx
+            .prepare(
+                "SELECT DISTINCT m.name FROM sqlite_schema m, pragma_foreign_key_list(m.name) f
+                 WHERE m.type = 'table' AND f.\"table\" = ?1 ORDER BY m.name",
+            )
+            .and_then(|mut statement| statement.query_map([parent], |row| row.get(0))?.collect())
+            .map_err(sqlite("listing the tables that refer to a rebuilt table"))?;
+        for child in children {
+            let dangling: Option<Option<i64>> = tx
+                .query_row(&format!("SELECT rowid FROM pragma_foreign_key_check('{child}') WHERE parent = ?1 LIMIT 1"), [parent], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sqlite("checking references after a table rebuild"))?;
+            if let Some(rowid) = dangling {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {version}: a row of {child} (rowid {}) refers to a row of {parent} that does not exist; \
+                     the migration was not applied: keep the file for a bug report and ask for help before going on",
+                    rowid.map_or("none".to_string(), |r| r.to_string())
+                )));
+            }
         }
     }
     tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])
@@ -685,24 +708,39 @@ mod tests {
         migrate_with(&mut connection, &newer).expect("migrated after the load");
     }
 
+    /// The tables whose foreign keys name `persons`, as the schema declares them.
+    fn referring_to_persons(connection: &Connection) -> Vec<(String, String)> {
+        connection
+            .prepare(
+                "SELECT m.name, f.\"from\" FROM sqlite_schema m, pragma_foreign_key_list(m.name) f
+                 WHERE m.type = 'table' AND f.\"table\" = 'persons' ORDER BY m.name, f.\"from\"",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    const COVERAGE_OF: &str = "INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch,
+        birth_date, sex, relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
+        VALUES (?1, ?2, '06130488', '12', ?3, 0, 19800101, '1', '1', '01', 20240401, 0, 0)";
+
     /// Migration 15 rebuilds `persons` under the tables that refer to it: a register holding
-    /// persons and coverages at version 14 keeps every row, the references still hold and are
-    /// still enforced, and a person's reference is still unique.
+    /// persons and coverages at version 14 keeps every row, every table that referred to
+    /// persons still does, references are still enforced (a coverage of a person who exists is
+    /// taken, one of nobody refused), and a person's reference is still unique.
     #[test]
     fn the_persons_rebuild_keeps_rows_references_and_uniqueness() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("register.sqlite");
         let mut connection = Connection::open(&path).unwrap();
         migrate_with(&mut connection, &MIGRATIONS[..14]).unwrap();
-        connection
-            .execute_batch(
-                "INSERT INTO persons (person_id, person_ref) VALUES (1, 'P1'), (2, 'P2'), (5, 'P5');
-                 INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date,
-                     sex, relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
-                 VALUES (10, 2, '06130488', '12', '7001', 0, 19800101, '1', '1', '01', 20240401, 0, 0),
-                        (11, 5, '06130488', '12', '7002', 0, 19800101, '2', '1', '01', 20240401, 0, 0);",
-            )
-            .unwrap();
+        let referring = referring_to_persons(&connection);
+        assert!(referring.contains(&("coverages".to_string(), "person_id".to_string())), "{referring:?}");
+        connection.execute_batch("INSERT INTO persons (person_id, person_ref) VALUES (1, 'P1'), (2, 'P2'), (5, 'P5');").unwrap();
+        connection.execute(COVERAGE_OF, params![10, 2, "7001"]).unwrap();
+        connection.execute(COVERAGE_OF, params![11, 5, "7002"]).unwrap();
         migrate_with(&mut connection, MIGRATIONS).unwrap();
         let persons: Vec<(i64, String)> = connection
             .prepare("SELECT person_id, person_ref FROM persons ORDER BY person_id")
@@ -715,19 +753,51 @@ mod tests {
         let held: i64 =
             connection.query_row("SELECT count(*) FROM coverages c JOIN persons p ON p.person_id = c.person_id", [], |r| r.get(0)).unwrap();
         assert_eq!(held, 2);
+        assert_eq!(referring_to_persons(&connection), referring, "every reference to persons survives the rebuild");
+        let broken: i64 = connection.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(broken, 0);
         let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(foreign_keys, 1, "enforced again after the rebuild");
-        let dangling = connection.execute(
-            "INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date,
-                 sex, relationship, card_classification, acquired_on, acquired_notified_at, updated_at)
-             VALUES (12, 9, '06130488', '12', '7003', 0, 19800101, '1', '1', '01', 20240401, 0, 0)",
-            [],
+        connection.execute(COVERAGE_OF, params![12, 1, "7003"]).expect("a coverage of a person who exists");
+        let dangling = connection.execute(COVERAGE_OF, params![13, 9, "7004"]);
+        assert!(
+            matches!(&dangling, Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            "a coverage of no person is refused by its foreign key: {dangling:?}"
         );
-        assert!(dangling.is_err(), "a coverage of no person is refused");
         assert!(connection.execute("INSERT INTO persons (person_id, person_ref) VALUES (6, 'P2')", []).is_err(), "P2 is taken");
-        let index: String =
-            connection.query_row("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'persons'", [], |r| r.get(0)).unwrap();
-        assert_eq!(index, "persons_by_ref");
+        let indexes: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'persons'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, vec!["persons_by_ref".to_string()]);
+    }
+
+    /// A register at version 14 with a coverage naming no person (possible only if written
+    /// with foreign keys off): migration 15 is not applied, the file stays at version 14 with
+    /// its old table, and foreign keys are enforced again.
+    #[test]
+    fn the_persons_rebuild_is_not_applied_over_a_dangling_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.sqlite");
+        let mut connection = Connection::open(&path).unwrap();
+        migrate_with(&mut connection, &MIGRATIONS[..14]).unwrap();
+        connection.execute_batch("PRAGMA foreign_keys = OFF; INSERT INTO persons (person_id, person_ref) VALUES (1, 'P1');").unwrap();
+        connection.execute(COVERAGE_OF, params![10, 9, "7001"]).unwrap();
+        connection.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        match migrate_with(&mut connection, MIGRATIONS) {
+            Err(StoreError::Corrupt(message)) => assert!(message.contains("coverages") && message.contains("persons"), "{message}"),
+            other => panic!("the rebuild must not be applied: {other:?}"),
+        }
+        let version: i64 = connection.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 14);
+        let old_index: i64 =
+            connection.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_autoindex_persons_1'", [], |r| r.get(0)).unwrap();
+        assert_eq!(old_index, 1, "the old table is still there");
+        let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(foreign_keys, 1);
     }
 
     #[test]
