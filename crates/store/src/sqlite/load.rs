@@ -925,6 +925,58 @@ mod tests {
         assert_eq!(other.unfinished_load().unwrap(), None);
     }
 
+    /// A batch that fails in the writing thread (a trigger here refuses one event's row, as a
+    /// full disk or a broken file would refuse a write): the failure reaches the import at its
+    /// next call, names what failed, leaves every earlier batch committed and none of the failed
+    /// one, and the load refuses to go on; run again (the cause gone), the load continues and
+    /// ends as batch-by-batch imports of the same events.
+    #[test]
+    fn a_batch_failing_in_the_writer_stops_the_load_and_a_rerun_continues_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loaded.sqlite");
+        let events: Vec<CoverageEvent> = (0..12)
+            .map(|i| acquisition(&if i == 6 { "boom".to_string() } else { format!("w{i}") }, &format!("W{i}"), &(8100 + i).to_string()))
+            .collect();
+        let register = open(&path);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse_boom BEFORE INSERT ON insurer_events WHEN NEW.event_id = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;",
+            )
+            .unwrap();
+        let mut load = register.begin_load().unwrap().expect("an empty register is loaded");
+        load.apply_events(&events[..4], now()).expect("first batch decided");
+        load.apply_events(&events[4..8], now()).expect("second batch decided, the first written meanwhile");
+        let failed = load.apply_events(&events[8..], now()).expect_err("the second batch's write failed");
+        assert!(failed.to_string().contains("injected write failure"), "{failed}");
+        let again = load.apply_events(&events[8..], now()).expect_err("a broken load goes no further");
+        assert!(again.to_string().contains("run the import again"), "{again}");
+        assert!(load.finish().is_err());
+        let applied: Vec<String> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT event_id FROM insurer_events ORDER BY event_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(applied, ["w0", "w1", "w2", "w3"], "the first batch committed, nothing of the second");
+        assert!(matches!(register.apply_events(&events[..1], now()), Err(StoreError::Loading { .. })));
+
+        Connection::open(&path).unwrap().execute_batch("DROP TRIGGER refuse_boom").unwrap();
+        let mut continued = register.begin_load().unwrap().expect("the unfinished load is continued");
+        for chunk in events.chunks(4) {
+            continued.apply_events(chunk, now()).unwrap();
+        }
+        continued.finish().unwrap();
+        let imported = open(&dir.path().join("imported.sqlite"));
+        for chunk in events.chunks(4) {
+            imported.apply_events(chunk, now()).unwrap();
+        }
+        assert_eq!(register.canonical_dump().unwrap(), imported.canonical_dump().unwrap());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
         /// A load of a random history cut off after a random batch and continued by a load of a
