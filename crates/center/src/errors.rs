@@ -239,6 +239,32 @@ pub fn register_unavailable(detail: String) -> CenterError {
     )
 }
 
+/// An upload that arrived while the center's register is being loaded for the first time
+/// (`onshi center import` into an empty register): nothing of it was applied, and the same
+/// file sent again later is applied once (events by their ids). Said to the uploader, not in
+/// the operator's terms.
+pub fn upload_while_loading(started_at: &str) -> CenterError {
+    error(
+        503,
+        "REGISTER_UNAVAILABLE",
+        None,
+        format!(
+            "the center's register is being loaded (since {started_at}, Japan time): nothing of this upload was applied; \
+             send the same file again later"
+        ),
+        "センターが資格情報を一括で読み込んでいる最中のため、このアップロードは反映されていません。しばらくしてから同じファイルを再送してください（同じ事象は一度だけ反映されます）。",
+        "Send the same file again later; events already applied are skipped by their ids. The center's operator finishes the load with `onshi center import`.",
+    )
+}
+
+/// A store failure behind an upload, said to the uploader.
+pub fn upload_failed(error: crate::import::ImportError) -> CenterError {
+    match error {
+        crate::import::ImportError::Store(onshi_store::StoreError::Loading { started_at }) => upload_while_loading(&started_at),
+        other => register_unavailable(other.to_string()),
+    }
+}
+
 pub fn not_found(path: &str) -> CenterError {
     error(
         404,

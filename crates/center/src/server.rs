@@ -425,7 +425,7 @@ async fn payer_upload_handler(State(state): State<Arc<CenterState>>, Extension(p
         })
         .await
         .map_err(|e| errors::register_unavailable(format!("import worker failed: {e}")))?
-        .map_err(|e| errors::register_unavailable(e.to_string()))
+        .map_err(errors::upload_failed)
     }
     .await;
     let code = outcome(&result, |report| format!("applied:{} refused:{}", report.applied, report.rejected_total));
@@ -518,7 +518,7 @@ async fn upload_handler(State(state): State<Arc<CenterState>>, Extension(peer): 
         })
         .await
         .map_err(|e| errors::register_unavailable(format!("import worker failed: {e}")))?
-        .map_err(|e| errors::register_unavailable(e.to_string()))
+        .map_err(errors::upload_failed)
     }
     .await;
     let code = outcome(&result, |report| format!("applied:{} refused:{}", report.applied, report.rejected_total));

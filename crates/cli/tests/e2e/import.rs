@@ -144,7 +144,13 @@ async fn an_unfinished_load_refuses_uploads_through_the_server_until_it_is_run_a
     match insurer.upload_events(upload.clone()).await {
         Err(onshi_api::client::ClientError::Refused { status: 503, body }) => {
             assert_eq!(body.error.code, "REGISTER_UNAVAILABLE");
-            assert!(body.error.detail.contains("being loaded"), "{:?}", body.error);
+            // Said to the insurer: nothing applied, send again; not the operator's command.
+            assert!(
+                body.error.detail.contains("being loaded") && body.error.detail.contains("send the same file again"),
+                "{:?}",
+                body.error
+            );
+            assert!(body.error.reception_ja.contains("再送"), "{:?}", body.error);
         }
         other => panic!("an upload during an unfinished load: {other:?}"),
     }
