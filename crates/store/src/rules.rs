@@ -14,6 +14,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use onshi_domain::codes::ReasonOfLoss;
+use onshi_domain::{Date, Timestamp};
+
+use crate::StoreError;
+use crate::model::{ApplyOutcome, CoverageEvent, EventBody, Holder, MemberDetails, Terms, TermsRecord};
+
 /// The hasher of the rules' maps and the load's tables: foldhash, seeded at random per map,
 /// instead of the standard library's SipHash, which was a tenth of a load's deciding thread
 /// (docs/PERFORMANCE.md, issue 13). foldhash claims only minimal resistance to chosen
@@ -22,12 +28,6 @@ use std::collections::{HashMap, HashSet};
 pub(crate) type FastHasher = foldhash::fast::RandomState;
 pub(crate) type Map<K, V> = HashMap<K, V, FastHasher>;
 pub(crate) type Set<K> = HashSet<K, FastHasher>;
-
-use onshi_domain::codes::ReasonOfLoss;
-use onshi_domain::{Date, Timestamp};
-
-use crate::StoreError;
-use crate::model::{ApplyOutcome, CoverageEvent, EventBody, Holder, MemberDetails, Terms, TermsRecord};
 
 /// (insurer, number, symbol, branch): the key every rule of a coverage is checked on.
 pub(crate) type CardKey = (String, String, String, u8);

@@ -52,8 +52,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Migrations that rebuild a table other tables refer to, and that table: SQLite's procedure
 /// wants foreign keys off while the old table is dropped and the new one renamed into its
 /// place, and the references to it checked before the commit. Migration 15 copies every person
-/// and sorts their references into the new index: a one-time cost of about half a minute at
-/// 10 M persons, at the first open by the new version.
+/// and sorts their references into the new index: once, at the first open by the new version
+/// (22.3 s measured on a register of 10 M persons, docs/PERFORMANCE.md).
 const REBUILDS: &[(i64, &str)] = &[(15, "persons")];
 
 /// Process-wide SQLite settings, taken before the first connection opens (SQLite accepts them

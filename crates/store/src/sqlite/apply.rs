@@ -108,17 +108,20 @@ fn values_sql(head: &str, columns: usize, rows: usize) -> String {
 }
 
 /// Inserts `rows` by `head` (`INSERT … INTO table (columns)`), [`ROWS_PER_STATEMENT`] at a
-/// time, the rest one by one; `bind` binds one row's `columns` values from a parameter index
-/// on. Rows go in the order given, so a later row meets an earlier one exactly as it would
-/// one statement later (`OR REPLACE` replaces it, a constraint fails the batch).
+/// time, the rest one by one; `bind` binds one row's values, as many as `head` names columns,
+/// from a parameter index on. Rows go in the order given, so a later row meets an earlier one
+/// exactly as it would one statement later (`OR REPLACE` replaces it, a constraint fails the
+/// batch).
 fn insert_rows<R>(
     tx: &Transaction<'_>,
     head: &str,
-    columns: usize,
     rows: &[R],
     doing: &'static str,
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
 ) -> Result<(), StoreError> {
+    // The column list is the last parenthesis of `head`: the count comes from the same text
+    // the statement is made of.
+    let columns = head.rsplit_once('(').map_or(0, |(_, list)| list.split(',').count());
     let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
     if rows.len() >= ROWS_PER_STATEMENT {
         let mut statement = tx.prepare_cached(&values_sql(head, columns, ROWS_PER_STATEMENT)).map_err(sqlite(doing))?;
@@ -146,22 +149,14 @@ fn insert_rows<R>(
 /// third slower.)
 fn write(tx: &Transaction<'_>, decision: &Decision, applied: &[EventRow], registered_at: Timestamp) -> Result<(), StoreError> {
     let registered = registered_at.jst_seconds();
-    insert_rows(
-        tx,
-        "INSERT INTO persons (person_id, person_ref)",
-        2,
-        &decision.new_persons,
-        "adding a person",
-        |s, at, (id, person_ref)| {
-            s.raw_bind_parameter(at, id)?;
-            s.raw_bind_parameter(at + 1, person_ref)
-        },
-    )?;
+    insert_rows(tx, "INSERT INTO persons (person_id, person_ref)", &decision.new_persons, "adding a person", |s, at, (id, person_ref)| {
+        s.raw_bind_parameter(at, id)?;
+        s.raw_bind_parameter(at + 1, person_ref)
+    })?;
     insert_rows(
         tx,
         "INSERT INTO coverages (coverage_id, person_id, insurer_number, card_symbol, card_number, card_branch, birth_date, sex,
             relationship, card_classification, acquired_on, lost_on, loss_reason, acquired_notified_at, lost_notified_at, updated_at)",
-        16,
         &decision.new_coverages,
         "adding a coverage",
         |s, at, c| {
@@ -217,7 +212,6 @@ fn write(tx: &Transaction<'_>, decision: &Decision, applied: &[EventRow], regist
         "INSERT OR REPLACE INTO coverage_terms (coverage_id, effective_from, name, name_kana, insured_name, address,
             post_code, income_class, limit_category, limit_classification, limit_valid_from, limit_valid_to,
             specific_diseases, public_expense, notified_at, registered_at, qualification_certificate)",
-        17,
         &decision.terms,
         "writing terms",
         |s, at, (coverage_id, row)| {
@@ -244,7 +238,6 @@ fn write(tx: &Transaction<'_>, decision: &Decision, applied: &[EventRow], regist
     insert_rows(
         tx,
         "INSERT OR FAIL INTO insurer_events (insurer_number, event_id, kind, coverage_id, occurred_on, notified_at, registered_at)",
-        7,
         applied,
         "recording an event",
         |s, at, event| {
