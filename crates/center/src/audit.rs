@@ -14,17 +14,28 @@ use onshi_store::postgres::audit::{PgAuditLog, PgAuditReader};
 
 use crate::errors::CenterError;
 
-/// Most records committed in one transaction.
-const GROUP_MAX: usize = 1_024;
+/// Most records committed in one transaction: about 0.7 ms of the writer's CPU (sealing and
+/// inserting, 2–3 µs a record), so that the writer, on the same core as the request workers,
+/// never keeps them waiting longer than that (a group of 1,024 held the core 3–4 ms when a
+/// backlog was written; docs/PERFORMANCE.md, the latency tail). A full group is followed by
+/// the next at once, without gathering.
+const GROUP_MAX: usize = 256;
 /// How long a group that nobody waits for gathers entries before its commit. Entries answered
 /// in this window are lost with the process if it crashes inside it (the verifications' risk,
 /// see above; a stop commits them). A group someone waits for (a view, a stop) commits at
 /// once, or, arriving during a gathering, at its end.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// How often the person index (what a patient's access log is read by) is brought up to the
-/// newest entry while entries come in, and on every stop. Readers see the newer entries
-/// meanwhile by a range scan (see `onshi_store::audit`).
+/// newest entry while entries come in, once more when they stop coming, and on every stop.
+/// Readers see the newer entries meanwhile by a range scan (see `onshi_store::audit`).
 const PERSON_INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most entries one pass of the person index covers before the writer turns back to the
+/// queue: 64 slices, with their pauses about 60 ms, which the queue absorbs (8,192 jobs; at
+/// 26,000 verifications/s about 1,600 come meanwhile).
+const INDEX_PASS_MOST: i64 = 16_384;
+/// The writer's sleep between two slices of a pass of the person index (see
+/// `AuditLog::index_persons_paced`): the core is the request workers' meanwhile.
+const INDEX_PAUSE: std::time::Duration = std::time::Duration::from_micros(500);
 /// Commits between two checkpoints of the write-ahead log (done by another thread, or by
 /// the writer when the log has outgrown [`WAL_BOUND`]).
 const CHECKPOINT_EVERY_COMMITS: u32 = 500;
@@ -68,11 +79,13 @@ impl Log {
         .map_err(|e| e.to_string())
     }
 
-    /// The file log's person index (PostgreSQL's log is indexed by person as it is written).
-    fn index_persons(&mut self) -> Result<(), String> {
+    /// The file log's person index (PostgreSQL's log is indexed by person as it is written):
+    /// all of it (a stop), or one paced pass (while serving). True once it is complete.
+    fn index_persons(&mut self, all: bool) -> Result<bool, String> {
         match self {
-            Log::File(log) => log.index_persons().map_err(|e| e.to_string()),
-            Log::Postgres(_) => Ok(()),
+            Log::File(log) if all => log.index_persons().map(|()| true).map_err(|e| e.to_string()),
+            Log::File(log) => log.index_persons_paced(INDEX_PASS_MOST, || std::thread::sleep(INDEX_PAUSE)).map_err(|e| e.to_string()),
+            Log::Postgres(_) => Ok(true),
         }
     }
 
@@ -185,12 +198,28 @@ impl AuditSink {
                 // The first commit exports at once: a log always has a checkpoint beside it.
                 let mut exported: Option<std::time::Instant> = None;
                 let mut indexed = std::time::Instant::now();
+                // Entries appended since the person index was last complete (at the start,
+                // perhaps an earlier run's), and whether a pass stopped at its bound with more
+                // to do.
+                let (mut unindexed, mut pass_unfinished) = (true, false);
+                // The last group was full: a backlog, written without gathering.
+                let mut backlog = false;
                 // Records of answered accesses whose write failed: written first, with the next
                 // group, until a write works (bounded: once a write fails, no access is answered
                 // before its records are committed).
                 let mut retained: Vec<AuditRecord> = Vec::new();
                 loop {
-                    let first = if retained.is_empty() {
+                    let first = if retained.is_empty() && (unindexed || pass_unfinished) {
+                        // Entries not indexed yet: indexed when the next job comes or, when
+                        // none does, once the time is up (a pass left unfinished continues
+                        // at once), so that a quiet center's index is complete.
+                        let wait = if pass_unfinished { std::time::Duration::ZERO } else { PERSON_INDEX_EVERY.saturating_sub(indexed.elapsed()) };
+                        match jobs.recv_timeout(wait) {
+                            Ok(job) => Some(job),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    } else if retained.is_empty() {
                         match jobs.recv() {
                             Ok(job) => Some(job),
                             Err(_) => break,
@@ -213,7 +242,7 @@ impl AuditSink {
                     // what came meanwhile: a commit costs the same pages whether it carries one
                     // entry or fifty, and a writer asleep (not blocked in `recv`) costs the
                     // senders no wake-up per entry.
-                    if batch.first().is_some_and(|job| job.ack.is_none() && !job.records.is_empty()) {
+                    if !backlog && batch.first().is_some_and(|job| job.ack.is_none() && !job.records.is_empty()) {
                         std::thread::sleep(GATHER);
                     }
                     // Whatever else is already queued goes along.
@@ -231,7 +260,10 @@ impl AuditSink {
                         carried.iter().cloned().chain(batch.iter().flat_map(|job| job.records.iter().cloned())).collect();
                     // An empty job is a flush (a stop): the head is exported before it is acked.
                     let flush = batch.iter().any(|job| job.records.is_empty() && job.ack.is_some());
-                    let appended = log.append(&records);
+                    backlog = count >= GROUP_MAX;
+                    // Nothing to write: an index pass, or a flush.
+                    let appended = if records.is_empty() { Ok(()) } else { log.append(&records) };
+                    unindexed |= !records.is_empty() && appended.is_ok();
                     let append_failed = appended.is_err();
                     if let Err(e) = &appended {
                         retained = carried;
@@ -239,9 +271,15 @@ impl AuditSink {
                         tracing::error!(error = %e, kept = retained.len(), "audit log write failed; accesses are refused until it works again, answered ones are written then");
                     }
                     let mut result = appended;
-                    if result.is_ok() && (flush || indexed.elapsed() >= PERSON_INDEX_EVERY) {
+                    if result.is_ok() && (flush || pass_unfinished || (unindexed && indexed.elapsed() >= PERSON_INDEX_EVERY)) {
                         indexed = std::time::Instant::now();
-                        result = log.index_persons();
+                        match log.index_persons(flush) {
+                            Ok(complete) => {
+                                pass_unfinished = !complete;
+                                unindexed &= !complete;
+                            }
+                            Err(e) => result = Err(e),
+                        }
                     }
                     if result.is_ok() && (flush || exported.is_none_or(|at| at.elapsed() >= HEAD_EXPORT_EVERY)) {
                         exported = Some(std::time::Instant::now());
