@@ -14,11 +14,12 @@ use onshi_store::postgres::audit::{PgAuditLog, PgAuditReader};
 
 use crate::errors::CenterError;
 
-/// Most records committed in one transaction: about 0.7 ms of the writer's CPU (sealing and
-/// inserting, 2–3 µs a record), so that the writer, on the same core as the request workers,
-/// never keeps them waiting longer than that (a group of 1,024 held the core 3–4 ms when a
-/// backlog was written; docs/PERFORMANCE.md, the latency tail). A full group is followed by
-/// the next at once, without gathering.
+/// Most records committed in one transaction (a single job, such as a batch check's 10,000
+/// records, is written whole): about 0.7 ms of the writer's CPU (sealing and inserting, 2–3 µs
+/// a record). The writer shares a core with the request workers, and a group of 1,024 held it
+/// 3–4 ms when a backlog was written (docs/PERFORMANCE.md, the latency tail; what still holds it
+/// longer: the person index's commit, about 2 ms once a second, and a WAL truncation). A full
+/// group is followed by the next at once, without gathering.
 const GROUP_MAX: usize = 256;
 /// How long a group that nobody waits for gathers entries before its commit. Entries answered
 /// in this window are lost with the process if it crashes inside it (the verifications' risk,
@@ -26,12 +27,14 @@ const GROUP_MAX: usize = 256;
 /// once, or, arriving during a gathering, at its end.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// How often the person index (what a patient's access log is read by) is brought up to the
-/// newest entry while entries come in, once more when they stop coming, and on every stop.
+/// newest entry while entries come in, once more within this time when they stop coming, and
+/// on every stop.
 /// Readers see the newer entries meanwhile by a range scan (see `onshi_store::audit`).
 const PERSON_INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most entries one pass of the person index covers before the writer turns back to the
 /// queue: 64 slices, with their pauses about 60 ms, which the queue absorbs (8,192 jobs; at
-/// 26,000 verifications/s about 1,600 come meanwhile).
+/// 26,000 verifications/s about 1,600 come meanwhile). A pass left unfinished (a log indexed
+/// for the first time) goes on only once the queue's backlog is written.
 const INDEX_PASS_MOST: i64 = 16_384;
 /// The writer's sleep between two slices of a pass of the person index (see
 /// `AuditLog::index_persons_paced`): the core is the request workers' meanwhile.
@@ -57,6 +60,8 @@ struct Job {
     /// Answered before its commit (a verification queued while the log worked): its records
     /// are kept and written again until a write works, never dropped.
     answered: bool,
+    /// A stop's flush: acknowledged once the person index is complete and the head exported.
+    flush: bool,
 }
 
 /// How often records of answered accesses that could not be written are tried again while
@@ -201,7 +206,7 @@ impl AuditSink {
                 // Entries appended since the person index was last complete (at the start,
                 // perhaps an earlier run's), and whether a pass stopped at its bound with more
                 // to do.
-                let (mut unindexed, mut pass_unfinished) = (true, false);
+                let (mut unindexed, mut pass_unfinished) = (matches!(log, Log::File(_)), false);
                 // The last group was full: a backlog, written without gathering.
                 let mut backlog = false;
                 // Records of answered accesses whose write failed: written first, with the next
@@ -212,8 +217,15 @@ impl AuditSink {
                     let first = if retained.is_empty() && (unindexed || pass_unfinished) {
                         // Entries not indexed yet: indexed when the next job comes or, when
                         // none does, once the time is up (a pass left unfinished continues
-                        // at once), so that a quiet center's index is complete.
-                        let wait = if pass_unfinished { std::time::Duration::ZERO } else { PERSON_INDEX_EVERY.saturating_sub(indexed.elapsed()) };
+                        // at once; after a failed turn, a second later), so that a quiet
+                        // center's index is complete.
+                        let wait = if writer_failing.load(std::sync::atomic::Ordering::SeqCst) {
+                            RETRY_EVERY
+                        } else if pass_unfinished {
+                            std::time::Duration::ZERO
+                        } else {
+                            PERSON_INDEX_EVERY.saturating_sub(indexed.elapsed())
+                        };
                         match jobs.recv_timeout(wait) {
                             Ok(job) => Some(job),
                             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -258,27 +270,41 @@ impl AuditSink {
                     let carried = std::mem::take(&mut retained);
                     let records: Vec<AuditRecord> =
                         carried.iter().cloned().chain(batch.iter().flat_map(|job| job.records.iter().cloned())).collect();
-                    // An empty job is a flush (a stop): the head is exported before it is acked.
-                    let flush = batch.iter().any(|job| job.records.is_empty() && job.ack.is_some());
+                    // A stop's flush: the index completed and the head exported before it is acked.
+                    let flush = batch.iter().any(|job| job.flush);
                     backlog = count >= GROUP_MAX;
-                    // Nothing to write: an index pass, or a flush.
-                    let appended = if records.is_empty() { Ok(()) } else { log.append(&records) };
-                    unindexed |= !records.is_empty() && appended.is_ok();
+                    // Also when there is nothing to write (a turn for the index, a flush): the
+                    // write then only tells whether the log can be written.
+                    let appended = log.append(&records);
+                    unindexed |= matches!(log, Log::File(_)) && !records.is_empty() && appended.is_ok();
                     let append_failed = appended.is_err();
                     if let Err(e) = &appended {
                         retained = carried;
                         retained.extend(batch.iter().filter(|job| job.answered && job.ack.is_none()).flat_map(|job| job.records.iter().cloned()));
                         tracing::error!(error = %e, kept = retained.len(), "audit log write failed; accesses are refused until it works again, answered ones are written then");
                     }
+                    // Whoever waits for a commit hears of it now, not after the upkeep below (a
+                    // paced pass of the index takes tens of milliseconds); a flush waits for it.
+                    let (flushes, committed): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| job.flush);
+                    for job in committed {
+                        if let Some(ack) = job.ack {
+                            let _ = ack.send(appended.clone());
+                        }
+                    }
                     let mut result = appended;
-                    if result.is_ok() && (flush || pass_unfinished || (unindexed && indexed.elapsed() >= PERSON_INDEX_EVERY)) {
+                    if result.is_ok() && (flush || (pass_unfinished && !backlog) || (unindexed && indexed.elapsed() >= PERSON_INDEX_EVERY)) {
                         indexed = std::time::Instant::now();
                         match log.index_persons(flush) {
                             Ok(complete) => {
                                 pass_unfinished = !complete;
                                 unindexed &= !complete;
                             }
-                            Err(e) => result = Err(e),
+                            Err(e) => {
+                                // Tried again a second later, not at once: a failing disk must
+                                // not spin the writer.
+                                pass_unfinished = false;
+                                result = Err(e);
+                            }
                         }
                     }
                     if result.is_ok() && (flush || exported.is_none_or(|at| at.elapsed() >= HEAD_EXPORT_EVERY)) {
@@ -296,7 +322,7 @@ impl AuditSink {
                         tracing::error!(error = %e, "audit log upkeep (person index or checkpoint) failed; accesses are refused until it works again");
                     }
                     writer_failing.store(result.is_err(), std::sync::atomic::Ordering::SeqCst);
-                    for job in batch {
+                    for job in flushes {
                         if let Some(ack) = job.ack {
                             let _ = ack.send(result.clone());
                         }
@@ -334,7 +360,7 @@ impl AuditSink {
         }
         let (ack, done) = tokio::sync::oneshot::channel();
         self.queue
-            .try_send(Job { records, ack: Some(ack), answered: false })
+            .try_send(Job { records, ack: Some(ack), answered: false, flush: false })
             .map_err(|_| unavailable("the audit queue is full or closed".into()))?;
         Ok(done)
     }
@@ -348,7 +374,9 @@ impl AuditSink {
         }
         // Answered only while the log works: then its records are kept until written.
         let answered = !self.failing.load(std::sync::atomic::Ordering::SeqCst);
-        self.queue.try_send(Job { records, ack: None, answered }).map_err(|_| unavailable("the audit queue is full or closed".into()))?;
+        self.queue
+            .try_send(Job { records, ack: None, answered, flush: false })
+            .map_err(|_| unavailable("the audit queue is full or closed".into()))?;
         if !answered {
             return Err(unavailable("the audit log's last write failed".into()));
         }
@@ -362,7 +390,7 @@ impl AuditSink {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let (ack, done) = tokio::sync::oneshot::channel();
         let queue = self.queue.clone();
-        tokio::task::spawn_blocking(move || queue.send(Job { records: Vec::new(), ack: Some(ack), answered: false }))
+        tokio::task::spawn_blocking(move || queue.send(Job { records: Vec::new(), ack: Some(ack), answered: false, flush: true }))
             .await
             .map_err(|e| unavailable(format!("the audit flush failed: {e}")))?
             .map_err(|_| unavailable("the audit writer stopped".into()))?;
@@ -400,6 +428,31 @@ mod tests {
         let mut name = path.as_os_str().to_owned();
         name.push("-wal");
         std::fs::metadata(std::path::PathBuf::from(name)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// A center whose entries stop coming completes the person index and the tallies by itself
+    /// within a second, not only at its next entry or its stop (a patient's access log is then
+    /// read by the index alone, and the next busy second does not start with the index).
+    #[tokio::test]
+    async fn a_quiet_center_completes_its_person_index_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let key = b"0123456789abcdef0123456789abcdef";
+        let sink = AuditSink::start(AuditLog::open(&path, key).unwrap());
+        for n in 0..10 {
+            sink.record(vec![record(n)]).await.unwrap();
+        }
+        let reader = AuditLog::open_read_only(&path, key).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let upto = reader.indexed_upto().unwrap();
+            if upto == 10 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the person index stayed at {upto} of 10 entries");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sink.close().await.unwrap();
     }
 
     /// The write-ahead log stays bounded while entries keep coming: at every

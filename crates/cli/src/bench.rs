@@ -201,7 +201,6 @@ struct Polling(Vec<tokio::task::JoinHandle<()>>);
 impl Polling {
     /// One yielding task per worker of the current runtime; call inside it.
     fn start() -> Polling {
-        PACED_BY_SPINNING.store(true, std::sync::atomic::Ordering::Relaxed);
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let spin = || {
             tokio::spawn(async {
@@ -216,21 +215,11 @@ impl Polling {
 
 impl Drop for Polling {
     fn drop(&mut self) {
-        PACED_BY_SPINNING.store(false, std::sync::atomic::Ordering::Relaxed);
         for task in &self.0 {
             task.abort();
         }
     }
 }
-
-/// Whether the open loop waits for each request's start by yielding instead of on tokio's
-/// timer: set while [`Polling`] keeps the load generator's CPUs busy anyway. The timer wakes in
-/// whole milliseconds, so every connection whose start fell within a millisecond leaves at its
-/// end, together: at 13,000 requests/s, bursts of about 13, and of 30–60 when the timer is 2–5 ms
-/// late. Clinics do not send in step with one clock, and the center's latency under such
-/// bursts is the burst's length, not a request's. Yielding, each request leaves within a few
-/// microseconds of its start.
-static PACED_BY_SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn start_server(db: &Path, pki: &Path, jpki: &Path, split: Option<&crate::pinning::Split>) -> anyhow::Result<ServerProcess> {
     start_server_logging(db, pki, jpki, split, &pki.with_file_name("center.audit.sqlite"))
@@ -524,7 +513,7 @@ async fn throughput(clients: &[CenterClient], endpoint: Endpoint, requests: &std
 
 /// Open loop at `rate` per second: latencies (µs) measured from each request's intended start.
 async fn latency_at(clients: &[CenterClient], rate: f64, requests: &std::sync::Arc<Vec<Vec<u8>>>, seconds: u64) -> Vec<u64> {
-    open_loop(clients, Endpoint::Verify, rate, requests, seconds).await.latencies
+    open_loop(clients, Endpoint::Verify, rate, requests, seconds, Pacing::Timer).await.latencies
 }
 
 /// The trivial endpoint at `rate` per second (open loop), with the server's CPU per request: the
@@ -537,10 +526,11 @@ async fn trivial_at(
     rate: f64,
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
     seconds: u64,
+    pacing: Pacing,
 ) -> anyhow::Result<Measured> {
     let cpu = || cpu_of(pids);
     let before = cpu()?;
-    let OpenLoop { latencies, failed, .. } = open_loop(clients, Endpoint::Trivial, rate, requests, seconds).await;
+    let OpenLoop { latencies, failed, .. } = open_loop(clients, Endpoint::Trivial, rate, requests, seconds, pacing).await;
     let after = cpu()?;
     anyhow::ensure!(failed == 0, "{failed} trivial requests failed at {rate:.0}/s");
     anyhow::ensure!(!latencies.is_empty(), "nothing was answered in the phase");
@@ -548,18 +538,37 @@ async fn trivial_at(
     Ok(Measured { rate: answered / seconds as f64, failed, cpu_us: (after - before) / answered * 1e6 })
 }
 
+/// How the open loop waits for each request's start.
+#[derive(Clone, Copy)]
+enum Pacing {
+    /// tokio's timer, which wakes in whole milliseconds: every connection whose start fell
+    /// within a millisecond leaves at its end, together (at 13,000 requests/s bursts of about
+    /// 13, and of 30–60 when the timer is 2–5 ms late). For a generator without CPUs of its own.
+    Timer,
+    /// Yielding until the start, so that each request leaves within microseconds of it: only
+    /// while [`Polling`] keeps the generator's own CPUs busy anyway. Clinics do not send in
+    /// step with one clock, and under bursts the center's latency is the burst's length.
+    Spinning,
+}
+
+impl Pacing {
+    fn of(polling: &Option<Polling>) -> Pacing {
+        if polling.is_some() { Pacing::Spinning } else { Pacing::Timer }
+    }
+}
+
 /// Open loop at `rate` per second on `endpoint` for `seconds` (starting 0.1 s after the call):
 /// the latencies (µs) of the requests answered, measured from each request's intended start (or
-/// from when the generator's timer let it go, when that was later), and how many failed.
+/// from when the generator let it go, when that was later), and how many failed.
 async fn open_loop(
     clients: &[CenterClient],
     endpoint: Endpoint,
     rate: f64,
     requests: &std::sync::Arc<Vec<Vec<u8>>>,
     seconds: u64,
+    pacing: Pacing,
 ) -> OpenLoop {
     let interval = Duration::from_secs_f64(clients.len() as f64 / rate);
-    let spinning = PACED_BY_SPINNING.load(std::sync::atomic::Ordering::Relaxed);
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs(seconds);
     let mut set = tokio::task::JoinSet::new();
@@ -575,10 +584,10 @@ async fn open_loop(
             while intended < end {
                 // Behind schedule because the last answer came late: the wait counts (the
                 // server's backlog, no coordinated omission). Ahead of it: the request leaves
-                // when the timer wakes, and the timer's lateness (tokio's wheel ticks in whole
-                // milliseconds) is the load generator's, not the server's.
+                // when the generator gets to it (see `Pacing`), and how late that is is the
+                // load generator's, not the server's.
                 let sent = if Instant::now() < intended {
-                    if spinning {
+                    if matches!(pacing, Pacing::Spinning) {
                         while Instant::now() < intended {
                             tokio::task::yield_now().await;
                         }
@@ -619,8 +628,9 @@ async fn open_loop(
     outcome
 }
 
-/// What an open loop measured: the latencies (µs, sorted), how late the generator's timer let
-/// the on-time requests go (µs, sorted; not counted in their latencies), and the failures.
+/// What an open loop measured: the latencies (µs, sorted), how late the generator let the
+/// on-time requests go (µs, sorted; its timer's lateness, or its own stalls when spinning; not
+/// counted in their latencies), and the failures.
 struct OpenLoop {
     latencies: Vec<u64>,
     timer_late: Vec<u64>,
@@ -803,7 +813,7 @@ fn card_only(
     let seconds = args.seconds;
     let institutions = crate::bench_card::institution_clients(pki, &config, args.connections)?;
     let (trivial, cards, again, paced, (full, (burst_rate, busy))) = crate::runtime()?.block_on(async {
-        let _polling = keep_polling(args, split.as_ref());
+        let polling = keep_polling(args, split.as_ref());
         let clients: Vec<CenterClient> = (0..args.connections).map(|_| CenterClient::new(config.clone())).collect::<Result<_, _>>()?;
         if card_index_max_persons() >= args.persons && args.db.is_none() {
             wait_for_card_index(&clients[0], args.persons).await;
@@ -814,7 +824,7 @@ fn card_only(
         let cards = with_cpu(pid, crate::bench_card::throughput(&clients, &bench_cards, seconds)).await?;
         anyhow::ensure!(cards.failed == 0, "{} card verifications failed", cards.failed);
         let again = with_cpu(pid, async { Ok(throughput(&clients, Endpoint::Trivial, requests, seconds).await) }).await?;
-        let paced = trivial_at(&[pid], &clients, cards.rate, requests, seconds).await?;
+        let paced = trivial_at(&[pid], &clients, cards.rate, requests, seconds, Pacing::of(&polling)).await?;
         let full = card_full_load(&[pid], &institutions, &bench_cards, seconds).await?;
         anyhow::Ok((trivial, cards, again, paced, full))
     })?;
@@ -1067,15 +1077,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         // the verify phase's own rate says what a request costs the center at that pace (its
         // own wake-ups between requests), beside the full-load figure.
         eprintln!("bench: trivial endpoint at the verify phase's rate ({verify_rate:.0}/s)");
-        let trivial_paced = trivial_at(&pids, &clients, verify_rate, &requests, seconds).await?;
+        let trivial_paced = trivial_at(&pids, &clients, verify_rate, &requests, seconds, Pacing::of(&polling)).await?;
         let number_cpu = (mean(&verify, |m| m.cpu_us), mean(&trivial, |m| m.cpu_us), trivial_paced.cpu_us);
         // The latency phases too: the generator then sends each request at its time instead
-        // of in the timer's millisecond bursts (see `PACED_BY_SPINNING`).
+        // of in the timer's millisecond bursts (see `Pacing`).
         eprintln!("bench: latency at half load ({:.0}/s)", verify_rate / 2.0);
-        let verify_loop = open_loop(&clients, Endpoint::Verify, verify_rate / 2.0, &requests, args.seconds).await;
+        let verify_loop = open_loop(&clients, Endpoint::Verify, verify_rate / 2.0, &requests, args.seconds, Pacing::of(&polling)).await;
         failures += verify_loop.failed;
         eprintln!("bench: trivial endpoint at the same rate, for the latency's floor");
-        let trivial_loop = open_loop(&clients, Endpoint::Trivial, verify_rate / 2.0, &requests, args.seconds).await;
+        let trivial_loop = open_loop(&clients, Endpoint::Trivial, verify_rate / 2.0, &requests, args.seconds, Pacing::of(&polling)).await;
         failures += trivial_loop.failed;
         drop(polling);
         eprintln!("bench: batches of {BATCH_ENTRIES_MAX}");
@@ -1091,7 +1101,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let again = with_cpu_of(&pids, async { Ok(throughput(&clients, Endpoint::Trivial, &requests, seconds).await) }).await?;
         failures += again.failed + cards.failed;
         eprintln!("bench: trivial endpoint at the card verifications' rate ({:.0}/s)", cards.rate);
-        let paced = trivial_at(&pids, &clients, cards.rate, &requests, seconds).await?;
+        let paced = trivial_at(&pids, &clients, cards.rate, &requests, seconds, Pacing::of(&polling)).await?;
         eprintln!("bench: card verifications at full load, proofs signed ahead");
         let (full, sending) = card_full_load(&pids, &institutions, &bench_cards, seconds).await?;
         let card = (cards, again, paced, full, sending);

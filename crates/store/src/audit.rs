@@ -183,7 +183,11 @@ pub const INDEX_SLICE_ENTRIES: i64 = 256;
 /// entries each second's sorted insert rewrote most of that tree: the writer fell behind,
 /// its queue filled, and verifications were refused (`AUDIT_UNAVAILABLE`). A person's entries
 /// are read with one seek per chunk of 2^18 entries (entries ÷ 2^18 seeks per statement: about
-/// 3,800 for a log of a billion). The unit tests use chunks of four entries, so every read in
+/// 3,800 for a log of a billion). The size is a trade: a pass of the index writes about the
+/// newest chunk's subtree into the WAL at its commit, about 1,300 pages and 2–4 ms of the core
+/// the request workers share, once a second at 10 M persons; chunks of 2^16 entries (330
+/// pages, about 1 ms) were tried and left, their gain in the latency tail within the runs'
+/// spread (docs/PERFORMANCE.md). The unit tests use chunks of four entries, so every read in
 /// them crosses chunks.
 const PERSON_CHUNK_BITS: u32 = if cfg!(test) { 2 } else { 18 };
 
@@ -663,6 +667,13 @@ impl AuditLog {
         }
         tx.commit().map_err(sqlite("indexing the audit log by person"))?;
         Ok(indexed_to >= head && tallied_to >= head)
+    }
+
+    /// Up to which entry both the person index and the tallies are complete.
+    pub fn indexed_upto(&self) -> Result<i64, StoreError> {
+        let indexed = meta_value(&self.connection, PERSON_INDEXED_UPTO)?.unwrap_or(0);
+        let tallied = meta_value(&self.connection, TALLIED_UPTO)?.unwrap_or(0);
+        Ok(indexed.min(tallied))
     }
 
     /// The tallies of the Japan days `from..=to` (`YYYYMMDD`), exact to the newest entry.
