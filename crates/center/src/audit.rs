@@ -18,7 +18,7 @@ use crate::errors::CenterError;
 /// records, is written whole): about 0.7 ms of the writer's CPU (sealing and inserting, 2–3 µs
 /// a record). The writer shares a core with the request workers, and a group of 1,024 held it
 /// 3–4 ms when a backlog was written (docs/PERFORMANCE.md, the latency tail; what still holds it
-/// longer: the person index's commit, about 2 ms once a second, and a WAL truncation). A full
+/// longer: the person index's commit, 2–4 ms once a second, and a WAL truncation). A full
 /// group is followed by the next at once, without gathering.
 const GROUP_MAX: usize = 256;
 /// How long a group that nobody waits for gathers entries before its commit. Entries answered
@@ -273,8 +273,8 @@ impl AuditSink {
                     // A stop's flush: the index completed and the head exported before it is acked.
                     let flush = batch.iter().any(|job| job.flush);
                     backlog = count >= GROUP_MAX;
-                    // Also when there is nothing to write (a turn for the index, a flush): the
-                    // write then only tells whether the log can be written.
+                    // Also when there is nothing to write (a turn for the index, a flush): on
+                    // PostgreSQL that reaches the database; a failure is a failure either way.
                     let appended = log.append(&records);
                     unindexed |= matches!(log, Log::File(_)) && !records.is_empty() && appended.is_ok();
                     let append_failed = appended.is_err();
@@ -292,8 +292,12 @@ impl AuditSink {
                         }
                     }
                     let mut result = appended;
+                    // Whether this turn wrote anything: only then may it say the log works again
+                    // (an empty transaction touches no disk).
+                    let mut wrote = !records.is_empty();
                     if result.is_ok() && (flush || (pass_unfinished && !backlog) || (unindexed && indexed.elapsed() >= PERSON_INDEX_EVERY)) {
                         indexed = std::time::Instant::now();
+                        wrote = true;
                         match log.index_persons(flush) {
                             Ok(complete) => {
                                 pass_unfinished = !complete;
@@ -321,7 +325,9 @@ impl AuditSink {
                     {
                         tracing::error!(error = %e, "audit log upkeep (person index or checkpoint) failed; accesses are refused until it works again");
                     }
-                    writer_failing.store(result.is_err(), std::sync::atomic::Ordering::SeqCst);
+                    if wrote || result.is_err() {
+                        writer_failing.store(result.is_err(), std::sync::atomic::Ordering::SeqCst);
+                    }
                     for job in flushes {
                         if let Some(ack) = job.ack {
                             let _ = ack.send(result.clone());
