@@ -461,6 +461,28 @@ mod tests {
         sink.close().await.unwrap();
     }
 
+    /// An empty record (what a refused card flag or consent withdrawal submits: a request that
+    /// proved nothing, which anyone holding a card's public certificate can send) is committed
+    /// as any other, not taken for a stop's flush. Before, each made the writer complete the
+    /// whole person index and export the chain's head.
+    #[tokio::test]
+    async fn an_empty_record_is_not_a_stop_s_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.sqlite");
+        let key = b"0123456789abcdef0123456789abcdef";
+        let sink = AuditSink::start(AuditLog::open(&path, key).unwrap());
+        let exported = || std::fs::read_to_string(onshi_store::audit::checkpoint_path(&path)).unwrap();
+        // The first commit exports the head at once; the next one not before HEAD_EXPORT_EVERY.
+        sink.record(vec![record(1)]).await.unwrap();
+        sink.record(vec![record(2)]).await.unwrap();
+        for _ in 0..3 {
+            sink.record(Vec::new()).await.unwrap();
+        }
+        assert!(exported().contains("\"seq\":1,"), "an empty record exported the head: {}", exported());
+        sink.close().await.unwrap();
+        assert!(exported().contains("\"seq\":2,"), "a stop exports the head: {}", exported());
+    }
+
     /// The write-ahead log stays bounded while entries keep coming: at every
     /// CHECKPOINT_EVERY_COMMITS-th commit the writer finds it over the bound and truncates it.
     /// (Passive checkpoints alone let a bench log grow to 2.9 GB.)
