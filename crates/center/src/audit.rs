@@ -285,9 +285,11 @@ impl AuditSink {
                     }
                     // Whoever waits for a commit hears of it now, not after the upkeep below (a
                     // paced pass of the index takes tens of milliseconds); a flush waits for it.
-                    let (flushes, committed): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| job.flush);
-                    for job in committed {
-                        if let Some(ack) = job.ack {
+                    let mut flushes = Vec::new();
+                    for job in batch {
+                        if job.flush {
+                            flushes.push(job);
+                        } else if let Some(ack) = job.ack {
                             let _ = ack.send(appended.clone());
                         }
                     }
@@ -436,19 +438,28 @@ mod tests {
         std::fs::metadata(std::path::PathBuf::from(name)).map(|m| m.len()).unwrap_or(0)
     }
 
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// A sink writing a fresh log in `dir`, and the log's path.
+    fn started(dir: &std::path::Path) -> (std::path::PathBuf, AuditSink) {
+        let path = dir.join("audit.sqlite");
+        let sink = AuditSink::start(AuditLog::open(&path, KEY).unwrap());
+        (path, sink)
+    }
+
     /// A center whose entries stop coming completes the person index and the tallies by itself
     /// within a second, not only at its next entry or its stop (a patient's access log is then
     /// read by the index alone, and the next busy second does not start with the index).
     #[tokio::test]
     async fn a_quiet_center_completes_its_person_index_by_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.sqlite");
-        let key = b"0123456789abcdef0123456789abcdef";
-        let sink = AuditSink::start(AuditLog::open(&path, key).unwrap());
+        let (path, sink) = started(dir.path());
         for n in 0..10 {
             sink.record(vec![record(n)]).await.unwrap();
         }
-        let reader = AuditLog::open_read_only(&path, key).unwrap();
+        // Waited for on its condition, with a deadline: nothing else is sent meanwhile, so only
+        // the writer's own pass can complete the index.
+        let reader = AuditLog::open_read_only(&path, KEY).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let upto = reader.indexed_upto().unwrap();
@@ -468,9 +479,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_record_is_not_a_stop_s_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.sqlite");
-        let key = b"0123456789abcdef0123456789abcdef";
-        let sink = AuditSink::start(AuditLog::open(&path, key).unwrap());
+        let (path, sink) = started(dir.path());
         let exported = || std::fs::read_to_string(onshi_store::audit::checkpoint_path(&path)).unwrap();
         // The first commit exports the head at once; the next one not before HEAD_EXPORT_EVERY.
         sink.record(vec![record(1)]).await.unwrap();
